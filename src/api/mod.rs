@@ -1,0 +1,1 @@
+//! The signed client for MTS and ICE: one call is one attempt.

@@ -1,0 +1,1 @@
+//! Credentials and region, found the way the Alibaba Cloud tooling finds them.
