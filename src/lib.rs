@@ -1,9 +1,20 @@
 //! face-enroll: registers reference face images with Alibaba Cloud MTS and ICE, exactly once,
 //! paced at the service's limit, recorded in an append-only ledger that makes every re-run resume.
+//!
+//! The data's trip: `manifest` (CSV → rows) → `plan` (rows − `ledger` → work per person) →
+//! `pipeline` (pacing, concurrency, retries) → `api` (one signed attempt) → back to `ledger`.
 
 pub mod api;
+// GATED pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod credentials;
+pub mod ledger;
 pub mod manifest;
+pub mod pacer;
+// GATED pub mod pipeline;
+pub mod plan;
+pub mod report;
+pub mod retry;
 pub mod sandbox;
 pub mod sign;

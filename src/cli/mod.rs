@@ -1,2 +1,222 @@
 //! Command-line flags (clap) and their conversion into validated configuration.
+//!
+//! Doc comments here are the `--help` text. Nothing outside this module sees clap types.
+
 pub mod sandbox;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::report::ProgressMode;
+
+/// Register reference face images with Alibaba Cloud MTS, exactly once, paced, resumable.
+#[derive(Parser, Debug)]
+#[command(name = "face-enroll", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Register every image of a manifest; re-run to resume where the last run stopped.
+    Run(RunArgs),
+    /// Validate a manifest and print the plan; sends nothing.
+    Check(CheckArgs),
+    // GATED-DOC Run the local emulator of the MTS and ICE APIs.
+    // GATED Sandbox(sandbox::SandboxArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// CSV manifest with columns category_id, person_id, image_url [, person_name].
+    pub manifest: PathBuf,
+    /// Ledger file [default: the manifest's path with extension .ledger.jsonl, or
+    /// .sandbox.ledger.jsonl with --sandbox].
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
+    /// Service endpoint URL overriding the regional one (e.g. a sandbox at http://127.0.0.1:8686/).
+    #[arg(long, conflicts_with_all = ["region", "sandbox"])]
+    pub endpoint: Option<String>,
+    /// Region [default: ALIBABA_CLOUD_REGION_ID, the profile's region_id, else cn-shanghai].
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Profile of ~/.aliyun/config.json to use (modes AK and StsToken).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Requests per second for this run, retries and look-ups included; 0 = unlimited.
+    #[arg(long, default_value_t = 100)]
+    pub qps: u32,
+    /// Requests in flight at most [default: half the --qps, at least 8; 64 when unlimited].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Attempts per request, the first included.
+    #[arg(long, default_value_t = 8)]
+    pub max_attempts: u32,
+    /// Seconds to wait for one answer before giving the attempt up.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+    /// Start no new work after this long (e.g. 50m, 1h30m), finish what is in flight, exit 5.
+    #[arg(long, value_parser = parse_duration)]
+    pub max_duration: Option<std::time::Duration>,
+    /// Send rows again whose last record is `failed`.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Run against the built-in sandbox (in-process, realistic latency, a few 500s); no credentials.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Progress display: a bar on a terminal, a log line every 10 s otherwise.
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Print only warnings and errors (no progress, no summary on stderr).
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Also write the summary as JSON to this file.
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+    /// Write rows that were not registered (invalid, over the limit) to this CSV file.
+    #[arg(long)]
+    pub rejects: Option<PathBuf>,
+    /// Seed for the backoff jitter (reproducible runs in tests).
+    #[arg(long, hide = true, env = "FACE_ENROLL_SEED")]
+    pub seed: Option<u64>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// CSV manifest to validate.
+    pub manifest: PathBuf,
+    /// Ledger to plan against [default: the manifest's path with extension .ledger.jsonl].
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
+    /// Requests per second used for the time estimate.
+    #[arg(long, default_value_t = 100)]
+    pub qps: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProgressArg {
+    Auto,
+    Bar,
+    Log,
+    Off,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl From<ProgressArg> for ProgressMode {
+    fn from(value: ProgressArg) -> ProgressMode {
+        match value {
+            ProgressArg::Auto => ProgressMode::Auto,
+            ProgressArg::Bar => ProgressMode::Bar,
+            ProgressArg::Log => ProgressMode::Log,
+            ProgressArg::Off => ProgressMode::Off,
+        }
+    }
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::clock::parse_duration(text)
+}
+
+/// The limits on numeric flags, checked once.
+pub struct Limits;
+
+impl Limits {
+    pub const MAX_QPS: u32 = 10_000;
+    pub const MAX_CONCURRENCY: usize = 1024;
+    pub const MAX_ATTEMPTS: u32 = 100;
+    pub const MAX_TIMEOUT_S: u64 = 600;
+}
+
+impl RunArgs {
+    /// Checks the numeric flags; the message says which flag and what is allowed.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.qps > Limits::MAX_QPS {
+            return Err(format!("--qps {}: at most {} (0 = unlimited)", self.qps, Limits::MAX_QPS));
+        }
+        if let Some(c) = self.concurrency
+            && !(1..=Limits::MAX_CONCURRENCY).contains(&c)
+        {
+            return Err(format!("--concurrency {c}: between 1 and {}", Limits::MAX_CONCURRENCY));
+        }
+        if !(1..=Limits::MAX_ATTEMPTS).contains(&self.max_attempts) {
+            return Err(format!(
+                "--max-attempts {}: between 1 and {}",
+                self.max_attempts,
+                Limits::MAX_ATTEMPTS
+            ));
+        }
+        if !(1..=Limits::MAX_TIMEOUT_S).contains(&self.timeout) {
+            return Err(format!("--timeout {}: between 1 and {} seconds", self.timeout, Limits::MAX_TIMEOUT_S));
+        }
+        if self.max_duration.is_some_and(|d| d.is_zero()) {
+            return Err("--max-duration must be longer than zero".into());
+        }
+        Ok(())
+    }
+
+    /// Enough requests in flight to reach the budget at a few hundred ms of latency.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency.unwrap_or(match self.qps {
+            0 => 64,
+            qps => (qps as usize / 2).clamp(8, 256),
+        })
+    }
+
+    pub fn ledger_path(&self) -> PathBuf {
+        self.ledger
+            .clone()
+            .unwrap_or_else(|| crate::ledger::default_path(&self.manifest, self.sandbox))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("face-enroll").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn run_defaults_match_the_documented_ones() {
+        let Command::Run(run) = parse(&["run", "m.csv"]).unwrap().command else { panic!() };
+        assert_eq!((run.qps, run.max_attempts, run.timeout), (100, 8, 10));
+        assert_eq!(run.concurrency(), 50);
+        assert_eq!(run.ledger_path(), PathBuf::from("m.ledger.jsonl"));
+        assert!(run.validate().is_ok());
+    }
+
+    #[test]
+    fn endpoint_and_sandbox_cannot_be_combined() {
+        assert!(parse(&["run", "m.csv", "--sandbox", "--endpoint", "http://127.0.0.1:1/"]).is_err());
+    }
+
+    #[test]
+    fn out_of_range_numbers_name_the_flag() {
+        let Command::Run(run) = parse(&["run", "m.csv", "--max-attempts", "0"]).unwrap().command else {
+            panic!()
+        };
+        assert!(run.validate().unwrap_err().contains("--max-attempts"));
+        let Command::Run(run) = parse(&["run", "m.csv", "--qps", "0"]).unwrap().command else { panic!() };
+        assert_eq!(run.concurrency(), 64);
+    }
+
+    #[test]
+    fn max_duration_takes_units() {
+        let Command::Run(run) = parse(&["run", "m.csv", "--max-duration", "50m"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(run.max_duration, Some(std::time::Duration::from_secs(3000)));
+        assert!(parse(&["run", "m.csv", "--max-duration", "50 parsecs"]).is_err());
+    }
+}

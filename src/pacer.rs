@@ -1,0 +1,204 @@
+//! Pacing: a permit before every request (retries and look-ups included), so that no one-second
+//! window sees more than the account's budget, slowing down on throttling and recovering gradually.
+//!
+//! governor does the rate arithmetic (GCRA, burst of one). Waiters queue on a fair async mutex, so
+//! a hundred workers waiting for a permit wake one at a time instead of all at once.
+
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::clock;
+
+/// Fraction of the budget actually used: arrival times jitter on the network, and a request
+/// that lands a millisecond early in the server's window would be throttled.
+const HEADROOM: f64 = 0.99;
+/// Multiplicative slow-down on a throttling answer, and the floor as a fraction of the budget.
+const BACKOFF_FACTOR: f64 = 0.7;
+const MIN_FRACTION: f64 = 0.1;
+/// Recovery: after this long without throttling, step the rate up by `RECOVERY_STEP` of the budget.
+const RECOVERY_INTERVAL: Duration = Duration::from_secs(2);
+const RECOVERY_STEP: f64 = 0.1;
+/// The pause after a throttling answer without a hint.
+const DEFAULT_PAUSE: Duration = Duration::from_millis(500);
+const MAX_PAUSE: Duration = Duration::from_secs(60);
+
+pub struct Pacer {
+    budget: f64,
+    gate: tokio::sync::Mutex<()>,
+    state: Mutex<State>,
+}
+
+struct State {
+    rate: f64,
+    limiter: Arc<DefaultDirectRateLimiter>,
+    paused_until: Option<tokio::time::Instant>,
+    calm_since: tokio::time::Instant,
+}
+
+impl Pacer {
+    /// `qps` = 0 means unlimited: `acquire` returns at once.
+    pub fn new(qps: u32) -> Pacer {
+        let budget = f64::from(qps) * HEADROOM;
+        let rate = budget.max(1.0);
+        Pacer {
+            budget,
+            gate: tokio::sync::Mutex::new(()),
+            state: Mutex::new(State {
+                rate,
+                limiter: Arc::new(limiter_for(rate)),
+                paused_until: None,
+                calm_since: clock::instant(),
+            }),
+        }
+    }
+
+    pub fn unlimited(&self) -> bool {
+        self.budget == 0.0
+    }
+
+    /// Waits for the permit to start one request.
+    pub async fn acquire(&self) {
+        if self.unlimited() {
+            return;
+        }
+        let _turn = self.gate.lock().await;
+        loop {
+            let (limiter, pause) = {
+                let mut state = self.lock();
+                self.recover(&mut state);
+                (state.limiter.clone(), state.paused_until)
+            };
+            match pause {
+                Some(until) if until > clock::instant() => {
+                    tokio::time::sleep_until(until).await;
+                    continue;
+                }
+                _ => {}
+            }
+            match limiter.check() {
+                Ok(()) => return,
+                Err(not_until) => {
+                    let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                        &governor::clock::DefaultClock::default(),
+                    ));
+                    clock::sleep(wait.max(Duration::from_micros(50))).await;
+                }
+            }
+        }
+    }
+
+    /// The service said "too fast": slow down, and pause everyone for the hint (or a moment).
+    pub fn throttled(&self, retry_after: Option<Duration>) {
+        if self.unlimited() {
+            return;
+        }
+        let mut state = self.lock();
+        let now = clock::instant();
+        let pause = retry_after.unwrap_or(DEFAULT_PAUSE).min(MAX_PAUSE);
+        let until = now + pause;
+        if state.paused_until.is_none_or(|p| p < until) {
+            state.paused_until = Some(until);
+        }
+        // One slow-down per burst of throttling answers, not one per answer.
+        if now.duration_since(state.calm_since) > Duration::from_millis(200) || state.rate >= self.budget {
+            state.rate = (state.rate * BACKOFF_FACTOR).max(self.budget * MIN_FRACTION).max(1.0);
+            state.limiter = Arc::new(limiter_for(state.rate));
+        }
+        state.calm_since = now;
+    }
+
+    /// The current rate in requests per second (for the progress display).
+    pub fn current_rate(&self) -> f64 {
+        if self.unlimited() { 0.0 } else { self.lock().rate }
+    }
+
+    fn recover(&self, state: &mut State) {
+        if state.rate >= self.budget {
+            return;
+        }
+        let now = clock::instant();
+        if now.duration_since(state.calm_since) >= RECOVERY_INTERVAL {
+            state.rate = (state.rate + self.budget * RECOVERY_STEP).min(self.budget);
+            state.limiter = Arc::new(limiter_for(state.rate));
+            state.calm_since = now;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn limiter_for(rate: f64) -> DefaultDirectRateLimiter {
+    let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
+    let quota = Quota::with_period(period)
+        .expect("a positive period")
+        .allow_burst(NonZeroU32::MIN);
+    RateLimiter::direct(quota)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unlimited_pacer_never_waits_or_slows() {
+        let pacer = Pacer::new(0);
+        for _ in 0..1000 {
+            pacer.acquire().await;
+        }
+        pacer.throttled(None);
+        assert_eq!(pacer.current_rate(), 0.0);
+    }
+
+    #[test]
+    fn throttling_slows_down_to_a_floor_and_not_below() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let pacer = Pacer::new(100);
+            assert!((pacer.current_rate() - 99.0).abs() < 1e-9);
+            pacer.throttled(Some(Duration::from_millis(1)));
+            assert!((pacer.current_rate() - 69.3).abs() < 1e-9);
+            for _ in 0..50 {
+                let mut state = pacer.lock();
+                state.calm_since -= Duration::from_millis(300);
+                drop(state);
+                pacer.throttled(Some(Duration::from_millis(1)));
+            }
+            assert!((pacer.current_rate() - 9.9).abs() < 1e-9);
+        });
+    }
+
+    #[test]
+    fn a_burst_of_throttling_answers_slows_down_once() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let pacer = Pacer::new(100);
+            for _ in 0..10 {
+                pacer.throttled(None);
+            }
+            assert!((pacer.current_rate() - 69.3).abs() < 1e-9);
+        });
+    }
+
+    #[test]
+    fn the_rate_recovers_step_by_step_after_calm() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let pacer = Pacer::new(100);
+            pacer.throttled(None);
+            let mut state = pacer.lock();
+            state.calm_since -= RECOVERY_INTERVAL;
+            pacer.recover(&mut state);
+            assert!((state.rate - 79.2).abs() < 1e-9, "{}", state.rate);
+            for _ in 0..10 {
+                state.calm_since -= RECOVERY_INTERVAL;
+                pacer.recover(&mut state);
+            }
+            assert!((state.rate - 99.0).abs() < 1e-9);
+        });
+    }
+}

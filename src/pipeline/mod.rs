@@ -1,0 +1,318 @@
+//! The run: lock the ledger, replay it, plan the manifest against it, then one scheduler loop —
+//! a bounded pool of workers over persons, a rate permit before every request, one stop signal —
+//! with every outcome going through the recorder.
+
+pub(crate) mod recorder;
+pub(crate) mod stop;
+pub(crate) mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::api::{ApiError, Client};
+use crate::clock::Jitter;
+use crate::ledger::{self, Appender, ImageRecord, LedgerError, Lock, Replay, RunRecord};
+use crate::manifest::{self, ManifestError};
+use crate::pacer::Pacer;
+use crate::plan::{self, Plan, Rejected};
+use crate::report::{Figures, ProgressMode, Summary};
+use crate::retry::Policy;
+use recorder::Event;
+use stop::{Stop, StopReason};
+
+/// Everything a run needs, validated: no flag parsing below this point.
+pub struct RunConfig {
+    pub manifest: PathBuf,
+    pub ledger: PathBuf,
+    pub endpoint: String,
+    pub qps: u32,
+    pub concurrency: usize,
+    pub max_attempts: u32,
+    pub max_duration: Option<Duration>,
+    pub retry_failed: bool,
+    pub progress: ProgressMode,
+    pub rejects: Option<PathBuf>,
+    pub seed: Option<u64>,
+}
+
+/// How a run ended; `exit_code` is the one place that turns it into a number.
+#[derive(Debug)]
+pub enum Ending {
+    /// Every row is registered.
+    Complete,
+    /// Finished, but some rows are failed, invalid or skipped.
+    SomeRowsNotRegistered,
+    /// A run-fatal answer from the service (credentials, signature, permission, clock).
+    ServiceFatal(ApiError),
+    /// Stopped with work left: the deadline passed, or retries ran out.
+    StoppedEarly,
+    /// SIGINT or SIGTERM.
+    Interrupted,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub struct RunResult {
+    pub ending: Ending,
+    pub summary: Summary,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Reads and plans without sending anything (the `check` command, and the first half of `run`).
+pub fn plan_from_files(
+    manifest_path: &std::path::Path,
+    replay: &Replay,
+    options: plan::Options,
+) -> Result<Plan, ManifestError> {
+    let reader = manifest::Reader::open(manifest_path)?;
+    plan::plan(reader, replay, options)
+}
+
+/// Runs the import. The client is built by the caller (credentials, endpoint, timeout).
+pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunError> {
+    let started = Instant::now();
+    let _lock = Lock::acquire(&config.ledger)?;
+    let replay = {
+        let path = config.ledger.clone();
+        tokio::task::spawn_blocking(move || ledger::replay(&path)).await.map_err(join_err)??
+    };
+    let torn = replay.torn_tail;
+    let options = plan::Options { retry_failed: config.retry_failed, keep_work: true };
+    let manifest_path = config.manifest.clone();
+    let plan = tokio::task::spawn_blocking(move || plan_from_files(&manifest_path, &replay, options))
+        .await
+        .map_err(join_err)??;
+    if torn > 0 {
+        tracing::warn!(bytes = torn, "the ledger ended in a torn line (a write cut short); it is dropped, nothing complete is lost");
+    }
+    let appender = Appender::open(&config.ledger, torn)?;
+    let stop = Arc::new(Stop::default());
+    let on_failure = {
+        let stop = stop.clone();
+        move || stop.stop(StopReason::LedgerFailed)
+    };
+    let (events, recorder) =
+        recorder::start(appender, config.progress, plan.counts.to_send, on_failure);
+    let run_id = uuid::Uuid::new_v4().to_string();
+    events.send(Event::Run(run_start(&config, &run_id)));
+    for rejected in plan.rejected.iter().filter(|r| !r.already_recorded) {
+        events.send(Event::Outcome(rejected_record(&run_id, rejected)));
+    }
+    let signals = tokio::spawn(watch_signals(stop.clone()));
+    let deadline = config.max_duration.map(|limit| {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            crate::clock::sleep(limit).await;
+            tracing::info!("--max-duration reached: finishing what is in flight, starting nothing new");
+            stop.stop(StopReason::Deadline);
+        })
+    });
+    let jitter = match config.seed {
+        Some(seed) => Jitter::from_seed(Some(seed)),
+        None => Jitter::from_seed(None),
+    };
+    let context = Arc::new(worker::Context {
+        client,
+        pacer: Pacer::new(config.qps),
+        policy: Policy::new(config.max_attempts),
+        jitter,
+        events: events.clone(),
+        stop: stop.clone(),
+        run_id: run_id.clone(),
+    });
+    let Plan { counts, jobs, rejected } = plan;
+    schedule(context.clone(), jobs, config.concurrency).await;
+    signals.abort();
+    if let Some(deadline) = deadline {
+        deadline.abort();
+    }
+    drop(context);
+    let fatal = stop.take_fatal();
+    let reason = stop.reason();
+    let mut summary = Summary {
+        run_id: run_id.clone(),
+        rows: counts.rows,
+        already_done: counts.already_registered,
+        invalid: counts.invalid,
+        skipped: counts.over_limit,
+        duplicates: counts.duplicates,
+        ledger: config.ledger.display().to_string(),
+        ..Summary::default()
+    };
+    // The end record carries the summary, so it is written once the figures are final.
+    let (figures, appender, failure) = recorder.finish(events);
+    if let Some(failure) = failure {
+        return Err(RunError::Ledger(failure));
+    }
+    fill(&mut summary, &figures, &counts, started);
+    let ending = ending_of(&summary, fatal, reason);
+    summary.exit_code = ending.exit_code();
+    summary.outcome = ending.describe().to_string();
+    append_run_end(appender, &run_id, &summary)?;
+    Ok(RunResult { ending, summary, rejected })
+}
+
+fn fill(summary: &mut Summary, figures: &Figures, counts: &plan::Counts, started: Instant) {
+    summary.registered_now = figures.registered_now;
+    summary.recovered = figures.recovered;
+    summary.failed = figures.failed_now + counts.previously_failed;
+    summary.left = figures.left;
+    summary.retries = figures.retries;
+    summary.throttled = figures.throttled;
+    summary.lookups = figures.lookups;
+    summary.elapsed_s = started.elapsed().as_secs_f64();
+    let done = (figures.registered_now + figures.recovered) as f64;
+    summary.rate_per_s = if summary.elapsed_s > 0.0 { done / summary.elapsed_s } else { 0.0 };
+}
+
+fn append_run_end(mut appender: Appender, run_id: &str, summary: &Summary) -> Result<(), LedgerError> {
+    let record = RunRecord {
+        v: ledger::SCHEMA_VERSION,
+        kind: "run_end".into(),
+        ts: crate::clock::now_rfc3339(),
+        run: run_id.into(),
+        outcome: Some(summary.outcome.clone()),
+        exit_code: Some(summary.exit_code),
+        summary: serde_json::to_value(summary).ok(),
+        ..RunRecord::default()
+    };
+    let mut buf = Vec::new();
+    ledger::encode(&record, &mut buf);
+    appender.append(&buf)?;
+    appender.sync()
+}
+
+fn ending_of(summary: &Summary, fatal: Option<ApiError>, reason: Option<StopReason>) -> Ending {
+    if let Some(error) = fatal {
+        return Ending::ServiceFatal(error);
+    }
+    match reason {
+        Some(StopReason::Interrupted) => return Ending::Interrupted,
+        Some(StopReason::Deadline) if summary.left > 0 => return Ending::StoppedEarly,
+        _ => {}
+    }
+    if summary.left > 0 {
+        Ending::StoppedEarly
+    } else if summary.failed + summary.invalid + summary.skipped > 0 {
+        Ending::SomeRowsNotRegistered
+    } else {
+        Ending::Complete
+    }
+}
+
+impl Ending {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Ending::Complete => 0,
+            Ending::SomeRowsNotRegistered => 1,
+            Ending::ServiceFatal(_) => 3,
+            Ending::StoppedEarly => 5,
+            Ending::Interrupted => 130,
+        }
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Ending::Complete => "complete",
+            Ending::SomeRowsNotRegistered => "finished, some rows not registered",
+            Ending::ServiceFatal(_) => "stopped: the service refused the run",
+            Ending::StoppedEarly => "stopped early, work left for the next run",
+            Ending::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The scheduler loop: `concurrency` workers take persons from one queue until it is empty or
+/// the run is stopping.
+async fn schedule(context: Arc<worker::Context>, jobs: Vec<plan::PersonJob>, concurrency: usize) {
+    let queue = Arc::new(Mutex::new(jobs.into_iter()));
+    let workers = concurrency.max(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        let (context, queue) = (context.clone(), queue.clone());
+        tasks.spawn(async move {
+            loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+                let Some(job) = next else { break };
+                if context.stop.is_stopping() {
+                    context.events.send(Event::Left(job.images.len() as u64));
+                    continue;
+                }
+                worker::process(&context, job).await;
+            }
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        if let Err(e) = result {
+            tracing::error!("a worker ended unexpectedly: {e}");
+            context.stop.stop(StopReason::LedgerFailed);
+        }
+    }
+}
+
+/// First SIGINT/SIGTERM: stop starting work. Second: leave now (every line written is whole).
+async fn watch_signals(stop: Arc<Stop>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        return;
+    };
+    let mut seen = 0;
+    loop {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        seen += 1;
+        if seen == 1 {
+            eprintln!("face-enroll: stopping: finishing requests in flight (press Ctrl-C again to leave at once)");
+            stop.stop(StopReason::Interrupted);
+        } else {
+            eprintln!("face-enroll: leaving now; the ledger is consistent, the next run resumes");
+            std::process::exit(130);
+        }
+    }
+}
+
+fn run_start(config: &RunConfig, run_id: &str) -> RunRecord {
+    RunRecord {
+        v: ledger::SCHEMA_VERSION,
+        kind: "run_start".into(),
+        ts: crate::clock::now_rfc3339(),
+        run: run_id.into(),
+        command: Some("run".into()),
+        manifest: Some(config.manifest.display().to_string()),
+        endpoint: Some(config.endpoint.clone()),
+        pid: Some(std::process::id()),
+        version: Some(env!("CARGO_PKG_VERSION").into()),
+        ..RunRecord::default()
+    }
+}
+
+fn rejected_record(run_id: &str, rejected: &Rejected) -> ImageRecord {
+    let mut record = ImageRecord::new(
+        run_id,
+        rejected.status,
+        &rejected.category_id,
+        &rejected.person_id,
+        &rejected.image_url,
+    );
+    record.line = Some(rejected.line);
+    record.reason = Some(rejected.reason.clone());
+    record
+}
+
+fn join_err(e: tokio::task::JoinError) -> RunError {
+    RunError::Other(format!("internal error while reading input: {e}"))
+}

@@ -1,0 +1,355 @@
+//! The plan: manifest rows minus what the ledger already holds, grouped into work per person.
+//!
+//! Streams the manifest once. Memory grows with persons and with rows still to send, never with
+//! rows already done, so an all-done re-run of a million rows stays small.
+
+use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
+
+use crate::ledger::{KeyHasher, KeyMap, Replay, Status};
+use crate::manifest::{Entry, InvalidRow, ManifestError, Row, image_key, library_key, person_key};
+
+/// The service refuses an eleventh face for a person.
+pub const MAX_FACES_PER_PERSON: u32 = 10;
+
+/// One image to register, in manifest order within its person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageWork {
+    pub line: u64,
+    pub image_url: String,
+    pub key: u128,
+}
+
+/// Everything to do for one person: images one at a time, in manifest order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersonJob {
+    pub category_id: String,
+    pub person_id: String,
+    pub person_name: Option<String>,
+    /// Some image's earlier outcome is unknown: read the person back before sending anything.
+    pub needs_lookup: bool,
+    pub images: Vec<ImageWork>,
+}
+
+/// A row that will not be sent, and why; recorded in the ledger and the rejects file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    pub line: u64,
+    pub category_id: String,
+    pub person_id: String,
+    pub image_url: String,
+    pub status: Status,
+    pub reason: String,
+    /// The ledger already says exactly this, so the record need not be written again.
+    pub already_recorded: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Counts {
+    pub rows: u64,
+    pub persons: u64,
+    pub libraries: u64,
+    pub invalid: u64,
+    pub duplicates: u64,
+    pub already_registered: u64,
+    pub over_limit: u64,
+    pub over_limit_persons: u64,
+    /// Failed in an earlier run for a reason retrying will not fix; sent again only with --retry-failed.
+    pub previously_failed: u64,
+    pub to_send: u64,
+    /// Persons whose images must be looked up on the server first (an outcome was unknown).
+    pub to_look_up: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub counts: Counts,
+    pub jobs: Vec<PersonJob>,
+    pub rejected: Vec<Rejected>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Send rows whose last record is `failed` again.
+    pub retry_failed: bool,
+    /// Keep the work itself (`run`), or only count it (`check`).
+    pub keep_work: bool,
+}
+
+type KeySet = HashSet<u128, BuildHasherDefault<KeyHasher>>;
+
+struct Planner<'a> {
+    replay: &'a Replay,
+    options: Options,
+    plan: Plan,
+    seen_images: KeySet,
+    seen_libraries: KeySet,
+    /// Per person: images counted against the limit, and the job index once there is work.
+    persons: KeyMap<PersonSlot>,
+    registered: KeyMap<u32>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct PersonSlot {
+    used: u32,
+    job: Option<usize>,
+    over_limit: bool,
+}
+
+/// Plans `entries` (the manifest, in order) against the ledger's replay.
+pub fn plan(
+    entries: impl Iterator<Item = Result<Entry, ManifestError>>,
+    replay: &Replay,
+    options: Options,
+) -> Result<Plan, ManifestError> {
+    let mut planner = Planner {
+        replay,
+        options,
+        plan: Plan::default(),
+        seen_images: KeySet::default(),
+        seen_libraries: KeySet::default(),
+        persons: KeyMap::default(),
+        registered: replay.registered_per_person(),
+    };
+    for entry in entries {
+        planner.plan.counts.rows += 1;
+        match entry? {
+            Entry::Valid(row) => planner.add(row),
+            Entry::Invalid(bad) => planner.invalid(bad),
+        }
+    }
+    let counts = &mut planner.plan.counts;
+    counts.persons = planner.persons.len() as u64;
+    counts.libraries = planner.seen_libraries.len() as u64;
+    counts.over_limit_persons = planner.persons.values().filter(|p| p.over_limit).count() as u64;
+    Ok(planner.plan)
+}
+
+impl Planner<'_> {
+    fn invalid(&mut self, bad: InvalidRow) {
+        self.plan.counts.invalid += 1;
+        let key = image_key(&bad.category_id, &bad.person_id, &bad.image_url);
+        let already = self.replay.state(key).is_some_and(|s| s.status == Status::Invalid);
+        let reason = match bad.column {
+            Some(column) => format!("{column}: {}", bad.reason),
+            None => bad.reason,
+        };
+        self.plan.rejected.push(Rejected {
+            line: bad.line,
+            category_id: bad.category_id,
+            person_id: bad.person_id,
+            image_url: bad.image_url,
+            status: Status::Invalid,
+            reason,
+            already_recorded: already,
+        });
+    }
+
+    fn add(&mut self, row: Row) {
+        let key = image_key(&row.category_id, &row.person_id, &row.image_url);
+        if !self.seen_images.insert(key) {
+            self.plan.counts.duplicates += 1;
+            return;
+        }
+        self.seen_libraries.insert(library_key(&row.category_id));
+        let person = person_key(&row.category_id, &row.person_id);
+        let registered = self.registered.get(&person).copied().unwrap_or(0);
+        let slot = self.persons.entry(person).or_insert(PersonSlot { used: registered, ..Default::default() });
+        let state = self.replay.state(key);
+        let mut needs_lookup = false;
+        match state.map(|s| (s.status, s.retryable)) {
+            Some((Status::Registered, _)) => {
+                self.plan.counts.already_registered += 1;
+                return;
+            }
+            Some((Status::Pending, _)) | Some((Status::Failed, true)) => needs_lookup = true,
+            Some((Status::Failed, false)) if !self.options.retry_failed => {
+                self.plan.counts.previously_failed += 1;
+                return;
+            }
+            _ => {}
+        }
+        if slot.used >= MAX_FACES_PER_PERSON {
+            slot.over_limit = true;
+            self.plan.counts.over_limit += 1;
+            let already = state.is_some_and(|s| s.status == Status::Skipped);
+            self.plan.rejected.push(Rejected {
+                line: row.line,
+                reason: format!(
+                    "the person already has {MAX_FACES_PER_PERSON} images planned or registered \
+                     (the service's limit); earlier rows in the manifest win"
+                ),
+                category_id: row.category_id,
+                person_id: row.person_id,
+                image_url: row.image_url,
+                status: Status::Skipped,
+                already_recorded: already,
+            });
+            return;
+        }
+        slot.used += 1;
+        self.plan.counts.to_send += 1;
+        if !self.options.keep_work {
+            if needs_lookup && slot.job.is_none() {
+                slot.job = Some(usize::MAX);
+                self.plan.counts.to_look_up += 1;
+            }
+            return;
+        }
+        let work = ImageWork { line: row.line, image_url: row.image_url, key };
+        let index = match slot.job {
+            Some(i) => i,
+            None => {
+                self.plan.jobs.push(PersonJob {
+                    category_id: row.category_id,
+                    person_id: row.person_id,
+                    person_name: row.person_name,
+                    needs_lookup: false,
+                    images: Vec::new(),
+                });
+                slot.job = Some(self.plan.jobs.len() - 1);
+                self.plan.jobs.len() - 1
+            }
+        };
+        let job = &mut self.plan.jobs[index];
+        if needs_lookup && !job.needs_lookup {
+            job.needs_lookup = true;
+            self.plan.counts.to_look_up += 1;
+        }
+        job.images.push(work);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{ImageRecord, encode, replay_from};
+    use std::path::Path;
+
+    fn row(line: u64, cat: &str, person: &str, url: &str) -> Result<Entry, ManifestError> {
+        Ok(Entry::Valid(Row {
+            line,
+            category_id: cat.into(),
+            person_id: person.into(),
+            person_name: None,
+            image_url: url.into(),
+        }))
+    }
+
+    fn ledger(records: &[(Status, &str, &str, &str, bool)]) -> Replay {
+        let mut bytes = Vec::new();
+        for (status, cat, person, url, retryable) in records {
+            let mut r = ImageRecord::new("r", *status, cat, person, url);
+            r.retryable = retryable.then_some(true);
+            encode(&r, &mut bytes);
+        }
+        replay_from(Path::new("l"), &bytes[..]).unwrap()
+    }
+
+    fn run_options() -> Options {
+        Options { retry_failed: false, keep_work: true }
+    }
+
+    #[test]
+    fn rows_group_by_person_case_insensitively_in_manifest_order() {
+        let rows = vec![
+            row(2, "Lib", "Alice", "http://x/1"),
+            row(3, "lib", "Bob", "http://x/2"),
+            row(4, "LIB", "alice", "http://x/3"),
+        ];
+        let plan = plan(rows.into_iter(), &Replay::default(), run_options()).unwrap();
+        assert_eq!(plan.jobs.len(), 2);
+        let lines: Vec<u64> = plan.jobs[0].images.iter().map(|i| i.line).collect();
+        assert_eq!(lines, vec![2, 4]);
+        assert_eq!(plan.counts.persons, 2);
+        assert_eq!(plan.counts.libraries, 1);
+        assert_eq!(plan.counts.to_send, 3);
+    }
+
+    #[test]
+    fn the_same_image_twice_for_one_person_is_planned_once() {
+        let rows = vec![row(2, "l", "a", "http://x/1"), row(3, "L", "A", "http://x/1")];
+        let plan = plan(rows.into_iter(), &Replay::default(), run_options()).unwrap();
+        assert_eq!(plan.counts.to_send, 1);
+        assert_eq!(plan.counts.duplicates, 1);
+    }
+
+    #[test]
+    fn the_eleventh_image_is_skipped_and_registered_ones_count_toward_the_limit() {
+        let done = ledger(&[
+            (Status::Registered, "l", "a", "http://x/old1", false),
+            (Status::Registered, "l", "a", "http://x/old2", false),
+        ]);
+        let rows = (0..10).map(|i| row(i + 2, "l", "a", &format!("http://x/new{i}")));
+        let plan = plan(rows, &done, run_options()).unwrap();
+        assert_eq!(plan.counts.to_send, 8);
+        assert_eq!(plan.counts.over_limit, 2);
+        assert_eq!(plan.counts.over_limit_persons, 1);
+        let skipped: Vec<u64> = plan.rejected.iter().map(|r| r.line).collect();
+        assert_eq!(skipped, vec![10, 11], "the first rows in manifest order win");
+        assert!(plan.rejected.iter().all(|r| r.status == Status::Skipped));
+    }
+
+    #[test]
+    fn registered_images_are_not_sent_again_and_pending_ones_need_a_lookup() {
+        let done = ledger(&[
+            (Status::Registered, "l", "a", "http://x/1", false),
+            (Status::Pending, "l", "b", "http://x/2", false),
+            (Status::Failed, "l", "c", "http://x/3", true),
+        ]);
+        let rows = vec![
+            row(2, "l", "a", "http://x/1"),
+            row(3, "l", "b", "http://x/2"),
+            row(4, "l", "c", "http://x/3"),
+        ];
+        let plan = plan(rows.into_iter(), &done, run_options()).unwrap();
+        assert_eq!(plan.counts.already_registered, 1);
+        assert_eq!(plan.counts.to_send, 2);
+        assert_eq!(plan.counts.to_look_up, 2);
+        assert!(plan.jobs.iter().all(|j| j.needs_lookup));
+    }
+
+    #[test]
+    fn rows_that_failed_for_good_wait_for_retry_failed() {
+        let done = ledger(&[(Status::Failed, "l", "a", "http://x/1", false)]);
+        let rows = || vec![row(2, "l", "a", "http://x/1")].into_iter();
+        let plain = plan(rows(), &done, run_options()).unwrap();
+        assert_eq!((plain.counts.to_send, plain.counts.previously_failed), (0, 1));
+        let again =
+            plan(rows(), &done, Options { retry_failed: true, keep_work: true }).unwrap();
+        assert_eq!((again.counts.to_send, again.counts.previously_failed), (1, 0));
+    }
+
+    #[test]
+    fn invalid_rows_are_rejected_and_not_rewritten_when_the_ledger_has_them() {
+        let bad = InvalidRow {
+            line: 7,
+            column: Some("image_url"),
+            reason: "not an http(s) URL".into(),
+            category_id: "l".into(),
+            person_id: "a".into(),
+            image_url: "ftp://x".into(),
+        };
+        let fresh =
+            plan(vec![Ok(Entry::Invalid(bad.clone()))].into_iter(), &Replay::default(), run_options())
+                .unwrap();
+        assert_eq!(fresh.counts.invalid, 1);
+        assert!(!fresh.rejected[0].already_recorded);
+        assert!(fresh.rejected[0].reason.starts_with("image_url: "));
+        let known = ledger(&[(Status::Invalid, "l", "a", "ftp://x", false)]);
+        let again = plan(vec![Ok(Entry::Invalid(bad))].into_iter(), &known, run_options()).unwrap();
+        assert!(again.rejected[0].already_recorded);
+    }
+
+    #[test]
+    fn counting_only_keeps_no_work_but_counts_the_same() {
+        let rows = || (0..30).map(|i| row(i + 2, "l", &format!("p{}", i % 3), &format!("http://x/{i}")));
+        let kept = plan(rows(), &Replay::default(), run_options()).unwrap();
+        let counted = plan(rows(), &Replay::default(), Options::default()).unwrap();
+        assert!(counted.jobs.is_empty());
+        assert_eq!(kept.counts.to_send, counted.counts.to_send);
+        assert_eq!(kept.counts.over_limit, counted.counts.over_limit);
+        assert_eq!(kept.counts.persons, 3);
+        assert_eq!(counted.counts.persons, 3);
+    }
+}
