@@ -1,0 +1,117 @@
+//! Shared test plumbing: a sandbox on 127.0.0.1:0, manifests in a temporary folder, the real
+//! binary pointed at the sandbox, and readers for the ledger and the sandbox's state.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use face_enroll::sandbox::{
+    DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, SandboxConfig, SandboxThread, StateSnapshot,
+};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_face-enroll"))
+}
+
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub sandbox: SandboxThread,
+}
+
+impl World {
+    pub fn new(config: SandboxConfig) -> World {
+        World { dir: tempfile::tempdir().unwrap(), sandbox: SandboxThread::spawn(config).unwrap() }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn manifest(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, body).unwrap();
+        path
+    }
+
+    /// `face-enroll <args>` against this world's sandbox, with its credentials in the
+    /// environment and a HOME of its own (so no real profile is ever read).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", DEFAULT_ACCESS_KEY_ID)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", DEFAULT_ACCESS_KEY_SECRET)
+            .env("FACE_ENROLL_SEED", "7")
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    /// `run MANIFEST --endpoint <sandbox> --progress off` plus `extra`.
+    pub fn run(&self, manifest: &Path, extra: &[&str]) -> Output {
+        let url = self.sandbox.base_url();
+        let mut args = vec!["run", manifest.to_str().unwrap(), "--endpoint", &url, "--progress", "off"];
+        args.extend_from_slice(extra);
+        self.command(&args).output().unwrap()
+    }
+
+    pub fn faces(&self) -> Vec<(String, String, String, String)> {
+        faces_of(&self.sandbox.snapshot())
+    }
+}
+
+/// Every face on the server as (category, person, image_url, face_id).
+pub fn faces_of(state: &StateSnapshot) -> Vec<(String, String, String, String)> {
+    let mut out = Vec::new();
+    for c in &state.mts.categories {
+        for p in &c.persons {
+            for f in &p.faces {
+                out.push((c.category_id.clone(), p.person_id.clone(), f.image_url.clone(), f.face_id.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// How many faces each image URL has on the server.
+pub fn copies_per_url(state: &StateSnapshot) -> HashMap<String, usize> {
+    let mut copies = HashMap::new();
+    for (_, _, url, _) in faces_of(state) {
+        *copies.entry(url).or_insert(0) += 1;
+    }
+    copies
+}
+
+/// The ledger's lines as JSON values (a torn last line, if any, is left out).
+pub fn ledger_lines(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// The last record per image URL.
+pub fn last_per_image(path: &Path) -> HashMap<String, serde_json::Value> {
+    let mut last = HashMap::new();
+    for line in ledger_lines(path) {
+        if let Some(url) = line.get("image_url").and_then(|u| u.as_str()) {
+            last.insert(url.to_string(), line.clone());
+        }
+    }
+    last
+}
+
+/// A manifest of `persons` × `per_person` images, with a header.
+pub fn manifest_body(category: &str, persons: usize, per_person: usize) -> String {
+    let mut body = String::from("category_id,person_id,person_name,image_url\n");
+    for p in 0..persons {
+        for i in 0..per_person {
+            body.push_str(&format!("{category},person-{p:04},Person {p},https://img.example.com/{category}/{p:04}/{i:02}.jpg\n"));
+        }
+    }
+    body
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
