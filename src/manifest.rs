@@ -1,1 +1,0 @@
-//! Reading and validating the CSV manifest.

@@ -1,0 +1,183 @@
+//! The fatal manifest errors: the whole file is unusable, so the run stops before anything is sent.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// An example header, quoted in messages that tell the user what the first line must look like.
+const EXAMPLE_HEADER: &str = "category_id,person_id,image_url,person_name";
+
+/// Why the manifest as a whole cannot be used. Bad rows are not errors: they are
+/// [`InvalidRow`](super::InvalidRow)s and the run goes on.
+///
+/// Column numbers in these errors count from 1, as a spreadsheet user would.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file could not be opened (not found, permission denied, ...).
+    #[error("cannot open manifest {}: {}", path.display(), open_advice(error))]
+    Open { path: PathBuf, error: io::Error },
+
+    /// The path names a directory.
+    #[error("manifest {} is a directory, not a file; pass the path of the CSV file", path.display())]
+    IsDirectory { path: PathBuf },
+
+    /// Reading failed part-way through.
+    #[error(
+        "cannot read manifest {}, line {line}: {error}; check that the file is readable \
+         (copy it to a local disk if it lives on a network share) and retry",
+        path.display()
+    )]
+    Read {
+        path: PathBuf,
+        line: u64,
+        error: io::Error,
+    },
+
+    /// The file has no bytes at all.
+    #[error(
+        "manifest {}, line 1: the file is empty; the first line must be a header such as `{EXAMPLE_HEADER}`",
+        path.display()
+    )]
+    Empty { path: PathBuf },
+
+    /// The file holds only blank lines.
+    #[error(
+        "manifest {}, line {line}: no header row, the file holds only blank lines; \
+         the first line must be a header such as `{EXAMPLE_HEADER}`",
+        path.display()
+    )]
+    NoHeader { path: PathBuf, line: u64 },
+
+    /// The header holds a NUL byte: this is binary data, not text.
+    #[error(
+        "manifest {}, line {line}, column {column}: not a CSV file (it holds a NUL byte, \
+         so this is binary data such as an image, a spreadsheet or a UTF-16 text file); \
+         export the manifest as CSV in UTF-8",
+        path.display()
+    )]
+    NotCsv {
+        path: PathBuf,
+        line: u64,
+        column: usize,
+    },
+
+    /// The header is not valid UTF-8.
+    #[error(
+        "manifest {}, line {line}, column {column}: the header is not valid UTF-8; \
+         save the manifest as CSV in UTF-8 (in Excel: \"CSV UTF-8\")",
+        path.display()
+    )]
+    HeaderNotUtf8 {
+        path: PathBuf,
+        line: u64,
+        column: usize,
+    },
+
+    /// One or more required columns are absent from the header.
+    #[error(
+        "manifest {}, line {line}: required column{} {} missing; the header has {}; \
+         column names ignore case, spaces, `_` and `-`, so `category_id`, `CategoryId`, \
+         `category-id` and `CATEGORYID` are all accepted (required: category_id, person_id, \
+         image_url; optional: person_name)",
+        path.display(),
+        if missing.len() == 1 { "" } else { "s" },
+        quoted_list(missing),
+        found_list(found)
+    )]
+    MissingColumn {
+        path: PathBuf,
+        line: u64,
+        missing: Vec<&'static str>,
+        found: Vec<String>,
+    },
+
+    /// The same known column appears twice once spellings are normalised.
+    #[error(
+        "manifest {}, line {line}: column `{column}` is given twice (columns {first} and {second} \
+         are the same name once case, spaces, `_` and `-` are ignored); remove or rename one of them",
+        path.display()
+    )]
+    DuplicateColumn {
+        path: PathBuf,
+        line: u64,
+        column: &'static str,
+        first: usize,
+        second: usize,
+    },
+
+    /// The CSV reader rejected the data.
+    #[error(
+        "manifest {}, line {line}: CSV syntax error: {message}; fix the line or re-export the file as CSV",
+        path.display()
+    )]
+    Syntax {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+
+    /// A quoted field opens and never closes, so the rest of the file was swallowed into it.
+    #[error(
+        "manifest {}, line {line}: a quoted field starts on this line and is never closed, so every \
+         line after it was read as part of one field; add the missing closing `\"`",
+        path.display()
+    )]
+    UnclosedQuote { path: PathBuf, line: u64 },
+}
+
+impl ManifestError {
+    /// The manifest the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Open { path, .. }
+            | Self::IsDirectory { path }
+            | Self::Read { path, .. }
+            | Self::Empty { path }
+            | Self::NoHeader { path, .. }
+            | Self::NotCsv { path, .. }
+            | Self::HeaderNotUtf8 { path, .. }
+            | Self::MissingColumn { path, .. }
+            | Self::DuplicateColumn { path, .. }
+            | Self::Syntax { path, .. }
+            | Self::UnclosedQuote { path, .. } => path,
+        }
+    }
+
+    /// The 1-based line the error is about, when there is one.
+    pub fn line(&self) -> Option<u64> {
+        match self {
+            Self::Open { .. } | Self::IsDirectory { .. } => None,
+            Self::Empty { .. } => Some(1),
+            Self::Read { line, .. }
+            | Self::NoHeader { line, .. }
+            | Self::NotCsv { line, .. }
+            | Self::HeaderNotUtf8 { line, .. }
+            | Self::MissingColumn { line, .. }
+            | Self::DuplicateColumn { line, .. }
+            | Self::Syntax { line, .. }
+            | Self::UnclosedQuote { line, .. } => Some(*line),
+        }
+    }
+}
+
+fn open_advice(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::NotFound => format!("{error}; check the path"),
+        io::ErrorKind::PermissionDenied => {
+            format!("{error}; check that your user may read the file")
+        }
+        _ => format!("{error}; check the path and that the file is readable"),
+    }
+}
+
+fn quoted_list(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|name| format!("`{name}`")).collect();
+    quoted.join(", ")
+}
+
+fn found_list(found: &[String]) -> String {
+    if found.is_empty() {
+        return "no columns".to_owned();
+    }
+    let quoted: Vec<String> = found.iter().map(|name| format!("`{name}`")).collect();
+    format!("columns {}", quoted.join(", "))
+}

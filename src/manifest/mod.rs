@@ -1,0 +1,307 @@
+//! The CSV manifest: reading it as a stream of validated rows, one [`Entry`] per record.
+//! A bad row is data ([`InvalidRow`]); only a file that is unusable as a whole is an error.
+
+mod error;
+mod header;
+mod row;
+mod validate;
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::iter::FusedIterator;
+use std::path::{Path, PathBuf};
+
+use csv::{ByteRecord, Position};
+
+pub use error::ManifestError;
+pub use header::Columns;
+pub use validate::{
+    fold_id, image_key, is_system_library, library_key, person_key, validate_id, validate_url,
+};
+
+/// A row that passed every check; ids, URL and name are trimmed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// 1-based line on which the record starts.
+    pub line: u64,
+    pub category_id: String,
+    pub person_id: String,
+    /// `None` when the column is absent or the cell is empty.
+    pub person_name: Option<String>,
+    pub image_url: String,
+}
+
+/// A row that failed a check. The values are as raw as possible (trimmed, lossy UTF-8) so the
+/// ledger and the rejects file can show the user what they wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidRow {
+    /// 1-based line on which the record starts.
+    pub line: u64,
+    /// The canonical name of the failing column (`"category_id"`, ...), if one is to blame.
+    pub column: Option<&'static str>,
+    pub reason: String,
+    pub category_id: String,
+    pub person_id: String,
+    pub image_url: String,
+}
+
+/// One data record of the manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    Valid(Row),
+    Invalid(InvalidRow),
+}
+
+/// Big enough that a 100 MB manifest is read in a few hundred system calls.
+const BUFFER_BYTES: usize = 256 * 1024;
+
+/// Streams the entries of a manifest. The header is checked when the reader is made; after the
+/// first `Err` the iterator ends.
+pub struct Reader {
+    path: PathBuf,
+    csv: csv::Reader<Tally<Box<dyn Read + Send>>>,
+    record: ByteRecord,
+    columns: Columns,
+    /// The start line of the last record if it spans lines (a quoted field held a line break).
+    last_multiline: Option<u64>,
+    done: bool,
+}
+
+impl Reader {
+    /// Opens a manifest file and checks its header.
+    pub fn open(path: &Path) -> Result<Reader, ManifestError> {
+        let file = File::open(path).map_err(|error| ManifestError::Open {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        // Opening a directory succeeds on Unix; only reading it fails, with a vaguer message.
+        if file.metadata().is_ok_and(|metadata| metadata.is_dir()) {
+            return Err(ManifestError::IsDirectory {
+                path: path.to_path_buf(),
+            });
+        }
+        Self::from_reader(path, file)
+    }
+
+    /// Reads a manifest from any byte source; `name` is the path used in messages.
+    pub fn from_reader<R: Read + Send + 'static>(
+        name: &Path,
+        r: R,
+    ) -> Result<Reader, ManifestError> {
+        let source: Box<dyn Read + Send> = Box::new(r);
+        let csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(BUFFER_BYTES)
+            .from_reader(Tally::new(source));
+        let mut reader = Reader {
+            path: name.to_path_buf(),
+            csv,
+            record: ByteRecord::new(),
+            columns: Columns {
+                category_id: 0,
+                person_id: 0,
+                image_url: 0,
+                person_name: None,
+                names: Vec::new(),
+            },
+            last_multiline: None,
+            done: false,
+        };
+        reader.columns = reader.read_header()?;
+        Ok(reader)
+    }
+
+    /// Which record index each field comes from.
+    pub fn columns(&self) -> &Columns {
+        &self.columns
+    }
+
+    /// The path the reader reports in its errors.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read_header(&mut self) -> Result<Columns, ManifestError> {
+        loop {
+            if !self.read_record()? {
+                let path = self.path.clone();
+                return Err(if self.csv.get_ref().bytes == 0 {
+                    ManifestError::Empty { path }
+                } else {
+                    ManifestError::NoHeader { path, line: 1 }
+                });
+            }
+            if !row::is_blank(&self.record) {
+                let (line, _) = self.record_lines();
+                let binary = self.csv.get_ref().window.contains(&0);
+                return header::parse(&self.path, line, &self.record, binary);
+            }
+        }
+    }
+
+    /// Reads the next record into `self.record`; false at the end of the data.
+    fn read_record(&mut self) -> Result<bool, ManifestError> {
+        match self.csv.read_byte_record(&mut self.record) {
+            Ok(more) => Ok(more),
+            Err(error) => Err(self.csv_error(error)),
+        }
+    }
+
+    /// The line on which the record just read starts, and whether it spans lines.
+    ///
+    /// The csv crate's record position is the reader's position *before* the read: it counts
+    /// skipped blank lines and, in CRLF files, the `\n` of the previous line end, so it runs one
+    /// line behind. Counting back from the reader's position after the read is exact: that
+    /// position counts every `\n` consumed, which are the record's own (inside quoted fields,
+    /// kept verbatim in the fields) plus its terminator when that is a `\n` and not a `\r`.
+    fn record_lines(&self) -> (u64, bool) {
+        let bytes = self.record.as_slice();
+        let newlines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        let spans_lines = newlines > 0 || bytes.contains(&b'\r');
+        let end = self.csv.position();
+        if end.byte() == 0 {
+            return (1, spans_lines);
+        }
+        let field_ends_in_newline = bytes.ends_with(b"\n");
+        let tally = self.csv.get_ref();
+        let Some(ended_by_newline) = tally.ended_by_newline(end.byte(), field_ends_in_newline)
+        else {
+            // Not expected: the parser fetches a chunk only when the current record needs more
+            // bytes. The crate's line is then the best there is (behind by blank lines at most).
+            return (record_line(&self.record), spans_lines);
+        };
+        let line = end.line() - newlines - u64::from(ended_by_newline);
+        (line.max(1), spans_lines)
+    }
+
+    fn csv_error(&self, error: csv::Error) -> ManifestError {
+        let line = error
+            .position()
+            .map_or_else(|| self.csv.position().line(), Position::line);
+        let message = error.to_string();
+        let path = self.path.clone();
+        match error.into_kind() {
+            csv::ErrorKind::Io(error) => ManifestError::Read { path, line, error },
+            _ => ManifestError::Syntax {
+                path,
+                line,
+                message,
+            },
+        }
+    }
+
+    /// At the end of the data: an odd number of `"` in the file and a last record that spans
+    /// lines means a quote was opened and never closed, and that record swallowed the rest.
+    fn unclosed_quote(&self) -> Option<ManifestError> {
+        let line = self.last_multiline?;
+        (self.csv.get_ref().quotes % 2 == 1).then(|| ManifestError::UnclosedQuote {
+            path: self.path.clone(),
+            line,
+        })
+    }
+}
+
+impl Iterator for Reader {
+    type Item = Result<Entry, ManifestError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            match self.read_record() {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.done = true;
+                    return self.unclosed_quote().map(Err);
+                }
+                Err(error) => {
+                    self.done = true;
+                    return Some(Err(error));
+                }
+            }
+            let (line, spans_lines) = self.record_lines();
+            self.last_multiline = spans_lines.then_some(line);
+            if !row::is_blank(&self.record) {
+                return Some(Ok(row::to_entry(&self.record, &self.columns, line)));
+            }
+        }
+        None
+    }
+}
+
+impl FusedIterator for Reader {}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("path", &self.path)
+            .field("columns", &self.columns)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The 1-based line on which a record starts.
+fn record_line(record: &ByteRecord) -> u64 {
+    record.position().map_or(0, Position::line)
+}
+
+/// Watches the bytes on their way to the CSV parser, for what the csv crate cannot report:
+/// whether the file is empty, whether a quote was left open, and which byte ended a record.
+struct Tally<R> {
+    inner: R,
+    /// Bytes read so far.
+    bytes: u64,
+    /// `"` characters read so far, and before the window.
+    quotes: u64,
+    quotes_before_window: u64,
+    /// A copy of the last non-empty chunk read, and its offset in the file. The parser asks
+    /// for a chunk only when it has consumed the previous one, so a record just parsed always
+    /// ends inside this chunk.
+    window: Vec<u8>,
+    window_start: u64,
+}
+
+impl<R> Tally<R> {
+    fn new(inner: R) -> Self {
+        Tally {
+            inner,
+            bytes: 0,
+            quotes: 0,
+            quotes_before_window: 0,
+            window: Vec::new(),
+            window_start: 0,
+        }
+    }
+
+    /// Whether the record that ends just before offset `end` was terminated by a `\n` (rather
+    /// than a `\r`, or the end of the data); `None` when that byte is no longer in the window.
+    fn ended_by_newline(&self, end: u64, field_ends_in_newline: bool) -> Option<bool> {
+        let index = usize::try_from(end.checked_sub(self.window_start)?).ok()?;
+        let last = *self.window.get(index.checked_sub(1)?)?;
+        if last != b'\n' || !field_ends_in_newline {
+            return Some(last == b'\n');
+        }
+        // That `\n` may instead be the content of a quoted field left open at the end of the
+        // data; then an odd number of quotes comes before it. Rare, so counting here is cheap.
+        let before = self.window[..index].iter().filter(|&&b| b == b'"').count() as u64;
+        Some((self.quotes_before_window + before).is_multiple_of(2))
+    }
+}
+
+impl<R: Read> Read for Tally<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            let chunk = &buf[..n];
+            self.window.clear();
+            self.window.extend_from_slice(chunk);
+            self.window_start = self.bytes;
+            self.quotes_before_window = self.quotes;
+            self.bytes += n as u64;
+            self.quotes += chunk.iter().filter(|&&b| b == b'"').count() as u64;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests;

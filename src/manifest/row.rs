@@ -1,0 +1,108 @@
+//! One data record → a valid [`Row`] or an [`InvalidRow`] that says which column is wrong and why.
+
+use csv::ByteRecord;
+
+use super::validate::{is_system_library, validate_id, validate_url};
+use super::{Columns, Entry, InvalidRow, Row};
+
+/// Which column failed and why.
+type Problem = (Option<&'static str>, String);
+
+/// The checked, trimmed fields of a good row, borrowed from the record.
+struct Fields<'a> {
+    category_id: &'a str,
+    person_id: &'a str,
+    image_url: &'a str,
+    person_name: Option<&'a str>,
+}
+
+/// Turns a record that starts on `line` into an entry.
+pub(super) fn to_entry(record: &ByteRecord, columns: &Columns, line: u64) -> Entry {
+    match check(record, columns) {
+        Ok(fields) => Entry::Valid(Row {
+            line,
+            category_id: fields.category_id.to_owned(),
+            person_id: fields.person_id.to_owned(),
+            person_name: fields.person_name.map(str::to_owned),
+            image_url: fields.image_url.to_owned(),
+        }),
+        Err((column, reason)) => Entry::Invalid(InvalidRow {
+            line,
+            column,
+            reason,
+            category_id: lossy(record, columns.category_id),
+            person_id: lossy(record, columns.person_id),
+            image_url: lossy(record, columns.image_url),
+        }),
+    }
+}
+
+/// True when every field is empty or spaces: such lines are skipped, not reported.
+pub(super) fn is_blank(record: &ByteRecord) -> bool {
+    record.iter().all(|field| field.trim_ascii().is_empty())
+}
+
+fn check<'a>(record: &'a ByteRecord, columns: &Columns) -> Result<Fields<'a>, Problem> {
+    let category_id = text(record, columns, columns.category_id, "category_id")?;
+    validate_id(category_id, "category_id").map_err(|reason| (Some("category_id"), reason))?;
+    if is_system_library(category_id) {
+        return Err((
+            Some("category_id"),
+            format!(
+                "category_id `{category_id}` is a system library of the service and cannot be \
+                 enrolled into; use a category id of your own"
+            ),
+        ));
+    }
+    let person_id = text(record, columns, columns.person_id, "person_id")?;
+    validate_id(person_id, "person_id").map_err(|reason| (Some("person_id"), reason))?;
+    let image_url = text(record, columns, columns.image_url, "image_url")?;
+    validate_url(image_url).map_err(|reason| (Some("image_url"), reason))?;
+    let person_name = match columns.person_name {
+        Some(index) if index < record.len() => {
+            Some(text(record, columns, index, "person_name")?).filter(|name| !name.is_empty())
+        }
+        _ => None,
+    };
+    Ok(Fields {
+        category_id,
+        person_id,
+        image_url,
+        person_name,
+    })
+}
+
+/// The trimmed text of a field, or why there is none.
+fn text<'a>(
+    record: &'a ByteRecord,
+    columns: &Columns,
+    index: usize,
+    column: &'static str,
+) -> Result<&'a str, Problem> {
+    let Some(bytes) = record.get(index) else {
+        let reason = format!(
+            "{column} is missing: the row has {} field{} but the header has {}",
+            record.len(),
+            if record.len() == 1 { "" } else { "s" },
+            columns.names.len()
+        );
+        return Err((Some(column), reason));
+    };
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(text.trim()),
+        Err(error) => {
+            let at = error.valid_up_to();
+            let reason = format!(
+                "{column} is not valid UTF-8 (byte 0x{:02X} at offset {at}); save the manifest \
+                 as CSV in UTF-8",
+                bytes[at]
+            );
+            Err((Some(column), reason))
+        }
+    }
+}
+
+fn lossy(record: &ByteRecord, index: usize) -> String {
+    let bytes = record.get(index).unwrap_or_default();
+    String::from_utf8_lossy(bytes).trim().to_owned()
+}

@@ -1,0 +1,457 @@
+//! Reader tests: every bad-manifest kind, fatal or per row, with its line and column.
+
+use std::io::{self, Cursor, Read};
+use std::path::Path;
+
+use super::*;
+
+const HEADER: &str = "category_id,person_id,image_url,person_name\n";
+
+fn read(text: impl AsRef<[u8]>) -> Result<Vec<Entry>, ManifestError> {
+    let bytes = text.as_ref().to_vec();
+    Reader::from_reader(Path::new("faces.csv"), Cursor::new(bytes))?.collect()
+}
+
+fn entries(text: impl AsRef<[u8]>) -> Vec<Entry> {
+    read(text).expect("manifest should be readable")
+}
+
+fn fatal(text: impl AsRef<[u8]>) -> ManifestError {
+    read(text).expect_err("manifest should be rejected")
+}
+
+/// The one entry of a manifest with one data row, which must be invalid.
+fn only_invalid(body: &str) -> InvalidRow {
+    match entries(format!("{HEADER}{body}")).as_slice() {
+        [Entry::Invalid(invalid)] => invalid.clone(),
+        other => panic!("expected one invalid row, got {other:?}"),
+    }
+}
+
+fn valid(entry: &Entry) -> &Row {
+    match entry {
+        Entry::Valid(row) => row,
+        Entry::Invalid(invalid) => panic!("expected a valid row, got {invalid:?}"),
+    }
+}
+
+fn assert_names_file_and_line(error: &ManifestError, line: u64) {
+    let text = error.to_string();
+    assert!(text.contains("faces.csv"), "{text}");
+    assert!(text.contains(&format!("line {line}")), "{text}");
+    assert_eq!(error.line(), Some(line), "{text}");
+    assert_eq!(error.path(), Path::new("faces.csv"));
+}
+
+#[test]
+fn reports_a_missing_file_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.csv");
+    let error = Reader::open(&path).unwrap_err();
+    let ManifestError::Open {
+        error: io_error, ..
+    } = &error
+    else {
+        panic!("{error:?}")
+    };
+    assert_eq!(io_error.kind(), io::ErrorKind::NotFound);
+    assert_eq!(error.path(), path);
+    assert_eq!(error.line(), None);
+    let text = error.to_string();
+    assert!(
+        text.contains("absent.csv") && text.contains("check the path"),
+        "{text}"
+    );
+}
+
+#[test]
+fn reports_a_directory_as_not_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = Reader::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(error, ManifestError::IsDirectory { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("is a directory"), "{error}");
+}
+
+#[test]
+fn opens_a_file_on_disk_and_reads_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faces.csv");
+    std::fs::write(
+        &path,
+        format!("{HEADER}staff,alice,https://h/a.jpg,Alice\n"),
+    )
+    .unwrap();
+    let rows: Vec<Entry> = Reader::open(&path)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(valid(&rows[0]).person_id, "alice");
+}
+
+#[test]
+fn reports_an_empty_file_on_line_1() {
+    let error = fatal("");
+    assert!(matches!(error, ManifestError::Empty { .. }), "{error:?}");
+    assert_names_file_and_line(&error, 1);
+}
+
+#[test]
+fn reports_a_file_of_blank_lines_as_having_no_header() {
+    let error = fatal("\n  \r\n\n");
+    assert!(
+        matches!(error, ManifestError::NoHeader { line: 1, .. }),
+        "{error:?}"
+    );
+    assert_names_file_and_line(&error, 1);
+    assert!(
+        error.to_string().contains("category_id,person_id"),
+        "{error}"
+    );
+}
+
+#[test]
+fn reads_a_header_only_file_as_zero_rows() {
+    assert_eq!(entries("category_id,person_id,image_url"), vec![]);
+    assert_eq!(entries(HEADER), vec![]);
+}
+
+#[test]
+fn reads_a_manifest_with_a_bom_and_crlf_line_ends() {
+    let text = "\u{feff}category_id,person_id,image_url\r\nstaff,alice,https://h/a.jpg\r\n\
+                staff,bob,https://h/b.jpg\r\n";
+    let rows = entries(text);
+    assert_eq!(rows.len(), 2);
+    let bob = valid(&rows[1]);
+    assert_eq!((bob.line, bob.category_id.as_str()), (3, "staff"));
+    assert_eq!(bob.image_url, "https://h/b.jpg");
+}
+
+#[test]
+fn matches_header_spellings_ignoring_case_underscores_dashes_and_spaces() {
+    let text = "Notes, Person_ID ,CategoryId,IMAGE-URL,person name\n\
+                x,alice,staff,https://h/a.jpg,Alice\n";
+    let reader = Reader::from_reader(Path::new("faces.csv"), Cursor::new(text)).unwrap();
+    let columns = reader.columns().clone();
+    assert_eq!(
+        (
+            columns.category_id,
+            columns.person_id,
+            columns.image_url,
+            columns.person_name
+        ),
+        (2, 1, 3, Some(4))
+    );
+    assert_eq!(columns.names[1], "Person_ID");
+    let rows: Vec<Entry> = reader.collect::<Result<_, _>>().unwrap();
+    let row = valid(&rows[0]);
+    assert_eq!(
+        (row.category_id.as_str(), row.person_id.as_str()),
+        ("staff", "alice")
+    );
+    assert_eq!(row.person_name.as_deref(), Some("Alice"));
+    assert!(entries("category-id,PERSONID,image_url\n").is_empty());
+}
+
+#[test]
+fn reports_missing_required_columns_with_the_columns_found() {
+    let error = fatal("\ncategory,person_id,url\nstaff,alice,https://h/a.jpg\n");
+    let ManifestError::MissingColumn {
+        line,
+        missing,
+        found,
+        ..
+    } = &error
+    else {
+        panic!("{error:?}")
+    };
+    assert_eq!(
+        (*line, missing.as_slice()),
+        (2, ["category_id", "image_url"].as_slice())
+    );
+    assert_eq!(found, &["category", "person_id", "url"]);
+    assert_names_file_and_line(&error, 2);
+    let text = error.to_string();
+    assert!(text.contains("`category`, `person_id`, `url`"), "{text}");
+    assert!(
+        text.contains("CategoryId") && text.contains("category-id"),
+        "{text}"
+    );
+}
+
+#[test]
+fn reports_a_required_column_given_twice() {
+    let error = fatal("category_id,person_id,image_url,CategoryID\n");
+    let ManifestError::DuplicateColumn {
+        column,
+        first,
+        second,
+        ..
+    } = &error
+    else {
+        panic!("{error:?}")
+    };
+    assert_eq!((*column, *first, *second), ("category_id", 1, 4));
+    assert_names_file_and_line(&error, 1);
+    assert!(error.to_string().contains("columns 1 and 4"), "{error}");
+}
+
+#[test]
+fn reports_a_nul_byte_in_the_header_as_not_a_csv_file() {
+    let error = fatal(
+        b"\x89PNG\r\n"
+            .iter()
+            .chain(b"\x1a\n\0\0\0\rIHDR")
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        matches!(error, ManifestError::NotCsv { column: 1, .. }),
+        "{error:?}"
+    );
+    assert_names_file_and_line(&error, 1);
+    assert!(error.to_string().contains("not a CSV file"), "{error}");
+    let utf16: Vec<u8> = "category_id,person_id\n"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    assert!(matches!(
+        fatal(utf16),
+        ManifestError::NotCsv { line: 1, .. }
+    ));
+}
+
+#[test]
+fn reports_a_header_that_is_not_utf8_with_its_column() {
+    let error = fatal(b"category_id,person_id,image_url,Stra\xdfe\n");
+    assert!(
+        matches!(error, ManifestError::HeaderNotUtf8 { column: 4, .. }),
+        "{error:?}"
+    );
+    assert_names_file_and_line(&error, 1);
+    assert!(error.to_string().contains("column 4"), "{error}");
+}
+
+#[test]
+fn returns_a_non_utf8_cell_as_an_invalid_row_and_reads_on() {
+    let mut text = HEADER.as_bytes().to_vec();
+    text.extend_from_slice(b"staff,M\xfcller,https://h/a.jpg\nstaff,bob,https://h/b.jpg\n");
+    let rows = entries(text);
+    let Entry::Invalid(bad) = &rows[0] else {
+        panic!("{rows:?}")
+    };
+    assert_eq!((bad.line, bad.column), (2, Some("person_id")));
+    assert!(bad.reason.contains("not valid UTF-8"), "{}", bad.reason);
+    assert_eq!(bad.person_id, "M\u{fffd}ller");
+    assert_eq!(valid(&rows[1]).line, 3);
+}
+
+#[test]
+fn keeps_line_numbers_right_after_a_quoted_field_with_a_comma_and_line_breaks() {
+    let text = format!(
+        "{HEADER}staff,alice,https://h/a.jpg,\"Smith, \"\"Al\"\"\nline two\r\nline three\"\n\
+         staff,bob,https://h/b.jpg,Bob\n"
+    );
+    let rows = entries(text);
+    let alice = valid(&rows[0]);
+    assert_eq!(alice.line, 2);
+    assert_eq!(
+        alice.person_name.as_deref(),
+        Some("Smith, \"Al\"\nline two\r\nline three")
+    );
+    assert_eq!(valid(&rows[1]).line, 5);
+}
+
+#[test]
+fn returns_a_row_with_too_few_fields_as_invalid() {
+    let bad = only_invalid("staff,alice\n");
+    assert_eq!((bad.line, bad.column), (2, Some("image_url")));
+    assert_eq!(
+        bad.reason,
+        "image_url is missing: the row has 2 fields but the header has 4"
+    );
+    assert_eq!(
+        (bad.person_id.as_str(), bad.image_url.as_str()),
+        ("alice", "")
+    );
+}
+
+#[test]
+fn reads_a_row_with_too_many_fields_ignoring_the_extra_ones() {
+    let rows = entries(format!(
+        "{HEADER}staff,alice,https://h/a.jpg,Alice,extra,more\n"
+    ));
+    assert_eq!(valid(&rows[0]).person_name.as_deref(), Some("Alice"));
+}
+
+#[test]
+fn rejects_an_id_that_is_empty_after_trimming() {
+    let bad = only_invalid("staff,   ,https://h/a.jpg\n");
+    assert_eq!((bad.line, bad.column), (2, Some("person_id")));
+    assert_eq!(bad.reason, "person_id is empty");
+}
+
+#[test]
+fn rejects_a_121_character_id_and_accepts_120_cjk_characters() {
+    let bad = only_invalid(&format!("{},alice,https://h/a.jpg\n", "c".repeat(121)));
+    assert_eq!(bad.column, Some("category_id"));
+    assert!(bad.reason.contains("121 characters"), "{}", bad.reason);
+    let rows = entries(format!(
+        "{HEADER}staff,{},https://h/a.jpg\n",
+        "名".repeat(120)
+    ));
+    assert_eq!(valid(&rows[0]).person_id.chars().count(), 120);
+}
+
+#[test]
+fn rejects_a_system_library_category_in_any_case() {
+    for category in ["celebrity", "Politician", "SENSITIVE"] {
+        let bad = only_invalid(&format!("{category},alice,https://h/a.jpg\n"));
+        assert_eq!((bad.line, bad.column), (2, Some("category_id")));
+        assert!(bad.reason.contains("system library"), "{}", bad.reason);
+        assert_eq!(bad.category_id, category);
+    }
+}
+
+#[test]
+fn rejects_bad_urls_naming_the_image_url_column() {
+    let cases = [
+        ("example.com/a.jpg", "not an absolute URL"),
+        ("ftp://example.com/a.jpg", "scheme `ftp`"),
+        ("http://", "no host"),
+        ("http:///a.jpg", "no host"),
+        ("http://exa mple.com/a.jpg", "a space at character 11"),
+    ];
+    for (url, expected) in cases {
+        let bad = only_invalid(&format!("staff,alice,{url}\n"));
+        assert_eq!((bad.line, bad.column), (2, Some("image_url")), "{url}");
+        assert!(bad.reason.contains(expected), "{url}: {}", bad.reason);
+        assert_eq!(bad.image_url, url);
+    }
+}
+
+#[test]
+fn trims_ids_url_and_name() {
+    let rows = entries(format!(
+        "{HEADER} staff , alice ,\t https://h/a.jpg , Alice Smith \n"
+    ));
+    assert_eq!(
+        valid(&rows[0]),
+        &Row {
+            line: 2,
+            category_id: "staff".into(),
+            person_id: "alice".into(),
+            person_name: Some("Alice Smith".into()),
+            image_url: "https://h/a.jpg".into(),
+        }
+    );
+}
+
+#[test]
+fn reads_an_empty_or_absent_person_name_as_none() {
+    let rows = entries(format!(
+        "{HEADER}staff,alice,https://h/a.jpg,  \nstaff,bob,https://h/b.jpg\n"
+    ));
+    assert_eq!(valid(&rows[0]).person_name, None);
+    assert_eq!(valid(&rows[1]).person_name, None);
+    let rows = entries("category_id,person_id,image_url\nstaff,alice,https://h/a.jpg\n");
+    assert_eq!(valid(&rows[0]).person_name, None);
+}
+
+#[test]
+fn ignores_unknown_columns() {
+    let rows =
+        entries("source,category_id,person_id,image_url,age\nhr,staff,alice,https://h/a.jpg,40\n");
+    let row = valid(&rows[0]);
+    assert_eq!(
+        (row.category_id.as_str(), row.image_url.as_str()),
+        ("staff", "https://h/a.jpg")
+    );
+}
+
+#[test]
+fn skips_blank_lines_and_keeps_counting_them() {
+    let text = format!("\n{HEADER}\n   \n,,,\nstaff,alice,https://h/a.jpg\n\n");
+    let rows = entries(text);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(valid(&rows[0]).line, 6);
+}
+
+#[test]
+fn reports_an_unclosed_quote_at_the_line_it_opens() {
+    let text = format!("{HEADER}staff,alice,https://h/a.jpg,\"Alice\nstaff,bob,https://h/b.jpg\n");
+    let mut reader = Reader::from_reader(Path::new("faces.csv"), Cursor::new(text)).unwrap();
+    assert!(matches!(reader.next(), Some(Ok(Entry::Valid(_)))));
+    let error = reader.next().unwrap().unwrap_err();
+    assert!(
+        matches!(error, ManifestError::UnclosedQuote { line: 2, .. }),
+        "{error:?}"
+    );
+    assert_names_file_and_line(&error, 2);
+    assert!(reader.next().is_none());
+}
+
+#[test]
+fn accepts_a_closed_quoted_line_break_in_the_last_row() {
+    let rows = entries(format!("{HEADER}staff,alice,https://h/a.jpg,\"Al\nice\""));
+    assert_eq!(valid(&rows[0]).person_name.as_deref(), Some("Al\nice"));
+}
+
+/// Yields its bytes, then fails, as a disk or network share might.
+struct FailingAfter(Cursor<Vec<u8>>);
+
+impl Read for FailingAfter {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.0.read(buf)? {
+            0 => Err(io::Error::other("device went away")),
+            n => Ok(n),
+        }
+    }
+}
+
+#[test]
+fn reports_a_read_failure_and_then_ends() {
+    let bytes = format!("{HEADER}staff,alice,https://h/a.jpg\nstaff,bo").into_bytes();
+    let mut reader =
+        Reader::from_reader(Path::new("faces.csv"), FailingAfter(Cursor::new(bytes))).unwrap();
+    assert!(matches!(reader.next(), Some(Ok(Entry::Valid(_)))));
+    let error = reader.next().unwrap().unwrap_err();
+    assert!(matches!(error, ManifestError::Read { .. }), "{error:?}");
+    assert!(error.to_string().contains("device went away"), "{error}");
+    assert_names_file_and_line(&error, 3);
+    assert!(reader.next().is_none());
+}
+
+/// Hands out its bytes one at a time, so every record ends on a chunk boundary.
+struct Trickle(Cursor<Vec<u8>>);
+
+impl Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let len = buf.len().min(1);
+        self.0.read(&mut buf[..len])
+    }
+}
+
+#[test]
+fn counts_lines_right_across_blank_lines_and_line_end_styles() {
+    let text = "\r\n\ncategory_id,person_id,image_url\r\n\r\n\r\nstaff,a,http://h/a\n\n\
+                staff,b,\"http://h/\r\nb\"\r\nstaff,c,http://h/c\r\n\r\nstaff,d,\"http://h/\nd\"";
+    let lines = |entries: Vec<Entry>| -> Vec<u64> {
+        entries
+            .iter()
+            .map(|entry| match entry {
+                Entry::Valid(row) => row.line,
+                Entry::Invalid(invalid) => invalid.line,
+            })
+            .collect()
+    };
+    assert_eq!(lines(entries(text)), [6, 8, 10, 12]);
+    let trickled = Trickle(Cursor::new(text.as_bytes().to_vec()));
+    let reader = Reader::from_reader(Path::new("faces.csv"), trickled).unwrap();
+    assert_eq!(
+        lines(reader.collect::<Result<_, _>>().unwrap()),
+        [6, 8, 10, 12]
+    );
+}

@@ -1,0 +1,341 @@
+//! Validation of single values (ids, image URLs) and the case-insensitive keys that identify
+//! libraries, persons and images everywhere else in the tool.
+
+use xxhash_rust::xxh3::Xxh3Default;
+
+/// The longest id the service accepts, counted in characters, not bytes.
+const MAX_ID_CHARS: usize = 120;
+
+/// Libraries the service maintains itself; enrolling faces into them is refused.
+const SYSTEM_LIBRARIES: [&str; 3] = ["celebrity", "politician", "sensitive"];
+
+/// Checks an id (category, person, ...) after trimming: non-empty, at most 120 characters,
+/// no control characters. `column` names the value in the reason.
+pub fn validate_id(value: &str, column: &'static str) -> Result<(), String> {
+    let id = value.trim();
+    if id.is_empty() {
+        return Err(format!("{column} is empty"));
+    }
+    // Byte length bounds the character count, so the common short ASCII id skips the count.
+    if id.len() > MAX_ID_CHARS {
+        let chars = id.chars().count();
+        if chars > MAX_ID_CHARS {
+            return Err(format!(
+                "{column} is {chars} characters long; the limit is {MAX_ID_CHARS}"
+            ));
+        }
+    }
+    // Control characters would also let two different pairs hash to the same key ('\0' separates).
+    if let Some(c) = id.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "{column} contains the control character U+{:04X}",
+            u32::from(c)
+        ));
+    }
+    Ok(())
+}
+
+/// True for the service's own libraries (`celebrity`, `politician`, `sensitive`) in any case.
+pub fn is_system_library(id: &str) -> bool {
+    let id = id.trim();
+    if id.is_ascii() {
+        SYSTEM_LIBRARIES
+            .iter()
+            .any(|name| id.eq_ignore_ascii_case(name))
+    } else {
+        let folded = id.to_lowercase();
+        SYSTEM_LIBRARIES.contains(&folded.as_str())
+    }
+}
+
+/// Checks that a trimmed value is an absolute `http`/`https` URL with a host, and holds no
+/// spaces or control characters (which must be percent-encoded).
+pub fn validate_url(value: &str) -> Result<(), String> {
+    let url = value.trim();
+    if url.is_empty() {
+        return Err("image_url is empty".to_owned());
+    }
+    // Byte scan first: almost every URL is ASCII and clean, and per-char checks cost more.
+    let clean = url.bytes().all(|b| b > b' ' && b != 0x7f && b.is_ascii());
+    if !clean {
+        check_characters(url)?;
+    }
+    let rest = strip_scheme(url)?;
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    check_authority(&rest[..authority_end])
+}
+
+/// Rejects whitespace and control characters, saying where the first one is.
+fn check_characters(url: &str) -> Result<(), String> {
+    let bad = url
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_whitespace() || c.is_control());
+    let Some((at, c)) = bad else { return Ok(()) };
+    let what = if c == ' ' {
+        "a space".to_owned()
+    } else {
+        format!("U+{:04X}", u32::from(c))
+    };
+    Err(format!(
+        "image_url contains {what} at character {}; percent-encode it (a space is %20)",
+        at + 1
+    ))
+}
+
+/// Returns what follows `http://` or `https://`, or says why the URL is not one.
+fn strip_scheme(url: &str) -> Result<&str, String> {
+    let scheme = url
+        .split_once(':')
+        .map(|(scheme, _)| scheme)
+        .filter(|scheme| {
+            let mut chars = scheme.chars();
+            chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+                && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        });
+    let Some(scheme) = scheme else {
+        return Err(
+            "image_url is not an absolute URL; it must start with http:// or https://".to_owned(),
+        );
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(format!(
+            "image_url scheme `{scheme}` is not supported; use http:// or https://"
+        ));
+    }
+    url[scheme.len() + 1..]
+        .strip_prefix("//")
+        .ok_or_else(|| format!("image_url must start with {scheme}:// followed by a host"))
+}
+
+/// Checks `[userinfo@]host[:port]`: the host must be non-empty, the port digits.
+fn check_authority(authority: &str) -> Result<(), String> {
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, after)| after);
+    let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
+        let Some((host, after)) = bracketed.split_once(']') else {
+            return Err("image_url has an IPv6 host without its closing `]`".to_owned());
+        };
+        match after.strip_prefix(':') {
+            Some(port) => (host, port),
+            None if after.is_empty() => (host, ""),
+            None => return Err("image_url has text after its IPv6 host".to_owned()),
+        }
+    } else {
+        host_port.split_once(':').unwrap_or((host_port, ""))
+    };
+    if host.is_empty() {
+        return Err("image_url has no host".to_owned());
+    }
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("image_url port `{port}` is not a number"));
+    }
+    Ok(())
+}
+
+/// The case-insensitive identity of an id: the Unicode lowercase of the trimmed id.
+/// The service compares ids without regard to case, so this tool must too.
+pub fn fold_id(id: &str) -> String {
+    let id = id.trim();
+    if id.is_ascii() {
+        id.to_ascii_lowercase()
+    } else {
+        id.to_lowercase()
+    }
+}
+
+/// The key of a library: xxh3-128 of the folded category id.
+pub fn library_key(category_id: &str) -> u128 {
+    let mut hasher = Xxh3Default::new();
+    update_folded(&mut hasher, category_id);
+    hasher.digest128()
+}
+
+/// The key of a person: xxh3-128 of `fold(category) + '\0' + fold(person)`.
+pub fn person_key(category_id: &str, person_id: &str) -> u128 {
+    let mut hasher = Xxh3Default::new();
+    update_folded(&mut hasher, category_id);
+    hasher.update(b"\0");
+    update_folded(&mut hasher, person_id);
+    hasher.digest128()
+}
+
+/// The key of an image: xxh3-128 of `fold(category) + '\0' + fold(person) + '\0' + url`,
+/// the URL compared exactly after trimming (paths are case-sensitive).
+pub fn image_key(category_id: &str, person_id: &str, image_url: &str) -> u128 {
+    let mut hasher = Xxh3Default::new();
+    update_folded(&mut hasher, category_id);
+    hasher.update(b"\0");
+    update_folded(&mut hasher, person_id);
+    hasher.update(b"\0");
+    hasher.update(image_url.trim().as_bytes());
+    hasher.digest128()
+}
+
+/// Feeds `fold_id(id)` to the hasher without allocating for ASCII ids; the streaming digest
+/// does not depend on how the input is split, so chunks through a stack buffer are fine.
+fn update_folded(hasher: &mut Xxh3Default, id: &str) {
+    let id = id.trim();
+    if !id.is_ascii() {
+        hasher.update(id.to_lowercase().as_bytes());
+        return;
+    }
+    let bytes = id.as_bytes();
+    if !bytes.iter().any(u8::is_ascii_uppercase) {
+        hasher.update(bytes);
+        return;
+    }
+    let mut buffer = [0u8; 128];
+    for chunk in bytes.chunks(buffer.len()) {
+        let folded = &mut buffer[..chunk.len()];
+        folded.copy_from_slice(chunk);
+        folded.make_ascii_lowercase();
+        hasher.update(folded);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xxhash_rust::xxh3::xxh3_128;
+
+    #[test]
+    fn accepts_an_id_of_120_cjk_characters() {
+        let id = "人".repeat(120);
+        assert_eq!(id.len(), 360);
+        assert_eq!(validate_id(&id, "person_id"), Ok(()));
+    }
+
+    #[test]
+    fn rejects_an_id_of_121_characters() {
+        let reason = validate_id(&"a".repeat(121), "person_id").unwrap_err();
+        assert_eq!(reason, "person_id is 121 characters long; the limit is 120");
+    }
+
+    #[test]
+    fn rejects_an_id_that_is_only_whitespace() {
+        assert_eq!(
+            validate_id(" \t ", "category_id"),
+            Err("category_id is empty".to_owned())
+        );
+    }
+
+    #[test]
+    fn rejects_an_id_with_a_control_character() {
+        assert_eq!(
+            validate_id("a\0b", "person_id"),
+            Err("person_id contains the control character U+0000".to_owned())
+        );
+    }
+
+    #[test]
+    fn recognises_system_libraries_in_any_case() {
+        for id in ["celebrity", "Politician", "SENSITIVE", " sEnSiTiVe "] {
+            assert!(is_system_library(id), "{id}");
+        }
+        assert!(!is_system_library("celebrities"));
+        assert!(!is_system_library("staff"));
+    }
+
+    #[test]
+    fn accepts_http_and_https_urls_in_any_case() {
+        for url in [
+            "http://example.com",
+            "HTTPS://example.com/a/b.jpg?x=1#f",
+            "https://user:pw@oss.example.com:8443/face.jpg",
+            "http://[::1]:8080/a.png",
+            " https://example.com/x.jpg ",
+        ] {
+            assert_eq!(validate_url(url), Ok(()), "{url}");
+        }
+    }
+
+    #[test]
+    fn rejects_a_url_without_a_scheme() {
+        let reason = validate_url("example.com/face.jpg").unwrap_err();
+        assert!(reason.contains("not an absolute URL"), "{reason}");
+        let reason = validate_url("/faces/a.jpg?u=http://x").unwrap_err();
+        assert!(reason.contains("not an absolute URL"), "{reason}");
+    }
+
+    #[test]
+    fn rejects_an_ftp_url() {
+        assert_eq!(
+            validate_url("ftp://example.com/a.jpg"),
+            Err("image_url scheme `ftp` is not supported; use http:// or https://".to_owned())
+        );
+    }
+
+    #[test]
+    fn rejects_a_url_without_a_host() {
+        for url in [
+            "http://",
+            "http:///a.jpg",
+            "https://user@:80/a.jpg",
+            "http://?q",
+        ] {
+            assert_eq!(
+                validate_url(url),
+                Err("image_url has no host".to_owned()),
+                "{url}"
+            );
+        }
+        assert!(validate_url("http:example.com").is_err());
+    }
+
+    #[test]
+    fn rejects_a_url_with_a_space_in_the_host() {
+        assert_eq!(
+            validate_url("http://exa mple.com/a.jpg"),
+            Err(
+                "image_url contains a space at character 11; percent-encode it (a space is %20)"
+                    .to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn rejects_a_url_with_a_bad_port() {
+        assert!(validate_url("http://example.com:80a/x").is_err());
+    }
+
+    #[test]
+    fn folds_ids_to_unicode_lowercase_after_trimming() {
+        assert_eq!(fold_id(" Alice "), "alice");
+        assert_eq!(fold_id("ÄRZTE"), "ärzte");
+    }
+
+    #[test]
+    fn gives_alice_and_alice_lowercase_the_same_keys() {
+        assert_eq!(fold_id("Alice"), fold_id("alice"));
+        assert_eq!(person_key("Staff", "Alice"), person_key("staff", "alice"));
+        assert_eq!(
+            image_key("Staff", "Alice", "https://x/a.jpg"),
+            image_key("staff", "alice ", " https://x/a.jpg")
+        );
+        assert_eq!(library_key("STAFF"), library_key("staff"));
+        assert_eq!(person_key("Ärzte", "Ö"), person_key("ärzte", "ö"));
+    }
+
+    #[test]
+    fn gives_different_urls_different_image_keys() {
+        assert_ne!(
+            image_key("staff", "alice", "https://x/a.jpg"),
+            image_key("staff", "alice", "https://x/A.jpg")
+        );
+        assert_ne!(person_key("staff", "alice"), person_key("staff", "bob"));
+        assert_ne!(person_key("ab", "c"), person_key("a", "bc"));
+    }
+
+    #[test]
+    fn computes_keys_as_one_shot_hashes_of_the_folded_text() {
+        let long = "X".repeat(300);
+        assert_eq!(library_key(&long), xxh3_128("x".repeat(300).as_bytes()));
+        assert_eq!(person_key("Staff", "Bob"), xxh3_128(b"staff\0bob"));
+        assert_eq!(
+            image_key("Staff", "Bob", "http://h/P.jpg"),
+            xxh3_128(b"staff\0bob\0http://h/P.jpg")
+        );
+    }
+}
