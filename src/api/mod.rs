@@ -1,1 +1,572 @@
-//! The signed client for MTS and ICE: one call is one attempt.
+//! The signed client for MTS and ICE: one call is one attempt (retrying is the pipeline's job).
+//!
+//! Every call is an RPC v1 request (api-notes §3): POST, every parameter and the signature in the
+//! query string, empty body, a fresh nonce and timestamp. One `reqwest::Client` (one connection
+//! pool) is built per `Client` and shared by its clones.
+
+mod error;
+mod ice;
+mod mts;
+mod response;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::credentials::Credentials;
+use crate::sign;
+
+pub use error::{ApiError, ErrorClass, classify};
+pub use ice::{
+    Algorithm, CreatedEntity, CreatedLib, CreatedSample, Entity, Lib, Page, Sample,
+    UnknownAlgorithm,
+};
+pub use mts::{
+    Category, CustomPersons, Face, Person, RegisterFace, RegisterFaceResponse, Scope, TagPerson,
+};
+
+/// A success that returns nothing but its request id (deletes, unregistrations, tags).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ack {
+    pub request_id: Option<String>,
+}
+
+impl Ack {
+    fn from_answer(v: &Value) -> Ack {
+        Ack {
+            request_id: response::text(response::object(v), "RequestId"),
+        }
+    }
+}
+
+/// Base URLs (ending in `/`) of the two services.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    pub mts: String,
+    pub ice: String,
+}
+
+impl Endpoints {
+    /// The public endpoints of a region: `https://mts.<region>.aliyuncs.com/` and the ICE one.
+    pub fn for_region(region: &str) -> Endpoints {
+        Endpoints {
+            mts: format!("https://mts.{region}.aliyuncs.com/"),
+            ice: format!("https://ice.{region}.aliyuncs.com/"),
+        }
+    }
+
+    /// Both services at one URL (`--endpoint`, e.g. the sandbox); adds the trailing `/`.
+    pub fn single(url: &str) -> Result<Endpoints, ApiError> {
+        let parsed = parse_endpoint(url)?;
+        let mut base = parsed.as_str().to_string();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        Ok(Endpoints {
+            mts: base.clone(),
+            ice: base,
+        })
+    }
+}
+
+fn parse_endpoint(url: &str) -> Result<reqwest::Url, ApiError> {
+    let invalid =
+        |why: &str| ApiError::config("InvalidEndpoint", format!("endpoint '{url}' {why}"));
+    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(&format!("is not a URL ({e})")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid(
+            "must start with https:// (or http:// for a loopback sandbox)",
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("has no host"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(invalid("must not carry a query or fragment"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(invalid("must not carry credentials"));
+    }
+    Ok(parsed)
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The remote service a call goes to; each has its own API version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// Media Processing, version 2014-06-18.
+    Mts,
+    /// Intelligent Media Services, version 2020-11-09.
+    Ice,
+}
+
+impl Service {
+    pub fn version(self) -> &'static str {
+        match self {
+            Service::Mts => "2014-06-18",
+            Service::Ice => "2020-11-09",
+        }
+    }
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Service::Mts => "MTS",
+            Service::Ice => "ICE",
+        })
+    }
+}
+
+/// What `Client::new` needs.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    pub endpoints: Endpoints,
+    pub credentials: Credentials,
+    /// Whole-attempt deadline: connect, send, and read the answer.
+    pub timeout: Duration,
+    pub max_idle_per_host: usize,
+}
+
+/// The signed client. Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    endpoints: Endpoints,
+    credentials: Credentials,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoints", &self.inner.endpoints)
+            .field("access_key_id", &self.inner.credentials.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a transport failure happened: before the answer's headers, or while reading its body.
+#[derive(Clone, Copy)]
+enum Phase {
+    Send,
+    Body,
+}
+
+impl Client {
+    /// Builds the client: https through rustls; plain http only to a loopback host (the sandbox).
+    pub fn new(cfg: ClientConfig) -> Result<Client, ApiError> {
+        let mut all_loopback = true;
+        for url in [&cfg.endpoints.mts, &cfg.endpoints.ice] {
+            let parsed = parse_endpoint(url)?;
+            let loopback = is_loopback(&parsed);
+            all_loopback &= loopback;
+            if parsed.scheme() == "http" && !loopback {
+                return Err(ApiError::config(
+                    "InsecureEndpoint",
+                    format!(
+                        "refusing plain http:// to {}: credentials and signed requests must go over \
+                         https://; http:// is only allowed to a loopback sandbox",
+                        parsed.host_str().unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        // reqwest's `rustls-no-provider` feature needs a process-wide provider; installing twice
+        // is harmless (the second attempt reports the first one is there).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = reqwest::Client::builder()
+            .tls_backend_rustls()
+            .timeout(cfg.timeout)
+            // Shorter than the whole deadline, so a slow connect (nothing sent) is told apart
+            // from a slow answer (outcome unknown).
+            .connect_timeout(cfg.timeout / 2)
+            .pool_max_idle_per_host(cfg.max_idle_per_host)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("face-enroll/", env!("CARGO_PKG_VERSION")));
+        if all_loopback {
+            builder = builder.no_proxy();
+        }
+        let http = builder.build().map_err(|e| {
+            ApiError::config("ClientBuild", format!("cannot build the HTTP client: {e}"))
+        })?;
+        let inner = Inner {
+            http,
+            endpoints: cfg.endpoints,
+            credentials: cfg.credentials,
+        };
+        Ok(Client {
+            inner: Arc::new(inner),
+        })
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.inner.endpoints
+    }
+
+    /// One signed attempt of `action` with `params` (the common parameters are added here).
+    pub async fn call(
+        &self,
+        service: Service,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> Result<Value, ApiError> {
+        let url = self.signed_url(service, action, params, &new_nonce(), &timestamp_now());
+        self.send(url).await
+    }
+
+    async fn send(&self, url: String) -> Result<Value, ApiError> {
+        let http = &self.inner.http;
+        let resp = http
+            .post(url)
+            .send()
+            .await
+            .map_err(|e| self.transport(e, Phase::Send))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers();
+        let (retry_after, request_id) = if resp.status().is_success() {
+            (None, None)
+        } else {
+            let retry = headers
+                .get("x-acs-retry-after")
+                .map(|v| v.as_bytes().to_vec());
+            let rid = headers
+                .get("x-acs-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            (retry, rid)
+        };
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport(e, Phase::Body))?;
+        let answer = response::Answer {
+            status,
+            body: &body,
+            retry_after: retry_after.as_deref(),
+            request_id: request_id.as_deref(),
+        };
+        response::interpret(answer).map_err(|e| self.scrub(e))
+    }
+
+    /// The full request URL: base, canonical query (already percent-encoded), signature.
+    pub(crate) fn signed_url(
+        &self,
+        service: Service,
+        action: &str,
+        params: &[(&str, &str)],
+        nonce: &str,
+        timestamp: &str,
+    ) -> String {
+        let creds = &self.inner.credentials;
+        let mut all: Vec<(String, String)> = Vec::with_capacity(params.len() + 9);
+        let common = [
+            ("Action", action),
+            ("Version", service.version()),
+            ("Format", "JSON"),
+            ("AccessKeyId", creds.access_key_id.as_str()),
+            ("SignatureMethod", "HMAC-SHA1"),
+            ("SignatureVersion", "1.0"),
+            ("SignatureNonce", nonce),
+            ("Timestamp", timestamp),
+        ];
+        all.extend(
+            common
+                .iter()
+                .chain(params)
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        if let Some(token) = &creds.security_token {
+            all.push(("SecurityToken".to_string(), token.expose().to_string()));
+        }
+        let signature = sign::sign("POST", creds.access_key_secret.expose(), &all);
+        let query = sign::canonical_query(&all);
+        let base = match service {
+            Service::Mts => &self.inner.endpoints.mts,
+            Service::Ice => &self.inner.endpoints.ice,
+        };
+        let encoded_signature = sign::percent_encode(&signature);
+        let mut url =
+            String::with_capacity(base.len() + query.len() + encoded_signature.len() + 12);
+        url.push_str(base);
+        url.push('?');
+        url.push_str(&query);
+        url.push_str("&Signature=");
+        url.push_str(&encoded_signature);
+        url
+    }
+
+    /// A server may echo the token back (in a string-to-sign): never let it reach a message.
+    fn scrub(&self, error: ApiError) -> ApiError {
+        match &self.inner.credentials.security_token {
+            Some(token) => {
+                let raw = token.expose();
+                let once = sign::percent_encode(raw);
+                let twice = sign::percent_encode(&once);
+                error.scrub(&twice).scrub(&once).scrub(raw)
+            }
+            None => error,
+        }
+    }
+
+    fn transport(&self, error: reqwest::Error, phase: Phase) -> ApiError {
+        let (class, code) = transport_class(&error, phase);
+        // Without the URL: its query carries the security token.
+        let message = describe(&error.without_url());
+        ApiError::with_class(class, None, code, message)
+    }
+}
+
+/// Connect failures sent nothing; everything after the connection may have been applied.
+fn transport_class(error: &reqwest::Error, phase: Phase) -> (ErrorClass, &'static str) {
+    if matches!(phase, Phase::Send) && error.is_connect() {
+        return (ErrorClass::Transient, "ConnectFailed");
+    }
+    let code = if error.is_timeout() {
+        "Timeout"
+    } else if is_reset(error) {
+        "ConnectionReset"
+    } else if matches!(phase, Phase::Body) {
+        "BodyReadFailed"
+    } else {
+        "RequestFailed"
+    };
+    (ErrorClass::OutcomeUnknown, code)
+}
+
+fn is_reset(error: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind::*;
+    let mut source = Some(error);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            )
+        {
+            return true;
+        }
+        if let Some(h) = err.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_closed() || h.is_canceled())
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// The error and its causes on one line (reqwest's own text stops at the first level).
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(err) = source {
+        let text = err.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = err.source();
+    }
+    out
+}
+
+fn new_nonce() -> String {
+    let mut buf = uuid::Uuid::encode_buffer();
+    uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_lower(&mut buf)
+        .to_string()
+}
+
+/// Now, UTC, `YYYY-MM-DDThh:mm:ssZ` (no fractions: the services refuse them).
+fn timestamp_now() -> String {
+    format_timestamp(time::OffsetDateTime::now_utc())
+}
+
+fn format_timestamp(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::Secret;
+
+    fn client(url: &str, token: Option<&str>) -> Result<Client, ApiError> {
+        Client::new(ClientConfig {
+            endpoints: Endpoints::single(url)?,
+            credentials: Credentials {
+                access_key_id: "testId".into(),
+                access_key_secret: Secret::new("testKeySecret"),
+                security_token: token.map(Secret::new),
+            },
+            timeout: Duration::from_secs(5),
+            max_idle_per_host: 4,
+        })
+    }
+
+    #[test]
+    fn region_endpoints_are_https_per_service() {
+        let e = Endpoints::for_region("cn-beijing");
+        assert_eq!(e.mts, "https://mts.cn-beijing.aliyuncs.com/");
+        assert_eq!(e.ice, "https://ice.cn-beijing.aliyuncs.com/");
+    }
+
+    #[test]
+    fn single_endpoint_gets_a_trailing_slash_and_serves_both() {
+        let e = Endpoints::single("http://127.0.0.1:8080").unwrap();
+        assert_eq!(
+            (e.mts.as_str(), e.ice.as_str()),
+            ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/")
+        );
+        let e = Endpoints::single("https://gw.example.com/api").unwrap();
+        assert_eq!(e.mts, "https://gw.example.com/api/");
+    }
+
+    #[test]
+    fn single_endpoint_refuses_non_urls_and_other_schemes() {
+        for bad in [
+            "",
+            "mts.aliyuncs.com",
+            "ftp://x/",
+            "https://x/?a=b",
+            "https://u:p@x/",
+        ] {
+            let e = Endpoints::single(bad).unwrap_err();
+            assert_eq!(
+                (e.code(), e.class()),
+                ("InvalidEndpoint", ErrorClass::RunFatal),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_http_is_allowed_only_to_loopback_hosts() {
+        for ok in [
+            "http://127.0.0.1:1/",
+            "http://127.8.9.10/",
+            "http://[::1]:9/",
+            "http://localhost:3/",
+        ] {
+            assert!(client(ok, None).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.1/",
+            "http://example.com/",
+            "http://localhost.evil.com/",
+        ] {
+            let e = client(bad, None).unwrap_err();
+            assert_eq!(
+                (e.code(), e.class()),
+                ("InsecureEndpoint", ErrorClass::RunFatal),
+                "{bad}"
+            );
+        }
+        assert!(client("https://mts.cn-shanghai.aliyuncs.com/", None).is_ok());
+    }
+
+    #[test]
+    fn signed_url_carries_every_common_parameter_and_a_valid_signature() {
+        let c = client("http://127.0.0.1:1/", None).unwrap();
+        let url = c.signed_url(
+            Service::Mts,
+            "ListCustomPersons",
+            &[("PersonId", "a b*")],
+            "n-1",
+            "2024-01-02T03:04:05Z",
+        );
+        let (base, query) = url.split_once('?').unwrap();
+        assert_eq!(base, "http://127.0.0.1:1/");
+        let (unsigned, sig) = query.rsplit_once("&Signature=").unwrap();
+        assert_eq!(
+            unsigned,
+            "AccessKeyId=testId&Action=ListCustomPersons&Format=JSON&PersonId=a%20b%2A&SignatureMethod=HMAC-SHA1\
+             &SignatureNonce=n-1&SignatureVersion=1.0&Timestamp=2024-01-02T03%3A04%3A05Z&Version=2014-06-18"
+        );
+        let params: Vec<(String, String)> = [
+            ("AccessKeyId", "testId"),
+            ("Action", "ListCustomPersons"),
+            ("Format", "JSON"),
+            ("PersonId", "a b*"),
+            ("SignatureMethod", "HMAC-SHA1"),
+            ("SignatureNonce", "n-1"),
+            ("SignatureVersion", "1.0"),
+            ("Timestamp", "2024-01-02T03:04:05Z"),
+            ("Version", "2014-06-18"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(
+            sig,
+            sign::percent_encode(&sign::sign("POST", "testKeySecret", &params))
+        );
+    }
+
+    #[test]
+    fn sts_credentials_add_the_security_token_and_ice_uses_its_version() {
+        let c = client("http://127.0.0.1:1/", Some("tok/en")).unwrap();
+        let url = c.signed_url(Service::Ice, "ListRecognitionLibs", &[], "n", "t");
+        assert!(url.contains("&SecurityToken=tok%2Fen&"), "{url}");
+        assert!(url.contains("Version=2020-11-09"), "{url}");
+    }
+
+    #[test]
+    fn every_call_gets_a_fresh_uuid_nonce() {
+        let (a, b) = (new_nonce(), new_nonce());
+        assert_ne!(a, b);
+        assert_eq!(uuid::Uuid::parse_str(&a).unwrap().get_version_num(), 4);
+    }
+
+    #[test]
+    fn timestamps_are_utc_seconds_with_a_z() {
+        let t = time::macros::datetime!(2015-05-14 17:03:45.123 +08:00);
+        assert_eq!(format_timestamp(t), "2015-05-14T09:03:45Z");
+        assert_eq!(timestamp_now().len(), 20);
+    }
+
+    #[test]
+    fn errors_never_show_the_security_token_in_any_encoding() {
+        let c = client("http://127.0.0.1:1/", Some("a/b+c")).unwrap();
+        let msg = "x. server string to sign is:POST&%2F&SecurityToken%3Da%252Fb%252Bc";
+        let e = c.scrub(ApiError::new(Some(400), "SignatureDoesNotMatch", msg));
+        let shown = format!("{e} {e:?}");
+        assert!(
+            !shown.contains("a%252Fb") && !shown.contains("a/b+c"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn client_debug_shows_the_key_id_but_not_the_secret() {
+        let c = client("http://127.0.0.1:1/", Some("tok")).unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("testId") && !shown.contains("testKeySecret") && !shown.contains("tok"),
+            "{shown}"
+        );
+    }
+}

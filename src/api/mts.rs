@@ -1,0 +1,343 @@
+//! Typed MTS custom-face calls (api-notes §1): register, list, unregister, tag.
+
+use serde_json::{Map, Value};
+
+use super::response::{list, object, text};
+use super::{Ack, ApiError, Client, ErrorClass, Service};
+
+/// System face libraries: registering into one silently uses the system library instead.
+const SYSTEM_CATEGORIES: [&str; 3] = ["celebrity", "politician", "sensitive"];
+
+/// One face image for one person (RegisterCustomFace).
+#[derive(Clone, Copy, Debug)]
+pub struct RegisterFace<'a> {
+    pub category_id: &'a str,
+    pub person_id: &'a str,
+    pub image_url: &'a str,
+    pub person_name: Option<&'a str>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegisterFaceResponse {
+    pub face_id: String,
+    pub request_id: Option<String>,
+}
+
+/// The whole registered tree (ListCustomPersons).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CustomPersons {
+    pub categories: Vec<Category>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Category {
+    pub category_id: String,
+    pub category_name: Option<String>,
+    pub category_description: Option<String>,
+    pub persons: Vec<Person>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Person {
+    pub person_id: String,
+    pub person_name: Option<String>,
+    pub person_description: Option<String>,
+    pub faces: Vec<Face>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Face {
+    pub face_id: String,
+    pub image_url: Option<String>,
+}
+
+/// A deliberately wide unregistration: the service's `ALL` values, sent only when asked for.
+#[derive(Clone, Copy, Debug)]
+pub enum Scope<'a> {
+    /// `FaceId=ALL`: every face of one person.
+    AllFacesOfPerson {
+        category_id: &'a str,
+        person_id: &'a str,
+    },
+    /// `PersonId=ALL`, `FaceId=ALL`: every face of the category, and the category itself.
+    AllPersonsOfCategory { category_id: &'a str },
+}
+
+/// Names or describes a library or a person (TagCustomPerson); `None` fields are not sent.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TagPerson<'a> {
+    pub category_id: Option<&'a str>,
+    pub category_name: Option<&'a str>,
+    pub category_description: Option<&'a str>,
+    pub person_id: Option<&'a str>,
+    pub person_name: Option<&'a str>,
+    pub person_description: Option<&'a str>,
+}
+
+fn is_all(value: &str) -> bool {
+    value.eq_ignore_ascii_case("ALL")
+}
+
+fn refused(code: &str, message: String) -> ApiError {
+    ApiError::with_class(ErrorClass::RowRejected, None, code, message)
+}
+
+/// A 2xx without the field that says what was created: it may exist now, nobody knows its id.
+pub(crate) fn required(
+    obj: &Map<String, Value>,
+    key: &str,
+    action: &str,
+) -> Result<String, ApiError> {
+    text(obj, key).ok_or_else(|| {
+        ApiError::malformed(Some(200), format!("{action} answered without {key}"))
+            .with_request_id(text(obj, "RequestId"))
+    })
+}
+
+impl Client {
+    /// RegisterCustomFace: not idempotent, every success is a new FaceId.
+    pub async fn register_custom_face(
+        &self,
+        face: &RegisterFace<'_>,
+    ) -> Result<RegisterFaceResponse, ApiError> {
+        if SYSTEM_CATEGORIES
+            .iter()
+            .any(|s| face.category_id.eq_ignore_ascii_case(s))
+        {
+            return Err(refused(
+                "ReservedCategory",
+                format!(
+                    "category '{}' is a system library; choose another CategoryId",
+                    face.category_id
+                ),
+            ));
+        }
+        let mut params = vec![
+            ("CategoryId", face.category_id),
+            ("PersonId", face.person_id),
+            ("ImageUrl", face.image_url),
+        ];
+        if let Some(name) = face.person_name {
+            params.push(("PersonName", name));
+        }
+        let v = self
+            .call(Service::Mts, "RegisterCustomFace", &params)
+            .await?;
+        let obj = object(&v);
+        Ok(RegisterFaceResponse {
+            face_id: required(obj, "FaceId", "RegisterCustomFace")?,
+            request_id: text(obj, "RequestId"),
+        })
+    }
+
+    /// ListCustomPersons: the whole tree, optionally narrowed to a category and a person.
+    pub async fn list_custom_persons(
+        &self,
+        category_id: Option<&str>,
+        person_id: Option<&str>,
+    ) -> Result<CustomPersons, ApiError> {
+        let mut params = Vec::with_capacity(2);
+        if let Some(c) = category_id {
+            params.push(("CategoryId", c));
+        }
+        if let Some(p) = person_id {
+            params.push(("PersonId", p));
+        }
+        let v = self
+            .call(Service::Mts, "ListCustomPersons", &params)
+            .await?;
+        parse_custom_persons(object(&v))
+    }
+
+    /// UnregisterCustomFace for one face. `ALL` in `person_id` or `face_id` is refused locally
+    /// (nothing is sent): use `unregister_all` for those scopes.
+    pub async fn unregister_face(
+        &self,
+        category_id: &str,
+        person_id: &str,
+        face_id: &str,
+    ) -> Result<Ack, ApiError> {
+        if is_all(person_id) || is_all(face_id) {
+            return Err(refused(
+                "RefusedAllScope",
+                format!(
+                    "refusing to unregister person '{person_id}' face '{face_id}': ALL would remove \
+                     more than one face; use an explicit Scope"
+                ),
+            ));
+        }
+        self.unregister(category_id, person_id, face_id).await
+    }
+
+    /// UnregisterCustomFace with the service's `ALL` values, for a scope a person asked for.
+    pub async fn unregister_all(&self, scope: Scope<'_>) -> Result<Ack, ApiError> {
+        match scope {
+            Scope::AllFacesOfPerson {
+                category_id,
+                person_id,
+            } => {
+                if is_all(person_id) {
+                    return Err(refused(
+                        "RefusedAllScope",
+                        "a person called ALL would remove the whole category; use \
+                         Scope::AllPersonsOfCategory for that"
+                            .to_string(),
+                    ));
+                }
+                self.unregister(category_id, person_id, "ALL").await
+            }
+            Scope::AllPersonsOfCategory { category_id } => {
+                self.unregister(category_id, "ALL", "ALL").await
+            }
+        }
+    }
+
+    async fn unregister(&self, category: &str, person: &str, face: &str) -> Result<Ack, ApiError> {
+        let params = [
+            ("CategoryId", category),
+            ("PersonId", person),
+            ("FaceId", face),
+        ];
+        let v = self
+            .call(Service::Mts, "UnregisterCustomFace", &params)
+            .await?;
+        Ok(Ack::from_answer(&v))
+    }
+
+    /// TagCustomPerson: only the fields that are `Some` are sent.
+    pub async fn tag_custom_person(&self, tag: &TagPerson<'_>) -> Result<Ack, ApiError> {
+        let fields = [
+            ("CategoryId", tag.category_id),
+            ("CategoryName", tag.category_name),
+            ("CategoryDescription", tag.category_description),
+            ("PersonId", tag.person_id),
+            ("PersonName", tag.person_name),
+            ("PersonDescription", tag.person_description),
+        ];
+        let params: Vec<(&str, &str)> = fields
+            .iter()
+            .filter_map(|(k, v)| v.map(|v| (*k, v)))
+            .collect();
+        let v = self.call(Service::Mts, "TagCustomPerson", &params).await?;
+        Ok(Ack::from_answer(&v))
+    }
+}
+
+/// Reads `Categories.Category[].Persons.Person[].Faces.Face[]`, tolerating absent wrappers.
+pub(crate) fn parse_custom_persons(obj: &Map<String, Value>) -> Result<CustomPersons, ApiError> {
+    const ACTION: &str = "ListCustomPersons";
+    let mut categories = Vec::new();
+    for c in list(obj, "Categories", "Category") {
+        let mut persons = Vec::new();
+        for p in list(c, "Persons", "Person") {
+            let faces = list(p, "Faces", "Face")
+                .into_iter()
+                .map(|f| {
+                    Ok(Face {
+                        face_id: required(f, "FaceId", ACTION)?,
+                        image_url: text(f, "ImageUrl"),
+                    })
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            persons.push(Person {
+                person_id: required(p, "PersonId", ACTION)?,
+                person_name: text(p, "PersonName"),
+                person_description: text(p, "PersonDescription"),
+                faces,
+            });
+        }
+        categories.push(Category {
+            category_id: required(c, "CategoryId", ACTION)?,
+            category_name: text(c, "CategoryName"),
+            category_description: text(c, "CategoryDescription"),
+            persons,
+        });
+    }
+    Ok(CustomPersons {
+        categories,
+        request_id: text(obj, "RequestId"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<CustomPersons, ApiError> {
+        let v: Value = serde_json::from_str(json).unwrap();
+        parse_custom_persons(v.as_object().unwrap())
+    }
+
+    #[test]
+    fn full_tree_is_read_through_the_xml_wrappers() {
+        let tree = parse(
+            r#"{"RequestId":"r","Categories":{"Category":[{"CategoryId":"lib","CategoryName":"L",
+               "Persons":{"Person":[{"PersonId":"alice","PersonName":"Alice",
+               "Faces":{"Face":[{"FaceId":"f1","ImageUrl":"https://x/1.jpg"},{"FaceId":"f2"}]}}]}}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(tree.request_id.as_deref(), Some("r"));
+        let person = &tree.categories[0].persons[0];
+        assert_eq!(
+            (person.person_id.as_str(), person.person_name.as_deref()),
+            ("alice", Some("Alice"))
+        );
+        assert_eq!(
+            person.faces[0].image_url.as_deref(),
+            Some("https://x/1.jpg")
+        );
+        assert_eq!(
+            person.faces[1],
+            Face {
+                face_id: "f2".into(),
+                image_url: None
+            }
+        );
+        assert_eq!(tree.categories[0].category_description, None);
+    }
+
+    #[test]
+    fn missing_or_empty_wrappers_mean_empty_lists() {
+        for json in [
+            r#"{"RequestId":"r"}"#,
+            r#"{"Categories":null}"#,
+            r#"{"Categories":{}}"#,
+            r#"{"Categories":{"Category":[]}}"#,
+        ] {
+            assert!(parse(json).unwrap().categories.is_empty(), "{json}");
+        }
+        let tree = parse(
+            r#"{"Categories":{"Category":[{"CategoryId":"c","Persons":{}},{"CategoryId":"d"}]}}"#,
+        )
+        .unwrap();
+        assert!(tree.categories.iter().all(|c| c.persons.is_empty()));
+        let tree = parse(r#"{"Categories":{"Category":[{"CategoryId":"c","Persons":{"Person":[{"PersonId":"p","Faces":null}]}}]}}"#).unwrap();
+        assert!(tree.categories[0].persons[0].faces.is_empty());
+    }
+
+    #[test]
+    fn a_face_without_an_id_makes_the_answer_malformed() {
+        let e = parse(r#"{"Categories":{"Category":[{"CategoryId":"c","Persons":{"Person":[{"PersonId":"p","Faces":{"Face":[{"ImageUrl":"u"}]}}]}}]}}"#)
+            .unwrap_err();
+        assert_eq!(
+            (e.code(), e.class()),
+            ("MalformedResponse", ErrorClass::OutcomeUnknown)
+        );
+    }
+
+    #[test]
+    fn a_register_answer_without_face_id_is_malformed_with_its_request_id() {
+        let v: Value = serde_json::from_str(r#"{"RequestId":"r9"}"#).unwrap();
+        let e = required(v.as_object().unwrap(), "FaceId", "RegisterCustomFace").unwrap_err();
+        assert_eq!(e.class(), ErrorClass::OutcomeUnknown);
+        assert_eq!(e.request_id(), Some("r9"));
+        assert!(e.message().contains("FaceId"));
+    }
+
+    #[test]
+    fn all_is_recognised_in_any_case() {
+        assert!(is_all("ALL") && is_all("all") && is_all("aLl"));
+        assert!(!is_all("ALLY") && !is_all(""));
+    }
+}
