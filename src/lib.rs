@@ -5,14 +5,14 @@
 //! `pipeline` (pacing, concurrency, retries) → `api` (one signed attempt) → back to `ledger`.
 
 pub mod api;
-// GATED pub mod app;
+pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod credentials;
 pub mod ledger;
 pub mod manifest;
 pub mod pacer;
-// GATED pub mod pipeline;
+pub mod pipeline;
 pub mod plan;
 pub mod report;
 pub mod retry;

@@ -24,8 +24,8 @@ pub enum Command {
     Run(RunArgs),
     /// Validate a manifest and print the plan; sends nothing.
     Check(CheckArgs),
-    // GATED-DOC Run the local emulator of the MTS and ICE APIs.
-    // GATED Sandbox(sandbox::SandboxArgs),
+    /// Run the local emulator of the MTS and ICE APIs.
+    Sandbox(sandbox::SandboxArgs),
 }
 
 #[derive(clap::Args, Debug)]

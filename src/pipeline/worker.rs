@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::api::mts::RegisterFace;
+use crate::api::RegisterFace;
 use crate::api::{ApiError, Client, ErrorClass};
 use crate::ledger::{ImageRecord, Status};
 use crate::manifest::fold_id;
@@ -196,13 +196,15 @@ async fn lookup(ctx: &Context, job: &PersonJob) -> Result<Known, Abandon> {
     }
 }
 
-fn faces_of(job: &PersonJob, listing: crate::api::mts::CustomPersons) -> Known {
+fn faces_of(job: &PersonJob, listing: crate::api::CustomPersons) -> Known {
     let (category, person) = (fold_id(&job.category_id), fold_id(&job.person_id));
     let mut known = Known::new();
     for c in listing.categories.into_iter().filter(|c| fold_id(&c.category_id) == category) {
         for p in c.persons.into_iter().filter(|p| fold_id(&p.person_id) == person) {
             for face in p.faces {
-                known.entry(face.image_url).or_insert(face.face_id);
+                if let Some(url) = face.image_url {
+                    known.entry(url).or_insert(face.face_id);
+                }
             }
         }
     }
