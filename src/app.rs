@@ -71,11 +71,17 @@ fn fail(message: impl std::fmt::Display) -> Exit {
 }
 
 async fn check(args: CheckArgs) -> Exit {
-    let ledger_path = args.ledger.clone().unwrap_or_else(|| ledger::default_path(&args.manifest, false));
+    let ledger_path = args
+        .ledger
+        .clone()
+        .unwrap_or_else(|| ledger::default_path(&args.manifest, false));
     let manifest = args.manifest.clone();
     let result = tokio::task::spawn_blocking(move || {
         let replay = ledger::replay(&ledger_path).map_err(|e| e.to_string())?;
-        let options = plan::Options { retry_failed: false, keep_work: false };
+        let options = plan::Options {
+            retry_failed: false,
+            keep_work: false,
+        };
         pipeline::plan_from_files(&manifest, &replay, options).map_err(|e| e.to_string())
     })
     .await;
@@ -86,7 +92,11 @@ async fn check(args: CheckArgs) -> Exit {
     };
     let text = render_plan(&args.manifest, &plan, args.qps);
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
-    if plan.counts.invalid + plan.counts.over_limit > 0 { Exit::RowsNotRegistered } else { Exit::Success }
+    if plan.counts.invalid + plan.counts.over_limit > 0 {
+        Exit::RowsNotRegistered
+    } else {
+        Exit::Success
+    }
 }
 
 /// The plan as `check` prints it.
@@ -95,28 +105,67 @@ pub fn render_plan(manifest: &Path, plan: &Plan, qps: u32) -> String {
     const SHOWN: usize = 20;
     let c = &plan.counts;
     let mut out = String::new();
-    let _ = writeln!(out, "manifest {}: {} rows, {} persons, {} libraries", manifest.display(), c.rows, c.persons, c.libraries);
+    let _ = writeln!(
+        out,
+        "manifest {}: {} rows, {} persons, {} libraries",
+        manifest.display(),
+        c.rows,
+        c.persons,
+        c.libraries
+    );
     let _ = writeln!(out, "  invalid rows: {}", c.invalid);
-    let invalid = plan.rejected.iter().filter(|r| r.status == ledger::Status::Invalid);
+    let invalid = plan
+        .rejected
+        .iter()
+        .filter(|r| r.status == ledger::Status::Invalid);
     for r in invalid.clone().take(SHOWN) {
         let _ = writeln!(out, "    line {}: {}", r.line, r.reason);
     }
     if c.invalid as usize > SHOWN {
-        let _ = writeln!(out, "    … and {} more (run with --rejects FILE to list them all)", c.invalid as usize - SHOWN);
+        let _ = writeln!(
+            out,
+            "    … and {} more (run with --rejects FILE to list them all)",
+            c.invalid as usize - SHOWN
+        );
     }
-    let _ = writeln!(out, "  persons over the {}-image limit: {} ({} images skipped)", plan::MAX_FACES_PER_PERSON, c.over_limit_persons, c.over_limit);
-    let skipped = plan.rejected.iter().filter(|r| r.status == ledger::Status::Skipped);
+    let _ = writeln!(
+        out,
+        "  persons over the {}-image limit: {} ({} images skipped)",
+        plan::MAX_FACES_PER_PERSON,
+        c.over_limit_persons,
+        c.over_limit
+    );
+    let skipped = plan
+        .rejected
+        .iter()
+        .filter(|r| r.status == ledger::Status::Skipped);
     for r in skipped.take(SHOWN) {
-        let _ = writeln!(out, "    line {}: {} / {}: {}", r.line, r.category_id, r.person_id, r.image_url);
+        let _ = writeln!(
+            out,
+            "    line {}: {} / {}: {}",
+            r.line, r.category_id, r.person_id, r.image_url
+        );
     }
     let _ = writeln!(out, "  duplicate rows (enrolled once): {}", c.duplicates);
     let _ = writeln!(out, "  already registered: {}", c.already_registered);
     if c.previously_failed > 0 {
-        let _ = writeln!(out, "  failed earlier, not sent again without --retry-failed: {}", c.previously_failed);
+        let _ = writeln!(
+            out,
+            "  failed earlier, not sent again without --retry-failed: {}",
+            c.previously_failed
+        );
     }
-    let _ = writeln!(out, "  to send: {} images ({} persons to look up first after an unknown outcome)", c.to_send, c.to_look_up);
+    let _ = writeln!(
+        out,
+        "  to send: {} images ({} persons to look up first after an unknown outcome)",
+        c.to_send, c.to_look_up
+    );
     let requests = c.to_send + c.to_look_up;
-    let estimate = if qps == 0 { "unlimited pace".to_string() } else { format_secs(requests as f64 / (f64::from(qps) * 0.99)) };
+    let estimate = if qps == 0 {
+        "unlimited pace".to_string()
+    } else {
+        format_secs(requests as f64 / (f64::from(qps) * 0.99))
+    };
     let _ = writeln!(out, "  estimated time at {qps}/s: {estimate}");
     out
 }
@@ -142,7 +191,9 @@ async fn run(args: RunArgs) -> Exit {
                 let url = sb.base_url();
                 running_sandbox = Some(sb);
                 let endpoints = Endpoints::single(&url).expect("the sandbox URL is valid");
-                eprintln!("face-enroll: using the built-in sandbox at {url} (nothing leaves this machine)");
+                eprintln!(
+                    "face-enroll: using the built-in sandbox at {url} (nothing leaves this machine)"
+                );
                 (endpoints, sandbox_credentials(), format!("sandbox {url}"))
             }
             Err(e) => return fail(format!("cannot start the built-in sandbox: {e}")),
@@ -171,13 +222,24 @@ async fn run(args: RunArgs) -> Exit {
         max_attempts: args.max_attempts,
         max_duration: args.max_duration,
         retry_failed: args.retry_failed,
-        progress: if args.quiet { crate::report::ProgressMode::Off } else { args.progress.into() },
+        progress: if args.quiet {
+            crate::report::ProgressMode::Off
+        } else {
+            args.progress.into()
+        },
         rejects: args.rejects.clone(),
         seed: args.seed,
     };
     let result = pipeline::run(config, client).await;
     if let Some(sb) = running_sandbox {
-        let faces: usize = sb.snapshot().mts.categories.iter().flat_map(|c| &c.persons).map(|p| p.faces.len()).sum();
+        let faces: usize = sb
+            .snapshot()
+            .mts
+            .categories
+            .iter()
+            .flat_map(|c| &c.persons)
+            .map(|p| p.faces.len())
+            .sum();
         eprintln!("face-enroll: the sandbox now holds {faces} faces");
         sb.shutdown().await;
     }
@@ -198,7 +260,9 @@ fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
         if let Some(hint) = error.hint() {
             eprintln!("  what to do: {hint}");
         }
-        eprintln!("  nothing was lost: the ledger records every image sent; fix the problem and run again to resume");
+        eprintln!(
+            "  nothing was lost: the ledger records every image sent; fix the problem and run again to resume"
+        );
     }
     if !args.quiet {
         eprintln!("{}", done.summary.render());
@@ -206,23 +270,43 @@ fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
     if let Some(path) = &args.summary {
         let json = serde_json::to_vec_pretty(&done.summary).unwrap_or_default();
         if let Err(e) = crate::report::write_atomically(path, &json) {
-            eprintln!("face-enroll: cannot write the summary {}: {e}", path.display());
+            eprintln!(
+                "face-enroll: cannot write the summary {}: {e}",
+                path.display()
+            );
         }
     }
     if let Some(path) = &args.rejects
         && let Err(e) = write_rejects(path, &done.rejected)
     {
-        eprintln!("face-enroll: cannot write the rejects file {}: {e}", path.display());
+        eprintln!(
+            "face-enroll: cannot write the rejects file {}: {e}",
+            path.display()
+        );
     }
     exit
 }
 
 fn write_rejects(path: &Path, rejected: &[Rejected]) -> std::io::Result<()> {
     let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record(["line", "category_id", "person_id", "image_url", "status", "reason"])?;
+    writer.write_record([
+        "line",
+        "category_id",
+        "person_id",
+        "image_url",
+        "status",
+        "reason",
+    ])?;
     for r in rejected {
         let line = r.line.to_string();
-        writer.write_record([line.as_str(), &r.category_id, &r.person_id, &r.image_url, r.status.as_str(), &r.reason])?;
+        writer.write_record([
+            line.as_str(),
+            &r.category_id,
+            &r.person_id,
+            &r.image_url,
+            r.status.as_str(),
+            &r.reason,
+        ])?;
     }
     let bytes = writer.into_inner().map_err(|e| e.into_error())?;
     crate::report::write_atomically(path, &bytes)
@@ -237,8 +321,12 @@ fn sandbox_credentials() -> Credentials {
 }
 
 fn resolve_service(args: &RunArgs) -> Result<(Endpoints, Credentials, String), String> {
-    let resolved = credentials::resolve(args.profile.as_deref(), args.region.as_deref(), &credentials::process_env)
-        .map_err(|e| e.to_string())?;
+    let resolved = credentials::resolve(
+        args.profile.as_deref(),
+        args.region.as_deref(),
+        &credentials::process_env,
+    )
+    .map_err(|e| e.to_string())?;
     tracing::info!(source = %resolved.source, region = %resolved.region, "credentials found");
     let endpoints = match &args.endpoint {
         Some(url) => Endpoints::single(url).map_err(|e| e.to_string())?,

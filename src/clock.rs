@@ -14,7 +14,8 @@ pub fn now_rfc3339() -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
-    now.format(&format).unwrap_or_else(|_| now.unix_timestamp().to_string())
+    now.format(&format)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
 /// Sleeps on tokio's clock (which a paused test runtime advances instantly).
@@ -39,12 +40,18 @@ impl Jitter {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_rng(&mut rand::rng()),
         };
-        Jitter { rng: Mutex::new(rng), fixed: None }
+        Jitter {
+            rng: Mutex::new(rng),
+            fixed: None,
+        }
     }
 
     /// Always the same fraction: no randomness at all (the deterministic test switch).
     pub fn fixed(fraction: f64) -> Jitter {
-        Jitter { rng: Mutex::new(StdRng::seed_from_u64(0)), fixed: Some(fraction.clamp(0.0, 1.0)) }
+        Jitter {
+            rng: Mutex::new(StdRng::seed_from_u64(0)),
+            fixed: Some(fraction.clamp(0.0, 1.0)),
+        }
     }
 
     pub fn fraction(&self) -> f64 {
@@ -77,7 +84,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             'm' => 60,
             'h' => 3600,
             'd' => 86_400,
-            _ => return Err(format!("'{text}': unknown unit '{c}' (use s, m, h or d, e.g. 50m)")),
+            _ => {
+                return Err(format!(
+                    "'{text}': unknown unit '{c}' (use s, m, h or d, e.g. 50m)"
+                ));
+            }
         };
         let n: u64 = number
             .parse()

@@ -137,17 +137,45 @@ pub struct RunRecord {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    #[error("cannot open the ledger {path}: {source}. Check the path and its permissions, or choose another with --ledger.")]
-    Open { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cannot open the ledger {path}: {source}. Check the path and its permissions, or choose another with --ledger."
+    )]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read the ledger {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("cannot write the ledger {path}: {source}. Nothing after this point is recorded; free disk space or fix permissions, then run again (it resumes).")]
-    Write { path: PathBuf, source: std::io::Error },
-    #[error("ledger {path}, line {line}, column {column}: {problem}. Only the last line may be cut short; a damaged line in the middle needs a person: keep a copy, repair or remove that line, then run again.")]
-    Corrupt { path: PathBuf, line: u64, column: u64, problem: String },
-    #[error("ledger {path}, line {line}: written by a newer face-enroll (record version {version}, this build reads up to {SCHEMA_VERSION}). Upgrade face-enroll.")]
-    TooNew { path: PathBuf, line: u64, version: u32 },
-    #[error("the ledger {path} is in use by another face-enroll ({holder}). Wait for it to finish, or stop it; two runs on one ledger would register images twice.")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot write the ledger {path}: {source}. Nothing after this point is recorded; free disk space or fix permissions, then run again (it resumes)."
+    )]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "ledger {path}, line {line}, column {column}: {problem}. Only the last line may be cut short; a damaged line in the middle needs a person: keep a copy, repair or remove that line, then run again."
+    )]
+    Corrupt {
+        path: PathBuf,
+        line: u64,
+        column: u64,
+        problem: String,
+    },
+    #[error(
+        "ledger {path}, line {line}: written by a newer face-enroll (record version {version}, this build reads up to {SCHEMA_VERSION}). Upgrade face-enroll."
+    )]
+    TooNew {
+        path: PathBuf,
+        line: u64,
+        version: u32,
+    },
+    #[error(
+        "the ledger {path} is in use by another face-enroll ({holder}). Wait for it to finish, or stop it; two runs on one ledger would register images twice."
+    )]
     Locked { path: PathBuf, holder: String },
 }
 
@@ -232,7 +260,12 @@ pub fn replay(path: &Path) -> Result<Replay, LedgerError> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Replay::default()),
-        Err(source) => return Err(LedgerError::Open { path: path.into(), source }),
+        Err(source) => {
+            return Err(LedgerError::Open {
+                path: path.into(),
+                source,
+            });
+        }
     };
     replay_from(path, BufReader::with_capacity(1 << 20, file))
 }
@@ -240,7 +273,10 @@ pub fn replay(path: &Path) -> Result<Replay, LedgerError> {
 pub fn replay_from(path: &Path, mut reader: impl BufRead) -> Result<Replay, LedgerError> {
     let mut replay = Replay::default();
     let mut buf = Vec::with_capacity(512);
-    let read_err = |source| LedgerError::Read { path: path.into(), source };
+    let read_err = |source| LedgerError::Read {
+        path: path.into(),
+        source,
+    };
     loop {
         buf.clear();
         let n = reader.read_until(b'\n', &mut buf).map_err(read_err)?;
@@ -277,9 +313,15 @@ fn apply_line(replay: &mut Replay, path: &Path, raw: &[u8]) -> Result<(), Ledger
         column: 1,
         problem: problem.to_string(),
     };
-    let version = view.v.ok_or_else(|| corrupt("the record has no version field \"v\""))?;
+    let version = view
+        .v
+        .ok_or_else(|| corrupt("the record has no version field \"v\""))?;
     if version > SCHEMA_VERSION {
-        return Err(LedgerError::TooNew { path: path.into(), line: line_no, version });
+        return Err(LedgerError::TooNew {
+            path: path.into(),
+            line: line_no,
+            version,
+        });
     }
     match view.kind.as_deref() {
         Some("image") => {}
@@ -297,10 +339,15 @@ fn apply_line(replay: &mut Replay, path: &Path, raw: &[u8]) -> Result<(), Ledger
         // Kinds from later versions of the same schema are not ours to interpret.
         _ => return Ok(()),
     }
-    let (Some(cat), Some(person), Some(url), Some(status)) =
-        (&view.category_id, &view.person_id, &view.image_url, &view.status)
-    else {
-        return Err(corrupt("an image record needs category_id, person_id, image_url and status"));
+    let (Some(cat), Some(person), Some(url), Some(status)) = (
+        &view.category_id,
+        &view.person_id,
+        &view.image_url,
+        &view.status,
+    ) else {
+        return Err(corrupt(
+            "an image record needs category_id, person_id, image_url and status",
+        ));
     };
     let status = Status::parse(status).ok_or_else(|| corrupt("unknown status"))?;
     let state = ImageState {
@@ -325,7 +372,10 @@ pub struct Lock {
 impl Lock {
     pub fn acquire(ledger: &Path) -> Result<Lock, LedgerError> {
         let path = lock_path(ledger);
-        let open_err = |source| LedgerError::Open { path: path.clone(), source };
+        let open_err = |source| LedgerError::Open {
+            path: path.clone(),
+            source,
+        };
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -343,9 +393,15 @@ impl Lock {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
-                let holder =
-                    if holder.is_empty() { "a process that has not said who it is" } else { holder };
-                return Err(LedgerError::Locked { path: ledger.into(), holder: holder.to_string() });
+                let holder = if holder.is_empty() {
+                    "a process that has not said who it is"
+                } else {
+                    holder
+                };
+                return Err(LedgerError::Locked {
+                    path: ledger.into(),
+                    holder: holder.to_string(),
+                });
             }
             return Err(LedgerError::Open { path, source: err });
         }
@@ -361,7 +417,10 @@ impl Lock {
             file.seek(SeekFrom::Start(0))?;
             file.write_all(who.as_bytes())
         };
-        write(&mut file).map_err(|source| LedgerError::Write { path: path.clone(), source })?;
+        write(&mut file).map_err(|source| LedgerError::Write {
+            path: path.clone(),
+            source,
+        })?;
         Ok(Lock { _file: file })
     }
 }
@@ -381,7 +440,10 @@ pub struct Appender {
 impl Appender {
     /// Opens (creating, mode 0600) for appending, after cutting off a torn tail found by replay.
     pub fn open(path: &Path, torn_tail: u64) -> Result<Appender, LedgerError> {
-        let open_err = |source| LedgerError::Open { path: path.into(), source };
+        let open_err = |source| LedgerError::Open {
+            path: path.into(),
+            source,
+        };
         let existed = path.exists();
         let file = OpenOptions::new()
             .read(true)
@@ -391,14 +453,22 @@ impl Appender {
             .mode(0o600)
             .open(path)
             .map_err(open_err)?;
-        let write_err = |source| LedgerError::Write { path: path.into(), source };
-        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(write_err)?;
+        let write_err = |source| LedgerError::Write {
+            path: path.into(),
+            source,
+        };
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(write_err)?;
         if torn_tail > 0 {
             let len = file.metadata().map_err(write_err)?.len();
-            file.set_len(len.saturating_sub(torn_tail)).map_err(write_err)?;
+            file.set_len(len.saturating_sub(torn_tail))
+                .map_err(write_err)?;
             file.sync_data().map_err(write_err)?;
         }
-        let mut appender = Appender { path: path.into(), file };
+        let mut appender = Appender {
+            path: path.into(),
+            file,
+        };
         appender.file.seek(SeekFrom::End(0)).map_err(write_err)?;
         if !existed {
             sync_parent_dir(path);
@@ -411,14 +481,18 @@ impl Appender {
         debug_assert!(lines.is_empty() || lines.ends_with(b"\n"));
         self.file
             .write_all(lines)
-            .map_err(|source| LedgerError::Write { path: self.path.clone(), source })
+            .map_err(|source| LedgerError::Write {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     /// Makes everything appended so far durable.
     pub fn sync(&mut self) -> Result<(), LedgerError> {
-        self.file
-            .sync_data()
-            .map_err(|source| LedgerError::Write { path: self.path.clone(), source })
+        self.file.sync_data().map_err(|source| LedgerError::Write {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -444,7 +518,11 @@ pub fn encode<T: Serialize>(record: &T, out: &mut Vec<u8>) {
 
 /// The default ledger path: the manifest's path with its extension replaced.
 pub fn default_path(manifest: &Path, sandbox: bool) -> PathBuf {
-    let suffix = if sandbox { "sandbox.ledger.jsonl" } else { "ledger.jsonl" };
+    let suffix = if sandbox {
+        "sandbox.ledger.jsonl"
+    } else {
+        "ledger.jsonl"
+    };
     manifest.with_extension(suffix)
 }
 
@@ -472,11 +550,18 @@ mod tests {
         bytes.extend(record(Status::Registered, "http://x/a.jpg"));
         bytes.extend(record(Status::Pending, "http://x/b.jpg"));
         let replay = replay_bytes(&bytes).unwrap();
-        let a = replay.state(image_key("lib", "alice", "http://x/a.jpg")).unwrap();
+        let a = replay
+            .state(image_key("lib", "alice", "http://x/a.jpg"))
+            .unwrap();
         assert_eq!(a.status, Status::Registered);
-        let b = replay.state(image_key("LIB", "ALICE", "http://x/b.jpg")).unwrap();
+        let b = replay
+            .state(image_key("LIB", "ALICE", "http://x/b.jpg"))
+            .unwrap();
         assert_eq!(b.status, Status::Pending);
-        assert_eq!(replay.registered_per_person()[&person_key("lib", "alice")], 1);
+        assert_eq!(
+            replay.registered_per_person()[&person_key("lib", "alice")],
+            1
+        );
         assert_eq!(replay.lines, 3);
     }
 
@@ -528,7 +613,11 @@ mod tests {
             ..RunRecord::default()
         };
         encode(&start, &mut bytes);
-        let end = RunRecord { kind: "run_end".into(), exit_code: Some(0), ..start.clone() };
+        let end = RunRecord {
+            kind: "run_end".into(),
+            exit_code: Some(0),
+            ..start.clone()
+        };
         encode(&end, &mut bytes);
         let replay = replay_bytes(&bytes).unwrap();
         assert_eq!(replay.last_run_start.unwrap().run, "r1");
@@ -547,7 +636,9 @@ mod tests {
         let replay = replay(&path).unwrap();
         assert!(replay.torn_tail > 0);
         let mut appender = Appender::open(&path, replay.torn_tail).unwrap();
-        appender.append(&record(Status::Registered, "http://x/a.jpg")).unwrap();
+        appender
+            .append(&record(Status::Registered, "http://x/a.jpg"))
+            .unwrap();
         appender.sync().unwrap();
         let again = super::replay(&path).unwrap();
         assert_eq!(again.lines, 2);
@@ -563,7 +654,10 @@ mod tests {
         let _first = Lock::acquire(&path).unwrap();
         match Lock::acquire(&path) {
             Err(LedgerError::Locked { holder, .. }) => {
-                assert!(holder.contains(&format!("pid {}", std::process::id())), "{holder}")
+                assert!(
+                    holder.contains(&format!("pid {}", std::process::id())),
+                    "{holder}"
+                )
             }
             other => panic!("expected Locked, got {:?}", other.err()),
         }

@@ -8,7 +8,10 @@ use face_enroll::cli::{Cli, Command, LogFormat};
 fn main() {
     let cli = Cli::parse();
     init_logging(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("face-enroll: cannot start the async runtime: {e}");
@@ -28,9 +31,13 @@ fn init_logging(cli: &Cli) {
         _ => (LogFormat::Text, false),
     };
     let default = if quiet { "warn" } else { "info" };
-    let filter = EnvFilter::try_from_env("FACE_ENROLL_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let filter =
+        EnvFilter::try_from_env("FACE_ENROLL_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     match format {
         LogFormat::Json => builder.json().with_current_span(false).init(),
         LogFormat::Text => builder.with_ansi(ansi).with_target(false).init(),

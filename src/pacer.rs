@@ -103,8 +103,12 @@ impl Pacer {
             state.paused_until = Some(until);
         }
         // One slow-down per burst of throttling answers, not one per answer.
-        if now.duration_since(state.calm_since) > Duration::from_millis(200) || state.rate >= self.budget {
-            state.rate = (state.rate * BACKOFF_FACTOR).max(self.budget * MIN_FRACTION).max(1.0);
+        if now.duration_since(state.calm_since) > Duration::from_millis(200)
+            || state.rate >= self.budget
+        {
+            state.rate = (state.rate * BACKOFF_FACTOR)
+                .max(self.budget * MIN_FRACTION)
+                .max(1.0);
             state.limiter = Arc::new(limiter_for(state.rate));
         }
         state.calm_since = now;
@@ -112,7 +116,11 @@ impl Pacer {
 
     /// The current rate in requests per second (for the progress display).
     pub fn current_rate(&self) -> f64 {
-        if self.unlimited() { 0.0 } else { self.lock().rate }
+        if self.unlimited() {
+            0.0
+        } else {
+            self.lock().rate
+        }
     }
 
     fn recover(&self, state: &mut State) {
@@ -156,7 +164,10 @@ mod tests {
 
     #[test]
     fn throttling_slows_down_to_a_floor_and_not_below() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let pacer = Pacer::new(100);
             assert!((pacer.current_rate() - 99.0).abs() < 1e-9);
@@ -174,7 +185,10 @@ mod tests {
 
     #[test]
     fn a_burst_of_throttling_answers_slows_down_once() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let pacer = Pacer::new(100);
             for _ in 0..10 {
@@ -186,7 +200,10 @@ mod tests {
 
     #[test]
     fn the_rate_recovers_step_by_step_after_calm() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let pacer = Pacer::new(100);
             pacer.throttled(None);

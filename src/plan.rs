@@ -129,7 +129,10 @@ impl Planner<'_> {
     fn invalid(&mut self, bad: InvalidRow) {
         self.plan.counts.invalid += 1;
         let key = image_key(&bad.category_id, &bad.person_id, &bad.image_url);
-        let already = self.replay.state(key).is_some_and(|s| s.status == Status::Invalid);
+        let already = self
+            .replay
+            .state(key)
+            .is_some_and(|s| s.status == Status::Invalid);
         let reason = match bad.column {
             Some(column) => format!("{column}: {}", bad.reason),
             None => bad.reason,
@@ -154,7 +157,10 @@ impl Planner<'_> {
         self.seen_libraries.insert(library_key(&row.category_id));
         let person = person_key(&row.category_id, &row.person_id);
         let registered = self.registered.get(&person).copied().unwrap_or(0);
-        let slot = self.persons.entry(person).or_insert(PersonSlot { used: registered, ..Default::default() });
+        let slot = self.persons.entry(person).or_insert(PersonSlot {
+            used: registered,
+            ..Default::default()
+        });
         let state = self.replay.state(key);
         let mut needs_lookup = false;
         match state.map(|s| (s.status, s.retryable)) {
@@ -196,7 +202,11 @@ impl Planner<'_> {
             }
             return;
         }
-        let work = ImageWork { line: row.line, image_url: row.image_url, key };
+        let work = ImageWork {
+            line: row.line,
+            image_url: row.image_url,
+            key,
+        };
         let index = match slot.job {
             Some(i) => i,
             None => {
@@ -247,7 +257,10 @@ mod tests {
     }
 
     fn run_options() -> Options {
-        Options { retry_failed: false, keep_work: true }
+        Options {
+            retry_failed: false,
+            keep_work: true,
+        }
     }
 
     #[test]
@@ -268,7 +281,10 @@ mod tests {
 
     #[test]
     fn the_same_image_twice_for_one_person_is_planned_once() {
-        let rows = vec![row(2, "l", "a", "http://x/1"), row(3, "L", "A", "http://x/1")];
+        let rows = vec![
+            row(2, "l", "a", "http://x/1"),
+            row(3, "L", "A", "http://x/1"),
+        ];
         let plan = plan(rows.into_iter(), &Replay::default(), run_options()).unwrap();
         assert_eq!(plan.counts.to_send, 1);
         assert_eq!(plan.counts.duplicates, 1);
@@ -286,7 +302,11 @@ mod tests {
         assert_eq!(plan.counts.over_limit, 2);
         assert_eq!(plan.counts.over_limit_persons, 1);
         let skipped: Vec<u64> = plan.rejected.iter().map(|r| r.line).collect();
-        assert_eq!(skipped, vec![10, 11], "the first rows in manifest order win");
+        assert_eq!(
+            skipped,
+            vec![10, 11],
+            "the first rows in manifest order win"
+        );
         assert!(plan.rejected.iter().all(|r| r.status == Status::Skipped));
     }
 
@@ -314,10 +334,23 @@ mod tests {
         let done = ledger(&[(Status::Failed, "l", "a", "http://x/1", false)]);
         let rows = || vec![row(2, "l", "a", "http://x/1")].into_iter();
         let plain = plan(rows(), &done, run_options()).unwrap();
-        assert_eq!((plain.counts.to_send, plain.counts.previously_failed), (0, 1));
-        let again =
-            plan(rows(), &done, Options { retry_failed: true, keep_work: true }).unwrap();
-        assert_eq!((again.counts.to_send, again.counts.previously_failed), (1, 0));
+        assert_eq!(
+            (plain.counts.to_send, plain.counts.previously_failed),
+            (0, 1)
+        );
+        let again = plan(
+            rows(),
+            &done,
+            Options {
+                retry_failed: true,
+                keep_work: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (again.counts.to_send, again.counts.previously_failed),
+            (1, 0)
+        );
     }
 
     #[test]
@@ -330,20 +363,29 @@ mod tests {
             person_id: "a".into(),
             image_url: "ftp://x".into(),
         };
-        let fresh =
-            plan(vec![Ok(Entry::Invalid(bad.clone()))].into_iter(), &Replay::default(), run_options())
-                .unwrap();
+        let fresh = plan(
+            vec![Ok(Entry::Invalid(bad.clone()))].into_iter(),
+            &Replay::default(),
+            run_options(),
+        )
+        .unwrap();
         assert_eq!(fresh.counts.invalid, 1);
         assert!(!fresh.rejected[0].already_recorded);
         assert!(fresh.rejected[0].reason.starts_with("image_url: "));
         let known = ledger(&[(Status::Invalid, "l", "a", "ftp://x", false)]);
-        let again = plan(vec![Ok(Entry::Invalid(bad))].into_iter(), &known, run_options()).unwrap();
+        let again = plan(
+            vec![Ok(Entry::Invalid(bad))].into_iter(),
+            &known,
+            run_options(),
+        )
+        .unwrap();
         assert!(again.rejected[0].already_recorded);
     }
 
     #[test]
     fn counting_only_keeps_no_work_but_counts_the_same() {
-        let rows = || (0..30).map(|i| row(i + 2, "l", &format!("p{}", i % 3), &format!("http://x/{i}")));
+        let rows =
+            || (0..30).map(|i| row(i + 2, "l", &format!("p{}", i % 3), &format!("http://x/{i}")));
         let kept = plan(rows(), &Replay::default(), run_options()).unwrap();
         let counted = plan(rows(), &Replay::default(), Options::default()).unwrap();
         assert!(counted.jobs.is_empty());

@@ -68,7 +68,12 @@ impl Progress {
             bar
         });
         let now = Instant::now();
-        Progress { mode, bar, started: now, last_log: now }
+        Progress {
+            mode,
+            bar,
+            started: now,
+            last_log: now,
+        }
     }
 
     /// Called by the recorder after every batch and on every tick.
@@ -88,9 +93,17 @@ impl Progress {
 
     fn log_line(&self, f: &Figures) {
         let elapsed = self.started.elapsed().as_secs_f64();
-        let rate = if elapsed > 0.0 { f.done() as f64 / elapsed } else { 0.0 };
+        let rate = if elapsed > 0.0 {
+            f.done() as f64 / elapsed
+        } else {
+            0.0
+        };
         let remaining = f.total.saturating_sub(f.done());
-        let eta = if rate > 0.0 { (remaining as f64 / rate).round() as u64 } else { 0 };
+        let eta = if rate > 0.0 {
+            (remaining as f64 / rate).round() as u64
+        } else {
+            0
+        };
         tracing::info!(
             done = f.done(),
             total = f.total,
@@ -168,7 +181,10 @@ pub fn write_atomically(path: &std::path::Path, contents: &[u8]) -> std::io::Res
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let mut file = std::fs::File::create(&tmp)?;
     file.write_all(contents)?;
@@ -182,10 +198,26 @@ mod tests {
 
     #[test]
     fn the_summary_names_every_figure_the_operator_needs() {
-        let s = Summary { rows: 40, registered_now: 30, exit_code: 1, ..Summary::default() };
+        let s = Summary {
+            rows: 40,
+            registered_now: 30,
+            exit_code: 1,
+            ..Summary::default()
+        };
         let text = s.render();
-        for word in ["rows 40", "registered now 30", "recovered", "failed", "invalid", "skipped",
-            "retries", "throttled", "elapsed", "registrations/s", "exit 1"] {
+        for word in [
+            "rows 40",
+            "registered now 30",
+            "recovered",
+            "failed",
+            "invalid",
+            "skipped",
+            "retries",
+            "throttled",
+            "elapsed",
+            "registrations/s",
+            "exit 1",
+        ] {
             assert!(text.contains(word), "missing {word}: {text}");
         }
     }

@@ -83,12 +83,18 @@ mod tests {
 
     #[test]
     fn final_failures_are_never_retried() {
-        assert_eq!(policy().decide(Failure::Final, 1, None, 0.5), Decision::GiveUp);
+        assert_eq!(
+            policy().decide(Failure::Final, 1, None, 0.5),
+            Decision::GiveUp
+        );
     }
 
     #[test]
     fn gives_up_once_the_attempt_budget_is_spent() {
-        assert_eq!(policy().decide(Failure::Retryable, 8, None, 0.5), Decision::GiveUp);
+        assert_eq!(
+            policy().decide(Failure::Retryable, 8, None, 0.5),
+            Decision::GiveUp
+        );
         assert!(matches!(
             policy().decide(Failure::Retryable, 7, None, 0.5),
             Decision::RetryAfter(_)

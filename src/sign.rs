@@ -52,7 +52,8 @@ pub fn string_to_sign(method: &str, params: &[(String, String)]) -> String {
 /// `base64(HMAC-SHA1(secret + "&", string_to_sign))`.
 pub fn signature(secret: &str, string_to_sign: &str) -> String {
     let key = format!("{secret}&");
-    let mut mac = Hmac::<Sha1>::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length");
+    let mut mac =
+        Hmac::<Sha1>::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length");
     mac.update(string_to_sign.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
@@ -104,7 +105,11 @@ mod tests {
                 assert_eq!(sts, expected.as_str().unwrap(), "string-to-sign of {name}");
             }
             let sig = signature(v["secret"].as_str().unwrap(), &sts);
-            assert_eq!(sig, v["expected_signature"].as_str().unwrap(), "signature of {name}");
+            assert_eq!(
+                sig,
+                v["expected_signature"].as_str().unwrap(),
+                "signature of {name}"
+            );
         }
     }
 
@@ -124,7 +129,10 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        assert_eq!(sign("GET", "testKeySecret", &params), "kmDv4mWo806GWPjQMy2z4VhBBDQ=");
+        assert_eq!(
+            sign("GET", "testKeySecret", &params),
+            "kmDv4mWo806GWPjQMy2z4VhBBDQ="
+        );
     }
 
     #[test]

@@ -12,14 +12,20 @@ const HEADER: &str = "category_id,person_id,image_url\n";
 fn both(world: &World, name: &str, bytes: &[u8]) -> (std::process::Output, std::process::Output) {
     let path = world.path(name);
     std::fs::write(&path, bytes).unwrap();
-    let check = world.command(&["check", path.to_str().unwrap()]).output().unwrap();
+    let check = world
+        .command(&["check", path.to_str().unwrap()])
+        .output()
+        .unwrap();
     let run = world.run(&path, &[]);
     (check, run)
 }
 
 fn assert_no_panic(out: &std::process::Output) {
     let err = stderr(out);
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "panic: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "panic: {err}"
+    );
 }
 
 /// Fatal kinds: exit 2 from both commands, the message names the file (and line), nothing sent.
@@ -29,12 +35,36 @@ fn unreadable_manifests_exit_2_naming_file_and_line_and_send_nothing() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty.csv", b"".to_vec(), "empty"),
         ("blank.csv", b"\n\n  \n".to_vec(), "header"),
-        ("no-url.csv", b"category_id,person_id\nlib,p,https://x.example/a.jpg\n".to_vec(), "image_url"),
-        ("no-person.csv", b"CategoryId,ImageUrl\nlib,https://x.example/a.jpg\n".to_vec(), "person_id"),
-        ("twice.csv", b"category_id,person_id,image_url,Image-URL\nl,p,https://x/a,https://x/b\n".to_vec(), "image_url"),
-        ("binary.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00".to_vec(), "line 1"),
-        ("latin1-header.csv", b"category_id,person_id,image_url,caf\xe9\nl,p,https://x/a\n".to_vec(), "line 1"),
-        ("semicolons.csv", b"category_id;person_id;image_url\nl;p;https://x/a\n".to_vec(), "category_id"),
+        (
+            "no-url.csv",
+            b"category_id,person_id\nlib,p,https://x.example/a.jpg\n".to_vec(),
+            "image_url",
+        ),
+        (
+            "no-person.csv",
+            b"CategoryId,ImageUrl\nlib,https://x.example/a.jpg\n".to_vec(),
+            "person_id",
+        ),
+        (
+            "twice.csv",
+            b"category_id,person_id,image_url,Image-URL\nl,p,https://x/a,https://x/b\n".to_vec(),
+            "image_url",
+        ),
+        (
+            "binary.csv",
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00".to_vec(),
+            "line 1",
+        ),
+        (
+            "latin1-header.csv",
+            b"category_id,person_id,image_url,caf\xe9\nl,p,https://x/a\n".to_vec(),
+            "line 1",
+        ),
+        (
+            "semicolons.csv",
+            b"category_id;person_id;image_url\nl;p;https://x/a\n".to_vec(),
+            "category_id",
+        ),
     ];
     let mut kinds = 0;
     for (name, bytes, needle) in cases {
@@ -42,20 +72,33 @@ fn unreadable_manifests_exit_2_naming_file_and_line_and_send_nothing() {
         for out in [&check, &run] {
             assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(out));
             let err = stderr(out);
-            assert!(err.contains(name), "{name}: the message does not name the file: {err}");
-            assert!(err.to_lowercase().contains(&needle.to_lowercase()), "{name}: expected '{needle}' in: {err}");
+            assert!(
+                err.contains(name),
+                "{name}: the message does not name the file: {err}"
+            );
+            assert!(
+                err.to_lowercase().contains(&needle.to_lowercase()),
+                "{name}: expected '{needle}' in: {err}"
+            );
             assert_no_panic(out);
         }
         kinds += 1;
     }
-    for (name, path) in [("missing", world.path("does-not-exist.csv")), ("directory", world.dir.path().to_path_buf())] {
+    for (name, path) in [
+        ("missing", world.path("does-not-exist.csv")),
+        ("directory", world.dir.path().to_path_buf()),
+    ] {
         let out = world.run(&path, &[]);
         assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
         assert_no_panic(&out);
         kinds += 1;
     }
     assert!(kinds >= 10);
-    assert_eq!(world.sandbox.snapshot().stats.requests, 0, "an unreadable manifest sent requests");
+    assert_eq!(
+        world.sandbox.snapshot().stats.requests,
+        0,
+        "an unreadable manifest sent requests"
+    );
 }
 
 /// Row-level kinds: the bad row is recorded `invalid` with its line, good rows go through, exit 1.
@@ -66,8 +109,14 @@ fn bad_rows_are_recorded_as_invalid_with_their_line_and_the_rest_is_registered()
     let bad_rows: Vec<(String, &str)> = vec![
         (" ,p1,https://img.example.com/1.jpg".into(), "category_id"),
         ("lib,   ,https://img.example.com/2.jpg".into(), "person_id"),
-        (format!("lib,{long_id},https://img.example.com/3.jpg"), "120"),
-        ("Celebrity,p1,https://img.example.com/4.jpg".into(), "system"),
+        (
+            format!("lib,{long_id},https://img.example.com/3.jpg"),
+            "120",
+        ),
+        (
+            "Celebrity,p1,https://img.example.com/4.jpg".into(),
+            "system",
+        ),
         ("lib,p1,ftp://img.example.com/5.jpg".into(), "image_url"),
         ("lib,p1,img.example.com/6.jpg".into(), "image_url"),
         ("lib,p1,https:///7.jpg".into(), "image_url"),
@@ -85,35 +134,65 @@ fn bad_rows_are_recorded_as_invalid_with_their_line_and_the_rest_is_registered()
     let path = world.path("rows.csv");
     std::fs::write(&path, &bytes).unwrap();
 
-    let check = world.command(&["check", path.to_str().unwrap()]).output().unwrap();
+    let check = world
+        .command(&["check", path.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(check.status.code(), Some(1));
     let plan = String::from_utf8_lossy(&check.stdout).into_owned();
     assert!(plan.contains("invalid rows: 9"), "{plan}");
     for line in 3..=10 {
-        assert!(plan.contains(&format!("line {line}:")), "line {line} missing from: {plan}");
+        assert!(
+            plan.contains(&format!("line {line}:")),
+            "line {line} missing from: {plan}"
+        );
     }
-    assert_eq!(world.sandbox.snapshot().stats.requests, 0, "check sent requests");
+    assert_eq!(
+        world.sandbox.snapshot().stats.requests,
+        0,
+        "check sent requests"
+    );
 
     let out = world.run(&path, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_no_panic(&out);
     let records = ledger_lines(&world.path("rows.ledger.jsonl"));
-    let invalid: Vec<_> = records.iter().filter(|r| r["status"] == "invalid").collect();
+    let invalid: Vec<_> = records
+        .iter()
+        .filter(|r| r["status"] == "invalid")
+        .collect();
     assert_eq!(invalid.len(), 9);
     for (i, (_, needle)) in bad_rows.iter().enumerate() {
-        let record = invalid.iter().find(|r| r["line"] == (i as u64 + 3)).expect("invalid record for the line");
+        let record = invalid
+            .iter()
+            .find(|r| r["line"] == (i as u64 + 3))
+            .expect("invalid record for the line");
         let reason = record["reason"].as_str().unwrap().to_lowercase();
-        assert!(reason.contains(needle), "line {}: expected '{needle}' in '{reason}'", i + 3);
+        assert!(
+            reason.contains(needle),
+            "line {}: expected '{needle}' in '{reason}'",
+            i + 3
+        );
     }
     assert!(invalid.iter().any(|r| r["line"] == 12), "the non-UTF-8 row");
     let mut urls: Vec<String> = world.faces().into_iter().map(|f| f.2).collect();
     urls.sort();
-    assert_eq!(urls, vec!["https://img.example.com/ok-1.jpg", "https://img.example.com/ok-2.jpg"]);
+    assert_eq!(
+        urls,
+        vec![
+            "https://img.example.com/ok-1.jpg",
+            "https://img.example.com/ok-2.jpg"
+        ]
+    );
 
     let again = world.run(&path, &[]);
     assert_eq!(again.status.code(), Some(1));
     let after = ledger_lines(&world.path("rows.ledger.jsonl"));
-    assert_eq!(after.len(), records.len() + 2, "invalid rows were recorded twice");
+    assert_eq!(
+        after.len(),
+        records.len() + 2,
+        "invalid rows were recorded twice"
+    );
 }
 
 #[test]
@@ -129,10 +208,17 @@ fn bom_crlf_quoting_and_header_spellings_are_all_read() {
     assert_eq!(faces.len(), 2);
     assert!(faces.iter().any(|f| f.1 == "p, one"));
     let state = world.sandbox.snapshot();
-    let names: Vec<_> = state.mts.categories[0].persons.iter().filter_map(|p| p.person_name.clone()).collect();
+    let names: Vec<_> = state.mts.categories[0]
+        .persons
+        .iter()
+        .filter_map(|p| p.person_name.clone())
+        .collect();
     assert_eq!(names, vec!["Name \"Q\"".to_string()]);
     let records = ledger_lines(&world.path("bom.ledger.jsonl"));
-    let q2 = records.iter().find(|r| r["image_url"] == "https://img.example.com/q2.jpg").unwrap();
+    let q2 = records
+        .iter()
+        .find(|r| r["image_url"] == "https://img.example.com/q2.jpg")
+        .unwrap();
     assert_eq!(q2["line"], 4, "line numbers count the embedded newline");
 }
 
@@ -140,11 +226,18 @@ fn bom_crlf_quoting_and_header_spellings_are_all_read() {
 fn a_damaged_ledger_line_stops_the_run_with_the_ledger_line_and_nothing_is_sent() {
     let world = World::new(SandboxConfig::for_tests());
     let path = world.manifest("m.csv", &manifest_body("lib", 1, 1));
-    std::fs::write(world.path("m.ledger.jsonl"), "{\"v\":1,\"kind\":\"image\"\nnot json\n{}\n").unwrap();
+    std::fs::write(
+        world.path("m.ledger.jsonl"),
+        "{\"v\":1,\"kind\":\"image\"\nnot json\n{}\n",
+    )
+    .unwrap();
     let out = world.run(&path, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("m.ledger.jsonl") && err.contains("line 1"), "{err}");
+    assert!(
+        err.contains("m.ledger.jsonl") && err.contains("line 1"),
+        "{err}"
+    );
     assert_eq!(world.sandbox.snapshot().stats.requests, 0);
 }
 

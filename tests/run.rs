@@ -20,30 +20,62 @@ fn the_sample_registers_every_valid_image_once_and_the_ledger_agrees_with_the_sa
     std::fs::copy(sample_manifest(), &manifest).unwrap();
     let summary = world.path("summary.json");
     let rejects = world.path("rejects.csv");
-    let out = world.run(&manifest, &["--summary", summary.to_str().unwrap(), "--rejects", rejects.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "one bad row and two over-limit rows: {}", stderr(&out));
+    let out = world.run(
+        &manifest,
+        &[
+            "--summary",
+            summary.to_str().unwrap(),
+            "--rejects",
+            rejects.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one bad row and two over-limit rows: {}",
+        stderr(&out)
+    );
 
     let state = world.sandbox.snapshot();
     let copies = copies_per_url(&state);
     assert_eq!(copies.len(), 37, "40 rows - 1 invalid - 2 over the limit");
-    assert!(copies.values().all(|&n| n == 1), "an image registered twice: {copies:?}");
+    assert!(
+        copies.values().all(|&n| n == 1),
+        "an image registered twice: {copies:?}"
+    );
 
     let ledger = world.path("faces.ledger.jsonl");
     let last = last_per_image(&ledger);
-    let server_ids: std::collections::HashSet<String> = faces_of(&state).into_iter().map(|f| f.3).collect();
-    let registered: Vec<_> = last.values().filter(|r| r["status"] == "registered").collect();
+    let server_ids: std::collections::HashSet<String> =
+        faces_of(&state).into_iter().map(|f| f.3).collect();
+    let registered: Vec<_> = last
+        .values()
+        .filter(|r| r["status"] == "registered")
+        .collect();
     assert_eq!(registered.len(), 37);
     for record in &registered {
-        assert!(server_ids.contains(record["face_id"].as_str().unwrap()), "ledger FaceId unknown to the server: {record}");
+        assert!(
+            server_ids.contains(record["face_id"].as_str().unwrap()),
+            "ledger FaceId unknown to the server: {record}"
+        );
         assert!(record["ts"].as_str().unwrap().ends_with('Z'));
         assert_eq!(record["v"], 1);
     }
-    assert_eq!(last.values().filter(|r| r["status"] == "invalid").count(), 1);
+    assert_eq!(
+        last.values().filter(|r| r["status"] == "invalid").count(),
+        1
+    );
     let skipped: Vec<_> = last.values().filter(|r| r["status"] == "skipped").collect();
     assert_eq!(skipped.len(), 2);
-    assert!(skipped.iter().all(|r| r["image_url"].as_str().unwrap().contains("anchor-wang-fang")));
+    assert!(skipped.iter().all(|r| {
+        r["image_url"]
+            .as_str()
+            .unwrap()
+            .contains("anchor-wang-fang")
+    }));
 
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(summary).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(summary).unwrap()).unwrap();
     assert_eq!(summary["registered_now"], 37);
     assert_eq!(summary["invalid"], 1);
     assert_eq!(summary["skipped"], 2);
@@ -51,7 +83,10 @@ fn the_sample_registers_every_valid_image_once_and_the_ledger_agrees_with_the_sa
     let rejects = std::fs::read_to_string(rejects).unwrap();
     assert_eq!(rejects.lines().count(), 4, "header + 3 rows: {rejects}");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&ledger).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&ledger).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }
 
 #[test]
@@ -63,28 +98,61 @@ fn a_rerun_with_everything_registered_sends_nothing_and_exits_zero() {
     let lines_before = ledger_lines(&world.path("m.ledger.jsonl")).len();
     let again = world.run(&manifest, &[]);
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
-    assert_eq!(world.sandbox.snapshot().stats.requests, before, "a finished import sent requests");
+    assert_eq!(
+        world.sandbox.snapshot().stats.requests,
+        before,
+        "a finished import sent requests"
+    );
     let lines_after = ledger_lines(&world.path("m.ledger.jsonl"));
-    assert_eq!(lines_after.len(), lines_before + 2, "only the run's start and end are added");
+    assert_eq!(
+        lines_after.len(),
+        lines_before + 2,
+        "only the run's start and end are added"
+    );
     assert_eq!(world.faces().len(), 15);
 }
 
 #[test]
 fn errors_after_apply_and_lost_answers_never_leave_a_duplicate() {
     let mut config = SandboxConfig::for_tests();
-    config.faults = FaultRates { error_after: 0.25, reset_after: 0.1, malformed_after: 0.05, error_before: 0.1, ..FaultRates::default() };
+    config.faults = FaultRates {
+        error_after: 0.25,
+        reset_after: 0.1,
+        malformed_after: 0.05,
+        error_before: 0.1,
+        ..FaultRates::default()
+    };
     let world = World::new(config);
     let manifest = world.manifest("m.csv", &manifest_body("lib", 20, 5));
     let summary = world.path("s.json");
-    let out = world.run(&manifest, &["--summary", summary.to_str().unwrap(), "--max-attempts", "20"]);
+    let out = world.run(
+        &manifest,
+        &[
+            "--summary",
+            summary.to_str().unwrap(),
+            "--max-attempts",
+            "20",
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let copies = copies_per_url(&world.sandbox.snapshot());
     assert_eq!(copies.len(), 100);
-    assert!(copies.values().all(|&n| n == 1), "duplicates: {:?}", copies.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>());
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(summary).unwrap()).unwrap();
-    assert!(summary["recovered"].as_u64().unwrap() > 0, "no fault was recovered by a look-up: {summary}");
+    assert!(
+        copies.values().all(|&n| n == 1),
+        "duplicates: {:?}",
+        copies.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(summary).unwrap()).unwrap();
+    assert!(
+        summary["recovered"].as_u64().unwrap() > 0,
+        "no fault was recovered by a look-up: {summary}"
+    );
     assert!(summary["lookups"].as_u64().unwrap() > 0);
-    let recovered = last_per_image(&world.path("m.ledger.jsonl")).values().filter(|r| r["recovered"] == true).count();
+    let recovered = last_per_image(&world.path("m.ledger.jsonl"))
+        .values()
+        .filter(|r| r["recovered"] == true)
+        .count();
     assert_eq!(recovered as u64, summary["recovered"].as_u64().unwrap());
 }
 
@@ -93,7 +161,11 @@ fn kill_9_at_random_moments_then_resume_registers_each_image_exactly_once() {
     let mut config = SandboxConfig::for_tests();
     config.latency_ms = 4;
     config.latency_jitter_ms = 3;
-    config.faults = FaultRates { error_after: 0.15, reset_after: 0.05, ..FaultRates::default() };
+    config.faults = FaultRates {
+        error_after: 0.15,
+        reset_after: 0.05,
+        ..FaultRates::default()
+    };
     let world = World::new(config);
     let manifest = world.manifest("m.csv", &manifest_body("lib", 60, 5));
     let url = world.sandbox.base_url();
@@ -105,7 +177,17 @@ fn kill_9_at_random_moments_then_resume_registers_each_image_exactly_once() {
         rng ^= rng << 17;
         let wait = Duration::from_millis(30 + rng % 250);
         let mut child = world
-            .command(&["run", manifest.to_str().unwrap(), "--endpoint", &url, "--progress", "off", "--qps", "400", "-q"])
+            .command(&[
+                "run",
+                manifest.to_str().unwrap(),
+                "--endpoint",
+                &url,
+                "--progress",
+                "off",
+                "--qps",
+                "400",
+                "-q",
+            ])
             .spawn()
             .unwrap();
         std::thread::sleep(wait);
@@ -121,13 +203,20 @@ fn kill_9_at_random_moments_then_resume_registers_each_image_exactly_once() {
     let state = world.sandbox.snapshot();
     let copies = copies_per_url(&state);
     assert_eq!(copies.len(), 300, "an image is missing");
-    assert!(copies.values().all(|&n| n == 1), "an image was registered twice");
-    let server_ids: std::collections::HashSet<String> = faces_of(&state).into_iter().map(|f| f.3).collect();
+    assert!(
+        copies.values().all(|&n| n == 1),
+        "an image was registered twice"
+    );
+    let server_ids: std::collections::HashSet<String> =
+        faces_of(&state).into_iter().map(|f| f.3).collect();
     let last = last_per_image(&world.path("m.ledger.jsonl"));
     assert_eq!(last.len(), 300);
     for record in last.values() {
         assert_eq!(record["status"], "registered");
-        assert!(server_ids.contains(record["face_id"].as_str().unwrap()), "a ledger FaceId the server lacks");
+        assert!(
+            server_ids.contains(record["face_id"].as_str().unwrap()),
+            "a ledger FaceId the server lacks"
+        );
     }
 }
 
@@ -139,7 +228,16 @@ fn ctrl_c_finishes_requests_in_flight_exits_130_and_the_next_run_completes() {
     let manifest = world.manifest("m.csv", &manifest_body("lib", 100, 2));
     let url = world.sandbox.base_url();
     let child = world
-        .command(&["run", manifest.to_str().unwrap(), "--endpoint", &url, "--progress", "off", "--qps", "50"])
+        .command(&[
+            "run",
+            manifest.to_str().unwrap(),
+            "--endpoint",
+            &url,
+            "--progress",
+            "off",
+            "--qps",
+            "50",
+        ])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -150,11 +248,24 @@ fn ctrl_c_finishes_requests_in_flight_exits_130_and_the_next_run_completes() {
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     let ledger = world.path("m.ledger.jsonl");
     let lines = ledger_lines(&ledger);
-    assert_eq!(lines.last().unwrap()["kind"], "run_end", "the run's end was not recorded");
-    let registered_in_ledger = last_per_image(&ledger).values().filter(|r| r["status"] == "registered").count();
+    assert_eq!(
+        lines.last().unwrap()["kind"],
+        "run_end",
+        "the run's end was not recorded"
+    );
+    let registered_in_ledger = last_per_image(&ledger)
+        .values()
+        .filter(|r| r["status"] == "registered")
+        .count();
     let on_server = world.faces().len();
-    assert!(on_server > 0 && on_server < 200, "{on_server} faces: the interrupt came too late or too early");
-    assert_eq!(registered_in_ledger, on_server, "every face the server took is in the ledger");
+    assert!(
+        on_server > 0 && on_server < 200,
+        "{on_server} faces: the interrupt came too late or too early"
+    );
+    assert_eq!(
+        registered_in_ledger, on_server,
+        "every face the server took is in the ledger"
+    );
     let again = world.run(&manifest, &["--qps", "200"]);
     assert_eq!(again.status.code(), Some(0));
     let copies = copies_per_url(&world.sandbox.snapshot());
@@ -170,10 +281,24 @@ fn throttling_slows_the_run_down_and_nothing_is_lost_or_doubled() {
     let world = World::new(config);
     let manifest = world.manifest("m.csv", &manifest_body("lib", 30, 3));
     let summary = world.path("s.json");
-    let out = world.run(&manifest, &["--qps", "100", "--max-attempts", "30", "--summary", summary.to_str().unwrap()]);
+    let out = world.run(
+        &manifest,
+        &[
+            "--qps",
+            "100",
+            "--max-attempts",
+            "30",
+            "--summary",
+            summary.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(summary).unwrap()).unwrap();
-    assert!(summary["throttled"].as_u64().unwrap() > 0, "the server never throttled: {summary}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(summary).unwrap()).unwrap();
+    assert!(
+        summary["throttled"].as_u64().unwrap() > 0,
+        "the server never throttled: {summary}"
+    );
     let state = world.sandbox.snapshot();
     assert!(state.stats.throttled > 0);
     let copies = copies_per_url(&state);
@@ -187,7 +312,14 @@ fn a_rejected_secret_stops_the_run_with_exit_3_and_says_what_to_do() {
     let manifest = world.manifest("m.csv", &manifest_body("lib", 5, 2));
     let url = world.sandbox.base_url();
     let out = world
-        .command(&["run", manifest.to_str().unwrap(), "--endpoint", &url, "--progress", "off"])
+        .command(&[
+            "run",
+            manifest.to_str().unwrap(),
+            "--endpoint",
+            &url,
+            "--progress",
+            "off",
+        ])
         .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "wrong-secret-value")
         .output()
         .unwrap();
@@ -195,7 +327,10 @@ fn a_rejected_secret_stops_the_run_with_exit_3_and_says_what_to_do() {
     let err = stderr(&out);
     assert!(err.contains("SignatureDoesNotMatch"), "{err}");
     assert!(err.contains("what to do"), "{err}");
-    assert!(!err.contains("wrong-secret-value"), "the secret leaked into stderr");
+    assert!(
+        !err.contains("wrong-secret-value"),
+        "the secret leaked into stderr"
+    );
     assert!(world.faces().is_empty());
 }
 
@@ -207,7 +342,11 @@ fn a_second_run_on_a_locked_ledger_exits_4_at_once() {
     let started = Instant::now();
     let out = world.run(&manifest, &[]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&format!("pid {}", std::process::id())), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("pid {}", std::process::id())),
+        "{}",
+        stderr(&out)
+    );
     assert!(started.elapsed() < Duration::from_secs(30));
     assert!(world.faces().is_empty());
 }
@@ -233,7 +372,10 @@ fn max_duration_stops_starting_work_exits_5_and_the_next_run_finishes() {
 fn attempts_running_out_exit_5_and_the_image_is_retried_next_run() {
     let world = World::new(SandboxConfig::for_tests());
     let manifest = world.manifest("m.csv", &manifest_body("lib", 1, 1));
-    world.sandbox.script("RegisterCustomFace", vec![Fault::ErrorBefore, Fault::ErrorBefore]);
+    world.sandbox.script(
+        "RegisterCustomFace",
+        vec![Fault::ErrorBefore, Fault::ErrorBefore],
+    );
     let out = world.run(&manifest, &["--max-attempts", "2"]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     let last = last_per_image(&world.path("m.ledger.jsonl"));
@@ -257,14 +399,40 @@ fn a_row_the_service_rejects_is_recorded_as_failed_and_not_retried() {
     let last = last_per_image(&world.path("m.ledger.jsonl"));
     let bad = &last["https://img.example.com/noface.jpg"];
     assert_eq!(bad["status"], "failed");
-    assert!(bad["error_code"].as_str().unwrap().starts_with("InvalidParameter"), "{bad}");
-    assert_eq!(last["https://img.example.com/ok.jpg"]["status"], "registered");
-    let registers = world.sandbox.snapshot().stats.by_action.get("RegisterCustomFace").copied().unwrap_or(0);
+    assert!(
+        bad["error_code"]
+            .as_str()
+            .unwrap()
+            .starts_with("InvalidParameter"),
+        "{bad}"
+    );
+    assert_eq!(
+        last["https://img.example.com/ok.jpg"]["status"],
+        "registered"
+    );
+    let registers = world
+        .sandbox
+        .snapshot()
+        .stats
+        .by_action
+        .get("RegisterCustomFace")
+        .copied()
+        .unwrap_or(0);
     assert_eq!(registers, 2, "the rejected row was retried");
     let again = world.run(&manifest, &["--retry-failed"]);
     assert_eq!(again.status.code(), Some(1));
-    let registers = world.sandbox.snapshot().stats.by_action.get("RegisterCustomFace").copied().unwrap_or(0);
-    assert_eq!(registers, 3, "--retry-failed sends the failed row once more, and only it");
+    let registers = world
+        .sandbox
+        .snapshot()
+        .stats
+        .by_action
+        .get("RegisterCustomFace")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(
+        registers, 3,
+        "--retry-failed sends the failed row once more, and only it"
+    );
 }
 
 #[test]
@@ -278,9 +446,19 @@ fn ids_differing_only_in_case_are_one_person_and_the_ten_image_limit_holds() {
     body.push_str("lib,ALICE,https://img.example.com/a0.jpg\n");
     let manifest = world.manifest("m.csv", &body);
     let out = world.run(&manifest, &[]);
-    assert_eq!(out.status.code(), Some(1), "two rows over the limit: {}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "two rows over the limit: {}",
+        stderr(&out)
+    );
     let faces = world.faces();
     assert_eq!(faces.len(), 10);
-    let first_ten: Vec<String> = (0..10).map(|i| format!("https://img.example.com/a{i}.jpg")).collect();
-    assert!(faces.iter().all(|f| first_ten.contains(&f.2)), "the first rows in manifest order win");
+    let first_ten: Vec<String> = (0..10)
+        .map(|i| format!("https://img.example.com/a{i}.jpg"))
+        .collect();
+    assert!(
+        faces.iter().all(|f| first_ten.contains(&f.2)),
+        "the first rows in manifest order win"
+    );
 }

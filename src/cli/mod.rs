@@ -141,12 +141,19 @@ impl RunArgs {
     /// Checks the numeric flags; the message says which flag and what is allowed.
     pub fn validate(&self) -> Result<(), String> {
         if self.qps > Limits::MAX_QPS {
-            return Err(format!("--qps {}: at most {} (0 = unlimited)", self.qps, Limits::MAX_QPS));
+            return Err(format!(
+                "--qps {}: at most {} (0 = unlimited)",
+                self.qps,
+                Limits::MAX_QPS
+            ));
         }
         if let Some(c) = self.concurrency
             && !(1..=Limits::MAX_CONCURRENCY).contains(&c)
         {
-            return Err(format!("--concurrency {c}: between 1 and {}", Limits::MAX_CONCURRENCY));
+            return Err(format!(
+                "--concurrency {c}: between 1 and {}",
+                Limits::MAX_CONCURRENCY
+            ));
         }
         if !(1..=Limits::MAX_ATTEMPTS).contains(&self.max_attempts) {
             return Err(format!(
@@ -156,7 +163,11 @@ impl RunArgs {
             ));
         }
         if !(1..=Limits::MAX_TIMEOUT_S).contains(&self.timeout) {
-            return Err(format!("--timeout {}: between 1 and {} seconds", self.timeout, Limits::MAX_TIMEOUT_S));
+            return Err(format!(
+                "--timeout {}: between 1 and {} seconds",
+                self.timeout,
+                Limits::MAX_TIMEOUT_S
+            ));
         }
         if self.max_duration.is_some_and(|d| d.is_zero()) {
             return Err("--max-duration must be longer than zero".into());
@@ -189,7 +200,9 @@ mod tests {
 
     #[test]
     fn run_defaults_match_the_documented_ones() {
-        let Command::Run(run) = parse(&["run", "m.csv"]).unwrap().command else { panic!() };
+        let Command::Run(run) = parse(&["run", "m.csv"]).unwrap().command else {
+            panic!()
+        };
         assert_eq!((run.qps, run.max_attempts, run.timeout), (100, 8, 10));
         assert_eq!(run.concurrency(), 50);
         assert_eq!(run.ledger_path(), PathBuf::from("m.ledger.jsonl"));
@@ -198,22 +211,39 @@ mod tests {
 
     #[test]
     fn endpoint_and_sandbox_cannot_be_combined() {
-        assert!(parse(&["run", "m.csv", "--sandbox", "--endpoint", "http://127.0.0.1:1/"]).is_err());
+        assert!(
+            parse(&[
+                "run",
+                "m.csv",
+                "--sandbox",
+                "--endpoint",
+                "http://127.0.0.1:1/"
+            ])
+            .is_err()
+        );
     }
 
     #[test]
     fn out_of_range_numbers_name_the_flag() {
-        let Command::Run(run) = parse(&["run", "m.csv", "--max-attempts", "0"]).unwrap().command else {
+        let Command::Run(run) = parse(&["run", "m.csv", "--max-attempts", "0"])
+            .unwrap()
+            .command
+        else {
             panic!()
         };
         assert!(run.validate().unwrap_err().contains("--max-attempts"));
-        let Command::Run(run) = parse(&["run", "m.csv", "--qps", "0"]).unwrap().command else { panic!() };
+        let Command::Run(run) = parse(&["run", "m.csv", "--qps", "0"]).unwrap().command else {
+            panic!()
+        };
         assert_eq!(run.concurrency(), 64);
     }
 
     #[test]
     fn max_duration_takes_units() {
-        let Command::Run(run) = parse(&["run", "m.csv", "--max-duration", "50m"]).unwrap().command else {
+        let Command::Run(run) = parse(&["run", "m.csv", "--max-duration", "50m"])
+            .unwrap()
+            .command
+        else {
             panic!()
         };
         assert_eq!(run.max_duration, Some(std::time::Duration::from_secs(3000)));

@@ -1,1 +1,272 @@
-//! Flags of `face-enroll sandbox`.
+//! Flags of `face-enroll sandbox`: run the local emulator of the MTS and ICE APIs in the
+//! foreground until Ctrl-C or SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::sandbox::{
+    DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, FaultRates, Sandbox, SandboxConfig,
+};
+
+/// Run a local emulator of the MTS custom-face and ICE recognition-library APIs.
+#[derive(clap::Args, Debug)]
+pub struct SandboxArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8686")]
+    pub listen: SocketAddr,
+    /// The access key id the sandbox accepts.
+    #[arg(long, value_name = "ID", default_value = DEFAULT_ACCESS_KEY_ID)]
+    pub access_key_id: String,
+    /// The secret that goes with the access key id.
+    #[arg(long, value_name = "SECRET", default_value = DEFAULT_ACCESS_KEY_SECRET, hide_default_value = true)]
+    pub access_key_secret: String,
+    /// Require this STS security token on every request.
+    #[arg(long, value_name = "TOKEN")]
+    pub security_token: Option<String>,
+    /// Requests per second per MTS action (0 = unlimited).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub mts_qps: u32,
+    /// Requests per second per ICE action (0 = unlimited).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub ice_qps: u32,
+    /// Send `x-acs-retry-after` on throttling: this many ms, or 0 for the time until a slot frees.
+    #[arg(long, value_name = "MS")]
+    pub retry_after_ms: Option<u64>,
+    /// Delay before handling every request, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Uniform jitter around the latency (latency ± jitter), in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency_jitter_ms: u64,
+    /// How long a stalled request is held before it is applied and answered.
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    pub stall_ms: u64,
+    /// Rate (0..=1) of 500 InternalError with nothing applied.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub error_before: f64,
+    /// Rate (0..=1) of calls applied and then answered 500 InternalError.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub error_after: f64,
+    /// Rate (0..=1) of connections reset with nothing applied.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub reset_before: f64,
+    /// Rate (0..=1) of calls applied and then reset without an answer.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub reset_after: f64,
+    /// Rate (0..=1) of calls held --stall-ms, then applied and answered.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub stall: f64,
+    /// Rate (0..=1) of calls applied and then answered 200 with a body that is not JSON.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub malformed_after: f64,
+    /// Rate (0..=1) of 502 HTML gateway pages with nothing applied.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub html_before: f64,
+    /// Seed of the fault draws, latency jitter and generated ids.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seed: u64,
+    /// How many faces one person may have.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_faces_per_person: usize,
+    /// Write the final state (JSON) to this file at exit.
+    #[arg(long, value_name = "PATH")]
+    pub state_file: Option<PathBuf>,
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a number"))?;
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!("{rate} is not a rate between 0 and 1"))
+    }
+}
+
+impl SandboxArgs {
+    /// The validated configuration and where to write the state at exit.
+    pub fn into_config(self) -> anyhow::Result<(SandboxConfig, Option<PathBuf>)> {
+        let faults = FaultRates {
+            error_before: self.error_before,
+            error_after: self.error_after,
+            reset_before: self.reset_before,
+            reset_after: self.reset_after,
+            stall: self.stall,
+            malformed_after: self.malformed_after,
+            html_before: self.html_before,
+        };
+        faults.validate().map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(
+            !self.access_key_id.is_empty(),
+            "--access-key-id must not be empty"
+        );
+        anyhow::ensure!(
+            !self.access_key_secret.is_empty(),
+            "--access-key-secret must not be empty"
+        );
+        anyhow::ensure!(
+            self.max_faces_per_person >= 1,
+            "--max-faces-per-person must be at least 1"
+        );
+        let config = SandboxConfig {
+            listen: self.listen,
+            access_key_id: self.access_key_id,
+            access_key_secret: self.access_key_secret,
+            security_token: self.security_token.filter(|t| !t.is_empty()),
+            mts_qps: self.mts_qps,
+            ice_qps: self.ice_qps,
+            retry_after_ms: self.retry_after_ms,
+            latency_ms: self.latency_ms,
+            latency_jitter_ms: self.latency_jitter_ms,
+            stall_ms: self.stall_ms,
+            faults,
+            seed: self.seed,
+            max_faces_per_person: self.max_faces_per_person,
+        };
+        Ok((config, self.state_file))
+    }
+}
+
+/// Runs the sandbox until SIGINT or SIGTERM. The first stdout line is the base URL.
+pub async fn serve(args: SandboxArgs) -> anyhow::Result<()> {
+    serve_until(args, &mut std::io::stdout(), wait_for_signal()).await
+}
+
+/// [`serve`] with the announcement written to `out` and `stop` in place of the signals.
+async fn serve_until(
+    args: SandboxArgs,
+    out: &mut (dyn Write + Send),
+    stop: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let (config, state_file) = args.into_config()?;
+    let credentials = format!(
+        "credentials: access key id {}, secret {}",
+        config.access_key_id, config.access_key_secret
+    );
+    let listen = config.listen;
+    let sandbox = Sandbox::start(config)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    writeln!(out, "{}", sandbox.base_url())?;
+    out.flush()?;
+    writeln!(out, "{credentials}")?;
+    writeln!(
+        out,
+        "emulating MTS 2014-06-18 custom faces and ICE 2020-11-09 recognition libraries; Ctrl-C stops"
+    )?;
+    out.flush()?;
+    let stopped = stop.await;
+    let snapshot = sandbox.shutdown_and_snapshot().await;
+    if let Some(path) = state_file {
+        let json = serde_json::to_vec_pretty(&snapshot)?;
+        std::fs::write(&path, json)
+            .with_context(|| format!("cannot write the state file {}", path.display()))?;
+    }
+    stopped
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("cannot listen for Ctrl-C")?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> anyhow::Result<()> {
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot listen for Ctrl-C")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        args: SandboxArgs,
+    }
+
+    fn parse(flags: &[&str]) -> Result<SandboxArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("sandbox").chain(flags.iter().copied()))
+            .map(|cli| cli.args)
+    }
+
+    #[test]
+    fn defaults_match_the_documented_sandbox() {
+        let (config, state_file) = parse(&[]).unwrap().into_config().unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8686");
+        assert_eq!(
+            (
+                config.access_key_id.as_str(),
+                config.access_key_secret.as_str()
+            ),
+            (DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET)
+        );
+        assert_eq!(
+            (
+                config.mts_qps,
+                config.ice_qps,
+                config.stall_ms,
+                config.max_faces_per_person
+            ),
+            (100, 50, 30_000, 10)
+        );
+        assert_eq!(config.faults, FaultRates::default());
+        assert!(state_file.is_none());
+    }
+
+    #[test]
+    fn fault_rates_outside_zero_to_one_are_refused_by_the_parser() {
+        assert!(parse(&["--error-after", "1.5"]).is_err());
+        assert!(parse(&["--stall", "-0.1"]).is_err());
+        assert!(parse(&["--html-before", "many"]).is_err());
+        let args = parse(&[
+            "--reset-after",
+            "0.25",
+            "--seed",
+            "7",
+            "--state-file",
+            "/tmp/s.json",
+        ])
+        .unwrap();
+        let (config, state_file) = args.into_config().unwrap();
+        assert_eq!((config.faults.reset_after, config.seed), (0.25, 7));
+        assert_eq!(state_file, Some(PathBuf::from("/tmp/s.json")));
+    }
+
+    #[tokio::test]
+    async fn serving_announces_the_url_first_and_writes_the_state_file_at_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_path = dir.path().join("state.json");
+        let state_flag = state_path.to_str().unwrap();
+        let args = parse(&["--listen", "127.0.0.1:0", "--state-file", state_flag]).unwrap();
+        let mut out = Vec::new();
+        let stop = async { Ok(()) };
+        serve_until(args, &mut out, stop).await.unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("http://127.0.0.1:") && lines[0].ends_with('/'),
+            "{text}"
+        );
+        assert_eq!(
+            lines[1],
+            "credentials: access key id sandbox-key-id, secret sandbox-key-secret"
+        );
+        let state: crate::sandbox::StateSnapshot =
+            serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+        assert_eq!(state, crate::sandbox::StateSnapshot::default());
+    }
+}

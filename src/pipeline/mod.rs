@@ -84,16 +84,25 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
     let _lock = Lock::acquire(&config.ledger)?;
     let replay = {
         let path = config.ledger.clone();
-        tokio::task::spawn_blocking(move || ledger::replay(&path)).await.map_err(join_err)??
+        tokio::task::spawn_blocking(move || ledger::replay(&path))
+            .await
+            .map_err(join_err)??
     };
     let torn = replay.torn_tail;
-    let options = plan::Options { retry_failed: config.retry_failed, keep_work: true };
+    let options = plan::Options {
+        retry_failed: config.retry_failed,
+        keep_work: true,
+    };
     let manifest_path = config.manifest.clone();
-    let plan = tokio::task::spawn_blocking(move || plan_from_files(&manifest_path, &replay, options))
-        .await
-        .map_err(join_err)??;
+    let plan =
+        tokio::task::spawn_blocking(move || plan_from_files(&manifest_path, &replay, options))
+            .await
+            .map_err(join_err)??;
     if torn > 0 {
-        tracing::warn!(bytes = torn, "the ledger ended in a torn line (a write cut short); it is dropped, nothing complete is lost");
+        tracing::warn!(
+            bytes = torn,
+            "the ledger ended in a torn line (a write cut short); it is dropped, nothing complete is lost"
+        );
     }
     let appender = Appender::open(&config.ledger, torn)?;
     let stop = Arc::new(Stop::default());
@@ -113,7 +122,9 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
         let stop = stop.clone();
         tokio::spawn(async move {
             crate::clock::sleep(limit).await;
-            tracing::info!("--max-duration reached: finishing what is in flight, starting nothing new");
+            tracing::info!(
+                "--max-duration reached: finishing what is in flight, starting nothing new"
+            );
             stop.stop(StopReason::Deadline);
         })
     });
@@ -130,7 +141,11 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
         stop: stop.clone(),
         run_id: run_id.clone(),
     });
-    let Plan { counts, jobs, rejected } = plan;
+    let Plan {
+        counts,
+        jobs,
+        rejected,
+    } = plan;
     schedule(context.clone(), jobs, config.concurrency).await;
     signals.abort();
     if let Some(deadline) = deadline {
@@ -159,7 +174,11 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
     summary.exit_code = ending.exit_code();
     summary.outcome = ending.describe().to_string();
     append_run_end(appender, &run_id, &summary)?;
-    Ok(RunResult { ending, summary, rejected })
+    Ok(RunResult {
+        ending,
+        summary,
+        rejected,
+    })
 }
 
 fn fill(summary: &mut Summary, figures: &Figures, counts: &plan::Counts, started: Instant) {
@@ -172,10 +191,18 @@ fn fill(summary: &mut Summary, figures: &Figures, counts: &plan::Counts, started
     summary.lookups = figures.lookups;
     summary.elapsed_s = started.elapsed().as_secs_f64();
     let done = (figures.registered_now + figures.recovered) as f64;
-    summary.rate_per_s = if summary.elapsed_s > 0.0 { done / summary.elapsed_s } else { 0.0 };
+    summary.rate_per_s = if summary.elapsed_s > 0.0 {
+        done / summary.elapsed_s
+    } else {
+        0.0
+    };
 }
 
-fn append_run_end(mut appender: Appender, run_id: &str, summary: &Summary) -> Result<(), LedgerError> {
+fn append_run_end(
+    mut appender: Appender,
+    run_id: &str,
+    summary: &Summary,
+) -> Result<(), LedgerError> {
     let record = RunRecord {
         v: ledger::SCHEMA_VERSION,
         kind: "run_end".into(),
@@ -263,9 +290,10 @@ async fn schedule(context: Arc<worker::Context>, jobs: Vec<plan::PersonJob>, con
 /// First SIGINT/SIGTERM: stop starting work. Second: leave now (every line written is whole).
 async fn watch_signals(stop: Arc<Stop>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) =
-        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
     };
     let mut seen = 0;
@@ -276,7 +304,9 @@ async fn watch_signals(stop: Arc<Stop>) {
         }
         seen += 1;
         if seen == 1 {
-            eprintln!("face-enroll: stopping: finishing requests in flight (press Ctrl-C again to leave at once)");
+            eprintln!(
+                "face-enroll: stopping: finishing requests in flight (press Ctrl-C again to leave at once)"
+            );
             stop.stop(StopReason::Interrupted);
         } else {
             eprintln!("face-enroll: leaving now; the ledger is consistent, the next run resumes");

@@ -19,7 +19,10 @@ const TICK: Duration = Duration::from_millis(500);
 
 pub(crate) enum Event {
     /// Must be durable before the request is sent: the worker waits for the answer.
-    Pending { record: ImageRecord, durable: oneshot::Sender<bool> },
+    Pending {
+        record: ImageRecord,
+        durable: oneshot::Sender<bool>,
+    },
     /// A final word on an image (registered, failed, invalid, skipped).
     Outcome(ImageRecord),
     Run(RunRecord),
@@ -43,7 +46,14 @@ impl Events {
     /// written, so the request must not be sent.
     pub(crate) async fn pending(&self, record: ImageRecord) -> bool {
         let (tx, rx) = oneshot::channel();
-        if self.0.send(Event::Pending { record, durable: tx }).is_err() {
+        if self
+            .0
+            .send(Event::Pending {
+                record,
+                durable: tx,
+            })
+            .is_err()
+        {
             return false;
         }
         rx.await.unwrap_or(false)
@@ -65,7 +75,10 @@ pub(crate) fn start(
         .name("ledger-recorder".into())
         .spawn(move || {
             let mut progress = Progress::new(mode, total);
-            let figures = Figures { total, ..Figures::default() };
+            let figures = Figures {
+                total,
+                ..Figures::default()
+            };
             let result = record(rx, appender, figures, &mut progress, on_failure);
             progress.finish();
             result

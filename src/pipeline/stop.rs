@@ -92,7 +92,11 @@ mod tests {
         stop.stop(StopReason::Interrupted);
         stop.stop(StopReason::Deadline);
         assert!(!sleeper.await.unwrap());
-        assert_eq!(stop.reason(), Some(StopReason::Interrupted), "the first reason counts");
+        assert_eq!(
+            stop.reason(),
+            Some(StopReason::Interrupted),
+            "the first reason counts"
+        );
     }
 
     #[tokio::test(start_paused = true)]

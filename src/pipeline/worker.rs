@@ -72,7 +72,11 @@ pub(crate) async fn process(ctx: &Context, job: PersonJob) {
 
 /// Registers one image exactly once. False when the run is stopping and the person should end.
 async fn register(ctx: &Context, job: &PersonJob, image: &ImageWork) -> bool {
-    if !ctx.events.pending(record(ctx, job, image, Status::Pending)).await {
+    if !ctx
+        .events
+        .pending(record(ctx, job, image, Status::Pending))
+        .await
+    {
         // The ledger cannot be written: nothing may be sent without a durable `pending` first.
         ctx.stop.stop(StopReason::LedgerFailed);
         ctx.events.send(Event::Left(1));
@@ -167,8 +171,10 @@ async fn lookup(ctx: &Context, job: &PersonJob) -> Result<Known, Abandon> {
         ctx.pacer.acquire().await;
         attempts += 1;
         ctx.events.send(Event::Lookup);
-        let result =
-            ctx.client.list_custom_persons(Some(&job.category_id), Some(&job.person_id)).await;
+        let result = ctx
+            .client
+            .list_custom_persons(Some(&job.category_id), Some(&job.person_id))
+            .await;
         let error = match result {
             Ok(listing) => return Ok(faces_of(job, listing)),
             Err(error) => error,
@@ -199,8 +205,16 @@ async fn lookup(ctx: &Context, job: &PersonJob) -> Result<Known, Abandon> {
 fn faces_of(job: &PersonJob, listing: crate::api::CustomPersons) -> Known {
     let (category, person) = (fold_id(&job.category_id), fold_id(&job.person_id));
     let mut known = Known::new();
-    for c in listing.categories.into_iter().filter(|c| fold_id(&c.category_id) == category) {
-        for p in c.persons.into_iter().filter(|p| fold_id(&p.person_id) == person) {
+    for c in listing
+        .categories
+        .into_iter()
+        .filter(|c| fold_id(&c.category_id) == category)
+    {
+        for p in c
+            .persons
+            .into_iter()
+            .filter(|p| fold_id(&p.person_id) == person)
+        {
             for face in p.faces {
                 if let Some(url) = face.image_url {
                     known.entry(url).or_insert(face.face_id);
@@ -213,11 +227,21 @@ fn faces_of(job: &PersonJob, listing: crate::api::CustomPersons) -> Known {
 
 /// Sleeps before the next attempt; false when there is to be no next attempt.
 async fn wait_to_retry(ctx: &Context, failure: Failure, attempts: u32, error: &ApiError) -> bool {
-    let decision = ctx.policy.decide(failure, attempts, error.retry_after(), ctx.jitter.fraction());
+    let decision = ctx.policy.decide(
+        failure,
+        attempts,
+        error.retry_after(),
+        ctx.jitter.fraction(),
+    );
     let Decision::RetryAfter(delay) = decision else {
         return false;
     };
-    tracing::debug!(code = error.code(), attempts, delay_ms = delay.as_millis() as u64, "retrying");
+    tracing::debug!(
+        code = error.code(),
+        attempts,
+        delay_ms = delay.as_millis() as u64,
+        "retrying"
+    );
     ctx.events.send(Event::Retry);
     ctx.stop.sleep(delay).await
 }
@@ -250,8 +274,13 @@ fn failed(ctx: &Context, job: &PersonJob, image: &ImageWork, error: &ApiError) -
 }
 
 fn record(ctx: &Context, job: &PersonJob, image: &ImageWork, status: Status) -> ImageRecord {
-    let mut record =
-        ImageRecord::new(&ctx.run_id, status, &job.category_id, &job.person_id, &image.image_url);
+    let mut record = ImageRecord::new(
+        &ctx.run_id,
+        status,
+        &job.category_id,
+        &job.person_id,
+        &image.image_url,
+    );
     record.line = Some(image.line);
     if status == Status::Registered {
         record.person_name = job.person_name.clone();

@@ -1,1 +1,244 @@
 //! The sandbox: a local emulator of the MTS custom-face and ICE recognition-library APIs.
+//!
+//! A real HTTP/1.1 server that authenticates like the gateway (signature, timestamp window,
+//! nonces, STS token), paces like it (per key and action, one-second sliding window), keeps the
+//! libraries' state, and injects faults reproducibly from a seed. Tests talk to it over TCP and
+//! assert on [`Sandbox::snapshot`]; users rehearse imports on it with `face-enroll sandbox`.
+//!
+//! Which faults apply where: random faults are drawn for every admitted call, reads included
+//! (for a list, the "after" kinds change nothing, since nothing was changed). Scripted faults
+//! ([`Sandbox::script`]) take precedence for their action. Faults never hit a request that
+//! failed authentication or flow control.
+
+mod action;
+mod auth;
+mod config;
+mod engine;
+mod faults;
+mod ice;
+mod ids;
+mod mts;
+mod ordered;
+mod params;
+mod ratelimit;
+mod response;
+mod server;
+mod snapshot;
+mod state;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+pub use config::{
+    DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Fault, FaultRates, SandboxConfig,
+};
+pub use mts::{CATEGORY_NOT_FOUND, FACE_NOT_FOUND, PERSON_NOT_FOUND};
+pub use snapshot::{
+    CategorySnapshot, EntitySnapshot, FaceSnapshot, IceSnapshot, LibSnapshot, MtsSnapshot,
+    PersonSnapshot, SampleSnapshot, StateSnapshot, Stats,
+};
+
+use engine::Engine;
+
+/// A running sandbox on the current tokio runtime. Dropping it stops accepting (in-flight
+/// requests finish on the runtime); [`Sandbox::shutdown`] also waits for them.
+pub struct Sandbox {
+    addr: SocketAddr,
+    engine: Arc<Engine>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Sandbox {
+    /// Binds `config.listen` and starts serving; fails on a bad address or invalid fault rates.
+    pub async fn start(config: SandboxConfig) -> io::Result<Sandbox> {
+        config
+            .faults
+            .validate()
+            .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?;
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let engine = Arc::new(Engine::new(config, stopped.clone()));
+        let task = tokio::spawn(server::serve(listener, Arc::clone(&engine), stopped));
+        tracing::debug!(%addr, "sandbox listening");
+        Ok(Sandbox {
+            addr,
+            engine,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT/`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    pub fn snapshot(&self) -> StateSnapshot {
+        self.engine.snapshot()
+    }
+
+    /// The next calls of `action` take these faults, in order, before any random one.
+    pub fn script(&self, action: &str, faults: Vec<Fault>) {
+        self.engine.script(action, faults);
+    }
+
+    pub fn set_fault_rates(&self, rates: FaultRates) {
+        self.engine.set_fault_rates(rates);
+    }
+
+    /// New per-action limits for MTS and ICE actions (0 = unlimited), effective at once.
+    pub fn set_qps(&self, mts_qps: u32, ice_qps: u32) {
+        self.engine.set_qps(mts_qps, ice_qps);
+    }
+
+    /// Registers a face behind the client's back (no checks, no stats); returns its FaceId.
+    pub fn admin_register_face(
+        &self,
+        category_id: &str,
+        person_id: &str,
+        image_url: &str,
+    ) -> String {
+        self.engine
+            .admin_register_face(category_id, person_id, image_url)
+    }
+
+    /// Removes a face behind the client's back; false when no person has it.
+    pub fn admin_remove_face(&self, face_id: &str) -> bool {
+        self.engine.admin_remove_face(face_id)
+    }
+
+    /// Stops accepting, lets in-flight requests finish (stalls are cut short), then returns.
+    pub async fn shutdown(mut self) {
+        self.stop.send_replace(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// [`Sandbox::shutdown`], then the final state, in-flight requests included.
+    pub(crate) async fn shutdown_and_snapshot(self) -> StateSnapshot {
+        let engine = Arc::clone(&self.engine);
+        self.shutdown().await;
+        engine.snapshot()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// The same server on its own OS thread and runtime, for synchronous tests. Drop stops it.
+pub struct SandboxThread {
+    addr: SocketAddr,
+    engine: Arc<Engine>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SandboxThread {
+    pub fn spawn(config: SandboxConfig) -> io::Result<SandboxThread> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sandbox".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build();
+                let runtime = match runtime {
+                    Ok(runtime) => runtime,
+                    Err(error) => return drop(ready_tx.send(Err(error))),
+                };
+                runtime.block_on(async move {
+                    match Sandbox::start(config).await {
+                        Ok(sandbox) => {
+                            let _ = ready_tx.send(Ok((sandbox.addr, Arc::clone(&sandbox.engine))));
+                            let _ = stopped.await;
+                            sandbox.shutdown().await;
+                        }
+                        Err(error) => drop(ready_tx.send(Err(error))),
+                    }
+                });
+            })?;
+        let started = ready_rx
+            .recv()
+            .map_err(|_| io::Error::other("the sandbox thread died while starting"));
+        match started.and_then(|result| result) {
+            Ok((addr, engine)) => Ok(SandboxThread {
+                addr,
+                engine,
+                stop: Some(stop),
+                thread: Some(thread),
+            }),
+            Err(error) => {
+                let _ = thread.join();
+                Err(error)
+            }
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    pub fn snapshot(&self) -> StateSnapshot {
+        self.engine.snapshot()
+    }
+
+    pub fn script(&self, action: &str, faults: Vec<Fault>) {
+        self.engine.script(action, faults);
+    }
+
+    pub fn set_fault_rates(&self, rates: FaultRates) {
+        self.engine.set_fault_rates(rates);
+    }
+
+    pub fn set_qps(&self, mts_qps: u32, ice_qps: u32) {
+        self.engine.set_qps(mts_qps, ice_qps);
+    }
+
+    pub fn admin_register_face(
+        &self,
+        category_id: &str,
+        person_id: &str,
+        image_url: &str,
+    ) -> String {
+        self.engine
+            .admin_register_face(category_id, person_id, image_url)
+    }
+
+    pub fn admin_remove_face(&self, face_id: &str) -> bool {
+        self.engine.admin_remove_face(face_id)
+    }
+}
+
+impl Drop for SandboxThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

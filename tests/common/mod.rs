@@ -21,7 +21,10 @@ pub struct World {
 
 impl World {
     pub fn new(config: SandboxConfig) -> World {
-        World { dir: tempfile::tempdir().unwrap(), sandbox: SandboxThread::spawn(config).unwrap() }
+        World {
+            dir: tempfile::tempdir().unwrap(),
+            sandbox: SandboxThread::spawn(config).unwrap(),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -52,7 +55,14 @@ impl World {
     /// `run MANIFEST --endpoint <sandbox> --progress off` plus `extra`.
     pub fn run(&self, manifest: &Path, extra: &[&str]) -> Output {
         let url = self.sandbox.base_url();
-        let mut args = vec!["run", manifest.to_str().unwrap(), "--endpoint", &url, "--progress", "off"];
+        let mut args = vec![
+            "run",
+            manifest.to_str().unwrap(),
+            "--endpoint",
+            &url,
+            "--progress",
+            "off",
+        ];
         args.extend_from_slice(extra);
         self.command(&args).output().unwrap()
     }
@@ -68,7 +78,12 @@ pub fn faces_of(state: &StateSnapshot) -> Vec<(String, String, String, String)> 
     for c in &state.mts.categories {
         for p in &c.persons {
             for f in &p.faces {
-                out.push((c.category_id.clone(), p.person_id.clone(), f.image_url.clone(), f.face_id.clone()));
+                out.push((
+                    c.category_id.clone(),
+                    p.person_id.clone(),
+                    f.image_url.clone(),
+                    f.face_id.clone(),
+                ));
             }
         }
     }
@@ -87,7 +102,9 @@ pub fn copies_per_url(state: &StateSnapshot) -> HashMap<String, usize> {
 /// The ledger's lines as JSON values (a torn last line, if any, is left out).
 pub fn ledger_lines(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// The last record per image URL.

@@ -1,0 +1,197 @@
+//! Sandbox settings: the one accepted credential, the rate limits, latency and the fault mix.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+
+/// The access key id every sandbox accepts unless configured otherwise.
+pub const DEFAULT_ACCESS_KEY_ID: &str = "sandbox-key-id";
+/// The secret that goes with [`DEFAULT_ACCESS_KEY_ID`].
+pub const DEFAULT_ACCESS_KEY_SECRET: &str = "sandbox-key-secret";
+
+/// Everything a sandbox needs to start. `Debug` hides the secret and the token.
+#[derive(Clone)]
+pub struct SandboxConfig {
+    pub listen: SocketAddr,
+    pub access_key_id: String,
+    pub access_key_secret: String,
+    /// When set, every request must carry this `SecurityToken` (STS credentials).
+    pub security_token: Option<String>,
+    /// Per access key and per MTS action, requests per second; 0 = unlimited.
+    pub mts_qps: u32,
+    /// Per access key and per ICE action, requests per second; 0 = unlimited.
+    pub ice_qps: u32,
+    /// When set, throttled answers carry `x-acs-retry-after: <ms>`: this value, or with 0 the
+    /// time until the oldest accepted request leaves the one-second window.
+    pub retry_after_ms: Option<u64>,
+    pub latency_ms: u64,
+    pub latency_jitter_ms: u64,
+    /// How long a `Stall` fault holds a request before applying and answering it.
+    pub stall_ms: u64,
+    pub faults: FaultRates,
+    pub seed: u64,
+    pub max_faces_per_person: usize,
+}
+
+impl SandboxConfig {
+    /// Loopback on a free port, the default key, default limits, no latency, no faults, seed 1.
+    pub fn for_tests() -> Self {
+        SandboxConfig {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            access_key_id: DEFAULT_ACCESS_KEY_ID.to_string(),
+            access_key_secret: DEFAULT_ACCESS_KEY_SECRET.to_string(),
+            security_token: None,
+            mts_qps: 100,
+            ice_qps: 50,
+            retry_after_ms: None,
+            latency_ms: 0,
+            latency_jitter_ms: 0,
+            stall_ms: 30_000,
+            faults: FaultRates::default(),
+            seed: 1,
+            max_faces_per_person: 10,
+        }
+    }
+
+    /// What `run --sandbox` rehearses against: 40±20 ms latency and 0.5% errors on each side.
+    pub fn realistic() -> Self {
+        SandboxConfig {
+            latency_ms: 40,
+            latency_jitter_ms: 20,
+            faults: FaultRates {
+                error_before: 0.005,
+                error_after: 0.005,
+                ..FaultRates::default()
+            },
+            ..SandboxConfig::for_tests()
+        }
+    }
+}
+
+impl fmt::Debug for SandboxConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SandboxConfig")
+            .field("listen", &self.listen)
+            .field("access_key_id", &self.access_key_id)
+            .field("access_key_secret", &"(redacted)")
+            .field(
+                "security_token",
+                &self.security_token.as_ref().map(|_| "(redacted)"),
+            )
+            .field("mts_qps", &self.mts_qps)
+            .field("ice_qps", &self.ice_qps)
+            .field("retry_after_ms", &self.retry_after_ms)
+            .field("latency_ms", &self.latency_ms)
+            .field("latency_jitter_ms", &self.latency_jitter_ms)
+            .field("stall_ms", &self.stall_ms)
+            .field("faults", &self.faults)
+            .field("seed", &self.seed)
+            .field("max_faces_per_person", &self.max_faces_per_person)
+            .finish()
+    }
+}
+
+/// Independent per-request probabilities (0..=1) of each injected fault.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FaultRates {
+    /// 500 `InternalError`, nothing applied.
+    pub error_before: f64,
+    /// The call is applied, then 500 `InternalError`.
+    pub error_after: f64,
+    /// The connection is reset without an answer, nothing applied.
+    pub reset_before: f64,
+    /// The call is applied, then the connection is reset.
+    pub reset_after: f64,
+    /// The request is held `stall_ms`, then applied and answered.
+    pub stall: f64,
+    /// The call is applied, then 200 with a body that is not JSON (cycling: cut JSON, empty, HTML).
+    pub malformed_after: f64,
+    /// 502 with an HTML gateway page, nothing applied.
+    pub html_before: f64,
+}
+
+impl FaultRates {
+    /// Names and values, in the order faults are drawn.
+    pub(crate) fn named(&self) -> [(Fault, f64); 7] {
+        [
+            (Fault::HtmlBefore, self.html_before),
+            (Fault::ResetBefore, self.reset_before),
+            (Fault::ErrorBefore, self.error_before),
+            (Fault::Stall, self.stall),
+            (Fault::ResetAfter, self.reset_after),
+            (Fault::ErrorAfter, self.error_after),
+            (Fault::MalformedAfter, self.malformed_after),
+        ]
+    }
+
+    /// Every rate must be a number in 0..=1.
+    pub fn validate(&self) -> Result<(), String> {
+        for (fault, rate) in self.named() {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(format!(
+                    "the {} rate must be between 0 and 1, not {rate}",
+                    fault.name()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One injected fault; `Throttle` exists only in scripts and answers like the rate limiter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    ErrorBefore,
+    ErrorAfter,
+    ResetBefore,
+    ResetAfter,
+    Stall,
+    MalformedAfter,
+    HtmlBefore,
+    Throttle,
+}
+
+impl Fault {
+    /// The snake_case name used in stats and flags.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::ErrorBefore => "error_before",
+            Fault::ErrorAfter => "error_after",
+            Fault::ResetBefore => "reset_before",
+            Fault::ResetAfter => "reset_after",
+            Fault::Stall => "stall",
+            Fault::MalformedAfter => "malformed_after",
+            Fault::HtmlBefore => "html_before",
+            Fault::Throttle => "throttle",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_secret_or_token() {
+        let mut config = SandboxConfig::for_tests();
+        config.security_token = Some("tok-123".into());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains(DEFAULT_ACCESS_KEY_SECRET));
+        assert!(!shown.contains("tok-123"));
+        assert!(shown.contains(DEFAULT_ACCESS_KEY_ID));
+    }
+
+    #[test]
+    fn fault_rates_outside_zero_to_one_are_refused() {
+        assert!(SandboxConfig::realistic().faults.validate().is_ok());
+        let bad = FaultRates {
+            stall: 1.5,
+            ..FaultRates::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("stall"));
+        let nan = FaultRates {
+            error_after: f64::NAN,
+            ..FaultRates::default()
+        };
+        assert!(nan.validate().is_err());
+    }
+}

@@ -1,0 +1,273 @@
+//! One API request's trip through the sandbox, independent of HTTP: latency → authentication →
+//! nonce → action and version → rate limit → fault → apply → answer (or a reset).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use super::action::{self, Action};
+use super::auth::{self, Credentials};
+use super::config::{Fault, FaultRates, SandboxConfig};
+use super::faults;
+use super::params::Params;
+use super::response::{ApiError, BodyFormat, Reply};
+use super::snapshot::StateSnapshot;
+use super::state::State;
+
+/// What the connection should do with a request.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Reply(Reply),
+    /// Drop the connection without answering.
+    Reset,
+}
+
+/// A request that passed authentication and flow control, with the fault it drew.
+struct Admitted {
+    action: Action,
+    fault: Option<Fault>,
+    malformed_turn: u64,
+}
+
+pub(crate) struct Engine {
+    config: SandboxConfig,
+    credentials: Credentials,
+    state: Mutex<State>,
+    received: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// A fresh `RequestId`, upper-case like Alibaba's.
+fn request_id() -> String {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_upper(&mut buf)
+        .to_string()
+}
+
+impl Engine {
+    pub fn new(config: SandboxConfig, shutdown: watch::Receiver<bool>) -> Self {
+        let credentials = Credentials {
+            access_key_id: config.access_key_id.clone(),
+            access_key_secret: config.access_key_secret.clone(),
+            security_token: config.security_token.clone(),
+        };
+        Engine {
+            state: Mutex::new(State::new(&config)),
+            config,
+            credentials,
+            received: AtomicU64::new(0),
+            shutdown,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Answers one API request received with `method`.
+    pub async fn handle(self: &Arc<Self>, method: &str, params: Params) -> Outcome {
+        let n = self.received.fetch_add(1, Ordering::Relaxed);
+        let delay = faults::latency(
+            self.config.seed,
+            n,
+            self.config.latency_ms,
+            self.config.latency_jitter_ms,
+        );
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let format = BodyFormat::of(params.get("Format"));
+        match self.admit(method, &params, OffsetDateTime::now_utc(), Instant::now()) {
+            Ok(admitted) => self.execute(admitted, params, format).await,
+            Err(error) => Outcome::Reply(Reply::error(
+                format,
+                action::host_id(&params),
+                request_id(),
+                &error,
+            )),
+        }
+    }
+
+    fn admit(
+        &self,
+        method: &str,
+        params: &Params,
+        now_utc: OffsetDateTime,
+        now: Instant,
+    ) -> Result<Admitted, ApiError> {
+        // The HMAC is computed before taking the lock, so the lock stays short.
+        let authenticated = auth::authenticate(params, method, &self.credentials, now_utc);
+        let mut state = self.lock();
+        state.stats.requests += 1;
+        if let Err(error) = authenticated {
+            state.stats.auth_rejected += 1;
+            return Err(error);
+        }
+        if !state
+            .nonces
+            .insert(params.get("SignatureNonce").unwrap_or_default(), now)
+        {
+            state.stats.auth_rejected += 1;
+            return Err(ApiError::invalid(
+                "SignatureNonceUsed",
+                "Specified signature nonce was used already.",
+            ));
+        }
+        let action = Action::resolve(params)?;
+        let key = self.credentials.access_key_id.as_str();
+        let limit = state.limit(action);
+        if let Err(wait) = state.limiter.check(key, action.name(), limit, now) {
+            state.stats.throttled += 1;
+            return Err(self.throttled(wait));
+        }
+        let fault = state.plan.next(action.name(), self.config.seed);
+        if let Some(fault) = fault {
+            state.count_fault(fault);
+        }
+        if fault == Some(Fault::Throttle) {
+            state.stats.throttled += 1;
+            return Err(self.throttled(Duration::from_secs(1)));
+        }
+        state.limiter.record(key, action.name(), limit, now);
+        state.count_accepted(action);
+        let malformed_turn = if fault == Some(Fault::MalformedAfter) {
+            state.plan.next_malformed_turn()
+        } else {
+            0
+        };
+        Ok(Admitted {
+            action,
+            fault,
+            malformed_turn,
+        })
+    }
+
+    /// `retry_after_ms`: `None` sends no hint, `Some(0)` the time until a slot frees, else that value.
+    fn throttled(&self, wait: Duration) -> ApiError {
+        let hint = self.config.retry_after_ms.map(|ms| {
+            if ms == 0 {
+                wait.as_millis().max(1) as u64
+            } else {
+                ms
+            }
+        });
+        ApiError::throttled(hint)
+    }
+
+    async fn execute(
+        self: &Arc<Self>,
+        admitted: Admitted,
+        params: Params,
+        format: BodyFormat,
+    ) -> Outcome {
+        let Admitted {
+            action,
+            fault,
+            malformed_turn,
+        } = admitted;
+        let fail = |error: &ApiError| {
+            Outcome::Reply(Reply::error(
+                format,
+                action.service().host_id(),
+                request_id(),
+                error,
+            ))
+        };
+        let result = match fault {
+            Some(Fault::HtmlBefore) => return Outcome::Reply(Reply::gateway_page()),
+            Some(Fault::ResetBefore) => return Outcome::Reset,
+            Some(Fault::ErrorBefore) => return fail(&ApiError::internal()),
+            Some(Fault::Stall) => {
+                // Applied at once, answered late: the client gives up first. (A call applied only
+                // after the client has looked and found nothing would defeat any client's
+                // exactly-once, and is not what a slow gateway does with a request it holds.)
+                let result = self.apply(action, &params);
+                self.stall().await;
+                result
+            }
+            _ => self.apply(action, &params),
+        };
+        match (fault, result) {
+            (Some(Fault::ErrorAfter), _) => fail(&ApiError::internal()),
+            (Some(Fault::ResetAfter), _) => Outcome::Reset,
+            (Some(Fault::MalformedAfter), _) => {
+                Outcome::Reply(Reply::malformed(malformed_turn, request_id()))
+            }
+            (_, Ok(fields)) => {
+                Outcome::Reply(Reply::success(format, action.name(), request_id(), fields))
+            }
+            (_, Err(error)) => fail(&error),
+        }
+    }
+
+    fn apply(&self, action: Action, params: &Params) -> Result<Map<String, Value>, ApiError> {
+        self.lock()
+            .apply(action, params, self.config.max_faces_per_person)
+    }
+
+    /// Holds a request `stall_ms`, or until shutdown so stalls never delay it.
+    async fn stall(&self) {
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(self.config.stall_ms)) => {}
+            () = super::server::stopped(&mut shutdown) => {}
+        }
+    }
+
+    pub fn snapshot(&self) -> StateSnapshot {
+        self.lock().snapshot()
+    }
+
+    pub fn script(&self, action: &str, faults: Vec<Fault>) {
+        self.lock().plan.script(action, faults);
+    }
+
+    /// Replaces the rates; values outside 0..=1 are clamped (NaN counts as 0).
+    pub fn set_fault_rates(&self, rates: FaultRates) {
+        let clamp = |r: f64| if r.is_nan() { 0.0 } else { r.clamp(0.0, 1.0) };
+        let rates = FaultRates {
+            error_before: clamp(rates.error_before),
+            error_after: clamp(rates.error_after),
+            reset_before: clamp(rates.reset_before),
+            reset_after: clamp(rates.reset_after),
+            stall: clamp(rates.stall),
+            malformed_after: clamp(rates.malformed_after),
+            html_before: clamp(rates.html_before),
+        };
+        self.lock().plan.rates = rates;
+    }
+
+    pub fn set_qps(&self, mts_qps: u32, ice_qps: u32) {
+        let mut state = self.lock();
+        state.mts_qps = mts_qps;
+        state.ice_qps = ice_qps;
+    }
+
+    pub fn admin_register_face(
+        &self,
+        category_id: &str,
+        person_id: &str,
+        image_url: &str,
+    ) -> String {
+        let mut state = self.lock();
+        let face_id = state.ids.next_id();
+        state
+            .mts
+            .insert_face(category_id, person_id, image_url, face_id.clone());
+        face_id
+    }
+
+    pub fn admin_remove_face(&self, face_id: &str) -> bool {
+        self.lock().mts.remove_face(face_id)
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

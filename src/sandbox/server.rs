@@ -1,0 +1,174 @@
+//! The HTTP/1.1 side: accept loop, keep-alive connections, request → [`Params`], and the two
+//! ways a request ends — an answer, or a reset (the connection dropped with `SO_LINGER` 0, so
+//! the client sees a TCP RST instead of any bytes).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use super::engine::{Engine, Outcome};
+use super::params::Params;
+use super::response::Reply;
+
+const MAX_BODY: usize = 1 << 20;
+/// How long shutdown waits for in-flight requests before cutting connections.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+type Answer = Result<Response<Full<Bytes>>, Infallible>;
+
+/// Serves until `shutdown` turns true (or its sender goes), then drains connections.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    let for_connections = shutdown.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(connection(stream, Arc::clone(&engine), for_connections.clone()));
+                }
+                Err(error) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "sandbox accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = stopped(&mut shutdown) => break,
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+        while connections.join_next().await.is_some() {}
+    });
+    if drained.await.is_err() {
+        connections.abort_all();
+    }
+}
+
+/// Resolves once shutdown is asked for (or nobody can ask any more).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// One keep-alive connection; a request that must end in a reset notifies `kill`.
+async fn connection(stream: TcpStream, engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let kill = Arc::new(Notify::new());
+    let service = {
+        let kill = Arc::clone(&kill);
+        service_fn(move |request| {
+            let answer: Pin<Box<dyn Future<Output = Answer> + Send>> =
+                Box::pin(respond(Arc::clone(&engine), Arc::clone(&kill), request));
+            answer
+        })
+    };
+    let mut conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            _ = &mut conn => return,
+            _ = kill.notified() => {
+                let stream = conn.into_parts().io.into_inner();
+                // Linger 0 turns the close into an RST: the client gets no answer at all.
+                let _ = stream.set_zero_linger();
+                return;
+            }
+            () = stopped(&mut shutdown), if !draining => {
+                draining = true;
+                Pin::new(&mut conn).graceful_shutdown();
+            }
+        }
+    }
+}
+
+async fn respond(engine: Arc<Engine>, kill: Arc<Notify>, request: Request<Incoming>) -> Answer {
+    if request.uri().path().starts_with("/__sandbox/") {
+        return Ok(to_response(sandbox_path(
+            &engine,
+            request.method(),
+            request.uri().path(),
+        )));
+    }
+    let method = request.method().clone();
+    if method != Method::GET && method != Method::POST {
+        let body =
+            serde_json::json!({"Code": "UnsupportedHTTPMethod", "Message": "Use GET or POST."});
+        return Ok(to_response(Reply::json(405, &body)));
+    }
+    let query = request.uri().query().map(str::to_string);
+    let is_form = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            let body = serde_json::json!({"Code": "InvalidParameter", "Message": "The body is unreadable or over 1 MiB."});
+            return Ok(to_response(Reply::json(413, &body)));
+        }
+    };
+    let params = Params::parse(query.as_deref(), if is_form { &body } else { &[] });
+    match engine.handle(method.as_str(), params).await {
+        Outcome::Reply(reply) => Ok(to_response(reply)),
+        Outcome::Reset => {
+            kill.notify_one();
+            // The connection task drops this future along with the connection.
+            std::future::pending().await
+        }
+    }
+}
+
+/// Unsigned sandbox-only paths: `GET /__sandbox/state` dumps the snapshot.
+fn sandbox_path(engine: &Engine, method: &Method, path: &str) -> Reply {
+    match (method, path) {
+        (&Method::GET, "/__sandbox/state") => match serde_json::to_value(engine.snapshot()) {
+            Ok(snapshot) => Reply::json(200, &snapshot),
+            Err(error) => Reply::json(500, &serde_json::json!({"Message": error.to_string()})),
+        },
+        _ => Reply::json(
+            404,
+            &serde_json::json!({"Message": "Only GET /__sandbox/state exists."}),
+        ),
+    }
+}
+
+fn to_response(reply: Reply) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(reply.body));
+    *response.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
+    if let Some(value) = reply
+        .request_id
+        .and_then(|id| HeaderValue::from_str(&id).ok())
+    {
+        headers.insert("x-acs-request-id", value);
+    }
+    if let Some(ms) = reply.retry_after_ms {
+        headers.insert("x-acs-retry-after", HeaderValue::from(ms));
+    }
+    response
+}

@@ -1,0 +1,99 @@
+//! Plain-data copies of the sandbox state and counters, in insertion order, for tests and dumps.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the sandbox holds, as `GET /__sandbox/state` and `--state-file` show it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateSnapshot {
+    pub mts: MtsSnapshot,
+    pub ice: IceSnapshot,
+    pub stats: Stats,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MtsSnapshot {
+    pub categories: Vec<CategorySnapshot>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CategorySnapshot {
+    pub category_id: String,
+    pub category_name: Option<String>,
+    pub category_description: Option<String>,
+    pub persons: Vec<PersonSnapshot>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PersonSnapshot {
+    pub person_id: String,
+    pub person_name: Option<String>,
+    pub person_description: Option<String>,
+    pub faces: Vec<FaceSnapshot>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaceSnapshot {
+    pub face_id: String,
+    pub image_url: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct IceSnapshot {
+    pub libs: Vec<LibSnapshot>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LibSnapshot {
+    pub algorithm: String,
+    pub lib_id: String,
+    pub lib_name: String,
+    pub lib_description: Option<String>,
+    pub entities: Vec<EntitySnapshot>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EntitySnapshot {
+    pub entity_id: String,
+    pub entity_name: String,
+    pub entity_info: Option<String>,
+    pub samples: Vec<SampleSnapshot>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SampleSnapshot {
+    pub sample_id: String,
+    pub image_url: Option<String>,
+    pub label_prompt: Option<String>,
+}
+
+/// Counters since start.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Every API request received (the `/__sandbox/` paths excluded).
+    pub requests: u64,
+    /// Requests that passed authentication and rate limiting, per action.
+    pub by_action: BTreeMap<String, u64>,
+    /// State-changing calls that succeeded and changed the state (an `error_after` one included).
+    pub applied: u64,
+    /// Calls refused with `Throttling.User` (a scripted `Throttle` included).
+    pub throttled: u64,
+    /// Calls refused by authentication (missing parameters, key, timestamp, signature, nonce, token).
+    pub auth_rejected: u64,
+    /// Injected faults per kind (`error_before`, ..., `throttle`).
+    pub faults: BTreeMap<String, u64>,
+}
+
+impl StateSnapshot {
+    /// Every face of the MTS side, as `(category_id, person_id, face)`.
+    pub fn faces(&self) -> impl Iterator<Item = (&str, &str, &FaceSnapshot)> {
+        self.mts.categories.iter().flat_map(|c| {
+            c.persons.iter().flat_map(move |p| {
+                p.faces
+                    .iter()
+                    .map(move |f| (c.category_id.as_str(), p.person_id.as_str(), f))
+            })
+        })
+    }
+}
