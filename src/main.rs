@@ -8,10 +8,15 @@ use face_enroll::cli::{Cli, Command, LogFormat};
 fn main() {
     let cli = Cli::parse();
     init_logging(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // A paced run needs little CPU: one thread saves a cross-thread wake-up per request.
+    // Unpaced runs and the sandbox use every core.
+    let paced = matches!(&cli.command, Command::Run(run) if run.qps > 0);
+    let mut builder = if paced {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("face-enroll: cannot start the async runtime: {e}");

@@ -8,6 +8,7 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::clock;
@@ -15,6 +16,10 @@ use crate::clock;
 /// Fraction of the budget actually used: arrival times jitter on the network, and a request
 /// that lands a millisecond early in the server's window would be throttled.
 const HEADROOM: f64 = 0.99;
+/// From this budget up, a burst of two: a permit taken a timer tick late does not push every
+/// later slot back (with a burst of one each late wake-up is lost for good, ~10% at 100/s).
+/// The rate gives the extra permit back, so no one-second window holds more than the budget.
+const BURST_FROM_QPS: u32 = 20;
 /// Multiplicative slow-down on a throttling answer, and the floor as a fraction of the budget.
 const BACKOFF_FACTOR: f64 = 0.7;
 const MIN_FRACTION: f64 = 0.1;
@@ -27,6 +32,9 @@ const MAX_PAUSE: Duration = Duration::from_secs(60);
 
 pub struct Pacer {
     budget: f64,
+    burst: NonZeroU32,
+    /// Built once: creating a clock probes the CPU and calibrates, far too slow per permit.
+    clock: DefaultClock,
     gate: tokio::sync::Mutex<()>,
     state: Mutex<State>,
 }
@@ -41,14 +49,24 @@ struct State {
 impl Pacer {
     /// `qps` = 0 means unlimited: `acquire` returns at once.
     pub fn new(qps: u32) -> Pacer {
-        let budget = f64::from(qps) * HEADROOM;
-        let rate = budget.max(1.0);
+        let burst = if qps >= BURST_FROM_QPS { 2 } else { 1 };
+        // At most (burst − 1) + rate permits fall in any one-second window.
+        let budget = if qps == 0 {
+            0.0
+        } else {
+            (f64::from(qps) - f64::from(burst - 1)) * HEADROOM
+        };
+        let burst = NonZeroU32::new(burst).expect("burst is 1 or 2");
+        let rate = budget.max(0.5);
+        let clock = DefaultClock::default();
         Pacer {
             budget,
+            burst,
+            clock: clock.clone(),
             gate: tokio::sync::Mutex::new(()),
             state: Mutex::new(State {
                 rate,
-                limiter: Arc::new(limiter_for(rate)),
+                limiter: Arc::new(limiter_for(rate, burst, &clock)),
                 paused_until: None,
                 calm_since: clock::instant(),
             }),
@@ -81,9 +99,7 @@ impl Pacer {
             match limiter.check() {
                 Ok(()) => return,
                 Err(not_until) => {
-                    let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                        &governor::clock::DefaultClock::default(),
-                    ));
+                    let wait = not_until.wait_time_from(limiter.clock().now());
                     clock::sleep(wait.max(Duration::from_micros(50))).await;
                 }
             }
@@ -108,8 +124,8 @@ impl Pacer {
         {
             state.rate = (state.rate * BACKOFF_FACTOR)
                 .max(self.budget * MIN_FRACTION)
-                .max(1.0);
-            state.limiter = Arc::new(limiter_for(state.rate));
+                .max(0.5);
+            state.limiter = Arc::new(limiter_for(state.rate, self.burst, &self.clock));
         }
         state.calm_since = now;
     }
@@ -130,7 +146,7 @@ impl Pacer {
         let now = clock::instant();
         if now.duration_since(state.calm_since) >= RECOVERY_INTERVAL {
             state.rate = (state.rate + self.budget * RECOVERY_STEP).min(self.budget);
-            state.limiter = Arc::new(limiter_for(state.rate));
+            state.limiter = Arc::new(limiter_for(state.rate, self.burst, &self.clock));
             state.calm_since = now;
         }
     }
@@ -140,12 +156,12 @@ impl Pacer {
     }
 }
 
-fn limiter_for(rate: f64) -> DefaultDirectRateLimiter {
+fn limiter_for(rate: f64, burst: NonZeroU32, clock: &DefaultClock) -> DefaultDirectRateLimiter {
     let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
     let quota = Quota::with_period(period)
         .expect("a positive period")
-        .allow_burst(NonZeroU32::MIN);
-    RateLimiter::direct(quota)
+        .allow_burst(burst);
+    RateLimiter::direct_with_clock(quota, clock.clone())
 }
 
 #[cfg(test)]
@@ -170,16 +186,16 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             let pacer = Pacer::new(100);
-            assert!((pacer.current_rate() - 99.0).abs() < 1e-9);
+            assert!((pacer.current_rate() - 98.01).abs() < 1e-9);
             pacer.throttled(Some(Duration::from_millis(1)));
-            assert!((pacer.current_rate() - 69.3).abs() < 1e-9);
+            assert!((pacer.current_rate() - 68.607).abs() < 1e-9);
             for _ in 0..50 {
                 let mut state = pacer.lock();
                 state.calm_since -= Duration::from_millis(300);
                 drop(state);
                 pacer.throttled(Some(Duration::from_millis(1)));
             }
-            assert!((pacer.current_rate() - 9.9).abs() < 1e-9);
+            assert!((pacer.current_rate() - 9.801).abs() < 1e-9);
         });
     }
 
@@ -194,7 +210,7 @@ mod tests {
             for _ in 0..10 {
                 pacer.throttled(None);
             }
-            assert!((pacer.current_rate() - 69.3).abs() < 1e-9);
+            assert!((pacer.current_rate() - 68.607).abs() < 1e-9);
         });
     }
 
@@ -210,12 +226,29 @@ mod tests {
             let mut state = pacer.lock();
             state.calm_since -= RECOVERY_INTERVAL;
             pacer.recover(&mut state);
-            assert!((state.rate - 79.2).abs() < 1e-9, "{}", state.rate);
+            assert!((state.rate - 78.408).abs() < 1e-9, "{}", state.rate);
             for _ in 0..10 {
                 state.calm_since -= RECOVERY_INTERVAL;
                 pacer.recover(&mut state);
             }
-            assert!((state.rate - 99.0).abs() < 1e-9);
+            assert!((state.rate - 98.01).abs() < 1e-9);
         });
+    }
+
+    #[test]
+    fn no_one_second_window_can_hold_more_permits_than_the_budget() {
+        for qps in [1, 2, 5, 19, 20, 21, 50, 100, 1000, 10_000] {
+            let pacer = Pacer::new(qps);
+            let worst = f64::from(pacer.burst.get() - 1) + pacer.budget.ceil();
+            assert!(
+                worst <= f64::from(qps),
+                "qps {qps}: up to {worst} in a window"
+            );
+            assert!(
+                pacer.budget >= f64::from(qps) * 0.49,
+                "qps {qps}: pace {} is too slow",
+                pacer.budget
+            );
+        }
     }
 }

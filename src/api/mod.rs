@@ -384,8 +384,13 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn new_nonce() -> String {
+    use rand::RngExt;
+    // A UUIDv4 from the thread's CSPRNG (seeded from the OS, reseeded periodically): no system
+    // call per request, unlike asking the OS for 16 bytes every time.
+    let bytes: [u8; 16] = rand::rng().random();
     let mut buf = uuid::Uuid::encode_buffer();
-    uuid::Uuid::new_v4()
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
         .hyphenated()
         .encode_lower(&mut buf)
         .to_string()

@@ -5,8 +5,9 @@
 //! and counts outcomes as done. Interleaved writes are impossible by construction.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -15,12 +16,15 @@ use crate::report::{Figures, Progress, ProgressMode};
 
 /// The largest batch written and synced at once.
 const MAX_BATCH: usize = 4096;
-const TICK: Duration = Duration::from_millis(500);
+/// How often the recorder looks at the queue when nothing wakes it.
+const BEAT: Duration = Duration::from_millis(100);
+/// How long outcome lines may wait for a sync that a `pending` line would have brought anyway.
+const SYNC_OUTCOMES_WITHIN: Duration = Duration::from_millis(100);
 
 pub(crate) enum Event {
-    /// Must be durable before the request is sent: the worker waits for the answer.
+    /// Must be durable before any of these requests is sent: the worker waits for the answer.
     Pending {
-        record: ImageRecord,
+        records: Vec<ImageRecord>,
         durable: oneshot::Sender<bool>,
     },
     /// A final word on an image (registered, failed, invalid, skipped).
@@ -33,27 +37,33 @@ pub(crate) enum Event {
     Left(u64),
 }
 
+/// The workers' side. Outcomes and counters go into a shared queue that the recorder drains on
+/// its own beat (at least every `BEAT`); only `pending`, which a worker waits on, wakes it. One
+/// wake-up per person instead of one per image.
 #[derive(Clone)]
-pub(crate) struct Events(Sender<Event>);
+pub(crate) struct Events {
+    urgent: Sender<Event>,
+    queued: Arc<Mutex<Vec<Event>>>,
+}
 
 impl Events {
     pub(crate) fn send(&self, event: Event) {
-        // A send fails only once the recorder has stopped, after the run's end: nothing to do.
-        let _ = self.0.send(event);
+        self.queued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event);
     }
 
-    /// Records `pending` and waits until it is on stable storage. False: the ledger cannot be
-    /// written, so the request must not be sent.
-    pub(crate) async fn pending(&self, record: ImageRecord) -> bool {
+    /// Records `pending` for `records` and waits until they are on stable storage. False: the
+    /// ledger cannot be written, so none of these requests may be sent.
+    pub(crate) async fn pending(&self, records: Vec<ImageRecord>) -> bool {
         let (tx, rx) = oneshot::channel();
-        if self
-            .0
-            .send(Event::Pending {
-                record,
-                durable: tx,
-            })
-            .is_err()
-        {
+        let event = Event::Pending {
+            records,
+            durable: tx,
+        };
+        // A send fails only once the recorder has stopped, after the run's end.
+        if self.urgent.send(event).is_err() {
             return false;
         }
         rx.await.unwrap_or(false)
@@ -71,6 +81,8 @@ pub(crate) fn start(
     on_failure: impl Fn() + Send + 'static,
 ) -> (Events, Recorder) {
     let (tx, rx) = std::sync::mpsc::channel();
+    let queued = Arc::new(Mutex::new(Vec::new()));
+    let shared = queued.clone();
     let handle = std::thread::Builder::new()
         .name("ledger-recorder".into())
         .spawn(move || {
@@ -79,12 +91,12 @@ pub(crate) fn start(
                 total,
                 ..Figures::default()
             };
-            let result = record(rx, appender, figures, &mut progress, on_failure);
+            let result = record(rx, &shared, appender, figures, &mut progress, on_failure);
             progress.finish();
             result
         })
         .expect("spawning the recorder thread");
-    (Events(tx), Recorder { handle })
+    (Events { urgent: tx, queued }, Recorder { handle })
 }
 
 impl Recorder {
@@ -99,61 +111,117 @@ impl Recorder {
     }
 }
 
+/// Lines waiting to be synced, and what they count for once they are.
+#[derive(Default)]
+struct Unsynced {
+    waiting: Vec<oneshot::Sender<bool>>,
+    counted: Vec<Counted>,
+    since: Option<Instant>,
+}
+
 fn record(
     rx: Receiver<Event>,
+    queued: &Mutex<Vec<Event>>,
     mut appender: Appender,
     mut figures: Figures,
     progress: &mut Progress,
     on_failure: impl Fn(),
 ) -> (Figures, Appender, Option<LedgerError>) {
     let mut buf = Vec::with_capacity(64 * 1024);
-    let mut waiting: Vec<oneshot::Sender<bool>> = Vec::new();
-    let mut done_in_batch: Vec<Counted> = Vec::new();
+    let mut unsynced = Unsynced::default();
     let mut failure: Option<LedgerError> = None;
-    loop {
-        let first = match rx.recv_timeout(TICK) {
-            Ok(event) => event,
-            Err(RecvTimeoutError::Timeout) => {
-                progress.update(&figures);
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
+    let mut urgent = Vec::new();
+    let mut open = true;
+    while open {
+        let timeout = match unsynced.since {
+            Some(since) => BEAT.min(SYNC_OUTCOMES_WITHIN.saturating_sub(since.elapsed())),
+            None => BEAT,
         };
         buf.clear();
-        for event in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH)) {
-            match event {
-                Event::Pending { record, durable } => {
-                    encode(&record, &mut buf);
-                    waiting.push(durable);
-                }
-                Event::Outcome(record) => {
-                    encode(&record, &mut buf);
-                    done_in_batch.push(Counted::of(&record));
-                }
-                Event::Run(record) => encode(&record, &mut buf),
-                Event::Retry => figures.retries += 1,
-                Event::Throttled => figures.throttled += 1,
-                Event::Lookup => figures.lookups += 1,
-                Event::Left(n) => figures.left += n,
+        match rx.recv_timeout(timeout) {
+            Ok(first) => urgent.extend(std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH))),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => open = false,
+        }
+        // Queued events first: nothing urgent can depend on an event queued after it.
+        let drained = std::mem::take(&mut *queued.lock().unwrap_or_else(|p| p.into_inner()));
+        for event in drained.into_iter().chain(urgent.drain(..)) {
+            take(event, &mut buf, &mut unsynced, &mut figures);
+        }
+        if failure.is_none() && !buf.is_empty() {
+            unsynced.since.get_or_insert_with(Instant::now);
+            if let Err(e) = appender.append(&buf) {
+                failure = Some(e);
             }
         }
-        let written = failure.is_none() && write_batch(&mut appender, &buf, &mut failure);
-        if !written && failure.is_some() && !buf.is_empty() {
-            on_failure();
-        }
-        for tx in waiting.drain(..) {
-            let _ = tx.send(written);
-        }
-        if written {
-            for counted in done_in_batch.drain(..) {
-                counted.add_to(&mut figures);
-            }
-        } else {
-            done_in_batch.clear();
+        // A worker waiting on `pending` is synced at once; outcomes alone may wait a moment and
+        // share the sync (a lost `registered` line leaves its `pending`, found by a look-up).
+        let due = unsynced
+            .since
+            .is_some_and(|s| s.elapsed() >= SYNC_OUTCOMES_WITHIN);
+        if !unsynced.waiting.is_empty() || due || !open || failure.is_some() {
+            sync(
+                &mut appender,
+                &mut unsynced,
+                &mut figures,
+                &mut failure,
+                &on_failure,
+            );
         }
         progress.update(&figures);
     }
     (figures, appender, failure)
+}
+
+fn take(event: Event, buf: &mut Vec<u8>, unsynced: &mut Unsynced, figures: &mut Figures) {
+    match event {
+        Event::Pending { records, durable } => {
+            for record in &records {
+                encode(record, buf);
+            }
+            unsynced.waiting.push(durable);
+        }
+        Event::Outcome(record) => {
+            encode(&record, buf);
+            unsynced.counted.push(Counted::of(&record));
+        }
+        Event::Run(record) => encode(&record, buf),
+        Event::Retry => figures.retries += 1,
+        Event::Throttled => figures.throttled += 1,
+        Event::Lookup => figures.lookups += 1,
+        Event::Left(n) => figures.left += n,
+    }
+}
+
+/// Syncs what was appended; answers the waiting workers and counts the outcomes as done.
+fn sync(
+    appender: &mut Appender,
+    unsynced: &mut Unsynced,
+    figures: &mut Figures,
+    failure: &mut Option<LedgerError>,
+    on_failure: &impl Fn(),
+) {
+    if unsynced.since.is_none() && unsynced.waiting.is_empty() {
+        return;
+    }
+    if failure.is_none()
+        && let Err(e) = appender.sync()
+    {
+        *failure = Some(e);
+    }
+    let durable = failure.is_none();
+    if !durable {
+        on_failure();
+    }
+    for tx in unsynced.waiting.drain(..) {
+        let _ = tx.send(durable);
+    }
+    for counted in unsynced.counted.drain(..) {
+        if durable {
+            counted.add_to(figures);
+        }
+    }
+    unsynced.since = None;
 }
 
 /// How a final record counts in the figures.
@@ -181,19 +249,6 @@ impl Counted {
             Counted::Recovered => figures.recovered += 1,
             Counted::Failed => figures.failed_now += 1,
             Counted::Elsewhere => {}
-        }
-    }
-}
-
-fn write_batch(appender: &mut Appender, buf: &[u8], failure: &mut Option<LedgerError>) -> bool {
-    if buf.is_empty() {
-        return true;
-    }
-    match appender.append(buf).and_then(|()| appender.sync()) {
-        Ok(()) => true,
-        Err(e) => {
-            *failure = Some(e);
-            false
         }
     }
 }

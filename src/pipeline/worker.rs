@@ -40,28 +40,41 @@ enum Abandon {
 type Known = HashMap<String, String>;
 
 pub(crate) async fn process(ctx: &Context, job: PersonJob) {
-    let mut known: Option<Known> = None;
     let total = job.images.len() as u64;
+    let known = if job.needs_lookup {
+        match lookup(ctx, &job).await {
+            Ok(found) => found,
+            Err(abandon) => return leave(ctx, &job, &job.images, abandon),
+        }
+    } else {
+        Known::new()
+    };
+    // One durable batch of `pending` lines for the person's images still to send, before the
+    // first is sent: one sync per person, not per image. After a crash the person is read back
+    // once, which settles every one of them.
+    let to_send: Vec<ImageRecord> = job
+        .images
+        .iter()
+        .filter(|image| !known.contains_key(&image.image_url))
+        .map(|image| record(ctx, &job, image, Status::Pending))
+        .collect();
+    if !to_send.is_empty() && !ctx.events.pending(to_send).await {
+        // The ledger cannot be written: nothing may be sent without a durable `pending` first.
+        ctx.stop.stop(StopReason::LedgerFailed);
+        ctx.events.send(Event::Left(total));
+        return;
+    }
     for (done, image) in job.images.iter().enumerate() {
-        if ctx.stop.is_stopping() {
-            ctx.events.send(Event::Left(total - done as u64));
-            return;
-        }
-        if job.needs_lookup && known.is_none() {
-            match lookup(ctx, &job).await {
-                Ok(found) => known = Some(found),
-                Err(abandon) => {
-                    leave(ctx, &job, &job.images[done..], abandon);
-                    return;
-                }
-            }
-        }
-        if let Some(face_id) = known.as_ref().and_then(|k| k.get(&image.image_url)) {
+        if let Some(face_id) = known.get(&image.image_url) {
             let mut record = record(ctx, &job, image, Status::Registered);
             record.face_id = Some(face_id.clone());
             record.recovered = Some(true);
             ctx.events.send(Event::Outcome(record));
             continue;
+        }
+        if ctx.stop.is_stopping() {
+            ctx.events.send(Event::Left(total - done as u64));
+            return;
         }
         if !register(ctx, &job, image).await {
             ctx.events.send(Event::Left(total - done as u64 - 1));
@@ -70,18 +83,9 @@ pub(crate) async fn process(ctx: &Context, job: PersonJob) {
     }
 }
 
-/// Registers one image exactly once. False when the run is stopping and the person should end.
+/// Registers one image, whose `pending` line is already durable, exactly once. False when the
+/// run is stopping and the person should end.
 async fn register(ctx: &Context, job: &PersonJob, image: &ImageWork) -> bool {
-    if !ctx
-        .events
-        .pending(record(ctx, job, image, Status::Pending))
-        .await
-    {
-        // The ledger cannot be written: nothing may be sent without a durable `pending` first.
-        ctx.stop.stop(StopReason::LedgerFailed);
-        ctx.events.send(Event::Left(1));
-        return false;
-    }
     let request = RegisterFace {
         category_id: &job.category_id,
         person_id: &job.person_id,
