@@ -240,7 +240,7 @@ async fn run(args: RunArgs) -> Exit {
             .flat_map(|c| &c.persons)
             .map(|p| p.faces.len())
             .sum();
-        eprintln!("face-enroll: the sandbox now holds {faces} faces");
+        eprintln!("face-enroll: the built-in sandbox (new for every run) now holds {faces} faces");
         sb.shutdown().await;
     }
     match result {

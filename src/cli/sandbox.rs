@@ -41,7 +41,7 @@ pub struct SandboxArgs {
     /// Uniform jitter around the latency (latency ± jitter), in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub latency_jitter_ms: u64,
-    /// How long a stalled request is held before it is applied and answered.
+    /// How long the answer to a stalled call is held (the call itself is applied at once).
     #[arg(long, value_name = "MS", default_value_t = 30_000)]
     pub stall_ms: u64,
     /// Rate (0..=1) of 500 InternalError with nothing applied.
@@ -56,7 +56,7 @@ pub struct SandboxArgs {
     /// Rate (0..=1) of calls applied and then reset without an answer.
     #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
     pub reset_after: f64,
-    /// Rate (0..=1) of calls held --stall-ms, then applied and answered.
+    /// Rate (0..=1) of calls applied at once but answered only after --stall-ms.
     #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
     pub stall: f64,
     /// Rate (0..=1) of calls applied and then answered 200 with a body that is not JSON.
