@@ -44,36 +44,14 @@ pub use snapshot::{
 
 use engine::Engine;
 
-/// A running sandbox on the current tokio runtime. Dropping it stops accepting (in-flight
-/// requests finish on the runtime); [`Sandbox::shutdown`] also waits for them.
-pub struct Sandbox {
+/// What a running sandbox offers its owner: its address, its state, and knobs to script faults
+/// and drift. [`Sandbox`] and [`SandboxThread`] both dereference to it.
+pub struct Handle {
     addr: SocketAddr,
     engine: Arc<Engine>,
-    stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
 }
 
-impl Sandbox {
-    /// Binds `config.listen` and starts serving; fails on a bad address or invalid fault rates.
-    pub async fn start(config: SandboxConfig) -> io::Result<Sandbox> {
-        config
-            .faults
-            .validate()
-            .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?;
-        let listener = tokio::net::TcpListener::bind(config.listen).await?;
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = watch::channel(false);
-        let engine = Arc::new(Engine::new(config, stopped.clone()));
-        let task = tokio::spawn(server::serve(listener, Arc::clone(&engine), stopped));
-        tracing::debug!(%addr, "sandbox listening");
-        Ok(Sandbox {
-            addr,
-            engine,
-            stop,
-            task: Some(task),
-        })
-    }
-
+impl Handle {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -116,6 +94,35 @@ impl Sandbox {
     pub fn admin_remove_face(&self, face_id: &str) -> bool {
         self.engine.admin_remove_face(face_id)
     }
+}
+
+/// A running sandbox on the current tokio runtime. Dropping it stops accepting (in-flight
+/// requests finish on the runtime); [`Sandbox::shutdown`] also waits for them.
+pub struct Sandbox {
+    handle: Handle,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Sandbox {
+    /// Binds `config.listen` and starts serving; fails on a bad address or invalid fault rates.
+    pub async fn start(config: SandboxConfig) -> io::Result<Sandbox> {
+        config
+            .faults
+            .validate()
+            .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?;
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let engine = Arc::new(Engine::new(config, stopped.clone()));
+        let task = tokio::spawn(server::serve(listener, Arc::clone(&engine), stopped));
+        tracing::debug!(%addr, "sandbox listening");
+        Ok(Sandbox {
+            handle: Handle { addr, engine },
+            stop,
+            task: Some(task),
+        })
+    }
 
     /// Stops accepting, lets in-flight requests finish (stalls are cut short), then returns.
     pub async fn shutdown(mut self) {
@@ -127,7 +134,7 @@ impl Sandbox {
 
     /// [`Sandbox::shutdown`], then the final state, in-flight requests included.
     pub(crate) async fn shutdown_and_snapshot(self) -> StateSnapshot {
-        let engine = Arc::clone(&self.engine);
+        let engine = Arc::clone(&self.handle.engine);
         self.shutdown().await;
         engine.snapshot()
     }
@@ -141,8 +148,7 @@ impl Drop for Sandbox {
 
 /// The same server on its own OS thread and runtime, for synchronous tests. Drop stops it.
 pub struct SandboxThread {
-    addr: SocketAddr,
-    engine: Arc<Engine>,
+    handle: Handle,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -165,7 +171,8 @@ impl SandboxThread {
                 runtime.block_on(async move {
                     match Sandbox::start(config).await {
                         Ok(sandbox) => {
-                            let _ = ready_tx.send(Ok((sandbox.addr, Arc::clone(&sandbox.engine))));
+                            let _ = ready_tx
+                                .send(Ok((sandbox.addr, Arc::clone(&sandbox.handle.engine))));
                             let _ = stopped.await;
                             sandbox.shutdown().await;
                         }
@@ -178,8 +185,7 @@ impl SandboxThread {
             .map_err(|_| io::Error::other("the sandbox thread died while starting"));
         match started.and_then(|result| result) {
             Ok((addr, engine)) => Ok(SandboxThread {
-                addr,
-                engine,
+                handle: Handle { addr, engine },
                 stop: Some(stop),
                 thread: Some(thread),
             }),
@@ -189,43 +195,19 @@ impl SandboxThread {
             }
         }
     }
+}
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+impl std::ops::Deref for Sandbox {
+    type Target = Handle;
+    fn deref(&self) -> &Handle {
+        &self.handle
     }
+}
 
-    pub fn base_url(&self) -> String {
-        format!("http://{}/", self.addr)
-    }
-
-    pub fn snapshot(&self) -> StateSnapshot {
-        self.engine.snapshot()
-    }
-
-    pub fn script(&self, action: &str, faults: Vec<Fault>) {
-        self.engine.script(action, faults);
-    }
-
-    pub fn set_fault_rates(&self, rates: FaultRates) {
-        self.engine.set_fault_rates(rates);
-    }
-
-    pub fn set_qps(&self, mts_qps: u32, ice_qps: u32) {
-        self.engine.set_qps(mts_qps, ice_qps);
-    }
-
-    pub fn admin_register_face(
-        &self,
-        category_id: &str,
-        person_id: &str,
-        image_url: &str,
-    ) -> String {
-        self.engine
-            .admin_register_face(category_id, person_id, image_url)
-    }
-
-    pub fn admin_remove_face(&self, face_id: &str) -> bool {
-        self.engine.admin_remove_face(face_id)
+impl std::ops::Deref for SandboxThread {
+    type Target = Handle;
+    fn deref(&self) -> &Handle {
+        &self.handle
     }
 }
 
