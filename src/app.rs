@@ -53,8 +53,31 @@ impl From<&Ending> for Exit {
 
 pub async fn execute(command: Command) -> Exit {
     match command {
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => {
+            let metrics = args.metrics.clone();
+            let exit = run(args).await;
+            // A run that ended before counting anything (flags, lock, manifest) still says so;
+            // the other endings wrote their figures in `finish_run`.
+            if let Some(path) = metrics
+                && matches!(exit, Exit::Usage | Exit::Locked)
+            {
+                crate::ops::metrics::write_or_warn(
+                    &path,
+                    &crate::ops::metrics::for_run_failure(exit.code()),
+                );
+            }
+            exit
+        }
         Command::Check(args) => check(args).await,
+        Command::Status(args) => match args.config() {
+            Ok(config) => crate::ops::status::execute(config).await,
+            Err(message) => fail(message),
+        },
+        Command::Export(args) => crate::ops::export::execute(args.config()).await,
+        Command::Verify(args) => verify(args).await,
+        Command::Rollback(args) => rollback(args).await,
+        Command::Completions(args) => completions(args),
+        Command::Lib(args) => crate::ice::commands::execute(args).await,
         Command::Sandbox(args) => match crate::cli::sandbox::serve(args).await {
             Ok(()) => Exit::Success,
             Err(e) => {
@@ -214,6 +237,7 @@ async fn run(args: RunArgs) -> Exit {
         Err(e) => return fail(e),
     };
     let config = RunConfig {
+        target: args.target(),
         manifest: args.manifest.clone(),
         ledger: args.ledger_path(),
         endpoint: endpoint_label,
@@ -284,7 +308,68 @@ fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
             path.display()
         );
     }
+    if let Some(path) = &args.metrics {
+        crate::ops::metrics::write_or_warn(path, &crate::ops::metrics::for_run(&done.summary));
+    }
     exit
+}
+
+/// The signed MTS client for `verify` and `rollback`: credentials and endpoint found exactly as
+/// `run` finds them (`resolve_connection`). Returns the client and the endpoint it talks to.
+fn connect(flags: &crate::cli::ops::ConnectArgs) -> Result<(Client, String), String> {
+    let (endpoints, credentials, _region) = resolve_connection(
+        flags.profile.as_deref(),
+        flags.region.as_deref(),
+        flags.endpoint.as_deref(),
+    )?;
+    let label = endpoints.mts.clone();
+    let client = Client::new(ClientConfig {
+        endpoints,
+        credentials,
+        timeout: Duration::from_secs(flags.timeout),
+        max_idle_per_host: flags.concurrency(),
+    })
+    .map_err(|e| e.to_string())?;
+    Ok((client, label))
+}
+
+async fn verify(args: crate::cli::ops::VerifyArgs) -> Exit {
+    let config = match args.config() {
+        Ok(config) => config,
+        Err(message) => return fail(message),
+    };
+    match connect(&args.connect) {
+        Ok((client, endpoint)) => crate::ops::verify::execute(config, client, endpoint).await,
+        Err(message) => fail(message),
+    }
+}
+
+async fn rollback(args: crate::cli::ops::RollbackArgs) -> Exit {
+    let config = match args.config() {
+        Ok(config) => config,
+        Err(message) => return fail(message),
+    };
+    // Printing the plan needs no credentials; only --yes talks to the service.
+    let service = if config.yes {
+        match connect(&args.connect) {
+            Ok(found) => Some(found),
+            Err(message) => return fail(message),
+        }
+    } else {
+        None
+    };
+    crate::ops::rollback::execute(config, service).await
+}
+
+fn completions(args: crate::cli::ops::CompletionsArgs) -> Exit {
+    let mut command = <crate::cli::Cli as clap::CommandFactory>::command();
+    clap_complete::generate(
+        args.shell,
+        &mut command,
+        "face-enroll",
+        &mut std::io::stdout(),
+    );
+    Exit::Success
 }
 
 fn write_rejects(path: &Path, rejected: &[Rejected]) -> std::io::Result<()> {
@@ -321,17 +406,36 @@ fn sandbox_credentials() -> Credentials {
 }
 
 fn resolve_service(args: &RunArgs) -> Result<(Endpoints, Credentials, String), String> {
-    let resolved = credentials::resolve(
+    let (endpoints, credentials, region) = resolve_connection(
         args.profile.as_deref(),
         args.region.as_deref(),
-        &credentials::process_env,
-    )
-    .map_err(|e| e.to_string())?;
+        args.endpoint.as_deref(),
+    )?;
+    let label = match args.target() {
+        crate::pipeline::Target::Mts => endpoints.mts.clone(),
+        crate::pipeline::Target::Ice(_) => {
+            if args.endpoint.is_none() {
+                crate::ice::check_region(&region)?;
+            }
+            endpoints.ice.clone()
+        }
+    };
+    Ok((endpoints, credentials, label))
+}
+
+/// Credentials (env, then profile), the region, and the endpoints: `endpoint` when given, else
+/// the region's. Shared by every command that talks to the service.
+pub(crate) fn resolve_connection(
+    profile: Option<&str>,
+    region: Option<&str>,
+    endpoint: Option<&str>,
+) -> Result<(Endpoints, Credentials, String), String> {
+    let resolved = credentials::resolve(profile, region, &credentials::process_env)
+        .map_err(|e| e.to_string())?;
     tracing::info!(source = %resolved.source, region = %resolved.region, "credentials found");
-    let endpoints = match &args.endpoint {
+    let endpoints = match endpoint {
         Some(url) => Endpoints::single(url).map_err(|e| e.to_string())?,
         None => Endpoints::for_region(&resolved.region),
     };
-    let label = endpoints.mts.clone();
-    Ok((endpoints, resolved.credentials, label))
+    Ok((endpoints, resolved.credentials, resolved.region))
 }

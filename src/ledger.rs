@@ -147,6 +147,32 @@ pub struct RunRecord {
     /// `mts` or `ice`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// The ICE algorithm of an ICE run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+}
+
+/// An ICE library or entity that a run created (`kind: "created"`) or a rollback deleted
+/// (`kind: "deleted"`): what lets a rollback remove only what the tool itself made.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ObjectRecord {
+    pub v: u32,
+    /// `created` or `deleted`.
+    pub kind: String,
+    pub ts: String,
+    pub run: String,
+    pub target: String,
+    pub algorithm: String,
+    /// `lib` or `entity`.
+    pub object: String,
+    /// The library's or entity's name (the manifest's category_id or person_id).
+    pub name: String,
+    pub lib_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
+    /// Found by a look-up after an answer that never arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -536,6 +562,17 @@ pub fn default_path(manifest: &Path, sandbox: bool) -> PathBuf {
         "sandbox.ledger.jsonl"
     } else {
         "ledger.jsonl"
+    };
+    manifest.with_extension(suffix)
+}
+
+/// The default ledger of an ICE import: `.ice.ledger.jsonl` (`.ice.sandbox.ledger.jsonl` with
+/// the sandbox), so MTS and ICE imports of one manifest never share a ledger.
+pub fn default_ice_path(manifest: &Path, sandbox: bool) -> PathBuf {
+    let suffix = if sandbox {
+        "ice.sandbox.ledger.jsonl"
+    } else {
+        "ice.ledger.jsonl"
     };
     manifest.with_extension(suffix)
 }

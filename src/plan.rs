@@ -12,6 +12,26 @@ use crate::manifest::{Entry, InvalidRow, ManifestError, Row, image_key, library_
 /// The service refuses an eleventh face for a person.
 pub const MAX_FACES_PER_PERSON: u32 = 10;
 
+/// A target's own check of a valid row: the failing column and why, or `None` when it fits.
+pub type RowCheck = fn(&Row) -> Option<(&'static str, String)>;
+
+/// What differs between targets when planning: the per-person image limit and extra row checks.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules {
+    /// Images per person the service accepts; `None` = no limit.
+    pub max_images_per_person: Option<u32>,
+    /// Rows this check refuses are `invalid`, as if the manifest reader had refused them.
+    pub check_row: Option<RowCheck>,
+}
+
+impl Rules {
+    /// MTS custom faces: at most ten images per person, no extra checks.
+    pub const MTS: Rules = Rules {
+        max_images_per_person: Some(MAX_FACES_PER_PERSON),
+        check_row: None,
+    };
+}
+
 /// One image to register, in manifest order within its person.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageWork {
@@ -81,6 +101,7 @@ type KeySet = HashSet<u128, BuildHasherDefault<KeyHasher>>;
 struct Planner<'a> {
     replay: &'a Replay,
     options: Options,
+    rules: Rules,
     plan: Plan,
     seen_images: KeySet,
     seen_libraries: KeySet,
@@ -96,25 +117,43 @@ struct PersonSlot {
     over_limit: bool,
 }
 
-/// Plans `entries` (the manifest, in order) against the ledger's replay.
+/// Plans `entries` (the manifest, in order) against the ledger's replay, for MTS.
 pub fn plan(
     entries: impl Iterator<Item = Result<Entry, ManifestError>>,
     replay: &Replay,
     options: Options,
 ) -> Result<Plan, ManifestError> {
+    plan_with(entries, replay, options, Rules::MTS)
+}
+
+/// Plans `entries` against the ledger's replay under one target's `rules`.
+pub fn plan_with(
+    entries: impl Iterator<Item = Result<Entry, ManifestError>>,
+    replay: &Replay,
+    options: Options,
+    rules: Rules,
+) -> Result<Plan, ManifestError> {
     let mut planner = Planner {
         replay,
         options,
+        rules,
         plan: Plan::default(),
         seen_images: KeySet::default(),
         seen_libraries: KeySet::default(),
         persons: KeyMap::default(),
-        registered: replay.registered_per_person(),
+        // Only a limit needs the count of what each person already has.
+        registered: match rules.max_images_per_person {
+            Some(_) => replay.registered_per_person(),
+            None => KeyMap::default(),
+        },
     };
     for entry in entries {
         planner.plan.counts.rows += 1;
         match entry? {
-            Entry::Valid(row) => planner.add(row),
+            Entry::Valid(row) => match rules.check_row.and_then(|check| check(&row)) {
+                Some((column, reason)) => planner.invalid(refused(row, column, reason)),
+                None => planner.add(row),
+            },
             Entry::Invalid(bad) => planner.invalid(bad),
         }
     }
@@ -123,6 +162,18 @@ pub fn plan(
     counts.libraries = planner.seen_libraries.len() as u64;
     counts.over_limit_persons = planner.persons.values().filter(|p| p.over_limit).count() as u64;
     Ok(planner.plan)
+}
+
+/// A valid row that the target's own rules refuse.
+fn refused(row: Row, column: &'static str, reason: String) -> InvalidRow {
+    InvalidRow {
+        line: row.line,
+        column: Some(column),
+        reason,
+        category_id: row.category_id,
+        person_id: row.person_id,
+        image_url: row.image_url,
+    }
 }
 
 impl Planner<'_> {
@@ -175,14 +226,16 @@ impl Planner<'_> {
             }
             _ => {}
         }
-        if slot.used >= MAX_FACES_PER_PERSON {
+        if let Some(limit) = self.rules.max_images_per_person
+            && slot.used >= limit
+        {
             slot.over_limit = true;
             self.plan.counts.over_limit += 1;
             let already = state.is_some_and(|s| s.status == Status::Skipped);
             self.plan.rejected.push(Rejected {
                 line: row.line,
                 reason: format!(
-                    "the person already has {MAX_FACES_PER_PERSON} images planned or registered \
+                    "the person already has {limit} images planned or registered \
                      (the service's limit); earlier rows in the manifest win"
                 ),
                 category_id: row.category_id,
@@ -393,5 +446,37 @@ mod tests {
         assert_eq!(kept.counts.over_limit, counted.counts.over_limit);
         assert_eq!(kept.counts.persons, 3);
         assert_eq!(counted.counts.persons, 3);
+    }
+
+    fn short_names(row: &Row) -> Option<(&'static str, String)> {
+        (row.person_id.len() > 3).then(|| ("person_id", "longer than 3 bytes".to_string()))
+    }
+
+    #[test]
+    fn a_target_without_a_limit_plans_every_image_of_a_person() {
+        let rules = Rules {
+            max_images_per_person: None,
+            check_row: None,
+        };
+        let rows = (0..15).map(|i| row(i + 2, "l", "a", &format!("http://x/{i}")));
+        let plan = plan_with(rows, &Replay::default(), run_options(), rules).unwrap();
+        assert_eq!((plan.counts.to_send, plan.counts.over_limit), (15, 0));
+        assert_eq!(plan.jobs[0].images.len(), 15);
+    }
+
+    #[test]
+    fn rows_a_target_check_refuses_are_invalid_with_the_column_named() {
+        let rules = Rules {
+            max_images_per_person: None,
+            check_row: Some(short_names),
+        };
+        let rows = vec![
+            row(2, "l", "abcd", "http://x/1"),
+            row(3, "l", "ab", "http://x/2"),
+        ];
+        let plan = plan_with(rows.into_iter(), &Replay::default(), run_options(), rules).unwrap();
+        assert_eq!((plan.counts.invalid, plan.counts.to_send), (1, 1));
+        assert_eq!(plan.rejected[0].status, Status::Invalid);
+        assert_eq!(plan.rejected[0].reason, "person_id: longer than 3 bytes");
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! Doc comments here are the `--help` text. Nothing outside this module sees clap types.
 
+pub mod lib;
+pub mod ops;
 pub mod sandbox;
 
 use std::path::PathBuf;
@@ -26,6 +28,18 @@ pub enum Command {
     Check(CheckArgs),
     /// Run the local emulator of the MTS and ICE APIs.
     Sandbox(sandbox::SandboxArgs),
+    /// ICE custom recognition libraries: create, list, delete; list entities and samples.
+    Lib(lib::LibArgs),
+    /// What the ledger says: images per status and library, the last run, what is left to do.
+    Status(ops::StatusArgs),
+    /// One row per registered image with its FaceId, as CSV or JSON Lines.
+    Export(ops::ExportArgs),
+    /// Compare the server with the manifest and the ledger; optionally repair the ledger.
+    Verify(ops::VerifyArgs),
+    /// Unregister, by FaceId, the faces one run (or every run) registered.
+    Rollback(ops::RollbackArgs),
+    /// Print shell completions.
+    Completions(ops::CompletionsArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -33,9 +47,16 @@ pub struct RunArgs {
     /// CSV manifest with columns category_id, person_id, image_url [, person_name].
     pub manifest: PathBuf,
     /// Ledger file [default: the manifest's path with extension .ledger.jsonl, or
-    /// .sandbox.ledger.jsonl with --sandbox].
+    /// .sandbox.ledger.jsonl with --sandbox; .ice.ledger.jsonl / .ice.sandbox.ledger.jsonl for
+    /// --target ice].
     #[arg(long)]
     pub ledger: Option<PathBuf>,
+    /// Where to register: MTS custom faces, or ICE custom recognition libraries.
+    #[arg(long, value_enum, default_value_t = TargetArg::Mts)]
+    pub target: TargetArg,
+    /// ICE only: the recognition algorithm of the libraries (landmark, object, logo, face, label).
+    #[arg(long, value_parser = lib::parse_algorithm, default_value = "face")]
+    pub algorithm: crate::api::Algorithm,
     /// Service endpoint URL overriding the regional one (e.g. a sandbox at http://127.0.0.1:8686/).
     #[arg(long, conflicts_with_all = ["region", "sandbox"])]
     pub endpoint: Option<String>,
@@ -45,8 +66,14 @@ pub struct RunArgs {
     /// Profile of ~/.aliyun/config.json to use (modes AK and StsToken).
     #[arg(long)]
     pub profile: Option<String>,
-    /// Requests per second for this run, retries and look-ups included; 0 = unlimited.
-    #[arg(long, default_value_t = 100)]
+    /// Requests per second for this run, retries and look-ups included; 0 = unlimited
+    /// [default: 100 for MTS, 50 for ICE].
+    #[arg(
+        long,
+        default_value_t = 100,
+        default_value_if("target", "ice", "50"),
+        hide_default_value = true
+    )]
     pub qps: u32,
     /// Requests in flight at most [default: half the --qps, at least 8; 64 when unlimited].
     #[arg(long)]
@@ -81,6 +108,10 @@ pub struct RunArgs {
     /// Write rows that were not registered (invalid, over the limit) to this CSV file.
     #[arg(long)]
     pub rejects: Option<PathBuf>,
+    /// Write the run's figures to this Prometheus text file (node_exporter textfile collector),
+    /// atomically.
+    #[arg(long)]
+    pub metrics: Option<PathBuf>,
     /// Seed for the backoff jitter (reproducible runs in tests).
     #[arg(long, hide = true, env = "FACE_ENROLL_SEED")]
     pub seed: Option<u64>,
@@ -96,6 +127,14 @@ pub struct CheckArgs {
     /// Requests per second used for the time estimate.
     #[arg(long, default_value_t = 100)]
     pub qps: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TargetArg {
+    /// MTS custom faces (RegisterCustomFace).
+    Mts,
+    /// ICE custom recognition libraries (libraries, entities, samples).
+    Ice,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -184,9 +223,18 @@ impl RunArgs {
     }
 
     pub fn ledger_path(&self) -> PathBuf {
-        self.ledger
-            .clone()
-            .unwrap_or_else(|| crate::ledger::default_path(&self.manifest, self.sandbox))
+        self.ledger.clone().unwrap_or_else(|| match self.target {
+            TargetArg::Mts => crate::ledger::default_path(&self.manifest, self.sandbox),
+            TargetArg::Ice => crate::ledger::default_ice_path(&self.manifest, self.sandbox),
+        })
+    }
+
+    /// The validated target.
+    pub fn target(&self) -> crate::pipeline::Target {
+        match self.target {
+            TargetArg::Mts => crate::pipeline::Target::Mts,
+            TargetArg::Ice => crate::pipeline::Target::Ice(self.algorithm),
+        }
     }
 }
 
@@ -236,6 +284,30 @@ mod tests {
             panic!()
         };
         assert_eq!(run.concurrency(), 64);
+    }
+
+    #[test]
+    fn the_ice_target_defaults_to_50_qps_face_and_its_own_ledger() {
+        let Command::Run(run) = parse(&["run", "m.csv", "--target", "ice"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(run.qps, 50);
+        assert_eq!(
+            run.target(),
+            crate::pipeline::Target::Ice(crate::api::Algorithm::Face)
+        );
+        assert_eq!(run.ledger_path(), PathBuf::from("m.ice.ledger.jsonl"));
+        let Command::Run(run) = parse(&["run", "m.csv", "--target", "ice", "--qps", "20"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(run.qps, 20, "a given --qps wins");
+        let Command::Run(run) = parse(&["run", "m.csv"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(run.target(), crate::pipeline::Target::Mts);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! a bounded pool of workers over persons, a rate permit before every request, one stop signal —
 //! with every outcome going through the recorder.
 
+pub(crate) mod ice;
 pub(crate) mod recorder;
 pub(crate) mod stop;
 pub(crate) mod worker;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::api::{ApiError, Client};
+use crate::api::{Algorithm, ApiError, Client};
 use crate::clock::Jitter;
 use crate::ledger::{self, Appender, ImageRecord, LedgerError, Lock, Replay, RunRecord};
 use crate::manifest::{self, ManifestError};
@@ -22,8 +23,67 @@ use crate::retry::Policy;
 use recorder::Event;
 use stop::{Stop, StopReason};
 
+/// Where the images go: MTS custom faces, or ICE recognition libraries of one algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Mts,
+    Ice(Algorithm),
+}
+
+impl Target {
+    /// `mts` or `ice`, as the ledger records it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Mts => "mts",
+            Target::Ice(_) => "ice",
+        }
+    }
+
+    pub fn algorithm(self) -> Option<Algorithm> {
+        match self {
+            Target::Mts => None,
+            Target::Ice(algorithm) => Some(algorithm),
+        }
+    }
+
+    /// The planning rules of the target (the 10-image limit is MTS's).
+    pub fn rules(self) -> plan::Rules {
+        match self {
+            Target::Mts => plan::Rules::MTS,
+            Target::Ice(_) => crate::ice::plan_rules(),
+        }
+    }
+
+    /// Refuses a ledger whose last run wrote for another target or algorithm: its records
+    /// would be taken for this target's and images would be skipped or sent twice.
+    fn check_ledger(self, replay: &Replay) -> Result<(), RunError> {
+        let Some(last) = &replay.last_run_start else {
+            return Ok(());
+        };
+        let target = last.target.as_deref().unwrap_or("mts");
+        let algorithm = last.algorithm.as_deref();
+        let wanted = self.algorithm().map(Algorithm::as_str);
+        if target == self.name() && (algorithm == wanted || algorithm.is_none()) {
+            return Ok(());
+        }
+        let was = match algorithm {
+            Some(a) => format!("{target} (algorithm {a})"),
+            None => target.to_string(),
+        };
+        Err(RunError::Other(format!(
+            "this ledger records an import to target {was}; it cannot be resumed as target {}{}. \
+             Use the matching --target/--algorithm, or another --ledger",
+            self.name(),
+            wanted
+                .map(|a| format!(" (algorithm {a})"))
+                .unwrap_or_default()
+        )))
+    }
+}
+
 /// Everything a run needs, validated: no flag parsing below this point.
 pub struct RunConfig {
+    pub target: Target,
     pub manifest: PathBuf,
     pub ledger: PathBuf,
     pub endpoint: String,
@@ -74,30 +134,25 @@ pub fn plan_from_files(
     replay: &Replay,
     options: plan::Options,
 ) -> Result<Plan, ManifestError> {
+    plan_files_with(manifest_path, replay, options, plan::Rules::MTS)
+}
+
+/// [`plan_from_files`] under one target's rules.
+pub fn plan_files_with(
+    manifest_path: &std::path::Path,
+    replay: &Replay,
+    options: plan::Options,
+    rules: plan::Rules,
+) -> Result<Plan, ManifestError> {
     let reader = manifest::Reader::open(manifest_path)?;
-    plan::plan(reader, replay, options)
+    plan::plan_with(reader, replay, options, rules)
 }
 
 /// Runs the import. The client is built by the caller (credentials, endpoint, timeout).
 pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunError> {
     let started = Instant::now();
     let _lock = Lock::acquire(&config.ledger)?;
-    let replay = {
-        let path = config.ledger.clone();
-        tokio::task::spawn_blocking(move || ledger::replay(&path))
-            .await
-            .map_err(join_err)??
-    };
-    let torn = replay.torn_tail;
-    let options = plan::Options {
-        retry_failed: config.retry_failed,
-        keep_work: true,
-    };
-    let manifest_path = config.manifest.clone();
-    let plan =
-        tokio::task::spawn_blocking(move || plan_from_files(&manifest_path, &replay, options))
-            .await
-            .map_err(join_err)??;
+    let (plan, torn) = read_and_plan(&config).await?;
     if torn > 0 {
         tracing::warn!(
             bytes = torn,
@@ -115,7 +170,8 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
     let run_id = uuid::Uuid::new_v4().to_string();
     events.send(Event::Run(run_start(&config, &run_id)));
     for rejected in plan.rejected.iter().filter(|r| !r.already_recorded) {
-        events.send(Event::Outcome(rejected_record(&run_id, rejected)));
+        let record = rejected_record(&run_id, rejected, config.target);
+        events.send(Event::Outcome(record));
     }
     let signals = tokio::spawn(watch_signals(stop.clone()));
     let deadline = config.max_duration.map(|limit| {
@@ -132,7 +188,7 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
         Some(seed) => Jitter::from_seed(Some(seed)),
         None => Jitter::from_seed(None),
     };
-    let context = Arc::new(worker::Context {
+    let context = worker::Context {
         client,
         pacer: Pacer::new(config.qps),
         policy: Policy::new(config.max_attempts),
@@ -140,18 +196,24 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
         events: events.clone(),
         stop: stop.clone(),
         run_id: run_id.clone(),
-    });
+    };
     let Plan {
         counts,
         jobs,
         rejected,
     } = plan;
-    schedule(context.clone(), jobs, config.concurrency).await;
+    // The context (and with it the last `Events` of the workers) is gone once `schedule` returns.
+    match config.target {
+        Target::Mts => schedule(Arc::new(context), jobs, config.concurrency).await,
+        Target::Ice(algorithm) => {
+            let worker = ice::IceWorker::new(context, algorithm);
+            schedule(Arc::new(worker), jobs, config.concurrency).await
+        }
+    }
     signals.abort();
     if let Some(deadline) = deadline {
         deadline.abort();
     }
-    drop(context);
     let fatal = stop.take_fatal();
     let reason = stop.reason();
     let mut summary = Summary {
@@ -179,6 +241,29 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
         summary,
         rejected,
     })
+}
+
+/// Replays the ledger (it must belong to the run's target) and plans the manifest against it;
+/// also returns the size of a torn last line to cut off.
+async fn read_and_plan(config: &RunConfig) -> Result<(Plan, u64), RunError> {
+    let path = config.ledger.clone();
+    let replay = tokio::task::spawn_blocking(move || ledger::replay(&path))
+        .await
+        .map_err(join_err)??;
+    config.target.check_ledger(&replay)?;
+    let torn = replay.torn_tail;
+    let options = plan::Options {
+        retry_failed: config.retry_failed,
+        keep_work: true,
+    };
+    let manifest_path = config.manifest.clone();
+    let rules = config.target.rules();
+    let plan = tokio::task::spawn_blocking(move || {
+        plan_files_with(&manifest_path, &replay, options, rules)
+    })
+    .await
+    .map_err(join_err)??;
+    Ok((plan, torn))
 }
 
 fn fill(summary: &mut Summary, figures: &Figures, counts: &plan::Counts, started: Instant) {
@@ -261,28 +346,33 @@ impl Ending {
 
 /// The scheduler loop: `concurrency` workers take persons from one queue until it is empty or
 /// the run is stopping.
-async fn schedule(context: Arc<worker::Context>, jobs: Vec<plan::PersonJob>, concurrency: usize) {
+async fn schedule<W: worker::Process>(
+    target: Arc<W>,
+    jobs: Vec<plan::PersonJob>,
+    concurrency: usize,
+) {
     let queue = Arc::new(Mutex::new(jobs.into_iter()));
     let workers = concurrency.max(1);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..workers {
-        let (context, queue) = (context.clone(), queue.clone());
+        let (target, queue) = (target.clone(), queue.clone());
         tasks.spawn(async move {
             loop {
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
                 let Some(job) = next else { break };
+                let context = target.context();
                 if context.stop.is_stopping() {
                     context.events.send(Event::Left(job.images.len() as u64));
                     continue;
                 }
-                worker::process(&context, job).await;
+                target.process(job).await;
             }
         });
     }
     while let Some(result) = tasks.join_next().await {
         if let Err(e) = result {
             tracing::error!("a worker ended unexpectedly: {e}");
-            context.stop.stop(StopReason::LedgerFailed);
+            target.context().stop.stop(StopReason::LedgerFailed);
         }
     }
 }
@@ -326,11 +416,13 @@ fn run_start(config: &RunConfig, run_id: &str) -> RunRecord {
         endpoint: Some(config.endpoint.clone()),
         pid: Some(std::process::id()),
         version: Some(env!("CARGO_PKG_VERSION").into()),
+        target: Some(config.target.name().into()),
+        algorithm: config.target.algorithm().map(|a| a.to_string()),
         ..RunRecord::default()
     }
 }
 
-fn rejected_record(run_id: &str, rejected: &Rejected) -> ImageRecord {
+fn rejected_record(run_id: &str, rejected: &Rejected, target: Target) -> ImageRecord {
     let mut record = ImageRecord::new(
         run_id,
         rejected.status,
@@ -340,6 +432,9 @@ fn rejected_record(run_id: &str, rejected: &Rejected) -> ImageRecord {
     );
     record.line = Some(rejected.line);
     record.reason = Some(rejected.reason.clone());
+    if let Some(algorithm) = target.algorithm() {
+        ice::stamp(&mut record, algorithm);
+    }
     record
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::ledger::{Appender, ImageRecord, LedgerError, RunRecord, Status, encode};
+use crate::ledger::{Appender, ImageRecord, LedgerError, ObjectRecord, RunRecord, Status, encode};
 use crate::report::{Figures, Progress, ProgressMode};
 
 /// The largest batch written and synced at once.
@@ -30,6 +30,8 @@ pub(crate) enum Event {
     /// A final word on an image (registered, failed, invalid, skipped).
     Outcome(ImageRecord),
     Run(RunRecord),
+    /// An ICE library or entity this run created.
+    Object(ObjectRecord),
     Retry,
     Throttled,
     Lookup,
@@ -186,6 +188,7 @@ fn take(event: Event, buf: &mut Vec<u8>, unsynced: &mut Unsynced, figures: &mut 
             unsynced.counted.push(Counted::of(&record));
         }
         Event::Run(record) => encode(&record, buf),
+        Event::Object(record) => encode(&record, buf),
         Event::Retry => figures.retries += 1,
         Event::Throttled => figures.throttled += 1,
         Event::Lookup => figures.lookups += 1,

@@ -6,6 +6,7 @@
 //! anything is sent again; an image already there is recorded with its FaceId, not sent twice.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use crate::api::RegisterFace;
@@ -38,6 +39,23 @@ enum Abandon {
 
 /// Image URL → FaceId, as the server holds them for one person.
 type Known = HashMap<String, String>;
+
+/// A target's way of registering one person's images; the scheduler runs any of them.
+pub(crate) trait Process: Send + Sync + 'static {
+    fn context(&self) -> &Context;
+    fn process(&self, job: PersonJob) -> impl Future<Output = ()> + Send;
+}
+
+/// MTS custom faces.
+impl Process for Context {
+    fn context(&self) -> &Context {
+        self
+    }
+
+    fn process(&self, job: PersonJob) -> impl Future<Output = ()> + Send {
+        process(self, job)
+    }
+}
 
 pub(crate) async fn process(ctx: &Context, job: PersonJob) {
     let total = job.images.len() as u64;
@@ -230,7 +248,12 @@ fn faces_of(job: &PersonJob, listing: crate::api::CustomPersons) -> Known {
 }
 
 /// Sleeps before the next attempt; false when there is to be no next attempt.
-async fn wait_to_retry(ctx: &Context, failure: Failure, attempts: u32, error: &ApiError) -> bool {
+pub(super) async fn wait_to_retry(
+    ctx: &Context,
+    failure: Failure,
+    attempts: u32,
+    error: &ApiError,
+) -> bool {
     let decision = ctx.policy.decide(
         failure,
         attempts,
@@ -270,14 +293,24 @@ fn exhausted(ctx: &Context, job: &PersonJob, image: &ImageWork, attempts: u32, e
     ctx.events.send(Event::Left(1));
 }
 
-fn failed(ctx: &Context, job: &PersonJob, image: &ImageWork, error: &ApiError) -> ImageRecord {
+pub(super) fn failed(
+    ctx: &Context,
+    job: &PersonJob,
+    image: &ImageWork,
+    error: &ApiError,
+) -> ImageRecord {
     let mut record = record(ctx, job, image, Status::Failed);
     record.error_code = Some(error.code().to_string());
     record.message = Some(error.message().to_string());
     record
 }
 
-fn record(ctx: &Context, job: &PersonJob, image: &ImageWork, status: Status) -> ImageRecord {
+pub(super) fn record(
+    ctx: &Context,
+    job: &PersonJob,
+    image: &ImageWork,
+    status: Status,
+) -> ImageRecord {
     let mut record = ImageRecord::new(
         &ctx.run_id,
         status,

@@ -1,0 +1,274 @@
+//! The cron kit's metrics: a Prometheus text-format file for node_exporter's textfile collector,
+//! written atomically (a temporary file beside it, then a rename) so a scrape never sees half.
+//!
+//! Every figure describes the latest `run` or `verify`, so every metric is a gauge: a new run
+//! starting again from zero is not a counter reset.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::report::Summary;
+
+/// One sample: a metric without labels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Metric {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub value: f64,
+}
+
+const fn gauge(name: &'static str, help: &'static str, value: f64) -> Metric {
+    Metric { name, help, value }
+}
+
+/// The text exposition format: `# HELP`, `# TYPE … gauge`, then the sample, for each metric.
+pub fn render(metrics: &[Metric]) -> String {
+    let mut out = String::new();
+    for m in metrics {
+        let _ = writeln!(out, "# HELP {} {}", m.name, escape_help(m.help));
+        let _ = writeln!(out, "# TYPE {} gauge", m.name);
+        let _ = writeln!(out, "{} {}", m.name, format_value(m.value));
+    }
+    out
+}
+
+fn escape_help(help: &str) -> String {
+    help.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn format_value(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    }
+}
+
+/// Writes the metrics to `path` atomically.
+pub fn write(path: &Path, metrics: &[Metric]) -> std::io::Result<()> {
+    crate::report::write_atomically(path, render(metrics).as_bytes())
+}
+
+/// Writes, and says on stderr (without failing the command) when it cannot.
+pub fn write_or_warn(path: &Path, metrics: &[Metric]) {
+    if let Err(e) = write(path, metrics) {
+        eprintln!(
+            "face-enroll: cannot write the metrics file {}: {e}",
+            path.display()
+        );
+    }
+}
+
+fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64().floor())
+        .unwrap_or(0.0)
+}
+
+/// The figures of a finished `run`.
+pub fn for_run(summary: &Summary) -> Vec<Metric> {
+    let n = |v: u64| v as f64;
+    vec![
+        gauge(
+            "face_enroll_last_run_timestamp_seconds",
+            "Unix time at which the last run ended.",
+            now_seconds(),
+        ),
+        gauge(
+            "face_enroll_last_run_exit_code",
+            "Exit code of the last run (0 done, 1 rows not registered, 2 usage, 3 service refused, 4 locked, 5 stopped early, 130 interrupted).",
+            f64::from(summary.exit_code),
+        ),
+        gauge(
+            "face_enroll_last_run_duration_seconds",
+            "Wall-clock duration of the last run.",
+            summary.elapsed_s,
+        ),
+        gauge(
+            "face_enroll_last_run_rows",
+            "Rows in the manifest of the last run.",
+            n(summary.rows),
+        ),
+        gauge(
+            "face_enroll_last_run_registered",
+            "Images registered by the last run.",
+            n(summary.registered_now),
+        ),
+        gauge(
+            "face_enroll_last_run_recovered",
+            "Images found already on the server after an unknown outcome and recorded, in the last run.",
+            n(summary.recovered),
+        ),
+        gauge(
+            "face_enroll_last_run_already_registered",
+            "Manifest images the ledger already recorded as registered when the last run started.",
+            n(summary.already_done),
+        ),
+        gauge(
+            "face_enroll_last_run_failed",
+            "Images whose last record is failed after the last run.",
+            n(summary.failed),
+        ),
+        gauge(
+            "face_enroll_last_run_invalid",
+            "Invalid manifest rows in the last run.",
+            n(summary.invalid),
+        ),
+        gauge(
+            "face_enroll_last_run_skipped",
+            "Images skipped in the last run because their person is over the 10-face limit.",
+            n(summary.skipped),
+        ),
+        gauge(
+            "face_enroll_last_run_left",
+            "Images left for the next run (deadline, interruption).",
+            n(summary.left),
+        ),
+        gauge(
+            "face_enroll_last_run_retries",
+            "Retried requests in the last run.",
+            n(summary.retries),
+        ),
+        gauge(
+            "face_enroll_last_run_throttled",
+            "Throttling answers received in the last run.",
+            n(summary.throttled),
+        ),
+        gauge(
+            "face_enroll_last_run_lookups",
+            "ListCustomPersons look-ups made in the last run to settle unknown outcomes.",
+            n(summary.lookups),
+        ),
+    ]
+}
+
+/// A `run` that ended before it could count anything (bad flags, locked ledger, bad manifest).
+pub fn for_run_failure(exit_code: i32) -> Vec<Metric> {
+    vec![
+        gauge(
+            "face_enroll_last_run_timestamp_seconds",
+            "Unix time at which the last run ended.",
+            now_seconds(),
+        ),
+        gauge(
+            "face_enroll_last_run_exit_code",
+            "Exit code of the last run (0 done, 1 rows not registered, 2 usage, 3 service refused, 4 locked, 5 stopped early, 130 interrupted).",
+            f64::from(exit_code),
+        ),
+    ]
+}
+
+/// What `verify` found, in total over every library it read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct VerifyFigures {
+    pub exit_code: i32,
+    pub libraries: u64,
+    pub libraries_unreadable: u64,
+    pub server_faces: u64,
+    pub missing: u64,
+    pub duplicate_images: u64,
+    pub extra_copies: u64,
+    pub orphans: u64,
+    pub vanished: u64,
+    pub persons_over_limit: u64,
+}
+
+/// The figures of a finished `verify`.
+pub fn for_verify(f: &VerifyFigures) -> Vec<Metric> {
+    let n = |v: u64| v as f64;
+    vec![
+        gauge(
+            "face_enroll_verify_timestamp_seconds",
+            "Unix time at which the last verify ended.",
+            now_seconds(),
+        ),
+        gauge(
+            "face_enroll_verify_exit_code",
+            "Exit code of the last verify (0 agree, 1 disagree, 2 usage, 3 service refused, 4 locked).",
+            f64::from(f.exit_code),
+        ),
+        gauge(
+            "face_enroll_verify_libraries",
+            "Libraries read from the server by the last verify.",
+            n(f.libraries),
+        ),
+        gauge(
+            "face_enroll_verify_libraries_unreadable",
+            "Libraries the last verify could not read (retries ran out).",
+            n(f.libraries_unreadable),
+        ),
+        gauge(
+            "face_enroll_verify_server_faces",
+            "Faces on the server in the libraries read.",
+            n(f.server_faces),
+        ),
+        gauge(
+            "face_enroll_verify_missing",
+            "Manifest images missing on the server.",
+            n(f.missing),
+        ),
+        gauge(
+            "face_enroll_verify_duplicate_images",
+            "Images registered more than once (same person, same URL).",
+            n(f.duplicate_images),
+        ),
+        gauge(
+            "face_enroll_verify_extra_copies",
+            "Extra copies of duplicated images (what --prune-duplicates would remove).",
+            n(f.extra_copies),
+        ),
+        gauge(
+            "face_enroll_verify_orphans",
+            "Faces on the server the ledger does not know.",
+            n(f.orphans),
+        ),
+        gauge(
+            "face_enroll_verify_vanished",
+            "FaceIds the ledger records as registered that the server no longer has.",
+            n(f.vanished),
+        ),
+        gauge(
+            "face_enroll_verify_persons_over_limit",
+            "Persons on the server with more than 10 faces.",
+            n(f.persons_over_limit),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_has_help_type_and_one_sample_line() {
+        let text = render(&for_run(&Summary {
+            registered_now: 37,
+            exit_code: 1,
+            elapsed_s: 2.5,
+            ..Summary::default()
+        }));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len() % 3, 0);
+        for chunk in lines.chunks(3) {
+            let name = chunk[2].split(' ').next().unwrap();
+            assert_eq!(chunk[0].split(' ').nth(2), Some(name));
+            assert_eq!(chunk[1], format!("# TYPE {name} gauge"));
+        }
+        assert!(text.contains("\nface_enroll_last_run_registered 37\n"));
+        assert!(text.contains("\nface_enroll_last_run_duration_seconds 2.5\n"));
+        assert!(text.contains("\nface_enroll_last_run_exit_code 1\n"));
+    }
+
+    #[test]
+    fn special_values_use_the_exposition_spelling() {
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(f64::INFINITY), "+Inf");
+        assert_eq!(format_value(-3.0), "-3");
+        assert_eq!(format_value(0.25), "0.25");
+    }
+}

@@ -1,0 +1,164 @@
+//! `verify`'s report as text: per library, then in total, then the repair plan if one was asked
+//! for. Long lists show their first entries; `--json` has them all.
+
+use std::fmt::Write as _;
+
+use crate::ops::drift::Drift;
+use crate::ops::verify::VerifyReport;
+use crate::ops::verify_repair::RepairPlan;
+
+/// Entries shown per list.
+const SHOWN: usize = 20;
+
+pub fn render(r: &VerifyReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "verify {} against {} (ledger {})",
+        r.manifest, r.endpoint, r.ledger
+    );
+    for d in &r.libraries {
+        library(&mut out, d);
+    }
+    let t = &r.totals;
+    let _ = writeln!(
+        out,
+        "total: {} libraries ({} unreadable), {} faces on the server",
+        t.libraries, t.libraries_unreadable, t.server_faces
+    );
+    let _ = writeln!(
+        out,
+        "  missing {}, registered more than once {} ({} extra copies), orphans {}, vanished {}, persons over 10 faces {}",
+        t.missing, t.duplicate_images, t.extra_copies, t.orphans, t.vanished, t.persons_over_limit
+    );
+    if r.ice_records_not_verified > 0 {
+        let _ = writeln!(
+            out,
+            "  {} ICE ledger records not verified (verify reads MTS custom faces only)",
+            r.ice_records_not_verified
+        );
+    }
+    let verdict = if t.exit_code == 0 {
+        "the server, the manifest and the ledger agree"
+    } else {
+        "they disagree"
+    };
+    let _ = writeln!(out, "result: {verdict} (exit {})", t.exit_code);
+    if let Some(plan) = &r.repair {
+        repair(&mut out, plan);
+    }
+    out
+}
+
+fn library(out: &mut String, d: &Drift) {
+    if let Some(error) = &d.error {
+        let _ = writeln!(out, "library {}: could not be read: {error}", d.library);
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "library {}: {} faces on the server, {} manifest images expected{}",
+        d.library,
+        d.server_faces,
+        d.expected,
+        if d.over_limit_in_manifest > 0 {
+            format!(
+                " ({} more over the 10-face limit, never sent)",
+                d.over_limit_in_manifest
+            )
+        } else {
+            String::new()
+        }
+    );
+    if d.agrees() {
+        let _ = writeln!(out, "  agrees");
+        return;
+    }
+    list(out, "missing on the server", &d.missing, |m| {
+        let status = m.ledger_status.unwrap_or("not in the ledger");
+        format!(
+            "line {}: {} {} (ledger: {status})",
+            m.line, m.person_id, m.image_url
+        )
+    });
+    list(out, "registered more than once", &d.duplicates, |x| {
+        format!(
+            "{} {}: keep {}, extra {}",
+            x.person_id,
+            x.image_url,
+            x.keep,
+            x.extra.join(" ")
+        )
+    });
+    list(
+        out,
+        "orphans (on the server, unknown to the ledger)",
+        &d.orphans,
+        |o| {
+            let matched = match o.line {
+                Some(line) => format!("matches manifest line {line}"),
+                None => "not in the manifest".into(),
+            };
+            let url = o.image_url.as_deref().unwrap_or("(no URL)");
+            format!("{} {url} FaceId {} ({matched})", o.person_id, o.face_id)
+        },
+    );
+    list(
+        out,
+        "vanished (in the ledger, gone from the server)",
+        &d.vanished,
+        |v| format!("{} {} FaceId {}", v.person_id, v.image_url, v.face_id),
+    );
+    list(out, "persons over 10 faces", &d.persons_over_limit, |p| {
+        format!("{}: {} faces", p.person_id, p.faces)
+    });
+}
+
+fn list<T>(out: &mut String, title: &str, items: &[T], line: impl Fn(&T) -> String) {
+    if items.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  {title}: {}", items.len());
+    for item in items.iter().take(SHOWN) {
+        let _ = writeln!(out, "    {}", line(item));
+    }
+    if items.len() > SHOWN {
+        let _ = writeln!(
+            out,
+            "    … and {} more (--json lists them all)",
+            items.len() - SHOWN
+        );
+    }
+}
+
+fn repair(out: &mut String, plan: &RepairPlan) {
+    let _ = writeln!(out, "repair:");
+    let _ = writeln!(
+        out,
+        "  adopt {} orphan(s) matching manifest rows: record them as registered (recovered)",
+        plan.adopt.len()
+    );
+    let _ = writeln!(
+        out,
+        "  mark {} vanished FaceId(s) removed, so the next run registers those images again",
+        plan.mark_removed.len()
+    );
+    if !plan.prune.is_empty() {
+        let _ = writeln!(
+            out,
+            "  unregister {} extra copy(ies) by FaceId (the copy the ledger knows, else the first, stays):",
+            plan.prune.len()
+        );
+        for p in plan.prune.iter().take(SHOWN) {
+            let _ = writeln!(
+                out,
+                "    {} / {} {} FaceId {}",
+                p.category_id, p.person_id, p.image_url, p.face_id
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  orphans that match no manifest row are left alone (another tool may own them)"
+    );
+}

@@ -1,0 +1,273 @@
+//! `verify --repair` and `--prune-duplicates`: what to change so the ledger agrees with the
+//! server, and changing it — records appended under the lock, extra copies unregistered by
+//! FaceId (never `ALL`).
+//!
+//! Adopting an orphan appends `registered` with `"recovered":true`; a vanished FaceId gets
+//! `removed` with reason `vanished from the server`, which `plan` treats as not registered, so the
+//! next `run` registers the image again. Pruned copies were never in the ledger; they are listed
+//! in the `run_end` record's summary.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::app::Exit;
+use crate::ledger::{KeyMap, Lock, Status};
+use crate::manifest::image_key;
+use crate::ops::Journal;
+use crate::ops::calls::{CallError, Caller};
+use crate::ops::drift::{Drift, Expected, Inputs, key_of};
+use crate::pipeline::stop::StopReason;
+
+pub const VANISHED_REASON: &str = "vanished from the server";
+pub const ADOPTED_REASON: &str = "on the server but not in the ledger: adopted by verify --repair";
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Adopt {
+    pub line: u64,
+    pub category_id: String,
+    pub person_id: String,
+    pub person_name: Option<String>,
+    pub image_url: String,
+    pub face_id: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MarkRemoved {
+    pub category_id: String,
+    pub person_id: String,
+    pub image_url: String,
+    pub face_id: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Prune {
+    pub category_id: String,
+    pub person_id: String,
+    pub image_url: String,
+    pub face_id: String,
+}
+
+/// What the repair will do (and, once applied, what it did).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RepairPlan {
+    pub adopt: Vec<Adopt>,
+    pub mark_removed: Vec<MarkRemoved>,
+    pub prune: Vec<Prune>,
+    pub applied: bool,
+    pub pruned: u64,
+    pub prune_failed: u64,
+}
+
+impl RepairPlan {
+    /// Nothing to adopt, mark or prune.
+    pub fn is_empty(&self) -> bool {
+        self.adopt.is_empty() && self.mark_removed.is_empty() && self.prune.is_empty()
+    }
+}
+
+/// The repair that makes the ledger agree with what the server showed.
+pub fn plan(drifts: &[Drift], inputs: &Inputs, prune: bool) -> RepairPlan {
+    let mut plan = RepairPlan::default();
+    for (drift, library) in drifts.iter().zip(&inputs.libraries) {
+        if drift.error.is_some() {
+            continue;
+        }
+        let expected: KeyMap<&Expected> = library.expected.iter().map(|e| (key_of(e), e)).collect();
+        let mut adopted: KeyMap<()> = KeyMap::default();
+        for orphan in &drift.orphans {
+            let Some(url) = &orphan.image_url else {
+                continue;
+            };
+            let key = image_key(&library.name, &orphan.person_id, url);
+            let Some(e) = expected.get(&key) else {
+                continue;
+            };
+            adopted.insert(key, ());
+            plan.adopt.push(Adopt {
+                line: e.line,
+                category_id: e.category_id.clone(),
+                person_id: e.person_id.clone(),
+                person_name: e.person_name.clone(),
+                image_url: e.image_url.clone(),
+                face_id: orphan.face_id.clone(),
+            });
+        }
+        for vanished in &drift.vanished {
+            let Some(key) = inputs.face_ids.get(&vanished.face_id) else {
+                continue;
+            };
+            // Adopting the image's other copy already supersedes the vanished FaceId.
+            if adopted.contains_key(key) {
+                continue;
+            }
+            if let Some(face) = inputs.faces.get(key) {
+                plan.mark_removed.push(MarkRemoved {
+                    category_id: face.category_id.clone(),
+                    person_id: face.person_id.clone(),
+                    image_url: face.image_url.clone(),
+                    face_id: face.face_id.clone(),
+                });
+            }
+        }
+        if prune {
+            for dup in &drift.duplicates {
+                plan.prune.extend(dup.extra.iter().map(|face_id| Prune {
+                    category_id: library.name.clone(),
+                    person_id: dup.person_id.clone(),
+                    image_url: dup.image_url.clone(),
+                    face_id: face_id.clone(),
+                }));
+            }
+        }
+    }
+    plan
+}
+
+/// Where and how the repair is recorded.
+pub struct Context<'a> {
+    pub ledger: &'a Path,
+    pub torn_tail: u64,
+    pub endpoint: &'a str,
+    /// What `verify` found, recorded in the `run_end` record.
+    pub exit: Exit,
+}
+
+/// Appends the ledger records (one sync), then unregisters the extra copies one by one.
+/// Returns the exit code: what `verify` found, unless it was stopped meanwhile.
+pub(crate) async fn apply(
+    lock: Lock,
+    ctx: Context<'_>,
+    plan: &mut RepairPlan,
+    caller: &Caller,
+) -> Result<Exit, String> {
+    let mut journal = Journal::open(lock, ctx.ledger, ctx.torn_tail, "verify", ctx.endpoint)
+        .map_err(|e| e.to_string())?;
+    let mut records = Vec::with_capacity(plan.adopt.len() + plan.mark_removed.len());
+    for a in &plan.adopt {
+        let mut r = journal.record(
+            Status::Registered,
+            &a.category_id,
+            &a.person_id,
+            &a.image_url,
+        );
+        r.face_id = Some(a.face_id.clone());
+        r.recovered = Some(true);
+        r.person_name = a.person_name.clone();
+        r.line = Some(a.line);
+        r.reason = Some(ADOPTED_REASON.into());
+        records.push(r);
+    }
+    for m in &plan.mark_removed {
+        let mut r = journal.record(Status::Removed, &m.category_id, &m.person_id, &m.image_url);
+        r.face_id = Some(m.face_id.clone());
+        r.reason = Some(VANISHED_REASON.into());
+        records.push(r);
+    }
+    journal.write(&records, None).map_err(|e| e.to_string())?;
+    let mut pruned_ids = Vec::new();
+    for p in &plan.prune {
+        match caller
+            .unregister(&p.category_id, &p.person_id, &p.face_id)
+            .await
+        {
+            Ok(removal) => {
+                tracing::info!(face_id = %p.face_id, how = removal.reason(), "extra copy removed");
+                pruned_ids.push(p.face_id.clone());
+            }
+            Err(CallError::Fatal | CallError::Stopped) => break,
+            Err(CallError::Rejected(e) | CallError::Exhausted(e)) => {
+                eprintln!(
+                    "face-enroll: cannot unregister the extra copy {} of {} / {}: {e}",
+                    p.face_id, p.person_id, p.image_url
+                );
+                plan.prune_failed += 1;
+            }
+        }
+    }
+    plan.pruned = pruned_ids.len() as u64;
+    plan.applied = true;
+    let exit = match caller.stop.reason() {
+        Some(StopReason::Fatal) => Exit::ServiceFatal,
+        Some(_) => Exit::Interrupted,
+        None => ctx.exit,
+    };
+    let summary = serde_json::json!({
+        "adopted": plan.adopt.len(),
+        "marked_removed": plan.mark_removed.len(),
+        "pruned": plan.pruned,
+        "prune_failed": plan.prune_failed,
+        "pruned_face_ids": pruned_ids,
+    });
+    let outcome = if exit == ctx.exit {
+        "verify repair applied"
+    } else {
+        "verify repair stopped before every extra copy was removed"
+    };
+    journal
+        .finish(outcome, exit, summary)
+        .map_err(|e| e.to_string())?;
+    Ok(exit)
+}
+
+/// One line on what was changed.
+pub fn render_applied(plan: &RepairPlan) -> String {
+    let mut text = format!(
+        "face-enroll: repair applied: adopted {} orphan(s), marked {} vanished FaceId(s) removed",
+        plan.adopt.len(),
+        plan.mark_removed.len()
+    );
+    if !plan.prune.is_empty() {
+        text.push_str(&format!(
+            ", unregistered {} extra copy(ies) ({} failed)",
+            plan.pruned, plan.prune_failed
+        ));
+    }
+    if !plan.mark_removed.is_empty() {
+        text.push_str("; run the import again to register the vanished images anew");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::ledger::{self, ImageRecord, Status};
+    use crate::manifest::Reader;
+    use crate::plan;
+
+    const MANIFEST: &str =
+        "category_id,person_id,image_url\nlib,alice,https://x.example.com/a.jpg\n";
+
+    fn to_send(ledger_bytes: &[u8]) -> (u64, bool) {
+        let replay = ledger::replay_from(Path::new("l"), ledger_bytes).unwrap();
+        let reader = Reader::from_reader(Path::new("m.csv"), MANIFEST.as_bytes()).unwrap();
+        let options = plan::Options {
+            retry_failed: false,
+            keep_work: true,
+        };
+        let plan = plan::plan(reader, &replay, options).unwrap();
+        let lookup = plan.jobs.iter().any(|j| j.needs_lookup);
+        (plan.counts.to_send, lookup)
+    }
+
+    #[test]
+    fn plan_sends_again_an_image_whose_last_record_is_removed() {
+        let url = "https://x.example.com/a.jpg";
+        let mut bytes = Vec::new();
+        let mut registered = ImageRecord::new("r1", Status::Registered, "lib", "alice", url);
+        registered.face_id = Some("f1".into());
+        ledger::encode(&registered, &mut bytes);
+        assert_eq!(to_send(&bytes), (0, false));
+        let mut removed = ImageRecord::new("r2", Status::Removed, "LIB", "Alice", url);
+        removed.face_id = Some("f1".into());
+        removed.reason = Some(super::VANISHED_REASON.into());
+        ledger::encode(&removed, &mut bytes);
+        assert_eq!(
+            to_send(&bytes),
+            (1, false),
+            "removed is not registered, and settled: no look-up first"
+        );
+    }
+}
