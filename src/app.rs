@@ -94,18 +94,16 @@ fn fail(message: impl std::fmt::Display) -> Exit {
 }
 
 async fn check(args: CheckArgs) -> Exit {
-    let ledger_path = args
-        .ledger
-        .clone()
-        .unwrap_or_else(|| ledger::default_path(&args.manifest, false));
+    let ledger_path = args.ledger_path();
     let manifest = args.manifest.clone();
+    let rules = args.rules();
     let result = tokio::task::spawn_blocking(move || {
         let replay = ledger::replay(&ledger_path).map_err(|e| e.to_string())?;
         let options = plan::Options {
             retry_failed: false,
             keep_work: false,
         };
-        pipeline::plan_from_files(&manifest, &replay, options).map_err(|e| e.to_string())
+        pipeline::plan_files_with(&manifest, &replay, options, rules).map_err(|e| e.to_string())
     })
     .await;
     let plan = match result {
@@ -113,7 +111,7 @@ async fn check(args: CheckArgs) -> Exit {
         Ok(Err(message)) => return fail(message),
         Err(e) => return fail(format!("internal error: {e}")),
     };
-    let text = render_plan(&args.manifest, &plan, args.qps);
+    let text = render_plan(&args.manifest, &plan, args.qps());
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     if plan.counts.invalid + plan.counts.over_limit > 0 {
         Exit::RowsNotRegistered
@@ -338,7 +336,10 @@ async fn verify(args: crate::cli::ops::VerifyArgs) -> Exit {
         Ok(config) => config,
         Err(message) => return fail(message),
     };
+    let ice =
+        args.target == crate::cli::TargetArg::Ice || crate::ops::ice::is_ice_ledger(&config.ledger);
     match connect(&args.connect) {
+        Ok((client, _)) if ice => crate::ops::ice::verify(config, client).await,
         Ok((client, endpoint)) => crate::ops::verify::execute(config, client, endpoint).await,
         Err(message) => fail(message),
     }
@@ -349,6 +350,13 @@ async fn rollback(args: crate::cli::ops::RollbackArgs) -> Exit {
         Ok(config) => config,
         Err(message) => return fail(message),
     };
+    if crate::ops::ice::is_ice_ledger(&config.ledger) {
+        // ICE's plan is made against the server's listings, so even the dry run connects.
+        return match connect(&args.connect) {
+            Ok((client, _)) => crate::ops::ice::rollback(config, client).await,
+            Err(message) => fail(message),
+        };
+    }
     // Printing the plan needs no credentials; only --yes talks to the service.
     let service = if config.yes {
         match connect(&args.connect) {

@@ -631,3 +631,89 @@ fn rollback_deletes_recorded_samples_and_only_the_empty_libs_and_entities_the_ru
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     assert_exactly_once(&world.sandbox.snapshot(), 2, 3, 7);
 }
+
+#[test]
+fn the_verify_and_rollback_commands_recognise_an_ice_ledger() {
+    let world = World::new(SandboxConfig::for_tests());
+    let manifest = world.manifest("m.csv", &manifest_body("lib", 2, 2));
+    assert_eq!(run_ice(&world, &manifest, &[]).status.code(), Some(0));
+    let url = world.sandbox.base_url();
+    let m = manifest.to_str().unwrap();
+    let verify = world
+        .command(&["verify", m, "--target", "ice", "--endpoint", &url])
+        .output()
+        .unwrap();
+    assert_eq!(verify.status.code(), Some(0), "{}", stderr(&verify));
+    assert!(
+        stdout(&verify).contains("4 images checked, 4 agree"),
+        "{}",
+        stdout(&verify)
+    );
+
+    let ledger = world.path("m.ice.ledger.jsonl");
+    let l = ledger.to_str().unwrap();
+    let dry = world
+        .command(&["rollback", "--ledger", l, "--all", "--endpoint", &url])
+        .output()
+        .unwrap();
+    assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
+    assert!(
+        stdout(&dry).contains("would delete 4 samples"),
+        "{}",
+        stdout(&dry)
+    );
+    assert_eq!(
+        samples_of(&world.sandbox.snapshot()).len(),
+        4,
+        "a dry run deleted"
+    );
+
+    let real = world
+        .command(&[
+            "rollback",
+            "--ledger",
+            l,
+            "--all",
+            "--yes",
+            "--endpoint",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(real.status.code(), Some(0), "{}", stderr(&real));
+    assert!(samples_of(&world.sandbox.snapshot()).is_empty());
+    let drift = world
+        .command(&["verify", m, "--ledger", l, "--endpoint", &url])
+        .output()
+        .unwrap();
+    assert_eq!(
+        drift.status.code(),
+        Some(0),
+        "after rollback the ledger says removed: {}",
+        stdout(&drift)
+    );
+}
+
+#[test]
+fn check_plans_an_ice_import_without_the_ten_image_limit_and_with_byte_limits() {
+    let world = World::new(SandboxConfig::for_tests());
+    let mut body = manifest_body("lib", 1, 12);
+    body.push_str(&format!(
+        "{},p,https://img.example.com/long.jpg\n",
+        "库".repeat(22)
+    ));
+    let manifest = world.manifest("m.csv", &body);
+    let out = world
+        .command(&["check", manifest.to_str().unwrap(), "--target", "ice"])
+        .output()
+        .unwrap();
+    let plan = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{plan}");
+    assert!(
+        plan.contains("invalid rows: 1"),
+        "66-byte library name: {plan}"
+    );
+    assert!(plan.contains("to send: 12 images"), "{plan}");
+    assert!(plan.contains("estimated time at 50/s"), "{plan}");
+    assert_eq!(world.sandbox.snapshot().stats.requests, 0);
+}

@@ -121,12 +121,40 @@ pub struct RunArgs {
 pub struct CheckArgs {
     /// CSV manifest to validate.
     pub manifest: PathBuf,
-    /// Ledger to plan against [default: the manifest's path with extension .ledger.jsonl].
+    /// Ledger to plan against [default: the manifest's path with extension .ledger.jsonl, or
+    /// .ice.ledger.jsonl with --target ice].
     #[arg(long)]
     pub ledger: Option<PathBuf>,
-    /// Requests per second used for the time estimate.
-    #[arg(long, default_value_t = 100)]
-    pub qps: u32,
+    /// Requests per second used for the time estimate [default: 100 for MTS, 50 for ICE].
+    #[arg(long)]
+    pub qps: Option<u32>,
+    /// Plan for MTS custom faces (10 images per person) or ICE recognition libraries (names of
+    /// at most 64 bytes, no per-person limit).
+    #[arg(long, value_enum, default_value_t = TargetArg::Mts)]
+    pub target: TargetArg,
+}
+
+impl CheckArgs {
+    pub fn ledger_path(&self) -> PathBuf {
+        self.ledger.clone().unwrap_or_else(|| match self.target {
+            TargetArg::Mts => crate::ledger::default_path(&self.manifest, false),
+            TargetArg::Ice => crate::ledger::default_ice_path(&self.manifest, false),
+        })
+    }
+
+    pub fn qps(&self) -> u32 {
+        self.qps.unwrap_or(match self.target {
+            TargetArg::Mts => 100,
+            TargetArg::Ice => 50,
+        })
+    }
+
+    pub fn rules(&self) -> crate::plan::Rules {
+        match self.target {
+            TargetArg::Mts => crate::plan::Rules::MTS,
+            TargetArg::Ice => crate::ice::plan_rules(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

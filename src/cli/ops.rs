@@ -158,6 +158,10 @@ pub struct VerifyArgs {
     /// Print the report as one JSON document.
     #[arg(long)]
     pub json: bool,
+    /// Which import the ledger records: MTS custom faces, or ICE recognition libraries (sets the
+    /// default ledger path as `run` does; an ICE ledger is recognised whatever this says).
+    #[arg(long, value_enum, default_value_t = crate::cli::TargetArg::Mts)]
+    pub target: crate::cli::TargetArg,
     /// Write the figures to this Prometheus text file (node_exporter textfile collector).
     #[arg(long)]
     pub metrics: Option<PathBuf>,
@@ -170,10 +174,12 @@ impl VerifyArgs {
         self.connect.validate()?;
         Ok(VerifyConfig {
             manifest: self.manifest.clone(),
-            ledger: self
-                .ledger
-                .clone()
-                .unwrap_or_else(|| crate::ledger::default_path(&self.manifest, false)),
+            ledger: self.ledger.clone().unwrap_or_else(|| match self.target {
+                crate::cli::TargetArg::Mts => crate::ledger::default_path(&self.manifest, false),
+                crate::cli::TargetArg::Ice => {
+                    crate::ledger::default_ice_path(&self.manifest, false)
+                }
+            }),
             qps: self.connect.qps,
             max_attempts: self.connect.max_attempts,
             seed: self.connect.seed,

@@ -8,6 +8,7 @@
 pub(crate) mod calls;
 pub mod drift;
 pub mod export;
+pub mod ice;
 pub mod metrics;
 pub mod rollback;
 pub(crate) mod scan;
