@@ -212,9 +212,7 @@ async fn run(args: RunArgs) -> Exit {
                 let url = sb.base_url();
                 running_sandbox = Some(sb);
                 let endpoints = Endpoints::single(&url).expect("the sandbox URL is valid");
-                eprintln!(
-                    "face-enroll: using the built-in sandbox at {url} (nothing leaves this machine)"
-                );
+                tracing::info!("using the built-in sandbox at {url} (nothing leaves this machine)");
                 (endpoints, sandbox_credentials(), format!("sandbox {url}"))
             }
             Err(e) => return fail(format!("cannot start the built-in sandbox: {e}")),
@@ -262,7 +260,7 @@ async fn run(args: RunArgs) -> Exit {
             .flat_map(|c| &c.persons)
             .map(|p| p.faces.len())
             .sum();
-        eprintln!("face-enroll: the built-in sandbox (new for every run) now holds {faces} faces");
+        tracing::info!("the built-in sandbox (new for every run) now holds {faces} faces");
         sb.shutdown().await;
     }
     match result {
@@ -277,17 +275,35 @@ async fn run(args: RunArgs) -> Exit {
 
 fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
     let exit = Exit::from(&done.ending);
+    let json = args.log_format == crate::cli::LogFormat::Json;
     if let Ending::ServiceFatal(error) = &done.ending {
-        eprintln!("face-enroll: the service refused the run: {error}");
-        if let Some(hint) = error.hint() {
+        let hint = error.hint().unwrap_or("see the message");
+        if json {
+            tracing::error!(code = error.code(), error = %error, what_to_do = hint, "the service refused the run; fix the problem and run again to resume");
+        } else {
+            eprintln!("face-enroll: the service refused the run: {error}");
             eprintln!("  what to do: {hint}");
+            eprintln!(
+                "  nothing was lost: the ledger records every image sent; fix the problem and run again to resume"
+            );
         }
-        eprintln!(
-            "  nothing was lost: the ledger records every image sent; fix the problem and run again to resume"
-        );
     }
     if !args.quiet {
-        eprintln!("{}", done.summary.render());
+        if json {
+            // One structured event, so a log shipper reads the figures without parsing prose.
+            let s = &done.summary;
+            tracing::info!(
+                outcome = %s.outcome, exit_code = s.exit_code, rows = s.rows,
+                already_done = s.already_done, registered_now = s.registered_now,
+                recovered = s.recovered, failed = s.failed, invalid = s.invalid,
+                skipped = s.skipped, duplicates = s.duplicates, left = s.left,
+                retries = s.retries, throttled = s.throttled, lookups = s.lookups,
+                elapsed_s = s.elapsed_s, rate_per_s = s.rate_per_s, ledger = %s.ledger,
+                "summary"
+            );
+        } else {
+            eprintln!("{}", done.summary.render());
+        }
     }
     if let Some(path) = &args.summary {
         let json = serde_json::to_vec_pretty(&done.summary).unwrap_or_default();

@@ -462,3 +462,22 @@ fn ids_differing_only_in_case_are_one_person_and_the_ten_image_limit_holds() {
         "the first rows in manifest order win"
     );
 }
+
+#[test]
+fn json_logs_make_every_stderr_line_one_json_object_with_the_summary_as_fields() {
+    let world = World::new(SandboxConfig::for_tests());
+    let manifest = world.manifest("m.csv", &manifest_body("lib", 3, 2));
+    let out = world.run(&manifest, &["--log-format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    let events: Vec<serde_json::Value> = err
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let summary = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "summary")
+        .expect("a summary event");
+    assert_eq!(summary["fields"]["registered_now"], 6);
+    assert_eq!(summary["fields"]["exit_code"], 0);
+}

@@ -394,12 +394,12 @@ async fn watch_signals(stop: Arc<Stop>) {
         }
         seen += 1;
         if seen == 1 {
-            eprintln!(
-                "face-enroll: stopping: finishing requests in flight (press Ctrl-C again to leave at once)"
+            tracing::warn!(
+                "stopping: finishing requests in flight (press Ctrl-C again to leave at once)"
             );
             stop.stop(StopReason::Interrupted);
         } else {
-            eprintln!("face-enroll: leaving now; the ledger is consistent, the next run resumes");
+            tracing::warn!("leaving now; the ledger is consistent, the next run resumes");
             std::process::exit(130);
         }
     }
