@@ -247,7 +247,6 @@ async fn run(args: RunArgs) -> Exit {
         } else {
             args.progress.into()
         },
-        rejects: args.rejects.clone(),
         seed: args.seed,
     };
     let result = pipeline::run(config, client).await;

@@ -40,6 +40,9 @@ pub struct Figures {
     pub retries: u64,
     pub throttled: u64,
     pub lookups: u64,
+    /// Rows the service refused for good in this run, for the rejects file.
+    #[serde(skip)]
+    pub failed_rows: Vec<crate::plan::Rejected>,
 }
 
 impl Figures {

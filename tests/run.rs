@@ -394,8 +394,18 @@ fn a_row_the_service_rejects_is_recorded_as_failed_and_not_retried() {
     let world = World::new(SandboxConfig::for_tests());
     let body = "category_id,person_id,image_url\nlib,p1,https://img.example.com/noface.jpg\nlib,p1,https://img.example.com/ok.jpg\n";
     let manifest = world.manifest("m.csv", body);
-    let out = world.run(&manifest, &[]);
+    let rejects = world.path("rejects.csv");
+    let out = world.run(&manifest, &["--rejects", rejects.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let rejects = std::fs::read_to_string(rejects).unwrap();
+    let row = rejects
+        .lines()
+        .nth(1)
+        .expect("the refused row is in the rejects file");
+    assert!(
+        row.starts_with("2,lib,p1,https://img.example.com/noface.jpg,failed,InvalidParameter"),
+        "{row}"
+    );
     let last = last_per_image(&world.path("m.ledger.jsonl"));
     let bad = &last["https://img.example.com/noface.jpg"];
     assert_eq!(bad["status"], "failed");

@@ -105,7 +105,8 @@ pub struct RunArgs {
     /// Also write the summary as JSON to this file.
     #[arg(long)]
     pub summary: Option<PathBuf>,
-    /// Write rows that were not registered (invalid, over the limit) to this CSV file.
+    /// Write rows that were not registered (invalid, over the limit, refused by the service) to
+    /// this CSV file.
     #[arg(long)]
     pub rejects: Option<PathBuf>,
     /// Write the run's figures to this Prometheus text file (node_exporter textfile collector),

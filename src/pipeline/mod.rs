@@ -93,7 +93,6 @@ pub struct RunConfig {
     pub max_duration: Option<Duration>,
     pub retry_failed: bool,
     pub progress: ProgressMode,
-    pub rejects: Option<PathBuf>,
     pub seed: Option<u64>,
 }
 
@@ -200,7 +199,7 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
     let Plan {
         counts,
         jobs,
-        rejected,
+        mut rejected,
     } = plan;
     // The context (and with it the last `Events` of the workers) is gone once `schedule` returns.
     match config.target {
@@ -232,6 +231,7 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
         return Err(RunError::Ledger(failure));
     }
     fill(&mut summary, &figures, &counts, started);
+    rejected.extend(figures.failed_rows);
     let ending = ending_of(&summary, fatal, reason);
     summary.exit_code = ending.exit_code();
     summary.outcome = ending.describe().to_string();

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::ledger::{Appender, ImageRecord, LedgerError, ObjectRecord, RunRecord, Status, encode};
+use crate::plan::Rejected;
 use crate::report::{Figures, Progress, ProgressMode};
 
 /// The largest batch written and synced at once.
@@ -231,7 +232,8 @@ fn sync(
 enum Counted {
     Registered,
     Recovered,
-    Failed,
+    /// Refused for good: counted, and kept for the rejects file.
+    Failed(Box<Rejected>),
     /// Invalid and skipped rows are counted by the plan; a retryable failure by `Event::Left`.
     Elsewhere,
 }
@@ -241,7 +243,21 @@ impl Counted {
         match record.status {
             Some(Status::Registered) if record.recovered == Some(true) => Counted::Recovered,
             Some(Status::Registered) => Counted::Registered,
-            Some(Status::Failed) if record.retryable != Some(true) => Counted::Failed,
+            Some(Status::Failed) if record.retryable != Some(true) => {
+                Counted::Failed(Box::new(Rejected {
+                    line: record.line.unwrap_or(0),
+                    category_id: record.category_id.clone(),
+                    person_id: record.person_id.clone(),
+                    image_url: record.image_url.clone(),
+                    status: Status::Failed,
+                    reason: format!(
+                        "{}: {}",
+                        record.error_code.as_deref().unwrap_or("Failed"),
+                        record.message.as_deref().unwrap_or("")
+                    ),
+                    already_recorded: true,
+                }))
+            }
             _ => Counted::Elsewhere,
         }
     }
@@ -250,7 +266,10 @@ impl Counted {
         match self {
             Counted::Registered => figures.registered_now += 1,
             Counted::Recovered => figures.recovered += 1,
-            Counted::Failed => figures.failed_now += 1,
+            Counted::Failed(row) => {
+                figures.failed_now += 1;
+                figures.failed_rows.push(*row);
+            }
             Counted::Elsewhere => {}
         }
     }
