@@ -29,6 +29,16 @@ impl ProgressMode {
 
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// The interval between progress log lines: `LOG_EVERY`, or `FACE_ENROLL_PROGRESS_EVERY_MS`
+/// (a test switch, so a test need not wait ten seconds to see one).
+fn log_every() -> Duration {
+    std::env::var("FACE_ENROLL_PROGRESS_EVERY_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(LOG_EVERY)
+}
+
 /// The running figures, owned by the recorder.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Figures {
@@ -53,6 +63,7 @@ impl Figures {
 
 pub struct Progress {
     mode: ProgressMode,
+    every: Duration,
     bar: Option<ProgressBar>,
     started: Instant,
     last_log: Instant,
@@ -73,6 +84,7 @@ impl Progress {
         let now = Instant::now();
         Progress {
             mode,
+            every: log_every(),
             bar,
             started: now,
             last_log: now,
@@ -88,7 +100,7 @@ impl Progress {
                 figures.failed_now, figures.throttled, figures.retries
             ));
         }
-        if self.mode == ProgressMode::Log && self.last_log.elapsed() >= LOG_EVERY {
+        if self.mode == ProgressMode::Log && self.last_log.elapsed() >= self.every {
             self.last_log = Instant::now();
             self.log_line(figures);
         }

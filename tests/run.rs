@@ -491,3 +491,43 @@ fn json_logs_make_every_stderr_line_one_json_object_with_the_summary_as_fields()
     assert_eq!(summary["fields"]["registered_now"], 6);
     assert_eq!(summary["fields"]["exit_code"], 0);
 }
+
+#[test]
+fn without_a_terminal_progress_is_a_periodic_log_line_with_the_figures() {
+    let mut config = SandboxConfig::for_tests();
+    config.latency_ms = 20;
+    let world = World::new(config);
+    let manifest = world.manifest("m.csv", &manifest_body("lib", 20, 2));
+    let url = world.sandbox.base_url();
+    let m = manifest.to_str().unwrap();
+    let out = world
+        .command(&[
+            "run",
+            m,
+            "--endpoint",
+            &url,
+            "--qps",
+            "60",
+            "--progress",
+            "auto",
+        ])
+        .env("FACE_ENROLL_PROGRESS_EVERY_MS", "100")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.contains("progress"))
+        .unwrap_or_else(|| panic!("no progress line (stderr is not a terminal here): {err}"));
+    for field in [
+        "done=",
+        "total=40",
+        "rate_per_s=",
+        "eta_s=",
+        "failed=",
+        "throttled=",
+    ] {
+        assert!(line.contains(field), "{field} missing from: {line}");
+    }
+}
