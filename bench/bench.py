@@ -1,18 +1,29 @@
 #!/usr/bin/env python3
 """face-enroll benchmarks: print figures, pass or fail nothing.
 
-Usage: python3 bench/bench.py [--quick] [--only NAME ...]
+Usage: python3 bench/bench.py [--quick] [--only NAME ...] [--no-perf]
 Builds nothing: run `cargo build --release` first (bench/run does both).
 
 Every scenario runs the release binary against the standalone sandbox on 127.0.0.1 and measures
 the tool's own process (CPU user+sys and peak RSS via wait4), and reads the sandbox's state
 afterwards (duplicates, missing images, throttled answers).
+
+Scenarios:
+  baseline   the official Python SDK from a thread pool, then face-enroll, on the same manifest,
+             each against a fresh sandbox (100/s, 50 ms, 2 % errors before and after applying)
+  paced      face-enroll alone at the default --qps 100
+  unlimited  --qps 0 against an unlimited sandbox: the tool's ceiling, and a perf profile of it
+  scale      check and an all-done re-run at 100k and 1M rows, and a 100k re-run against 1x
+             and 5x ledger history (memory must not grow with history)
+
+The SDK is installed into target/bench-venv (created on first use) from bench/requirements.txt.
 """
 
 import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +33,12 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "face-enroll")
+VENV = os.path.join(ROOT, "target", "bench-venv")
+VENV_PY = os.path.join(VENV, "bin", "python")
+SDK_DRIVER = os.path.join(ROOT, "bench", "sdk_baseline.py")
+REQUIREMENTS = os.path.join(ROOT, "bench", "requirements.txt")
+# The standalone sandbox both sides of the baseline comparison run against.
+BASELINE_SANDBOX = ["--mts-qps", "100", "--latency-ms", "50", "--error-before", "0.02", "--error-after", "0.02"]
 KEY_ID, SECRET = "sandbox-key-id", "sandbox-key-secret"
 
 
@@ -34,16 +51,18 @@ def write_manifest(path, persons, per_person, category="bench"):
     return persons * per_person
 
 
-def write_done_ledger(path, persons, per_person, category="bench"):
-    """A ledger as a finished import leaves it: a pending and a registered line per image."""
+def write_done_ledger(path, persons, per_person, category="bench", history=1):
+    """A ledger as a finished import leaves it: a pending and a registered line per image,
+    repeated `history` times (as if earlier runs had re-registered everything)."""
     ts = "2026-11-22T00:00:00.000Z"
     with open(path, "w") as f:
-        for p in range(persons):
-            for i in range(per_person):
-                url = f"https://img.example.com/{category}/{p:07d}/{i:02d}.jpg"
-                base = f'{{"v":1,"kind":"image","ts":"{ts}","run":"bench","status":"%s","category_id":"{category}","person_id":"person-{p:07d}","image_url":"{url}"'
-                f.write(base % "pending" + "}\n")
-                f.write(base % "registered" + f',"face_id":"f{p}-{i}"}}\n')
+        for _ in range(history):
+            for p in range(persons):
+                for i in range(per_person):
+                    url = f"https://img.example.com/{category}/{p:07d}/{i:02d}.jpg"
+                    base = f'{{"v":1,"kind":"image","ts":"{ts}","run":"bench","status":"%s","category_id":"{category}","person_id":"person-{p:07d}","image_url":"{url}"'
+                    f.write(base % "pending" + "}\n")
+                    f.write(base % "registered" + f',"face_id":"f{p}-{i}"}}\n')
     os.chmod(path, 0o600)
 
 
@@ -68,17 +87,36 @@ class Sandbox:
             self.proc.kill()
 
 
+LAST_USAGE = {}
+# GNU time reports the peak RSS of the process it forks itself. wait4's own ru_maxrss is not
+# enough here: Linux carries the high-water mark of the memory a process had before exec into
+# it, and a child spawned from this (vfork'd) Python process starts with Python's peak, so
+# small figures come out as this script's size.
+TIME_BIN = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
 def measure(args, env=None):
-    """Runs the tool; returns (exit code, wall s, cpu s, peak RSS MiB)."""
+    """Runs a command; returns (exit code, wall s, cpu s, peak RSS MiB). The user/sys split of
+    the last call is left in LAST_USAGE."""
     started = time.monotonic()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace")
+    with tempfile.TemporaryFile() as errfile, tempfile.NamedTemporaryFile("r") as rssfile:
+        prefix = [TIME_BIN, "-f", "%M", "-o", rssfile.name] if TIME_BIN else []
+        proc = subprocess.Popen(prefix + list(args), stdout=subprocess.DEVNULL, stderr=errfile, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        errfile.seek(0)
+        err = errfile.read().decode(errors="replace")
+        rss = usage.ru_maxrss / 1024
+        if TIME_BIN:
+            fields = rssfile.read().split()
+            if fields and fields[-1].isdigit():
+                rss = int(fields[-1]) / 1024
     if proc.returncode not in (0, 1):
         print(err[-2000:], file=sys.stderr)
-    return proc.returncode, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    LAST_USAGE.update(user_s=usage.ru_utime, sys_s=usage.ru_stime,
+                      rss_source="GNU time" if TIME_BIN else "wait4 (upper bound)")
+    return proc.returncode, wall, usage.ru_utime + usage.ru_stime, rss
 
 
 def tool_env():
@@ -97,6 +135,20 @@ def audit(state):
     return copies
 
 
+def audit_row(state, total):
+    """Duplicates, missing images and throttled answers, from the sandbox's own state."""
+    copies = audit(state)
+    stats = state["stats"]
+    return {
+        "registered_distinct": len(copies),
+        "duplicates": sum(n - 1 for n in copies.values() if n > 1),
+        "missing": total - len(copies),
+        "throttled": stats["throttled"],
+        "requests": stats["requests"],
+        "throttled_pct": round(100.0 * stats["throttled"] / max(stats["requests"], 1), 2),
+    }
+
+
 def run_import(work, name, images_shape, sandbox_flags, tool_flags):
     persons, per_person = images_shape
     manifest = os.path.join(work, f"{name}.csv")
@@ -111,19 +163,79 @@ def run_import(work, name, images_shape, sandbox_flags, tool_flags):
     finally:
         sandbox.close()
     summary = json.load(open(summary_path))
-    copies = audit(state)
-    requests = sum(state["stats"]["by_action"].values()) + state["stats"]["throttled"]
-    return {
-        "scenario": name, "images": total, "exit": code,
-        "registrations_per_s": round(summary["rate_per_s"], 1),
-        "elapsed_s": round(summary["elapsed_s"], 2),
-        "throttled": summary["throttled"], "requests": requests,
-        "throttled_pct": round(100.0 * summary["throttled"] / max(requests, 1), 3),
-        "duplicates": sum(n - 1 for n in copies.values() if n > 1),
-        "missing": total - len(copies),
-        "cpu_ms_per_registration": round(1000.0 * cpu / max(total, 1), 4),
+    row = {"scenario": name, "images": total, "exit": code}
+    row.update(audit_row(state, total))
+    row.update({
+        "registrations_per_s": round(row["registered_distinct"] / wall, 1),
+        "tool_rate_per_s": round(summary["rate_per_s"], 1),
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "cpu_s_per_1000": round(1000.0 * cpu / max(row["registered_distinct"], 1), 3),
+        "user_s": round(LAST_USAGE["user_s"], 2), "sys_s": round(LAST_USAGE["sys_s"], 2),
         "peak_rss_mib": round(rss, 1),
-    }
+    })
+    return row
+
+
+def ensure_venv():
+    """target/bench-venv with the pinned SDK; created once, reused after."""
+    marker = os.path.join(VENV, ".requirements")
+    wanted = open(REQUIREMENTS).read()
+    if os.path.exists(marker) and open(marker).read() == wanted:
+        return
+    print(f"installing the SDK baseline into {os.path.relpath(VENV, ROOT)} ...", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+    subprocess.run([VENV_PY, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    "-r", REQUIREMENTS], check=True)
+    with open(marker, "w") as f:
+        f.write(wanted)
+
+
+def sdk_versions():
+    out = subprocess.run([VENV_PY, "-m", "pip", "freeze", "--disable-pip-version-check"],
+                         capture_output=True, text=True).stdout
+    keep = ("alibabacloud-mts20140618", "alibabacloud-tea-openapi", "darabonba-core")
+    return ", ".join(l for l in out.split() if l.lower().startswith(keep))
+
+
+def run_sdk(work, name, images_shape, sandbox_flags, threads, retries, sleep):
+    persons, per_person = images_shape
+    manifest = os.path.join(work, f"{name}.csv")
+    total = write_manifest(manifest, persons, per_person)
+    stats_path = os.path.join(work, f"{name}.sdk.json")
+    sandbox = Sandbox(*sandbox_flags)
+    try:
+        code, wall, cpu, rss = measure(
+            [VENV_PY, SDK_DRIVER, manifest, sandbox.url, stats_path, "--threads", str(threads),
+             "--retries", str(retries), "--sleep", str(sleep)], env=tool_env())
+        state = sandbox.state()
+    finally:
+        sandbox.close()
+    sdk = json.load(open(stats_path)) if os.path.exists(stats_path) else {}
+    row = {"scenario": name, "images": total, "exit": code}
+    row.update(audit_row(state, total))
+    row.update({
+        "registrations_per_s": round(row["registered_distinct"] / wall, 1),
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "cpu_s_per_1000": round(1000.0 * cpu / max(row["registered_distinct"], 1), 3),
+        "user_s": round(LAST_USAGE["user_s"], 2), "sys_s": round(LAST_USAGE["sys_s"], 2),
+        "peak_rss_mib": round(rss, 1),
+        "sdk_gave_up": sdk.get("gave_up"), "sdk_exceptions": sdk.get("exceptions"),
+        "sdk_first_error": sdk.get("first_error"),
+    })
+    return row
+
+
+def scenario_baseline(work, quick):
+    """The same manifest, the same sandbox settings, a fresh sandbox each: SDK, then face-enroll."""
+    ensure_venv()
+    shape = (100, 5) if quick else (600, 5)
+    print(f"# baseline: {sdk_versions()}; sandbox {' '.join(BASELINE_SANDBOX)}", flush=True)
+    rows = [run_sdk(work, f"sdk-threadpool-{threads}-retry-3", shape, BASELINE_SANDBOX,
+                    threads=threads, retries=3, sleep=1.0) for threads in (16, 32)]
+    rows.append(run_import(work, "face-enroll-qps-100", shape, BASELINE_SANDBOX, []))
+    return rows
 
 
 def scenario_paced(work, quick):
@@ -132,10 +244,64 @@ def scenario_paced(work, quick):
                       ["--mts-qps", "100", "--latency-ms", "50"], [])
 
 
-def scenario_unlimited(work, quick):
+PERF_TOP = 12
+
+
+def perf_profile(work, manifest, flags):
+    """perf record of one --qps 0 run; returns the top symbols by self time, or why not."""
+    if not shutil.which("perf"):
+        return {"perf": "perf is not installed"}
+    data = os.path.join(work, "perf.data")
+    sandbox = Sandbox("--mts-qps", "0", "--latency-ms", "0")
+    ledger = os.path.join(work, "perf.ledger.jsonl")
+    try:
+        rec = subprocess.run(
+            ["perf", "record", "-F", "1999", "-g", "-o", data, "--", BIN, "run", manifest,
+             "--ledger", ledger, "--endpoint", sandbox.url, "--progress", "off", "-q", *flags],
+            env=tool_env(), capture_output=True, text=True)
+    finally:
+        sandbox.close()
+    if rec.returncode not in (0, 1):
+        return {"perf": f"perf record failed: {rec.stderr.strip()[-300:]}"}
+    rep = subprocess.run(
+        ["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,symbol",
+         "-g", "none", "--percent-limit", "0.5"], capture_output=True, text=True)
+    top = []
+    for line in rep.stdout.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[[.k]\]\s+(.*)$", line)
+        if m and len(top) < PERF_TOP:
+            top.append(f"{m.group(1)}% {m.group(2)} {' '.join(m.group(3).split())[:90]}")
+    dso = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso",
+                          "-g", "none"], capture_output=True, text=True)
+    by_dso = {}
+    for line in dso.stdout.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(\S+)", line)
+        if m and float(m.group(1)) >= 0.5:
+            by_dso[m.group(2)] = float(m.group(1))
+    return {"perf_top_self": top, "perf_by_dso_pct": by_dso}
+
+
+def scenario_unlimited(work, quick, perf=True):
     shape = (1000, 5) if quick else (6000, 5)
-    return run_import(work, "unpaced-qps0", shape,
-                      ["--mts-qps", "0", "--latency-ms", "0"], ["--qps", "0", "--concurrency", "64"])
+    row = run_import(work, "unpaced-qps0", shape,
+                     ["--mts-qps", "0", "--latency-ms", "0"], ["--qps", "0", "--concurrency", "64"])
+    if perf:
+        row.update(perf_profile(work, os.path.join(work, "unpaced-qps0.csv"),
+                                ["--qps", "0", "--concurrency", "64"]))
+    return row
+
+
+def rerun_done(manifest, ledger):
+    """An all-done re-run against a sandbox; returns (exit, wall, cpu, rss, requests sent)."""
+    sandbox = Sandbox("--mts-qps", "0")
+    try:
+        code, wall, cpu, rss = measure(
+            [BIN, "run", manifest, "--ledger", ledger, "--endpoint", sandbox.url, "--progress", "off", "-q"],
+            env=tool_env())
+        sent = sandbox.state()["stats"]["requests"]
+    finally:
+        sandbox.close()
+    return code, wall, cpu, rss, sent
 
 
 def scenario_scale(work, quick):
@@ -151,39 +317,66 @@ def scenario_scale(work, quick):
         code, wall, cpu, rss = measure([BIN, "check", manifest, "--ledger", ledger])
         rows.append({"scenario": f"check {n:,} rows (empty ledger)", "exit": code,
                      "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "peak_rss_mib": round(rss, 1)})
-        write_done_ledger(ledger, persons, per_person)
-        sandbox = Sandbox("--mts-qps", "0")
-        try:
-            code, wall, cpu, rss = measure(
-                [BIN, "run", manifest, "--ledger", ledger, "--endpoint", sandbox.url, "--progress", "off", "-q"],
-                env=tool_env())
-            sent = sandbox.state()["stats"]["requests"]
-        finally:
-            sandbox.close()
-        rows.append({"scenario": f"re-run, all {n:,} registered", "exit": code, "wall_s": round(wall, 2),
-                     "cpu_s": round(cpu, 2), "peak_rss_mib": round(rss, 1), "requests_sent": sent})
-        os.remove(ledger)
+        histories = [1, 5] if n == 100_000 else [1]
+        for history in histories:
+            write_done_ledger(ledger, persons, per_person, history=history)
+            lines = 2 * n * history
+            code, wall, cpu, rss, sent = rerun_done(manifest, ledger)
+            rows.append({"scenario": f"re-run, all {n:,} registered, ledger {history}x history ({lines:,} lines)",
+                         "exit": code, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+                         "peak_rss_mib": round(rss, 1), "requests_sent": sent})
+            os.remove(ledger)
+        os.remove(manifest)
     return rows
 
 
-SCENARIOS = {"paced": scenario_paced, "unlimited": scenario_unlimited, "scale": scenario_scale}
+SCENARIOS = {"baseline": scenario_baseline, "paced": scenario_paced,
+             "unlimited": scenario_unlimited, "scale": scenario_scale}
+ORDER = ["baseline", "unlimited", "scale", "paced"]
+
+
+def machine():
+    model = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(open("/proc/meminfo").readline().split()[1])
+        mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    load = ", load %.2f %.2f %.2f" % os.getloadavg()
+    return f"{platform.machine()}, {os.cpu_count()} cores ({model}){mem}, {platform.platform()}{load}"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="run only these")
+    parser.add_argument("--no-perf", action="store_true", help="skip the perf profile")
     args = parser.parse_args()
     if not os.path.exists(BIN):
         raise SystemExit("build first: cargo build --release")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
+    print(f"machine: {machine()}")
+    print(f"command: bench/run {' '.join(sys.argv[1:])}".rstrip())
+    print(f"peak RSS from: {'GNU time (%M)' if TIME_BIN else 'wait4 ru_maxrss (an upper bound: install GNU time)'}")
+    sys.stdout.flush()
     work = tempfile.mkdtemp(prefix="face-enroll-bench-")
     try:
-        for name in args.only or ["paced", "unlimited", "scale"]:
-            result = SCENARIOS[name](work, args.quick)
+        for name in args.only or ORDER:
+            if name == "unlimited":
+                result = scenario_unlimited(work, args.quick, perf=not args.no_perf)
+            else:
+                result = SCENARIOS[name](work, args.quick)
             for row in result if isinstance(result, list) else [result]:
                 print(json.dumps(row, ensure_ascii=False))
                 sys.stdout.flush()
+        print(f"# load after: %.2f %.2f %.2f" % os.getloadavg())
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

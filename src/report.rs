@@ -74,10 +74,8 @@ impl Progress {
         let mode = mode.resolve();
         let bar = (mode == ProgressMode::Bar && total > 0).then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template(
-                "{bar:30.cyan/blue} {pos}/{len} {per_sec} eta {eta} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style = ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             bar
         });
@@ -95,8 +93,20 @@ impl Progress {
     pub fn update(&mut self, figures: &Figures) {
         if let Some(bar) = &self.bar {
             bar.set_position(figures.done());
+            let elapsed = self.started.elapsed().as_secs_f64();
+            let rate = if elapsed > 0.0 {
+                figures.done() as f64 / elapsed
+            } else {
+                0.0
+            };
+            let left = figures.total.saturating_sub(figures.done());
+            let eta = if rate > 0.0 {
+                (left as f64 / rate).ceil() as u64
+            } else {
+                0
+            };
             bar.set_message(format!(
-                "failed {} throttled {} retries {}",
+                "{rate:.1}/s eta {eta}s · failed {} · throttled {} · retries {}",
                 figures.failed_now, figures.throttled, figures.retries
             ));
         }
