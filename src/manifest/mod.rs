@@ -59,7 +59,7 @@ const BUFFER_BYTES: usize = 256 * 1024;
 /// first `Err` the iterator ends.
 pub struct Reader {
     path: PathBuf,
-    csv: csv::Reader<Tally<Box<dyn Read + Send>>>,
+    csv: csv::Reader<Tally<LineEnds<Box<dyn Read + Send>>>>,
     record: ByteRecord,
     columns: Columns,
     /// The start line of the last record if it spans lines (a quoted field held a line break).
@@ -93,7 +93,7 @@ impl Reader {
             .has_headers(false)
             .flexible(true)
             .buffer_capacity(BUFFER_BYTES)
-            .from_reader(Tally::new(source));
+            .from_reader(Tally::new(LineEnds::new(source)));
         let mut reader = Reader {
             path: name.to_path_buf(),
             csv,
@@ -242,6 +242,96 @@ impl std::fmt::Debug for Reader {
 /// The 1-based line on which a record starts.
 fn record_line(record: &ByteRecord) -> u64 {
     record.position().map_or(0, Position::line)
+}
+
+/// Hands the parser every line end as `\n`: `\r\n` and a lone `\r` (classic Mac OS, Excel for
+/// Mac's "CSV (Macintosh)") alike, so the parser and the line arithmetic below see one
+/// convention and line numbers come out right whatever the file uses. Quoted fields pass
+/// verbatim: it follows RFC 4180 quoting as the parser does (a `"` opens a quoted field only at
+/// the start of a field; `""` inside one is a quote).
+struct LineEnds<R> {
+    inner: R,
+    state: QuoteState,
+    after_cr: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum QuoteState {
+    /// Outside quotes; `true` at the start of a field.
+    Unquoted(bool),
+    Quoted,
+    /// A `"` inside a quoted field: the end of the field, or the first half of `""`.
+    QuoteInQuoted,
+}
+
+impl<R> LineEnds<R> {
+    fn new(inner: R) -> Self {
+        LineEnds {
+            inner,
+            state: QuoteState::Unquoted(true),
+            after_cr: false,
+        }
+    }
+
+    /// The byte to hand on for `byte`, if any.
+    fn translate(&mut self, byte: u8) -> Option<u8> {
+        use QuoteState::*;
+        if self.state == QuoteInQuoted {
+            self.state = if byte == b'"' {
+                Quoted
+            } else {
+                Unquoted(false)
+            };
+            if byte == b'"' {
+                return Some(byte);
+            }
+        }
+        match (self.state, byte) {
+            (Quoted, b'"') => self.state = QuoteInQuoted,
+            (Quoted, _) => {}
+            (Unquoted(true), b'"') => self.state = Quoted,
+            (Unquoted(_), b'\r') => {
+                self.state = Unquoted(true);
+                self.after_cr = true;
+                return Some(b'\n');
+            }
+            (Unquoted(_), b'\n') => {
+                self.state = Unquoted(true);
+                // The `\n` of a `\r\n`: its line end is already out.
+                if std::mem::take(&mut self.after_cr) {
+                    return None;
+                }
+            }
+            (Unquoted(_), b',') => self.state = Unquoted(true),
+            (Unquoted(_), _) => self.state = Unquoted(false),
+            (QuoteInQuoted, _) => unreachable!("handled above"),
+        }
+        self.after_cr = false;
+        Some(byte)
+    }
+}
+
+impl<R: Read> Read for LineEnds<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let n = self.inner.read(buf)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let mut out = 0;
+            for i in 0..n {
+                if let Some(byte) = self.translate(buf[i]) {
+                    buf[out] = byte;
+                    out += 1;
+                }
+            }
+            // A chunk that was only the `\n` of a `\r\n` yields nothing: read on, since
+            // returning 0 would mean the end of the data.
+            if out > 0 {
+                return Ok(out);
+            }
+        }
+    }
 }
 
 /// Watches the bytes on their way to the CSV parser, for what the csv crate cannot report:
