@@ -270,7 +270,7 @@ def perf_profile(work, manifest, flags):
     for line in rep.stdout.splitlines():
         m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[[.k]\]\s+(.*)$", line)
         if m and len(top) < PERF_TOP:
-            top.append(f"{m.group(1)}% {m.group(2)} {' '.join(m.group(3).split())[:90]}")
+            top.append(f"{m.group(1)}% {m.group(2)} {re.sub(r'( -)+$', '', ' '.join(m.group(3).split()))[:90]}")
     dso = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso",
                           "-g", "none"], capture_output=True, text=True)
     by_dso = {}

@@ -1,0 +1,318 @@
+//! Reliability: the real binary against the sandbox over TCP, under every fault the sandbox can
+//! inject and under `kill -9` at random moments, asserting on what the server really holds.
+//!
+//! Bounded in count and time. `FACE_ENROLL_SOAK=N` multiplies the crash loop's kills and the
+//! manifest sizes by N (a longer run outside CI); `FACE_ENROLL_RELIABILITY_SEED` changes the
+//! moments of the kills.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use common::*;
+use face_enroll::sandbox::{Fault, FaultRates, SandboxConfig};
+
+/// The soak multiplier: 1 in CI.
+fn soak() -> usize {
+    std::env::var("FACE_ENROLL_SOAK")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(1)
+        .min(100)
+}
+
+/// xorshift64: small, seeded, and the same on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn from_env() -> Rng {
+        let seed = std::env::var("FACE_ENROLL_RELIABILITY_SEED")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0x2545_F491_4F6C_DD1D);
+        eprintln!("kill moments seeded with FACE_ENROLL_RELIABILITY_SEED={seed}");
+        Rng(seed.max(1))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low)
+    }
+}
+
+/// The image URLs of a manifest written by [`manifest_body`].
+fn manifest_urls(category: &str, persons: usize, per_person: usize) -> HashSet<String> {
+    let mut urls = HashSet::new();
+    for p in 0..persons {
+        for i in 0..per_person {
+            urls.insert(format!(
+                "https://img.example.com/{category}/{p:04}/{i:02}.jpg"
+            ));
+        }
+    }
+    urls
+}
+
+/// Runs `run` until it exits 0, at most `max_runs` times; returns every run's exit code.
+fn run_until_done(world: &World, manifest: &Path, extra: &[&str], max_runs: usize) -> Vec<i32> {
+    let mut codes = Vec::new();
+    for _ in 0..max_runs {
+        let out: Output = world.run(manifest, extra);
+        let code = out.status.code().unwrap_or(-1);
+        codes.push(code);
+        if code == 0 {
+            return codes;
+        }
+        assert!(
+            matches!(code, 5),
+            "only 'attempts ran out' may need another run, got {code}: {}",
+            stderr(&out)
+        );
+    }
+    panic!("no run finished cleanly in {max_runs} runs: exit codes {codes:?}");
+}
+
+/// The final state every scenario must reach: each manifest image on the server exactly once,
+/// nothing else on the server, and a ledger whose last record per image is `registered` with
+/// the FaceId the server really has (and no FaceId anywhere in the ledger that it lacks).
+fn assert_exactly_once(world: &World, ledger: &Path, expected: &HashSet<String>) {
+    let state = world.sandbox.snapshot();
+    let faces = faces_of(&state);
+    let mut copies: HashMap<&str, usize> = HashMap::new();
+    let mut face_of_url: HashMap<&str, &str> = HashMap::new();
+    for (_, _, url, face_id) in &faces {
+        *copies.entry(url.as_str()).or_insert(0) += 1;
+        face_of_url.insert(url.as_str(), face_id.as_str());
+    }
+    let doubled: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "registered more than once: {doubled:?}");
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|u| !copies.contains_key(u.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "never registered: {missing:?}");
+    let extra: Vec<_> = copies.keys().filter(|u| !expected.contains(**u)).collect();
+    assert!(
+        extra.is_empty(),
+        "on the server but not in the manifest: {extra:?}"
+    );
+
+    let server_ids: HashSet<&str> = faces.iter().map(|f| f.3.as_str()).collect();
+    for line in ledger_lines(ledger) {
+        if let Some(face_id) = line.get("face_id").and_then(|f| f.as_str()) {
+            assert!(
+                server_ids.contains(face_id),
+                "the ledger holds a FaceId the server never issued or lost: {line}"
+            );
+        }
+    }
+    let last = last_per_image(ledger);
+    assert_eq!(last.len(), expected.len(), "the ledger lost images");
+    for (url, record) in &last {
+        assert_eq!(record["status"], "registered", "{record}");
+        assert_eq!(
+            record["face_id"].as_str(),
+            face_of_url.get(url.as_str()).copied(),
+            "the ledger's FaceId is not the server's for {url}"
+        );
+    }
+}
+
+#[test]
+fn kill_9_at_random_moments_under_every_fault_kind_still_registers_each_image_exactly_once() {
+    let scale = soak();
+    let mut config = SandboxConfig::for_tests();
+    config.mts_qps = 60;
+    config.retry_after_ms = Some(0);
+    config.latency_ms = 3;
+    config.latency_jitter_ms = 2;
+    config.stall_ms = 1_500;
+    config.faults = FaultRates {
+        error_before: 0.04,
+        error_after: 0.04,
+        reset_before: 0.03,
+        reset_after: 0.03,
+        stall: 0.01,
+        malformed_after: 0.03,
+        html_before: 0.03,
+    };
+    let world = World::new(config);
+    let (persons, per_person) = (100 * scale, 3);
+    let manifest = world.manifest("m.csv", &manifest_body("lib", persons, per_person));
+    let url = world.sandbox.base_url();
+    let mut rng = Rng::from_env();
+    let tries = 14 * scale;
+    let mut kills = 0;
+    for _ in 0..tries {
+        let wait = Duration::from_millis(rng.between(150, 900));
+        let mut child = world
+            .command(&[
+                "run",
+                manifest.to_str().unwrap(),
+                "--endpoint",
+                &url,
+                "--progress",
+                "off",
+                "--qps",
+                "150",
+                "--timeout",
+                "1",
+                "-q",
+            ])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(wait);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    eprintln!(
+        "{kills} kills in {tries} tries; sandbox stats: {:?}",
+        world.sandbox.snapshot().stats
+    );
+    assert!(kills >= 10, "only {kills} kills landed mid-run");
+    let codes = run_until_done(
+        &world,
+        &manifest,
+        &["--qps", "150", "--timeout", "1", "--max-attempts", "30"],
+        8,
+    );
+    eprintln!("runs after the kills exited {codes:?}");
+    let stats = world.sandbox.snapshot().stats;
+    assert!(stats.throttled > 0, "no throttling happened: {stats:?}");
+    for fault in [
+        "error_after",
+        "reset_after",
+        "malformed_after",
+        "html_before",
+    ] {
+        assert!(
+            stats.faults.get(fault).copied().unwrap_or(0) > 0,
+            "no {fault} fault was injected: {stats:?}"
+        );
+    }
+    assert_exactly_once(
+        &world,
+        &world.path("m.ledger.jsonl"),
+        &manifest_urls("lib", persons, per_person),
+    );
+}
+
+/// One row of the fault matrix: a sandbox, extra flags, and the runs it may take.
+fn converges(config: SandboxConfig, extra: &[&str], prepare: impl FnOnce(&World)) -> Vec<i32> {
+    let world = World::new(config);
+    let (persons, per_person) = (20 * soak(), 3);
+    let manifest = world.manifest("m.csv", &manifest_body("lib", persons, per_person));
+    prepare(&world);
+    let mut flags = vec!["--max-attempts", "20", "-q"];
+    flags.extend_from_slice(extra);
+    let codes = run_until_done(&world, &manifest, &flags, 4);
+    assert_exactly_once(
+        &world,
+        &world.path("m.ledger.jsonl"),
+        &manifest_urls("lib", persons, per_person),
+    );
+    codes
+}
+
+fn with_faults(faults: FaultRates) -> SandboxConfig {
+    SandboxConfig {
+        faults,
+        ..SandboxConfig::for_tests()
+    }
+}
+
+#[test]
+fn thirty_percent_server_errors_converge_to_one_face_per_image() {
+    let codes = converges(
+        with_faults(FaultRates {
+            error_before: 0.15,
+            error_after: 0.15,
+            ..FaultRates::default()
+        }),
+        &[],
+        |_| {},
+    );
+    eprintln!("exit codes {codes:?}");
+}
+
+#[test]
+fn connection_resets_before_and_after_applying_converge_to_one_face_per_image() {
+    converges(
+        with_faults(FaultRates {
+            reset_before: 0.15,
+            reset_after: 0.15,
+            ..FaultRates::default()
+        }),
+        &[],
+        |_| {},
+    );
+}
+
+#[test]
+fn stalls_past_the_timeout_converge_to_one_face_per_image() {
+    let mut config = with_faults(FaultRates {
+        stall: 0.15,
+        ..FaultRates::default()
+    });
+    config.stall_ms = 1_600;
+    converges(config, &["--timeout", "1"], |_| {});
+}
+
+#[test]
+fn throttling_storms_converge_to_one_face_per_image() {
+    let mut config = SandboxConfig::for_tests();
+    config.mts_qps = 8;
+    config.retry_after_ms = Some(0);
+    converges(config, &["--qps", "200"], |world| {
+        // A storm on top of the low limit: the next 25 registrations are refused outright.
+        world
+            .sandbox
+            .script("RegisterCustomFace", vec![Fault::Throttle; 25]);
+        world
+            .sandbox
+            .script("ListCustomPersons", vec![Fault::Throttle; 5]);
+    });
+}
+
+#[test]
+fn malformed_answers_and_gateway_pages_converge_to_one_face_per_image() {
+    converges(
+        with_faults(FaultRates {
+            malformed_after: 0.25,
+            html_before: 0.1,
+            ..FaultRates::default()
+        }),
+        &[],
+        |_| {},
+    );
+}
+
+#[test]
+fn every_fault_at_once_converges_to_one_face_per_image() {
+    let mut config = with_faults(FaultRates {
+        error_before: 0.05,
+        error_after: 0.05,
+        reset_before: 0.05,
+        reset_after: 0.05,
+        stall: 0.03,
+        malformed_after: 0.05,
+        html_before: 0.05,
+    });
+    config.stall_ms = 1_600;
+    config.mts_qps = 30;
+    converges(config, &["--timeout", "1", "--qps", "100"], |_| {});
+}
