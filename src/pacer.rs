@@ -1,8 +1,9 @@
 //! Pacing: a permit before every request (retries and look-ups included), so that no one-second
 //! window sees more than the account's budget, slowing down on throttling and recovering gradually.
 //!
-//! governor does the rate arithmetic (GCRA, burst of one). Waiters queue on a fair async mutex, so
-//! a hundred workers waiting for a permit wake one at a time instead of all at once.
+//! governor does the rate arithmetic (GCRA). Waiters queue on a fair async mutex, so a hundred
+//! workers waiting for a permit wake one at a time instead of all at once; at 50/s and more the
+//! permits go out in pairs, one timer wake-up for two requests.
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -15,11 +16,18 @@ use crate::clock;
 
 /// Fraction of the budget actually used: arrival times jitter on the network, and a request
 /// that lands a millisecond early in the server's window would be throttled.
-const HEADROOM: f64 = 0.99;
-/// From this budget up, a burst of two: a permit taken a timer tick late does not push every
-/// later slot back (with a burst of one each late wake-up is lost for good, ~10% at 100/s).
-/// The rate gives the extra permit back, so no one-second window holds more than the budget.
-const BURST_FROM_QPS: u32 = 20;
+const HEADROOM: f64 = 0.995;
+/// The bucket's size by budget. A permit released late by a timer tick is lost for good when the
+/// bucket is full at that moment (with a burst of one that costs ~10% at 100/s), so the bucket
+/// holds one permit more than a release takes. The rate gives the extra permits back: at most
+/// (burst − 1) + rate permits fall in any one-second window, and that is kept within the budget.
+fn burst_for(qps: u32) -> u32 {
+    match qps {
+        0..20 => 1,
+        20..50 => 2,
+        _ => 3,
+    }
+}
 /// Multiplicative slow-down on a throttling answer, and the floor as a fraction of the budget.
 const BACKOFF_FACTOR: f64 = 0.7;
 const MIN_FRACTION: f64 = 0.1;
@@ -33,6 +41,8 @@ const MAX_PAUSE: Duration = Duration::from_secs(60);
 pub struct Pacer {
     budget: f64,
     burst: NonZeroU32,
+    /// Permits taken at once: the burst less the one kept free for a late wake-up.
+    release: NonZeroU32,
     /// Built once: creating a clock probes the CPU and calibrates, far too slow per permit.
     clock: DefaultClock,
     gate: tokio::sync::Mutex<()>,
@@ -44,24 +54,28 @@ struct State {
     limiter: Arc<DefaultDirectRateLimiter>,
     paused_until: Option<tokio::time::Instant>,
     calm_since: tokio::time::Instant,
+    /// Permits already taken from the limiter by the last release, for the next waiters.
+    spare: u32,
 }
 
 impl Pacer {
     /// `qps` = 0 means unlimited: `acquire` returns at once.
     pub fn new(qps: u32) -> Pacer {
-        let burst = if qps >= BURST_FROM_QPS { 2 } else { 1 };
+        let burst = burst_for(qps);
         // At most (burst − 1) + rate permits fall in any one-second window.
         let budget = if qps == 0 {
             0.0
         } else {
             (f64::from(qps) - f64::from(burst - 1)) * HEADROOM
         };
-        let burst = NonZeroU32::new(burst).expect("burst is 1 or 2");
+        let release = NonZeroU32::new(burst.saturating_sub(1).max(1)).expect("at least one");
+        let burst = NonZeroU32::new(burst).expect("burst is 1 to 3");
         let rate = budget.max(0.5);
         let clock = DefaultClock::default();
         Pacer {
             budget,
             burst,
+            release,
             clock: clock.clone(),
             gate: tokio::sync::Mutex::new(()),
             state: Mutex::new(State {
@@ -69,6 +83,7 @@ impl Pacer {
                 limiter: Arc::new(limiter_for(rate, burst, &clock)),
                 paused_until: None,
                 calm_since: clock::instant(),
+                spare: 0,
             }),
         }
     }
@@ -87,6 +102,10 @@ impl Pacer {
             let (limiter, pause) = {
                 let mut state = self.lock();
                 self.recover(&mut state);
+                if state.spare > 0 && state.paused_until.is_none_or(|p| p <= clock::instant()) {
+                    state.spare -= 1;
+                    return;
+                }
                 (state.limiter.clone(), state.paused_until)
             };
             match pause {
@@ -96,13 +115,17 @@ impl Pacer {
                 }
                 _ => {}
             }
-            match limiter.check() {
-                Ok(()) => return,
-                Err(not_until) => {
-                    let wait = not_until.wait_time_from(limiter.clock().now());
-                    clock::sleep(wait.max(Duration::from_micros(50))).await;
+            // Take a whole release at once and hand the rest to the next waiters: one wake-up
+            // (and often one answer's wake-up) for two requests. The limit is the limiter's.
+            let wait = match limiter.check_n(self.release) {
+                Ok(Ok(())) => {
+                    self.lock().spare = self.release.get() - 1;
+                    return;
                 }
-            }
+                Ok(Err(not_until)) => not_until.wait_time_from(limiter.clock().now()),
+                Err(_) => Duration::from_millis(1),
+            };
+            clock::sleep(wait.max(Duration::from_micros(50))).await;
         }
     }
 
@@ -112,6 +135,7 @@ impl Pacer {
             return;
         }
         let mut state = self.lock();
+        state.spare = 0;
         let now = clock::instant();
         let pause = retry_after.unwrap_or(DEFAULT_PAUSE).min(MAX_PAUSE);
         let until = now + pause;
@@ -186,16 +210,16 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             let pacer = Pacer::new(100);
-            assert!((pacer.current_rate() - 98.01).abs() < 1e-9);
+            assert!((pacer.current_rate() - 97.51).abs() < 1e-9);
             pacer.throttled(Some(Duration::from_millis(1)));
-            assert!((pacer.current_rate() - 68.607).abs() < 1e-9);
+            assert!((pacer.current_rate() - 68.257).abs() < 1e-9);
             for _ in 0..50 {
                 let mut state = pacer.lock();
                 state.calm_since -= Duration::from_millis(300);
                 drop(state);
                 pacer.throttled(Some(Duration::from_millis(1)));
             }
-            assert!((pacer.current_rate() - 9.801).abs() < 1e-9);
+            assert!((pacer.current_rate() - 9.751).abs() < 1e-9);
         });
     }
 
@@ -210,7 +234,7 @@ mod tests {
             for _ in 0..10 {
                 pacer.throttled(None);
             }
-            assert!((pacer.current_rate() - 68.607).abs() < 1e-9);
+            assert!((pacer.current_rate() - 68.257).abs() < 1e-9);
         });
     }
 
@@ -226,12 +250,12 @@ mod tests {
             let mut state = pacer.lock();
             state.calm_since -= RECOVERY_INTERVAL;
             pacer.recover(&mut state);
-            assert!((state.rate - 78.408).abs() < 1e-9, "{}", state.rate);
+            assert!((state.rate - 78.008).abs() < 1e-9, "{}", state.rate);
             for _ in 0..10 {
                 state.calm_since -= RECOVERY_INTERVAL;
                 pacer.recover(&mut state);
             }
-            assert!((state.rate - 98.01).abs() < 1e-9);
+            assert!((state.rate - 97.51).abs() < 1e-9);
         });
     }
 
