@@ -203,38 +203,42 @@ impl Limits {
     pub const MAX_CONCURRENCY: usize = 1024;
     pub const MAX_ATTEMPTS: u32 = 100;
     pub const MAX_TIMEOUT_S: u64 = 600;
+
+    /// Checks `--qps`, `--max-attempts` and `--timeout`, which every command that talks to the
+    /// service takes; the message names the flag and what is allowed.
+    pub fn check(qps: u32, max_attempts: u32, timeout_s: u64) -> Result<(), String> {
+        if qps > Limits::MAX_QPS {
+            return Err(format!(
+                "--qps {qps}: at most {} (0 = unlimited)",
+                Limits::MAX_QPS
+            ));
+        }
+        if !(1..=Limits::MAX_ATTEMPTS).contains(&max_attempts) {
+            return Err(format!(
+                "--max-attempts {max_attempts}: between 1 and {}",
+                Limits::MAX_ATTEMPTS
+            ));
+        }
+        if !(1..=Limits::MAX_TIMEOUT_S).contains(&timeout_s) {
+            return Err(format!(
+                "--timeout {timeout_s}: between 1 and {} seconds",
+                Limits::MAX_TIMEOUT_S
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl RunArgs {
     /// Checks the numeric flags; the message says which flag and what is allowed.
     pub fn validate(&self) -> Result<(), String> {
-        if self.qps > Limits::MAX_QPS {
-            return Err(format!(
-                "--qps {}: at most {} (0 = unlimited)",
-                self.qps,
-                Limits::MAX_QPS
-            ));
-        }
+        Limits::check(self.qps, self.max_attempts, self.timeout)?;
         if let Some(c) = self.concurrency
             && !(1..=Limits::MAX_CONCURRENCY).contains(&c)
         {
             return Err(format!(
                 "--concurrency {c}: between 1 and {}",
                 Limits::MAX_CONCURRENCY
-            ));
-        }
-        if !(1..=Limits::MAX_ATTEMPTS).contains(&self.max_attempts) {
-            return Err(format!(
-                "--max-attempts {}: between 1 and {}",
-                self.max_attempts,
-                Limits::MAX_ATTEMPTS
-            ));
-        }
-        if !(1..=Limits::MAX_TIMEOUT_S).contains(&self.timeout) {
-            return Err(format!(
-                "--timeout {}: between 1 and {} seconds",
-                self.timeout,
-                Limits::MAX_TIMEOUT_S
             ));
         }
         if self.max_duration.is_some_and(|d| d.is_zero()) {

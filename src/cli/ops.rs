@@ -43,28 +43,7 @@ pub struct ConnectArgs {
 impl ConnectArgs {
     /// Checks the numeric flags against the same limits as `run`.
     pub fn validate(&self) -> Result<(), String> {
-        if self.qps > Limits::MAX_QPS {
-            return Err(format!(
-                "--qps {}: at most {} (0 = unlimited)",
-                self.qps,
-                Limits::MAX_QPS
-            ));
-        }
-        if !(1..=Limits::MAX_ATTEMPTS).contains(&self.max_attempts) {
-            return Err(format!(
-                "--max-attempts {}: between 1 and {}",
-                self.max_attempts,
-                Limits::MAX_ATTEMPTS
-            ));
-        }
-        if !(1..=Limits::MAX_TIMEOUT_S).contains(&self.timeout) {
-            return Err(format!(
-                "--timeout {}: between 1 and {} seconds",
-                self.timeout,
-                Limits::MAX_TIMEOUT_S
-            ));
-        }
-        Ok(())
+        Limits::check(self.qps, self.max_attempts, self.timeout)
     }
 
     /// Requests in flight: enough to use the budget at a few hundred ms of latency, as `run`.

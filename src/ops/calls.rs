@@ -12,7 +12,7 @@ use crate::api::{ApiError, Client, CustomPersons, ErrorClass};
 use crate::clock::Jitter;
 use crate::manifest::fold_id;
 use crate::pacer::Pacer;
-use crate::pipeline::stop::{Stop, StopReason};
+use crate::pipeline::stop::Stop;
 use crate::retry::{Decision, Failure, Policy};
 
 /// Why a call did not succeed.
@@ -225,34 +225,7 @@ fn holds_face(listing: &CustomPersons, category_id: &str, person_id: &str, face_
         .any(|f| f.face_id == face_id)
 }
 
-/// First SIGINT/SIGTERM: start nothing new, finish what is in flight. Second: leave at once
-/// (every ledger line written is whole; the next invocation resumes).
-pub(crate) async fn watch_signals(stop: Arc<Stop>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return;
-    };
-    let mut seen = 0;
-    loop {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        seen += 1;
-        if seen == 1 {
-            eprintln!(
-                "face-enroll: stopping: finishing requests in flight (press Ctrl-C again to leave at once)"
-            );
-            stop.stop(StopReason::Interrupted);
-        } else {
-            eprintln!("face-enroll: leaving now; the ledger is consistent, the next run resumes");
-            std::process::exit(130);
-        }
-    }
-}
+pub(crate) use crate::pipeline::watch_signals;
 
 #[cfg(test)]
 mod tests {

@@ -377,8 +377,10 @@ async fn schedule<W: worker::Process>(
     }
 }
 
-/// First SIGINT/SIGTERM: stop starting work. Second: leave now (every line written is whole).
-async fn watch_signals(stop: Arc<Stop>) {
+/// First SIGINT/SIGTERM: stop starting work, finish what is in flight. Second: leave now (every
+/// ledger line written is whole; the next invocation resumes). Shared by every command that
+/// talks to the service.
+pub(crate) async fn watch_signals(stop: Arc<Stop>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
