@@ -92,19 +92,8 @@ impl Progress {
     /// Called by the recorder after every batch and on every tick.
     pub fn update(&mut self, figures: &Figures) {
         if let Some(bar) = &self.bar {
+            let (rate, eta) = self.rate_and_eta(figures);
             bar.set_position(figures.done());
-            let elapsed = self.started.elapsed().as_secs_f64();
-            let rate = if elapsed > 0.0 {
-                figures.done() as f64 / elapsed
-            } else {
-                0.0
-            };
-            let left = figures.total.saturating_sub(figures.done());
-            let eta = if rate > 0.0 {
-                (left as f64 / rate).ceil() as u64
-            } else {
-                0
-            };
             bar.set_message(format!(
                 "{rate:.1}/s eta {eta}s · failed {} · throttled {} · retries {}",
                 figures.failed_now, figures.throttled, figures.retries
@@ -112,33 +101,36 @@ impl Progress {
         }
         if self.mode == ProgressMode::Log && self.last_log.elapsed() >= self.every {
             self.last_log = Instant::now();
-            self.log_line(figures);
+            let (rate, eta) = self.rate_and_eta(figures);
+            tracing::info!(
+                done = figures.done(),
+                total = figures.total,
+                rate_per_s = format!("{rate:.1}"),
+                eta_s = eta,
+                failed = figures.failed_now,
+                throttled = figures.throttled,
+                retries = figures.retries,
+                "progress"
+            );
         }
     }
 
-    fn log_line(&self, f: &Figures) {
+    /// Images finished per second so far, and the seconds left at that pace.
+    fn rate_and_eta(&self, figures: &Figures) -> (f64, u64) {
         let elapsed = self.started.elapsed().as_secs_f64();
+        let done = figures.done();
         let rate = if elapsed > 0.0 {
-            f.done() as f64 / elapsed
+            done as f64 / elapsed
         } else {
             0.0
         };
-        let remaining = f.total.saturating_sub(f.done());
+        let left = figures.total.saturating_sub(done);
         let eta = if rate > 0.0 {
-            (remaining as f64 / rate).round() as u64
+            (left as f64 / rate).ceil() as u64
         } else {
             0
         };
-        tracing::info!(
-            done = f.done(),
-            total = f.total,
-            rate_per_s = format!("{rate:.1}"),
-            eta_s = eta,
-            failed = f.failed_now,
-            throttled = f.throttled,
-            retries = f.retries,
-            "progress"
-        );
+        (rate, eta)
     }
 
     pub fn finish(&self) {
