@@ -8,9 +8,14 @@ use std::time::Duration;
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
+/// Now, in UTC: the one read of the wall clock (request timestamps, records, metrics).
+pub fn now_utc() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
 /// RFC 3339 UTC timestamp with milliseconds, for ledger records and logs.
 pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
+    let now = now_utc();
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );

@@ -2,7 +2,9 @@
 //! the closing summary (stderr, and JSON with `--summary`).
 
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -79,7 +81,7 @@ impl Progress {
             bar.set_style(style);
             bar
         });
-        let now = Instant::now();
+        let now = crate::clock::instant();
         Progress {
             mode,
             every: log_every(),
@@ -100,7 +102,7 @@ impl Progress {
             ));
         }
         if self.mode == ProgressMode::Log && self.last_log.elapsed() >= self.every {
-            self.last_log = Instant::now();
+            self.last_log = crate::clock::instant();
             let (rate, eta) = self.rate_and_eta(figures);
             tracing::info!(
                 done = figures.done(),

@@ -398,7 +398,7 @@ fn new_nonce() -> String {
 
 /// Now, UTC, `YYYY-MM-DDThh:mm:ssZ` (no fractions: the services refuse them).
 fn timestamp_now() -> String {
-    format_timestamp(time::OffsetDateTime::now_utc())
+    format_timestamp(crate::clock::now_utc())
 }
 
 fn format_timestamp(t: time::OffsetDateTime) -> String {

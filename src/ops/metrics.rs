@@ -64,10 +64,7 @@ pub fn write_or_warn(path: &Path, metrics: &[Metric]) {
 }
 
 fn now_seconds() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64().floor())
-        .unwrap_or(0.0)
+    crate::clock::now_utc().unix_timestamp() as f64
 }
 
 /// The figures of a finished `run`.

@@ -10,7 +10,9 @@ pub(crate) mod worker;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::api::{Algorithm, ApiError, Client};
 use crate::clock::Jitter;
@@ -149,7 +151,7 @@ pub fn plan_files_with(
 
 /// Runs the import. The client is built by the caller (credentials, endpoint, timeout).
 pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunError> {
-    let started = Instant::now();
+    let started = crate::clock::instant();
     let _lock = Lock::acquire(&config.ledger)?;
     let (plan, torn) = read_and_plan(&config).await?;
     if torn > 0 {
