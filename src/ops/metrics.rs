@@ -70,17 +70,8 @@ fn now_seconds() -> f64 {
 /// The figures of a finished `run`.
 pub fn for_run(summary: &Summary) -> Vec<Metric> {
     let n = |v: u64| v as f64;
-    vec![
-        gauge(
-            "face_enroll_last_run_timestamp_seconds",
-            "Unix time at which the last run ended.",
-            now_seconds(),
-        ),
-        gauge(
-            "face_enroll_last_run_exit_code",
-            "Exit code of the last run (0 done, 1 rows not registered, 2 usage, 3 service refused, 4 locked, 5 stopped early, 130 interrupted).",
-            f64::from(summary.exit_code),
-        ),
+    let mut metrics = run_ending(summary.exit_code);
+    metrics.extend([
         gauge(
             "face_enroll_last_run_duration_seconds",
             "Wall-clock duration of the last run.",
@@ -141,11 +132,17 @@ pub fn for_run(summary: &Summary) -> Vec<Metric> {
             "ListCustomPersons look-ups made in the last run to settle unknown outcomes.",
             n(summary.lookups),
         ),
-    ]
+    ]);
+    metrics
 }
 
 /// A `run` that ended before it could count anything (bad flags, locked ledger, bad manifest).
 pub fn for_run_failure(exit_code: i32) -> Vec<Metric> {
+    run_ending(exit_code)
+}
+
+/// When the last run ended and how: the two metrics every `run` writes.
+fn run_ending(exit_code: i32) -> Vec<Metric> {
     vec![
         gauge(
             "face_enroll_last_run_timestamp_seconds",
