@@ -434,8 +434,8 @@ fn kill_9_at_random_moments_then_resume_leaves_one_lib_entity_and_sample_each() 
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let wait = Duration::from_millis(20 + rng % 200);
-        let mut child = world
-            .command(&[
+        if kill_after(
+            &mut world.command(&[
                 "run",
                 manifest.to_str().unwrap(),
                 "--target",
@@ -447,15 +447,11 @@ fn kill_9_at_random_moments_then_resume_leaves_one_lib_entity_and_sample_each() 
                 "--qps",
                 "100",
                 "-q",
-            ])
-            .spawn()
-            .unwrap();
-        std::thread::sleep(wait);
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
+            ]),
+            wait,
+        ) {
             kills += 1;
         }
-        child.wait().unwrap();
     }
     assert!(kills >= 8, "only {kills} kills landed mid-run");
     let out = run_ice(&world, &manifest, &["--qps", "400", "--max-attempts", "30"]);

@@ -297,17 +297,14 @@ fn rollback_after_kill_9_completes_removes_only_that_runs_faces_and_never_sends_
     };
     let mut kills = 0;
     for wait_ms in [300u64, 450, 600] {
-        let mut child = rollback("20")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(wait_ms));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
+        if kill_after(
+            rollback("20")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+            Duration::from_millis(wait_ms),
+        ) {
             kills += 1;
         }
-        child.wait().unwrap();
     }
     assert!(kills >= 1, "no kill landed mid-rollback");
     let left_after_kills = world.faces().iter().filter(|f| ours.contains(&f.3)).count();

@@ -155,29 +155,26 @@ fn kill_9_at_random_moments_under_every_fault_kind_still_registers_each_image_ex
     let mut kills = 0;
     for _ in 0..tries {
         let wait = Duration::from_millis(rng.between(150, 900));
-        let mut child = world
-            .command(&[
-                "run",
-                manifest.to_str().unwrap(),
-                "--endpoint",
-                &url,
-                "--progress",
-                "off",
-                "--qps",
-                "150",
-                "--timeout",
-                "1",
-                "-q",
-            ])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(wait);
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
+        if kill_after(
+            world
+                .command(&[
+                    "run",
+                    manifest.to_str().unwrap(),
+                    "--endpoint",
+                    &url,
+                    "--progress",
+                    "off",
+                    "--qps",
+                    "150",
+                    "--timeout",
+                    "1",
+                    "-q",
+                ])
+                .stderr(std::process::Stdio::null()),
+            wait,
+        ) {
             kills += 1;
         }
-        child.wait().unwrap();
     }
     eprintln!(
         "{kills} kills in {tries} tries; sandbox stats: {:?}",

@@ -181,8 +181,8 @@ fn kill_9_at_random_moments_then_resume_registers_each_image_exactly_once() {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let wait = Duration::from_millis(30 + rng % 220);
-        let mut child = world
-            .command(&[
+        if kill_after(
+            &mut world.command(&[
                 "run",
                 manifest.to_str().unwrap(),
                 "--endpoint",
@@ -192,15 +192,11 @@ fn kill_9_at_random_moments_then_resume_registers_each_image_exactly_once() {
                 "--qps",
                 "200",
                 "-q",
-            ])
-            .spawn()
-            .unwrap();
-        std::thread::sleep(wait);
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
+            ]),
+            wait,
+        ) {
             kills += 1;
         }
-        child.wait().unwrap();
     }
     assert!(kills >= 10, "only {kills} kills landed mid-run");
     let out = world.run(&manifest, &["--qps", "400", "--max-attempts", "30"]);

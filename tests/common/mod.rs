@@ -132,3 +132,16 @@ pub fn manifest_body(category: &str, persons: usize, per_person: usize) -> Strin
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// Starts `cmd`, waits `wait`, and SIGKILLs it if it is still running. True when the kill landed
+/// mid-run (a run that had already finished does not count).
+pub fn kill_after(cmd: &mut Command, wait: std::time::Duration) -> bool {
+    let mut child = cmd.spawn().unwrap();
+    std::thread::sleep(wait);
+    let running = child.try_wait().unwrap().is_none();
+    if running {
+        child.kill().unwrap();
+    }
+    child.wait().unwrap();
+    running
+}
