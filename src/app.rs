@@ -3,41 +3,14 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
 
-use crate::api::{Client, ClientConfig, Endpoints};
 use crate::cli::{CheckArgs, Command, RunArgs};
-use crate::credentials::{self, Credentials, Secret};
+use crate::connect;
+pub use crate::exit::Exit;
 use crate::ledger::{self, LedgerError};
 use crate::pipeline::{self, Ending, RunConfig, RunError};
 use crate::plan::{self, Plan, Rejected};
-use crate::sandbox::{self, Sandbox, SandboxConfig};
-
-/// Every way a command can end, each with its documented exit code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exit {
-    Success,
-    RowsNotRegistered,
-    Usage,
-    ServiceFatal,
-    Locked,
-    StoppedEarly,
-    Interrupted,
-}
-
-impl Exit {
-    pub fn code(self) -> i32 {
-        match self {
-            Exit::Success => 0,
-            Exit::RowsNotRegistered => 1,
-            Exit::Usage => 2,
-            Exit::ServiceFatal => 3,
-            Exit::Locked => 4,
-            Exit::StoppedEarly => 5,
-            Exit::Interrupted => 130,
-        }
-    }
-}
+use crate::sandbox::{Sandbox, SandboxConfig};
 
 impl From<&Ending> for Exit {
     fn from(ending: &Ending) -> Exit {
@@ -96,7 +69,7 @@ fn fail(message: impl std::fmt::Display) -> Exit {
 async fn check(args: CheckArgs) -> Exit {
     let ledger_path = args.ledger_path();
     let manifest = args.manifest.clone();
-    let rules = args.rules();
+    let rules = args.target.kind().rules();
     let result = tokio::task::spawn_blocking(move || {
         let replay = ledger::replay(&ledger_path).map_err(|e| e.to_string())?;
         let options = plan::Options {
@@ -201,45 +174,44 @@ fn format_secs(secs: f64) -> String {
 }
 
 async fn run(args: RunArgs) -> Exit {
-    if let Err(message) = args.validate() {
-        return fail(message);
-    }
+    let settings = match args.validate() {
+        Ok(settings) => settings,
+        Err(e) => return fail(e),
+    };
+    let target = args.target.kind();
     // With --sandbox the emulator lives as long as the run, in this process.
     let mut running_sandbox: Option<Sandbox> = None;
-    let (endpoints, credentials, endpoint_label) = if args.sandbox {
+    let connected = if args.sandbox {
         match Sandbox::start(SandboxConfig::realistic()).await {
             Ok(sb) => {
                 let url = sb.base_url();
                 running_sandbox = Some(sb);
-                let endpoints = Endpoints::single(&url).expect("the sandbox URL is valid");
                 tracing::info!("using the built-in sandbox at {url} (nothing leaves this machine)");
-                (endpoints, sandbox_credentials(), format!("sandbox {url}"))
+                connect::sandbox(&settings, target, &url).map(|mut c| {
+                    c.endpoint = format!("sandbox {url}");
+                    c
+                })
             }
             Err(e) => return fail(format!("cannot start the built-in sandbox: {e}")),
         }
     } else {
-        match resolve_service(&args) {
-            Ok(found) => found,
-            Err(message) => return fail(message),
+        connect::connect(&settings, target)
+    };
+    let connected = match connected {
+        Ok(connected) => connected,
+        Err(e) => {
+            eprintln!("face-enroll: {e}");
+            return e.exit();
         }
     };
-    let client = match Client::new(ClientConfig {
-        endpoints,
-        credentials,
-        timeout: Duration::from_secs(args.timeout),
-        max_idle_per_host: args.concurrency(),
-    }) {
-        Ok(client) => client,
-        Err(e) => return fail(e),
-    };
     let config = RunConfig {
-        target: args.target(),
+        target,
         manifest: args.manifest.clone(),
         ledger: args.ledger_path(),
-        endpoint: endpoint_label,
-        qps: args.qps,
-        concurrency: args.concurrency(),
-        max_attempts: args.max_attempts,
+        endpoint: connected.endpoint,
+        qps: settings.qps(target),
+        concurrency: settings.concurrency(target),
+        max_attempts: settings.max_attempts,
         max_duration: args.max_duration,
         retry_failed: args.retry_failed,
         progress: if args.quiet {
@@ -247,9 +219,9 @@ async fn run(args: RunArgs) -> Exit {
         } else {
             args.progress.into()
         },
-        seed: args.seed,
+        seed: settings.seed,
     };
-    let result = pipeline::run(config, client).await;
+    let result = pipeline::run(config, connected.client).await;
     if let Some(sb) = running_sandbox {
         let faces: usize = sb
             .snapshot()
@@ -327,23 +299,16 @@ fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
     exit
 }
 
-/// The signed MTS client for `verify` and `rollback`: credentials and endpoint found exactly as
-/// `run` finds them (`resolve_connection`). Returns the client and the endpoint it talks to.
-fn connect(flags: &crate::cli::ops::ConnectArgs) -> Result<(Client, String), String> {
-    let (endpoints, credentials, _region) = resolve_connection(
-        flags.profile.as_deref(),
-        flags.region.as_deref(),
-        flags.endpoint.as_deref(),
-    )?;
-    let label = endpoints.mts.clone();
-    let client = Client::new(ClientConfig {
-        endpoints,
-        credentials,
-        timeout: Duration::from_secs(flags.timeout),
-        max_idle_per_host: flags.concurrency(),
+/// The signed client for `verify` and `rollback`, found exactly as `run` finds it.
+fn connect_for(
+    flags: &crate::cli::ConnectArgs,
+    target: crate::target::TargetKind,
+) -> Result<connect::Connected, Exit> {
+    let settings = flags.settings().map_err(fail)?;
+    connect::connect(&settings, target).map_err(|e| {
+        eprintln!("face-enroll: {e}");
+        e.exit()
     })
-    .map_err(|e| e.to_string())?;
-    Ok((client, label))
 }
 
 async fn verify(args: crate::cli::ops::VerifyArgs) -> Exit {
@@ -353,10 +318,15 @@ async fn verify(args: crate::cli::ops::VerifyArgs) -> Exit {
     };
     let ice =
         args.target == crate::cli::TargetArg::Ice || crate::ops::ice::is_ice_ledger(&config.ledger);
-    match connect(&args.connect) {
-        Ok((client, _)) if ice => crate::ops::ice::verify(config, client).await,
-        Ok((client, endpoint)) => crate::ops::verify::execute(config, client, endpoint).await,
-        Err(message) => fail(message),
+    let target = if ice {
+        crate::target::TargetKind::Ice(crate::api::Algorithm::Face)
+    } else {
+        crate::target::TargetKind::Mts
+    };
+    match connect_for(&args.connect, target) {
+        Ok(c) if ice => crate::ops::ice::verify(config, c.client).await,
+        Ok(c) => crate::ops::verify::execute(config, c.client, c.endpoint).await,
+        Err(exit) => exit,
     }
 }
 
@@ -367,16 +337,17 @@ async fn rollback(args: crate::cli::ops::RollbackArgs) -> Exit {
     };
     if crate::ops::ice::is_ice_ledger(&config.ledger) {
         // ICE's plan is made against the server's listings, so even the dry run connects.
-        return match connect(&args.connect) {
-            Ok((client, _)) => crate::ops::ice::rollback(config, client).await,
-            Err(message) => fail(message),
+        let ice = crate::target::TargetKind::Ice(crate::api::Algorithm::Face);
+        return match connect_for(&args.connect, ice) {
+            Ok(c) => crate::ops::ice::rollback(config, c.client).await,
+            Err(exit) => exit,
         };
     }
     // Printing the plan needs no credentials; only --yes talks to the service.
     let service = if config.yes {
-        match connect(&args.connect) {
-            Ok(found) => Some(found),
-            Err(message) => return fail(message),
+        match connect_for(&args.connect, crate::target::TargetKind::Mts) {
+            Ok(c) => Some((c.client, c.endpoint)),
+            Err(exit) => return exit,
         }
     } else {
         None
@@ -418,47 +389,4 @@ fn write_rejects(path: &Path, rejected: &[Rejected]) -> std::io::Result<()> {
     }
     let bytes = writer.into_inner().map_err(|e| e.into_error())?;
     crate::report::write_atomically(path, &bytes)
-}
-
-fn sandbox_credentials() -> Credentials {
-    Credentials {
-        access_key_id: sandbox::DEFAULT_ACCESS_KEY_ID.to_string(),
-        access_key_secret: Secret::new(sandbox::DEFAULT_ACCESS_KEY_SECRET),
-        security_token: None,
-    }
-}
-
-fn resolve_service(args: &RunArgs) -> Result<(Endpoints, Credentials, String), String> {
-    let (endpoints, credentials, region) = resolve_connection(
-        args.profile.as_deref(),
-        args.region.as_deref(),
-        args.endpoint.as_deref(),
-    )?;
-    let label = match args.target() {
-        crate::pipeline::Target::Mts => endpoints.mts.clone(),
-        crate::pipeline::Target::Ice(_) => {
-            if args.endpoint.is_none() {
-                crate::ice::check_region(&region)?;
-            }
-            endpoints.ice.clone()
-        }
-    };
-    Ok((endpoints, credentials, label))
-}
-
-/// Credentials (env, then profile), the region, and the endpoints: `endpoint` when given, else
-/// the region's. Shared by every command that talks to the service.
-pub(crate) fn resolve_connection(
-    profile: Option<&str>,
-    region: Option<&str>,
-    endpoint: Option<&str>,
-) -> Result<(Endpoints, Credentials, String), String> {
-    let resolved = credentials::resolve(profile, region, &credentials::process_env)
-        .map_err(|e| e.to_string())?;
-    tracing::info!(source = %resolved.source, region = %resolved.region, "credentials found");
-    let endpoints = match endpoint {
-        Some(url) => Endpoints::single(url).map_err(|e| e.to_string())?,
-        None => Endpoints::for_region(&resolved.region),
-    };
-    Ok((endpoints, resolved.credentials, resolved.region))
 }

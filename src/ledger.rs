@@ -556,27 +556,6 @@ pub fn encode<T: Serialize>(record: &T, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
-/// The default ledger path: the manifest's path with its extension replaced.
-pub fn default_path(manifest: &Path, sandbox: bool) -> PathBuf {
-    let suffix = if sandbox {
-        "sandbox.ledger.jsonl"
-    } else {
-        "ledger.jsonl"
-    };
-    manifest.with_extension(suffix)
-}
-
-/// The default ledger of an ICE import: `.ice.ledger.jsonl` (`.ice.sandbox.ledger.jsonl` with
-/// the sandbox), so MTS and ICE imports of one manifest never share a ledger.
-pub fn default_ice_path(manifest: &Path, sandbox: bool) -> PathBuf {
-    let suffix = if sandbox {
-        "ice.sandbox.ledger.jsonl"
-    } else {
-        "ice.ledger.jsonl"
-    };
-    manifest.with_extension(suffix)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -712,17 +691,5 @@ mod tests {
             }
             other => panic!("expected Locked, got {:?}", other.err()),
         }
-    }
-
-    #[test]
-    fn the_default_ledger_sits_beside_the_manifest() {
-        assert_eq!(
-            default_path(Path::new("data/faces.csv"), false),
-            PathBuf::from("data/faces.ledger.jsonl")
-        );
-        assert_eq!(
-            default_path(Path::new("faces.csv"), true),
-            PathBuf::from("faces.sandbox.ledger.jsonl")
-        );
     }
 }

@@ -2,15 +2,16 @@
 //! exit with its code.
 
 use clap::Parser;
-use face_enroll::app::{Exit, execute};
+use face_enroll::app::execute;
 use face_enroll::cli::{Cli, Command, LogFormat};
+use face_enroll::exit::Exit;
 
 fn main() {
     let cli = Cli::parse();
     init_logging(&cli);
     // A paced run needs little CPU: one thread saves a cross-thread wake-up per request.
     // Unpaced runs and the sandbox use every core.
-    let paced = matches!(&cli.command, Command::Run(run) if run.qps > 0);
+    let paced = matches!(&cli.command, Command::Run(run) if run.connect.qps != Some(0));
     let mut builder = if paced {
         tokio::runtime::Builder::new_current_thread()
     } else {

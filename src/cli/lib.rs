@@ -25,22 +25,11 @@ pub enum LibCommand {
     Samples(SamplesArgs),
 }
 
-/// Where and as whom: the same flags as `run`.
+/// Where and as whom: the same flags as `run`, and the output format.
 #[derive(Args, Debug, Clone)]
 pub struct Connection {
-    /// Service endpoint URL overriding the regional one (e.g. a sandbox at http://127.0.0.1:8686/).
-    #[arg(long, conflicts_with = "region")]
-    pub endpoint: Option<String>,
-    /// Region: cn-beijing, cn-shanghai, cn-hangzhou or cn-shenzhen [default: ALIBABA_CLOUD_REGION_ID,
-    /// the profile's region_id, else cn-shanghai].
-    #[arg(long)]
-    pub region: Option<String>,
-    /// Profile of ~/.aliyun/config.json to use (modes AK and StsToken).
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// Seconds to wait for one answer before giving the attempt up.
-    #[arg(long, default_value_t = 10)]
-    pub timeout: u64,
+    #[command(flatten)]
+    pub connect: super::ConnectArgs,
     /// Print JSON on stdout, for scripts.
     #[arg(long)]
     pub json: bool,
@@ -139,7 +128,7 @@ mod tests {
             panic!()
         };
         assert_eq!(create.algorithm, Algorithm::Face);
-        assert_eq!(create.connection.timeout, 10);
+        assert_eq!(create.connection.connect.timeout, 10);
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::exit::UsageError;
 use crate::report::ProgressMode;
+use crate::target::TargetKind;
 
 /// Register reference face images with Alibaba Cloud MTS, exactly once, paced, resumable.
 #[derive(Parser, Debug)]
@@ -42,39 +44,25 @@ pub enum Command {
     Completions(ops::CompletionsArgs),
 }
 
-#[derive(clap::Args, Debug)]
-pub struct RunArgs {
-    /// CSV manifest with columns category_id, person_id, image_url [, person_name].
-    pub manifest: PathBuf,
-    /// Ledger file [default: the manifest's path with extension .ledger.jsonl, or
-    /// .sandbox.ledger.jsonl with --sandbox; .ice.ledger.jsonl / .ice.sandbox.ledger.jsonl for
-    /// --target ice].
-    #[arg(long)]
-    pub ledger: Option<PathBuf>,
-    /// Where to register: MTS custom faces, or ICE custom recognition libraries.
-    #[arg(long, value_enum, default_value_t = TargetArg::Mts)]
-    pub target: TargetArg,
-    /// ICE only: the recognition algorithm of the libraries (landmark, object, logo, face, label).
-    #[arg(long, value_parser = lib::parse_algorithm, default_value = "face")]
-    pub algorithm: crate::api::Algorithm,
-    /// Service endpoint URL overriding the regional one (e.g. a sandbox at http://127.0.0.1:8686/).
-    #[arg(long, conflicts_with_all = ["region", "sandbox"])]
+/// How a command reaches the service: where, as whom, how fast, how patiently. One set of flags,
+/// shared by `run`, `verify`, `rollback` and `lib`; the defaults that depend on the target (the
+/// budget) come from the target.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// Service endpoint URL overriding the regional one (e.g. a standalone sandbox at
+    /// http://127.0.0.1:8686/).
+    #[arg(long, conflicts_with = "region")]
     pub endpoint: Option<String>,
     /// Region [default: ALIBABA_CLOUD_REGION_ID, the profile's region_id, else cn-shanghai].
     #[arg(long)]
     pub region: Option<String>,
-    /// Profile of ~/.aliyun/config.json to use (modes AK and StsToken).
+    /// Profile of ~/.aliyun/config.json to use.
     #[arg(long)]
     pub profile: Option<String>,
-    /// Requests per second for this run, retries and look-ups included; 0 = unlimited
+    /// Requests per second, retries and look-ups included; 0 = unlimited
     /// [default: 100 for MTS, 50 for ICE].
-    #[arg(
-        long,
-        default_value_t = 100,
-        default_value_if("target", "ice", "50"),
-        hide_default_value = true
-    )]
-    pub qps: u32,
+    #[arg(long)]
+    pub qps: Option<u32>,
     /// Requests in flight at most [default: half the --qps, at least 8; 64 when unlimited].
     #[arg(long)]
     pub concurrency: Option<usize>,
@@ -84,6 +72,71 @@ pub struct RunArgs {
     /// Seconds to wait for one answer before giving the attempt up.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
+    /// Seed for the backoff jitter (reproducible runs in tests).
+    #[arg(long, hide = true, env = "FACE_ENROLL_SEED")]
+    pub seed: Option<u64>,
+}
+
+impl ConnectArgs {
+    /// Checks the numbers once; the message names the flag and what is allowed.
+    pub fn settings(&self) -> Result<crate::connect::Settings, UsageError> {
+        let bad = |m: String| Err(UsageError(m));
+        if let Some(qps) = self.qps
+            && qps > Limits::MAX_QPS
+        {
+            return bad(format!(
+                "--qps {qps}: at most {} (0 = unlimited)",
+                Limits::MAX_QPS
+            ));
+        }
+        if !(1..=Limits::MAX_ATTEMPTS).contains(&self.max_attempts) {
+            return bad(format!(
+                "--max-attempts {}: between 1 and {}",
+                self.max_attempts,
+                Limits::MAX_ATTEMPTS
+            ));
+        }
+        if !(1..=Limits::MAX_TIMEOUT_S).contains(&self.timeout) {
+            return bad(format!(
+                "--timeout {}: between 1 and {} seconds",
+                self.timeout,
+                Limits::MAX_TIMEOUT_S
+            ));
+        }
+        if let Some(c) = self.concurrency
+            && !(1..=Limits::MAX_CONCURRENCY).contains(&c)
+        {
+            return bad(format!(
+                "--concurrency {c}: between 1 and {}",
+                Limits::MAX_CONCURRENCY
+            ));
+        }
+        Ok(crate::connect::Settings {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+            qps: self.qps,
+            max_attempts: self.max_attempts,
+            timeout: std::time::Duration::from_secs(self.timeout),
+            concurrency: self.concurrency,
+            seed: self.seed,
+        })
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// CSV manifest with columns category_id, person_id, image_url [, person_name].
+    pub manifest: PathBuf,
+    /// Ledger file [default: the manifest's path with extension .ledger.jsonl, or
+    /// .sandbox.ledger.jsonl with --sandbox; .ice.ledger.jsonl / .ice.sandbox.ledger.jsonl for
+    /// --target ice].
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// Start no new work after this long (e.g. 50m, 1h30m), finish what is in flight, exit 5.
     #[arg(long, value_parser = parse_duration)]
     pub max_duration: Option<std::time::Duration>,
@@ -91,7 +144,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub retry_failed: bool,
     /// Run against the built-in sandbox (in-process, realistic latency, a few 500s); no credentials.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["endpoint", "region"])]
     pub sandbox: bool,
     /// Progress display: a bar on a terminal, a log line every 10 s otherwise.
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
@@ -113,9 +166,26 @@ pub struct RunArgs {
     /// atomically.
     #[arg(long)]
     pub metrics: Option<PathBuf>,
-    /// Seed for the backoff jitter (reproducible runs in tests).
-    #[arg(long, hide = true, env = "FACE_ENROLL_SEED")]
-    pub seed: Option<u64>,
+}
+
+/// Which service, and for ICE which algorithm.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct TargetArgs {
+    /// Where to register: MTS custom faces, or ICE custom recognition libraries.
+    #[arg(long, value_enum, default_value_t = TargetArg::Mts)]
+    pub target: TargetArg,
+    /// ICE only: the recognition algorithm of the libraries (landmark, object, logo, face, label).
+    #[arg(long, value_parser = lib::parse_algorithm, default_value = "face")]
+    pub algorithm: crate::api::Algorithm,
+}
+
+impl TargetArgs {
+    pub fn kind(&self) -> TargetKind {
+        match self.target {
+            TargetArg::Mts => TargetKind::Mts,
+            TargetArg::Ice => TargetKind::Ice(self.algorithm),
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -131,30 +201,19 @@ pub struct CheckArgs {
     pub qps: Option<u32>,
     /// Plan for MTS custom faces (10 images per person) or ICE recognition libraries (names of
     /// at most 64 bytes, no per-person limit).
-    #[arg(long, value_enum, default_value_t = TargetArg::Mts)]
-    pub target: TargetArg,
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 impl CheckArgs {
     pub fn ledger_path(&self) -> PathBuf {
-        self.ledger.clone().unwrap_or_else(|| match self.target {
-            TargetArg::Mts => crate::ledger::default_path(&self.manifest, false),
-            TargetArg::Ice => crate::ledger::default_ice_path(&self.manifest, false),
-        })
+        self.ledger
+            .clone()
+            .unwrap_or_else(|| self.target.kind().default_ledger(&self.manifest, false))
     }
 
     pub fn qps(&self) -> u32 {
-        self.qps.unwrap_or(match self.target {
-            TargetArg::Mts => 100,
-            TargetArg::Ice => 50,
-        })
-    }
-
-    pub fn rules(&self) -> crate::plan::Rules {
-        match self.target {
-            TargetArg::Mts => crate::plan::Rules::MTS,
-            TargetArg::Ice => crate::ice::plan_rules(),
-        }
+        self.qps.unwrap_or_else(|| self.target.kind().default_qps())
     }
 }
 
@@ -203,71 +262,24 @@ impl Limits {
     pub const MAX_CONCURRENCY: usize = 1024;
     pub const MAX_ATTEMPTS: u32 = 100;
     pub const MAX_TIMEOUT_S: u64 = 600;
-
-    /// Checks `--qps`, `--max-attempts` and `--timeout`, which every command that talks to the
-    /// service takes; the message names the flag and what is allowed.
-    pub fn check(qps: u32, max_attempts: u32, timeout_s: u64) -> Result<(), String> {
-        if qps > Limits::MAX_QPS {
-            return Err(format!(
-                "--qps {qps}: at most {} (0 = unlimited)",
-                Limits::MAX_QPS
-            ));
-        }
-        if !(1..=Limits::MAX_ATTEMPTS).contains(&max_attempts) {
-            return Err(format!(
-                "--max-attempts {max_attempts}: between 1 and {}",
-                Limits::MAX_ATTEMPTS
-            ));
-        }
-        if !(1..=Limits::MAX_TIMEOUT_S).contains(&timeout_s) {
-            return Err(format!(
-                "--timeout {timeout_s}: between 1 and {} seconds",
-                Limits::MAX_TIMEOUT_S
-            ));
-        }
-        Ok(())
-    }
 }
 
 impl RunArgs {
     /// Checks the numeric flags; the message says which flag and what is allowed.
-    pub fn validate(&self) -> Result<(), String> {
-        Limits::check(self.qps, self.max_attempts, self.timeout)?;
-        if let Some(c) = self.concurrency
-            && !(1..=Limits::MAX_CONCURRENCY).contains(&c)
-        {
-            return Err(format!(
-                "--concurrency {c}: between 1 and {}",
-                Limits::MAX_CONCURRENCY
-            ));
-        }
+    pub fn validate(&self) -> Result<crate::connect::Settings, UsageError> {
+        let settings = self.connect.settings()?;
         if self.max_duration.is_some_and(|d| d.is_zero()) {
-            return Err("--max-duration must be longer than zero".into());
+            return Err(UsageError::new("--max-duration must be longer than zero"));
         }
-        Ok(())
-    }
-
-    /// Enough requests in flight to reach the budget at a few hundred ms of latency.
-    pub fn concurrency(&self) -> usize {
-        self.concurrency.unwrap_or(match self.qps {
-            0 => 64,
-            qps => (qps as usize / 2).clamp(8, 256),
-        })
+        Ok(settings)
     }
 
     pub fn ledger_path(&self) -> PathBuf {
-        self.ledger.clone().unwrap_or_else(|| match self.target {
-            TargetArg::Mts => crate::ledger::default_path(&self.manifest, self.sandbox),
-            TargetArg::Ice => crate::ledger::default_ice_path(&self.manifest, self.sandbox),
+        self.ledger.clone().unwrap_or_else(|| {
+            self.target
+                .kind()
+                .default_ledger(&self.manifest, self.sandbox)
         })
-    }
-
-    /// The validated target.
-    pub fn target(&self) -> crate::pipeline::Target {
-        match self.target {
-            TargetArg::Mts => crate::pipeline::Target::Mts,
-            TargetArg::Ice => crate::pipeline::Target::Ice(self.algorithm),
-        }
     }
 }
 
@@ -279,15 +291,26 @@ mod tests {
         Cli::try_parse_from(std::iter::once("face-enroll").chain(args.iter().copied()))
     }
 
+    fn run(args: &[&str]) -> RunArgs {
+        let mut all = vec!["run", "m.csv"];
+        all.extend_from_slice(args);
+        match parse(&all).unwrap().command {
+            Command::Run(run) => run,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
     #[test]
     fn run_defaults_match_the_documented_ones() {
-        let Command::Run(run) = parse(&["run", "m.csv"]).unwrap().command else {
-            panic!()
-        };
-        assert_eq!((run.qps, run.max_attempts, run.timeout), (100, 8, 10));
-        assert_eq!(run.concurrency(), 50);
+        let run = run(&[]);
+        let settings = run.validate().unwrap();
+        let mts = TargetKind::Mts;
+        assert_eq!(
+            (settings.qps(mts), settings.max_attempts, settings.timeout),
+            (100, 8, std::time::Duration::from_secs(10))
+        );
+        assert_eq!(settings.concurrency(mts), 50);
         assert_eq!(run.ledger_path(), PathBuf::from("m.ledger.jsonl"));
-        assert!(run.validate().is_ok());
     }
 
     #[test]
@@ -306,51 +329,31 @@ mod tests {
 
     #[test]
     fn out_of_range_numbers_name_the_flag() {
-        let Command::Run(run) = parse(&["run", "m.csv", "--max-attempts", "0"])
-            .unwrap()
-            .command
-        else {
-            panic!()
-        };
-        assert!(run.validate().unwrap_err().contains("--max-attempts"));
-        let Command::Run(run) = parse(&["run", "m.csv", "--qps", "0"]).unwrap().command else {
-            panic!()
-        };
-        assert_eq!(run.concurrency(), 64);
+        let err = run(&["--max-attempts", "0"]).validate().unwrap_err();
+        assert!(err.0.contains("--max-attempts"));
+        let settings = run(&["--qps", "0"]).validate().unwrap();
+        assert_eq!(settings.concurrency(TargetKind::Mts), 64);
     }
 
     #[test]
     fn the_ice_target_defaults_to_50_qps_face_and_its_own_ledger() {
-        let Command::Run(run) = parse(&["run", "m.csv", "--target", "ice"]).unwrap().command else {
-            panic!()
-        };
-        assert_eq!(run.qps, 50);
+        let ice = run(&["--target", "ice"]);
+        let kind = ice.target.kind();
+        assert_eq!(kind, TargetKind::Ice(crate::api::Algorithm::Face));
+        assert_eq!(ice.validate().unwrap().qps(kind), 50);
+        assert_eq!(ice.ledger_path(), PathBuf::from("m.ice.ledger.jsonl"));
+        let given = run(&["--target", "ice", "--qps", "20"]);
         assert_eq!(
-            run.target(),
-            crate::pipeline::Target::Ice(crate::api::Algorithm::Face)
+            given.validate().unwrap().qps(kind),
+            20,
+            "a given --qps wins"
         );
-        assert_eq!(run.ledger_path(), PathBuf::from("m.ice.ledger.jsonl"));
-        let Command::Run(run) = parse(&["run", "m.csv", "--target", "ice", "--qps", "20"])
-            .unwrap()
-            .command
-        else {
-            panic!()
-        };
-        assert_eq!(run.qps, 20, "a given --qps wins");
-        let Command::Run(run) = parse(&["run", "m.csv"]).unwrap().command else {
-            panic!()
-        };
-        assert_eq!(run.target(), crate::pipeline::Target::Mts);
+        assert_eq!(run(&[]).target.kind(), TargetKind::Mts);
     }
 
     #[test]
     fn max_duration_takes_units() {
-        let Command::Run(run) = parse(&["run", "m.csv", "--max-duration", "50m"])
-            .unwrap()
-            .command
-        else {
-            panic!()
-        };
+        let run = run(&["--max-duration", "50m"]);
         assert_eq!(run.max_duration, Some(std::time::Duration::from_secs(3000)));
         assert!(parse(&["run", "m.csv", "--max-duration", "50 parsecs"]).is_err());
     }

@@ -7,53 +7,12 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, ValueEnum};
 
-use super::Limits;
+use super::{ConnectArgs, TargetArg};
+use crate::exit::UsageError;
 use crate::ops::export::{ExportConfig, Format};
 use crate::ops::rollback::{RollbackConfig, Scope};
 use crate::ops::status::StatusConfig;
 use crate::ops::verify::VerifyConfig;
-
-/// How `verify` and `rollback` reach the service: the same flags and credentials as `run`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct ConnectArgs {
-    /// Service endpoint URL overriding the regional one (e.g. a standalone sandbox at
-    /// http://127.0.0.1:8686/).
-    #[arg(long, conflicts_with = "region")]
-    pub endpoint: Option<String>,
-    /// Region [default: ALIBABA_CLOUD_REGION_ID, the profile's region_id, else cn-shanghai].
-    #[arg(long)]
-    pub region: Option<String>,
-    /// Profile of ~/.aliyun/config.json to use (modes AK and StsToken).
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// Requests per second, retries and look-ups included; 0 = unlimited.
-    #[arg(long, default_value_t = 100)]
-    pub qps: u32,
-    /// Attempts per request, the first included.
-    #[arg(long, default_value_t = 8)]
-    pub max_attempts: u32,
-    /// Seconds to wait for one answer before giving the attempt up.
-    #[arg(long, default_value_t = 10)]
-    pub timeout: u64,
-    /// Seed for the backoff jitter (reproducible runs in tests).
-    #[arg(long, hide = true, env = "FACE_ENROLL_SEED")]
-    pub seed: Option<u64>,
-}
-
-impl ConnectArgs {
-    /// Checks the numeric flags against the same limits as `run`.
-    pub fn validate(&self) -> Result<(), String> {
-        Limits::check(self.qps, self.max_attempts, self.timeout)
-    }
-
-    /// Requests in flight: enough to use the budget at a few hundred ms of latency, as `run`.
-    pub fn concurrency(&self) -> usize {
-        match self.qps {
-            0 => 64,
-            qps => (qps as usize / 2).clamp(8, 256),
-        }
-    }
-}
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
@@ -68,11 +27,15 @@ pub struct StatusArgs {
 }
 
 impl StatusArgs {
-    pub fn config(&self) -> Result<StatusConfig, String> {
+    pub fn config(&self) -> Result<StatusConfig, UsageError> {
         let ledger = match (&self.ledger, &self.manifest) {
             (Some(ledger), _) => ledger.clone(),
-            (None, Some(manifest)) => crate::ledger::default_path(manifest, false),
-            (None, None) => return Err("status needs --ledger PATH or a MANIFEST".into()),
+            (None, Some(manifest)) => {
+                crate::target::TargetKind::Mts.default_ledger(manifest, false)
+            }
+            (None, None) => {
+                return Err(UsageError::new("status needs --ledger PATH or a MANIFEST"));
+            }
         };
         Ok(StatusConfig {
             ledger,
@@ -139,8 +102,8 @@ pub struct VerifyArgs {
     pub json: bool,
     /// Which import the ledger records: MTS custom faces, or ICE recognition libraries (sets the
     /// default ledger path as `run` does; an ICE ledger is recognised whatever this says).
-    #[arg(long, value_enum, default_value_t = crate::cli::TargetArg::Mts)]
-    pub target: crate::cli::TargetArg,
+    #[arg(long, value_enum, default_value_t = TargetArg::Mts)]
+    pub target: TargetArg,
     /// Write the figures to this Prometheus text file (node_exporter textfile collector).
     #[arg(long)]
     pub metrics: Option<PathBuf>,
@@ -149,19 +112,21 @@ pub struct VerifyArgs {
 }
 
 impl VerifyArgs {
-    pub fn config(&self) -> Result<VerifyConfig, String> {
-        self.connect.validate()?;
+    pub fn config(&self) -> Result<VerifyConfig, UsageError> {
+        let connect = self.connect.settings()?;
+        let kind = match self.target {
+            TargetArg::Mts => crate::target::TargetKind::Mts,
+            TargetArg::Ice => crate::target::TargetKind::Ice(crate::api::Algorithm::Face),
+        };
         Ok(VerifyConfig {
             manifest: self.manifest.clone(),
-            ledger: self.ledger.clone().unwrap_or_else(|| match self.target {
-                crate::cli::TargetArg::Mts => crate::ledger::default_path(&self.manifest, false),
-                crate::cli::TargetArg::Ice => {
-                    crate::ledger::default_ice_path(&self.manifest, false)
-                }
-            }),
-            qps: self.connect.qps,
-            max_attempts: self.connect.max_attempts,
-            seed: self.connect.seed,
+            ledger: self
+                .ledger
+                .clone()
+                .unwrap_or_else(|| kind.default_ledger(&self.manifest, false)),
+            qps: connect.qps(kind),
+            max_attempts: connect.max_attempts,
+            seed: connect.seed,
             repair: self.repair || self.prune_duplicates,
             prune_duplicates: self.prune_duplicates,
             yes: self.yes,
@@ -191,10 +156,13 @@ pub struct RollbackArgs {
 }
 
 impl RollbackArgs {
-    pub fn config(&self) -> Result<RollbackConfig, String> {
-        self.connect.validate()?;
+    pub fn config(&self) -> Result<RollbackConfig, UsageError> {
+        let connect = self.connect.settings()?;
+        let mts = crate::target::TargetKind::Mts;
         let scope = match &self.run {
-            Some(run) if run.trim().is_empty() => return Err("--run needs a run id".into()),
+            Some(run) if run.trim().is_empty() => {
+                return Err(UsageError::new("--run needs a run id"));
+            }
             Some(run) => Scope::Run(run.trim().to_string()),
             None => Scope::All,
         };
@@ -202,10 +170,10 @@ impl RollbackArgs {
             ledger: self.ledger.clone(),
             scope,
             yes: self.yes,
-            qps: self.connect.qps,
-            max_attempts: self.connect.max_attempts,
-            concurrency: self.connect.concurrency(),
-            seed: self.connect.seed,
+            qps: connect.qps(mts),
+            max_attempts: connect.max_attempts,
+            concurrency: connect.concurrency(mts),
+            seed: connect.seed,
         })
     }
 }
@@ -271,6 +239,6 @@ mod tests {
         else {
             panic!()
         };
-        assert!(args.config().unwrap_err().contains("--max-attempts"));
+        assert!(args.config().unwrap_err().0.contains("--max-attempts"));
     }
 }

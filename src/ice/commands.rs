@@ -2,21 +2,17 @@
 //! the first request; listings follow every page; `--json` prints what scripts need.
 
 use std::io::Write;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::check_lib_fields;
 use super::session::Session;
-use super::{DEFAULT_QPS, check_lib_fields, check_region};
-use crate::api::{Algorithm, ApiError, Client, ClientConfig, Entity, ErrorClass, Lib, Sample};
-use crate::app::Exit;
-use crate::cli::Limits;
+use crate::api::{Algorithm, ApiError, Entity, ErrorClass, Lib, Sample};
 use crate::cli::lib::{
     Connection, CreateArgs, DeleteArgs, EntitiesArgs, LibArgs, LibCommand, ListArgs, SamplesArgs,
 };
+use crate::exit::Exit;
 
-/// Attempts per request for the `lib` commands.
-const MAX_ATTEMPTS: u32 = 8;
 /// Look-ups after unknown outcomes of one `lib create` before giving up.
 const MAX_LOOKUPS: u32 = 4;
 
@@ -55,30 +51,18 @@ fn refused(error: ApiError) -> Exit {
 
 /// Validates the connection flags and builds a session; nothing is sent here.
 fn connect(connection: &Connection, algorithm: Algorithm) -> Result<Session, Exit> {
-    if !(1..=Limits::MAX_TIMEOUT_S).contains(&connection.timeout) {
-        return Err(usage(format!(
-            "--timeout {}: between 1 and {} seconds",
-            connection.timeout,
-            Limits::MAX_TIMEOUT_S
-        )));
-    }
-    let (endpoints, credentials, region) = crate::app::resolve_connection(
-        connection.profile.as_deref(),
-        connection.region.as_deref(),
-        connection.endpoint.as_deref(),
-    )
-    .map_err(usage)?;
-    if connection.endpoint.is_none() {
-        check_region(&region).map_err(usage)?;
-    }
-    let client = Client::new(ClientConfig {
-        endpoints,
-        credentials,
-        timeout: Duration::from_secs(connection.timeout),
-        max_idle_per_host: 4,
-    })
-    .map_err(usage)?;
-    Ok(Session::new(client, algorithm, DEFAULT_QPS, MAX_ATTEMPTS))
+    let settings = connection.connect.settings().map_err(usage)?;
+    let target = crate::target::TargetKind::Ice(algorithm);
+    let connected = crate::connect::connect(&settings, target).map_err(|e| {
+        eprintln!("face-enroll lib: {e}");
+        e.exit()
+    })?;
+    Ok(Session::new(
+        connected.client,
+        algorithm,
+        settings.qps(target),
+        settings.max_attempts,
+    ))
 }
 
 fn print(text: &str) {

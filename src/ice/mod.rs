@@ -19,8 +19,6 @@ pub const MAX_NAME_BYTES: usize = 64;
 pub const MAX_DESCRIPTION_BYTES: usize = 128;
 /// `EntityInfo`: JSON text of at most 256 bytes.
 pub const MAX_ENTITY_INFO_BYTES: usize = 256;
-/// The regions that offer recognition libraries.
-pub const REGIONS: [&str; 4] = ["cn-beijing", "cn-shanghai", "cn-hangzhou", "cn-shenzhen"];
 /// The account's budget for ICE calls, and the `run --target ice` default `--qps`.
 pub const DEFAULT_QPS: u32 = 50;
 /// The largest page the list calls serve.
@@ -90,18 +88,6 @@ pub fn check_lib_fields(name: &str, description: Option<&str>) -> Result<(), Str
     Ok(())
 }
 
-/// Recognition libraries exist only in four regions.
-pub fn check_region(region: &str) -> Result<(), String> {
-    if REGIONS.contains(&region) {
-        return Ok(());
-    }
-    Err(format!(
-        "region {region} has no ICE recognition libraries; use one of {} (--region), or \
-         --endpoint for a sandbox",
-        REGIONS.join(", ")
-    ))
-}
-
 /// Names as the manifest compares ids: trimmed, case-folded.
 pub fn same_name(a: &str, b: &str) -> bool {
     a == b || fold_id(a) == fold_id(b)
@@ -164,17 +150,11 @@ mod tests {
     }
 
     #[test]
-    fn lib_fields_and_regions_are_checked_before_sending() {
+    fn lib_fields_are_checked_before_sending() {
         assert!(check_lib_fields("faces", Some("staff")).is_ok());
         assert!(check_lib_fields("", None).is_err());
         assert!(check_lib_fields(&"x".repeat(65), None).is_err());
         assert!(check_lib_fields("x", Some(&"d".repeat(129))).is_err());
-        assert!(check_region("cn-shenzhen").is_ok());
-        assert!(
-            check_region("us-west-1")
-                .unwrap_err()
-                .contains("cn-beijing")
-        );
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::app::Exit;
+use crate::exit::Exit;
 use crate::ledger::{KeyMap, Status};
 use crate::manifest::{fold_id, image_key};
 use crate::ops::scan::{self, Entry};

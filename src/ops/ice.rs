@@ -4,14 +4,11 @@
 use std::path::Path;
 
 use crate::api::{Client, ErrorClass};
-use crate::app::Exit;
+use crate::exit::Exit;
 use crate::ice::ops::{self, Finding, IceOpsError, IceOpsOptions, RollbackOptions};
 use crate::ledger::LedgerError;
 use crate::ops::rollback::{RollbackConfig, Scope};
 use crate::ops::verify::VerifyConfig;
-
-/// ICE allows 50 calls per second per account; the MTS-sized default of 100 is capped to it.
-const ICE_QPS: u32 = 50;
 
 /// Whether the ledger at `path` records an ICE import (its last run's target says so).
 pub fn is_ice_ledger(path: &Path) -> bool {
@@ -25,7 +22,11 @@ pub fn is_ice_ledger(path: &Path) -> bool {
 fn options(qps: u32, max_attempts: u32) -> IceOpsOptions {
     IceOpsOptions {
         algorithm: None,
-        qps: if qps == 0 { 0 } else { qps.min(ICE_QPS) },
+        qps: if qps == 0 {
+            0
+        } else {
+            qps.min(crate::ice::DEFAULT_QPS)
+        },
         max_attempts,
     }
 }

@@ -19,7 +19,7 @@ pub mod verify_repair;
 
 use std::path::Path;
 
-use crate::app::Exit;
+use crate::exit::Exit;
 use crate::ledger::{self, Appender, ImageRecord, LedgerError, Lock, RunRecord};
 
 /// The ledger opened for writing by an operator command: locked, torn tail cut off, bracketed

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::api::Client;
-use crate::app::Exit;
+use crate::exit::Exit;
 use crate::ledger::{ImageRecord, KeyMap, Lock, Status};
 use crate::manifest::{fold_id, image_key, person_key};
 use crate::ops::Journal;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::api::{Client, CustomPersons};
-use crate::app::Exit;
+use crate::exit::Exit;
 use crate::ledger::{KeyMap, Lock, Status};
 use crate::manifest::{self, Entry, fold_id, image_key, person_key};
 use crate::ops::calls::{self, CallError, Caller};

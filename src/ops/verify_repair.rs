@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::app::Exit;
+use crate::exit::Exit;
 use crate::ledger::{KeyMap, Lock, Status};
 use crate::manifest::image_key;
 use crate::ops::Journal;

@@ -25,62 +25,32 @@ use crate::retry::Policy;
 use recorder::Event;
 use stop::{Stop, StopReason};
 
-/// Where the images go: MTS custom faces, or ICE recognition libraries of one algorithm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Target {
-    Mts,
-    Ice(Algorithm),
-}
+pub use crate::target::TargetKind as Target;
 
-impl Target {
-    /// `mts` or `ice`, as the ledger records it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Target::Mts => "mts",
-            Target::Ice(_) => "ice",
-        }
+/// Refuses a ledger whose last run wrote for another target or algorithm: its records would be
+/// taken for this target's and images would be skipped or sent twice.
+fn check_ledger(target: Target, replay: &Replay) -> Result<(), RunError> {
+    let Some(last) = &replay.last_run_start else {
+        return Ok(());
+    };
+    let kind = last.target.as_deref().unwrap_or("mts");
+    let algorithm = last.algorithm.as_deref();
+    let wanted = target.algorithm().map(Algorithm::as_str);
+    if kind == target.name() && (algorithm == wanted || algorithm.is_none()) {
+        return Ok(());
     }
-
-    pub fn algorithm(self) -> Option<Algorithm> {
-        match self {
-            Target::Mts => None,
-            Target::Ice(algorithm) => Some(algorithm),
-        }
-    }
-
-    /// The planning rules of the target (the 10-image limit is MTS's).
-    pub fn rules(self) -> plan::Rules {
-        match self {
-            Target::Mts => plan::Rules::MTS,
-            Target::Ice(_) => crate::ice::plan_rules(),
-        }
-    }
-
-    /// Refuses a ledger whose last run wrote for another target or algorithm: its records
-    /// would be taken for this target's and images would be skipped or sent twice.
-    fn check_ledger(self, replay: &Replay) -> Result<(), RunError> {
-        let Some(last) = &replay.last_run_start else {
-            return Ok(());
-        };
-        let target = last.target.as_deref().unwrap_or("mts");
-        let algorithm = last.algorithm.as_deref();
-        let wanted = self.algorithm().map(Algorithm::as_str);
-        if target == self.name() && (algorithm == wanted || algorithm.is_none()) {
-            return Ok(());
-        }
-        let was = match algorithm {
-            Some(a) => format!("{target} (algorithm {a})"),
-            None => target.to_string(),
-        };
-        Err(RunError::Other(format!(
-            "this ledger records an import to target {was}; it cannot be resumed as target {}{}. \
-             Use the matching --target/--algorithm, or another --ledger",
-            self.name(),
-            wanted
-                .map(|a| format!(" (algorithm {a})"))
-                .unwrap_or_default()
-        )))
-    }
+    let was = match algorithm {
+        Some(a) => format!("{kind} (algorithm {a})"),
+        None => kind.to_string(),
+    };
+    Err(RunError::Other(format!(
+        "this ledger records an import to target {was}; it cannot be resumed as target {}{}. \
+         Use the matching --target/--algorithm, or another --ledger",
+        target.name(),
+        wanted
+            .map(|a| format!(" (algorithm {a})"))
+            .unwrap_or_default()
+    )))
 }
 
 /// Everything a run needs, validated: no flag parsing below this point.
@@ -252,7 +222,7 @@ async fn read_and_plan(config: &RunConfig) -> Result<(Plan, u64), RunError> {
     let replay = tokio::task::spawn_blocking(move || ledger::replay(&path))
         .await
         .map_err(join_err)??;
-    config.target.check_ledger(&replay)?;
+    check_ledger(config.target, &replay)?;
     let torn = replay.torn_tail;
     let options = plan::Options {
         retry_failed: config.retry_failed,

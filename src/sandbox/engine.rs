@@ -216,7 +216,7 @@ impl Engine {
         let mut shutdown = self.shutdown.clone();
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(self.config.stall_ms)) => {}
-            () = super::server::stopped(&mut shutdown) => {}
+            _ = shutdown.wait_for(|stop| *stop) => {}
         }
     }
 

@@ -1,0 +1,118 @@
+//! From connection settings to a signed client: credentials and region found once (the way the
+//! Alibaba Cloud tooling finds them), the endpoint chosen for the target, the client built.
+//! Every command that talks to the service comes through here.
+
+use std::time::Duration;
+
+use crate::api::{ApiError, Client, ClientConfig, Endpoints};
+use crate::credentials::{self, Credentials, CredentialsError, Secret};
+use crate::exit::{Exit, UsageError};
+use crate::target::TargetKind;
+
+/// Validated connection flags, shared by every command that sends requests.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    /// Requests per second of the create operation; `None`: the target's default.
+    pub qps: Option<u32>,
+    pub max_attempts: u32,
+    pub timeout: Duration,
+    /// Requests in flight at most; `None`: enough for the budget.
+    pub concurrency: Option<usize>,
+    /// Seed for the backoff jitter (reproducible runs in tests).
+    pub seed: Option<u64>,
+}
+
+impl Settings {
+    /// The budget: the given `--qps`, else the target's (100 MTS, 50 ICE); 0 = unlimited.
+    pub fn qps(&self, target: TargetKind) -> u32 {
+        self.qps.unwrap_or_else(|| target.default_qps())
+    }
+
+    /// Enough requests in flight to reach the budget at a few hundred ms of latency.
+    pub fn concurrency(&self, target: TargetKind) -> usize {
+        self.concurrency.unwrap_or(match self.qps(target) {
+            0 => 64,
+            qps => (qps as usize / 2).clamp(8, 256),
+        })
+    }
+}
+
+/// Why no client could be made; nothing was sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    #[error("{0}")]
+    Client(#[from] ApiError),
+}
+
+impl ConnectError {
+    pub fn exit(&self) -> Exit {
+        Exit::Usage
+    }
+}
+
+/// A client and the endpoint it talks to (for logs and the ledger's run records).
+pub struct Connected {
+    pub client: Client,
+    pub endpoint: String,
+}
+
+/// Finds credentials and region, checks the region for the target, and builds the client.
+pub fn connect(settings: &Settings, target: TargetKind) -> Result<Connected, ConnectError> {
+    let resolved = credentials::resolve(
+        settings.profile.as_deref(),
+        settings.region.as_deref(),
+        &credentials::process_env,
+    )?;
+    let endpoints = match settings.endpoint.as_deref() {
+        Some(url) => {
+            tracing::info!(source = %resolved.source, "credentials found");
+            Endpoints::single(url)?
+        }
+        None => {
+            tracing::info!(source = %resolved.source, region = %resolved.region, "credentials found");
+            target.check_region(&resolved.region)?;
+            Endpoints::for_region(&resolved.region)
+        }
+    };
+    build(settings, target, endpoints, resolved.credentials)
+}
+
+/// A client for a sandbox at `url` with the sandbox's own credentials.
+pub fn sandbox(
+    settings: &Settings,
+    target: TargetKind,
+    url: &str,
+) -> Result<Connected, ConnectError> {
+    let credentials = Credentials {
+        access_key_id: crate::sandbox::DEFAULT_ACCESS_KEY_ID.to_string(),
+        access_key_secret: Secret::new(crate::sandbox::DEFAULT_ACCESS_KEY_SECRET),
+        security_token: None,
+    };
+    build(settings, target, Endpoints::single(url)?, credentials)
+}
+
+fn build(
+    settings: &Settings,
+    target: TargetKind,
+    endpoints: Endpoints,
+    credentials: Credentials,
+) -> Result<Connected, ConnectError> {
+    let endpoint = match target {
+        TargetKind::Mts => endpoints.mts.clone(),
+        TargetKind::Ice(_) => endpoints.ice.clone(),
+    };
+    let client = Client::new(ClientConfig {
+        endpoints,
+        credentials,
+        timeout: settings.timeout,
+        max_idle_per_host: settings.concurrency(target),
+    })?;
+    Ok(Connected { client, endpoint })
+}
