@@ -304,7 +304,7 @@ mod tests {
         for (status, cat, person, url, retryable) in records {
             let mut r = ImageRecord::new("r", *status, cat, person, url);
             r.retryable = retryable.then_some(true);
-            encode(&r, &mut bytes);
+            encode(&crate::ledger::Record::Image(r), &mut bytes);
         }
         replay_from(Path::new("l"), &bytes[..]).unwrap()
     }

@@ -362,15 +362,18 @@ fn encode_lines(lines: &[GenLine]) -> Vec<Vec<u8>> {
                         ImageRecord::new("r1", *status, category_id, person_id, image_url);
                     record.face_id = face_id.clone();
                     record.retryable = (*status == Status::Failed).then_some(true);
-                    ledger::encode(&record, &mut out);
+                    ledger::encode(&ledger::Record::Image(record), &mut out);
                 }
                 GenLine::Run { start } => {
                     let record = RunRecord {
-                        v: ledger::SCHEMA_VERSION,
-                        kind: if *start { "run_start" } else { "run_end" }.into(),
                         ts: "2026-01-01T00:00:00.000Z".into(),
                         run: "r1".into(),
                         ..RunRecord::default()
+                    };
+                    let record = if *start {
+                        ledger::Record::RunStart(record)
+                    } else {
+                        ledger::Record::RunEnd(record)
                     };
                     ledger::encode(&record, &mut out);
                 }

@@ -6,13 +6,13 @@
 //! the samples are gone: whatever someone else put there, or made, stays.
 
 use std::collections::{HashMap, HashSet};
-use std::io::BufRead;
 use std::path::Path;
 
 use super::session::Session;
 use crate::api::{Algorithm, ApiError, Client, ErrorClass, Sample};
 use crate::ledger::{
-    self, Appender, ImageRecord, LedgerError, Lock, ObjectRecord, RunRecord, Status,
+    self, Appender, ImageRecord, LedgerError, Lock, ObjectKind, ObjectRecord, Record, RunRecord,
+    Status, TargetName,
 };
 use crate::manifest::{fold_id, image_key};
 
@@ -129,62 +129,73 @@ struct IceLedger {
     deleted: HashSet<String>,
 }
 
-/// Reads an ICE ledger; a torn last line is ignored, an MTS record is refused.
+/// Reads an ICE ledger through the one reader; an MTS record is refused.
 fn read_ledger(path: &Path) -> Result<IceLedger, IceOpsError> {
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(IceLedger::default()),
-        Err(source) => {
-            return Err(LedgerError::Open {
-                path: path.into(),
-                source,
-            }
-            .into());
-        }
-    };
     let mut ledger = IceLedger::default();
-    let reader = std::io::BufReader::new(file);
-    let bad = |line: u64, problem: String| IceOpsError::NotIce {
-        path: path.display().to_string(),
-        line,
-        problem,
-    };
-    for (index, text) in reader.split(b'\n').enumerate() {
-        let line = index as u64 + 1;
-        let text = text.map_err(|source| LedgerError::Read {
-            path: path.into(),
-            source,
-        })?;
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&text) else {
-            continue; // a torn line: replay before every run reports damage in the middle
-        };
-        match value["kind"].as_str() {
-            Some("image") => {
-                let record: ImageRecord =
-                    serde_json::from_value(value).map_err(|e| bad(line, e.to_string()))?;
-                if record.target.as_deref() != Some("ice") {
-                    return Err(bad(line, "an MTS record: this is not an ICE ledger".into()));
+    let mut not_ice: Option<u64> = None;
+    let mut line = 0u64;
+    let owned = |c: &Option<std::borrow::Cow<'_, str>>| c.as_deref().map(str::to_string);
+    ledger::scan(path, true, |entry| {
+        line += 1;
+        match entry {
+            ledger::Entry::Image(image) => {
+                if image.is_mts() {
+                    not_ice.get_or_insert(line);
+                    return;
                 }
-                ledger.algorithm = record.algorithm.clone().or(ledger.algorithm);
-                let key = image_key(&record.category_id, &record.person_id, &record.image_url);
+                let v = image.view;
+                let mut record = ImageRecord::new(
+                    image.run(),
+                    image.status,
+                    image.category_id,
+                    image.person_id,
+                    image.image_url,
+                );
+                record.target = v.target;
+                record.algorithm = owned(&v.algorithm);
+                record.lib_id = owned(&v.lib_id);
+                record.entity_id = owned(&v.entity_id);
+                record.sample_id = owned(&v.sample_id);
+                record.retryable = v.retryable;
+                ledger.algorithm = record.algorithm.clone().or(ledger.algorithm.take());
+                let key = image_key(image.category_id, image.person_id, image.image_url);
                 ledger.images.insert(key, record);
             }
-            Some("created") | Some("deleted") => {
-                let record: ObjectRecord =
-                    serde_json::from_value(value).map_err(|e| bad(line, e.to_string()))?;
+            ledger::Entry::Object(v) => {
+                let (Some(object), Some(lib_id)) = (v.object, v.lib_id.as_deref()) else {
+                    return;
+                };
+                let record = ObjectRecord {
+                    ts: owned(&v.ts).unwrap_or_default(),
+                    run: v.run().to_string(),
+                    target: TargetName::Ice,
+                    algorithm: owned(&v.algorithm).unwrap_or_default(),
+                    object,
+                    name: owned(&v.name).unwrap_or_default(),
+                    lib_id: lib_id.to_string(),
+                    entity_id: owned(&v.entity_id),
+                    recovered: None,
+                };
                 let id = record
                     .entity_id
                     .clone()
                     .unwrap_or_else(|| record.lib_id.clone());
-                if record.kind == "deleted" {
+                if v.kind == Some(ledger::read::LineKind::Deleted) {
                     ledger.deleted.insert(id);
                 } else {
                     ledger.deleted.remove(&id);
                     ledger.created.push(record);
                 }
             }
-            _ => {}
+            ledger::Entry::Run(_) => {}
         }
+    })?;
+    if let Some(line) = not_ice {
+        return Err(IceOpsError::NotIce {
+            path: path.display().to_string(),
+            line,
+            problem: "an MTS record: this is not an ICE ledger".into(),
+        });
     }
     Ok(ledger)
 }
@@ -319,7 +330,7 @@ fn compare(book: &IceLedger, server: &Server, report: &mut VerifyReport) {
             entities.insert(entity);
         }
         match record.status {
-            Some(Status::Registered) => {
+            Status::Registered => {
                 let id = record.sample_id.as_deref().unwrap_or_default();
                 if server.samples.contains_key(id) {
                     report.ok += 1;
@@ -330,8 +341,8 @@ fn compare(book: &IceLedger, server: &Server, report: &mut VerifyReport) {
                         .push(finding(record, "the recorded sample is gone"));
                 }
             }
-            Some(Status::Pending) | Some(Status::Failed) => {
-                if record.status == Some(Status::Failed) && record.retryable != Some(true) {
+            Status::Pending | Status::Failed => {
+                if record.status == Status::Failed && record.retryable != Some(true) {
                     continue; // refused for good: nothing to look for
                 }
                 match on_server {
@@ -387,7 +398,7 @@ pub async fn rollback(
     let in_scope = |run: &str| options.run.as_deref().is_none_or(|r| r == run);
     let mut groups: HashMap<(String, String), Vec<&ImageRecord>> = HashMap::new();
     for record in book.images.values() {
-        if record.status == Some(Status::Registered)
+        if record.status == Status::Registered
             && record.sample_id.is_some()
             && in_scope(&record.run)
         {
@@ -488,7 +499,7 @@ async fn remove_empty(
     dry_run: bool,
 ) -> Result<(), ApiError> {
     let (client, algorithm) = (&session.client, session.algorithm);
-    for made in created.iter().filter(|c| c.object == "entity") {
+    for made in created.iter().filter(|c| c.object == ObjectKind::Entity) {
         let Some(entity_id) = made.entity_id.as_deref() else {
             continue;
         };
@@ -510,7 +521,7 @@ async fn remove_empty(
         out.deleted(made);
         report.entities_deleted.push(entity_id.to_string());
     }
-    for made in created.iter().filter(|c| c.object == "lib") {
+    for made in created.iter().filter(|c| c.object == ObjectKind::Lib) {
         let lib_id = made.lib_id.as_str();
         let entities = match session.entities(lib_id).await {
             Ok(entities) => entities,
@@ -570,14 +581,14 @@ impl Outbox {
 
     fn run_record(&mut self, kind: &str) {
         let record = RunRecord {
-            v: ledger::SCHEMA_VERSION,
-            kind: kind.into(),
-            ts: crate::clock::now_rfc3339(),
-            run: self.run.clone(),
-            command: Some("rollback".into()),
-            target: Some("ice".into()),
+            target: Some(TargetName::Ice),
             algorithm: Some(self.algorithm.to_string()),
-            ..RunRecord::default()
+            ..RunRecord::start(&self.run, "rollback")
+        };
+        let record = if kind == "run_start" {
+            Record::RunStart(record)
+        } else {
+            Record::RunEnd(record)
         };
         ledger::encode(&record, &mut self.buf);
     }
@@ -590,24 +601,23 @@ impl Outbox {
             &last.person_id,
             &last.image_url,
         );
-        record.target = last.target.clone();
+        record.target = last.target;
         record.algorithm = last.algorithm.clone();
         record.lib_id = last.lib_id.clone();
         record.entity_id = last.entity_id.clone();
         record.sample_id = last.sample_id.clone();
         record.reason = Some(reason.into());
-        ledger::encode(&record, &mut self.buf);
+        ledger::encode(&Record::Image(record), &mut self.buf);
     }
 
     fn deleted(&mut self, made: &ObjectRecord) {
         let record = ObjectRecord {
-            kind: "deleted".into(),
             ts: crate::clock::now_rfc3339(),
             run: self.run.clone(),
             recovered: None,
             ..made.clone()
         };
-        ledger::encode(&record, &mut self.buf);
+        ledger::encode(&Record::Deleted(record), &mut self.buf);
     }
 
     fn flush(&mut self) -> Result<(), LedgerError> {

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::exit::Exit;
+use crate::ledger::{self as scan, Entry};
 use crate::ledger::{KeyMap, Status};
 use crate::manifest::{fold_id, image_key};
-use crate::ops::scan::{self, Entry};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {

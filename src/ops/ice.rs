@@ -16,7 +16,7 @@ pub fn is_ice_ledger(path: &Path) -> bool {
         .ok()
         .and_then(|replay| replay.last_run_start)
         .and_then(|run| run.target)
-        .is_some_and(|target| target == "ice")
+        .is_some_and(|target| target == crate::ledger::TargetName::Ice)
 }
 
 fn options(qps: u32, max_attempts: u32) -> IceOpsOptions {

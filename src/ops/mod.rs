@@ -11,7 +11,6 @@ pub mod export;
 pub mod ice;
 pub mod metrics;
 pub mod rollback;
-pub(crate) mod scan;
 pub mod status;
 pub mod verify;
 mod verify_render;
@@ -20,7 +19,7 @@ pub mod verify_repair;
 use std::path::Path;
 
 use crate::exit::Exit;
-use crate::ledger::{self, Appender, ImageRecord, LedgerError, Lock, RunRecord};
+use crate::ledger::{self, Appender, ImageRecord, LedgerError, Lock, Record, RunRecord};
 
 /// The ledger opened for writing by an operator command: locked, torn tail cut off, bracketed
 /// by a `run_start` and a `run_end` record like a run, so `status` shows who changed what.
@@ -47,17 +46,10 @@ impl Journal {
             run_id: uuid::Uuid::new_v4().to_string(),
         };
         let start = RunRecord {
-            v: ledger::SCHEMA_VERSION,
-            kind: "run_start".into(),
-            ts: crate::clock::now_rfc3339(),
-            run: journal.run_id.clone(),
-            command: Some(command.into()),
             endpoint: Some(endpoint.into()),
-            pid: Some(std::process::id()),
-            version: Some(env!("CARGO_PKG_VERSION").into()),
-            ..RunRecord::default()
+            ..RunRecord::start(&journal.run_id, command)
         };
-        journal.write(&[], Some(&start))?;
+        journal.write(&[], Some(Record::RunStart(start)))?;
         Ok(journal)
     }
 
@@ -76,14 +68,14 @@ impl Journal {
     pub fn write(
         &mut self,
         records: &[ImageRecord],
-        run: Option<&RunRecord>,
+        run: Option<Record>,
     ) -> Result<(), LedgerError> {
         let mut buf = Vec::with_capacity(256 * (records.len() + 1));
         for record in records {
-            ledger::encode(record, &mut buf);
+            ledger::encode(&Record::Image(record.clone()), &mut buf);
         }
         if let Some(run) = run {
-            ledger::encode(run, &mut buf);
+            ledger::encode(&run, &mut buf);
         }
         if buf.is_empty() {
             return Ok(());
@@ -99,17 +91,8 @@ impl Journal {
         exit: Exit,
         summary: serde_json::Value,
     ) -> Result<(), LedgerError> {
-        let end = RunRecord {
-            v: ledger::SCHEMA_VERSION,
-            kind: "run_end".into(),
-            ts: crate::clock::now_rfc3339(),
-            run: self.run_id.clone(),
-            outcome: Some(outcome.into()),
-            exit_code: Some(exit.code()),
-            summary: Some(summary),
-            ..RunRecord::default()
-        };
-        self.write(&[], Some(&end))
+        let end = RunRecord::end(&self.run_id, outcome, exit.code(), summary);
+        self.write(&[], Some(Record::RunEnd(end)))
     }
 }
 

@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 
 use crate::api::Client;
 use crate::exit::Exit;
+use crate::ledger::{self as scan, Entry};
 use crate::ledger::{ImageRecord, KeyMap, Lock, Status};
 use crate::manifest::{fold_id, image_key, person_key};
 use crate::ops::Journal;
 use crate::ops::calls::{self, CallError, Caller};
-use crate::ops::scan::{self, Entry};
 use crate::pipeline::stop::StopReason;
 
 /// Which faces to unregister.
@@ -140,6 +140,7 @@ fn collect(path: &std::path::Path, scope: &Scope) -> Result<Collected, String> {
                 collected.run_seen |= view.run.as_deref() == wanted;
                 return;
             }
+            Entry::Object(_) => return,
             Entry::Image(image) => image,
         };
         collected.run_seen |= Some(image.run()) == wanted;

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::exit::Exit;
+use crate::ledger::{self as scan, Entry, View};
 use crate::ledger::{self, KeyMap, Status};
 use crate::manifest::{fold_id, image_key};
-use crate::ops::scan::{self, Entry, View};
 use crate::plan;
 
 /// Validated flags of `status`.
@@ -193,18 +193,10 @@ impl Tally {
     fn add(&mut self, entry: Entry<'_, '_>) {
         let image = match entry {
             Entry::Run(view) => return self.run(view),
+            Entry::Object(_) => return,
             Entry::Image(image) => image,
         };
-        let target = if image.is_mts() {
-            "mts".to_string()
-        } else {
-            image
-                .view
-                .target
-                .as_deref()
-                .unwrap_or_default()
-                .to_ascii_lowercase()
-        };
+        let target = if image.is_mts() { "mts" } else { "ice" }.to_string();
         let folded = (target, fold_id(image.category_id));
         let next = self.libraries.len() as u32;
         let index = *self
@@ -222,7 +214,7 @@ impl Tally {
     fn run(&mut self, view: &View<'_>) {
         let run = view.run.as_deref().unwrap_or_default();
         let ts = view.ts.as_deref().map(str::to_string);
-        if view.kind.as_deref() == Some("run_start") {
+        if view.kind == Some(ledger::read::LineKind::RunStart) {
             self.last_run = Some(LastRun {
                 run: run.to_string(),
                 command: view.command.as_deref().map(str::to_string),
@@ -327,11 +319,12 @@ fn render_counts(counts: &Counts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::{ImageRecord, RunRecord, encode};
+    use crate::ledger::{ImageRecord, Record, RunRecord, encode};
 
     fn image(run: &str, status: Status, cat: &str, person: &str, url: &str) -> Vec<u8> {
         let mut out = Vec::new();
-        encode(&ImageRecord::new(run, status, cat, person, url), &mut out);
+        let record = ImageRecord::new(run, status, cat, person, url);
+        encode(&Record::Image(record), &mut out);
         out
     }
 
@@ -341,14 +334,12 @@ mod tests {
         let path = dir.path().join("l.jsonl");
         let mut bytes = Vec::new();
         let start = RunRecord {
-            v: 1,
-            kind: "run_start".into(),
             ts: "t1".into(),
             run: "r1".into(),
             command: Some("run".into()),
             ..RunRecord::default()
         };
-        encode(&start, &mut bytes);
+        encode(&Record::RunStart(start), &mut bytes);
         bytes.extend(image("r1", Status::Pending, "Lib", "Alice", "u1"));
         bytes.extend(image("r1", Status::Registered, "lib", "alice", "u1"));
         bytes.extend(image("r1", Status::Failed, "LIB", "bob", "u2"));

@@ -11,12 +11,12 @@ use serde::Serialize;
 
 use crate::api::{Client, CustomPersons};
 use crate::exit::Exit;
+use crate::ledger::{self as scan, Entry as LedgerEntry};
 use crate::ledger::{KeyMap, Lock, Status};
 use crate::manifest::{self, Entry, fold_id, image_key, person_key};
 use crate::ops::calls::{self, CallError, Caller};
 use crate::ops::drift::{self, Drift, Expected, Inputs, LedgerFace, LibraryInputs};
 use crate::ops::metrics::{self, VerifyFigures};
-use crate::ops::scan::{self, Entry as LedgerEntry};
 use crate::ops::verify_repair::{self, RepairPlan};
 use crate::plan::MAX_FACES_PER_PERSON;
 

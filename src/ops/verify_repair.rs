@@ -258,12 +258,12 @@ mod tests {
         let mut bytes = Vec::new();
         let mut registered = ImageRecord::new("r1", Status::Registered, "lib", "alice", url);
         registered.face_id = Some("f1".into());
-        ledger::encode(&registered, &mut bytes);
+        ledger::encode(&ledger::Record::Image(registered), &mut bytes);
         assert_eq!(to_send(&bytes), (0, false));
         let mut removed = ImageRecord::new("r2", Status::Removed, "LIB", "Alice", url);
         removed.face_id = Some("f1".into());
         removed.reason = Some(super::VANISHED_REASON.into());
-        ledger::encode(&removed, &mut bytes);
+        ledger::encode(&ledger::Record::Image(removed), &mut bytes);
         assert_eq!(
             to_send(&bytes),
             (1, false),

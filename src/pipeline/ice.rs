@@ -16,7 +16,7 @@ use tokio::sync::OnceCell;
 
 use crate::api::{Algorithm, ApiError, ErrorClass, Page};
 use crate::ice::{PAGE_SIZE, all_pages, entity_info};
-use crate::ledger::{self, ImageRecord, ObjectRecord, Status};
+use crate::ledger::{ImageRecord, ObjectKind, ObjectRecord, Record, Status, TargetName};
 use crate::manifest::fold_id;
 use crate::pipeline::recorder::Event;
 use crate::pipeline::stop::StopReason;
@@ -248,7 +248,7 @@ impl IceWorker {
             Ok(created) => created,
             Err(refused) => return Ok(Err(refused)),
         };
-        self.created("lib", name, &created, &created.id, None);
+        self.created(ObjectKind::Lib, name, &created, &created.id, None);
         Ok(slot(created.id, !created.recovered))
     }
 
@@ -304,7 +304,13 @@ impl IceWorker {
             Ok(created) => created,
             Err(refused) => return Ok(Err(refused)),
         };
-        self.created("entity", name, &created, lib_id, Some(&created.id));
+        self.created(
+            ObjectKind::Entity,
+            name,
+            &created,
+            lib_id,
+            Some(&created.id),
+        );
         Ok(Ok(Arc::new(EntitySlot {
             created_now: !created.recovered,
             entity_id: created.id,
@@ -513,31 +519,29 @@ impl IceWorker {
 
     fn created(
         &self,
-        object: &str,
+        object: ObjectKind,
         name: &str,
         created: &Created,
         lib_id: &str,
         entity_id: Option<&str>,
     ) {
         let record = ObjectRecord {
-            v: ledger::SCHEMA_VERSION,
-            kind: "created".into(),
             ts: crate::clock::now_rfc3339(),
             run: self.ctx.run_id.clone(),
-            target: "ice".into(),
+            target: TargetName::Ice,
             algorithm: self.algorithm.to_string(),
-            object: object.into(),
+            object,
             name: name.into(),
             lib_id: lib_id.into(),
             entity_id: entity_id.map(str::to_string),
             recovered: created.recovered.then_some(true),
         };
-        self.ctx.events.send(Event::Object(record));
+        self.ctx.events.send(Event::Record(Record::Created(record)));
     }
 }
 
 /// Marks an image record as belonging to an ICE import with `algorithm`.
 pub(crate) fn stamp(record: &mut ImageRecord, algorithm: Algorithm) {
-    record.target = Some("ice".into());
+    record.target = Some(TargetName::Ice);
     record.algorithm = Some(algorithm.to_string());
 }

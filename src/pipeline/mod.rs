@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::api::{Algorithm, ApiError, Client};
 use crate::clock::Jitter;
-use crate::ledger::{self, Appender, ImageRecord, LedgerError, Lock, Replay, RunRecord};
+use crate::ledger::{self, Appender, ImageRecord, LedgerError, Lock, Record, Replay, RunRecord};
 use crate::manifest::{self, ManifestError};
 use crate::pacer::Pacer;
 use crate::plan::{self, Plan, Rejected};
@@ -33,7 +33,10 @@ fn check_ledger(target: Target, replay: &Replay) -> Result<(), RunError> {
     let Some(last) = &replay.last_run_start else {
         return Ok(());
     };
-    let kind = last.target.as_deref().unwrap_or("mts");
+    let kind = last.target.map_or("mts", |t| match t {
+        crate::ledger::TargetName::Mts => "mts",
+        crate::ledger::TargetName::Ice => "ice",
+    });
     let algorithm = last.algorithm.as_deref();
     let wanted = target.algorithm().map(Algorithm::as_str);
     if kind == target.name() && (algorithm == wanted || algorithm.is_none()) {
@@ -139,7 +142,7 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
     let (events, recorder) =
         recorder::start(appender, config.progress, plan.counts.to_send, on_failure);
     let run_id = uuid::Uuid::new_v4().to_string();
-    events.send(Event::Run(run_start(&config, &run_id)));
+    events.send(Event::Record(Record::RunStart(run_start(&config, &run_id))));
     for rejected in plan.rejected.iter().filter(|r| !r.already_recorded) {
         let record = rejected_record(&run_id, rejected, config.target);
         events.send(Event::Outcome(record));
@@ -260,18 +263,14 @@ fn append_run_end(
     run_id: &str,
     summary: &Summary,
 ) -> Result<(), LedgerError> {
-    let record = RunRecord {
-        v: ledger::SCHEMA_VERSION,
-        kind: "run_end".into(),
-        ts: crate::clock::now_rfc3339(),
-        run: run_id.into(),
-        outcome: Some(summary.outcome.clone()),
-        exit_code: Some(summary.exit_code),
-        summary: serde_json::to_value(summary).ok(),
-        ..RunRecord::default()
-    };
+    let record = RunRecord::end(
+        run_id,
+        &summary.outcome,
+        summary.exit_code,
+        serde_json::to_value(summary).unwrap_or_default(),
+    );
     let mut buf = Vec::new();
-    ledger::encode(&record, &mut buf);
+    ledger::encode(&Record::RunEnd(record), &mut buf);
     appender.append(&buf)?;
     appender.sync()
 }
@@ -381,18 +380,11 @@ pub(crate) async fn watch_signals(stop: Arc<Stop>) {
 
 fn run_start(config: &RunConfig, run_id: &str) -> RunRecord {
     RunRecord {
-        v: ledger::SCHEMA_VERSION,
-        kind: "run_start".into(),
-        ts: crate::clock::now_rfc3339(),
-        run: run_id.into(),
-        command: Some("run".into()),
         manifest: Some(config.manifest.display().to_string()),
         endpoint: Some(config.endpoint.clone()),
-        pid: Some(std::process::id()),
-        version: Some(env!("CARGO_PKG_VERSION").into()),
-        target: Some(config.target.name().into()),
+        target: Some(config.target.ledger_name()),
         algorithm: config.target.algorithm().map(|a| a.to_string()),
-        ..RunRecord::default()
+        ..RunRecord::start(run_id, "run")
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::ledger::{Appender, ImageRecord, LedgerError, ObjectRecord, RunRecord, Status, encode};
+use crate::ledger::{Appender, ImageRecord, LedgerError, Record, Status, encode};
 use crate::plan::Rejected;
 use crate::report::{Figures, Progress, ProgressMode};
 
@@ -28,11 +28,10 @@ pub(crate) enum Event {
         records: Vec<ImageRecord>,
         durable: oneshot::Sender<bool>,
     },
-    /// A final word on an image (registered, failed, invalid, skipped).
+    /// A final word on an image (registered, failed, invalid, skipped, removed).
     Outcome(ImageRecord),
-    Run(RunRecord),
-    /// An ICE library or entity this run created.
-    Object(ObjectRecord),
+    /// Any other line: a run's start, an ICE library or entity created or deleted.
+    Record(Record),
     Retry,
     Throttled,
     Lookup,
@@ -179,17 +178,16 @@ fn record(
 fn take(event: Event, buf: &mut Vec<u8>, unsynced: &mut Unsynced, figures: &mut Figures) {
     match event {
         Event::Pending { records, durable } => {
-            for record in &records {
-                encode(record, buf);
+            for record in records {
+                encode(&Record::Image(record), buf);
             }
             unsynced.waiting.push(durable);
         }
         Event::Outcome(record) => {
-            encode(&record, buf);
             unsynced.counted.push(Counted::of(&record));
+            encode(&Record::Image(record), buf);
         }
-        Event::Run(record) => encode(&record, buf),
-        Event::Object(record) => encode(&record, buf),
+        Event::Record(record) => encode(&record, buf),
         Event::Retry => figures.retries += 1,
         Event::Throttled => figures.throttled += 1,
         Event::Lookup => figures.lookups += 1,
@@ -241,9 +239,9 @@ enum Counted {
 impl Counted {
     fn of(record: &ImageRecord) -> Counted {
         match record.status {
-            Some(Status::Registered) if record.recovered == Some(true) => Counted::Recovered,
-            Some(Status::Registered) => Counted::Registered,
-            Some(Status::Failed) if record.retryable != Some(true) => {
+            Status::Registered if record.recovered == Some(true) => Counted::Recovered,
+            Status::Registered => Counted::Registered,
+            Status::Failed if record.retryable != Some(true) => {
                 Counted::Failed(Box::new(Rejected {
                     line: record.line.unwrap_or(0),
                     category_id: record.category_id.clone(),

@@ -28,6 +28,14 @@ impl TargetKind {
         }
     }
 
+    /// The target as the ledger records it.
+    pub fn ledger_name(self) -> crate::ledger::TargetName {
+        match self {
+            TargetKind::Mts => crate::ledger::TargetName::Mts,
+            TargetKind::Ice(_) => crate::ledger::TargetName::Ice,
+        }
+    }
+
     pub fn algorithm(self) -> Option<Algorithm> {
         match self {
             TargetKind::Mts => None,

@@ -1,24 +1,43 @@
-//! Streaming the ledger for the operator commands: one borrowed view per line, handed to a
-//! callback and dropped, so a ledger of millions of lines is read in constant memory.
+//! The one reader of the ledger: every command (replay before a run, status, export, verify,
+//! rollback) streams it through here. One borrowed view per line, handed to a callback and
+//! dropped, so a ledger of millions of lines is read in constant memory.
 //!
-//! Same tolerance as `ledger::replay`: a torn last line is skipped (and measured, so a writer can
-//! cut it off); any other unreadable line is an error naming file, line and column.
+//! Only a torn *last* line is tolerated (skipped, and measured so a writer can cut it off); any
+//! other unreadable line is an error naming file, line and column. A line longer than
+//! [`MAX_LINE_BYTES`] is corruption too, and only regular files are read (never `/dev/zero`).
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::ledger::{LedgerError, SCHEMA_VERSION, Status};
+use super::LedgerError;
+use super::record::{ObjectKind, SCHEMA_VERSION, Status, TargetName};
 
-/// The fields the operator commands read, borrowed from the line when it holds no escapes.
+/// The longest line a ledger may hold; the longest real record is a few kilobytes.
+pub const MAX_LINE_BYTES: u64 = 1 << 20;
+
+/// What kind of line this is; kinds from later versions of the schema are `Other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineKind {
+    Image,
+    RunStart,
+    RunEnd,
+    Created,
+    Deleted,
+    #[serde(other)]
+    Other,
+}
+
+/// The fields any reader needs, borrowed from the line when it holds no escapes.
 #[derive(Debug, Default, Deserialize)]
-pub(crate) struct View<'a> {
+pub struct View<'a> {
     pub v: Option<u32>,
-    #[serde(borrow, default)]
-    pub kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub kind: Option<LineKind>,
     #[serde(borrow, default)]
     pub ts: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -33,10 +52,26 @@ pub(crate) struct View<'a> {
     pub image_url: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub person_name: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub line: Option<u64>,
     #[serde(borrow, default)]
     pub face_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub recovered: Option<bool>,
+    #[serde(default)]
+    pub attempts: Option<u32>,
     #[serde(borrow, default)]
-    pub target: Option<Cow<'a, str>>,
+    pub error_code: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub message: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub retryable: Option<bool>,
+    #[serde(borrow, default)]
+    pub reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub target: Option<TargetName>,
+    #[serde(borrow, default)]
+    pub algorithm: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub lib_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -46,13 +81,32 @@ pub(crate) struct View<'a> {
     #[serde(borrow, default)]
     pub command: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
+    pub manifest: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub endpoint: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
     pub outcome: Option<Cow<'a, str>>,
     #[serde(default)]
     pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub object: Option<ObjectKind>,
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+}
+
+impl View<'_> {
+    pub fn run(&self) -> &str {
+        self.run.as_deref().unwrap_or_default()
+    }
+
+    /// The record is about the MTS service (absent `target` means MTS).
+    pub fn is_mts(&self) -> bool {
+        self.target.is_none_or(|t| t == TargetName::Mts)
+    }
 }
 
 /// One complete image record: the four fields every image record has, checked.
-pub(crate) struct Image<'v, 'a> {
+pub struct Image<'v, 'a> {
     pub view: &'v View<'a>,
     pub status: Status,
     pub category_id: &'v str,
@@ -61,33 +115,39 @@ pub(crate) struct Image<'v, 'a> {
 }
 
 impl Image<'_, '_> {
-    /// The record is about the MTS service (absent `target` means MTS).
     pub fn is_mts(&self) -> bool {
-        self.view
-            .target
-            .as_deref()
-            .is_none_or(|t| t.eq_ignore_ascii_case("mts"))
+        self.view.is_mts()
     }
 
     pub fn run(&self) -> &str {
-        self.view.run.as_deref().unwrap_or_default()
+        self.view.run()
     }
 
     pub fn face_id(&self) -> Option<&str> {
         self.view.face_id.as_deref()
     }
+
+    /// The server's id of the image: FaceId (MTS) or SampleId (ICE).
+    pub fn server_id(&self) -> Option<&str> {
+        self.view
+            .face_id
+            .as_deref()
+            .or(self.view.sample_id.as_deref())
+    }
 }
 
 /// What the callback is given for each line.
-pub(crate) enum Entry<'v, 'a> {
+pub enum Entry<'v, 'a> {
     Image(Image<'v, 'a>),
     /// `run_start` or `run_end`.
     Run(&'v View<'a>),
+    /// ICE `created` or `deleted`.
+    Object(&'v View<'a>),
 }
 
 /// What a scan measured.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Scanned {
+pub struct Scanned {
     pub lines: u64,
     /// Bytes at the end that form no complete line; an appender cuts them off first.
     pub torn_tail: u64,
@@ -95,7 +155,7 @@ pub(crate) struct Scanned {
 
 /// Streams the ledger at `path` through `each`. A missing file is an empty ledger when
 /// `missing_ok`, else an `Open` error.
-pub(crate) fn scan(
+pub fn scan(
     path: &Path,
     missing_ok: bool,
     each: impl FnMut(Entry<'_, '_>),
@@ -112,10 +172,20 @@ pub(crate) fn scan(
             });
         }
     };
+    let is_file = file
+        .metadata()
+        .map_err(|source| LedgerError::Open {
+            path: path.into(),
+            source,
+        })?
+        .is_file();
+    if !is_file {
+        return Err(LedgerError::NotAFile { path: path.into() });
+    }
     scan_from(path, BufReader::with_capacity(1 << 20, file), each)
 }
 
-pub(crate) fn scan_from(
+pub fn scan_from(
     path: &Path,
     mut reader: impl BufRead,
     mut each: impl FnMut(Entry<'_, '_>),
@@ -124,7 +194,8 @@ pub(crate) fn scan_from(
     let mut buf = Vec::with_capacity(512);
     loop {
         buf.clear();
-        let n = reader
+        let n = (&mut reader)
+            .take(MAX_LINE_BYTES + 1)
             .read_until(b'\n', &mut buf)
             .map_err(|source| LedgerError::Read {
                 path: path.into(),
@@ -134,6 +205,16 @@ pub(crate) fn scan_from(
             break;
         }
         if buf.last() != Some(&b'\n') {
+            if n as u64 > MAX_LINE_BYTES {
+                return Err(LedgerError::Corrupt {
+                    path: path.into(),
+                    line: scanned.lines + 1,
+                    column: 1,
+                    problem: format!(
+                        "a line longer than {MAX_LINE_BYTES} bytes: this is not a ledger"
+                    ),
+                });
+            }
             scanned.torn_tail = n as u64;
             break;
         }
@@ -171,10 +252,14 @@ fn apply(
             version,
         });
     }
-    match view.kind.as_deref() {
-        Some("image") => {}
-        Some("run_start" | "run_end") => {
+    match view.kind {
+        Some(LineKind::Image) => {}
+        Some(LineKind::RunStart | LineKind::RunEnd) => {
             each(Entry::Run(&view));
+            return Ok(());
+        }
+        Some(LineKind::Created | LineKind::Deleted) => {
+            each(Entry::Object(&view));
             return Ok(());
         }
         // Kinds from later versions of the same schema are not ours to interpret.
@@ -209,7 +294,8 @@ mod tests {
         let mut seen = Vec::new();
         let scanned = scan_from(Path::new("t.jsonl"), bytes, |entry| match entry {
             Entry::Image(i) => seen.push(format!("{}:{}", i.status.as_str(), i.image_url)),
-            Entry::Run(r) => seen.push(r.kind.as_deref().unwrap_or_default().to_string()),
+            Entry::Run(r) => seen.push(format!("{:?}", r.kind)),
+            Entry::Object(o) => seen.push(format!("{:?}", o.kind)),
         })?;
         Ok((scanned, seen))
     }
@@ -220,7 +306,7 @@ mod tests {
 {\"v\":1,\"kind\":\"image\",\"ts\":\"t\",\"run\":\"r\",\"status\":\"registered\",\"category_id\":\"c\",\"person_id\":\"p\",\"image_url\":\"u\\u0041\",\"face_id\":\"f\"}\n\
 {\"v\":1,\"kind\":\"ima";
         let (scanned, seen) = scan_bytes(bytes).unwrap();
-        assert_eq!(seen, ["run_start", "registered:uA"]);
+        assert_eq!(seen, ["Some(RunStart)", "registered:uA"]);
         assert_eq!(scanned.lines, 2);
         assert_eq!(scanned.torn_tail, 18);
     }
@@ -239,5 +325,34 @@ mod tests {
         ));
         let unknown_status = b"{\"v\":1,\"kind\":\"image\",\"status\":\"gone\",\"category_id\":\"c\",\"person_id\":\"p\",\"image_url\":\"u\"}\n";
         assert!(scan_bytes(unknown_status).is_err());
+    }
+
+    #[test]
+    fn a_line_over_the_cap_is_corruption_not_a_torn_tail() {
+        let mut bytes = b"{\"v\":1,\"kind\":\"image\",\"x\":\"".to_vec();
+        bytes.resize(MAX_LINE_BYTES as usize + 10, b'a');
+        match scan_bytes(&bytes) {
+            Err(LedgerError::Corrupt {
+                line: 1, problem, ..
+            }) => {
+                assert!(problem.contains("longer than"), "{problem}")
+            }
+            other => panic!("expected Corrupt, got {:?}", other.map(|s| s.0)),
+        }
+    }
+
+    #[test]
+    fn a_ledger_that_is_not_a_regular_file_is_refused() {
+        assert!(matches!(
+            scan(Path::new("/dev/zero"), false, |_| {}),
+            Err(LedgerError::NotAFile { .. })
+        ));
+    }
+
+    #[test]
+    fn created_and_deleted_records_reach_the_reader_as_objects() {
+        let bytes = b"{\"v\":1,\"kind\":\"created\",\"ts\":\"t\",\"run\":\"r\",\"target\":\"ice\",\"algorithm\":\"face\",\"object\":\"lib\",\"name\":\"n\",\"lib_id\":\"L\"}\n";
+        let (_, seen) = scan_bytes(bytes).unwrap();
+        assert_eq!(seen, ["Some(Created)"]);
     }
 }

@@ -1,179 +1,28 @@
-//! The ledger: an append-only JSON Lines file of what happened to every image, and its replay.
+//! The ledger: an append-only JSON Lines file of what happened to every image, its one record
+//! type (`record`), its one reader (`read`) and the replay a run plans against.
 //!
 //! One record per line, self-describing (`v`, `kind`). The last record for an image wins. A torn
 //! last line (power loss mid-write) is dropped on replay and cut off before the next append; any
-//! other unreadable line stops the run rather than guessing. Only the pipeline's recorder writes.
+//! other unreadable line stops the command rather than guessing. Every command that appends goes
+//! through the one writer, the pipeline's recorder.
 
-use std::borrow::Cow;
+pub mod read;
+pub mod record;
+
+pub use read::{Entry, Image, Scanned, View, scan, scan_from};
+pub use record::{
+    ImageRecord, ObjectKind, ObjectRecord, Record, RunRecord, SCHEMA_VERSION, Status, TargetName,
+    encode,
+};
+
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::manifest::{image_key, person_key};
-
-/// The record format version written by this build; replay accepts this and older.
-pub const SCHEMA_VERSION: u32 = 1;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Pending,
-    Registered,
-    Failed,
-    Invalid,
-    Skipped,
-    Removed,
-}
-
-impl Status {
-    fn parse(text: &str) -> Option<Status> {
-        Some(match text {
-            "pending" => Status::Pending,
-            "registered" => Status::Registered,
-            "failed" => Status::Failed,
-            "invalid" => Status::Invalid,
-            "skipped" => Status::Skipped,
-            "removed" => Status::Removed,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Registered => "registered",
-            Status::Failed => "failed",
-            Status::Invalid => "invalid",
-            Status::Skipped => "skipped",
-            Status::Removed => "removed",
-        }
-    }
-}
-
-/// One line about one image. Field order is the order in the file.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct ImageRecord {
-    pub v: u32,
-    pub kind: Cow<'static, str>,
-    pub ts: String,
-    pub run: String,
-    pub status: Option<Status>,
-    pub category_id: String,
-    pub person_id: String,
-    pub image_url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub person_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub line: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub face_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recovered: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attempts: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retryable: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// `ice` for ICE recognition-library records; absent means MTS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub algorithm: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lib_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub entity_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sample_id: Option<String>,
-}
-
-impl ImageRecord {
-    /// A record of `status` for one image, stamped now, in run `run`.
-    pub fn new(
-        run: &str,
-        status: Status,
-        category_id: &str,
-        person_id: &str,
-        image_url: &str,
-    ) -> ImageRecord {
-        ImageRecord {
-            v: SCHEMA_VERSION,
-            kind: Cow::Borrowed("image"),
-            ts: crate::clock::now_rfc3339(),
-            run: run.to_string(),
-            status: Some(status),
-            category_id: category_id.to_string(),
-            person_id: person_id.to_string(),
-            image_url: image_url.to_string(),
-            ..ImageRecord::default()
-        }
-    }
-}
-
-/// A run's start or end: no `image_url`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct RunRecord {
-    pub v: u32,
-    /// `run_start` or `run_end`.
-    pub kind: String,
-    pub ts: String,
-    pub run: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub manifest: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub summary: Option<serde_json::Value>,
-    /// `mts` or `ice`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// The ICE algorithm of an ICE run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub algorithm: Option<String>,
-}
-
-/// An ICE library or entity that a run created (`kind: "created"`) or a rollback deleted
-/// (`kind: "deleted"`): what lets a rollback remove only what the tool itself made.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct ObjectRecord {
-    pub v: u32,
-    /// `created` or `deleted`.
-    pub kind: String,
-    pub ts: String,
-    pub run: String,
-    pub target: String,
-    pub algorithm: String,
-    /// `lib` or `entity`.
-    pub object: String,
-    /// The library's or entity's name (the manifest's category_id or person_id).
-    pub name: String,
-    pub lib_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub entity_id: Option<String>,
-    /// Found by a look-up after an answer that never arrived.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recovered: Option<bool>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -213,6 +62,10 @@ pub enum LedgerError {
         line: u64,
         version: u32,
     },
+    #[error(
+        "the ledger {path} is not a regular file; give --ledger a file path (a new one is created)"
+    )]
+    NotAFile { path: PathBuf },
     #[error(
         "the ledger {path} is in use by another face-enroll ({holder}). Wait for it to finish, or stop it; two runs on one ledger would register images twice."
     )]
@@ -278,129 +131,64 @@ impl Replay {
     }
 }
 
-/// The fields replay needs; everything else in a line is skipped unparsed.
-#[derive(Deserialize)]
-struct LineView<'a> {
-    v: Option<u32>,
-    #[serde(borrow)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    status: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    category_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    person_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    image_url: Option<Cow<'a, str>>,
-    retryable: Option<bool>,
-}
-
 /// Replays the ledger at `path`; a missing file is an empty ledger.
 pub fn replay(path: &Path) -> Result<Replay, LedgerError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Replay::default()),
-        Err(source) => {
-            return Err(LedgerError::Open {
-                path: path.into(),
-                source,
-            });
-        }
-    };
-    replay_from(path, BufReader::with_capacity(1 << 20, file))
-}
-
-pub fn replay_from(path: &Path, mut reader: impl BufRead) -> Result<Replay, LedgerError> {
     let mut replay = Replay::default();
-    let mut buf = Vec::with_capacity(512);
-    let read_err = |source| LedgerError::Read {
-        path: path.into(),
-        source,
-    };
-    loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(read_err)?;
-        if n == 0 {
-            break;
-        }
-        replay.lines += 1;
-        if buf.last() != Some(&b'\n') {
-            // The last line has no newline: a write that did not finish. Nothing complete is lost.
-            replay.torn_tail = n as u64;
-            replay.lines -= 1;
-            break;
-        }
-        apply_line(&mut replay, path, &buf)?;
-    }
+    let scanned = read::scan(path, true, |entry| replay.apply(entry))?;
+    replay.finish(scanned);
     Ok(replay)
 }
 
-fn apply_line(replay: &mut Replay, path: &Path, raw: &[u8]) -> Result<(), LedgerError> {
-    let line_no = replay.lines;
-    let text = trim_ascii(raw);
-    if text.is_empty() {
-        return Ok(());
-    }
-    let view: LineView = serde_json::from_slice(text).map_err(|e| LedgerError::Corrupt {
-        path: path.into(),
-        line: line_no,
-        column: e.column() as u64,
-        problem: format!("not a ledger record ({e})"),
-    })?;
-    let corrupt = |problem: &str| LedgerError::Corrupt {
-        path: path.into(),
-        line: line_no,
-        column: 1,
-        problem: problem.to_string(),
-    };
-    let version = view
-        .v
-        .ok_or_else(|| corrupt("the record has no version field \"v\""))?;
-    if version > SCHEMA_VERSION {
-        return Err(LedgerError::TooNew {
-            path: path.into(),
-            line: line_no,
-            version,
-        });
-    }
-    match view.kind.as_deref() {
-        Some("image") => {}
-        Some("run_start") | Some("run_end") => {
-            let record: RunRecord =
-                serde_json::from_slice(text).map_err(|e| corrupt(&e.to_string()))?;
-            if record.kind == "run_start" {
-                replay.last_run_start = Some(record);
-                replay.last_run_end = None;
-            } else {
-                replay.last_run_end = Some(record);
-            }
-            return Ok(());
-        }
-        // Kinds from later versions of the same schema are not ours to interpret.
-        _ => return Ok(()),
-    }
-    let (Some(cat), Some(person), Some(url), Some(status)) = (
-        &view.category_id,
-        &view.person_id,
-        &view.image_url,
-        &view.status,
-    ) else {
-        return Err(corrupt(
-            "an image record needs category_id, person_id, image_url and status",
-        ));
-    };
-    let status = Status::parse(status).ok_or_else(|| corrupt("unknown status"))?;
-    let state = ImageState {
-        person: person_key(cat, person),
-        status,
-        retryable: view.retryable.unwrap_or(false),
-    };
-    replay.images.insert(image_key(cat, person, url), state);
-    Ok(())
+/// [`replay`] from any reader; `path` names it in messages.
+pub fn replay_from(path: &Path, reader: impl BufRead) -> Result<Replay, LedgerError> {
+    let mut replay = Replay::default();
+    let scanned = read::scan_from(path, reader, |entry| replay.apply(entry))?;
+    replay.finish(scanned);
+    Ok(replay)
 }
 
-fn trim_ascii(bytes: &[u8]) -> &[u8] {
-    bytes.trim_ascii()
+impl Replay {
+    fn apply(&mut self, entry: Entry<'_, '_>) {
+        match entry {
+            Entry::Image(image) => {
+                let state = ImageState {
+                    person: person_key(image.category_id, image.person_id),
+                    status: image.status,
+                    retryable: image.view.retryable.unwrap_or(false),
+                };
+                self.images.insert(
+                    image_key(image.category_id, image.person_id, image.image_url),
+                    state,
+                );
+            }
+            Entry::Run(view) => {
+                let record = RunRecord {
+                    ts: view.ts.as_deref().unwrap_or_default().into(),
+                    run: view.run().into(),
+                    command: view.command.as_deref().map(str::to_string),
+                    manifest: view.manifest.as_deref().map(str::to_string),
+                    endpoint: view.endpoint.as_deref().map(str::to_string),
+                    outcome: view.outcome.as_deref().map(str::to_string),
+                    exit_code: view.exit_code,
+                    target: view.target,
+                    algorithm: view.algorithm.as_deref().map(str::to_string),
+                    ..RunRecord::default()
+                };
+                if view.kind == Some(read::LineKind::RunStart) {
+                    self.last_run_start = Some(record);
+                    self.last_run_end = None;
+                } else {
+                    self.last_run_end = Some(record);
+                }
+            }
+            Entry::Object(_) => {}
+        }
+    }
+
+    fn finish(&mut self, scanned: Scanned) {
+        self.lines = scanned.lines;
+        self.torn_tail = scanned.torn_tail;
+    }
 }
 
 /// The ledger's lock: an advisory `flock` on `<ledger>.lock`, released by the kernel when the
@@ -550,12 +338,6 @@ fn sync_parent_dir(path: &Path) {
     }
 }
 
-/// Serialises a record as one line (with its newline) onto `out`.
-pub fn encode<T: Serialize>(record: &T, out: &mut Vec<u8>) {
-    serde_json::to_writer(&mut *out, record).expect("ledger records always serialise");
-    out.push(b'\n');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,7 +348,7 @@ mod tests {
         if status == Status::Registered {
             r.face_id = Some("face-1".into());
         }
-        encode(&r, &mut out);
+        encode(&Record::Image(r), &mut out);
         out
     }
 
@@ -636,19 +418,16 @@ mod tests {
     fn run_records_carry_no_image_and_are_remembered() {
         let mut bytes = Vec::new();
         let start = RunRecord {
-            v: 1,
-            kind: "run_start".into(),
             ts: "t".into(),
             run: "r1".into(),
             ..RunRecord::default()
         };
-        encode(&start, &mut bytes);
+        encode(&Record::RunStart(start.clone()), &mut bytes);
         let end = RunRecord {
-            kind: "run_end".into(),
             exit_code: Some(0),
             ..start.clone()
         };
-        encode(&end, &mut bytes);
+        encode(&Record::RunEnd(end), &mut bytes);
         let replay = replay_bytes(&bytes).unwrap();
         assert_eq!(replay.last_run_start.unwrap().run, "r1");
         assert_eq!(replay.last_run_end.unwrap().exit_code, Some(0));
@@ -691,5 +470,36 @@ mod tests {
             }
             other => panic!("expected Locked, got {:?}", other.err()),
         }
+    }
+
+    #[test]
+    fn ledgers_written_by_release_0_1_0_replay_and_every_line_reads_and_writes_back_unchanged() {
+        for (name, text) in [
+            (
+                "mts",
+                include_str!("../../tests/data/ledger-0.1.0-mts.jsonl"),
+            ),
+            (
+                "ice",
+                include_str!("../../tests/data/ledger-0.1.0-ice.jsonl"),
+            ),
+        ] {
+            let replay = replay_bytes(text.as_bytes()).unwrap();
+            assert_eq!(replay.lines as usize, text.lines().count(), "{name}");
+            assert_eq!(replay.torn_tail, 0);
+            for line in text.lines() {
+                let record: Record = serde_json::from_str(line).unwrap();
+                let mut out = Vec::new();
+                encode(&record, &mut out);
+                let again: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                let original: serde_json::Value = serde_json::from_str(line).unwrap();
+                assert_eq!(again, original, "{name}: {line}");
+            }
+        }
+        let mts = replay_bytes(include_bytes!("../../tests/data/ledger-0.1.0-mts.jsonl")).unwrap();
+        let count = |status| mts.images.values().filter(|s| s.status == status).count();
+        assert_eq!(count(Status::Registered), 37);
+        assert_eq!(count(Status::Invalid), 1);
+        assert_eq!(count(Status::Skipped), 2);
     }
 }

@@ -1,0 +1,268 @@
+//! The ledger's one record type: a serde-tagged enum over the kinds of line (`kind`), each line
+//! written as `{"v":1,"kind":…,…}`. Status, target and object are enums, never free strings.
+
+use serde::{Deserialize, Serialize};
+
+/// The record format version written by this build; replay accepts this and older.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What happened to an image, as its last record says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Registered,
+    Failed,
+    Invalid,
+    Skipped,
+    Removed,
+}
+
+impl Status {
+    /// Every status, in the order reports show them.
+    pub const ALL: [Status; 6] = [
+        Status::Registered,
+        Status::Pending,
+        Status::Failed,
+        Status::Invalid,
+        Status::Skipped,
+        Status::Removed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Registered => "registered",
+            Status::Failed => "failed",
+            Status::Invalid => "invalid",
+            Status::Skipped => "skipped",
+            Status::Removed => "removed",
+        }
+    }
+}
+
+/// The service a record is about; an image record without `target` is MTS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetName {
+    Mts,
+    Ice,
+}
+
+/// What an ICE `created` / `deleted` record is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectKind {
+    Lib,
+    Entity,
+}
+
+/// One line about one image. Field order is the order in the file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ImageRecord {
+    pub ts: String,
+    pub run: String,
+    pub status: Status,
+    pub category_id: String,
+    pub person_id: String,
+    pub image_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub face_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `ice` for ICE recognition-library records; absent means MTS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lib_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_id: Option<String>,
+}
+
+impl ImageRecord {
+    /// A record of `status` for one image, stamped now, in run `run`.
+    pub fn new(
+        run: &str,
+        status: Status,
+        category_id: &str,
+        person_id: &str,
+        image_url: &str,
+    ) -> ImageRecord {
+        ImageRecord {
+            ts: crate::clock::now_rfc3339(),
+            run: run.to_string(),
+            status,
+            category_id: category_id.to_string(),
+            person_id: person_id.to_string(),
+            image_url: image_url.to_string(),
+            person_name: None,
+            line: None,
+            face_id: None,
+            recovered: None,
+            attempts: None,
+            error_code: None,
+            message: None,
+            retryable: None,
+            reason: None,
+            target: None,
+            algorithm: None,
+            lib_id: None,
+            entity_id: None,
+            sample_id: None,
+        }
+    }
+
+    /// The server's id of the image: FaceId (MTS) or SampleId (ICE).
+    pub fn server_id(&self) -> Option<&str> {
+        self.face_id.as_deref().or(self.sample_id.as_deref())
+    }
+}
+
+/// A command's start or end (`run_start` / `run_end`): no `image_url`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunRecord {
+    pub ts: String,
+    pub run: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetName>,
+    /// The ICE algorithm of an ICE run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+}
+
+impl RunRecord {
+    /// The start of a command in this process, stamped now.
+    pub fn start(run: &str, command: &str) -> RunRecord {
+        RunRecord {
+            ts: crate::clock::now_rfc3339(),
+            run: run.into(),
+            command: Some(command.into()),
+            pid: Some(std::process::id()),
+            version: Some(env!("CARGO_PKG_VERSION").into()),
+            ..RunRecord::default()
+        }
+    }
+
+    /// The end of a command, stamped now.
+    pub fn end(run: &str, outcome: &str, exit_code: i32, summary: serde_json::Value) -> RunRecord {
+        RunRecord {
+            ts: crate::clock::now_rfc3339(),
+            run: run.into(),
+            outcome: Some(outcome.into()),
+            exit_code: Some(exit_code),
+            summary: Some(summary),
+            ..RunRecord::default()
+        }
+    }
+}
+
+/// An ICE library or entity that a run created (`created`) or a rollback deleted (`deleted`):
+/// what lets a rollback remove only what the tool itself made.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ObjectRecord {
+    pub ts: String,
+    pub run: String,
+    pub target: TargetName,
+    pub algorithm: String,
+    pub object: ObjectKind,
+    /// The library's or entity's name (the manifest's category_id or person_id).
+    pub name: String,
+    pub lib_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
+    /// Found by a look-up after an answer that never arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+}
+
+/// One ledger line.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    Image(ImageRecord),
+    RunStart(RunRecord),
+    RunEnd(RunRecord),
+    Created(ObjectRecord),
+    Deleted(ObjectRecord),
+}
+
+#[derive(Serialize)]
+struct Versioned<'a> {
+    v: u32,
+    #[serde(flatten)]
+    record: &'a Record,
+}
+
+/// Serialises a record as one line (`v` first, then `kind`), with its newline, onto `out`.
+pub fn encode(record: &Record, out: &mut Vec<u8>) {
+    let line = Versioned {
+        v: SCHEMA_VERSION,
+        record,
+    };
+    serde_json::to_writer(&mut *out, &line).expect("ledger records always serialise");
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_start_with_the_version_and_the_kind_as_the_current_release_writes_them() {
+        let mut out = Vec::new();
+        let mut r = ImageRecord::new("r", Status::Pending, "c", "p", "u");
+        r.ts = "t".into();
+        encode(&Record::Image(r), &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"v\":1,\"kind\":\"image\",\"ts\":\"t\",\"run\":\"r\",\"status\":\"pending\",\
+             \"category_id\":\"c\",\"person_id\":\"p\",\"image_url\":\"u\"}\n"
+        );
+    }
+
+    #[test]
+    fn a_record_reads_back_as_what_was_written() {
+        let mut out = Vec::new();
+        let mut r = ImageRecord::new("r", Status::Registered, "c", "p", "u");
+        r.target = Some(TargetName::Ice);
+        r.sample_id = Some("s".into());
+        let record = Record::Image(r);
+        encode(&record, &mut out);
+        let back: Record = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, record);
+    }
+}
