@@ -212,6 +212,7 @@ async fn run(args: RunArgs) -> Exit {
         qps: settings.qps(target),
         concurrency: settings.concurrency(target),
         max_attempts: settings.max_attempts,
+        timeout: settings.timeout,
         max_duration: args.max_duration,
         retry_failed: args.retry_failed,
         progress: if args.quiet {

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod app;
+pub mod caller;
 pub mod cli;
 pub mod clock;
 pub mod connect;
@@ -22,4 +23,5 @@ pub mod report;
 pub mod retry;
 pub mod sandbox;
 pub mod sign;
+pub mod stop;
 pub mod target;

@@ -1,8 +1,30 @@
-//! The retry policy as a pure function: given what an attempt's failure was, give up or wait.
+//! The retry policy as a pure function: given how an attempt failed (its error class), stop the
+//! command, refuse the call, give up, or wait and try again. Every caller asks `Policy::judge`;
+//! nothing else turns an error class into a retry decision.
 //!
 //! Capped exponential backoff with full jitter; a server's retry-after hint wins, clamped.
 
 use std::time::Duration;
+
+use crate::api::ErrorClass;
+
+/// What a failed attempt means for the call, decided once for every caller.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Verdict {
+    /// Wait `after`, then try again. `unknown`: the attempt may have been applied, so a call that
+    /// is not idempotent looks before it is sent again. `throttled`: the service said "too fast".
+    Retry {
+        after: Duration,
+        throttled: bool,
+        unknown: bool,
+    },
+    /// The service refused this call for a reason retrying cannot fix (a bad row).
+    Refused,
+    /// The whole command must stop: credentials, signature, permission, clock.
+    Fatal,
+    /// Attempts ran out.
+    Exhausted,
+}
 
 /// What the pipeline learnt from a failed attempt, reduced to what retrying cares about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +63,31 @@ impl Policy {
             cap: Duration::from_secs(20),
             throttle_floor: Duration::from_millis(250),
             max_hint: Duration::from_secs(60),
+        }
+    }
+
+    /// Judges a failed attempt of class `class`, the `attempts`-th so far (≥ 1), with the
+    /// server's `hint` and a `jitter` fraction in `[0, 1)`.
+    pub fn judge(
+        &self,
+        class: ErrorClass,
+        attempts: u32,
+        hint: Option<Duration>,
+        jitter: f64,
+    ) -> Verdict {
+        let failure = match class {
+            ErrorClass::RunFatal => return Verdict::Fatal,
+            ErrorClass::RowRejected => return Verdict::Refused,
+            ErrorClass::Throttled => Failure::Throttled,
+            ErrorClass::OutcomeUnknown | ErrorClass::Transient => Failure::Retryable,
+        };
+        match self.decide(failure, attempts, hint, jitter) {
+            Decision::GiveUp => Verdict::Exhausted,
+            Decision::RetryAfter(after) => Verdict::Retry {
+                after,
+                throttled: failure == Failure::Throttled,
+                unknown: class == ErrorClass::OutcomeUnknown,
+            },
         }
     }
 
@@ -145,6 +192,63 @@ mod tests {
         assert_eq!(
             policy().decide(Failure::Throttled, 1, huge, 0.9),
             Decision::RetryAfter(Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn a_run_fatal_answer_stops_the_command_at_the_first_attempt() {
+        assert_eq!(
+            policy().judge(ErrorClass::RunFatal, 1, None, 0.5),
+            Verdict::Fatal
+        );
+    }
+
+    #[test]
+    fn a_refused_row_is_not_retried() {
+        assert_eq!(
+            policy().judge(ErrorClass::RowRejected, 1, None, 0.5),
+            Verdict::Refused
+        );
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_retried_and_marked_for_a_look_up_first() {
+        assert!(matches!(
+            policy().judge(ErrorClass::OutcomeUnknown, 1, None, 0.5),
+            Verdict::Retry {
+                unknown: true,
+                throttled: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            policy().judge(ErrorClass::Transient, 1, None, 0.5),
+            Verdict::Retry { unknown: false, .. }
+        ));
+    }
+
+    #[test]
+    fn throttling_is_retried_after_the_hint_and_says_so() {
+        assert_eq!(
+            policy().judge(
+                ErrorClass::Throttled,
+                1,
+                Some(Duration::from_millis(700)),
+                0.1
+            ),
+            Verdict::Retry {
+                after: Duration::from_millis(700),
+                throttled: true,
+                unknown: false
+            }
+        );
+    }
+
+    #[test]
+    fn retries_end_in_exhaustion_once_the_attempts_are_spent() {
+        assert_eq!(
+            policy().judge(ErrorClass::Transient, 8, None, 0.5),
+            Verdict::Exhausted
         );
     }
 }

@@ -12,8 +12,8 @@ use crate::api::{ApiError, Client, CustomPersons, ErrorClass};
 use crate::clock::Jitter;
 use crate::manifest::fold_id;
 use crate::pacer::Pacer;
-use crate::pipeline::stop::Stop;
 use crate::retry::{Decision, Failure, Policy};
+use crate::stop::Stop;
 
 /// Why a call did not succeed.
 #[derive(Debug)]
@@ -225,7 +225,7 @@ fn holds_face(listing: &CustomPersons, category_id: &str, person_id: &str, face_
         .any(|f| f.face_id == face_id)
 }
 
-pub(crate) use crate::pipeline::watch_signals;
+pub(crate) use crate::stop::watch_signals;
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,7 @@ use crate::ledger::{ImageRecord, KeyMap, Lock, Status};
 use crate::manifest::{fold_id, image_key, person_key};
 use crate::ops::Journal;
 use crate::ops::calls::{self, CallError, Caller};
-use crate::pipeline::stop::StopReason;
+use crate::stop::StopReason;
 
 /// Which faces to unregister.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use crate::manifest::image_key;
 use crate::ops::Journal;
 use crate::ops::calls::{CallError, Caller};
 use crate::ops::drift::{Drift, Expected, Inputs, key_of};
-use crate::pipeline::stop::StopReason;
+use crate::stop::StopReason;
 
 pub const VANISHED_REASON: &str = "vanished from the server";
 pub const ADOPTED_REASON: &str = "on the server but not in the ledger: adopted by verify --repair";

@@ -2,28 +2,28 @@
 //! a bounded pool of workers over persons, a rate permit before every request, one stop signal —
 //! with every outcome going through the recorder.
 
-pub(crate) mod ice;
 pub(crate) mod recorder;
-pub(crate) mod stop;
+pub(crate) mod schedule;
 pub(crate) mod worker;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::api::{Algorithm, ApiError, Client};
-use crate::clock::Jitter;
+use crate::caller::{Caller, Pace, Tally};
 use crate::ledger::{self, Appender, ImageRecord, LedgerError, Lock, Record, Replay, RunRecord};
 use crate::manifest::{self, ManifestError};
-use crate::pacer::Pacer;
 use crate::plan::{self, Plan, Rejected};
 use crate::report::{Figures, ProgressMode, Summary};
-use crate::retry::Policy;
-use recorder::Event;
-use stop::{Stop, StopReason};
+use crate::stop::{Stop, StopReason, watch_signals};
+use crate::target::{IceTarget, MtsTarget};
+use recorder::{Event, Events};
+
+/// How long past its timeout an unanswered attempt is taken to be possibly in flight still.
+const SETTLE_MARGIN: Duration = Duration::from_secs(1);
 
 pub use crate::target::TargetKind as Target;
 
@@ -65,6 +65,8 @@ pub struct RunConfig {
     pub qps: u32,
     pub concurrency: usize,
     pub max_attempts: u32,
+    /// The client's per-attempt timeout.
+    pub timeout: Duration,
     pub max_duration: Option<Duration>,
     pub retry_failed: bool,
     pub progress: ProgressMode,
@@ -139,8 +141,21 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
         let stop = stop.clone();
         move || stop.stop(StopReason::LedgerFailed)
     };
-    let (events, recorder) =
-        recorder::start(appender, config.progress, plan.counts.to_send, on_failure);
+    let pace = Pace {
+        qps: config.qps,
+        max_attempts: config.max_attempts,
+        seed: config.seed,
+        settle_after: config.timeout + SETTLE_MARGIN,
+    };
+    let caller = Caller::new(pace, stop.clone());
+    let tally = caller.tally().clone();
+    let (events, recorder) = recorder::start(
+        appender,
+        config.progress,
+        plan.counts.to_send,
+        tally.clone(),
+        on_failure,
+    );
     let run_id = uuid::Uuid::new_v4().to_string();
     events.send(Event::Record(Record::RunStart(run_start(&config, &run_id))));
     for rejected in plan.rejected.iter().filter(|r| !r.already_recorded) {
@@ -158,30 +173,21 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
             stop.stop(StopReason::Deadline);
         })
     });
-    let jitter = match config.seed {
-        Some(seed) => Jitter::from_seed(Some(seed)),
-        None => Jitter::from_seed(None),
-    };
-    let context = worker::Context {
-        client,
-        pacer: Pacer::new(config.qps),
-        policy: Policy::new(config.max_attempts),
-        jitter,
-        events: events.clone(),
-        stop: stop.clone(),
-        run_id: run_id.clone(),
-    };
     let Plan {
         counts,
         jobs,
         mut rejected,
     } = plan;
-    // The context (and with it the last `Events` of the workers) is gone once `schedule` returns.
+    // The context (and with it the last `Events` of the workers) is gone once `drive` returns.
+    let (run_id_c, events_c) = (run_id.clone(), events.clone());
     match config.target {
-        Target::Mts => schedule(Arc::new(context), jobs, config.concurrency).await,
+        Target::Mts => {
+            let target = MtsTarget::new(client);
+            drive(target, caller, events_c, run_id_c, jobs, config.concurrency).await
+        }
         Target::Ice(algorithm) => {
-            let worker = ice::IceWorker::new(context, algorithm);
-            schedule(Arc::new(worker), jobs, config.concurrency).await
+            let target = IceTarget::new(client, algorithm);
+            drive(target, caller, events_c, run_id_c, jobs, config.concurrency).await
         }
     }
     signals.abort();
@@ -205,7 +211,7 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
     if let Some(failure) = failure {
         return Err(RunError::Ledger(failure));
     }
-    fill(&mut summary, &figures, &counts, started);
+    fill(&mut summary, &figures, &tally, &counts, started);
     rejected.extend(figures.failed_rows);
     let ending = ending_of(&summary, fatal, reason);
     summary.exit_code = ending.exit_code();
@@ -241,14 +247,20 @@ async fn read_and_plan(config: &RunConfig) -> Result<(Plan, u64), RunError> {
     Ok((plan, torn))
 }
 
-fn fill(summary: &mut Summary, figures: &Figures, counts: &plan::Counts, started: Instant) {
+fn fill(
+    summary: &mut Summary,
+    figures: &Figures,
+    tally: &Tally,
+    counts: &plan::Counts,
+    started: Instant,
+) {
     summary.registered_now = figures.registered_now;
     summary.recovered = figures.recovered;
     summary.failed = figures.failed_now + counts.previously_failed;
     summary.left = figures.left;
-    summary.retries = figures.retries;
-    summary.throttled = figures.throttled;
-    summary.lookups = figures.lookups;
+    summary.retries = Tally::get(&tally.retries);
+    summary.throttled = Tally::get(&tally.throttled);
+    summary.lookups = Tally::get(&tally.lookups);
     summary.elapsed_s = started.elapsed().as_secs_f64();
     let done = (figures.registered_now + figures.recovered) as f64;
     summary.rate_per_s = if summary.elapsed_s > 0.0 {
@@ -315,67 +327,34 @@ impl Ending {
     }
 }
 
-/// The scheduler loop: `concurrency` workers take persons from one queue until it is empty or
-/// the run is stopping.
-async fn schedule<W: worker::Process>(
-    target: Arc<W>,
+/// Every person's work through the one scheduler, with the one worker, for target `T`.
+async fn drive<T: crate::target::Target>(
+    target: T,
+    caller: Caller,
+    events: Events,
+    run_id: String,
     jobs: Vec<plan::PersonJob>,
     concurrency: usize,
 ) {
-    let queue = Arc::new(Mutex::new(jobs.into_iter()));
-    let workers = concurrency.max(1);
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..workers {
-        let (target, queue) = (target.clone(), queue.clone());
-        tasks.spawn(async move {
-            loop {
-                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
-                let Some(job) = next else { break };
-                let context = target.context();
-                if context.stop.is_stopping() {
-                    context.events.send(Event::Left(job.images.len() as u64));
-                    continue;
-                }
-                target.process(job).await;
-            }
-        });
-    }
-    while let Some(result) = tasks.join_next().await {
-        if let Err(e) = result {
-            tracing::error!("a worker ended unexpectedly: {e}");
-            target.context().stop.stop(StopReason::LedgerFailed);
-        }
-    }
-}
-
-/// First SIGINT/SIGTERM: stop starting work, finish what is in flight. Second: leave now (every
-/// ledger line written is whole; the next invocation resumes). Shared by every command that
-/// talks to the service.
-pub(crate) async fn watch_signals(stop: Arc<Stop>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return;
-    };
-    let mut seen = 0;
-    loop {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        seen += 1;
-        if seen == 1 {
-            tracing::warn!(
-                "stopping: finishing requests in flight (press Ctrl-C again to leave at once)"
-            );
-            stop.stop(StopReason::Interrupted);
-        } else {
-            tracing::warn!("leaving now; the ledger is consistent, the next run resumes");
-            std::process::exit(130);
-        }
-    }
+    let stop = caller.stop().clone();
+    let skipped_events = events.clone();
+    let context = Arc::new(worker::Context {
+        target,
+        caller,
+        events,
+        run_id,
+    });
+    schedule::schedule(
+        jobs,
+        concurrency,
+        stop,
+        move |job| {
+            let context = context.clone();
+            async move { worker::process(&context, job).await }
+        },
+        move |job| skipped_events.send(Event::Left(job.images.len() as u64)),
+    )
+    .await;
 }
 
 fn run_start(config: &RunConfig, run_id: &str) -> RunRecord {
@@ -399,7 +378,8 @@ fn rejected_record(run_id: &str, rejected: &Rejected, target: Target) -> ImageRe
     record.line = Some(rejected.line);
     record.reason = Some(rejected.reason.clone());
     if let Some(algorithm) = target.algorithm() {
-        ice::stamp(&mut record, algorithm);
+        record.target = Some(crate::ledger::TargetName::Ice);
+        record.algorithm = Some(algorithm.to_string());
     }
     record
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::caller::Tally;
 use crate::ledger::{Appender, ImageRecord, LedgerError, Record, Status, encode};
 use crate::plan::Rejected;
 use crate::report::{Figures, Progress, ProgressMode};
@@ -32,9 +33,6 @@ pub(crate) enum Event {
     Outcome(ImageRecord),
     /// Any other line: a run's start, an ICE library or entity created or deleted.
     Record(Record),
-    Retry,
-    Throttled,
-    Lookup,
     /// Images that will not be finished in this run.
     Left(u64),
 }
@@ -80,6 +78,7 @@ pub(crate) fn start(
     appender: Appender,
     mode: ProgressMode,
     total: u64,
+    tally: Arc<Tally>,
     on_failure: impl Fn() + Send + 'static,
 ) -> (Events, Recorder) {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -93,7 +92,15 @@ pub(crate) fn start(
                 total,
                 ..Figures::default()
             };
-            let result = record(rx, &shared, appender, figures, &mut progress, on_failure);
+            let result = record(
+                rx,
+                &shared,
+                appender,
+                figures,
+                &tally,
+                &mut progress,
+                on_failure,
+            );
             progress.finish();
             result
         })
@@ -126,6 +133,7 @@ fn record(
     queued: &Mutex<Vec<Event>>,
     mut appender: Appender,
     mut figures: Figures,
+    tally: &Tally,
     progress: &mut Progress,
     on_failure: impl Fn(),
 ) -> (Figures, Appender, Option<LedgerError>) {
@@ -170,6 +178,9 @@ fn record(
                 &on_failure,
             );
         }
+        figures.retries = Tally::get(&tally.retries);
+        figures.throttled = Tally::get(&tally.throttled);
+        figures.lookups = Tally::get(&tally.lookups);
         progress.update(&figures);
     }
     (figures, appender, failure)
@@ -188,9 +199,6 @@ fn take(event: Event, buf: &mut Vec<u8>, unsynced: &mut Unsynced, figures: &mut 
             encode(&Record::Image(record), buf);
         }
         Event::Record(record) => encode(&record, buf),
-        Event::Retry => figures.retries += 1,
-        Event::Throttled => figures.throttled += 1,
-        Event::Lookup => figures.lookups += 1,
         Event::Left(n) => figures.left += n,
     }
 }

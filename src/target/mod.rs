@@ -1,11 +1,141 @@
-//! The two services a manifest can go to — MTS custom faces and ICE recognition libraries — and
-//! everything that differs between them: planning rules, default budget, default ledger, regions.
+//! The seam between the engine and the two services a manifest can go to — MTS custom faces
+//! and ICE recognition libraries. Everything that differs between them lives behind it:
+//! planning rules, default budget, default ledger and regions ([`TargetKind`]); and, per run,
+//! resolving a person's place, listing what the server holds, creating one image, removing one,
+//! and stamping an image's ledger record ([`Target`]). The worker, verify and rollback are
+//! written once, generic over it.
 
+mod ice;
+mod mts;
+
+use std::future::Future;
 use std::path::{Path, PathBuf};
 
-use crate::api::Algorithm;
+pub use ice::IceTarget;
+pub use mts::MtsTarget;
+
+use crate::api::{Algorithm, ApiError};
+use crate::caller::{Caller, Halt};
 use crate::exit::UsageError;
+use crate::ledger::{ImageRecord, ObjectKind, View};
 use crate::plan;
+
+/// One person as the manifest names it.
+#[derive(Clone, Copy, Debug)]
+pub struct Person<'a> {
+    pub category_id: &'a str,
+    pub person_id: &'a str,
+    pub person_name: Option<&'a str>,
+}
+
+/// One image the server holds for a person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// The server's id: FaceId (MTS) or SampleId (ICE).
+    pub id: String,
+    pub image_url: Option<String>,
+}
+
+/// A library or entity a run made (ICE), to be recorded as `created`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Made {
+    pub object: ObjectKind,
+    pub name: String,
+    pub lib_id: String,
+    pub entity_id: Option<String>,
+    /// Found by a look-up after a create whose answer was lost.
+    pub recovered: bool,
+}
+
+/// Where a person's images go, and what had to be made for it.
+pub struct Placed<P> {
+    pub place: P,
+    pub made: Vec<Made>,
+}
+
+/// One person of a library as the server holds it.
+#[derive(Clone, Debug)]
+pub struct ServerPerson<P> {
+    pub person_id: String,
+    pub place: P,
+    pub images: Vec<Held>,
+}
+
+/// Everything the server holds in one library (all libraries of that name, for ICE).
+#[derive(Clone, Debug)]
+pub struct Library<P> {
+    pub persons: Vec<ServerPerson<P>>,
+}
+
+impl<P> Default for Library<P> {
+    fn default() -> Self {
+        Library {
+            persons: Vec::new(),
+        }
+    }
+}
+
+/// What differs between the services, for one run. Every call that may need retrying goes
+/// through the `Caller`; `create` and `remove` are single attempts the caller repeats.
+pub trait Target: Send + Sync + 'static {
+    type Place: Clone + Send + Sync + 'static;
+
+    fn kind(&self) -> TargetKind;
+
+    /// Where the person's images go. ICE finds the library and entity by name, and with
+    /// `create` makes what is missing, each at most once per run; `Ok(None)`: not there.
+    fn place(
+        &self,
+        caller: &Caller,
+        person: Person<'_>,
+        create: bool,
+    ) -> impl Future<Output = Result<Option<Placed<Self::Place>>, Halt>> + Send;
+
+    /// True when the place was made by this run just now: it holds nothing to look up.
+    fn is_fresh(place: &Self::Place) -> bool;
+
+    /// The place a ledger record names (MTS: its ids; ICE: its LibId and EntityId).
+    fn place_of(view: &View<'_>) -> Option<Self::Place>;
+
+    /// What the server holds for the person at `place`.
+    fn held(
+        &self,
+        caller: &Caller,
+        place: &Self::Place,
+    ) -> impl Future<Output = Result<Vec<Held>, Halt>> + Send;
+
+    /// Everything the server holds in the library named `name`.
+    fn library(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> impl Future<Output = Result<Library<Self::Place>, Halt>> + Send;
+
+    /// One attempt at creating an image; the server's new id.
+    fn create(
+        &self,
+        place: &Self::Place,
+        person: Person<'_>,
+        image_url: &str,
+    ) -> impl Future<Output = Result<String, ApiError>> + Send;
+
+    /// One attempt at removing an image by the server's id (never a wildcard).
+    fn remove(
+        &self,
+        place: &Self::Place,
+        id: &str,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+
+    /// The action names of a create and a removal (logs).
+    const CREATE: &'static str;
+    const REMOVE: &'static str;
+
+    /// Marks an image record as this target's (ICE: target, algorithm, LibId, EntityId).
+    fn stamp(&self, record: &mut ImageRecord, place: Option<&Self::Place>);
+
+    /// Records the server's id of an image (FaceId or SampleId).
+    fn set_id(record: &mut ImageRecord, id: String);
+}
 
 /// The regions that offer MTS custom faces (smart tagging).
 pub const MTS_REGIONS: [&str; 3] = ["cn-beijing", "cn-shanghai", "cn-hangzhou"];

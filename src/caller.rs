@@ -1,0 +1,501 @@
+//! The one caller: a paced, retried, classified attempt in three shapes — `read` (safe to
+//! repeat), `create_once` (not idempotent: after an unknown outcome, a look-up decides before it
+//! is sent again) and `remove_once` (a removal that may already have happened) — and the one
+//! type that says why a call stopped ([`Halt`]). Every command that sends requests calls
+//! through here: a permit before every attempt (retries and look-ups included), the retry
+//! policy between attempts, the command's stop token around every wait.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::api::{ApiError, ErrorClass};
+use crate::clock::{self, Jitter};
+use crate::exit::Exit;
+use crate::pacer::Pacer;
+use crate::retry::{Policy, Verdict};
+use crate::stop::Stop;
+
+/// Why a call ended without succeeding.
+#[derive(Debug)]
+pub enum Halt {
+    /// The command is stopping (signal, deadline, a run-fatal answer elsewhere).
+    Stopped,
+    /// A run-fatal answer; the stop keeps the error (`Stop::take_fatal`).
+    Fatal,
+    /// The service refused this call for a reason retrying cannot fix.
+    Refused(ApiError),
+    /// Attempts ran out.
+    Exhausted(ApiError),
+}
+
+impl Halt {
+    /// The exit of a command whose one operation ended this way.
+    pub fn exit(&self) -> Exit {
+        match self {
+            Halt::Stopped => Exit::Interrupted,
+            Halt::Fatal => Exit::ServiceFatal,
+            Halt::Refused(_) => Exit::Usage,
+            Halt::Exhausted(_) => Exit::StoppedEarly,
+        }
+    }
+
+    /// The service's error, when there is one.
+    pub fn error(&self) -> Option<&ApiError> {
+        match self {
+            Halt::Refused(e) | Halt::Exhausted(e) => Some(e),
+            Halt::Stopped | Halt::Fatal => None,
+        }
+    }
+}
+
+/// The kinds of operation, each with its own budget line in the figures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Read,
+    Remove,
+}
+
+/// What the caller counted, for progress, summaries and metrics.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub requests: AtomicU64,
+    pub creates: AtomicU64,
+    pub reads: AtomicU64,
+    pub removes: AtomicU64,
+    pub retries: AtomicU64,
+    pub throttled: AtomicU64,
+    pub lookups: AtomicU64,
+}
+
+impl Tally {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A create that succeeded, or was found applied after an unknown outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Created {
+    pub id: String,
+    /// Found by a look-up, not answered.
+    pub recovered: bool,
+    pub attempts: u32,
+}
+
+/// How an object came to be gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// The service said it does not exist, and a look-up agreed (removed earlier, or by a call
+    /// whose answer was lost).
+    AlreadyGone,
+    /// After an unknown outcome or a refusal, a look-up showed it gone.
+    GoneAfterLookup,
+}
+
+impl Removal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Removal::Removed => "unregistered",
+            Removal::AlreadyGone => "not found on the server (already removed)",
+            Removal::GoneAfterLookup => "gone from the server after an unknown outcome",
+        }
+    }
+}
+
+/// How the caller paces and retries.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    pub qps: u32,
+    pub max_attempts: u32,
+    pub seed: Option<u64>,
+    /// How long after sending an attempt that got no answer it may still be in flight on our
+    /// side: the client's timeout and a margin. A look-up deciding whether to send again waits
+    /// until then.
+    pub settle_after: Duration,
+}
+
+pub struct Caller {
+    pacer: Pacer,
+    policy: Policy,
+    jitter: Jitter,
+    stop: Arc<Stop>,
+    tally: Arc<Tally>,
+    settle_after: Duration,
+}
+
+impl Caller {
+    pub fn new(pace: Pace, stop: Arc<Stop>) -> Caller {
+        Caller {
+            pacer: Pacer::new(pace.qps),
+            policy: Policy::new(pace.max_attempts.max(1)),
+            jitter: Jitter::from_seed(pace.seed),
+            stop,
+            tally: Arc::new(Tally::default()),
+            settle_after: pace.settle_after,
+        }
+    }
+
+    pub fn stop(&self) -> &Arc<Stop> {
+        &self.stop
+    }
+
+    pub fn tally(&self) -> &Arc<Tally> {
+        &self.tally
+    }
+
+    /// The current pace, for the progress display.
+    pub fn current_rate(&self) -> f64 {
+        self.pacer.current_rate()
+    }
+
+    /// A call that is safe to repeat (a listing): retried on any failure retrying can help.
+    pub async fn read<T, F, Fut>(&self, name: &'static str, mut attempt: F) -> Result<T, Halt>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let error = match self.send(Action::Read, name, attempts, attempt()).await? {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            self.after_failure(&error, attempts).await?;
+        }
+    }
+
+    /// A create that is not idempotent, made exactly once: after an unknown outcome, `look` says
+    /// whether it was applied (and under which id) before it is sent again. The look-up waits
+    /// until the unanswered attempt can no longer be in flight on our side.
+    pub async fn create_once<C, CF, L, LF>(
+        &self,
+        name: &'static str,
+        mut create: C,
+        mut look: L,
+    ) -> Result<Created, Halt>
+    where
+        C: FnMut() -> CF,
+        CF: Future<Output = Result<String, ApiError>>,
+        L: FnMut() -> LF,
+        LF: Future<Output = Result<Option<String>, Halt>>,
+    {
+        let mut attempts = 0u32;
+        let mut unknown_since: Option<tokio::time::Instant> = None;
+        loop {
+            if let Some(sent) = unknown_since.take() {
+                self.settle(sent).await?;
+                Tally::add(&self.tally.lookups);
+                if let Some(id) = look().await? {
+                    return Ok(Created {
+                        id,
+                        recovered: true,
+                        attempts,
+                    });
+                }
+            }
+            attempts += 1;
+            let sent = clock::instant();
+            let error = match self.send(Action::Create, name, attempts, create()).await? {
+                Ok(id) => {
+                    return Ok(Created {
+                        id,
+                        recovered: false,
+                        attempts,
+                    });
+                }
+                Err(error) => error,
+            };
+            if self.after_failure(&error, attempts).await? {
+                // Answered (a 5xx): done on the server. No answer: it may still be in flight.
+                unknown_since = Some(match error.status() {
+                    Some(_) => clock::instant() - self.settle_after,
+                    None => sent,
+                });
+            }
+        }
+    }
+
+    /// Removes one object exactly as asked. `still_there` reads the server: after an unknown
+    /// outcome, and after any refusal (a removal that already happened is refused as not
+    /// found), it decides whether the object is gone.
+    pub async fn remove_once<R, RF, L, LF>(
+        &self,
+        name: &'static str,
+        mut remove: R,
+        mut still_there: L,
+    ) -> Result<Removal, Halt>
+    where
+        R: FnMut() -> RF,
+        RF: Future<Output = Result<(), ApiError>>,
+        L: FnMut() -> LF,
+        LF: Future<Output = Result<bool, Halt>>,
+    {
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let sent = clock::instant();
+            let error = match self.send(Action::Remove, name, attempts, remove()).await? {
+                Ok(()) => return Ok(Removal::Removed),
+                Err(error) => error,
+            };
+            if error.class() == ErrorClass::RowRejected {
+                Tally::add(&self.tally.lookups);
+                return match still_there().await? {
+                    false if is_not_found(&error) => Ok(Removal::AlreadyGone),
+                    false => Ok(Removal::GoneAfterLookup),
+                    true => Err(Halt::Refused(error)),
+                };
+            }
+            if self.after_failure(&error, attempts).await? {
+                if error.status().is_none() {
+                    self.settle(sent).await?;
+                }
+                Tally::add(&self.tally.lookups);
+                if !still_there().await? {
+                    return Ok(Removal::GoneAfterLookup);
+                }
+            }
+        }
+    }
+
+    /// One paced attempt; `None` (as `Halt::Stopped`) when the command stopped before it left.
+    async fn send<T>(
+        &self,
+        action: Action,
+        name: &'static str,
+        attempt: u32,
+        call: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<Result<T, ApiError>, Halt> {
+        self.stop
+            .until(self.pacer.acquire())
+            .await
+            .ok_or(Halt::Stopped)?;
+        Tally::add(&self.tally.requests);
+        Tally::add(match action {
+            Action::Create => &self.tally.creates,
+            Action::Read => &self.tally.reads,
+            Action::Remove => &self.tally.removes,
+        });
+        let started = clock::instant();
+        let result = call.await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(_) => tracing::debug!(action = name, attempt, latency_ms, "ok"),
+            Err(e) => tracing::debug!(
+                action = name,
+                attempt,
+                latency_ms,
+                code = e.code(),
+                status = e.status(),
+                "failed"
+            ),
+        }
+        Ok(result)
+    }
+
+    /// Judges a failed attempt and waits before the next; `Ok(true)` when the attempt's outcome
+    /// is unknown (it may have been applied).
+    async fn after_failure(&self, error: &ApiError, attempts: u32) -> Result<bool, Halt> {
+        let verdict = self.policy.judge(
+            error.class(),
+            attempts,
+            error.retry_after(),
+            self.jitter.fraction(),
+        );
+        let (after, unknown) = match verdict {
+            Verdict::Fatal => {
+                self.stop.fatal(error.clone());
+                return Err(Halt::Fatal);
+            }
+            Verdict::Refused => return Err(Halt::Refused(error.clone())),
+            Verdict::Exhausted => {
+                return Err(if self.stop.is_stopping() {
+                    Halt::Stopped
+                } else {
+                    Halt::Exhausted(error.clone())
+                });
+            }
+            Verdict::Retry {
+                after,
+                throttled,
+                unknown,
+            } => {
+                if throttled {
+                    Tally::add(&self.tally.throttled);
+                    self.pacer.throttled(error.retry_after());
+                }
+                (after, unknown)
+            }
+        };
+        tracing::debug!(
+            code = error.code(),
+            attempts,
+            delay_ms = after.as_millis() as u64,
+            "retrying"
+        );
+        Tally::add(&self.tally.retries);
+        if self.stop.sleep(after).await {
+            Ok(unknown)
+        } else {
+            Err(Halt::Stopped)
+        }
+    }
+
+    /// Waits until an attempt sent at `sent` can no longer be in flight on our side.
+    async fn settle(&self, sent: tokio::time::Instant) -> Result<(), Halt> {
+        let until = sent + self.settle_after;
+        let now = clock::instant();
+        if until > now && !self.stop.sleep(until - now).await {
+            return Err(Halt::Stopped);
+        }
+        Ok(())
+    }
+}
+
+/// A FaceId, sample, person or library the server does not know: what a removal that already
+/// happened answers. Any such code counts, whatever its exact spelling.
+pub fn is_not_found(error: &ApiError) -> bool {
+    error.class() == ErrorClass::RowRejected
+        && (error.code().contains("NotFound") || error.code().contains("NotExist"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    fn caller(max_attempts: u32) -> Caller {
+        let pace = Pace {
+            qps: 0,
+            max_attempts,
+            seed: Some(1),
+            settle_after: Duration::from_secs(11),
+        };
+        Caller::new(pace, Arc::new(Stop::default()))
+    }
+
+    fn unknown() -> ApiError {
+        ApiError::with_class(ErrorClass::OutcomeUnknown, None, "Timeout", "no answer")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unanswered_create_is_looked_up_only_after_it_can_no_longer_be_in_flight() {
+        let c = caller(5);
+        let applied = Mutex::new(None::<tokio::time::Instant>);
+        let start = clock::instant();
+        let created = c
+            .create_once(
+                "Create",
+                || async {
+                    // Applied on the server, but the answer never comes.
+                    *applied.lock().unwrap() = Some(clock::instant());
+                    Err::<String, _>(unknown())
+                },
+                || async {
+                    let looked = clock::instant();
+                    assert!(
+                        looked - start >= Duration::from_secs(11),
+                        "looked too early"
+                    );
+                    Ok(Some("id-1".to_string()))
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            created,
+            Created {
+                id: "id-1".into(),
+                recovered: true,
+                attempts: 1
+            }
+        );
+        assert_eq!(Tally::get(&c.tally().lookups), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_create_the_look_up_does_not_find_is_sent_again_once() {
+        let c = caller(5);
+        let sent = AtomicU64::new(0);
+        let created = c
+            .create_once(
+                "Create",
+                || async {
+                    match sent.fetch_add(1, Ordering::SeqCst) {
+                        0 => Err(ApiError::new(Some(500), "InternalError", "x")),
+                        _ => Ok("id-2".to_string()),
+                    }
+                },
+                || async { Ok(None) },
+            )
+            .await
+            .unwrap();
+        assert_eq!((created.id.as_str(), created.attempts), ("id-2", 2));
+        assert_eq!(sent.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_removal_of_an_object_already_gone_counts_as_removed() {
+        let c = caller(3);
+        let gone = c
+            .remove_once(
+                "Remove",
+                || async {
+                    Err(ApiError::new(
+                        Some(404),
+                        "InvalidParameter.FaceNotFound",
+                        "no",
+                    ))
+                },
+                || async { Ok(false) },
+            )
+            .await
+            .unwrap();
+        assert_eq!(gone, Removal::AlreadyGone);
+        let refused = c
+            .remove_once(
+                "Remove",
+                || async { Err(ApiError::new(Some(400), "InvalidParameter", "no")) },
+                || async { Ok(true) },
+            )
+            .await;
+        assert!(matches!(refused, Err(Halt::Refused(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_ends_a_call_before_its_next_attempt_is_sent() {
+        let c = caller(100);
+        let sent = AtomicU64::new(0);
+        let stop = c.stop().clone();
+        let result: Result<(), Halt> = c
+            .read("Read", || {
+                if sent.fetch_add(1, Ordering::SeqCst) == 2 {
+                    stop.stop(crate::stop::StopReason::Interrupted);
+                }
+                async { Err(ApiError::new(Some(503), "ServiceUnavailable", "x")) }
+            })
+            .await;
+        assert!(matches!(result, Err(Halt::Stopped)));
+        assert_eq!(sent.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn only_refusals_that_say_not_found_count_as_already_removed() {
+        let gone = ApiError::new(Some(404), "InvalidParameter.FaceNotFound", "no such face");
+        assert!(is_not_found(&gone));
+        let bad = ApiError::new(Some(400), "InvalidParameter.FaceId", "bad id");
+        assert!(!is_not_found(&bad));
+        let flaky = ApiError::new(Some(500), "InternalError", "NotFound in message only");
+        assert!(!is_not_found(&flaky));
+    }
+}

@@ -1,0 +1,433 @@
+//! ICE recognition libraries behind the seam: `category_id` names a library, `person_id` an
+//! entity, each image becomes a sample. The server invents every id, so names are resolved to
+//! ids once per run and cached — one once-cell per library name and per entity name, so two
+//! workers never create the same library or entity — and always looked for by listing before
+//! they are created, so one left behind by a crash is found, not made twice.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
+
+use crate::api::{Algorithm, ApiError, Client, Lib, Page};
+use crate::caller::{Caller, Halt};
+use crate::ice::{PAGE_SIZE, all_pages, entity_info};
+use crate::ledger::{ImageRecord, ObjectKind, TargetName, View};
+use crate::manifest::fold_id;
+
+use super::{Held, Library, Made, Person, Placed, ServerPerson, Target, TargetKind};
+
+pub struct IceTarget {
+    client: Client,
+    algorithm: Algorithm,
+    /// Every library of the algorithm, listed once per run when first needed.
+    libs: OnceCell<Vec<Lib>>,
+    cells: Cells<LibSlot>,
+}
+
+/// Folded name → the one cell that resolves it. A cached `None` is a name that is not there
+/// (and was not to be created); a stop or exhausted retries leave the cell empty for the next
+/// worker to try.
+type Cells<T> = Mutex<HashMap<String, Arc<OnceCell<Option<Arc<T>>>>>>;
+
+struct LibSlot {
+    lib_id: String,
+    /// Created by this run just now: it has no entities, so there is nothing to list.
+    fresh: bool,
+    /// Folded entity name → EntityId, listed once per run when first needed.
+    listed: OnceCell<HashMap<String, String>>,
+    entities: Cells<EntitySlot>,
+}
+
+struct EntitySlot {
+    entity_id: String,
+    fresh: bool,
+}
+
+/// Where a person's samples go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IcePlace {
+    pub lib_id: String,
+    pub entity_id: String,
+    /// Made by this run just now: it holds no samples yet.
+    pub fresh: bool,
+}
+
+fn cell<T>(cells: &Cells<T>, name: &str) -> Arc<OnceCell<Option<Arc<T>>>> {
+    let mut map = cells.lock().unwrap_or_else(|p| p.into_inner());
+    map.entry(fold_id(name)).or_default().clone()
+}
+
+/// The id of the first item named `name`: an exact match first, else one equal once folded.
+fn pick<'a>(
+    items: impl Iterator<Item = (&'a str, Option<&'a str>)> + Clone,
+    name: &str,
+) -> Option<String> {
+    let exact = items.clone().find(|(_, n)| *n == Some(name));
+    let folded = fold_id(name);
+    exact
+        .or_else(|| {
+            items
+                .clone()
+                .find(|(_, n)| n.is_some_and(|n| fold_id(n) == folded))
+        })
+        .map(|(id, _)| id.to_string())
+}
+
+impl IceTarget {
+    pub fn new(client: Client, algorithm: Algorithm) -> IceTarget {
+        IceTarget {
+            client,
+            algorithm,
+            libs: OnceCell::new(),
+            cells: Cells::default(),
+        }
+    }
+
+    /// Every item of a listing, each page paced and retried like any call.
+    async fn list<T, F, Fut>(
+        &self,
+        caller: &Caller,
+        name: &'static str,
+        fetch: F,
+    ) -> Result<Vec<T>, Halt>
+    where
+        F: Fn(u32) -> Fut,
+        Fut: Future<Output = Result<Page<T>, ApiError>>,
+    {
+        let fetch = &fetch;
+        all_pages(|page| caller.read(name, move || fetch(page))).await
+    }
+
+    async fn all_libs(&self, caller: &Caller) -> Result<Vec<Lib>, Halt> {
+        let (client, algorithm) = (&self.client, self.algorithm);
+        self.list(caller, "ListRecognitionLibs", |page| {
+            client.list_recognition_libs(algorithm, None, page, PAGE_SIZE)
+        })
+        .await
+    }
+
+    /// The libraries as listed once per run (a library this run made is added to its cell).
+    async fn libs(&self, caller: &Caller) -> Result<&Vec<Lib>, Halt> {
+        self.libs.get_or_try_init(|| self.all_libs(caller)).await
+    }
+
+    /// Folded entity name → EntityId of every entity in the library (the first of a name wins).
+    async fn entity_names(
+        &self,
+        caller: &Caller,
+        lib_id: &str,
+    ) -> Result<HashMap<String, String>, Halt> {
+        let (client, algorithm) = (&self.client, self.algorithm);
+        let entities = self
+            .list(caller, "ListRecognitionEntities", |page| {
+                client.list_recognition_entities(algorithm, lib_id, page, PAGE_SIZE)
+            })
+            .await?;
+        let mut names = HashMap::with_capacity(entities.len());
+        for entity in entities {
+            if let Some(name) = &entity.entity_name {
+                names.entry(fold_id(name)).or_insert(entity.entity_id);
+            }
+        }
+        Ok(names)
+    }
+
+    /// The library named `name`, found by listing or (with `create`) created, once per run.
+    async fn lib(
+        &self,
+        caller: &Caller,
+        name: &str,
+        create: bool,
+        made: &mut Vec<Made>,
+    ) -> Result<Option<Arc<LibSlot>>, Halt> {
+        let cell = cell(&self.cells, name);
+        let mut made_here = None;
+        let slot = cell
+            .get_or_try_init(|| async {
+                let items = self.libs(caller).await?;
+                let found = pick(
+                    items
+                        .iter()
+                        .map(|l| (l.lib_id.as_str(), l.lib_name.as_deref())),
+                    name,
+                );
+                if let Some(lib_id) = found {
+                    return Ok(Some(Arc::new(new_lib(lib_id, false))));
+                }
+                if !create {
+                    return Ok(None);
+                }
+                let (client, algorithm) = (&self.client, self.algorithm);
+                let created = caller
+                    .create_once(
+                        "CreateRecognitionLib",
+                        || async move {
+                            Ok(client
+                                .create_recognition_lib(algorithm, name, None)
+                                .await?
+                                .lib_id)
+                        },
+                        || async {
+                            let now = self.all_libs(caller).await?;
+                            let ids = now
+                                .iter()
+                                .map(|l| (l.lib_id.as_str(), l.lib_name.as_deref()));
+                            Ok(pick(ids, name))
+                        },
+                    )
+                    .await?;
+                made_here = Some(Made {
+                    object: ObjectKind::Lib,
+                    name: name.to_string(),
+                    lib_id: created.id.clone(),
+                    entity_id: None,
+                    recovered: created.recovered,
+                });
+                Ok::<_, Halt>(Some(Arc::new(new_lib(created.id, !created.recovered))))
+            })
+            .await?
+            .clone();
+        made.extend(made_here);
+        Ok(slot)
+    }
+
+    /// The entity named `person.person_id` in `lib`, found by listing or created, once.
+    async fn entity(
+        &self,
+        caller: &Caller,
+        lib: &LibSlot,
+        person: Person<'_>,
+        create: bool,
+        made: &mut Vec<Made>,
+    ) -> Result<Option<Arc<EntitySlot>>, Halt> {
+        let name = person.person_id;
+        let cell = cell(&lib.entities, name);
+        let mut made_here = None;
+        let slot = cell
+            .get_or_try_init(|| async {
+                if !lib.fresh {
+                    let listed = lib
+                        .listed
+                        .get_or_try_init(|| self.entity_names(caller, &lib.lib_id))
+                        .await?;
+                    if let Some(entity_id) = listed.get(&fold_id(name)) {
+                        return Ok(Some(Arc::new(EntitySlot {
+                            entity_id: entity_id.clone(),
+                            fresh: false,
+                        })));
+                    }
+                }
+                if !create {
+                    return Ok(None);
+                }
+                let (client, algorithm, lib_id) =
+                    (&self.client, self.algorithm, lib.lib_id.as_str());
+                let info = entity_info(person.person_name);
+                let info = info.as_deref();
+                let created = caller
+                    .create_once(
+                        "CreateRecognitionEntity",
+                        || async move {
+                            Ok(client
+                                .create_recognition_entity(algorithm, lib_id, name, info)
+                                .await?
+                                .entity_id)
+                        },
+                        || async {
+                            Ok(self
+                                .entity_names(caller, lib_id)
+                                .await?
+                                .remove(&fold_id(name)))
+                        },
+                    )
+                    .await?;
+                made_here = Some(Made {
+                    object: ObjectKind::Entity,
+                    name: name.to_string(),
+                    lib_id: lib_id.to_string(),
+                    entity_id: Some(created.id.clone()),
+                    recovered: created.recovered,
+                });
+                Ok::<_, Halt>(Some(Arc::new(EntitySlot {
+                    fresh: !created.recovered,
+                    entity_id: created.id,
+                })))
+            })
+            .await?
+            .clone();
+        made.extend(made_here);
+        Ok(slot)
+    }
+
+    async fn samples(
+        &self,
+        caller: &Caller,
+        lib_id: &str,
+        entity_id: &str,
+    ) -> Result<Vec<crate::api::Sample>, Halt> {
+        let (client, algorithm) = (&self.client, self.algorithm);
+        let listed = self
+            .list(caller, "ListRecognitionSamples", |page| {
+                client.list_recognition_samples(algorithm, lib_id, entity_id, None, page, PAGE_SIZE)
+            })
+            .await;
+        match listed {
+            // A library or entity that is gone holds nothing.
+            Err(Halt::Refused(_)) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+}
+
+fn new_lib(lib_id: String, fresh: bool) -> LibSlot {
+    LibSlot {
+        lib_id,
+        fresh,
+        listed: OnceCell::new(),
+        entities: Cells::default(),
+    }
+}
+
+impl Target for IceTarget {
+    type Place = IcePlace;
+
+    const CREATE: &'static str = "CreateRecognitionSample";
+    const REMOVE: &'static str = "DeleteRecognitionSample";
+
+    fn kind(&self) -> TargetKind {
+        TargetKind::Ice(self.algorithm)
+    }
+
+    async fn place(
+        &self,
+        caller: &Caller,
+        person: Person<'_>,
+        create: bool,
+    ) -> Result<Option<Placed<IcePlace>>, Halt> {
+        let mut made = Vec::new();
+        let Some(lib) = self
+            .lib(caller, person.category_id, create, &mut made)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Some(entity) = self.entity(caller, &lib, person, create, &mut made).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Placed {
+            place: IcePlace {
+                lib_id: lib.lib_id.clone(),
+                entity_id: entity.entity_id.clone(),
+                fresh: entity.fresh,
+            },
+            made,
+        }))
+    }
+
+    fn is_fresh(place: &IcePlace) -> bool {
+        place.fresh
+    }
+
+    fn place_of(view: &View<'_>) -> Option<IcePlace> {
+        Some(IcePlace {
+            lib_id: view.lib_id.as_deref()?.to_string(),
+            entity_id: view.entity_id.as_deref()?.to_string(),
+            fresh: false,
+        })
+    }
+
+    async fn held(&self, caller: &Caller, place: &IcePlace) -> Result<Vec<Held>, Halt> {
+        let samples = self
+            .samples(caller, &place.lib_id, &place.entity_id)
+            .await?;
+        Ok(samples
+            .into_iter()
+            .map(|s| Held {
+                id: s.sample_id,
+                image_url: s.image_url,
+            })
+            .collect())
+    }
+
+    async fn library(&self, caller: &Caller, name: &str) -> Result<Library<IcePlace>, Halt> {
+        let folded = fold_id(name);
+        let libs = self.all_libs(caller).await?;
+        let mut library = Library::default();
+        for lib in libs
+            .iter()
+            .filter(|l| l.lib_name.as_deref().is_some_and(|n| fold_id(n) == folded))
+        {
+            let names = {
+                let (client, algorithm) = (&self.client, self.algorithm);
+                self.list(caller, "ListRecognitionEntities", |page| {
+                    client.list_recognition_entities(algorithm, &lib.lib_id, page, PAGE_SIZE)
+                })
+                .await?
+            };
+            let mut at: HashMap<String, usize> = HashMap::new();
+            for entity in names {
+                at.insert(entity.entity_id.clone(), library.persons.len());
+                library.persons.push(ServerPerson {
+                    person_id: entity.entity_name.unwrap_or_default(),
+                    place: IcePlace {
+                        lib_id: lib.lib_id.clone(),
+                        entity_id: entity.entity_id,
+                        fresh: false,
+                    },
+                    images: Vec::new(),
+                });
+            }
+            for sample in self.samples(caller, &lib.lib_id, "ANY").await? {
+                let Some(&i) = sample.entity_id.as_ref().and_then(|e| at.get(e)) else {
+                    continue;
+                };
+                library.persons[i].images.push(Held {
+                    id: sample.sample_id,
+                    image_url: sample.image_url,
+                });
+            }
+        }
+        Ok(library)
+    }
+
+    async fn create(
+        &self,
+        place: &IcePlace,
+        _person: Person<'_>,
+        image_url: &str,
+    ) -> Result<String, ApiError> {
+        Ok(self
+            .client
+            .create_recognition_sample(
+                self.algorithm,
+                &place.lib_id,
+                &place.entity_id,
+                image_url,
+                None,
+            )
+            .await?
+            .sample_id)
+    }
+
+    async fn remove(&self, place: &IcePlace, id: &str) -> Result<(), ApiError> {
+        self.client
+            .delete_recognition_sample(self.algorithm, &place.lib_id, &place.entity_id, id)
+            .await
+            .map(|_| ())
+    }
+
+    fn stamp(&self, record: &mut ImageRecord, place: Option<&IcePlace>) {
+        record.target = Some(TargetName::Ice);
+        record.algorithm = Some(self.algorithm.to_string());
+        if let Some(place) = place {
+            record.lib_id = Some(place.lib_id.clone());
+            record.entity_id = Some(place.entity_id.clone());
+        }
+    }
+
+    fn set_id(record: &mut ImageRecord, id: String) {
+        record.sample_id = Some(id);
+    }
+}
