@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::clock;
 
@@ -82,26 +83,13 @@ impl Pacer {
 
     /// Waits for the permit to start one request.
     pub async fn acquire(&self) {
-        let window = &*self.window;
-        if window.budget > 0 {
-            let asked = clock::instant();
-            let _turn = window.gate.lock().await;
-            loop {
-                // Listening before reading the slot: a throttling answer in between still wakes us.
-                let moved = window.moved.notified();
-                tokio::pin!(moved);
-                moved.as_mut().enable();
-                let now = clock::instant();
-                let Err(slot) = window.lock().try_take(window.budget, now, asked) else {
-                    break;
-                };
-                tokio::select! {
-                    () = moved => {}
-                    () = clock::sleep(slot - now) => {}
-                }
-            }
-        }
-        self.granted.fetch_add(1, Ordering::Relaxed);
+        self.take(None).await;
+    }
+
+    /// Waits for a permit, or for `cancel`: false when cancelled first, and then no permit is
+    /// taken. A pause after throttling is cut short too.
+    pub async fn acquire_or_cancel(&self, cancel: &CancellationToken) -> bool {
+        self.take(Some(cancel)).await
     }
 
     /// The service said "too fast": slow down, and pause everyone for the hint (or a moment).
@@ -130,6 +118,46 @@ impl Pacer {
     /// Permits this pacer has handed out.
     pub fn granted(&self) -> u64 {
         self.granted.load(Ordering::Relaxed)
+    }
+
+    async fn take(&self, cancel: Option<&CancellationToken>) -> bool {
+        if cancel.is_some_and(CancellationToken::is_cancelled) {
+            return false;
+        }
+        let cancelled = async {
+            match cancel {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(cancelled);
+        let window = &*self.window;
+        if window.budget > 0 {
+            let asked = clock::instant();
+            let _turn = tokio::select! {
+                biased;
+                () = &mut cancelled => return false,
+                turn = window.gate.lock() => turn,
+            };
+            loop {
+                // Listening before reading the slot: a throttling answer in between still wakes us.
+                let moved = window.moved.notified();
+                tokio::pin!(moved);
+                moved.as_mut().enable();
+                let now = clock::instant();
+                let Err(slot) = window.lock().try_take(window.budget, now, asked) else {
+                    break;
+                };
+                tokio::select! {
+                    biased;
+                    () = &mut cancelled => return false,
+                    () = moved => {}
+                    () = clock::sleep(slot - now) => {}
+                }
+            }
+        }
+        self.granted.fetch_add(1, Ordering::Relaxed);
+        true
     }
 }
 
@@ -441,5 +469,38 @@ mod tests {
         assert_near(pacer.current_rate(), per_second(100.0));
         clock::sleep(RECOVERY_INTERVAL * 10).await;
         assert_near(pacer.current_rate(), per_second(100.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelling_during_a_long_pause_returns_false_promptly_and_takes_no_permit() {
+        let pacer = Arc::new(Pacer::new(1));
+        pacer.acquire().await;
+        pacer.throttled(Some(Duration::from_secs(30)));
+        let (holder, queued) = (CancellationToken::new(), CancellationToken::new());
+        let behind = {
+            let (pacer, queued) = (Arc::clone(&pacer), queued.clone());
+            tokio::spawn(async move { pacer.acquire_or_cancel(&queued).await })
+        };
+        let canceller = {
+            let (holder, queued) = (holder.clone(), queued.clone());
+            tokio::spawn(async move {
+                clock::sleep(Duration::from_secs(1)).await;
+                holder.cancel();
+                queued.cancel();
+            })
+        };
+        let start = clock::instant();
+        assert!(!pacer.acquire_or_cancel(&holder).await);
+        assert_eq!(clock::instant() - start, Duration::from_secs(1));
+        assert!(!behind.await.unwrap());
+        canceller.await.unwrap();
+        assert_eq!(pacer.granted(), 1);
+        assert_eq!(pacer.window.lock().sent.len(), 1);
+        // An already cancelled token never waits, even for a free permit.
+        assert!(!Pacer::new(0).acquire_or_cancel(&holder).await);
+        assert!(!Pacer::new(1000).acquire_or_cancel(&holder).await);
+        // The pause still holds for the others.
+        pacer.acquire().await;
+        assert_eq!(clock::instant() - start, Duration::from_secs(30));
     }
 }
