@@ -38,13 +38,14 @@ const RECOVERY_STEP: f64 = 0.1;
 const DEFAULT_PAUSE: Duration = Duration::from_millis(500);
 const MAX_PAUSE: Duration = Duration::from_secs(60);
 
-/// Permits for one stream of requests; it counts the permits it handed out.
+/// Permits for one stream of requests. Several `Pacer`s may share one window (see [`PacerSet`]);
+/// each counts the permits it handed out.
 pub struct Pacer {
     window: Arc<Window>,
     granted: AtomicU64,
 }
 
-/// The sliding window and its throttling state.
+/// The sliding window and its throttling state, shared by every pacer drawing on one budget.
 struct Window {
     /// Permits per window at most; 0 = unlimited.
     budget: u32,
@@ -71,8 +72,12 @@ struct State {
 impl Pacer {
     /// `qps` permits in any sliding second; 0 means unlimited (`acquire` returns at once).
     pub fn new(qps: u32) -> Pacer {
+        Pacer::sharing(Arc::new(Window::new(qps)))
+    }
+
+    fn sharing(window: Arc<Window>) -> Pacer {
         Pacer {
-            window: Arc::new(Window::new(qps)),
+            window,
             granted: AtomicU64::new(0),
         }
     }
@@ -115,7 +120,7 @@ impl Pacer {
         state.allowance / WINDOW.as_secs_f64()
     }
 
-    /// Permits this pacer has handed out.
+    /// Permits this pacer has handed out (for "requests per action" in the summary).
     pub fn granted(&self) -> u64 {
         self.granted.load(Ordering::Relaxed)
     }
@@ -255,6 +260,69 @@ impl State {
             self.allowance = full;
         }
         self.calm_since += RECOVERY_INTERVAL * steps;
+    }
+}
+
+/// How far a budget reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Each action class has its own budget (the service limits each operation separately).
+    Action,
+    /// One budget for every call, the strictest of the classes' (one window for the account).
+    Account,
+}
+
+/// The kinds of call the service limits separately.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionClass {
+    Create,
+    Read,
+    Remove,
+}
+
+impl ActionClass {
+    pub const ALL: [ActionClass; 3] = [ActionClass::Create, ActionClass::Read, ActionClass::Remove];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One pacer per action class; in account scope the three share one window, and each still
+/// counts its own permits.
+pub struct PacerSet {
+    scope: Scope,
+    pacers: [Pacer; 3],
+}
+
+impl PacerSet {
+    /// Budgets in permits per second for each class, 0 = unlimited. In account scope the shared
+    /// budget is the smallest non-zero one (unlimited only when all three are).
+    pub fn new(scope: Scope, create_qps: u32, read_qps: u32, remove_qps: u32) -> PacerSet {
+        let budgets = [create_qps, read_qps, remove_qps];
+        let pacers = match scope {
+            Scope::Action => budgets.map(Pacer::new),
+            Scope::Account => {
+                let shared = budgets.into_iter().filter(|&b| b > 0).min().unwrap_or(0);
+                let window = Arc::new(Window::new(shared));
+                budgets.map(|_| Pacer::sharing(Arc::clone(&window)))
+            }
+        };
+        PacerSet { scope, pacers }
+    }
+
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// The pacer for calls of `class`: acquire from it before each, tell it of throttling.
+    pub fn for_action(&self, class: ActionClass) -> &Pacer {
+        &self.pacers[class.index()]
+    }
+
+    /// Permits handed out for calls of `class`.
+    pub fn granted(&self, class: ActionClass) -> u64 {
+        self.for_action(class).granted()
     }
 }
 
@@ -502,5 +570,58 @@ mod tests {
         // The pause still holds for the others.
         pacer.acquire().await;
         assert_eq!(clock::instant() - start, Duration::from_secs(30));
+    }
+
+    /// Three tasks, one per class, taking permits for `run`; each class's instants.
+    async fn take_by_class(set: &Arc<PacerSet>, run: Duration) -> Vec<Vec<Instant>> {
+        let tasks: Vec<_> = ActionClass::ALL
+            .map(|class| {
+                let set = Arc::clone(set);
+                tokio::spawn(async move { take_for(set.for_action(class), run).await })
+            })
+            .into_iter()
+            .collect();
+        let mut times = Vec::new();
+        for task in tasks {
+            times.push(task.await.unwrap());
+        }
+        times
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn account_scope_shares_one_budget_across_action_classes() {
+        let set = Arc::new(PacerSet::new(Scope::Account, 20, 50, 10));
+        let by_class = take_by_class(&set, Duration::from_secs(20)).await;
+        let mut all: Vec<Instant> = by_class.concat();
+        all.sort();
+        assert_no_window_over(&all, 10);
+        assert!(rate(&all) >= 9.9, "{}/s", rate(&all));
+        for (class, times) in ActionClass::ALL.into_iter().zip(&by_class) {
+            assert!(times.len() >= 60, "{class:?} starved: {}", times.len());
+            assert!(set.granted(class) >= times.len() as u64);
+        }
+        set.for_action(ActionClass::Create).throttled(None);
+        assert!(set.for_action(ActionClass::Remove).current_rate() < 10.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn action_scope_gives_each_class_its_own_budget() {
+        let set = Arc::new(PacerSet::new(Scope::Action, 20, 50, 10));
+        let by_class = take_by_class(&set, Duration::from_secs(20)).await;
+        for ((class, times), budget) in ActionClass::ALL
+            .into_iter()
+            .zip(&by_class)
+            .zip([20, 50, 10])
+        {
+            assert_no_window_over(times, budget);
+            let rate = rate(times);
+            assert!(rate >= 0.99 * f64::from(budget), "{class:?}: {rate}/s");
+            assert!(set.granted(class) >= times.len() as u64);
+        }
+        set.for_action(ActionClass::Create).throttled(None);
+        assert_near(
+            set.for_action(ActionClass::Read).current_rate(),
+            50.0 / WINDOW.as_secs_f64(),
+        );
     }
 }
