@@ -471,6 +471,68 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn timers_that_fire_late_cost_no_permits() {
+        let window = Window::new(100);
+        let mut state = window.lock();
+        let start = clock::instant();
+        let (late, end) = (Duration::from_millis(3), start + Duration::from_secs(20));
+        let mut now = start;
+        let mut times = Vec::new();
+        for _ in 0..4000 {
+            // Every waiter asked at the start, and every timer fires 3 ms after its slot.
+            match state.try_take(100, now, start) {
+                Ok(()) => times.push(now),
+                Err(slot) => now = slot + late,
+            }
+            if now >= end {
+                break;
+            }
+        }
+        assert_no_window_over(&times, 100);
+        assert!(rate(&times) >= 99.0, "{}/s", rate(&times));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_an_idle_spell_or_a_pause_waiters_go_at_the_steady_pace_not_in_a_burst() {
+        let pacer = Arc::new(Pacer::new(100));
+        take_for(&pacer, Duration::from_secs(2)).await;
+        for quiet in [false, true] {
+            if quiet {
+                clock::sleep(Duration::from_secs(5)).await;
+            } else {
+                // Shorter than a recovery step: the pace after it is 70 % of the budget.
+                pacer.throttled(Some(Duration::from_millis(1500)));
+            }
+            let first = Arc::new(Mutex::new(Vec::new()));
+            let tasks: Vec<_> = (0..64)
+                .map(|_| {
+                    let (pacer, first) = (Arc::clone(&pacer), Arc::clone(&first));
+                    tokio::spawn(async move {
+                        pacer.acquire().await;
+                        first.lock().unwrap().push(clock::instant());
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            let mut first = std::mem::take(&mut *first.lock().unwrap());
+            first.sort();
+            let rate = if quiet { 100.0 } else { 70.0 };
+            let gap = WINDOW.as_secs_f64() / rate;
+            // The first half second (before the pace steps up again after the pause).
+            for (k, t) in first.iter().enumerate().take(32) {
+                // In pairs, one gap apart on average: never ahead of the schedule by a pair.
+                let ahead = (k as f64 - 1.0) * gap - (*t - first[0]).as_secs_f64();
+                assert!(
+                    ahead < 1e-3,
+                    "permit {k} is {ahead:.4} s ahead (quiet: {quiet})"
+                );
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn after_a_slow_down_every_window_holds_no_more_than_the_smaller_allowance() {
         let pacer = Pacer::new(100);
         let mut times = take_for(&pacer, Duration::from_secs(3)).await;
