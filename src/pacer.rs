@@ -1,278 +1,689 @@
-//! Pacing: a permit before every request (retries and look-ups included), so that no one-second
-//! window sees more than the account's budget, slowing down on throttling and recovering gradually.
+//! Pacing: a permit before every request (retries and look-ups included), so that no sliding
+//! one-second window sees more than the budget, slowing down on throttling and recovering gradually.
 //!
-//! governor does the rate arithmetic (GCRA). Waiters queue on a fair async mutex, so a hundred
-//! workers waiting for a permit wake one at a time instead of all at once; at 50/s and more the
-//! permits go out in pairs, one timer wake-up for two requests.
+//! An exact sliding window on tokio's clock: the pacer remembers when its last `budget` permits
+//! went out, and a permit goes out no earlier than one window after the permit `N` places before
+//! it (`N` the permits a window may hold now). Within that bound permits follow an even schedule
+//! (in pairs from 50/s, one timer wake-up for two), so the server sees a steady stream rather than
+//! a burst at the top of each window. Waiters queue on a fair async mutex: only the one at the
+//! head sleeps on a timer, and it wakes alone.
 
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::clock;
 
-/// Fraction of the budget actually used: arrival times jitter on the network, and a request
-/// that lands a millisecond early in the server's window would be throttled.
-const HEADROOM: f64 = 0.995;
-/// The bucket's size by budget. A permit released late by a timer tick is lost for good when the
-/// bucket is full at that moment (with a burst of one that costs ~10% at 100/s), so the bucket
-/// holds one permit more than a release takes. The rate gives the extra permits back: at most
-/// (burst − 1) + rate permits fall in any one-second window, and that is kept within the budget.
-fn burst_for(qps: u32) -> u32 {
-    match qps {
-        0..20 => 1,
-        20..50 => 2,
-        _ => 3,
-    }
-}
+/// The span `N` permits must leave between them: the server's one second plus a margin for
+/// arrival jitter, so a request that travels 5 ms faster than the one `N` places before it still
+/// lands outside that one's window. 5 ms costs 0.5 % of the budget, leaving 0.5 % for late timers.
+const WINDOW: Duration = Duration::from_millis(1005);
 /// Multiplicative slow-down on a throttling answer, and the floor as a fraction of the budget.
 const BACKOFF_FACTOR: f64 = 0.7;
 const MIN_FRACTION: f64 = 0.1;
-/// Recovery: after this long without throttling, step the rate up by `RECOVERY_STEP` of the budget.
+/// From this many permits per window on, permits go out in pairs (one timer wake-up for two).
+const PAIRS_FROM: f64 = 50.0;
+/// Answers to requests sent before a slow-down still arrive for about a round trip: within this
+/// long of the last slow-down (or during a pause, when nothing is sent) they slow down no further.
+const SLOW_DOWN_SPACING: Duration = Duration::from_secs(1);
+/// Recovery: for every this long without throttling, step up by `RECOVERY_STEP` of the budget.
 const RECOVERY_INTERVAL: Duration = Duration::from_secs(2);
 const RECOVERY_STEP: f64 = 0.1;
-/// The pause after a throttling answer without a hint.
+/// The pause after a throttling answer without a hint, and the longest pause a hint can ask for.
 const DEFAULT_PAUSE: Duration = Duration::from_millis(500);
 const MAX_PAUSE: Duration = Duration::from_secs(60);
 
+/// Permits for one stream of requests. Several `Pacer`s may share one window (see [`PacerSet`]);
+/// each counts the permits it handed out.
 pub struct Pacer {
-    budget: f64,
-    burst: NonZeroU32,
-    /// Permits taken at once: the burst less the one kept free for a late wake-up.
-    release: NonZeroU32,
-    /// Built once: creating a clock probes the CPU and calibrates, far too slow per permit.
-    clock: DefaultClock,
+    window: Arc<Window>,
+    granted: AtomicU64,
+}
+
+/// The sliding window and its throttling state, shared by every pacer drawing on one budget.
+struct Window {
+    /// Permits per window at most; 0 = unlimited.
+    budget: u32,
+    /// The queue of waiters, first come first served; its holder is the one that sleeps.
     gate: tokio::sync::Mutex<()>,
+    /// Wakes the sleeping holder when a throttling answer moves its slot.
+    moved: Notify,
     state: Mutex<State>,
 }
 
 struct State {
-    rate: f64,
-    limiter: Arc<DefaultDirectRateLimiter>,
-    paused_until: Option<tokio::time::Instant>,
-    calm_since: tokio::time::Instant,
-    /// Permits already taken from the limiter by the last release, for the next waiters.
-    spare: u32,
+    /// Permits per window now: the budget, or less after throttling (need not be whole).
+    allowance: f64,
+    /// When the last `budget` permits went out, oldest first (allocated once, never grows).
+    sent: VecDeque<Instant>,
+    /// The slot of the last permit on the even schedule.
+    last_slot: Option<Instant>,
+    paused_until: Option<Instant>,
+    last_slow_down: Option<Instant>,
+    /// The last throttling answer or recovery step.
+    calm_since: Instant,
 }
 
 impl Pacer {
-    /// `qps` = 0 means unlimited: `acquire` returns at once.
+    /// `qps` permits in any sliding second; 0 means unlimited (`acquire` returns at once).
     pub fn new(qps: u32) -> Pacer {
-        let burst = burst_for(qps);
-        // At most (burst − 1) + rate permits fall in any one-second window.
-        let budget = if qps == 0 {
-            0.0
-        } else {
-            (f64::from(qps) - f64::from(burst - 1)) * HEADROOM
-        };
-        let release = NonZeroU32::new(burst.saturating_sub(1).max(1)).expect("at least one");
-        let burst = NonZeroU32::new(burst).expect("burst is 1 to 3");
-        let rate = budget.max(0.5);
-        let clock = DefaultClock::default();
+        Pacer::sharing(Arc::new(Window::new(qps)))
+    }
+
+    fn sharing(window: Arc<Window>) -> Pacer {
         Pacer {
-            budget,
-            burst,
-            release,
-            clock: clock.clone(),
-            gate: tokio::sync::Mutex::new(()),
-            state: Mutex::new(State {
-                rate,
-                limiter: Arc::new(limiter_for(rate, burst, &clock)),
-                paused_until: None,
-                calm_since: clock::instant(),
-                spare: 0,
-            }),
+            window,
+            granted: AtomicU64::new(0),
         }
     }
 
     pub fn unlimited(&self) -> bool {
-        self.budget == 0.0
+        self.window.budget == 0
     }
 
     /// Waits for the permit to start one request.
     pub async fn acquire(&self) {
-        if self.unlimited() {
-            return;
-        }
-        let _turn = self.gate.lock().await;
-        loop {
-            let (limiter, pause) = {
-                let mut state = self.lock();
-                self.recover(&mut state);
-                if state.spare > 0 && state.paused_until.is_none_or(|p| p <= clock::instant()) {
-                    state.spare -= 1;
-                    return;
-                }
-                (state.limiter.clone(), state.paused_until)
-            };
-            match pause {
-                Some(until) if until > clock::instant() => {
-                    tokio::time::sleep_until(until).await;
-                    continue;
-                }
-                _ => {}
-            }
-            // Take a whole release at once and hand the rest to the next waiters: one wake-up
-            // (and often one answer's wake-up) for two requests. The limit is the limiter's.
-            let wait = match limiter.check_n(self.release) {
-                Ok(Ok(())) => {
-                    self.lock().spare = self.release.get() - 1;
-                    return;
-                }
-                Ok(Err(not_until)) => not_until.wait_time_from(limiter.clock().now()),
-                Err(_) => Duration::from_millis(1),
-            };
-            clock::sleep(wait.max(Duration::from_micros(50))).await;
-        }
+        self.take(None).await;
+    }
+
+    /// Waits for a permit, or for `cancel`: false when cancelled first, and then no permit is
+    /// taken. A pause after throttling is cut short too.
+    pub async fn acquire_or_cancel(&self, cancel: &CancellationToken) -> bool {
+        self.take(Some(cancel)).await
     }
 
     /// The service said "too fast": slow down, and pause everyone for the hint (or a moment).
     pub fn throttled(&self, retry_after: Option<Duration>) {
-        if self.unlimited() {
+        let window = &*self.window;
+        if window.budget == 0 {
             return;
         }
-        let mut state = self.lock();
-        state.spare = 0;
         let now = clock::instant();
         let pause = retry_after.unwrap_or(DEFAULT_PAUSE).min(MAX_PAUSE);
-        let until = now + pause;
-        if state.paused_until.is_none_or(|p| p < until) {
-            state.paused_until = Some(until);
-        }
-        // One slow-down per burst of throttling answers, not one per answer.
-        if now.duration_since(state.calm_since) > Duration::from_millis(200)
-            || state.rate >= self.budget
-        {
-            state.rate = (state.rate * BACKOFF_FACTOR)
-                .max(self.budget * MIN_FRACTION)
-                .max(0.5);
-            state.limiter = Arc::new(limiter_for(state.rate, self.burst, &self.clock));
-        }
-        state.calm_since = now;
+        window.lock().throttled(window.budget, now, pause);
+        window.moved.notify_waiters();
     }
 
-    /// The current rate in requests per second (for the progress display).
+    /// The pace allowed now in requests per second (0 when unlimited), for the progress display.
     pub fn current_rate(&self) -> f64 {
-        if self.unlimited() {
-            0.0
-        } else {
-            self.lock().rate
+        let window = &*self.window;
+        if window.budget == 0 {
+            return 0.0;
+        }
+        let mut state = window.lock();
+        state.recover(window.budget, clock::instant());
+        state.allowance / WINDOW.as_secs_f64()
+    }
+
+    /// Permits this pacer has handed out (for "requests per action" in the summary).
+    pub fn granted(&self) -> u64 {
+        self.granted.load(Ordering::Relaxed)
+    }
+
+    async fn take(&self, cancel: Option<&CancellationToken>) -> bool {
+        if cancel.is_some_and(CancellationToken::is_cancelled) {
+            return false;
+        }
+        let cancelled = async {
+            match cancel {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(cancelled);
+        let window = &*self.window;
+        if window.budget > 0 {
+            let asked = clock::instant();
+            let _turn = tokio::select! {
+                biased;
+                () = &mut cancelled => return false,
+                turn = window.gate.lock() => turn,
+            };
+            loop {
+                // Listening before reading the slot: a throttling answer in between still wakes us.
+                let moved = window.moved.notified();
+                tokio::pin!(moved);
+                moved.as_mut().enable();
+                let now = clock::instant();
+                let Err(slot) = window.lock().try_take(window.budget, now, asked) else {
+                    break;
+                };
+                tokio::select! {
+                    biased;
+                    () = &mut cancelled => return false,
+                    () = moved => {}
+                    () = clock::sleep(slot - now) => {}
+                }
+            }
+        }
+        self.granted.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+}
+
+impl Window {
+    fn new(budget: u32) -> Window {
+        Window {
+            budget,
+            gate: tokio::sync::Mutex::new(()),
+            moved: Notify::new(),
+            state: Mutex::new(State {
+                allowance: f64::from(budget),
+                sent: VecDeque::with_capacity(budget as usize),
+                last_slot: None,
+                paused_until: None,
+                last_slow_down: None,
+                calm_since: clock::instant(),
+            }),
         }
     }
 
-    fn recover(&self, state: &mut State) {
-        if state.rate >= self.budget {
-            return;
-        }
-        let now = clock::instant();
-        if now.duration_since(state.calm_since) >= RECOVERY_INTERVAL {
-            state.rate = (state.rate + self.budget * RECOVERY_STEP).min(self.budget);
-            state.limiter = Arc::new(limiter_for(state.rate, self.burst, &self.clock));
-            state.calm_since = now;
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-fn limiter_for(rate: f64, burst: NonZeroU32, clock: &DefaultClock) -> DefaultDirectRateLimiter {
-    let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
-    let quota = Quota::with_period(period)
-        .expect("a positive period")
-        .allow_burst(burst);
-    RateLimiter::direct_with_clock(quota, clock.clone())
+impl State {
+    /// Permits a window may hold now, and the span they must keep between them (one window at
+    /// the full budget; longer when slowed down to a fraction of a permit more than a whole).
+    fn shape(&self, budget: u32) -> (usize, Duration) {
+        // The tolerance keeps 0.7 × 100 from counting as 71 permits.
+        let n = (self.allowance - 1e-9).ceil().clamp(1.0, f64::from(budget));
+        (n as usize, WINDOW.mul_f64(n / self.allowance))
+    }
+
+    /// Takes the next permit if it may go out `now` (asked for at `asked`); otherwise the
+    /// instant to look again.
+    fn try_take(&mut self, budget: u32, now: Instant, asked: Instant) -> Result<(), Instant> {
+        self.recover(budget, now);
+        let (n, span) = self.shape(budget);
+        // The bound: the `n`-th latest permit must have left the span, and no pause is on.
+        let earlier = self.sent.len().checked_sub(n).map(|i| self.sent[i] + span);
+        let bound = self.paused_until.max(earlier);
+        // The even schedule, one gap per permit. At high rates a permit may go out one gap
+        // early, with the one before it: one timer wake-up for two requests.
+        let gap = span / n as u32;
+        let schedule = self.last_slot.map(|last| last + gap);
+        let early = if self.allowance >= PAIRS_FROM {
+            gap
+        } else {
+            Duration::ZERO
+        };
+        let slot = bound.max(schedule);
+        if bound.is_some_and(|at| at > now) || schedule.is_some_and(|at| at > now + early) {
+            return Err(slot.expect("a bound or a schedule lies ahead"));
+        }
+        if self.sent.len() == budget as usize {
+            self.sent.pop_front();
+        }
+        // The window counts real departures, late timers included: that is the guarantee.
+        self.sent.push_back(now);
+        // The schedule goes on from the slot, not from when a late timer fired, so lateness
+        // costs no permits; a permit asked for after its slot starts the schedule afresh.
+        self.last_slot = Some(slot.map_or(asked, |slot| slot.max(asked)));
+        Ok(())
+    }
+
+    fn throttled(&mut self, budget: u32, now: Instant, pause: Duration) {
+        self.recover(budget, now);
+        let paused = self.paused_until.is_some_and(|until| until > now);
+        let recent = self
+            .last_slow_down
+            .is_some_and(|at| now.saturating_duration_since(at) < SLOW_DOWN_SPACING);
+        if !paused && !recent {
+            self.allowance =
+                (self.allowance * BACKOFF_FACTOR).max(f64::from(budget) * MIN_FRACTION);
+            self.last_slow_down = Some(now);
+        }
+        self.paused_until = self.paused_until.max(Some(now + pause));
+        self.calm_since = now;
+    }
+
+    fn recover(&mut self, budget: u32, now: Instant) {
+        let full = f64::from(budget);
+        if self.allowance >= full {
+            return;
+        }
+        let calm = now.saturating_duration_since(self.calm_since);
+        let steps = (calm.as_nanos() / RECOVERY_INTERVAL.as_nanos()) as u32;
+        if steps == 0 {
+            return;
+        }
+        self.allowance += full * RECOVERY_STEP * f64::from(steps);
+        // Snap to the budget when the last step overshoots it or rounding leaves it a hair short.
+        if self.allowance > full * (1.0 - 1e-9) {
+            self.allowance = full;
+        }
+        self.calm_since += RECOVERY_INTERVAL * steps;
+    }
+}
+
+/// How far a budget reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Each action class has its own budget (the service limits each operation separately).
+    Action,
+    /// One budget for every call, the strictest of the classes' (one window for the account).
+    Account,
+}
+
+/// The kinds of call the service limits separately.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionClass {
+    Create,
+    Read,
+    Remove,
+}
+
+impl ActionClass {
+    pub const ALL: [ActionClass; 3] = [ActionClass::Create, ActionClass::Read, ActionClass::Remove];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One pacer per action class; in account scope the three share one window, and each still
+/// counts its own permits.
+pub struct PacerSet {
+    scope: Scope,
+    pacers: [Pacer; 3],
+}
+
+impl PacerSet {
+    /// Budgets in permits per second for each class, 0 = unlimited. In account scope the shared
+    /// budget is the smallest non-zero one (unlimited only when all three are).
+    pub fn new(scope: Scope, create_qps: u32, read_qps: u32, remove_qps: u32) -> PacerSet {
+        let budgets = [create_qps, read_qps, remove_qps];
+        let pacers = match scope {
+            Scope::Action => budgets.map(Pacer::new),
+            Scope::Account => {
+                let shared = budgets.into_iter().filter(|&b| b > 0).min().unwrap_or(0);
+                let window = Arc::new(Window::new(shared));
+                budgets.map(|_| Pacer::sharing(Arc::clone(&window)))
+            }
+        };
+        PacerSet { scope, pacers }
+    }
+
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// The pacer for calls of `class`: acquire from it before each, tell it of throttling.
+    pub fn for_action(&self, class: ActionClass) -> &Pacer {
+        &self.pacers[class.index()]
+    }
+
+    /// Permits handed out for calls of `class`.
+    pub fn granted(&self, class: ActionClass) -> u64 {
+        self.for_action(class).granted()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    const BUDGETS: [u32; 6] = [1, 5, 20, 50, 100, 1000];
+
+    /// Takes permits one after another for `run` of virtual time; their instants.
+    async fn take_for(pacer: &Pacer, run: Duration) -> Vec<Instant> {
+        let end = clock::instant() + run;
+        let mut times = Vec::new();
+        for _ in 0..limit(pacer, run) {
+            pacer.acquire().await;
+            let now = clock::instant();
+            if now >= end {
+                break;
+            }
+            times.push(now);
+        }
+        times
+    }
+
+    /// More permits than `run` can hold at the full budget: the bound of every test loop.
+    fn limit(pacer: &Pacer, run: Duration) -> usize {
+        (f64::from(pacer.window.budget.max(1)) * (run.as_secs_f64() + 1.0) * 2.0) as usize
+    }
+
+    /// Every permit is at least a window after the one `budget` places before it, so no sliding
+    /// second (nor any span up to the margin longer) holds more than the budget.
+    fn assert_no_window_over(times: &[Instant], budget: u32) {
+        let n = budget as usize;
+        for k in n..times.len() {
+            let span = times[k] - times[k - n];
+            assert!(span >= WINDOW, "budget {budget}: {n} permits in {span:?}");
+        }
+    }
+
+    fn rate(times: &[Instant]) -> f64 {
+        let elapsed = (*times.last().unwrap() - times[0]).as_secs_f64();
+        (times.len() - 1) as f64 / elapsed
+    }
+
+    fn assert_near(actual: f64, expected: f64) {
+        assert!((actual - expected).abs() < 1e-9, "{actual} != {expected}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_unlimited_pacer_never_waits_or_slows() {
         let pacer = Pacer::new(0);
+        let start = clock::instant();
         for _ in 0..1000 {
             pacer.acquire().await;
         }
         pacer.throttled(None);
+        pacer.acquire().await;
+        assert_eq!(clock::instant(), start);
         assert_eq!(pacer.current_rate(), 0.0);
+        assert_eq!(pacer.granted(), 1001);
     }
 
-    #[test]
-    fn throttling_slows_down_to_a_floor_and_not_below() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let pacer = Pacer::new(100);
-            assert!((pacer.current_rate() - 97.51).abs() < 1e-9);
-            pacer.throttled(Some(Duration::from_millis(1)));
-            assert!((pacer.current_rate() - 68.257).abs() < 1e-9);
-            for _ in 0..50 {
-                let mut state = pacer.lock();
-                state.calm_since -= Duration::from_millis(300);
-                drop(state);
-                pacer.throttled(Some(Duration::from_millis(1)));
-            }
-            assert!((pacer.current_rate() - 9.751).abs() < 1e-9);
-        });
-    }
-
-    #[test]
-    fn a_burst_of_throttling_answers_slows_down_once() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let pacer = Pacer::new(100);
-            for _ in 0..10 {
-                pacer.throttled(None);
-            }
-            assert!((pacer.current_rate() - 68.257).abs() < 1e-9);
-        });
-    }
-
-    #[test]
-    fn the_rate_recovers_step_by_step_after_calm() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let pacer = Pacer::new(100);
-            pacer.throttled(None);
-            let mut state = pacer.lock();
-            state.calm_since -= RECOVERY_INTERVAL;
-            pacer.recover(&mut state);
-            assert!((state.rate - 78.008).abs() < 1e-9, "{}", state.rate);
-            for _ in 0..10 {
-                state.calm_since -= RECOVERY_INTERVAL;
-                pacer.recover(&mut state);
-            }
-            assert!((state.rate - 97.51).abs() < 1e-9);
-        });
-    }
-
-    #[test]
-    fn no_one_second_window_can_hold_more_permits_than_the_budget() {
-        for qps in [1, 2, 5, 19, 20, 21, 50, 100, 1000, 10_000] {
-            let pacer = Pacer::new(qps);
-            let worst = f64::from(pacer.burst.get() - 1) + pacer.budget.ceil();
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_run_keeps_every_window_within_the_budget_and_comes_within_one_percent() {
+        for budget in BUDGETS {
+            let pacer = Pacer::new(budget);
+            let times = take_for(&pacer, Duration::from_secs(30)).await;
+            assert_no_window_over(&times, budget);
+            let rate = rate(&times);
             assert!(
-                worst <= f64::from(qps),
-                "qps {qps}: up to {worst} in a window"
-            );
-            assert!(
-                pacer.budget >= f64::from(qps) * 0.49,
-                "qps {qps}: pace {} is too slow",
-                pacer.budget
+                rate >= 0.99 * f64::from(budget),
+                "budget {budget}: {rate:.3}/s"
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_concurrent_waiters_share_the_budget_without_exceeding_it() {
+        for budget in BUDGETS {
+            let pacer = Arc::new(Pacer::new(budget));
+            let run = Duration::from_secs(20);
+            let end = clock::instant() + run;
+            let times = Arc::new(Mutex::new(Vec::new()));
+            let per_task = limit(&pacer, run) / 64 + 2;
+            let tasks: Vec<_> = (0..64)
+                .map(|_| {
+                    let (pacer, times) = (Arc::clone(&pacer), Arc::clone(&times));
+                    tokio::spawn(async move {
+                        for _ in 0..per_task {
+                            pacer.acquire().await;
+                            let now = clock::instant();
+                            if now >= end {
+                                break;
+                            }
+                            times.lock().unwrap().push(now);
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            let mut times = std::mem::take(&mut *times.lock().unwrap());
+            times.sort();
+            assert_no_window_over(&times, budget);
+            let rate = rate(&times);
+            assert!(
+                rate >= 0.99 * f64::from(budget),
+                "budget {budget}: {rate:.3}/s"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttling_storm_pauses_for_the_hint_slows_down_and_recovers_to_the_full_budget() {
+        let pacer = Arc::new(Pacer::new(100));
+        let start = clock::instant();
+        let at = move |secs: f64| start + Duration::from_secs_f64(secs);
+        let storm = {
+            let pacer = Arc::clone(&pacer);
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at(5.0)).await;
+                pacer.throttled(Some(Duration::from_secs(2)));
+                tokio::time::sleep_until(at(7.5)).await;
+                for i in 0..20 {
+                    let hint = (i % 2 == 0).then_some(Duration::from_millis(100));
+                    pacer.throttled(hint);
+                    clock::sleep(Duration::from_millis(300)).await;
+                }
+                pacer.current_rate()
+            })
+        };
+        let times = take_for(&pacer, Duration::from_secs(60)).await;
+        let slowed = storm.await.unwrap();
+
+        assert_no_window_over(&times, 100);
+        assert!(
+            !times.iter().any(|&t| t > at(5.0) && t < at(7.0)),
+            "a permit went out during the hinted pause"
+        );
+        assert!(times.iter().any(|&t| t >= at(7.0) && t < at(7.1)));
+        assert!(slowed < 50.0, "the storm left the pace at {slowed}/s");
+        let late = times.iter().filter(|&&t| t >= at(50.0)).count();
+        assert!(late >= 990, "{late} permits in the last 10 s");
+        assert_near(pacer.current_rate(), 100.0 / WINDOW.as_secs_f64());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timers_that_fire_late_cost_no_permits() {
+        let window = Window::new(100);
+        let mut state = window.lock();
+        let start = clock::instant();
+        let (late, end) = (Duration::from_millis(3), start + Duration::from_secs(20));
+        let mut now = start;
+        let mut times = Vec::new();
+        for _ in 0..4000 {
+            // Every waiter asked at the start, and every timer fires 3 ms after its slot.
+            match state.try_take(100, now, start) {
+                Ok(()) => times.push(now),
+                Err(slot) => now = slot + late,
+            }
+            if now >= end {
+                break;
+            }
+        }
+        assert_no_window_over(&times, 100);
+        assert!(rate(&times) >= 99.0, "{}/s", rate(&times));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_an_idle_spell_or_a_pause_waiters_go_at_the_steady_pace_not_in_a_burst() {
+        let pacer = Arc::new(Pacer::new(100));
+        take_for(&pacer, Duration::from_secs(2)).await;
+        for quiet in [false, true] {
+            if quiet {
+                clock::sleep(Duration::from_secs(5)).await;
+            } else {
+                // Shorter than a recovery step: the pace after it is 70 % of the budget.
+                pacer.throttled(Some(Duration::from_millis(1500)));
+            }
+            let first = Arc::new(Mutex::new(Vec::new()));
+            let tasks: Vec<_> = (0..64)
+                .map(|_| {
+                    let (pacer, first) = (Arc::clone(&pacer), Arc::clone(&first));
+                    tokio::spawn(async move {
+                        pacer.acquire().await;
+                        first.lock().unwrap().push(clock::instant());
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            let mut first = std::mem::take(&mut *first.lock().unwrap());
+            first.sort();
+            let rate = if quiet { 100.0 } else { 70.0 };
+            let gap = WINDOW.as_secs_f64() / rate;
+            // The first half second (before the pace steps up again after the pause).
+            for (k, t) in first.iter().enumerate().take(32) {
+                // In pairs, one gap apart on average: never ahead of the schedule by a pair.
+                let ahead = (k as f64 - 1.0) * gap - (*t - first[0]).as_secs_f64();
+                assert!(
+                    ahead < 1e-3,
+                    "permit {k} is {ahead:.4} s ahead (quiet: {quiet})"
+                );
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_slow_down_every_window_holds_no_more_than_the_smaller_allowance() {
+        let pacer = Pacer::new(100);
+        let mut times = take_for(&pacer, Duration::from_secs(3)).await;
+        let throttled_at = clock::instant();
+        pacer.throttled(Some(Duration::ZERO));
+        // Before the first recovery step, two seconds after the answer.
+        times.extend(take_for(&pacer, Duration::from_millis(1900)).await);
+        let second = Duration::from_secs(1);
+        let mut checked = 0;
+        for (k, &t) in times
+            .iter()
+            .enumerate()
+            .filter(|&(_, &t)| t >= throttled_at)
+        {
+            let in_window = times[..=k].iter().filter(|&&s| s + second > t).count();
+            assert!(
+                in_window <= 70,
+                "{in_window} permits in the second up to {t:?}"
+            );
+            checked += 1;
+        }
+        assert!(checked > 60, "only {checked} permits after the slow-down");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_slows_down_to_a_floor_and_not_below() {
+        let pacer = Pacer::new(100);
+        let per_second = |allowance: f64| allowance / WINDOW.as_secs_f64();
+        assert_near(pacer.current_rate(), per_second(100.0));
+        pacer.throttled(Some(Duration::from_millis(1)));
+        assert_near(pacer.current_rate(), per_second(70.0));
+        for _ in 0..50 {
+            clock::sleep(SLOW_DOWN_SPACING).await;
+            pacer.throttled(Some(Duration::from_millis(1)));
+        }
+        assert_near(pacer.current_rate(), per_second(10.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_throttling_answers_slows_down_once() {
+        let pacer = Pacer::new(100);
+        for i in 0..10 {
+            if i > 0 {
+                clock::sleep(Duration::from_millis(50)).await;
+            }
+            pacer.throttled(None);
+        }
+        // The pause is over, but this answer too may be about a request sent before it.
+        clock::sleep(DEFAULT_PAUSE).await;
+        pacer.throttled(Some(Duration::from_millis(1)));
+        assert_near(pacer.current_rate(), 70.0 / WINDOW.as_secs_f64());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_recovers_step_by_step_after_calm() {
+        let pacer = Pacer::new(100);
+        let per_second = |allowance: f64| allowance / WINDOW.as_secs_f64();
+        pacer.throttled(None);
+        clock::sleep(RECOVERY_INTERVAL - Duration::from_millis(1)).await;
+        assert_near(pacer.current_rate(), per_second(70.0));
+        clock::sleep(Duration::from_millis(1)).await;
+        assert_near(pacer.current_rate(), per_second(80.0));
+        clock::sleep(RECOVERY_INTERVAL * 2).await;
+        assert_near(pacer.current_rate(), per_second(100.0));
+        clock::sleep(RECOVERY_INTERVAL * 10).await;
+        assert_near(pacer.current_rate(), per_second(100.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelling_during_a_long_pause_returns_false_promptly_and_takes_no_permit() {
+        let pacer = Arc::new(Pacer::new(1));
+        pacer.acquire().await;
+        pacer.throttled(Some(Duration::from_secs(30)));
+        let (holder, queued) = (CancellationToken::new(), CancellationToken::new());
+        let behind = {
+            let (pacer, queued) = (Arc::clone(&pacer), queued.clone());
+            tokio::spawn(async move { pacer.acquire_or_cancel(&queued).await })
+        };
+        let canceller = {
+            let (holder, queued) = (holder.clone(), queued.clone());
+            tokio::spawn(async move {
+                clock::sleep(Duration::from_secs(1)).await;
+                holder.cancel();
+                queued.cancel();
+            })
+        };
+        let start = clock::instant();
+        assert!(!pacer.acquire_or_cancel(&holder).await);
+        assert_eq!(clock::instant() - start, Duration::from_secs(1));
+        assert!(!behind.await.unwrap());
+        canceller.await.unwrap();
+        assert_eq!(pacer.granted(), 1);
+        assert_eq!(pacer.window.lock().sent.len(), 1);
+        // An already cancelled token never waits, even for a free permit.
+        assert!(!Pacer::new(0).acquire_or_cancel(&holder).await);
+        assert!(!Pacer::new(1000).acquire_or_cancel(&holder).await);
+        // The pause still holds for the others.
+        pacer.acquire().await;
+        assert_eq!(clock::instant() - start, Duration::from_secs(30));
+    }
+
+    /// Three tasks, one per class, taking permits for `run`; each class's instants.
+    async fn take_by_class(set: &Arc<PacerSet>, run: Duration) -> Vec<Vec<Instant>> {
+        let tasks: Vec<_> = ActionClass::ALL
+            .map(|class| {
+                let set = Arc::clone(set);
+                tokio::spawn(async move { take_for(set.for_action(class), run).await })
+            })
+            .into_iter()
+            .collect();
+        let mut times = Vec::new();
+        for task in tasks {
+            times.push(task.await.unwrap());
+        }
+        times
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn account_scope_shares_one_budget_across_action_classes() {
+        let set = Arc::new(PacerSet::new(Scope::Account, 20, 50, 10));
+        let by_class = take_by_class(&set, Duration::from_secs(20)).await;
+        let mut all: Vec<Instant> = by_class.concat();
+        all.sort();
+        assert_no_window_over(&all, 10);
+        assert!(rate(&all) >= 9.9, "{}/s", rate(&all));
+        for (class, times) in ActionClass::ALL.into_iter().zip(&by_class) {
+            assert!(times.len() >= 60, "{class:?} starved: {}", times.len());
+            assert!(set.granted(class) >= times.len() as u64);
+        }
+        set.for_action(ActionClass::Create).throttled(None);
+        assert!(set.for_action(ActionClass::Remove).current_rate() < 10.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn action_scope_gives_each_class_its_own_budget() {
+        let set = Arc::new(PacerSet::new(Scope::Action, 20, 50, 10));
+        let by_class = take_by_class(&set, Duration::from_secs(20)).await;
+        for ((class, times), budget) in ActionClass::ALL
+            .into_iter()
+            .zip(&by_class)
+            .zip([20, 50, 10])
+        {
+            assert_no_window_over(times, budget);
+            let rate = rate(times);
+            assert!(rate >= 0.99 * f64::from(budget), "{class:?}: {rate}/s");
+            assert!(set.granted(class) >= times.len() as u64);
+        }
+        set.for_action(ActionClass::Create).throttled(None);
+        assert_near(
+            set.for_action(ActionClass::Read).current_rate(),
+            50.0 / WINDOW.as_secs_f64(),
+        );
     }
 }
