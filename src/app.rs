@@ -7,6 +7,9 @@ use std::path::Path;
 use crate::cli::{CheckArgs, Command, RunArgs};
 use crate::connect;
 pub use crate::exit::Exit;
+
+/// How long past its timeout an unanswered attempt is taken to be possibly in flight still.
+const SETTLE_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
 use crate::ledger::{self, LedgerError};
 use crate::pipeline::{self, Ending, RunConfig, RunError};
 use crate::plan::{self, Plan, Rejected};
@@ -209,10 +212,8 @@ async fn run(args: RunArgs) -> Exit {
         manifest: args.manifest.clone(),
         ledger: args.ledger_path(),
         endpoint: connected.endpoint,
-        qps: settings.qps(target),
+        pace: settings.pace(target, SETTLE_MARGIN),
         concurrency: settings.concurrency(target),
-        max_attempts: settings.max_attempts,
-        timeout: settings.timeout,
         max_duration: args.max_duration,
         retry_failed: args.retry_failed,
         progress: if args.quiet {
@@ -220,7 +221,6 @@ async fn run(args: RunArgs) -> Exit {
         } else {
             args.progress.into()
         },
-        seed: settings.seed,
     };
     let result = pipeline::run(config, connected.client).await;
     if let Some(sb) = running_sandbox {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::api::{ApiError, ErrorClass};
 use crate::clock::{self, Jitter};
 use crate::exit::Exit;
-use crate::pacer::Pacer;
+use crate::pacer::{ActionClass, PacerSet, Scope};
 use crate::retry::{Policy, Verdict};
 use crate::stop::Stop;
 
@@ -50,13 +50,8 @@ impl Halt {
     }
 }
 
-/// The kinds of operation, each with its own budget line in the figures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    Create,
-    Read,
-    Remove,
-}
+/// The kinds of operation, each with its own budget (api-notes §9: limits are per operation).
+pub use crate::pacer::ActionClass as Action;
 
 /// What the caller counted, for progress, summaries and metrics.
 #[derive(Debug, Default)]
@@ -113,7 +108,12 @@ impl Removal {
 /// How the caller paces and retries.
 #[derive(Clone, Copy, Debug)]
 pub struct Pace {
+    /// Budgets per second of creates, reads and removals (0 = unlimited).
     pub qps: u32,
+    pub read_qps: u32,
+    pub remove_qps: u32,
+    /// `Action`: each operation has its own budget; `Account`: one budget for every call.
+    pub scope: Scope,
     pub max_attempts: u32,
     pub seed: Option<u64>,
     /// How long after sending an attempt that got no answer it may still be in flight on our
@@ -123,7 +123,7 @@ pub struct Pace {
 }
 
 pub struct Caller {
-    pacer: Pacer,
+    pacers: PacerSet,
     policy: Policy,
     jitter: Jitter,
     stop: Arc<Stop>,
@@ -134,7 +134,7 @@ pub struct Caller {
 impl Caller {
     pub fn new(pace: Pace, stop: Arc<Stop>) -> Caller {
         Caller {
-            pacer: Pacer::new(pace.qps),
+            pacers: PacerSet::new(pace.scope, pace.qps, pace.read_qps, pace.remove_qps),
             policy: Policy::new(pace.max_attempts.max(1)),
             jitter: Jitter::from_seed(pace.seed),
             stop,
@@ -151,9 +151,9 @@ impl Caller {
         &self.tally
     }
 
-    /// The current pace, for the progress display.
+    /// The current pace of creates, for the progress display.
     pub fn current_rate(&self) -> f64 {
-        self.pacer.current_rate()
+        self.pacers.for_action(ActionClass::Create).current_rate()
     }
 
     /// A call that is safe to repeat (a listing): retried on any failure retrying can help.
@@ -169,7 +169,7 @@ impl Caller {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
-            self.after_failure(&error, attempts).await?;
+            self.after_failure(Action::Read, &error, attempts).await?;
         }
     }
 
@@ -214,7 +214,7 @@ impl Caller {
                 }
                 Err(error) => error,
             };
-            if self.after_failure(&error, attempts).await? {
+            if self.after_failure(Action::Create, &error, attempts).await? {
                 // Answered (a 5xx): done on the server. No answer: it may still be in flight.
                 unknown_since = Some(match error.status() {
                     Some(_) => clock::instant() - self.settle_after,
@@ -255,7 +255,7 @@ impl Caller {
                     true => Err(Halt::Refused(error)),
                 };
             }
-            if self.after_failure(&error, attempts).await? {
+            if self.after_failure(Action::Remove, &error, attempts).await? {
                 if error.status().is_none() {
                     self.settle(sent).await?;
                 }
@@ -275,10 +275,10 @@ impl Caller {
         attempt: u32,
         call: impl Future<Output = Result<T, ApiError>>,
     ) -> Result<Result<T, ApiError>, Halt> {
-        self.stop
-            .until(self.pacer.acquire())
-            .await
-            .ok_or(Halt::Stopped)?;
+        let pacer = self.pacers.for_action(action);
+        if !pacer.acquire_or_cancel(self.stop.token()).await {
+            return Err(Halt::Stopped);
+        }
         Tally::add(&self.tally.requests);
         Tally::add(match action {
             Action::Create => &self.tally.creates,
@@ -304,7 +304,12 @@ impl Caller {
 
     /// Judges a failed attempt and waits before the next; `Ok(true)` when the attempt's outcome
     /// is unknown (it may have been applied).
-    async fn after_failure(&self, error: &ApiError, attempts: u32) -> Result<bool, Halt> {
+    async fn after_failure(
+        &self,
+        action: Action,
+        error: &ApiError,
+        attempts: u32,
+    ) -> Result<bool, Halt> {
         let verdict = self.policy.judge(
             error.class(),
             attempts,
@@ -331,7 +336,9 @@ impl Caller {
             } => {
                 if throttled {
                     Tally::add(&self.tally.throttled);
-                    self.pacer.throttled(error.retry_after());
+                    self.pacers
+                        .for_action(action)
+                        .throttled(error.retry_after());
                 }
                 (after, unknown)
             }
@@ -377,6 +384,9 @@ mod tests {
     fn caller(max_attempts: u32) -> Caller {
         let pace = Pace {
             qps: 0,
+            read_qps: 0,
+            remove_qps: 0,
+            scope: Scope::Action,
             max_attempts,
             seed: Some(1),
             settle_after: Duration::from_secs(11),

@@ -17,6 +17,11 @@ pub struct Settings {
     pub profile: Option<String>,
     /// Requests per second of the create operation; `None`: the target's default.
     pub qps: Option<u32>,
+    /// Requests per second of reads (listings) and of removals; `None`: the target's default.
+    pub read_qps: Option<u32>,
+    pub remove_qps: Option<u32>,
+    /// Whether the budgets are per operation (the services' rule) or one for the account.
+    pub qps_scope: crate::pacer::Scope,
     pub max_attempts: u32,
     pub timeout: Duration,
     /// Requests in flight at most; `None`: enough for the budget.
@@ -29,6 +34,20 @@ impl Settings {
     /// The budget: the given `--qps`, else the target's (100 MTS, 50 ICE); 0 = unlimited.
     pub fn qps(&self, target: TargetKind) -> u32 {
         self.qps.unwrap_or_else(|| target.default_qps())
+    }
+
+    /// How the caller paces and retries for `target`; a look-up after an unanswered attempt
+    /// waits for the timeout and `margin`.
+    pub fn pace(&self, target: TargetKind, margin: Duration) -> crate::caller::Pace {
+        crate::caller::Pace {
+            qps: self.qps(target),
+            read_qps: self.read_qps.unwrap_or_else(|| target.default_qps()),
+            remove_qps: self.remove_qps.unwrap_or_else(|| target.default_qps()),
+            scope: self.qps_scope,
+            max_attempts: self.max_attempts,
+            seed: self.seed,
+            settle_after: self.timeout + margin,
+        }
     }
 
     /// Enough requests in flight to reach the budget at a few hundred ms of latency.

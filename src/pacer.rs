@@ -264,9 +264,10 @@ impl State {
 }
 
 /// How far a budget reaches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Scope {
     /// Each action class has its own budget (the service limits each operation separately).
+    #[default]
     Action,
     /// One budget for every call, the strictest of the classes' (one window for the account).
     Account,

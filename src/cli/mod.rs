@@ -63,6 +63,16 @@ pub struct ConnectArgs {
     /// [default: 100 for MTS, 50 for ICE].
     #[arg(long)]
     pub qps: Option<u32>,
+    /// Listings per second (look-ups, reconciliation, verify) [default: as --qps's default].
+    #[arg(long)]
+    pub read_qps: Option<u32>,
+    /// Removals per second (rollback, pruning) [default: as --qps's default].
+    #[arg(long)]
+    pub remove_qps: Option<u32>,
+    /// `action`: each operation has its own budget, as the services count; `account`: one
+    /// budget for every call (a gateway that counts the account's calls together).
+    #[arg(long, value_enum, default_value_t = QpsScope::Action)]
+    pub qps_scope: QpsScope,
     /// Requests in flight at most [default: half the --qps, at least 8; 64 when unlimited].
     #[arg(long)]
     pub concurrency: Option<usize>,
@@ -81,13 +91,19 @@ impl ConnectArgs {
     /// Checks the numbers once; the message names the flag and what is allowed.
     pub fn settings(&self) -> Result<crate::connect::Settings, UsageError> {
         let bad = |m: String| Err(UsageError(m));
-        if let Some(qps) = self.qps
-            && qps > Limits::MAX_QPS
-        {
-            return bad(format!(
-                "--qps {qps}: at most {} (0 = unlimited)",
-                Limits::MAX_QPS
-            ));
+        for (flag, value) in [
+            ("--qps", self.qps),
+            ("--read-qps", self.read_qps),
+            ("--remove-qps", self.remove_qps),
+        ] {
+            if let Some(qps) = value
+                && qps > Limits::MAX_QPS
+            {
+                return bad(format!(
+                    "{flag} {qps}: at most {} (0 = unlimited)",
+                    Limits::MAX_QPS
+                ));
+            }
         }
         if !(1..=Limits::MAX_ATTEMPTS).contains(&self.max_attempts) {
             return bad(format!(
@@ -116,6 +132,12 @@ impl ConnectArgs {
             region: self.region.clone(),
             profile: self.profile.clone(),
             qps: self.qps,
+            read_qps: self.read_qps,
+            remove_qps: self.remove_qps,
+            qps_scope: match self.qps_scope {
+                QpsScope::Action => crate::pacer::Scope::Action,
+                QpsScope::Account => crate::pacer::Scope::Account,
+            },
             max_attempts: self.max_attempts,
             timeout: std::time::Duration::from_secs(self.timeout),
             concurrency: self.concurrency,
@@ -223,6 +245,12 @@ pub enum TargetArg {
     Mts,
     /// ICE custom recognition libraries (libraries, entities, samples).
     Ice,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum QpsScope {
+    Action,
+    Account,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -22,9 +22,6 @@ use crate::stop::{Stop, StopReason, watch_signals};
 use crate::target::{IceTarget, MtsTarget};
 use recorder::{Event, Events};
 
-/// How long past its timeout an unanswered attempt is taken to be possibly in flight still.
-const SETTLE_MARGIN: Duration = Duration::from_secs(1);
-
 pub use crate::target::TargetKind as Target;
 
 /// Refuses a ledger whose last run wrote for another target or algorithm: its records would be
@@ -62,15 +59,11 @@ pub struct RunConfig {
     pub manifest: PathBuf,
     pub ledger: PathBuf,
     pub endpoint: String,
-    pub qps: u32,
+    pub pace: Pace,
     pub concurrency: usize,
-    pub max_attempts: u32,
-    /// The client's per-attempt timeout.
-    pub timeout: Duration,
     pub max_duration: Option<Duration>,
     pub retry_failed: bool,
     pub progress: ProgressMode,
-    pub seed: Option<u64>,
 }
 
 /// How a run ended; `exit_code` is the one place that turns it into a number.
@@ -141,13 +134,7 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
         let stop = stop.clone();
         move || stop.stop(StopReason::LedgerFailed)
     };
-    let pace = Pace {
-        qps: config.qps,
-        max_attempts: config.max_attempts,
-        seed: config.seed,
-        settle_after: config.timeout + SETTLE_MARGIN,
-    };
-    let caller = Caller::new(pace, stop.clone());
+    let caller = Caller::new(config.pace, stop.clone());
     let tally = caller.tally().clone();
     let (events, recorder) = recorder::start(
         appender,
