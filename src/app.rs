@@ -8,8 +8,6 @@ use crate::cli::{CheckArgs, Command, RunArgs};
 use crate::connect;
 pub use crate::exit::Exit;
 
-/// How long past its timeout an unanswered attempt is taken to be possibly in flight still.
-const SETTLE_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
 use crate::ledger::{self, LedgerError};
 use crate::pipeline::{self, Ending, RunConfig, RunError};
 use crate::plan::{self, Plan, Rejected};
@@ -212,7 +210,7 @@ async fn run(args: RunArgs) -> Exit {
         manifest: args.manifest.clone(),
         ledger: args.ledger_path(),
         endpoint: connected.endpoint,
-        pace: settings.pace(target, SETTLE_MARGIN),
+        pace: settings.pace(target, connect::SETTLE_MARGIN),
         concurrency: settings.concurrency(target),
         max_duration: args.max_duration,
         retry_failed: args.retry_failed,
@@ -312,48 +310,73 @@ fn connect_for(
     })
 }
 
+/// The target of the import a ledger records (its last run's), if it says.
+fn ledger_target(path: &Path) -> Option<crate::target::TargetKind> {
+    let last = ledger::replay(path).ok()?.last_run_start?;
+    match last.target? {
+        ledger::TargetName::Mts => Some(crate::target::TargetKind::Mts),
+        ledger::TargetName::Ice => {
+            let algorithm = last.algorithm.and_then(|a| a.parse().ok());
+            Some(crate::target::TargetKind::Ice(
+                algorithm.unwrap_or(crate::api::Algorithm::Face),
+            ))
+        }
+    }
+}
+
 async fn verify(args: crate::cli::ops::VerifyArgs) -> Exit {
-    let config = match args.config() {
+    use crate::target::{IceTarget, MtsTarget, TargetKind};
+    let flagged = args.target.kind();
+    let kind = match ledger_target(&args.ledger_path()) {
+        Some(found @ TargetKind::Ice(_)) => found,
+        _ => flagged,
+    };
+    let config = match args.config(kind) {
         Ok(config) => config,
         Err(message) => return fail(message),
     };
-    let ice =
-        args.target == crate::cli::TargetArg::Ice || crate::ops::ice::is_ice_ledger(&config.ledger);
-    let target = if ice {
-        crate::target::TargetKind::Ice(crate::api::Algorithm::Face)
-    } else {
-        crate::target::TargetKind::Mts
+    let connected = match connect_for(&args.connect, kind) {
+        Ok(c) => c,
+        Err(exit) => return exit,
     };
-    match connect_for(&args.connect, target) {
-        Ok(c) if ice => crate::ops::ice::verify(config, c.client).await,
-        Ok(c) => crate::ops::verify::execute(config, c.client, c.endpoint).await,
-        Err(exit) => exit,
+    match kind {
+        TargetKind::Mts => {
+            let target = MtsTarget::new(connected.client);
+            crate::ops::verify::execute(config, target, connected.endpoint).await
+        }
+        TargetKind::Ice(algorithm) => {
+            let target = IceTarget::new(connected.client, algorithm);
+            crate::ops::verify::execute(config, target, connected.endpoint).await
+        }
     }
 }
 
 async fn rollback(args: crate::cli::ops::RollbackArgs) -> Exit {
-    let config = match args.config() {
+    use crate::ops::rollback::execute;
+    use crate::target::{IceTarget, MtsTarget, TargetKind};
+    let kind = ledger_target(&args.ledger).unwrap_or(TargetKind::Mts);
+    let config = match args.config(kind) {
         Ok(config) => config,
         Err(message) => return fail(message),
     };
-    if crate::ops::ice::is_ice_ledger(&config.ledger) {
-        // ICE's plan is made against the server's listings, so even the dry run connects.
-        let ice = crate::target::TargetKind::Ice(crate::api::Algorithm::Face);
-        return match connect_for(&args.connect, ice) {
-            Ok(c) => crate::ops::ice::rollback(config, c.client).await,
-            Err(exit) => exit,
-        };
-    }
-    // Printing the plan needs no credentials; only --yes talks to the service.
-    let service = if config.yes {
-        match connect_for(&args.connect, crate::target::TargetKind::Mts) {
-            Ok(c) => Some((c.client, c.endpoint)),
-            Err(exit) => return exit,
+    let name = kind.ledger_name();
+    let flags = &args.connect;
+    match kind {
+        TargetKind::Mts => {
+            execute(config, name, || {
+                let c = connect_for(flags, kind)?;
+                Ok((MtsTarget::new(c.client), c.endpoint))
+            })
+            .await
         }
-    } else {
-        None
-    };
-    crate::ops::rollback::execute(config, service).await
+        TargetKind::Ice(algorithm) => {
+            execute(config, name, || {
+                let c = connect_for(flags, kind)?;
+                Ok((IceTarget::new(c.client, algorithm), c.endpoint))
+            })
+            .await
+        }
+    }
 }
 
 fn completions(args: crate::cli::ops::CompletionsArgs) -> Exit {

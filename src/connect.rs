@@ -9,6 +9,9 @@ use crate::credentials::{self, Credentials, CredentialsError, Secret};
 use crate::exit::{Exit, UsageError};
 use crate::target::TargetKind;
 
+/// How long past its timeout an unanswered attempt is taken to be possibly in flight still.
+pub const SETTLE_MARGIN: Duration = Duration::from_secs(1);
+
 /// Validated connection flags, shared by every command that sends requests.
 #[derive(Clone, Debug, Default)]
 pub struct Settings {

@@ -48,6 +48,8 @@ pub struct Figures {
     pub registered_now: u64,
     pub recovered: u64,
     pub failed_now: u64,
+    /// `removed` records written (rollback, repair).
+    pub removed_now: u64,
     pub left: u64,
     pub retries: u64,
     pub throttled: u64,

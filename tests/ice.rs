@@ -507,19 +507,47 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
+/// `verify MANIFEST --target ice --json` against the world's sandbox.
+fn verify_json(world: &World, manifest: &std::path::Path) -> serde_json::Value {
+    let url = world.sandbox.base_url();
+    let out = world
+        .command(&[
+            "verify",
+            manifest.to_str().unwrap(),
+            "--target",
+            "ice",
+            "--json",
+            "--endpoint",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)))
+}
+
+/// Every finding of one kind across the report's libraries.
+fn findings(report: &serde_json::Value, kind: &str) -> Vec<serde_json::Value> {
+    report["libraries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l[kind].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
 #[test]
 fn verify_agrees_after_an_import_then_names_a_vanished_and_an_orphaned_sample() {
     use face_enroll::api::Algorithm;
-    use face_enroll::ice::ops::{IceOpsOptions, verify};
     let world = World::new(SandboxConfig::for_tests());
     let manifest = world.manifest("m.csv", &manifest_body("lib", 3, 2));
     assert_eq!(run_ice(&world, &manifest, &[]).status.code(), Some(0));
-    let ledger = world.path("m.ice.ledger.jsonl");
     let client = client(&world);
-    let options = IceOpsOptions::default();
-    let clean = block_on(verify(&client, &ledger, &options)).unwrap();
-    assert!(clean.is_clean(), "{clean:?}");
-    assert_eq!((clean.checked, clean.ok), (6, 6));
+    let clean = verify_json(&world, &manifest);
+    assert_eq!(clean["totals"]["exit_code"], 0, "{clean}");
+    assert_eq!(
+        (clean["checked"].as_u64(), clean["agree"].as_u64()),
+        (Some(6), Some(6))
+    );
 
     let state = world.sandbox.snapshot();
     let (lib, entity) = (&state.ice.libs[0], &state.ice.libs[0].entities[0]);
@@ -541,24 +569,23 @@ fn verify_agrees_after_an_import_then_names_a_vanished_and_an_orphaned_sample() 
             .await
             .unwrap();
     });
-    let drift = block_on(verify(&client, &ledger, &options)).unwrap();
-    assert_eq!(drift.vanished.len(), 1, "{drift:?}");
-    assert_eq!(
-        drift.vanished[0].sample_id.as_deref(),
-        Some(gone.sample_id.as_str())
-    );
-    assert_eq!(drift.orphaned.len(), 1, "{drift:?}");
-    assert_eq!(
-        drift.orphaned[0].image_url.as_deref(),
-        Some("https://x/extra.jpg")
-    );
-    assert!(drift.missing.is_empty() && drift.duplicated.is_empty());
+    let drift = verify_json(&world, &manifest);
+    let vanished = findings(&drift, "vanished");
+    assert_eq!(vanished.len(), 1, "{drift}");
+    assert_eq!(vanished[0]["sample_id"], gone.sample_id.as_str());
+    let orphans = findings(&drift, "orphans");
+    assert_eq!(orphans.len(), 1, "{drift}");
+    assert_eq!(orphans[0]["image_url"], "https://x/extra.jpg");
+    // One verify for both targets: an image the server lost is missing too (as on MTS).
+    let missing = findings(&drift, "missing");
+    assert_eq!(missing.len(), 1, "{drift}");
+    assert_eq!(missing[0]["image_url"].as_str(), gone.image_url.as_deref());
+    assert!(findings(&drift, "duplicates").is_empty());
 }
 
 #[test]
 fn rollback_deletes_recorded_samples_and_only_the_empty_libs_and_entities_the_run_created() {
     use face_enroll::api::Algorithm;
-    use face_enroll::ice::ops::{RollbackOptions, rollback};
     let world = World::new(SandboxConfig::for_tests());
     let made = lib(
         &world,
@@ -592,28 +619,63 @@ fn rollback_deletes_recorded_samples_and_only_the_empty_libs_and_entities_the_ru
     .unwrap();
 
     let ledger = world.path("m.ice.ledger.jsonl");
-    let dry = RollbackOptions {
-        dry_run: true,
-        ..RollbackOptions::default()
+    let url = world.sandbox.base_url();
+    let rollback = |yes: bool| {
+        let mut args = vec![
+            "rollback",
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--all",
+            "--json",
+            "--endpoint",
+            &url,
+        ];
+        if yes {
+            args.push("--yes");
+        }
+        world.command(&args).output().unwrap()
     };
-    let preview = block_on(rollback(&client, &ledger, &dry)).unwrap();
-    assert_eq!(preview.removed, 6);
+    let preview = rollback(false);
+    assert_eq!(preview.status.code(), Some(0), "{}", stderr(&preview));
+    assert!(
+        stdout(&preview).contains("would delete 6 samples"),
+        "{}",
+        stdout(&preview)
+    );
     assert_eq!(
         samples_of(&world.sandbox.snapshot()).len(),
         7,
         "a dry run deleted something"
     );
 
-    let report = block_on(rollback(&client, &ledger, &RollbackOptions::default())).unwrap();
-    assert_eq!((report.removed, report.already_gone), (6, 0), "{report:?}");
-    assert!(report.failed.is_empty());
+    let out = rollback(true);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let report: serde_json::Value =
+        serde_json::from_str(&text[text.find("{\n").unwrap()..]).unwrap();
     assert_eq!(
-        report.entities_deleted.len(),
-        2,
-        "fresh's entity and shared's second: {report:?}"
+        (report["removed"].as_u64(), report["already_gone"].as_u64()),
+        (Some(6), Some(0)),
+        "{report}"
     );
-    assert_eq!(report.libs_deleted.len(), 1, "{report:?}");
-    assert!(report.kept_not_empty.contains(&foreign_home), "{report:?}");
+    assert_eq!(report["failed"], 0);
+    assert_eq!(
+        report["entities_deleted"].as_array().unwrap().len(),
+        2,
+        "fresh's entity and shared's second: {report}"
+    );
+    assert_eq!(
+        report["libs_deleted"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
+    assert!(
+        report["kept_not_empty"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(foreign_home)),
+        "{report}"
+    );
     let state = world.sandbox.snapshot();
     assert_eq!(
         state.ice.libs.len(),

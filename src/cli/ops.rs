@@ -7,12 +7,14 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, ValueEnum};
 
-use super::{ConnectArgs, TargetArg};
+use super::ConnectArgs;
+use crate::connect::SETTLE_MARGIN;
 use crate::exit::UsageError;
 use crate::ops::export::{ExportConfig, Format};
 use crate::ops::rollback::{RollbackConfig, Scope};
 use crate::ops::status::StatusConfig;
 use crate::ops::verify::VerifyConfig;
+use crate::target::TargetKind;
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
@@ -100,10 +102,10 @@ pub struct VerifyArgs {
     /// Print the report as one JSON document.
     #[arg(long)]
     pub json: bool,
-    /// Which import the ledger records: MTS custom faces, or ICE recognition libraries (sets the
-    /// default ledger path as `run` does; an ICE ledger is recognised whatever this says).
-    #[arg(long, value_enum, default_value_t = TargetArg::Mts)]
-    pub target: TargetArg,
+    /// Which import the ledger records (sets the default ledger path as `run` does; a ledger
+    /// whose last run was an ICE import is recognised whatever this says).
+    #[command(flatten)]
+    pub target: super::TargetArgs,
     /// Write the figures to this Prometheus text file (node_exporter textfile collector).
     #[arg(long)]
     pub metrics: Option<PathBuf>,
@@ -112,21 +114,20 @@ pub struct VerifyArgs {
 }
 
 impl VerifyArgs {
-    pub fn config(&self) -> Result<VerifyConfig, UsageError> {
+    /// The ledger: `--ledger`, else the default beside the manifest for `--target`.
+    pub fn ledger_path(&self) -> PathBuf {
+        self.ledger
+            .clone()
+            .unwrap_or_else(|| self.target.kind().default_ledger(&self.manifest, false))
+    }
+
+    /// The validated configuration for the import's target `kind`.
+    pub fn config(&self, kind: TargetKind) -> Result<VerifyConfig, UsageError> {
         let connect = self.connect.settings()?;
-        let kind = match self.target {
-            TargetArg::Mts => crate::target::TargetKind::Mts,
-            TargetArg::Ice => crate::target::TargetKind::Ice(crate::api::Algorithm::Face),
-        };
         Ok(VerifyConfig {
             manifest: self.manifest.clone(),
-            ledger: self
-                .ledger
-                .clone()
-                .unwrap_or_else(|| kind.default_ledger(&self.manifest, false)),
-            qps: connect.qps(kind),
-            max_attempts: connect.max_attempts,
-            seed: connect.seed,
+            ledger: self.ledger_path(),
+            pace: connect.pace(kind, SETTLE_MARGIN),
             repair: self.repair || self.prune_duplicates,
             prune_duplicates: self.prune_duplicates,
             yes: self.yes,
@@ -151,14 +152,17 @@ pub struct RollbackArgs {
     /// Unregister; without it the plan is printed and nothing changes.
     #[arg(long)]
     pub yes: bool,
+    /// Also print the outcome as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
 
 impl RollbackArgs {
-    pub fn config(&self) -> Result<RollbackConfig, UsageError> {
+    /// The validated configuration for the import's target `kind` (the ledger's).
+    pub fn config(&self, kind: TargetKind) -> Result<RollbackConfig, UsageError> {
         let connect = self.connect.settings()?;
-        let mts = crate::target::TargetKind::Mts;
         let scope = match &self.run {
             Some(run) if run.trim().is_empty() => {
                 return Err(UsageError::new("--run needs a run id"));
@@ -170,10 +174,9 @@ impl RollbackArgs {
             ledger: self.ledger.clone(),
             scope,
             yes: self.yes,
-            qps: connect.qps(mts),
-            max_attempts: connect.max_attempts,
-            concurrency: connect.concurrency(mts),
-            seed: connect.seed,
+            json: self.json,
+            pace: connect.pace(kind, SETTLE_MARGIN),
+            concurrency: connect.concurrency(kind),
         })
     }
 }
@@ -190,6 +193,7 @@ mod tests {
     use clap::Parser;
 
     use crate::cli::{Cli, Command};
+    use crate::target::TargetKind;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("face-enroll").chain(args.iter().copied()))
@@ -207,7 +211,7 @@ mod tests {
         };
         assert!(!args.yes);
         assert_eq!(
-            args.config().unwrap().scope,
+            args.config(TargetKind::Mts).unwrap().scope,
             crate::ops::rollback::Scope::All
         );
     }
@@ -232,13 +236,18 @@ mod tests {
         else {
             panic!()
         };
-        assert!(args.config().unwrap().repair);
+        assert!(args.config(TargetKind::Mts).unwrap().repair);
         let Command::Verify(args) = parse(&["verify", "m.csv", "--max-attempts", "0"])
             .unwrap()
             .command
         else {
             panic!()
         };
-        assert!(args.config().unwrap_err().0.contains("--max-attempts"));
+        assert!(
+            args.config(TargetKind::Mts)
+                .unwrap_err()
+                .0
+                .contains("--max-attempts")
+        );
     }
 }

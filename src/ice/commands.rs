@@ -2,19 +2,18 @@
 //! the first request; listings follow every page; `--json` prints what scripts need.
 
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use super::check_lib_fields;
-use super::session::Session;
-use crate::api::{Algorithm, ApiError, Entity, ErrorClass, Lib, Sample};
+use super::{PAGE_SIZE, all_pages, check_lib_fields};
+use crate::api::{Algorithm, Client, Entity, Lib, Page, Sample};
+use crate::caller::{Caller, Halt};
 use crate::cli::lib::{
     Connection, CreateArgs, DeleteArgs, EntitiesArgs, LibArgs, LibCommand, ListArgs, SamplesArgs,
 };
 use crate::exit::Exit;
-
-/// Look-ups after unknown outcomes of one `lib create` before giving up.
-const MAX_LOOKUPS: u32 = 4;
+use crate::stop::{Stop, watch_signals};
 
 /// `Err` carries the exit; its message is already on stderr.
 type Outcome = Result<(), Exit>;
@@ -35,17 +34,44 @@ fn usage(message: impl std::fmt::Display) -> Exit {
     Exit::Usage
 }
 
-/// A service error: run-fatal (credentials, signature, clock) exits 3, a refused request 2,
-/// retries running out 5.
-fn refused(error: ApiError) -> Exit {
-    eprintln!("face-enroll lib: {error}");
-    if let Some(hint) = error.hint() {
-        eprintln!("  what to do: {hint}");
+/// Why the one operation of a `lib` command stopped, said once, with its exit.
+fn halted(session: &Session, halt: Halt) -> Exit {
+    let fatal = session.caller.stop().take_fatal();
+    let error = halt.error().or(fatal.as_ref());
+    if let Some(error) = error {
+        eprintln!("face-enroll lib: {error}");
+        if let Some(hint) = error.hint() {
+            eprintln!("  what to do: {hint}");
+        }
+    } else {
+        eprintln!("face-enroll lib: interrupted");
     }
-    match error.class() {
-        ErrorClass::RunFatal => Exit::ServiceFatal,
-        ErrorClass::RowRejected => Exit::Usage,
-        _ => Exit::StoppedEarly,
+    halt.exit()
+}
+
+/// A client, its algorithm and the one caller (pacing, retries, Ctrl-C).
+struct Session {
+    client: Client,
+    algorithm: Algorithm,
+    caller: Caller,
+}
+
+impl Session {
+    async fn list<T, F, Fut>(&self, name: &'static str, fetch: F) -> Result<Vec<T>, Halt>
+    where
+        F: Fn(u32) -> Fut,
+        Fut: Future<Output = Result<Page<T>, crate::api::ApiError>>,
+    {
+        let fetch = &fetch;
+        all_pages(|page| self.caller.read(name, move || fetch(page))).await
+    }
+
+    async fn libs(&self) -> Result<Vec<Lib>, Halt> {
+        let (client, algorithm) = (&self.client, self.algorithm);
+        self.list("ListRecognitionLibs", |page| {
+            client.list_recognition_libs(algorithm, None, page, PAGE_SIZE)
+        })
+        .await
     }
 }
 
@@ -57,12 +83,13 @@ fn connect(connection: &Connection, algorithm: Algorithm) -> Result<Session, Exi
         eprintln!("face-enroll lib: {e}");
         e.exit()
     })?;
-    Ok(Session::new(
-        connected.client,
+    let stop = Arc::new(Stop::default());
+    tokio::spawn(watch_signals(stop.clone()));
+    Ok(Session {
+        client: connected.client,
         algorithm,
-        settings.qps(target),
-        settings.max_attempts,
-    ))
+        caller: Caller::new(settings.pace(target, crate::connect::SETTLE_MARGIN), stop),
+    })
 }
 
 fn print(text: &str) {
@@ -76,11 +103,12 @@ fn print_json(value: &Value) {
     print(&format!("{text}\n"));
 }
 
-/// `lib create`: not idempotent, so an unknown outcome is settled by listing before resending.
+/// `lib create`: not idempotent, so an unknown outcome is settled by listing before resending:
+/// a library with the name that was not there before is the one this call made.
 async fn create(args: CreateArgs) -> Outcome {
     check_lib_fields(&args.name, args.description.as_deref()).map_err(usage)?;
     let session = connect(&args.connection, args.algorithm)?;
-    let before = session.libs().await.map_err(refused)?;
+    let before = session.libs().await.map_err(|h| halted(&session, h))?;
     let same_name: Vec<&str> = before
         .iter()
         .filter(|l| l.lib_name.as_deref() == Some(args.name.as_str()))
@@ -93,50 +121,45 @@ async fn create(args: CreateArgs) -> Outcome {
             same_name.join(", ")
         );
     }
-    let (lib_id, request_id) = create_once(&session, &args, &same_name)
+    let (client, algorithm, name) = (&session.client, args.algorithm, args.name.as_str());
+    let description = args.description.as_deref();
+    let request_id = Mutex::new(None);
+    let created = session
+        .caller
+        .create_once(
+            "CreateRecognitionLib",
+            || async {
+                let made = client
+                    .create_recognition_lib(algorithm, name, description)
+                    .await?;
+                *request_id.lock().unwrap_or_else(|p| p.into_inner()) = made.request_id;
+                Ok(made.lib_id)
+            },
+            || async {
+                let now = session.libs().await?;
+                Ok(now
+                    .into_iter()
+                    .find(|l| {
+                        l.lib_name.as_deref() == Some(name)
+                            && !same_name.contains(&l.lib_id.as_str())
+                    })
+                    .map(|l| l.lib_id))
+            },
+        )
         .await
-        .map_err(refused)?;
+        .map_err(|h| halted(&session, h))?;
+    let request_id = request_id.into_inner().unwrap_or_else(|p| p.into_inner());
     if args.connection.json {
-        print_json(&json!({ "LibId": lib_id, "RequestId": request_id }));
+        print_json(&json!({ "LibId": created.id, "RequestId": request_id }));
     } else {
-        print(&format!("{lib_id}\n"));
+        print(&format!("{}\n", created.id));
     }
     Ok(())
 }
 
-/// Creates the library once: after an answer that never arrived, a library with the name that
-/// was not there before is the one this call made.
-async fn create_once(
-    session: &Session,
-    args: &CreateArgs,
-    before: &[&str],
-) -> Result<(String, Option<String>), ApiError> {
-    let (client, algorithm, name) = (&session.client, args.algorithm, args.name.as_str());
-    let description = args.description.as_deref();
-    let mut last = None;
-    for _ in 0..MAX_LOOKUPS {
-        let attempt = session
-            .send(|| client.create_recognition_lib(algorithm, name, description))
-            .await;
-        match attempt {
-            Ok(created) => return Ok((created.lib_id, created.request_id)),
-            Err(error) if error.class() != ErrorClass::OutcomeUnknown => return Err(error),
-            Err(error) => last = Some(error),
-        }
-        let now = session.libs().await?;
-        let made = now
-            .into_iter()
-            .find(|l| l.lib_name.as_deref() == Some(name) && !before.contains(&l.lib_id.as_str()));
-        if let Some(lib) = made {
-            return Ok((lib.lib_id, None));
-        }
-    }
-    Err(last.expect("at least one attempt was made"))
-}
-
 async fn list(args: ListArgs) -> Outcome {
     let session = connect(&args.connection, args.algorithm)?;
-    let libs = session.libs().await.map_err(refused)?;
+    let libs = session.libs().await.map_err(|h| halted(&session, h))?;
     show_libs(&args.connection, &libs);
     Ok(())
 }
@@ -151,10 +174,28 @@ async fn delete(args: DeleteArgs) -> Outcome {
     }
     let session = connect(&args.connection, args.algorithm)?;
     let (client, algorithm, lib_id) = (&session.client, args.algorithm, args.lib_id.as_str());
-    session
-        .call(|| client.delete_recognition_lib(algorithm, lib_id))
+    let removal = session
+        .caller
+        .remove_once(
+            "DeleteRecognitionLib",
+            || async move {
+                client
+                    .delete_recognition_lib(algorithm, lib_id)
+                    .await
+                    .map(|_| ())
+            },
+            || async {
+                let libs = session.libs().await?;
+                Ok(libs.iter().any(|l| l.lib_id == lib_id))
+            },
+        )
         .await
-        .map_err(refused)?;
+        .map_err(|h| halted(&session, h))?;
+    if removal == crate::caller::Removal::AlreadyGone {
+        return Err(usage(format!(
+            "there is no library {lib_id} for algorithm {algorithm} (`lib list` shows them)"
+        )));
+    }
     if args.connection.json {
         print_json(&json!({ "LibId": lib_id, "Deleted": true }));
     } else {
@@ -165,7 +206,13 @@ async fn delete(args: DeleteArgs) -> Outcome {
 
 async fn entities(args: EntitiesArgs) -> Outcome {
     let session = connect(&args.connection, args.algorithm)?;
-    let found = session.entities(&args.lib_id).await.map_err(refused)?;
+    let (client, algorithm, lib_id) = (&session.client, args.algorithm, args.lib_id.as_str());
+    let found = session
+        .list("ListRecognitionEntities", |page| {
+            client.list_recognition_entities(algorithm, lib_id, page, PAGE_SIZE)
+        })
+        .await
+        .map_err(|h| halted(&session, h))?;
     show_entities(&args.connection, &found);
     Ok(())
 }
@@ -173,10 +220,21 @@ async fn entities(args: EntitiesArgs) -> Outcome {
 async fn samples(args: SamplesArgs) -> Outcome {
     let session = connect(&args.connection, args.algorithm)?;
     let entity_id = args.entity_id.as_deref().unwrap_or("ANY");
+    let (client, algorithm, lib_id) = (&session.client, args.algorithm, args.lib_id.as_str());
+    let entity_name = args.entity_name.as_deref();
     let found = session
-        .samples(&args.lib_id, entity_id, args.entity_name.as_deref())
+        .list("ListRecognitionSamples", |page| {
+            client.list_recognition_samples(
+                algorithm,
+                lib_id,
+                entity_id,
+                entity_name,
+                page,
+                PAGE_SIZE,
+            )
+        })
         .await
-        .map_err(refused)?;
+        .map_err(|h| halted(&session, h))?;
     show_samples(&args.connection, &found);
     Ok(())
 }

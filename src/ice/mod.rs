@@ -1,11 +1,9 @@
 //! ICE custom recognition libraries (api-notes §2) as this tool maps a manifest onto them:
 //! `category_id` names a library, `person_id` an entity, each `image_url` becomes a sample.
 //! Holds the ICE limits, the row check the planner applies, and paging over list calls; the
-//! operator commands (`lib`) and the ledger checks (`verify`, `rollback`) live in submodules.
+//! `lib` commands live in `commands`.
 
 pub mod commands;
-pub mod ops;
-pub(crate) mod session;
 
 use std::future::Future;
 

@@ -1,17 +1,48 @@
-//! What `verify` compares, as pure data: the manifest's expected images and the ledger's
-//! registered faces of one library against the server's listing of it, giving the drift —
-//! missing images, duplicates, orphans, vanished FaceIds, persons over the limit.
+//! What `verify` compares, as pure data, for either target: the manifest's expected images and
+//! the ledger's registered images of one library against what the server holds in it, giving
+//! the drift — missing images, duplicates, orphans, vanished ids, persons over the limit.
 //!
-//! Images match by `image_key` (library and person case-insensitive, URL exact), faces by FaceId.
+//! Images match by `image_key` (library and person case-insensitive, URL exact), server images
+//! by their id (FaceId or SampleId).
 
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::api::CustomPersons;
 use crate::ledger::{KeyMap, Status};
-use crate::manifest::{fold_id, image_key};
-use crate::plan::MAX_FACES_PER_PERSON;
+use crate::manifest::image_key;
+
+/// The server's id of an image, named as the ledger names it: `face_id` (MTS) or
+/// `sample_id` (ICE).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerId {
+    FaceId(String),
+    SampleId(String),
+}
+
+impl ServerId {
+    pub fn as_str(&self) -> &str {
+        match self {
+            ServerId::FaceId(id) | ServerId::SampleId(id) => id,
+        }
+    }
+}
+
+impl Default for ServerId {
+    fn default() -> Self {
+        ServerId::FaceId(String::new())
+    }
+}
+
+/// One image on the server, in one library.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerFace {
+    pub category_id: String,
+    pub person_id: String,
+    pub image_url: Option<String>,
+    pub id: String,
+}
 
 /// A manifest image that should be on the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,10 +54,11 @@ pub struct Expected {
     pub image_url: String,
 }
 
-/// A face the ledger records as registered.
+/// An image the ledger records as registered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LedgerFace {
-    pub face_id: String,
+    /// The server's id: FaceId or SampleId.
+    pub id: String,
     pub category_id: String,
     pub person_id: String,
     pub image_url: String,
@@ -52,12 +84,12 @@ pub struct Inputs {
     pub statuses: KeyMap<Status>,
     /// Registered faces, by image key.
     pub faces: KeyMap<LedgerFace>,
-    /// Image key of each registered FaceId.
-    pub face_ids: HashMap<String, u128>,
+    /// Image key of each registered server id.
+    pub ids: HashMap<String, u128>,
     pub invalid_rows: u64,
     pub duplicate_rows: u64,
-    /// ICE records are not verified (they live in another service).
-    pub ice_records: u64,
+    /// Records of the other target (they live in another service).
+    pub other_target_records: u64,
     /// Bytes of a torn last ledger line, for an appender to cut off.
     pub torn_tail: u64,
 }
@@ -84,7 +116,8 @@ pub struct Duplicate {
 pub struct Orphan {
     pub person_id: String,
     pub image_url: Option<String>,
-    pub face_id: String,
+    #[serde(flatten)]
+    pub id: ServerId,
     /// The manifest row it matches, which `--repair` adopts it for.
     pub line: Option<u64>,
 }
@@ -93,7 +126,8 @@ pub struct Orphan {
 pub struct Vanished {
     pub person_id: String,
     pub image_url: String,
-    pub face_id: String,
+    #[serde(flatten)]
+    pub id: ServerId,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -111,6 +145,9 @@ pub struct Drift {
     pub server_faces: u64,
     pub expected: u64,
     pub over_limit_in_manifest: u64,
+    /// Manifest images the ledger records as removed (rollback, or a repaired vanished id):
+    /// not on the server, as agreed; the next run registers them again.
+    pub removed_in_ledger: u64,
     pub missing: Vec<Missing>,
     pub duplicates: Vec<Duplicate>,
     pub orphans: Vec<Orphan>,
@@ -148,15 +185,40 @@ struct Listed<'a> {
     on_server: HashSet<&'a str>,
 }
 
-/// Compares one library's listing with what the manifest expects and the ledger records.
-pub fn compare(library: &LibraryInputs, listing: &CustomPersons, inputs: &Inputs) -> Drift {
+/// How a comparison names ids and counts persons.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules {
+    /// Images per person the service accepts (MTS: 10); `None` = no limit.
+    pub max_per_person: Option<u32>,
+    /// Ids are SampleIds (ICE), else FaceIds.
+    pub samples: bool,
+}
+
+impl Rules {
+    fn id(&self, id: &str) -> ServerId {
+        if self.samples {
+            ServerId::SampleId(id.to_string())
+        } else {
+            ServerId::FaceId(id.to_string())
+        }
+    }
+}
+
+/// Compares what the server holds in one library with what the manifest expects and the
+/// ledger records.
+pub fn compare(
+    library: &LibraryInputs,
+    listing: &[ServerFace],
+    inputs: &Inputs,
+    rules: Rules,
+) -> Drift {
     let mut drift = Drift {
         library: library.name.clone(),
         expected: library.expected.len() as u64,
         over_limit_in_manifest: library.over_limit,
         ..Drift::default()
     };
-    let listed = group(&fold_id(&library.name), listing, inputs, &mut drift);
+    let listed = group(listing, inputs, rules, &mut drift);
     let expected_line: KeyMap<u64> = library
         .expected
         .iter()
@@ -164,7 +226,7 @@ pub fn compare(library: &LibraryInputs, listing: &CustomPersons, inputs: &Inputs
         .collect();
     for (key, at) in &listed.group_of {
         let line = expected_line.get(key).copied();
-        judge_group(&listed.groups[*at], *key, line, inputs, &mut drift);
+        judge_group(&listed.groups[*at], *key, line, inputs, rules, &mut drift);
     }
     // HashMap order is arbitrary: list groups' findings in the server's order.
     let order: HashMap<&str, usize> = listed
@@ -178,9 +240,15 @@ pub fn compare(library: &LibraryInputs, listing: &CustomPersons, inputs: &Inputs
         .sort_by_key(|d| order.get(d.keep.as_str()).copied());
     drift
         .orphans
-        .sort_by_key(|o| order.get(o.face_id.as_str()).copied());
+        .sort_by_key(|o| order.get(o.id.as_str()).copied());
     for e in &library.expected {
         let key = key_of(e);
+        // Removed on purpose (rollback, or a repair of a vanished id): the ledger and the
+        // server agree it is not there; the next run registers it again.
+        if inputs.statuses.get(&key) == Some(&Status::Removed) {
+            drift.removed_in_ledger += 1;
+            continue;
+        }
         if !listed.group_of.contains_key(&key) {
             drift.missing.push(Missing {
                 line: e.line,
@@ -195,71 +263,80 @@ pub fn compare(library: &LibraryInputs, listing: &CustomPersons, inputs: &Inputs
         .iter()
         .filter_map(|k| inputs.faces.get(k))
     {
-        if !listed.on_server.contains(face.face_id.as_str()) {
+        if !listed.on_server.contains(face.id.as_str()) {
             drift.vanished.push(Vanished {
                 person_id: face.person_id.clone(),
                 image_url: face.image_url.clone(),
-                face_id: face.face_id.clone(),
+                id: rules.id(&face.id),
             });
         }
     }
     drift
 }
 
-/// Groups the library's faces by image; counts them, notes crowded persons and URL-less orphans.
+/// Groups the library's images by image key; counts them, notes crowded persons and URL-less
+/// orphans.
 fn group<'a>(
-    folded: &str,
-    listing: &'a CustomPersons,
+    listing: &'a [ServerFace],
     inputs: &Inputs,
+    rules: Rules,
     drift: &mut Drift,
 ) -> Listed<'a> {
     let mut listed = Listed::default();
-    let categories = listing
-        .categories
-        .iter()
-        .filter(|c| fold_id(&c.category_id) == folded);
-    for category in categories {
-        for person in &category.persons {
-            if person.faces.len() > MAX_FACES_PER_PERSON as usize {
-                drift.persons_over_limit.push(Crowded {
-                    person_id: person.person_id.clone(),
-                    faces: person.faces.len() as u64,
+    let mut per_person: KeyMap<(usize, &str)> = KeyMap::default();
+    for face in listing {
+        drift.server_faces += 1;
+        listed.on_server.insert(face.id.as_str());
+        let person = crate::manifest::person_key(&face.category_id, &face.person_id);
+        per_person.entry(person).or_insert((0, &face.person_id)).0 += 1;
+        let Some(url) = &face.image_url else {
+            if !inputs.ids.contains_key(&face.id) {
+                drift.orphans.push(Orphan {
+                    person_id: face.person_id.clone(),
+                    image_url: None,
+                    id: rules.id(&face.id),
+                    line: None,
                 });
             }
-            for face in &person.faces {
-                drift.server_faces += 1;
-                listed.on_server.insert(face.face_id.as_str());
-                let Some(url) = &face.image_url else {
-                    if !inputs.face_ids.contains_key(&face.face_id) {
-                        drift.orphans.push(Orphan {
-                            person_id: person.person_id.clone(),
-                            image_url: None,
-                            face_id: face.face_id.clone(),
-                            line: None,
-                        });
-                    }
-                    continue;
-                };
-                let key = image_key(&category.category_id, &person.person_id, url);
-                let groups = &mut listed.groups;
-                let at = *listed.group_of.entry(key).or_insert_with(|| {
-                    groups.push(Group {
-                        person_id: person.person_id.clone(),
-                        image_url: url.clone(),
-                        faces: Vec::new(),
-                    });
-                    groups.len() - 1
-                });
-                groups[at].faces.push(face.face_id.clone());
-            }
-        }
+            continue;
+        };
+        let key = image_key(&face.category_id, &face.person_id, url);
+        let groups = &mut listed.groups;
+        let at = *listed.group_of.entry(key).or_insert_with(|| {
+            groups.push(Group {
+                person_id: face.person_id.clone(),
+                image_url: url.clone(),
+                faces: Vec::new(),
+            });
+            groups.len() - 1
+        });
+        groups[at].faces.push(face.id.clone());
+    }
+    if let Some(limit) = rules.max_per_person {
+        let mut crowded: Vec<Crowded> = per_person
+            .values()
+            .filter(|(n, _)| *n > limit as usize)
+            .map(|(n, person)| Crowded {
+                person_id: person.to_string(),
+                faces: *n as u64,
+            })
+            .collect();
+        crowded.sort_by(|a, b| a.person_id.cmp(&b.person_id));
+        drift.persons_over_limit = crowded;
     }
     listed
 }
 
 /// Duplicates and orphans of one image's faces.
-fn judge_group(group: &Group, key: u128, line: Option<u64>, inputs: &Inputs, drift: &mut Drift) {
-    let ledger_face = inputs.faces.get(&key).map(|f| f.face_id.as_str());
+fn judge_group(
+    group: &Group,
+    key: u128,
+    line: Option<u64>,
+    inputs: &Inputs,
+    rules: Rules,
+    drift: &mut Drift,
+) {
+    let ledger_face = inputs.faces.get(&key).map(|f| f.id.as_str());
     let keep = ledger_face
         .filter(|id| group.faces.iter().any(|f| f == id))
         .unwrap_or(&group.faces[0])
@@ -277,11 +354,11 @@ fn judge_group(group: &Group, key: u128, line: Option<u64>, inputs: &Inputs, dri
             keep: keep.clone(),
         });
     }
-    if !inputs.face_ids.contains_key(&keep) {
+    if !inputs.ids.contains_key(&keep) {
         drift.orphans.push(Orphan {
             person_id: group.person_id.clone(),
             image_url: Some(group.image_url.clone()),
-            face_id: keep,
+            id: rules.id(&keep),
             line,
         });
     }
@@ -294,32 +371,22 @@ pub fn key_of(e: &Expected) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Category, Face, Person};
 
-    fn listing(faces: &[(&str, &str, &str)]) -> CustomPersons {
-        let mut persons: Vec<Person> = Vec::new();
-        for (person, url, id) in faces {
-            let face = Face {
-                face_id: id.to_string(),
-                image_url: Some(url.to_string()),
-            };
-            match persons.iter_mut().find(|p| p.person_id == *person) {
-                Some(p) => p.faces.push(face),
-                None => persons.push(Person {
-                    person_id: person.to_string(),
-                    faces: vec![face],
-                    ..Person::default()
-                }),
-            }
-        }
-        CustomPersons {
-            categories: vec![Category {
+    const MTS: Rules = Rules {
+        max_per_person: Some(10),
+        samples: false,
+    };
+
+    fn listing(faces: &[(&str, &str, &str)]) -> Vec<ServerFace> {
+        faces
+            .iter()
+            .map(|(person, url, id)| ServerFace {
                 category_id: "LIB".into(),
-                persons,
-                ..Category::default()
-            }],
-            request_id: None,
-        }
+                person_id: person.to_string(),
+                image_url: Some(url.to_string()),
+                id: id.to_string(),
+            })
+            .collect()
     }
 
     fn inputs(expected: &[(&str, &str)], ledger: &[(&str, &str, &str)]) -> (LibraryInputs, Inputs) {
@@ -341,11 +408,11 @@ mod tests {
             let key = image_key("lib", person, url);
             lib.ledger_faces.push(key);
             all.statuses.insert(key, Status::Registered);
-            all.face_ids.insert(id.to_string(), key);
+            all.ids.insert(id.to_string(), key);
             all.faces.insert(
                 key,
                 LedgerFace {
-                    face_id: id.to_string(),
+                    id: id.to_string(),
                     category_id: "lib".into(),
                     person_id: person.to_string(),
                     image_url: url.to_string(),
@@ -358,7 +425,7 @@ mod tests {
     #[test]
     fn a_server_that_holds_exactly_the_ledgers_faces_agrees() {
         let (lib, all) = inputs(&[("alice", "u1")], &[("alice", "u1", "f1")]);
-        let drift = compare(&lib, &listing(&[("Alice", "u1", "f1")]), &all);
+        let drift = compare(&lib, &listing(&[("Alice", "u1", "f1")]), &all, MTS);
         assert!(drift.agrees(), "{drift:?}");
         assert_eq!(drift.server_faces, 1);
     }
@@ -375,7 +442,7 @@ mod tests {
             ("carol", "u3", "f3"),
             ("dave", "u4", "f4"),
         ]);
-        let drift = compare(&lib, &server, &all);
+        let drift = compare(&lib, &server, &all, MTS);
         assert_eq!(drift.missing.len(), 1);
         assert_eq!(drift.missing[0].image_url, "u2");
         assert_eq!(drift.missing[0].ledger_status, Some("registered"));
@@ -385,11 +452,11 @@ mod tests {
         let orphans: Vec<_> = drift
             .orphans
             .iter()
-            .map(|o| (o.face_id.as_str(), o.line))
+            .map(|o| (o.id.as_str(), o.line))
             .collect();
         assert_eq!(orphans, [("f3", Some(4)), ("f4", None)]);
         assert_eq!(drift.vanished.len(), 1);
-        assert_eq!(drift.vanished[0].face_id, "f2");
+        assert_eq!(drift.vanished[0].id.as_str(), "f2");
         assert!(!drift.agrees());
     }
 
@@ -400,10 +467,11 @@ mod tests {
             &lib,
             &listing(&[("alice", "u1", "a"), ("alice", "u1", "b")]),
             &all,
+            MTS,
         );
         assert_eq!(drift.duplicates[0].keep, "a");
         assert_eq!(drift.orphans.len(), 1);
-        assert_eq!(drift.orphans[0].face_id, "a");
+        assert_eq!(drift.orphans[0].id.as_str(), "a");
     }
 
     #[test]
@@ -414,7 +482,7 @@ mod tests {
         let faces: Vec<(&str, &str, &str)> = (0..11)
             .map(|i| ("zoe", urls[i].as_str(), ids[i].as_str()))
             .collect();
-        let drift = compare(&lib, &listing(&faces), &all);
+        let drift = compare(&lib, &listing(&faces), &all, MTS);
         assert_eq!(drift.persons_over_limit[0].faces, 11);
     }
 }

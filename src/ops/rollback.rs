@@ -1,23 +1,32 @@
-//! `face-enroll rollback`: unregisters, by FaceId, the faces the ledger records as registered —
-//! by one run or all — paced and retried like `run`, each removal recorded (`removed`, with its
-//! `face_id`) so a re-run after a crash resumes where it stopped. Never sends `ALL`.
+//! `face-enroll rollback`, for either target: removes, by the server's id, the images the
+//! ledger records as registered — by one run or all — through the one scheduler, the one
+//! caller and the one writer, each removal recorded (`removed`, with its id) so a re-run after
+//! a crash resumes where it stopped. Never sends a wildcard. On ICE it then deletes the
+//! entities and libraries a run in scope created, once they are empty.
 //!
-//! Without `--yes` it prints the plan and changes nothing.
+//! Without `--yes` it prints the plan from the ledger alone and changes nothing.
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
-use crate::api::Client;
+use serde::Serialize;
+
+use crate::caller::{Caller, Halt, Pace, Removal};
 use crate::exit::Exit;
-use crate::ledger::{self as scan, Entry};
-use crate::ledger::{ImageRecord, KeyMap, Lock, Status};
+use crate::ledger::{
+    self, Entry, ImageRecord, KeyMap, LedgerError, Lock, ObjectKind, ObjectRecord, Record, Status,
+    TargetName,
+};
 use crate::manifest::{fold_id, image_key, person_key};
-use crate::ops::Journal;
-use crate::ops::calls::{self, CallError, Caller};
-use crate::stop::StopReason;
+use crate::pipeline::journal::Journal;
+use crate::pipeline::recorder::{Event, Events};
+use crate::pipeline::schedule::schedule;
+use crate::stop::{Stop, watch_signals};
+use crate::target::{Made, Target, is_safe_id};
 
-/// Which faces to unregister.
+/// Which images to remove.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Scope {
     /// Those whose `registered` record was written by this run.
@@ -31,34 +40,36 @@ pub struct RollbackConfig {
     pub ledger: PathBuf,
     pub scope: Scope,
     pub yes: bool,
-    pub qps: u32,
-    pub max_attempts: u32,
+    pub json: bool,
+    pub pace: Pace,
     pub concurrency: usize,
-    pub seed: Option<u64>,
 }
 
-/// One face to unregister.
+/// One image to remove.
 #[derive(Clone, Debug)]
-struct Target {
+struct Item<P> {
     category_id: String,
     person_id: String,
     image_url: String,
-    face_id: String,
+    id: String,
+    place: P,
 }
 
-/// The faces of one person: unregistered one after another, so a look-up serves them all.
-struct Job {
-    targets: Vec<Target>,
+/// The images of one person: removed one after another, so a look-up serves them all.
+struct Job<P> {
+    items: Vec<Item<P>>,
 }
 
 /// What the ledger says is to be removed.
-#[derive(Default)]
-struct Collected {
-    jobs: Vec<Job>,
-    faces: usize,
-    /// (library as first written, faces), in order of first appearance.
+struct Collected<P> {
+    jobs: Vec<Job<P>>,
+    images: usize,
+    /// (library as first written, images), in order of first appearance.
     libraries: Vec<(String, usize)>,
-    run_seen: bool,
+    /// ICE libraries and entities a run in scope created and no rollback deleted yet.
+    made: Vec<Made>,
+    /// Registered images whose id may not be sent (empty, padded, a wildcard).
+    unsafe_ids: Vec<String>,
     torn_tail: u64,
 }
 
@@ -70,202 +81,54 @@ struct Counts {
     left: AtomicU64,
 }
 
-pub async fn execute(config: RollbackConfig, service: Option<(Client, String)>) -> Exit {
-    let lock = match (config.yes, &service) {
-        (true, Some(_)) => match Lock::acquire(&config.ledger) {
+/// The outcome, as `--json` prints it.
+#[derive(Debug, Default, Serialize)]
+pub struct RollbackReport {
+    pub target: &'static str,
+    pub images: u64,
+    pub removed: u64,
+    pub already_gone: u64,
+    pub failed: u64,
+    pub left: u64,
+    pub entities_deleted: Vec<String>,
+    pub libs_deleted: Vec<String>,
+    pub kept_not_empty: Vec<String>,
+    pub requests: u64,
+    pub retries: u64,
+    pub throttled: u64,
+    pub lookups: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CollectError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(
+        "the ledger {ledger} has no run {run}; `face-enroll status --ledger {ledger}` shows the last one"
+    )]
+    NoSuchRun { ledger: String, run: String },
+}
+
+/// `connect` is called only with `--yes`: printing the plan needs no credentials.
+pub async fn execute<T: Target>(
+    config: RollbackConfig,
+    name: TargetName,
+    connect: impl FnOnce() -> Result<(T, String), Exit>,
+) -> Exit {
+    let lock = if config.yes {
+        match Lock::acquire(&config.ledger) {
             Ok(lock) => Some(lock),
             Err(e) => return super::ledger_failure(&e),
-        },
-        _ => None,
+        }
+    } else {
+        None
     };
     let (path, scope) = (config.ledger.clone(), config.scope.clone());
-    let collected = match super::blocking(move || collect(&path, &scope)).await {
-        Ok(c) => c,
-        Err(message) => {
-            eprintln!("face-enroll: {message}");
-            return Exit::Usage;
-        }
-    };
-    if let Scope::Run(run) = &config.scope
-        && !collected.run_seen
-    {
-        eprintln!(
-            "face-enroll: the ledger {} has no run {run}; `face-enroll status --ledger {}` shows the last one",
-            config.ledger.display(),
-            config.ledger.display()
-        );
-        return Exit::Usage;
-    }
-    print!("{}", render_plan(&config, &collected));
-    let (Some(lock), Some((client, endpoint))) = (lock, service) else {
-        if collected.faces > 0 {
-            eprintln!("face-enroll: nothing changed: add --yes to unregister these faces");
-        }
-        return Exit::Success;
-    };
-    if collected.faces == 0 {
-        return Exit::Success;
-    }
-    let journal = match Journal::open(
-        lock,
-        &config.ledger,
-        collected.torn_tail,
-        "rollback",
-        &endpoint,
-    ) {
-        Ok(journal) => journal,
-        Err(e) => return super::ledger_failure(&e),
-    };
-    let caller = Arc::new(Caller::new(
-        client,
-        config.qps,
-        config.max_attempts,
-        config.seed,
-    ));
-    unregister_all(&config, collected, journal, caller).await
-}
-
-/// The faces whose last record is `registered` (MTS, with a FaceId), in scope.
-fn collect(path: &std::path::Path, scope: &Scope) -> Result<Collected, String> {
-    let mut slots: Vec<Option<(String, Target)>> = Vec::new();
-    let mut index: KeyMap<usize> = KeyMap::default();
-    let mut collected = Collected::default();
-    let wanted = match scope {
-        Scope::Run(run) => Some(run.as_str()),
-        Scope::All => None,
-    };
-    let scanned = scan::scan(path, false, |entry| {
-        let image = match entry {
-            Entry::Run(view) => {
-                collected.run_seen |= view.run.as_deref() == wanted;
-                return;
-            }
-            Entry::Object(_) => return,
-            Entry::Image(image) => image,
-        };
-        collected.run_seen |= Some(image.run()) == wanted;
-        let key = image_key(image.category_id, image.person_id, image.image_url);
-        let target = match (image.status, image.face_id()) {
-            (Status::Registered, Some(face_id)) if image.is_mts() => Some((
-                image.run().to_string(),
-                Target {
-                    category_id: image.category_id.to_string(),
-                    person_id: image.person_id.to_string(),
-                    image_url: image.image_url.to_string(),
-                    face_id: face_id.to_string(),
-                },
-            )),
-            _ => None,
-        };
-        match index.get(&key) {
-            Some(&at) => slots[at] = target,
-            None if target.is_some() => {
-                index.insert(key, slots.len());
-                slots.push(target);
-            }
-            None => {}
-        }
-    })
-    .map_err(|e| e.to_string())?;
-    collected.torn_tail = scanned.torn_tail;
-    let in_scope = slots
-        .into_iter()
-        .flatten()
-        .filter(|(run, _)| wanted.is_none_or(|w| w == run))
-        .map(|(_, target)| target);
-    group(&mut collected, in_scope);
-    Ok(collected)
-}
-
-/// Groups targets by person and counts them by library, both in order of first appearance.
-fn group(collected: &mut Collected, targets: impl Iterator<Item = Target>) {
-    let mut person_at: KeyMap<usize> = KeyMap::default();
-    let mut library_at: std::collections::HashMap<String, usize> = Default::default();
-    for target in targets {
-        collected.faces += 1;
-        let folded = fold_id(&target.category_id);
-        let at = *library_at.entry(folded).or_insert_with(|| {
-            collected
-                .libraries
-                .push((target.category_id.trim().to_string(), 0));
-            collected.libraries.len() - 1
-        });
-        collected.libraries[at].1 += 1;
-        let person = person_key(&target.category_id, &target.person_id);
-        let at = *person_at.entry(person).or_insert_with(|| {
-            collected.jobs.push(Job {
-                targets: Vec::new(),
-            });
-            collected.jobs.len() - 1
-        });
-        collected.jobs[at].targets.push(target);
-    }
-}
-
-fn render_plan(config: &RollbackConfig, c: &Collected) -> String {
-    use std::fmt::Write as _;
-    let scope = match &config.scope {
-        Scope::Run(run) => format!("run {run}"),
-        Scope::All => "every run".to_string(),
-    };
-    let mut out = String::new();
-    if c.faces == 0 {
-        let _ = writeln!(
-            out,
-            "rollback of {scope}: nothing to unregister (no face of it is registered in the ledger {})",
-            config.ledger.display()
-        );
-        return out;
-    }
-    let _ = writeln!(
-        out,
-        "rollback of {scope}: unregister {} faces of {} persons in {} libraries, by FaceId",
-        c.faces,
-        c.jobs.len(),
-        c.libraries.len()
-    );
-    for (library, faces) in &c.libraries {
-        let _ = writeln!(out, "  library {library}: {faces} faces");
-    }
-    out
-}
-
-/// Workers over persons, a rate permit per request, one writer for the ledger.
-async fn unregister_all(
-    config: &RollbackConfig,
-    collected: Collected,
-    journal: Journal,
-    caller: Arc<Caller>,
-) -> Exit {
-    let run_id = journal.run_id.clone();
-    let (records, writer) = spawn_writer(journal, caller.clone());
-    let counts = Arc::new(Counts::default());
-    let signals = tokio::spawn(calls::watch_signals(caller.stop.clone()));
-    let queue = Arc::new(Mutex::new(collected.jobs.into_iter()));
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..config.concurrency.max(1) {
-        let (caller, queue, counts) = (caller.clone(), queue.clone(), counts.clone());
-        let (records, run_id) = (records.clone(), run_id.clone());
-        tasks.spawn(async move {
-            loop {
-                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
-                let Some(job) = next else { break };
-                person(&caller, job, &records, &run_id, &counts).await;
-            }
-        });
-    }
-    while let Some(result) = tasks.join_next().await {
-        if let Err(e) = result {
-            tracing::error!("a worker ended unexpectedly: {e}");
-            caller.stop.stop(StopReason::LedgerFailed);
-        }
-    }
-    signals.abort();
-    drop(records);
-    let journal = match writer.await {
-        Ok(Ok(journal)) => journal,
-        Ok(Err(message)) => {
-            eprintln!("face-enroll: {message}");
+    let collected = tokio::task::spawn_blocking(move || collect::<T>(&path, &scope, name)).await;
+    let collected = match collected {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            eprintln!("face-enroll: {e}");
             return Exit::Usage;
         }
         Err(e) => {
@@ -273,108 +136,408 @@ async fn unregister_all(
             return Exit::Usage;
         }
     };
-    finish(journal, &caller, &counts, collected.faces)
+    print!("{}", render_plan::<T>(&config, &collected));
+    let Some(lock) = lock else {
+        if collected.images + collected.made.len() > 0 {
+            eprintln!(
+                "face-enroll: nothing changed: add --yes to {} these {}",
+                T::VERB,
+                T::NOUN
+            );
+        }
+        return Exit::Success;
+    };
+    if collected.images + collected.made.len() == 0 {
+        return Exit::Success;
+    }
+    let (target, endpoint) = match connect() {
+        Ok(found) => found,
+        Err(exit) => return exit,
+    };
+    let stop = Arc::new(Stop::default());
+    let caller = Arc::new(Caller::new(config.pace, stop.clone()));
+    let start = Journal::start_record("rollback", &endpoint, name);
+    let journal = match Journal::open(
+        lock,
+        &config.ledger,
+        collected.torn_tail,
+        start,
+        caller.tally().clone(),
+        stop.clone(),
+    ) {
+        Ok(journal) => journal,
+        Err(e) => return super::ledger_failure(&e),
+    };
+    remove_all(&config, collected, journal, Arc::new(target), caller).await
 }
 
-/// One person's faces, one at a time.
-async fn person(
+/// The images whose last record is `registered` with a server id, in scope, and the objects
+/// the runs in scope created.
+fn collect<T: Target>(
+    path: &Path,
+    scope: &Scope,
+    name: TargetName,
+) -> Result<Collected<T::Place>, CollectError> {
+    let mut slots: Vec<Option<(String, Item<T::Place>)>> = Vec::new();
+    let mut index: KeyMap<usize> = KeyMap::default();
+    let mut made: Vec<(String, Made)> = Vec::new();
+    let mut deleted: HashSet<String> = HashSet::new();
+    let mut run_seen = false;
+    let wanted = match scope {
+        Scope::Run(run) => Some(run.as_str()),
+        Scope::All => None,
+    };
+    let ours = |mts: bool| mts == (name == TargetName::Mts);
+    let scanned = ledger::scan(path, false, |entry| {
+        let image = match entry {
+            Entry::Run(view) => {
+                run_seen |= view.run.as_deref() == wanted;
+                return;
+            }
+            Entry::Object(view) => {
+                let (Some(object), Some(lib_id)) = (view.object, view.lib_id.as_deref()) else {
+                    return;
+                };
+                let id = view.entity_id.as_deref().unwrap_or(lib_id).to_string();
+                if view.kind == Some(ledger::read::LineKind::Deleted) {
+                    deleted.insert(id);
+                } else {
+                    deleted.remove(&id);
+                    let m = Made {
+                        object,
+                        name: view.name.as_deref().unwrap_or_default().to_string(),
+                        lib_id: lib_id.to_string(),
+                        entity_id: view.entity_id.as_deref().map(str::to_string),
+                        recovered: false,
+                    };
+                    made.push((view.run().to_string(), m));
+                }
+                return;
+            }
+            Entry::Image(image) => image,
+        };
+        run_seen |= Some(image.run()) == wanted;
+        let key = image_key(image.category_id, image.person_id, image.image_url);
+        let item = match (image.status, image.server_id(), T::place_of(image.view)) {
+            (Status::Registered, Some(id), Some(place)) if ours(image.is_mts()) => Some((
+                image.run().to_string(),
+                Item {
+                    category_id: image.category_id.to_string(),
+                    person_id: image.person_id.to_string(),
+                    image_url: image.image_url.to_string(),
+                    id: id.to_string(),
+                    place,
+                },
+            )),
+            _ => None,
+        };
+        match index.get(&key) {
+            Some(&at) => slots[at] = item,
+            None if item.is_some() => {
+                index.insert(key, slots.len());
+                slots.push(item);
+            }
+            None => {}
+        }
+    })?;
+    if let Some(run) = wanted
+        && !run_seen
+    {
+        return Err(CollectError::NoSuchRun {
+            ledger: path.display().to_string(),
+            run: run.to_string(),
+        });
+    }
+    let in_scope = |run: &str| wanted.is_none_or(|w| w == run);
+    let mut collected = Collected {
+        jobs: Vec::new(),
+        images: 0,
+        libraries: Vec::new(),
+        made: made
+            .into_iter()
+            .filter(|(run, m)| {
+                in_scope(run) && !deleted.contains(m.entity_id.as_ref().unwrap_or(&m.lib_id))
+            })
+            .map(|(_, m)| m)
+            .collect(),
+        unsafe_ids: Vec::new(),
+        torn_tail: scanned.torn_tail,
+    };
+    let items = slots
+        .into_iter()
+        .flatten()
+        .filter(|(run, _)| in_scope(run))
+        .map(|(_, item)| item);
+    group(&mut collected, items);
+    Ok(collected)
+}
+
+/// Groups items by person and counts them by library, both in order of first appearance.
+fn group<P>(collected: &mut Collected<P>, items: impl Iterator<Item = Item<P>>) {
+    let mut person_at: KeyMap<usize> = KeyMap::default();
+    let mut library_at: std::collections::HashMap<String, usize> = Default::default();
+    for item in items {
+        if !is_safe_id(&item.id) {
+            collected.unsafe_ids.push(format!(
+                "{} / {} {}: {:?}",
+                item.category_id, item.person_id, item.image_url, item.id
+            ));
+            continue;
+        }
+        collected.images += 1;
+        let folded = fold_id(&item.category_id);
+        let at = *library_at.entry(folded).or_insert_with(|| {
+            collected
+                .libraries
+                .push((item.category_id.trim().to_string(), 0));
+            collected.libraries.len() - 1
+        });
+        collected.libraries[at].1 += 1;
+        let person = person_key(&item.category_id, &item.person_id);
+        let at = *person_at.entry(person).or_insert_with(|| {
+            collected.jobs.push(Job { items: Vec::new() });
+            collected.jobs.len() - 1
+        });
+        collected.jobs[at].items.push(item);
+    }
+}
+
+fn render_plan<T: Target>(config: &RollbackConfig, c: &Collected<T::Place>) -> String {
+    use std::fmt::Write as _;
+    let scope = match &config.scope {
+        Scope::Run(run) => format!("run {run}"),
+        Scope::All => "every run".to_string(),
+    };
+    let mut out = String::new();
+    for bad in &c.unsafe_ids {
+        let _ = writeln!(
+            out,
+            "  refused: {bad}: not an id that can be sent (empty, padded, a list or ALL)"
+        );
+    }
+    if c.images == 0 && c.made.is_empty() {
+        let _ = writeln!(
+            out,
+            "rollback of {scope}: nothing to {} (no {} of it is registered in the ledger {})",
+            T::VERB,
+            T::NOUN,
+            config.ledger.display()
+        );
+        return out;
+    }
+    let verb = if config.yes {
+        T::VERB.to_string()
+    } else {
+        format!("would {}", T::VERB)
+    };
+    let _ = writeln!(
+        out,
+        "rollback of {scope}: {verb} {} {} of {} persons in {} libraries, by {}",
+        c.images,
+        T::NOUN,
+        c.jobs.len(),
+        c.libraries.len(),
+        T::ID
+    );
+    for (library, images) in &c.libraries {
+        let _ = writeln!(out, "  library {library}: {images} {}", T::NOUN);
+    }
+    if !c.made.is_empty() {
+        let count = |o: ObjectKind| c.made.iter().filter(|m| m.object == o).count();
+        let _ = writeln!(
+            out,
+            "  then {verb} what the runs created once it is empty: {} entities, {} libraries \
+             (one that still holds anything else is kept)",
+            count(ObjectKind::Entity),
+            count(ObjectKind::Lib)
+        );
+    }
+    out
+}
+
+/// Workers over persons, a rate permit per request, one writer for the ledger.
+async fn remove_all<T: Target>(
+    config: &RollbackConfig,
+    collected: Collected<T::Place>,
+    journal: Journal,
+    target: Arc<T>,
+    caller: Arc<Caller>,
+) -> Exit {
+    let counts = Arc::new(Counts::default());
+    let signals = tokio::spawn(watch_signals(caller.stop().clone()));
+    let (run_id, events) = (journal.run_id.clone(), journal.events.clone());
+    let (t, c, n, e) = (
+        target.clone(),
+        caller.clone(),
+        counts.clone(),
+        events.clone(),
+    );
+    let skipped = counts.clone();
+    schedule(
+        collected.jobs,
+        config.concurrency,
+        caller.stop().clone(),
+        move |job| {
+            let (t, c, n, e, run) = (t.clone(), c.clone(), n.clone(), e.clone(), run_id.clone());
+            async move { person(&*t, &c, job, &e, &run, &n).await }
+        },
+        move |job| {
+            skipped
+                .left
+                .fetch_add(job.items.len() as u64, Ordering::Relaxed);
+        },
+    )
+    .await;
+    let mut report = RollbackReport::default();
+    if !caller.stop().is_stopping() && counts.failed.load(Ordering::Relaxed) == 0 {
+        match target.tidy(&caller, &collected.made).await {
+            Ok(tidied) => {
+                for made in tidied.deleted {
+                    let list = match made.object {
+                        ObjectKind::Entity => &mut report.entities_deleted,
+                        ObjectKind::Lib => &mut report.libs_deleted,
+                    };
+                    list.push(made.entity_id.clone().unwrap_or(made.lib_id.clone()));
+                    events.send(Event::Record(Record::Deleted(deleted(
+                        &journal.run_id,
+                        &*target,
+                        made,
+                    ))));
+                }
+                report.kept_not_empty = tidied.kept;
+            }
+            Err(halt) => {
+                if let Some(e) = halt.error() {
+                    eprintln!("face-enroll: cannot delete what the runs created: {e}");
+                }
+                counts.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    signals.abort();
+    drop(events);
+    finish(
+        journal,
+        &caller,
+        &counts,
+        collected.images,
+        report,
+        config.json,
+        target.kind().name(),
+    )
+}
+
+fn deleted<T: Target>(run: &str, target: &T, made: Made) -> ObjectRecord {
+    ObjectRecord {
+        ts: crate::clock::now_rfc3339(),
+        run: run.to_string(),
+        target: target.kind().ledger_name(),
+        algorithm: target
+            .kind()
+            .algorithm()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        object: made.object,
+        name: made.name,
+        lib_id: made.lib_id,
+        entity_id: made.entity_id,
+        recovered: None,
+    }
+}
+
+/// One person's images, one at a time.
+async fn person<T: Target>(
+    target: &T,
     caller: &Caller,
-    job: Job,
-    records: &tokio::sync::mpsc::UnboundedSender<ImageRecord>,
+    job: Job<T::Place>,
+    events: &Events,
     run_id: &str,
     counts: &Counts,
 ) {
-    let total = job.targets.len() as u64;
-    for (done, t) in job.targets.into_iter().enumerate() {
-        let removal = match caller
-            .unregister(&t.category_id, &t.person_id, &t.face_id)
-            .await
-        {
+    let total = job.items.len() as u64;
+    for (done, item) in job.items.into_iter().enumerate() {
+        let id = item.id.as_str();
+        let removal = caller
+            .remove_once(
+                T::REMOVE,
+                || target.remove(&item.place, id),
+                || async {
+                    let held = target.held(caller, &item.place).await?;
+                    Ok(held.iter().any(|h| h.id == id))
+                },
+            )
+            .await;
+        let removal = match removal {
             Ok(removal) => removal,
-            Err(CallError::Stopped | CallError::Fatal) => {
+            Err(Halt::Stopped | Halt::Fatal) => {
                 counts
                     .left
                     .fetch_add(total - done as u64, Ordering::Relaxed);
                 return;
             }
-            Err(CallError::Rejected(e) | CallError::Exhausted(e)) => {
-                // The face may still be there: the ledger keeps it registered for the next try.
+            Err(Halt::Refused(e) | Halt::Exhausted(e)) => {
+                // It may still be there: the ledger keeps it registered for the next try.
                 eprintln!(
-                    "face-enroll: cannot unregister {} / {} FaceId {}: {e}",
-                    t.category_id, t.person_id, t.face_id
+                    "face-enroll: cannot {} {} / {} {} {}: {e}",
+                    T::VERB,
+                    item.category_id,
+                    item.person_id,
+                    T::ID,
+                    item.id
                 );
                 counts.failed.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
         };
         let counter = match removal {
-            calls::Removal::Unregistered => &counts.removed,
+            Removal::Removed => &counts.removed,
             _ => &counts.already_gone,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         let mut record = ImageRecord::new(
             run_id,
             Status::Removed,
-            &t.category_id,
-            &t.person_id,
-            &t.image_url,
+            &item.category_id,
+            &item.person_id,
+            &item.image_url,
         );
-        record.face_id = Some(t.face_id);
+        target.stamp(&mut record, Some(&item.place));
+        T::set_id(&mut record, item.id);
         record.reason = Some(format!("rollback: {}", removal.reason()));
-        let _ = records.send(record);
+        events.send(Event::Outcome(record));
     }
 }
 
-/// The one ledger writer: appends what arrives, one sync per batch, off the async threads.
-fn spawn_writer(
-    mut journal: Journal,
-    caller: Arc<Caller>,
-) -> (
-    tokio::sync::mpsc::UnboundedSender<ImageRecord>,
-    tokio::task::JoinHandle<Result<Journal, String>>,
-) {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ImageRecord>();
-    let handle = tokio::task::spawn_blocking(move || {
-        let mut failure = None;
-        while let Some(first) = rx.blocking_recv() {
-            let mut batch = vec![first];
-            while let Ok(more) = rx.try_recv() {
-                batch.push(more);
-            }
-            if failure.is_some() {
-                continue;
-            }
-            if let Err(e) = journal.write(&batch, None) {
-                // Nothing more may be removed unrecorded: stop, and say so at the end.
-                caller.stop.stop(StopReason::LedgerFailed);
-                failure = Some(e.to_string());
-            }
-        }
-        match failure {
-            Some(message) => Err(message),
-            None => Ok(journal),
-        }
-    });
-    (tx, handle)
-}
-
-/// The `run_end` record, the summary on stderr, and the exit code.
-fn finish(journal: Journal, caller: &Caller, counts: &Counts, faces: usize) -> Exit {
+/// The `run_end` record, the summary, and the exit code.
+fn finish(
+    journal: Journal,
+    caller: &Caller,
+    counts: &Counts,
+    images: usize,
+    mut report: RollbackReport,
+    json: bool,
+    target: &'static str,
+) -> Exit {
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let (removed, gone, failed, left) = (
-        load(&counts.removed),
-        load(&counts.already_gone),
-        load(&counts.failed),
-        load(&counts.left),
-    );
-    let fatal = caller.take_fatal();
-    let (exit, outcome) = match (&fatal, caller.stop.reason()) {
+    report.target = target;
+    report.images = images as u64;
+    report.removed = load(&counts.removed);
+    report.already_gone = load(&counts.already_gone);
+    report.failed = load(&counts.failed);
+    report.left = load(&counts.left);
+    let t = caller.tally();
+    report.requests = load(&t.requests);
+    report.retries = load(&t.retries);
+    report.throttled = load(&t.throttled);
+    report.lookups = load(&t.lookups);
+    let fatal = caller.stop().take_fatal();
+    let (exit, outcome) = match (&fatal, caller.stop().reason()) {
         (Some(_), _) => (
             Exit::ServiceFatal,
             "stopped: the service refused the rollback",
         ),
         (None, Some(_)) => (Exit::Interrupted, "interrupted"),
-        _ if failed > 0 => (Exit::RowsNotRegistered, "finished, some faces not removed"),
+        _ if report.failed > 0 => (Exit::RowsNotRegistered, "finished, some images not removed"),
         _ => (Exit::Success, "complete"),
     };
     if let Some(error) = &fatal {
@@ -383,21 +546,23 @@ fn finish(journal: Journal, caller: &Caller, counts: &Counts, faces: usize) -> E
             eprintln!("  what to do: {hint}");
         }
     }
-    let t = &caller.tally;
-    let summary = serde_json::json!({
-        "faces": faces,
-        "removed": removed,
-        "already_gone": gone,
-        "failed": failed,
-        "left": left,
-        "requests": load(&t.requests),
-        "retries": load(&t.retries),
-        "throttled": load(&t.throttled),
-        "lookups": load(&t.lookups),
-    });
+    let summary = serde_json::to_value(&report).unwrap_or_default();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    }
     eprintln!(
-        "rollback: {outcome} (exit {}): unregistered {removed}, already gone {gone}, failed {failed}, left {left} of {faces} faces",
-        exit.code()
+        "rollback: {outcome} (exit {}): removed {}, already gone {}, failed {}, left {} of {images}; \
+         entities deleted {}, libraries deleted {}",
+        exit.code(),
+        report.removed,
+        report.already_gone,
+        report.failed,
+        report.left,
+        report.entities_deleted.len(),
+        report.libs_deleted.len()
     );
     if let Err(e) = journal.finish(outcome, exit, summary) {
         eprintln!("face-enroll: {e}");

@@ -1,6 +1,6 @@
-//! `face-enroll verify`: reads every library of the manifest and the ledger back from the server
-//! (one paced, retried `ListCustomPersons` per library) and reports the drift; `--repair` makes
-//! the ledger agree with the server, `--prune-duplicates` also unregisters extra copies by FaceId.
+//! `face-enroll verify`, for either target: reads every library of the manifest and the ledger
+//! back from the server (paced and retried like `run`) and reports the drift; `--repair` makes
+//! the ledger agree with the server, `--prune-duplicates` also removes extra copies by id.
 //! Nothing changes without `--yes`; changes are made under the ledger's lock.
 
 use std::collections::{BTreeMap, HashMap};
@@ -9,25 +9,22 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::api::{Client, CustomPersons};
+use crate::caller::{Caller, Halt, Pace};
 use crate::exit::Exit;
-use crate::ledger::{self as scan, Entry as LedgerEntry};
-use crate::ledger::{KeyMap, Lock, Status};
-use crate::manifest::{self, Entry, fold_id, image_key, person_key};
-use crate::ops::calls::{self, CallError, Caller};
-use crate::ops::drift::{self, Drift, Expected, Inputs, LedgerFace, LibraryInputs};
+use crate::ledger::{self, Entry, KeyMap, LedgerError, Lock, Status};
+use crate::manifest::{self, Entry as Row, ManifestError, fold_id, image_key, person_key};
+use crate::ops::drift::{self, Drift, Expected, Inputs, LedgerFace, LibraryInputs, ServerFace};
 use crate::ops::metrics::{self, VerifyFigures};
 use crate::ops::verify_repair::{self, RepairPlan};
-use crate::plan::MAX_FACES_PER_PERSON;
+use crate::stop::{Stop, watch_signals};
+use crate::target::{Target, TargetKind};
 
 /// Validated flags of `verify`.
 #[derive(Clone, Debug)]
 pub struct VerifyConfig {
     pub manifest: PathBuf,
     pub ledger: PathBuf,
-    pub qps: u32,
-    pub max_attempts: u32,
-    pub seed: Option<u64>,
+    pub pace: Pace,
     pub repair: bool,
     /// Implies `repair`.
     pub prune_duplicates: bool,
@@ -42,14 +39,28 @@ pub struct VerifyReport {
     pub manifest: String,
     pub ledger: String,
     pub endpoint: String,
+    /// `mts` or `ice`.
+    pub target: &'static str,
+    /// Image records of the ledger looked at (last record per image) and how many of its
+    /// registered images the server holds with the recorded id.
+    pub checked: u64,
+    pub agree: u64,
     pub libraries: Vec<Drift>,
     pub totals: VerifyFigures,
     pub invalid_rows: u64,
-    pub ice_records_not_verified: u64,
+    pub other_target_records_not_verified: u64,
     pub repair: Option<RepairPlan>,
 }
 
-pub async fn execute(config: VerifyConfig, client: Client, endpoint: String) -> Exit {
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+pub async fn execute<T: Target>(config: VerifyConfig, target: T, endpoint: String) -> Exit {
     let writes = (config.repair || config.prune_duplicates) && config.yes;
     // Locked before reading, so what is read is what the repair is based on.
     let lock = if writes {
@@ -60,30 +71,51 @@ pub async fn execute(config: VerifyConfig, client: Client, endpoint: String) -> 
     } else {
         None
     };
+    let kind = target.kind();
     let (manifest, ledger) = (config.manifest.clone(), config.ledger.clone());
-    let inputs = match super::blocking(move || load(&manifest, &ledger)).await {
-        Ok(inputs) => inputs,
-        Err(message) => {
-            eprintln!("face-enroll: {message}");
+    let inputs = match tokio::task::spawn_blocking(move || load(&manifest, &ledger, kind)).await {
+        Ok(Ok(inputs)) => inputs,
+        Ok(Err(e)) => {
+            eprintln!("face-enroll: {e}");
+            return finish_early(&config, Exit::Usage);
+        }
+        Err(e) => {
+            eprintln!("face-enroll: internal error: {e}");
             return finish_early(&config, Exit::Usage);
         }
     };
-    let (caller, drifts) = match read_all(&config, client, &inputs).await {
-        Ok(read) => read,
-        Err(exit) => return finish_early(&config, exit),
-    };
+    let stop = Arc::new(Stop::default());
+    let caller = Caller::new(config.pace, stop.clone());
+    let signals = tokio::spawn(watch_signals(stop.clone()));
+    let (drifts, places) = read_server(&caller, &target, &inputs).await;
+    signals.abort();
+    if let Some(error) = stop.take_fatal() {
+        eprintln!("face-enroll: the service refused the verification: {error}");
+        if let Some(hint) = error.hint() {
+            eprintln!("  what to do: {hint}");
+        }
+        return finish_early(&config, Exit::ServiceFatal);
+    }
+    if stop.is_stopping() {
+        return finish_early(&config, Exit::Interrupted);
+    }
     let exit = if drifts.iter().all(Drift::agrees) {
         Exit::Success
     } else {
         Exit::RowsNotRegistered
     };
+    let vanished: u64 = drifts.iter().map(|d| d.vanished.len() as u64).sum();
+    let registered = inputs.faces.len() as u64;
     let mut report = VerifyReport {
         manifest: config.manifest.display().to_string(),
         ledger: config.ledger.display().to_string(),
         endpoint: endpoint.clone(),
+        target: kind.name(),
+        checked: inputs.statuses.len() as u64,
+        agree: registered.saturating_sub(vanished),
         totals: totals(&drifts, exit),
         invalid_rows: inputs.invalid_rows,
-        ice_records_not_verified: inputs.ice_records,
+        other_target_records_not_verified: inputs.other_target_records,
         repair: None,
         libraries: drifts,
     };
@@ -102,16 +134,17 @@ pub async fn execute(config: VerifyConfig, client: Client, endpoint: String) -> 
             torn_tail: inputs.torn_tail,
             endpoint: &endpoint,
             exit,
+            places: &places,
         };
-        match verify_repair::apply(lock, context, plan, &caller).await {
+        match verify_repair::apply(lock, context, plan, &caller, &target).await {
             Ok(applied) => exit = applied,
-            Err(message) => {
-                eprintln!("face-enroll: {message}");
+            Err(e) => {
+                eprintln!("face-enroll: {e}");
                 return finish_early(&config, Exit::Usage);
             }
         }
         eprintln!("{}", verify_repair::render_applied(plan));
-        if let Some(error) = caller.take_fatal() {
+        if let Some(error) = stop.take_fatal() {
             eprintln!("face-enroll: the service refused the repair: {error}");
         }
     } else if report.repair.as_ref().is_some_and(|p| !p.is_empty()) {
@@ -122,34 +155,6 @@ pub async fn execute(config: VerifyConfig, client: Client, endpoint: String) -> 
         metrics::write_or_warn(path, &metrics::for_verify(&report.totals));
     }
     exit
-}
-
-/// Reads every library. A run-fatal answer or an interruption ends the command.
-async fn read_all(
-    config: &VerifyConfig,
-    client: Client,
-    inputs: &Inputs,
-) -> Result<(Arc<Caller>, Vec<Drift>), Exit> {
-    let caller = Arc::new(Caller::new(
-        client,
-        config.qps,
-        config.max_attempts,
-        config.seed,
-    ));
-    let signals = tokio::spawn(calls::watch_signals(caller.stop.clone()));
-    let drifts = read_server(&caller, inputs).await;
-    signals.abort();
-    if let Some(error) = caller.take_fatal() {
-        eprintln!("face-enroll: the service refused the verification: {error}");
-        if let Some(hint) = error.hint() {
-            eprintln!("  what to do: {hint}");
-        }
-        return Err(Exit::ServiceFatal);
-    }
-    if caller.stop.is_stopping() {
-        return Err(Exit::Interrupted);
-    }
-    Ok((caller, drifts))
 }
 
 /// An exit before any figure exists: the metrics file still records it.
@@ -164,16 +169,24 @@ fn finish_early(config: &VerifyConfig, exit: Exit) -> Exit {
     exit
 }
 
-/// One listing per library, in order; a library that cannot be read is reported as such.
-async fn read_server(caller: &Caller, inputs: &Inputs) -> Vec<Drift> {
+/// One read per library, in order; a library that cannot be read is reported as such. Also
+/// returns where each server id lives, for a repair.
+async fn read_server<T: Target>(
+    caller: &Caller,
+    target: &T,
+    inputs: &Inputs,
+) -> (Vec<Drift>, HashMap<String, T::Place>) {
+    let rules = drift::Rules {
+        max_per_person: target.kind().rules().max_images_per_person,
+        samples: matches!(target.kind(), TargetKind::Ice(_)),
+    };
     let mut drifts = Vec::with_capacity(inputs.libraries.len());
+    let mut places = HashMap::new();
     for library in &inputs.libraries {
-        let listing = match caller.list(&library.name, None).await {
+        let listing = match target.library(caller, &library.name).await {
             Ok(listing) => listing,
-            // An unknown library holds nothing (the service may say so instead of listing none).
-            Err(CallError::Rejected(e)) if calls::is_not_found(&e) => CustomPersons::default(),
-            Err(CallError::Fatal | CallError::Stopped) => break,
-            Err(CallError::Rejected(e) | CallError::Exhausted(e)) => {
+            Err(Halt::Fatal | Halt::Stopped) => break,
+            Err(Halt::Refused(e) | Halt::Exhausted(e)) => {
                 drifts.push(Drift {
                     library: library.name.clone(),
                     error: Some(e.to_string()),
@@ -182,9 +195,21 @@ async fn read_server(caller: &Caller, inputs: &Inputs) -> Vec<Drift> {
                 continue;
             }
         };
-        drifts.push(drift::compare(library, &listing, inputs));
+        let mut faces = Vec::new();
+        for person in listing.persons {
+            for image in person.images {
+                places.insert(image.id.clone(), person.place.clone());
+                faces.push(ServerFace {
+                    category_id: library.name.clone(),
+                    person_id: person.person_id.clone(),
+                    image_url: image.image_url,
+                    id: image.id,
+                });
+            }
+        }
+        drifts.push(drift::compare(library, &faces, inputs, rules));
     }
-    drifts
+    (drifts, places)
 }
 
 fn totals(drifts: &[Drift], exit: Exit) -> VerifyFigures {
@@ -207,11 +232,11 @@ fn totals(drifts: &[Drift], exit: Exit) -> VerifyFigures {
 }
 
 /// Reads the ledger, then the manifest, into what the comparison needs.
-pub(crate) fn load(manifest: &Path, ledger: &Path) -> Result<Inputs, String> {
+fn load(manifest: &Path, ledger: &Path, kind: TargetKind) -> Result<Inputs, LoadError> {
     let mut inputs = Inputs::default();
-    let registered = read_ledger(ledger, &mut inputs)?;
+    let registered = read_ledger(ledger, kind, &mut inputs)?;
     let mut index: HashMap<String, usize> = HashMap::new();
-    read_manifest(manifest, &registered, &mut inputs, &mut index)?;
+    read_manifest(manifest, kind, &registered, &mut inputs, &mut index)?;
     // Libraries only the ledger knows, in name order, so the report is stable.
     let mut only_ledger: BTreeMap<String, (String, Vec<u128>)> = BTreeMap::new();
     for (key, face) in &inputs.faces {
@@ -236,24 +261,29 @@ pub(crate) fn load(manifest: &Path, ledger: &Path) -> Result<Inputs, String> {
     Ok(inputs)
 }
 
-/// The last state of every MTS image; returns registered faces per person.
-fn read_ledger(path: &Path, inputs: &mut Inputs) -> Result<KeyMap<u32>, String> {
-    let scanned = scan::scan(path, true, |entry| {
-        let LedgerEntry::Image(image) = entry else {
+/// The last state of every image of the target; returns registered images per person.
+fn read_ledger(
+    path: &Path,
+    kind: TargetKind,
+    inputs: &mut Inputs,
+) -> Result<KeyMap<u32>, LedgerError> {
+    let ice = matches!(kind, TargetKind::Ice(_));
+    let scanned = ledger::scan(path, true, |entry| {
+        let Entry::Image(image) = entry else {
             return;
         };
-        if !image.is_mts() {
-            inputs.ice_records += 1;
+        if image.is_mts() == ice {
+            inputs.other_target_records += 1;
             return;
         }
         let key = image_key(image.category_id, image.person_id, image.image_url);
         inputs.statuses.insert(key, image.status);
-        match (image.status, image.face_id()) {
-            (Status::Registered, Some(face_id)) => {
+        match (image.status, image.server_id()) {
+            (Status::Registered, Some(id)) => {
                 inputs.faces.insert(
                     key,
                     LedgerFace {
-                        face_id: face_id.to_string(),
+                        id: id.to_string(),
                         category_id: image.category_id.to_string(),
                         person_id: image.person_id.to_string(),
                         image_url: image.image_url.to_string(),
@@ -264,12 +294,11 @@ fn read_ledger(path: &Path, inputs: &mut Inputs) -> Result<KeyMap<u32>, String> 
                 inputs.faces.remove(&key);
             }
         }
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     inputs.torn_tail = scanned.torn_tail;
     let mut per_person: KeyMap<u32> = KeyMap::default();
     for (key, face) in &inputs.faces {
-        inputs.face_ids.insert(face.face_id.clone(), *key);
+        inputs.ids.insert(face.id.clone(), *key);
         *per_person
             .entry(person_key(&face.category_id, &face.person_id))
             .or_insert(0) += 1;
@@ -277,21 +306,23 @@ fn read_ledger(path: &Path, inputs: &mut Inputs) -> Result<KeyMap<u32>, String> 
     Ok(per_person)
 }
 
-/// The manifest's distinct valid images, up to each person's limit as `plan` counts it (faces
+/// The manifest's distinct valid images, up to each person's limit as `plan` counts it (images
 /// the ledger holds count first, then new rows in manifest order).
 fn read_manifest(
     path: &Path,
+    kind: TargetKind,
     registered: &KeyMap<u32>,
     inputs: &mut Inputs,
     index: &mut HashMap<String, usize>,
-) -> Result<(), String> {
-    let reader = manifest::Reader::open(path).map_err(|e| e.to_string())?;
+) -> Result<(), ManifestError> {
+    let rules = kind.rules();
+    let reader = manifest::Reader::open(path)?;
     let mut seen: KeyMap<()> = KeyMap::default();
     let mut used: KeyMap<u32> = KeyMap::default();
     for entry in reader {
-        let row = match entry.map_err(|e| e.to_string())? {
-            Entry::Valid(row) => row,
-            Entry::Invalid(_) => {
+        let row = match entry? {
+            Row::Valid(row) if rules.check_row.and_then(|check| check(&row)).is_none() => row,
+            _ => {
                 inputs.invalid_rows += 1;
                 continue;
             }
@@ -314,7 +345,10 @@ fn read_manifest(
             .entry(person)
             .or_insert_with(|| registered.get(&person).copied().unwrap_or(0));
         if !already {
-            if *slot >= MAX_FACES_PER_PERSON {
+            if rules
+                .max_images_per_person
+                .is_some_and(|limit| *slot >= limit)
+            {
                 inputs.libraries[at].over_limit += 1;
                 continue;
             }

@@ -14,8 +14,13 @@ pub fn render(r: &VerifyReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "verify {} against {} (ledger {})",
-        r.manifest, r.endpoint, r.ledger
+        "verify {} against {} (ledger {}, target {})",
+        r.manifest, r.endpoint, r.ledger, r.target
+    );
+    let _ = writeln!(
+        out,
+        "{} images checked, {} agree with the server",
+        r.checked, r.agree
     );
     for d in &r.libraries {
         library(&mut out, d);
@@ -31,11 +36,11 @@ pub fn render(r: &VerifyReport) -> String {
         "  missing {}, registered more than once {} ({} extra copies), orphans {}, vanished {}, persons over 10 faces {}",
         t.missing, t.duplicate_images, t.extra_copies, t.orphans, t.vanished, t.persons_over_limit
     );
-    if r.ice_records_not_verified > 0 {
+    if r.other_target_records_not_verified > 0 {
         let _ = writeln!(
             out,
-            "  {} ICE ledger records not verified (verify reads MTS custom faces only)",
-            r.ice_records_not_verified
+            "  {} ledger records of the other target not verified (pass --target to check them)",
+            r.other_target_records_not_verified
         );
     }
     let verdict = if t.exit_code == 0 {
@@ -100,14 +105,14 @@ fn library(out: &mut String, d: &Drift) {
                 None => "not in the manifest".into(),
             };
             let url = o.image_url.as_deref().unwrap_or("(no URL)");
-            format!("{} {url} FaceId {} ({matched})", o.person_id, o.face_id)
+            format!("{} {url} id {} ({matched})", o.person_id, o.id.as_str())
         },
     );
     list(
         out,
         "vanished (in the ledger, gone from the server)",
         &d.vanished,
-        |v| format!("{} {} FaceId {}", v.person_id, v.image_url, v.face_id),
+        |v| format!("{} {} id {}", v.person_id, v.image_url, v.id.as_str()),
     );
     list(out, "persons over 10 faces", &d.persons_over_limit, |p| {
         format!("{}: {} faces", p.person_id, p.faces)
@@ -140,19 +145,19 @@ fn repair(out: &mut String, plan: &RepairPlan) {
     );
     let _ = writeln!(
         out,
-        "  mark {} vanished FaceId(s) removed, so the next run registers those images again",
+        "  mark {} vanished id(s) removed, so the next run registers those images again",
         plan.mark_removed.len()
     );
     if !plan.prune.is_empty() {
         let _ = writeln!(
             out,
-            "  unregister {} extra copy(ies) by FaceId (the copy the ledger knows, else the first, stays):",
+            "  remove {} extra copy(ies) by id (the copy the ledger knows, else the first, stays):",
             plan.prune.len()
         );
         for p in plan.prune.iter().take(SHOWN) {
             let _ = writeln!(
                 out,
-                "    {} / {} {} FaceId {}",
+                "    {} / {} {} id {}",
                 p.category_id, p.person_id, p.image_url, p.face_id
             );
         }

@@ -1,23 +1,26 @@
-//! `verify --repair` and `--prune-duplicates`: what to change so the ledger agrees with the
-//! server, and changing it — records appended under the lock, extra copies unregistered by
-//! FaceId (never `ALL`).
+//! `verify --repair` and `--prune-duplicates`, for either target: what to change so the ledger
+//! agrees with the server, and changing it — records appended through the one writer under the
+//! lock, extra copies removed by id (never a wildcard).
 //!
-//! Adopting an orphan appends `registered` with `"recovered":true`; a vanished FaceId gets
+//! Adopting an orphan appends `registered` with `"recovered":true`; a vanished id gets
 //! `removed` with reason `vanished from the server`, which `plan` treats as not registered, so the
 //! next `run` registers the image again. Pruned copies were never in the ledger; they are listed
 //! in the `run_end` record's summary.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Serialize;
 
+use crate::caller::{Caller, Halt};
 use crate::exit::Exit;
-use crate::ledger::{KeyMap, Lock, Status};
+use crate::ledger::{ImageRecord, KeyMap, LedgerError, Lock, Status};
 use crate::manifest::image_key;
-use crate::ops::Journal;
-use crate::ops::calls::{CallError, Caller};
 use crate::ops::drift::{Drift, Expected, Inputs, key_of};
+use crate::pipeline::journal::Journal;
+use crate::pipeline::recorder::Event;
 use crate::stop::StopReason;
+use crate::target::Target;
 
 pub const VANISHED_REASON: &str = "vanished from the server";
 pub const ADOPTED_REASON: &str = "on the server but not in the ledger: adopted by verify --repair";
@@ -90,11 +93,11 @@ pub fn plan(drifts: &[Drift], inputs: &Inputs, prune: bool) -> RepairPlan {
                 person_id: e.person_id.clone(),
                 person_name: e.person_name.clone(),
                 image_url: e.image_url.clone(),
-                face_id: orphan.face_id.clone(),
+                face_id: orphan.id.as_str().to_string(),
             });
         }
         for vanished in &drift.vanished {
-            let Some(key) = inputs.face_ids.get(&vanished.face_id) else {
+            let Some(key) = inputs.ids.get(vanished.id.as_str()) else {
                 continue;
             };
             // Adopting the image's other copy already supersedes the vanished FaceId.
@@ -106,7 +109,7 @@ pub fn plan(drifts: &[Drift], inputs: &Inputs, prune: bool) -> RepairPlan {
                     category_id: face.category_id.clone(),
                     person_id: face.person_id.clone(),
                     image_url: face.image_url.clone(),
-                    face_id: face.face_id.clone(),
+                    face_id: face.id.clone(),
                 });
             }
         }
@@ -125,60 +128,94 @@ pub fn plan(drifts: &[Drift], inputs: &Inputs, prune: bool) -> RepairPlan {
 }
 
 /// Where and how the repair is recorded.
-pub struct Context<'a> {
+pub struct Context<'a, P> {
     pub ledger: &'a Path,
     pub torn_tail: u64,
     pub endpoint: &'a str,
     /// What `verify` found, recorded in the `run_end` record.
     pub exit: Exit,
+    /// Where each server id lives (the person's place), from the listing.
+    pub places: &'a HashMap<String, P>,
 }
 
-/// Appends the ledger records (one sync), then unregisters the extra copies one by one.
-/// Returns the exit code: what `verify` found, unless it was stopped meanwhile.
-pub(crate) async fn apply(
+/// Appends the ledger records, then removes the extra copies one by one. Returns the exit
+/// code: what `verify` found, unless it was stopped meanwhile.
+pub(crate) async fn apply<T: Target>(
     lock: Lock,
-    ctx: Context<'_>,
+    ctx: Context<'_, T::Place>,
     plan: &mut RepairPlan,
     caller: &Caller,
-) -> Result<Exit, String> {
-    let mut journal = Journal::open(lock, ctx.ledger, ctx.torn_tail, "verify", ctx.endpoint)
-        .map_err(|e| e.to_string())?;
-    let mut records = Vec::with_capacity(plan.adopt.len() + plan.mark_removed.len());
+    target: &T,
+) -> Result<Exit, LedgerError> {
+    let start = Journal::start_record("verify", ctx.endpoint, target.kind().ledger_name());
+    let journal = Journal::open(
+        lock,
+        ctx.ledger,
+        ctx.torn_tail,
+        start,
+        caller.tally().clone(),
+        caller.stop().clone(),
+    )?;
+    let record = |status, category_id: &str, person_id: &str, url: &str, id: &str| {
+        let mut r = ImageRecord::new(&journal.run_id, status, category_id, person_id, url);
+        target.stamp(&mut r, ctx.places.get(id));
+        T::set_id(&mut r, id.to_string());
+        r
+    };
     for a in &plan.adopt {
-        let mut r = journal.record(
+        let mut r = record(
             Status::Registered,
             &a.category_id,
             &a.person_id,
             &a.image_url,
+            &a.face_id,
         );
-        r.face_id = Some(a.face_id.clone());
         r.recovered = Some(true);
         r.person_name = a.person_name.clone();
         r.line = Some(a.line);
         r.reason = Some(ADOPTED_REASON.into());
-        records.push(r);
+        journal.events.send(Event::Outcome(r));
     }
     for m in &plan.mark_removed {
-        let mut r = journal.record(Status::Removed, &m.category_id, &m.person_id, &m.image_url);
-        r.face_id = Some(m.face_id.clone());
+        let mut r = record(
+            Status::Removed,
+            &m.category_id,
+            &m.person_id,
+            &m.image_url,
+            &m.face_id,
+        );
         r.reason = Some(VANISHED_REASON.into());
-        records.push(r);
+        journal.events.send(Event::Outcome(r));
     }
-    journal.write(&records, None).map_err(|e| e.to_string())?;
     let mut pruned_ids = Vec::new();
     for p in &plan.prune {
-        match caller
-            .unregister(&p.category_id, &p.person_id, &p.face_id)
-            .await
-        {
+        let Some(place) = ctx.places.get(&p.face_id) else {
+            continue;
+        };
+        let id = p.face_id.as_str();
+        if !crate::target::is_safe_id(id) {
+            plan.prune_failed += 1;
+            continue;
+        }
+        let removed = caller
+            .remove_once(
+                T::REMOVE,
+                || target.remove(place, id),
+                || async {
+                    let held = target.held(caller, place).await?;
+                    Ok(held.iter().any(|h| h.id == id))
+                },
+            )
+            .await;
+        match removed {
             Ok(removal) => {
-                tracing::info!(face_id = %p.face_id, how = removal.reason(), "extra copy removed");
+                tracing::info!(id, how = removal.reason(), "extra copy removed");
                 pruned_ids.push(p.face_id.clone());
             }
-            Err(CallError::Fatal | CallError::Stopped) => break,
-            Err(CallError::Rejected(e) | CallError::Exhausted(e)) => {
+            Err(Halt::Fatal | Halt::Stopped) => break,
+            Err(Halt::Refused(e) | Halt::Exhausted(e)) => {
                 eprintln!(
-                    "face-enroll: cannot unregister the extra copy {} of {} / {}: {e}",
+                    "face-enroll: cannot remove the extra copy {} of {} / {}: {e}",
                     p.face_id, p.person_id, p.image_url
                 );
                 plan.prune_failed += 1;
@@ -187,7 +224,7 @@ pub(crate) async fn apply(
     }
     plan.pruned = pruned_ids.len() as u64;
     plan.applied = true;
-    let exit = match caller.stop.reason() {
+    let exit = match caller.stop().reason() {
         Some(StopReason::Fatal) => Exit::ServiceFatal,
         Some(_) => Exit::Interrupted,
         None => ctx.exit,
@@ -204,9 +241,7 @@ pub(crate) async fn apply(
     } else {
         "verify repair stopped before every extra copy was removed"
     };
-    journal
-        .finish(outcome, exit, summary)
-        .map_err(|e| e.to_string())?;
+    journal.finish(outcome, exit, summary)?;
     Ok(exit)
 }
 

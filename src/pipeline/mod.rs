@@ -2,8 +2,9 @@
 //! a bounded pool of workers over persons, a rate permit before every request, one stop signal —
 //! with every outcome going through the recorder.
 
+pub(crate) mod journal;
 pub(crate) mod recorder;
-pub(crate) mod schedule;
+pub mod schedule;
 pub(crate) mod worker;
 
 use std::path::PathBuf;

@@ -238,6 +238,7 @@ fn sync(
 enum Counted {
     Registered,
     Recovered,
+    Removed,
     /// Refused for good: counted, and kept for the rejects file.
     Failed(Box<Rejected>),
     /// Invalid and skipped rows are counted by the plan; a retryable failure by `Event::Left`.
@@ -249,6 +250,7 @@ impl Counted {
         match record.status {
             Status::Registered if record.recovered == Some(true) => Counted::Recovered,
             Status::Registered => Counted::Registered,
+            Status::Removed => Counted::Removed,
             Status::Failed if record.retryable != Some(true) => {
                 Counted::Failed(Box::new(Rejected {
                     line: record.line.unwrap_or(0),
@@ -272,6 +274,7 @@ impl Counted {
         match self {
             Counted::Registered => figures.registered_now += 1,
             Counted::Recovered => figures.recovered += 1,
+            Counted::Removed => figures.removed_now += 1,
             Counted::Failed(row) => {
                 figures.failed_now += 1;
                 figures.failed_rows.push(*row);

@@ -261,6 +261,17 @@ impl IceTarget {
         Ok(slot)
     }
 
+    /// The EntityIds of a library.
+    async fn entity_ids(&self, caller: &Caller, lib_id: &str) -> Result<Vec<String>, Halt> {
+        let (client, algorithm) = (&self.client, self.algorithm);
+        let entities = self
+            .list(caller, "ListRecognitionEntities", |page| {
+                client.list_recognition_entities(algorithm, lib_id, page, PAGE_SIZE)
+            })
+            .await?;
+        Ok(entities.into_iter().map(|e| e.entity_id).collect())
+    }
+
     async fn samples(
         &self,
         caller: &Caller,
@@ -295,6 +306,81 @@ impl Target for IceTarget {
 
     const CREATE: &'static str = "CreateRecognitionSample";
     const REMOVE: &'static str = "DeleteRecognitionSample";
+    const NOUN: &'static str = "samples";
+    const VERB: &'static str = "delete";
+    const ID: &'static str = "SampleId";
+
+    async fn tidy(&self, caller: &Caller, made: &[Made]) -> Result<super::Tidied, Halt> {
+        let (client, algorithm) = (&self.client, self.algorithm);
+        let mut tidied = super::Tidied::default();
+        let mut deleted_entities: Vec<&str> = Vec::new();
+        for m in made.iter().filter(|m| m.object == ObjectKind::Entity) {
+            let (lib_id, Some(entity_id)) = (m.lib_id.as_str(), m.entity_id.as_deref()) else {
+                continue;
+            };
+            if !self.samples(caller, lib_id, entity_id).await?.is_empty() {
+                tidied.kept.push(entity_id.to_string());
+                continue;
+            }
+            let gone = caller
+                .remove_once(
+                    "DeleteRecognitionEntity",
+                    || async move {
+                        client
+                            .delete_recognition_entity(algorithm, lib_id, entity_id)
+                            .await
+                            .map(|_| ())
+                    },
+                    || async move {
+                        let names = self.entity_ids(caller, lib_id).await?;
+                        Ok(names.iter().any(|id| id == entity_id))
+                    },
+                )
+                .await;
+            match gone {
+                Ok(_) => {
+                    deleted_entities.push(entity_id);
+                    tidied.deleted.push(m.clone());
+                }
+                // A library that is gone took its entities with it.
+                Err(Halt::Refused(_)) => {}
+                Err(halt) => return Err(halt),
+            }
+        }
+        for m in made.iter().filter(|m| m.object == ObjectKind::Lib) {
+            let lib_id = m.lib_id.as_str();
+            let left = match self.entity_ids(caller, lib_id).await {
+                Ok(ids) => ids,
+                Err(Halt::Refused(_)) => continue,
+                Err(halt) => return Err(halt),
+            };
+            if !left.is_empty() {
+                tidied.kept.push(lib_id.to_string());
+                continue;
+            }
+            let gone = caller
+                .remove_once(
+                    "DeleteRecognitionLib",
+                    || async move {
+                        client
+                            .delete_recognition_lib(algorithm, lib_id)
+                            .await
+                            .map(|_| ())
+                    },
+                    || async move {
+                        let libs = self.all_libs(caller).await?;
+                        Ok(libs.iter().any(|l| l.lib_id == lib_id))
+                    },
+                )
+                .await;
+            match gone {
+                Ok(_) => tidied.deleted.push(m.clone()),
+                Err(Halt::Refused(_)) => {}
+                Err(halt) => return Err(halt),
+            }
+        }
+        Ok(tidied)
+    }
 
     fn kind(&self) -> TargetKind {
         TargetKind::Ice(self.algorithm)

@@ -20,6 +20,18 @@ use crate::exit::UsageError;
 use crate::ledger::{ImageRecord, ObjectKind, View};
 use crate::plan;
 
+/// Whether `id` can be sent in a removal: a plain id, never empty, padded, a list, or the
+/// service's `ALL` wildcard in any case or spacing (a forged or damaged ledger line must never
+/// widen a removal to a whole person or library).
+pub fn is_safe_id(id: &str) -> bool {
+    let squeezed: String = id.chars().filter(|c| !c.is_whitespace()).collect();
+    !id.is_empty()
+        && id.trim() == id
+        && !id.contains(',')
+        && !id.chars().any(char::is_control)
+        && !squeezed.eq_ignore_ascii_case("all")
+}
+
 /// One person as the manifest names it.
 #[derive(Clone, Copy, Debug)]
 pub struct Person<'a> {
@@ -45,6 +57,14 @@ pub struct Made {
     pub entity_id: Option<String>,
     /// Found by a look-up after a create whose answer was lost.
     pub recovered: bool,
+}
+
+/// What a rollback's tidying did: objects deleted (entities before their library), and the ids
+/// of objects kept because something else is still in them.
+#[derive(Clone, Debug, Default)]
+pub struct Tidied {
+    pub deleted: Vec<Made>,
+    pub kept: Vec<String>,
 }
 
 /// Where a person's images go, and what had to be made for it.
@@ -129,6 +149,19 @@ pub trait Target: Send + Sync + 'static {
     /// The action names of a create and a removal (logs).
     const CREATE: &'static str;
     const REMOVE: &'static str;
+    /// How the operator reads about it: `faces` / `samples`, `unregister` / `delete`, `FaceId`
+    /// / `SampleId`.
+    const NOUN: &'static str;
+    const VERB: &'static str;
+    const ID: &'static str;
+
+    /// After a rollback removed images: deletes the libraries and entities that `made` names
+    /// (created by the tool, per the ledger) once they are empty; MTS has none.
+    fn tidy(
+        &self,
+        caller: &Caller,
+        made: &[Made],
+    ) -> impl Future<Output = Result<Tidied, Halt>> + Send;
 
     /// Marks an image record as this target's (ICE: target, algorithm, LibId, EntityId).
     fn stamp(&self, record: &mut ImageRecord, place: Option<&Self::Place>);
@@ -255,5 +288,15 @@ mod tests {
                 .0
                 .contains("cn-beijing")
         );
+    }
+
+    #[test]
+    fn ids_that_could_widen_a_removal_are_never_safe() {
+        for bad in [
+            "", " f1", "f1 ", "a,b", "ALL", "all", " AlL ", "A L L", "f\n1",
+        ] {
+            assert!(!is_safe_id(bad), "{bad:?}");
+        }
+        assert!(is_safe_id("7c3f0e2a-11"));
     }
 }

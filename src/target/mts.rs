@@ -69,6 +69,14 @@ impl Target for MtsTarget {
 
     const CREATE: &'static str = "RegisterCustomFace";
     const REMOVE: &'static str = "UnregisterCustomFace";
+    const NOUN: &'static str = "faces";
+    const VERB: &'static str = "unregister";
+    const ID: &'static str = "FaceId";
+
+    async fn tidy(&self, _caller: &Caller, _made: &[super::Made]) -> Result<super::Tidied, Halt> {
+        // The service removes a person and a library with their last face.
+        Ok(super::Tidied::default())
+    }
 
     fn kind(&self) -> TargetKind {
         TargetKind::Mts
