@@ -13,18 +13,6 @@ use crate::pipeline::{self, Ending, RunConfig, RunError};
 use crate::plan::{self, Plan, Rejected};
 use crate::sandbox::{Sandbox, SandboxConfig};
 
-impl From<&Ending> for Exit {
-    fn from(ending: &Ending) -> Exit {
-        match ending {
-            Ending::Complete => Exit::Success,
-            Ending::SomeRowsNotRegistered => Exit::RowsNotRegistered,
-            Ending::ServiceFatal(_) => Exit::ServiceFatal,
-            Ending::StoppedEarly => Exit::StoppedEarly,
-            Ending::Interrupted => Exit::Interrupted,
-        }
-    }
-}
-
 pub async fn execute(command: Command) -> Exit {
     match command {
         Command::Run(args) => {
@@ -244,7 +232,7 @@ async fn run(args: RunArgs) -> Exit {
 }
 
 fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
-    let exit = Exit::from(&done.ending);
+    let exit = done.ending.exit();
     let json = args.log_format == crate::cli::LogFormat::Json;
     if let Ending::ServiceFatal(error) = &done.ending {
         let hint = error.hint().unwrap_or("see the message");

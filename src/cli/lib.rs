@@ -102,8 +102,8 @@ pub struct SamplesArgs {
     pub connection: Connection,
 }
 
-pub(crate) fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
-    text.parse::<Algorithm>().map_err(|e| e.to_string())
+pub(crate) fn parse_algorithm(text: &str) -> Result<Algorithm, crate::api::UnknownAlgorithm> {
+    text.parse::<Algorithm>()
 }
 
 #[cfg(test)]

@@ -278,8 +278,17 @@ impl From<ProgressArg> for ProgressMode {
     }
 }
 
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    crate::clock::parse_duration(text)
+/// A duration with its unit (`90s`, `50m`, `1h30m`): a bare number is refused, since nobody
+/// can tell whether `50` means seconds or minutes.
+fn parse_duration(text: &str) -> Result<std::time::Duration, UsageError> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(UsageError::new(format!(
+            "'{text}' has no unit: say {text}s or {text}m"
+        )));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| UsageError::new(format!("'{text}': {e} (e.g. 90s, 50m, 1h30m)")))
 }
 
 /// The limits on numeric flags, checked once.
@@ -381,8 +390,18 @@ mod tests {
 
     #[test]
     fn max_duration_takes_units() {
-        let run = run(&["--max-duration", "50m"]);
-        assert_eq!(run.max_duration, Some(std::time::Duration::from_secs(3000)));
+        let fifty = run(&["--max-duration", "50m"]);
+        assert_eq!(
+            fifty.max_duration,
+            Some(std::time::Duration::from_secs(3000))
+        );
         assert!(parse(&["run", "m.csv", "--max-duration", "50 parsecs"]).is_err());
+        let hours = run(&["--max-duration", "1h30m"]);
+        assert_eq!(
+            hours.max_duration,
+            Some(std::time::Duration::from_secs(5400))
+        );
+        let bare = parse(&["run", "m.csv", "--max-duration", "50"]).unwrap_err();
+        assert!(bare.to_string().contains("say 50s or 50m"), "{bare}");
     }
 }

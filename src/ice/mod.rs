@@ -68,20 +68,23 @@ pub fn check_row(row: &Row) -> Option<(&'static str, String)> {
 }
 
 /// Checks `lib create`'s name and description before anything is sent (sizes in UTF-8 bytes).
-pub fn check_lib_fields(name: &str, description: Option<&str>) -> Result<(), String> {
+pub fn check_lib_fields(
+    name: &str,
+    description: Option<&str>,
+) -> Result<(), crate::exit::UsageError> {
     if name.is_empty() || name.len() > MAX_NAME_BYTES {
-        return Err(format!(
+        return Err(crate::exit::UsageError(format!(
             "--name is {} bytes of UTF-8; a library name is 1 to {MAX_NAME_BYTES} bytes",
             name.len()
-        ));
+        )));
     }
     if let Some(text) = description
         && text.len() > MAX_DESCRIPTION_BYTES
     {
-        return Err(format!(
+        return Err(crate::exit::UsageError(format!(
             "--description is {} bytes of UTF-8; at most {MAX_DESCRIPTION_BYTES}",
             text.len()
-        ));
+        )));
     }
     Ok(())
 }

@@ -44,7 +44,7 @@ pub(super) fn is_blank(record: &ByteRecord) -> bool {
 
 fn check<'a>(record: &'a ByteRecord, columns: &Columns) -> Result<Fields<'a>, Problem> {
     let category_id = text(record, columns, columns.category_id, "category_id")?;
-    validate_id(category_id, "category_id").map_err(|reason| (Some("category_id"), reason))?;
+    validate_id(category_id, "category_id").map_err(|reason| (Some("category_id"), reason.0))?;
     if is_system_library(category_id) {
         return Err((
             Some("category_id"),
@@ -55,9 +55,9 @@ fn check<'a>(record: &'a ByteRecord, columns: &Columns) -> Result<Fields<'a>, Pr
         ));
     }
     let person_id = text(record, columns, columns.person_id, "person_id")?;
-    validate_id(person_id, "person_id").map_err(|reason| (Some("person_id"), reason))?;
+    validate_id(person_id, "person_id").map_err(|reason| (Some("person_id"), reason.0))?;
     let image_url = text(record, columns, columns.image_url, "image_url")?;
-    validate_url(image_url).map_err(|reason| (Some("image_url"), reason))?;
+    validate_url(image_url).map_err(|reason| (Some("image_url"), reason.0))?;
     let person_name = match columns.person_name {
         Some(index) if index < record.len() => {
             Some(text(record, columns, index, "person_name")?).filter(|name| !name.is_empty())

@@ -11,26 +11,31 @@ const SYSTEM_LIBRARIES: [&str; 3] = ["celebrity", "politician", "sensitive"];
 
 /// Checks an id (category, person, ...) after trimming: non-empty, at most 120 characters,
 /// no control characters. `column` names the value in the reason.
-pub fn validate_id(value: &str, column: &'static str) -> Result<(), String> {
+/// Why a value is not acceptable, in words for the person who wrote it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+pub fn validate_id(value: &str, column: &'static str) -> Result<(), Invalid> {
     let id = value.trim();
     if id.is_empty() {
-        return Err(format!("{column} is empty"));
+        return Err(Invalid(format!("{column} is empty")));
     }
     // Byte length bounds the character count, so the common short ASCII id skips the count.
     if id.len() > MAX_ID_CHARS {
         let chars = id.chars().count();
         if chars > MAX_ID_CHARS {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "{column} is {chars} characters long; the limit is {MAX_ID_CHARS}"
-            ));
+            )));
         }
     }
     // Control characters would also let two different pairs hash to the same key ('\0' separates).
     if let Some(c) = id.chars().find(|c| c.is_control()) {
-        return Err(format!(
+        return Err(Invalid(format!(
             "{column} contains the control character U+{:04X}",
             u32::from(c)
-        ));
+        )));
     }
     Ok(())
 }
@@ -50,10 +55,10 @@ pub fn is_system_library(id: &str) -> bool {
 
 /// Checks that a trimmed value is an absolute `http`/`https` URL with a host, and holds no
 /// spaces or control characters (which must be percent-encoded).
-pub fn validate_url(value: &str) -> Result<(), String> {
+pub fn validate_url(value: &str) -> Result<(), Invalid> {
     let url = value.trim();
     if url.is_empty() {
-        return Err("image_url is empty".to_owned());
+        return Err(Invalid("image_url is empty".to_owned()));
     }
     // Byte scan first: almost every URL is ASCII and clean, and per-char checks cost more.
     let clean = url.bytes().all(|b| b > b' ' && b != 0x7f && b.is_ascii());
@@ -66,7 +71,7 @@ pub fn validate_url(value: &str) -> Result<(), String> {
 }
 
 /// Rejects whitespace and control characters, saying where the first one is.
-fn check_characters(url: &str) -> Result<(), String> {
+fn check_characters(url: &str) -> Result<(), Invalid> {
     let bad = url
         .chars()
         .enumerate()
@@ -77,14 +82,14 @@ fn check_characters(url: &str) -> Result<(), String> {
     } else {
         format!("U+{:04X}", u32::from(c))
     };
-    Err(format!(
+    Err(Invalid(format!(
         "image_url contains {what} at character {}; percent-encode it (a space is %20)",
         at + 1
-    ))
+    )))
 }
 
 /// Returns what follows `http://` or `https://`, or says why the URL is not one.
-fn strip_scheme(url: &str) -> Result<&str, String> {
+fn strip_scheme(url: &str) -> Result<&str, Invalid> {
     let scheme = url
         .split_once(':')
         .map(|(scheme, _)| scheme)
@@ -94,42 +99,46 @@ fn strip_scheme(url: &str) -> Result<&str, String> {
                 && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
         });
     let Some(scheme) = scheme else {
-        return Err(
+        return Err(Invalid(
             "image_url is not an absolute URL; it must start with http:// or https://".to_owned(),
-        );
+        ));
     };
     if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-        return Err(format!(
+        return Err(Invalid(format!(
             "image_url scheme `{scheme}` is not supported; use http:// or https://"
-        ));
+        )));
     }
-    url[scheme.len() + 1..]
-        .strip_prefix("//")
-        .ok_or_else(|| format!("image_url must start with {scheme}:// followed by a host"))
+    url[scheme.len() + 1..].strip_prefix("//").ok_or_else(|| {
+        Invalid(format!(
+            "image_url must start with {scheme}:// followed by a host"
+        ))
+    })
 }
 
 /// Checks `[userinfo@]host[:port]`: the host must be non-empty, the port digits.
-fn check_authority(authority: &str) -> Result<(), String> {
+fn check_authority(authority: &str) -> Result<(), Invalid> {
     let host_port = authority
         .rsplit_once('@')
         .map_or(authority, |(_, after)| after);
     let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
         let Some((host, after)) = bracketed.split_once(']') else {
-            return Err("image_url has an IPv6 host without its closing `]`".to_owned());
+            return Err(Invalid(
+                "image_url has an IPv6 host without its closing `]`".to_owned(),
+            ));
         };
         match after.strip_prefix(':') {
             Some(port) => (host, port),
             None if after.is_empty() => (host, ""),
-            None => return Err("image_url has text after its IPv6 host".to_owned()),
+            None => return Err(Invalid("image_url has text after its IPv6 host".to_owned())),
         }
     } else {
         host_port.split_once(':').unwrap_or((host_port, ""))
     };
     if host.is_empty() {
-        return Err("image_url has no host".to_owned());
+        return Err(Invalid("image_url has no host".to_owned()));
     }
     if !port.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("image_url port `{port}` is not a number"));
+        return Err(Invalid(format!("image_url port `{port}` is not a number")));
     }
     Ok(())
 }
@@ -204,19 +213,21 @@ mod tests {
     fn accepts_an_id_of_120_cjk_characters() {
         let id = "人".repeat(120);
         assert_eq!(id.len(), 360);
-        assert_eq!(validate_id(&id, "person_id"), Ok(()));
+        assert_eq!(validate_id(&id, "person_id").map_err(|e| e.0), Ok(()));
     }
 
     #[test]
     fn rejects_an_id_of_121_characters() {
-        let reason = validate_id(&"a".repeat(121), "person_id").unwrap_err();
+        let reason = validate_id(&"a".repeat(121), "person_id")
+            .map_err(|e| e.0)
+            .unwrap_err();
         assert_eq!(reason, "person_id is 121 characters long; the limit is 120");
     }
 
     #[test]
     fn rejects_an_id_that_is_only_whitespace() {
         assert_eq!(
-            validate_id(" \t ", "category_id"),
+            validate_id(" \t ", "category_id").map_err(|e| e.0),
             Err("category_id is empty".to_owned())
         );
     }
@@ -224,7 +235,7 @@ mod tests {
     #[test]
     fn rejects_an_id_with_a_control_character() {
         assert_eq!(
-            validate_id("a\0b", "person_id"),
+            validate_id("a\0b", "person_id").map_err(|e| e.0),
             Err("person_id contains the control character U+0000".to_owned())
         );
     }
@@ -247,22 +258,26 @@ mod tests {
             "http://[::1]:8080/a.png",
             " https://example.com/x.jpg ",
         ] {
-            assert_eq!(validate_url(url), Ok(()), "{url}");
+            assert_eq!(validate_url(url).map_err(|e| e.0), Ok(()), "{url}");
         }
     }
 
     #[test]
     fn rejects_a_url_without_a_scheme() {
-        let reason = validate_url("example.com/face.jpg").unwrap_err();
+        let reason = validate_url("example.com/face.jpg")
+            .map_err(|e| e.0)
+            .unwrap_err();
         assert!(reason.contains("not an absolute URL"), "{reason}");
-        let reason = validate_url("/faces/a.jpg?u=http://x").unwrap_err();
+        let reason = validate_url("/faces/a.jpg?u=http://x")
+            .map_err(|e| e.0)
+            .unwrap_err();
         assert!(reason.contains("not an absolute URL"), "{reason}");
     }
 
     #[test]
     fn rejects_an_ftp_url() {
         assert_eq!(
-            validate_url("ftp://example.com/a.jpg"),
+            validate_url("ftp://example.com/a.jpg").map_err(|e| e.0),
             Err("image_url scheme `ftp` is not supported; use http:// or https://".to_owned())
         );
     }
@@ -276,18 +291,18 @@ mod tests {
             "http://?q",
         ] {
             assert_eq!(
-                validate_url(url),
+                validate_url(url).map_err(|e| e.0),
                 Err("image_url has no host".to_owned()),
                 "{url}"
             );
         }
-        assert!(validate_url("http:example.com").is_err());
+        assert!(validate_url("http:example.com").map_err(|e| e.0).is_err());
     }
 
     #[test]
     fn rejects_a_url_with_a_space_in_the_host() {
         assert_eq!(
-            validate_url("http://exa mple.com/a.jpg"),
+            validate_url("http://exa mple.com/a.jpg").map_err(|e| e.0),
             Err(
                 "image_url contains a space at character 11; percent-encode it (a space is %20)"
                     .to_owned()
@@ -297,7 +312,11 @@ mod tests {
 
     #[test]
     fn rejects_a_url_with_a_bad_port() {
-        assert!(validate_url("http://example.com:80a/x").is_err());
+        assert!(
+            validate_url("http://example.com:80a/x")
+                .map_err(|e| e.0)
+                .is_err()
+        );
     }
 
     #[test]

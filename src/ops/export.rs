@@ -55,12 +55,19 @@ pub async fn execute(config: ExportConfig) -> Exit {
             Format::Jsonl => to_jsonl(&rows),
         };
         match &config.output {
-            Some(path) => crate::report::write_atomically(path, &bytes)
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+            Some(path) => crate::report::write_atomically(path, &bytes).map_err(|source| {
+                super::OpsError::Write {
+                    what: path.display().to_string(),
+                    source,
+                }
+            })?,
             None => std::io::stdout()
                 .lock()
                 .write_all(&bytes)
-                .map_err(|e| format!("cannot write to standard output: {e}"))?,
+                .map_err(|source| super::OpsError::Write {
+                    what: "standard output".into(),
+                    source,
+                })?,
         }
         Ok(rows.len())
     })
@@ -70,16 +77,16 @@ pub async fn execute(config: ExportConfig) -> Exit {
             tracing::debug!(rows = n, "exported");
             Exit::Success
         }
-        Err(message) => {
-            eprintln!("face-enroll: {message}");
-            Exit::Usage
+        Err(e) => {
+            eprintln!("face-enroll: {e}");
+            e.exit()
         }
     }
 }
 
 /// The registered images, sorted by library, person (both case-insensitively) and URL, so two
 /// exports of the same ledger state are identical whatever order the run registered them in.
-pub fn collect(config: &ExportConfig) -> Result<Vec<Row>, String> {
+pub fn collect(config: &ExportConfig) -> Result<Vec<Row>, super::OpsError> {
     // An image that stops being registered empties its slot.
     let mut slots: Vec<Option<Row>> = Vec::new();
     let mut index: KeyMap<usize> = KeyMap::default();
@@ -113,8 +120,7 @@ pub fn collect(config: &ExportConfig) -> Result<Vec<Row>, String> {
                 slots.push(Some(row));
             }
         }
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     let mut rows: Vec<Row> = slots.into_iter().flatten().collect();
     rows.sort_by_cached_key(|r| {
         (

@@ -17,6 +17,32 @@ pub mod verify_repair;
 use crate::exit::Exit;
 use crate::ledger::LedgerError;
 
+/// Why an operator command could not do its work (nothing was sent, or nothing more).
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
+    #[error("cannot write {what}: {source}")]
+    Write {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl OpsError {
+    /// 4 when another process holds the ledger's lock, else 2.
+    pub fn exit(&self) -> Exit {
+        match self {
+            OpsError::Ledger(LedgerError::Locked { .. }) => Exit::Locked,
+            _ => Exit::Usage,
+        }
+    }
+}
+
 /// Prints a ledger error and picks its exit code: 4 when another process holds the lock.
 pub(crate) fn ledger_failure(error: &LedgerError) -> Exit {
     eprintln!("face-enroll: {error}");
@@ -26,12 +52,12 @@ pub(crate) fn ledger_failure(error: &LedgerError) -> Exit {
     }
 }
 
-/// Runs blocking file work off the async threads; a panic there is reported as a usage error.
+/// Runs blocking file work off the async threads; a panic there is an internal error.
 pub(crate) async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
+    work: impl FnOnce() -> Result<T, OpsError> + Send + 'static,
+) -> Result<T, OpsError> {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result,
-        Err(e) => Err(format!("internal error: {e}")),
+        Err(e) => Err(OpsError::Internal(e.to_string())),
     }
 }

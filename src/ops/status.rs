@@ -107,9 +107,9 @@ pub async fn execute(config: StatusConfig) -> Exit {
     let json = config.json;
     let report = match super::blocking(move || gather(&config)).await {
         Ok(report) => report,
-        Err(message) => {
-            eprintln!("face-enroll: {message}");
-            return Exit::Usage;
+        Err(e) => {
+            eprintln!("face-enroll: {e}");
+            return e.exit();
         }
     };
     let text = if json {
@@ -122,10 +122,9 @@ pub async fn execute(config: StatusConfig) -> Exit {
 }
 
 /// Reads the ledger (and plans the manifest against it, if one is given).
-pub fn gather(config: &StatusConfig) -> Result<StatusReport, String> {
+pub fn gather(config: &StatusConfig) -> Result<StatusReport, super::OpsError> {
     let mut tally = Tally::default();
-    let scanned =
-        scan::scan(&config.ledger, false, |entry| tally.add(entry)).map_err(|e| e.to_string())?;
+    let scanned = scan::scan(&config.ledger, false, |entry| tally.add(entry))?;
     let mut libraries: Vec<LibraryStatus> = tally
         .libraries
         .iter()
@@ -158,14 +157,16 @@ pub fn gather(config: &StatusConfig) -> Result<StatusReport, String> {
     })
 }
 
-fn plan_manifest(path: &std::path::Path, config: &StatusConfig) -> Result<ManifestStatus, String> {
-    let replay = ledger::replay(&config.ledger).map_err(|e| e.to_string())?;
+fn plan_manifest(
+    path: &std::path::Path,
+    config: &StatusConfig,
+) -> Result<ManifestStatus, super::OpsError> {
+    let replay = ledger::replay(&config.ledger)?;
     let options = plan::Options {
         retry_failed: false,
         keep_work: false,
     };
-    let plan =
-        crate::pipeline::plan_from_files(path, &replay, options).map_err(|e| e.to_string())?;
+    let plan = crate::pipeline::plan_from_files(path, &replay, options)?;
     let c = plan.counts;
     Ok(ManifestStatus {
         manifest: path.display().to_string(),

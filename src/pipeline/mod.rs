@@ -7,6 +7,9 @@ pub(crate) mod recorder;
 pub mod schedule;
 pub(crate) mod worker;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::api::{Algorithm, ApiError, Client};
 use crate::caller::{Caller, Pace, Tally};
+use crate::exit::Exit;
 use crate::ledger::{self, Appender, ImageRecord, LedgerError, Lock, Record, Replay, RunRecord};
 use crate::manifest::{self, ManifestError};
 use crate::plan::{self, Plan, Rejected};
@@ -202,7 +206,7 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
     fill(&mut summary, &figures, &tally, &counts, started);
     rejected.extend(figures.failed_rows);
     let ending = ending_of(&summary, fatal, reason);
-    summary.exit_code = ending.exit_code();
+    summary.exit_code = ending.exit().code();
     summary.outcome = ending.describe().to_string();
     append_run_end(appender, &run_id, &summary)?;
     Ok(RunResult {
@@ -294,13 +298,14 @@ fn ending_of(summary: &Summary, fatal: Option<ApiError>, reason: Option<StopReas
 }
 
 impl Ending {
-    pub fn exit_code(&self) -> i32 {
+    /// The exit this ending reports.
+    pub fn exit(&self) -> Exit {
         match self {
-            Ending::Complete => 0,
-            Ending::SomeRowsNotRegistered => 1,
-            Ending::ServiceFatal(_) => 3,
-            Ending::StoppedEarly => 5,
-            Ending::Interrupted => 130,
+            Ending::Complete => Exit::Success,
+            Ending::SomeRowsNotRegistered => Exit::RowsNotRegistered,
+            Ending::ServiceFatal(_) => Exit::ServiceFatal,
+            Ending::StoppedEarly => Exit::StoppedEarly,
+            Ending::Interrupted => Exit::Interrupted,
         }
     }
 
