@@ -2,12 +2,10 @@
 //! `run` — stdout, debug-level stderr, the summary, the rejects file, the ledger, the lock file —
 //! is searched for them, on a successful run with faults and on a run whose secret is wrong.
 
-mod common;
-
 use std::path::Path;
 use std::process::Output;
 
-use common::*;
+use crate::common::*;
 use face_enroll::sandbox::{DEFAULT_ACCESS_KEY_ID, FaultRates, SandboxConfig};
 
 const SECRET: &str = "S3cr3t-Canary-7f1e";

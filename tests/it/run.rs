@@ -1,11 +1,9 @@
 //! `face-enroll run` end to end: the real binary against the sandbox over TCP, asserting on what
 //! the sandbox really holds afterwards.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use face_enroll::ledger::Lock;
 use face_enroll::sandbox::{Fault, FaultRates, SandboxConfig};
 

@@ -1,9 +1,7 @@
 //! Bad manifests through the real binary: unreadable ones exit 2 before anything is sent, naming
 //! the file and line; bad rows are recorded and the rest goes on. Never a panic.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use face_enroll::sandbox::SandboxConfig;
 
 const HEADER: &str = "category_id,person_id,image_url\n";

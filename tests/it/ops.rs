@@ -2,14 +2,12 @@
 //! metrics file, completions — the real binary against the sandbox over TCP, asserting on what
 //! the sandbox really holds afterwards.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use face_enroll::sandbox::SandboxConfig;
 
 fn stdout(output: &Output) -> String {

@@ -1,12 +1,10 @@
 //! ICE end to end: `lib` commands and `run --target ice`, the real binary against the sandbox
 //! over TCP, asserting on what the sandbox really holds afterwards.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use face_enroll::sandbox::{Fault, FaultRates, SandboxConfig, StateSnapshot};
 
 /// `lib <args> --endpoint <sandbox>`.

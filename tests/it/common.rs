@@ -1,7 +1,5 @@
 //! Shared test plumbing: a sandbox on 127.0.0.1:0, manifests in a temporary folder, the real
 //! binary pointed at the sandbox, and readers for the ledger and the sandbox's state.
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

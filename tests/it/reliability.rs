@@ -5,14 +5,12 @@
 //! manifest sizes by N (a longer run outside CI); `FACE_ENROLL_RELIABILITY_SEED` changes the
 //! moments of the kills.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use face_enroll::sandbox::{Fault, FaultRates, SandboxConfig};
 
 /// The soak multiplier: 1 in CI.
@@ -208,9 +206,28 @@ fn kill_9_at_random_moments_under_every_fault_kind_still_registers_each_image_ex
     );
 }
 
-/// One row of the fault matrix: a sandbox, extra flags, and the runs it may take.
-fn converges(config: SandboxConfig, extra: &[&str], prepare: impl FnOnce(&World)) -> Vec<i32> {
-    let world = World::new(config);
+/// Asserts that every fault this row is about was really injected (a matrix row that passes
+/// because its faults never happened proves nothing).
+fn assert_injected(world: &World, faults: &[&str]) {
+    let stats = world.sandbox.snapshot().stats;
+    for fault in faults {
+        let seen = match *fault {
+            "throttled" => stats.throttled,
+            name => stats.faults.get(name).copied().unwrap_or(0),
+        };
+        assert!(seen > 0, "no {fault} was injected: {stats:?}");
+    }
+}
+
+/// One row of the fault matrix: a sandbox, extra flags, the faults it must see injected, and
+/// the runs it may take — for MTS, then the same for ICE.
+fn converges(
+    config: SandboxConfig,
+    extra: &[&str],
+    faults: &[&str],
+    prepare: impl Fn(&World),
+) -> Vec<i32> {
+    let world = World::new(config.clone());
     let (persons, per_person) = (20 * soak(), 3);
     let manifest = world.manifest("m.csv", &manifest_body("lib", persons, per_person));
     prepare(&world);
@@ -222,7 +239,70 @@ fn converges(config: SandboxConfig, extra: &[&str], prepare: impl FnOnce(&World)
         &world.path("m.ledger.jsonl"),
         &manifest_urls("lib", persons, per_person),
     );
+    assert_injected(&world, faults);
+    converges_on_ice(config, &flags, faults, prepare);
     codes
+}
+
+/// The same row against ICE: one library, one entity per person, one sample per image.
+fn converges_on_ice(
+    config: SandboxConfig,
+    flags: &[&str],
+    faults: &[&str],
+    prepare: impl Fn(&World),
+) {
+    let world = World::new(SandboxConfig {
+        ice_qps: config.mts_qps,
+        ..config
+    });
+    let (persons, per_person) = (20 * soak(), 3);
+    let manifest = world.manifest("m.csv", &manifest_body("lib", persons, per_person));
+    prepare(&world);
+    let mut flags = flags.to_vec();
+    flags.extend_from_slice(&["--target", "ice"]);
+    run_until_done(&world, &manifest, &flags, 4);
+    let state = world.sandbox.snapshot();
+    assert_eq!(state.ice.libs.len(), 1, "a library twice");
+    let lib = &state.ice.libs[0];
+    let names: HashSet<&str> = lib
+        .entities
+        .iter()
+        .map(|e| e.entity_name.as_str())
+        .collect();
+    assert_eq!(
+        (names.len(), lib.entities.len()),
+        (persons, persons),
+        "an entity twice"
+    );
+    let mut copies: HashMap<&str, usize> = HashMap::new();
+    for sample in lib.entities.iter().flat_map(|e| &e.samples) {
+        *copies
+            .entry(sample.image_url.as_deref().unwrap_or_default())
+            .or_insert(0) += 1;
+    }
+    let expected = manifest_urls("lib", persons, per_person);
+    assert_eq!(copies.len(), expected.len(), "a sample is missing");
+    assert!(
+        copies.values().all(|n| *n == 1),
+        "a sample twice: {copies:?}"
+    );
+    let ids: HashSet<&str> = lib
+        .entities
+        .iter()
+        .flat_map(|e| &e.samples)
+        .map(|s| s.sample_id.as_str())
+        .collect();
+    let last = last_per_image(&world.path("m.ice.ledger.jsonl"));
+    assert_eq!(last.len(), expected.len());
+    for record in last.values() {
+        assert_eq!(record["status"], "registered", "{record}");
+        assert!(
+            ids.contains(record["sample_id"].as_str().unwrap()),
+            "{record}"
+        );
+    }
+    let ice_faults: Vec<&str> = faults.to_vec();
+    assert_injected(&world, &ice_faults);
 }
 
 fn with_faults(faults: FaultRates) -> SandboxConfig {
@@ -241,6 +321,7 @@ fn thirty_percent_server_errors_converge_to_one_face_per_image() {
             ..FaultRates::default()
         }),
         &[],
+        &["error_before", "error_after"],
         |_| {},
     );
     eprintln!("exit codes {codes:?}");
@@ -254,7 +335,9 @@ fn connection_resets_before_and_after_applying_converge_to_one_face_per_image() 
             reset_after: 0.15,
             ..FaultRates::default()
         }),
-        &[],
+        // A reset leaves the outcome unknown: the look-up waits out the timeout, so keep it short.
+        &["--timeout", "2"],
+        &["reset_before", "reset_after"],
         |_| {},
     );
 }
@@ -266,7 +349,7 @@ fn stalls_past_the_timeout_converge_to_one_face_per_image() {
         ..FaultRates::default()
     });
     config.stall_ms = 1_600;
-    converges(config, &["--timeout", "1"], |_| {});
+    converges(config, &["--timeout", "1"], &["stall"], |_| {});
 }
 
 #[test]
@@ -274,14 +357,14 @@ fn throttling_storms_converge_to_one_face_per_image() {
     let mut config = SandboxConfig::for_tests();
     config.mts_qps = 8;
     config.retry_after_ms = Some(0);
-    converges(config, &["--qps", "200"], |world| {
-        // A storm on top of the low limit: the next 25 registrations are refused outright.
-        world
-            .sandbox
-            .script("RegisterCustomFace", vec![Fault::Throttle; 25]);
-        world
-            .sandbox
-            .script("ListCustomPersons", vec![Fault::Throttle; 5]);
+    converges(config, &["--qps", "200"], &["throttled"], |world| {
+        // A storm on top of the low limit: the next 25 creates are refused outright.
+        for action in ["RegisterCustomFace", "CreateRecognitionSample"] {
+            world.sandbox.script(action, vec![Fault::Throttle; 25]);
+        }
+        for action in ["ListCustomPersons", "ListRecognitionSamples"] {
+            world.sandbox.script(action, vec![Fault::Throttle; 5]);
+        }
     });
 }
 
@@ -294,6 +377,7 @@ fn malformed_answers_and_gateway_pages_converge_to_one_face_per_image() {
             ..FaultRates::default()
         }),
         &[],
+        &["malformed_after", "html_before"],
         |_| {},
     );
 }
@@ -311,5 +395,17 @@ fn every_fault_at_once_converges_to_one_face_per_image() {
     });
     config.stall_ms = 1_600;
     config.mts_qps = 30;
-    converges(config, &["--timeout", "1", "--qps", "100"], |_| {});
+    converges(
+        config,
+        &["--timeout", "1", "--qps", "100"],
+        &[
+            "error_before",
+            "error_after",
+            "reset_before",
+            "reset_after",
+            "malformed_after",
+            "html_before",
+        ],
+        |_| {},
+    );
 }

@@ -1,0 +1,13 @@
+//! The integration tests, compiled as one test binary: the real binary and the real client
+//! against the sandbox on 127.0.0.1 over TCP, asserting on what the sandbox really holds.
+
+mod common;
+
+mod client_sandbox;
+mod ice;
+mod manifests;
+mod ops;
+mod properties;
+mod reliability;
+mod run;
+mod secrets;
