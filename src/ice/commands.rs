@@ -6,14 +6,15 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use super::{PAGE_SIZE, all_pages, check_lib_fields};
-use crate::api::{Algorithm, Client, Entity, Lib, Page, Sample};
+use super::check_lib_fields;
+use crate::api::{Algorithm, Client, Entity, Lib, Sample};
 use crate::caller::{Caller, Halt};
 use crate::cli::lib::{
     Connection, CreateArgs, DeleteArgs, EntitiesArgs, LibArgs, LibCommand, ListArgs, SamplesArgs,
 };
 use crate::exit::Exit;
 use crate::stop::{Stop, watch_signals};
+use crate::target::IceTarget;
 
 /// `Err` carries the exit; its message is already on stderr.
 type Outcome = Result<(), Exit>;
@@ -49,29 +50,16 @@ fn halted(session: &Session, halt: Halt) -> Exit {
     halt.exit()
 }
 
-/// A client, its algorithm and the one caller (pacing, retries, Ctrl-C).
+/// The ICE target (its listings and deletes) and the one caller (pacing, retries, Ctrl-C).
 struct Session {
     client: Client,
-    algorithm: Algorithm,
+    target: IceTarget,
     caller: Caller,
 }
 
 impl Session {
-    async fn list<T, F, Fut>(&self, name: &'static str, fetch: F) -> Result<Vec<T>, Halt>
-    where
-        F: Fn(u32) -> Fut,
-        Fut: Future<Output = Result<Page<T>, crate::api::ApiError>>,
-    {
-        let fetch = &fetch;
-        all_pages(|page| self.caller.read(name, move || fetch(page))).await
-    }
-
     async fn libs(&self) -> Result<Vec<Lib>, Halt> {
-        let (client, algorithm) = (&self.client, self.algorithm);
-        self.list("ListRecognitionLibs", |page| {
-            client.list_recognition_libs(algorithm, None, page, PAGE_SIZE)
-        })
-        .await
+        self.target.all_libs(&self.caller).await
     }
 }
 
@@ -86,8 +74,8 @@ fn connect(connection: &Connection, algorithm: Algorithm) -> Result<Session, Exi
     let stop = Arc::new(Stop::default());
     tokio::spawn(watch_signals(stop.clone()));
     Ok(Session {
-        client: connected.client,
-        algorithm,
+        client: connected.client.clone(),
+        target: IceTarget::new(connected.client, algorithm),
         caller: Caller::new(settings.pace(target, crate::connect::SETTLE_MARGIN), stop),
     })
 }
@@ -173,22 +161,10 @@ async fn delete(args: DeleteArgs) -> Outcome {
         )));
     }
     let session = connect(&args.connection, args.algorithm)?;
-    let (client, algorithm, lib_id) = (&session.client, args.algorithm, args.lib_id.as_str());
+    let (algorithm, lib_id) = (args.algorithm, args.lib_id.as_str());
     let removal = session
-        .caller
-        .remove_once(
-            "DeleteRecognitionLib",
-            || async move {
-                client
-                    .delete_recognition_lib(algorithm, lib_id)
-                    .await
-                    .map(|_| ())
-            },
-            || async {
-                let libs = session.libs().await?;
-                Ok(libs.iter().any(|l| l.lib_id == lib_id))
-            },
-        )
+        .target
+        .delete_lib(&session.caller, lib_id)
         .await
         .map_err(|h| halted(&session, h))?;
     if removal == crate::caller::Removal::AlreadyGone {
@@ -206,11 +182,9 @@ async fn delete(args: DeleteArgs) -> Outcome {
 
 async fn entities(args: EntitiesArgs) -> Outcome {
     let session = connect(&args.connection, args.algorithm)?;
-    let (client, algorithm, lib_id) = (&session.client, args.algorithm, args.lib_id.as_str());
     let found = session
-        .list("ListRecognitionEntities", |page| {
-            client.list_recognition_entities(algorithm, lib_id, page, PAGE_SIZE)
-        })
+        .target
+        .entities(&session.caller, &args.lib_id)
         .await
         .map_err(|h| halted(&session, h))?;
     show_entities(&args.connection, &found);
@@ -220,19 +194,14 @@ async fn entities(args: EntitiesArgs) -> Outcome {
 async fn samples(args: SamplesArgs) -> Outcome {
     let session = connect(&args.connection, args.algorithm)?;
     let entity_id = args.entity_id.as_deref().unwrap_or("ANY");
-    let (client, algorithm, lib_id) = (&session.client, args.algorithm, args.lib_id.as_str());
-    let entity_name = args.entity_name.as_deref();
     let found = session
-        .list("ListRecognitionSamples", |page| {
-            client.list_recognition_samples(
-                algorithm,
-                lib_id,
-                entity_id,
-                entity_name,
-                page,
-                PAGE_SIZE,
-            )
-        })
+        .target
+        .samples_named(
+            &session.caller,
+            &args.lib_id,
+            entity_id,
+            args.entity_name.as_deref(),
+        )
         .await
         .map_err(|h| halted(&session, h))?;
     show_samples(&args.connection, &found);

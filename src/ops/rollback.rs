@@ -16,8 +16,7 @@ use serde::Serialize;
 use crate::caller::{Caller, Halt, Pace, Removal};
 use crate::exit::Exit;
 use crate::ledger::{
-    self, Entry, ImageRecord, KeyMap, LedgerError, Lock, ObjectKind, ObjectRecord, Record, Status,
-    TargetName,
+    self, Entry, ImageRecord, KeyMap, LedgerError, Lock, ObjectKind, Record, Status, TargetName,
 };
 use crate::manifest::{fold_id, image_key, person_key};
 use crate::pipeline::journal::Journal;
@@ -398,11 +397,12 @@ async fn remove_all<T: Target>(
                         ObjectKind::Lib => &mut report.libs_deleted,
                     };
                     list.push(made.entity_id.clone().unwrap_or(made.lib_id.clone()));
-                    events.send(Event::Record(Record::Deleted(deleted(
-                        &journal.run_id,
-                        &*target,
-                        made,
-                    ))));
+                    let record = Made {
+                        recovered: false,
+                        ..made
+                    }
+                    .record(&journal.run_id, target.kind());
+                    events.send(Event::Record(Record::Deleted(record)));
                 }
                 report.kept_not_empty = tidied.kept;
             }
@@ -425,24 +425,6 @@ async fn remove_all<T: Target>(
         config.json,
         target.kind().name(),
     )
-}
-
-fn deleted<T: Target>(run: &str, target: &T, made: Made) -> ObjectRecord {
-    ObjectRecord {
-        ts: crate::clock::now_rfc3339(),
-        run: run.to_string(),
-        target: target.kind().ledger_name(),
-        algorithm: target
-            .kind()
-            .algorithm()
-            .map(|a| a.to_string())
-            .unwrap_or_default(),
-        object: made.object,
-        name: made.name,
-        lib_id: made.lib_id,
-        entity_id: made.entity_id,
-        recovered: None,
-    }
 }
 
 /// One person's images, one at a time.

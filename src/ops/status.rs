@@ -25,14 +25,7 @@ pub struct StatusConfig {
 }
 
 /// Every status, in the order reports show them.
-const STATUSES: [Status; 6] = [
-    Status::Registered,
-    Status::Pending,
-    Status::Failed,
-    Status::Invalid,
-    Status::Skipped,
-    Status::Removed,
-];
+const STATUSES: [Status; 6] = Status::ALL;
 
 fn slot(status: Status) -> usize {
     STATUSES.iter().position(|s| *s == status).unwrap_or(0)

@@ -7,11 +7,11 @@
 use std::collections::HashMap;
 
 use crate::caller::{Caller, Created, Halt};
-use crate::ledger::{ImageRecord, ObjectRecord, Record, Status};
+use crate::ledger::{ImageRecord, Record, Status};
 use crate::pipeline::recorder::{Event, Events};
 use crate::plan::{ImageWork, PersonJob};
 use crate::stop::StopReason;
-use crate::target::{Held, Made, Person, Target};
+use crate::target::{Held, Person, Target};
 
 pub(crate) struct Context<T: Target> {
     pub target: T,
@@ -49,8 +49,8 @@ pub(crate) async fn process<T: Target>(ctx: &Context<T>, job: PersonJob) {
         Err(halt) => return leave(ctx, &job, &job.images, halt, None),
     };
     for made in placed.made {
-        ctx.events
-            .send(Event::Record(Record::Created(object(ctx, made))));
+        let record = made.record(&ctx.run_id, ctx.target.kind());
+        ctx.events.send(Event::Record(Record::Created(record)));
     }
     let place = placed.place;
     let known = if job.needs_lookup && !T::is_fresh(&place) {
@@ -190,23 +190,4 @@ fn record<T: Target>(
     }
     ctx.target.stamp(&mut record, place);
     record
-}
-
-fn object<T: Target>(ctx: &Context<T>, made: Made) -> ObjectRecord {
-    ObjectRecord {
-        ts: crate::clock::now_rfc3339(),
-        run: ctx.run_id.clone(),
-        target: crate::ledger::TargetName::Ice,
-        algorithm: ctx
-            .target
-            .kind()
-            .algorithm()
-            .map(|a| a.to_string())
-            .unwrap_or_default(),
-        object: made.object,
-        name: made.name,
-        lib_id: made.lib_id,
-        entity_id: made.entity_id,
-        recovered: made.recovered.then_some(true),
-    }
 }

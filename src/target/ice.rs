@@ -100,7 +100,8 @@ impl IceTarget {
         all_pages(|page| caller.read(name, move || fetch(page))).await
     }
 
-    async fn all_libs(&self, caller: &Caller) -> Result<Vec<Lib>, Halt> {
+    /// Every library of the algorithm, listed now.
+    pub async fn all_libs(&self, caller: &Caller) -> Result<Vec<Lib>, Halt> {
         let (client, algorithm) = (&self.client, self.algorithm);
         self.list(caller, "ListRecognitionLibs", |page| {
             client.list_recognition_libs(algorithm, None, page, PAGE_SIZE)
@@ -261,15 +262,62 @@ impl IceTarget {
         Ok(slot)
     }
 
+    /// Every entity of a library.
+    pub async fn entities(
+        &self,
+        caller: &Caller,
+        lib_id: &str,
+    ) -> Result<Vec<crate::api::Entity>, Halt> {
+        let (client, algorithm) = (&self.client, self.algorithm);
+        self.list(caller, "ListRecognitionEntities", |page| {
+            client.list_recognition_entities(algorithm, lib_id, page, PAGE_SIZE)
+        })
+        .await
+    }
+
     /// The EntityIds of a library.
     async fn entity_ids(&self, caller: &Caller, lib_id: &str) -> Result<Vec<String>, Halt> {
-        let (client, algorithm) = (&self.client, self.algorithm);
-        let entities = self
-            .list(caller, "ListRecognitionEntities", |page| {
-                client.list_recognition_entities(algorithm, lib_id, page, PAGE_SIZE)
-            })
-            .await?;
+        let entities = self.entities(caller, lib_id).await?;
         Ok(entities.into_iter().map(|e| e.entity_id).collect())
+    }
+
+    /// Every sample of one entity, of every entity (`ANY`), or of entities named `name`.
+    pub async fn samples_named(
+        &self,
+        caller: &Caller,
+        lib_id: &str,
+        entity_id: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<crate::api::Sample>, Halt> {
+        let (client, algorithm) = (&self.client, self.algorithm);
+        self.list(caller, "ListRecognitionSamples", |page| {
+            client.list_recognition_samples(algorithm, lib_id, entity_id, name, page, PAGE_SIZE)
+        })
+        .await
+    }
+
+    /// Deletes a library (with its entities and samples) exactly once.
+    pub async fn delete_lib(
+        &self,
+        caller: &Caller,
+        lib_id: &str,
+    ) -> Result<crate::caller::Removal, Halt> {
+        let (client, algorithm) = (&self.client, self.algorithm);
+        caller
+            .remove_once(
+                "DeleteRecognitionLib",
+                || async move {
+                    client
+                        .delete_recognition_lib(algorithm, lib_id)
+                        .await
+                        .map(|_| ())
+                },
+                || async move {
+                    let libs = self.all_libs(caller).await?;
+                    Ok(libs.iter().any(|l| l.lib_id == lib_id))
+                },
+            )
+            .await
     }
 
     async fn samples(
@@ -278,13 +326,7 @@ impl IceTarget {
         lib_id: &str,
         entity_id: &str,
     ) -> Result<Vec<crate::api::Sample>, Halt> {
-        let (client, algorithm) = (&self.client, self.algorithm);
-        let listed = self
-            .list(caller, "ListRecognitionSamples", |page| {
-                client.list_recognition_samples(algorithm, lib_id, entity_id, None, page, PAGE_SIZE)
-            })
-            .await;
-        match listed {
+        match self.samples_named(caller, lib_id, entity_id, None).await {
             // A library or entity that is gone holds nothing.
             Err(Halt::Refused(_)) => Ok(Vec::new()),
             other => other,
@@ -358,22 +400,7 @@ impl Target for IceTarget {
                 tidied.kept.push(lib_id.to_string());
                 continue;
             }
-            let gone = caller
-                .remove_once(
-                    "DeleteRecognitionLib",
-                    || async move {
-                        client
-                            .delete_recognition_lib(algorithm, lib_id)
-                            .await
-                            .map(|_| ())
-                    },
-                    || async move {
-                        let libs = self.all_libs(caller).await?;
-                        Ok(libs.iter().any(|l| l.lib_id == lib_id))
-                    },
-                )
-                .await;
-            match gone {
+            match self.delete_lib(caller, lib_id).await {
                 Ok(_) => tidied.deleted.push(m.clone()),
                 Err(Halt::Refused(_)) => {}
                 Err(halt) => return Err(halt),

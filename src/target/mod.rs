@@ -59,6 +59,23 @@ pub struct Made {
     pub recovered: bool,
 }
 
+impl Made {
+    /// The ledger line that says so: `created` by a run, or `deleted` by a rollback.
+    pub fn record(self, run: &str, kind: TargetKind) -> crate::ledger::ObjectRecord {
+        crate::ledger::ObjectRecord {
+            ts: crate::clock::now_rfc3339(),
+            run: run.to_string(),
+            target: kind.ledger_name(),
+            algorithm: kind.algorithm().map(|a| a.to_string()).unwrap_or_default(),
+            object: self.object,
+            name: self.name,
+            lib_id: self.lib_id,
+            entity_id: self.entity_id,
+            recovered: self.recovered.then_some(true),
+        }
+    }
+}
+
 /// What a rollback's tidying did: objects deleted (entities before their library), and the ids
 /// of objects kept because something else is still in them.
 #[derive(Clone, Debug, Default)]
