@@ -1,5 +1,6 @@
 //! One API request's trip through the sandbox, independent of HTTP: latency → authentication →
-//! nonce → action and version → rate limit → fault → apply → answer (or a reset).
+//! nonce → action and version → rate limit → fault → apply → answer (or a reset). STS actions
+//! branch off to [`super::sts`] after the latency; the keys it issues are accepted here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -10,7 +11,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::action::{self, Action};
-use super::auth::{self, Credentials};
+use super::auth::{self, Credentials, IssuedKey, Keyring, V3Request};
 use super::config::{Fault, FaultRates, SandboxConfig};
 use super::faults;
 use super::params::Params;
@@ -35,7 +36,11 @@ struct Admitted {
 
 pub(crate) struct Engine {
     config: SandboxConfig,
-    credentials: Credentials,
+    keys: Mutex<Keyring>,
+    /// The configured key id: rate limits are per account, whichever key signs.
+    account: String,
+    metadata_tokens: super::sts::MetadataTokens,
+    issued: AtomicU64,
     state: Mutex<State>,
     received: AtomicU64,
     shutdown: watch::Receiver<bool>,
@@ -59,8 +64,11 @@ impl Engine {
         };
         Engine {
             state: Mutex::new(State::new(&config)),
+            account: config.access_key_id.clone(),
             config,
-            credentials,
+            keys: Mutex::new(Keyring::new(credentials)),
+            metadata_tokens: super::sts::MetadataTokens::default(),
+            issued: AtomicU64::new(0),
             received: AtomicU64::new(0),
             shutdown,
         }
@@ -70,8 +78,19 @@ impl Engine {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Answers one API request received with `method`.
+    /// Answers one RPC v1 request received with `method`.
+    #[cfg(test)]
     pub async fn handle(self: &Arc<Self>, method: &str, params: Params) -> Outcome {
+        self.handle_request(method, params, None).await
+    }
+
+    /// Answers one API request received with `method`, signed with V3 when `v3` is given.
+    pub async fn handle_request(
+        self: &Arc<Self>,
+        method: &str,
+        params: Params,
+        v3: Option<V3Request>,
+    ) -> Outcome {
         let n = self.received.fetch_add(1, Ordering::Relaxed);
         let delay = faults::latency(
             self.config.seed,
@@ -82,8 +101,16 @@ impl Engine {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        let format = BodyFormat::of(params.get("Format"));
-        match self.admit(method, &params, OffsetDateTime::now_utc(), Instant::now()) {
+        if super::sts::is_sts(&params) {
+            return Outcome::Reply(super::sts::handle(self, method, &params, request_id()));
+        }
+        // The V3 clients (the official SDKs) expect JSON whatever `Format` says.
+        let format = match v3 {
+            Some(_) => BodyFormat::Json,
+            None => BodyFormat::of(params.get("Format")),
+        };
+        let now_utc = OffsetDateTime::now_utc();
+        match self.admit(method, &params, v3.as_ref(), now_utc, Instant::now()) {
             Ok(admitted) => self.execute(admitted, params, format).await,
             Err(error) => Outcome::Reply(Reply::error(
                 format,
@@ -98,11 +125,18 @@ impl Engine {
         &self,
         method: &str,
         params: &Params,
+        v3: Option<&V3Request>,
         now_utc: OffsetDateTime,
         now: Instant,
     ) -> Result<Admitted, ApiError> {
-        // The HMAC is computed before taking the lock, so the lock stays short.
-        let authenticated = auth::authenticate(params, method, &self.credentials, now_utc);
+        // The HMAC is computed before taking the state lock, so that lock stays short.
+        let authenticated = {
+            let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            match v3 {
+                Some(request) => auth::authenticate_v3(request, &keys, now_utc),
+                None => auth::authenticate(params, method, &keys, now_utc),
+            }
+        };
         let mut state = self.lock();
         state.stats.requests += 1;
         if let Err(error) = authenticated {
@@ -120,7 +154,7 @@ impl Engine {
             ));
         }
         let action = Action::resolve(params)?;
-        let key = self.credentials.access_key_id.as_str();
+        let key = self.account.as_str();
         let limit = state.limit(action);
         if let Err(wait) = state.limiter.check(key, action.name(), limit, now) {
             state.stats.throttled += 1;
@@ -217,6 +251,46 @@ impl Engine {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(self.config.stall_ms)) => {}
             () = super::server::stopped(&mut shutdown) => {}
+        }
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
+    }
+
+    pub(super) fn metadata_tokens(&self) -> &super::sts::MetadataTokens {
+        &self.metadata_tokens
+    }
+
+    /// Hands out a new temporary credential (accepted until `sts_lifetime` has passed).
+    pub(super) fn issue(&self) -> IssuedKey {
+        let serial = self.issued.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = OffsetDateTime::now_utc();
+        let key = super::sts::new_key(serial, self.config.sts_lifetime, now);
+        self.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add(key.clone(), now);
+        self.lock().stats.credentials_issued += 1;
+        key
+    }
+
+    /// Authenticates a v1-signed call that is not an MTS / ICE action (STS `AssumeRole`).
+    pub(super) fn authenticate_v1(&self, method: &str, params: &Params) -> Result<(), ApiError> {
+        let now = OffsetDateTime::now_utc();
+        let result = {
+            let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            auth::authenticate(params, method, &keys, now)
+        };
+        result?;
+        let nonce = params.get("SignatureNonce").unwrap_or_default();
+        if self.lock().nonces.insert(nonce, Instant::now()) {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(
+                "SignatureNonceUsed",
+                "Specified signature nonce was used already.",
+            ))
         }
     }
 
