@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::api::{Client, ClientConfig, Endpoints};
 use crate::cli::{CheckArgs, Command, RunArgs};
-use crate::credentials::{self, Credentials, Secret};
+use crate::credentials::{self, Credentials, CredentialsError, Provider, Secret};
 use crate::ledger::{self, LedgerError};
 use crate::pipeline::{self, Ending, RunConfig, RunError};
 use crate::plan::{self, Plan, Rejected};
@@ -213,19 +213,24 @@ async fn run(args: RunArgs) -> Exit {
                 running_sandbox = Some(sb);
                 let endpoints = Endpoints::single(&url).expect("the sandbox URL is valid");
                 tracing::info!("using the built-in sandbox at {url} (nothing leaves this machine)");
-                (endpoints, sandbox_credentials(), format!("sandbox {url}"))
+                (
+                    endpoints,
+                    sandbox_credentials().into(),
+                    format!("sandbox {url}"),
+                )
             }
             Err(e) => return fail(format!("cannot start the built-in sandbox: {e}")),
         }
     } else {
-        match resolve_service(&args) {
+        match resolve_service(&args).await {
             Ok(found) => found,
-            Err(message) => return fail(message),
+            Err(e) => return e.report("face-enroll"),
         }
     };
     let client = match Client::new(ClientConfig {
         endpoints,
         credentials,
+        signature: args.signature,
         timeout: Duration::from_secs(args.timeout),
         max_idle_per_host: args.concurrency(),
     }) {
@@ -329,20 +334,22 @@ fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
 
 /// The signed MTS client for `verify` and `rollback`: credentials and endpoint found exactly as
 /// `run` finds them (`resolve_connection`). Returns the client and the endpoint it talks to.
-fn connect(flags: &crate::cli::ops::ConnectArgs) -> Result<(Client, String), String> {
+async fn connect(flags: &crate::cli::ops::ConnectArgs) -> Result<(Client, String), ConnectError> {
     let (endpoints, credentials, _region) = resolve_connection(
         flags.profile.as_deref(),
         flags.region.as_deref(),
         flags.endpoint.as_deref(),
-    )?;
+    )
+    .await?;
     let label = endpoints.mts.clone();
     let client = Client::new(ClientConfig {
         endpoints,
         credentials,
+        signature: flags.signature,
         timeout: Duration::from_secs(flags.timeout),
         max_idle_per_host: flags.concurrency(),
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| ConnectError::usage(e.to_string()))?;
     Ok((client, label))
 }
 
@@ -353,10 +360,10 @@ async fn verify(args: crate::cli::ops::VerifyArgs) -> Exit {
     };
     let ice =
         args.target == crate::cli::TargetArg::Ice || crate::ops::ice::is_ice_ledger(&config.ledger);
-    match connect(&args.connect) {
+    match connect(&args.connect).await {
         Ok((client, _)) if ice => crate::ops::ice::verify(config, client).await,
         Ok((client, endpoint)) => crate::ops::verify::execute(config, client, endpoint).await,
-        Err(message) => fail(message),
+        Err(e) => e.report("face-enroll"),
     }
 }
 
@@ -367,16 +374,16 @@ async fn rollback(args: crate::cli::ops::RollbackArgs) -> Exit {
     };
     if crate::ops::ice::is_ice_ledger(&config.ledger) {
         // ICE's plan is made against the server's listings, so even the dry run connects.
-        return match connect(&args.connect) {
+        return match connect(&args.connect).await {
             Ok((client, _)) => crate::ops::ice::rollback(config, client).await,
-            Err(message) => fail(message),
+            Err(e) => e.report("face-enroll"),
         };
     }
     // Printing the plan needs no credentials; only --yes talks to the service.
     let service = if config.yes {
-        match connect(&args.connect) {
+        match connect(&args.connect).await {
             Ok(found) => Some(found),
-            Err(message) => return fail(message),
+            Err(e) => return e.report("face-enroll"),
         }
     } else {
         None
@@ -428,17 +435,18 @@ fn sandbox_credentials() -> Credentials {
     }
 }
 
-fn resolve_service(args: &RunArgs) -> Result<(Endpoints, Credentials, String), String> {
+async fn resolve_service(args: &RunArgs) -> Result<(Endpoints, Provider, String), ConnectError> {
     let (endpoints, credentials, region) = resolve_connection(
         args.profile.as_deref(),
         args.region.as_deref(),
         args.endpoint.as_deref(),
-    )?;
+    )
+    .await?;
     let label = match args.target() {
         crate::pipeline::Target::Mts => endpoints.mts.clone(),
         crate::pipeline::Target::Ice(_) => {
             if args.endpoint.is_none() {
-                crate::ice::check_region(&region)?;
+                crate::ice::check_region(&region).map_err(ConnectError::usage)?;
             }
             endpoints.ice.clone()
         }
@@ -446,18 +454,54 @@ fn resolve_service(args: &RunArgs) -> Result<(Endpoints, Credentials, String), S
     Ok((endpoints, credentials, label))
 }
 
-/// Credentials (env, then profile), the region, and the endpoints: `endpoint` when given, else
-/// the region's. Shared by every command that talks to the service.
-pub(crate) fn resolve_connection(
+/// Why `resolve_connection` failed: credentials that do not work exit 3, bad flags exit 2.
+#[derive(Debug)]
+pub(crate) struct ConnectError {
+    exit: Exit,
+    message: String,
+}
+
+impl ConnectError {
+    pub(crate) fn usage(message: impl std::fmt::Display) -> ConnectError {
+        ConnectError {
+            exit: Exit::Usage,
+            message: message.to_string(),
+        }
+    }
+
+    /// Prints the message after `who` and gives the exit.
+    pub(crate) fn report(self, who: &str) -> Exit {
+        eprintln!("{who}: {}", self.message);
+        self.exit
+    }
+}
+
+impl From<CredentialsError> for ConnectError {
+    fn from(error: CredentialsError) -> ConnectError {
+        let exit = if error.is_usage() {
+            Exit::Usage
+        } else {
+            Exit::ServiceFatal
+        };
+        ConnectError {
+            exit,
+            message: error.to_string(),
+        }
+    }
+}
+
+/// Credentials (the provider chain of `credentials::resolve`, first credentials fetched), the
+/// region, and the endpoints: `endpoint` when given, else the region's. Shared by every command
+/// that talks to the service.
+pub(crate) async fn resolve_connection(
     profile: Option<&str>,
     region: Option<&str>,
     endpoint: Option<&str>,
-) -> Result<(Endpoints, Credentials, String), String> {
-    let resolved = credentials::resolve(profile, region, &credentials::process_env)
-        .map_err(|e| e.to_string())?;
+) -> Result<(Endpoints, Provider, String), ConnectError> {
+    let resolved = credentials::resolve(profile, region, &credentials::process_env).await?;
     tracing::info!(source = %resolved.source, region = %resolved.region, "credentials found");
     let endpoints = match endpoint {
-        Some(url) => Endpoints::single(url).map_err(|e| e.to_string())?,
+        Some(url) => Endpoints::single(url).map_err(ConnectError::usage)?,
         None => Endpoints::for_region(&resolved.region),
     };
     Ok((endpoints, resolved.credentials, resolved.region))

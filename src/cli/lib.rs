@@ -35,9 +35,12 @@ pub struct Connection {
     /// the profile's region_id, else cn-shanghai].
     #[arg(long)]
     pub region: Option<String>,
-    /// Profile of ~/.aliyun/config.json to use (modes AK and StsToken).
+    /// Profile of ~/.aliyun/config.json to use (any mode the credentials chain knows).
     #[arg(long)]
     pub profile: Option<String>,
+    /// Request signature: v3 (ACS3-HMAC-SHA256, the official SDKs' default) or v1 (HMAC-SHA1).
+    #[arg(long, value_name = "v1|v3", default_value_t = crate::sign::SignatureVersion::V3)]
+    pub signature: crate::sign::SignatureVersion,
     /// Seconds to wait for one answer before giving the attempt up.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,

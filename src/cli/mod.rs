@@ -63,9 +63,12 @@ pub struct RunArgs {
     /// Region [default: ALIBABA_CLOUD_REGION_ID, the profile's region_id, else cn-shanghai].
     #[arg(long)]
     pub region: Option<String>,
-    /// Profile of ~/.aliyun/config.json to use (modes AK and StsToken).
+    /// Profile of ~/.aliyun/config.json to use (any mode the credentials chain knows).
     #[arg(long)]
     pub profile: Option<String>,
+    /// Request signature: v3 (ACS3-HMAC-SHA256, the official SDKs' default) or v1 (HMAC-SHA1).
+    #[arg(long, value_name = "v1|v3", default_value_t = crate::sign::SignatureVersion::V3)]
+    pub signature: crate::sign::SignatureVersion,
     /// Requests per second for this run, retries and look-ups included; 0 = unlimited
     /// [default: 100 for MTS, 50 for ICE].
     #[arg(

@@ -53,8 +53,8 @@ fn refused(error: ApiError) -> Exit {
     }
 }
 
-/// Validates the connection flags and builds a session; nothing is sent here.
-fn connect(connection: &Connection, algorithm: Algorithm) -> Result<Session, Exit> {
+/// Validates the connection flags and builds a session; only credentials are fetched here.
+async fn connect(connection: &Connection, algorithm: Algorithm) -> Result<Session, Exit> {
     if !(1..=Limits::MAX_TIMEOUT_S).contains(&connection.timeout) {
         return Err(usage(format!(
             "--timeout {}: between 1 and {} seconds",
@@ -67,13 +67,15 @@ fn connect(connection: &Connection, algorithm: Algorithm) -> Result<Session, Exi
         connection.region.as_deref(),
         connection.endpoint.as_deref(),
     )
-    .map_err(usage)?;
+    .await
+    .map_err(|e| e.report("face-enroll lib"))?;
     if connection.endpoint.is_none() {
         check_region(&region).map_err(usage)?;
     }
     let client = Client::new(ClientConfig {
         endpoints,
         credentials,
+        signature: connection.signature,
         timeout: Duration::from_secs(connection.timeout),
         max_idle_per_host: 4,
     })
@@ -95,7 +97,7 @@ fn print_json(value: &Value) {
 /// `lib create`: not idempotent, so an unknown outcome is settled by listing before resending.
 async fn create(args: CreateArgs) -> Outcome {
     check_lib_fields(&args.name, args.description.as_deref()).map_err(usage)?;
-    let session = connect(&args.connection, args.algorithm)?;
+    let session = connect(&args.connection, args.algorithm).await?;
     let before = session.libs().await.map_err(refused)?;
     let same_name: Vec<&str> = before
         .iter()
@@ -151,7 +153,7 @@ async fn create_once(
 }
 
 async fn list(args: ListArgs) -> Outcome {
-    let session = connect(&args.connection, args.algorithm)?;
+    let session = connect(&args.connection, args.algorithm).await?;
     let libs = session.libs().await.map_err(refused)?;
     show_libs(&args.connection, &libs);
     Ok(())
@@ -165,7 +167,7 @@ async fn delete(args: DeleteArgs) -> Outcome {
             args.lib_id
         )));
     }
-    let session = connect(&args.connection, args.algorithm)?;
+    let session = connect(&args.connection, args.algorithm).await?;
     let (client, algorithm, lib_id) = (&session.client, args.algorithm, args.lib_id.as_str());
     session
         .call(|| client.delete_recognition_lib(algorithm, lib_id))
@@ -180,14 +182,14 @@ async fn delete(args: DeleteArgs) -> Outcome {
 }
 
 async fn entities(args: EntitiesArgs) -> Outcome {
-    let session = connect(&args.connection, args.algorithm)?;
+    let session = connect(&args.connection, args.algorithm).await?;
     let found = session.entities(&args.lib_id).await.map_err(refused)?;
     show_entities(&args.connection, &found);
     Ok(())
 }
 
 async fn samples(args: SamplesArgs) -> Outcome {
-    let session = connect(&args.connection, args.algorithm)?;
+    let session = connect(&args.connection, args.algorithm).await?;
     let entity_id = args.entity_id.as_deref().unwrap_or("ANY");
     let found = session
         .samples(&args.lib_id, entity_id, args.entity_name.as_deref())
