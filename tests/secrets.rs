@@ -1,6 +1,8 @@
 //! Secrets never leave the process: with a recognisable secret and STS token, every output of
 //! `run` — stdout, debug-level stderr, the summary, the rejects file, the ledger, the lock file —
-//! is searched for them, on a successful run with faults and on a run whose secret is wrong.
+//! is searched for them, on a successful run with faults and on a run whose secret is wrong;
+//! and, for every credentials provider, for the OIDC token, an External command's output and
+//! every temporary credential the sandbox issued.
 
 mod common;
 
@@ -15,6 +17,11 @@ const TOKEN: &str = "Tok3n-Canary-92ab";
 const CANARIES: [&str; 2] = [SECRET, TOKEN];
 
 fn canary_world(token: &str) -> World {
+    World::new(canary_config(token))
+}
+
+/// The canary key, which needs `token`, and a mix of faults.
+fn canary_config(token: &str) -> SandboxConfig {
     let mut config = SandboxConfig::for_tests();
     config.access_key_secret = SECRET.to_string();
     config.security_token = Some(token.to_string());
@@ -24,7 +31,7 @@ fn canary_world(token: &str) -> World {
         malformed_after: 0.05,
         ..FaultRates::default()
     };
-    World::new(config)
+    config
 }
 
 /// A manifest with good rows, a bad one (for the rejects file) and one over the 10-face limit.
@@ -148,4 +155,163 @@ fn a_rejected_secret_exits_3_and_its_error_output_holds_neither_secret_nor_token
     assert_clean("stderr", &out.stderr);
     assert_files_clean(&world);
     assert!(world.faces().is_empty());
+}
+
+const OIDC_TOKEN: &str = "Oidc-Canary-Token-5c3d";
+
+/// Credentials that only temporary ones can reach: the canary key needs the canary token, the
+/// emulated STS and metadata service issue credentials living 2 s, the OIDC token is a canary.
+fn provider_world() -> World {
+    World::new(SandboxConfig {
+        sts_lifetime: std::time::Duration::from_secs(2),
+        oidc_token: Some(OIDC_TOKEN.to_string()),
+        ..canary_config(TOKEN)
+    })
+}
+
+fn write_file(world: &World, name: &str, body: &str, executable: bool) -> String {
+    let path = world.path(name);
+    std::fs::write(&path, body).unwrap();
+    if executable {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    path.display().to_string()
+}
+
+fn cli_profile(world: &World, profiles: &str) -> (&'static str, String) {
+    let body = format!(r#"{{"current": "main", "profiles": [{profiles}]}}"#);
+    (
+        "ALIBABA_CLOUD_CONFIG_FILE",
+        write_file(world, "config.json", &body, false),
+    )
+}
+
+/// The environment that selects each provider (no static keys in it).
+fn provider_env(world: &World, provider: &str) -> Vec<(&'static str, String)> {
+    let url = world.sandbox.base_url();
+    let sts_source = format!(
+        r#"{{"name": "base", "mode": "StsToken", "access_key_id": "{DEFAULT_ACCESS_KEY_ID}",
+            "access_key_secret": "{SECRET}", "sts_token": "{TOKEN}"}}"#
+    );
+    match provider {
+        "oidc" => vec![
+            (
+                "ALIBABA_CLOUD_ROLE_ARN",
+                face_enroll::sandbox::DEFAULT_ROLE_ARN.into(),
+            ),
+            (
+                "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+                face_enroll::sandbox::DEFAULT_OIDC_PROVIDER_ARN.into(),
+            ),
+            (
+                "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+                write_file(world, "token", OIDC_TOKEN, false),
+            ),
+        ],
+        "assume-role" => vec![cli_profile(
+            world,
+            &format!(
+                r#"{{"name": "main", "mode": "ChainableRamRoleArn", "source_profile": "base",
+                    "ram_role_arn": "{}"}}, {sts_source}"#,
+                face_enroll::sandbox::DEFAULT_ROLE_ARN
+            ),
+        )],
+        "metadata" => vec![
+            ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "false".into()),
+            ("FACE_ENROLL_ECS_METADATA_ENDPOINT", url),
+        ],
+        "credentials-uri" => vec![(
+            "ALIBABA_CLOUD_CREDENTIALS_URI",
+            format!("{url}__sandbox/credentials"),
+        )],
+        "external" => {
+            // Prints the canary key and token, as a helper fetching them from a vault would.
+            let script = format!(
+                "#!/bin/sh\nprintf '{{\"mode\":\"StsToken\",\"access_key_id\":\"{DEFAULT_ACCESS_KEY_ID}\",\
+                 \"access_key_secret\":\"{SECRET}\",\"sts_token\":\"{TOKEN}\"}}'\n"
+            );
+            let helper = write_file(world, "helper.sh", &script, true);
+            vec![cli_profile(
+                world,
+                &format!(
+                    r#"{{"name": "main", "mode": "External", "process_command": "{helper}"}}"#
+                ),
+            )]
+        }
+        _ => unreachable!("{provider}"),
+    }
+}
+
+#[test]
+fn every_credentials_provider_keeps_its_secrets_out_of_logs_errors_and_files() {
+    for provider in [
+        "oidc",
+        "assume-role",
+        "metadata",
+        "credentials-uri",
+        "external",
+    ] {
+        let world = provider_world();
+        let manifest = canary_manifest(&world);
+        let url = world.sandbox.base_url();
+        let (summary, rejects) = (world.path("summary.json"), world.path("rejects.csv"));
+        let mut cmd = world.command(&[
+            "run",
+            manifest.to_str().unwrap(),
+            "--endpoint",
+            &url,
+            "--progress",
+            "log",
+            "--summary",
+            summary.to_str().unwrap(),
+            "--rejects",
+            rejects.to_str().unwrap(),
+            "--max-attempts",
+            "20",
+            "--qps",
+            "10",
+        ]);
+        cmd.env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+            .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+            .env("FACE_ENROLL_STS_ENDPOINT", &url)
+            .env("FACE_ENROLL_LOG", "debug");
+        for (name, value) in provider_env(&world, provider) {
+            cmd.env(name, value);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{provider}: {}", stderr(&out));
+        assert_eq!(world.faces().len(), 12 + 10, "{provider}");
+        // Everything secret this run saw: the canaries, the OIDC token, every issued credential.
+        let mut secrets: Vec<String> = vec![SECRET.into(), TOKEN.into(), OIDC_TOKEN.into()];
+        for (_, secret, token) in world.sandbox.issued_credentials() {
+            let encoded = face_enroll::sign::percent_encode(&token);
+            secrets.extend([secret, token, encoded]);
+        }
+        if provider != "external" {
+            assert!(secrets.len() > 3, "{provider}: no credentials were issued");
+        }
+        let mut places = vec![
+            ("stdout".to_string(), out.stdout.clone()),
+            ("stderr".to_string(), out.stderr.clone()),
+        ];
+        for entry in std::fs::read_dir(world.dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let inputs = ["m.csv", "config.json", "token", "helper.sh"];
+            if path.is_file() && !inputs.contains(&name.as_str()) {
+                places.push((name, std::fs::read(&path).unwrap()));
+            }
+        }
+        for (place, bytes) in &places {
+            let text = String::from_utf8_lossy(bytes);
+            for secret in &secrets {
+                assert!(
+                    !text.contains(secret.as_str()),
+                    "{provider}: a secret leaked into {place}:\n{text}"
+                );
+            }
+        }
+    }
 }

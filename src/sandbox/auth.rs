@@ -72,6 +72,10 @@ impl Keyring {
         })
     }
 
+    pub fn issued(&self) -> impl Iterator<Item = &IssuedKey> {
+        self.issued.values()
+    }
+
     /// Remembers `key` (and forgets keys that expired more than [`WINDOW`] ago).
     pub fn add(&mut self, key: IssuedKey, now: OffsetDateTime) {
         self.issued.retain(|_, k| now - k.expires < WINDOW);

@@ -275,6 +275,21 @@ impl Engine {
         key
     }
 
+    pub fn issued_credentials(&self) -> Vec<(String, String, String)> {
+        self.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .issued()
+            .map(|k| {
+                (
+                    k.access_key_id.clone(),
+                    k.access_key_secret.clone(),
+                    k.security_token.clone(),
+                )
+            })
+            .collect()
+    }
+
     /// Authenticates a v1-signed call that is not an MTS / ICE action (STS `AssumeRole`).
     pub(super) fn authenticate_v1(&self, method: &str, params: &Params) -> Result<(), ApiError> {
         let now = OffsetDateTime::now_utc();

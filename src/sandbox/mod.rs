@@ -95,6 +95,12 @@ impl Handle {
             .admin_register_face(category_id, person_id, image_url)
     }
 
+    /// Every temporary credential handed out so far, as (key id, secret, token): for tests that
+    /// search outputs for them.
+    pub fn issued_credentials(&self) -> Vec<(String, String, String)> {
+        self.engine.issued_credentials()
+    }
+
     /// Removes a face behind the client's back; false when no person has it.
     pub fn admin_remove_face(&self, face_id: &str) -> bool {
         self.engine.admin_remove_face(face_id)
