@@ -1,12 +1,15 @@
 //! The two credentials files: the CLI's `~/.aliyun/config.json` (profiles with a `mode`) and the
 //! INI file `~/.alibabacloud/credentials` (sections with a `type`), read into a [`Spec`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use super::remote::Role;
-use super::{Credentials, CredentialsError, Secret, Spec};
+use super::{
+    Credentials, CredentialsError, ENV_CONFIG_FILE, ENV_CREDENTIALS_FILE, ENV_PROFILE, Env, Secret,
+    Spec,
+};
 
 /// Profiles that name each other (`source_profile`) at most this deep.
 const MAX_CHAIN: usize = 5;
@@ -20,6 +23,95 @@ const MODES: &str =
 /// The session name when the configuration gives none.
 fn default_session_name() -> String {
     format!("face-enroll-{}", crate::clock::now_utc().unix_timestamp())
+}
+
+pub(super) fn config_path(env: &Env) -> Result<PathBuf, CredentialsError> {
+    if let Some(path) = env.get(ENV_CONFIG_FILE) {
+        return Ok(PathBuf::from(path));
+    }
+    let home = env.home().ok_or(CredentialsError::NoHome)?;
+    Ok(home.join(".aliyun").join("config.json"))
+}
+
+pub(super) type FromProfile = (Spec, Option<String>, String);
+
+/// The CLI profile file: `None` when it does not exist and no profile was asked for by flag.
+pub(super) fn from_profile_file(
+    flag: Option<&str>,
+    env: &Env,
+) -> Result<Option<FromProfile>, CredentialsError> {
+    let path = match config_path(env) {
+        Ok(path) => path,
+        Err(_) if flag.is_none() => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let shown = path.display().to_string();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return match flag {
+                Some(profile) => Err(CredentialsError::MissingFile {
+                    profile: profile.into(),
+                    path: shown,
+                }),
+                None => Ok(None),
+            };
+        }
+        Err(e) => {
+            return Err(CredentialsError::Unreadable {
+                path: shown,
+                reason: e.to_string(),
+            });
+        }
+    };
+    // Parse to a Value first: serde's typed errors quote the offending value, which may be a secret.
+    let doc: Value = serde_json::from_str(&text).map_err(|e| CredentialsError::Invalid {
+        path: shown.clone(),
+        reason: format!("not JSON ({e})"),
+    })?;
+    let wanted = match flag.map(str::to_string).or_else(|| env.get(ENV_PROFILE)) {
+        Some(name) => name,
+        None => match doc
+            .get("current")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            Some(name) => name.to_string(),
+            None => return Err(CredentialsError::NoProfileSelected { path: shown }),
+        },
+    };
+    let (spec, region) = read_profile(&doc, &wanted, &shown)?;
+    let source = format!("profile '{wanted}' in {shown}");
+    Ok(Some((spec, region, source)))
+}
+
+/// The INI credentials file: `None` when it does not exist or lacks the section.
+pub(super) fn from_ini_file(env: &Env) -> Result<Option<(Spec, String)>, CredentialsError> {
+    let path = match env.get(ENV_CREDENTIALS_FILE) {
+        Some(path) => PathBuf::from(path),
+        None => match env.home() {
+            Some(home) => home.join(".alibabacloud").join("credentials"),
+            None => return Ok(None),
+        },
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(CredentialsError::Unreadable {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            });
+        }
+    };
+    let section = env
+        .get(ENV_PROFILE)
+        .unwrap_or_else(|| "default".to_string());
+    let Some(pairs) = ini_section(&text, &section) else {
+        return Ok(None);
+    };
+    let spec = ini_spec(&pairs, &section, &path)?;
+    Ok(Some((spec, format!("[{section}] in {}", path.display()))))
 }
 
 /// A CLI profile from `doc` (a parsed config.json) as a spec and its `region_id`.
@@ -73,6 +165,62 @@ pub(crate) fn find_profile<'a>(
     })
 }
 
+/// What every mode reads the same way.
+struct Fields<'a> {
+    profile: &'a Value,
+    name: &'a str,
+    path: &'a str,
+}
+
+impl Fields<'_> {
+    fn text(&self, field: &str) -> Option<String> {
+        text(self.profile, field)
+    }
+
+    fn required(&self, field: &'static str) -> Result<String, CredentialsError> {
+        self.text(field)
+            .ok_or_else(|| CredentialsError::IncompleteProfile {
+                profile: self.name.into(),
+                path: self.path.into(),
+                field,
+            })
+    }
+
+    fn access_key(&self) -> Result<Credentials, CredentialsError> {
+        Ok(Credentials {
+            access_key_id: self.required("access_key_id")?,
+            access_key_secret: Secret::new(self.required("access_key_secret")?),
+            security_token: None,
+        })
+    }
+
+    /// The role of `RamRoleArn`, `ChainableRamRoleArn` and `OIDC` profiles.
+    fn role(&self) -> Result<Role, CredentialsError> {
+        let duration = match self.profile.get("expired_seconds").and_then(Value::as_u64) {
+            None | Some(0) => DEFAULT_DURATION,
+            Some(seconds) => duration_at_least_900(seconds, self.name, self.path)?,
+        };
+        Ok(Role {
+            role_arn: self.required("ram_role_arn")?,
+            session_name: self
+                .text("ram_session_name")
+                .unwrap_or_else(default_session_name),
+            duration_seconds: duration,
+            policy: self.text("policy"),
+        })
+    }
+
+    fn assume_role(&self, source: Spec) -> Result<Spec, CredentialsError> {
+        Ok(Spec::AssumeRole {
+            source: Box::new(source),
+            role: self.role()?,
+            external_id: self.text("external_id"),
+            sts_region: self.text("sts_region"),
+            vpc: self.profile.get("enable_vpc").and_then(Value::as_bool),
+        })
+    }
+}
+
 fn profile_spec(
     doc: &Value,
     profile: &Value,
@@ -80,51 +228,22 @@ fn profile_spec(
     path: &str,
     depth: usize,
 ) -> Result<Spec, CredentialsError> {
-    let field = |f: &'static str| {
-        text(profile, f).ok_or_else(|| CredentialsError::IncompleteProfile {
-            profile: name.into(),
-            path: path.into(),
-            field: f,
-        })
+    let f = Fields {
+        profile,
+        name,
+        path,
     };
-    let access_key = || -> Result<Credentials, CredentialsError> {
-        Ok(Credentials {
-            access_key_id: field("access_key_id")?,
-            access_key_secret: Secret::new(field("access_key_secret")?),
-            security_token: None,
-        })
-    };
-    let role = |arn: String| -> Result<Role, CredentialsError> {
-        let duration = match profile.get("expired_seconds").and_then(Value::as_u64) {
-            None | Some(0) => DEFAULT_DURATION,
-            Some(seconds) => duration_at_least_900(seconds, name, path)?,
-        };
-        Ok(Role {
-            role_arn: arn,
-            session_name: text(profile, "ram_session_name").unwrap_or_else(default_session_name),
-            duration_seconds: duration,
-            policy: text(profile, "policy"),
-        })
-    };
-    let sts_region = text(profile, "sts_region");
-    let vpc = profile.get("enable_vpc").and_then(Value::as_bool);
     // The CLI always writes a mode; a hand-written profile without one is taken as AK.
-    let mode = text(profile, "mode").unwrap_or_else(|| "AK".to_string());
+    let mode = f.text("mode").unwrap_or_else(|| "AK".to_string());
     let spec = match mode.to_ascii_lowercase().as_str() {
-        "ak" => Spec::Static(access_key()?),
+        "ak" => Spec::Static(f.access_key()?),
         "ststoken" => Spec::Static(Credentials {
-            security_token: Some(Secret::new(field("sts_token")?)),
-            ..access_key()?
+            security_token: Some(Secret::new(f.required("sts_token")?)),
+            ..f.access_key()?
         }),
-        "ramrolearn" => Spec::AssumeRole {
-            source: Box::new(Spec::Static(access_key()?)),
-            role: role(field("ram_role_arn")?)?,
-            external_id: text(profile, "external_id"),
-            sts_region,
-            vpc,
-        },
+        "ramrolearn" => f.assume_role(Spec::Static(f.access_key()?))?,
         "chainableramrolearn" => {
-            let source_name = field("source_profile")?;
+            let source_name = f.required("source_profile")?;
             if depth >= MAX_CHAIN || source_name == name {
                 return Err(CredentialsError::Invalid {
                     path: path.into(),
@@ -134,27 +253,21 @@ fn profile_spec(
                 });
             }
             let source = find_profile(doc, &source_name, path)?;
-            Spec::AssumeRole {
-                source: Box::new(profile_spec(doc, source, &source_name, path, depth + 1)?),
-                role: role(field("ram_role_arn")?)?,
-                external_id: text(profile, "external_id"),
-                sts_region,
-                vpc,
-            }
+            f.assume_role(profile_spec(doc, source, &source_name, path, depth + 1)?)?
         }
         "ecsramrole" => Spec::Metadata {
-            role_name: text(profile, "ram_role_name"),
+            role_name: f.text("ram_role_name"),
         },
         "oidc" => Spec::Oidc {
-            role: role(field("ram_role_arn")?)?,
-            provider_arn: field("oidc_provider_arn")?,
-            token_file: field("oidc_token_file")?,
-            sts_region,
-            vpc,
+            role: f.role()?,
+            provider_arn: f.required("oidc_provider_arn")?,
+            token_file: f.required("oidc_token_file")?,
+            sts_region: f.text("sts_region"),
+            vpc: profile.get("enable_vpc").and_then(Value::as_bool),
         },
-        "credentialsuri" => Spec::Uri(field("credentials_uri")?),
+        "credentialsuri" => Spec::Uri(f.required("credentials_uri")?),
         "external" => Spec::External {
-            command: field("process_command")?,
+            command: f.required("process_command")?,
             profile: name.to_string(),
         },
         _ => {
