@@ -11,13 +11,14 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::action::{self, Action};
-use super::auth::{self, Credentials, IssuedKey, Keyring, V3Request};
+use super::auth::{self, Credentials, V3Request};
 use super::config::{Fault, FaultRates, SandboxConfig};
 use super::faults;
 use super::params::Params;
 use super::response::{ApiError, BodyFormat, Reply};
 use super::snapshot::StateSnapshot;
 use super::state::State;
+use super::sts::{self, Issuer};
 
 /// What the connection should do with a request.
 #[derive(Debug)]
@@ -36,11 +37,9 @@ struct Admitted {
 
 pub(crate) struct Engine {
     config: SandboxConfig,
-    keys: Mutex<Keyring>,
+    issuer: Issuer,
     /// The configured key id: rate limits are per account, whichever key signs.
     account: String,
-    metadata_tokens: super::sts::MetadataTokens,
-    issued: AtomicU64,
     state: Mutex<State>,
     received: AtomicU64,
     shutdown: watch::Receiver<bool>,
@@ -65,10 +64,8 @@ impl Engine {
         Engine {
             state: Mutex::new(State::new(&config)),
             account: config.access_key_id.clone(),
+            issuer: Issuer::new(credentials, config.sts_lifetime),
             config,
-            keys: Mutex::new(Keyring::new(credentials)),
-            metadata_tokens: super::sts::MetadataTokens::default(),
-            issued: AtomicU64::new(0),
             received: AtomicU64::new(0),
             shutdown,
         }
@@ -101,8 +98,16 @@ impl Engine {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        if super::sts::is_sts(&params) {
-            return Outcome::Reply(super::sts::handle(self, method, &params, request_id()));
+        if sts::is_sts(&params) {
+            let authenticate = || self.authenticate_v1(method, &params);
+            let reply = sts::handle(
+                &self.issuer,
+                &self.config,
+                &params,
+                request_id(),
+                authenticate,
+            );
+            return Outcome::Reply(reply);
         }
         // The V3 clients (the official SDKs) expect JSON whatever `Format` says.
         let format = match v3 {
@@ -131,7 +136,7 @@ impl Engine {
     ) -> Result<Admitted, ApiError> {
         // The HMAC is computed before taking the state lock, so that lock stays short.
         let authenticated = {
-            let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            let keys = self.issuer.keys();
             match v3 {
                 Some(request) => auth::authenticate_v3(request, &keys, now_utc),
                 None => auth::authenticate(params, method, &keys, now_utc),
@@ -254,49 +259,29 @@ impl Engine {
         }
     }
 
-    pub fn config(&self) -> &SandboxConfig {
-        &self.config
+    /// Answers the ECS metadata service's paths (`/latest/…`).
+    pub fn metadata(
+        &self,
+        method: &hyper::Method,
+        path: &str,
+        header: impl Fn(&str) -> Option<String>,
+    ) -> Reply {
+        sts::metadata(&self.issuer, &self.config, method, path, header)
     }
 
-    pub(super) fn metadata_tokens(&self) -> &super::sts::MetadataTokens {
-        &self.metadata_tokens
-    }
-
-    /// Hands out a new temporary credential (accepted until `sts_lifetime` has passed).
-    pub(super) fn issue(&self) -> IssuedKey {
-        let serial = self.issued.fetch_add(1, Ordering::Relaxed) + 1;
-        let now = OffsetDateTime::now_utc();
-        let key = super::sts::new_key(serial, self.config.sts_lifetime, now);
-        self.keys
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .add(key.clone(), now);
-        self.lock().stats.credentials_issued += 1;
-        key
+    /// `GET /__sandbox/credentials`.
+    pub fn credentials_uri(&self, query: Option<&str>) -> Reply {
+        sts::credentials_uri(&self.issuer, query)
     }
 
     pub fn issued_credentials(&self) -> Vec<(String, String, String)> {
-        self.keys
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .issued()
-            .map(|k| {
-                (
-                    k.access_key_id.clone(),
-                    k.access_key_secret.clone(),
-                    k.security_token.clone(),
-                )
-            })
-            .collect()
+        self.issuer.issued_credentials()
     }
 
     /// Authenticates a v1-signed call that is not an MTS / ICE action (STS `AssumeRole`).
     pub(super) fn authenticate_v1(&self, method: &str, params: &Params) -> Result<(), ApiError> {
         let now = OffsetDateTime::now_utc();
-        let result = {
-            let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-            auth::authenticate(params, method, &keys, now)
-        };
+        let result = auth::authenticate(params, method, &self.issuer.keys(), now);
         result?;
         let nonce = params.get("SignatureNonce").unwrap_or_default();
         if self.lock().nonces.insert(nonce, Instant::now()) {
@@ -310,7 +295,9 @@ impl Engine {
     }
 
     pub fn snapshot(&self) -> StateSnapshot {
-        self.lock().snapshot()
+        let mut snapshot = self.lock().snapshot();
+        snapshot.stats.credentials_issued = self.issuer.issued_count();
+        snapshot
     }
 
     pub fn script(&self, action: &str, faults: Vec<Fault>) {

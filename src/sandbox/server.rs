@@ -119,7 +119,7 @@ async fn respond(engine: Arc<Engine>, kill: Arc<Notify>, request: Request<Incomi
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        let reply = super::sts::metadata(&engine, request.method(), request.uri().path(), header);
+        let reply = engine.metadata(request.method(), request.uri().path(), header);
         return Ok(to_response(reply));
     }
     let method = request.method().clone();
@@ -195,7 +195,7 @@ async fn respond(engine: Arc<Engine>, kill: Arc<Notify>, request: Request<Incomi
 /// `GET /__sandbox/credentials` hands out temporary credentials (a credentials URI).
 fn sandbox_path(engine: &Engine, method: &Method, path: &str, query: Option<&str>) -> Reply {
     match (method, path) {
-        (&Method::GET, "/__sandbox/credentials") => super::sts::credentials_uri(engine, query),
+        (&Method::GET, "/__sandbox/credentials") => engine.credentials_uri(query),
         (&Method::GET, "/__sandbox/state") => match serde_json::to_value(engine.snapshot()) {
             Ok(snapshot) => Reply::json(200, &snapshot),
             Err(error) => Reply::json(500, &serde_json::json!({"Message": error.to_string()})),

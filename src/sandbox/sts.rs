@@ -5,15 +5,16 @@
 //! profile command prints). Every credential handed out lives `sts_lifetime`.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use hyper::Method;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use super::auth::IssuedKey;
-use super::engine::Engine;
+use super::auth::{Credentials, IssuedKey, Keyring};
+use super::config::SandboxConfig;
 use super::params::Params;
 use super::response::{ApiError, BodyFormat, Reply};
 
@@ -30,9 +31,57 @@ pub(crate) fn is_sts(params: &Params) -> bool {
     )
 }
 
+/// The keys the sandbox accepts, the temporary ones it hands out, and the metadata sessions.
+pub(crate) struct Issuer {
+    keys: Mutex<Keyring>,
+    tokens: MetadataTokens,
+    issued: AtomicU64,
+    lifetime: Duration,
+}
+
+impl Issuer {
+    pub fn new(fixed: Credentials, lifetime: Duration) -> Issuer {
+        Issuer {
+            keys: Mutex::new(Keyring::new(fixed)),
+            tokens: MetadataTokens::default(),
+            issued: AtomicU64::new(0),
+            lifetime,
+        }
+    }
+
+    /// Every accepted key, for authentication.
+    pub fn keys(&self) -> MutexGuard<'_, Keyring> {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands out a new temporary credential, accepted until its lifetime has passed.
+    pub fn issue(&self) -> IssuedKey {
+        let serial = self.issued.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = OffsetDateTime::now_utc();
+        let key = new_key(serial, self.lifetime, now);
+        self.keys().add(key.clone(), now);
+        key
+    }
+
+    pub fn issued_count(&self) -> u64 {
+        self.issued.load(Ordering::Relaxed)
+    }
+
+    /// (key id, secret, token) of every credential handed out and still remembered.
+    pub fn issued_credentials(&self) -> Vec<(String, String, String)> {
+        self.keys()
+            .issued()
+            .map(|k| {
+                let k = k.clone();
+                (k.access_key_id, k.access_key_secret, k.security_token)
+            })
+            .collect()
+    }
+}
+
 /// Metadata-service session tokens and when they expire.
 #[derive(Default)]
-pub(crate) struct MetadataTokens(Mutex<HashMap<String, OffsetDateTime>>);
+struct MetadataTokens(Mutex<HashMap<String, OffsetDateTime>>);
 
 impl MetadataTokens {
     fn issue(&self, ttl: Duration, now: OffsetDateTime) -> String {
@@ -58,7 +107,7 @@ fn random_text(bytes: usize) -> String {
 }
 
 /// A new temporary credential living `lifetime` from `now`.
-pub(crate) fn new_key(serial: u64, lifetime: Duration, now: OffsetDateTime) -> IssuedKey {
+fn new_key(serial: u64, lifetime: Duration, now: OffsetDateTime) -> IssuedKey {
     IssuedKey {
         access_key_id: format!("STS.sandbox{serial:06}{}", random_text(4)),
         access_key_secret: random_text(16),
@@ -97,11 +146,17 @@ fn error(request_id: String, error: &ApiError) -> Reply {
     Reply::error(BodyFormat::Json, HOST_ID, request_id, error)
 }
 
-/// Answers `AssumeRole` / `AssumeRoleWithOIDC`.
-pub(crate) fn handle(engine: &Engine, method: &str, params: &Params, request_id: String) -> Reply {
-    match assume(engine, method, params) {
+/// Answers `AssumeRole` / `AssumeRoleWithOIDC`; `authenticate` checks a v1-signed call (its
+/// signature, key, token, timestamp and nonce) as for any other action.
+pub(crate) fn handle(
+    issuer: &Issuer,
+    config: &SandboxConfig,
+    params: &Params,
+    request_id: String,
+    authenticate: impl FnOnce() -> Result<(), ApiError>,
+) -> Reply {
+    match assume(issuer, config, params, authenticate) {
         Ok((action, key)) => {
-            let config = engine.config();
             let mut fields = Map::new();
             fields.insert(
                 "Credentials".into(),
@@ -122,14 +177,14 @@ pub(crate) fn handle(engine: &Engine, method: &str, params: &Params, request_id:
 }
 
 fn assume(
-    engine: &Engine,
-    method: &str,
+    issuer: &Issuer,
+    config: &SandboxConfig,
     params: &Params,
+    authenticate: impl FnOnce() -> Result<(), ApiError>,
 ) -> Result<(&'static str, IssuedKey), ApiError> {
-    let config = engine.config();
     let action = match params.get("Action") {
         Some("AssumeRole") => {
-            engine.authenticate_v1(method, params)?;
+            authenticate()?;
             "AssumeRole"
         }
         _ => "AssumeRoleWithOIDC",
@@ -183,12 +238,13 @@ fn assume(
             format!("The role not exists: {role}."),
         ));
     }
-    Ok((action, engine.issue()))
+    Ok((action, issuer.issue()))
 }
 
 /// Answers the metadata paths (`/latest/…`).
 pub(crate) fn metadata(
-    engine: &Engine,
+    issuer: &Issuer,
+    config: &SandboxConfig,
     method: &Method,
     path: &str,
     header: impl Fn(&str) -> Option<String>,
@@ -202,12 +258,7 @@ pub(crate) fn metadata(
             .and_then(|v| v.trim().parse::<u64>().ok())
             .filter(|ttl| (1..=MAX_METADATA_TTL).contains(ttl));
         return match ttl {
-            Some(ttl) => text(
-                200,
-                &engine
-                    .metadata_tokens()
-                    .issue(Duration::from_secs(ttl), now),
-            ),
+            Some(ttl) => text(200, &issuer.tokens.issue(Duration::from_secs(ttl), now)),
             None => text(
                 400,
                 "X-aliyun-ecs-metadata-token-ttl-seconds must be 1 to 21600.",
@@ -219,15 +270,14 @@ pub(crate) fn metadata(
     }
     // IMDSv1 (no token) is served; a token that is sent must be valid.
     if let Some(token) = header("x-aliyun-ecs-metadata-token")
-        && !engine.metadata_tokens().valid(&token, now)
+        && !issuer.tokens.valid(&token, now)
     {
         return text(401, "The metadata token is invalid or expired.");
     }
-    let config = engine.config();
     match path.strip_prefix(ROLE_PATH) {
         Some("") => text(200, &config.ecs_role_name),
         Some(role) if role == config.ecs_role_name => {
-            let key = engine.issue();
+            let key = issuer.issue();
             let mut fields = credentials_fields(&key);
             fields.insert("Code".into(), "Success".into());
             fields.insert("LastUpdated".into(), stamp(now).into());
@@ -239,8 +289,8 @@ pub(crate) fn metadata(
 
 /// `GET /__sandbox/credentials`: a credentials URI; `?format=external` gives the `External`
 /// command's shape.
-pub(crate) fn credentials_uri(engine: &Engine, query: Option<&str>) -> Reply {
-    let key = engine.issue();
+pub(crate) fn credentials_uri(issuer: &Issuer, query: Option<&str>) -> Reply {
+    let key = issuer.issue();
     if query.is_some_and(|q| q.split('&').any(|p| p == "format=external")) {
         let body = json!({
             "mode": "StsToken",
