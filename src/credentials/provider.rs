@@ -16,6 +16,8 @@ use crate::clock;
 const MAX_MARGIN: Duration = Duration::from_secs(180);
 /// After a failed background renewal, the next one waits this long (the old ones still work).
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+/// Credentials are kept at least this long, however soon they say they expire.
+const FLOOR: Duration = Duration::from_secs(1);
 
 /// Credentials as a source hands them out, with when they stop working (`None`: never).
 #[derive(Clone, Debug)]
@@ -66,6 +68,15 @@ struct Held {
 impl Held {
     fn new(issued: Issued, now: OffsetDateTime) -> Held {
         let (renew_at, unusable_at) = match issued.expiration {
+            // Expired on arrival: the machine's clock is ahead of the issuer's. Use them for a
+            // second rather than fetch again for every request.
+            Some(expiration) if expiration <= now + FLOOR => {
+                tracing::warn!(
+                    expires = %super::format_time(expiration),
+                    "the new temporary credentials expire before they can be used; check the machine clock"
+                );
+                (Some(now + FLOOR), Some(now + FLOOR))
+            }
             Some(expiration) => {
                 let lifetime = (expiration - now).unsigned_abs();
                 let margin = MAX_MARGIN.min(lifetime / 3);
@@ -371,6 +382,19 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(p.credentials().await.unwrap().access_key_id, "key-2");
         assert_eq!(n.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn credentials_expired_on_arrival_are_fetched_again_at_most_once_a_second() {
+        let (p, n) = counting(Duration::ZERO, Duration::ZERO);
+        for _ in 0..50 {
+            p.credentials().await.unwrap();
+        }
+        assert_eq!(
+            n.load(Ordering::SeqCst),
+            1,
+            "a clock ahead of STS must not loop"
+        );
     }
 
     #[tokio::test]
