@@ -36,6 +36,8 @@ fn sts_world() -> World {
 struct Case {
     name: &'static str,
     setup: fn(&World) -> Vec<(&'static str, String)>,
+    /// More `run` flags (e.g. the v1 signature, whose token travels in the query).
+    flags: &'static [&'static str],
 }
 
 fn write(world: &World, name: &str, body: &str) -> String {
@@ -107,10 +109,12 @@ const CASES: [Case; 13] = [
                 ("ALIBABA_CLOUD_ROLE_SESSION_NAME", "pod-import".into()),
             ]
         },
+        flags: &[],
     },
     Case {
-        name: "CLI profile, mode RamRoleArn",
+        name: "CLI profile, mode RamRoleArn, v1 signatures",
         setup: |w| cli_config(w, &ram_role_profile("main")),
+        flags: &["--signature", "v1"],
     },
     Case {
         name: "CLI profile, mode ChainableRamRoleArn over a RamRoleArn profile",
@@ -121,6 +125,7 @@ const CASES: [Case; 13] = [
             );
             cli_config(w, &format!("{chained}, {}", ram_role_profile("base")))
         },
+        flags: &[],
     },
     Case {
         name: "CLI profile, mode EcsRamRole",
@@ -134,6 +139,7 @@ const CASES: [Case; 13] = [
             env.extend(metadata_env(w));
             env
         },
+        flags: &[],
     },
     Case {
         name: "CLI profile, mode OIDC",
@@ -147,6 +153,7 @@ const CASES: [Case; 13] = [
                 ),
             )
         },
+        flags: &[],
     },
     Case {
         name: "CLI profile, mode CredentialsURI",
@@ -159,6 +166,7 @@ const CASES: [Case; 13] = [
                 ),
             )
         },
+        flags: &[],
     },
     Case {
         name: "CLI profile, mode External",
@@ -171,6 +179,7 @@ const CASES: [Case; 13] = [
                 ),
             )
         },
+        flags: &[],
     },
     Case {
         name: "INI credentials file, type ram_role_arn",
@@ -186,6 +195,7 @@ const CASES: [Case; 13] = [
             );
             vec![("ALIBABA_CLOUD_CREDENTIALS_FILE", path)]
         },
+        flags: &[],
     },
     Case {
         name: "INI credentials file, type ecs_ram_role",
@@ -199,6 +209,7 @@ const CASES: [Case; 13] = [
             env.extend(metadata_env(w));
             env
         },
+        flags: &[],
     },
     Case {
         name: "INI credentials file, type oidc_role_arn",
@@ -214,10 +225,12 @@ const CASES: [Case; 13] = [
             );
             vec![("ALIBABA_CLOUD_CREDENTIALS_FILE", path)]
         },
+        flags: &[],
     },
     Case {
         name: "ECS instance metadata, role discovered",
         setup: metadata_env,
+        flags: &[],
     },
     Case {
         name: "ECS instance metadata, role named by ALIBABA_CLOUD_ECS_METADATA, IMDSv1 disabled",
@@ -227,6 +240,7 @@ const CASES: [Case; 13] = [
             env.push(("ALIBABA_CLOUD_IMDSV1_DISABLED", "true".into()));
             env
         },
+        flags: &[],
     },
     Case {
         name: "ALIBABA_CLOUD_CREDENTIALS_URI",
@@ -236,6 +250,7 @@ const CASES: [Case; 13] = [
                 format!("{}__sandbox/credentials", w.sandbox.base_url()),
             )]
         },
+        flags: &[],
     },
 ];
 
@@ -270,7 +285,9 @@ fn import_across_lifetimes(case: &Case) -> Result<(), String> {
     world.manifest("m.csv", &manifest_body("lib", PERSONS, PER_PERSON));
     let env = (case.setup)(&world);
     let started = Instant::now();
-    let out = run_without_keys(&world, &env, &["--qps", QPS]);
+    let mut flags = vec!["--qps", QPS];
+    flags.extend_from_slice(case.flags);
+    let out = run_without_keys(&world, &env, &flags);
     let elapsed = started.elapsed();
     let err = stderr(&out);
     let fail = |what: String| Err(format!("{}: {what}\n{err}", case.name));

@@ -118,7 +118,14 @@ fn a_run_with_faults_and_debug_logs_writes_the_secret_and_token_nowhere() {
         &manifest,
         SECRET,
         TOKEN,
-        &["--log-format", "json", "--retry-failed"],
+        // v1 signatures: the token travels in the query string this time.
+        &[
+            "--log-format",
+            "json",
+            "--retry-failed",
+            "--signature",
+            "v1",
+        ],
     );
     assert_clean("stdout (json logs)", &again.stdout);
     assert_clean("stderr (json logs)", &again.stderr);
@@ -137,22 +144,30 @@ fn a_run_with_faults_and_debug_logs_writes_the_secret_and_token_nowhere() {
 
 #[test]
 fn a_rejected_secret_exits_3_and_its_error_output_holds_neither_secret_nor_token() {
-    // A token with characters that percent-encoding changes: the server echoes its
+    // A token with characters that percent-encoding changes: under v1 the server echoes its
     // string-to-sign, where the token appears encoded once and twice.
     let token = format!("{TOKEN}+/=x");
     let world = canary_world(&token);
     let manifest = canary_manifest(&world);
     let wrong = format!("{SECRET}-but-wrong");
-    let out = run_with(&world, &manifest, &wrong, &token, &[]);
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    let err = stderr(&out);
-    assert!(err.contains("SignatureDoesNotMatch"), "{err}");
-    assert!(
-        err.contains("string-to-sign"),
-        "the server's string-to-sign is shown: {err}"
-    );
-    assert_clean("stdout", &out.stdout);
-    assert_clean("stderr", &out.stderr);
+    for signature in ["v1", "v3"] {
+        let out = run_with(
+            &world,
+            &manifest,
+            &wrong,
+            &token,
+            &["--signature", signature],
+        );
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("SignatureDoesNotMatch"), "{err}");
+        assert!(
+            err.contains("string-to-sign"),
+            "the server's string-to-sign is shown: {err}"
+        );
+        assert_clean("stdout", &out.stdout);
+        assert_clean("stderr", &out.stderr);
+    }
     assert_files_clean(&world);
     assert!(world.faces().is_empty());
 }
