@@ -285,7 +285,8 @@ fn import_across_lifetimes(case: &Case) -> Result<(), String> {
     world.manifest("m.csv", &manifest_body("lib", PERSONS, PER_PERSON));
     let env = (case.setup)(&world);
     let started = Instant::now();
-    let mut flags = vec!["--qps", QPS];
+    // --max-duration bounds the run in time whatever happens (a hung run exits 5).
+    let mut flags = vec!["--qps", QPS, "--max-duration", "60s"];
     flags.extend_from_slice(case.flags);
     let out = run_without_keys(&world, &env, &flags);
     let elapsed = started.elapsed();
@@ -513,7 +514,7 @@ fn a_token_the_service_calls_expired_is_renewed_and_the_request_retried() {
         &world,
         &format!(r#"{{"name": "main", "mode": "External", "process_command": "{helper}"}}"#),
     );
-    let out = run_without_keys(&world, &env, &["--qps", QPS]);
+    let out = run_without_keys(&world, &env, &["--qps", QPS, "--max-duration", "60s"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
