@@ -882,3 +882,44 @@ async fn clones_of_a_client_share_work_concurrently() {
     assert_eq!(sb.snapshot().faces().count(), 40);
     sb.shutdown().await;
 }
+
+/// Temporary credentials from the sandbox's credentials URI, held fixed (never renewed).
+async fn issued_credentials(sb: &Sandbox) -> Credentials {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("{}__sandbox/credentials", sb.base_url());
+    let bytes = http.get(url).send().await.unwrap().bytes().await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let field = |name: &str| body[name].as_str().unwrap().to_string();
+    credentials(
+        &field("AccessKeyId"),
+        &field("AccessKeySecret"),
+        Some(&field("SecurityToken")),
+    )
+}
+
+#[tokio::test]
+async fn an_expired_token_that_cannot_be_renewed_stops_the_run_under_both_signatures() {
+    let sb = start(SandboxConfig {
+        sts_lifetime: Duration::from_millis(1500),
+        ..SandboxConfig::for_tests()
+    })
+    .await;
+    for signature in [SignatureVersion::V1, SignatureVersion::V3] {
+        let creds = issued_credentials(&sb).await;
+        let c = client_signing(signature, &sb.base_url(), creds, Duration::from_secs(5));
+        c.list_custom_persons(None, None)
+            .await
+            .expect("accepted while the token lives");
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let e = c.list_custom_persons(None, None).await.unwrap_err();
+        assert_eq!(
+            (e.code(), e.class()),
+            ("InvalidSecurityToken.Expired", ErrorClass::RunFatal),
+            "{signature}: fixed credentials cannot get better, so no retry: {e}"
+        );
+        assert!(e.hint().unwrap().contains("expired"), "{e}");
+    }
+    assert_eq!(sb.snapshot().stats.credentials_issued, 2);
+    sb.shutdown().await;
+}
