@@ -9,8 +9,8 @@ times after sleeping --sleep seconds, the way a typical script does. Nothing is 
 nothing is reconciled: a retry after an error whose call was applied registers the image again.
 Credentials come from ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET.
 
-The SDK signs RPC calls with ACS3-HMAC-SHA256 by default; `signature_algorithm='v2'` in its
-Config switches it to the RPC v1 HMAC-SHA1 signature, the one the sandbox verifies.
+The SDK runs with its default settings: it signs with ACS3-HMAC-SHA256 (V3), which the sandbox
+verifies as it does RPC v1.
 """
 
 import argparse
@@ -44,8 +44,7 @@ def main():
             local.client = Client(Config(
                 access_key_id=os.environ["ALIBABA_CLOUD_ACCESS_KEY_ID"],
                 access_key_secret=os.environ["ALIBABA_CLOUD_ACCESS_KEY_SECRET"],
-                endpoint=host, protocol="http", region_id="cn-shanghai",
-                signature_algorithm="v2"))
+                endpoint=host, protocol="http", region_id="cn-shanghai"))
         return local.client
 
     lock = threading.Lock()

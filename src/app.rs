@@ -184,7 +184,7 @@ async fn run(args: RunArgs) -> Exit {
             Err(e) => return fail(format!("cannot start the built-in sandbox: {e}")),
         }
     } else {
-        connect::connect(&settings, target)
+        connect::connect(&settings, target).await
     };
     let connected = match connected {
         Ok(connected) => connected,
@@ -287,12 +287,12 @@ fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
 }
 
 /// The signed client for `verify` and `rollback`, found exactly as `run` finds it.
-fn connect_for(
+async fn connect_for(
     flags: &crate::cli::ConnectArgs,
     target: crate::target::TargetKind,
 ) -> Result<connect::Connected, Exit> {
     let settings = flags.settings().map_err(fail)?;
-    connect::connect(&settings, target).map_err(|e| {
+    connect::connect(&settings, target).await.map_err(|e| {
         eprintln!("face-enroll: {e}");
         e.exit()
     })
@@ -323,7 +323,7 @@ async fn verify(args: crate::cli::ops::VerifyArgs) -> Exit {
         Ok(config) => config,
         Err(message) => return fail(message),
     };
-    let connected = match connect_for(&args.connect, kind) {
+    let connected = match connect_for(&args.connect, kind).await {
         Ok(c) => c,
         Err(exit) => return exit,
     };
@@ -351,15 +351,15 @@ async fn rollback(args: crate::cli::ops::RollbackArgs) -> Exit {
     let flags = &args.connect;
     match kind {
         TargetKind::Mts => {
-            execute(config, name, || {
-                let c = connect_for(flags, kind)?;
+            execute(config, name, async || {
+                let c = connect_for(flags, kind).await?;
                 Ok((MtsTarget::new(c.client), c.endpoint))
             })
             .await
         }
         TargetKind::Ice(algorithm) => {
-            execute(config, name, || {
-                let c = connect_for(flags, kind)?;
+            execute(config, name, async || {
+                let c = connect_for(flags, kind).await?;
                 Ok((IceTarget::new(c.client, algorithm), c.endpoint))
             })
             .await

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::api::{ApiError, Client, ClientConfig, Endpoints};
-use crate::credentials::{self, Credentials, CredentialsError, Secret};
+use crate::credentials::{self, Credentials, CredentialsError, Provider, Secret};
 use crate::exit::{Exit, UsageError};
 use crate::target::TargetKind;
 
@@ -31,6 +31,8 @@ pub struct Settings {
     pub concurrency: Option<usize>,
     /// Seed for the backoff jitter (reproducible runs in tests).
     pub seed: Option<u64>,
+    /// How requests are signed.
+    pub signature: crate::sign::SignatureVersion,
 }
 
 impl Settings {
@@ -74,8 +76,12 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
+    /// 3 when no credentials could be had (nothing was sent; fix them and run again), else 2.
     pub fn exit(&self) -> Exit {
-        Exit::Usage
+        match self {
+            ConnectError::Credentials(e) if !e.is_usage() => Exit::ServiceFatal,
+            _ => Exit::Usage,
+        }
     }
 }
 
@@ -86,12 +92,13 @@ pub struct Connected {
 }
 
 /// Finds credentials and region, checks the region for the target, and builds the client.
-pub fn connect(settings: &Settings, target: TargetKind) -> Result<Connected, ConnectError> {
+pub async fn connect(settings: &Settings, target: TargetKind) -> Result<Connected, ConnectError> {
     let resolved = credentials::resolve(
         settings.profile.as_deref(),
         settings.region.as_deref(),
         &credentials::process_env,
-    )?;
+    )
+    .await?;
     let endpoints = match settings.endpoint.as_deref() {
         Some(url) => {
             tracing::info!(source = %resolved.source, "credentials found");
@@ -117,14 +124,19 @@ pub fn sandbox(
         access_key_secret: Secret::new(crate::sandbox::DEFAULT_ACCESS_KEY_SECRET),
         security_token: None,
     };
-    build(settings, target, Endpoints::single(url)?, credentials)
+    build(
+        settings,
+        target,
+        Endpoints::single(url)?,
+        credentials.into(),
+    )
 }
 
 fn build(
     settings: &Settings,
     target: TargetKind,
     endpoints: Endpoints,
-    credentials: Credentials,
+    credentials: Provider,
 ) -> Result<Connected, ConnectError> {
     let endpoint = match target {
         TargetKind::Mts => endpoints.mts.clone(),
@@ -135,6 +147,7 @@ fn build(
         credentials,
         timeout: settings.timeout,
         max_idle_per_host: settings.concurrency(target),
+        signature: settings.signature,
     })?;
     Ok(Connected { client, endpoint })
 }

@@ -93,6 +93,12 @@ impl ApiError {
         )
     }
 
+    /// The same error with another class (the caller knows more than the code says).
+    pub fn reclassify(mut self, class: ErrorClass) -> ApiError {
+        self.inner.class = class;
+        self
+    }
+
     pub fn with_request_id(mut self, request_id: Option<String>) -> ApiError {
         self.inner.request_id = request_id.filter(|r| !r.is_empty());
         self
@@ -244,7 +250,12 @@ pub fn classify(status: Option<u16>, code: &str) -> ErrorClass {
     if code.contains("Throttling") || code == "HTTP429" {
         return ErrorClass::Throttled;
     }
-    if code == "SignatureNonceUsed" || code == "ConnectFailed" {
+    // An expired STS token: nothing was applied, and renewed credentials fix it (the client
+    // renews them before the retry, or makes this run-fatal when they cannot be renewed).
+    if code == "SignatureNonceUsed"
+        || code == "ConnectFailed"
+        || code.starts_with(crate::credentials::EXPIRED_TOKEN)
+    {
         return ErrorClass::Transient;
     }
     if starts_with_any(code, &RUN_FATAL) || code == "InvalidEndpoint" || code == "ClientBuild" {
@@ -298,6 +309,9 @@ fn hint_for(code: &str) -> Option<&'static str> {
             "the endpoint does not serve this API version: check --endpoint and --region"
         }
         "SignatureNonceUsed" => "a nonce was reused: retry with a fresh one",
+        "CredentialsUnavailable" => {
+            "the temporary credentials could not be renewed: fix the source named above and run again (the ledger resumes)"
+        }
         "InsecureEndpoint" => "use https://, or http:// only for a sandbox on a loopback address",
         "InvalidEndpoint" => {
             "give --endpoint as a full URL such as https://mts.cn-shanghai.aliyuncs.com/"
@@ -396,11 +410,23 @@ mod tests {
         for code in [
             "InvalidAccessKeyId.NotFound",
             "InvalidAccessKeyId.Inactive",
-            "InvalidSecurityToken.Expired",
             "InvalidSecurityToken.MismatchWithAccessKey",
+            "InvalidSecurityToken.Mismatch",
+            "InvalidSecurityToken.Malformed",
         ] {
             assert_eq!(classify(Some(404), code), RunFatal, "{code}");
             assert_eq!(classify(Some(400), code), RunFatal, "{code}");
+        }
+    }
+
+    #[test]
+    fn an_expired_security_token_is_transient_so_it_is_retried_with_renewed_credentials() {
+        for code in [
+            "InvalidSecurityToken.Expired",
+            "InvalidSecurityToken.ExpiredToken",
+        ] {
+            assert_eq!(classify(Some(400), code), Transient, "{code}");
+            assert_eq!(classify(Some(403), code), Transient, "{code}");
         }
     }
 

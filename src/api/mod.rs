@@ -1,8 +1,9 @@
 //! The signed client for MTS and ICE: one call is one attempt (retrying is the pipeline's job).
 //!
-//! Every call is an RPC v1 request (api-notes §3): POST, every parameter and the signature in the
-//! query string, empty body, a fresh nonce and timestamp. One `reqwest::Client` (one connection
-//! pool) is built per `Client` and shared by its clones.
+//! Every call is a POST with every parameter in the query string and an empty body, signed with
+//! RPC v1 (api-notes §3: the signature in the query) or ACS3-HMAC-SHA256 (§8: `x-acs-*` headers and
+//! `Authorization`), with a fresh nonce and timestamp and the provider's current credentials.
+//! One `reqwest::Client` (one connection pool) is built per `Client` and shared by its clones.
 
 mod error;
 mod ice;
@@ -16,8 +17,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::credentials::Credentials;
-use crate::sign;
+use crate::credentials::{self, Credentials, CredentialsError, Provider};
+use crate::sign::{self, SignatureVersion};
 
 pub use error::{ApiError, ErrorClass, classify};
 pub use ice::{
@@ -93,7 +94,8 @@ fn parse_endpoint(url: &str) -> Result<reqwest::Url, ApiError> {
     Ok(parsed)
 }
 
-fn is_loopback(url: &reqwest::Url) -> bool {
+/// `localhost` or a loopback IP: the only hosts plain http:// may go to.
+pub(crate) fn is_loopback(url: &reqwest::Url) -> bool {
     let host = url.host_str().unwrap_or_default();
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
@@ -127,11 +129,14 @@ impl fmt::Display for Service {
     }
 }
 
-/// What `Client::new` needs.
+/// What `Client::new` needs. `credentials` is a [`Provider`], or anything that becomes one (fixed
+/// [`Credentials`]).
 #[derive(Clone, Debug)]
-pub struct ClientConfig {
+pub struct ClientConfig<C = Provider> {
     pub endpoints: Endpoints,
-    pub credentials: Credentials,
+    pub credentials: C,
+    /// How requests are signed; see [`SignatureVersion`] for why V3 is the default.
+    pub signature: SignatureVersion,
     /// Whole-attempt deadline: connect, send, and read the answer.
     pub timeout: Duration,
     pub max_idle_per_host: usize,
@@ -146,14 +151,39 @@ pub struct Client {
 struct Inner {
     http: reqwest::Client,
     endpoints: Endpoints,
-    credentials: Credentials,
+    credentials: Provider,
+    signature: SignatureVersion,
+    /// Host header and path of each base URL, as the V3 signature covers them.
+    mts_target: Target,
+    ice_target: Target,
+}
+
+/// What a V3 signature covers of a base URL: the `host` header as sent, and the path.
+#[derive(Clone, Debug)]
+struct Target {
+    host: String,
+    path: String,
+}
+
+impl Target {
+    fn of(url: &reqwest::Url) -> Target {
+        let host = url.host_str().unwrap_or_default();
+        Target {
+            host: match url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_string(),
+            },
+            path: url.path().to_string(),
+        }
+    }
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("endpoints", &self.inner.endpoints)
-            .field("access_key_id", &self.inner.credentials.access_key_id)
+            .field("credentials", &self.inner.credentials)
+            .field("signature", &self.inner.signature)
             .finish_non_exhaustive()
     }
 }
@@ -167,10 +197,12 @@ enum Phase {
 
 impl Client {
     /// Builds the client: https through rustls; plain http only to a loopback host (the sandbox).
-    pub fn new(cfg: ClientConfig) -> Result<Client, ApiError> {
+    pub fn new<C: Into<Provider>>(cfg: ClientConfig<C>) -> Result<Client, ApiError> {
         let mut all_loopback = true;
+        let mut targets = Vec::with_capacity(2);
         for url in [&cfg.endpoints.mts, &cfg.endpoints.ice] {
             let parsed = parse_endpoint(url)?;
+            targets.push(Target::of(&parsed));
             let loopback = is_loopback(&parsed);
             all_loopback &= loopback;
             if parsed.scheme() == "http" && !loopback {
@@ -202,10 +234,15 @@ impl Client {
         let http = builder.build().map_err(|e| {
             ApiError::config("ClientBuild", format!("cannot build the HTTP client: {e}"))
         })?;
+        let ice_target = targets.pop().expect("two endpoints were parsed");
+        let mts_target = targets.pop().expect("two endpoints were parsed");
         let inner = Inner {
             http,
             endpoints: cfg.endpoints,
-            credentials: cfg.credentials,
+            credentials: cfg.credentials.into(),
+            signature: cfg.signature,
+            mts_target,
+            ice_target,
         };
         Ok(Client {
             inner: Arc::new(inner),
@@ -223,14 +260,43 @@ impl Client {
         action: &str,
         params: &[(&str, &str)],
     ) -> Result<Value, ApiError> {
-        let url = self.signed_url(service, action, params, &new_nonce(), &timestamp_now());
-        self.send(url).await
+        let provider = &self.inner.credentials;
+        let creds = provider.credentials().await.map_err(unavailable)?;
+        let (nonce, timestamp) = (new_nonce(), timestamp_now());
+        let request = match self.inner.signature {
+            SignatureVersion::V1 => {
+                let url = self.signed_url(&creds, service, action, params, &nonce, &timestamp);
+                self.inner.http.post(url)
+            }
+            SignatureVersion::V3 => {
+                let (url, headers) =
+                    self.v3_request(&creds, service, action, params, &nonce, &timestamp);
+                headers
+                    .into_iter()
+                    .fold(self.inner.http.post(url), |r, (k, v)| r.header(k, v))
+            }
+        };
+        match self.send(request, &creds).await {
+            // The token ran out before its announced expiry (or the clock is off): nothing was
+            // applied. Renewable credentials make it a retry with new ones; fixed ones cannot
+            // get better, so the run stops.
+            Err(e) if e.code().starts_with(credentials::EXPIRED_TOKEN) => {
+                if provider.invalidate(&creds) {
+                    Err(e)
+                } else {
+                    Err(e.reclassify(ErrorClass::RunFatal))
+                }
+            }
+            other => other,
+        }
     }
 
-    async fn send(&self, url: String) -> Result<Value, ApiError> {
-        let http = &self.inner.http;
-        let resp = http
-            .post(url)
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        creds: &Credentials,
+    ) -> Result<Value, ApiError> {
+        let resp = request
             .send()
             .await
             .map_err(|e| self.transport(e, Phase::Send))?;
@@ -258,19 +324,19 @@ impl Client {
             retry_after: retry_after.as_deref(),
             request_id: request_id.as_deref(),
         };
-        response::interpret(answer).map_err(|e| self.scrub(e))
+        response::interpret(answer).map_err(|e| scrub(creds, e))
     }
 
     /// The full request URL: base, canonical query (already percent-encoded), signature.
     pub(crate) fn signed_url(
         &self,
+        creds: &Credentials,
         service: Service,
         action: &str,
         params: &[(&str, &str)],
         nonce: &str,
         timestamp: &str,
     ) -> String {
-        let creds = &self.inner.credentials;
         let mut all: Vec<(String, String)> = Vec::with_capacity(params.len() + 9);
         let common = [
             ("Action", action),
@@ -308,17 +374,55 @@ impl Client {
         url
     }
 
-    /// A server may echo the token back (in a string-to-sign): never let it reach a message.
-    fn scrub(&self, error: ApiError) -> ApiError {
-        match &self.inner.credentials.security_token {
-            Some(token) => {
-                let raw = token.expose();
-                let once = sign::percent_encode(raw);
-                let twice = sign::percent_encode(&once);
-                error.scrub(&twice).scrub(&once).scrub(raw)
-            }
-            None => error,
+    /// The V3 request: the URL (parameters in the query) and the headers to send, `Authorization`
+    /// last. `host` is signed but not returned: the HTTP client sends exactly that value.
+    pub(crate) fn v3_request(
+        &self,
+        creds: &Credentials,
+        service: Service,
+        action: &str,
+        params: &[(&str, &str)],
+        nonce: &str,
+        timestamp: &str,
+    ) -> (String, Vec<(&'static str, String)>) {
+        let (base, target) = match service {
+            Service::Mts => (&self.inner.endpoints.mts, &self.inner.mts_target),
+            Service::Ice => (&self.inner.endpoints.ice, &self.inner.ice_target),
+        };
+        let query: Vec<(String, String)> = std::iter::once(("Format", "JSON"))
+            .chain(params.iter().copied())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let hashed = sign::v3::hashed_payload(b"");
+        let mut sent: Vec<(&'static str, String)> = vec![
+            ("x-acs-action", action.to_string()),
+            ("x-acs-version", service.version().to_string()),
+            ("x-acs-date", timestamp.to_string()),
+            ("x-acs-signature-nonce", nonce.to_string()),
+            ("x-acs-content-sha256", hashed.clone()),
+        ];
+        if let Some(token) = &creds.security_token {
+            sent.push(("x-acs-security-token", token.expose().to_string()));
         }
+        let signed: Vec<(String, String)> = std::iter::once(("host", target.host.clone()))
+            .chain(sent.iter().cloned())
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let request = sign::v3::Request {
+            method: "POST",
+            path: &target.path,
+            query: &query,
+            headers: &signed,
+            hashed_payload: &hashed,
+        };
+        let authorization = sign::v3::authorization(
+            &creds.access_key_id,
+            creds.access_key_secret.expose(),
+            &request,
+        );
+        sent.push(("authorization", authorization));
+        let url = format!("{base}?{}", sign::canonical_query(&query));
+        (url, sent)
     }
 
     fn transport(&self, error: reqwest::Error, phase: Phase) -> ApiError {
@@ -327,6 +431,30 @@ impl Client {
         let message = describe(&error.without_url());
         ApiError::with_class(class, None, code, message)
     }
+}
+
+/// A server may echo the token back (in a string-to-sign): never let it reach a message.
+fn scrub(creds: &Credentials, error: ApiError) -> ApiError {
+    match &creds.security_token {
+        Some(token) => {
+            let raw = token.expose();
+            let once = sign::percent_encode(raw);
+            let twice = sign::percent_encode(&once);
+            error.scrub(&twice).scrub(&once).scrub(raw)
+        }
+        None => error,
+    }
+}
+
+/// No credentials to sign with (renewal failed and the old ones expired): nothing was sent, and
+/// the run cannot go on without them.
+fn unavailable(error: CredentialsError) -> ApiError {
+    ApiError::with_class(
+        ErrorClass::RunFatal,
+        None,
+        "CredentialsUnavailable",
+        error.to_string(),
+    )
 }
 
 /// Connect failures sent nothing; everything after the connection may have been applied.
@@ -419,14 +547,19 @@ mod tests {
     use super::*;
     use crate::credentials::Secret;
 
+    fn creds(token: Option<&str>) -> Credentials {
+        Credentials {
+            access_key_id: "testId".into(),
+            access_key_secret: Secret::new("testKeySecret"),
+            security_token: token.map(Secret::new),
+        }
+    }
+
     fn client(url: &str, token: Option<&str>) -> Result<Client, ApiError> {
         Client::new(ClientConfig {
             endpoints: Endpoints::single(url)?,
-            credentials: Credentials {
-                access_key_id: "testId".into(),
-                access_key_secret: Secret::new("testKeySecret"),
-                security_token: token.map(Secret::new),
-            },
+            credentials: creds(token),
+            signature: SignatureVersion::default(),
             timeout: Duration::from_secs(5),
             max_idle_per_host: 4,
         })
@@ -497,6 +630,7 @@ mod tests {
     fn signed_url_carries_every_common_parameter_and_a_valid_signature() {
         let c = client("http://127.0.0.1:1/", None).unwrap();
         let url = c.signed_url(
+            &creds(None),
             Service::Mts,
             "ListCustomPersons",
             &[("PersonId", "a b*")],
@@ -534,9 +668,81 @@ mod tests {
     #[test]
     fn sts_credentials_add_the_security_token_and_ice_uses_its_version() {
         let c = client("http://127.0.0.1:1/", Some("tok/en")).unwrap();
-        let url = c.signed_url(Service::Ice, "ListRecognitionLibs", &[], "n", "t");
+        let url = c.signed_url(
+            &creds(Some("tok/en")),
+            Service::Ice,
+            "ListRecognitionLibs",
+            &[],
+            "n",
+            "t",
+        );
         assert!(url.contains("&SecurityToken=tok%2Fen&"), "{url}");
         assert!(url.contains("Version=2020-11-09"), "{url}");
+    }
+
+    #[test]
+    fn v3_requests_carry_the_acs_headers_and_an_authorization_the_vectors_agree_with() {
+        let c = client("http://127.0.0.1:8080/", Some("tok/en")).unwrap();
+        let (url, headers) = c.v3_request(
+            &creds(Some("tok/en")),
+            Service::Mts,
+            "RegisterCustomFace",
+            &[("PersonId", "a b*")],
+            "n-1",
+            "2024-01-02T03:04:05Z",
+        );
+        assert_eq!(url, "http://127.0.0.1:8080/?Format=JSON&PersonId=a%20b%2A");
+        let names: Vec<&str> = headers.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            names,
+            [
+                "x-acs-action",
+                "x-acs-version",
+                "x-acs-date",
+                "x-acs-signature-nonce",
+                "x-acs-content-sha256",
+                "x-acs-security-token",
+                "authorization"
+            ]
+        );
+        assert!(
+            !url.contains("tok"),
+            "the token stays out of the URL: {url}"
+        );
+        let signed: Vec<(String, String)> =
+            std::iter::once(("host".to_string(), "127.0.0.1:8080".to_string()))
+                .chain(headers[..6].iter().map(|(k, v)| (k.to_string(), v.clone())))
+                .collect();
+        let query = [
+            ("Format".to_string(), "JSON".to_string()),
+            ("PersonId".to_string(), "a b*".to_string()),
+        ];
+        let expected = sign::v3::authorization(
+            "testId",
+            "testKeySecret",
+            &sign::v3::Request {
+                method: "POST",
+                path: "/",
+                query: &query,
+                headers: &signed,
+                hashed_payload: &sign::v3::hashed_payload(b""),
+            },
+        );
+        assert_eq!(headers[6].1, expected);
+        assert!(expected.contains("SignedHeaders=host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-security-token;x-acs-signature-nonce;x-acs-version,"));
+    }
+
+    #[test]
+    fn v3_signs_the_host_with_its_port_and_the_base_path() {
+        let t = Target::of(&reqwest::Url::parse("https://gw.example.com/api/").unwrap());
+        assert_eq!(
+            (t.host.as_str(), t.path.as_str()),
+            ("gw.example.com", "/api/")
+        );
+        let t = Target::of(&reqwest::Url::parse("https://gw.example.com:443/").unwrap());
+        assert_eq!(t.host, "gw.example.com", "the default port is not sent");
+        let t = Target::of(&reqwest::Url::parse("http://127.0.0.1:9/").unwrap());
+        assert_eq!(t.host, "127.0.0.1:9");
     }
 
     #[test]
@@ -555,9 +761,11 @@ mod tests {
 
     #[test]
     fn errors_never_show_the_security_token_in_any_encoding() {
-        let c = client("http://127.0.0.1:1/", Some("a/b+c")).unwrap();
         let msg = "x. server string to sign is:POST&%2F&SecurityToken%3Da%252Fb%252Bc";
-        let e = c.scrub(ApiError::new(Some(400), "SignatureDoesNotMatch", msg));
+        let e = scrub(
+            &creds(Some("a/b+c")),
+            ApiError::new(Some(400), "SignatureDoesNotMatch", msg),
+        );
         let shown = format!("{e} {e:?}");
         assert!(
             !shown.contains("a%252Fb") && !shown.contains("a/b+c"),

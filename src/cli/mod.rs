@@ -56,9 +56,12 @@ pub struct ConnectArgs {
     /// Region [default: ALIBABA_CLOUD_REGION_ID, the profile's region_id, else cn-shanghai].
     #[arg(long)]
     pub region: Option<String>,
-    /// Profile of ~/.aliyun/config.json to use.
+    /// Profile of ~/.aliyun/config.json to use (any mode the credentials chain knows).
     #[arg(long)]
     pub profile: Option<String>,
+    /// Request signature: v3 (ACS3-HMAC-SHA256, the official SDKs' default) or v1 (HMAC-SHA1).
+    #[arg(long, value_name = "v1|v3", default_value_t = crate::sign::SignatureVersion::V3)]
+    pub signature: crate::sign::SignatureVersion,
     /// Requests per second, retries and look-ups included; 0 = unlimited
     /// [default: 100 for MTS, 50 for ICE].
     #[arg(long)]
@@ -142,6 +145,7 @@ impl ConnectArgs {
             timeout: std::time::Duration::from_secs(self.timeout),
             concurrency: self.concurrency,
             seed: self.seed,
+            signature: self.signature,
         })
     }
 }
@@ -280,7 +284,7 @@ impl From<ProgressArg> for ProgressMode {
 
 /// A duration with its unit (`90s`, `50m`, `1h30m`): a bare number is refused, since nobody
 /// can tell whether `50` means seconds or minutes.
-fn parse_duration(text: &str) -> Result<std::time::Duration, UsageError> {
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, UsageError> {
     let text = text.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(UsageError::new(format!(

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::sandbox::{
-    DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, FaultRates, Sandbox, SandboxConfig,
+    DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, DEFAULT_ECS_ROLE_NAME,
+    DEFAULT_OIDC_PROVIDER_ARN, DEFAULT_ROLE_ARN, FaultRates, Sandbox, SandboxConfig,
 };
 
 /// Run a local emulator of the MTS custom-face and ICE recognition-library APIs.
@@ -26,6 +27,22 @@ pub struct SandboxArgs {
     /// Require this STS security token on every request.
     #[arg(long, value_name = "TOKEN")]
     pub security_token: Option<String>,
+    /// How long the temporary credentials of the emulated STS, ECS metadata service and
+    /// credentials URI live (e.g. 5s, 15m, 1h).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = super::parse_duration)]
+    pub sts_lifetime: std::time::Duration,
+    /// The RAM role the emulated STS lets callers assume.
+    #[arg(long, value_name = "ARN", default_value = DEFAULT_ROLE_ARN)]
+    pub role_arn: String,
+    /// The OIDC provider the emulated AssumeRoleWithOIDC trusts.
+    #[arg(long, value_name = "ARN", default_value = DEFAULT_OIDC_PROVIDER_ARN)]
+    pub oidc_provider_arn: String,
+    /// The OIDC token AssumeRoleWithOIDC accepts [default: any non-empty token].
+    #[arg(long, value_name = "TOKEN")]
+    pub oidc_token: Option<String>,
+    /// The RAM role name of the emulated ECS instance.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_ECS_ROLE_NAME)]
+    pub ecs_role_name: String,
     /// Requests per second per MTS action (0 = unlimited).
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub mts_qps: u32,
@@ -109,6 +126,10 @@ impl SandboxArgs {
             "--access-key-secret must not be empty"
         );
         anyhow::ensure!(
+            self.sts_lifetime >= std::time::Duration::from_secs(1),
+            "--sts-lifetime must be at least 1s"
+        );
+        anyhow::ensure!(
             self.max_faces_per_person >= 1,
             "--max-faces-per-person must be at least 1"
         );
@@ -117,6 +138,11 @@ impl SandboxArgs {
             access_key_id: self.access_key_id,
             access_key_secret: self.access_key_secret,
             security_token: self.security_token.filter(|t| !t.is_empty()),
+            sts_lifetime: self.sts_lifetime,
+            role_arn: self.role_arn,
+            oidc_provider_arn: self.oidc_provider_arn,
+            oidc_token: self.oidc_token.filter(|t| !t.is_empty()),
+            ecs_role_name: self.ecs_role_name,
             mts_qps: self.mts_qps,
             ice_qps: self.ice_qps,
             retry_after_ms: self.retry_after_ms,
@@ -147,6 +173,13 @@ async fn serve_until(
         "credentials: access key id {}, secret {}",
         config.access_key_id, config.access_key_secret
     );
+    let sts = format!(
+        "STS: role {}, OIDC provider {}; ECS metadata: role {}; temporary credentials live {} s",
+        config.role_arn,
+        config.oidc_provider_arn,
+        config.ecs_role_name,
+        config.sts_lifetime.as_secs()
+    );
     let listen = config.listen;
     let sandbox = Sandbox::start(config)
         .await
@@ -154,6 +187,7 @@ async fn serve_until(
     writeln!(out, "{}", sandbox.base_url())?;
     out.flush()?;
     writeln!(out, "{credentials}")?;
+    writeln!(out, "{sts}")?;
     writeln!(
         out,
         "emulating MTS 2014-06-18 custom faces and ICE 2020-11-09 recognition libraries; Ctrl-C stops"
@@ -224,6 +258,8 @@ mod tests {
             (100, 50, 30_000, 10)
         );
         assert_eq!(config.faults, FaultRates::default());
+        assert_eq!(config.sts_lifetime, crate::sandbox::DEFAULT_STS_LIFETIME);
+        assert_eq!(config.role_arn, DEFAULT_ROLE_ARN);
         assert!(state_file.is_none());
     }
 
@@ -244,6 +280,22 @@ mod tests {
         let (config, state_file) = args.into_config().unwrap();
         assert_eq!((config.faults.reset_after, config.seed), (0.25, 7));
         assert_eq!(state_file, Some(PathBuf::from("/tmp/s.json")));
+    }
+
+    #[test]
+    fn sts_lifetime_takes_a_duration_with_units() {
+        let (config, _) = parse(&["--sts-lifetime", "5s"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(config.sts_lifetime, std::time::Duration::from_secs(5));
+        assert!(parse(&["--sts-lifetime", "soon"]).is_err());
+        assert!(
+            parse(&["--sts-lifetime", "0s"])
+                .unwrap()
+                .into_config()
+                .is_err()
+        );
     }
 
     #[tokio::test]

@@ -64,13 +64,15 @@ impl Session {
 }
 
 /// Validates the connection flags and builds a session; nothing is sent here.
-fn connect(connection: &Connection, algorithm: Algorithm) -> Result<Session, Exit> {
+async fn connect(connection: &Connection, algorithm: Algorithm) -> Result<Session, Exit> {
     let settings = connection.connect.settings().map_err(usage)?;
     let target = crate::target::TargetKind::Ice(algorithm);
-    let connected = crate::connect::connect(&settings, target).map_err(|e| {
-        eprintln!("face-enroll lib: {e}");
-        e.exit()
-    })?;
+    let connected = crate::connect::connect(&settings, target)
+        .await
+        .map_err(|e| {
+            eprintln!("face-enroll lib: {e}");
+            e.exit()
+        })?;
     let stop = Arc::new(Stop::default());
     tokio::spawn(watch_signals(stop.clone()));
     Ok(Session {
@@ -95,7 +97,7 @@ fn print_json(value: &Value) {
 /// a library with the name that was not there before is the one this call made.
 async fn create(args: CreateArgs) -> Outcome {
     check_lib_fields(&args.name, args.description.as_deref()).map_err(usage)?;
-    let session = connect(&args.connection, args.algorithm)?;
+    let session = connect(&args.connection, args.algorithm).await?;
     let before = session.libs().await.map_err(|h| halted(&session, h))?;
     let same_name: Vec<&str> = before
         .iter()
@@ -146,7 +148,7 @@ async fn create(args: CreateArgs) -> Outcome {
 }
 
 async fn list(args: ListArgs) -> Outcome {
-    let session = connect(&args.connection, args.algorithm)?;
+    let session = connect(&args.connection, args.algorithm).await?;
     let libs = session.libs().await.map_err(|h| halted(&session, h))?;
     show_libs(&args.connection, &libs);
     Ok(())
@@ -160,7 +162,7 @@ async fn delete(args: DeleteArgs) -> Outcome {
             args.lib_id
         )));
     }
-    let session = connect(&args.connection, args.algorithm)?;
+    let session = connect(&args.connection, args.algorithm).await?;
     let (algorithm, lib_id) = (args.algorithm, args.lib_id.as_str());
     let removal = session
         .target
@@ -181,7 +183,7 @@ async fn delete(args: DeleteArgs) -> Outcome {
 }
 
 async fn entities(args: EntitiesArgs) -> Outcome {
-    let session = connect(&args.connection, args.algorithm)?;
+    let session = connect(&args.connection, args.algorithm).await?;
     let found = session
         .target
         .entities(&session.caller, &args.lib_id)
@@ -192,7 +194,7 @@ async fn entities(args: EntitiesArgs) -> Outcome {
 }
 
 async fn samples(args: SamplesArgs) -> Outcome {
-    let session = connect(&args.connection, args.algorithm)?;
+    let session = connect(&args.connection, args.algorithm).await?;
     let entity_id = args.entity_id.as_deref().unwrap_or("ANY");
     let found = session
         .target

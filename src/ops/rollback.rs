@@ -112,7 +112,7 @@ enum CollectError {
 pub async fn execute<T: Target>(
     config: RollbackConfig,
     name: TargetName,
-    connect: impl FnOnce() -> Result<(T, String), Exit>,
+    connect: impl AsyncFnOnce() -> Result<(T, String), Exit>,
 ) -> Exit {
     let lock = if config.yes {
         match Lock::acquire(&config.ledger) {
@@ -149,7 +149,7 @@ pub async fn execute<T: Target>(
     if collected.images + collected.made.len() == 0 {
         return Exit::Success;
     }
-    let (target, endpoint) = match connect() {
+    let (target, endpoint) = match connect().await {
         Ok(found) => found,
         Err(exit) => return exit,
     };

@@ -1,7 +1,10 @@
 //! Gateway authentication, in the gateway's order: parameters present → key known → token →
 //! timestamp → signature (the nonce is checked after, under the state lock, by [`NonceCache`]).
+//! Requests signed with RPC v1 (the `Signature` parameter) and with ACS3-HMAC-SHA256 (the
+//! `Authorization` header) are both verified; keys are the configured one and every STS
+//! credential the sandbox issued ([`Keyring`]).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use time::macros::format_description;
@@ -16,11 +19,68 @@ pub(crate) const WINDOW: Duration = Duration::from_secs(15 * 60);
 /// At most this many nonces are remembered; past it the oldest are forgotten early.
 const NONCE_CAP: usize = 250_000;
 
-/// The one credential the sandbox accepts.
+/// The configured credential the sandbox accepts.
 pub(crate) struct Credentials {
     pub access_key_id: String,
     pub access_key_secret: String,
     pub security_token: Option<String>,
+}
+
+/// A temporary credential the sandbox handed out (STS, metadata, credentials URI).
+#[derive(Clone, Debug)]
+pub(crate) struct IssuedKey {
+    pub access_key_id: String,
+    pub access_key_secret: String,
+    pub security_token: String,
+    pub expires: OffsetDateTime,
+}
+
+/// Every key the sandbox accepts: the configured one and the issued ones (kept a while after
+/// they expire, so they are refused as expired rather than unknown).
+pub(crate) struct Keyring {
+    fixed: Credentials,
+    issued: HashMap<String, IssuedKey>,
+}
+
+/// What authentication needs of a key.
+struct Key<'a> {
+    secret: &'a str,
+    token: Option<&'a str>,
+    expires: Option<OffsetDateTime>,
+}
+
+impl Keyring {
+    pub fn new(fixed: Credentials) -> Keyring {
+        Keyring {
+            fixed,
+            issued: HashMap::new(),
+        }
+    }
+
+    fn find(&self, id: &str) -> Option<Key<'_>> {
+        if id == self.fixed.access_key_id {
+            return Some(Key {
+                secret: &self.fixed.access_key_secret,
+                token: self.fixed.security_token.as_deref(),
+                expires: None,
+            });
+        }
+        self.issued.get(id).map(|k| Key {
+            secret: &k.access_key_secret,
+            token: Some(&k.security_token),
+            expires: Some(k.expires),
+        })
+    }
+
+    pub fn issued(&self) -> impl Iterator<Item = &IssuedKey> {
+        self.issued.values()
+    }
+
+    /// Remembers `key` (and forgets keys that expired more than [`WINDOW`] ago).
+    pub fn add(&mut self, key: IssuedKey, now: OffsetDateTime) {
+        self.issued.retain(|_, k| now - k.expires < WINDOW);
+        self.issued.insert(key.access_key_id.clone(), key);
+    }
 }
 
 fn incomplete(detail: &str) -> ApiError {
@@ -30,11 +90,43 @@ fn incomplete(detail: &str) -> ApiError {
     )
 }
 
-/// Everything but the nonce. `now` is the caller's clock, so tests can move it.
+/// The key `id` with the token that came with the request, checked: known, same token, unexpired.
+fn check_key<'k>(
+    keys: &'k Keyring,
+    id: &str,
+    token: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<Key<'k>, ApiError> {
+    let key = keys.find(id).ok_or_else(|| {
+        ApiError::new(
+            404,
+            "InvalidAccessKeyId.NotFound",
+            "Specified access key is not found.",
+        )
+    })?;
+    if let Some(expected) = key.token
+        && token != Some(expected)
+    {
+        return Err(ApiError::invalid(
+            "InvalidSecurityToken.Mismatch",
+            "Specified SecurityToken mismatch with the AccessKey.",
+        ));
+    }
+    if key.expires.is_some_and(|at| now >= at) {
+        return Err(ApiError::invalid(
+            "InvalidSecurityToken.Expired",
+            "Specified SecurityToken is expired.",
+        ));
+    }
+    Ok(key)
+}
+
+/// Everything but the nonce, for an RPC v1 request. `now` is the caller's clock, so tests can
+/// move it.
 pub(crate) fn authenticate(
     params: &Params,
     method: &str,
-    credentials: &Credentials,
+    keys: &Keyring,
     now: OffsetDateTime,
 ) -> Result<(), ApiError> {
     let key_id = params
@@ -57,23 +149,105 @@ pub(crate) fn authenticate(
     if params.get("SignatureVersion") != Some("1.0") {
         return Err(incomplete("SignatureVersion must be 1.0"));
     }
-    if key_id != credentials.access_key_id {
-        return Err(ApiError::new(
-            404,
-            "InvalidAccessKeyId.NotFound",
-            "Specified access key is not found.",
-        ));
-    }
-    if let Some(expected) = &credentials.security_token
-        && params.get("SecurityToken") != Some(expected.as_str())
-    {
-        return Err(ApiError::invalid(
-            "InvalidSecurityToken.Mismatch",
-            "Specified SecurityToken mismatch with the AccessKey.",
-        ));
-    }
+    let key = check_key(keys, key_id, params.get("SecurityToken"), now)?;
     check_timestamp(params.get("Timestamp").unwrap_or_default(), now)?;
-    check_signature(params, method, &credentials.access_key_secret)
+    check_signature(params, method, key.secret)
+}
+
+/// What an ACS3-HMAC-SHA256 request brings, as received.
+pub(crate) struct V3Request {
+    pub method: String,
+    pub path: String,
+    /// The URL's query, decoded (a form body is covered by the payload hash instead).
+    pub query: Vec<(String, String)>,
+    /// Every header, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// Lower-case hex SHA-256 of the body as received.
+    pub body_hash: String,
+}
+
+impl V3Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// The headers every V3 request sends and signs (with `host`).
+const V3_REQUIRED: [&str; 5] = [
+    "x-acs-action",
+    "x-acs-version",
+    "x-acs-date",
+    "x-acs-signature-nonce",
+    "x-acs-content-sha256",
+];
+
+/// Everything but the nonce, for an ACS3-HMAC-SHA256 request (api-notes §8).
+pub(crate) fn authenticate_v3(
+    request: &V3Request,
+    keys: &Keyring,
+    now: OffsetDateTime,
+) -> Result<(), ApiError> {
+    let value = request.header("authorization").unwrap_or_default();
+    let auth = sign::v3::parse_authorization(value).ok_or_else(|| {
+        incomplete("the Authorization header must read ACS3-HMAC-SHA256 Credential=…,SignedHeaders=…,Signature=…")
+    })?;
+    for name in V3_REQUIRED {
+        if request.header(name).is_none() {
+            return Err(incomplete(&format!("the {name} header is missing")));
+        }
+    }
+    let must_sign = request
+        .headers
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| k.starts_with("x-acs-"))
+        .chain(["host"]);
+    for name in must_sign {
+        if !auth.signed_headers.contains(&name) {
+            return Err(incomplete(&format!("the {name} header is not signed")));
+        }
+    }
+    if request.header("x-acs-content-sha256") != Some(request.body_hash.as_str()) {
+        return Err(incomplete(
+            "x-acs-content-sha256 is not the SHA-256 of the body",
+        ));
+    }
+    let key = check_key(
+        keys,
+        auth.access_key_id,
+        request.header("x-acs-security-token"),
+        now,
+    )?;
+    check_timestamp(request.header("x-acs-date").unwrap_or_default(), now)?;
+    let mut signed = Vec::with_capacity(auth.signed_headers.len());
+    for name in &auth.signed_headers {
+        let value = request
+            .header(name)
+            .ok_or_else(|| incomplete(&format!("the signed header {name} is missing")))?;
+        signed.push((name.to_string(), value.to_string()));
+    }
+    let canonical = sign::v3::canonical_request(&sign::v3::Request {
+        method: &request.method,
+        path: &request.path,
+        query: &request.query,
+        headers: &signed,
+        hashed_payload: &request.body_hash,
+    });
+    let string_to_sign = sign::v3::string_to_sign(&canonical);
+    let expected = sign::v3::signature(key.secret, &string_to_sign);
+    if sign::signatures_equal(&expected, auth.signature) {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        "SignatureDoesNotMatch",
+        format!(
+            "Specified signature is not matched with our calculation. server string to sign is:{string_to_sign}"
+        ),
+    ))
 }
 
 fn check_timestamp(text: &str, now: OffsetDateTime) -> Result<(), ApiError> {
@@ -172,12 +346,12 @@ mod tests {
 
     const NOW: OffsetDateTime = datetime!(2024-05-14 09:03:45 UTC);
 
-    fn credentials() -> Credentials {
-        Credentials {
+    fn credentials() -> Keyring {
+        Keyring::new(Credentials {
             access_key_id: "kid".into(),
             access_key_secret: "secret".into(),
             security_token: None,
-        }
+        })
     }
 
     /// A correctly signed request, with `edit` applied to the pairs before signing.
@@ -302,8 +476,11 @@ mod tests {
 
     #[test]
     fn an_sts_key_needs_the_same_security_token() {
-        let mut with_token = credentials();
-        with_token.security_token = Some("tok".into());
+        let with_token = Keyring::new(Credentials {
+            access_key_id: "kid".into(),
+            access_key_secret: "secret".into(),
+            security_token: Some("tok".into()),
+        });
         let check = |params: &Params| {
             authenticate(params, "POST", &with_token, NOW).map_or_else(|e| e.code, |()| "ok")
         };
@@ -318,6 +495,136 @@ mod tests {
         assert_eq!(
             check(&signed("POST", |p| p.push(("SecurityToken".into(), "tok".into())))),
             "ok"
+        );
+    }
+
+    /// A V3 request signed with `secret`, `edit` applied to the headers after signing.
+    fn v3(
+        key_id: &str,
+        secret: &str,
+        token: Option<&str>,
+        edit: impl FnOnce(&mut Vec<(String, String)>),
+    ) -> V3Request {
+        let body_hash = sign::v3::hashed_payload(b"");
+        let mut headers: Vec<(String, String)> = [
+            ("host", "127.0.0.1:1"),
+            ("x-acs-action", "ListCustomPersons"),
+            ("x-acs-version", "2014-06-18"),
+            ("x-acs-date", "2024-05-14T09:03:45Z"),
+            ("x-acs-signature-nonce", "n-1"),
+            ("x-acs-content-sha256", body_hash.as_str()),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        if let Some(token) = token {
+            headers.push(("x-acs-security-token".into(), token.into()));
+        }
+        let query = vec![("PersonId".to_string(), "a b".to_string())];
+        let authorization = sign::v3::authorization(
+            key_id,
+            secret,
+            &sign::v3::Request {
+                method: "POST",
+                path: "/",
+                query: &query,
+                headers: &headers,
+                hashed_payload: &body_hash,
+            },
+        );
+        headers.push(("authorization".into(), authorization));
+        headers.push(("user-agent".into(), "unsigned is fine".into()));
+        edit(&mut headers);
+        V3Request {
+            method: "POST".into(),
+            path: "/".into(),
+            query,
+            headers,
+            body_hash,
+        }
+    }
+
+    fn v3_code(request: &V3Request, keys: &Keyring, now: OffsetDateTime) -> &'static str {
+        authenticate_v3(request, keys, now).map_or_else(|e| e.code, |()| "ok")
+    }
+
+    #[test]
+    fn a_correct_v3_request_passes_and_any_changed_signed_header_breaks_it() {
+        let keys = credentials();
+        assert_eq!(
+            v3_code(&v3("kid", "secret", None, |_| {}), &keys, NOW),
+            "ok"
+        );
+        let changed = v3("kid", "secret", None, |h| {
+            h[1].1 = "UnregisterCustomFace".into()
+        });
+        assert_eq!(v3_code(&changed, &keys, NOW), "SignatureDoesNotMatch");
+        let wrong = v3("kid", "other", None, |_| {});
+        let err = authenticate_v3(&wrong, &keys, NOW).unwrap_err();
+        assert!(
+            err.message.contains("string to sign is:ACS3-HMAC-SHA256\n"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn v3_requests_without_a_signed_acs_header_or_with_a_wrong_payload_hash_are_incomplete() {
+        let keys = credentials();
+        let unsigned = v3("kid", "secret", None, |h| {
+            h.push(("x-acs-extra".into(), "1".into()))
+        });
+        assert_eq!(v3_code(&unsigned, &keys, NOW), "IncompleteSignature");
+        let missing = v3("kid", "secret", None, |h| {
+            h.retain(|(k, _)| k != "x-acs-date")
+        });
+        assert_eq!(v3_code(&missing, &keys, NOW), "IncompleteSignature");
+        let mut hashed = v3("kid", "secret", None, |_| {});
+        hashed.body_hash = sign::v3::hashed_payload(b"x");
+        assert_eq!(v3_code(&hashed, &keys, NOW), "IncompleteSignature");
+        let garbled = v3("kid", "secret", None, |h| {
+            h.iter_mut().find(|(k, _)| k == "authorization").unwrap().1 =
+                "ACS3-HMAC-SHA256 x".into()
+        });
+        assert_eq!(v3_code(&garbled, &keys, NOW), "IncompleteSignature");
+    }
+
+    #[test]
+    fn an_issued_key_works_with_its_token_until_it_expires_then_is_refused_as_expired() {
+        let mut keys = credentials();
+        keys.add(
+            IssuedKey {
+                access_key_id: "STS.k".into(),
+                access_key_secret: "s2".into(),
+                security_token: "t2".into(),
+                expires: NOW + Duration::from_secs(3),
+            },
+            NOW,
+        );
+        let request = v3("STS.k", "s2", Some("t2"), |_| {});
+        assert_eq!(v3_code(&request, &keys, NOW), "ok");
+        let later = NOW + Duration::from_secs(3);
+        assert_eq!(
+            v3_code(&request, &keys, later),
+            "InvalidSecurityToken.Expired"
+        );
+        let other_token = v3("STS.k", "s2", Some("t3"), |_| {});
+        assert_eq!(
+            v3_code(&other_token, &keys, NOW),
+            "InvalidSecurityToken.Mismatch"
+        );
+        let v1 = signed("POST", |p| {
+            p[0].1 = "STS.k".into();
+            p.push(("SecurityToken".into(), "t2".into()));
+        });
+        // Signed with the fixed key's secret: the issued key's secret does not match.
+        assert_eq!(
+            authenticate(&v1, "POST", &keys, NOW).unwrap_err().code,
+            "SignatureDoesNotMatch"
+        );
+        assert_eq!(
+            authenticate(&v1, "POST", &keys, later).unwrap_err().code,
+            "InvalidSecurityToken.Expired"
         );
     }
 

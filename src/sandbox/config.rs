@@ -1,12 +1,23 @@
-//! Sandbox settings: the one accepted credential, the rate limits, latency and the fault mix.
+//! Sandbox settings: the configured credential, the emulated STS and ECS metadata service, the
+//! rate limits, latency and the fault mix.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 /// The access key id every sandbox accepts unless configured otherwise.
 pub const DEFAULT_ACCESS_KEY_ID: &str = "sandbox-key-id";
 /// The secret that goes with [`DEFAULT_ACCESS_KEY_ID`].
 pub const DEFAULT_ACCESS_KEY_SECRET: &str = "sandbox-key-secret";
+/// The one RAM role the emulated STS lets callers assume.
+pub const DEFAULT_ROLE_ARN: &str = "acs:ram::1234567890123456:role/face-enroll-sandbox";
+/// The OIDC provider the emulated `AssumeRoleWithOIDC` trusts.
+pub const DEFAULT_OIDC_PROVIDER_ARN: &str =
+    "acs:ram::1234567890123456:oidc-provider/ack-rrsa-sandbox";
+/// The RAM role the emulated ECS instance has.
+pub const DEFAULT_ECS_ROLE_NAME: &str = "face-enroll-sandbox";
+/// How long issued temporary credentials live unless configured otherwise (STS's default).
+pub const DEFAULT_STS_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// Everything a sandbox needs to start. `Debug` hides the secret and the token.
 #[derive(Clone)]
@@ -16,6 +27,17 @@ pub struct SandboxConfig {
     pub access_key_secret: String,
     /// When set, every request must carry this `SecurityToken` (STS credentials).
     pub security_token: Option<String>,
+    /// How long the temporary credentials issued by the emulated STS, ECS metadata service and
+    /// credentials URI live (whatever `DurationSeconds` asked for).
+    pub sts_lifetime: Duration,
+    /// The role `AssumeRole` and `AssumeRoleWithOIDC` accept; others are `EntityNotExist.Role`.
+    pub role_arn: String,
+    /// The OIDC provider `AssumeRoleWithOIDC` trusts.
+    pub oidc_provider_arn: String,
+    /// The OIDC token `AssumeRoleWithOIDC` accepts; `None` accepts any non-empty token.
+    pub oidc_token: Option<String>,
+    /// The RAM role of the emulated ECS instance.
+    pub ecs_role_name: String,
     /// Per access key and per MTS action, requests per second; 0 = unlimited.
     pub mts_qps: u32,
     /// Per access key and per ICE action, requests per second; 0 = unlimited.
@@ -40,6 +62,11 @@ impl SandboxConfig {
             access_key_id: DEFAULT_ACCESS_KEY_ID.to_string(),
             access_key_secret: DEFAULT_ACCESS_KEY_SECRET.to_string(),
             security_token: None,
+            sts_lifetime: DEFAULT_STS_LIFETIME,
+            role_arn: DEFAULT_ROLE_ARN.to_string(),
+            oidc_provider_arn: DEFAULT_OIDC_PROVIDER_ARN.to_string(),
+            oidc_token: None,
+            ecs_role_name: DEFAULT_ECS_ROLE_NAME.to_string(),
             mts_qps: 100,
             ice_qps: 50,
             retry_after_ms: None,
@@ -77,6 +104,14 @@ impl fmt::Debug for SandboxConfig {
                 "security_token",
                 &self.security_token.as_ref().map(|_| "(redacted)"),
             )
+            .field("sts_lifetime", &self.sts_lifetime)
+            .field("role_arn", &self.role_arn)
+            .field("oidc_provider_arn", &self.oidc_provider_arn)
+            .field(
+                "oidc_token",
+                &self.oidc_token.as_ref().map(|_| "(redacted)"),
+            )
+            .field("ecs_role_name", &self.ecs_role_name)
             .field("mts_qps", &self.mts_qps)
             .field("ice_qps", &self.ice_qps)
             .field("retry_after_ms", &self.retry_after_ms)

@@ -1,5 +1,6 @@
 //! One API request's trip through the sandbox, independent of HTTP: latency → authentication →
-//! nonce → action and version → rate limit → fault → apply → answer (or a reset).
+//! nonce → action and version → rate limit → fault → apply → answer (or a reset). STS actions
+//! branch off to [`super::sts`] after the latency; the keys it issues are accepted here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -10,13 +11,14 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::action::{self, Action};
-use super::auth::{self, Credentials};
+use super::auth::{self, Credentials, V3Request};
 use super::config::{Fault, FaultRates, SandboxConfig};
 use super::faults;
 use super::params::Params;
 use super::response::{ApiError, BodyFormat, Reply};
 use super::snapshot::StateSnapshot;
 use super::state::State;
+use super::sts::{self, Issuer};
 
 /// What the connection should do with a request.
 #[derive(Debug)]
@@ -35,7 +37,9 @@ struct Admitted {
 
 pub(crate) struct Engine {
     config: SandboxConfig,
-    credentials: Credentials,
+    issuer: Issuer,
+    /// The configured key id: rate limits are per account, whichever key signs.
+    account: String,
     state: Mutex<State>,
     received: AtomicU64,
     shutdown: watch::Receiver<bool>,
@@ -59,8 +63,9 @@ impl Engine {
         };
         Engine {
             state: Mutex::new(State::new(&config)),
+            account: config.access_key_id.clone(),
+            issuer: Issuer::new(credentials, config.sts_lifetime),
             config,
-            credentials,
             received: AtomicU64::new(0),
             shutdown,
         }
@@ -70,8 +75,19 @@ impl Engine {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Answers one API request received with `method`.
+    /// Answers one RPC v1 request received with `method`.
+    #[cfg(test)]
     pub async fn handle(self: &Arc<Self>, method: &str, params: Params) -> Outcome {
+        self.handle_request(method, params, None).await
+    }
+
+    /// Answers one API request received with `method`, signed with V3 when `v3` is given.
+    pub async fn handle_request(
+        self: &Arc<Self>,
+        method: &str,
+        params: Params,
+        v3: Option<V3Request>,
+    ) -> Outcome {
         let n = self.received.fetch_add(1, Ordering::Relaxed);
         let delay = faults::latency(
             self.config.seed,
@@ -82,8 +98,24 @@ impl Engine {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        let format = BodyFormat::of(params.get("Format"));
-        match self.admit(method, &params, OffsetDateTime::now_utc(), Instant::now()) {
+        if sts::is_sts(&params) {
+            let authenticate = || self.authenticate_v1(method, &params);
+            let reply = sts::handle(
+                &self.issuer,
+                &self.config,
+                &params,
+                request_id(),
+                authenticate,
+            );
+            return Outcome::Reply(reply);
+        }
+        // The V3 clients (the official SDKs) expect JSON whatever `Format` says.
+        let format = match v3 {
+            Some(_) => BodyFormat::Json,
+            None => BodyFormat::of(params.get("Format")),
+        };
+        let now_utc = OffsetDateTime::now_utc();
+        match self.admit(method, &params, v3.as_ref(), now_utc, Instant::now()) {
             Ok(admitted) => self.execute(admitted, params, format).await,
             Err(error) => Outcome::Reply(Reply::error(
                 format,
@@ -98,11 +130,18 @@ impl Engine {
         &self,
         method: &str,
         params: &Params,
+        v3: Option<&V3Request>,
         now_utc: OffsetDateTime,
         now: Instant,
     ) -> Result<Admitted, ApiError> {
-        // The HMAC is computed before taking the lock, so the lock stays short.
-        let authenticated = auth::authenticate(params, method, &self.credentials, now_utc);
+        // The HMAC is computed before taking the state lock, so that lock stays short.
+        let authenticated = {
+            let keys = self.issuer.keys();
+            match v3 {
+                Some(request) => auth::authenticate_v3(request, &keys, now_utc),
+                None => auth::authenticate(params, method, &keys, now_utc),
+            }
+        };
         let mut state = self.lock();
         state.stats.requests += 1;
         if let Err(error) = authenticated {
@@ -120,7 +159,7 @@ impl Engine {
             ));
         }
         let action = Action::resolve(params)?;
-        let key = self.credentials.access_key_id.as_str();
+        let key = self.account.as_str();
         let limit = state.limit(action);
         if let Err(wait) = state.limiter.check(key, action.name(), limit, now) {
             state.stats.throttled += 1;
@@ -220,8 +259,45 @@ impl Engine {
         }
     }
 
+    /// Answers the ECS metadata service's paths (`/latest/…`).
+    pub fn metadata(
+        &self,
+        method: &hyper::Method,
+        path: &str,
+        header: impl Fn(&str) -> Option<String>,
+    ) -> Reply {
+        sts::metadata(&self.issuer, &self.config, method, path, header)
+    }
+
+    /// `GET /__sandbox/credentials`.
+    pub fn credentials_uri(&self, query: Option<&str>) -> Reply {
+        sts::credentials_uri(&self.issuer, query)
+    }
+
+    pub fn issued_credentials(&self) -> Vec<(String, String, String)> {
+        self.issuer.issued_credentials()
+    }
+
+    /// Authenticates a v1-signed call that is not an MTS / ICE action (STS `AssumeRole`).
+    pub(super) fn authenticate_v1(&self, method: &str, params: &Params) -> Result<(), ApiError> {
+        let now = OffsetDateTime::now_utc();
+        let result = auth::authenticate(params, method, &self.issuer.keys(), now);
+        result?;
+        let nonce = params.get("SignatureNonce").unwrap_or_default();
+        if self.lock().nonces.insert(nonce, Instant::now()) {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(
+                "SignatureNonceUsed",
+                "Specified signature nonce was used already.",
+            ))
+        }
+    }
+
     pub fn snapshot(&self) -> StateSnapshot {
-        self.lock().snapshot()
+        let mut snapshot = self.lock().snapshot();
+        snapshot.stats.credentials_issued = self.issuer.issued_count();
+        snapshot
     }
 
     pub fn script(&self, action: &str, faults: Vec<Fault>) {

@@ -1,7 +1,9 @@
 //! The sandbox: a local emulator of the MTS custom-face and ICE recognition-library APIs.
 //!
-//! A real HTTP/1.1 server that authenticates like the gateway (signature, timestamp window,
-//! nonces, STS token), paces like it (per key and action, one-second sliding window), keeps the
+//! A real HTTP/1.1 server that authenticates like the gateway (RPC v1 and ACS3-HMAC-SHA256
+//! signatures, timestamp window, nonces, STS tokens and their expiry), issues temporary
+//! credentials like STS and the ECS metadata service do (same listener: routed by path and
+//! `Action`), paces like it (per key and action, one-second sliding window), keeps the
 //! libraries' state, and injects faults reproducibly from a seed. Tests talk to it over TCP and
 //! assert on [`Sandbox::snapshot`]; users rehearse imports on it with `face-enroll sandbox`.
 //!
@@ -25,6 +27,7 @@ mod response;
 mod server;
 mod snapshot;
 mod state;
+mod sts;
 
 use std::io;
 use std::net::SocketAddr;
@@ -34,7 +37,9 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use config::{
-    DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Fault, FaultRates, SandboxConfig,
+    DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, DEFAULT_ECS_ROLE_NAME,
+    DEFAULT_OIDC_PROVIDER_ARN, DEFAULT_ROLE_ARN, DEFAULT_STS_LIFETIME, Fault, FaultRates,
+    SandboxConfig,
 };
 pub use mts::{CATEGORY_NOT_FOUND, FACE_NOT_FOUND, PERSON_NOT_FOUND};
 pub use snapshot::{
@@ -88,6 +93,12 @@ impl Handle {
     ) -> String {
         self.engine
             .admin_register_face(category_id, person_id, image_url)
+    }
+
+    /// Every temporary credential handed out so far, as (key id, secret, token): for tests that
+    /// search outputs for them.
+    pub fn issued_credentials(&self) -> Vec<(String, String, String)> {
+        self.engine.issued_credentials()
     }
 
     /// Removes a face behind the client's back; false when no person has it.

@@ -37,6 +37,12 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Replaces every value of `name` with `value` (V3 sends some parameters as headers).
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.pairs.retain(|(k, _)| k != name);
+        self.pairs.push((name.to_string(), value.to_string()));
+    }
+
     /// The value of `name` unless absent or empty.
     pub fn non_empty(&self, name: &str) -> Option<&str> {
         self.get(name).filter(|v| !v.is_empty())

@@ -88,6 +88,7 @@ pub(crate) struct Reply {
 const JSON: &str = "application/json;charset=utf-8";
 const XML: &str = "text/xml;charset=utf-8";
 const HTML: &str = "text/html";
+const TEXT: &str = "text/plain";
 
 const GATEWAY_PAGE: &str = "<!DOCTYPE html>\n<html>\n<head><title>502 Bad Gateway</title></head>\n\
 <body>\n<center><h1>502 Bad Gateway</h1></center>\n<hr><center>Tengine</center>\n</body>\n</html>\n";
@@ -136,6 +137,11 @@ impl Reply {
         reply.request_id = Some(request_id);
         reply.retry_after_ms = error.retry_after_ms;
         reply
+    }
+
+    /// Plain text (the ECS metadata service answers so).
+    pub fn text(status: u16, body: String) -> Self {
+        Reply::new(status, TEXT, body)
     }
 
     /// Plain JSON, for the sandbox's own paths.

@@ -1,6 +1,8 @@
-//! The HTTP/1.1 side: accept loop, keep-alive connections, request → [`Params`], and the two
-//! ways a request ends — an answer, or a reset (the connection dropped with `SO_LINGER` 0, so
-//! the client sees a TCP RST instead of any bytes).
+//! The HTTP/1.1 side: accept loop, keep-alive connections, request → [`Params`] (and, for an
+//! `ACS3-HMAC-SHA256` request, what its signature covers), routing (`/latest/…` is the ECS
+//! metadata service, `/__sandbox/…` the sandbox's own paths, everything else the API), and the
+//! two ways a request ends — an answer, or a reset (the connection dropped with `SO_LINGER` 0,
+//! so the client sees a TCP RST instead of any bytes).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,6 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+use super::auth::V3Request;
 use super::engine::{Engine, Outcome};
 use super::params::Params;
 use super::response::Reply;
@@ -105,7 +108,19 @@ async fn respond(engine: Arc<Engine>, kill: Arc<Notify>, request: Request<Incomi
             &engine,
             request.method(),
             request.uri().path(),
+            request.uri().query(),
         )));
+    }
+    if request.uri().path().starts_with("/latest/") {
+        let headers = request.headers();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let reply = engine.metadata(request.method(), request.uri().path(), header);
+        return Ok(to_response(reply));
     }
     let method = request.method().clone();
     if method != Method::GET && method != Method::POST {
@@ -114,6 +129,21 @@ async fn respond(engine: Arc<Engine>, kill: Arc<Notify>, request: Request<Incomi
         return Ok(to_response(Reply::json(405, &body)));
     }
     let query = request.uri().query().map(str::to_string);
+    let v3 = request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(crate::sign::v3::ALGORITHM));
+    let path = request.uri().path().to_string();
+    let headers: Vec<(String, String)> = if v3 {
+        request
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let is_form = request
         .headers()
         .get(CONTENT_TYPE)
@@ -130,8 +160,28 @@ async fn respond(engine: Arc<Engine>, kill: Arc<Notify>, request: Request<Incomi
             return Ok(to_response(Reply::json(413, &body)));
         }
     };
-    let params = Params::parse(query.as_deref(), if is_form { &body } else { &[] });
-    match engine.handle(method.as_str(), params).await {
+    let mut params = Params::parse(query.as_deref(), if is_form { &body } else { &[] });
+    let v3 = v3.then(|| {
+        let request = V3Request {
+            method: method.as_str().to_string(),
+            path,
+            query: Params::parse(query.as_deref(), &[]).signed_pairs(),
+            headers,
+            body_hash: crate::sign::v3::hashed_payload(&body),
+        };
+        // Action, version and nonce travel as headers in V3; the rest of the trip reads params.
+        for (header, param) in [
+            ("x-acs-action", "Action"),
+            ("x-acs-version", "Version"),
+            ("x-acs-signature-nonce", "SignatureNonce"),
+        ] {
+            if let Some(value) = request.header(header) {
+                params.set(param, value);
+            }
+        }
+        request
+    });
+    match engine.handle_request(method.as_str(), params, v3).await {
         Outcome::Reply(reply) => Ok(to_response(reply)),
         Outcome::Reset => {
             kill.notify_one();
@@ -141,16 +191,18 @@ async fn respond(engine: Arc<Engine>, kill: Arc<Notify>, request: Request<Incomi
     }
 }
 
-/// Unsigned sandbox-only paths: `GET /__sandbox/state` dumps the snapshot.
-fn sandbox_path(engine: &Engine, method: &Method, path: &str) -> Reply {
+/// Unsigned sandbox-only paths: `GET /__sandbox/state` dumps the snapshot, and
+/// `GET /__sandbox/credentials` hands out temporary credentials (a credentials URI).
+fn sandbox_path(engine: &Engine, method: &Method, path: &str, query: Option<&str>) -> Reply {
     match (method, path) {
+        (&Method::GET, "/__sandbox/credentials") => engine.credentials_uri(query),
         (&Method::GET, "/__sandbox/state") => match serde_json::to_value(engine.snapshot()) {
             Ok(snapshot) => Reply::json(200, &snapshot),
             Err(error) => Reply::json(500, &serde_json::json!({"Message": error.to_string()})),
         },
         _ => Reply::json(
             404,
-            &serde_json::json!({"Message": "Only GET /__sandbox/state exists."}),
+            &serde_json::json!({"Message": "Only GET /__sandbox/state and GET /__sandbox/credentials exist."}),
         ),
     }
 }

@@ -83,6 +83,9 @@ pub struct Stats {
     pub auth_rejected: u64,
     /// Injected faults per kind (`error_before`, ..., `throttle`).
     pub faults: BTreeMap<String, u64>,
+    /// Temporary credentials handed out (STS, ECS metadata, credentials URI).
+    #[serde(default)]
+    pub credentials_issued: u64,
 }
 
 impl StateSnapshot {

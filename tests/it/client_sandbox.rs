@@ -11,7 +11,7 @@ use face_enroll::credentials::{Credentials, Secret};
 use face_enroll::sandbox::{
     DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Fault, Sandbox, SandboxConfig,
 };
-use face_enroll::sign;
+use face_enroll::sign::{self, SignatureVersion};
 
 const CANARY_SECRET: &str = "S3cr3t-Canary-secret-7d1e";
 const CANARY_TOKEN: &str = "S3cr3t-Canary-token/+=7d1e";
@@ -31,9 +31,19 @@ fn credentials(key: &str, secret: &str, token: Option<&str>) -> Credentials {
 }
 
 fn client_with(url: &str, creds: Credentials, timeout: Duration) -> Client {
+    client_signing(SignatureVersion::default(), url, creds, timeout)
+}
+
+fn client_signing(
+    signature: SignatureVersion,
+    url: &str,
+    creds: Credentials,
+    timeout: Duration,
+) -> Client {
     Client::new(ClientConfig {
         endpoints: Endpoints::single(url).unwrap(),
         credentials: creds,
+        signature,
         timeout,
         max_idle_per_host: 8,
     })
@@ -655,7 +665,12 @@ async fn a_reused_nonce_is_refused_as_transient() {
 async fn a_wrong_secret_is_run_fatal_and_shows_the_server_string_to_sign() {
     let sb = start(SandboxConfig::for_tests()).await;
     let creds = credentials(DEFAULT_ACCESS_KEY_ID, CANARY_SECRET, None);
-    let c = client_with(&sb.base_url(), creds, Duration::from_secs(5));
+    let c = client_signing(
+        SignatureVersion::V1,
+        &sb.base_url(),
+        creds,
+        Duration::from_secs(5),
+    );
     let e = c.list_custom_persons(None, None).await.unwrap_err();
     assert_eq!(
         (e.code(), e.class()),
@@ -670,6 +685,57 @@ async fn a_wrong_secret_is_run_fatal_and_shows_the_server_string_to_sign() {
         "{sts}"
     );
     assert!(e.hint().unwrap().contains("secret"));
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_wrong_secret_under_v3_is_run_fatal_and_shows_the_v3_string_to_sign() {
+    let sb = start(SandboxConfig::for_tests()).await;
+    let creds = credentials(DEFAULT_ACCESS_KEY_ID, CANARY_SECRET, None);
+    let c = client_signing(
+        SignatureVersion::V3,
+        &sb.base_url(),
+        creds,
+        Duration::from_secs(5),
+    );
+    let e = c.list_custom_persons(None, None).await.unwrap_err();
+    assert_eq!(
+        (e.code(), e.class()),
+        ("SignatureDoesNotMatch", ErrorClass::RunFatal),
+        "{e}"
+    );
+    let sts = e
+        .server_string_to_sign()
+        .expect("the server's string-to-sign");
+    assert!(sts.starts_with("ACS3-HMAC-SHA256\n"), "{sts}");
+    assert_eq!(sb.snapshot().stats.auth_rejected, 1);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn both_signature_versions_register_faces_with_an_sts_token() {
+    let sb = start(SandboxConfig {
+        security_token: Some(CANARY_TOKEN.into()),
+        ..SandboxConfig::for_tests()
+    })
+    .await;
+    for (n, signature) in [SignatureVersion::V1, SignatureVersion::V3]
+        .into_iter()
+        .enumerate()
+    {
+        let creds = credentials(
+            DEFAULT_ACCESS_KEY_ID,
+            DEFAULT_ACCESS_KEY_SECRET,
+            Some(CANARY_TOKEN),
+        );
+        let c = client_signing(signature, &sb.base_url(), creds, Duration::from_secs(5));
+        let url = format!("https://img.example/{n}*~+.jpg?q=张&x=%20");
+        c.register_custom_face(&face("staff", "张三", &url))
+            .await
+            .unwrap_or_else(|e| panic!("{signature}: {e}"));
+    }
+    assert_eq!(sb.snapshot().faces().count(), 2);
+    assert_eq!(sb.snapshot().stats.auth_rejected, 0);
     sb.shutdown().await;
 }
 
@@ -720,6 +786,7 @@ fn plain_http_to_a_non_loopback_host_is_refused_by_the_client() {
         let e = Client::new(ClientConfig {
             endpoints: Endpoints::single(url).unwrap(),
             credentials: credentials("k", CANARY_SECRET, None),
+            signature: SignatureVersion::default(),
             timeout: Duration::from_secs(1),
             max_idle_per_host: 1,
         })
@@ -758,7 +825,12 @@ async fn secrets_never_appear_in_credentials_client_or_error_output() {
         "{creds:?} {} {:?}",
         creds.access_key_secret, creds.security_token
     ));
-    let c = client_with(&sb.base_url(), creds, Duration::from_secs(5));
+    let c = client_signing(
+        SignatureVersion::V1,
+        &sb.base_url(),
+        creds,
+        Duration::from_secs(5),
+    );
     assert_no_secret(&format!("{c:?}"));
     // The wrong secret makes the sandbox echo its string-to-sign, which carries the token.
     let e = c.list_custom_persons(None, None).await.unwrap_err();
@@ -808,5 +880,46 @@ async fn clones_of_a_client_share_work_concurrently() {
     ids.dedup();
     assert_eq!(ids.len(), 40);
     assert_eq!(sb.snapshot().faces().count(), 40);
+    sb.shutdown().await;
+}
+
+/// Temporary credentials from the sandbox's credentials URI, held fixed (never renewed).
+async fn issued_credentials(sb: &Sandbox) -> Credentials {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("{}__sandbox/credentials", sb.base_url());
+    let bytes = http.get(url).send().await.unwrap().bytes().await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let field = |name: &str| body[name].as_str().unwrap().to_string();
+    credentials(
+        &field("AccessKeyId"),
+        &field("AccessKeySecret"),
+        Some(&field("SecurityToken")),
+    )
+}
+
+#[tokio::test]
+async fn an_expired_token_that_cannot_be_renewed_stops_the_run_under_both_signatures() {
+    let sb = start(SandboxConfig {
+        sts_lifetime: Duration::from_millis(1500),
+        ..SandboxConfig::for_tests()
+    })
+    .await;
+    for signature in [SignatureVersion::V1, SignatureVersion::V3] {
+        let creds = issued_credentials(&sb).await;
+        let c = client_signing(signature, &sb.base_url(), creds, Duration::from_secs(5));
+        c.list_custom_persons(None, None)
+            .await
+            .expect("accepted while the token lives");
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let e = c.list_custom_persons(None, None).await.unwrap_err();
+        assert_eq!(
+            (e.code(), e.class()),
+            ("InvalidSecurityToken.Expired", ErrorClass::RunFatal),
+            "{signature}: fixed credentials cannot get better, so no retry: {e}"
+        );
+        assert!(e.hint().unwrap().contains("expired"), "{e}");
+    }
+    assert_eq!(sb.snapshot().stats.credentials_issued, 2);
     sb.shutdown().await;
 }

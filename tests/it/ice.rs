@@ -491,6 +491,7 @@ fn client(world: &World) -> face_enroll::api::Client {
             access_key_secret: Secret::new(DEFAULT_ACCESS_KEY_SECRET),
             security_token: None,
         },
+        signature: Default::default(),
         timeout: Duration::from_secs(10),
         max_idle_per_host: 2,
     })

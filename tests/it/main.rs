@@ -4,6 +4,7 @@
 mod common;
 
 mod client_sandbox;
+mod credentials;
 mod ice;
 mod manifests;
 mod ops;
