@@ -59,11 +59,13 @@ async fn check(args: CheckArgs) -> Exit {
     let ledger_path = args.ledger_path();
     let manifest = args.manifest.clone();
     let rules = args.target.kind().rules();
+    let reconcile = args.reconcile;
     let result = tokio::task::spawn_blocking(move || {
         let replay = ledger::replay(&ledger_path).map_err(|e| e.to_string())?;
         let options = plan::Options {
             retry_failed: false,
             keep_work: false,
+            reconcile: reconcile.into(),
         };
         pipeline::plan_files_with(&manifest, &replay, options, rules).map_err(|e| e.to_string())
     })
@@ -140,10 +142,17 @@ pub fn render_plan(manifest: &Path, plan: &Plan, qps: u32) -> String {
     }
     let _ = writeln!(
         out,
-        "  to send: {} images ({} persons to look up first after an unknown outcome)",
-        c.to_send, c.to_look_up
+        "  to send: {} images ({} persons to look up first after an unknown outcome, {} the \
+         ledger has no record of to read from the server first)",
+        c.to_send, c.to_look_up, c.to_reconcile
     );
-    let requests = c.to_send + c.to_look_up;
+    for (line, first) in plan.duplicate_rows.iter().take(SHOWN) {
+        let _ = writeln!(
+            out,
+            "    line {line}: the same image as line {first} (sent once)"
+        );
+    }
+    let requests = c.to_send + c.to_look_up + c.to_reconcile;
     let estimate = if qps == 0 {
         "unlimited pace".to_string()
     } else {
@@ -202,6 +211,7 @@ async fn run(args: RunArgs) -> Exit {
         concurrency: settings.concurrency(target),
         max_duration: args.max_duration,
         retry_failed: args.retry_failed,
+        reconcile: args.reconcile.into(),
         progress: if args.quiet {
             crate::report::ProgressMode::Off
         } else {

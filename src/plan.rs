@@ -37,7 +37,11 @@ impl Rules {
 pub struct ImageWork {
     pub line: u64,
     pub image_url: String,
+    /// The manifest's `image_key`, when the row has one.
+    pub image_key: Option<String>,
     pub key: u128,
+    /// Its last record is `pending` or a retryable `failed`: an earlier outcome is unknown.
+    pub unsettled: bool,
 }
 
 /// Everything to do for one person: images one at a time, in manifest order.
@@ -48,7 +52,20 @@ pub struct PersonJob {
     pub person_name: Option<String>,
     /// Some image's earlier outcome is unknown: read the person back before sending anything.
     pub needs_lookup: bool,
+    /// The ledger does not prove what the server holds for this person (it has no record of
+    /// the person): read the server and adopt what is there before sending anything.
+    pub reconcile: bool,
+    /// Read the person's whole library once (shared with the library's other persons) rather
+    /// than the person alone; set by [`Plan::read_libraries_from`].
+    pub read_library: bool,
     pub images: Vec<ImageWork>,
+}
+
+impl PersonJob {
+    /// The server must be read before this person's images are sent.
+    pub fn reads_first(&self) -> bool {
+        self.needs_lookup || self.reconcile
+    }
 }
 
 /// A row that will not be sent, and why; recorded in the ledger and the rejects file.
@@ -79,6 +96,8 @@ pub struct Counts {
     pub to_send: u64,
     /// Persons whose images must be looked up on the server first (an outcome was unknown).
     pub to_look_up: u64,
+    /// Persons the ledger knows nothing of: the server is read for them before sending.
+    pub to_reconcile: u64,
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +105,42 @@ pub struct Plan {
     pub counts: Counts,
     pub jobs: Vec<PersonJob>,
     pub rejected: Vec<Rejected>,
+    /// Rows that name an image an earlier row already named: (line, the first row's line).
+    pub duplicate_rows: Vec<(u64, u64)>,
+}
+
+impl Plan {
+    /// Marks the jobs of every library with at least `threshold` persons to read, so the
+    /// worker reads such a library once instead of person by person. For MTS one
+    /// `ListCustomPersons` with only `CategoryId` answers for the whole library, so two persons
+    /// to read already make one library read cheaper than two person reads; ICE pages through
+    /// a library's every sample, so it reads person by person (`threshold` = `None`).
+    pub fn read_libraries_from(&mut self, threshold: Option<usize>) {
+        let Some(threshold) = threshold else {
+            return;
+        };
+        let mut per_library: KeyMap<usize> = KeyMap::default();
+        for job in self.jobs.iter().filter(|j| j.reads_first()) {
+            *per_library
+                .entry(library_key(&job.category_id))
+                .or_insert(0) += 1;
+        }
+        for job in self.jobs.iter_mut().filter(|j| j.reads_first()) {
+            job.read_library = per_library[&library_key(&job.category_id)] >= threshold;
+        }
+    }
+}
+
+/// When a run reads the server before sending (`--reconcile`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reconcile {
+    /// Whenever the ledger does not prove the state: a person it has no record of.
+    #[default]
+    Auto,
+    /// For every person with something to send.
+    Always,
+    /// Only after an unknown outcome (a `pending` record).
+    Never,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -94,6 +149,7 @@ pub struct Options {
     pub retry_failed: bool,
     /// Keep the work itself (`run`), or only count it (`check`).
     pub keep_work: bool,
+    pub reconcile: Reconcile,
 }
 
 type KeySet = HashSet<u128, BuildHasherDefault<KeyHasher>>;
@@ -103,8 +159,11 @@ struct Planner<'a> {
     options: Options,
     rules: Rules,
     plan: Plan,
-    seen_images: KeySet,
+    /// Image key → the line that first named it.
+    seen_images: KeyMap<u64>,
     seen_libraries: KeySet,
+    /// Persons the ledger has any record of.
+    known_persons: KeySet,
     /// Per person: images counted against the limit, and the job index once there is work.
     persons: KeyMap<PersonSlot>,
     registered: KeyMap<u32>,
@@ -115,6 +174,8 @@ struct PersonSlot {
     used: u32,
     job: Option<usize>,
     over_limit: bool,
+    /// Counted among the persons to look up (`check`, which keeps no jobs).
+    looked_up: bool,
 }
 
 /// Plans `entries` (the manifest, in order) against the ledger's replay, for MTS.
@@ -138,8 +199,12 @@ pub fn plan_with(
         options,
         rules,
         plan: Plan::default(),
-        seen_images: KeySet::default(),
+        seen_images: KeyMap::default(),
         seen_libraries: KeySet::default(),
+        known_persons: match options.reconcile {
+            Reconcile::Auto => replay.images.values().map(|s| s.person).collect(),
+            _ => KeySet::default(),
+        },
         persons: KeyMap::default(),
         // Only a limit needs the count of what each person already has.
         registered: match rules.max_images_per_person {
@@ -200,11 +265,13 @@ impl Planner<'_> {
     }
 
     fn add(&mut self, row: Row) {
-        let key = image_key(&row.category_id, &row.person_id, &row.image_url);
-        if !self.seen_images.insert(key) {
+        let key = image_key(&row.category_id, &row.person_id, row.identity());
+        if let Some(&first) = self.seen_images.get(&key) {
             self.plan.counts.duplicates += 1;
+            self.plan.duplicate_rows.push((row.line, first));
             return;
         }
+        self.seen_images.insert(key, row.line);
         self.seen_libraries.insert(library_key(&row.category_id));
         let person = person_key(&row.category_id, &row.person_id);
         let registered = self.registered.get(&person).copied().unwrap_or(0);
@@ -214,6 +281,11 @@ impl Planner<'_> {
         });
         let state = self.replay.state(key);
         let mut needs_lookup = false;
+        let reconcile = match self.options.reconcile {
+            Reconcile::Always => true,
+            Reconcile::Auto => !self.known_persons.contains(&person),
+            Reconcile::Never => false,
+        };
         match state.map(|s| (s.status, s.retryable)) {
             Some((Status::Registered, _)) => {
                 self.plan.counts.already_registered += 1;
@@ -249,8 +321,12 @@ impl Planner<'_> {
         slot.used += 1;
         self.plan.counts.to_send += 1;
         if !self.options.keep_work {
-            if needs_lookup && slot.job.is_none() {
+            if slot.job.is_none() {
                 slot.job = Some(usize::MAX);
+                self.plan.counts.to_reconcile += u64::from(reconcile);
+            }
+            if needs_lookup && !slot.looked_up {
+                slot.looked_up = true;
                 self.plan.counts.to_look_up += 1;
             }
             return;
@@ -258,16 +334,21 @@ impl Planner<'_> {
         let work = ImageWork {
             line: row.line,
             image_url: row.image_url,
+            image_key: row.image_key,
             key,
+            unsettled: needs_lookup,
         };
         let index = match slot.job {
             Some(i) => i,
             None => {
+                self.plan.counts.to_reconcile += u64::from(reconcile);
                 self.plan.jobs.push(PersonJob {
                     category_id: row.category_id,
                     person_id: row.person_id,
                     person_name: row.person_name,
                     needs_lookup: false,
+                    reconcile,
+                    read_library: false,
                     images: Vec::new(),
                 });
                 slot.job = Some(self.plan.jobs.len() - 1);
@@ -296,6 +377,7 @@ mod tests {
             person_id: person.into(),
             person_name: None,
             image_url: url.into(),
+            image_key: None,
         }))
     }
 
@@ -313,6 +395,7 @@ mod tests {
         Options {
             retry_failed: false,
             keep_work: true,
+            reconcile: Default::default(),
         }
     }
 
@@ -397,6 +480,7 @@ mod tests {
             Options {
                 retry_failed: true,
                 keep_work: true,
+                reconcile: Default::default(),
             },
         )
         .unwrap();

@@ -47,6 +47,8 @@ pub struct Figures {
     pub total: u64,
     pub registered_now: u64,
     pub recovered: u64,
+    /// Found on the server before anything was sent (reconciliation).
+    pub adopted: u64,
     pub failed_now: u64,
     /// `removed` records written (rollback, repair).
     pub removed_now: u64,
@@ -61,7 +63,7 @@ pub struct Figures {
 
 impl Figures {
     pub fn done(&self) -> u64 {
-        self.registered_now + self.recovered + self.failed_now
+        self.registered_now + self.recovered + self.adopted + self.failed_now
     }
 }
 
@@ -154,6 +156,7 @@ pub struct Summary {
     pub already_done: u64,
     pub registered_now: u64,
     pub recovered: u64,
+    pub adopted: u64,
     pub failed: u64,
     pub invalid: u64,
     pub skipped: u64,
@@ -171,7 +174,7 @@ impl Summary {
     pub fn render(&self) -> String {
         format!(
             "summary: {outcome} (exit {code})\n  rows {rows}, already done {done}, registered now {now}, \
-             recovered {rec}\n  failed {failed}, invalid {invalid}, skipped {skipped}, duplicate rows {dups}, \
+             recovered {rec}, adopted {adopted}\n  failed {failed}, invalid {invalid}, skipped {skipped}, duplicate rows {dups}, \
              left for the next run {left}\n  retries {retries}, throttled answers {thr}, look-ups {look}\n  \
              elapsed {elapsed:.1}s, {rate:.1} registrations/s\n  ledger {ledger}",
             outcome = self.outcome,
@@ -180,6 +183,7 @@ impl Summary {
             done = self.already_done,
             now = self.registered_now,
             rec = self.recovered,
+            adopted = self.adopted,
             failed = self.failed,
             invalid = self.invalid,
             skipped = self.skipped,

@@ -169,6 +169,11 @@ pub struct RunArgs {
     /// Send rows again whose last record is `failed`.
     #[arg(long)]
     pub retry_failed: bool,
+    /// When to read what the server already holds before sending: `auto` whenever the ledger
+    /// does not prove it (a person it has no record of, a pending record), `always`, or
+    /// `never` (only after an unknown outcome).
+    #[arg(long, value_enum, default_value_t = ReconcileArg::Auto)]
+    pub reconcile: ReconcileArg,
     /// Run against the built-in sandbox (in-process, realistic latency, a few 500s); no credentials.
     #[arg(long, conflicts_with_all = ["endpoint", "region"])]
     pub sandbox: bool,
@@ -229,6 +234,9 @@ pub struct CheckArgs {
     /// at most 64 bytes, no per-person limit).
     #[command(flatten)]
     pub target: TargetArgs,
+    /// As for `run`: which persons the estimate counts a server read for.
+    #[arg(long, value_enum, default_value_t = ReconcileArg::Auto)]
+    pub reconcile: ReconcileArg,
 }
 
 impl CheckArgs {
@@ -249,6 +257,23 @@ pub enum TargetArg {
     Mts,
     /// ICE custom recognition libraries (libraries, entities, samples).
     Ice,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReconcileArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<ReconcileArg> for crate::plan::Reconcile {
+    fn from(value: ReconcileArg) -> crate::plan::Reconcile {
+        match value {
+            ReconcileArg::Auto => crate::plan::Reconcile::Auto,
+            ReconcileArg::Always => crate::plan::Reconcile::Always,
+            ReconcileArg::Never => crate::plan::Reconcile::Never,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -125,6 +125,7 @@ mod tests {
             person_id: person.into(),
             person_name: name.map(str::to_string),
             image_url: "https://x/1.jpg".into(),
+            image_key: None,
         }
     }
 

@@ -22,7 +22,7 @@ use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::manifest::{image_key, person_key};
+use crate::manifest::person_key;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -156,10 +156,7 @@ impl Replay {
                     status: image.status,
                     retryable: image.view.retryable.unwrap_or(false),
                 };
-                self.images.insert(
-                    image_key(image.category_id, image.person_id, image.image_url),
-                    state,
-                );
+                self.images.insert(image.key(), state);
             }
             Entry::Run(view) => {
                 let record = RunRecord {
@@ -341,6 +338,7 @@ fn sync_parent_dir(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::image_key;
 
     fn record(status: Status, url: &str) -> Vec<u8> {
         let mut out = Vec::new();

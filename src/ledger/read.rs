@@ -51,6 +51,8 @@ pub struct View<'a> {
     #[serde(borrow, default)]
     pub image_url: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
+    pub image_key: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
     pub person_name: Option<Cow<'a, str>>,
     #[serde(default)]
     pub line: Option<u64>,
@@ -58,6 +60,8 @@ pub struct View<'a> {
     pub face_id: Option<Cow<'a, str>>,
     #[serde(default)]
     pub recovered: Option<bool>,
+    #[serde(default)]
+    pub adopted: Option<bool>,
     #[serde(default)]
     pub attempts: Option<u32>,
     #[serde(borrow, default)]
@@ -125,6 +129,16 @@ impl Image<'_, '_> {
 
     pub fn face_id(&self) -> Option<&str> {
         self.view.face_id.as_deref()
+    }
+
+    /// What makes the image this image: its recorded `image_key`, else its URL.
+    pub fn identity(&self) -> &str {
+        self.view.image_key.as_deref().unwrap_or(self.image_url)
+    }
+
+    /// The image's key (library, person, identity).
+    pub fn key(&self) -> u128 {
+        crate::manifest::image_key(self.category_id, self.person_id, self.identity())
     }
 
     /// The server's id of the image: FaceId (MTS) or SampleId (ICE).

@@ -66,6 +66,10 @@ pub struct ImageRecord {
     pub category_id: String,
     pub person_id: String,
     pub image_url: String,
+    /// The image's identity when it is not its URL: the manifest's `image_key`, or the
+    /// canonical URL of a presigned one. Absent: the URL is the identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub person_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,6 +78,9 @@ pub struct ImageRecord {
     pub face_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered: Option<bool>,
+    /// Found on the server before anything was sent (reconciliation), not registered by us.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,10 +120,12 @@ impl ImageRecord {
             category_id: category_id.to_string(),
             person_id: person_id.to_string(),
             image_url: image_url.to_string(),
+            image_key: None,
             person_name: None,
             line: None,
             face_id: None,
             recovered: None,
+            adopted: None,
             attempts: None,
             error_code: None,
             message: None,
@@ -128,6 +137,15 @@ impl ImageRecord {
             entity_id: None,
             sample_id: None,
         }
+    }
+
+    /// Records the image's identity when it is not its URL as written.
+    pub fn with_identity(mut self, identity: &str) -> ImageRecord {
+        let canonical = crate::manifest::canonical_url(identity);
+        if canonical != self.image_url {
+            self.image_key = Some(canonical.into_owned());
+        }
+        self
     }
 
     /// The server's id of the image: FaceId (MTS) or SampleId (ICE).

@@ -13,16 +13,19 @@ pub struct Columns {
     pub person_id: usize,
     pub image_url: usize,
     pub person_name: Option<usize>,
+    /// An explicit identity for images whose URL does not say what they are.
+    pub image_key: Option<usize>,
     /// The header's names as written (trimmed), for messages.
     pub names: Vec<String>,
 }
 
 /// The known fields: the normalised spelling and the canonical name.
-const KNOWN: [(&str, &str); 4] = [
+const KNOWN: [(&str, &str); 5] = [
     ("categoryid", "category_id"),
     ("personid", "person_id"),
     ("imageurl", "image_url"),
     ("personname", "person_name"),
+    ("imagekey", "image_key"),
 ];
 
 /// The first three of `KNOWN` are required.
@@ -90,6 +93,7 @@ pub(super) fn parse(
         Some(person_id),
         Some(image_url),
         person_name,
+        image_key,
     ] = found
     else {
         let missing = (0..REQUIRED)
@@ -108,6 +112,7 @@ pub(super) fn parse(
         person_id,
         image_url,
         person_name,
+        image_key,
         names,
     })
 }

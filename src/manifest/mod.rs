@@ -16,7 +16,8 @@ use csv::{ByteRecord, Position};
 pub use error::ManifestError;
 pub use header::Columns;
 pub use validate::{
-    fold_id, image_key, is_system_library, library_key, person_key, validate_id, validate_url,
+    canonical_url, fold_id, image_key, is_system_library, library_key, person_key, validate_id,
+    validate_url,
 };
 
 /// A row that passed every check; ids, URL and name are trimmed.
@@ -29,6 +30,15 @@ pub struct Row {
     /// `None` when the column is absent or the cell is empty.
     pub person_name: Option<String>,
     pub image_url: String,
+    /// The `image_key` column: an identity of the image's own, when its URL does not say it.
+    pub image_key: Option<String>,
+}
+
+impl Row {
+    /// What makes this image this image: its `image_key`, else its canonical URL.
+    pub fn identity(&self) -> &str {
+        self.image_key.as_deref().unwrap_or(&self.image_url)
+    }
 }
 
 /// A row that failed a check. The values are as raw as possible (trimmed, lossy UTF-8) so the
@@ -103,6 +113,7 @@ impl Reader {
                 person_id: 0,
                 image_url: 0,
                 person_name: None,
+                image_key: None,
                 names: Vec::new(),
             },
             last_multiline: None,

@@ -14,6 +14,7 @@ struct Fields<'a> {
     person_id: &'a str,
     image_url: &'a str,
     person_name: Option<&'a str>,
+    image_key: Option<&'a str>,
 }
 
 /// Turns a record that starts on `line` into an entry.
@@ -24,6 +25,7 @@ pub(super) fn to_entry(record: &ByteRecord, columns: &Columns, line: u64) -> Ent
             category_id: fields.category_id.to_owned(),
             person_id: fields.person_id.to_owned(),
             person_name: fields.person_name.map(str::to_owned),
+            image_key: fields.image_key.map(str::to_owned),
             image_url: fields.image_url.to_owned(),
         }),
         Err((column, reason)) => Entry::Invalid(InvalidRow {
@@ -64,11 +66,21 @@ fn check<'a>(record: &'a ByteRecord, columns: &Columns) -> Result<Fields<'a>, Pr
         }
         _ => None,
     };
+    let image_key = match columns.image_key {
+        Some(index) if index < record.len() => {
+            Some(text(record, columns, index, "image_key")?).filter(|key| !key.is_empty())
+        }
+        _ => None,
+    };
+    if let Some(key) = image_key {
+        validate_id(key, "image_key").map_err(|reason| (Some("image_key"), reason.0))?;
+    }
     Ok(Fields {
         category_id,
         person_id,
         image_url,
         person_name,
+        image_key,
     })
 }
 

@@ -345,6 +345,7 @@ fn trims_ids_url_and_name() {
             person_id: "alice".into(),
             person_name: Some("Alice Smith".into()),
             image_url: "https://h/a.jpg".into(),
+            image_key: None,
         }
     );
 }

@@ -170,16 +170,96 @@ pub fn person_key(category_id: &str, person_id: &str) -> u128 {
     hasher.digest128()
 }
 
-/// The key of an image: xxh3-128 of `fold(category) + '\0' + fold(person) + '\0' + url`,
-/// the URL compared exactly after trimming (paths are case-sensitive).
-pub fn image_key(category_id: &str, person_id: &str, image_url: &str) -> u128 {
+/// The key of an image: xxh3-128 of `fold(category) + '\0' + fold(person) + '\0' + identity`,
+/// where the identity is the image's canonical URL ([`canonical_url`]; an `image_key` column's
+/// value passes through unchanged, as it is no URL). The same image presigned afresh, or
+/// written with another host case or an explicit default port, has one key.
+pub fn image_key(category_id: &str, person_id: &str, identity: &str) -> u128 {
     let mut hasher = Xxh3Default::new();
     update_folded(&mut hasher, category_id);
     hasher.update(b"\0");
     update_folded(&mut hasher, person_id);
     hasher.update(b"\0");
-    hasher.update(image_url.trim().as_bytes());
+    hasher.update(canonical_url(identity).as_bytes());
     hasher.digest128()
+}
+
+/// Query parameters that only grant access to an object, never name it: OSS V1 and V4
+/// presigning, S3-style presigning (`X-Amz-*`), Alibaba CDN URL auth. Compared ignoring case.
+fn grants_access_only(name: &str) -> bool {
+    const EXACT: [&str; 11] = [
+        "expires",
+        "ossaccesskeyid",
+        "signature",
+        "security-token",
+        "x-oss-credential",
+        "x-oss-date",
+        "x-oss-expires",
+        "x-oss-security-token",
+        "x-oss-additional-headers",
+        "auth_key",
+        "x-oss-signature",
+    ];
+    let lower = name.to_ascii_lowercase();
+    EXACT.contains(&lower.as_str())
+        || lower.starts_with("x-oss-signature")
+        || lower.starts_with("x-amz-")
+}
+
+/// The identity of an image URL: scheme and host lower-cased, the default port and any user
+/// info dropped, the path as written (`/` when empty), query parameters sorted with those that
+/// only grant access removed, no fragment. Text that is not an http(s) URL is returned as it
+/// is (trimmed).
+pub fn canonical_url(url: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let url = url.trim();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Cow::Borrowed(url);
+    };
+    let https = scheme.eq_ignore_ascii_case("https");
+    if !https && !scheme.eq_ignore_ascii_case("http") {
+        return Cow::Borrowed(url);
+    }
+    let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
+    let (authority_path, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    let (authority, path) = match authority_path.find('/') {
+        Some(at) => authority_path.split_at(at),
+        None => (authority_path, ""),
+    };
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let default_port = if https { ":443" } else { ":80" };
+    let host = host.strip_suffix(default_port).unwrap_or(host);
+    let plain = scheme.bytes().all(|b| b.is_ascii_lowercase())
+        && !host.bytes().any(|b| b.is_ascii_uppercase())
+        && host.len() == authority.len()
+        && !path.is_empty()
+        && query.is_none()
+        && rest.len() == url.len() - scheme.len() - 3;
+    if plain {
+        return Cow::Borrowed(url);
+    }
+    let mut out = String::with_capacity(url.len());
+    out.push_str(if https { "https://" } else { "http://" });
+    out.push_str(&host.to_ascii_lowercase());
+    out.push_str(if path.is_empty() { "/" } else { path });
+    if let Some(query) = query {
+        let mut params: Vec<&str> = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .filter(|p| !grants_access_only(p.split_once('=').map_or(p, |(name, _)| name)))
+            .collect();
+        params.sort_unstable();
+        if !params.is_empty() {
+            out.push('?');
+            out.push_str(&params.join("&"));
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Feeds `fold_id(id)` to the hasher without allocating for ASCII ids; the streaming digest
@@ -355,6 +435,46 @@ mod tests {
         assert_eq!(
             image_key("Staff", "Bob", "http://h/P.jpg"),
             xxh3_128(b"staff\0bob\0http://h/P.jpg")
+        );
+    }
+
+    #[test]
+    fn presigned_urls_of_one_object_have_one_canonical_url() {
+        let plain = "https://bucket.oss-cn-shanghai.aliyuncs.com/p1/1.jpg";
+        for signed in [
+            "https://bucket.oss-cn-shanghai.aliyuncs.com/p1/1.jpg?Expires=1700000000&OSSAccessKeyId=LTAI&Signature=abc%3D",
+            "https://bucket.oss-cn-shanghai.aliyuncs.com/p1/1.jpg?OSSAccessKeyId=X&Expires=1&Signature=z&security-token=t",
+            "https://bucket.oss-cn-shanghai.aliyuncs.com/p1/1.jpg?x-oss-signature-version=OSS4-HMAC-SHA256&x-oss-credential=c&x-oss-date=d&x-oss-expires=60&x-oss-signature=s&x-oss-additional-headers=host",
+            "https://bucket.oss-cn-shanghai.aliyuncs.com/p1/1.jpg?X-Amz-Algorithm=A&X-Amz-Signature=s",
+            "https://bucket.oss-cn-shanghai.aliyuncs.com/p1/1.jpg?auth_key=1-0-0-abc",
+            "HTTPS://Bucket.OSS-cn-shanghai.aliyuncs.com:443/p1/1.jpg#top",
+        ] {
+            assert_eq!(canonical_url(signed), plain, "{signed}");
+        }
+    }
+
+    #[test]
+    fn the_path_and_the_naming_parameters_still_tell_images_apart() {
+        assert_ne!(
+            canonical_url("https://x.example.com/p1/1.jpg"),
+            canonical_url("https://x.example.com/P1/1.jpg")
+        );
+        assert_eq!(
+            canonical_url("http://x.example.com:80?b=2&a=1&Signature=s"),
+            "http://x.example.com/?a=1&b=2"
+        );
+        assert_eq!(
+            canonical_url("http://x.example.com:8080/a"),
+            "http://x.example.com:8080/a"
+        );
+        assert_eq!(canonical_url(" my-own-key "), "my-own-key");
+        assert_eq!(
+            image_key(
+                "L",
+                "A",
+                "https://x.example.com/a.jpg?Expires=1&Signature=2"
+            ),
+            image_key("l", "a", "https://X.example.com/a.jpg")
         );
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::exit::Exit;
 use crate::ledger::{self as scan, Entry};
 use crate::ledger::{KeyMap, Status};
-use crate::manifest::{fold_id, image_key};
+use crate::manifest::fold_id;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -92,7 +92,7 @@ pub fn collect(config: &ExportConfig) -> Result<Vec<Row>, super::OpsError> {
     let mut index: KeyMap<usize> = KeyMap::default();
     scan::scan(&config.ledger, false, |entry| {
         let Entry::Image(image) = entry else { return };
-        let key = image_key(image.category_id, image.person_id, image.image_url);
+        let key = image.key();
         let slot = index.get(&key).copied();
         if image.status != Status::Registered {
             if let Some(at) = slot {

@@ -18,7 +18,7 @@ use crate::exit::Exit;
 use crate::ledger::{
     self, Entry, ImageRecord, KeyMap, LedgerError, Lock, ObjectKind, Record, Status, TargetName,
 };
-use crate::manifest::{fold_id, image_key, person_key};
+use crate::manifest::{fold_id, person_key};
 use crate::pipeline::journal::Journal;
 use crate::pipeline::recorder::{Event, Events};
 use crate::pipeline::schedule::schedule;
@@ -216,7 +216,7 @@ fn collect<T: Target>(
             Entry::Image(image) => image,
         };
         run_seen |= Some(image.run()) == wanted;
-        let key = image_key(image.category_id, image.person_id, image.image_url);
+        let key = image.key();
         let item = match (image.status, image.server_id(), T::place_of(image.view)) {
             (Status::Registered, Some(id), Some(place)) if ours(image.is_mts()) => Some((
                 image.run().to_string(),

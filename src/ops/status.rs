@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::exit::Exit;
 use crate::ledger::{self as scan, Entry, View};
 use crate::ledger::{self, KeyMap, Status};
-use crate::manifest::{fold_id, image_key};
+use crate::manifest::fold_id;
 use crate::plan;
 
 /// Validated flags of `status`.
@@ -158,6 +158,7 @@ fn plan_manifest(
     let options = plan::Options {
         retry_failed: false,
         keep_work: false,
+        reconcile: plan::Reconcile::Auto,
     };
     let plan = crate::pipeline::plan_from_files(path, &replay, options)?;
     let c = plan.counts;
@@ -201,7 +202,7 @@ impl Tally {
                     .push((image.category_id.trim().to_string(), t.clone()));
                 next
             });
-        let key = image_key(image.category_id, image.person_id, image.image_url);
+        let key = image.key();
         self.images.insert(key, (index, image.status));
     }
 

@@ -281,6 +281,7 @@ mod tests {
         let options = plan::Options {
             retry_failed: false,
             keep_work: true,
+            reconcile: Default::default(),
         };
         let plan = plan::plan(reader, &replay, options).unwrap();
         let lookup = plan.jobs.iter().any(|j| j.needs_lookup);

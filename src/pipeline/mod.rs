@@ -68,6 +68,8 @@ pub struct RunConfig {
     pub concurrency: usize,
     pub max_duration: Option<Duration>,
     pub retry_failed: bool,
+    /// When to read the server before sending (`--reconcile`).
+    pub reconcile: plan::Reconcile,
     pub progress: ProgressMode,
 }
 
@@ -169,6 +171,7 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
         counts,
         jobs,
         mut rejected,
+        ..
     } = plan;
     // The context (and with it the last `Events` of the workers) is gone once `drive` returns.
     let (run_id_c, events_c) = (run_id.clone(), events.clone());
@@ -228,14 +231,16 @@ async fn read_and_plan(config: &RunConfig) -> Result<(Plan, u64), RunError> {
     let options = plan::Options {
         retry_failed: config.retry_failed,
         keep_work: true,
+        reconcile: config.reconcile,
     };
     let manifest_path = config.manifest.clone();
     let rules = config.target.rules();
-    let plan = tokio::task::spawn_blocking(move || {
+    let mut plan = tokio::task::spawn_blocking(move || {
         plan_files_with(&manifest_path, &replay, options, rules)
     })
     .await
     .map_err(join_err)??;
+    plan.read_libraries_from(config.target.library_read_threshold());
     Ok((plan, torn))
 }
 
@@ -248,6 +253,7 @@ fn fill(
 ) {
     summary.registered_now = figures.registered_now;
     summary.recovered = figures.recovered;
+    summary.adopted = figures.adopted;
     summary.failed = figures.failed_now + counts.previously_failed;
     summary.left = figures.left;
     summary.retries = Tally::get(&tally.retries);
@@ -336,6 +342,7 @@ async fn drive<T: crate::target::Target>(
         caller,
         events,
         run_id,
+        libraries: Default::default(),
     });
     schedule::schedule(
         jobs,

@@ -238,6 +238,7 @@ fn sync(
 enum Counted {
     Registered,
     Recovered,
+    Adopted,
     Removed,
     /// Refused for good: counted, and kept for the rejects file.
     Failed(Box<Rejected>),
@@ -249,6 +250,7 @@ impl Counted {
     fn of(record: &ImageRecord) -> Counted {
         match record.status {
             Status::Registered if record.recovered == Some(true) => Counted::Recovered,
+            Status::Registered if record.adopted == Some(true) => Counted::Adopted,
             Status::Registered => Counted::Registered,
             Status::Removed => Counted::Removed,
             Status::Failed if record.retryable != Some(true) => {
@@ -274,6 +276,7 @@ impl Counted {
         match self {
             Counted::Registered => figures.registered_now += 1,
             Counted::Recovered => figures.recovered += 1,
+            Counted::Adopted => figures.adopted += 1,
             Counted::Removed => figures.removed_now += 1,
             Counted::Failed(row) => {
                 figures.failed_now += 1;

@@ -182,13 +182,17 @@ fn job(images: &[&str], needs_lookup: bool) -> PersonJob {
         person_id: "alice".into(),
         person_name: None,
         needs_lookup,
+        reconcile: false,
+        read_library: false,
         images: images
             .iter()
             .enumerate()
             .map(|(i, url)| ImageWork {
                 line: i as u64 + 2,
                 image_url: url.to_string(),
+                image_key: None,
                 key: 0,
+                unsettled: needs_lookup,
             })
             .collect(),
     }
@@ -222,6 +226,7 @@ async fn run(fake: &Fake, job: PersonJob) -> Vec<(Status, Option<String>, bool)>
         caller,
         events: events.clone(),
         run_id: "r".into(),
+        libraries: Default::default(),
     };
     process(&context, job).await;
     drop(context);

@@ -5,9 +5,13 @@
 //! recorded with the server's id, not sent twice.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
 
 use crate::caller::{Caller, Created, Halt};
 use crate::ledger::{ImageRecord, Record, Status};
+use crate::manifest::{canonical_url, fold_id};
 use crate::pipeline::recorder::{Event, Events};
 use crate::plan::{ImageWork, PersonJob};
 use crate::stop::StopReason;
@@ -18,19 +22,66 @@ pub(crate) struct Context<T: Target> {
     pub caller: Caller,
     pub events: Events,
     pub run_id: String,
+    /// Libraries read whole, once per run: folded library name → folded person → images.
+    pub libraries: Libraries,
 }
 
-/// Image URL → the server's id, as the server holds them for one person.
+/// Folded library name → the one cell that reads it.
+pub(crate) type Libraries = Mutex<HashMap<String, Arc<OnceCell<HashMap<String, Vec<Held>>>>>>;
+
+/// Canonical image URL → the server's id, as the server holds them for one person.
 type Known = HashMap<String, String>;
 
 fn known(held: Vec<Held>) -> Known {
     let mut known = Known::new();
     for image in held {
         if let Some(url) = image.image_url {
-            known.entry(url).or_insert(image.id);
+            known
+                .entry(canonical_url(&url).into_owned())
+                .or_insert(image.id);
         }
     }
     known
+}
+
+fn find<'k>(known: &'k Known, image: &ImageWork) -> Option<&'k String> {
+    known.get(canonical_url(&image.image_url).as_ref())
+}
+
+/// What the server holds for the person: from its library read once (shared with the
+/// library's other persons), or read for the person alone.
+async fn read_person<T: Target>(
+    ctx: &Context<T>,
+    job: &PersonJob,
+    place: &T::Place,
+) -> Result<Vec<Held>, Halt> {
+    if !job.read_library {
+        return ctx.target.held(&ctx.caller, place).await;
+    }
+    let cell = {
+        let mut libraries = ctx.libraries.lock().unwrap_or_else(|p| p.into_inner());
+        libraries
+            .entry(fold_id(&job.category_id))
+            .or_default()
+            .clone()
+    };
+    let persons = cell
+        .get_or_try_init(|| async {
+            let library = ctx.target.library(&ctx.caller, &job.category_id).await?;
+            let mut persons: HashMap<String, Vec<Held>> = HashMap::new();
+            for person in library.persons {
+                persons
+                    .entry(fold_id(&person.person_id))
+                    .or_default()
+                    .extend(person.images);
+            }
+            Ok::<_, Halt>(persons)
+        })
+        .await?;
+    Ok(persons
+        .get(&fold_id(&job.person_id))
+        .cloned()
+        .unwrap_or_default())
 }
 
 fn person(job: &PersonJob) -> Person<'_> {
@@ -53,8 +104,8 @@ pub(crate) async fn process<T: Target>(ctx: &Context<T>, job: PersonJob) {
         ctx.events.send(Event::Record(Record::Created(record)));
     }
     let place = placed.place;
-    let known = if job.needs_lookup && !T::is_fresh(&place) {
-        match ctx.target.held(&ctx.caller, &place).await {
+    let known = if job.reads_first() && !T::is_fresh(&place) {
+        match read_person(ctx, &job, &place).await {
             Ok(held) => known(held),
             Err(halt) => return leave(ctx, &job, &job.images, halt, Some(&place)),
         }
@@ -67,7 +118,7 @@ pub(crate) async fn process<T: Target>(ctx: &Context<T>, job: PersonJob) {
     let to_send: Vec<ImageRecord> = job
         .images
         .iter()
-        .filter(|image| !known.contains_key(&image.image_url))
+        .filter(|image| find(&known, image).is_none())
         .map(|image| record(ctx, &job, image, Status::Pending, Some(&place)))
         .collect();
     if !to_send.is_empty() && !ctx.events.pending(to_send).await {
@@ -77,13 +128,14 @@ pub(crate) async fn process<T: Target>(ctx: &Context<T>, job: PersonJob) {
         return;
     }
     for (done, image) in job.images.iter().enumerate() {
-        if let Some(id) = known.get(&image.image_url) {
+        if let Some(id) = find(&known, image) {
             let created = Created {
                 id: id.clone(),
                 recovered: true,
                 attempts: 0,
             };
-            registered(ctx, &job, image, &place, created);
+            // After an unknown outcome it is recovered; otherwise it was there before: adopted.
+            registered(ctx, &job, image, &place, created, !image.unsettled);
             continue;
         }
         if ctx.caller.stop().is_stopping() {
@@ -113,12 +165,12 @@ async fn create<T: Target>(
             || ctx.target.create(place, person(job), url),
             || async {
                 let held = ctx.target.held(&ctx.caller, place).await?;
-                Ok(known(held).remove(url))
+                Ok(find(&known(held), image).cloned())
             },
         )
         .await;
     match result {
-        Ok(created) => registered(ctx, job, image, place, created),
+        Ok(created) => registered(ctx, job, image, place, created, false),
         Err(Halt::Stopped | Halt::Fatal) => {
             // The pending record stays: the next run reads the person back before sending.
             ctx.events.send(Event::Left(1));
@@ -135,10 +187,15 @@ fn registered<T: Target>(
     image: &ImageWork,
     place: &T::Place,
     created: Created,
+    adopted: bool,
 ) {
     let mut record = record(ctx, job, image, Status::Registered, Some(place));
     T::set_id(&mut record, created.id);
-    record.recovered = created.recovered.then_some(true);
+    if adopted {
+        record.adopted = Some(true);
+    } else {
+        record.recovered = created.recovered.then_some(true);
+    }
     record.attempts = (created.attempts > 0).then_some(created.attempts);
     ctx.events.send(Event::Outcome(record));
 }
@@ -177,13 +234,15 @@ fn record<T: Target>(
     status: Status,
     place: Option<&T::Place>,
 ) -> ImageRecord {
+    let identity = image.image_key.as_deref().unwrap_or(&image.image_url);
     let mut record = ImageRecord::new(
         &ctx.run_id,
         status,
         &job.category_id,
         &job.person_id,
         &image.image_url,
-    );
+    )
+    .with_identity(identity);
     record.line = Some(image.line);
     if status == Status::Registered {
         record.person_name = job.person_name.clone();

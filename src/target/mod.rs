@@ -231,6 +231,15 @@ impl TargetKind {
         }
     }
 
+    /// From how many persons to read in one library the run reads the whole library at once
+    /// (see `plan::Plan::read_libraries_from`); `None`: always person by person.
+    pub fn library_read_threshold(self) -> Option<usize> {
+        match self {
+            TargetKind::Mts => Some(2),
+            TargetKind::Ice(_) => None,
+        }
+    }
+
     /// The account's budget per operation: 100/s for MTS, 50/s for ICE.
     pub fn default_qps(self) -> u32 {
         match self {

@@ -12,3 +12,4 @@ mod properties;
 mod reliability;
 mod run;
 mod secrets;
+mod server_truth;
