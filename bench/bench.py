@@ -132,7 +132,21 @@ def audit(state):
         for p in c["persons"]:
             for f in p["faces"]:
                 copies[f["image_url"]] = copies.get(f["image_url"], 0) + 1
+    for lib in state["ice"]["libs"]:
+        for e in lib["entities"]:
+            for s in e["samples"]:
+                url = s.get("image_url")
+                copies[url] = copies.get(url, 0) + 1
     return copies
+
+
+def server_rate(stats):
+    """Successful creates per second between the first and the last, as the server saw them."""
+    for action in ("RegisterCustomFace", "CreateRecognitionSample"):
+        w = stats.get("applied_by_action", {}).get(action)
+        if w and w["count"] > 1 and w["last_ms"] > w["first_ms"]:
+            return round((w["count"] - 1) * 1000.0 / (w["last_ms"] - w["first_ms"]), 2)
+    return None
 
 
 def audit_row(state, total):
@@ -146,6 +160,8 @@ def audit_row(state, total):
         "throttled": stats["throttled"],
         "requests": stats["requests"],
         "throttled_pct": round(100.0 * stats["throttled"] / max(stats["requests"], 1), 2),
+        "server_rate_per_s": server_rate(stats),
+        "by_action": stats.get("by_action"),
     }
 
 
@@ -239,9 +255,42 @@ def scenario_baseline(work, quick):
 
 
 def scenario_paced(work, quick):
+    """Issue 14's figures: the create rate as the server sees it, at the default settings."""
     shape = (120, 5) if quick else (600, 5)
-    return run_import(work, "paced-100qps-50ms", shape,
-                      ["--mts-qps", "100", "--latency-ms", "50"], [])
+    return [
+        run_import(work, "paced-100qps-50ms", shape,
+                   ["--mts-qps", "100", "--latency-ms", "50"], []),
+        run_import(work, "paced-100qps-50ms-2pct-before-2pct-after", shape,
+                   ["--mts-qps", "100", "--latency-ms", "50", "--error-before", "0.02",
+                    "--error-after", "0.02"], []),
+        run_import(work, "ice-samples-50qps-50ms", shape,
+                   ["--ice-qps", "50", "--latency-ms", "50"], ["--target", "ice"]),
+    ]
+
+
+def scenario_reconcile(work, quick):
+    """Issue 11: what reading the server first costs when the ledger is new, for a library
+    that is empty and for one that already holds every image (requests, seconds)."""
+    persons, per_person = (2_000, 5) if quick else (20_000, 5)
+    manifest = os.path.join(work, "reconcile.csv")
+    n = write_manifest(manifest, persons, per_person)
+    rows = []
+    sandbox = Sandbox("--mts-qps", "0")
+    try:
+        for case in ("empty library", "full library"):
+            ledger = os.path.join(work, f"reconcile-{case.split()[0]}.ledger.jsonl")
+            before = sandbox.state()["stats"]["by_action"]
+            code, wall, cpu, rss = measure(
+                [BIN, "run", manifest, "--ledger", ledger, "--endpoint", sandbox.url,
+                 "--progress", "off", "-q", "--qps", "0", "--concurrency", "64"], env=tool_env())
+            after = sandbox.state()["stats"]["by_action"]
+            sent = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+            rows.append({"scenario": f"new ledger, {n:,} rows, {case}", "exit": code,
+                         "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+                         "peak_rss_mib": round(rss, 1), "requests": sent})
+    finally:
+        sandbox.close()
+    return rows
 
 
 PERF_TOP = 12
@@ -331,8 +380,9 @@ def scenario_scale(work, quick):
 
 
 SCENARIOS = {"baseline": scenario_baseline, "paced": scenario_paced,
-             "unlimited": scenario_unlimited, "scale": scenario_scale}
-ORDER = ["baseline", "unlimited", "scale", "paced"]
+             "unlimited": scenario_unlimited, "scale": scenario_scale,
+             "reconcile": scenario_reconcile}
+ORDER = ["baseline", "unlimited", "scale", "reconcile", "paced"]
 
 
 def machine():

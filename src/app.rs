@@ -263,9 +263,11 @@ fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
             tracing::info!(
                 outcome = %s.outcome, exit_code = s.exit_code, rows = s.rows,
                 already_done = s.already_done, registered_now = s.registered_now,
-                recovered = s.recovered, failed = s.failed, invalid = s.invalid,
+                recovered = s.recovered, adopted = s.adopted, failed = s.failed, invalid = s.invalid,
                 skipped = s.skipped, duplicates = s.duplicates, left = s.left,
                 retries = s.retries, throttled = s.throttled, lookups = s.lookups,
+                requests = s.requests, requests_create = s.requests_create,
+                requests_read = s.requests_read, requests_remove = s.requests_remove,
                 elapsed_s = s.elapsed_s, rate_per_s = s.rate_per_s, ledger = %s.ledger,
                 "summary"
             );

@@ -165,6 +165,11 @@ pub struct Summary {
     pub retries: u64,
     pub throttled: u64,
     pub lookups: u64,
+    /// Requests sent, in all and per operation (each has its own budget).
+    pub requests: u64,
+    pub requests_create: u64,
+    pub requests_read: u64,
+    pub requests_remove: u64,
     pub elapsed_s: f64,
     pub rate_per_s: f64,
     pub ledger: String,
@@ -176,6 +181,7 @@ impl Summary {
             "summary: {outcome} (exit {code})\n  rows {rows}, already done {done}, registered now {now}, \
              recovered {rec}, adopted {adopted}\n  failed {failed}, invalid {invalid}, skipped {skipped}, duplicate rows {dups}, \
              left for the next run {left}\n  retries {retries}, throttled answers {thr}, look-ups {look}\n  \
+             requests {req} (creates {creates}, reads {reads}, removals {removes})\n  \
              elapsed {elapsed:.1}s, {rate:.1} registrations/s\n  ledger {ledger}",
             outcome = self.outcome,
             code = self.exit_code,
@@ -192,6 +198,10 @@ impl Summary {
             retries = self.retries,
             thr = self.throttled,
             look = self.lookups,
+            req = self.requests,
+            creates = self.requests_create,
+            reads = self.requests_read,
+            removes = self.requests_remove,
             elapsed = self.elapsed_s,
             rate = self.rate_per_s,
             ledger = self.ledger,

@@ -129,8 +129,28 @@ pub fn for_run(summary: &Summary) -> Vec<Metric> {
         ),
         gauge(
             "face_enroll_last_run_lookups",
-            "ListCustomPersons look-ups made in the last run to settle unknown outcomes.",
+            "Look-ups made in the last run to settle unknown outcomes.",
             n(summary.lookups),
+        ),
+        gauge(
+            "face_enroll_last_run_adopted",
+            "Images found on the server and adopted instead of being sent (reconciliation).",
+            n(summary.adopted),
+        ),
+        gauge(
+            "face_enroll_last_run_requests_create",
+            "Create requests sent in the last run (RegisterCustomFace / CreateRecognitionSample).",
+            n(summary.requests_create),
+        ),
+        gauge(
+            "face_enroll_last_run_requests_read",
+            "Listing requests sent in the last run (look-ups and reconciliation).",
+            n(summary.requests_read),
+        ),
+        gauge(
+            "face_enroll_last_run_requests_remove",
+            "Removal requests sent in the last run.",
+            n(summary.requests_remove),
         ),
     ]);
     metrics

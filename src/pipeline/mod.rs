@@ -259,6 +259,10 @@ fn fill(
     summary.retries = Tally::get(&tally.retries);
     summary.throttled = Tally::get(&tally.throttled);
     summary.lookups = Tally::get(&tally.lookups);
+    summary.requests = Tally::get(&tally.requests);
+    summary.requests_create = Tally::get(&tally.creates);
+    summary.requests_read = Tally::get(&tally.reads);
+    summary.requests_remove = Tally::get(&tally.removes);
     summary.elapsed_s = started.elapsed().as_secs_f64();
     let done = (figures.registered_now + figures.recovered) as f64;
     summary.rate_per_s = if summary.elapsed_s > 0.0 {

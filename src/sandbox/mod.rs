@@ -43,7 +43,7 @@ pub use config::{
 };
 pub use mts::{CATEGORY_NOT_FOUND, FACE_NOT_FOUND, PERSON_NOT_FOUND};
 pub use snapshot::{
-    CategorySnapshot, EntitySnapshot, FaceSnapshot, IceSnapshot, LibSnapshot, MtsSnapshot,
+    Applied, CategorySnapshot, EntitySnapshot, FaceSnapshot, IceSnapshot, LibSnapshot, MtsSnapshot,
     PersonSnapshot, SampleSnapshot, StateSnapshot, Stats,
 };
 

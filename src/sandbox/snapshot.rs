@@ -68,6 +68,25 @@ pub struct SampleSnapshot {
     pub label_prompt: Option<String>,
 }
 
+/// Successful state changes of one action, and their time span.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Applied {
+    pub count: u64,
+    pub first_ms: u64,
+    pub last_ms: u64,
+}
+
+impl Applied {
+    /// Successes per second between the first and the last.
+    pub fn rate(&self) -> f64 {
+        let span = self.last_ms.saturating_sub(self.first_ms) as f64 / 1000.0;
+        if self.count < 2 || span <= 0.0 {
+            return 0.0;
+        }
+        (self.count - 1) as f64 / span
+    }
+}
+
 /// Counters since start.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
@@ -83,6 +102,10 @@ pub struct Stats {
     pub auth_rejected: u64,
     /// Injected faults per kind (`error_before`, ..., `throttle`).
     pub faults: BTreeMap<String, u64>,
+    /// Per state-changing action: how many succeeded, and when the first and the last did
+    /// (Unix milliseconds): the rate as the server saw it.
+    #[serde(default)]
+    pub applied_by_action: BTreeMap<String, Applied>,
     /// Temporary credentials handed out (STS, ECS metadata, credentials URI).
     #[serde(default)]
     pub credentials_issued: u64,

@@ -83,6 +83,19 @@ impl State {
         };
         if result.is_ok() && action.changes_state() {
             self.stats.applied += 1;
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let window = self
+                .stats
+                .applied_by_action
+                .entry(action.name().to_string())
+                .or_default();
+            if window.count == 0 {
+                window.first_ms = now_ms;
+            }
+            window.count += 1;
+            window.last_ms = now_ms;
         }
         result
     }
