@@ -13,7 +13,10 @@ use std::time::Duration;
 use crate::api::{ApiError, ErrorClass};
 use crate::clock::{self, Jitter};
 use crate::exit::Exit;
-use crate::pacer::{ActionClass, PacerSet, Scope};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::pacer::{Pacer, PacerSet, Scope};
 use crate::retry::{Policy, Verdict};
 use crate::stop::Stop;
 
@@ -75,6 +78,22 @@ impl Tally {
     }
 }
 
+/// A pacer shared by every operation (account scope) or one operation's own.
+enum PacerRef<'a> {
+    Shared(&'a Pacer),
+    Own(Arc<Pacer>),
+}
+
+impl std::ops::Deref for PacerRef<'_> {
+    type Target = Pacer;
+    fn deref(&self) -> &Pacer {
+        match self {
+            PacerRef::Shared(pacer) => pacer,
+            PacerRef::Own(pacer) => pacer,
+        }
+    }
+}
+
 /// A create that succeeded, or was found applied after an unknown outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Created {
@@ -123,7 +142,11 @@ pub struct Pace {
 }
 
 pub struct Caller {
+    /// Account scope: one shared window. Action scope: one pacer per operation (each API
+    /// page states its own limit), made on first use with its class's budget.
     pacers: PacerSet,
+    per_operation: Option<Mutex<HashMap<&'static str, Arc<Pacer>>>>,
+    budgets: [u32; 3],
     policy: Policy,
     jitter: Jitter,
     stop: Arc<Stop>,
@@ -135,6 +158,8 @@ impl Caller {
     pub fn new(pace: Pace, stop: Arc<Stop>) -> Caller {
         Caller {
             pacers: PacerSet::new(pace.scope, pace.qps, pace.read_qps, pace.remove_qps),
+            per_operation: (pace.scope == Scope::Action).then(Default::default),
+            budgets: [pace.qps, pace.read_qps, pace.remove_qps],
             policy: Policy::new(pace.max_attempts.max(1)),
             jitter: Jitter::from_seed(pace.seed),
             stop,
@@ -151,11 +176,6 @@ impl Caller {
         &self.tally
     }
 
-    /// The current pace of creates, for the progress display.
-    pub fn current_rate(&self) -> f64 {
-        self.pacers.for_action(ActionClass::Create).current_rate()
-    }
-
     /// A call that is safe to repeat (a listing): retried on any failure retrying can help.
     pub async fn read<T, F, Fut>(&self, name: &'static str, mut attempt: F) -> Result<T, Halt>
     where
@@ -169,7 +189,8 @@ impl Caller {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
-            self.after_failure(Action::Read, &error, attempts).await?;
+            self.after_failure(Action::Read, name, &error, attempts)
+                .await?;
         }
     }
 
@@ -214,7 +235,10 @@ impl Caller {
                 }
                 Err(error) => error,
             };
-            if self.after_failure(Action::Create, &error, attempts).await? {
+            if self
+                .after_failure(Action::Create, name, &error, attempts)
+                .await?
+            {
                 // Answered (a 5xx): done on the server. No answer: it may still be in flight.
                 unknown_since = Some(match error.status() {
                     Some(_) => clock::instant() - self.settle_after,
@@ -255,7 +279,10 @@ impl Caller {
                     true => Err(Halt::Refused(error)),
                 };
             }
-            if self.after_failure(Action::Remove, &error, attempts).await? {
+            if self
+                .after_failure(Action::Remove, name, &error, attempts)
+                .await?
+            {
                 if error.status().is_none() {
                     self.settle(sent).await?;
                 }
@@ -275,7 +302,7 @@ impl Caller {
         attempt: u32,
         call: impl Future<Output = Result<T, ApiError>>,
     ) -> Result<Result<T, ApiError>, Halt> {
-        let pacer = self.pacers.for_action(action);
+        let pacer = self.pacer(action, name);
         if !pacer.acquire_or_cancel(self.stop.token()).await {
             return Err(Halt::Stopped);
         }
@@ -302,11 +329,30 @@ impl Caller {
         Ok(result)
     }
 
+    /// The pacer of operation `name` (of class `action`).
+    fn pacer(&self, action: Action, name: &'static str) -> PacerRef<'_> {
+        let Some(map) = &self.per_operation else {
+            return PacerRef::Shared(self.pacers.for_action(action));
+        };
+        let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+        let budget = self.budgets[match action {
+            Action::Create => 0,
+            Action::Read => 1,
+            Action::Remove => 2,
+        }];
+        PacerRef::Own(
+            map.entry(name)
+                .or_insert_with(|| Arc::new(Pacer::new(budget)))
+                .clone(),
+        )
+    }
+
     /// Judges a failed attempt and waits before the next; `Ok(true)` when the attempt's outcome
     /// is unknown (it may have been applied).
     async fn after_failure(
         &self,
         action: Action,
+        name: &'static str,
         error: &ApiError,
         attempts: u32,
     ) -> Result<bool, Halt> {
@@ -336,9 +382,7 @@ impl Caller {
             } => {
                 if throttled {
                     Tally::add(&self.tally.throttled);
-                    self.pacers
-                        .for_action(action)
-                        .throttled(error.retry_after());
+                    self.pacer(action, name).throttled(error.retry_after());
                 }
                 (after, unknown)
             }

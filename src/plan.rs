@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
 
-use crate::ledger::{KeyHasher, KeyMap, Replay, Status};
+use crate::ledger::{KeyHasher, KeyMap, PersonMap, Replay, Status};
 use crate::manifest::{Entry, InvalidRow, ManifestError, Row, image_key, library_key, person_key};
 
 /// The service refuses an eleventh face for a person.
@@ -159,14 +159,15 @@ struct Planner<'a> {
     options: Options,
     rules: Rules,
     plan: Plan,
-    /// Image key → the line that first named it.
+    /// Image key → the line that first named it, for images the ledger does not know (those it
+    /// knows are tracked in the replay itself).
     seen_images: KeyMap<u64>,
     seen_libraries: KeySet,
-    /// Persons the ledger has any record of.
-    known_persons: KeySet,
+    /// Persons the ledger has any record of (low 64 bits of the key).
+    known_persons: std::collections::HashSet<u64, BuildHasherDefault<KeyHasher>>,
     /// Per person: images counted against the limit, and the job index once there is work.
     persons: KeyMap<PersonSlot>,
-    registered: KeyMap<u32>,
+    registered: PersonMap<u32>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -194,6 +195,7 @@ pub fn plan_with(
     options: Options,
     rules: Rules,
 ) -> Result<Plan, ManifestError> {
+    replay.reset_seen();
     let mut planner = Planner {
         replay,
         options,
@@ -202,14 +204,14 @@ pub fn plan_with(
         seen_images: KeyMap::default(),
         seen_libraries: KeySet::default(),
         known_persons: match options.reconcile {
-            Reconcile::Auto => replay.images.values().map(|s| s.person).collect(),
-            _ => KeySet::default(),
+            Reconcile::Auto => replay.persons(),
+            _ => Default::default(),
         },
         persons: KeyMap::default(),
         // Only a limit needs the count of what each person already has.
         registered: match rules.max_images_per_person {
             Some(_) => replay.registered_per_person(),
-            None => KeyMap::default(),
+            None => PersonMap::default(),
         },
     };
     for entry in entries {
@@ -266,15 +268,24 @@ impl Planner<'_> {
 
     fn add(&mut self, row: Row) {
         let key = image_key(&row.category_id, &row.person_id, row.identity());
-        if let Some(&first) = self.seen_images.get(&key) {
+        let first = match self.replay.seen_at(key, row.line) {
+            Some(first) => first,
+            None => match self.seen_images.entry(key) {
+                std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(row.line);
+                    None
+                }
+            },
+        };
+        if let Some(first) = first {
             self.plan.counts.duplicates += 1;
             self.plan.duplicate_rows.push((row.line, first));
             return;
         }
-        self.seen_images.insert(key, row.line);
         self.seen_libraries.insert(library_key(&row.category_id));
         let person = person_key(&row.category_id, &row.person_id);
-        let registered = self.registered.get(&person).copied().unwrap_or(0);
+        let registered = self.registered.get(&(person as u64)).copied().unwrap_or(0);
         let slot = self.persons.entry(person).or_insert(PersonSlot {
             used: registered,
             ..Default::default()
@@ -283,7 +294,7 @@ impl Planner<'_> {
         let mut needs_lookup = false;
         let reconcile = match self.options.reconcile {
             Reconcile::Always => true,
-            Reconcile::Auto => !self.known_persons.contains(&person),
+            Reconcile::Auto => !self.known_persons.contains(&(person as u64)),
             Reconcile::Never => false,
         };
         match state.map(|s| (s.status, s.retryable)) {

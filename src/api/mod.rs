@@ -74,8 +74,15 @@ impl Endpoints {
 }
 
 fn parse_endpoint(url: &str) -> Result<reqwest::Url, ApiError> {
+    // Never echo user info (it may hold a password) in a message.
+    let shown = match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}(redacted)@{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    };
     let invalid =
-        |why: &str| ApiError::config("InvalidEndpoint", format!("endpoint '{url}' {why}"));
+        |why: &str| ApiError::config("InvalidEndpoint", format!("endpoint '{shown}' {why}"));
     let parsed = reqwest::Url::parse(url).map_err(|e| invalid(&format!("is not a URL ({e})")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(invalid(
@@ -581,6 +588,13 @@ mod tests {
         );
         let e = Endpoints::single("https://gw.example.com/api").unwrap();
         assert_eq!(e.mts, "https://gw.example.com/api/");
+    }
+
+    #[test]
+    fn an_endpoint_with_credentials_is_refused_without_echoing_them() {
+        let e = Endpoints::single("https://user:hunter2@gw.example.com/").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(e.to_string().contains("must not carry credentials"), "{e}");
     }
 
     #[test]

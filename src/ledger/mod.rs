@@ -63,6 +63,18 @@ pub enum LedgerError {
         version: u32,
     },
     #[error(
+        "the ledger {path} was deleted or replaced while this command was writing it; {}. Nothing \
+         more is sent. Put the recovered lines back (or keep the new file), then run again.",
+        match recovery {
+            Ok(file) => format!("everything it held is saved in {}", file.display()),
+            Err(e) => format!("saving its content failed too ({e})"),
+        }
+    )]
+    Replaced {
+        path: PathBuf,
+        recovery: Result<PathBuf, String>,
+    },
+    #[error(
         "the ledger {path} is not a regular file; give --ledger a file path (a new one is created)"
     )]
     NotAFile { path: PathBuf },
@@ -75,7 +87,8 @@ pub enum LedgerError {
 /// What an image's last record says, kept small: a million images fit in tens of megabytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ImageState {
-    pub person: u128,
+    /// The low 64 bits of the person's key (for counting images per person, not identity).
+    pub person: u64,
     pub status: Status,
     /// For `failed`: the failure may go away on its own (attempts ran out), so the next run retries.
     pub retryable: bool,
@@ -102,11 +115,21 @@ impl Hasher for KeyHasher {
 }
 
 pub type KeyMap<V> = HashMap<u128, V, BuildHasherDefault<KeyHasher>>;
+/// Person counts, keyed by the low 64 bits of a person key.
+pub type PersonMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
+
+/// One image of the replay: its state, and (for the planner) the manifest line that named it
+/// first in this run, 0 when none yet — kept here so an all-done re-run needs no second map.
+#[derive(Debug)]
+pub struct Slot {
+    pub state: ImageState,
+    seen: std::cell::Cell<u32>,
+}
 
 /// The ledger replayed: the last state of every image, and the last run's bookends.
 #[derive(Default)]
 pub struct Replay {
-    pub images: KeyMap<ImageState>,
+    pub images: KeyMap<Slot>,
     pub lines: u64,
     /// Bytes at the end that form no complete line (a torn write); cut off before appending.
     pub torn_tail: u64,
@@ -116,18 +139,43 @@ pub struct Replay {
 
 impl Replay {
     pub fn state(&self, key: u128) -> Option<ImageState> {
-        self.images.get(&key).copied()
+        self.images.get(&key).map(|slot| slot.state)
     }
 
-    /// How many images each person has registered, by person key.
-    pub fn registered_per_person(&self) -> KeyMap<u32> {
-        let mut counts = KeyMap::default();
-        for state in self.images.values() {
-            if state.status == Status::Registered {
-                *counts.entry(state.person).or_insert(0) += 1;
+    /// Notes that manifest line `line` names the image `key`; the earlier line that already
+    /// did, if any. `None` when the ledger does not know the image (the caller keeps track).
+    pub fn seen_at(&self, key: u128, line: u64) -> Option<Option<u64>> {
+        let slot = self.images.get(&key)?;
+        let first = slot.seen.get();
+        if first == 0 {
+            slot.seen.set(u32::try_from(line).unwrap_or(u32::MAX));
+            Some(None)
+        } else {
+            Some(Some(u64::from(first)))
+        }
+    }
+
+    /// Forgets what a previous plan saw (a replay planned twice).
+    pub fn reset_seen(&self) {
+        for slot in self.images.values() {
+            slot.seen.set(0);
+        }
+    }
+
+    /// How many images each person has registered, by person key (low 64 bits).
+    pub fn registered_per_person(&self) -> PersonMap<u32> {
+        let mut counts = PersonMap::default();
+        for slot in self.images.values() {
+            if slot.state.status == Status::Registered {
+                *counts.entry(slot.state.person).or_insert(0) += 1;
             }
         }
         counts
+    }
+
+    /// Every person the ledger has a record of (low 64 bits of the key).
+    pub fn persons(&self) -> std::collections::HashSet<u64, BuildHasherDefault<KeyHasher>> {
+        self.images.values().map(|slot| slot.state.person).collect()
     }
 }
 
@@ -152,11 +200,15 @@ impl Replay {
         match entry {
             Entry::Image(image) => {
                 let state = ImageState {
-                    person: person_key(image.category_id, image.person_id),
+                    person: person_key(image.category_id, image.person_id) as u64,
                     status: image.status,
                     retryable: image.view.retryable.unwrap_or(false),
                 };
-                self.images.insert(image.key(), state);
+                let slot = Slot {
+                    state,
+                    seen: Default::default(),
+                };
+                self.images.insert(image.key(), slot);
             }
             Entry::Run(view) => {
                 let record = RunRecord {
@@ -188,47 +240,47 @@ impl Replay {
     }
 }
 
-/// The ledger's lock: an advisory `flock` on `<ledger>.lock`, released by the kernel when the
-/// process ends however it ends, so a kill -9 never leaves a stale lock behind.
+/// The ledger's lock: an exclusive lock on the ledger file itself (so every path to it — a
+/// symlink, a hard link, a deleted `.lock` file — shares one lock), released by the kernel when
+/// the process ends however it ends, so a kill -9 never leaves a stale lock behind. Who holds it
+/// is written to `<ledger>.lock`, for the message a second run prints.
 pub struct Lock {
     _file: File,
 }
 
 impl Lock {
     pub fn acquire(ledger: &Path) -> Result<Lock, LedgerError> {
-        let path = lock_path(ledger);
         let open_err = |source| LedgerError::Open {
-            path: path.clone(),
+            path: ledger.into(),
             source,
         };
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .append(true)
             .create(true)
-            .truncate(false)
             .mode(0o600)
-            .open(&path)
+            .open(ledger)
             .map_err(open_err)?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                let holder = if holder.is_empty() {
-                    "a process that has not said who it is"
-                } else {
-                    holder
+        if !file.metadata().map_err(open_err)?.is_file() {
+            return Err(LedgerError::NotAFile {
+                path: ledger.into(),
+            });
+        }
+        let path = lock_path(ledger);
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = match holder.trim() {
+                    "" => "a process that has not said who it is".to_string(),
+                    who => who.to_string(),
                 };
                 return Err(LedgerError::Locked {
                     path: ledger.into(),
-                    holder: holder.to_string(),
+                    holder,
                 });
             }
-            return Err(LedgerError::Open { path, source: err });
+            Err(std::fs::TryLockError::Error(source)) => return Err(open_err(source)),
         }
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let who = format!(
@@ -237,12 +289,16 @@ impl Lock {
             host.trim(),
             crate::clock::now_rfc3339()
         );
-        let write = |file: &mut File| -> std::io::Result<()> {
-            file.set_len(0)?;
-            file.seek(SeekFrom::Start(0))?;
-            file.write_all(who.as_bytes())
+        let write = || -> std::io::Result<()> {
+            let mut note = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)?;
+            note.write_all(who.as_bytes())
         };
-        write(&mut file).map_err(|source| LedgerError::Write {
+        write().map_err(|source| LedgerError::Write {
             path: path.clone(),
             source,
         })?;
@@ -256,15 +312,20 @@ pub fn lock_path(ledger: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The one open handle that appends to the ledger. Lines are written whole, then synced.
+/// The one open handle that appends to the ledger (opened append-only). Lines are written
+/// whole, then synced; at every sync it checks that the path still names the file it has open,
+/// so a ledger deleted or replaced during a run is noticed, not silently written into the void.
 pub struct Appender {
     path: PathBuf,
     file: File,
+    /// (device, inode) of the file opened.
+    identity: (u64, u64),
 }
 
 impl Appender {
     /// Opens (creating, mode 0600) for appending, after cutting off a torn tail found by replay.
     pub fn open(path: &Path, torn_tail: u64) -> Result<Appender, LedgerError> {
+        use std::os::unix::fs::MetadataExt;
         let open_err = |source| LedgerError::Open {
             path: path.into(),
             source,
@@ -272,9 +333,8 @@ impl Appender {
         let existed = path.exists();
         let file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .append(true)
             .create(true)
-            .truncate(false)
             .mode(0o600)
             .open(path)
             .map_err(open_err)?;
@@ -282,23 +342,25 @@ impl Appender {
             path: path.into(),
             source,
         };
+        let metadata = file.metadata().map_err(open_err)?;
+        if !metadata.is_file() {
+            return Err(LedgerError::NotAFile { path: path.into() });
+        }
         file.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(write_err)?;
         if torn_tail > 0 {
-            let len = file.metadata().map_err(write_err)?.len();
-            file.set_len(len.saturating_sub(torn_tail))
+            file.set_len(metadata.len().saturating_sub(torn_tail))
                 .map_err(write_err)?;
             file.sync_data().map_err(write_err)?;
         }
-        let mut appender = Appender {
-            path: path.into(),
-            file,
-        };
-        appender.file.seek(SeekFrom::End(0)).map_err(write_err)?;
         if !existed {
             sync_parent_dir(path);
         }
-        Ok(appender)
+        Ok(Appender {
+            path: path.into(),
+            file,
+            identity: (metadata.dev(), metadata.ino()),
+        })
     }
 
     /// Appends complete lines (each ending in `\n`) in one write.
@@ -312,11 +374,37 @@ impl Appender {
             })
     }
 
-    /// Makes everything appended so far durable.
+    /// Makes everything appended so far durable; refuses when the path no longer names the
+    /// file being written (deleted or replaced), after saving that file's whole content to a
+    /// recovery file beside it.
     pub fn sync(&mut self) -> Result<(), LedgerError> {
+        use std::os::unix::fs::MetadataExt;
         self.file.sync_data().map_err(|source| LedgerError::Write {
             path: self.path.clone(),
             source,
+        })?;
+        let same = std::fs::metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
+        if same {
+            return Ok(());
+        }
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(format!(".recovered-{}", std::process::id()));
+        let recovery = PathBuf::from(name);
+        let saved = (|| -> std::io::Result<()> {
+            let mut content = Vec::new();
+            self.file.seek(SeekFrom::Start(0))?;
+            self.file.read_to_end(&mut content)?;
+            let mut out = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&recovery)?;
+            out.write_all(&content)?;
+            out.sync_all()
+        })();
+        Err(LedgerError::Replaced {
+            path: self.path.clone(),
+            recovery: saved.map(|()| recovery).map_err(|e| e.to_string()),
         })
     }
 
@@ -369,7 +457,7 @@ mod tests {
             .unwrap();
         assert_eq!(b.status, Status::Pending);
         assert_eq!(
-            replay.registered_per_person()[&person_key("lib", "alice")],
+            replay.registered_per_person()[&(person_key("lib", "alice") as u64)],
             1
         );
         assert_eq!(replay.lines, 3);
@@ -495,9 +583,60 @@ mod tests {
             }
         }
         let mts = replay_bytes(include_bytes!("../../tests/data/ledger-0.1.0-mts.jsonl")).unwrap();
-        let count = |status| mts.images.values().filter(|s| s.status == status).count();
+        let count = |status| {
+            mts.images
+                .values()
+                .filter(|s| s.state.status == status)
+                .count()
+        };
         assert_eq!(count(Status::Registered), 37);
         assert_eq!(count(Status::Invalid), 1);
         assert_eq!(count(Status::Skipped), 2);
+    }
+
+    #[test]
+    fn the_lock_belongs_to_the_ledger_file_whatever_the_path_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        let _first = Lock::acquire(&path).unwrap();
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(matches!(
+            Lock::acquire(&link),
+            Err(LedgerError::Locked { .. })
+        ));
+        std::fs::remove_file(lock_path(&path)).unwrap();
+        assert!(
+            matches!(Lock::acquire(&path), Err(LedgerError::Locked { .. })),
+            "deleting the .lock file must not split the ledger"
+        );
+        assert!(matches!(
+            Lock::acquire(Path::new("/dev/null")),
+            Err(LedgerError::NotAFile { .. })
+        ));
+    }
+
+    #[test]
+    fn a_ledger_replaced_during_a_run_is_noticed_at_the_next_sync_and_its_lines_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        let mut appender = Appender::open(&path, 0).unwrap();
+        let line = record(Status::Pending, "http://x/a.jpg");
+        appender.append(&line).unwrap();
+        appender.sync().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"").unwrap();
+        appender.append(&line).unwrap();
+        match appender.sync() {
+            Err(LedgerError::Replaced {
+                recovery: Ok(saved),
+                ..
+            }) => {
+                let mut both = line.clone();
+                both.extend(&line);
+                assert_eq!(std::fs::read(saved).unwrap(), both);
+            }
+            other => panic!("expected Replaced, got {other:?}"),
+        }
     }
 }

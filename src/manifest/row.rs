@@ -66,6 +66,9 @@ fn check<'a>(record: &'a ByteRecord, columns: &Columns) -> Result<Fields<'a>, Pr
         }
         _ => None,
     };
+    if let Some(name) = person_name {
+        super::validate::validate_name(name).map_err(|reason| (Some("person_name"), reason.0))?;
+    }
     let image_key = match columns.image_key {
         Some(index) if index < record.len() => {
             Some(text(record, columns, index, "image_key")?).filter(|key| !key.is_empty())

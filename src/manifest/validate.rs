@@ -37,6 +37,45 @@ pub fn validate_id(value: &str, column: &'static str) -> Result<(), Invalid> {
             u32::from(c)
         )));
     }
+    if let Some(c) = id.chars().find(|c| is_invisible(*c)) {
+        return Err(Invalid(format!(
+            "{column} contains the invisible character U+{:04X} (zero-width or a text-direction \
+             control): two ids that look the same would be two persons; remove it",
+            u32::from(c)
+        )));
+    }
+    Ok(())
+}
+
+/// Zero-width characters and bidirectional controls: they make two different ids (or URLs)
+/// look the same, or one look like another.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}' | '\u{FEFF}' | '\u{061C}')
+}
+
+/// The longest `image_url` a request can carry (the whole signed query must stay well within
+/// what gateways accept).
+pub const MAX_URL_BYTES: usize = 2048;
+/// The longest `person_name` (the services' text fields take at most 512 characters).
+pub const MAX_NAME_CHARS: usize = 512;
+
+/// A display name the services can take: at most [`MAX_NAME_CHARS`] characters, no invisible
+/// characters.
+pub fn validate_name(value: &str) -> Result<(), Invalid> {
+    if value.len() > MAX_NAME_CHARS && value.chars().count() > MAX_NAME_CHARS {
+        return Err(Invalid(format!(
+            "person_name is {} characters long; the limit is {MAX_NAME_CHARS}",
+            value.chars().count()
+        )));
+    }
+    if let Some(c) = value.chars().find(|c| is_invisible(*c)) {
+        return Err(Invalid(format!(
+            "person_name contains the character U+{:04X}; remove it",
+            u32::from(c)
+        )));
+    }
     Ok(())
 }
 
@@ -62,7 +101,7 @@ pub fn validate_url(value: &str) -> Result<(), Invalid> {
     }
     // Byte scan first: almost every URL is ASCII and clean, and per-char checks cost more.
     let clean = url.bytes().all(|b| b > b' ' && b != 0x7f && b.is_ascii());
-    if !clean {
+    if !clean || url.len() > MAX_URL_BYTES {
         check_characters(url)?;
     }
     let rest = strip_scheme(url)?;
@@ -72,10 +111,16 @@ pub fn validate_url(value: &str) -> Result<(), Invalid> {
 
 /// Rejects whitespace and control characters, saying where the first one is.
 fn check_characters(url: &str) -> Result<(), Invalid> {
+    if url.len() > MAX_URL_BYTES {
+        return Err(Invalid(format!(
+            "image_url is {} bytes long; the limit is {MAX_URL_BYTES}",
+            url.len()
+        )));
+    }
     let bad = url
         .chars()
         .enumerate()
-        .find(|(_, c)| c.is_whitespace() || c.is_control());
+        .find(|(_, c)| c.is_whitespace() || c.is_control() || is_invisible(*c));
     let Some((at, c)) = bad else { return Ok(()) };
     let what = if c == ' ' {
         "a space".to_owned()
@@ -476,5 +521,21 @@ mod tests {
             ),
             image_key("l", "a", "https://X.example.com/a.jpg")
         );
+    }
+
+    #[test]
+    fn invisible_characters_and_values_no_request_can_carry_are_invalid() {
+        assert!(validate_id("ali\u{200B}ce", "person_id").is_err());
+        assert!(validate_id("\u{202E}ecila", "person_id").is_err());
+        assert!(validate_url("https://x.example.com/a\u{200D}.jpg").is_err());
+        let long = format!("https://x.example.com/{}", "a".repeat(MAX_URL_BYTES));
+        assert!(
+            validate_url(&long)
+                .map_err(|e| e.0)
+                .unwrap_err()
+                .contains("2048")
+        );
+        assert!(validate_name(&"名".repeat(513)).is_err());
+        assert!(validate_name(&"名".repeat(512)).is_ok());
     }
 }

@@ -420,7 +420,7 @@ proptest! {
             }
         }
         let got: HashMap<u128, Status> =
-            replay.images.iter().map(|(k, s)| (*k, s.status)).collect();
+            replay.images.iter().map(|(k, s)| (*k, s.state.status)).collect();
         prop_assert_eq!(got, expected);
     }
 }
