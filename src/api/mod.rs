@@ -11,7 +11,6 @@ mod mts;
 mod response;
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,10 +102,7 @@ fn parse_endpoint(url: &str) -> Result<reqwest::Url, ApiError> {
 
 /// `localhost` or a loopback IP: the only hosts plain http:// may go to.
 pub(crate) fn is_loopback(url: &reqwest::Url) -> bool {
-    let host = url.host_str().unwrap_or_default();
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    crate::clock::is_loopback_host(url.host_str().unwrap_or_default())
 }
 
 /// The remote service a call goes to; each has its own API version.

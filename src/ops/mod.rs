@@ -11,7 +11,8 @@ pub mod metrics;
 pub mod rollback;
 pub mod status;
 pub mod verify;
-mod verify_render;
+pub mod verify_render;
+
 pub mod verify_repair;
 
 use crate::exit::Exit;

@@ -7,15 +7,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use crate::caller::{Caller, Halt, Pace};
 use crate::exit::Exit;
 use crate::ledger::{self, Entry, KeyMap, LedgerError, Lock, Status};
 use crate::manifest::{self, Entry as Row, ManifestError, fold_id, image_key, person_key};
 use crate::ops::drift::{self, Drift, Expected, Inputs, LedgerFace, LibraryInputs, ServerFace};
 use crate::ops::metrics::{self, VerifyFigures};
-use crate::ops::verify_repair::{self, RepairPlan};
+use crate::ops::verify_render::VerifyReport;
+use crate::ops::verify_repair;
 use crate::stop::{Stop, watch_signals};
 use crate::target::{Target, TargetKind};
 
@@ -31,25 +30,6 @@ pub struct VerifyConfig {
     pub yes: bool,
     pub json: bool,
     pub metrics: Option<PathBuf>,
-}
-
-/// The whole report, as `--json` prints it.
-#[derive(Debug, Serialize)]
-pub struct VerifyReport {
-    pub manifest: String,
-    pub ledger: String,
-    pub endpoint: String,
-    /// `mts` or `ice`.
-    pub target: &'static str,
-    /// Image records of the ledger looked at (last record per image) and how many of its
-    /// registered images the server holds with the recorded id.
-    pub checked: u64,
-    pub agree: u64,
-    pub libraries: Vec<Drift>,
-    pub totals: VerifyFigures,
-    pub invalid_rows: u64,
-    pub other_target_records_not_verified: u64,
-    pub repair: Option<RepairPlan>,
 }
 
 #[derive(Debug, thiserror::Error)]

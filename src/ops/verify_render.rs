@@ -4,8 +4,29 @@
 use std::fmt::Write as _;
 
 use crate::ops::drift::Drift;
-use crate::ops::verify::VerifyReport;
+use serde::Serialize;
+
+use crate::ops::metrics::VerifyFigures;
 use crate::ops::verify_repair::RepairPlan;
+
+/// The whole report, as `--json` prints it.
+#[derive(Debug, Serialize)]
+pub struct VerifyReport {
+    pub manifest: String,
+    pub ledger: String,
+    pub endpoint: String,
+    /// `mts` or `ice`.
+    pub target: &'static str,
+    /// Image records of the ledger looked at (last record per image) and how many of its
+    /// registered images the server holds with the recorded id.
+    pub checked: u64,
+    pub agree: u64,
+    pub libraries: Vec<Drift>,
+    pub totals: VerifyFigures,
+    pub invalid_rows: u64,
+    pub other_target_records_not_verified: u64,
+    pub repair: Option<RepairPlan>,
+}
 
 /// Entries shown per list.
 const SHOWN: usize = 20;
