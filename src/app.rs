@@ -237,6 +237,10 @@ async fn run(args: RunArgs) -> Exit {
             eprintln!("face-enroll: {e}");
             Exit::Locked
         }
+        Err(RunError::Ledger(e @ (LedgerError::Write { .. } | LedgerError::Replaced { .. }))) => {
+            eprintln!("face-enroll: {e}");
+            Exit::LedgerFailed
+        }
         Err(e) => fail(e),
     }
 }

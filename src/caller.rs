@@ -124,6 +124,10 @@ impl Removal {
     }
 }
 
+/// Consecutive attempts that could not even connect, with nothing answered before, after which
+/// the endpoint counts as unreachable and the command stops.
+pub const UNREACHABLE_AFTER: u64 = 24;
+
 /// How the caller paces and retries.
 #[derive(Clone, Copy, Debug)]
 pub struct Pace {
@@ -152,6 +156,8 @@ pub struct Caller {
     stop: Arc<Stop>,
     tally: Arc<Tally>,
     settle_after: Duration,
+    /// Attempts that failed to connect in a row; `u64::MAX` once anything was answered.
+    unconnected: AtomicU64,
 }
 
 impl Caller {
@@ -165,6 +171,7 @@ impl Caller {
             stop,
             tally: Arc::new(Tally::default()),
             settle_after: pace.settle_after,
+            unconnected: AtomicU64::new(0),
         }
     }
 
@@ -315,6 +322,7 @@ impl Caller {
         let started = clock::instant();
         let result = call.await;
         let latency_ms = started.elapsed().as_millis() as u64;
+        self.watch_reachability(&result);
         match &result {
             Ok(_) => tracing::debug!(action = name, attempt, latency_ms, "ok"),
             Err(e) => tracing::debug!(
@@ -327,6 +335,26 @@ impl Caller {
             ),
         }
         Ok(result)
+    }
+
+    /// Stops the command when nothing has ever answered and [`UNREACHABLE_AFTER`] attempts in a
+    /// row failed to connect: retrying a dead endpoint is not "resumable, fine".
+    fn watch_reachability<T>(&self, result: &Result<T, ApiError>) {
+        let unconnected = matches!(result, Err(e) if e.code() == "ConnectFailed");
+        if !unconnected {
+            self.unconnected.store(u64::MAX, Ordering::Relaxed);
+            return;
+        }
+        let before = self
+            .unconnected
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n != u64::MAX).then_some(n + 1)
+            });
+        if let Ok(n) = before
+            && n + 1 >= UNREACHABLE_AFTER
+        {
+            self.stop.stop(crate::stop::StopReason::Unreachable);
+        }
     }
 
     /// The pacer of operation `name` (of class `action`).

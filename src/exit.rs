@@ -16,6 +16,12 @@ pub enum Exit {
     Locked,
     /// Stopped with work left (deadline, retries ran out); the next run resumes.
     StoppedEarly,
+    /// The endpoint never answered: every attempt failed to connect (DNS, refused, a wrong
+    /// region or `--endpoint`); nothing got through.
+    Unreachable,
+    /// The ledger could not be written mid-run (disk full, deleted or replaced): requests may
+    /// have been sent; what was recorded is safe, and the next run settles the rest.
+    LedgerFailed,
     /// SIGINT or SIGTERM.
     Interrupted,
 }
@@ -29,6 +35,8 @@ impl Exit {
             Exit::ServiceFatal => 3,
             Exit::Locked => 4,
             Exit::StoppedEarly => 5,
+            Exit::Unreachable => 6,
+            Exit::LedgerFailed => 7,
             Exit::Interrupted => 130,
         }
     }
@@ -58,11 +66,13 @@ mod tests {
             Exit::ServiceFatal,
             Exit::Locked,
             Exit::StoppedEarly,
+            Exit::Unreachable,
+            Exit::LedgerFailed,
             Exit::Interrupted,
         ]
         .into_iter()
         .map(Exit::code)
         .collect();
-        assert_eq!(codes, [0, 1, 2, 3, 4, 5, 130]);
+        assert_eq!(codes, [0, 1, 2, 3, 4, 5, 6, 7, 130]);
     }
 }

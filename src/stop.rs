@@ -16,6 +16,8 @@ pub enum StopReason {
     Deadline,
     Fatal,
     LedgerFailed,
+    /// Nothing got through: every attempt failed to connect.
+    Unreachable,
 }
 
 #[derive(Default)]
@@ -52,6 +54,18 @@ impl Stop {
 
     pub fn reason(&self) -> Option<StopReason> {
         *self.reason.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The exit of a command that stopped for this reason, if it stopped.
+    pub fn exit(&self) -> Option<crate::exit::Exit> {
+        use crate::exit::Exit;
+        Some(match self.reason()? {
+            StopReason::Interrupted => Exit::Interrupted,
+            StopReason::Deadline => Exit::StoppedEarly,
+            StopReason::Fatal => Exit::ServiceFatal,
+            StopReason::LedgerFailed => Exit::LedgerFailed,
+            StopReason::Unreachable => Exit::Unreachable,
+        })
     }
 
     pub fn take_fatal(&self) -> Option<ApiError> {

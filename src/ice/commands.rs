@@ -45,9 +45,12 @@ fn halted(session: &Session, halt: Halt) -> Exit {
             eprintln!("  what to do: {hint}");
         }
     } else {
-        eprintln!("face-enroll lib: interrupted");
+        eprintln!("face-enroll lib: stopped before an answer");
     }
-    halt.exit()
+    match halt {
+        Halt::Stopped => session.caller.stop().exit().unwrap_or(Exit::Interrupted),
+        _ => halt.exit(),
+    }
 }
 
 /// The ICE target (its listings and deletes) and the one caller (pacing, retries, Ctrl-C).

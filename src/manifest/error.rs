@@ -20,6 +20,15 @@ pub enum ManifestError {
     #[error("manifest {} is a directory, not a file; pass the path of the CSV file", path.display())]
     IsDirectory { path: PathBuf },
 
+    /// The file's size or modification time changed while it was read: it is still being
+    /// written, and a plan of half a file would import part of it.
+    #[error(
+        "manifest {} changed while it was read (it is still being written?); nothing was sent. \
+         Run again once it is complete (write it to a temporary name and rename it into place)",
+        path.display()
+    )]
+    Changed { path: PathBuf },
+
     /// Reading failed part-way through.
     #[error(
         "cannot read manifest {}, line {line}: {error}; check that the file is readable \
@@ -130,6 +139,7 @@ impl ManifestError {
         match self {
             Self::Open { path, .. }
             | Self::IsDirectory { path }
+            | Self::Changed { path }
             | Self::Read { path, .. }
             | Self::Empty { path }
             | Self::NoHeader { path, .. }
@@ -145,7 +155,7 @@ impl ManifestError {
     /// The 1-based line the error is about, when there is one.
     pub fn line(&self) -> Option<u64> {
         match self {
-            Self::Open { .. } | Self::IsDirectory { .. } => None,
+            Self::Open { .. } | Self::IsDirectory { .. } | Self::Changed { .. } => None,
             Self::Empty { .. } => Some(1),
             Self::Read { line, .. }
             | Self::NoHeader { line, .. }

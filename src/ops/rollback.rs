@@ -518,7 +518,10 @@ fn finish(
             Exit::ServiceFatal,
             "stopped: the service refused the rollback",
         ),
-        (None, Some(_)) => (Exit::Interrupted, "interrupted"),
+        (None, Some(_)) => (
+            caller.stop().exit().unwrap_or(Exit::Interrupted),
+            "stopped before every image was removed",
+        ),
         _ if report.failed > 0 => (Exit::RowsNotRegistered, "finished, some images not removed"),
         _ => (Exit::Success, "complete"),
     };

@@ -76,8 +76,8 @@ pub async fn execute<T: Target>(config: VerifyConfig, target: T, endpoint: Strin
         }
         return finish_early(&config, Exit::ServiceFatal);
     }
-    if stop.is_stopping() {
-        return finish_early(&config, Exit::Interrupted);
+    if let Some(exit) = stop.exit() {
+        return finish_early(&config, exit);
     }
     let exit = if drifts.iter().all(Drift::agrees) {
         Exit::Success

@@ -84,6 +84,8 @@ pub enum Ending {
     ServiceFatal(ApiError),
     /// Stopped with work left: the deadline passed, or retries ran out.
     StoppedEarly,
+    /// Nothing got through: every attempt failed to connect.
+    Unreachable,
     /// SIGINT or SIGTERM.
     Interrupted,
 }
@@ -120,8 +122,20 @@ pub fn plan_files_with(
     options: plan::Options,
     rules: plan::Rules,
 ) -> Result<Plan, ManifestError> {
+    let stamp = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()))
+    };
+    let before = stamp(manifest_path);
     let reader = manifest::Reader::open(manifest_path)?;
-    plan::plan_with(reader, replay, options, rules)
+    let plan = plan::plan_with(reader, replay, options, rules)?;
+    if stamp(manifest_path) != before {
+        return Err(ManifestError::Changed {
+            path: manifest_path.into(),
+        });
+    }
+    Ok(plan)
 }
 
 /// Runs the import. The client is built by the caller (credentials, endpoint, timeout).
@@ -295,6 +309,7 @@ fn ending_of(summary: &Summary, fatal: Option<ApiError>, reason: Option<StopReas
     }
     match reason {
         Some(StopReason::Interrupted) => return Ending::Interrupted,
+        Some(StopReason::Unreachable) => return Ending::Unreachable,
         Some(StopReason::Deadline) if summary.left > 0 => return Ending::StoppedEarly,
         _ => {}
     }
@@ -315,6 +330,7 @@ impl Ending {
             Ending::SomeRowsNotRegistered => Exit::RowsNotRegistered,
             Ending::ServiceFatal(_) => Exit::ServiceFatal,
             Ending::StoppedEarly => Exit::StoppedEarly,
+            Ending::Unreachable => Exit::Unreachable,
             Ending::Interrupted => Exit::Interrupted,
         }
     }
@@ -325,6 +341,10 @@ impl Ending {
             Ending::SomeRowsNotRegistered => "finished, some rows not registered",
             Ending::ServiceFatal(_) => "stopped: the service refused the run",
             Ending::StoppedEarly => "stopped early, work left for the next run",
+            Ending::Unreachable => {
+                "stopped: the endpoint is unreachable (nothing answered); check --endpoint, \
+                 --region and the network"
+            }
             Ending::Interrupted => "interrupted",
         }
     }

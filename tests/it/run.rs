@@ -528,3 +528,48 @@ fn without_a_terminal_progress_is_a_periodic_log_line_with_the_figures() {
         assert!(line.contains(field), "{field} missing from: {line}");
     }
 }
+
+#[test]
+fn a_dead_endpoint_stops_the_run_with_its_own_exit_code_instead_of_resumable() {
+    let world = World::new(SandboxConfig::for_tests());
+    let manifest = world.manifest("m.csv", &manifest_body("lib", 6, 2));
+    // A closed port on this machine: every attempt is refused before anything is sent.
+    let out = world
+        .command(&[
+            "run",
+            manifest.to_str().unwrap(),
+            "--endpoint",
+            "http://127.0.0.1:1/",
+            "--progress",
+            "off",
+            "--timeout",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unreachable"), "{}", stderr(&out));
+    assert_eq!(world.sandbox.snapshot().stats.requests, 0);
+}
+
+#[test]
+fn a_manifest_whose_rows_carry_invisible_characters_or_oversized_values_marks_them_invalid() {
+    let world = World::new(SandboxConfig::for_tests());
+    let long_url = format!("https://img.example.com/{}.jpg", "a".repeat(3000));
+    let body = format!(
+        "category_id,person_id,person_name,image_url\n\
+         lib,ali\u{200B}ce,Alice,https://img.example.com/a.jpg\n\
+         lib,bob,{},https://img.example.com/b.jpg\n\
+         lib,carol,Carol,{long_url}\n\
+         lib,dave,Dave,https://img.example.com/d.jpg\n",
+        "名".repeat(600)
+    );
+    let manifest = world.manifest("m.csv", &body);
+    let out = world.run(&manifest, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let faces = world.faces();
+    assert_eq!(faces.len(), 1, "only dave's row is sendable: {faces:?}");
+    let last = last_per_image(&world.path("m.ledger.jsonl"));
+    let invalid = last.values().filter(|r| r["status"] == "invalid").count();
+    assert_eq!(invalid, 3);
+}
