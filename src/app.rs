@@ -35,7 +35,11 @@ pub async fn execute(command: Command) -> Exit {
             Ok(config) => crate::ops::status::execute(config).await,
             Err(message) => fail(message),
         },
-        Command::Export(args) => crate::ops::export::execute(args.config()).await,
+        Command::Export(args) => match args.config() {
+            Ok(config) => crate::ops::export::execute(config).await,
+            Err(message) => fail(message),
+        },
+        Command::Runs(args) => crate::ops::runs::execute(args.config()).await,
         Command::Verify(args) => verify(args).await,
         Command::Rollback(args) => rollback(args).await,
         Command::Completions(args) => completions(args),
@@ -43,7 +47,7 @@ pub async fn execute(command: Command) -> Exit {
         Command::Sandbox(args) => match crate::cli::sandbox::serve(args).await {
             Ok(()) => Exit::Success,
             Err(e) => {
-                eprintln!("face-enroll sandbox: {e:#}");
+                crate::say!("face-enroll sandbox: {e:#}");
                 Exit::Usage
             }
         },
@@ -51,11 +55,15 @@ pub async fn execute(command: Command) -> Exit {
 }
 
 fn fail(message: impl std::fmt::Display) -> Exit {
-    eprintln!("face-enroll: {message}");
+    crate::say!("face-enroll: {message}");
     Exit::Usage
 }
 
 async fn check(args: CheckArgs) -> Exit {
+    if let Err(message) = args.target.check() {
+        return fail(message);
+    }
+    crate::manifest::set_default_encoding(args.encoding.into());
     let ledger_path = args.ledger_path();
     let manifest = args.manifest.clone();
     let rules = args.target.kind().rules();
@@ -167,6 +175,10 @@ async fn run(args: RunArgs) -> Exit {
         Ok(settings) => settings,
         Err(e) => return fail(e),
     };
+    if let Err(e) = refuse_clobbering_outputs(&args) {
+        return fail(e);
+    }
+    crate::manifest::set_default_encoding(args.encoding.into());
     let target = args.target.kind();
     // With --sandbox the emulator lives as long as the run, in this process.
     let mut running_sandbox: Option<Sandbox> = None;
@@ -189,7 +201,7 @@ async fn run(args: RunArgs) -> Exit {
     let connected = match connected {
         Ok(connected) => connected,
         Err(e) => {
-            eprintln!("face-enroll: {e}");
+            crate::say!("face-enroll: {e}");
             return e.exit();
         }
     };
@@ -202,6 +214,7 @@ async fn run(args: RunArgs) -> Exit {
         concurrency: settings.concurrency(target),
         max_duration: args.max_duration,
         retry_failed: args.retry_failed,
+        strict: args.strict,
         progress: if args.quiet {
             crate::report::ProgressMode::Off
         } else {
@@ -210,72 +223,123 @@ async fn run(args: RunArgs) -> Exit {
     };
     let result = pipeline::run(config, connected.client).await;
     if let Some(sb) = running_sandbox {
-        let faces: usize = sb
-            .snapshot()
-            .mts
-            .categories
-            .iter()
-            .flat_map(|c| &c.persons)
-            .map(|p| p.faces.len())
-            .sum();
-        tracing::info!("the built-in sandbox (new for every run) now holds {faces} faces");
+        let held = sandbox_holds(&sb.snapshot(), target);
+        tracing::info!("the built-in sandbox (new for every run) now holds {held}");
         sb.shutdown().await;
     }
     match result {
         Ok(done) => finish_run(&args, done),
         Err(RunError::Ledger(e @ LedgerError::Locked { .. })) => {
-            eprintln!("face-enroll: {e}");
+            crate::say!("face-enroll: {e}");
             Exit::Locked
         }
         Err(e) => fail(e),
     }
 }
 
+/// What the in-process sandbox holds for the run's target: faces (MTS) or samples (ICE).
+fn sandbox_holds(
+    state: &crate::sandbox::StateSnapshot,
+    target: crate::target::TargetKind,
+) -> String {
+    match target {
+        crate::target::TargetKind::Mts => {
+            let faces: usize = state
+                .mts
+                .categories
+                .iter()
+                .flat_map(|c| &c.persons)
+                .map(|p| p.faces.len())
+                .sum();
+            format!("{faces} faces")
+        }
+        crate::target::TargetKind::Ice(_) => {
+            let samples: usize = state
+                .ice
+                .libs
+                .iter()
+                .flat_map(|l| &l.entities)
+                .map(|e| e.samples.len())
+                .sum();
+            format!("{samples} samples")
+        }
+    }
+}
+
+/// `--summary`, `--rejects` and `--metrics` must not name the ledger, its lock or the manifest.
+fn refuse_clobbering_outputs(args: &RunArgs) -> Result<(), crate::exit::UsageError> {
+    let ledger = args.ledger_path();
+    let lock = ledger::lock_path(&ledger);
+    let keep = [ledger.as_path(), lock.as_path(), args.manifest.as_path()];
+    for (flag, path) in [
+        ("--summary", &args.summary),
+        ("--rejects", &args.rejects),
+        ("--metrics", &args.metrics),
+    ] {
+        if let Some(path) = path {
+            crate::report::refuse_clobbering(flag, path, &keep)?;
+        }
+    }
+    Ok(())
+}
+
 fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
     let exit = done.ending.exit();
-    let json = args.log_format == crate::cli::LogFormat::Json;
+    let json = crate::say::is_json();
     if let Ending::ServiceFatal(error) = &done.ending {
         let hint = error.hint().unwrap_or("see the message");
         if json {
             tracing::error!(code = error.code(), error = %error, what_to_do = hint, "the service refused the run; fix the problem and run again to resume");
         } else {
-            eprintln!("face-enroll: the service refused the run: {error}");
-            eprintln!("  what to do: {hint}");
-            eprintln!(
+            crate::say!("face-enroll: the service refused the run: {error}");
+            crate::say!("  what to do: {hint}");
+            crate::say!(
                 "  nothing was lost: the ledger records every image sent; fix the problem and run again to resume"
             );
         }
     }
-    if !args.quiet {
-        if json {
-            // One structured event, so a log shipper reads the figures without parsing prose.
-            let s = &done.summary;
-            tracing::info!(
-                outcome = %s.outcome, exit_code = s.exit_code, rows = s.rows,
-                already_done = s.already_done, registered_now = s.registered_now,
-                recovered = s.recovered, failed = s.failed, invalid = s.invalid,
-                skipped = s.skipped, duplicates = s.duplicates, left = s.left,
-                retries = s.retries, throttled = s.throttled, lookups = s.lookups,
-                elapsed_s = s.elapsed_s, rate_per_s = s.rate_per_s, ledger = %s.ledger,
-                "summary"
-            );
-        } else {
-            eprintln!("{}", done.summary.render());
+    let s = &done.summary;
+    if args.quiet {
+        // Quiet, but never silent about an ending cron must look at.
+        if exit != Exit::Success {
+            if json {
+                tracing::warn!(outcome = %s.outcome, exit_code = s.exit_code, causes = ?s.causes(), left = s.left, "summary");
+            } else {
+                crate::say!("{}", s.one_line());
+            }
         }
+    } else if json {
+        // One structured event, so a log shipper reads the figures without parsing prose.
+        tracing::info!(
+            outcome = %s.outcome, exit_code = s.exit_code, rows = s.rows,
+            already_done = s.already_done, registered_now = s.registered_now,
+            recovered = s.recovered, failed = s.failed, invalid = s.invalid,
+            skipped = s.skipped, duplicates = s.duplicates, left = s.left,
+            new_rejections = s.new_rejections, known_rejections = s.known_rejections,
+            refused_by_code = ?s.refused_by_code, invalid_by_column = ?s.invalid_by_column,
+            retries_ran_out = ?s.retries_ran_out, stopped_because = ?s.stopped_because,
+            retries = s.retries, throttled = s.throttled, lookups = s.lookups,
+            elapsed_s = s.elapsed_s, rate_per_s = s.rate_per_s, ledger = %s.ledger,
+            hints = ?s.hints,
+            "summary"
+        );
+    } else {
+        crate::say::text(&s.render());
     }
     if let Some(path) = &args.summary {
-        let json = serde_json::to_vec_pretty(&done.summary).unwrap_or_default();
+        let mut json = serde_json::to_vec_pretty(&done.summary).unwrap_or_default();
+        json.push(b'\n');
         if let Err(e) = crate::report::write_atomically(path, &json) {
-            eprintln!(
+            crate::say!(
                 "face-enroll: cannot write the summary {}: {e}",
                 path.display()
             );
         }
     }
     if let Some(path) = &args.rejects
-        && let Err(e) = write_rejects(path, &done.rejected)
+        && let Err(e) = write_rejects(path, &all_rejects(&done.rejected, &args.ledger_path()))
     {
-        eprintln!(
+        crate::say!(
             "face-enroll: cannot write the rejects file {}: {e}",
             path.display()
         );
@@ -286,6 +350,40 @@ fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
     exit
 }
 
+/// This run's rejects, and the rows earlier runs saw refused by the service that are still not
+/// registered (the ledger's last word on them is `failed`), in manifest line order.
+fn all_rejects(this_run: &[Rejected], ledger_path: &Path) -> Vec<Rejected> {
+    let mut all = this_run.to_vec();
+    let known: std::collections::HashSet<u128> = all
+        .iter()
+        .map(|r| crate::manifest::image_key(&r.category_id, &r.person_id, &r.image_url))
+        .collect();
+    if let Ok(rows) = crate::ops::failed::collect(ledger_path) {
+        let earlier = rows.into_iter().filter(|r| {
+            r.status == ledger::Status::Failed
+                && !r.retryable
+                && !known.contains(&crate::manifest::image_key(
+                    &r.category_id,
+                    &r.person_id,
+                    &r.image_url,
+                ))
+        });
+        for r in earlier {
+            all.push(Rejected {
+                line: r.line.unwrap_or(0),
+                reason: r.reason(),
+                category_id: r.category_id,
+                person_id: r.person_id,
+                image_url: r.image_url,
+                status: r.status,
+                already_recorded: true,
+            });
+        }
+    }
+    all.sort_by_key(|r| r.line);
+    all
+}
+
 /// The signed client for `verify` and `rollback`, found exactly as `run` finds it.
 async fn connect_for(
     flags: &crate::cli::ConnectArgs,
@@ -293,7 +391,7 @@ async fn connect_for(
 ) -> Result<connect::Connected, Exit> {
     let settings = flags.settings().map_err(fail)?;
     connect::connect(&settings, target).await.map_err(|e| {
-        eprintln!("face-enroll: {e}");
+        crate::say!("face-enroll: {e}");
         e.exit()
     })
 }
@@ -323,6 +421,7 @@ async fn verify(args: crate::cli::ops::VerifyArgs) -> Exit {
         Ok(config) => config,
         Err(message) => return fail(message),
     };
+    crate::manifest::set_default_encoding(args.encoding.into());
     let connected = match connect_for(&args.connect, kind).await {
         Ok(c) => c,
         Err(exit) => return exit,

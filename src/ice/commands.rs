@@ -31,7 +31,7 @@ pub async fn execute(args: LibArgs) -> Exit {
 }
 
 fn usage(message: impl std::fmt::Display) -> Exit {
-    eprintln!("face-enroll lib: {message}");
+    crate::say!("face-enroll lib: {message}");
     Exit::Usage
 }
 
@@ -40,12 +40,12 @@ fn halted(session: &Session, halt: Halt) -> Exit {
     let fatal = session.caller.stop().take_fatal();
     let error = halt.error().or(fatal.as_ref());
     if let Some(error) = error {
-        eprintln!("face-enroll lib: {error}");
+        crate::say!("face-enroll lib: {error}");
         if let Some(hint) = error.hint() {
-            eprintln!("  what to do: {hint}");
+            crate::say!("  what to do: {hint}");
         }
     } else {
-        eprintln!("face-enroll lib: interrupted");
+        crate::say!("face-enroll lib: interrupted");
     }
     halt.exit()
 }
@@ -70,7 +70,7 @@ async fn connect(connection: &Connection, algorithm: Algorithm) -> Result<Sessio
     let connected = crate::connect::connect(&settings, target)
         .await
         .map_err(|e| {
-            eprintln!("face-enroll lib: {e}");
+            crate::say!("face-enroll lib: {e}");
             e.exit()
         })?;
     let stop = Arc::new(Stop::default());
@@ -105,7 +105,7 @@ async fn create(args: CreateArgs) -> Outcome {
         .map(|l| l.lib_id.as_str())
         .collect();
     if !same_name.is_empty() {
-        eprintln!(
+        crate::say!(
             "face-enroll lib: note: a library named \"{}\" already exists ({}); creating another",
             args.name,
             same_name.join(", ")
@@ -177,7 +177,7 @@ async fn delete(args: DeleteArgs) -> Outcome {
     if args.connection.json {
         print_json(&json!({ "LibId": lib_id, "Deleted": true }));
     } else {
-        eprintln!("face-enroll lib: deleted library {lib_id}, its entities and their samples");
+        crate::say!("face-enroll lib: deleted library {lib_id}, its entities and their samples");
     }
     Ok(())
 }

@@ -60,6 +60,19 @@ pub enum ManifestError {
         column: usize,
     },
 
+    /// The file is not text in the encoding chosen (or in any `--encoding auto` tries).
+    #[error(
+        "manifest {}, line {line}: not valid {tried} text, so nothing of it is imported; \
+         save it as CSV in UTF-8 (in Excel: \"CSV UTF-8\"), or name its encoding with \
+         --encoding utf-8|gb18030|utf-16",
+        path.display()
+    )]
+    Encoding {
+        path: PathBuf,
+        line: u64,
+        tried: String,
+    },
+
     /// The header is not valid UTF-8.
     #[error(
         "manifest {}, line {line}, column {column}: the header is not valid UTF-8; \
@@ -135,6 +148,7 @@ impl ManifestError {
             | Self::NoHeader { path, .. }
             | Self::NotCsv { path, .. }
             | Self::HeaderNotUtf8 { path, .. }
+            | Self::Encoding { path, .. }
             | Self::MissingColumn { path, .. }
             | Self::DuplicateColumn { path, .. }
             | Self::Syntax { path, .. }
@@ -151,6 +165,7 @@ impl ManifestError {
             | Self::NoHeader { line, .. }
             | Self::NotCsv { line, .. }
             | Self::HeaderNotUtf8 { line, .. }
+            | Self::Encoding { line, .. }
             | Self::MissingColumn { line, .. }
             | Self::DuplicateColumn { line, .. }
             | Self::Syntax { line, .. }

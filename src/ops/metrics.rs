@@ -50,13 +50,14 @@ fn format_value(value: f64) -> String {
 
 /// Writes the metrics to `path` atomically.
 pub fn write(path: &Path, metrics: &[Metric]) -> std::io::Result<()> {
-    crate::report::write_atomically(path, render(metrics).as_bytes())
+    // Not personal data, and node_exporter may run as another user: readable by all.
+    crate::report::write_output(path, render(metrics).as_bytes(), 0o644)
 }
 
 /// Writes, and says on stderr (without failing the command) when it cannot.
 pub fn write_or_warn(path: &Path, metrics: &[Metric]) {
     if let Err(e) = write(path, metrics) {
-        eprintln!(
+        crate::say!(
             "face-enroll: cannot write the metrics file {}: {e}",
             path.display()
         );
