@@ -16,7 +16,11 @@ use crate::sandbox::{Sandbox, SandboxConfig};
 pub async fn execute(command: Command) -> Exit {
     match command {
         Command::Run(args) => {
-            let metrics = args.metrics.clone();
+            // Never onto the ledger, its lock or the manifest, even to report a refusal.
+            let metrics = args
+                .metrics
+                .clone()
+                .filter(|_| refuse_clobbering_outputs(&args).is_ok());
             let exit = run(args).await;
             // A run that ended before counting anything (flags, lock, manifest) still says so;
             // the other endings wrote their figures in `finish_run`.
@@ -468,13 +472,65 @@ async fn rollback(args: crate::cli::ops::RollbackArgs) -> Exit {
 
 fn completions(args: crate::cli::ops::CompletionsArgs) -> Exit {
     let mut command = <crate::cli::Cli as clap::CommandFactory>::command();
-    clap_complete::generate(
-        args.shell,
-        &mut command,
-        "face-enroll",
-        &mut std::io::stdout(),
-    );
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "face-enroll", &mut script);
+    if args.shell == clap_complete::Shell::Bash {
+        command.build();
+        script = fix_bash(&String::from_utf8_lossy(&script), &command).into_bytes();
+    }
+    let _ = std::io::stdout().lock().write_all(&script);
     Exit::Success
+}
+
+/// Two faults of clap_complete's bash script: for a name with a hyphen its case labels
+/// (`face__subcmd__enroll__subcmd__check`) differ from the names its dispatch loop builds
+/// (`face__enroll__subcmd__check`), so no subcommand's flags were ever completed; and it offers
+/// hidden flags (test switches). Both are mended here.
+fn fix_bash(script: &str, command: &clap::Command) -> String {
+    let script = script.replace("face__subcmd__enroll", "face__enroll");
+    let mut hidden = std::collections::HashMap::new();
+    hidden_flags(command, "face__enroll".to_string(), &mut hidden);
+    let mut block = String::new();
+    let mut out = String::with_capacity(script.len());
+    for line in script.lines() {
+        let trimmed = line.trim();
+        if let Some(name) = trimmed.strip_suffix(')')
+            && hidden.contains_key(name)
+        {
+            block = name.to_string();
+        }
+        match (trimmed.strip_prefix("opts=\""), hidden.get(&block)) {
+            (Some(rest), Some(flags)) if !flags.is_empty() => {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                let kept: Vec<&str> = rest
+                    .trim_end_matches('"')
+                    .split(' ')
+                    .filter(|word| !flags.iter().any(|f| f == word))
+                    .collect();
+                out.push_str(&format!("{indent}opts=\"{}\"", kept.join(" ")));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn hidden_flags(
+    command: &clap::Command,
+    block: String,
+    out: &mut std::collections::HashMap<String, Vec<String>>,
+) {
+    let flags = command
+        .get_arguments()
+        .filter(|a| a.is_hide_set())
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect();
+    for sub in command.get_subcommands() {
+        let name = sub.get_name().replace('-', "_");
+        hidden_flags(sub, format!("{block}__subcmd__{name}"), out);
+    }
+    out.insert(block, flags);
 }
 
 fn write_rejects(path: &Path, rejected: &[Rejected]) -> std::io::Result<()> {

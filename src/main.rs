@@ -71,7 +71,7 @@ fn init_logging(cli: &Cli) {
     ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| QuietStderr);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();
     match format {
@@ -94,4 +94,19 @@ fn filter_directives(given: Option<&str>, default: &str) -> String {
         }
     }
     directives
+}
+
+/// Stderr for the log: a closed or broken stderr drops the line. tracing-subscriber would
+/// otherwise report the failed write with `eprintln!`, which panics on that same stderr.
+struct QuietStderr;
+
+impl std::io::Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().lock().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
