@@ -195,6 +195,27 @@ async fn entities(args: EntitiesArgs) -> Outcome {
 
 async fn samples(args: SamplesArgs) -> Outcome {
     let session = connect(&args.connection, args.algorithm).await?;
+    if let Some(name) = args.entity_name.as_deref() {
+        // An empty listing would read as "no samples": say the name matched nothing instead.
+        let entities = session
+            .target
+            .entities(&session.caller, &args.lib_id)
+            .await
+            .map_err(|h| halted(&session, h))?;
+        let folded = crate::manifest::fold_id(name);
+        let known = entities.iter().any(|e| {
+            e.entity_name
+                .as_deref()
+                .is_some_and(|n| crate::manifest::fold_id(n) == folded)
+        });
+        if !known {
+            return Err(usage(format!(
+                "no entity named {name} in library {}; `face-enroll lib entities --lib-id {}` \
+                 lists them",
+                args.lib_id, args.lib_id
+            )));
+        }
+    }
     let entity_id = args.entity_id.as_deref().unwrap_or("ANY");
     let found = session
         .target

@@ -171,6 +171,9 @@ pub struct VerifyFigures {
     pub orphans: u64,
     pub vanished: u64,
     pub persons_over_limit: u64,
+    /// Manifest images the service refused (ledger `failed`, not retryable): not on the server,
+    /// as the ledger says, so not counted as missing.
+    pub refused: u64,
 }
 
 /// The figures of a finished `verify`.
@@ -231,6 +234,11 @@ pub fn for_verify(f: &VerifyFigures) -> Vec<Metric> {
             "face_enroll_verify_persons_over_limit",
             "Persons on the server with more than 10 faces.",
             n(f.persons_over_limit),
+        ),
+        gauge(
+            "face_enroll_verify_refused",
+            "Manifest images the service refused (failed, not retryable); not counted as missing.",
+            n(f.refused),
         ),
     ]
 }

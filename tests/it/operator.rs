@@ -508,3 +508,110 @@ fn operator_commands_find_the_sandbox_ledger() {
         .unwrap();
     assert!(text(&check.stdout).contains("already registered"));
 }
+
+#[test]
+fn verify_reports_refused_images_apart_and_not_as_missing() {
+    let world = World::new(SandboxConfig::for_tests());
+    let body = "category_id,person_id,image_url\n\
+                lib,p1,https://img.example.com/noface.jpg\n\
+                lib,p1,https://img.example.com/ok.jpg\n";
+    let manifest = world.manifest("m.csv", body);
+    assert_eq!(world.run(&manifest, &[]).status.code(), Some(1));
+    let url = world.sandbox.base_url();
+    let out = world
+        .command(&["verify", "m.csv", "--json", "--endpoint", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["totals"]["refused"], 1);
+    assert_eq!(report["totals"]["missing"], 0);
+    let text = world
+        .command(&["verify", "m.csv", "--endpoint", &url])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("refused by the service 1"));
+    assert!(!stderr(&text).contains("region"), "{}", stderr(&text));
+}
+
+#[test]
+fn lib_samples_of_an_entity_name_nobody_has_exits_2() {
+    let world = World::new(SandboxConfig::for_tests());
+    let url = world.sandbox.base_url();
+    let created = world
+        .command(&[
+            "lib",
+            "create",
+            "--algorithm",
+            "face",
+            "--name",
+            "staff",
+            "--endpoint",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(created.status.code(), Some(0), "{}", stderr(&created));
+    let lib_id = text(&created.stdout).trim().to_string();
+    let out = world
+        .command(&[
+            "lib",
+            "samples",
+            "--algorithm",
+            "face",
+            "--lib-id",
+            &lib_id,
+            "--entity-name",
+            "nobody",
+            "--endpoint",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no entity named nobody"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_sandbox_prints_exports_and_refuses_a_remote_listen_with_the_default_secret() {
+    let world = World::new(SandboxConfig::for_tests());
+    let out = world
+        .command(&["sandbox", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--allow-remote"), "{}", stderr(&out));
+    let out = world
+        .command(&["sandbox", "--listen", "0.0.0.0:0", "--allow-remote"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_in_process_sandbox_counts_samples_for_ice() {
+    let world = World::new(SandboxConfig::for_tests());
+    world.manifest("m.csv", &manifest_body("lib", 1, 2));
+    let out = world
+        .command(&[
+            "run",
+            "m.csv",
+            "--sandbox",
+            "--target",
+            "ice",
+            "--progress",
+            "off",
+        ])
+        .output()
+        .unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 5)), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("now holds 2 samples"),
+        "{}",
+        stderr(&out)
+    );
+}
