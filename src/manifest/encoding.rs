@@ -48,6 +48,8 @@ pub fn default() -> Encoding {
 pub(crate) struct Decoded {
     pub source: Box<dyn Read + Send>,
     pub tabs: bool,
+    /// The first line holds a tab (whether or not the file is read as tab-separated).
+    pub tab_in_header: bool,
 }
 
 /// Decides the encoding of `file` and returns a UTF-8 source. A UTF-8 file is streamed (after
@@ -97,9 +99,11 @@ pub(crate) fn decode(
     file.read_to_end(&mut bytes).map_err(read_err)?;
     let text = decode_whole(path, chosen, &bytes)?;
     let tabs = looks_tabbed(path, text.as_bytes());
+    let tab_in_header = tab_in_first_line(text.as_bytes());
     Ok(Decoded {
         source: Box::new(Cursor::new(text.into_bytes())),
         tabs,
+        tab_in_header,
     })
 }
 
@@ -114,9 +118,11 @@ fn utf8_stream(path: &Path, mut file: File) -> Result<Decoded, ManifestError> {
     let n = read_up_to(&mut file, &mut first).map_err(read_err)?;
     first.truncate(n);
     let tabs = looks_tabbed(path, &first);
+    let tab_in_header = tab_in_first_line(&first);
     Ok(Decoded {
         source: Box::new(Cursor::new(first).chain(file)),
         tabs,
+        tab_in_header,
     })
 }
 
@@ -199,6 +205,13 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
+fn tab_in_first_line(start: &[u8]) -> bool {
+    start
+        .split(|&b| b == b'\n')
+        .next()
+        .is_some_and(|first| first.contains(&b'\t'))
+}
+
 /// Tab-separated: a `.tsv` name, or a first line with tabs and no commas.
 fn looks_tabbed(path: &Path, start: &[u8]) -> bool {
     if path
@@ -260,6 +273,19 @@ mod tests {
             error.contains("line 2") && error.contains("UTF-8"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_tabbed_header_with_commas_in_a_name_is_refused_as_looking_tab_separated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.csv");
+        std::fs::write(
+            &path,
+            "category_id\tperson_id\timage_url\tnotes, free\nl\tp\thttps://h/a\tx\n",
+        )
+        .unwrap();
+        let error = super::super::Reader::open(&path).err().unwrap();
+        assert!(error.to_string().contains("looks tab-separated"), "{error}");
     }
 
     #[test]

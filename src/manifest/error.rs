@@ -73,6 +73,15 @@ pub enum ManifestError {
         tried: String,
     },
 
+    /// Read as CSV, the header lacks required columns, and it holds tabs.
+    #[error(
+        "manifest {}, line {line}: the header holds tabs and its columns are not found when it \
+         is read as comma-separated: it looks tab-separated; name the file .tsv, or save it \
+         as CSV",
+        path.display()
+    )]
+    LooksTabSeparated { path: PathBuf, line: u64 },
+
     /// The header is not valid UTF-8.
     #[error(
         "manifest {}, line {line}, column {column}: the header is not valid UTF-8; \
@@ -149,6 +158,7 @@ impl ManifestError {
             | Self::NotCsv { path, .. }
             | Self::HeaderNotUtf8 { path, .. }
             | Self::Encoding { path, .. }
+            | Self::LooksTabSeparated { path, .. }
             | Self::MissingColumn { path, .. }
             | Self::DuplicateColumn { path, .. }
             | Self::Syntax { path, .. }
@@ -166,6 +176,7 @@ impl ManifestError {
             | Self::NotCsv { line, .. }
             | Self::HeaderNotUtf8 { line, .. }
             | Self::Encoding { line, .. }
+            | Self::LooksTabSeparated { line, .. }
             | Self::MissingColumn { line, .. }
             | Self::DuplicateColumn { line, .. }
             | Self::Syntax { line, .. }

@@ -85,7 +85,19 @@ impl Reader {
         // The whole file's encoding is settled first: it is decoded whole or refused whole.
         let decoded = encoding::decode(path, file, encoding::default())?;
         let delimiter = if decoded.tabs { b'\t' } else { b',' };
-        Self::build(path, decoded.source, delimiter)
+        match Self::build(path, decoded.source, delimiter) {
+            // Tabs and commas in the header, read as CSV, and the columns are not found: the
+            // file is most likely tab-separated with commas in its names. Say so.
+            Err(ManifestError::MissingColumn { line, .. })
+                if decoded.tab_in_header && !decoded.tabs =>
+            {
+                Err(ManifestError::LooksTabSeparated {
+                    path: path.to_path_buf(),
+                    line,
+                })
+            }
+            other => other,
+        }
     }
 
     /// Reads a manifest from any byte source, taken as UTF-8 CSV; `name` is the path used in
