@@ -338,7 +338,7 @@ pub fn write_atomically(path: &std::path::Path, contents: &[u8]) -> std::io::Res
 pub fn write_output(path: &std::path::Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
-    if path.as_os_str() == "-" {
+    if path.as_os_str() == "-" || names_stdout(path) {
         let mut out = std::io::stdout().lock();
         out.write_all(contents)?;
         return out.flush();
@@ -363,6 +363,28 @@ pub fn write_output(path: &std::path::Path, contents: &[u8], mode: u32) -> std::
     tmp.as_file().sync_all()?;
     tmp.persist(&target).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// `/dev/stdout` and its aliases, directly or through a symlink: written on our own standard
+/// output, so a redirection to a file or a pipe is honoured and nothing is ever replaced.
+fn names_stdout(path: &std::path::Path) -> bool {
+    let aliases = ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"];
+    let mut current = path.to_path_buf();
+    for _ in 0..40 {
+        if aliases.iter().any(|a| current == std::path::Path::new(a)) {
+            return true;
+        }
+        match std::fs::read_link(&current) {
+            Ok(link) => {
+                current = match current.parent() {
+                    Some(parent) if link.is_relative() => parent.join(link),
+                    _ => link,
+                };
+            }
+            Err(_) => return false,
+        }
+    }
+    false
 }
 
 /// Follows symlinks (relative ones from their own directory) to the path they name; a

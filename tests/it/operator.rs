@@ -198,6 +198,16 @@ fn outputs_go_to_stdout_through_symlinks_privately_and_never_onto_the_ledger() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["registered_now"], 2);
 
+    let out = world.run(&manifest, &["--summary", "/dev/stdout"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["already_done"], 2);
+    let dev_stdout = std::fs::symlink_metadata("/dev/stdout").unwrap();
+    assert!(
+        dev_stdout.file_type().is_symlink(),
+        "/dev/stdout was replaced"
+    );
+
     let real = world.path("real.json");
     let link = world.path("link.json");
     std::os::unix::fs::symlink(&real, &link).unwrap();
