@@ -133,6 +133,16 @@ pub fn for_run(summary: &Summary) -> Vec<Metric> {
             "ListCustomPersons look-ups made in the last run to settle unknown outcomes.",
             n(summary.lookups),
         ),
+        gauge(
+            "face_enroll_last_run_new_rejections",
+            "Rows the last run could not register that no earlier run had recorded (exit 1).",
+            n(summary.new_rejections),
+        ),
+        gauge(
+            "face_enroll_last_run_known_rejections",
+            "Rows not registered that earlier runs had already recorded (exit 0 unless --strict).",
+            n(summary.known_rejections),
+        ),
     ]);
     metrics
 }
