@@ -85,7 +85,8 @@ async fn check(args: CheckArgs) -> Exit {
         Ok(Err(message)) => return fail(message),
         Err(e) => return fail(format!("internal error: {e}")),
     };
-    let text = render_plan(&args.manifest, &plan, args.qps());
+    let limit = args.target.kind().rules().max_images_per_person;
+    let text = render_plan(&args.manifest, &plan, args.qps(), limit);
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     if plan.counts.invalid + plan.counts.over_limit > 0 {
         Exit::RowsNotRegistered
@@ -94,8 +95,8 @@ async fn check(args: CheckArgs) -> Exit {
     }
 }
 
-/// The plan as `check` prints it.
-pub fn render_plan(manifest: &Path, plan: &Plan, qps: u32) -> String {
+/// The plan as `check` prints it; `limit` is the target's images per person (`None`: ICE's none).
+pub fn render_plan(manifest: &Path, plan: &Plan, qps: u32, limit: Option<u32>) -> String {
     use std::fmt::Write as _;
     const SHOWN: usize = 20;
     let c = &plan.counts;
@@ -123,13 +124,13 @@ pub fn render_plan(manifest: &Path, plan: &Plan, qps: u32) -> String {
             c.invalid as usize - SHOWN
         );
     }
-    let _ = writeln!(
-        out,
-        "  persons over the {}-image limit: {} ({} images skipped)",
-        plan::MAX_FACES_PER_PERSON,
-        c.over_limit_persons,
-        c.over_limit
-    );
+    if let Some(limit) = limit {
+        let _ = writeln!(
+            out,
+            "  persons over the {limit}-image limit: {} ({} images skipped)",
+            c.over_limit_persons, c.over_limit
+        );
+    }
     let skipped = plan
         .rejected
         .iter()
