@@ -308,7 +308,7 @@ fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
         // Quiet, but never silent about an ending cron must look at.
         if exit != Exit::Success {
             if json {
-                tracing::warn!(outcome = %s.outcome, exit_code = s.exit_code, causes = ?s.causes(), left = s.left, "summary");
+                tracing::warn!(outcome = %s.outcome, exit_code = s.exit_code, causes = %s.causes().join("; "), left = s.left, "summary");
             } else {
                 crate::say!("{}", s.one_line());
             }
