@@ -16,7 +16,11 @@ use crate::sandbox::{Sandbox, SandboxConfig};
 pub async fn execute(command: Command) -> Exit {
     match command {
         Command::Run(args) => {
-            let metrics = args.metrics.clone();
+            // Never onto the ledger, its lock or the manifest, even to report a refusal.
+            let metrics = args
+                .metrics
+                .clone()
+                .filter(|_| refuse_clobbering_outputs(&args).is_ok());
             let exit = run(args).await;
             // A run that ended before counting anything (flags, lock, manifest) still says so;
             // the other endings wrote their figures in `finish_run`.
@@ -35,7 +39,11 @@ pub async fn execute(command: Command) -> Exit {
             Ok(config) => crate::ops::status::execute(config).await,
             Err(message) => fail(message),
         },
-        Command::Export(args) => crate::ops::export::execute(args.config()).await,
+        Command::Export(args) => match args.config() {
+            Ok(config) => crate::ops::export::execute(config).await,
+            Err(message) => fail(message),
+        },
+        Command::Runs(args) => crate::ops::runs::execute(args.config()).await,
         Command::Verify(args) => verify(args).await,
         Command::Rollback(args) => rollback(args).await,
         Command::Completions(args) => completions(args),
@@ -43,7 +51,7 @@ pub async fn execute(command: Command) -> Exit {
         Command::Sandbox(args) => match crate::cli::sandbox::serve(args).await {
             Ok(()) => Exit::Success,
             Err(e) => {
-                eprintln!("face-enroll sandbox: {e:#}");
+                crate::say!("face-enroll sandbox: {e:#}");
                 Exit::Usage
             }
         },
@@ -51,11 +59,15 @@ pub async fn execute(command: Command) -> Exit {
 }
 
 fn fail(message: impl std::fmt::Display) -> Exit {
-    eprintln!("face-enroll: {message}");
+    crate::say!("face-enroll: {message}");
     Exit::Usage
 }
 
 async fn check(args: CheckArgs) -> Exit {
+    if let Err(message) = args.target.check() {
+        return fail(message);
+    }
+    crate::manifest::set_default_encoding(args.encoding.into());
     let ledger_path = args.ledger_path();
     let manifest = args.manifest.clone();
     let rules = args.target.kind().rules();
@@ -75,7 +87,8 @@ async fn check(args: CheckArgs) -> Exit {
         Ok(Err(message)) => return fail(message),
         Err(e) => return fail(format!("internal error: {e}")),
     };
-    let text = render_plan(&args.manifest, &plan, args.qps());
+    let limit = args.target.kind().rules().max_images_per_person;
+    let text = render_plan(&args.manifest, &plan, args.qps(), limit);
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     if plan.counts.invalid + plan.counts.over_limit > 0 {
         Exit::RowsNotRegistered
@@ -84,8 +97,8 @@ async fn check(args: CheckArgs) -> Exit {
     }
 }
 
-/// The plan as `check` prints it.
-pub fn render_plan(manifest: &Path, plan: &Plan, qps: u32) -> String {
+/// The plan as `check` prints it; `limit` is the target's images per person (`None`: ICE's none).
+pub fn render_plan(manifest: &Path, plan: &Plan, qps: u32, limit: Option<u32>) -> String {
     use std::fmt::Write as _;
     const SHOWN: usize = 20;
     let c = &plan.counts;
@@ -113,13 +126,13 @@ pub fn render_plan(manifest: &Path, plan: &Plan, qps: u32) -> String {
             c.invalid as usize - SHOWN
         );
     }
-    let _ = writeln!(
-        out,
-        "  persons over the {}-image limit: {} ({} images skipped)",
-        plan::MAX_FACES_PER_PERSON,
-        c.over_limit_persons,
-        c.over_limit
-    );
+    if let Some(limit) = limit {
+        let _ = writeln!(
+            out,
+            "  persons over the {limit}-image limit: {} ({} images skipped)",
+            c.over_limit_persons, c.over_limit
+        );
+    }
     let skipped = plan
         .rejected
         .iter()
@@ -176,6 +189,10 @@ async fn run(args: RunArgs) -> Exit {
         Ok(settings) => settings,
         Err(e) => return fail(e),
     };
+    if let Err(e) = refuse_clobbering_outputs(&args) {
+        return fail(e);
+    }
+    crate::manifest::set_default_encoding(args.encoding.into());
     let target = args.target.kind();
     // With --sandbox the emulator lives as long as the run, in this process.
     let mut running_sandbox: Option<Sandbox> = None;
@@ -198,7 +215,7 @@ async fn run(args: RunArgs) -> Exit {
     let connected = match connected {
         Ok(connected) => connected,
         Err(e) => {
-            eprintln!("face-enroll: {e}");
+            crate::say!("face-enroll: {e}");
             return e.exit();
         }
     };
@@ -212,6 +229,7 @@ async fn run(args: RunArgs) -> Exit {
         max_duration: args.max_duration,
         retry_failed: args.retry_failed,
         reconcile: args.reconcile.into(),
+        strict: args.strict,
         progress: if args.quiet {
             crate::report::ProgressMode::Off
         } else {
@@ -220,21 +238,14 @@ async fn run(args: RunArgs) -> Exit {
     };
     let result = pipeline::run(config, connected.client).await;
     if let Some(sb) = running_sandbox {
-        let faces: usize = sb
-            .snapshot()
-            .mts
-            .categories
-            .iter()
-            .flat_map(|c| &c.persons)
-            .map(|p| p.faces.len())
-            .sum();
-        tracing::info!("the built-in sandbox (new for every run) now holds {faces} faces");
+        let held = sandbox_holds(&sb.snapshot(), target);
+        tracing::info!("the built-in sandbox (new for every run) now holds {held}");
         sb.shutdown().await;
     }
     match result {
         Ok(done) => finish_run(&args, done),
         Err(RunError::Ledger(e @ LedgerError::Locked { .. })) => {
-            eprintln!("face-enroll: {e}");
+            crate::say!("face-enroll: {e}");
             Exit::Locked
         }
         Err(RunError::Ledger(e @ (LedgerError::Write { .. } | LedgerError::Replaced { .. }))) => {
@@ -245,53 +256,111 @@ async fn run(args: RunArgs) -> Exit {
     }
 }
 
+/// What the in-process sandbox holds for the run's target: faces (MTS) or samples (ICE).
+fn sandbox_holds(
+    state: &crate::sandbox::StateSnapshot,
+    target: crate::target::TargetKind,
+) -> String {
+    match target {
+        crate::target::TargetKind::Mts => {
+            let faces: usize = state
+                .mts
+                .categories
+                .iter()
+                .flat_map(|c| &c.persons)
+                .map(|p| p.faces.len())
+                .sum();
+            format!("{faces} faces")
+        }
+        crate::target::TargetKind::Ice(_) => {
+            let samples: usize = state
+                .ice
+                .libs
+                .iter()
+                .flat_map(|l| &l.entities)
+                .map(|e| e.samples.len())
+                .sum();
+            format!("{samples} samples")
+        }
+    }
+}
+
+/// `--summary`, `--rejects` and `--metrics` must not name the ledger, its lock or the manifest.
+fn refuse_clobbering_outputs(args: &RunArgs) -> Result<(), crate::exit::UsageError> {
+    let ledger = args.ledger_path();
+    let lock = ledger::lock_path(&ledger);
+    let keep = [ledger.as_path(), lock.as_path(), args.manifest.as_path()];
+    for (flag, path) in [
+        ("--summary", &args.summary),
+        ("--rejects", &args.rejects),
+        ("--metrics", &args.metrics),
+    ] {
+        if let Some(path) = path {
+            crate::report::refuse_clobbering(flag, path, &keep)?;
+        }
+    }
+    Ok(())
+}
+
 fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
     let exit = done.ending.exit();
-    let json = args.log_format == crate::cli::LogFormat::Json;
+    let json = crate::say::is_json();
     if let Ending::ServiceFatal(error) = &done.ending {
         let hint = error.hint().unwrap_or("see the message");
         if json {
             tracing::error!(code = error.code(), error = %error, what_to_do = hint, "the service refused the run; fix the problem and run again to resume");
         } else {
-            eprintln!("face-enroll: the service refused the run: {error}");
-            eprintln!("  what to do: {hint}");
-            eprintln!(
+            crate::say!("face-enroll: the service refused the run: {error}");
+            crate::say!("  what to do: {hint}");
+            crate::say!(
                 "  nothing was lost: the ledger records every image sent; fix the problem and run again to resume"
             );
         }
     }
-    if !args.quiet {
-        if json {
-            // One structured event, so a log shipper reads the figures without parsing prose.
-            let s = &done.summary;
-            tracing::info!(
-                outcome = %s.outcome, exit_code = s.exit_code, rows = s.rows,
-                already_done = s.already_done, registered_now = s.registered_now,
-                recovered = s.recovered, adopted = s.adopted, failed = s.failed, invalid = s.invalid,
-                skipped = s.skipped, duplicates = s.duplicates, left = s.left,
-                retries = s.retries, throttled = s.throttled, lookups = s.lookups,
-                requests = s.requests, requests_create = s.requests_create,
-                requests_read = s.requests_read, requests_remove = s.requests_remove,
-                elapsed_s = s.elapsed_s, rate_per_s = s.rate_per_s, ledger = %s.ledger,
-                "summary"
-            );
-        } else {
-            eprintln!("{}", done.summary.render());
+    let s = &done.summary;
+    if args.quiet {
+        // Quiet, but never silent about an ending cron must look at.
+        if exit != Exit::Success {
+            if json {
+                tracing::warn!(outcome = %s.outcome, exit_code = s.exit_code, causes = %s.causes().join("; "), left = s.left, "summary");
+            } else {
+                crate::say!("{}", s.one_line());
+            }
         }
+    } else if json {
+        // One structured event, so a log shipper reads the figures without parsing prose.
+        tracing::info!(
+            outcome = %s.outcome, exit_code = s.exit_code, rows = s.rows,
+            already_done = s.already_done, registered_now = s.registered_now,
+            recovered = s.recovered, adopted = s.adopted, failed = s.failed, invalid = s.invalid,
+            skipped = s.skipped, duplicates = s.duplicates, left = s.left,
+            new_rejections = s.new_rejections, known_rejections = s.known_rejections,
+            refused_by_code = ?s.refused_by_code, invalid_by_column = ?s.invalid_by_column,
+            retries_ran_out = ?s.retries_ran_out, stopped_because = ?s.stopped_because,
+            retries = s.retries, throttled = s.throttled, lookups = s.lookups,
+            requests = s.requests, requests_create = s.requests_create,
+            requests_read = s.requests_read, requests_remove = s.requests_remove,
+            elapsed_s = s.elapsed_s, rate_per_s = s.rate_per_s, ledger = %s.ledger,
+            hints = ?s.hints,
+            "summary"
+        );
+    } else {
+        crate::say::text(&s.render());
     }
     if let Some(path) = &args.summary {
-        let json = serde_json::to_vec_pretty(&done.summary).unwrap_or_default();
+        let mut json = serde_json::to_vec_pretty(&done.summary).unwrap_or_default();
+        json.push(b'\n');
         if let Err(e) = crate::report::write_atomically(path, &json) {
-            eprintln!(
+            crate::say!(
                 "face-enroll: cannot write the summary {}: {e}",
                 path.display()
             );
         }
     }
     if let Some(path) = &args.rejects
-        && let Err(e) = write_rejects(path, &done.rejected)
+        && let Err(e) = write_rejects(path, &all_rejects(&done.rejected, &args.ledger_path()))
     {
-        eprintln!(
+        crate::say!(
             "face-enroll: cannot write the rejects file {}: {e}",
             path.display()
         );
@@ -302,6 +371,40 @@ fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
     exit
 }
 
+/// This run's rejects, and the rows earlier runs saw refused by the service that are still not
+/// registered (the ledger's last word on them is `failed`), in manifest line order.
+fn all_rejects(this_run: &[Rejected], ledger_path: &Path) -> Vec<Rejected> {
+    let mut all = this_run.to_vec();
+    let known: std::collections::HashSet<u128> = all
+        .iter()
+        .map(|r| crate::manifest::image_key(&r.category_id, &r.person_id, &r.image_url))
+        .collect();
+    if let Ok(rows) = crate::ops::failed::collect(ledger_path) {
+        let earlier = rows.into_iter().filter(|r| {
+            r.status == ledger::Status::Failed
+                && !r.retryable
+                && !known.contains(&crate::manifest::image_key(
+                    &r.category_id,
+                    &r.person_id,
+                    &r.image_url,
+                ))
+        });
+        for r in earlier {
+            all.push(Rejected {
+                line: r.line.unwrap_or(0),
+                reason: r.reason(),
+                category_id: r.category_id,
+                person_id: r.person_id,
+                image_url: r.image_url,
+                status: r.status,
+                already_recorded: true,
+            });
+        }
+    }
+    all.sort_by_key(|r| r.line);
+    all
+}
+
 /// The signed client for `verify` and `rollback`, found exactly as `run` finds it.
 async fn connect_for(
     flags: &crate::cli::ConnectArgs,
@@ -309,7 +412,7 @@ async fn connect_for(
 ) -> Result<connect::Connected, Exit> {
     let settings = flags.settings().map_err(fail)?;
     connect::connect(&settings, target).await.map_err(|e| {
-        eprintln!("face-enroll: {e}");
+        crate::say!("face-enroll: {e}");
         e.exit()
     })
 }
@@ -339,6 +442,7 @@ async fn verify(args: crate::cli::ops::VerifyArgs) -> Exit {
         Ok(config) => config,
         Err(message) => return fail(message),
     };
+    crate::manifest::set_default_encoding(args.encoding.into());
     let connected = match connect_for(&args.connect, kind).await {
         Ok(c) => c,
         Err(exit) => return exit,
@@ -385,13 +489,65 @@ async fn rollback(args: crate::cli::ops::RollbackArgs) -> Exit {
 
 fn completions(args: crate::cli::ops::CompletionsArgs) -> Exit {
     let mut command = <crate::cli::Cli as clap::CommandFactory>::command();
-    clap_complete::generate(
-        args.shell,
-        &mut command,
-        "face-enroll",
-        &mut std::io::stdout(),
-    );
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "face-enroll", &mut script);
+    if args.shell == clap_complete::Shell::Bash {
+        command.build();
+        script = fix_bash(&String::from_utf8_lossy(&script), &command).into_bytes();
+    }
+    let _ = std::io::stdout().lock().write_all(&script);
     Exit::Success
+}
+
+/// Two faults of clap_complete's bash script: for a name with a hyphen its case labels
+/// (`face__subcmd__enroll__subcmd__check`) differ from the names its dispatch loop builds
+/// (`face__enroll__subcmd__check`), so no subcommand's flags were ever completed; and it offers
+/// hidden flags (test switches). Both are mended here.
+fn fix_bash(script: &str, command: &clap::Command) -> String {
+    let script = script.replace("face__subcmd__enroll", "face__enroll");
+    let mut hidden = std::collections::HashMap::new();
+    hidden_flags(command, "face__enroll".to_string(), &mut hidden);
+    let mut block = String::new();
+    let mut out = String::with_capacity(script.len());
+    for line in script.lines() {
+        let trimmed = line.trim();
+        if let Some(name) = trimmed.strip_suffix(')')
+            && hidden.contains_key(name)
+        {
+            block = name.to_string();
+        }
+        match (trimmed.strip_prefix("opts=\""), hidden.get(&block)) {
+            (Some(rest), Some(flags)) if !flags.is_empty() => {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                let kept: Vec<&str> = rest
+                    .trim_end_matches('"')
+                    .split(' ')
+                    .filter(|word| !flags.iter().any(|f| f == word))
+                    .collect();
+                out.push_str(&format!("{indent}opts=\"{}\"", kept.join(" ")));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn hidden_flags(
+    command: &clap::Command,
+    block: String,
+    out: &mut std::collections::HashMap<String, Vec<String>>,
+) {
+    let flags = command
+        .get_arguments()
+        .filter(|a| a.is_hide_set())
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect();
+    for sub in command.get_subcommands() {
+        let name = sub.get_name().replace('-', "_");
+        hidden_flags(sub, format!("{block}__subcmd__{name}"), out);
+    }
+    out.insert(block, flags);
 }
 
 fn write_rejects(path: &Path, rejected: &[Rejected]) -> std::io::Result<()> {

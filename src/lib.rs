@@ -22,6 +22,7 @@ pub mod plan;
 pub mod report;
 pub mod retry;
 pub mod sandbox;
+pub mod say;
 pub mod sign;
 pub mod stop;
 pub mod target;

@@ -59,6 +59,34 @@ pub struct Figures {
     /// Rows the service refused for good in this run, for the rejects file.
     #[serde(skip)]
     pub failed_rows: Vec<crate::plan::Rejected>,
+    /// The service's `Code` of every image it refused for good in this run.
+    pub refused_codes: Groups,
+    /// The last `Code` of every image whose retries ran out (sent again by the next run).
+    pub exhausted_codes: Groups,
+}
+
+/// Counts by cause (a service `Code`, a column), in name order so two runs print alike.
+pub type Groups = std::collections::BTreeMap<String, u64>;
+
+/// `InternalError ×12, HTTP 502 ×2`: the largest group first, then by name.
+pub fn render_groups(groups: &Groups) -> String {
+    let mut sorted: Vec<(&String, &u64)> = groups.iter().collect();
+    sorted.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    sorted
+        .iter()
+        .map(|(code, n)| format!("{} ×{n}", display_code(code)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A code as an operator reads it: `HTTP502` is `HTTP 502`.
+fn display_code(code: &str) -> String {
+    match code.strip_prefix("HTTP") {
+        Some(status) if !status.is_empty() && status.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("HTTP {status}")
+        }
+        _ => code.to_string(),
+    }
 }
 
 impl Figures {
@@ -173,16 +201,52 @@ pub struct Summary {
     pub elapsed_s: f64,
     pub rate_per_s: f64,
     pub ledger: String,
+    /// Rows not registered that this run found: refused by the service now, or invalid / over
+    /// the limit with no earlier record saying so. Any of them makes the exit 1.
+    pub new_rejections: u64,
+    /// Rows not registered that earlier runs already recorded (the same refusal again).
+    pub known_rejections: u64,
+    /// Images the service refused in this run, by its `Code`.
+    pub refused_by_code: Groups,
+    /// Invalid rows, by the column to blame (`row` when none is).
+    pub invalid_by_column: Groups,
+    /// Images whose retries ran out in this run, by the last `Code` (exit 5).
+    pub retries_ran_out: Groups,
+    /// Why an exit-5 run stopped: `deadline` (--max-duration) or `retries ran out`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_because: Option<String>,
+    /// What the operator can do about what happened (e.g. throttling: lower --qps).
+    pub hints: Vec<String>,
+    /// `--strict`: any row not registered makes the exit 1, known or not.
+    #[serde(skip)]
+    pub strict: bool,
+}
+
+/// Invalid rows by the column their reason names (`category_id: …`), else `row`.
+pub fn invalid_by_column(rejected: &[crate::plan::Rejected]) -> Groups {
+    let mut groups = Groups::new();
+    let invalid = rejected
+        .iter()
+        .filter(|r| r.status == crate::ledger::Status::Invalid);
+    for r in invalid {
+        let column = r
+            .reason
+            .split_once(':')
+            .map(|(c, _)| c.trim())
+            .filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            .unwrap_or("row");
+        *groups.entry(column.to_string()).or_insert(0) += 1;
+    }
+    groups
 }
 
 impl Summary {
     pub fn render(&self) -> String {
-        format!(
+        use std::fmt::Write as _;
+        let mut out = format!(
             "summary: {outcome} (exit {code})\n  rows {rows}, already done {done}, registered now {now}, \
              recovered {rec}, adopted {adopted}\n  failed {failed}, invalid {invalid}, skipped {skipped}, duplicate rows {dups}, \
-             left for the next run {left}\n  retries {retries}, throttled answers {thr}, look-ups {look}\n  \
-             requests {req} (creates {creates}, reads {reads}, removals {removes})\n  \
-             elapsed {elapsed:.1}s, {rate:.1} registrations/s\n  ledger {ledger}",
+             left for the next run {left}",
             outcome = self.outcome,
             code = self.exit_code,
             rows = self.rows,
@@ -195,6 +259,15 @@ impl Summary {
             skipped = self.skipped,
             dups = self.duplicates,
             left = self.left,
+        );
+        for line in self.causes() {
+            let _ = write!(out, "\n  {line}");
+        }
+        let _ = write!(
+            out,
+            "\n  retries {retries}, throttled answers {thr}, look-ups {look}\n  \
+             requests {req} (creates {creates}, reads {reads}, removals {removes})\n  \
+             elapsed {elapsed:.1}s, {rate:.1} registrations/s\n  ledger {ledger}",
             retries = self.retries,
             thr = self.throttled,
             look = self.lookups,
@@ -205,26 +278,181 @@ impl Summary {
             elapsed = self.elapsed_s,
             rate = self.rate_per_s,
             ledger = self.ledger,
-        )
+        );
+        for hint in &self.hints {
+            let _ = write!(out, "\n  {hint}");
+        }
+        out
+    }
+
+    /// The lines that say why rows were not registered, one per cause.
+    pub fn causes(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if !self.refused_by_code.is_empty() {
+            lines.push(format!(
+                "refused by the service: {}",
+                render_groups(&self.refused_by_code)
+            ));
+        }
+        if !self.invalid_by_column.is_empty() {
+            let by: Vec<String> = self
+                .invalid_by_column
+                .iter()
+                .map(|(column, n)| format!("{column} ×{n}"))
+                .collect();
+            lines.push(format!("invalid rows by column: {}", by.join(", ")));
+        }
+        if self.skipped > 0 {
+            lines.push(format!(
+                "over the {}-image limit: {}",
+                crate::plan::MAX_FACES_PER_PERSON,
+                self.skipped
+            ));
+        }
+        if !self.retries_ran_out.is_empty() {
+            lines.push(format!(
+                "retries ran out on: {} (sent again by the next run)",
+                render_groups(&self.retries_ran_out)
+            ));
+        }
+        if self.known_rejections > 0 {
+            lines.push(format!(
+                "known rejections {} (recorded by earlier runs; `status --failed` lists them)",
+                self.known_rejections
+            ));
+        }
+        lines
+    }
+
+    /// One line for `-q` on a non-zero ending: the outcome and its main cause.
+    pub fn one_line(&self) -> String {
+        let mut line = format!("face-enroll: {} (exit {})", self.outcome, self.exit_code);
+        let causes = self.causes();
+        if !causes.is_empty() {
+            line.push_str(": ");
+            line.push_str(&causes.join("; "));
+        }
+        let _ = std::fmt::Write::write_fmt(
+            &mut line,
+            format_args!("; left for the next run {}", self.left),
+        );
+        line
     }
 }
 
-/// Writes `contents` to `path` atomically: a temporary file beside it, synced, then renamed.
+/// Writes `contents` to `path` atomically, as a private file (0600): see [`write_output`].
 pub fn write_atomically(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    write_output(path, contents, 0o600)
+}
+
+/// Writes `contents` to `path`: `-` is standard output; an existing symlink is written through
+/// (the link stays); a path that is not a regular file (`/dev/stdout`, a FIFO) is written in
+/// place; a regular file is replaced atomically by a temporary file beside it (in the link
+/// target's directory), synced, with `mode`, then renamed over it.
+pub fn write_output(path: &std::path::Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
-    let dir = match path.parent() {
+    use std::os::unix::fs::PermissionsExt;
+    if path.as_os_str() == "-" || names_stdout(path) {
+        let mut out = std::io::stdout().lock();
+        out.write_all(contents)?;
+        return out.flush();
+    }
+    let target = resolve_links(path)?;
+    if let Ok(meta) = std::fs::metadata(&target)
+        && !meta.is_file()
+    {
+        let mut file = std::fs::OpenOptions::new().write(true).open(&target)?;
+        return file.write_all(contents);
+    }
+    let dir = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".face-enroll.")
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(&dir)?;
+    tmp.write_all(contents)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(&target).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// `/dev/stdout` and its aliases, directly or through a symlink: written on our own standard
+/// output, so a redirection to a file or a pipe is honoured and nothing is ever replaced.
+fn names_stdout(path: &std::path::Path) -> bool {
+    let aliases = ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"];
+    let mut current = path.to_path_buf();
+    for _ in 0..40 {
+        if aliases.iter().any(|a| current == std::path::Path::new(a)) {
+            return true;
+        }
+        match std::fs::read_link(&current) {
+            Ok(link) => {
+                current = match current.parent() {
+                    Some(parent) if link.is_relative() => parent.join(link),
+                    _ => link,
+                };
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// Follows symlinks (relative ones from their own directory) to the path they name; a
+/// dangling link names the file to create. Bounded, like the kernel's limit.
+fn resolve_links(path: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    let mut current = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let link = std::fs::read_link(&current)?;
+                current = match current.parent() {
+                    Some(parent) if link.is_relative() => parent.join(link),
+                    _ => link,
+                };
+            }
+            _ => return Ok(current),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "{}: too many levels of symbolic links",
+        path.display()
+    )))
+}
+
+/// Refuses an output path that is the ledger, its lock or the manifest (the same file, by
+/// device and inode, or by path when it does not exist yet): writing there would destroy it.
+pub fn refuse_clobbering(
+    flag: &str,
+    output: &std::path::Path,
+    precious: &[&std::path::Path],
+) -> Result<(), crate::exit::UsageError> {
+    use std::os::unix::fs::MetadataExt;
+    if output.as_os_str() == "-" {
+        return Ok(());
+    }
+    let id = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let absolute = |p: &std::path::Path| {
+        resolve_links(p)
+            .ok()
+            .and_then(|p| std::path::absolute(p).ok())
+    };
+    for keep in precious {
+        let same_file = id(output).is_some() && id(output) == id(keep);
+        let same_path = absolute(output).is_some() && absolute(output) == absolute(keep);
+        if same_file || same_path {
+            return Err(crate::exit::UsageError::new(format!(
+                "{flag} {}: that is {}, which this command reads; writing there would destroy it. \
+                 Give another path",
+                output.display(),
+                keep.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -265,5 +493,50 @@ mod tests {
         write_atomically(&path, b"{\"a\":1}").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\":1}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn writing_through_a_symlink_keeps_the_link_and_makes_a_private_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.json");
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink("real.json", &link).unwrap();
+        write_atomically(&link, b"{}").unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(&real).unwrap(), b"{}");
+        let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn an_output_on_the_ledger_its_lock_or_the_manifest_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = dir.path().join("m.ledger.jsonl");
+        std::fs::write(&ledger, b"").unwrap();
+        let lock = dir.path().join("m.ledger.jsonl.lock");
+        let other = dir.path().join("s.json");
+        let keep = [ledger.as_path(), lock.as_path()];
+        assert!(refuse_clobbering("--summary", &ledger, &keep).is_err());
+        assert!(refuse_clobbering("--summary", &lock, &keep).is_err());
+        assert!(refuse_clobbering("--summary", &other, &keep).is_ok());
+        assert!(refuse_clobbering("--summary", std::path::Path::new("-"), &keep).is_ok());
+    }
+
+    #[test]
+    fn causes_group_codes_largest_first_and_spell_http_statuses() {
+        let mut codes = Groups::new();
+        codes.insert("HTTP502".into(), 2);
+        codes.insert("InternalError".into(), 12);
+        codes.insert("Timeout".into(), 1);
+        assert_eq!(
+            render_groups(&codes),
+            "InternalError ×12, HTTP 502 ×2, Timeout ×1"
+        );
     }
 }

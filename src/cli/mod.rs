@@ -18,6 +18,9 @@ use crate::target::TargetKind;
 #[derive(Parser, Debug)]
 #[command(name = "face-enroll", version, about, long_about = None)]
 pub struct Cli {
+    /// Log format on stderr (every command): `json` writes every line as a JSON event.
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -40,6 +43,8 @@ pub enum Command {
     Verify(ops::VerifyArgs),
     /// Unregister, by FaceId, the faces one run (or every run) registered.
     Rollback(ops::RollbackArgs),
+    /// The ledger's runs: id, start, end, command, target, counts, exit.
+    Runs(ops::RunsArgs),
     /// Print shell completions.
     Completions(ops::CompletionsArgs),
 }
@@ -180,17 +185,21 @@ pub struct RunArgs {
     /// Progress display: a bar on a terminal, a log line every 10 s otherwise.
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Exit 1 for any row not registered, even one an earlier run already recorded (by
+    /// default only rows this run found make the exit 1).
+    #[arg(long)]
+    pub strict: bool,
+    /// Character encoding of the manifest.
+    #[arg(long, value_enum, default_value_t = EncodingArg::Auto)]
+    pub encoding: EncodingArg,
     /// Print only warnings and errors (no progress, no summary on stderr).
     #[arg(short, long)]
     pub quiet: bool,
-    /// Also write the summary as JSON to this file.
+    /// Also write the summary as JSON to this file (`-`: standard output).
     #[arg(long)]
     pub summary: Option<PathBuf>,
     /// Write rows that were not registered (invalid, over the limit, refused by the service) to
-    /// this CSV file.
+    /// this CSV file (`-`: standard output), earlier runs' refusals still not registered included.
     #[arg(long)]
     pub rejects: Option<PathBuf>,
     /// Write the run's figures to this Prometheus text file (node_exporter textfile collector),
@@ -205,16 +214,52 @@ pub struct TargetArgs {
     /// Where to register: MTS custom faces, or ICE custom recognition libraries.
     #[arg(long, value_enum, default_value_t = TargetArg::Mts)]
     pub target: TargetArg,
-    /// ICE only: the recognition algorithm of the libraries (landmark, object, logo, face, label).
-    #[arg(long, value_parser = lib::parse_algorithm, default_value = "face")]
-    pub algorithm: crate::api::Algorithm,
+    /// ICE only: the recognition algorithm of the libraries (landmark, object, logo, face, label)
+    /// [default: face].
+    #[arg(long, value_parser = lib::parse_algorithm)]
+    pub algorithm: Option<crate::api::Algorithm>,
 }
 
 impl TargetArgs {
     pub fn kind(&self) -> TargetKind {
         match self.target {
             TargetArg::Mts => TargetKind::Mts,
-            TargetArg::Ice => TargetKind::Ice(self.algorithm),
+            TargetArg::Ice => {
+                TargetKind::Ice(self.algorithm.unwrap_or(crate::api::Algorithm::Face))
+            }
+        }
+    }
+
+    /// `--algorithm` means something only for ICE: given without `--target ice`, it is refused.
+    pub fn check(&self) -> Result<(), UsageError> {
+        match (self.target, self.algorithm) {
+            (TargetArg::Mts, Some(a)) => Err(UsageError::new(format!(
+                "--algorithm {a} applies to ICE only: add --target ice, or drop --algorithm"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `--encoding`: how the manifest's bytes are decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EncodingArg {
+    /// A BOM names it; else UTF-8 when valid; else GB18030 when it decodes without errors.
+    Auto,
+    #[value(name = "utf-8")]
+    Utf8,
+    Gb18030,
+    #[value(name = "utf-16")]
+    Utf16,
+}
+
+impl From<EncodingArg> for crate::manifest::Encoding {
+    fn from(value: EncodingArg) -> crate::manifest::Encoding {
+        match value {
+            EncodingArg::Auto => crate::manifest::Encoding::Auto,
+            EncodingArg::Utf8 => crate::manifest::Encoding::Utf8,
+            EncodingArg::Gb18030 => crate::manifest::Encoding::Gb18030,
+            EncodingArg::Utf16 => crate::manifest::Encoding::Utf16,
         }
     }
 }
@@ -237,13 +282,21 @@ pub struct CheckArgs {
     /// As for `run`: which persons the estimate counts a server read for.
     #[arg(long, value_enum, default_value_t = ReconcileArg::Auto)]
     pub reconcile: ReconcileArg,
+    /// Plan against the sandbox's ledger (the one `run --sandbox` writes).
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Character encoding of the manifest.
+    #[arg(long, value_enum, default_value_t = EncodingArg::Auto)]
+    pub encoding: EncodingArg,
 }
 
 impl CheckArgs {
     pub fn ledger_path(&self) -> PathBuf {
-        self.ledger
-            .clone()
-            .unwrap_or_else(|| self.target.kind().default_ledger(&self.manifest, false))
+        self.ledger.clone().unwrap_or_else(|| {
+            self.target
+                .kind()
+                .default_ledger(&self.manifest, self.sandbox)
+        })
     }
 
     pub fn qps(&self) -> u32 {
@@ -334,6 +387,7 @@ impl RunArgs {
     /// Checks the numeric flags; the message says which flag and what is allowed.
     pub fn validate(&self) -> Result<crate::connect::Settings, UsageError> {
         let settings = self.connect.settings()?;
+        self.target.check()?;
         if self.max_duration.is_some_and(|d| d.is_zero()) {
             return Err(UsageError::new("--max-duration must be longer than zero"));
         }
@@ -363,6 +417,29 @@ mod tests {
         match parse(&all).unwrap().command {
             Command::Run(run) => run,
             other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn algorithm_without_the_ice_target_is_refused() {
+        let err = run(&["--algorithm", "logo"]).validate().unwrap_err();
+        assert!(err.0.contains("--target ice"), "{err}");
+        assert!(
+            run(&["--algorithm", "logo", "--target", "ice"])
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn log_format_is_taken_by_every_command() {
+        for args in [
+            &["--log-format", "json", "status", "m.csv"][..],
+            &["verify", "m.csv", "--log-format", "json"],
+            &["lib", "list", "--algorithm", "face", "--log-format", "json"],
+            &["rollback", "--ledger", "l", "--all", "--log-format", "json"],
+        ] {
+            assert_eq!(parse(args).unwrap().log_format, LogFormat::Json, "{args:?}");
         }
     }
 

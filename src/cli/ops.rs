@@ -20,30 +20,78 @@ use crate::target::TargetKind;
 pub struct StatusArgs {
     /// Manifest: also show how much is left to do for it (its ledger is the default one beside it).
     pub manifest: Option<PathBuf>,
-    /// Ledger to read [default: the manifest's path with extension .ledger.jsonl].
+    /// Ledger to read [default: the manifest's path with extension .ledger.jsonl, as `run`
+    /// names it for --target and --sandbox].
     #[arg(long, required_unless_present = "manifest")]
     pub ledger: Option<PathBuf>,
     /// Print the report as one JSON document.
     #[arg(long)]
     pub json: bool,
+    /// List every row not registered now, across runs (failed, invalid, skipped, pending): line,
+    /// ids, URL, status, last code and message, attempts, run.
+    #[arg(long)]
+    pub failed: bool,
+    /// The sandbox's ledger (the one `run --sandbox` writes beside the manifest).
+    #[arg(long)]
+    pub sandbox: bool,
+    #[command(flatten)]
+    pub target: super::TargetArgs,
+}
+
+/// The ledger a manifest-based operator command reads: `--ledger`, else `run`'s default for
+/// the target and `--sandbox`.
+fn ledger_for(
+    ledger: &Option<PathBuf>,
+    manifest: &Option<PathBuf>,
+    target: &super::TargetArgs,
+    sandbox: bool,
+    command: &str,
+) -> Result<PathBuf, UsageError> {
+    target.check()?;
+    match (ledger, manifest) {
+        (Some(ledger), _) => Ok(ledger.clone()),
+        (None, Some(manifest)) => Ok(target.kind().default_ledger(manifest, sandbox)),
+        (None, None) => Err(UsageError::new(format!(
+            "{command} needs --ledger PATH or a MANIFEST"
+        ))),
+    }
 }
 
 impl StatusArgs {
     pub fn config(&self) -> Result<StatusConfig, UsageError> {
-        let ledger = match (&self.ledger, &self.manifest) {
-            (Some(ledger), _) => ledger.clone(),
-            (None, Some(manifest)) => {
-                crate::target::TargetKind::Mts.default_ledger(manifest, false)
-            }
-            (None, None) => {
-                return Err(UsageError::new("status needs --ledger PATH or a MANIFEST"));
-            }
-        };
+        let ledger = ledger_for(
+            &self.ledger,
+            &self.manifest,
+            &self.target,
+            self.sandbox,
+            "status",
+        )?;
         Ok(StatusConfig {
             ledger,
             manifest: self.manifest.clone(),
             json: self.json,
+            failed: self.failed,
+            rules: self.target.kind().rules(),
         })
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunsArgs {
+    /// Ledger to read.
+    #[arg(long)]
+    pub ledger: PathBuf,
+    /// Print the runs as one JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RunsArgs {
+    pub fn config(&self) -> crate::ops::runs::RunsConfig {
+        crate::ops::runs::RunsConfig {
+            ledger: self.ledger.clone(),
+            json: self.json,
+        }
     }
 }
 
@@ -57,27 +105,48 @@ pub enum ExportFormat {
 
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
+    /// Manifest whose default ledger to read (as `run` names it for --target and --sandbox).
+    pub manifest: Option<PathBuf>,
     /// Ledger to read.
+    #[arg(long, required_unless_present = "manifest")]
+    pub ledger: Option<PathBuf>,
+    /// The sandbox's ledger (the one `run --sandbox` writes beside the manifest).
     #[arg(long)]
-    pub ledger: PathBuf,
+    pub sandbox: bool,
+    #[command(flatten)]
+    pub target: super::TargetArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
     pub format: ExportFormat,
-    /// Write to this file (atomically: a temporary file, then a rename) instead of stdout.
+    /// Write to this file (atomically: a temporary file, then a rename; mode 0600) instead of
+    /// stdout (`-` is stdout too).
     #[arg(short = 'o', long = "output")]
     pub output: Option<PathBuf>,
 }
 
 impl ExportArgs {
-    pub fn config(&self) -> ExportConfig {
-        ExportConfig {
-            ledger: self.ledger.clone(),
+    pub fn config(&self) -> Result<ExportConfig, UsageError> {
+        let ledger = ledger_for(
+            &self.ledger,
+            &self.manifest,
+            &self.target,
+            self.sandbox,
+            "export",
+        )?;
+        if let Some(output) = &self.output {
+            let lock = crate::ledger::lock_path(&ledger);
+            let mut keep = vec![ledger.as_path(), lock.as_path()];
+            keep.extend(self.manifest.as_deref());
+            crate::report::refuse_clobbering("-o", output, &keep)?;
+        }
+        Ok(ExportConfig {
+            ledger,
             format: match self.format {
                 ExportFormat::Csv => Format::Csv,
                 ExportFormat::Jsonl => Format::Jsonl,
             },
             output: self.output.clone(),
-        }
+        })
     }
 }
 
@@ -109,6 +178,13 @@ pub struct VerifyArgs {
     /// Write the figures to this Prometheus text file (node_exporter textfile collector).
     #[arg(long)]
     pub metrics: Option<PathBuf>,
+    /// The sandbox's ledger (the one `run --sandbox` writes); point --endpoint at a standalone
+    /// sandbox holding that state.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Character encoding of the manifest.
+    #[arg(long, value_enum, default_value_t = super::EncodingArg::Auto)]
+    pub encoding: super::EncodingArg,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -116,14 +192,22 @@ pub struct VerifyArgs {
 impl VerifyArgs {
     /// The ledger: `--ledger`, else the default beside the manifest for `--target`.
     pub fn ledger_path(&self) -> PathBuf {
-        self.ledger
-            .clone()
-            .unwrap_or_else(|| self.target.kind().default_ledger(&self.manifest, false))
+        self.ledger.clone().unwrap_or_else(|| {
+            self.target
+                .kind()
+                .default_ledger(&self.manifest, self.sandbox)
+        })
     }
 
     /// The validated configuration for the import's target `kind`.
     pub fn config(&self, kind: TargetKind) -> Result<VerifyConfig, UsageError> {
         let connect = self.connect.settings()?;
+        if let Some(metrics) = &self.metrics {
+            let ledger = self.ledger_path();
+            let lock = crate::ledger::lock_path(&ledger);
+            let keep = [ledger.as_path(), lock.as_path(), self.manifest.as_path()];
+            crate::report::refuse_clobbering("--metrics", metrics, &keep)?;
+        }
         Ok(VerifyConfig {
             manifest: self.manifest.clone(),
             ledger: self.ledger_path(),
@@ -143,7 +227,8 @@ pub struct RollbackArgs {
     /// Ledger whose registered faces are unregistered.
     #[arg(long)]
     pub ledger: PathBuf,
-    /// Only the faces registered by this run (its id is in `status` and in every record).
+    /// Only the faces registered by this run: its id, or a unique prefix of 6 characters or more
+    /// (`face-enroll runs` lists them).
     #[arg(long)]
     pub run: Option<String>,
     /// Every face the ledger records as registered.
@@ -167,7 +252,7 @@ impl RollbackArgs {
             Some(run) if run.trim().is_empty() => {
                 return Err(UsageError::new("--run needs a run id"));
             }
-            Some(run) => Scope::Run(run.trim().to_string()),
+            Some(run) => Scope::Run(crate::ops::runs::resolve(&self.ledger, run)?),
             None => Scope::All,
         };
         Ok(RollbackConfig {
@@ -225,6 +310,18 @@ mod tests {
         assert_eq!(
             args.config().unwrap().ledger,
             std::path::PathBuf::from("data/m.ledger.jsonl")
+        );
+        let Command::Status(args) =
+            parse(&["status", "data/m.csv", "--sandbox", "--target", "ice"])
+                .unwrap()
+                .command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            args.config().unwrap().ledger,
+            TargetKind::Ice(crate::api::Algorithm::Face)
+                .default_ledger(std::path::Path::new("data/m.csv"), true)
         );
     }
 

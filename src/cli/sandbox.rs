@@ -91,6 +91,9 @@ pub struct SandboxArgs {
     /// Write the final state (JSON) to this file at exit.
     #[arg(long, value_name = "PATH")]
     pub state_file: Option<PathBuf>,
+    /// Listen on an address other machines can reach (needs a --access-key-secret of your own).
+    #[arg(long)]
+    pub allow_remote: bool,
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -128,6 +131,19 @@ impl SandboxArgs {
         anyhow::ensure!(
             self.sts_lifetime >= std::time::Duration::from_secs(1),
             "--sts-lifetime must be at least 1s"
+        );
+        let remote = !self.listen.ip().is_loopback();
+        anyhow::ensure!(
+            !remote || self.allow_remote,
+            "--listen {}: not a loopback address, so other machines could call this sandbox; \
+             add --allow-remote and a --access-key-secret of your own, or listen on 127.0.0.1",
+            self.listen
+        );
+        anyhow::ensure!(
+            !remote || self.access_key_secret != DEFAULT_ACCESS_KEY_SECRET,
+            "--listen {} with --allow-remote: give a --access-key-secret of your own (the default \
+             one is public)",
+            self.listen
         );
         anyhow::ensure!(
             self.max_faces_per_person >= 1,
@@ -180,6 +196,22 @@ async fn serve_until(
         config.ecs_role_name,
         config.sts_lifetime.as_secs()
     );
+    let mut exports = vec![
+        format!(
+            "export ALIBABA_CLOUD_ACCESS_KEY_ID={}",
+            shell_quote(&config.access_key_id)
+        ),
+        format!(
+            "export ALIBABA_CLOUD_ACCESS_KEY_SECRET={}",
+            shell_quote(&config.access_key_secret)
+        ),
+    ];
+    if let Some(token) = &config.security_token {
+        exports.push(format!(
+            "export ALIBABA_CLOUD_SECURITY_TOKEN={}",
+            shell_quote(token)
+        ));
+    }
     let listen = config.listen;
     let sandbox = Sandbox::start(config)
         .await
@@ -187,6 +219,9 @@ async fn serve_until(
     writeln!(out, "{}", sandbox.base_url())?;
     out.flush()?;
     writeln!(out, "{credentials}")?;
+    for line in &exports {
+        writeln!(out, "{line}")?;
+    }
     writeln!(out, "{sts}")?;
     writeln!(
         out,
@@ -201,6 +236,16 @@ async fn serve_until(
             .with_context(|| format!("cannot write the state file {}", path.display()))?;
     }
     stopped
+}
+
+/// A value a POSIX shell reads back as it is: bare when it is safe, else in single quotes.
+fn shell_quote(value: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./:=@%+".contains(c);
+    if !value.is_empty() && value.chars().all(safe) {
+        value.to_string()
+    } else {
+        format!("'{}'", value.replace('\'', "'\\''"))
+    }
 }
 
 #[cfg(unix)]
@@ -283,6 +328,32 @@ mod tests {
     }
 
     #[test]
+    fn a_non_loopback_listen_needs_allow_remote_and_a_secret_of_ones_own() {
+        let open = parse(&["--listen", "0.0.0.0:8686"]).unwrap().into_config();
+        assert!(open.unwrap_err().to_string().contains("--allow-remote"));
+        let default_secret = parse(&["--listen", "0.0.0.0:8686", "--allow-remote"])
+            .unwrap()
+            .into_config();
+        assert!(
+            default_secret
+                .unwrap_err()
+                .to_string()
+                .contains("of your own")
+        );
+        let own = parse(&[
+            "--listen",
+            "0.0.0.0:8686",
+            "--allow-remote",
+            "--access-key-secret",
+            "s3cret-of-mine",
+        ])
+        .unwrap()
+        .into_config();
+        assert!(own.is_ok());
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
     fn sts_lifetime_takes_a_duration_with_units() {
         let (config, _) = parse(&["--sts-lifetime", "5s"])
             .unwrap()
@@ -316,6 +387,13 @@ mod tests {
         assert_eq!(
             lines[1],
             "credentials: access key id sandbox-key-id, secret sandbox-key-secret"
+        );
+        assert_eq!(
+            lines[2..4],
+            [
+                "export ALIBABA_CLOUD_ACCESS_KEY_ID=sandbox-key-id",
+                "export ALIBABA_CLOUD_ACCESS_KEY_SECRET=sandbox-key-secret"
+            ]
         );
         let state: crate::sandbox::StateSnapshot =
             serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();

@@ -31,7 +31,7 @@ pub async fn execute(args: LibArgs) -> Exit {
 }
 
 fn usage(message: impl std::fmt::Display) -> Exit {
-    eprintln!("face-enroll lib: {message}");
+    crate::say!("face-enroll lib: {message}");
     Exit::Usage
 }
 
@@ -40,12 +40,12 @@ fn halted(session: &Session, halt: Halt) -> Exit {
     let fatal = session.caller.stop().take_fatal();
     let error = halt.error().or(fatal.as_ref());
     if let Some(error) = error {
-        eprintln!("face-enroll lib: {error}");
+        crate::say!("face-enroll lib: {error}");
         if let Some(hint) = error.hint() {
-            eprintln!("  what to do: {hint}");
+            crate::say!("  what to do: {hint}");
         }
     } else {
-        eprintln!("face-enroll lib: stopped before an answer");
+        crate::say!("face-enroll lib: stopped before an answer");
     }
     match halt {
         Halt::Stopped => session.caller.stop().exit().unwrap_or(Exit::Interrupted),
@@ -73,7 +73,7 @@ async fn connect(connection: &Connection, algorithm: Algorithm) -> Result<Sessio
     let connected = crate::connect::connect(&settings, target)
         .await
         .map_err(|e| {
-            eprintln!("face-enroll lib: {e}");
+            crate::say!("face-enroll lib: {e}");
             e.exit()
         })?;
     let stop = Arc::new(Stop::default());
@@ -108,7 +108,7 @@ async fn create(args: CreateArgs) -> Outcome {
         .map(|l| l.lib_id.as_str())
         .collect();
     if !same_name.is_empty() {
-        eprintln!(
+        crate::say!(
             "face-enroll lib: note: a library named \"{}\" already exists ({}); creating another",
             args.name,
             same_name.join(", ")
@@ -180,7 +180,7 @@ async fn delete(args: DeleteArgs) -> Outcome {
     if args.connection.json {
         print_json(&json!({ "LibId": lib_id, "Deleted": true }));
     } else {
-        eprintln!("face-enroll lib: deleted library {lib_id}, its entities and their samples");
+        crate::say!("face-enroll lib: deleted library {lib_id}, its entities and their samples");
     }
     Ok(())
 }
@@ -198,6 +198,27 @@ async fn entities(args: EntitiesArgs) -> Outcome {
 
 async fn samples(args: SamplesArgs) -> Outcome {
     let session = connect(&args.connection, args.algorithm).await?;
+    if let Some(name) = args.entity_name.as_deref() {
+        // An empty listing would read as "no samples": say the name matched nothing instead.
+        let entities = session
+            .target
+            .entities(&session.caller, &args.lib_id)
+            .await
+            .map_err(|h| halted(&session, h))?;
+        let folded = crate::manifest::fold_id(name);
+        let known = entities.iter().any(|e| {
+            e.entity_name
+                .as_deref()
+                .is_some_and(|n| crate::manifest::fold_id(n) == folded)
+        });
+        if !known {
+            return Err(usage(format!(
+                "no entity named {name} in library {}; `face-enroll lib entities --lib-id {}` \
+                 lists them",
+                args.lib_id, args.lib_id
+            )));
+        }
+    }
     let entity_id = args.entity_id.as_deref().unwrap_or("ANY");
     let found = session
         .target

@@ -69,6 +69,28 @@ pub enum ManifestError {
         column: usize,
     },
 
+    /// The file is not text in the encoding chosen (or in any `--encoding auto` tries).
+    #[error(
+        "manifest {}, line {line}: not valid {tried} text, so nothing of it is imported; \
+         save it as CSV in UTF-8 (in Excel: \"CSV UTF-8\"), or name its encoding with \
+         --encoding utf-8|gb18030|utf-16",
+        path.display()
+    )]
+    Encoding {
+        path: PathBuf,
+        line: u64,
+        tried: String,
+    },
+
+    /// Read as CSV, the header lacks required columns, and it holds tabs.
+    #[error(
+        "manifest {}, line {line}: the header holds tabs and its columns are not found when it \
+         is read as comma-separated: it looks tab-separated; name the file .tsv, or save it \
+         as CSV",
+        path.display()
+    )]
+    LooksTabSeparated { path: PathBuf, line: u64 },
+
     /// The header is not valid UTF-8.
     #[error(
         "manifest {}, line {line}, column {column}: the header is not valid UTF-8; \
@@ -145,6 +167,8 @@ impl ManifestError {
             | Self::NoHeader { path, .. }
             | Self::NotCsv { path, .. }
             | Self::HeaderNotUtf8 { path, .. }
+            | Self::Encoding { path, .. }
+            | Self::LooksTabSeparated { path, .. }
             | Self::MissingColumn { path, .. }
             | Self::DuplicateColumn { path, .. }
             | Self::Syntax { path, .. }
@@ -161,6 +185,8 @@ impl ManifestError {
             | Self::NoHeader { line, .. }
             | Self::NotCsv { line, .. }
             | Self::HeaderNotUtf8 { line, .. }
+            | Self::Encoding { line, .. }
+            | Self::LooksTabSeparated { line, .. }
             | Self::MissingColumn { line, .. }
             | Self::DuplicateColumn { line, .. }
             | Self::Syntax { line, .. }

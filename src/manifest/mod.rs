@@ -1,6 +1,7 @@
 //! The CSV manifest: reading it as a stream of validated rows, one [`Entry`] per record.
 //! A bad row is data ([`InvalidRow`]); only a file that is unusable as a whole is an error.
 
+mod encoding;
 mod error;
 mod header;
 mod row;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use csv::{ByteRecord, Position};
 
+pub use encoding::{Encoding, set_default as set_default_encoding};
 pub use error::ManifestError;
 pub use header::Columns;
 pub use validate::{
@@ -90,17 +92,41 @@ impl Reader {
                 path: path.to_path_buf(),
             });
         }
-        Self::from_reader(path, file)
+        // The whole file's encoding is settled first: it is decoded whole or refused whole.
+        let decoded = encoding::decode(path, file, encoding::default())?;
+        let delimiter = if decoded.tabs { b'\t' } else { b',' };
+        match Self::build(path, decoded.source, delimiter) {
+            // Tabs and commas in the header, read as CSV, and the columns are not found: the
+            // file is most likely tab-separated with commas in its names. Say so.
+            Err(ManifestError::MissingColumn { line, .. })
+                if decoded.tab_in_header && !decoded.tabs =>
+            {
+                Err(ManifestError::LooksTabSeparated {
+                    path: path.to_path_buf(),
+                    line,
+                })
+            }
+            other => other,
+        }
     }
 
-    /// Reads a manifest from any byte source; `name` is the path used in messages.
+    /// Reads a manifest from any byte source, taken as UTF-8 CSV; `name` is the path used in
+    /// messages.
     pub fn from_reader<R: Read + Send + 'static>(
         name: &Path,
         r: R,
     ) -> Result<Reader, ManifestError> {
-        let source: Box<dyn Read + Send> = Box::new(r);
+        Self::build(name, Box::new(r), b',')
+    }
+
+    fn build(
+        name: &Path,
+        source: Box<dyn Read + Send>,
+        delimiter: u8,
+    ) -> Result<Reader, ManifestError> {
         let csv = csv::ReaderBuilder::new()
             .has_headers(false)
+            .delimiter(delimiter)
             .flexible(true)
             .buffer_capacity(BUFFER_BYTES)
             .from_reader(Tally::new(LineEnds::new(source)));

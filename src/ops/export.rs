@@ -78,7 +78,7 @@ pub async fn execute(config: ExportConfig) -> Exit {
             Exit::Success
         }
         Err(e) => {
-            eprintln!("face-enroll: {e}");
+            crate::say!("face-enroll: {e}");
             e.exit()
         }
     }

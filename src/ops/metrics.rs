@@ -50,13 +50,14 @@ fn format_value(value: f64) -> String {
 
 /// Writes the metrics to `path` atomically.
 pub fn write(path: &Path, metrics: &[Metric]) -> std::io::Result<()> {
-    crate::report::write_atomically(path, render(metrics).as_bytes())
+    // Not personal data, and node_exporter may run as another user: readable by all.
+    crate::report::write_output(path, render(metrics).as_bytes(), 0o644)
 }
 
 /// Writes, and says on stderr (without failing the command) when it cannot.
 pub fn write_or_warn(path: &Path, metrics: &[Metric]) {
     if let Err(e) = write(path, metrics) {
-        eprintln!(
+        crate::say!(
             "face-enroll: cannot write the metrics file {}: {e}",
             path.display()
         );
@@ -152,6 +153,16 @@ pub fn for_run(summary: &Summary) -> Vec<Metric> {
             "Removal requests sent in the last run.",
             n(summary.requests_remove),
         ),
+        gauge(
+            "face_enroll_last_run_new_rejections",
+            "Rows the last run could not register that no earlier run had recorded (exit 1).",
+            n(summary.new_rejections),
+        ),
+        gauge(
+            "face_enroll_last_run_known_rejections",
+            "Rows not registered that earlier runs had already recorded (exit 0 unless --strict).",
+            n(summary.known_rejections),
+        ),
     ]);
     metrics
 }
@@ -190,6 +201,9 @@ pub struct VerifyFigures {
     pub orphans: u64,
     pub vanished: u64,
     pub persons_over_limit: u64,
+    /// Manifest images the service refused (ledger `failed`, not retryable): not on the server,
+    /// as the ledger says, so not counted as missing.
+    pub refused: u64,
 }
 
 /// The figures of a finished `verify`.
@@ -250,6 +264,11 @@ pub fn for_verify(f: &VerifyFigures) -> Vec<Metric> {
             "face_enroll_verify_persons_over_limit",
             "Persons on the server with more than 10 faces.",
             n(f.persons_over_limit),
+        ),
+        gauge(
+            "face_enroll_verify_refused",
+            "Manifest images the service refused (failed, not retryable); not counted as missing.",
+            n(f.refused),
         ),
     ]
 }

@@ -7,8 +7,10 @@
 
 pub mod drift;
 pub mod export;
+pub mod failed;
 pub mod metrics;
 pub mod rollback;
+pub mod runs;
 pub mod status;
 pub mod verify;
 pub mod verify_render;
@@ -46,7 +48,7 @@ impl OpsError {
 
 /// Prints a ledger error and picks its exit code: 4 when another process holds the lock.
 pub(crate) fn ledger_failure(error: &LedgerError) -> Exit {
-    eprintln!("face-enroll: {error}");
+    crate::say!("face-enroll: {error}");
     match error {
         LedgerError::Locked { .. } => Exit::Locked,
         _ => Exit::Usage,

@@ -127,18 +127,18 @@ pub async fn execute<T: Target>(
     let collected = match collected {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            eprintln!("face-enroll: {e}");
+            crate::say!("face-enroll: {e}");
             return Exit::Usage;
         }
         Err(e) => {
-            eprintln!("face-enroll: internal error: {e}");
+            crate::say!("face-enroll: internal error: {e}");
             return Exit::Usage;
         }
     };
     print!("{}", render_plan::<T>(&config, &collected));
     let Some(lock) = lock else {
         if collected.images + collected.made.len() > 0 {
-            eprintln!(
+            crate::say!(
                 "face-enroll: nothing changed: add --yes to {} these {}",
                 T::VERB,
                 T::NOUN
@@ -408,7 +408,7 @@ async fn remove_all<T: Target>(
             }
             Err(halt) => {
                 if let Some(e) = halt.error() {
-                    eprintln!("face-enroll: cannot delete what the runs created: {e}");
+                    crate::say!("face-enroll: cannot delete what the runs created: {e}");
                 }
                 counts.failed.fetch_add(1, Ordering::Relaxed);
             }
@@ -459,7 +459,7 @@ async fn person<T: Target>(
             }
             Err(Halt::Refused(e) | Halt::Exhausted(e)) => {
                 // It may still be there: the ledger keeps it registered for the next try.
-                eprintln!(
+                crate::say!(
                     "face-enroll: cannot {} {} / {} {} {}: {e}",
                     T::VERB,
                     item.category_id,
@@ -526,9 +526,9 @@ fn finish(
         _ => (Exit::Success, "complete"),
     };
     if let Some(error) = &fatal {
-        eprintln!("face-enroll: the service refused the rollback: {error}");
+        crate::say!("face-enroll: the service refused the rollback: {error}");
         if let Some(hint) = error.hint() {
-            eprintln!("  what to do: {hint}");
+            crate::say!("  what to do: {hint}");
         }
     }
     let summary = serde_json::to_value(&report).unwrap_or_default();
@@ -538,7 +538,7 @@ fn finish(
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
     }
-    eprintln!(
+    crate::say!(
         "rollback: {outcome} (exit {}): removed {}, already gone {}, failed {}, left {} of {images}; \
          entities deleted {}, libraries deleted {}",
         exit.code(),
@@ -550,7 +550,7 @@ fn finish(
         report.libs_deleted.len()
     );
     if let Err(e) = journal.finish(outcome, exit, summary) {
-        eprintln!("face-enroll: {e}");
+        crate::say!("face-enroll: {e}");
         return Exit::Usage;
     }
     exit

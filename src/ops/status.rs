@@ -22,6 +22,10 @@ pub struct StatusConfig {
     pub ledger: PathBuf,
     pub manifest: Option<PathBuf>,
     pub json: bool,
+    /// List the rows not registered now instead of the counts.
+    pub failed: bool,
+    /// The target's rules, for planning the manifest (the 10-image limit is MTS's).
+    pub rules: plan::Rules,
 }
 
 /// Every status, in the order reports show them.
@@ -97,11 +101,14 @@ pub struct StatusReport {
 }
 
 pub async fn execute(config: StatusConfig) -> Exit {
+    if config.failed {
+        return list_failed(config).await;
+    }
     let json = config.json;
     let report = match super::blocking(move || gather(&config)).await {
         Ok(report) => report,
         Err(e) => {
-            eprintln!("face-enroll: {e}");
+            crate::say!("face-enroll: {e}");
             return e.exit();
         }
     };
@@ -110,7 +117,26 @@ pub async fn execute(config: StatusConfig) -> Exit {
     } else {
         render(&report)
     };
-    print!("{text}");
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    Exit::Success
+}
+
+/// `status --failed`: every row not registered now, across runs.
+async fn list_failed(config: StatusConfig) -> Exit {
+    let path = config.ledger.clone();
+    let rows = match super::blocking(move || Ok(super::failed::collect(&path)?)).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            crate::say!("face-enroll: {e}");
+            return e.exit();
+        }
+    };
+    let text = if config.json {
+        serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n"
+    } else {
+        super::failed::render(&rows)
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
     Exit::Success
 }
 
@@ -160,7 +186,7 @@ fn plan_manifest(
         keep_work: false,
         reconcile: plan::Reconcile::Auto,
     };
-    let plan = crate::pipeline::plan_from_files(path, &replay, options)?;
+    let plan = crate::pipeline::plan_files_with(path, &replay, options, config.rules)?;
     let c = plan.counts;
     Ok(ManifestStatus {
         manifest: path.display().to_string(),
@@ -345,6 +371,8 @@ mod tests {
             ledger: path,
             manifest: None,
             json: false,
+            failed: false,
+            rules: plan::Rules::MTS,
         };
         let report = gather(&config).unwrap();
         assert_eq!(report.images, 3);

@@ -56,23 +56,24 @@ pub async fn execute<T: Target>(config: VerifyConfig, target: T, endpoint: Strin
     let inputs = match tokio::task::spawn_blocking(move || load(&manifest, &ledger, kind)).await {
         Ok(Ok(inputs)) => inputs,
         Ok(Err(e)) => {
-            eprintln!("face-enroll: {e}");
+            crate::say!("face-enroll: {e}");
             return finish_early(&config, Exit::Usage);
         }
         Err(e) => {
-            eprintln!("face-enroll: internal error: {e}");
+            crate::say!("face-enroll: internal error: {e}");
             return finish_early(&config, Exit::Usage);
         }
     };
     let stop = Arc::new(Stop::default());
     let caller = Caller::new(config.pace, stop.clone());
     let signals = tokio::spawn(watch_signals(stop.clone()));
-    let (drifts, places) = read_server(&caller, &target, &inputs).await;
+    let (mut drifts, places) = read_server(&caller, &target, &inputs).await;
+    let refused = super::verify_render::set_aside_refused(&mut drifts, &config.ledger);
     signals.abort();
     if let Some(error) = stop.take_fatal() {
-        eprintln!("face-enroll: the service refused the verification: {error}");
+        crate::say!("face-enroll: the service refused the verification: {error}");
         if let Some(hint) = error.hint() {
-            eprintln!("  what to do: {hint}");
+            crate::say!("  what to do: {hint}");
         }
         return finish_early(&config, Exit::ServiceFatal);
     }
@@ -99,6 +100,7 @@ pub async fn execute<T: Target>(config: VerifyConfig, target: T, endpoint: Strin
         repair: None,
         libraries: drifts,
     };
+    report.totals.refused = refused;
     if config.repair || config.prune_duplicates {
         let plan = verify_repair::plan(&report.libraries, &inputs, config.prune_duplicates);
         report.repair = Some(plan);
@@ -119,16 +121,16 @@ pub async fn execute<T: Target>(config: VerifyConfig, target: T, endpoint: Strin
         match verify_repair::apply(lock, context, plan, &caller, &target).await {
             Ok(applied) => exit = applied,
             Err(e) => {
-                eprintln!("face-enroll: {e}");
+                crate::say!("face-enroll: {e}");
                 return finish_early(&config, Exit::Usage);
             }
         }
-        eprintln!("{}", verify_repair::render_applied(plan));
+        crate::say!("{}", verify_repair::render_applied(plan));
         if let Some(error) = stop.take_fatal() {
-            eprintln!("face-enroll: the service refused the repair: {error}");
+            crate::say!("face-enroll: the service refused the repair: {error}");
         }
     } else if report.repair.as_ref().is_some_and(|p| !p.is_empty()) {
-        eprintln!("face-enroll: nothing changed: add --yes to apply this repair");
+        crate::say!("face-enroll: nothing changed: add --yes to apply this repair");
     }
     if let Some(path) = &config.metrics {
         report.totals.exit_code = exit.code();

@@ -214,9 +214,11 @@ pub(crate) async fn apply<T: Target>(
             }
             Err(Halt::Fatal | Halt::Stopped) => break,
             Err(Halt::Refused(e) | Halt::Exhausted(e)) => {
-                eprintln!(
+                crate::say!(
                     "face-enroll: cannot remove the extra copy {} of {} / {}: {e}",
-                    p.face_id, p.person_id, p.image_url
+                    p.face_id,
+                    p.person_id,
+                    p.image_url
                 );
                 plan.prune_failed += 1;
             }

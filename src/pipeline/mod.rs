@@ -71,6 +71,8 @@ pub struct RunConfig {
     /// When to read the server before sending (`--reconcile`).
     pub reconcile: plan::Reconcile,
     pub progress: ProgressMode,
+    /// `--strict`: any row not registered makes the exit 1, even one an earlier run recorded.
+    pub strict: bool,
 }
 
 /// How a run ended; `exit_code` is the one place that turns it into a number.
@@ -78,12 +80,16 @@ pub struct RunConfig {
 pub enum Ending {
     /// Every row is registered.
     Complete,
-    /// Finished, but some rows are failed, invalid or skipped.
+    /// Finished, but this run found rows it could not register (or `--strict` and any row).
     SomeRowsNotRegistered,
+    /// Finished; the only rows not registered are ones earlier runs already recorded.
+    OnlyKnownRejections,
     /// A run-fatal answer from the service (credentials, signature, permission, clock).
     ServiceFatal(ApiError),
-    /// Stopped with work left: the deadline passed, or retries ran out.
-    StoppedEarly,
+    /// Stopped with work left: `--max-duration` passed.
+    DeadlinePassed,
+    /// Work left because retries ran out on some images (the next run resumes them).
+    RetriesRanOut,
     /// Nothing got through: every attempt failed to connect.
     Unreachable,
     /// SIGINT or SIGTERM.
@@ -213,6 +219,10 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
         skipped: counts.over_limit,
         duplicates: counts.duplicates,
         ledger: config.ledger.display().to_string(),
+        new_rejections: rejected.iter().filter(|r| !r.already_recorded).count() as u64,
+        known_rejections: rejected.iter().filter(|r| r.already_recorded).count() as u64,
+        invalid_by_column: crate::report::invalid_by_column(&rejected),
+        strict: config.strict,
         ..Summary::default()
     };
     // The end record carries the summary, so it is written once the figures are final.
@@ -225,6 +235,7 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
     let ending = ending_of(&summary, fatal, reason);
     summary.exit_code = ending.exit().code();
     summary.outcome = ending.describe().to_string();
+    summary.stopped_because = ending.stopped_because().map(str::to_string);
     append_run_end(appender, &run_id, &summary)?;
     Ok(RunResult {
         ending,
@@ -277,6 +288,17 @@ fn fill(
     summary.requests_create = Tally::get(&tally.creates);
     summary.requests_read = Tally::get(&tally.reads);
     summary.requests_remove = Tally::get(&tally.removes);
+    // Refused now is new; failed in an earlier run and not sent again is known.
+    summary.new_rejections += figures.failed_now;
+    summary.known_rejections += counts.previously_failed;
+    summary.refused_by_code = figures.refused_codes.clone();
+    summary.retries_ran_out = figures.exhausted_codes.clone();
+    if summary.throttled > 0 {
+        summary.hints.push(format!(
+            "the service throttled {} requests: lower --qps",
+            summary.throttled
+        ));
+    }
     summary.elapsed_s = started.elapsed().as_secs_f64();
     let done = (figures.registered_now + figures.recovered) as f64;
     summary.rate_per_s = if summary.elapsed_s > 0.0 {
@@ -310,13 +332,16 @@ fn ending_of(summary: &Summary, fatal: Option<ApiError>, reason: Option<StopReas
     match reason {
         Some(StopReason::Interrupted) => return Ending::Interrupted,
         Some(StopReason::Unreachable) => return Ending::Unreachable,
-        Some(StopReason::Deadline) if summary.left > 0 => return Ending::StoppedEarly,
+        Some(StopReason::Deadline) if summary.left > 0 => return Ending::DeadlinePassed,
         _ => {}
     }
+    let not_registered = summary.failed + summary.invalid + summary.skipped;
     if summary.left > 0 {
-        Ending::StoppedEarly
-    } else if summary.failed + summary.invalid + summary.skipped > 0 {
+        Ending::RetriesRanOut
+    } else if summary.new_rejections > 0 || (summary.strict && not_registered > 0) {
         Ending::SomeRowsNotRegistered
+    } else if not_registered > 0 {
+        Ending::OnlyKnownRejections
     } else {
         Ending::Complete
     }
@@ -326,10 +351,10 @@ impl Ending {
     /// The exit this ending reports.
     pub fn exit(&self) -> Exit {
         match self {
-            Ending::Complete => Exit::Success,
+            Ending::Complete | Ending::OnlyKnownRejections => Exit::Success,
             Ending::SomeRowsNotRegistered => Exit::RowsNotRegistered,
             Ending::ServiceFatal(_) => Exit::ServiceFatal,
-            Ending::StoppedEarly => Exit::StoppedEarly,
+            Ending::DeadlinePassed | Ending::RetriesRanOut => Exit::StoppedEarly,
             Ending::Unreachable => Exit::Unreachable,
             Ending::Interrupted => Exit::Interrupted,
         }
@@ -338,14 +363,31 @@ impl Ending {
     pub fn describe(&self) -> &'static str {
         match self {
             Ending::Complete => "complete",
+            Ending::OnlyKnownRejections => {
+                "complete; the rows not registered were all refused by earlier runs"
+            }
             Ending::SomeRowsNotRegistered => "finished, some rows not registered",
             Ending::ServiceFatal(_) => "stopped: the service refused the run",
-            Ending::StoppedEarly => "stopped early, work left for the next run",
+            Ending::DeadlinePassed => {
+                "stopped early: --max-duration passed, work left for the next run"
+            }
+            Ending::RetriesRanOut => {
+                "stopped early: retries ran out, the next run sends those images again"
+            }
             Ending::Unreachable => {
                 "stopped: the endpoint is unreachable (nothing answered); check --endpoint, \
                  --region and the network"
             }
             Ending::Interrupted => "interrupted",
+        }
+    }
+
+    /// Why an exit-5 run stopped, as the summary's `stopped_because` says it.
+    pub fn stopped_because(&self) -> Option<&'static str> {
+        match self {
+            Ending::DeadlinePassed => Some("deadline"),
+            Ending::RetriesRanOut => Some("retries ran out"),
+            _ => None,
         }
     }
 }
@@ -411,3 +453,6 @@ fn rejected_record(run_id: &str, rejected: &Rejected, target: Target) -> ImageRe
 fn join_err(e: tokio::task::JoinError) -> RunError {
     RunError::Other(format!("internal error while reading input: {e}"))
 }
+
+#[cfg(test)]
+mod ending_tests;

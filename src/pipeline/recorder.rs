@@ -240,8 +240,10 @@ enum Counted {
     Recovered,
     Adopted,
     Removed,
-    /// Refused for good: counted, and kept for the rejects file.
-    Failed(Box<Rejected>),
+    /// Refused for good: counted by its code, and kept for the rejects file.
+    Failed(Box<Rejected>, String),
+    /// Retries ran out (left for the next run, counted by `Event::Left`): its last code.
+    Exhausted(String),
     /// Invalid and skipped rows are counted by the plan; a retryable failure by `Event::Left`.
     Elsewhere,
 }
@@ -253,8 +255,11 @@ impl Counted {
             Status::Registered if record.adopted == Some(true) => Counted::Adopted,
             Status::Registered => Counted::Registered,
             Status::Removed => Counted::Removed,
-            Status::Failed if record.retryable != Some(true) => {
-                Counted::Failed(Box::new(Rejected {
+            Status::Failed if record.retryable == Some(true) => {
+                Counted::Exhausted(record.error_code.clone().unwrap_or_default())
+            }
+            Status::Failed => Counted::Failed(
+                Box::new(Rejected {
                     line: record.line.unwrap_or(0),
                     category_id: record.category_id.clone(),
                     person_id: record.person_id.clone(),
@@ -266,8 +271,9 @@ impl Counted {
                         record.message.as_deref().unwrap_or("")
                     ),
                     already_recorded: true,
-                }))
-            }
+                }),
+                record.error_code.clone().unwrap_or_else(|| "Failed".into()),
+            ),
             _ => Counted::Elsewhere,
         }
     }
@@ -278,10 +284,12 @@ impl Counted {
             Counted::Recovered => figures.recovered += 1,
             Counted::Adopted => figures.adopted += 1,
             Counted::Removed => figures.removed_now += 1,
-            Counted::Failed(row) => {
+            Counted::Failed(row, code) => {
                 figures.failed_now += 1;
                 figures.failed_rows.push(*row);
+                *figures.refused_codes.entry(code).or_insert(0) += 1;
             }
+            Counted::Exhausted(code) => *figures.exhausted_codes.entry(code).or_insert(0) += 1,
             Counted::Elsewhere => {}
         }
     }

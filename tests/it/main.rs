@@ -7,6 +7,7 @@ mod client_sandbox;
 mod credentials;
 mod ice;
 mod manifests;
+mod operator;
 mod ops;
 mod properties;
 mod reliability;

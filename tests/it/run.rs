@@ -356,6 +356,11 @@ fn max_duration_stops_starting_work_exits_5_and_the_next_run_finishes() {
     let manifest = world.manifest("m.csv", &manifest_body("lib", 100, 2));
     let out = world.run(&manifest, &["--qps", "40", "--max-duration", "1s"]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stopped early: --max-duration passed"),
+        "the ending says the deadline passed: {}",
+        stderr(&out)
+    );
     let partial = world.faces().len();
     assert!(partial > 0 && partial < 200, "{partial}");
     let out = world.run(&manifest, &["--qps", "400"]);

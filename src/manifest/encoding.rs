@@ -1,0 +1,297 @@
+//! The manifest's character encoding: decided for the whole file before the CSV reader sees a
+//! byte, so a file that is not UTF-8 is decoded whole (GB18030/GBK, UTF-16) or refused whole —
+//! never imported in part. Also whether the file is tab-separated.
+
+use std::fs::File;
+use std::io::{self, Cursor, Read, Seek};
+use std::path::Path;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use super::ManifestError;
+
+/// How the manifest's bytes are decoded (`--encoding`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Encoding {
+    /// A BOM names it; else UTF-8 when the whole file is valid UTF-8; else GB18030 when the
+    /// whole file decodes without errors; else the file is refused.
+    #[default]
+    Auto,
+    Utf8,
+    Gb18030,
+    Utf16,
+}
+
+static CHOSEN: AtomicU8 = AtomicU8::new(0);
+
+/// Set once from the command line (`--encoding`), like the log format: the manifest is opened
+/// deep in the planner, which should not carry a flag it never uses otherwise.
+pub fn set_default(encoding: Encoding) {
+    let n = match encoding {
+        Encoding::Auto => 0,
+        Encoding::Utf8 => 1,
+        Encoding::Gb18030 => 2,
+        Encoding::Utf16 => 3,
+    };
+    CHOSEN.store(n, Ordering::Relaxed);
+}
+
+pub fn default() -> Encoding {
+    match CHOSEN.load(Ordering::Relaxed) {
+        1 => Encoding::Utf8,
+        2 => Encoding::Gb18030,
+        3 => Encoding::Utf16,
+        _ => Encoding::Auto,
+    }
+}
+
+/// The manifest's text as UTF-8 bytes to parse, and whether it is tab-separated.
+pub(crate) struct Decoded {
+    pub source: Box<dyn Read + Send>,
+    pub tabs: bool,
+    /// The first line holds a tab (whether or not the file is read as tab-separated).
+    pub tab_in_header: bool,
+}
+
+/// Decides the encoding of `file` and returns a UTF-8 source. A UTF-8 file is streamed (after
+/// one pass that validates it), anything else is decoded whole in memory.
+pub(crate) fn decode(
+    path: &Path,
+    mut file: File,
+    encoding: Encoding,
+) -> Result<Decoded, ManifestError> {
+    let read_err = |error| ManifestError::Read {
+        path: path.to_path_buf(),
+        line: 1,
+        error,
+    };
+    let mut head = [0u8; 3];
+    let n = read_up_to(&mut file, &mut head).map_err(read_err)?;
+    let bom = encoding_rs::Encoding::for_bom(&head[..n]);
+    file.rewind().map_err(read_err)?;
+    let chosen = match (encoding, bom) {
+        (Encoding::Auto, Some((found, _))) => found,
+        (Encoding::Auto, None) => match first_invalid_utf8(&mut file).map_err(read_err)? {
+            None => return utf8_stream(path, file),
+            Some(_) => encoding_rs::GB18030,
+        },
+        (Encoding::Utf8, _) => {
+            if let Some(line) = first_invalid_utf8(&mut file).map_err(read_err)? {
+                return Err(not_decodable(path, "UTF-8", line));
+            }
+            return utf8_stream(path, file);
+        }
+        (Encoding::Gb18030, _) => encoding_rs::GB18030,
+        (Encoding::Utf16, Some((found, _))) if found != encoding_rs::UTF_8 => found,
+        (Encoding::Utf16, _) => {
+            // No BOM: a leading NUL byte means big-endian ASCII.
+            if head[0] == 0 {
+                encoding_rs::UTF_16BE
+            } else {
+                encoding_rs::UTF_16LE
+            }
+        }
+    };
+    if chosen == encoding_rs::UTF_8 {
+        return utf8_stream(path, file);
+    }
+    let mut bytes = Vec::new();
+    file.rewind().map_err(read_err)?;
+    file.read_to_end(&mut bytes).map_err(read_err)?;
+    let text = decode_whole(path, chosen, &bytes)?;
+    let tabs = looks_tabbed(path, text.as_bytes());
+    let tab_in_header = tab_in_first_line(text.as_bytes());
+    Ok(Decoded {
+        source: Box::new(Cursor::new(text.into_bytes())),
+        tabs,
+        tab_in_header,
+    })
+}
+
+fn utf8_stream(path: &Path, mut file: File) -> Result<Decoded, ManifestError> {
+    let read_err = |error| ManifestError::Read {
+        path: path.to_path_buf(),
+        line: 1,
+        error,
+    };
+    file.rewind().map_err(read_err)?;
+    let mut first = vec![0u8; 64 * 1024];
+    let n = read_up_to(&mut file, &mut first).map_err(read_err)?;
+    first.truncate(n);
+    let tabs = looks_tabbed(path, &first);
+    let tab_in_header = tab_in_first_line(&first);
+    Ok(Decoded {
+        source: Box::new(Cursor::new(first).chain(file)),
+        tabs,
+        tab_in_header,
+    })
+}
+
+/// Decodes all of `bytes` (a BOM of that encoding is dropped); a byte sequence that is not
+/// text in `encoding` refuses the file, naming its line.
+fn decode_whole(
+    path: &Path,
+    encoding: &'static encoding_rs::Encoding,
+    bytes: &[u8],
+) -> Result<String, ManifestError> {
+    let mut decoder = encoding.new_decoder_with_bom_removal();
+    let capacity = decoder
+        .max_utf8_buffer_length_without_replacement(bytes.len())
+        .unwrap_or(bytes.len() * 3);
+    let mut text = String::with_capacity(capacity);
+    let (result, _read) = decoder.decode_to_string_without_replacement(bytes, &mut text, true);
+    match result {
+        encoding_rs::DecoderResult::InputEmpty => Ok(text),
+        _ => {
+            let line = text.bytes().filter(|&b| b == b'\n').count() as u64 + 1;
+            Err(not_decodable(path, encoding.name(), line))
+        }
+    }
+}
+
+fn not_decodable(path: &Path, tried: &str, line: u64) -> ManifestError {
+    ManifestError::Encoding {
+        path: path.to_path_buf(),
+        line,
+        tried: tried.to_string(),
+    }
+}
+
+/// The line of the first byte that is not UTF-8, streaming the file; `None` when it all is.
+fn first_invalid_utf8(file: &mut File) -> io::Result<Option<u64>> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut carry = 0usize;
+    let mut line = 1u64;
+    loop {
+        let n = file.read(&mut buf[carry..])?;
+        let filled = carry + n;
+        let at_end = n == 0;
+        match std::str::from_utf8(&buf[..filled]) {
+            Ok(_) => {
+                if at_end {
+                    return Ok(None);
+                }
+                line += count_newlines(&buf[..filled]);
+                carry = 0;
+            }
+            Err(e) => {
+                let good = e.valid_up_to();
+                if e.error_len().is_some() || at_end {
+                    return Ok(Some(line + count_newlines(&buf[..good])));
+                }
+                // A character cut by the end of the buffer: keep its bytes for the next read.
+                line += count_newlines(&buf[..good]);
+                buf.copy_within(good..filled, 0);
+                carry = filled - good;
+            }
+        }
+        if at_end {
+            return Ok(None);
+        }
+    }
+}
+
+fn count_newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+fn tab_in_first_line(start: &[u8]) -> bool {
+    start
+        .split(|&b| b == b'\n')
+        .next()
+        .is_some_and(|first| first.contains(&b'\t'))
+}
+
+/// Tab-separated: a `.tsv` name, or a first line with tabs and no commas.
+fn looks_tabbed(path: &Path, start: &[u8]) -> bool {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("tsv"))
+    {
+        return true;
+    }
+    let first = start.split(|&b| b == b'\n').next().unwrap_or_default();
+    first.contains(&b'\t') && !first.contains(&b',')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoded(bytes: &[u8], name: &str, encoding: Encoding) -> Result<(String, bool), String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let file = File::open(&path).unwrap();
+        let mut d = decode(&path, file, encoding).map_err(|e| e.to_string())?;
+        let mut text = String::new();
+        d.source.read_to_string(&mut text).unwrap();
+        Ok((text, d.tabs))
+    }
+
+    #[test]
+    fn gbk_chinese_names_are_decoded_whole() {
+        let (gbk, _, _) =
+            encoding_rs::GBK.encode("category_id,person_id,person_name\nstaff,li,李伟\n");
+        let (text, tabs) = decoded(&gbk, "m.csv", Encoding::Auto).unwrap();
+        assert!(text.contains("李伟"), "{text}");
+        assert!(!tabs);
+    }
+
+    #[test]
+    fn utf16_with_a_bom_is_decoded_in_either_byte_order() {
+        let body = "category_id,person_id\nstaff,王芳\n";
+        let le: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain(body.encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        let be: Vec<u8> = [0xFE, 0xFF]
+            .into_iter()
+            .chain(body.encode_utf16().flat_map(u16::to_be_bytes))
+            .collect();
+        assert_eq!(decoded(&le, "m.csv", Encoding::Auto).unwrap().0, body);
+        assert_eq!(decoded(&be, "m.csv", Encoding::Auto).unwrap().0, body);
+    }
+
+    #[test]
+    fn a_file_that_is_neither_utf8_nor_gb18030_is_refused_naming_its_first_bad_line() {
+        let bytes = b"category_id,person_id\nstaff,ok\nstaff,\x81\x20bad\n";
+        let error = decoded(bytes, "m.csv", Encoding::Auto).unwrap_err();
+        assert!(error.contains("line 3"), "{error}");
+        let error = decoded(b"a,b\n\xff\n", "m.csv", Encoding::Utf8).unwrap_err();
+        assert!(
+            error.contains("line 2") && error.contains("UTF-8"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_tabbed_header_with_commas_in_a_name_is_refused_as_looking_tab_separated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.csv");
+        std::fs::write(
+            &path,
+            "category_id\tperson_id\timage_url\tnotes, free\nl\tp\thttps://h/a\tx\n",
+        )
+        .unwrap();
+        let error = super::super::Reader::open(&path).err().unwrap();
+        assert!(error.to_string().contains("looks tab-separated"), "{error}");
+    }
+
+    #[test]
+    fn tabs_are_recognised_by_extension_or_header() {
+        assert!(decoded(b"a\tb\n1\t2\n", "m.txt", Encoding::Auto).unwrap().1);
+        assert!(decoded(b"a,b\n", "m.tsv", Encoding::Auto).unwrap().1);
+        assert!(!decoded(b"a,b\tc\n", "m.csv", Encoding::Auto).unwrap().1);
+    }
+}

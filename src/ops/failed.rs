@@ -1,0 +1,144 @@
+//! The rows not registered *now*, across runs: the last record of every image whose status is
+//! `failed`, `invalid`, `skipped` or `pending`, in manifest line order. `status --failed` prints
+//! them; `run --rejects` adds the earlier runs' refusals to its own.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::ledger::{self, Entry, KeyMap, Status};
+use crate::manifest::image_key;
+
+/// One image not registered, as its last ledger record says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NotRegistered {
+    pub line: Option<u64>,
+    pub category_id: String,
+    pub person_id: String,
+    pub image_url: String,
+    pub status: Status,
+    /// The service's Code (`failed`), or `null`.
+    pub error_code: Option<String>,
+    /// The service's Message (`failed`) or the reason (`invalid`, `skipped`).
+    pub message: Option<String>,
+    pub attempts: Option<u32>,
+    /// `true` when retries ran out: the next run sends it again.
+    pub retryable: bool,
+    /// The run that wrote this record.
+    pub run: String,
+}
+
+impl NotRegistered {
+    /// `Code: Message` for a failure, the reason otherwise.
+    pub fn reason(&self) -> String {
+        match (&self.error_code, &self.message) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.clone(),
+            (None, Some(message)) => message.clone(),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// Every image whose last record is not `registered` or `removed`, by manifest line.
+pub fn collect(path: &Path) -> Result<Vec<NotRegistered>, ledger::LedgerError> {
+    let mut last: KeyMap<Option<NotRegistered>> = KeyMap::default();
+    let mut order: Vec<u128> = Vec::new();
+    ledger::scan(path, false, |entry| {
+        let Entry::Image(image) = entry else { return };
+        let key = image_key(image.category_id, image.person_id, image.image_url);
+        let open = matches!(
+            image.status,
+            Status::Failed | Status::Invalid | Status::Skipped | Status::Pending
+        );
+        let row = open.then(|| {
+            let view = image.view;
+            NotRegistered {
+                line: view.line,
+                category_id: image.category_id.to_string(),
+                person_id: image.person_id.to_string(),
+                image_url: image.image_url.to_string(),
+                status: image.status,
+                error_code: view.error_code.as_deref().map(str::to_string),
+                message: view
+                    .message
+                    .as_deref()
+                    .or(view.reason.as_deref())
+                    .map(str::to_string),
+                attempts: view.attempts,
+                retryable: view.retryable == Some(true),
+                run: image.run().to_string(),
+            }
+        });
+        if last.insert(key, row).is_none() {
+            order.push(key);
+        }
+    })?;
+    let mut rows: Vec<NotRegistered> = order
+        .into_iter()
+        .filter_map(|key| last.remove(&key).flatten())
+        .collect();
+    rows.sort_by_key(|r| r.line.unwrap_or(u64::MAX));
+    Ok(rows)
+}
+
+/// The list as `status --failed` prints it: a header line, then one tab-separated line each.
+pub fn render(rows: &[NotRegistered]) -> String {
+    let mut out = String::from(
+        "LINE\tCATEGORY_ID\tPERSON_ID\tIMAGE_URL\tSTATUS\tCODE\tMESSAGE\tATTEMPTS\tRUN\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            r.line.map_or_else(|| "-".into(), |l| l.to_string()),
+            r.category_id,
+            r.person_id,
+            r.image_url,
+            r.status.as_str(),
+            r.error_code.as_deref().unwrap_or("-"),
+            r.message
+                .as_deref()
+                .unwrap_or("-")
+                .replace(['\t', '\n'], " "),
+            r.attempts.map_or_else(|| "-".into(), |a| a.to_string()),
+            r.run.get(..8).unwrap_or(&r.run),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{ImageRecord, Record, encode};
+
+    fn line(status: Status, url: &str, line: u64, code: Option<&str>) -> Vec<u8> {
+        let mut record = ImageRecord::new("run-1234-abcd", status, "lib", "alice", url);
+        record.line = Some(line);
+        record.error_code = code.map(str::to_string);
+        record.message = code.map(|_| "bad image".to_string());
+        let mut out = Vec::new();
+        encode(&Record::Image(record), &mut out);
+        out
+    }
+
+    #[test]
+    fn only_images_whose_last_record_is_not_registered_are_listed_in_line_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        let mut bytes = Vec::new();
+        bytes.extend(line(Status::Failed, "u3", 4, Some("InvalidParameter")));
+        bytes.extend(line(Status::Failed, "u1", 2, Some("InvalidParameter")));
+        bytes.extend(line(Status::Registered, "u1", 2, None));
+        bytes.extend(line(Status::Invalid, "u2", 3, None));
+        bytes.extend(line(Status::Registered, "u4", 5, None));
+        std::fs::write(&path, bytes).unwrap();
+        let rows = collect(&path).unwrap();
+        let urls: Vec<&str> = rows.iter().map(|r| r.image_url.as_str()).collect();
+        assert_eq!(urls, ["u2", "u3"]);
+        assert_eq!(rows[1].reason(), "InvalidParameter: bad image");
+        assert!(render(&rows).contains("\tfailed\tInvalidParameter\tbad image\t"));
+    }
+}

@@ -1,0 +1,33 @@
+//! `ending_of`: which ending, and so which exit, a run's figures make.
+
+use super::*;
+
+fn summary(new: u64, known: u64, left: u64, strict: bool) -> Summary {
+    Summary {
+        failed: new + known,
+        new_rejections: new,
+        known_rejections: known,
+        left,
+        strict,
+        ..Summary::default()
+    }
+}
+
+#[test]
+fn only_known_rejections_exit_0_unless_strict_and_new_ones_exit_1() {
+    let code = |s: &Summary| ending_of(s, None, None).exit().code();
+    assert_eq!(code(&summary(0, 3, 0, false)), 0);
+    assert_eq!(code(&summary(0, 3, 0, true)), 1);
+    assert_eq!(code(&summary(1, 3, 0, false)), 1);
+    assert_eq!(code(&summary(0, 0, 0, false)), 0);
+}
+
+#[test]
+fn work_left_says_whether_the_deadline_passed_or_retries_ran_out() {
+    let left = summary(0, 0, 2, false);
+    let deadline = ending_of(&left, None, Some(StopReason::Deadline));
+    assert_eq!(deadline.stopped_because(), Some("deadline"));
+    let exhausted = ending_of(&left, None, None);
+    assert_eq!(exhausted.stopped_because(), Some("retries ran out"));
+    assert_eq!((deadline.exit().code(), exhausted.exit().code()), (5, 5));
+}

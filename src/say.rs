@@ -1,0 +1,41 @@
+//! One line to the operator on stderr: plain text, or a JSON event under `--log-format json`.
+//! A closed or broken stderr is never a panic (unlike `eprintln!`): the line is dropped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Set once by `main` from `--log-format`.
+pub fn set_json(json: bool) {
+    JSON.store(json, Ordering::Relaxed);
+}
+
+pub fn is_json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
+/// Writes one line; under `--log-format json` it is an `ERROR` event of the JSON log.
+pub fn line(args: std::fmt::Arguments<'_>) {
+    if is_json() {
+        tracing::error!("{}", args);
+    } else {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr().lock(), "{args}");
+    }
+}
+
+/// Writes text as it is (the summary, several lines) in text mode; under JSON, an `INFO` event.
+pub fn text(text: &str) {
+    if is_json() {
+        tracing::info!("{text}");
+    } else {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr().lock(), "{text}");
+    }
+}
+
+/// `eprintln!` that never panics and follows `--log-format`.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => { $crate::say::line(format_args!($($arg)*)) };
+}
