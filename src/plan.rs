@@ -244,8 +244,27 @@ fn refused(row: Row, column: &'static str, reason: String) -> InvalidRow {
 }
 
 impl Planner<'_> {
-    fn invalid(&mut self, bad: InvalidRow) {
+    fn invalid(&mut self, mut bad: InvalidRow) {
         self.plan.counts.invalid += 1;
+        // The manifest reader knows only MTS's limits; a target with its own (ICE's 64-byte
+        // names) says why in its own terms when it refuses the same column too.
+        if let (Some(check), Some(column @ ("category_id" | "person_id"))) =
+            (self.rules.check_row, bad.column)
+        {
+            let row = Row {
+                line: bad.line,
+                category_id: bad.category_id.clone(),
+                person_id: bad.person_id.clone(),
+                person_name: None,
+                image_url: bad.image_url.clone(),
+                image_key: None,
+            };
+            if let Some((refused, reason)) = check(&row)
+                && refused == column
+            {
+                bad.reason = reason;
+            }
+        }
         let key = image_key(&bad.category_id, &bad.person_id, &bad.image_url);
         let already = self
             .replay

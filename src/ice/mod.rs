@@ -177,4 +177,25 @@ mod tests {
         assert_eq!(all_pages(pages(100)).await.unwrap().len(), 100);
         assert_eq!(all_pages(pages(0)).await.unwrap().len(), 0);
     }
+
+    #[test]
+    fn an_id_too_long_for_both_targets_is_refused_with_ices_own_limit_under_ice() {
+        use crate::ledger::Replay;
+        use crate::manifest::Reader;
+        let body = format!(
+            "category_id,person_id,image_url\nlib,{},https://x.example.com/a.jpg\n",
+            "p".repeat(130)
+        );
+        let reader = Reader::from_reader(
+            std::path::Path::new("m.csv"),
+            std::io::Cursor::new(body.into_bytes()),
+        )
+        .unwrap();
+        let plan =
+            crate::plan::plan_with(reader, &Replay::default(), Default::default(), plan_rules())
+                .unwrap();
+        let reason = &plan.rejected[0].reason;
+        assert!(reason.contains("at most 64"), "{reason}");
+        assert!(!reason.contains("120"), "{reason}");
+    }
 }
