@@ -248,7 +248,9 @@ impl Caller {
             {
                 // Answered (a 5xx): done on the server. No answer: it may still be in flight.
                 unknown_since = Some(match error.status() {
-                    Some(_) => clock::instant() - self.settle_after,
+                    Some(_) => clock::instant()
+                        .checked_sub(self.settle_after)
+                        .unwrap_or_else(clock::instant),
                     None => sent,
                 });
             }

@@ -326,6 +326,9 @@ impl Planner<'_> {
                 self.plan.counts.previously_failed += 1;
                 return;
             }
+            // Sent again on request: an earlier attempt may have been applied before the
+            // refusal (or the look-up that was refused), so read the person first.
+            Some((Status::Failed, false)) => needs_lookup = true,
             _ => {}
         }
         if let Some(limit) = self.rules.max_images_per_person
@@ -517,6 +520,10 @@ mod tests {
         assert_eq!(
             (again.counts.to_send, again.counts.previously_failed),
             (1, 0)
+        );
+        assert!(
+            again.jobs[0].needs_lookup,
+            "an earlier attempt may have landed before the refusal: read the person first"
         );
     }
 

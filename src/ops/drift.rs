@@ -52,6 +52,8 @@ pub struct Expected {
     pub person_id: String,
     pub person_name: Option<String>,
     pub image_url: String,
+    /// The row's identity (its `image_key`, else the URL): what ledger records are keyed by.
+    pub identity: String,
 }
 
 /// An image the ledger records as registered.
@@ -62,6 +64,8 @@ pub struct LedgerFace {
     pub category_id: String,
     pub person_id: String,
     pub image_url: String,
+    /// The record's identity (its `image_key`, else the URL).
+    pub identity: String,
 }
 
 /// One library's side of the comparison, before the server is read.
@@ -402,6 +406,7 @@ mod tests {
                 person_id: person.to_string(),
                 person_name: None,
                 image_url: url.to_string(),
+                identity: url.to_string(),
             });
         }
         for (person, url, id) in ledger {
@@ -416,6 +421,7 @@ mod tests {
                     category_id: "lib".into(),
                     person_id: person.to_string(),
                     image_url: url.to_string(),
+                    identity: url.to_string(),
                 },
             );
         }

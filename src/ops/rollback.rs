@@ -50,6 +50,8 @@ struct Item<P> {
     category_id: String,
     person_id: String,
     image_url: String,
+    /// The image's identity in the ledger (its `image_key`, else the URL).
+    identity: String,
     id: String,
     place: P,
 }
@@ -155,7 +157,7 @@ pub async fn execute<T: Target>(
     };
     let stop = Arc::new(Stop::default());
     let caller = Arc::new(Caller::new(config.pace, stop.clone()));
-    let start = Journal::start_record("rollback", &endpoint, name);
+    let start = Journal::start_record("rollback", &endpoint, target.kind());
     let journal = match Journal::open(
         lock,
         &config.ledger,
@@ -224,6 +226,7 @@ fn collect<T: Target>(
                     category_id: image.category_id.to_string(),
                     person_id: image.person_id.to_string(),
                     image_url: image.image_url.to_string(),
+                    identity: image.identity().to_string(),
                     id: id.to_string(),
                     place,
                 },
@@ -482,7 +485,8 @@ async fn person<T: Target>(
             &item.category_id,
             &item.person_id,
             &item.image_url,
-        );
+        )
+        .with_identity(&item.identity);
         target.stamp(&mut record, Some(&item.place));
         T::set_id(&mut record, item.id);
         record.reason = Some(format!("rollback: {}", removal.reason()));

@@ -269,6 +269,7 @@ fn read_ledger(
                         category_id: image.category_id.to_string(),
                         person_id: image.person_id.to_string(),
                         image_url: image.image_url.to_string(),
+                        identity: image.identity().to_string(),
                     },
                 );
             }
@@ -336,7 +337,9 @@ fn read_manifest(
             }
             *slot += 1;
         }
+        let identity = row.identity().to_string();
         inputs.libraries[at].expected.push(Expected {
+            identity,
             line: row.line,
             category_id: row.category_id,
             person_id: row.person_id,

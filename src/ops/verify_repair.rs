@@ -19,7 +19,6 @@ use crate::manifest::image_key;
 use crate::ops::drift::{Drift, Expected, Inputs, key_of};
 use crate::pipeline::journal::Journal;
 use crate::pipeline::recorder::Event;
-use crate::stop::StopReason;
 use crate::target::Target;
 
 pub const VANISHED_REASON: &str = "vanished from the server";
@@ -33,6 +32,8 @@ pub struct Adopt {
     pub person_name: Option<String>,
     pub image_url: String,
     pub face_id: String,
+    #[serde(skip)]
+    pub identity: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -41,6 +42,8 @@ pub struct MarkRemoved {
     pub person_id: String,
     pub image_url: String,
     pub face_id: String,
+    #[serde(skip)]
+    pub identity: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -94,6 +97,7 @@ pub fn plan(drifts: &[Drift], inputs: &Inputs, prune: bool) -> RepairPlan {
                 person_name: e.person_name.clone(),
                 image_url: e.image_url.clone(),
                 face_id: orphan.id.as_str().to_string(),
+                identity: e.identity.clone(),
             });
         }
         for vanished in &drift.vanished {
@@ -110,6 +114,7 @@ pub fn plan(drifts: &[Drift], inputs: &Inputs, prune: bool) -> RepairPlan {
                     person_id: face.person_id.clone(),
                     image_url: face.image_url.clone(),
                     face_id: face.id.clone(),
+                    identity: face.identity.clone(),
                 });
             }
         }
@@ -147,7 +152,7 @@ pub(crate) async fn apply<T: Target>(
     caller: &Caller,
     target: &T,
 ) -> Result<Exit, LedgerError> {
-    let start = Journal::start_record("verify", ctx.endpoint, target.kind().ledger_name());
+    let start = Journal::start_record("verify", ctx.endpoint, target.kind());
     let journal = Journal::open(
         lock,
         ctx.ledger,
@@ -156,8 +161,9 @@ pub(crate) async fn apply<T: Target>(
         caller.tally().clone(),
         caller.stop().clone(),
     )?;
-    let record = |status, category_id: &str, person_id: &str, url: &str, id: &str| {
-        let mut r = ImageRecord::new(&journal.run_id, status, category_id, person_id, url);
+    let record = |status, category_id: &str, person_id: &str, url: &str, id: &str, key: &str| {
+        let mut r = ImageRecord::new(&journal.run_id, status, category_id, person_id, url)
+            .with_identity(key);
         target.stamp(&mut r, ctx.places.get(id));
         T::set_id(&mut r, id.to_string());
         r
@@ -169,6 +175,7 @@ pub(crate) async fn apply<T: Target>(
             &a.person_id,
             &a.image_url,
             &a.face_id,
+            &a.identity,
         );
         r.recovered = Some(true);
         r.person_name = a.person_name.clone();
@@ -183,6 +190,7 @@ pub(crate) async fn apply<T: Target>(
             &m.person_id,
             &m.image_url,
             &m.face_id,
+            &m.identity,
         );
         r.reason = Some(VANISHED_REASON.into());
         journal.events.send(Event::Outcome(r));
@@ -227,8 +235,7 @@ pub(crate) async fn apply<T: Target>(
     plan.pruned = pruned_ids.len() as u64;
     plan.applied = true;
     let exit = match caller.stop().reason() {
-        Some(StopReason::Fatal) => Exit::ServiceFatal,
-        Some(_) => Exit::Interrupted,
+        Some(_) => caller.stop().exit().unwrap_or(Exit::Interrupted),
         None => ctx.exit,
     };
     let summary = serde_json::json!({

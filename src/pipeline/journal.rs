@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use crate::caller::Tally;
 use crate::exit::Exit;
-use crate::ledger::{Appender, LedgerError, Lock, Record, RunRecord, TargetName, encode};
+use crate::ledger::{Appender, LedgerError, Lock, Record, RunRecord, encode};
 use crate::pipeline::recorder::{self, Event, Events, Recorder};
 use crate::report::{Figures, ProgressMode};
 use crate::stop::{Stop, StopReason};
+use crate::target::TargetKind;
 
 pub(crate) struct Journal {
     _lock: Lock,
@@ -21,11 +22,14 @@ pub(crate) struct Journal {
 
 impl Journal {
     /// A `run_start` record for `command` of a new run id, against `endpoint`.
-    pub fn start_record(command: &str, endpoint: &str, target: TargetName) -> RunRecord {
+    /// The algorithm is recorded too: the next command on this ledger finds the import's
+    /// target (and ICE algorithm) in its last `run_start`.
+    pub fn start_record(command: &str, endpoint: &str, target: TargetKind) -> RunRecord {
         let run_id = uuid::Uuid::new_v4().to_string();
         RunRecord {
             endpoint: Some(endpoint.into()),
-            target: Some(target),
+            target: Some(target.ledger_name()),
+            algorithm: target.algorithm().map(|a| a.to_string()),
             ..RunRecord::start(&run_id, command)
         }
     }
@@ -70,5 +74,23 @@ impl Journal {
         appender.append(&buf)?;
         appender.sync()?;
         Ok(figures)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Algorithm;
+
+    #[test]
+    fn a_journal_records_the_imports_target_and_algorithm_for_the_next_command() {
+        let start = Journal::start_record(
+            "rollback",
+            "http://127.0.0.1:1/",
+            TargetKind::Ice(Algorithm::Landmark),
+        );
+        assert_eq!(start.target, Some(crate::ledger::TargetName::Ice));
+        assert_eq!(start.algorithm.as_deref(), Some("landmark"));
+        assert_eq!(start.command.as_deref(), Some("rollback"));
     }
 }

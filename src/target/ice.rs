@@ -327,11 +327,23 @@ impl IceTarget {
         entity_id: &str,
     ) -> Result<Vec<crate::api::Sample>, Halt> {
         match self.samples_named(caller, lib_id, entity_id, None).await {
-            // A library or entity that is gone holds nothing.
-            Err(Halt::Refused(_)) => Ok(Vec::new()),
+            // A library or entity that is gone holds nothing; any other refusal is not proof
+            // of absence (a look-up must never conclude "not there" from it).
+            Err(Halt::Refused(e)) if says_gone(&e) => Ok(Vec::new()),
             other => other,
         }
     }
+}
+
+/// Whether a refusal says the library, entity or sample does not exist. ICE documents only
+/// `InvalidParameter` for it, so the message decides; a refusal that does not say so is kept
+/// as a refusal.
+fn says_gone(error: &ApiError) -> bool {
+    let message = error.message().to_ascii_lowercase();
+    crate::caller::is_not_found(error)
+        || message.contains("does not exist")
+        || message.contains("not exist")
+        || message.contains("not found")
 }
 
 fn new_lib(lib_id: String, fresh: bool) -> LibSlot {
