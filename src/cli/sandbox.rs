@@ -96,14 +96,16 @@ pub struct SandboxArgs {
     pub allow_remote: bool,
 }
 
-fn parse_rate(text: &str) -> Result<f64, String> {
+fn parse_rate(text: &str) -> Result<f64, crate::exit::UsageError> {
     let rate: f64 = text
         .parse()
-        .map_err(|_| format!("\"{text}\" is not a number"))?;
+        .map_err(|_| crate::exit::UsageError(format!("\"{text}\" is not a number")))?;
     if (0.0..=1.0).contains(&rate) {
         Ok(rate)
     } else {
-        Err(format!("{rate} is not a rate between 0 and 1"))
+        Err(crate::exit::UsageError(format!(
+            "{rate} is not a rate between 0 and 1"
+        )))
     }
 }
 

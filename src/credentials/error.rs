@@ -112,3 +112,15 @@ impl CredentialsError {
         matches!(self, CredentialsError::InvalidRegion { .. })
     }
 }
+
+/// What was wrong with an answer that should have held credentials, in words that never quote
+/// it (it may hold secrets).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Malformed(pub String);
+
+impl From<String> for Malformed {
+    fn from(reason: String) -> Malformed {
+        Malformed(reason)
+    }
+}

@@ -80,13 +80,13 @@ impl Fetch for External {
     fn fetch(&self) -> BoxFuture<'_, Result<Issued, CredentialsError>> {
         Box::pin(async move {
             let stdout = self.run().await?;
-            parse_output(&stdout).map_err(|reason| self.failed(reason))
+            parse_output(&stdout).map_err(|reason| self.failed(reason.0))
         })
     }
 }
 
 /// Reads the command's JSON; the reason never quotes the output.
-fn parse_output(stdout: &[u8]) -> Result<Issued, String> {
+fn parse_output(stdout: &[u8]) -> Result<Issued, super::error::Malformed> {
     const SHAPE: &str =
         "{\"mode\", \"access_key_id\", \"access_key_secret\", \"sts_token\", \"expiration\"}";
     let doc: Value = serde_json::from_slice(stdout).map_err(|_| {
@@ -108,9 +108,9 @@ fn parse_output(stdout: &[u8]) -> Result<Issued, String> {
             text("sts_token").ok_or_else(|| missing("sts_token"))?,
         )),
         _ => {
-            return Err(format!(
-                "printed mode '{mode}'; only AK and StsToken are understood"
-            ));
+            return Err(
+                format!("printed mode '{mode}'; only AK and StsToken are understood").into(),
+            );
         }
     };
     let expiration = match text("expiration") {
@@ -221,7 +221,7 @@ mod tests {
             br#"{"mode":"StsToken","access_key_id":"i","access_key_secret":"canary-secret"}"#,
         ] {
             let reason = parse_output(out).unwrap_err();
-            assert!(!reason.contains("canary"), "{reason}");
+            assert!(!reason.0.contains("canary"), "{reason}");
         }
     }
 

@@ -320,7 +320,7 @@ async fn post_sts(
         return Err(StsFailure::Refused { code, message });
     }
     let credentials = doc.get("Credentials").unwrap_or(&Value::Null);
-    issued_from(credentials).map_err(StsFailure::Malformed)
+    issued_from(credentials).map_err(|m| StsFailure::Malformed(m.0))
 }
 
 /// Removes the string-to-sign a server echoes and every secret, raw or percent-encoded.
@@ -348,7 +348,7 @@ fn text(doc: &Value, field: &str) -> Option<String> {
 }
 
 /// `{AccessKeyId, AccessKeySecret, SecurityToken, Expiration}` → credentials.
-fn issued_from(doc: &Value) -> Result<Issued, String> {
+fn issued_from(doc: &Value) -> Result<Issued, super::error::Malformed> {
     let field = |name: &str| text(doc, name).ok_or_else(|| format!("the answer has no {name}"));
     let expiration = match text(doc, "Expiration") {
         Some(at) => Some(super::parse_time(&at).ok_or_else(|| {
@@ -503,7 +503,7 @@ impl Fetch for EcsMetadata {
                     "the answer for role '{role}' has Code {code}, not Success"
                 )));
             }
-            issued_from(&doc).map_err(metadata)
+            issued_from(&doc).map_err(|m| metadata(m.0))
         })
     }
 }
@@ -549,7 +549,7 @@ impl Fetch for CredentialsUri {
             if let Some(code) = text(&doc, "Code").filter(|c| c != "Success") {
                 return Err(failed(format!("the answer has Code {code}, not Success")));
             }
-            issued_from(&doc).map_err(failed)
+            issued_from(&doc).map_err(|m| failed(m.0))
         })
     }
 }
@@ -609,6 +609,6 @@ mod tests {
         let issued = issued_from(&doc).unwrap();
         assert!(issued.expiration.is_none() && issued.credentials.security_token.is_none());
         let doc = serde_json::json!({"AccessKeySecret": "canary-s"});
-        assert!(!issued_from(&doc).unwrap_err().contains("canary"));
+        assert!(!issued_from(&doc).unwrap_err().0.contains("canary"));
     }
 }

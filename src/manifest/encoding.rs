@@ -228,12 +228,16 @@ fn looks_tabbed(path: &Path, start: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn decoded(bytes: &[u8], name: &str, encoding: Encoding) -> Result<(String, bool), String> {
+    fn decoded(
+        bytes: &[u8],
+        name: &str,
+        encoding: Encoding,
+    ) -> Result<(String, bool), ManifestError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
         let file = File::open(&path).unwrap();
-        let mut d = decode(&path, file, encoding).map_err(|e| e.to_string())?;
+        let mut d = decode(&path, file, encoding)?;
         let mut text = String::new();
         d.source.read_to_string(&mut text).unwrap();
         Ok((text, d.tabs))
@@ -266,9 +270,13 @@ mod tests {
     #[test]
     fn a_file_that_is_neither_utf8_nor_gb18030_is_refused_naming_its_first_bad_line() {
         let bytes = b"category_id,person_id\nstaff,ok\nstaff,\x81\x20bad\n";
-        let error = decoded(bytes, "m.csv", Encoding::Auto).unwrap_err();
+        let error = decoded(bytes, "m.csv", Encoding::Auto)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("line 3"), "{error}");
-        let error = decoded(b"a,b\n\xff\n", "m.csv", Encoding::Utf8).unwrap_err();
+        let error = decoded(b"a,b\n\xff\n", "m.csv", Encoding::Utf8)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("line 2") && error.contains("UTF-8"),
             "{error}"

@@ -126,6 +126,11 @@ impl fmt::Debug for SandboxConfig {
 }
 
 /// Independent per-request probabilities (0..=1) of each injected fault.
+/// A fault rate outside 0..=1 (or not a number).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidRates(pub String);
+
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct FaultRates {
     /// 500 `InternalError`, nothing applied.
@@ -159,13 +164,13 @@ impl FaultRates {
     }
 
     /// Every rate must be a number in 0..=1.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidRates> {
         for (fault, rate) in self.named() {
             if !(0.0..=1.0).contains(&rate) {
-                return Err(format!(
+                return Err(InvalidRates(format!(
                     "the {} rate must be between 0 and 1, not {rate}",
                     fault.name()
-                ));
+                )));
             }
         }
         Ok(())
@@ -222,7 +227,7 @@ mod tests {
             stall: 1.5,
             ..FaultRates::default()
         };
-        assert!(bad.validate().unwrap_err().contains("stall"));
+        assert!(bad.validate().unwrap_err().0.contains("stall"));
         let nan = FaultRates {
             error_after: f64::NAN,
             ..FaultRates::default()

@@ -42,14 +42,19 @@ impl fmt::Display for SignatureVersion {
     }
 }
 
-impl FromStr for SignatureVersion {
-    type Err = String;
+/// A signature version that is neither v1 nor v3.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a signature version: use v1 or v3")]
+pub struct UnknownSignature(pub String);
 
-    fn from_str(text: &str) -> Result<Self, String> {
+impl FromStr for SignatureVersion {
+    type Err = UnknownSignature;
+
+    fn from_str(text: &str) -> Result<Self, UnknownSignature> {
         match text.to_ascii_lowercase().as_str() {
             "v1" | "1" | "1.0" | "hmac-sha1" => Ok(SignatureVersion::V1),
             "v3" | "3" | "acs3-hmac-sha256" => Ok(SignatureVersion::V3),
-            _ => Err(format!("'{text}' is not a signature version: use v1 or v3")),
+            _ => Err(UnknownSignature(text.to_string())),
         }
     }
 }
