@@ -431,6 +431,26 @@ impl Caller {
         }
     }
 
+    /// Waits until an attempt sent at Unix second `since` (a `pending` record found at start-up)
+    /// can no longer be in flight: a look-up at once could miss a request the server is still
+    /// working on, and send the image a second time.
+    pub async fn settle_since(&self, since: u32) -> Result<(), Halt> {
+        if since == 0 {
+            return Ok(());
+        }
+        let now = clock::now_utc().unix_timestamp();
+        let until = i64::from(since) + self.settle_after.as_secs() as i64 + 1;
+        if until > now
+            && !self
+                .stop
+                .sleep(Duration::from_secs((until - now) as u64))
+                .await
+        {
+            return Err(Halt::Stopped);
+        }
+        Ok(())
+    }
+
     /// Waits until an attempt sent at `sent` can no longer be in flight on our side.
     async fn settle(&self, sent: tokio::time::Instant) -> Result<(), Halt> {
         let until = sent + self.settle_after;

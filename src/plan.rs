@@ -58,6 +58,9 @@ pub struct PersonJob {
     /// Read the person's whole library once (shared with the library's other persons) rather
     /// than the person alone; set by [`Plan::read_libraries_from`].
     pub read_library: bool,
+    /// The latest `pending` record of the person's images (Unix seconds; 0: none): the read
+    /// that settles them waits until a request sent then can no longer be in flight.
+    pub pending_since: u32,
     pub images: Vec<ImageWork>,
 }
 
@@ -382,6 +385,7 @@ impl Planner<'_> {
                     needs_lookup: false,
                     reconcile,
                     read_library: false,
+                    pending_since: 0,
                     images: Vec::new(),
                 });
                 slot.job = Some(self.plan.jobs.len() - 1);
@@ -389,6 +393,9 @@ impl Planner<'_> {
             }
         };
         let job = &mut self.plan.jobs[index];
+        if let Some(state) = state {
+            job.pending_since = job.pending_since.max(state.since);
+        }
         if needs_lookup && !job.needs_lookup {
             job.needs_lookup = true;
             self.plan.counts.to_look_up += 1;

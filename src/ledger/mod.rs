@@ -92,6 +92,9 @@ pub struct ImageState {
     pub status: Status,
     /// For `failed`: the failure may go away on its own (attempts ran out), so the next run retries.
     pub retryable: bool,
+    /// For `pending`: when it was written (Unix seconds), so the look-up that settles it waits
+    /// until a request sent then can no longer be in flight; 0 otherwise.
+    pub since: u32,
 }
 
 /// The hash keys are already xxh3 hashes: hashing them again would only cost time.
@@ -179,6 +182,12 @@ impl Replay {
     }
 }
 
+/// The Unix second of a record's RFC 3339 time; 0 when it does not parse.
+fn unix_seconds(ts: &str) -> u32 {
+    time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+        .map_or(0, |t| u32::try_from(t.unix_timestamp()).unwrap_or(0))
+}
+
 /// Replays the ledger at `path`; a missing file is an empty ledger.
 pub fn replay(path: &Path) -> Result<Replay, LedgerError> {
     let mut replay = Replay::default();
@@ -199,10 +208,15 @@ impl Replay {
     fn apply(&mut self, entry: Entry<'_, '_>) {
         match entry {
             Entry::Image(image) => {
+                let since = match image.status {
+                    Status::Pending => image.view.ts.as_deref().map_or(0, unix_seconds),
+                    _ => 0,
+                };
                 let state = ImageState {
                     person: person_key(image.category_id, image.person_id) as u64,
                     status: image.status,
                     retryable: image.view.retryable.unwrap_or(false),
+                    since,
                 };
                 let slot = Slot {
                     state,

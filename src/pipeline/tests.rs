@@ -184,6 +184,7 @@ fn job(images: &[&str], needs_lookup: bool) -> PersonJob {
         needs_lookup,
         reconcile: false,
         read_library: false,
+        pending_since: 0,
         images: images
             .iter()
             .enumerate()

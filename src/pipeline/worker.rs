@@ -104,6 +104,9 @@ pub(crate) async fn process<T: Target>(ctx: &Context<T>, job: PersonJob) {
         ctx.events.send(Event::Record(Record::Created(record)));
     }
     let place = placed.place;
+    if let Err(halt) = ctx.caller.settle_since(job.pending_since).await {
+        return leave(ctx, &job, &job.images, halt, Some(&place));
+    }
     let known = if job.reads_first() && !T::is_fresh(&place) {
         match read_person(ctx, &job, &place).await {
             Ok(held) => known(held),

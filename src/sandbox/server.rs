@@ -181,7 +181,18 @@ async fn respond(engine: Arc<Engine>, kill: Arc<Notify>, request: Request<Incomi
         }
         request
     });
-    match engine.handle_request(method.as_str(), params, v3).await {
+    // Like a real gateway, the sandbox goes on with a request whose client went away (a kill,
+    // a timeout): it is handled in a task of its own, so dropping the connection does not cancel
+    // it, and a request still in its latency is applied after the client is gone.
+    let handling = {
+        let engine = Arc::clone(&engine);
+        let method = method.as_str().to_owned();
+        tokio::spawn(async move { engine.handle_request(&method, params, v3).await })
+    };
+    let Ok(outcome) = handling.await else {
+        return Ok(to_response(Reply::gateway_page()));
+    };
+    match outcome {
         Outcome::Reply(reply) => Ok(to_response(reply)),
         Outcome::Reset => {
             kill.notify_one();

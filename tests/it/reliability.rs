@@ -409,3 +409,54 @@ fn every_fault_at_once_converges_to_one_face_per_image() {
         |_| {},
     );
 }
+
+#[test]
+fn slow_answers_kills_and_immediate_restarts_still_register_each_image_exactly_once() {
+    // Every answer takes 400 ± 300 ms and the sandbox goes on with a request whose client was
+    // killed, so a restart finds requests still in flight: the look-up that settles a
+    // `pending` record must wait them out, or the image is sent again and lands twice.
+    let mut config = SandboxConfig::for_tests();
+    config.latency_ms = 400;
+    config.latency_jitter_ms = 300;
+    let world = World::new(config);
+    let (persons, per_person) = (40 * soak(), 3);
+    let manifest = world.manifest("m.csv", &manifest_body("lib", persons, per_person));
+    let url = world.sandbox.base_url();
+    let mut rng = Rng::from_env();
+    let mut kills = 0;
+    for _ in 0..20 * soak() {
+        if kills >= 10 * soak() {
+            break;
+        }
+        let wait = Duration::from_millis(rng.between(200, 1_200));
+        let landed = kill_after(
+            world
+                .command(&[
+                    "run",
+                    manifest.to_str().unwrap(),
+                    "--endpoint",
+                    &url,
+                    "--progress",
+                    "off",
+                    "--timeout",
+                    "1",
+                    "-q",
+                ])
+                .stderr(std::process::Stdio::null()),
+            wait,
+        );
+        kills += usize::from(landed);
+    }
+    assert!(kills >= 8, "only {kills} kills landed mid-run");
+    run_until_done(
+        &world,
+        &manifest,
+        &["--timeout", "1", "--max-attempts", "30"],
+        4,
+    );
+    assert_exactly_once(
+        &world,
+        &world.path("m.ledger.jsonl"),
+        &manifest_urls("lib", persons, per_person),
+    );
+}
