@@ -45,6 +45,9 @@ struct EntitySlot {
     fresh: bool,
 }
 
+/// Folded entity name → EntityId, for one library.
+type EntityNames = HashMap<String, String>;
+
 /// Where a person's samples go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IcePlace {
@@ -115,11 +118,7 @@ impl IceTarget {
     }
 
     /// Folded entity name → EntityId of every entity in the library (the first of a name wins).
-    async fn entity_names(
-        &self,
-        caller: &Caller,
-        lib_id: &str,
-    ) -> Result<HashMap<String, String>, Halt> {
+    async fn entity_names(&self, caller: &Caller, lib_id: &str) -> Result<EntityNames, Halt> {
         let (client, algorithm) = (&self.client, self.algorithm);
         let entities = self
             .list(caller, "ListRecognitionEntities", |page| {
