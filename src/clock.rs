@@ -1,5 +1,4 @@
-//! The one seam for time and randomness — wall-clock stamps, monotonic sleeps, backoff jitter —
-//! and the loopback test every plain-http check shares (a leaf: it imports nothing of ours).
+//! The one seam for time and randomness: wall-clock stamps, monotonic sleeps and backoff jitter.
 //!
 //! Everything that waits goes through tokio's timer (so tests may pause it); jitter comes from
 //! one source that a seed makes reproducible.
@@ -8,16 +7,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
-
-/// Whether a URL's host is this machine (`localhost`, 127.0.0.0/8, `[::1]`): the only place
-/// plain http is allowed (a sandbox), for the services and for credential endpoints alike.
-pub fn is_loopback_host(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
 
 /// Now, in UTC: the one read of the wall clock (request timestamps, records, metrics).
 pub fn now_utc() -> time::OffsetDateTime {

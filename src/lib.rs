@@ -15,6 +15,7 @@ pub mod exit;
 pub mod ice;
 pub mod ledger;
 pub mod manifest;
+pub mod net;
 pub mod ops;
 pub mod pacer;
 pub mod pipeline;

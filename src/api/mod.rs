@@ -102,7 +102,7 @@ fn parse_endpoint(url: &str) -> Result<reqwest::Url, ApiError> {
 
 /// `localhost` or a loopback IP: the only hosts plain http:// may go to.
 pub(crate) fn is_loopback(url: &reqwest::Url) -> bool {
-    crate::clock::is_loopback_host(url.host_str().unwrap_or_default())
+    crate::net::is_loopback_host(url.host_str().unwrap_or_default())
 }
 
 /// The remote service a call goes to; each has its own API version.
@@ -431,7 +431,7 @@ impl Client {
     fn transport(&self, error: reqwest::Error, phase: Phase) -> ApiError {
         let (class, code) = transport_class(&error, phase);
         // Without the URL: its query carries the security token.
-        let message = describe(&error.without_url());
+        let message = crate::net::describe(&error.without_url());
         ApiError::with_class(class, None, code, message)
     }
 }
@@ -497,21 +497,6 @@ fn is_reset(error: &(dyn std::error::Error + 'static)) -> bool {
         source = err.source();
     }
     false
-}
-
-/// The error and its causes on one line (reqwest's own text stops at the first level).
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(err) = source {
-        let text = err.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = err.source();
-    }
-    out
 }
 
 fn new_nonce() -> String {

@@ -35,7 +35,7 @@ pub(crate) fn endpoint_override(var: &'static str, url: &str) -> Result<String, 
     }
     match parsed.scheme() {
         "https" => {}
-        "http" if crate::clock::is_loopback_host(parsed.host_str().unwrap_or_default()) => {}
+        "http" if crate::net::is_loopback_host(parsed.host_str().unwrap_or_default()) => {}
         "http" => return Err(bad("plain http:// is only allowed to a loopback address")),
         _ => return Err(bad("it must start with https://")),
     }
@@ -305,12 +305,12 @@ async fn post_sts(
         .body(body)
         .send()
         .await
-        .map_err(|e| StsFailure::Transport(describe(&e.without_url())))?;
+        .map_err(|e| StsFailure::Transport(crate::net::describe(&e.without_url())))?;
     let status = resp.status();
     let bytes = resp
         .bytes()
         .await
-        .map_err(|e| StsFailure::Transport(describe(&e.without_url())))?;
+        .map_err(|e| StsFailure::Transport(crate::net::describe(&e.without_url())))?;
     let doc: Value = serde_json::from_slice(&bytes).map_err(|_| {
         StsFailure::Malformed(format!("the {action} answer (HTTP {status}) is not JSON"))
     })?;
@@ -366,21 +366,6 @@ fn issued_from(doc: &Value) -> Result<Issued, super::error::Malformed> {
     })
 }
 
-/// The error and its causes on one line.
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(err) = source {
-        let text = err.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = err.source();
-    }
-    out
-}
-
 /// The RAM role of an ECS instance, from its metadata service (token first, api-notes §7).
 pub(crate) struct EcsMetadata {
     base: String,
@@ -422,13 +407,13 @@ impl EcsMetadata {
             Ok(resp) if resp.status().is_success() => match resp.text().await {
                 Ok(token) if !token.trim().is_empty() => return Ok(Some(token.trim().to_string())),
                 Ok(_) => "the token answer is empty".to_string(),
-                Err(e) => describe(&e.without_url()),
+                Err(e) => crate::net::describe(&e.without_url()),
             },
             Ok(resp) => format!("the token request was answered HTTP {}", resp.status()),
             Err(e) if e.is_connect() || e.is_timeout() => {
-                return Err(self.unreachable(describe(&e.without_url())));
+                return Err(self.unreachable(crate::net::describe(&e.without_url())));
             }
-            Err(e) => describe(&e.without_url()),
+            Err(e) => crate::net::describe(&e.without_url()),
         };
         if self.imdsv1_disabled {
             return Err(CredentialsError::Metadata {
@@ -454,12 +439,12 @@ impl EcsMetadata {
         let resp = request
             .send()
             .await
-            .map_err(|e| self.unreachable(describe(&e.without_url())))?;
+            .map_err(|e| self.unreachable(crate::net::describe(&e.without_url())))?;
         let status = resp.status().as_u16();
         let body = resp
             .text()
             .await
-            .map_err(|e| self.unreachable(describe(&e.without_url())))?;
+            .map_err(|e| self.unreachable(crate::net::describe(&e.without_url())))?;
         Ok((status, body))
     }
 }
@@ -533,14 +518,14 @@ impl Fetch for CredentialsUri {
                 CredentialsError::Unreachable {
                     service: "the credentials URI",
                     url: self.url.clone(),
-                    reason: describe(&e.without_url()),
+                    reason: crate::net::describe(&e.without_url()),
                 }
             })?;
             let status = resp.status();
             let body = resp
                 .bytes()
                 .await
-                .map_err(|e| failed(describe(&e.without_url())))?;
+                .map_err(|e| failed(crate::net::describe(&e.without_url())))?;
             if !status.is_success() {
                 return Err(failed(format!("it answered HTTP {status}")));
             }
