@@ -72,29 +72,212 @@ async fn check(args: CheckArgs) -> Exit {
     let manifest = args.manifest.clone();
     let rules = args.target.kind().rules();
     let reconcile = args.reconcile;
+    let sync = args.sync.settings();
     let result = tokio::task::spawn_blocking(move || {
         let replay = ledger::replay(&ledger_path).map_err(|e| e.to_string())?;
         let options = plan::Options {
             retry_failed: false,
             keep_work: false,
             reconcile: reconcile.into(),
+            sync: sync.is_some(),
         };
-        pipeline::plan_files_with(&manifest, &replay, options, rules).map_err(|e| e.to_string())
+        let plan = pipeline::plan_files_with(&manifest, &replay, options, rules)
+            .map_err(|e| e.to_string())?;
+        let dropped = plan::drops::collect(
+            &ledger_path,
+            &replay,
+            sync.map(|s| s.scope),
+            &plan.libraries,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok::<_, String>((plan, dropped))
     })
     .await;
-    let plan = match result {
-        Ok(Ok(plan)) => plan,
+    let (plan, dropped) = match result {
+        Ok(Ok(planned)) => planned,
         Ok(Err(message)) => return fail(message),
         Err(e) => return fail(format!("internal error: {e}")),
     };
     let limit = args.target.kind().rules().max_images_per_person;
-    let text = render_plan(&args.manifest, &plan, args.qps(), limit);
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
-    if plan.counts.invalid + plan.counts.over_limit > 0 {
+    let removals = dropped.removals() as u64;
+    let too_many = sync.is_some_and(|s| removals > s.max_delete);
+    let out = if args.json {
+        let json = CheckJson::new(&args, &plan, &dropped, sync, too_many);
+        serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
+    } else {
+        let mut text = render_plan(&args.manifest, &plan, args.qps(), limit);
+        if let Some(sync) = sync {
+            text.push_str(&render_sync(&plan, &dropped, sync, too_many));
+        }
+        text
+    };
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    if too_many {
+        Exit::TooManyRemovals
+    } else if plan.counts.invalid + plan.counts.over_limit > 0 {
         Exit::RowsNotRegistered
     } else {
         Exit::Success
     }
+}
+
+/// `check --json`: the plan's figures, and with `--sync` its removals, per library.
+#[derive(serde::Serialize)]
+struct CheckJson {
+    manifest: String,
+    target: &'static str,
+    rows: u64,
+    persons: u64,
+    invalid: u64,
+    duplicates: u64,
+    already_registered: u64,
+    over_limit: u64,
+    previously_failed: u64,
+    to_send: u64,
+    to_look_up: u64,
+    to_reconcile: u64,
+    /// Unsettled images the manifest no longer names, read back by the next run.
+    to_settle: u64,
+    libraries: Vec<CheckLibrary>,
+    sync: Option<CheckSync>,
+}
+
+#[derive(serde::Serialize)]
+struct CheckLibrary {
+    library: String,
+    adds: u64,
+    removes: u64,
+}
+
+#[derive(serde::Serialize)]
+struct CheckSync {
+    scope: &'static str,
+    removes: u64,
+    max_delete: u64,
+    /// More than `max_delete` would be removed: `run --sync` removes none and exits 8.
+    over_max_delete: bool,
+    /// `library` scope: the server is read by `run` for what other tools put there, which
+    /// `check` (sending nothing) cannot count.
+    server_not_read: bool,
+    unsafe_ids: Vec<String>,
+}
+
+impl CheckJson {
+    fn new(
+        args: &CheckArgs,
+        plan: &Plan,
+        dropped: &plan::Dropped,
+        sync: Option<plan::SyncSettings>,
+        too_many: bool,
+    ) -> CheckJson {
+        let c = &plan.counts;
+        CheckJson {
+            manifest: args.manifest.display().to_string(),
+            target: args.target.kind().name(),
+            rows: c.rows,
+            persons: c.persons,
+            invalid: c.invalid,
+            duplicates: c.duplicates,
+            already_registered: c.already_registered,
+            over_limit: c.over_limit,
+            previously_failed: c.previously_failed,
+            to_send: c.to_send,
+            to_look_up: c.to_look_up,
+            to_reconcile: c.to_reconcile,
+            to_settle: dropped
+                .persons
+                .iter()
+                .flat_map(|p| &p.drops)
+                .filter(|d| d.unsettled())
+                .count() as u64,
+            libraries: per_library(plan, dropped)
+                .into_iter()
+                .map(|(library, adds, removes)| CheckLibrary {
+                    library,
+                    adds,
+                    removes,
+                })
+                .collect(),
+            sync: sync.map(|s| CheckSync {
+                scope: match s.scope {
+                    plan::SyncScope::Ledger => "ledger",
+                    plan::SyncScope::Library => "library",
+                },
+                removes: dropped.removals() as u64,
+                max_delete: s.max_delete,
+                over_max_delete: too_many,
+                server_not_read: s.scope == plan::SyncScope::Library,
+                unsafe_ids: dropped.unsafe_ids.clone(),
+            }),
+        }
+    }
+}
+
+/// (library, images to add, images to remove), the manifest's libraries in order.
+fn per_library(plan: &Plan, dropped: &plan::Dropped) -> Vec<(String, u64, u64)> {
+    let mut out: Vec<(String, u64, u64)> = plan
+        .libraries
+        .iter()
+        .cloned()
+        .zip(plan.adds_by_library.iter().copied())
+        .map(|(l, adds)| (l, adds, 0))
+        .collect();
+    for (library, removes) in dropped.removals_by_library() {
+        let folded = crate::manifest::fold_id(&library);
+        match out
+            .iter_mut()
+            .find(|(l, _, _)| crate::manifest::fold_id(l) == folded)
+        {
+            Some(entry) => entry.2 += removes,
+            None => out.push((library, 0, removes)),
+        }
+    }
+    out
+}
+
+/// `check --sync`'s part of the plan.
+fn render_sync(
+    plan: &Plan,
+    dropped: &plan::Dropped,
+    sync: plan::SyncSettings,
+    too_many: bool,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let removes = dropped.removals();
+    let _ = writeln!(
+        out,
+        "  sync ({} scope): {removes} images to remove, --max-delete {}",
+        match sync.scope {
+            plan::SyncScope::Ledger => "ledger",
+            plan::SyncScope::Library => "library",
+        },
+        sync.max_delete
+    );
+    for (library, adds, removes) in per_library(plan, dropped) {
+        let _ = writeln!(out, "    library {library}: add {adds}, remove {removes}");
+    }
+    for bad in &dropped.unsafe_ids {
+        let _ = writeln!(
+            out,
+            "    not removed: {bad}: not an id that can be sent (empty, padded, a list or ALL)"
+        );
+    }
+    if sync.scope == plan::SyncScope::Library {
+        let _ = writeln!(
+            out,
+            "    and what the server holds in these libraries beyond the ledger and the manifest \
+             (run reads the libraries first; check sends nothing, so it cannot count those)"
+        );
+    }
+    if too_many {
+        let _ = writeln!(
+            out,
+            "    more than --max-delete {}: run --sync would remove none and exit 8",
+            sync.max_delete
+        );
+    }
+    out
 }
 
 /// The plan as `check` prints it; `limit` is the target's images per person (`None`: ICE's none).
@@ -229,6 +412,7 @@ async fn run(args: RunArgs) -> Exit {
         max_duration: args.max_duration,
         retry_failed: args.retry_failed,
         reconcile: args.reconcile.into(),
+        sync: args.sync.settings(),
         strict: args.strict,
         progress: if args.quiet {
             crate::report::ProgressMode::Off

@@ -101,6 +101,9 @@ pub struct Created {
     /// Found by a look-up, not answered.
     pub recovered: bool,
     pub attempts: u32,
+    /// An attempt got no answer, a look-up found nothing, and the image was sent again: the
+    /// first attempt may still land later (a late copy).
+    pub resent: bool,
 }
 
 /// How an object came to be gone.
@@ -218,6 +221,7 @@ impl Caller {
     {
         let mut attempts = 0u32;
         let mut unknown_since: Option<tokio::time::Instant> = None;
+        let mut resent = false;
         loop {
             if let Some(sent) = unknown_since.take() {
                 self.settle(sent).await?;
@@ -227,8 +231,10 @@ impl Caller {
                         id,
                         recovered: true,
                         attempts,
+                        resent,
                     });
                 }
+                resent = true;
             }
             attempts += 1;
             let sent = clock::instant();
@@ -238,6 +244,7 @@ impl Caller {
                         id,
                         recovered: false,
                         attempts,
+                        resent,
                     });
                 }
                 Err(error) => error,
@@ -451,6 +458,12 @@ impl Caller {
         Ok(())
     }
 
+    /// Waits as long as an attempt sent now could stay in flight on our side: the pause before
+    /// a run reads its persons again for requests that landed late.
+    pub async fn settle_from_now(&self) -> Result<(), Halt> {
+        self.settle(clock::instant()).await
+    }
+
     /// Waits until an attempt sent at `sent` can no longer be in flight on our side.
     async fn settle(&self, sent: tokio::time::Instant) -> Result<(), Halt> {
         let until = sent + self.settle_after;
@@ -521,7 +534,8 @@ mod tests {
             Created {
                 id: "id-1".into(),
                 recovered: true,
-                attempts: 1
+                attempts: 1,
+                resent: false,
             }
         );
         assert_eq!(Tally::get(&c.tally().lookups), 1);

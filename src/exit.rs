@@ -22,6 +22,9 @@ pub enum Exit {
     /// The ledger could not be written mid-run (disk full, deleted or replaced): requests may
     /// have been sent; what was recorded is safe, and the next run settles the rest.
     LedgerFailed,
+    /// `run --sync` planned more removals than `--max-delete` allows: it removed none (the
+    /// additions were made). Look at `check --sync`, then raise `--max-delete` or fix the roster.
+    TooManyRemovals,
     /// SIGINT or SIGTERM.
     Interrupted,
 }
@@ -37,6 +40,7 @@ impl Exit {
             Exit::StoppedEarly => 5,
             Exit::Unreachable => 6,
             Exit::LedgerFailed => 7,
+            Exit::TooManyRemovals => 8,
             Exit::Interrupted => 130,
         }
     }
@@ -68,11 +72,12 @@ mod tests {
             Exit::StoppedEarly,
             Exit::Unreachable,
             Exit::LedgerFailed,
+            Exit::TooManyRemovals,
             Exit::Interrupted,
         ]
         .into_iter()
         .map(Exit::code)
         .collect();
-        assert_eq!(codes, [0, 1, 2, 3, 4, 5, 6, 7, 130]);
+        assert_eq!(codes, [0, 1, 2, 3, 4, 5, 6, 7, 8, 130]);
     }
 }

@@ -50,8 +50,14 @@ pub struct Figures {
     /// Found on the server before anything was sent (reconciliation).
     pub adopted: u64,
     pub failed_now: u64,
-    /// `removed` records written (rollback, repair).
+    /// `removed` records written (rollback, repair, sync).
     pub removed_now: u64,
+    /// Late copies of images removed (the same image under a second id).
+    pub copies_removed: u64,
+    /// Removals the service refused while the image stayed.
+    pub removal_failed: u64,
+    /// Unsettled images no longer in the manifest, settled by a read.
+    pub settled: u64,
     pub left: u64,
     pub retries: u64,
     pub throttled: u64,
@@ -220,6 +226,24 @@ pub struct Summary {
     /// `--strict`: any row not registered makes the exit 1, known or not.
     #[serde(skip)]
     pub strict: bool,
+    /// `--sync` was asked for.
+    pub sync: bool,
+    /// Images removed: dropped from the manifest by a sync, or settled as removed.
+    pub removed: u64,
+    /// Removals a sync planned (before `--max-delete` was applied).
+    pub removals_planned: u64,
+    /// More removals were planned than `--max-delete` allows, so none was made (exit 8).
+    pub removals_refused: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_delete: Option<u64>,
+    /// Removals the service refused while the image stayed on the server.
+    pub removal_failed: u64,
+    /// Late copies removed: the same image under a second id, left by a request that landed
+    /// after the look-up that found nothing.
+    pub copies_removed: u64,
+    /// Images whose outcome was unknown and that the manifest no longer names, read back and
+    /// found not on the server.
+    pub settled: u64,
 }
 
 /// Invalid rows by the column their reason names (`category_id: …`), else `row`.
@@ -260,6 +284,26 @@ impl Summary {
             dups = self.duplicates,
             left = self.left,
         );
+        if self.sync || self.removed + self.copies_removed + self.settled > 0 {
+            let _ = write!(
+                out,
+                "\n  removed {removed}{planned}, removals refused by the service {failed}, \
+                 late copies removed {copies}, unknown outcomes settled {settled}",
+                removed = self.removed,
+                planned = match (self.sync, self.removals_refused) {
+                    (true, true) => format!(
+                        " (a sync planned {} removals, more than --max-delete {}: none made)",
+                        self.removals_planned,
+                        self.max_delete.unwrap_or(0)
+                    ),
+                    (true, false) => format!(" of {} planned by the sync", self.removals_planned),
+                    _ => String::new(),
+                },
+                failed = self.removal_failed,
+                copies = self.copies_removed,
+                settled = self.settled,
+            );
+        }
         for line in self.causes() {
             let _ = write!(out, "\n  {line}");
         }

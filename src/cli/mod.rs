@@ -179,6 +179,8 @@ pub struct RunArgs {
     /// `never` (only after an unknown outcome).
     #[arg(long, value_enum, default_value_t = ReconcileArg::Auto)]
     pub reconcile: ReconcileArg,
+    #[command(flatten)]
+    pub sync: SyncArgs,
     /// Run against the built-in sandbox (in-process, realistic latency, a few 500s); no credentials.
     #[arg(long, conflicts_with_all = ["endpoint", "region"])]
     pub sandbox: bool,
@@ -282,6 +284,11 @@ pub struct CheckArgs {
     /// As for `run`: which persons the estimate counts a server read for.
     #[arg(long, value_enum, default_value_t = ReconcileArg::Auto)]
     pub reconcile: ReconcileArg,
+    #[command(flatten)]
+    pub sync: SyncArgs,
+    /// Print the plan as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
     /// Plan against the sandbox's ledger (the one `run --sandbox` writes).
     #[arg(long)]
     pub sandbox: bool,
@@ -327,6 +334,42 @@ impl From<ReconcileArg> for crate::plan::Reconcile {
             ReconcileArg::Never => crate::plan::Reconcile::Never,
         }
     }
+}
+
+/// `--sync`, `--sync-scope`, `--max-delete`: shared by `run` and `check`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SyncArgs {
+    /// Also remove what the manifest no longer holds, in the libraries it names: the manifest
+    /// is the roster. Additions for a person come before its removals.
+    #[arg(long)]
+    pub sync: bool,
+    /// With --sync: `ledger` removes only images this tool registered or adopted (the ledger
+    /// records them); `library` removes everything in the manifest's libraries that the
+    /// manifest does not hold, whoever registered it.
+    #[arg(long, value_enum, default_value_t = SyncScopeArg::Ledger, requires = "sync")]
+    pub sync_scope: SyncScopeArg,
+    /// With --sync: when more than N images would be removed, remove none, say how many, and
+    /// exit 8 (additions still happen). 0 allows no removal.
+    #[arg(long, value_name = "N", default_value_t = 100, requires = "sync")]
+    pub max_delete: u64,
+}
+
+impl SyncArgs {
+    pub fn settings(&self) -> Option<crate::plan::SyncSettings> {
+        self.sync.then_some(crate::plan::SyncSettings {
+            scope: match self.sync_scope {
+                SyncScopeArg::Ledger => crate::plan::SyncScope::Ledger,
+                SyncScopeArg::Library => crate::plan::SyncScope::Library,
+            },
+            max_delete: self.max_delete,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SyncScopeArg {
+    Ledger,
+    Library,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

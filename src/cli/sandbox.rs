@@ -76,6 +76,9 @@ pub struct SandboxArgs {
     /// Rate (0..=1) of calls applied at once but answered only after --stall-ms.
     #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
     pub stall: f64,
+    /// Rate (0..=1) of calls held --stall-ms and only then applied (a late landing).
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub late: f64,
     /// Rate (0..=1) of calls applied and then answered 200 with a body that is not JSON.
     #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
     pub malformed_after: f64,
@@ -118,6 +121,7 @@ impl SandboxArgs {
             reset_before: self.reset_before,
             reset_after: self.reset_after,
             stall: self.stall,
+            late: self.late,
             malformed_after: self.malformed_after,
             html_before: self.html_before,
         };

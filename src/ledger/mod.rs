@@ -97,6 +97,15 @@ pub struct ImageState {
     pub since: u32,
 }
 
+impl ImageState {
+    /// The last record does not say what the server holds: a request (a create, or a removal)
+    /// may have been applied without its answer being recorded.
+    pub fn is_unsettled(&self) -> bool {
+        matches!(self.status, Status::Pending | Status::Removing)
+            || (self.status == Status::Failed && self.retryable)
+    }
+}
+
 /// The hash keys are already xxh3 hashes: hashing them again would only cost time.
 #[derive(Default)]
 pub struct KeyHasher(u64);
@@ -129,6 +138,9 @@ pub struct Slot {
     seen: std::cell::Cell<u32>,
 }
 
+/// `Slot::seen` of an image only an invalid row named.
+const NAMED_ONLY: u32 = u32::MAX;
+
 /// The ledger replayed: the last state of every image, and the last run's bookends.
 #[derive(Default)]
 pub struct Replay {
@@ -138,6 +150,9 @@ pub struct Replay {
     pub torn_tail: u64,
     pub last_run_start: Option<RunRecord>,
     pub last_run_end: Option<RunRecord>,
+    /// Persons a request may still land for unseen (a `recheck` record not yet followed by a
+    /// `settled` one): read again at the start of the next run.
+    pub recheck: PersonMap<()>,
 }
 
 impl Replay {
@@ -150,11 +165,21 @@ impl Replay {
     pub fn seen_at(&self, key: u128, line: u64) -> Option<Option<u64>> {
         let slot = self.images.get(&key)?;
         let first = slot.seen.get();
-        if first == 0 {
-            slot.seen.set(u32::try_from(line).unwrap_or(u32::MAX));
+        if first == 0 || first == NAMED_ONLY {
+            slot.seen.set(u32::try_from(line).unwrap_or(NAMED_ONLY - 1));
             Some(None)
         } else {
             Some(Some(u64::from(first)))
+        }
+    }
+
+    /// Notes that an invalid manifest row names the image `key`: a sync never removes it, and
+    /// a valid row naming it later is not its duplicate.
+    pub fn named(&self, key: u128) {
+        if let Some(slot) = self.images.get(&key)
+            && slot.seen.get() == 0
+        {
+            slot.seen.set(NAMED_ONLY);
         }
     }
 
@@ -174,6 +199,24 @@ impl Replay {
             }
         }
         counts
+    }
+
+    /// Whether a plan saw the image `key` named by a manifest row (valid or not).
+    pub fn was_seen(&self, key: u128) -> bool {
+        self.images
+            .get(&key)
+            .is_some_and(|slot| slot.seen.get() != 0)
+    }
+
+    /// Images no manifest row named in the last plan, whose state `wanted` accepts.
+    pub fn unseen<'r>(
+        &'r self,
+        wanted: impl Fn(&ImageState) -> bool + 'r,
+    ) -> impl Iterator<Item = u128> + 'r {
+        self.images
+            .iter()
+            .filter(move |(_, slot)| slot.seen.get() == 0 && wanted(&slot.state))
+            .map(|(key, _)| *key)
     }
 
     /// Every person the ledger has a record of (low 64 bits of the key).
@@ -209,7 +252,9 @@ impl Replay {
         match entry {
             Entry::Image(image) => {
                 let since = match image.status {
-                    Status::Pending => image.view.ts.as_deref().map_or(0, unix_seconds),
+                    Status::Pending | Status::Removing => {
+                        image.view.ts.as_deref().map_or(0, unix_seconds)
+                    }
                     _ => 0,
                 };
                 let state = ImageState {
@@ -218,6 +263,9 @@ impl Replay {
                     retryable: image.view.retryable.unwrap_or(false),
                     since,
                 };
+                if image.view.recheck == Some(true) {
+                    self.recheck.insert(state.person, ());
+                }
                 let slot = Slot {
                     state,
                     seen: Default::default(),
@@ -245,6 +293,14 @@ impl Replay {
                 }
             }
             Entry::Object(_) => {}
+            Entry::Person(view) => {
+                if view.kind == Some(read::LineKind::Settled)
+                    && let (Some(c), Some(p)) =
+                        (view.category_id.as_deref(), view.person_id.as_deref())
+                {
+                    self.recheck.remove(&(person_key(c, p) as u64));
+                }
+            }
         }
     }
 

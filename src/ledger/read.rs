@@ -28,6 +28,8 @@ pub enum LineKind {
     RunEnd,
     Created,
     Deleted,
+    Copy,
+    Settled,
     #[serde(other)]
     Other,
 }
@@ -62,6 +64,8 @@ pub struct View<'a> {
     pub recovered: Option<bool>,
     #[serde(default)]
     pub adopted: Option<bool>,
+    #[serde(default)]
+    pub recheck: Option<bool>,
     #[serde(default)]
     pub attempts: Option<u32>,
     #[serde(borrow, default)]
@@ -157,6 +161,8 @@ pub enum Entry<'v, 'a> {
     Run(&'v View<'a>),
     /// ICE `created` or `deleted`.
     Object(&'v View<'a>),
+    /// About a person, not one image's state: a late `copy` removed, a person `settled`.
+    Person(&'v View<'a>),
 }
 
 /// What a scan measured.
@@ -276,6 +282,16 @@ fn apply(
             each(Entry::Object(&view));
             return Ok(());
         }
+        Some(LineKind::Copy | LineKind::Settled) => {
+            if view.category_id.is_none() || view.person_id.is_none() {
+                return Err(corrupt(
+                    1,
+                    "a copy or settled record needs category_id and person_id".into(),
+                ));
+            }
+            each(Entry::Person(&view));
+            return Ok(());
+        }
         // Kinds from later versions of the same schema are not ours to interpret.
         _ => return Ok(()),
     }
@@ -309,7 +325,7 @@ mod tests {
         let scanned = scan_from(Path::new("t.jsonl"), bytes, |entry| match entry {
             Entry::Image(i) => seen.push(format!("{}:{}", i.status.as_str(), i.image_url)),
             Entry::Run(r) => seen.push(format!("{:?}", r.kind)),
-            Entry::Object(o) => seen.push(format!("{:?}", o.kind)),
+            Entry::Object(o) | Entry::Person(o) => seen.push(format!("{:?}", o.kind)),
         })?;
         Ok((scanned, seen))
     }

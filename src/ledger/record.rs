@@ -15,17 +15,20 @@ pub enum Status {
     Failed,
     Invalid,
     Skipped,
+    /// A removal is about to be sent (journaled first); its outcome is not known yet.
+    Removing,
     Removed,
 }
 
 impl Status {
     /// Every status, in the order reports show them.
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::Registered,
         Status::Pending,
         Status::Failed,
         Status::Invalid,
         Status::Skipped,
+        Status::Removing,
         Status::Removed,
     ];
 
@@ -36,6 +39,7 @@ impl Status {
             Status::Failed => "failed",
             Status::Invalid => "invalid",
             Status::Skipped => "skipped",
+            Status::Removing => "removing",
             Status::Removed => "removed",
         }
     }
@@ -81,6 +85,11 @@ pub struct ImageRecord {
     /// Found on the server before anything was sent (reconciliation), not registered by us.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adopted: Option<bool>,
+    /// A request for this image may still land after it was recorded (an attempt got no
+    /// answer and the image was sent again): the next run reads the person once more and
+    /// removes a late copy. Cleared by a `settled` record for the person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recheck: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,6 +135,7 @@ impl ImageRecord {
             face_id: None,
             recovered: None,
             adopted: None,
+            recheck: None,
             attempts: None,
             error_code: None,
             message: None,
@@ -227,6 +237,21 @@ pub struct ObjectRecord {
     pub recovered: Option<bool>,
 }
 
+/// A person a run read again to settle it (`settled`): no request for any of its images can
+/// still land unseen, so later runs need not read it again.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PersonRecord {
+    pub ts: String,
+    pub run: String,
+    pub category_id: String,
+    pub person_id: String,
+    /// Late copies of its images that this settling removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copies_removed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetName>,
+}
+
 /// One ledger line.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -236,6 +261,10 @@ pub enum Record {
     RunEnd(RunRecord),
     Created(ObjectRecord),
     Deleted(ObjectRecord),
+    /// A late copy of an image (same image key, another server id): `removing` before the
+    /// removal is sent, `removed` after. Never changes the image's own state.
+    Copy(ImageRecord),
+    Settled(PersonRecord),
 }
 
 #[derive(Serialize)]

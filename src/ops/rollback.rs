@@ -215,6 +215,7 @@ fn collect<T: Target>(
                 }
                 return;
             }
+            Entry::Person(_) => return,
             Entry::Image(image) => image,
         };
         run_seen |= Some(image.run()) == wanted;

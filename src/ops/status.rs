@@ -29,7 +29,7 @@ pub struct StatusConfig {
 }
 
 /// Every status, in the order reports show them.
-const STATUSES: [Status; 6] = Status::ALL;
+const STATUSES: [Status; 7] = Status::ALL;
 
 fn slot(status: Status) -> usize {
     STATUSES.iter().position(|s| *s == status).unwrap_or(0)
@@ -37,7 +37,7 @@ fn slot(status: Status) -> usize {
 
 /// Images per status, in `STATUSES` order; serialised as a map by status name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts(pub [u64; 6]);
+pub struct Counts(pub [u64; STATUSES.len()]);
 
 impl Counts {
     pub fn get(&self, status: Status) -> u64 {
@@ -182,6 +182,7 @@ fn plan_manifest(
 ) -> Result<ManifestStatus, super::OpsError> {
     let replay = ledger::replay(&config.ledger)?;
     let options = plan::Options {
+        sync: false,
         retry_failed: false,
         keep_work: false,
         reconcile: plan::Reconcile::Auto,
@@ -214,7 +215,7 @@ impl Tally {
     fn add(&mut self, entry: Entry<'_, '_>) {
         let image = match entry {
             Entry::Run(view) => return self.run(view),
-            Entry::Object(_) => return,
+            Entry::Object(_) | Entry::Person(_) => return,
             Entry::Image(image) => image,
         };
         let target = if image.is_mts() { "mts" } else { "ice" }.to_string();

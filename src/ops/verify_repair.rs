@@ -291,6 +291,7 @@ mod tests {
             retry_failed: false,
             keep_work: true,
             reconcile: Default::default(),
+            sync: false,
         };
         let plan = plan::plan(reader, &replay, options).unwrap();
         let lookup = plan.jobs.iter().any(|j| j.needs_lookup);

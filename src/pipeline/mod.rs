@@ -4,7 +4,9 @@
 
 pub(crate) mod journal;
 pub(crate) mod recorder;
+pub(crate) mod removal;
 pub mod schedule;
+mod sync;
 pub(crate) mod worker;
 
 #[cfg(test)]
@@ -59,6 +61,7 @@ fn check_ledger(target: Target, replay: &Replay) -> Result<(), RunError> {
 }
 
 /// Everything a run needs, validated: no flag parsing below this point.
+#[derive(Clone)]
 pub struct RunConfig {
     pub target: Target,
     pub manifest: PathBuf,
@@ -70,6 +73,8 @@ pub struct RunConfig {
     pub retry_failed: bool,
     /// When to read the server before sending (`--reconcile`).
     pub reconcile: plan::Reconcile,
+    /// `--sync`: remove what the manifest no longer holds.
+    pub sync: Option<plan::SyncSettings>,
     pub progress: ProgressMode,
     /// `--strict`: any row not registered makes the exit 1, even one an earlier run recorded.
     pub strict: bool,
@@ -92,6 +97,8 @@ pub enum Ending {
     RetriesRanOut,
     /// Nothing got through: every attempt failed to connect.
     Unreachable,
+    /// `--sync` planned more removals than `--max-delete` allows and made none.
+    TooManyRemovals,
     /// SIGINT or SIGTERM.
     Interrupted,
 }
@@ -146,22 +153,88 @@ pub fn plan_files_with(
 
 /// Runs the import. The client is built by the caller (credentials, endpoint, timeout).
 pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunError> {
+    match config.target {
+        Target::Mts => run_with(MtsTarget::new(client), config).await,
+        Target::Ice(algorithm) => run_with(IceTarget::new(client, algorithm), config).await,
+    }
+}
+
+/// What `--sync` came to before anything was sent.
+#[derive(Clone, Copy, Debug, Default)]
+struct SyncOutcome {
+    /// Removals planned.
+    planned: u64,
+    /// More were planned than `--max-delete` allows: none is made.
+    refused: bool,
+}
+
+async fn run_with<T: crate::target::Target>(
+    target: T,
+    config: RunConfig,
+) -> Result<RunResult, RunError> {
     let started = crate::clock::instant();
     let _lock = Lock::acquire(&config.ledger)?;
-    let (plan, torn) = read_and_plan(&config).await?;
+    let stop = Arc::new(Stop::default());
+    let caller = Caller::new(config.pace, stop.clone());
+    let (mut planned, replay) = read_and_plan(&config, replay_ledger(&config).await?).await?;
+    let torn = replay.torn_tail;
     if torn > 0 {
         tracing::warn!(
             bytes = torn,
             "the ledger ended in a torn line (a write cut short); it is dropped, nothing complete is lost"
         );
     }
+    let mut sync = SyncOutcome::default();
+    if let Some(settings) = config.sync {
+        if settings.scope == plan::SyncScope::Library {
+            sync::read_libraries(&target, &caller, &mut planned).await?;
+        }
+        sync.planned = planned.dropped.removals() as u64;
+        if planned.plan.counts.rows > 0 && planned.plan.libraries.is_empty() {
+            crate::say!(
+                "face-enroll: --sync: the manifest has no valid row, so nothing is removed"
+            );
+        }
+        for bad in &planned.dropped.unsafe_ids {
+            crate::say!(
+                "face-enroll: --sync: not removing {bad}: not an id that can be sent (empty, \
+                 padded, a list or ALL)"
+            );
+        }
+        if sync.planned > settings.max_delete {
+            sync.refused = true;
+            crate::say!(
+                "face-enroll: --sync would remove {} images, more than --max-delete {}: \
+                 removing none (`check --sync` lists them; raise --max-delete to allow it)",
+                sync.planned,
+                settings.max_delete
+            );
+            // The image limit was planned as if the removals happened: plan again without.
+            let replay = replay_ledger(&config).await?;
+            let mut again = read_and_plan(
+                &RunConfig {
+                    sync: None,
+                    ..config.clone()
+                },
+                replay,
+            )
+            .await?
+            .0;
+            again
+                .dropped
+                .persons
+                .retain(|p| p.drops.iter().all(|d| !d.remove));
+            planned = again;
+        }
+    }
+    let Planned { mut plan, dropped } = planned;
+    plan.attach(dropped.persons);
+    plan.read_libraries_from(config.target.library_read_threshold());
     let appender = Appender::open(&config.ledger, torn)?;
-    let stop = Arc::new(Stop::default());
     let on_failure = {
         let stop = stop.clone();
         move || stop.stop(StopReason::LedgerFailed)
     };
-    let caller = Caller::new(config.pace, stop.clone());
     let tally = caller.tally().clone();
     let (events, recorder) = recorder::start(
         appender,
@@ -194,17 +267,15 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
         ..
     } = plan;
     // The context (and with it the last `Events` of the workers) is gone once `drive` returns.
-    let (run_id_c, events_c) = (run_id.clone(), events.clone());
-    match config.target {
-        Target::Mts => {
-            let target = MtsTarget::new(client);
-            drive(target, caller, events_c, run_id_c, jobs, config.concurrency).await
-        }
-        Target::Ice(algorithm) => {
-            let target = IceTarget::new(client, algorithm);
-            drive(target, caller, events_c, run_id_c, jobs, config.concurrency).await
-        }
-    }
+    drive(
+        target,
+        caller,
+        events.clone(),
+        run_id.clone(),
+        jobs,
+        config.concurrency,
+    )
+    .await;
     signals.abort();
     if let Some(deadline) = deadline {
         deadline.abort();
@@ -223,6 +294,10 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
         known_rejections: rejected.iter().filter(|r| r.already_recorded).count() as u64,
         invalid_by_column: crate::report::invalid_by_column(&rejected),
         strict: config.strict,
+        sync: config.sync.is_some(),
+        removals_planned: sync.planned,
+        removals_refused: sync.refused,
+        max_delete: config.sync.map(|s| s.max_delete),
         ..Summary::default()
     };
     // The end record carries the summary, so it is written once the figures are final.
@@ -244,29 +319,42 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
     })
 }
 
-/// Replays the ledger (it must belong to the run's target) and plans the manifest against it;
-/// also returns the size of a torn last line to cut off.
-async fn read_and_plan(config: &RunConfig) -> Result<(Plan, u64), RunError> {
+/// The plan, and what the manifest no longer names.
+pub(crate) struct Planned {
+    pub plan: Plan,
+    pub dropped: plan::Dropped,
+}
+
+async fn replay_ledger(config: &RunConfig) -> Result<Replay, RunError> {
     let path = config.ledger.clone();
     let replay = tokio::task::spawn_blocking(move || ledger::replay(&path))
         .await
         .map_err(join_err)??;
     check_ledger(config.target, &replay)?;
-    let torn = replay.torn_tail;
+    Ok(replay)
+}
+
+/// Plans the manifest against the replayed ledger, then reads from the ledger what the
+/// manifest no longer names (to settle, and with `--sync` to remove).
+async fn read_and_plan(config: &RunConfig, replay: Replay) -> Result<(Planned, Replay), RunError> {
     let options = plan::Options {
         retry_failed: config.retry_failed,
         keep_work: true,
         reconcile: config.reconcile,
+        sync: config.sync.is_some(),
     };
     let manifest_path = config.manifest.clone();
+    let ledger_path = config.ledger.clone();
     let rules = config.target.rules();
-    let mut plan = tokio::task::spawn_blocking(move || {
-        plan_files_with(&manifest_path, &replay, options, rules)
+    let sync = config.sync;
+    tokio::task::spawn_blocking(move || {
+        let plan = plan_files_with(&manifest_path, &replay, options, rules)?;
+        let scope = sync.map(|s| s.scope);
+        let dropped = plan::drops::collect(&ledger_path, &replay, scope, &plan.libraries)?;
+        Ok((Planned { plan, dropped }, replay))
     })
     .await
-    .map_err(join_err)??;
-    plan.read_libraries_from(config.target.library_read_threshold());
-    Ok((plan, torn))
+    .map_err(join_err)?
 }
 
 fn fill(
@@ -277,6 +365,10 @@ fn fill(
     started: Instant,
 ) {
     summary.registered_now = figures.registered_now;
+    summary.removed = figures.removed_now;
+    summary.removal_failed = figures.removal_failed;
+    summary.copies_removed = figures.copies_removed;
+    summary.settled = figures.settled;
     summary.recovered = figures.recovered;
     summary.adopted = figures.adopted;
     summary.failed = figures.failed_now + counts.previously_failed;
@@ -338,7 +430,12 @@ fn ending_of(summary: &Summary, fatal: Option<ApiError>, reason: Option<StopReas
     let not_registered = summary.failed + summary.invalid + summary.skipped;
     if summary.left > 0 {
         Ending::RetriesRanOut
-    } else if summary.new_rejections > 0 || (summary.strict && not_registered > 0) {
+    } else if summary.removals_refused {
+        Ending::TooManyRemovals
+    } else if summary.new_rejections > 0
+        || summary.removal_failed > 0
+        || (summary.strict && not_registered > 0)
+    {
         Ending::SomeRowsNotRegistered
     } else if not_registered > 0 {
         Ending::OnlyKnownRejections
@@ -356,6 +453,7 @@ impl Ending {
             Ending::ServiceFatal(_) => Exit::ServiceFatal,
             Ending::DeadlinePassed | Ending::RetriesRanOut => Exit::StoppedEarly,
             Ending::Unreachable => Exit::Unreachable,
+            Ending::TooManyRemovals => Exit::TooManyRemovals,
             Ending::Interrupted => Exit::Interrupted,
         }
     }
@@ -366,7 +464,7 @@ impl Ending {
             Ending::OnlyKnownRejections => {
                 "complete; the rows not registered were all refused by earlier runs"
             }
-            Ending::SomeRowsNotRegistered => "finished, some rows not registered",
+            Ending::SomeRowsNotRegistered => "finished, some rows not registered (or not removed)",
             Ending::ServiceFatal(_) => "stopped: the service refused the run",
             Ending::DeadlinePassed => {
                 "stopped early: --max-duration passed, work left for the next run"
@@ -377,6 +475,9 @@ impl Ending {
             Ending::Unreachable => {
                 "stopped: the endpoint is unreachable (nothing answered); check --endpoint, \
                  --region and the network"
+            }
+            Ending::TooManyRemovals => {
+                "finished adding; removed nothing: the sync would remove more than --max-delete"
             }
             Ending::Interrupted => "interrupted",
         }
@@ -392,7 +493,8 @@ impl Ending {
     }
 }
 
-/// Every person's work through the one scheduler, with the one worker, for target `T`.
+/// Every person's work through the one scheduler, with the one worker, for target `T`; then
+/// the persons a request may still land for, read once more after a pause (late copies).
 async fn drive<T: crate::target::Target>(
     target: T,
     caller: Caller,
@@ -402,25 +504,37 @@ async fn drive<T: crate::target::Target>(
     concurrency: usize,
 ) {
     let stop = caller.stop().clone();
-    let skipped_events = events.clone();
-    let context = Arc::new(worker::Context {
-        target,
-        caller,
-        events,
-        run_id,
-        libraries: Default::default(),
-    });
-    schedule::schedule(
-        jobs,
-        concurrency,
-        stop,
-        move |job| {
-            let context = context.clone();
-            async move { worker::process(&context, job).await }
-        },
-        move |job| skipped_events.send(Event::Left(job.images.len() as u64)),
-    )
-    .await;
+    let context = Arc::new(worker::Context::new(target, caller, events, run_id));
+    let pass = |jobs: Vec<plan::PersonJob>| {
+        let context = context.clone();
+        let stop = stop.clone();
+        let skipped = context.events.clone();
+        async move {
+            schedule::schedule(
+                jobs,
+                concurrency,
+                stop,
+                move |job| {
+                    let context = context.clone();
+                    async move { worker::process(&context, job).await }
+                },
+                move |job| skipped.send(Event::Left((job.images.len() + job.drops.len()) as u64)),
+            )
+            .await
+        }
+    };
+    pass(jobs).await;
+    let owed = std::mem::take(&mut *context.owed.lock().unwrap_or_else(|p| p.into_inner()));
+    if owed.is_empty() || stop.is_stopping() {
+        return;
+    }
+    tracing::info!(
+        persons = owed.len(),
+        "reading again the persons a request may still land for (late copies)"
+    );
+    if context.caller.settle_from_now().await.is_ok() {
+        pass(owed).await;
+    }
 }
 
 fn run_start(config: &RunConfig, run_id: &str) -> RunRecord {

@@ -26,13 +26,15 @@ const SYNC_OUTCOMES_WITHIN: Duration = Duration::from_millis(100);
 pub(crate) enum Event {
     /// Must be durable before any of these requests is sent: the worker waits for the answer.
     Pending {
-        records: Vec<ImageRecord>,
+        records: Vec<Record>,
         durable: oneshot::Sender<bool>,
     },
     /// A final word on an image (registered, failed, invalid, skipped, removed).
     Outcome(ImageRecord),
     /// Any other line: a run's start, an ICE library or entity created or deleted.
     Record(Record),
+    /// A line that counts in the figures in its own way (see [`Note`]).
+    Noted(Record, Note),
     /// Images that will not be finished in this run.
     Left(u64),
 }
@@ -57,6 +59,13 @@ impl Events {
     /// Records `pending` for `records` and waits until they are on stable storage. False: the
     /// ledger cannot be written, so none of these requests may be sent.
     pub(crate) async fn pending(&self, records: Vec<ImageRecord>) -> bool {
+        self.durable(records.into_iter().map(Record::Image).collect())
+            .await
+    }
+
+    /// Writes `records` and waits until they are on stable storage (a `removing` record before
+    /// its removal is sent). False: the ledger cannot be written.
+    pub(crate) async fn durable(&self, records: Vec<Record>) -> bool {
         let (tx, rx) = oneshot::channel();
         let event = Event::Pending {
             records,
@@ -190,7 +199,7 @@ fn take(event: Event, buf: &mut Vec<u8>, unsynced: &mut Unsynced, figures: &mut 
     match event {
         Event::Pending { records, durable } => {
             for record in records {
-                encode(&Record::Image(record), buf);
+                encode(&record, buf);
             }
             unsynced.waiting.push(durable);
         }
@@ -199,6 +208,10 @@ fn take(event: Event, buf: &mut Vec<u8>, unsynced: &mut Unsynced, figures: &mut 
             encode(&Record::Image(record), buf);
         }
         Event::Record(record) => encode(&record, buf),
+        Event::Noted(record, note) => {
+            unsynced.counted.push(Counted::Noted(note));
+            encode(&record, buf);
+        }
         Event::Left(n) => figures.left += n,
     }
 }
@@ -244,8 +257,20 @@ enum Counted {
     Failed(Box<Rejected>, String),
     /// Retries ran out (left for the next run, counted by `Event::Left`): its last code.
     Exhausted(String),
+    Noted(Note),
     /// Invalid and skipped rows are counted by the plan; a retryable failure by `Event::Left`.
     Elsewhere,
+}
+
+/// How a line sent with [`Event::Noted`] counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Note {
+    /// A late copy of an image removed.
+    CopyRemoved,
+    /// A removal the service refused while the image is still there.
+    RemovalFailed,
+    /// An image whose outcome was unknown, no longer in the manifest, settled by a read.
+    Settled,
 }
 
 impl Counted {
@@ -290,6 +315,9 @@ impl Counted {
                 *figures.refused_codes.entry(code).or_insert(0) += 1;
             }
             Counted::Exhausted(code) => *figures.exhausted_codes.entry(code).or_insert(0) += 1,
+            Counted::Noted(Note::CopyRemoved) => figures.copies_removed += 1,
+            Counted::Noted(Note::RemovalFailed) => figures.removal_failed += 1,
+            Counted::Noted(Note::Settled) => figures.settled += 1,
             Counted::Elsewhere => {}
         }
     }

@@ -36,6 +36,7 @@ struct Service {
     script: VecDeque<Next>,
     creates: u32,
     reads: u32,
+    removes: u32,
 }
 
 impl Service {
@@ -101,6 +102,14 @@ impl Target for Fake {
         false
     }
 
+    fn place_at(person: Person<'_>, _: Option<&str>, _: Option<&str>) -> Option<Self::Place> {
+        Some((person.category_id.to_string(), person.person_id.to_string()))
+    }
+
+    fn same_place(a: &Self::Place, b: &Self::Place) -> bool {
+        a == b
+    }
+
     fn place_of(view: &View<'_>) -> Option<Self::Place> {
         Some((
             view.category_id.as_deref()?.to_string(),
@@ -161,7 +170,15 @@ impl Target for Fake {
         }
     }
 
-    async fn remove(&self, _place: &Self::Place, _id: &str) -> Result<(), ApiError> {
+    async fn remove(&self, place: &Self::Place, id: &str) -> Result<(), ApiError> {
+        let mut s = self.lock();
+        s.removes += 1;
+        let images = s.persons.entry(place.clone()).or_default();
+        let before = images.len();
+        images.retain(|(i, _)| i != id);
+        if images.len() == before {
+            return Err(ApiError::new(Some(400), "InvalidParameter", "not found"));
+        }
         Ok(())
     }
 
@@ -196,11 +213,24 @@ fn job(images: &[&str], needs_lookup: bool) -> PersonJob {
                 unsettled: needs_lookup,
             })
             .collect(),
+        drops: Vec::new(),
+        held: 0,
+        recheck: None,
     }
 }
 
 /// Runs one person's job through the worker against `fake`; returns the ledger's records.
 async fn run(fake: &Fake, job: PersonJob) -> Vec<(Status, Option<String>, bool)> {
+    run_then(fake, job, Duration::ZERO).await.0
+}
+
+/// Runs the job, then (after `later`) the persons it left owing a late-copy check, as a run
+/// does; the image records, and every line's `kind`.
+async fn run_then(
+    fake: &Fake,
+    job: PersonJob,
+    later: Duration,
+) -> (Vec<(Status, Option<String>, bool)>, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l.jsonl");
     let stop = Arc::new(Stop::default());
@@ -222,29 +252,37 @@ async fn run(fake: &Fake, job: PersonJob) -> Vec<(Status, Option<String>, bool)>
         caller.tally().clone(),
         || {},
     );
-    let context = Context {
-        target: fake.clone(),
-        caller,
-        events: events.clone(),
-        run_id: "r".into(),
-        libraries: Default::default(),
-    };
+    let context = Context::new(fake.clone(), caller, events.clone(), "r".into());
     process(&context, job).await;
+    if !later.is_zero() {
+        tokio::time::sleep(later).await;
+        let owed = std::mem::take(&mut *context.owed.lock().unwrap());
+        for job in owed {
+            process(&context, job).await;
+        }
+    }
     drop(context);
     let (_, _, failure) = recorder.finish(events);
     assert!(failure.is_none());
-    let mut out = Vec::new();
-    ledger::scan(&path, false, |entry| {
-        if let Entry::Image(image) = entry {
+    let (mut out, mut kinds) = (Vec::new(), Vec::new());
+    ledger::scan(&path, false, |entry| match entry {
+        Entry::Image(image) => {
+            kinds.push("image".to_string());
             out.push((
                 image.status,
                 image.face_id().map(str::to_string),
                 image.view.recovered == Some(true),
             ));
         }
+        Entry::Person(view) => kinds.push(format!(
+            "{:?}:{}",
+            view.kind,
+            view.status.map(|s| s.as_str()).unwrap_or_default()
+        )),
+        _ => {}
     })
     .unwrap();
-    out
+    (out, kinds)
 }
 
 #[tokio::test(start_paused = true)]
@@ -307,4 +345,129 @@ async fn a_create_applied_late_is_found_because_the_look_up_waits_out_the_attemp
     assert_eq!(s.copies("u1"), 1, "a second copy was sent");
     assert_eq!(s.creates, 1);
     assert!(records.last().unwrap().2, "recovered by the look-up");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_that_lands_after_the_look_up_leaves_a_late_copy_that_the_run_removes() {
+    let fake = Fake::default();
+    // Applied 15 s after it was sent: later than the look-up (11 s), so the image is sent
+    // again and the first attempt lands as a second copy.
+    fake.lock()
+        .script
+        .push_back(Next::ApplyLate(Duration::from_secs(15)));
+    let (records, kinds) = run_then(&fake, job(&["u1"], false), Duration::from_secs(30)).await;
+    let s = fake.lock();
+    assert_eq!(s.creates, 2, "the fault did not make the worker send again");
+    assert_eq!(s.copies("u1"), 1, "the late copy was not removed");
+    assert_eq!(s.removes, 1, "only the copy is removed");
+    let kept = records
+        .iter()
+        .rev()
+        .find(|r| r.0 == Status::Registered)
+        .unwrap();
+    let server: Vec<&String> = s.persons.values().flatten().map(|(id, _)| id).collect();
+    assert_eq!(
+        server,
+        vec![kept.1.as_ref().unwrap()],
+        "the ledger's id stays"
+    );
+    assert!(
+        kinds.contains(&"Some(Copy):removing".to_string())
+            && kinds.contains(&"Some(Copy):removed".to_string()),
+        "{kinds:?}"
+    );
+    assert!(
+        records.iter().all(|r| r.0 != Status::Removed),
+        "a copy's removal never changes the image's own state"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_person_without_late_copies_is_read_again_and_nothing_is_removed() {
+    let fake = Fake::default();
+    fake.lock().script.push_back(Next::LoseAnswer);
+    let (_, kinds) = run_then(&fake, job(&["u1", "u2"], false), Duration::from_secs(30)).await;
+    let s = fake.lock();
+    assert_eq!((s.copies("u1"), s.copies("u2"), s.removes), (1, 1, 0));
+    assert!(kinds.iter().all(|k| k == "image"), "{kinds:?}");
+}
+
+fn drop_work(id: &str, url: &str, status: Status, remove: bool) -> crate::plan::DropWork {
+    crate::plan::DropWork {
+        image_url: url.into(),
+        image_key: None,
+        key: 0,
+        id: Some(id.into()),
+        lib_id: None,
+        entity_id: None,
+        status,
+        remove,
+        why: if status == Status::Registered {
+            crate::plan::Why::Dropped
+        } else {
+            crate::plan::Why::Settle
+        },
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_person_makes_room_with_one_removal_before_each_addition() {
+    let fake = Fake::default();
+    let place = ("lib".to_string(), "alice".to_string());
+    for i in 0..10 {
+        fake.lock().apply(&place, &format!("old{i}"));
+    }
+    let mut job = job(&["new0", "new1"], false);
+    job.held = 10;
+    job.drops = vec![
+        drop_work("id-1", "old0", Status::Registered, true),
+        drop_work("id-2", "old1", Status::Registered, true),
+        drop_work("id-3", "old2", Status::Registered, true),
+    ];
+    let records = run(&fake, job).await;
+    let s = fake.lock();
+    assert_eq!(s.persons[&place].len(), 9, "10 - 3 removed + 2 added");
+    assert_eq!((s.copies("new0"), s.copies("new1")), (1, 1));
+    assert_eq!(s.removes, 3);
+    let order: Vec<Status> = records
+        .iter()
+        .map(|r| r.0)
+        .filter(|s| matches!(s, Status::Registered | Status::Removed))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            Status::Removed,
+            Status::Registered,
+            Status::Removed,
+            Status::Registered,
+            Status::Removed
+        ],
+        "the person never went over 10 nor lost a photo it did not need to"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unsettled_image_that_left_the_manifest_is_read_back_and_recorded_as_it_is() {
+    let fake = Fake::default();
+    let place = ("lib".to_string(), "alice".to_string());
+    fake.lock().apply(&place, "landed");
+    let mut job = crate::plan::PersonJob::without_images("lib".into(), "alice".into());
+    let mut landed = drop_work("", "landed", Status::Pending, false);
+    landed.id = None;
+    let mut lost = drop_work("", "lost", Status::Pending, false);
+    lost.id = None;
+    job.drops = vec![landed, lost];
+    let records = run(&fake, job).await;
+    assert_eq!(
+        fake.lock().creates,
+        0,
+        "nothing is sent for a row that left"
+    );
+    assert!(records.contains(&(Status::Registered, Some("id-1".into()), true)));
+    assert!(
+        records
+            .iter()
+            .any(|r| r.0 == Status::Removed && r.1.is_none())
+    );
 }

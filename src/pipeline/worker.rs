@@ -3,12 +3,17 @@
 //! person). Whenever an attempt's outcome is unknown, or a `pending` record was left by a
 //! crash, the person is read back before anything is sent again: an image already there is
 //! recorded with the server's id, not sent twice.
+//!
+//! The same worker settles and removes what the manifest no longer names (`removal`), after
+//! the person's additions (or one removal before an addition when the person is full), and
+//! removes late copies of the person's images when a request may have landed unseen.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
+use super::removal::{self, Reads};
 use crate::caller::{Caller, Created, Halt};
 use crate::ledger::{ImageRecord, Record, Status};
 use crate::manifest::{canonical_url, fold_id};
@@ -24,21 +29,36 @@ pub(crate) struct Context<T: Target> {
     pub run_id: String,
     /// Libraries read whole, once per run: folded library name → folded person → images.
     pub libraries: Libraries,
+    /// Persons whose requests may still land unseen, to be read again later in the run.
+    pub owed: Mutex<Vec<PersonJob>>,
+}
+
+impl<T: Target> Context<T> {
+    pub fn new(target: T, caller: Caller, events: Events, run_id: String) -> Context<T> {
+        Context {
+            target,
+            caller,
+            events,
+            run_id,
+            libraries: Default::default(),
+            owed: Default::default(),
+        }
+    }
 }
 
 /// Folded library name → the one cell that reads it.
 pub(crate) type Libraries = Mutex<HashMap<String, Arc<OnceCell<HashMap<String, Vec<Held>>>>>>;
 
 /// Canonical image URL → the server's id, as the server holds them for one person.
-type Known = HashMap<String, String>;
+pub(crate) type Known = HashMap<String, String>;
 
-fn known(held: Vec<Held>) -> Known {
+pub(crate) fn known(held: &[Held]) -> Known {
     let mut known = Known::new();
     for image in held {
-        if let Some(url) = image.image_url {
+        if let Some(url) = &image.image_url {
             known
-                .entry(canonical_url(&url).into_owned())
-                .or_insert(image.id);
+                .entry(canonical_url(url).into_owned())
+                .or_insert_with(|| image.id.clone());
         }
     }
     known
@@ -84,7 +104,7 @@ async fn read_person<T: Target>(
         .unwrap_or_default())
 }
 
-fn person(job: &PersonJob) -> Person<'_> {
+pub(crate) fn person(job: &PersonJob) -> Person<'_> {
     Person {
         category_id: &job.category_id,
         person_id: &job.person_id,
@@ -92,29 +112,57 @@ fn person(job: &PersonJob) -> Person<'_> {
     }
 }
 
+/// What a person's images came to in this run, for the late-copy check.
+#[derive(Default)]
+struct Outcomes {
+    /// Canonical URL → id of every image registered or found in this run.
+    ids: Vec<(String, String)>,
+    /// A request may still land unseen (sent again after a look-up found nothing).
+    owed: bool,
+    /// Images the service refused because the person was full.
+    refused_full: Vec<ImageWork>,
+}
+
 pub(crate) async fn process<T: Target>(ctx: &Context<T>, job: PersonJob) {
     let total = job.images.len() as u64;
-    let placed = match ctx.target.place(&ctx.caller, person(&job), true).await {
-        Ok(Some(placed)) => placed,
-        Ok(None) => return leave(ctx, &job, &job.images, Halt::Stopped, None),
+    // Only a person with images to add gets a library or entity made for it.
+    let place = match ctx
+        .target
+        .place(&ctx.caller, person(&job), !job.images.is_empty())
+        .await
+    {
+        Ok(placed) => placed.map(|placed| {
+            for made in placed.made {
+                let record = made.record(&ctx.run_id, ctx.target.kind());
+                ctx.events.send(Event::Record(Record::Created(record)));
+            }
+            placed.place
+        }),
         Err(halt) => return leave(ctx, &job, &job.images, halt, None),
     };
-    for made in placed.made {
-        let record = made.record(&ctx.run_id, ctx.target.kind());
-        ctx.events.send(Event::Record(Record::Created(record)));
-    }
-    let place = placed.place;
+    let Some(place) = place.or_else(|| removal::first_drop_place::<T>(&job)) else {
+        // Nothing of the person exists on the server under its name (ICE): nothing to remove
+        // there, and nothing to add (adding would have made it).
+        return removal::nothing_there(ctx, &job);
+    };
     if let Err(halt) = ctx.caller.settle_since(job.pending_since).await {
         return leave(ctx, &job, &job.images, halt, Some(&place));
     }
-    let known = if job.reads_first() && !T::is_fresh(&place) {
+    let must_read =
+        job.reads_first() || job.recheck.is_some() || job.drops.iter().any(|d| d.unsettled());
+    let mut reads = Reads::default();
+    if must_read && !T::is_fresh(&place) {
         match read_person(ctx, &job, &place).await {
-            Ok(held) => known(held),
+            Ok(held) => reads.put::<T>(&place, held),
             Err(halt) => return leave(ctx, &job, &job.images, halt, Some(&place)),
         }
-    } else {
-        Known::new()
-    };
+    }
+    if let Some(keep) = &job.recheck
+        && let Err(halt) = removal::remove_copies(ctx, &job, &place, keep, &mut reads).await
+    {
+        return leave(ctx, &job, &job.images, halt, Some(&place));
+    }
+    let known = reads.known::<T>(&place);
     // One durable batch of `pending` lines for the person's images still to send, before the
     // first is sent: one sync per person, not per image. After a crash the person is read back
     // once, which settles every one of them.
@@ -130,36 +178,90 @@ pub(crate) async fn process<T: Target>(ctx: &Context<T>, job: PersonJob) {
         ctx.events.send(Event::Left(total));
         return;
     }
+    let limit = ctx.target.kind().rules().max_images_per_person;
+    let mut count = reads.count::<T>(&place).unwrap_or(job.held as usize);
+    let mut drops = removal::Queue::new(&job);
+    let mut outcomes = Outcomes::default();
     for (done, image) in job.images.iter().enumerate() {
         if let Some(id) = find(&known, image) {
             let created = Created {
                 id: id.clone(),
                 recovered: true,
                 attempts: 0,
+                resent: false,
             };
+            outcomes
+                .ids
+                .push((canonical_url(&image.image_url).into_owned(), id.clone()));
             // After an unknown outcome it is recovered; otherwise it was there before: adopted.
-            registered(ctx, &job, image, &place, created, !image.unsettled);
+            let record = registered_record(ctx, &job, image, &place, created, !image.unsettled);
+            ctx.events.send(Event::Outcome(record));
             continue;
         }
         if ctx.caller.stop().is_stopping() {
             ctx.events.send(Event::Left(total - done as u64));
-            return;
+            return drops.leave(ctx);
         }
-        if !create(ctx, &job, image, &place).await {
-            ctx.events.send(Event::Left(total - done as u64 - 1));
-            return;
+        // A full person makes room first: one removal the sync plans, then the addition.
+        while limit.is_some_and(|l| count >= l as usize) && drops.has_removal() {
+            match drops.remove_one(ctx, &job, &place, &mut reads).await {
+                Ok(true) => count = count.saturating_sub(1),
+                Ok(false) => {}
+                Err(_) => {
+                    ctx.events.send(Event::Left(total - done as u64));
+                    return drops.leave(ctx);
+                }
+            }
         }
+        // An image whose earlier attempt may still land is read back later (a late copy).
+        let earlier_unknown = image.unsettled;
+        match create(ctx, &job, image, &place, earlier_unknown, &mut outcomes).await {
+            Some(true) => count += 1,
+            Some(false) => {}
+            None => {
+                ctx.events.send(Event::Left(total - done as u64 - 1));
+                return drops.leave(ctx);
+            }
+        }
+    }
+    if drops.finish(ctx, &job, &place, &mut reads).await.is_err() {
+        return;
+    }
+    if job.recheck.as_ref().is_some_and(|r| r.settles) {
+        removal::settled(ctx, &job, reads.copies_removed);
+    }
+    if outcomes.owed {
+        owe(ctx, &job, outcomes);
     }
 }
 
-/// Creates one image, whose `pending` line is already durable, exactly once. False when the
-/// run is stopping and the person should end.
+/// Notes the person for the run's late-copy pass: the ids it holds now, and the images the
+/// service refused because copies may have taken their slots.
+fn owe<T: Target>(ctx: &Context<T>, job: &PersonJob, outcomes: Outcomes) {
+    let mut later = PersonJob::without_images(job.category_id.clone(), job.person_id.clone());
+    later.person_name = job.person_name.clone();
+    later.read_library = false;
+    later.recheck = Some(crate::plan::Recheck {
+        keep: outcomes.ids,
+        settles: false,
+    });
+    later.images = outcomes.refused_full;
+    ctx.owed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(later);
+}
+
+/// Creates one image, whose `pending` line is already durable, exactly once. `Some(true)`:
+/// created; `Some(false)`: not created, go on; `None`: the run is stopping, end the person.
 async fn create<T: Target>(
     ctx: &Context<T>,
     job: &PersonJob,
     image: &ImageWork,
     place: &T::Place,
-) -> bool {
+    earlier_unknown: bool,
+    outcomes: &mut Outcomes,
+) -> Option<bool> {
     let url = image.image_url.as_str();
     let result = ctx
         .caller
@@ -168,30 +270,53 @@ async fn create<T: Target>(
             || ctx.target.create(place, person(job), url),
             || async {
                 let held = ctx.target.held(&ctx.caller, place).await?;
-                Ok(find(&known(held), image).cloned())
+                Ok(find(&known(&held), image).cloned())
             },
         )
         .await;
     match result {
-        Ok(created) => registered(ctx, job, image, place, created, false),
+        Ok(created) => {
+            let owed = created.resent || (earlier_unknown && !created.recovered);
+            outcomes.owed |= owed;
+            outcomes
+                .ids
+                .push((canonical_url(url).into_owned(), created.id.clone()));
+            let mut record = registered_record(ctx, job, image, place, created, false);
+            record.recheck = owed.then_some(true);
+            ctx.events.send(Event::Outcome(record));
+            Some(true)
+        }
         Err(Halt::Stopped | Halt::Fatal) => {
             // The pending record stays: the next run reads the person back before sending.
             ctx.events.send(Event::Left(1));
-            return false;
+            None
         }
-        Err(halt) => leave(ctx, job, std::slice::from_ref(image), halt, Some(place)),
+        Err(Halt::Refused(error)) if removal::is_full(&error) => {
+            outcomes.refused_full.push(image.clone());
+            leave(
+                ctx,
+                job,
+                std::slice::from_ref(image),
+                Halt::Refused(error),
+                Some(place),
+            );
+            Some(false)
+        }
+        Err(halt) => {
+            leave(ctx, job, std::slice::from_ref(image), halt, Some(place));
+            Some(false)
+        }
     }
-    true
 }
 
-fn registered<T: Target>(
+fn registered_record<T: Target>(
     ctx: &Context<T>,
     job: &PersonJob,
     image: &ImageWork,
     place: &T::Place,
     created: Created,
     adopted: bool,
-) {
+) -> ImageRecord {
     let mut record = record(ctx, job, image, Status::Registered, Some(place));
     T::set_id(&mut record, created.id);
     if adopted {
@@ -200,12 +325,12 @@ fn registered<T: Target>(
         record.recovered = created.recovered.then_some(true);
     }
     record.attempts = (created.attempts > 0).then_some(created.attempts);
-    ctx.events.send(Event::Outcome(record));
+    record
 }
 
 /// Records what became of `images` when their person could not go on: left for the next run
 /// (stopped), failed for good (refused), or failed and retried next run (attempts ran out).
-fn leave<T: Target>(
+pub(crate) fn leave<T: Target>(
     ctx: &Context<T>,
     job: &PersonJob,
     images: &[ImageWork],

@@ -147,11 +147,14 @@ pub struct FaultRates {
     pub malformed_after: f64,
     /// 502 with an HTML gateway page, nothing applied.
     pub html_before: f64,
+    /// The request is held `stall_ms` and only then applied (and answered): a client with a
+    /// shorter timeout has given up and may have looked and found nothing — a late landing.
+    pub late: f64,
 }
 
 impl FaultRates {
     /// Names and values, in the order faults are drawn.
-    pub(crate) fn named(&self) -> [(Fault, f64); 7] {
+    pub(crate) fn named(&self) -> [(Fault, f64); 8] {
         [
             (Fault::HtmlBefore, self.html_before),
             (Fault::ResetBefore, self.reset_before),
@@ -160,6 +163,8 @@ impl FaultRates {
             (Fault::ResetAfter, self.reset_after),
             (Fault::ErrorAfter, self.error_after),
             (Fault::MalformedAfter, self.malformed_after),
+            // Last, so adding it shifted no other fault's draws.
+            (Fault::Late, self.late),
         ]
     }
 
@@ -187,6 +192,7 @@ pub enum Fault {
     Stall,
     MalformedAfter,
     HtmlBefore,
+    Late,
     Throttle,
 }
 
@@ -201,6 +207,7 @@ impl Fault {
             Fault::Stall => "stall",
             Fault::MalformedAfter => "malformed_after",
             Fault::HtmlBefore => "html_before",
+            Fault::Late => "late",
             Fault::Throttle => "throttle",
         }
     }

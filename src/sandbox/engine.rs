@@ -230,6 +230,13 @@ impl Engine {
                 self.stall().await;
                 result
             }
+            // Held first, applied late: what a backend queue does with a request whose client
+            // has already timed out (the request runs in a task of its own, so it lands even
+            // when the client is gone).
+            Some(Fault::Late) => {
+                self.stall().await;
+                self.apply(action, &params)
+            }
             _ => self.apply(action, &params),
         };
         match (fault, result) {
@@ -315,6 +322,7 @@ impl Engine {
             stall: clamp(rates.stall),
             malformed_after: clamp(rates.malformed_after),
             html_before: clamp(rates.html_before),
+            late: clamp(rates.late),
         };
         self.lock().plan.rates = rates;
     }

@@ -108,6 +108,7 @@ mod tests {
             stall: 0.02,
             malformed_after: 0.05,
             html_before: 0.05,
+            late: 0.02,
         }
     }
 

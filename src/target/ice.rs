@@ -454,6 +454,18 @@ impl Target for IceTarget {
         place.fresh
     }
 
+    fn place_at(_person: Person<'_>, lib: Option<&str>, entity: Option<&str>) -> Option<IcePlace> {
+        Some(IcePlace {
+            lib_id: lib?.to_string(),
+            entity_id: entity?.to_string(),
+            fresh: false,
+        })
+    }
+
+    fn same_place(a: &IcePlace, b: &IcePlace) -> bool {
+        a.lib_id == b.lib_id && a.entity_id == b.entity_id
+    }
+
     fn place_of(view: &View<'_>) -> Option<IcePlace> {
         Some(IcePlace {
             lib_id: view.lib_id.as_deref()?.to_string(),

@@ -134,6 +134,16 @@ pub trait Target: Send + Sync + 'static {
     /// The place a ledger record names (MTS: its ids; ICE: its LibId and EntityId).
     fn place_of(view: &View<'_>) -> Option<Self::Place>;
 
+    /// The place of `person` that the recorded ids name (MTS needs none; ICE both).
+    fn place_at(
+        person: Person<'_>,
+        lib_id: Option<&str>,
+        entity_id: Option<&str>,
+    ) -> Option<Self::Place>;
+
+    /// Whether two places hold the same images.
+    fn same_place(a: &Self::Place, b: &Self::Place) -> bool;
+
     /// What the server holds for the person at `place`.
     fn held(
         &self,

@@ -101,6 +101,18 @@ impl Target for MtsTarget {
         false
     }
 
+    fn place_at(person: Person<'_>, _lib: Option<&str>, _entity: Option<&str>) -> Option<MtsPlace> {
+        Some(MtsPlace {
+            category_id: person.category_id.to_string(),
+            person_id: person.person_id.to_string(),
+        })
+    }
+
+    fn same_place(a: &MtsPlace, b: &MtsPlace) -> bool {
+        fold_id(&a.category_id) == fold_id(&b.category_id)
+            && fold_id(&a.person_id) == fold_id(&b.person_id)
+    }
+
     fn place_of(view: &View<'_>) -> Option<MtsPlace> {
         Some(MtsPlace {
             category_id: view.category_id.as_deref()?.to_string(),

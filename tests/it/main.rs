@@ -14,3 +14,4 @@ mod reliability;
 mod run;
 mod secrets;
 mod server_truth;
+mod sync;

@@ -143,6 +143,7 @@ fn kill_9_at_random_moments_under_every_fault_kind_still_registers_each_image_ex
         stall: 0.01,
         malformed_after: 0.03,
         html_before: 0.03,
+        ..FaultRates::default()
     };
     let world = World::new(config);
     let (persons, per_person) = (100 * scale, 3);
@@ -392,6 +393,7 @@ fn every_fault_at_once_converges_to_one_face_per_image() {
         stall: 0.03,
         malformed_after: 0.05,
         html_before: 0.05,
+        ..FaultRates::default()
     });
     config.stall_ms = 1_600;
     config.mts_qps = 30;

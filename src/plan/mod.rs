@@ -2,8 +2,22 @@
 //!
 //! Streams the manifest once. Memory grows with persons and with rows still to send, never with
 //! rows already done, so an all-done re-run of a million rows stays small.
+//!
+//! What the manifest no longer holds is planned in [`drops`]: images to settle (their outcome
+//! was unknown) and, for `--sync`, images to remove.
 
-use std::collections::HashSet;
+pub mod drops;
+
+pub use drops::{DropWork, Dropped, PersonDrops, SyncScope, Why};
+
+/// What `--sync` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncSettings {
+    pub scope: SyncScope,
+    /// Remove nothing when more than this many removals are planned.
+    pub max_delete: u64,
+}
+
 use std::hash::BuildHasherDefault;
 
 use crate::ledger::{KeyHasher, KeyMap, PersonMap, Replay, Status};
@@ -62,12 +76,47 @@ pub struct PersonJob {
     /// that settles them waits until a request sent then can no longer be in flight.
     pub pending_since: u32,
     pub images: Vec<ImageWork>,
+    /// Images the manifest no longer names: to settle, and (`--sync`) to remove.
+    pub drops: Vec<DropWork>,
+    /// Images the ledger records as registered for the person (the 10-image limit's count).
+    pub held: u32,
+    /// A request for one of the person's images may still land unseen: read the person and
+    /// remove late copies.
+    pub recheck: Option<Recheck>,
+}
+
+/// A person to read again for late copies of its images.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recheck {
+    /// (canonical URL, id) of every image the person holds by the ledger: another id under
+    /// one of these URLs is a late copy.
+    pub keep: Vec<(String, String)>,
+    /// Write `settled` afterwards (the check at the start of a run; the one later in the same
+    /// run leaves the person to be checked once more by the next run).
+    pub settles: bool,
 }
 
 impl PersonJob {
     /// The server must be read before this person's images are sent.
     pub fn reads_first(&self) -> bool {
         self.needs_lookup || self.reconcile
+    }
+
+    /// A job for a person the manifest has no image to send for.
+    pub fn without_images(category_id: String, person_id: String) -> PersonJob {
+        PersonJob {
+            category_id,
+            person_id,
+            person_name: None,
+            needs_lookup: false,
+            reconcile: false,
+            read_library: false,
+            pending_since: 0,
+            images: Vec::new(),
+            drops: Vec::new(),
+            held: 0,
+            recheck: None,
+        }
     }
 }
 
@@ -110,6 +159,10 @@ pub struct Plan {
     pub rejected: Vec<Rejected>,
     /// Rows that name an image an earlier row already named: (line, the first row's line).
     pub duplicate_rows: Vec<(u64, u64)>,
+    /// The libraries valid rows name, as first written: the only ones a sync removes from.
+    pub libraries: Vec<String>,
+    /// Images to send, per library of `libraries`.
+    pub adds_by_library: Vec<u64>,
 }
 
 impl Plan {
@@ -153,9 +206,10 @@ pub struct Options {
     /// Keep the work itself (`run`), or only count it (`check`).
     pub keep_work: bool,
     pub reconcile: Reconcile,
+    /// `--sync`: images the manifest no longer names will be removed, so the image limit
+    /// counts only those it still names.
+    pub sync: bool,
 }
-
-type KeySet = HashSet<u128, BuildHasherDefault<KeyHasher>>;
 
 struct Planner<'a> {
     replay: &'a Replay,
@@ -165,17 +219,29 @@ struct Planner<'a> {
     /// Image key → the line that first named it, for images the ledger does not know (those it
     /// knows are tracked in the replay itself).
     seen_images: KeyMap<u64>,
-    seen_libraries: KeySet,
+    /// Library key → its index in `plan.libraries`.
+    seen_libraries: KeyMap<usize>,
     /// Persons the ledger has any record of (low 64 bits of the key).
     known_persons: std::collections::HashSet<u64, BuildHasherDefault<KeyHasher>>,
     /// Per person: images counted against the limit, and the job index once there is work.
     persons: KeyMap<PersonSlot>,
     registered: PersonMap<u32>,
+    /// Rows skipped by the image limit: (index in `plan.rejected`, person key); their reason
+    /// is written once the manifest has been read whole.
+    skipped_persons: Vec<(usize, u128)>,
 }
 
 #[derive(Clone, Copy, Default)]
 struct PersonSlot {
     used: u32,
+    /// Registered images of the person the manifest still names.
+    kept: u32,
+    /// Registered images of the person in the ledger.
+    registered: u32,
+    /// New images planned (for a sync's limit, applied once the manifest is read).
+    new: u32,
+    /// Index of its library in `plan.libraries`.
+    library: usize,
     job: Option<usize>,
     over_limit: bool,
     /// Counted among the persons to look up (`check`, which keeps no jobs).
@@ -205,12 +271,13 @@ pub fn plan_with(
         rules,
         plan: Plan::default(),
         seen_images: KeyMap::default(),
-        seen_libraries: KeySet::default(),
+        seen_libraries: KeyMap::default(),
         known_persons: match options.reconcile {
             Reconcile::Auto => replay.persons(),
             _ => Default::default(),
         },
         persons: KeyMap::default(),
+        skipped_persons: Vec::new(),
         // Only a limit needs the count of what each person already has.
         registered: match rules.max_images_per_person {
             Some(_) => replay.registered_per_person(),
@@ -230,6 +297,11 @@ pub fn plan_with(
     let counts = &mut planner.plan.counts;
     counts.persons = planner.persons.len() as u64;
     counts.libraries = planner.seen_libraries.len() as u64;
+    if options.sync {
+        planner.limit_after_removals();
+    }
+    planner.explain_skips();
+    let counts = &mut planner.plan.counts;
     counts.over_limit_persons = planner.persons.values().filter(|p| p.over_limit).count() as u64;
     Ok(planner.plan)
 }
@@ -247,6 +319,91 @@ fn refused(row: Row, column: &'static str, reason: String) -> InvalidRow {
 }
 
 impl Planner<'_> {
+    /// A sync's image limit, once the manifest has been read whole: the registered images it
+    /// still names stay, the newest new rows beyond the limit wait (earlier rows win). An image
+    /// whose earlier outcome is unknown is never held back: it may be on the server already.
+    fn limit_after_removals(&mut self) {
+        let Some(limit) = self.rules.max_images_per_person else {
+            return;
+        };
+        for (&person, slot) in self.persons.iter_mut() {
+            let allowed = limit.saturating_sub(slot.kept);
+            if slot.new <= allowed {
+                continue;
+            }
+            let mut excess = slot.new - allowed;
+            slot.over_limit = true;
+            let Some(job) = slot.job.filter(|&i| i != usize::MAX) else {
+                self.plan.counts.over_limit += u64::from(excess);
+                self.plan.counts.to_send -= u64::from(excess);
+                self.plan.adds_by_library[slot.library] -= u64::from(excess);
+                continue;
+            };
+            let job = &mut self.plan.jobs[job];
+            let mut at = job.images.len();
+            let mut held_back = Vec::new();
+            while excess > 0 && at > 0 {
+                at -= 1;
+                if job.images[at].unsettled {
+                    continue;
+                }
+                held_back.push(job.images.remove(at));
+                excess -= 1;
+            }
+            for image in held_back.into_iter().rev() {
+                let already = self
+                    .replay
+                    .state(image.key)
+                    .is_some_and(|s| s.status == Status::Skipped);
+                self.plan.counts.over_limit += 1;
+                self.plan.counts.to_send -= 1;
+                self.plan.adds_by_library[slot.library] -= 1;
+                self.skipped_persons
+                    .push((self.plan.rejected.len(), person));
+                self.plan.rejected.push(Rejected {
+                    line: image.line,
+                    category_id: job.category_id.clone(),
+                    person_id: job.person_id.clone(),
+                    image_url: image.image_url,
+                    status: Status::Skipped,
+                    reason: String::new(),
+                    already_recorded: already,
+                });
+            }
+        }
+    }
+
+    /// Says why each row the image limit held back was: the count it met, and how much of it
+    /// is held by images whose rows left the manifest.
+    fn explain_skips(&mut self) {
+        let Some(limit) = self.rules.max_images_per_person else {
+            return;
+        };
+        for &(at, person) in &self.skipped_persons {
+            let slot = self.persons.get(&person).copied().unwrap_or_default();
+            let stale = slot.registered.saturating_sub(slot.kept);
+            self.plan.rejected[at].reason = if self.options.sync {
+                format!(
+                    "the person would hold more than {limit} images (the service's limit) even \
+                     after this sync's removals: {} registered images stay; earlier rows in the \
+                     manifest win",
+                    slot.kept
+                )
+            } else if stale > 0 {
+                format!(
+                    "the person already has {limit} images planned or registered (the service's \
+                     limit), {stale} of them registered for rows no longer in the manifest: \
+                     `run --sync` removes those; earlier rows in the manifest win"
+                )
+            } else {
+                format!(
+                    "the person already has {limit} images planned or registered (the service's \
+                     limit); earlier rows in the manifest win"
+                )
+            };
+        }
+    }
+
     fn invalid(&mut self, mut bad: InvalidRow) {
         self.plan.counts.invalid += 1;
         // The manifest reader knows only MTS's limits; a target with its own (ICE's 64-byte
@@ -269,6 +426,7 @@ impl Planner<'_> {
             }
         }
         let key = image_key(&bad.category_id, &bad.person_id, &bad.image_url);
+        self.replay.named(key);
         let already = self
             .replay
             .state(key)
@@ -305,11 +463,24 @@ impl Planner<'_> {
             self.plan.duplicate_rows.push((row.line, first));
             return;
         }
-        self.seen_libraries.insert(library_key(&row.category_id));
+        let next = self.plan.libraries.len();
+        let library = *self
+            .seen_libraries
+            .entry(library_key(&row.category_id))
+            .or_insert(next);
+        if library == next {
+            self.plan.libraries.push(row.category_id.trim().to_string());
+            self.plan.adds_by_library.push(0);
+        }
         let person = person_key(&row.category_id, &row.person_id);
         let registered = self.registered.get(&(person as u64)).copied().unwrap_or(0);
+        let sync = self.options.sync;
         let slot = self.persons.entry(person).or_insert(PersonSlot {
-            used: registered,
+            // A sync removes the registered images the manifest no longer names: only those
+            // it names count, once it has been read whole.
+            used: if sync { 0 } else { registered },
+            registered,
+            library,
             ..Default::default()
         });
         let state = self.replay.state(key);
@@ -322,9 +493,12 @@ impl Planner<'_> {
         match state.map(|s| (s.status, s.retryable)) {
             Some((Status::Registered, _)) => {
                 self.plan.counts.already_registered += 1;
+                slot.kept += 1;
                 return;
             }
-            Some((Status::Pending, _)) | Some((Status::Failed, true)) => needs_lookup = true,
+            Some((Status::Pending | Status::Removing, _)) | Some((Status::Failed, true)) => {
+                needs_lookup = true
+            }
             Some((Status::Failed, false)) if !self.options.retry_failed => {
                 self.plan.counts.previously_failed += 1;
                 return;
@@ -336,16 +510,16 @@ impl Planner<'_> {
         }
         if let Some(limit) = self.rules.max_images_per_person
             && slot.used >= limit
+            && !sync
         {
             slot.over_limit = true;
             self.plan.counts.over_limit += 1;
             let already = state.is_some_and(|s| s.status == Status::Skipped);
+            self.skipped_persons
+                .push((self.plan.rejected.len(), person));
             self.plan.rejected.push(Rejected {
                 line: row.line,
-                reason: format!(
-                    "the person already has {limit} images planned or registered \
-                     (the service's limit); earlier rows in the manifest win"
-                ),
+                reason: String::new(),
                 category_id: row.category_id,
                 person_id: row.person_id,
                 image_url: row.image_url,
@@ -355,7 +529,9 @@ impl Planner<'_> {
             return;
         }
         slot.used += 1;
+        slot.new += 1;
         self.plan.counts.to_send += 1;
+        self.plan.adds_by_library[library] += 1;
         if !self.options.keep_work {
             if slot.job.is_none() {
                 slot.job = Some(usize::MAX);
@@ -387,6 +563,9 @@ impl Planner<'_> {
                     read_library: false,
                     pending_since: 0,
                     images: Vec::new(),
+                    drops: Vec::new(),
+                    held: registered,
+                    recheck: None,
                 });
                 slot.job = Some(self.plan.jobs.len() - 1);
                 self.plan.jobs.len() - 1
@@ -436,6 +615,7 @@ mod tests {
             retry_failed: false,
             keep_work: true,
             reconcile: Default::default(),
+            sync: false,
         }
     }
 
@@ -521,6 +701,7 @@ mod tests {
                 retry_failed: true,
                 keep_work: true,
                 reconcile: Default::default(),
+                sync: false,
             },
         )
         .unwrap();

@@ -1,0 +1,431 @@
+//! The worker's removals for one person: settling images the manifest no longer names whose
+//! outcome was unknown, removing what a sync drops, and removing late copies (the same image
+//! under a second id, left by a request that landed after the look-up that found nothing).
+//!
+//! Every removal is journaled `removing` (durably) before it is sent and `removed` after, by
+//! the server's id, one per call, never a wildcard; a crash in between is settled by a read.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::recorder::{Event, Note};
+use super::worker::{Context, Known, known, person};
+use crate::api::ApiError;
+use crate::caller::{Halt, Removal};
+use crate::ledger::{ImageRecord, Record, Status, record::PersonRecord};
+use crate::manifest::canonical_url;
+use crate::plan::{DropWork, PersonJob};
+use crate::stop::StopReason;
+use crate::target::{Held, Target, is_safe_id};
+
+/// The service refused an image because the person already holds as many as it allows.
+pub(crate) fn is_full(error: &ApiError) -> bool {
+    error.code().contains("LimitExceeded")
+}
+
+/// What the server was read to hold, per place, kept current as images are removed.
+pub(crate) struct Reads<P> {
+    places: Vec<(P, Vec<Held>)>,
+    pub copies_removed: u64,
+}
+
+impl<P> Default for Reads<P> {
+    fn default() -> Self {
+        Reads {
+            places: Vec::new(),
+            copies_removed: 0,
+        }
+    }
+}
+
+impl<P: Clone> Reads<P> {
+    pub fn put<T: Target<Place = P>>(&mut self, place: &P, held: Vec<Held>) {
+        match self
+            .places
+            .iter_mut()
+            .find(|(p, _)| T::same_place(p, place))
+        {
+            Some((_, h)) => *h = held,
+            None => self.places.push((place.clone(), held)),
+        }
+    }
+
+    fn get<T: Target<Place = P>>(&self, place: &P) -> Option<&Vec<Held>> {
+        self.places
+            .iter()
+            .find(|(p, _)| T::same_place(p, place))
+            .map(|(_, h)| h)
+    }
+
+    /// Canonical URL → id of what the place holds; empty when it was not read.
+    pub fn known<T: Target<Place = P>>(&self, place: &P) -> Known {
+        self.get::<T>(place).map(|h| known(h)).unwrap_or_default()
+    }
+
+    /// How many images the place holds, when it was read.
+    pub fn count<T: Target<Place = P>>(&self, place: &P) -> Option<usize> {
+        self.get::<T>(place).map(Vec::len)
+    }
+
+    fn forget<T: Target<Place = P>>(&mut self, place: &P, id: &str) {
+        if let Some((_, held)) = self
+            .places
+            .iter_mut()
+            .find(|(p, _)| T::same_place(p, place))
+        {
+            held.retain(|h| h.id != id);
+        }
+    }
+
+    /// What the place holds: read once, then kept current.
+    async fn held<T: Target<Place = P>>(
+        &mut self,
+        ctx: &Context<T>,
+        place: &P,
+    ) -> Result<Vec<Held>, Halt> {
+        if let Some(held) = self.get::<T>(place) {
+            return Ok(held.clone());
+        }
+        let held = ctx.target.held(&ctx.caller, place).await?;
+        self.put::<T>(place, held.clone());
+        Ok(held)
+    }
+}
+
+/// The place the first of the person's drops records (ICE: its LibId and EntityId).
+pub(crate) fn first_drop_place<T: Target>(job: &PersonJob) -> Option<T::Place> {
+    job.drops
+        .iter()
+        .find_map(|d| T::place_at(person(job), d.lib_id.as_deref(), d.entity_id.as_deref()))
+}
+
+/// Nothing of the person exists on the server under its name and its records name no place:
+/// unsettled images are settled as not there; nothing else can be done.
+pub(crate) fn nothing_there<T: Target>(ctx: &Context<T>, job: &PersonJob) {
+    for drop in &job.drops {
+        if drop.unsettled() {
+            let mut record = drop_record(ctx, job, drop, Status::Removed, None);
+            record.reason = Some(format!("{}; not on the server", drop.why.reason()));
+            ctx.events
+                .send(Event::Noted(Record::Image(record), Note::Settled));
+        } else {
+            ctx.events.send(Event::Left(1));
+        }
+    }
+}
+
+/// The `settled` record: the person was read again and its late copies removed.
+pub(crate) fn settled<T: Target>(ctx: &Context<T>, job: &PersonJob, copies: u64) {
+    let record = PersonRecord {
+        ts: crate::clock::now_rfc3339(),
+        run: ctx.run_id.clone(),
+        category_id: job.category_id.clone(),
+        person_id: job.person_id.clone(),
+        copies_removed: (copies > 0).then_some(copies),
+        target: match ctx.target.kind() {
+            crate::target::TargetKind::Mts => None,
+            kind => Some(kind.ledger_name()),
+        },
+    };
+    ctx.events.send(Event::Record(Record::Settled(record)));
+}
+
+/// Removes late copies at `place`: images whose canonical URL is one of `keep`'s while their
+/// id is not, as long as an id `keep` holds for that URL is still there. Nothing else.
+pub(crate) async fn remove_copies<T: Target>(
+    ctx: &Context<T>,
+    job: &PersonJob,
+    place: &T::Place,
+    recheck: &crate::plan::Recheck,
+    reads: &mut Reads<T::Place>,
+) -> Result<(), Halt> {
+    let mut ids: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (url, id) in &recheck.keep {
+        ids.entry(url.as_str()).or_default().push(id.as_str());
+    }
+    let held = reads.held(ctx, place).await?;
+    let present: std::collections::HashSet<&str> = held.iter().map(|h| h.id.as_str()).collect();
+    let copies: Vec<(Held, String)> = held
+        .iter()
+        .filter_map(|h| {
+            let url = canonical_url(h.image_url.as_deref()?).into_owned();
+            let kept = ids.get(url.as_str())?;
+            let is_copy =
+                !kept.contains(&h.id.as_str()) && kept.iter().any(|k| present.contains(k));
+            is_copy.then(|| (h.clone(), kept[0].to_string()))
+        })
+        .collect();
+    for (copy, of) in copies {
+        if !is_safe_id(&copy.id) {
+            continue;
+        }
+        let url = copy.image_url.clone().unwrap_or_default();
+        let mut record = ImageRecord::new(
+            &ctx.run_id,
+            Status::Removing,
+            &job.category_id,
+            &job.person_id,
+            &url,
+        );
+        ctx.target.stamp(&mut record, Some(place));
+        T::set_id(&mut record, copy.id.clone());
+        record.reason = Some(format!("late copy of {} {of}", T::ID));
+        if !ctx.events.durable(vec![Record::Copy(record.clone())]).await {
+            ctx.caller.stop().stop(StopReason::LedgerFailed);
+            return Err(Halt::Stopped);
+        }
+        match send_removal(ctx, place, &copy.id).await {
+            Ok(_) => {
+                record.status = Status::Removed;
+                record.ts = crate::clock::now_rfc3339();
+                ctx.events
+                    .send(Event::Noted(Record::Copy(record), Note::CopyRemoved));
+                reads.forget::<T>(place, &copy.id);
+                reads.copies_removed += 1;
+            }
+            Err(Halt::Refused(e) | Halt::Exhausted(e)) => {
+                crate::say!(
+                    "face-enroll: cannot remove a late copy {} / {} {} {}: {e}",
+                    job.category_id,
+                    job.person_id,
+                    T::ID,
+                    copy.id
+                );
+            }
+            Err(halt) => return Err(halt),
+        }
+    }
+    Ok(())
+}
+
+async fn send_removal<T: Target>(
+    ctx: &Context<T>,
+    place: &T::Place,
+    id: &str,
+) -> Result<Removal, Halt> {
+    ctx.caller
+        .remove_once(
+            T::REMOVE,
+            || ctx.target.remove(place, id),
+            || async {
+                let held = ctx.target.held(&ctx.caller, place).await?;
+                Ok(held.iter().any(|h| h.id == id))
+            },
+        )
+        .await
+}
+
+/// The person's drops still to handle, in order.
+pub(crate) struct Queue {
+    drops: VecDeque<DropWork>,
+}
+
+impl Queue {
+    pub fn new(job: &PersonJob) -> Queue {
+        Queue {
+            drops: job.drops.iter().cloned().collect(),
+        }
+    }
+
+    pub fn has_removal(&self) -> bool {
+        self.drops.iter().any(|d| d.remove)
+    }
+
+    /// Handles the next drop to remove (and the settle-only ones before it); true when an
+    /// image left the server.
+    pub async fn remove_one<T: Target>(
+        &mut self,
+        ctx: &Context<T>,
+        job: &PersonJob,
+        place: &T::Place,
+        reads: &mut Reads<T::Place>,
+    ) -> Result<bool, Halt> {
+        while let Some(drop) = self.drops.pop_front() {
+            let removal = drop.remove;
+            let gone = handle(ctx, job, place, &drop, reads).await;
+            if gone.is_err() {
+                self.drops.push_front(drop);
+            }
+            if removal || gone.is_err() {
+                return gone;
+            }
+        }
+        Ok(false)
+    }
+
+    /// Handles every drop left; an error ends the person (counted as left).
+    pub async fn finish<T: Target>(
+        &mut self,
+        ctx: &Context<T>,
+        job: &PersonJob,
+        place: &T::Place,
+        reads: &mut Reads<T::Place>,
+    ) -> Result<(), Halt> {
+        while !self.drops.is_empty() {
+            if ctx.caller.stop().is_stopping() {
+                self.leave(ctx);
+                return Err(Halt::Stopped);
+            }
+            if let Err(halt) = self.remove_one(ctx, job, place, reads).await {
+                self.leave(ctx);
+                return Err(halt);
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts what is left as left for the next run.
+    pub fn leave<T: Target>(&mut self, ctx: &Context<T>) {
+        if !self.drops.is_empty() {
+            ctx.events.send(Event::Left(self.drops.len() as u64));
+            self.drops.clear();
+        }
+    }
+}
+
+/// Settles one drop by what the server holds (when its outcome is unknown), then removes it
+/// when the sync says so. True when an image left the server.
+async fn handle<T: Target>(
+    ctx: &Context<T>,
+    job: &PersonJob,
+    job_place: &T::Place,
+    drop: &DropWork,
+    reads: &mut Reads<T::Place>,
+) -> Result<bool, Halt> {
+    let place = T::place_at(
+        person(job),
+        drop.lib_id.as_deref(),
+        drop.entity_id.as_deref(),
+    )
+    .unwrap_or_else(|| job_place.clone());
+    let id = match drop.status {
+        Status::Registered => drop.id.clone(),
+        Status::Removing => {
+            let held = reads.held(ctx, &place).await?;
+            drop.id
+                .clone()
+                .filter(|id| held.iter().any(|h| &h.id == id))
+        }
+        _ => {
+            let held = reads.held(ctx, &place).await?;
+            known(&held)
+                .get(canonical_url(&drop.image_url).as_ref())
+                .cloned()
+        }
+    };
+    let Some(id) = id else {
+        // Not on the server: a removal that landed, or a create that never did.
+        let mut record = drop_record(ctx, job, drop, Status::Removed, Some(&place));
+        let (reason, note) = match drop.status {
+            Status::Removing => ("the removal had landed (read back)", None),
+            _ => ("not on the server (read back)", Some(Note::Settled)),
+        };
+        record.reason = Some(format!("{}: {reason}", drop.why.reason()));
+        ctx.events.send(match note {
+            Some(note) => Event::Noted(Record::Image(record), note),
+            None => Event::Outcome(record),
+        });
+        return Ok(false);
+    };
+    if !drop.remove {
+        // On the server and staying: the ledger says so again, with the id.
+        let mut record = drop_record(ctx, job, drop, Status::Registered, Some(&place));
+        T::set_id(&mut record, id);
+        record.recovered = Some(true);
+        record.reason = Some(format!("{}: on the server (read back)", drop.why.reason()));
+        ctx.events.send(Event::Outcome(record));
+        return Ok(false);
+    }
+    remove(ctx, job, &place, drop, id, reads).await
+}
+
+/// Removes one image by id, journaled before and after.
+async fn remove<T: Target>(
+    ctx: &Context<T>,
+    job: &PersonJob,
+    place: &T::Place,
+    drop: &DropWork,
+    id: String,
+    reads: &mut Reads<T::Place>,
+) -> Result<bool, Halt> {
+    if !is_safe_id(&id) {
+        crate::say!(
+            "face-enroll: not removing {} / {} {}: {} {id:?} is not an id that can be sent",
+            job.category_id,
+            job.person_id,
+            drop.image_url,
+            T::ID
+        );
+        return Ok(false);
+    }
+    let mut record = drop_record(ctx, job, drop, Status::Removing, Some(place));
+    T::set_id(&mut record, id.clone());
+    record.reason = Some(drop.why.reason().to_string());
+    if !ctx
+        .events
+        .durable(vec![Record::Image(record.clone())])
+        .await
+    {
+        ctx.caller.stop().stop(StopReason::LedgerFailed);
+        return Err(Halt::Stopped);
+    }
+    match send_removal(ctx, place, &id).await {
+        Ok(removal) => {
+            record.status = Status::Removed;
+            record.ts = crate::clock::now_rfc3339();
+            record.reason = Some(format!("{}: {}", drop.why.reason(), removal.reason()));
+            ctx.events.send(Event::Outcome(record));
+            reads.forget::<T>(place, &id);
+            Ok(true)
+        }
+        Err(Halt::Refused(error)) => {
+            // Still there (a read said so): the ledger keeps it registered, with why.
+            crate::say!(
+                "face-enroll: cannot {} {} / {} {} {id}: {error}",
+                T::VERB,
+                job.category_id,
+                job.person_id,
+                T::ID
+            );
+            record.status = Status::Registered;
+            record.ts = crate::clock::now_rfc3339();
+            record.error_code = Some(error.code().to_string());
+            record.message = Some(error.message().to_string());
+            record.reason = Some(format!("{}: the removal was refused", drop.why.reason()));
+            ctx.events
+                .send(Event::Noted(Record::Image(record), Note::RemovalFailed));
+            Ok(false)
+        }
+        // Unknown: the `removing` record stays, and the next run settles it by a read.
+        Err(Halt::Exhausted(error)) => {
+            crate::say!(
+                "face-enroll: {} {} / {} {} {id} left for the next run: {error}",
+                T::VERB,
+                job.category_id,
+                job.person_id,
+                T::ID
+            );
+            ctx.events.send(Event::Left(1));
+            Ok(false)
+        }
+        Err(halt) => Err(halt),
+    }
+}
+
+fn drop_record<T: Target>(
+    ctx: &Context<T>,
+    job: &PersonJob,
+    drop: &DropWork,
+    status: Status,
+    place: Option<&T::Place>,
+) -> ImageRecord {
+    let mut record = ImageRecord::new(
+        &ctx.run_id,
+        status,
+        &job.category_id,
+        &job.person_id,
+        &drop.image_url,
+    );
+    record.image_key = drop.image_key.clone();
+    ctx.target.stamp(&mut record, place);
+    record
+}

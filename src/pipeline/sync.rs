@@ -1,0 +1,96 @@
+//! `--sync-scope library`: what the manifest's libraries hold on the server beyond what the
+//! ledger and the manifest account for — faces registered by other tools, or by hand — read
+//! once per library before anything is sent, and planned for removal like the ledger's own.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{Planned, RunError};
+use crate::caller::Caller;
+use crate::ledger::{ImageRecord, Status};
+use crate::manifest::{canonical_url, person_key};
+use crate::plan::{DropWork, PersonDrops, Why};
+use crate::target::Target;
+
+/// Reads every library the manifest names and adds, to `planned.dropped`, each image there
+/// that no ledger record holds and no manifest row (or unsettled record) of its person names.
+pub(super) async fn read_libraries<T: Target>(
+    target: &T,
+    caller: &Caller,
+    planned: &mut Planned,
+) -> Result<(), RunError> {
+    // Canonical URLs each person still has a use for: rows to send, images to settle.
+    let mut wanted: HashMap<u128, HashSet<String>> = HashMap::new();
+    for job in &planned.plan.jobs {
+        let urls = wanted
+            .entry(person_key(&job.category_id, &job.person_id))
+            .or_default();
+        urls.extend(
+            job.images
+                .iter()
+                .map(|i| canonical_url(&i.image_url).into_owned()),
+        );
+    }
+    for person in &planned.dropped.persons {
+        let urls = wanted
+            .entry(person_key(&person.category_id, &person.person_id))
+            .or_default();
+        urls.extend(
+            person
+                .drops
+                .iter()
+                .map(|d| canonical_url(&d.image_url).into_owned()),
+        );
+    }
+    let mut at: HashMap<u128, usize> = planned
+        .dropped
+        .persons
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (person_key(&p.category_id, &p.person_id), i))
+        .collect();
+    for name in planned.plan.libraries.clone() {
+        let library = target.library(caller, &name).await.map_err(|halt| {
+            RunError::Other(format!(
+                "--sync-scope library: cannot read the library {name}: {}; nothing was changed",
+                halt.error()
+                    .map_or_else(|| "stopped".to_string(), |e| e.to_string())
+            ))
+        })?;
+        for person in library.persons {
+            let key = person_key(&name, &person.person_id);
+            let urls = wanted.get(&key);
+            // The ids a record needs for this place (ICE: LibId and EntityId).
+            let mut stamped = ImageRecord::new("", Status::Registered, "", "", "");
+            target.stamp(&mut stamped, Some(&person.place));
+            for held in person.images {
+                if planned.dropped.ledger_ids.contains(&held.id) {
+                    continue;
+                }
+                let url = held.image_url.unwrap_or_default();
+                if urls.is_some_and(|u| u.contains(canonical_url(&url).as_ref())) {
+                    continue;
+                }
+                let index = *at.entry(key).or_insert_with(|| {
+                    planned.dropped.persons.push(PersonDrops {
+                        category_id: name.clone(),
+                        person_id: person.person_id.clone(),
+                        ..PersonDrops::default()
+                    });
+                    planned.dropped.persons.len() - 1
+                });
+                planned.dropped.persons[index].drops.push(DropWork {
+                    key: crate::manifest::image_key(&name, &person.person_id, &url),
+                    image_url: url,
+                    image_key: None,
+                    id: Some(held.id),
+                    lib_id: stamped.lib_id.clone(),
+                    entity_id: stamped.entity_id.clone(),
+                    status: Status::Registered,
+                    remove: true,
+                    why: Why::NotOurs,
+                });
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,316 @@
+//! What the manifest no longer names, read from the ledger after the plan: images whose
+//! outcome was never settled (a `pending`, `removing` or retryable `failed` record — settled
+//! whatever the manifest now holds), persons a late request may still land for (`recheck`),
+//! and, for `--sync`, the registered images to remove.
+//!
+//! One more pass through the one ledger reader, keeping only those images: nothing is read
+//! when there is nothing of the kind, so an all-done re-run pays nothing for it.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use super::{PersonJob, Plan};
+use crate::ledger::{self, Entry, KeyMap, LedgerError, Replay, Status};
+use crate::manifest::{canonical_url, library_key, person_key};
+
+/// Which images a sync removes (`--sync-scope`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SyncScope {
+    /// Only images the ledger records as registered (or adopted) by this tool.
+    #[default]
+    Ledger,
+    /// Everything in the manifest's libraries the manifest does not hold, whoever put it there.
+    Library,
+}
+
+/// Why an image the manifest does not name is in the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// Its last record leaves its outcome unknown: read the person, record what is there.
+    Settle,
+    /// `--sync`: the tool registered it and the manifest no longer names it.
+    Dropped,
+    /// `--sync-scope library`: on the server, not the tool's, and not in the manifest.
+    NotOurs,
+}
+
+impl Why {
+    /// The `reason` its `removed` record gives.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Why::Settle => "settled: no longer in the manifest",
+            Why::Dropped => "sync: no longer in the manifest",
+            Why::NotOurs => {
+                "sync: in the library but not in the manifest (not registered by this tool)"
+            }
+        }
+    }
+}
+
+/// One image the manifest does not name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DropWork {
+    pub image_url: String,
+    pub image_key: Option<String>,
+    pub key: u128,
+    /// The server's id the ledger (or the server's listing) holds for it.
+    pub id: Option<String>,
+    pub lib_id: Option<String>,
+    pub entity_id: Option<String>,
+    /// Its last record (`Registered` for an image only the server knows).
+    pub status: Status,
+    /// Remove it (a sync); otherwise only settle it.
+    pub remove: bool,
+    pub why: Why,
+}
+
+impl DropWork {
+    /// Its outcome is unknown: the person must be read before anything is decided.
+    pub fn unsettled(&self) -> bool {
+        self.status != Status::Registered
+    }
+}
+
+/// A person's images the manifest does not name, and whether it must be read for late copies.
+#[derive(Debug, Default)]
+pub struct PersonDrops {
+    pub category_id: String,
+    pub person_id: String,
+    pub drops: Vec<DropWork>,
+    /// A `recheck` person: the ids the ledger holds for its images, by canonical URL.
+    pub recheck: Option<Vec<(String, String)>>,
+    /// The latest unsettled record's time (Unix seconds), for the settling wait.
+    pub since: u32,
+}
+
+/// What [`collect`] found.
+#[derive(Debug, Default)]
+pub struct Dropped {
+    pub persons: Vec<PersonDrops>,
+    /// `--sync-scope library`: every id the ledger records as registered in the manifest's
+    /// libraries (what the server holds beyond these, and beyond the manifest, is not ours).
+    pub ledger_ids: HashSet<String>,
+    /// Registered images a sync would remove whose id may not be sent (empty, padded, `ALL`).
+    pub unsafe_ids: Vec<String>,
+}
+
+impl Dropped {
+    /// Images planned for removal.
+    pub fn removals(&self) -> usize {
+        self.persons
+            .iter()
+            .flat_map(|p| &p.drops)
+            .filter(|d| d.remove)
+            .count()
+    }
+}
+
+/// The last record of one image of interest.
+struct Last {
+    category_id: String,
+    person_id: String,
+    image_url: String,
+    image_key: Option<String>,
+    id: Option<String>,
+    lib_id: Option<String>,
+    entity_id: Option<String>,
+}
+
+/// Reads, after `replay` was planned against the manifest, the images it did not name that
+/// need work: unsettled ones always; with `sync`, registered ones in `libraries`.
+pub fn collect(
+    path: &Path,
+    replay: &Replay,
+    scope: Option<SyncScope>,
+    libraries: &[String],
+) -> Result<Dropped, LedgerError> {
+    let sync = scope.is_some();
+    let every_id = scope == Some(SyncScope::Library);
+    let wanted: HashSet<u128> = replay
+        .unseen(|s| s.is_unsettled() || (sync && s.status == Status::Registered))
+        .collect();
+    if wanted.is_empty() && replay.recheck.is_empty() && !every_id {
+        return Ok(Dropped::default());
+    }
+    let named: HashSet<u128> = libraries.iter().map(|l| library_key(l)).collect();
+    let mut last: KeyMap<Last> = KeyMap::default();
+    let mut ids: KeyMap<String> = KeyMap::default();
+    ledger::scan(path, true, |entry| {
+        let Entry::Image(image) = entry else {
+            return;
+        };
+        let key = image.key();
+        if every_id
+            && let Some(id) = image.server_id()
+            && named.contains(&library_key(image.category_id))
+        {
+            ids.insert(key, id.to_string());
+        }
+        let person = person_key(image.category_id, image.person_id) as u64;
+        if !wanted.contains(&key) && !replay.recheck.contains_key(&person) {
+            return;
+        }
+        let view = image.view;
+        let id = image.server_id().map(str::to_string);
+        let entry = last.entry(key).or_insert_with(|| Last {
+            category_id: String::new(),
+            person_id: String::new(),
+            image_url: String::new(),
+            image_key: None,
+            id: None,
+            lib_id: None,
+            entity_id: None,
+        });
+        entry.category_id = image.category_id.to_string();
+        entry.person_id = image.person_id.to_string();
+        entry.image_url = image.image_url.to_string();
+        entry.image_key = view.image_key.as_deref().map(str::to_string);
+        // A later record without an id (a `failed` one) does not make the id unknown.
+        entry.id = id.or(entry.id.take());
+        entry.lib_id = view
+            .lib_id
+            .as_deref()
+            .map(str::to_string)
+            .or(entry.lib_id.take());
+        entry.entity_id = view
+            .entity_id
+            .as_deref()
+            .map(str::to_string)
+            .or(entry.entity_id.take());
+    })?;
+    let mut dropped = Dropped {
+        ledger_ids: ids
+            .into_iter()
+            .filter(|(key, _)| {
+                replay
+                    .state(*key)
+                    .is_some_and(|s| s.status != Status::Removed)
+            })
+            .map(|(_, id)| id)
+            .collect(),
+        ..Dropped::default()
+    };
+    let mut at: HashMap<u128, usize> = HashMap::new();
+    let mut keys: Vec<u128> = last.keys().copied().collect();
+    keys.sort_unstable();
+    for key in keys {
+        let Some(state) = replay.state(key) else {
+            continue;
+        };
+        let record = &last[&key];
+        let person = person_key(&record.category_id, &record.person_id);
+        let index = *at.entry(person).or_insert_with(|| {
+            dropped.persons.push(PersonDrops {
+                category_id: record.category_id.clone(),
+                person_id: record.person_id.clone(),
+                ..PersonDrops::default()
+            });
+            dropped.persons.len() - 1
+        });
+        let slot = &mut dropped.persons[index];
+        if replay.recheck.contains_key(&(person as u64))
+            && state.status == Status::Registered
+            && let Some(id) = &record.id
+        {
+            let url = canonical_url(&record.image_url).into_owned();
+            slot.recheck
+                .get_or_insert_with(Vec::new)
+                .push((url, id.clone()));
+        }
+        if !wanted.contains(&key) {
+            continue;
+        }
+        let in_scope = named.contains(&library_key(&record.category_id));
+        let remove = sync && in_scope;
+        if state.status == Status::Registered && !remove {
+            continue;
+        }
+        if remove
+            && let Some(id) = &record.id
+            && !crate::target::is_safe_id(id)
+        {
+            dropped.unsafe_ids.push(format!(
+                "{} / {} {}: {id:?}",
+                record.category_id, record.person_id, record.image_url
+            ));
+            continue;
+        }
+        slot.since = slot.since.max(state.since);
+        slot.drops.push(DropWork {
+            image_url: record.image_url.clone(),
+            image_key: record.image_key.clone(),
+            key,
+            id: record.id.clone(),
+            lib_id: record.lib_id.clone(),
+            entity_id: record.entity_id.clone(),
+            status: if state.is_unsettled() {
+                state.status
+            } else {
+                Status::Registered
+            },
+            remove,
+            why: if state.is_unsettled() {
+                Why::Settle
+            } else {
+                Why::Dropped
+            },
+        });
+    }
+    dropped
+        .persons
+        .retain(|p| !p.drops.is_empty() || p.recheck.is_some());
+    Ok(dropped)
+}
+
+impl Plan {
+    /// Adds each person's drops and late-copy check to its job, or a job of its own.
+    pub fn attach(&mut self, dropped: Vec<PersonDrops>) {
+        let mut index: HashMap<u128, usize> = self
+            .jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| (person_key(&j.category_id, &j.person_id), i))
+            .collect();
+        for person in dropped {
+            let key = person_key(&person.category_id, &person.person_id);
+            let at = *index.entry(key).or_insert_with(|| {
+                self.jobs.push(PersonJob::without_images(
+                    person.category_id.clone(),
+                    person.person_id.clone(),
+                ));
+                self.jobs.len() - 1
+            });
+            let job = &mut self.jobs[at];
+            job.pending_since = job.pending_since.max(person.since);
+            job.drops.extend(person.drops);
+            if let Some(keep) = person.recheck {
+                job.recheck = Some(super::Recheck {
+                    keep,
+                    settles: true,
+                });
+            }
+        }
+    }
+}
+
+impl Dropped {
+    /// Removals planned, per library as first written: (library, images).
+    pub fn removals_by_library(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = Vec::new();
+        for person in &self.persons {
+            let n = person.drops.iter().filter(|d| d.remove).count() as u64;
+            if n == 0 {
+                continue;
+            }
+            let folded = crate::manifest::fold_id(&person.category_id);
+            match out
+                .iter_mut()
+                .find(|(l, _)| crate::manifest::fold_id(l) == folded)
+            {
+                Some((_, total)) => *total += n,
+                None => out.push((person.category_id.trim().to_string(), n)),
+            }
+        }
+        out
+    }
+}

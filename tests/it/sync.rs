@@ -1,0 +1,509 @@
+//! `run --sync`: the manifest as the roster. Persons and photos it no longer names leave the
+//! server (by id, journaled `removing` then `removed`), within `--max-delete`, for both
+//! targets, and a crash loop during removals ends in the same state with nothing removed twice.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::common::*;
+use face_enroll::sandbox::{SandboxConfig, StateSnapshot};
+
+const TARGETS: [(&str, &str); 2] = [
+    ("mts", "UnregisterCustomFace"),
+    ("ice", "DeleteRecognitionSample"),
+];
+
+/// Every image on the server, either target, as (library, person, url) → id.
+fn held(state: &StateSnapshot) -> HashMap<(String, String, String), String> {
+    let mut out = HashMap::new();
+    for (c, p, url, id) in faces_of(state) {
+        out.insert((c.to_lowercase(), p.to_lowercase(), url), id);
+    }
+    for lib in &state.ice.libs {
+        for entity in &lib.entities {
+            for sample in &entity.samples {
+                out.insert(
+                    (
+                        lib.lib_name.to_lowercase(),
+                        entity.entity_name.to_lowercase(),
+                        sample.image_url.clone().unwrap_or_default(),
+                    ),
+                    sample.sample_id.clone(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// (library, person, url) of every row of a manifest body.
+fn rows(body: &str) -> BTreeSet<(String, String, String)> {
+    body.lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            (
+                f[0].to_lowercase(),
+                f[1].to_lowercase(),
+                f[f.len() - 1].to_string(),
+            )
+        })
+        .collect()
+}
+
+/// 200 persons × 2 images; then 10 persons dropped and 5 photos replaced.
+fn roster() -> (String, String) {
+    let before = manifest_body("lib", 200, 2);
+    let mut after = String::new();
+    for (i, line) in before.lines().enumerate() {
+        let dropped = (0..10).any(|p| line.contains(&format!(",person-{:04},", p * 20 + 3)));
+        if i > 0 && dropped {
+            continue;
+        }
+        let replaced = (0..5).any(|p| line.ends_with(&format!("/{:04}/01.jpg", p * 7 + 1)));
+        if replaced {
+            after.push_str(&line.replace("/01.jpg", "/01-new.jpg"));
+        } else {
+            after.push_str(line);
+        }
+        after.push('\n');
+    }
+    (before, after)
+}
+
+/// Successful calls of a state-changing `action`, as the sandbox counted them.
+fn removals(world: &World, action: &str) -> u64 {
+    world
+        .sandbox
+        .snapshot()
+        .stats
+        .applied_by_action
+        .get(action)
+        .map_or(0, |a| a.count)
+}
+
+#[test]
+fn a_sync_leaves_the_server_holding_exactly_the_manifest_and_touches_nothing_else() {
+    for (target, remove_action) in TARGETS {
+        let world = World::new(SandboxConfig::for_tests());
+        let (before, after) = roster();
+        let first = world.manifest("first.csv", &before);
+        let ledger = world.path("l.jsonl");
+        let l = ledger.to_str().unwrap();
+        let flags = ["--ledger", l, "--target", target];
+        assert_eq!(world.run(&first, &flags).status.code(), Some(0));
+        // Another tool's images in the same library: a person of its own, and a photo of
+        // one of ours (both unknown to this ledger).
+        let other = world.manifest(
+            "other.csv",
+            "category_id,person_id,image_url\n\
+             lib,outsider,https://img.example.com/other/outsider.jpg\n\
+             lib,person-0000,https://img.example.com/other/extra.jpg\n",
+        );
+        let other_ledger = world.path("other.jsonl");
+        let other_flags = [
+            "--ledger",
+            other_ledger.to_str().unwrap(),
+            "--target",
+            target,
+        ];
+        assert_eq!(world.run(&other, &other_flags).status.code(), Some(0));
+        let server_before = held(&world.sandbox.snapshot());
+        assert_eq!(server_before.len(), 402, "{target}");
+
+        let second = world.manifest("second.csv", &after);
+        let out = world.run(
+            &second,
+            &[&flags[..], &["--sync", "--summary", "s.json"]].concat(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        let server = held(&world.sandbox.snapshot());
+        let wanted = rows(&after);
+        let ours: BTreeSet<_> = server
+            .keys()
+            .filter(|(_, _, url)| !url.contains("/other/"))
+            .cloned()
+            .collect();
+        assert_eq!(
+            ours, wanted,
+            "{target}: the server does not hold the manifest"
+        );
+        for (key, id) in &server {
+            if let Some(old) = server_before.get(key) {
+                assert_eq!(old, id, "{target}: {key:?} was replaced");
+            }
+        }
+        assert!(
+            server.keys().any(|(_, p, _)| p == "outsider")
+                && server
+                    .keys()
+                    .any(|(_, _, u)| u.ends_with("/other/extra.jpg")),
+            "{target}: the ledger scope removed another tool's images"
+        );
+        assert_eq!(removals(&world, remove_action), 25, "{target}");
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(world.path("s.json")).unwrap()).unwrap();
+        assert_eq!(summary["removed"], 25, "{target}: {summary}");
+        assert_eq!(summary["registered_now"], 5, "{target}: {summary}");
+        let removing = ledger_lines(&ledger)
+            .iter()
+            .filter(|r| r["status"] == "removing")
+            .count();
+        assert_eq!(
+            removing, 25,
+            "{target}: every removal is journaled before it is sent"
+        );
+
+        // Nothing more to do: the same sync again sends nothing that changes anything.
+        let again = world.run(&second, &[&flags[..], &["--sync"]].concat());
+        assert_eq!(again.status.code(), Some(0), "{target}: {}", stderr(&again));
+        assert_eq!(removals(&world, remove_action), 25, "{target}");
+
+        // The library scope removes what the manifest does not hold, whoever put it there.
+        let out = world.run(
+            &second,
+            &[&flags[..], &["--sync", "--sync-scope", "library"]].concat(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        let server: BTreeSet<_> = held(&world.sandbox.snapshot()).into_keys().collect();
+        assert_eq!(
+            server, wanted,
+            "{target}: the library still holds foreign images"
+        );
+        assert_eq!(removals(&world, remove_action), 27, "{target}");
+    }
+}
+
+#[test]
+fn more_removals_than_max_delete_remove_nothing_and_exit_8() {
+    for (target, remove_action) in TARGETS {
+        let world = World::new(SandboxConfig::for_tests());
+        let before = manifest_body("lib", 12, 1);
+        let after: String = before.lines().take(3).map(|l| format!("{l}\n")).collect();
+        let after = after + "lib,newcomer,Newcomer,https://img.example.com/new.jpg\n";
+        let ledger = world.path("l.jsonl");
+        let flags = ["--ledger", ledger.to_str().unwrap(), "--target", target];
+        let first = world.manifest("a.csv", &before);
+        assert_eq!(world.run(&first, &flags).status.code(), Some(0));
+        let second = world.manifest("b.csv", &after);
+        let check = world
+            .command(&[
+                "check",
+                second.to_str().unwrap(),
+                "--ledger",
+                ledger.to_str().unwrap(),
+                "--target",
+                target,
+                "--sync",
+                "--max-delete",
+                "5",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(check.status.code(), Some(8), "{target}: {}", stderr(&check));
+        let plan: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+        assert_eq!(plan["sync"]["removes"], 10, "{target}: {plan}");
+        assert_eq!(plan["libraries"][0]["adds"], 1, "{target}: {plan}");
+        let out = world.run(
+            &second,
+            &[&flags[..], &["--sync", "--max-delete", "5"]].concat(),
+        );
+        assert_eq!(out.status.code(), Some(8), "{target}: {}", stderr(&out));
+        assert!(stderr(&out).contains("would remove 10"), "{}", stderr(&out));
+        assert_eq!(
+            removals(&world, remove_action),
+            0,
+            "{target}: something was removed"
+        );
+        let server = held(&world.sandbox.snapshot());
+        assert_eq!(server.len(), 13, "{target}: the addition is still made");
+        // Allowed, the same sync removes the ten.
+        let out = world.run(
+            &second,
+            &[&flags[..], &["--sync", "--max-delete", "10"]].concat(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        assert_eq!(removals(&world, remove_action), 10, "{target}");
+    }
+}
+
+#[test]
+fn a_manifest_without_a_valid_row_syncs_nothing_away() {
+    let world = World::new(SandboxConfig::for_tests());
+    let ledger = world.path("l.jsonl");
+    let flags = ["--ledger", ledger.to_str().unwrap()];
+    let first = world.manifest("a.csv", &manifest_body("lib", 5, 2));
+    assert_eq!(world.run(&first, &flags).status.code(), Some(0));
+    let broken = world.manifest(
+        "b.csv",
+        "category_id,person_id,image_url\nlib,person-0000,not-a-url\n",
+    );
+    let out = world.run(&broken, &[&flags[..], &["--sync"]].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no valid row"), "{}", stderr(&out));
+    assert_eq!(world.faces().len(), 10, "a broken roster removed faces");
+}
+
+#[test]
+fn a_replaced_photo_of_a_full_person_takes_the_slot_of_the_one_it_replaces() {
+    let world = World::new(SandboxConfig::for_tests());
+    let ledger = world.path("l.jsonl");
+    let flags = ["--ledger", ledger.to_str().unwrap()];
+    let before = manifest_body("lib", 1, 10);
+    let first = world.manifest("a.csv", &before);
+    assert_eq!(world.run(&first, &flags).status.code(), Some(0));
+    let after = before.replace("/0000/09.jpg", "/0000/09-new.jpg");
+    let second = world.manifest("b.csv", &after);
+    // Without --sync the new photo has no slot, and the reason says why.
+    let out = world.run(&second, &[&flags[..], &["--rejects", "r.csv"]].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let rejects = std::fs::read_to_string(world.path("r.csv")).unwrap();
+    assert!(rejects.contains("run --sync"), "{rejects}");
+    let out = world.run(&second, &[&flags[..], &["--sync"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let urls: BTreeSet<String> = world.faces().into_iter().map(|f| f.2).collect();
+    assert_eq!(urls, rows(&after).into_iter().map(|r| r.2).collect());
+}
+
+fn sync_command(
+    world: &World,
+    manifest: &Path,
+    ledger: &Path,
+    target: &str,
+) -> std::process::Command {
+    let url = world.sandbox.base_url();
+    let mut cmd = world.command(&[
+        "run",
+        manifest.to_str().unwrap(),
+        "--endpoint",
+        &url,
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--target",
+        target,
+        "--sync",
+        "--max-delete",
+        "1000",
+        "--progress",
+        "off",
+        "--timeout",
+        "2",
+        "-q",
+    ]);
+    cmd.stderr(std::process::Stdio::null());
+    cmd
+}
+
+#[test]
+fn a_crash_loop_during_removals_ends_in_the_same_state_with_nothing_removed_twice() {
+    for (target, remove_action) in TARGETS {
+        let mut config = SandboxConfig::for_tests();
+        config.latency_ms = 15;
+        let world = World::new(config);
+        let before = manifest_body("lib", 40, 2);
+        let ledger = world.path("l.jsonl");
+        let first = world.manifest("a.csv", &before);
+        let out = world.run(
+            &first,
+            &["--ledger", ledger.to_str().unwrap(), "--target", target],
+        );
+        assert_eq!(out.status.code(), Some(0));
+        let kept_before = held(&world.sandbox.snapshot());
+        // Keep 10 persons; the other 30 (60 images) leave.
+        let after: String = before.lines().take(21).map(|l| format!("{l}\n")).collect();
+        let second = world.manifest("b.csv", &after);
+        let mut kills = 0;
+        let mut wait = 90u64;
+        for _ in 0..12 {
+            if kills == 5 || removals(&world, remove_action) >= 50 {
+                break;
+            }
+            wait = 60 + (wait * 7 + 13) % 250;
+            let landed = kill_after(
+                &mut sync_command(&world, &second, &ledger, target),
+                Duration::from_millis(wait),
+            );
+            kills += usize::from(landed);
+        }
+        assert!(kills >= 2, "{target}: only {kills} kills landed mid-sync");
+        assert!(
+            removals(&world, remove_action) > 0,
+            "{target}: no kill landed during the removals"
+        );
+        let out = sync_command(&world, &second, &ledger, target)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        let server = held(&world.sandbox.snapshot());
+        let wanted = rows(&after);
+        assert_eq!(
+            server.keys().cloned().collect::<BTreeSet<_>>(),
+            wanted,
+            "{target}"
+        );
+        for (key, id) in &server {
+            assert_eq!(
+                kept_before.get(key),
+                Some(id),
+                "{target}: {key:?} was touched"
+            );
+        }
+        assert_eq!(
+            removals(&world, remove_action),
+            60,
+            "{target}: removed more (or fewer) than the sixty that left"
+        );
+        let last = last_per_image(&ledger);
+        let removed = last.values().filter(|r| r["status"] == "removed").count();
+        assert_eq!(removed, 60, "{target}: the ledger does not say so");
+        assert!(
+            last.values().all(|r| r["status"] != "removing"),
+            "{target}: a removal was left unsettled"
+        );
+    }
+}
+
+fn creates_of(world: &World, target: &str) -> u64 {
+    removals(
+        world,
+        match target {
+            "mts" => "RegisterCustomFace",
+            _ => "CreateRecognitionSample",
+        },
+    )
+}
+
+#[test]
+fn a_create_that_lands_after_the_look_up_is_removed_as_a_late_copy() {
+    use face_enroll::sandbox::Fault;
+    for target in ["mts", "ice"] {
+        let mut config = SandboxConfig::for_tests();
+        // Held 3 s, then applied: after the client's 1 s timeout and the look-up 1 s later.
+        config.stall_ms = 3_000;
+        let world = World::new(config);
+        let action = match target {
+            "mts" => "RegisterCustomFace",
+            _ => "CreateRecognitionSample",
+        };
+        world.sandbox.script(action, vec![Fault::Late]);
+        let manifest = world.manifest("m.csv", &manifest_body("lib", 3, 2));
+        let ledger = world.path("l.jsonl");
+        let flags = [
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--target",
+            target,
+            "--timeout",
+            "1",
+            "--summary",
+            "s.json",
+        ];
+        let out = world.run(&manifest, &flags);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        let stats = world.sandbox.snapshot().stats;
+        assert_eq!(stats.faults.get("late"), Some(&1), "{target}: {stats:?}");
+        assert_eq!(
+            creates_of(&world, target),
+            7,
+            "{target}: the late one did not land"
+        );
+        let server = held(&world.sandbox.snapshot());
+        assert_eq!(server.len(), 6, "{target}: a late copy is left");
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(world.path("s.json")).unwrap()).unwrap();
+        assert_eq!(summary["copies_removed"], 1, "{target}: {summary}");
+        let last = last_per_image(&ledger);
+        for record in last.values().filter(|r| r["kind"] == "image") {
+            let id = record["face_id"].as_str().or(record["sample_id"].as_str());
+            assert!(
+                server.values().any(|s| Some(s.as_str()) == id),
+                "{target}: the ledger holds an id the server does not: {record}"
+            );
+        }
+        // The next run reads the person once more, then records it settled.
+        let out = world.run(&manifest, &flags);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        let settled = ledger_lines(&ledger)
+            .iter()
+            .filter(|r| r["kind"] == "settled")
+            .count();
+        assert_eq!(settled, 1, "{target}");
+        let out = world.run(&manifest, &flags);
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(world.path("s.json")).unwrap()).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{target}");
+        assert_eq!(
+            summary["requests"], 0,
+            "{target}: settled persons are read again"
+        );
+    }
+}
+
+#[test]
+fn pending_rows_that_left_the_manifest_after_a_crash_are_settled_and_leave_nothing_untracked() {
+    let mut config = SandboxConfig::for_tests();
+    config.latency_ms = 30;
+    let world = World::new(config);
+    let before = manifest_body("lib", 30, 2);
+    let first = world.manifest("a.csv", &before);
+    let ledger = world.path("l.jsonl");
+    let url = world.sandbox.base_url();
+    let mut landed = false;
+    for wait in [400u64, 700, 1_000] {
+        let _ = std::fs::remove_file(&ledger);
+        landed = kill_after(
+            world
+                .command(&[
+                    "run",
+                    first.to_str().unwrap(),
+                    "--endpoint",
+                    &url,
+                    "--ledger",
+                    ledger.to_str().unwrap(),
+                    "--progress",
+                    "off",
+                    "--timeout",
+                    "1",
+                    "-q",
+                ])
+                .stderr(std::process::Stdio::null()),
+            Duration::from_millis(wait),
+        );
+        let pending = last_per_image(&ledger)
+            .values()
+            .filter(|r| r["status"] == "pending")
+            .count();
+        if landed && pending > 0 {
+            break;
+        }
+        landed = false;
+    }
+    assert!(landed, "no kill left a pending record");
+    // The roster now holds only the first 5 persons.
+    let after: String = before.lines().take(11).map(|l| format!("{l}\n")).collect();
+    let second = world.manifest("b.csv", &after);
+    let out = world.run(
+        &second,
+        &["--ledger", ledger.to_str().unwrap(), "--timeout", "1"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let last = last_per_image(&ledger);
+    assert!(
+        last.values().all(|r| r["status"] != "pending"),
+        "a pending record is left unsettled"
+    );
+    let tracked: BTreeSet<String> = last
+        .values()
+        .filter(|r| r["status"] == "registered")
+        .map(|r| r["face_id"].as_str().unwrap().to_string())
+        .collect();
+    for (_, _, url, id) in world.faces() {
+        assert!(
+            tracked.contains(&id),
+            "{url} ({id}) is on the server untracked"
+        );
+    }
+}
