@@ -139,6 +139,26 @@ pub fn for_run(summary: &Summary) -> Vec<Metric> {
             n(summary.adopted),
         ),
         gauge(
+            "face_enroll_last_run_removed",
+            "Images removed in the last run (a sync's removals, removals settled by a read).",
+            n(summary.removed),
+        ),
+        gauge(
+            "face_enroll_last_run_copies_removed",
+            "Late copies removed in the last run (a request that landed after its look-up).",
+            n(summary.copies_removed),
+        ),
+        gauge(
+            "face_enroll_last_run_removals_failed",
+            "Removals the service refused in the last run (the image stayed).",
+            n(summary.removal_failed),
+        ),
+        gauge(
+            "face_enroll_last_run_removals_refused_by_max_delete",
+            "1 when the last run's sync planned more removals than --max-delete and made none.",
+            n(u64::from(summary.removals_refused)),
+        ),
+        gauge(
             "face_enroll_last_run_requests_create",
             "Create requests sent in the last run (RegisterCustomFace / CreateRecognitionSample).",
             n(summary.requests_create),

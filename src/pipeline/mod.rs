@@ -228,6 +228,7 @@ async fn run_with<T: crate::target::Target>(
         }
     }
     let Planned { mut plan, dropped } = planned;
+    let emptied = sync::emptied_entities(&plan, &dropped);
     plan.attach(dropped.persons);
     plan.read_libraries_from(config.target.library_read_threshold());
     let appender = Appender::open(&config.ledger, torn)?;
@@ -274,6 +275,7 @@ async fn run_with<T: crate::target::Target>(
         run_id.clone(),
         jobs,
         config.concurrency,
+        emptied,
     )
     .await;
     signals.abort();
@@ -502,6 +504,7 @@ async fn drive<T: crate::target::Target>(
     run_id: String,
     jobs: Vec<plan::PersonJob>,
     concurrency: usize,
+    emptied: Vec<crate::target::Made>,
 ) {
     let stop = caller.stop().clone();
     let context = Arc::new(worker::Context::new(target, caller, events, run_id));
@@ -524,6 +527,9 @@ async fn drive<T: crate::target::Target>(
         }
     };
     pass(jobs).await;
+    if !emptied.is_empty() && !stop.is_stopping() {
+        sync::delete_emptied(&context, &emptied).await;
+    }
     let owed = std::mem::take(&mut *context.owed.lock().unwrap_or_else(|p| p.into_inner()));
     if owed.is_empty() || stop.is_stopping() {
         return;

@@ -94,3 +94,68 @@ pub(super) async fn read_libraries<T: Target>(
     }
     Ok(())
 }
+
+/// The ICE entities the tool created for persons the manifest dropped entirely: a sync
+/// deletes each once it holds nothing (never a library).
+pub(super) fn emptied_entities(
+    plan: &crate::plan::Plan,
+    dropped: &crate::plan::Dropped,
+) -> Vec<crate::target::Made> {
+    let in_manifest: HashSet<u128> = plan
+        .jobs
+        .iter()
+        .map(|j| person_key(&j.category_id, &j.person_id))
+        .collect();
+    let mut emptied = Vec::new();
+    for person in &dropped.persons {
+        let key = person_key(&person.category_id, &person.person_id);
+        if in_manifest.contains(&key) || !person.drops.iter().any(|d| d.remove) {
+            continue;
+        }
+        for drop in &person.drops {
+            let (Some(lib), Some(entity)) = (&drop.lib_id, &drop.entity_id) else {
+                continue;
+            };
+            let made = dropped
+                .made_entities
+                .iter()
+                .find(|(l, e, _)| l == lib && e == entity);
+            if let Some((lib, entity, name)) = made
+                && !emptied
+                    .iter()
+                    .any(|m: &crate::target::Made| m.entity_id.as_deref() == Some(entity.as_str()))
+            {
+                emptied.push(crate::target::Made {
+                    object: crate::ledger::ObjectKind::Entity,
+                    name: name.clone(),
+                    lib_id: lib.clone(),
+                    entity_id: Some(entity.clone()),
+                    recovered: false,
+                });
+            }
+        }
+    }
+    emptied
+}
+
+/// Deletes the entities of `emptied` that hold nothing now, each recorded `deleted`.
+pub(super) async fn delete_emptied<T: Target>(
+    context: &super::worker::Context<T>,
+    emptied: &[crate::target::Made],
+) {
+    match context.target.tidy(&context.caller, emptied).await {
+        Ok(tidied) => {
+            for made in tidied.deleted {
+                let record = made.record(&context.run_id, context.target.kind());
+                context
+                    .events
+                    .send(super::Event::Record(crate::ledger::Record::Deleted(record)));
+            }
+        }
+        Err(halt) => {
+            if let Some(e) = halt.error() {
+                crate::say!("face-enroll: --sync: cannot delete an emptied entity: {e}");
+            }
+        }
+    }
+}

@@ -92,6 +92,9 @@ pub struct Dropped {
     pub ledger_ids: HashSet<String>,
     /// Registered images a sync would remove whose id may not be sent (empty, padded, `ALL`).
     pub unsafe_ids: Vec<String>,
+    /// ICE entities a run created and no rollback deleted: (LibId, EntityId, name). A sync
+    /// deletes one once it has removed the last image of a person the manifest dropped.
+    pub made_entities: Vec<(String, String, String)>,
 }
 
 impl Dropped {
@@ -135,9 +138,23 @@ pub fn collect(
     let named: HashSet<u128> = libraries.iter().map(|l| library_key(l)).collect();
     let mut last: KeyMap<Last> = KeyMap::default();
     let mut ids: KeyMap<String> = KeyMap::default();
+    let mut made: Vec<(String, String, String)> = Vec::new();
     ledger::scan(path, true, |entry| {
-        let Entry::Image(image) = entry else {
-            return;
+        let image = match entry {
+            Entry::Image(image) => image,
+            Entry::Object(view) if sync && view.object == Some(ledger::ObjectKind::Entity) => {
+                let (Some(lib), Some(entity)) = (view.lib_id.as_deref(), view.entity_id.as_deref())
+                else {
+                    return;
+                };
+                made.retain(|(l, e, _)| (l.as_str(), e.as_str()) != (lib, entity));
+                if view.kind == Some(ledger::read::LineKind::Created) {
+                    let name = view.name.as_deref().unwrap_or_default().to_string();
+                    made.push((lib.to_string(), entity.to_string(), name));
+                }
+                return;
+            }
+            _ => return,
         };
         let key = image.key();
         if every_id
@@ -179,6 +196,7 @@ pub fn collect(
             .or(entry.entity_id.take());
     })?;
     let mut dropped = Dropped {
+        made_entities: made,
         ledger_ids: ids
             .into_iter()
             .filter(|(key, _)| {

@@ -142,6 +142,21 @@ fn a_sync_leaves_the_server_holding_exactly_the_manifest_and_touches_nothing_els
             "{target}: the ledger scope removed another tool's images"
         );
         assert_eq!(removals(&world, remove_action), 25, "{target}");
+        if target == "ice" {
+            // The entities the tool made for the ten persons who left are deleted; the
+            // library stays.
+            let snapshot = world.sandbox.snapshot();
+            let entities: Vec<&str> = snapshot
+                .ice
+                .libs
+                .iter()
+                .flat_map(|l| &l.entities)
+                .map(|e| e.entity_name.as_str())
+                .collect();
+            assert_eq!(entities.len(), 191, "{entities:?}");
+            assert!(!entities.contains(&"person-0003"));
+            assert_eq!(snapshot.ice.libs.len(), 1);
+        }
         let summary: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(world.path("s.json")).unwrap()).unwrap();
         assert_eq!(summary["removed"], 25, "{target}: {summary}");
