@@ -221,17 +221,22 @@ fn collect<T: Target>(
         run_seen |= Some(image.run()) == wanted;
         let key = image.key();
         let item = match (image.status, image.server_id(), T::place_of(image.view)) {
-            (Status::Registered, Some(id), Some(place)) if ours(image.is_mts()) => Some((
-                image.run().to_string(),
-                Item {
-                    category_id: image.category_id.to_string(),
-                    person_id: image.person_id.to_string(),
-                    image_url: image.image_url.to_string(),
-                    identity: image.identity().to_string(),
-                    id: id.to_string(),
-                    place,
-                },
-            )),
+            // A `removing` left by a crashed sync may still be there: removed by id all the same.
+            (Status::Registered | Status::Removing, Some(id), Some(place))
+                if ours(image.is_mts()) =>
+            {
+                Some((
+                    image.run().to_string(),
+                    Item {
+                        category_id: image.category_id.to_string(),
+                        person_id: image.person_id.to_string(),
+                        image_url: image.image_url.to_string(),
+                        identity: image.identity().to_string(),
+                        id: id.to_string(),
+                        place,
+                    },
+                ))
+            }
             _ => None,
         };
         match index.get(&key) {

@@ -531,16 +531,20 @@ async fn drive<T: crate::target::Target>(
         sync::delete_emptied(&context, &emptied).await;
     }
     let owed = std::mem::take(&mut *context.owed.lock().unwrap_or_else(|p| p.into_inner()));
-    if owed.is_empty() || stop.is_stopping() {
+    if owed.is_empty() {
         return;
     }
     tracing::info!(
         persons = owed.len(),
         "reading again the persons a request may still land for (late copies)"
     );
-    if context.caller.settle_from_now().await.is_ok() {
-        pass(owed).await;
+    if stop.is_stopping() || context.caller.settle_from_now().await.is_err() {
+        // Their `pending` records stay; the next run reads the persons and settles them.
+        let waiting: usize = owed.iter().map(|job| job.images.len()).sum();
+        context.events.send(Event::Left(waiting as u64));
+        return;
     }
+    pass(owed).await;
 }
 
 fn run_start(config: &RunConfig, run_id: &str) -> RunRecord {

@@ -227,7 +227,9 @@ pub(crate) async fn process<T: Target>(ctx: &Context<T>, job: PersonJob) {
     if drops.finish(ctx, &job, &place, &mut reads).await.is_err() {
         return;
     }
-    if job.recheck.as_ref().is_some_and(|r| r.settles) {
+    // Settled only when nothing sent now may land late in its turn (that one's `recheck`
+    // record must not be answered by this `settled`).
+    if job.recheck.as_ref().is_some_and(|r| r.settles) && !outcomes.owed {
         removal::settled(ctx, &job, reads.copies_removed);
     }
     if outcomes.owed {
@@ -291,15 +293,10 @@ async fn create<T: Target>(
             ctx.events.send(Event::Left(1));
             None
         }
-        Err(Halt::Refused(error)) if removal::is_full(&error) => {
+        // A late copy of an earlier image may hold the slot: decided by the run's second read
+        // of the person, which removes the copy and sends this one again.
+        Err(Halt::Refused(error)) if removal::is_full(&error) && outcomes.owed => {
             outcomes.refused_full.push(image.clone());
-            leave(
-                ctx,
-                job,
-                std::slice::from_ref(image),
-                Halt::Refused(error),
-                Some(place),
-            );
             Some(false)
         }
         Err(halt) => {

@@ -105,10 +105,13 @@ pub fn ledger_lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The last record per image URL.
+/// The last image record per image URL (a late `copy` record is not the image's).
 pub fn last_per_image(path: &Path) -> HashMap<String, serde_json::Value> {
     let mut last = HashMap::new();
-    for line in ledger_lines(path) {
+    for line in ledger_lines(path)
+        .into_iter()
+        .filter(|l| l["kind"] == "image")
+    {
         if let Some(url) = line.get("image_url").and_then(|u| u.as_str()) {
             last.insert(url.to_string(), line.clone());
         }

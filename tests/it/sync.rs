@@ -522,3 +522,60 @@ fn pending_rows_that_left_the_manifest_after_a_crash_are_settled_and_leave_nothi
         );
     }
 }
+
+#[test]
+fn a_row_refused_because_a_late_copy_held_its_slot_is_sent_again_once_the_copy_is_removed() {
+    use face_enroll::sandbox::Fault;
+    let mut config = SandboxConfig::for_tests();
+    // Held 2.5 s, then applied: after the look-up at 2 s, before the next row goes out.
+    config.stall_ms = 2_500;
+    let world = World::new(config);
+    let body = manifest_body("lib", 1, 10);
+    let first: String = body.lines().take(9).map(|l| format!("{l}\n")).collect();
+    let ledger = world.path("l.jsonl");
+    let l = ledger.to_str().unwrap();
+    let out = world.run(&world.manifest("a.csv", &first), &["--ledger", l]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    world
+        .sandbox
+        .script("RegisterCustomFace", vec![Fault::Late]);
+    let full = world.manifest("b.csv", &body);
+    let flags = [
+        "--ledger",
+        l,
+        "--timeout",
+        "1",
+        "--qps",
+        "1",
+        "--summary",
+        "s.json",
+    ];
+    let out = world.run(&full, &flags);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let copies = copies_per_url(&world.sandbox.snapshot());
+    assert_eq!(copies.len(), 10, "{copies:?}");
+    assert!(copies.values().all(|n| *n == 1), "{copies:?}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(world.path("s.json")).unwrap()).unwrap();
+    assert_eq!(summary["copies_removed"], 1, "{summary}");
+    // The late one, the one sent again, the last row refused while the copy held its slot,
+    // and that row once more after the copy was removed.
+    assert_eq!(summary["requests_create"], 4, "{summary}");
+    assert_eq!(
+        creates_of(&world, "mts"),
+        8 + 3,
+        "the refusal did not happen"
+    );
+    let mut last = HashMap::new();
+    for record in ledger_lines(&ledger)
+        .into_iter()
+        .filter(|r| r["kind"] == "image")
+    {
+        last.insert(record["image_url"].to_string(), record);
+    }
+    assert_eq!(last.len(), 10);
+    assert!(
+        last.values().all(|r| r["status"] == "registered"),
+        "{last:?}"
+    );
+}
