@@ -125,6 +125,25 @@ struct Outcomes {
 
 pub(crate) async fn process<T: Target>(ctx: &Context<T>, job: PersonJob) {
     let total = job.images.len() as u64;
+    // A request a killed run left in flight (a `pending` record's time) can no longer land
+    // unseen after this wait: before the person's place is looked for (ICE may create it) and
+    // before the person is read.
+    if let Err(halt) = ctx.caller.settle_since(job.pending_since).await {
+        return leave(ctx, &job, &job.images, halt, None);
+    }
+    let early = T::MAKES_PLACES && !job.images.is_empty();
+    if early {
+        let pending = job
+            .images
+            .iter()
+            .map(|image| record(ctx, &job, image, Status::Pending, None))
+            .collect();
+        if !ctx.events.pending(pending).await {
+            ctx.caller.stop().stop(StopReason::LedgerFailed);
+            ctx.events.send(Event::Left(total));
+            return;
+        }
+    }
     // Only a person with images to add gets a library or entity made for it.
     let place = match ctx
         .target
@@ -145,9 +164,6 @@ pub(crate) async fn process<T: Target>(ctx: &Context<T>, job: PersonJob) {
         // there, and nothing to add (adding would have made it).
         return removal::nothing_there(ctx, &job);
     };
-    if let Err(halt) = ctx.caller.settle_since(job.pending_since).await {
-        return leave(ctx, &job, &job.images, halt, Some(&place));
-    }
     let must_read =
         job.reads_first() || job.recheck.is_some() || job.drops.iter().any(|d| d.unsettled());
     let mut reads = Reads::default();
@@ -172,7 +188,7 @@ pub(crate) async fn process<T: Target>(ctx: &Context<T>, job: PersonJob) {
         .filter(|image| find(&known, image).is_none())
         .map(|image| record(ctx, &job, image, Status::Pending, Some(&place)))
         .collect();
-    if !to_send.is_empty() && !ctx.events.pending(to_send).await {
+    if !early && !to_send.is_empty() && !ctx.events.pending(to_send).await {
         // The ledger cannot be written: nothing may be sent without a durable `pending` first.
         ctx.caller.stop().stop(StopReason::LedgerFailed);
         ctx.events.send(Event::Left(total));

@@ -357,6 +357,7 @@ fn new_lib(lib_id: String, fresh: bool) -> LibSlot {
 impl Target for IceTarget {
     type Place = IcePlace;
 
+    const MAKES_PLACES: bool = true;
     const CREATE: &'static str = "CreateRecognitionSample";
     const REMOVE: &'static str = "DeleteRecognitionSample";
     const NOUN: &'static str = "samples";

@@ -173,6 +173,11 @@ pub trait Target: Send + Sync + 'static {
         id: &str,
     ) -> impl Future<Output = Result<(), ApiError>> + Send;
 
+    /// Finding a person's place may create something on the server (ICE: a library, an
+    /// entity): the person's `pending` records go to disk before, so a run that is killed
+    /// meanwhile leaves a record, and the next run waits the create out before it looks.
+    const MAKES_PLACES: bool = false;
+
     /// The action names of a create and a removal (logs).
     const CREATE: &'static str;
     const REMOVE: &'static str;

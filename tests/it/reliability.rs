@@ -262,6 +262,14 @@ fn converges_on_ice(
     let mut flags = flags.to_vec();
     flags.extend_from_slice(&["--target", "ice"]);
     run_until_done(&world, &manifest, &flags, 4);
+    assert_exactly_once_on_ice(&world, persons, per_person);
+    let ice_faults: Vec<&str> = faults.to_vec();
+    assert_injected(&world, &ice_faults);
+}
+
+/// [`assert_exactly_once`] for ICE: one library, one entity per person, each manifest image
+/// one sample, and a ledger whose last records hold the server's SampleIds.
+fn assert_exactly_once_on_ice(world: &World, persons: usize, per_person: usize) {
     let state = world.sandbox.snapshot();
     assert_eq!(state.ice.libs.len(), 1, "a library twice");
     let lib = &state.ice.libs[0];
@@ -302,8 +310,6 @@ fn converges_on_ice(
             "{record}"
         );
     }
-    let ice_faults: Vec<&str> = faults.to_vec();
-    assert_injected(&world, &ice_faults);
 }
 
 fn with_faults(faults: FaultRates) -> SandboxConfig {
@@ -417,48 +423,58 @@ fn slow_answers_kills_and_immediate_restarts_still_register_each_image_exactly_o
     // Every answer takes 400 ± 300 ms and the sandbox goes on with a request whose client was
     // killed, so a restart finds requests still in flight: the look-up that settles a
     // `pending` record must wait them out, or the image is sent again and lands twice.
-    let mut config = SandboxConfig::for_tests();
-    config.latency_ms = 400;
-    config.latency_jitter_ms = 300;
-    let world = World::new(config);
-    let (persons, per_person) = (40 * soak(), 3);
-    let manifest = world.manifest("m.csv", &manifest_body("lib", persons, per_person));
-    let url = world.sandbox.base_url();
-    let mut rng = Rng::from_env();
-    let mut kills = 0;
-    for _ in 0..20 * soak() {
-        if kills >= 10 * soak() {
-            break;
+    for target in ["mts", "ice"] {
+        let mut config = SandboxConfig::for_tests();
+        config.latency_ms = 400;
+        config.latency_jitter_ms = 300;
+        config.ice_qps = config.mts_qps;
+        let world = World::new(config);
+        let persons = if target == "mts" { 40 } else { 20 } * soak();
+        let per_person = 3;
+        let manifest = world.manifest("m.csv", &manifest_body("lib", persons, per_person));
+        let url = world.sandbox.base_url();
+        let mut rng = Rng::from_env();
+        let mut kills = 0;
+        for _ in 0..20 * soak() {
+            if kills >= 10 * soak() {
+                break;
+            }
+            let wait = Duration::from_millis(rng.between(200, 1_200));
+            let landed = kill_after(
+                world
+                    .command(&[
+                        "run",
+                        manifest.to_str().unwrap(),
+                        "--endpoint",
+                        &url,
+                        "--target",
+                        target,
+                        "--progress",
+                        "off",
+                        "--timeout",
+                        "1",
+                        "-q",
+                    ])
+                    .stderr(std::process::Stdio::null()),
+                wait,
+            );
+            kills += usize::from(landed);
         }
-        let wait = Duration::from_millis(rng.between(200, 1_200));
-        let landed = kill_after(
-            world
-                .command(&[
-                    "run",
-                    manifest.to_str().unwrap(),
-                    "--endpoint",
-                    &url,
-                    "--progress",
-                    "off",
-                    "--timeout",
-                    "1",
-                    "-q",
-                ])
-                .stderr(std::process::Stdio::null()),
-            wait,
+        assert!(kills >= 8, "{target}: only {kills} kills landed mid-run");
+        run_until_done(
+            &world,
+            &manifest,
+            &["--timeout", "1", "--max-attempts", "30", "--target", target],
+            4,
         );
-        kills += usize::from(landed);
+        if target == "mts" {
+            assert_exactly_once(
+                &world,
+                &world.path("m.ledger.jsonl"),
+                &manifest_urls("lib", persons, per_person),
+            );
+        } else {
+            assert_exactly_once_on_ice(&world, persons, per_person);
+        }
     }
-    assert!(kills >= 8, "only {kills} kills landed mid-run");
-    run_until_done(
-        &world,
-        &manifest,
-        &["--timeout", "1", "--max-attempts", "30"],
-        4,
-    );
-    assert_exactly_once(
-        &world,
-        &world.path("m.ledger.jsonl"),
-        &manifest_urls("lib", persons, per_person),
-    );
 }
