@@ -109,8 +109,17 @@ fn a_sync_leaves_the_server_holding_exactly_the_manifest_and_touches_nothing_els
             target,
         ];
         assert_eq!(world.run(&other, &other_flags).status.code(), Some(0));
+        // And, on MTS, one behind every tool's back (the sandbox's own door).
+        let by_hand = usize::from(target == "mts");
+        if by_hand == 1 {
+            world.sandbox.admin_register_face(
+                "lib",
+                "person-0001",
+                "https://img.example.com/other/by-hand.jpg",
+            );
+        }
         let server_before = held(&world.sandbox.snapshot());
-        assert_eq!(server_before.len(), 402, "{target}");
+        assert_eq!(server_before.len(), 402 + by_hand, "{target}");
 
         let second = world.manifest("second.csv", &after);
         let out = world.run(
@@ -186,7 +195,11 @@ fn a_sync_leaves_the_server_holding_exactly_the_manifest_and_touches_nothing_els
             server, wanted,
             "{target}: the library still holds foreign images"
         );
-        assert_eq!(removals(&world, remove_action), 27, "{target}");
+        assert_eq!(
+            removals(&world, remove_action),
+            27 + by_hand as u64,
+            "{target}"
+        );
     }
 }
 
