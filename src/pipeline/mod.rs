@@ -2,6 +2,7 @@
 //! a bounded pool of workers over persons, a rate permit before every request, one stop signal —
 //! with every outcome going through the recorder.
 
+mod context;
 pub(crate) mod journal;
 pub(crate) mod recorder;
 pub(crate) mod removal;

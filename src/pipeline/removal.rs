@@ -7,8 +7,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use super::context::{Context, Known, known, person};
 use super::recorder::{Event, Note};
-use super::worker::{Context, Known, known, person};
 use crate::api::ApiError;
 use crate::caller::{Halt, Removal};
 use crate::ledger::{ImageRecord, Record, Status, record::PersonRecord};

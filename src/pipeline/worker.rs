@@ -9,60 +9,16 @@
 //! removes late copies of the person's images when a request may have landed unseen.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
-use tokio::sync::OnceCell;
-
+pub(crate) use super::context::{Context, Known, known, person};
 use super::removal::{self, Reads};
-use crate::caller::{Caller, Created, Halt};
+use crate::caller::{Created, Halt};
 use crate::ledger::{ImageRecord, Record, Status};
 use crate::manifest::{canonical_url, fold_id};
-use crate::pipeline::recorder::{Event, Events};
+use crate::pipeline::recorder::Event;
 use crate::plan::{ImageWork, PersonJob};
 use crate::stop::StopReason;
-use crate::target::{Held, Person, Target};
-
-pub(crate) struct Context<T: Target> {
-    pub target: T,
-    pub caller: Caller,
-    pub events: Events,
-    pub run_id: String,
-    /// Libraries read whole, once per run: folded library name → folded person → images.
-    pub libraries: Libraries,
-    /// Persons whose requests may still land unseen, to be read again later in the run.
-    pub owed: Mutex<Vec<PersonJob>>,
-}
-
-impl<T: Target> Context<T> {
-    pub fn new(target: T, caller: Caller, events: Events, run_id: String) -> Context<T> {
-        Context {
-            target,
-            caller,
-            events,
-            run_id,
-            libraries: Default::default(),
-            owed: Default::default(),
-        }
-    }
-}
-
-/// Folded library name → the one cell that reads it.
-pub(crate) type Libraries = Mutex<HashMap<String, Arc<OnceCell<HashMap<String, Vec<Held>>>>>>;
-
-/// Canonical image URL → the server's id, as the server holds them for one person.
-pub(crate) type Known = HashMap<String, String>;
-
-pub(crate) fn known(held: &[Held]) -> Known {
-    let mut known = Known::new();
-    for image in held {
-        if let Some(url) = &image.image_url {
-            known
-                .entry(canonical_url(url).into_owned())
-                .or_insert_with(|| image.id.clone());
-        }
-    }
-    known
-}
+use crate::target::{Held, Target};
 
 fn find<'k>(known: &'k Known, image: &ImageWork) -> Option<&'k String> {
     known.get(canonical_url(&image.image_url).as_ref())
@@ -102,14 +58,6 @@ async fn read_person<T: Target>(
         .get(&fold_id(&job.person_id))
         .cloned()
         .unwrap_or_default())
-}
-
-pub(crate) fn person(job: &PersonJob) -> Person<'_> {
-    Person {
-        category_id: &job.category_id,
-        person_id: &job.person_id,
-        person_name: job.person_name.as_deref(),
-    }
 }
 
 /// What a person's images came to in this run, for the late-copy check.

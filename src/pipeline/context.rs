@@ -1,0 +1,64 @@
+//! What every worker of one command shares: the target, the caller, the recorder's events,
+//! the libraries read whole once, and the persons owed a second read; and the small helpers
+//! the worker and its removals both use.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
+
+use crate::caller::Caller;
+use crate::manifest::canonical_url;
+use crate::pipeline::recorder::Events;
+use crate::plan::PersonJob;
+use crate::target::{Held, Person, Target};
+
+pub(crate) struct Context<T: Target> {
+    pub target: T,
+    pub caller: Caller,
+    pub events: Events,
+    pub run_id: String,
+    /// Libraries read whole, once per run: folded library name → folded person → images.
+    pub libraries: Libraries,
+    /// Persons whose requests may still land unseen, to be read again later in the run.
+    pub owed: Mutex<Vec<PersonJob>>,
+}
+
+impl<T: Target> Context<T> {
+    pub fn new(target: T, caller: Caller, events: Events, run_id: String) -> Context<T> {
+        Context {
+            target,
+            caller,
+            events,
+            run_id,
+            libraries: Default::default(),
+            owed: Default::default(),
+        }
+    }
+}
+
+/// Folded library name → the one cell that reads it.
+pub(crate) type Libraries = Mutex<HashMap<String, Arc<OnceCell<HashMap<String, Vec<Held>>>>>>;
+
+/// Canonical image URL → the server's id, as the server holds them for one person.
+pub(crate) type Known = HashMap<String, String>;
+
+pub(crate) fn known(held: &[Held]) -> Known {
+    let mut known = Known::new();
+    for image in held {
+        if let Some(url) = &image.image_url {
+            known
+                .entry(canonical_url(url).into_owned())
+                .or_insert_with(|| image.id.clone());
+        }
+    }
+    known
+}
+
+pub(crate) fn person(job: &PersonJob) -> Person<'_> {
+    Person {
+        category_id: &job.category_id,
+        person_id: &job.person_id,
+        person_name: job.person_name.as_deref(),
+    }
+}
