@@ -315,6 +315,9 @@ async fn handle<T: Target>(
     let Some(id) = id else {
         // Not on the server: a removal that landed, or a create that never did.
         let mut record = drop_record(ctx, job, drop, Status::Removed, Some(&place));
+        if let Some(id) = &drop.id {
+            T::set_id(&mut record, id.clone());
+        }
         let (reason, note) = match drop.status {
             Status::Removing => ("the removal had landed (read back)", None),
             _ => ("not on the server (read back)", Some(Note::Settled)),

@@ -471,3 +471,39 @@ async fn an_unsettled_image_that_left_the_manifest_is_read_back_and_recorded_as_
             .any(|r| r.0 == Status::Removed && r.1.is_none())
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_removal_left_unanswered_by_a_crash_is_settled_by_what_the_server_holds() {
+    let fake = Fake::default();
+    let place = ("lib".to_string(), "alice".to_string());
+    let still_there = fake.lock().apply(&place, "kept");
+    let mut job = crate::plan::PersonJob::without_images("lib".into(), "alice".into());
+    // One whose removal never landed (no sync now: it stays), one whose removal did.
+    job.drops = vec![
+        drop_work(&still_there, "kept", Status::Removing, false),
+        drop_work("id-99", "gone", Status::Removing, false),
+    ];
+    let records = run(&fake, job).await;
+    let s = fake.lock();
+    assert_eq!(
+        (s.removes, s.copies("kept")),
+        (0, 1),
+        "nothing is sent to settle"
+    );
+    assert!(records.contains(&(Status::Registered, Some(still_there.clone()), true)));
+    assert!(records.contains(&(Status::Removed, Some("id-99".into()), false)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sync_resumed_after_a_crash_removes_what_is_still_there_by_its_id() {
+    let fake = Fake::default();
+    let place = ("lib".to_string(), "alice".to_string());
+    let id = fake.lock().apply(&place, "dropped");
+    let mut job = crate::plan::PersonJob::without_images("lib".into(), "alice".into());
+    job.drops = vec![drop_work(&id, "dropped", Status::Removing, true)];
+    let records = run(&fake, job).await;
+    let s = fake.lock();
+    assert_eq!((s.removes, s.copies("dropped")), (1, 0));
+    let statuses: Vec<Status> = records.iter().map(|r| r.0).collect();
+    assert_eq!(statuses, [Status::Removing, Status::Removed]);
+}
