@@ -160,6 +160,34 @@ struct CheckSync {
     /// `check` (sending nothing) cannot count.
     server_not_read: bool,
     unsafe_ids: Vec<String>,
+    /// Every image the sync would remove.
+    removals: Vec<CheckRemoval>,
+}
+
+#[derive(serde::Serialize)]
+struct CheckRemoval {
+    library: String,
+    person: String,
+    image_url: String,
+    id: Option<String>,
+    reason: &'static str,
+}
+
+/// The removals a sync plans, in ledger order per person.
+fn removal_list(dropped: &plan::Dropped) -> Vec<CheckRemoval> {
+    dropped
+        .persons
+        .iter()
+        .flat_map(|p| {
+            p.drops.iter().filter(|d| d.remove).map(|d| CheckRemoval {
+                library: p.category_id.clone(),
+                person: p.person_id.clone(),
+                image_url: d.image_url.clone(),
+                id: d.id.clone(),
+                reason: d.why.reason(),
+            })
+        })
+        .collect()
 }
 
 impl CheckJson {
@@ -208,6 +236,7 @@ impl CheckJson {
                 over_max_delete: too_many,
                 server_not_read: s.scope == plan::SyncScope::Library,
                 unsafe_ids: dropped.unsafe_ids.clone(),
+                removals: removal_list(dropped),
             }),
         }
     }
@@ -256,6 +285,25 @@ fn render_sync(
     );
     for (library, adds, removes) in per_library(plan, dropped) {
         let _ = writeln!(out, "    library {library}: add {adds}, remove {removes}");
+    }
+    const SHOWN: usize = 20;
+    let list = removal_list(dropped);
+    for r in list.iter().take(SHOWN) {
+        let _ = writeln!(
+            out,
+            "    to remove: {} / {} {} ({})",
+            r.library,
+            r.person,
+            r.image_url,
+            r.id.as_deref().unwrap_or("id read at run time")
+        );
+    }
+    if list.len() > SHOWN {
+        let _ = writeln!(
+            out,
+            "    … and {} more to remove (--json lists them all)",
+            list.len() - SHOWN
+        );
     }
     for bad in &dropped.unsafe_ids {
         let _ = writeln!(
