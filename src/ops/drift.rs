@@ -95,6 +95,8 @@ pub struct LedgerRec {
     pub status: Status,
     /// Registered with a server id.
     pub face: bool,
+    /// `failed` and not retryable: the service refused the image for good.
+    pub refused: bool,
     /// The image's library among the ledger's (see `verify`).
     pub library: u32,
 }
@@ -275,6 +277,10 @@ pub struct Drift {
     /// The vanished faces' [`LedgerIndex`] positions, until their strings are read.
     #[serde(skip)]
     pub vanished_at: Vec<u32>,
+    /// Manifest images not on the server that the service refused for good (the ledger's last
+    /// record is a `failed` that is not retryable): a known refusal, not drift.
+    #[serde(skip)]
+    pub refused: u64,
 }
 
 impl Drift {
@@ -452,14 +458,17 @@ pub fn compare<P: Clone>(
         drift.persons_over_limit = over;
     }
     for (at, e) in expected.iter().enumerate() {
-        let status = ledger.status(e.key());
+        let rec = ledger.find(e.key()).map(|i| ledger.rec(i));
+        let status = rec.map(|r| r.status);
         // Removed on purpose (rollback, or a repair of a vanished id): the ledger and the
         // server agree it is not there; the next run registers it again.
         if status == Some(Status::Removed) {
             drift.removed_in_ledger += 1;
             continue;
         }
-        if !listed[at] {
+        if !listed[at] && rec.is_some_and(|r| r.refused) {
+            drift.refused += 1;
+        } else if !listed[at] {
             drift.missing.push(Missing {
                 line: e.line,
                 ledger_status: status.map(|s| s.as_str()),
@@ -528,6 +537,7 @@ mod tests {
         let rec = LedgerRec {
             status: Status::Registered,
             face: true,
+            refused: false,
             library: 0,
         };
         let images = ledger

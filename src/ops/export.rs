@@ -152,8 +152,9 @@ fn pack(out: &mut Vec<u8>, fields: [Option<&str>; FIELDS]) {
     }
 }
 
-fn unpack(mut bytes: &[u8]) -> RowRef<'_> {
-    let mut fields = [None; FIELDS];
+/// The first `N` fields of a packed row.
+fn fields<const N: usize>(mut bytes: &[u8]) -> [Option<&str>; N] {
+    let mut fields = [None; N];
     for field in &mut fields {
         let (mut n, mut shift) = (0u64, 0);
         loop {
@@ -172,7 +173,11 @@ fn unpack(mut bytes: &[u8]) -> RowRef<'_> {
             bytes = rest;
         }
     }
-    let [cat, person, name, url, face, ts, lib, entity, sample] = fields;
+    fields
+}
+
+fn unpack(bytes: &[u8]) -> RowRef<'_> {
+    let [cat, person, name, url, face, ts, lib, entity, sample] = fields::<FIELDS>(bytes);
     RowRef {
         category_id: cat.unwrap_or_default(),
         person_id: person.unwrap_or_default(),
@@ -281,10 +286,14 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
     let mut order: Vec<(usize, u32)> = rows.at.iter().copied().zip(first_of).collect();
     let packed = &rows.packed;
     order.sort_by(|&(a, first_a), &(b, first_b)| {
-        let (a, b) = (unpack(&packed[a..]), unpack(&packed[b..]));
-        cmp_folded(a.category_id, b.category_id)
-            .then_with(|| cmp_folded(a.person_id, b.person_id))
-            .then_with(|| a.image_url.cmp(b.image_url))
+        // Library, person and URL are the first, second and fourth fields.
+        let [cat_a, person_a, _, url_a] = fields::<4>(&packed[a..]);
+        let [cat_b, person_b, _, url_b] = fields::<4>(&packed[b..]);
+        let (cat_a, cat_b) = (cat_a.unwrap_or_default(), cat_b.unwrap_or_default());
+        let (person_a, person_b) = (person_a.unwrap_or_default(), person_b.unwrap_or_default());
+        cmp_folded(cat_a, cat_b)
+            .then_with(|| cmp_folded(person_a, person_b))
+            .then_with(|| url_a.cmp(&url_b))
             .then(first_a.cmp(&first_b))
     });
     rows.at = order.into_iter().map(|(at, _)| at).collect();
@@ -372,6 +381,92 @@ mod tests {
         for good in ["alice", "", "1-2", "https://x/=y"] {
             assert_eq!(neutralise(good), good);
         }
+    }
+
+    #[test]
+    fn a_packed_row_reads_back_exactly_absent_empty_and_long_fields_alike() {
+        let long = "é".repeat(300);
+        let fields = [
+            Some("lib"),
+            Some(""),
+            None,
+            Some(long.as_str()),
+            Some("f1"),
+            Some("t"),
+            None,
+            Some("e"),
+            None,
+        ];
+        let mut packed = Vec::new();
+        pack(&mut packed, fields);
+        pack(&mut packed, [None; FIELDS]);
+        let row = unpack(&packed);
+        assert_eq!(
+            (
+                row.category_id,
+                row.person_id,
+                row.person_name,
+                row.image_url
+            ),
+            ("lib", "", None, long.as_str())
+        );
+        assert_eq!(
+            (row.lib_id, row.entity_id, row.sample_id),
+            (None, Some("e"), None)
+        );
+        let first_len = packed.len() - FIELDS;
+        assert_eq!(unpack(&packed[first_len..]), RowRef::default());
+    }
+
+    #[test]
+    fn rows_sort_by_folded_library_and_person_then_url_and_ties_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = dir.path().join("l.jsonl");
+        let mut bytes = Vec::new();
+        let mut record = |person: &str, url: &str, key: Option<&str>, status, face: &str| {
+            let mut r = crate::ledger::ImageRecord::new("r", status, "Lib", person, url);
+            if let Some(key) = key {
+                r = r.with_identity(key);
+            }
+            r.face_id = Some(face.into());
+            crate::ledger::encode(&crate::ledger::Record::Image(r), &mut bytes);
+        };
+        record("bob", "https://x/2", None, Status::Registered, "b2");
+        record(
+            "Alice",
+            "https://x/1",
+            Some("k2"),
+            Status::Registered,
+            "a-k2",
+        );
+        record(
+            "alice",
+            "https://x/1",
+            Some("k1"),
+            Status::Registered,
+            "a-k1",
+        );
+        record("carol", "https://x/3", None, Status::Registered, "c3");
+        record("carol", "https://x/3", None, Status::Removed, "c3");
+        record(
+            "Alice",
+            "https://x/1",
+            Some("k2"),
+            Status::Registered,
+            "a-k2-again",
+        );
+        std::fs::write(&ledger, &bytes).unwrap();
+        let config = ExportConfig {
+            ledger,
+            format: Format::Csv,
+            output: None,
+        };
+        let rows = collect(&config).unwrap();
+        let faces: Vec<_> = rows.iter().map(|r| r.face_id.unwrap_or_default()).collect();
+        // Alice's two images share a URL: the one registered first comes first, with the
+        // id of its last record; carol's last record is not `registered`.
+        assert_eq!(faces, ["a-k2-again", "a-k1", "b2"]);
+        assert!(!rows.ice);
     }
 
     #[test]

@@ -81,7 +81,7 @@ pub async fn execute<T: Target>(config: VerifyConfig, target: T, endpoint: Strin
         resolve(&manifest, &ledger, kind, &mut drifts, &mut inputs).map(|()| (drifts, inputs))
     })
     .await;
-    let (mut drifts, inputs) = match resolved {
+    let (drifts, inputs) = match resolved {
         Ok(Ok(both)) => both,
         Ok(Err(e)) => {
             crate::say!("face-enroll: {e}");
@@ -92,7 +92,7 @@ pub async fn execute<T: Target>(config: VerifyConfig, target: T, endpoint: Strin
             return finish_early(&config, Exit::Usage);
         }
     };
-    let refused = super::verify_render::set_aside_refused(&mut drifts, &config.ledger);
+    let refused = drifts.iter().map(|d| d.refused).sum();
     signals.abort();
     if let Some(error) = stop.take_fatal() {
         crate::say!("face-enroll: the service refused the verification: {error}");
@@ -408,6 +408,7 @@ fn read_ledger(
                 LedgerRec {
                     status: image.status,
                     face: false,
+                    refused: false,
                     library: 0,
                 },
                 [0; 2],
@@ -432,6 +433,7 @@ fn read_ledger(
         images[slot].1 = LedgerRec {
             status: image.status,
             face: id.is_some(),
+            refused: image.status == Status::Failed && image.view.retryable != Some(true),
             library: last_category.1,
         };
         images[slot].2 = id.unwrap_or_default();
