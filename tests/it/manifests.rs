@@ -306,7 +306,9 @@ fn a_manifest_appended_to_while_it_is_read_is_refused_and_nothing_is_sent() {
         .command(&["check", path.to_str().unwrap()])
         .output()
         .unwrap();
-    let run = world.run(&path, &[]);
+    // Bounded: were the change missed, the run would import for at most this long (and fail
+    // the exit-code assertion) instead of registering every row.
+    let run = world.run(&path, &["--max-duration", "20s"]);
     done.store(true, Ordering::SeqCst);
     let appended = writer.join().unwrap();
     assert!(appended > 0, "the writer never appended");
