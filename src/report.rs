@@ -394,30 +394,44 @@ pub fn write_atomically(path: &std::path::Path, contents: &[u8]) -> std::io::Res
 /// place; a regular file is replaced atomically by a temporary file beside it (in the link
 /// target's directory), synced, with `mode`, then renamed over it.
 pub fn write_output(path: &std::path::Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::io::Write;
+    write_output_with(path, mode, |out| out.write_all(contents))
+}
+
+/// [`write_output`] for contents produced piece by piece by `fill` (through a buffer), so
+/// nothing has to hold them whole; the file is replaced only if `fill` succeeds.
+pub fn write_output_with(
+    path: &std::path::Path,
+    mode: u32,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::io::{BufWriter, Write};
     use std::os::unix::fs::PermissionsExt;
     if path.as_os_str() == "-" || names_stdout(path) {
-        let mut out = std::io::stdout().lock();
-        out.write_all(contents)?;
+        let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        fill(&mut out)?;
         return out.flush();
     }
     let target = resolve_links(path)?;
     if let Ok(meta) = std::fs::metadata(&target)
         && !meta.is_file()
     {
-        let mut file = std::fs::OpenOptions::new().write(true).open(&target)?;
-        return file.write_all(contents);
+        let file = std::fs::OpenOptions::new().write(true).open(&target)?;
+        let mut out = BufWriter::with_capacity(1 << 16, file);
+        fill(&mut out)?;
+        return out.flush();
     }
     let dir = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".face-enroll.")
         .suffix(".tmp")
         .permissions(std::fs::Permissions::from_mode(mode))
         .tempfile_in(&dir)?;
-    tmp.write_all(contents)?;
+    let mut out = BufWriter::with_capacity(1 << 16, tmp);
+    fill(&mut out)?;
+    let tmp = out.into_inner().map_err(|e| e.into_error())?;
     tmp.as_file().sync_all()?;
     tmp.persist(&target).map_err(|e| e.error)?;
     Ok(())

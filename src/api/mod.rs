@@ -8,6 +8,7 @@
 mod error;
 mod ice;
 mod mts;
+mod persons;
 mod response;
 
 use std::fmt;
@@ -27,6 +28,7 @@ pub use ice::{
 pub use mts::{
     Category, CustomPersons, Face, Person, RegisterFace, RegisterFaceResponse, Scope, TagPerson,
 };
+pub use persons::{CategoryHead, FaceRef, PersonRef, PersonsBody};
 
 /// A success that returns nothing but its request id (deletes, unregistrations, tags).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -198,6 +200,29 @@ enum Phase {
     Body,
 }
 
+/// The most a `Content-Length` makes the client reserve before the body arrives.
+const MAX_PRESIZE: u64 = 256 << 20;
+
+/// An answer as received, before it is interpreted.
+struct Received {
+    status: u16,
+    /// `x-acs-retry-after`, milliseconds (errors only).
+    retry_after: Option<Vec<u8>>,
+    request_id: Option<String>,
+    body: bytes::Bytes,
+}
+
+impl Received {
+    fn answer(&self) -> response::Answer<'_> {
+        response::Answer {
+            status: self.status,
+            body: &self.body,
+            retry_after: self.retry_after.as_deref(),
+            request_id: self.request_id.as_deref(),
+        }
+    }
+}
+
 impl Client {
     /// Builds the client: https through rustls; plain http only to a loopback host (the sandbox).
     pub fn new<C: Into<Provider>>(cfg: ClientConfig<C>) -> Result<Client, ApiError> {
@@ -263,6 +288,37 @@ impl Client {
         action: &str,
         params: &[(&str, &str)],
     ) -> Result<Value, ApiError> {
+        self.attempt(service, action, params, |received| {
+            response::interpret(received.answer())
+        })
+        .await
+    }
+
+    /// [`Client::call`] for an answer too large to parse into a tree: a success's body as
+    /// received (the caller parses it), an error as `call` gives it.
+    pub async fn call_body(
+        &self,
+        service: Service,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> Result<(u16, bytes::Bytes), ApiError> {
+        self.attempt(service, action, params, |received| {
+            if (200..300).contains(&received.status) {
+                return Ok((received.status, received.body.clone()));
+            }
+            let parsed: Option<Value> = serde_json::from_slice(&received.body).ok();
+            Err(response::failure(received.answer(), parsed.as_ref()))
+        })
+        .await
+    }
+
+    async fn attempt<R>(
+        &self,
+        service: Service,
+        action: &str,
+        params: &[(&str, &str)],
+        finish: impl FnOnce(&Received) -> Result<R, ApiError>,
+    ) -> Result<R, ApiError> {
         let provider = &self.inner.credentials;
         let creds = provider.credentials().await.map_err(unavailable)?;
         let (nonce, timestamp) = (new_nonce(), timestamp_now());
@@ -279,7 +335,11 @@ impl Client {
                     .fold(self.inner.http.post(url), |r, (k, v)| r.header(k, v))
             }
         };
-        match self.send(request, &creds).await {
+        let result = match self.send(request).await {
+            Ok(received) => finish(&received).map_err(|e| scrub(&creds, e)),
+            Err(e) => Err(e),
+        };
+        match result {
             // The token ran out before its announced expiry (or the clock is off): nothing was
             // applied. Renewable credentials make it a retry with new ones; fixed ones cannot
             // get better, so the run stops.
@@ -294,12 +354,8 @@ impl Client {
         }
     }
 
-    async fn send(
-        &self,
-        request: reqwest::RequestBuilder,
-        creds: &Credentials,
-    ) -> Result<Value, ApiError> {
-        let resp = request
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Received, ApiError> {
+        let mut resp = request
             .send()
             .await
             .map_err(|e| self.transport(e, Phase::Send))?;
@@ -317,17 +373,23 @@ impl Client {
                 .map(str::to_string);
             (retry, rid)
         };
-        let body = resp
-            .bytes()
+        // Chunk by chunk into one buffer: collecting the body first and then joining its
+        // chunks would hold a large answer (a whole library's listing) twice.
+        let expected = resp.content_length().unwrap_or(0).min(MAX_PRESIZE) as usize;
+        let mut body = Vec::with_capacity(expected);
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| self.transport(e, Phase::Body))?;
-        let answer = response::Answer {
+            .map_err(|e| self.transport(e, Phase::Body))?
+        {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Received {
             status,
-            body: &body,
-            retry_after: retry_after.as_deref(),
-            request_id: request_id.as_deref(),
-        };
-        response::interpret(answer).map_err(|e| scrub(creds, e))
+            retry_after,
+            request_id,
+            body: body.into(),
+        })
     }
 
     /// The full request URL: base, canonical query (already percent-encoded), signature.

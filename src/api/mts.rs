@@ -2,7 +2,10 @@
 
 use serde_json::{Map, Value};
 
-use super::response::{list, object, text};
+use std::borrow::Cow;
+
+use super::persons::PersonsBody;
+use super::response::{object, text};
 use super::{Ack, ApiError, Client, ErrorClass, Service};
 
 /// System face libraries: registering into one silently uses the system library instead.
@@ -137,6 +140,20 @@ impl Client {
         category_id: Option<&str>,
         person_id: Option<&str>,
     ) -> Result<CustomPersons, ApiError> {
+        Ok(tree(
+            &self
+                .list_custom_persons_body(category_id, person_id)
+                .await?,
+        ))
+    }
+
+    /// ListCustomPersons, the answer kept as received and walked person by person: for a
+    /// whole library, which can be a million faces in one answer.
+    pub async fn list_custom_persons_body(
+        &self,
+        category_id: Option<&str>,
+        person_id: Option<&str>,
+    ) -> Result<PersonsBody, ApiError> {
         let mut params = Vec::with_capacity(2);
         if let Some(c) = category_id {
             params.push(("CategoryId", c));
@@ -144,10 +161,10 @@ impl Client {
         if let Some(p) = person_id {
             params.push(("PersonId", p));
         }
-        let v = self
-            .call(Service::Mts, "ListCustomPersons", &params)
+        let (status, body) = self
+            .call_body(Service::Mts, "ListCustomPersons", &params)
             .await?;
-        parse_custom_persons(object(&v))
+        PersonsBody::parse(status, body)
     }
 
     /// UnregisterCustomFace for one face. `ALL` in `person_id` or `face_id` is refused locally
@@ -224,40 +241,40 @@ impl Client {
     }
 }
 
-/// Reads `Categories.Category[].Persons.Person[].Faces.Face[]`, tolerating absent wrappers.
-pub(crate) fn parse_custom_persons(obj: &Map<String, Value>) -> Result<CustomPersons, ApiError> {
-    const ACTION: &str = "ListCustomPersons";
-    let mut categories = Vec::new();
-    for c in list(obj, "Categories", "Category") {
-        let mut persons = Vec::new();
-        for p in list(c, "Persons", "Person") {
-            let faces = list(p, "Faces", "Face")
-                .into_iter()
-                .map(|f| {
-                    Ok(Face {
-                        face_id: required(f, "FaceId", ACTION)?,
-                        image_url: text(f, "ImageUrl"),
-                    })
+/// The answer as a tree of owned lists (for a person's or a small listing).
+pub(crate) fn tree(body: &PersonsBody) -> CustomPersons {
+    let mut categories: Vec<Category> = body
+        .categories()
+        .iter()
+        .map(|c| Category {
+            category_id: c.category_id.clone(),
+            category_name: c.category_name.clone(),
+            category_description: c.category_description.clone(),
+            persons: Vec::new(),
+        })
+        .collect();
+    body.walk(|p| {
+        let Some(category) = categories.get_mut(p.category_at) else {
+            return;
+        };
+        category.persons.push(Person {
+            person_id: p.person_id.into_owned(),
+            person_name: p.person_name.map(Cow::into_owned),
+            person_description: p.person_description.map(Cow::into_owned),
+            faces: p
+                .faces
+                .iter()
+                .map(|f| Face {
+                    face_id: f.face_id.to_string(),
+                    image_url: f.image_url.as_deref().map(str::to_string),
                 })
-                .collect::<Result<Vec<_>, ApiError>>()?;
-            persons.push(Person {
-                person_id: required(p, "PersonId", ACTION)?,
-                person_name: text(p, "PersonName"),
-                person_description: text(p, "PersonDescription"),
-                faces,
-            });
-        }
-        categories.push(Category {
-            category_id: required(c, "CategoryId", ACTION)?,
-            category_name: text(c, "CategoryName"),
-            category_description: text(c, "CategoryDescription"),
-            persons,
+                .collect(),
         });
-    }
-    Ok(CustomPersons {
+    });
+    CustomPersons {
         categories,
-        request_id: text(obj, "RequestId"),
-    })
+        request_id: body.request_id().map(str::to_string),
+    }
 }
 
 #[cfg(test)]
@@ -265,8 +282,8 @@ mod tests {
     use super::*;
 
     fn parse(json: &str) -> Result<CustomPersons, ApiError> {
-        let v: Value = serde_json::from_str(json).unwrap();
-        parse_custom_persons(v.as_object().unwrap())
+        let body = PersonsBody::parse(200, bytes::Bytes::copy_from_slice(json.as_bytes()))?;
+        Ok(tree(&body))
     }
 
     #[test]

@@ -35,9 +35,16 @@ pub(crate) fn interpret(answer: Answer<'_>) -> Result<Value, ApiError> {
             )),
         };
     }
+    Err(failure(answer, parsed.as_ref()))
+}
+
+/// The error a non-2xx answer stands for, classified by its code (`parsed`: its body as JSON,
+/// if it is JSON).
+pub(crate) fn failure(answer: Answer<'_>, parsed: Option<&Value>) -> ApiError {
+    let status = answer.status;
     let header_request_id = answer.request_id.map(str::to_string);
     let retry_after = answer.retry_after.and_then(parse_retry_after);
-    let error = match parsed.as_ref().and_then(Value::as_object) {
+    let error = match parsed.and_then(Value::as_object) {
         Some(obj) if text(obj, "Code").is_some() => {
             let code = text(obj, "Code").unwrap_or_default();
             let message = text(obj, "Message").unwrap_or_default();
@@ -54,7 +61,7 @@ pub(crate) fn interpret(answer: Answer<'_>) -> Result<Value, ApiError> {
         )
         .with_request_id(header_request_id),
     };
-    Err(error.with_retry_after(retry_after))
+    error.with_retry_after(retry_after)
 }
 
 fn parse_retry_after(raw: &[u8]) -> Option<Duration> {
@@ -63,7 +70,7 @@ fn parse_retry_after(raw: &[u8]) -> Option<Duration> {
 }
 
 /// The start of a body, printable, for an error message (HTML pages can be long).
-fn snippet(body: &[u8]) -> String {
+pub(crate) fn snippet(body: &[u8]) -> String {
     if body.is_empty() {
         return "(empty body)".to_string();
     }

@@ -5,12 +5,13 @@
 //! Images match by `image_key` (library and person case-insensitive, URL exact), server images
 //! by their id (FaceId or SampleId).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde::Serialize;
 
 use crate::ledger::{KeyMap, Status};
-use crate::manifest::image_key;
+use crate::manifest::{image_key, person_key};
+use crate::target::Listing;
 
 /// The server's id of an image, named as the ledger names it: `face_id` (MTS) or
 /// `sample_id` (ICE).
@@ -35,16 +36,36 @@ impl Default for ServerId {
     }
 }
 
-/// One image on the server, in one library.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerFace {
-    pub category_id: String,
-    pub person_id: String,
-    pub image_url: Option<String>,
-    pub id: String,
+/// A manifest image that should be on the server: its key and line. Its strings are read
+/// again from the manifest only for the lines a finding names ([`Inputs::rows`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExpectedRow {
+    key: [u64; 2],
+    pub line: u64,
 }
 
-/// A manifest image that should be on the server.
+impl ExpectedRow {
+    pub fn new(key: u128, line: u64) -> ExpectedRow {
+        ExpectedRow {
+            key: split(key),
+            line,
+        }
+    }
+
+    pub fn key(&self) -> u128 {
+        join(self.key)
+    }
+}
+
+fn split(v: u128) -> [u64; 2] {
+    [(v >> 64) as u64, v as u64]
+}
+
+fn join(v: [u64; 2]) -> u128 {
+    (u128::from(v[0]) << 64) | u128::from(v[1])
+}
+
+/// A manifest row in full.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expected {
     pub line: u64,
@@ -56,7 +77,7 @@ pub struct Expected {
     pub identity: String,
 }
 
-/// An image the ledger records as registered.
+/// An image the ledger records as registered, in full.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LedgerFace {
     /// The server's id: FaceId or SampleId.
@@ -68,28 +89,124 @@ pub struct LedgerFace {
     pub identity: String,
 }
 
+/// The last record of one image in the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LedgerRec {
+    pub status: Status,
+    /// Registered with a server id.
+    pub face: bool,
+    /// `failed` and not retryable: the service refused the image for good.
+    pub refused: bool,
+    /// The image's library among the ledger's (see `verify`).
+    pub library: u32,
+}
+
+/// The hash of a server id (xxh3-128): the ledger's ids are compared, not kept.
+pub fn id_hash(id: &str) -> [u64; 2] {
+    split(xxhash_rust::xxh3::xxh3_128(id.as_bytes()))
+}
+
+/// The ledger's last record of every image of the target, packed: image keys in order with
+/// their record, and the hashes of the registered ids in order with their image.
+#[derive(Debug, Default)]
+pub struct LedgerIndex {
+    keys: Vec<u128>,
+    recs: Vec<LedgerRec>,
+    ids: Vec<([u64; 2], u32)>,
+}
+
+impl LedgerIndex {
+    /// From each image's last record and the hash of its id (if it is a face).
+    pub fn build(images: Vec<(u128, LedgerRec, [u64; 2])>) -> LedgerIndex {
+        let mut images = images;
+        images.sort_unstable_by_key(|(key, _, _)| *key);
+        let mut index = LedgerIndex {
+            keys: images.iter().map(|(key, _, _)| *key).collect(),
+            recs: images.iter().map(|(_, rec, _)| *rec).collect(),
+            ids: Vec::new(),
+        };
+        index.ids = images
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, rec, _))| rec.face)
+            .map(|(at, (_, _, id))| (*id, at as u32))
+            .collect();
+        index.ids.sort_unstable();
+        index
+    }
+
+    /// Images with a record.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Images registered with a server id.
+    pub fn faces(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn find(&self, key: u128) -> Option<usize> {
+        self.keys.binary_search(&key).ok()
+    }
+
+    pub fn key(&self, at: usize) -> u128 {
+        self.keys[at]
+    }
+
+    pub fn rec(&self, at: usize) -> LedgerRec {
+        self.recs[at]
+    }
+
+    pub fn status(&self, key: u128) -> Option<Status> {
+        self.find(key).map(|at| self.recs[at].status)
+    }
+
+    /// Whether the image `key` is registered with a server id.
+    pub fn is_face(&self, key: u128) -> bool {
+        self.find(key).is_some_and(|at| self.recs[at].face)
+    }
+
+    /// The image registered with the server id `id`.
+    pub fn by_id(&self, id: &str) -> Option<usize> {
+        let hash = id_hash(id);
+        let at = self.ids.partition_point(|(h, _)| *h < hash);
+        self.ids
+            .get(at)
+            .filter(|(h, _)| *h == hash)
+            .map(|(_, image)| *image as usize)
+    }
+
+    /// Every image registered with a server id, in key order.
+    pub fn face_images(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.recs.len()).filter(|&at| self.recs[at].face)
+    }
+}
+
 /// One library's side of the comparison, before the server is read.
 #[derive(Clone, Debug, Default)]
 pub struct LibraryInputs {
     /// As first written (manifest first, else ledger).
     pub name: String,
-    pub expected: Vec<Expected>,
+    pub expected: Vec<ExpectedRow>,
     /// Manifest images beyond a person's 10 in manifest order: never sent, so not expected.
     pub over_limit: u64,
-    /// Image keys of the ledger's registered faces in this library.
-    pub ledger_faces: Vec<u128>,
+    /// The ledger's registered faces in this library ([`LedgerIndex`] positions).
+    pub ledger_faces: Vec<u32>,
 }
 
-/// Everything known before the server is read.
+/// Everything known before the server is read, and the strings of what was found.
 #[derive(Default)]
 pub struct Inputs {
     pub libraries: Vec<LibraryInputs>,
-    /// The last status of every image in the ledger.
-    pub statuses: KeyMap<Status>,
-    /// Registered faces, by image key.
-    pub faces: KeyMap<LedgerFace>,
-    /// Image key of each registered server id.
-    pub ids: HashMap<String, u128>,
+    pub ledger: LedgerIndex,
+    /// Manifest rows in full, by line: only those a finding names (missing, orphans).
+    pub rows: HashMap<u64, Expected>,
+    /// Registered faces found vanished, by server id, with their image key.
+    pub vanished: HashMap<String, (u128, LedgerFace)>,
     pub invalid_rows: u64,
     pub duplicate_rows: u64,
     /// Records of the other target (they live in another service).
@@ -157,6 +274,13 @@ pub struct Drift {
     pub orphans: Vec<Orphan>,
     pub vanished: Vec<Vanished>,
     pub persons_over_limit: Vec<Crowded>,
+    /// The vanished faces' [`LedgerIndex`] positions, until their strings are read.
+    #[serde(skip)]
+    pub vanished_at: Vec<u32>,
+    /// Manifest images not on the server that the service refused for good (the ledger's last
+    /// record is a `failed` that is not retryable): a known refusal, not drift.
+    #[serde(skip)]
+    pub refused: u64,
 }
 
 impl Drift {
@@ -166,6 +290,7 @@ impl Drift {
             && self.duplicates.is_empty()
             && self.orphans.is_empty()
             && self.vanished.is_empty()
+            && self.vanished_at.is_empty()
             && self.persons_over_limit.is_empty()
     }
 
@@ -174,19 +299,12 @@ impl Drift {
     }
 }
 
-/// Faces of one image on the server, in the order listed.
-struct Group {
-    person_id: String,
-    image_url: String,
-    faces: Vec<String>,
-}
-
-/// One library's server faces, grouped by image.
-#[derive(Default)]
-struct Listed<'a> {
-    groups: Vec<Group>,
-    group_of: KeyMap<usize>,
-    on_server: HashSet<&'a str>,
+/// Faces of one image of one listed person, in the order listed.
+struct Group<'a> {
+    key: u128,
+    image_url: &'a str,
+    /// Each face's id and the ledger image registered with it.
+    faces: Vec<(&'a str, Option<usize>)>,
 }
 
 /// How a comparison names ids and counts persons.
@@ -209,12 +327,17 @@ impl Rules {
 }
 
 /// Compares what the server holds in one library with what the manifest expects and the
-/// ledger records.
-pub fn compare(
+/// ledger records, walking the listing person by person: only findings are copied out of it.
+/// With `places`, records where each id a finding names lives (for a repair).
+///
+/// The strings of missing images and vanished faces are left empty, to be read afterwards
+/// from the manifest and the ledger (`verify`), so that neither is held whole meanwhile.
+pub fn compare<P: Clone>(
     library: &LibraryInputs,
-    listing: &[ServerFace],
+    listing: &Listing<P>,
     inputs: &Inputs,
     rules: Rules,
+    mut places: Option<&mut HashMap<String, P>>,
 ) -> Drift {
     let mut drift = Drift {
         library: library.name.clone(),
@@ -222,175 +345,181 @@ pub fn compare(
         over_limit_in_manifest: library.over_limit,
         ..Drift::default()
     };
-    let listed = group(listing, inputs, rules, &mut drift);
-    let expected_line: KeyMap<u64> = library
-        .expected
-        .iter()
-        .map(|e| (key_of(e), e.line))
-        .collect();
-    for (key, at) in &listed.group_of {
-        let line = expected_line.get(key).copied();
-        judge_group(&listed.groups[*at], *key, line, inputs, rules, &mut drift);
+    let ledger = &inputs.ledger;
+    let expected = &library.expected;
+    let mut by_key: Vec<u32> = (0..expected.len() as u32).collect();
+    by_key.sort_unstable_by_key(|&at| expected[at as usize].key());
+    let find_expected = |key: u128| {
+        by_key
+            .binary_search_by_key(&key, |&at| expected[at as usize].key())
+            .ok()
+            .map(|found| by_key[found] as usize)
+    };
+    let mut listed = vec![false; expected.len()];
+    let mut on_server = vec![false; ledger.len()];
+    // Faces per person; the name of a person over the limit as listed.
+    let mut counts: KeyMap<u32> = KeyMap::default();
+    let mut crowded: KeyMap<String> = KeyMap::default();
+    let mut url_less = Vec::new();
+    let mut orphans = Vec::new();
+    listing.walk(|person_id, images, place| {
+        let person = person_key(&library.name, person_id);
+        let count = counts.entry(person).or_insert(0);
+        *count += images.len() as u32;
+        if rules.max_per_person.is_some_and(|limit| *count > limit) {
+            crowded
+                .entry(person)
+                .or_insert_with(|| person_id.to_string());
+        }
+        let mut groups: Vec<Group<'_>> = Vec::new();
+        let mut group_of: KeyMap<usize> = KeyMap::default();
+        for image in images {
+            drift.server_faces += 1;
+            let known = ledger.by_id(image.id);
+            if let Some(at) = known {
+                on_server[at] = true;
+            }
+            let Some(url) = image.image_url else {
+                if known.is_none() {
+                    url_less.push(Orphan {
+                        person_id: person_id.to_string(),
+                        image_url: None,
+                        id: rules.id(image.id),
+                        line: None,
+                    });
+                    note_place(&mut places, image.id, place);
+                }
+                continue;
+            };
+            let key = image_key(&library.name, person_id, url);
+            let at = *group_of.entry(key).or_insert_with(|| {
+                groups.push(Group {
+                    key,
+                    image_url: url,
+                    faces: Vec::new(),
+                });
+                groups.len() - 1
+            });
+            groups[at].faces.push((image.id, known));
+        }
+        for group in &groups {
+            let line = find_expected(group.key).map(|at| {
+                listed[at] = true;
+                expected[at].line
+            });
+            let ledger_image = ledger.find(group.key);
+            let keep = group
+                .faces
+                .iter()
+                .find(|(_, known)| known.is_some() && *known == ledger_image)
+                .unwrap_or(&group.faces[0]);
+            if group.faces.len() > 1 {
+                for (id, _) in &group.faces {
+                    note_place(&mut places, id, place);
+                }
+                drift.duplicates.push(Duplicate {
+                    person_id: person_id.to_string(),
+                    image_url: group.image_url.to_string(),
+                    extra: group
+                        .faces
+                        .iter()
+                        .filter(|(id, _)| *id != keep.0)
+                        .map(|(id, _)| id.to_string())
+                        .collect(),
+                    keep: keep.0.to_string(),
+                });
+            }
+            if keep.1.is_none() {
+                note_place(&mut places, keep.0, place);
+                orphans.push(Orphan {
+                    person_id: person_id.to_string(),
+                    image_url: Some(group.image_url.to_string()),
+                    id: rules.id(keep.0),
+                    line,
+                });
+            }
+        }
+    });
+    // Findings in the server's order, the faces without a URL first.
+    url_less.append(&mut orphans);
+    drift.orphans = url_less;
+    if let Some(limit) = rules.max_per_person {
+        let mut over: Vec<Crowded> = crowded
+            .into_iter()
+            .filter_map(|(person, person_id)| {
+                let faces = counts.get(&person).copied().unwrap_or(0);
+                (faces > limit).then_some(Crowded {
+                    person_id,
+                    faces: u64::from(faces),
+                })
+            })
+            .collect();
+        over.sort_by(|a, b| a.person_id.cmp(&b.person_id));
+        drift.persons_over_limit = over;
     }
-    // HashMap order is arbitrary: list groups' findings in the server's order.
-    let order: HashMap<&str, usize> = listed
-        .groups
-        .iter()
-        .enumerate()
-        .flat_map(|(i, g)| g.faces.iter().map(move |f| (f.as_str(), i)))
-        .collect();
-    drift
-        .duplicates
-        .sort_by_key(|d| order.get(d.keep.as_str()).copied());
-    drift
-        .orphans
-        .sort_by_key(|o| order.get(o.id.as_str()).copied());
-    for e in &library.expected {
-        let key = key_of(e);
+    for (at, e) in expected.iter().enumerate() {
+        let rec = ledger.find(e.key()).map(|i| ledger.rec(i));
+        let status = rec.map(|r| r.status);
         // Removed on purpose (rollback, or a repair of a vanished id): the ledger and the
         // server agree it is not there; the next run registers it again.
-        if inputs.statuses.get(&key) == Some(&Status::Removed) {
+        if status == Some(Status::Removed) {
             drift.removed_in_ledger += 1;
             continue;
         }
-        if !listed.group_of.contains_key(&key) {
+        if !listed[at] && rec.is_some_and(|r| r.refused) {
+            drift.refused += 1;
+        } else if !listed[at] {
             drift.missing.push(Missing {
                 line: e.line,
-                person_id: e.person_id.clone(),
-                image_url: e.image_url.clone(),
-                ledger_status: inputs.statuses.get(&key).map(|s| s.as_str()),
+                ledger_status: status.map(|s| s.as_str()),
+                ..Missing::default()
             });
         }
     }
-    for face in library
+    drift.vanished_at = library
         .ledger_faces
         .iter()
-        .filter_map(|k| inputs.faces.get(k))
-    {
-        if !listed.on_server.contains(face.id.as_str()) {
-            drift.vanished.push(Vanished {
-                person_id: face.person_id.clone(),
-                image_url: face.image_url.clone(),
-                id: rules.id(&face.id),
-            });
-        }
-    }
+        .copied()
+        .filter(|&at| !on_server[at as usize])
+        .collect();
     drift
 }
 
-/// Groups the library's images by image key; counts them, notes crowded persons and URL-less
-/// orphans.
-fn group<'a>(
-    listing: &'a [ServerFace],
-    inputs: &Inputs,
-    rules: Rules,
-    drift: &mut Drift,
-) -> Listed<'a> {
-    let mut listed = Listed::default();
-    let mut per_person: KeyMap<(usize, &str)> = KeyMap::default();
-    for face in listing {
-        drift.server_faces += 1;
-        listed.on_server.insert(face.id.as_str());
-        let person = crate::manifest::person_key(&face.category_id, &face.person_id);
-        per_person.entry(person).or_insert((0, &face.person_id)).0 += 1;
-        let Some(url) = &face.image_url else {
-            if !inputs.ids.contains_key(&face.id) {
-                drift.orphans.push(Orphan {
-                    person_id: face.person_id.clone(),
-                    image_url: None,
-                    id: rules.id(&face.id),
-                    line: None,
-                });
-            }
-            continue;
-        };
-        let key = image_key(&face.category_id, &face.person_id, url);
-        let groups = &mut listed.groups;
-        let at = *listed.group_of.entry(key).or_insert_with(|| {
-            groups.push(Group {
-                person_id: face.person_id.clone(),
-                image_url: url.clone(),
-                faces: Vec::new(),
-            });
-            groups.len() - 1
-        });
-        groups[at].faces.push(face.id.clone());
+fn note_place<P>(places: &mut Option<&mut HashMap<String, P>>, id: &str, place: &dyn Fn() -> P) {
+    if let Some(places) = places.as_deref_mut()
+        && !places.contains_key(id)
+    {
+        places.insert(id.to_string(), place());
     }
-    if let Some(limit) = rules.max_per_person {
-        let mut crowded: Vec<Crowded> = per_person
-            .values()
-            .filter(|(n, _)| *n > limit as usize)
-            .map(|(n, person)| Crowded {
-                person_id: person.to_string(),
-                faces: *n as u64,
-            })
-            .collect();
-        crowded.sort_by(|a, b| a.person_id.cmp(&b.person_id));
-        drift.persons_over_limit = crowded;
-    }
-    listed
-}
-
-/// Duplicates and orphans of one image's faces.
-fn judge_group(
-    group: &Group,
-    key: u128,
-    line: Option<u64>,
-    inputs: &Inputs,
-    rules: Rules,
-    drift: &mut Drift,
-) {
-    let ledger_face = inputs.faces.get(&key).map(|f| f.id.as_str());
-    let keep = ledger_face
-        .filter(|id| group.faces.iter().any(|f| f == id))
-        .unwrap_or(&group.faces[0])
-        .to_string();
-    if group.faces.len() > 1 {
-        drift.duplicates.push(Duplicate {
-            person_id: group.person_id.clone(),
-            image_url: group.image_url.clone(),
-            extra: group
-                .faces
-                .iter()
-                .filter(|f| **f != keep)
-                .cloned()
-                .collect(),
-            keep: keep.clone(),
-        });
-    }
-    if !inputs.ids.contains_key(&keep) {
-        drift.orphans.push(Orphan {
-            person_id: group.person_id.clone(),
-            image_url: Some(group.image_url.clone()),
-            id: rules.id(&keep),
-            line,
-        });
-    }
-}
-
-pub fn key_of(e: &Expected) -> u128 {
-    image_key(&e.category_id, &e.person_id, &e.image_url)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::target::{Held, Library, ServerPerson};
 
     const MTS: Rules = Rules {
         max_per_person: Some(10),
         samples: false,
     };
 
-    fn listing(faces: &[(&str, &str, &str)]) -> Vec<ServerFace> {
-        faces
-            .iter()
-            .map(|(person, url, id)| ServerFace {
-                category_id: "LIB".into(),
-                person_id: person.to_string(),
-                image_url: Some(url.to_string()),
+    fn listing(faces: &[(&str, &str, &str)]) -> Listing<()> {
+        let mut library = Library::default();
+        for (person, url, id) in faces {
+            let held = Held {
                 id: id.to_string(),
-            })
-            .collect()
+                image_url: Some(url.to_string()),
+            };
+            match library.persons.last_mut() {
+                Some(last) if last.person_id == *person => last.images.push(held),
+                _ => library.persons.push(ServerPerson {
+                    person_id: person.to_string(),
+                    place: (),
+                    images: vec![held],
+                }),
+            }
+        }
+        Listing::Persons(library)
     }
 
     fn inputs(expected: &[(&str, &str)], ledger: &[(&str, &str, &str)]) -> (LibraryInputs, Inputs) {
@@ -400,32 +529,28 @@ mod tests {
         };
         let mut all = Inputs::default();
         for (i, (person, url)) in expected.iter().enumerate() {
-            lib.expected.push(Expected {
-                line: i as u64 + 2,
-                category_id: "lib".into(),
-                person_id: person.to_string(),
-                person_name: None,
-                image_url: url.to_string(),
-                identity: url.to_string(),
-            });
+            lib.expected.push(ExpectedRow::new(
+                image_key("lib", person, url),
+                i as u64 + 2,
+            ));
         }
-        for (person, url, id) in ledger {
-            let key = image_key("lib", person, url);
-            lib.ledger_faces.push(key);
-            all.statuses.insert(key, Status::Registered);
-            all.ids.insert(id.to_string(), key);
-            all.faces.insert(
-                key,
-                LedgerFace {
-                    id: id.to_string(),
-                    category_id: "lib".into(),
-                    person_id: person.to_string(),
-                    image_url: url.to_string(),
-                    identity: url.to_string(),
-                },
-            );
-        }
+        let rec = LedgerRec {
+            status: Status::Registered,
+            face: true,
+            refused: false,
+            library: 0,
+        };
+        let images = ledger
+            .iter()
+            .map(|(person, url, id)| (image_key("lib", person, url), rec, id_hash(id)))
+            .collect();
+        all.ledger = LedgerIndex::build(images);
+        lib.ledger_faces = all.ledger.face_images().map(|at| at as u32).collect();
         (lib, all)
+    }
+
+    fn compare(lib: &LibraryInputs, listing: &Listing<()>, all: &Inputs, rules: Rules) -> Drift {
+        super::compare(lib, listing, all, rules, None)
     }
 
     #[test]
@@ -450,7 +575,7 @@ mod tests {
         ]);
         let drift = compare(&lib, &server, &all, MTS);
         assert_eq!(drift.missing.len(), 1);
-        assert_eq!(drift.missing[0].image_url, "u2");
+        assert_eq!(drift.missing[0].line, 3, "bob's row");
         assert_eq!(drift.missing[0].ledger_status, Some("registered"));
         assert_eq!(drift.duplicates.len(), 1);
         assert_eq!(drift.duplicates[0].keep, "f1", "the ledger's copy is kept");
@@ -461,8 +586,8 @@ mod tests {
             .map(|o| (o.id.as_str(), o.line))
             .collect();
         assert_eq!(orphans, [("f3", Some(4)), ("f4", None)]);
-        assert_eq!(drift.vanished.len(), 1);
-        assert_eq!(drift.vanished[0].id.as_str(), "f2");
+        let bob = all.ledger.find(image_key("lib", "bob", "u2")).unwrap() as u32;
+        assert_eq!(drift.vanished_at, [bob], "f2 is gone");
         assert!(!drift.agrees());
     }
 

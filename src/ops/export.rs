@@ -50,25 +50,17 @@ pub struct Row {
 pub async fn execute(config: ExportConfig) -> Exit {
     let result = super::blocking(move || {
         let rows = collect(&config)?;
-        let bytes = match config.format {
-            Format::Csv => to_csv(&rows),
-            Format::Jsonl => to_jsonl(&rows),
+        let write = |out: &mut dyn Write| match config.format {
+            Format::Csv => write_csv(rows.iter(), rows.ice, out),
+            Format::Jsonl => write_jsonl(rows.iter(), out),
         };
-        match &config.output {
-            Some(path) => crate::report::write_atomically(path, &bytes).map_err(|source| {
-                super::OpsError::Write {
-                    what: path.display().to_string(),
-                    source,
-                }
-            })?,
-            None => std::io::stdout()
-                .lock()
-                .write_all(&bytes)
-                .map_err(|source| super::OpsError::Write {
-                    what: "standard output".into(),
-                    source,
-                })?,
-        }
+        let what = match &config.output {
+            Some(path) => crate::report::write_output_with(path, 0o600, write)
+                .map_err(|source| (path.display().to_string(), source)),
+            None => crate::report::write_output_with(std::path::Path::new("-"), 0o600, write)
+                .map_err(|source| ("standard output".to_string(), source)),
+        };
+        what.map_err(|(what, source)| super::OpsError::Write { what, source })?;
         Ok(rows.len())
     })
     .await;
@@ -84,51 +76,227 @@ pub async fn execute(config: ExportConfig) -> Exit {
     }
 }
 
+/// The registered images, packed: every field of every row in one buffer, each row found by
+/// its offset, so a million rows cost their bytes and little more.
+pub struct Rows {
+    packed: Vec<u8>,
+    /// Each row's offset in `packed`, in export order.
+    at: Vec<usize>,
+    /// Some row has an ICE column.
+    pub ice: bool,
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = RowRef<'_>> {
+        self.at.iter().map(|&at| unpack(&self.packed[at..]))
+    }
+}
+
+/// One exported row, borrowed from [`Rows`]; serialised exactly as [`Row`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RowRef<'a> {
+    pub category_id: &'a str,
+    pub person_id: &'a str,
+    pub person_name: Option<&'a str>,
+    pub image_url: &'a str,
+    pub face_id: Option<&'a str>,
+    pub registered_at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lib_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_id: Option<&'a str>,
+}
+
+impl<'a> From<&'a Row> for RowRef<'a> {
+    fn from(r: &'a Row) -> Self {
+        RowRef {
+            category_id: &r.category_id,
+            person_id: &r.person_id,
+            person_name: r.person_name.as_deref(),
+            image_url: &r.image_url,
+            face_id: r.face_id.as_deref(),
+            registered_at: &r.registered_at,
+            lib_id: r.lib_id.as_deref(),
+            entity_id: r.entity_id.as_deref(),
+            sample_id: r.sample_id.as_deref(),
+        }
+    }
+}
+
+const FIELDS: usize = 9;
+
+/// Appends the row's fields, each as a varint of its length + 1 (0: absent) and its bytes.
+fn pack(out: &mut Vec<u8>, fields: [Option<&str>; FIELDS]) {
+    for field in fields {
+        let mut n = field.map_or(0, |f| f.len() as u64 + 1);
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
+        out.extend_from_slice(field.unwrap_or_default().as_bytes());
+    }
+}
+
+/// The first `N` fields of a packed row.
+fn fields<const N: usize>(mut bytes: &[u8]) -> [Option<&str>; N] {
+    let mut fields = [None; N];
+    for field in &mut fields {
+        let (mut n, mut shift) = (0u64, 0);
+        loop {
+            let byte = bytes[0];
+            bytes = &bytes[1..];
+            n |= u64::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        if n > 0 {
+            let (text, rest) = bytes.split_at(n as usize - 1);
+            // Packed from `&str`s, so always valid UTF-8.
+            *field = Some(std::str::from_utf8(text).unwrap_or_default());
+            bytes = rest;
+        }
+    }
+    fields
+}
+
+fn unpack(bytes: &[u8]) -> RowRef<'_> {
+    let [cat, person, name, url, face, ts, lib, entity, sample] = fields::<FIELDS>(bytes);
+    RowRef {
+        category_id: cat.unwrap_or_default(),
+        person_id: person.unwrap_or_default(),
+        person_name: name,
+        image_url: url.unwrap_or_default(),
+        face_id: face,
+        registered_at: ts.unwrap_or_default(),
+        lib_id: lib,
+        entity_id: entity,
+        sample_id: sample,
+    }
+}
+
+/// `fold_id(a).cmp(&fold_id(b))`, without allocating for ASCII ids (the common case; other
+/// ids go through `fold_id` itself, whose Unicode lowercasing depends on context).
+fn cmp_folded(a: &str, b: &str) -> std::cmp::Ordering {
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_ascii() && b.is_ascii() {
+        return a
+            .bytes()
+            .map(|c| c.to_ascii_lowercase())
+            .cmp(b.bytes().map(|c| c.to_ascii_lowercase()));
+    }
+    fold_id(a).cmp(&fold_id(b))
+}
+
 /// The registered images, sorted by library, person (both case-insensitively) and URL, so two
-/// exports of the same ledger state are identical whatever order the run registered them in.
-pub fn collect(config: &ExportConfig) -> Result<Vec<Row>, super::OpsError> {
-    // An image that stops being registered empties its slot.
-    let mut slots: Vec<Option<Row>> = Vec::new();
-    let mut index: KeyMap<usize> = KeyMap::default();
+/// exports of the same ledger state are identical whatever order the run registered them in
+/// (ties keep the order of each image's first registration).
+///
+/// Two passes over the ledger, so memory follows the rows exported rather than every string
+/// of the ledger's history: the first finds, per image, which record is its last and whether
+/// it is `registered`; the second keeps only those records' fields.
+pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
+    // Per image: the ordinal of its first `registered` record (the tie order) and of its last
+    // record if that one is `registered`.
+    let mut last: KeyMap<(u32, Option<u32>)> = KeyMap::default();
+    let mut ordinal: u32 = 0;
     scan::scan(&config.ledger, false, |entry| {
         let Entry::Image(image) = entry else { return };
-        let key = image.key();
-        let slot = index.get(&key).copied();
-        if image.status != Status::Registered {
-            if let Some(at) = slot {
-                slots[at] = None;
+        let this = ordinal;
+        ordinal += 1;
+        let registered = image.status == Status::Registered;
+        match last.get_mut(&image.key()) {
+            Some(slot) => slot.1 = registered.then_some(this),
+            None if registered => {
+                last.insert(image.key(), (this, Some(this)));
             }
+            None => {}
+        }
+    })?;
+    let mut wanted: Vec<(u32, u32)> = last
+        .into_values()
+        .filter_map(|(first, last)| Some((last?, first)))
+        .collect();
+    wanted.sort_unstable();
+    let mut rows = Rows {
+        packed: Vec::new(),
+        at: Vec::with_capacity(wanted.len()),
+        ice: false,
+    };
+    let mut first_of: Vec<u32> = Vec::with_capacity(wanted.len());
+    let (mut ordinal, mut next, mut changed) = (0u32, 0usize, false);
+    scan::scan(&config.ledger, false, |entry| {
+        let Entry::Image(image) = entry else { return };
+        let this = ordinal;
+        ordinal += 1;
+        let Some(&(want, first)) = wanted.get(next) else {
+            return;
+        };
+        if want != this {
+            return;
+        }
+        next += 1;
+        // The ledger is only ever appended to; a different record here means it was replaced.
+        if image.status != Status::Registered {
+            changed = true;
             return;
         }
         let v = image.view;
-        let text = |s: &Option<std::borrow::Cow<'_, str>>| s.as_deref().map(str::to_string);
-        let row = Row {
-            category_id: image.category_id.to_string(),
-            person_id: image.person_id.to_string(),
-            person_name: text(&v.person_name),
-            image_url: image.image_url.to_string(),
-            face_id: text(&v.face_id),
-            registered_at: v.ts.as_deref().unwrap_or_default().to_string(),
-            lib_id: text(&v.lib_id),
-            entity_id: text(&v.entity_id),
-            sample_id: text(&v.sample_id),
-        };
-        match slot {
-            Some(at) => slots[at] = Some(row),
-            None => {
-                index.insert(key, slots.len());
-                slots.push(Some(row));
-            }
-        }
+        rows.ice |= v.lib_id.is_some() || v.entity_id.is_some() || v.sample_id.is_some();
+        rows.at.push(rows.packed.len());
+        first_of.push(first);
+        pack(
+            &mut rows.packed,
+            [
+                Some(image.category_id),
+                Some(image.person_id),
+                v.person_name.as_deref(),
+                Some(image.image_url),
+                v.face_id.as_deref(),
+                Some(v.ts.as_deref().unwrap_or_default()),
+                v.lib_id.as_deref(),
+                v.entity_id.as_deref(),
+                v.sample_id.as_deref(),
+            ],
+        );
     })?;
-    let mut rows: Vec<Row> = slots.into_iter().flatten().collect();
-    rows.sort_by_cached_key(|r| {
-        (
-            fold_id(&r.category_id),
-            fold_id(&r.person_id),
-            r.image_url.clone(),
-        )
+    if changed || next != wanted.len() {
+        return Err(super::OpsError::Changed {
+            path: config.ledger.clone(),
+        });
+    }
+    drop(wanted);
+    rows.packed.shrink_to_fit();
+    let mut order: Vec<(usize, u32)> = rows.at.iter().copied().zip(first_of).collect();
+    let packed = &rows.packed;
+    order.sort_by(|&(a, first_a), &(b, first_b)| {
+        // Library, person and URL are the first, second and fourth fields.
+        let [cat_a, person_a, _, url_a] = fields::<4>(&packed[a..]);
+        let [cat_b, person_b, _, url_b] = fields::<4>(&packed[b..]);
+        let (cat_a, cat_b) = (cat_a.unwrap_or_default(), cat_b.unwrap_or_default());
+        let (person_a, person_b) = (person_a.unwrap_or_default(), person_b.unwrap_or_default());
+        cmp_folded(cat_a, cat_b)
+            .then_with(|| cmp_folded(person_a, person_b))
+            .then_with(|| url_a.cmp(&url_b))
+            .then(first_a.cmp(&first_b))
     });
+    rows.at = order.into_iter().map(|(at, _)| at).collect();
     Ok(rows)
 }
 
@@ -140,10 +308,12 @@ pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-pub fn to_csv(rows: &[Row]) -> Vec<u8> {
-    let ice = rows
-        .iter()
-        .any(|r| r.lib_id.is_some() || r.entity_id.is_some() || r.sample_id.is_some());
+/// Writes the rows as CSV; the ICE columns appear when `ice` (some row has one).
+pub fn write_csv<'a>(
+    rows: impl Iterator<Item = RowRef<'a>>,
+    ice: bool,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let mut header = vec![
         "category_id",
         "person_id",
@@ -155,35 +325,47 @@ pub fn to_csv(rows: &[Row]) -> Vec<u8> {
     if ice {
         header.extend(["lib_id", "entity_id", "sample_id"]);
     }
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    let _ = writer.write_record(&header);
+    let mut writer = csv::Writer::from_writer(out);
+    writer.write_record(&header)?;
     for r in rows {
         let mut cells = vec![
-            r.category_id.as_str(),
-            r.person_id.as_str(),
-            r.person_name.as_deref().unwrap_or_default(),
-            r.image_url.as_str(),
-            r.face_id.as_deref().unwrap_or_default(),
-            r.registered_at.as_str(),
+            r.category_id,
+            r.person_id,
+            r.person_name.unwrap_or_default(),
+            r.image_url,
+            r.face_id.unwrap_or_default(),
+            r.registered_at,
         ];
         if ice {
             cells.extend([
-                r.lib_id.as_deref().unwrap_or_default(),
-                r.entity_id.as_deref().unwrap_or_default(),
-                r.sample_id.as_deref().unwrap_or_default(),
+                r.lib_id.unwrap_or_default(),
+                r.entity_id.unwrap_or_default(),
+                r.sample_id.unwrap_or_default(),
             ]);
         }
-        let _ = writer.write_record(cells.iter().map(|c| neutralise(c).into_owned()));
+        writer.write_record(cells.iter().map(|c| neutralise(c).into_owned()))?;
     }
-    writer.into_inner().unwrap_or_default()
+    writer.flush()
 }
 
-pub fn to_jsonl(rows: &[Row]) -> Vec<u8> {
-    let mut out = Vec::new();
+/// Writes the rows as JSON Lines, values exactly as recorded.
+pub fn write_jsonl<'a>(
+    rows: impl Iterator<Item = RowRef<'a>>,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     for r in rows {
-        let _ = serde_json::to_writer(&mut out, r);
-        out.push(b'\n');
+        serde_json::to_writer(&mut *out, &r)?;
+        out.write_all(b"\n")?;
     }
+    Ok(())
+}
+
+pub fn to_csv(rows: &[Row]) -> Vec<u8> {
+    let ice = rows
+        .iter()
+        .any(|r| r.lib_id.is_some() || r.entity_id.is_some() || r.sample_id.is_some());
+    let mut out = Vec::new();
+    let _ = write_csv(rows.iter().map(RowRef::from), ice, &mut out);
     out
 }
 
@@ -199,6 +381,92 @@ mod tests {
         for good in ["alice", "", "1-2", "https://x/=y"] {
             assert_eq!(neutralise(good), good);
         }
+    }
+
+    #[test]
+    fn a_packed_row_reads_back_exactly_absent_empty_and_long_fields_alike() {
+        let long = "é".repeat(300);
+        let fields = [
+            Some("lib"),
+            Some(""),
+            None,
+            Some(long.as_str()),
+            Some("f1"),
+            Some("t"),
+            None,
+            Some("e"),
+            None,
+        ];
+        let mut packed = Vec::new();
+        pack(&mut packed, fields);
+        pack(&mut packed, [None; FIELDS]);
+        let row = unpack(&packed);
+        assert_eq!(
+            (
+                row.category_id,
+                row.person_id,
+                row.person_name,
+                row.image_url
+            ),
+            ("lib", "", None, long.as_str())
+        );
+        assert_eq!(
+            (row.lib_id, row.entity_id, row.sample_id),
+            (None, Some("e"), None)
+        );
+        let first_len = packed.len() - FIELDS;
+        assert_eq!(unpack(&packed[first_len..]), RowRef::default());
+    }
+
+    #[test]
+    fn rows_sort_by_folded_library_and_person_then_url_and_ties_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = dir.path().join("l.jsonl");
+        let mut bytes = Vec::new();
+        let mut record = |person: &str, url: &str, key: Option<&str>, status, face: &str| {
+            let mut r = crate::ledger::ImageRecord::new("r", status, "Lib", person, url);
+            if let Some(key) = key {
+                r = r.with_identity(key);
+            }
+            r.face_id = Some(face.into());
+            crate::ledger::encode(&crate::ledger::Record::Image(r), &mut bytes);
+        };
+        record("bob", "https://x/2", None, Status::Registered, "b2");
+        record(
+            "Alice",
+            "https://x/1",
+            Some("k2"),
+            Status::Registered,
+            "a-k2",
+        );
+        record(
+            "alice",
+            "https://x/1",
+            Some("k1"),
+            Status::Registered,
+            "a-k1",
+        );
+        record("carol", "https://x/3", None, Status::Registered, "c3");
+        record("carol", "https://x/3", None, Status::Removed, "c3");
+        record(
+            "Alice",
+            "https://x/1",
+            Some("k2"),
+            Status::Registered,
+            "a-k2-again",
+        );
+        std::fs::write(&ledger, &bytes).unwrap();
+        let config = ExportConfig {
+            ledger,
+            format: Format::Csv,
+            output: None,
+        };
+        let rows = collect(&config).unwrap();
+        let faces: Vec<_> = rows.iter().map(|r| r.face_id.unwrap_or_default()).collect();
+        // Alice's two images share a URL: the one registered first comes first, with the
+        // id of its last record; carol's last record is not `registered`.
+        assert_eq!(faces, ["a-k2-again", "a-k1", "b2"]);
+        assert!(!rows.ice);
     }
 
     #[test]

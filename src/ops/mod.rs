@@ -34,6 +34,12 @@ pub enum OpsError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error(
+        "the ledger {} was replaced while it was read (a ledger is only ever appended to); \
+         try again",
+        path.display()
+    )]
+    Changed { path: std::path::PathBuf },
 }
 
 impl OpsError {

@@ -11,7 +11,10 @@ use crate::caller::{Caller, Halt, Pace};
 use crate::exit::Exit;
 use crate::ledger::{self, Entry, KeyMap, LedgerError, Lock, Status};
 use crate::manifest::{self, Entry as Row, ManifestError, fold_id, image_key, person_key};
-use crate::ops::drift::{self, Drift, Expected, Inputs, LedgerFace, LibraryInputs, ServerFace};
+use crate::ops::drift::{
+    self, Drift, Expected, ExpectedRow, Inputs, LedgerFace, LedgerIndex, LedgerRec, LibraryInputs,
+    ServerId, Vanished,
+};
 use crate::ops::metrics::{self, VerifyFigures};
 use crate::ops::verify_render::VerifyReport;
 use crate::ops::verify_repair;
@@ -38,6 +41,8 @@ enum LoadError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error("{} changed while verify read it; run verify again", .0.display())]
+    Changed(PathBuf),
 }
 
 pub async fn execute<T: Target>(config: VerifyConfig, target: T, endpoint: String) -> Exit {
@@ -67,8 +72,27 @@ pub async fn execute<T: Target>(config: VerifyConfig, target: T, endpoint: Strin
     let stop = Arc::new(Stop::default());
     let caller = Caller::new(config.pace, stop.clone());
     let signals = tokio::spawn(watch_signals(stop.clone()));
-    let (mut drifts, places) = read_server(&caller, &target, &inputs).await;
-    let refused = super::verify_render::set_aside_refused(&mut drifts, &config.ledger);
+    let repairs = config.repair || config.prune_duplicates;
+    let (drifts, places) = read_server(&caller, &target, &inputs, repairs).await;
+    let (manifest, ledger) = (config.manifest.clone(), config.ledger.clone());
+    let resolved = tokio::task::spawn_blocking(move || {
+        let mut drifts = drifts;
+        let mut inputs = inputs;
+        resolve(&manifest, &ledger, kind, &mut drifts, &mut inputs).map(|()| (drifts, inputs))
+    })
+    .await;
+    let (drifts, inputs) = match resolved {
+        Ok(Ok(both)) => both,
+        Ok(Err(e)) => {
+            crate::say!("face-enroll: {e}");
+            return finish_early(&config, Exit::Usage);
+        }
+        Err(e) => {
+            crate::say!("face-enroll: internal error: {e}");
+            return finish_early(&config, Exit::Usage);
+        }
+    };
+    let refused = drifts.iter().map(|d| d.refused).sum();
     signals.abort();
     if let Some(error) = stop.take_fatal() {
         crate::say!("face-enroll: the service refused the verification: {error}");
@@ -86,13 +110,13 @@ pub async fn execute<T: Target>(config: VerifyConfig, target: T, endpoint: Strin
         Exit::RowsNotRegistered
     };
     let vanished: u64 = drifts.iter().map(|d| d.vanished.len() as u64).sum();
-    let registered = inputs.faces.len() as u64;
+    let registered = inputs.ledger.faces() as u64;
     let mut report = VerifyReport {
         manifest: config.manifest.display().to_string(),
         ledger: config.ledger.display().to_string(),
         endpoint: endpoint.clone(),
         target: kind.name(),
-        checked: inputs.statuses.len() as u64,
+        checked: inputs.ledger.len() as u64,
         agree: registered.saturating_sub(vanished),
         totals: totals(&drifts, exit),
         invalid_rows: inputs.invalid_rows,
@@ -101,7 +125,7 @@ pub async fn execute<T: Target>(config: VerifyConfig, target: T, endpoint: Strin
         libraries: drifts,
     };
     report.totals.refused = refused;
-    if config.repair || config.prune_duplicates {
+    if repairs {
         let plan = verify_repair::plan(&report.libraries, &inputs, config.prune_duplicates);
         report.repair = Some(plan);
     }
@@ -151,21 +175,22 @@ fn finish_early(config: &VerifyConfig, exit: Exit) -> Exit {
     exit
 }
 
-/// One read per library, in order; a library that cannot be read is reported as such. Also
-/// returns where each server id lives, for a repair.
+/// One read per library, in order; a library that cannot be read is reported as such. With
+/// `places`, also where each server id a finding names lives, for a repair.
 async fn read_server<T: Target>(
     caller: &Caller,
     target: &T,
     inputs: &Inputs,
+    places: bool,
 ) -> (Vec<Drift>, HashMap<String, T::Place>) {
     let rules = drift::Rules {
         max_per_person: target.kind().rules().max_images_per_person,
         samples: matches!(target.kind(), TargetKind::Ice(_)),
     };
     let mut drifts = Vec::with_capacity(inputs.libraries.len());
-    let mut places = HashMap::new();
+    let mut found = HashMap::new();
     for library in &inputs.libraries {
-        let listing = match target.library(caller, &library.name).await {
+        let listing = match target.listing(caller, &library.name).await {
             Ok(listing) => listing,
             Err(Halt::Fatal | Halt::Stopped) => break,
             Err(Halt::Refused(e) | Halt::Exhausted(e)) => {
@@ -177,21 +202,119 @@ async fn read_server<T: Target>(
                 continue;
             }
         };
-        let mut faces = Vec::new();
-        for person in listing.persons {
-            for image in person.images {
-                places.insert(image.id.clone(), person.place.clone());
-                faces.push(ServerFace {
-                    category_id: library.name.clone(),
-                    person_id: person.person_id.clone(),
-                    image_url: image.image_url,
-                    id: image.id,
-                });
+        let places = places.then_some(&mut found);
+        drifts.push(drift::compare(library, &listing, inputs, rules, places));
+    }
+    (drifts, found)
+}
+
+/// Reads the strings the drift names: the manifest rows of missing images and of orphans (a
+/// second pass over the manifest), and the ledger records of vanished faces (a second scan).
+fn resolve(
+    manifest: &Path,
+    ledger: &Path,
+    kind: TargetKind,
+    drifts: &mut [Drift],
+    inputs: &mut Inputs,
+) -> Result<(), LoadError> {
+    // The image key each named line had when it was read first.
+    let mut lines: HashMap<u64, (u128, Option<Expected>)> = HashMap::new();
+    for (d, library) in drifts.iter().zip(&inputs.libraries) {
+        let named = d.missing.iter().map(|m| m.line);
+        for line in named.chain(d.orphans.iter().filter_map(|o| o.line)) {
+            let expected = &library.expected;
+            if let Ok(at) = expected.binary_search_by_key(&line, |e| e.line) {
+                lines.insert(line, (expected[at].key(), None));
             }
         }
-        drifts.push(drift::compare(library, &faces, inputs, rules));
     }
-    (drifts, places)
+    let changed = || LoadError::Changed(manifest.into());
+    if !lines.is_empty() {
+        for entry in manifest::Reader::open(manifest)? {
+            let Row::Valid(row) = entry? else { continue };
+            let Some((key, slot)) = lines.get_mut(&row.line) else {
+                continue;
+            };
+            if *key != image_key(&row.category_id, &row.person_id, &row.image_url) {
+                return Err(changed());
+            }
+            *slot = Some(Expected {
+                line: row.line,
+                identity: row.identity().to_string(),
+                category_id: row.category_id,
+                person_id: row.person_id,
+                person_name: row.person_name,
+                image_url: row.image_url,
+            });
+        }
+        for (line, (_, row)) in lines {
+            inputs.rows.insert(line, row.ok_or_else(changed)?);
+        }
+    }
+    for d in drifts.iter_mut() {
+        for m in &mut d.missing {
+            let row = inputs.rows.get(&m.line).ok_or_else(changed)?;
+            m.person_id = row.person_id.clone();
+            m.image_url = row.image_url.clone();
+        }
+    }
+    let wanted: KeyMap<()> = drifts
+        .iter()
+        .flat_map(|d| &d.vanished_at)
+        .map(|&at| (inputs.ledger.key(at as usize), ()))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut faces: KeyMap<LedgerFace> = KeyMap::default();
+    let ice = matches!(kind, TargetKind::Ice(_));
+    ledger::scan(ledger, true, |entry| {
+        let Entry::Image(image) = entry else {
+            return;
+        };
+        let key = image_key(image.category_id, image.person_id, image.image_url);
+        if image.is_mts() == ice || !wanted.contains_key(&key) {
+            return;
+        }
+        match (image.status, image.server_id()) {
+            (Status::Registered, Some(id)) => {
+                faces.insert(
+                    key,
+                    LedgerFace {
+                        id: id.to_string(),
+                        category_id: image.category_id.to_string(),
+                        person_id: image.person_id.to_string(),
+                        image_url: image.image_url.to_string(),
+                        identity: image.identity().to_string(),
+                    },
+                );
+            }
+            _ => {
+                faces.remove(&key);
+            }
+        }
+    })?;
+    let samples = matches!(kind, TargetKind::Ice(_));
+    for d in drifts.iter_mut() {
+        for at in std::mem::take(&mut d.vanished_at) {
+            let key = inputs.ledger.key(at as usize);
+            let face = faces
+                .get(&key)
+                .ok_or_else(|| LoadError::Changed(ledger.into()))?;
+            let id = if samples {
+                ServerId::SampleId(face.id.clone())
+            } else {
+                ServerId::FaceId(face.id.clone())
+            };
+            d.vanished.push(Vanished {
+                person_id: face.person_id.clone(),
+                image_url: face.image_url.clone(),
+                id,
+            });
+            inputs.vanished.insert(face.id.clone(), (key, face.clone()));
+        }
+    }
+    Ok(())
 }
 
 fn totals(drifts: &[Drift], exit: Exit) -> VerifyFigures {
@@ -216,20 +339,21 @@ fn totals(drifts: &[Drift], exit: Exit) -> VerifyFigures {
 /// Reads the ledger, then the manifest, into what the comparison needs.
 fn load(manifest: &Path, ledger: &Path, kind: TargetKind) -> Result<Inputs, LoadError> {
     let mut inputs = Inputs::default();
-    let registered = read_ledger(ledger, kind, &mut inputs)?;
+    let (registered, ledger_libraries) = read_ledger(ledger, kind, &mut inputs)?;
     let mut index: HashMap<String, usize> = HashMap::new();
     read_manifest(manifest, kind, &registered, &mut inputs, &mut index)?;
+    drop(registered);
     // Libraries only the ledger knows, in name order, so the report is stable.
-    let mut only_ledger: BTreeMap<String, (String, Vec<u128>)> = BTreeMap::new();
-    for (key, face) in &inputs.faces {
-        let folded = fold_id(&face.category_id);
-        match index.get(&folded) {
-            Some(&at) => inputs.libraries[at].ledger_faces.push(*key),
+    let mut only_ledger: BTreeMap<&str, (String, Vec<u32>)> = BTreeMap::new();
+    for at in inputs.ledger.face_images() {
+        let (folded, name) = &ledger_libraries[inputs.ledger.rec(at).library as usize];
+        match index.get(folded) {
+            Some(&lib) => inputs.libraries[lib].ledger_faces.push(at as u32),
             None => {
                 let entry = only_ledger
                     .entry(folded)
-                    .or_insert_with(|| (face.category_id.trim().to_string(), Vec::new()));
-                entry.1.push(*key);
+                    .or_insert_with(|| (name.clone(), Vec::new()));
+                entry.1.push(at as u32);
             }
         }
     }
@@ -243,13 +367,23 @@ fn load(manifest: &Path, ledger: &Path, kind: TargetKind) -> Result<Inputs, Load
     Ok(inputs)
 }
 
-/// The last state of every image of the target; returns registered images per person.
+/// The ledger's libraries: each folded, and as first written.
+type LedgerLibraries = Vec<(String, String)>;
+
+/// The last state of every image of the target, packed into `inputs.ledger`; returns the
+/// registered images per person, and the ledger's libraries.
 fn read_ledger(
     path: &Path,
     kind: TargetKind,
     inputs: &mut Inputs,
-) -> Result<KeyMap<u32>, LedgerError> {
+) -> Result<(KeyMap<u32>, LedgerLibraries), LedgerError> {
     let ice = matches!(kind, TargetKind::Ice(_));
+    let mut at: KeyMap<u32> = KeyMap::default();
+    let mut images: Vec<(u128, LedgerRec, [u64; 2])> = Vec::new();
+    let mut per_person: KeyMap<u32> = KeyMap::default();
+    let mut libraries: Vec<(String, String)> = Vec::new();
+    let mut library_of: HashMap<String, u32> = HashMap::new();
+    let mut last_category: (String, u32) = (String::new(), 0);
     let scanned = ledger::scan(path, true, |entry| {
         let Entry::Image(image) = entry else {
             return;
@@ -258,35 +392,56 @@ fn read_ledger(
             inputs.other_target_records += 1;
             return;
         }
-        let key = image_key(image.category_id, image.person_id, image.image_url);
-        inputs.statuses.insert(key, image.status);
-        match (image.status, image.server_id()) {
-            (Status::Registered, Some(id)) => {
-                inputs.faces.insert(
-                    key,
-                    LedgerFace {
-                        id: id.to_string(),
-                        category_id: image.category_id.to_string(),
-                        person_id: image.person_id.to_string(),
-                        image_url: image.image_url.to_string(),
-                        identity: image.identity().to_string(),
-                    },
-                );
-            }
-            _ => {
-                inputs.faces.remove(&key);
-            }
+        if libraries.is_empty() || last_category.0 != image.category_id {
+            let folded = fold_id(image.category_id);
+            let next = libraries.len() as u32;
+            let library = *library_of.entry(folded.clone()).or_insert_with(|| {
+                libraries.push((folded, image.category_id.trim().to_string()));
+                next
+            });
+            last_category = (image.category_id.to_string(), library);
         }
+        let key = image_key(image.category_id, image.person_id, image.image_url);
+        let slot = *at.entry(key).or_insert_with(|| {
+            images.push((
+                key,
+                LedgerRec {
+                    status: image.status,
+                    face: false,
+                    refused: false,
+                    library: 0,
+                },
+                [0; 2],
+            ));
+            (images.len() - 1) as u32
+        }) as usize;
+        let id = match (image.status, image.server_id()) {
+            (Status::Registered, Some(id)) => Some(drift::id_hash(id)),
+            _ => None,
+        };
+        let was_face = images[slot].1.face;
+        if was_face != id.is_some() {
+            let count = per_person
+                .entry(person_key(image.category_id, image.person_id))
+                .or_insert(0);
+            *count = if was_face {
+                count.saturating_sub(1)
+            } else {
+                *count + 1
+            };
+        }
+        images[slot].1 = LedgerRec {
+            status: image.status,
+            face: id.is_some(),
+            refused: image.status == Status::Failed && image.view.retryable != Some(true),
+            library: last_category.1,
+        };
+        images[slot].2 = id.unwrap_or_default();
     })?;
+    drop(at);
     inputs.torn_tail = scanned.torn_tail;
-    let mut per_person: KeyMap<u32> = KeyMap::default();
-    for (key, face) in &inputs.faces {
-        inputs.ids.insert(face.id.clone(), *key);
-        *per_person
-            .entry(person_key(&face.category_id, &face.person_id))
-            .or_insert(0) += 1;
-    }
-    Ok(per_person)
+    inputs.ledger = LedgerIndex::build(images);
+    Ok((per_person, libraries))
 }
 
 /// The manifest's distinct valid images, up to each person's limit as `plan` counts it (images
@@ -323,7 +478,7 @@ fn read_manifest(
             inputs.libraries.len() - 1
         });
         let person = person_key(&row.category_id, &row.person_id);
-        let already = inputs.faces.contains_key(&key);
+        let already = inputs.ledger.is_face(key);
         let slot = used
             .entry(person)
             .or_insert_with(|| registered.get(&person).copied().unwrap_or(0));
@@ -337,15 +492,9 @@ fn read_manifest(
             }
             *slot += 1;
         }
-        let identity = row.identity().to_string();
-        inputs.libraries[at].expected.push(Expected {
-            identity,
-            line: row.line,
-            category_id: row.category_id,
-            person_id: row.person_id,
-            person_name: row.person_name,
-            image_url: row.image_url,
-        });
+        inputs.libraries[at]
+            .expected
+            .push(ExpectedRow::new(key, row.line));
     }
     Ok(())
 }

@@ -31,34 +31,6 @@ pub struct VerifyReport {
 /// Entries shown per list.
 const SHOWN: usize = 20;
 
-/// Takes out of `missing` the images the service refused for good (the ledger's last record is
-/// a `failed` that is not retryable): the ledger already says they are not on the server, so
-/// they are a known refusal, not drift. Returns how many.
-pub fn set_aside_refused(drifts: &mut [Drift], ledger: &std::path::Path) -> u64 {
-    let Ok(rows) = crate::ops::failed::collect(ledger) else {
-        return 0;
-    };
-    let refused: std::collections::HashSet<u128> = rows
-        .iter()
-        .filter(|r| r.status == crate::ledger::Status::Failed && !r.retryable)
-        .map(|r| crate::manifest::image_key(&r.category_id, &r.person_id, &r.image_url))
-        .collect();
-    let mut count = 0;
-    for d in drifts.iter_mut() {
-        let before = d.missing.len();
-        let library = d.library.clone();
-        d.missing.retain(|m| {
-            !refused.contains(&crate::manifest::image_key(
-                &library,
-                &m.person_id,
-                &m.image_url,
-            ))
-        });
-        count += (before - d.missing.len()) as u64;
-    }
-    count
-}
-
 pub fn render(r: &VerifyReport) -> String {
     let mut out = String::new();
     let _ = writeln!(

@@ -16,7 +16,7 @@ use crate::caller::{Caller, Halt};
 use crate::exit::Exit;
 use crate::ledger::{ImageRecord, KeyMap, LedgerError, Lock, Status};
 use crate::manifest::image_key;
-use crate::ops::drift::{Drift, Expected, Inputs, key_of};
+use crate::ops::drift::{Drift, Inputs};
 use crate::pipeline::journal::Journal;
 use crate::pipeline::recorder::Event;
 use crate::target::Target;
@@ -79,17 +79,16 @@ pub fn plan(drifts: &[Drift], inputs: &Inputs, prune: bool) -> RepairPlan {
         if drift.error.is_some() {
             continue;
         }
-        let expected: KeyMap<&Expected> = library.expected.iter().map(|e| (key_of(e), e)).collect();
         let mut adopted: KeyMap<()> = KeyMap::default();
         for orphan in &drift.orphans {
             let Some(url) = &orphan.image_url else {
                 continue;
             };
-            let key = image_key(&library.name, &orphan.person_id, url);
-            let Some(e) = expected.get(&key) else {
+            // An orphan has a line when it is a manifest image of this library.
+            let Some(e) = orphan.line.and_then(|line| inputs.rows.get(&line)) else {
                 continue;
             };
-            adopted.insert(key, ());
+            adopted.insert(image_key(&library.name, &orphan.person_id, url), ());
             plan.adopt.push(Adopt {
                 line: e.line,
                 category_id: e.category_id.clone(),
@@ -101,22 +100,20 @@ pub fn plan(drifts: &[Drift], inputs: &Inputs, prune: bool) -> RepairPlan {
             });
         }
         for vanished in &drift.vanished {
-            let Some(key) = inputs.ids.get(vanished.id.as_str()) else {
+            let Some((key, face)) = inputs.vanished.get(vanished.id.as_str()) else {
                 continue;
             };
             // Adopting the image's other copy already supersedes the vanished FaceId.
             if adopted.contains_key(key) {
                 continue;
             }
-            if let Some(face) = inputs.faces.get(key) {
-                plan.mark_removed.push(MarkRemoved {
-                    category_id: face.category_id.clone(),
-                    person_id: face.person_id.clone(),
-                    image_url: face.image_url.clone(),
-                    face_id: face.id.clone(),
-                    identity: face.identity.clone(),
-                });
-            }
+            plan.mark_removed.push(MarkRemoved {
+                category_id: face.category_id.clone(),
+                person_id: face.person_id.clone(),
+                image_url: face.image_url.clone(),
+                face_id: face.id.clone(),
+                identity: face.identity.clone(),
+            });
         }
         if prune {
             for dup in &drift.duplicates {

@@ -112,6 +112,59 @@ impl<P> Default for Library<P> {
     }
 }
 
+/// One image of a listed person, borrowed from the listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageRef<'a> {
+    pub id: &'a str,
+    pub image_url: Option<&'a str>,
+}
+
+/// Everything the server holds in one library, to be walked person by person (verify), without
+/// a copy of every string: MTS keeps its one answer as received, ICE its parsed persons.
+pub enum Listing<P> {
+    Persons(Library<P>),
+    Answer {
+        body: crate::api::PersonsBody,
+        /// The library's name: the answer may list others.
+        name: String,
+        /// A person's place from its category's and its own id.
+        place: fn(&str, &str) -> P,
+    },
+}
+
+impl<P: Clone> Listing<P> {
+    /// Every person in the listing's order: its id, its images, and its place (made on demand).
+    pub fn walk(&self, mut each: impl FnMut(&str, &[ImageRef<'_>], &dyn Fn() -> P)) {
+        match self {
+            Listing::Persons(library) => {
+                let mut images = Vec::new();
+                for person in &library.persons {
+                    images.clear();
+                    images.extend(person.images.iter().map(|h| ImageRef {
+                        id: &h.id,
+                        image_url: h.image_url.as_deref(),
+                    }));
+                    each(&person.person_id, &images, &|| person.place.clone());
+                }
+            }
+            Listing::Answer { body, name, place } => {
+                mts::walk_library(body, name, |person| {
+                    let images: Vec<ImageRef<'_>> = person
+                        .faces
+                        .iter()
+                        .map(|f| ImageRef {
+                            id: &f.face_id,
+                            image_url: f.image_url.as_deref(),
+                        })
+                        .collect();
+                    let (category, id) = (&person.category.category_id, &person.person_id);
+                    each(id, &images, &|| place(category, id));
+                });
+            }
+        }
+    }
+}
+
 /// What differs between the services, for one run. Every call that may need retrying goes
 /// through the `Caller`; `create` and `remove` are single attempts the caller repeats.
 pub trait Target: Send + Sync + 'static {
@@ -157,6 +210,16 @@ pub trait Target: Send + Sync + 'static {
         caller: &Caller,
         name: &str,
     ) -> impl Future<Output = Result<Library<Self::Place>, Halt>> + Send;
+
+    /// The same as [`Target::library`], for walking once or more without copying every string
+    /// of it (verify reads a whole library at once).
+    fn listing(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> impl Future<Output = Result<Listing<Self::Place>, Halt>> + Send {
+        async move { self.library(caller, name).await.map(Listing::Persons) }
+    }
 
     /// One attempt at creating an image; the server's new id.
     fn create(

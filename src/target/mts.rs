@@ -2,12 +2,12 @@
 //! service makes them with the first face), one `ListCustomPersons` reads a person or a whole
 //! library, one face per `RegisterCustomFace`, one per `UnregisterCustomFace` by FaceId.
 
-use crate::api::{ApiError, Client, CustomPersons, RegisterFace};
+use crate::api::{ApiError, Client, PersonRef, PersonsBody, RegisterFace};
 use crate::caller::{Caller, Halt};
 use crate::ledger::{ImageRecord, View};
 use crate::manifest::fold_id;
 
-use super::{Held, Library, Person, Placed, ServerPerson, Target, TargetKind};
+use super::{Held, Library, Listing, Person, Placed, ServerPerson, Target, TargetKind};
 
 pub struct MtsTarget {
     client: Client,
@@ -16,6 +16,17 @@ pub struct MtsTarget {
 impl MtsTarget {
     pub fn new(client: Client) -> MtsTarget {
         MtsTarget { client }
+    }
+
+    /// The one answer that lists the library `name`.
+    async fn listed(&self, caller: &Caller, name: &str) -> Result<PersonsBody, Halt> {
+        let client = &self.client;
+        let listing = caller
+            .read("ListCustomPersons", || {
+                client.list_custom_persons_body(Some(name), None)
+            })
+            .await;
+        empty_if_unknown(listing)
     }
 }
 
@@ -27,40 +38,59 @@ pub struct MtsPlace {
 }
 
 /// The faces of one library in a listing, person by person (ids compared case-insensitively).
-fn persons_of(listing: CustomPersons, category_id: &str) -> Vec<ServerPerson<MtsPlace>> {
-    let folded = fold_id(category_id);
+fn persons_of(listing: &PersonsBody, category_id: &str) -> Vec<ServerPerson<MtsPlace>> {
     let mut out = Vec::new();
-    for category in listing
-        .categories
-        .into_iter()
-        .filter(|c| fold_id(&c.category_id) == folded)
-    {
-        for person in category.persons {
-            out.push(ServerPerson {
-                place: MtsPlace {
-                    category_id: category.category_id.clone(),
-                    person_id: person.person_id.clone(),
-                },
-                person_id: person.person_id,
-                images: person
-                    .faces
-                    .into_iter()
-                    .map(|f| Held {
-                        id: f.face_id,
-                        image_url: f.image_url,
-                    })
-                    .collect(),
-            });
-        }
-    }
+    walk_library(listing, category_id, |person| {
+        out.push(ServerPerson {
+            place: MtsPlace {
+                category_id: person.category.category_id.clone(),
+                person_id: person.person_id.to_string(),
+            },
+            person_id: person.person_id.to_string(),
+            images: person
+                .faces
+                .iter()
+                .map(|f| Held {
+                    id: f.face_id.to_string(),
+                    image_url: f.image_url.as_deref().map(str::to_string),
+                })
+                .collect(),
+        });
+    });
     out
 }
 
+/// Every person of the listing in the library `category_id` (a listing may hold others).
+pub(super) fn walk_library(
+    listing: &PersonsBody,
+    category_id: &str,
+    mut each: impl FnMut(PersonRef<'_, '_>),
+) {
+    let folded = fold_id(category_id);
+    let ours: Vec<bool> = listing
+        .categories()
+        .iter()
+        .map(|c| fold_id(&c.category_id) == folded)
+        .collect();
+    listing.walk(|person| {
+        if ours.get(person.category_at).copied().unwrap_or(false) {
+            each(person);
+        }
+    });
+}
+
 /// A library the service does not know holds nothing (it may say so instead of listing none).
-fn empty_if_unknown(result: Result<CustomPersons, Halt>) -> Result<CustomPersons, Halt> {
+fn empty_if_unknown(result: Result<PersonsBody, Halt>) -> Result<PersonsBody, Halt> {
     match result {
-        Err(Halt::Refused(e)) if crate::caller::is_not_found(&e) => Ok(CustomPersons::default()),
+        Err(Halt::Refused(e)) if crate::caller::is_not_found(&e) => Ok(PersonsBody::default()),
         other => other,
+    }
+}
+
+fn place(category_id: &str, person_id: &str) -> MtsPlace {
+    MtsPlace {
+        category_id: category_id.to_string(),
+        person_id: person_id.to_string(),
     }
 }
 
@@ -125,11 +155,11 @@ impl Target for MtsTarget {
         let (category, person) = (place.category_id.as_str(), place.person_id.as_str());
         let listing = caller
             .read("ListCustomPersons", || {
-                client.list_custom_persons(Some(category), Some(person))
+                client.list_custom_persons_body(Some(category), Some(person))
             })
             .await;
         let folded = fold_id(person);
-        Ok(persons_of(empty_if_unknown(listing)?, category)
+        Ok(persons_of(&empty_if_unknown(listing)?, category)
             .into_iter()
             .filter(|p| fold_id(&p.person_id) == folded)
             .flat_map(|p| p.images)
@@ -137,14 +167,17 @@ impl Target for MtsTarget {
     }
 
     async fn library(&self, caller: &Caller, name: &str) -> Result<Library<MtsPlace>, Halt> {
-        let client = &self.client;
-        let listing = caller
-            .read("ListCustomPersons", || {
-                client.list_custom_persons(Some(name), None)
-            })
-            .await;
+        let listing = self.listed(caller, name).await?;
         Ok(Library {
-            persons: persons_of(empty_if_unknown(listing)?, name),
+            persons: persons_of(&listing, name),
+        })
+    }
+
+    async fn listing(&self, caller: &Caller, name: &str) -> Result<Listing<MtsPlace>, Halt> {
+        Ok(Listing::Answer {
+            body: self.listed(caller, name).await?,
+            name: name.to_string(),
+            place,
         })
     }
 

@@ -267,3 +267,69 @@ fn bad_flags_are_usage_errors_with_exit_2() {
     }
     assert_eq!(world.sandbox.snapshot().stats.requests, 0);
 }
+
+/// A manifest still being written: a thread appends rows to it while `check` and then `run`
+/// read it. Both refuse it (exit 2, "changed while it was read"), nothing is sent, and the
+/// ledger gets no image record.
+#[test]
+fn a_manifest_appended_to_while_it_is_read_is_refused_and_nothing_is_sent() {
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    let world = World::new(SandboxConfig::for_tests());
+    // 100,000 rows: reading and planning them takes far longer than the writer's pause.
+    let path = world.manifest("growing.csv", &manifest_body("lib", 20_000, 5));
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (path, done) = (path.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut appended = 0u64;
+            while !done.load(Ordering::SeqCst) && Instant::now() < deadline && appended < 200_000 {
+                let row = format!(
+                    "lib,late-{appended},Late,https://img.example.com/late/{appended}.jpg\n"
+                );
+                file.write_all(row.as_bytes()).unwrap();
+                appended += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            appended
+        })
+    };
+    let check = world
+        .command(&["check", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    // Bounded: were the change missed, the run would import for at most this long (and fail
+    // the exit-code assertion) instead of registering every row.
+    let run = world.run(&path, &["--max-duration", "20s"]);
+    done.store(true, Ordering::SeqCst);
+    let appended = writer.join().unwrap();
+    assert!(appended > 0, "the writer never appended");
+    for out in [&check, &run] {
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(out));
+        let err = stderr(out);
+        assert!(
+            err.contains("growing.csv") && err.contains("changed while it was read"),
+            "{err}"
+        );
+        assert_no_panic(out);
+    }
+    let state = world.sandbox.snapshot();
+    assert_eq!(
+        state.stats.requests, 0,
+        "a manifest being written sent requests"
+    );
+    assert!(faces_of(&state).is_empty());
+    let images = ledger_lines(&world.path("growing.ledger.jsonl"))
+        .into_iter()
+        .filter(|l| l["kind"] == "image")
+        .count();
+    assert_eq!(images, 0, "a manifest being written was recorded");
+}

@@ -1,0 +1,606 @@
+//! `ListCustomPersons` answers read where they lie: the answer's bytes are kept as received and
+//! walked person by person, each string borrowed from them, instead of being parsed into a JSON
+//! tree and then copied into typed lists. A whole library (a million faces) is one answer; this
+//! way it costs its own bytes, not several times them.
+//!
+//! The shape is read as [`super::response::list`] and [`super::response::text`] read it:
+//! `Categories.Category[].Persons.Person[].Faces.Face[]`, a wrapper that is missing, null or an
+//! empty object is an empty list, a wrapper may be the array itself, a lone object is one item,
+//! items that are not objects are skipped; a field is a non-empty string or a number.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::Bytes;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::ApiError;
+
+const ACTION: &str = "ListCustomPersons";
+
+/// One face as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaceRef<'a> {
+    pub face_id: Cow<'a, str>,
+    pub image_url: Option<Cow<'a, str>>,
+}
+
+/// One person as listed, with the category it is listed in.
+#[derive(Debug)]
+pub struct PersonRef<'w, 'a> {
+    pub category: &'w CategoryHead,
+    /// The category's place in [`PersonsBody::categories`].
+    pub category_at: usize,
+    pub person_id: Cow<'a, str>,
+    pub person_name: Option<Cow<'a, str>>,
+    pub person_description: Option<Cow<'a, str>>,
+    pub faces: &'w [FaceRef<'a>],
+}
+
+/// A category's own fields (there are few categories in an answer).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CategoryHead {
+    pub category_id: String,
+    pub category_name: Option<String>,
+    pub category_description: Option<String>,
+}
+
+/// A `ListCustomPersons` answer, checked once, walked as often as needed.
+#[derive(Clone, Debug, Default)]
+pub struct PersonsBody {
+    body: Bytes,
+    categories: Vec<CategoryHead>,
+    request_id: Option<String>,
+}
+
+impl PersonsBody {
+    /// Checks the whole answer (JSON, an object, every required id present) and reads its
+    /// categories; `status` is the HTTP status, for the error.
+    pub fn parse(status: u16, body: Bytes) -> Result<PersonsBody, ApiError> {
+        let mut heads = Walk::new(None, |_: PersonRef<'_, '_>| {});
+        run(&body, &mut heads, status)?;
+        let (categories, request_id) = (heads.found, heads.request_id);
+        // The persons too, so that a later walk cannot fail.
+        run(&body, &mut Walk::new(Some(&categories), |_| {}), status)?;
+        Ok(PersonsBody {
+            body,
+            categories,
+            request_id,
+        })
+    }
+
+    pub fn categories(&self) -> &[CategoryHead] {
+        &self.categories
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+
+    /// Every person, in the answer's order.
+    pub fn walk(&self, each: impl FnMut(PersonRef<'_, '_>)) {
+        // `parse` read these same bytes the same way: this cannot fail.
+        let _ = run(
+            &self.body,
+            &mut Walk::new(Some(&self.categories), each),
+            200,
+        );
+    }
+}
+
+fn run<'a, F: FnMut(PersonRef<'_, '_>)>(
+    body: &'a [u8],
+    walk: &mut Walk<'_, 'a, F>,
+    status: u16,
+) -> Result<(), ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let result = Root(&mut *walk)
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
+    match (result, walk.missing.take()) {
+        (_, Some(field)) => Err(ApiError::malformed(
+            Some(status),
+            format!("{ACTION} answered without {field}"),
+        )),
+        (Ok(()), None) => Ok(()),
+        (Err(_), None) => Err(ApiError::malformed(
+            Some(status),
+            format!(
+                "HTTP {status} answer is not a JSON object: {}",
+                super::response::snippet(body)
+            ),
+        )),
+    }
+}
+
+/// Where a walk is, and what it hands out.
+struct Walk<'h, 'a, F> {
+    /// The categories found by the first pass; `None` during it (persons are skipped then).
+    heads: Option<&'h [CategoryHead]>,
+    found: Vec<CategoryHead>,
+    request_id: Option<String>,
+    /// Index of the category being read.
+    category: usize,
+    faces: Vec<FaceRef<'a>>,
+    /// A required field that was absent (the walk stops there).
+    missing: Option<&'static str>,
+    each: F,
+}
+
+impl<'h, 'a, F: FnMut(PersonRef<'_, '_>)> Walk<'h, 'a, F> {
+    fn new(heads: Option<&'h [CategoryHead]>, each: F) -> Self {
+        Walk {
+            heads,
+            found: Vec::new(),
+            request_id: None,
+            category: 0,
+            faces: Vec::new(),
+            missing: None,
+            each,
+        }
+    }
+
+    fn fail<E: de::Error>(&mut self, field: &'static str) -> E {
+        self.missing = Some(field);
+        E::custom(field)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Category,
+    Person,
+    Face,
+}
+
+impl Level {
+    fn item(self) -> Key {
+        match self {
+            Level::Category => Key::Category,
+            Level::Person => Key::Person,
+            Level::Face => Key::Face,
+        }
+    }
+}
+
+/// The keys this reader looks at; every other key is skipped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Key {
+    RequestId,
+    Categories,
+    Category,
+    CategoryId,
+    CategoryName,
+    CategoryDescription,
+    Persons,
+    Person,
+    PersonId,
+    PersonName,
+    PersonDescription,
+    Faces,
+    Face,
+    FaceId,
+    ImageUrl,
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Key, E> {
+                Ok(match s {
+                    "RequestId" => Key::RequestId,
+                    "Categories" => Key::Categories,
+                    "Category" => Key::Category,
+                    "CategoryId" => Key::CategoryId,
+                    "CategoryName" => Key::CategoryName,
+                    "CategoryDescription" => Key::CategoryDescription,
+                    "Persons" => Key::Persons,
+                    "Person" => Key::Person,
+                    "PersonId" => Key::PersonId,
+                    "PersonName" => Key::PersonName,
+                    "PersonDescription" => Key::PersonDescription,
+                    "Faces" => Key::Faces,
+                    "Face" => Key::Face,
+                    "FaceId" => Key::FaceId,
+                    "ImageUrl" => Key::ImageUrl,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A field as `response::text` reads it: a non-empty string (borrowed when it has no
+/// escapes) or a number; anything else is absent.
+struct Text<'a>(Option<Cow<'a, str>>);
+
+impl<'de> de::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text<'de>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text((!s.is_empty()).then_some(Cow::Borrowed(s))))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Text<'de>, E> {
+                Ok(Text((!s.is_empty()).then(|| Cow::Owned(s.to_string()))))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Owned(n.to_string()))))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Owned(n.to_string()))))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Text<'de>, E> {
+                Ok(Text(
+                    serde_json::Number::from_f64(n).map(|n| Cow::Owned(n.to_string())),
+                ))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Text<'de>, E> {
+                Ok(Text(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Text<'de>, E> {
+                Ok(Text(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Text<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Text(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Text<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Text(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Implements the visits of values that hold no items (null, booleans, numbers, strings).
+macro_rules! nothing_in_scalars {
+    () => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+            Ok(())
+        }
+    };
+}
+
+struct Root<'w, 'h, 'a, F>(&'w mut Walk<'h, 'a, F>);
+
+impl<'de, F: FnMut(PersonRef<'_, '_>)> DeserializeSeed<'de> for Root<'_, '_, 'de, F> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, F: FnMut(PersonRef<'_, '_>)> Visitor<'de> for Root<'_, '_, 'de, F> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::RequestId => {
+                    self.0.request_id = map.next_value::<Text>()?.0.map(Cow::into_owned);
+                }
+                Key::Categories => map.next_value_seed(Wrapper(&mut *self.0, Level::Category))?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `Categories`, `Persons` or `Faces`: an object holding the item list, or the list itself.
+struct Wrapper<'w, 'h, 'a, F>(&'w mut Walk<'h, 'a, F>, Level);
+
+impl<'de, F: FnMut(PersonRef<'_, '_>)> DeserializeSeed<'de> for Wrapper<'_, '_, 'de, F> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, F: FnMut(PersonRef<'_, '_>)> Visitor<'de> for Wrapper<'_, '_, 'de, F> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list wrapper")
+    }
+    nothing_in_scalars!();
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        Items(self.0, self.1).visit_seq(seq)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Wrapper(walk, level) = self;
+        while let Some(key) = map.next_key::<Key>()? {
+            if key == level.item() {
+                map.next_value_seed(Items(&mut *walk, level))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `Category`, `Person` or `Face`: an array of items, or one lone item.
+struct Items<'w, 'h, 'a, F>(&'w mut Walk<'h, 'a, F>, Level);
+
+impl<'de, F: FnMut(PersonRef<'_, '_>)> DeserializeSeed<'de> for Items<'_, '_, 'de, F> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, F: FnMut(PersonRef<'_, '_>)> Visitor<'de> for Items<'_, '_, 'de, F> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of items")
+    }
+    nothing_in_scalars!();
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Items(walk, level) = self;
+        while seq
+            .next_element_seed(Item(&mut *walk, level, false))?
+            .is_some()
+        {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        item(self.0, self.1, map, true)
+    }
+}
+
+/// One element of an item array: an object is an item, anything else is skipped.
+struct Item<'w, 'h, 'a, F>(&'w mut Walk<'h, 'a, F>, Level, bool);
+
+impl<'de, F: FnMut(PersonRef<'_, '_>)> DeserializeSeed<'de> for Item<'_, '_, 'de, F> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, F: FnMut(PersonRef<'_, '_>)> Visitor<'de> for Item<'_, '_, 'de, F> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an item")
+    }
+    nothing_in_scalars!();
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        item(self.0, self.1, map, self.2)
+    }
+}
+
+/// Reads one item object. A lone empty object is no item (as `response::list` reads it);
+/// an empty object in an array is an item without its id.
+fn item<'de, F: FnMut(PersonRef<'_, '_>), A: MapAccess<'de>>(
+    walk: &mut Walk<'_, 'de, F>,
+    level: Level,
+    mut map: A,
+    lone: bool,
+) -> Result<(), A::Error> {
+    let mut any = false;
+    let (mut id, mut name, mut description) = (None, None, None);
+    let mut image_url = None;
+    if level == Level::Person {
+        walk.faces.clear();
+    }
+    while let Some(key) = map.next_key::<Key>()? {
+        any = true;
+        match (level, key) {
+            (Level::Category, Key::CategoryId)
+            | (Level::Person, Key::PersonId)
+            | (Level::Face, Key::FaceId) => id = map.next_value::<Text>()?.0,
+            (Level::Category, Key::CategoryName) | (Level::Person, Key::PersonName) => {
+                name = map.next_value::<Text>()?.0;
+            }
+            (Level::Category, Key::CategoryDescription)
+            | (Level::Person, Key::PersonDescription) => {
+                description = map.next_value::<Text>()?.0;
+            }
+            (Level::Face, Key::ImageUrl) => image_url = map.next_value::<Text>()?.0,
+            (Level::Category, Key::Persons) if walk.heads.is_some() => {
+                map.next_value_seed(Wrapper(&mut *walk, Level::Person))?;
+            }
+            (Level::Person, Key::Faces) => {
+                // A repeated key: the last one counts, as in a JSON object.
+                walk.faces.clear();
+                map.next_value_seed(Wrapper(&mut *walk, Level::Face))?;
+            }
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+    }
+    if lone && !any {
+        return Ok(());
+    }
+    match level {
+        Level::Category => {
+            let Some(id) = id else {
+                return Err(walk.fail("CategoryId"));
+            };
+            if walk.heads.is_none() {
+                walk.found.push(CategoryHead {
+                    category_id: id.into_owned(),
+                    category_name: name.map(Cow::into_owned),
+                    category_description: description.map(Cow::into_owned),
+                });
+            }
+            walk.category += 1;
+        }
+        Level::Person => {
+            let Some(person_id) = id else {
+                return Err(walk.fail("PersonId"));
+            };
+            let heads = walk.heads.unwrap_or_default();
+            // Persons are read in the second pass only, which knows every category.
+            if let Some(category) = heads.get(walk.category) {
+                (walk.each)(PersonRef {
+                    category,
+                    category_at: walk.category,
+                    person_id,
+                    person_name: name,
+                    person_description: description,
+                    faces: &walk.faces,
+                });
+            }
+            walk.faces.clear();
+        }
+        Level::Face => {
+            let Some(face_id) = id else {
+                return Err(walk.fail("FaceId"));
+            };
+            walk.faces.push(FaceRef { face_id, image_url });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value};
+
+    use super::*;
+    use crate::api::response::{list, text};
+
+    /// The tree reading this module replaces, kept as the reference it must agree with.
+    fn by_tree(
+        obj: &Map<String, Value>,
+    ) -> Result<Vec<(String, String, Vec<FaceRef<'static>>)>, String> {
+        let mut out = Vec::new();
+        for c in list(obj, "Categories", "Category") {
+            let category = text(c, "CategoryId").ok_or("CategoryId")?;
+            let mut persons = Vec::new();
+            for p in list(c, "Persons", "Person") {
+                let mut faces = Vec::new();
+                for f in list(p, "Faces", "Face") {
+                    faces.push(FaceRef {
+                        face_id: text(f, "FaceId").ok_or("FaceId")?.into(),
+                        image_url: text(f, "ImageUrl").map(Cow::Owned),
+                    });
+                }
+                persons.push((
+                    category.clone(),
+                    text(p, "PersonId").ok_or("PersonId")?,
+                    faces,
+                ));
+            }
+            out.extend(persons);
+        }
+        Ok(out)
+    }
+
+    fn by_walk(json: &str) -> Result<Vec<(String, String, Vec<FaceRef<'static>>)>, String> {
+        let body = PersonsBody::parse(200, Bytes::copy_from_slice(json.as_bytes()))
+            .map_err(|e| e.message().to_string())?;
+        let mut out = Vec::new();
+        body.walk(|p| {
+            let faces = p
+                .faces
+                .iter()
+                .map(|f| FaceRef {
+                    face_id: Cow::Owned(f.face_id.to_string()),
+                    image_url: f.image_url.as_deref().map(|u| Cow::Owned(u.to_string())),
+                })
+                .collect();
+            out.push((
+                p.category.category_id.clone(),
+                p.person_id.to_string(),
+                faces,
+            ));
+        });
+        Ok(out)
+    }
+
+    #[test]
+    fn every_shape_reads_as_the_json_tree_reads_it() {
+        let shapes = [
+            r#"{}"#,
+            r#"{"Categories":null}"#,
+            r#"{"Categories":{}}"#,
+            r#"{"Categories":"x"}"#,
+            r#"{"Categories":{"Category":{}}}"#,
+            r#"{"Categories":{"Category":{"CategoryId":"c"}}}"#,
+            r#"{"Categories":[{"CategoryId":"c","Persons":[{"PersonId":"p"}]}]}"#,
+            r#"{"Categories":{"Category":[1,"x",null,{"CategoryId":7,"Persons":{"Person":{"PersonId":"p","Faces":{"Face":{"FaceId":12,"ImageUrl":""}}}}}]}}"#,
+            r#"{"Categories":{"Category":[{"Persons":{"Person":[{"Faces":{"Face":[{"ImageUrl":"u","FaceId":"f"}]},"PersonId":"p\u0041"}]},"CategoryId":"late"}]}}"#,
+            r#"{"Categories":{"Category":[{"CategoryId":"c","Persons":{"Person":[{"PersonId":"p","Faces":{"Face":[{"FaceId":"a"}]},"Faces":{"Face":[{"FaceId":"b","ImageUrl":"https://x/\"q\""}]}}]}},{"CategoryId":"d","Persons":{"Person":[]}}]}}"#,
+            r#"{"Categories":{"Category":[{"CategoryId":"c","Persons":{"Person":[{"PersonId":"p","Faces":[{"FaceId":"a","ImageUrl":{"x":1}},[],{"FaceId":1.5}]}]}}]}}"#,
+            r#"{"Categories":{"Category":[{"CategoryId":"c","Persons":{"Person":[{"PersonId":"p","Faces":{"Face":[{}]}}]}}]}}"#,
+            r#"{"Categories":{"Category":[{"CategoryId":"","Persons":{}}]}}"#,
+            r#"{"Categories":{"Category":[{"CategoryId":"c","Persons":{"Person":[{"PersonName":"n"}]}}]}}"#,
+        ];
+        for json in shapes {
+            let v: Value = serde_json::from_str(json).unwrap();
+            let want = by_tree(v.as_object().unwrap());
+            let got = by_walk(json);
+            match (&want, &got) {
+                (Ok(w), Ok(g)) => assert_eq!(w, g, "{json}"),
+                (Err(field), Err(message)) => {
+                    assert!(message.ends_with(field), "{json}: {message}")
+                }
+                _ => panic!("{json}: the tree says {want:?}, the walk {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_answer_that_is_not_an_object_is_malformed() {
+        for body in ["", "[1]", "<xml/>", r#"{"Categories":"#, r#"{} x"#] {
+            let e = PersonsBody::parse(200, Bytes::copy_from_slice(body.as_bytes())).unwrap_err();
+            assert_eq!(e.code(), "MalformedResponse", "{body}");
+            assert!(e.message().contains("not a JSON object"), "{body}");
+        }
+    }
+
+    #[test]
+    fn strings_without_escapes_are_borrowed_from_the_answer() {
+        let json = r#"{"Categories":{"Category":[{"CategoryId":"c","Persons":{"Person":[{"PersonId":"p","Faces":{"Face":[{"FaceId":"f","ImageUrl":"https://x/1.jpg"}]}}]}}]}}"#;
+        let body = PersonsBody::parse(200, Bytes::copy_from_slice(json.as_bytes())).unwrap();
+        let mut borrowed = 0;
+        body.walk(|p| {
+            borrowed += usize::from(matches!(p.person_id, Cow::Borrowed(_)));
+            borrowed += p
+                .faces
+                .iter()
+                .filter(|f| matches!(f.image_url, Some(Cow::Borrowed(_))))
+                .count();
+        });
+        assert_eq!(borrowed, 2);
+    }
+}
