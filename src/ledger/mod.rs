@@ -9,7 +9,7 @@
 pub mod read;
 pub mod record;
 
-pub use read::{Entry, Image, Scanned, View, scan, scan_from};
+pub use read::{Entry, Image, ReplayView, Scanned, View, scan, scan_from};
 pub use record::{
     ImageRecord, ObjectKind, ObjectRecord, Record, RunRecord, SCHEMA_VERSION, Status, TargetName,
     encode,
@@ -22,7 +22,7 @@ use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::manifest::person_key;
+use crate::manifest::person_and_image_key;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -84,11 +84,11 @@ pub enum LedgerError {
     Locked { path: PathBuf, holder: String },
 }
 
-/// What an image's last record says, kept small: a million images fit in tens of megabytes.
+/// What an image's last record says, kept small (8 bytes; 32 with its key in the replay's
+/// map): a million images fit in tens of megabytes. Per-person figures live beside it, in maps
+/// that grow with persons.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ImageState {
-    /// The low 64 bits of the person's key (for counting images per person, not identity).
-    pub person: u64,
     pub status: Status,
     /// For `failed`: the failure may go away on its own (attempts ran out), so the next run retries.
     pub retryable: bool,
@@ -129,10 +129,18 @@ pub struct Slot {
     seen: std::cell::Cell<u32>,
 }
 
+/// Persons, by the low 64 bits of their key.
+pub type PersonSet = std::collections::HashSet<u64, BuildHasherDefault<KeyHasher>>;
+
 /// The ledger replayed: the last state of every image, and the last run's bookends.
 #[derive(Default)]
 pub struct Replay {
     pub images: KeyMap<Slot>,
+    /// Every person the ledger has a record of.
+    persons: PersonSet,
+    /// Per person, the images whose last record is `registered` (kept as records are applied,
+    /// so the image map needs no person field).
+    registered: PersonMap<u32>,
     pub lines: u64,
     /// Bytes at the end that form no complete line (a torn write); cut off before appending.
     pub torn_tail: u64,
@@ -167,45 +175,150 @@ impl Replay {
 
     /// How many images each person has registered, by person key (low 64 bits).
     pub fn registered_per_person(&self) -> PersonMap<u32> {
-        let mut counts = PersonMap::default();
-        for slot in self.images.values() {
-            if slot.state.status == Status::Registered {
-                *counts.entry(slot.state.person).or_insert(0) += 1;
-            }
-        }
-        counts
+        self.registered.clone()
     }
 
     /// Every person the ledger has a record of (low 64 bits of the key).
-    pub fn persons(&self) -> std::collections::HashSet<u64, BuildHasherDefault<KeyHasher>> {
-        self.images.values().map(|slot| slot.state.person).collect()
+    pub fn persons(&self) -> PersonSet {
+        self.persons.clone()
     }
 }
 
 /// The Unix second of a record's RFC 3339 time; 0 when it does not parse.
 fn unix_seconds(ts: &str) -> u32 {
+    if let Some(seconds) = unix_seconds_utc(ts) {
+        return seconds;
+    }
     time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
         .map_or(0, |t| u32::try_from(t.unix_timestamp()).unwrap_or(0))
 }
 
+/// The writer's own form, `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, read without the general parser
+/// (replay reads one per `pending` line); `None` for anything else, which the parser takes.
+fn unix_seconds_utc(ts: &str) -> Option<u32> {
+    let b = ts.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        b.get(range)?.iter().try_fold(0i64, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+        })
+    };
+    let shape = b.len() >= 20
+        && [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')]
+            .iter()
+            .all(|&(at, c)| b[at] == c)
+        && b[b.len() - 1] == b'Z';
+    if !shape {
+        return None;
+    }
+    let fraction = &b[19..b.len() - 1];
+    if !(fraction.is_empty()
+        || fraction.len() > 1
+            && fraction[0] == b'.'
+            && fraction[1..].iter().all(u8::is_ascii_digit))
+    {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    let days_in_month = [
+        31,
+        28 + i64::from(year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)),
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month[month as usize - 1]
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    // Days from the civil date (H. Hinnant's algorithm), for the proleptic Gregorian calendar.
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u32::try_from(days * 86_400 + hour * 3600 + minute * 60 + second).ok()
+}
+
 /// Replays the ledger at `path`; a missing file is an empty ledger.
+///
+/// Two threads share the work, for a ledger of millions of lines: the scan (reading, JSON,
+/// hashing the keys) runs on one and hands over small decoded records in batches; this one
+/// applies them in order to the maps. Memory stays bounded: a few batches in flight.
 pub fn replay(path: &Path) -> Result<Replay, LedgerError> {
+    const BATCH: usize = 4096;
     let mut replay = Replay::default();
-    let scanned = read::scan(path, true, |entry| replay.apply(entry))?;
+    let (batches, received) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(4);
+    let scanned = std::thread::scope(|scope| {
+        let scanner = scope.spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            let scanned = read::scan_as::<read::Narrow>(path, true, |entry| {
+                if let Some(decoded) = Decoded::of(entry) {
+                    batch.push(decoded);
+                }
+                if batch.len() == BATCH {
+                    // The receiver only goes away when this thread's result is no longer wanted.
+                    let _ = batches.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                }
+            });
+            let _ = batches.send(batch);
+            scanned
+        });
+        for batch in received {
+            for decoded in batch {
+                replay.record(decoded);
+            }
+        }
+        scanner
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })?;
     replay.finish(scanned);
     Ok(replay)
 }
 
-/// [`replay`] from any reader; `path` names it in messages.
+/// [`replay`] from any reader, on this thread; `path` names it in messages.
 pub fn replay_from(path: &Path, reader: impl BufRead) -> Result<Replay, LedgerError> {
     let mut replay = Replay::default();
-    let scanned = read::scan_from(path, reader, |entry| replay.apply(entry))?;
+    let scanned = read::scan_from_as::<read::Narrow>(path, reader, |entry| {
+        if let Some(decoded) = Decoded::of(entry) {
+            replay.record(decoded);
+        }
+    })?;
     replay.finish(scanned);
     Ok(replay)
 }
 
-impl Replay {
-    fn apply(&mut self, entry: Entry<'_, '_>) {
+/// What replay keeps of one line, decoded from its view.
+enum Decoded {
+    Image {
+        key: u128,
+        person: u64,
+        state: ImageState,
+    },
+    RunStart(Box<RunRecord>),
+    RunEnd(Box<RunRecord>),
+}
+
+impl Decoded {
+    fn of(entry: Entry<'_, '_, ReplayView<'_>>) -> Option<Decoded> {
         match entry {
             Entry::Image(image) => {
                 let since = match image.status {
@@ -213,19 +326,20 @@ impl Replay {
                     _ => 0,
                 };
                 let state = ImageState {
-                    person: person_key(image.category_id, image.person_id) as u64,
                     status: image.status,
                     retryable: image.view.retryable.unwrap_or(false),
                     since,
                 };
-                let slot = Slot {
+                let (person, key) =
+                    person_and_image_key(image.category_id, image.person_id, image.identity());
+                Some(Decoded::Image {
+                    key,
+                    person: person as u64,
                     state,
-                    seen: Default::default(),
-                };
-                self.images.insert(image.key(), slot);
+                })
             }
             Entry::Run(view) => {
-                let record = RunRecord {
+                let record = Box::new(RunRecord {
                     ts: view.ts.as_deref().unwrap_or_default().into(),
                     run: view.run().into(),
                     command: view.command.as_deref().map(str::to_string),
@@ -236,15 +350,48 @@ impl Replay {
                     target: view.target,
                     algorithm: view.algorithm.as_deref().map(str::to_string),
                     ..RunRecord::default()
-                };
-                if view.kind == Some(read::LineKind::RunStart) {
-                    self.last_run_start = Some(record);
-                    self.last_run_end = None;
+                });
+                Some(if view.kind == Some(read::LineKind::RunStart) {
+                    Decoded::RunStart(record)
                 } else {
-                    self.last_run_end = Some(record);
+                    Decoded::RunEnd(record)
+                })
+            }
+            Entry::Object(_) => None,
+        }
+    }
+}
+
+impl Replay {
+    fn record(&mut self, decoded: Decoded) {
+        match decoded {
+            Decoded::Image { key, person, state } => {
+                let slot = Slot {
+                    state,
+                    seen: Default::default(),
+                };
+                let before = self.images.insert(key, slot).map(|slot| slot.state.status);
+                self.persons.insert(person);
+                // An image's key includes its person's, so the image never changes person.
+                let registered = |status| status == Status::Registered;
+                match (before.is_some_and(registered), registered(state.status)) {
+                    (false, true) => *self.registered.entry(person).or_insert(0) += 1,
+                    (true, false) => {
+                        if let Some(count) = self.registered.get_mut(&person) {
+                            *count -= 1;
+                            if *count == 0 {
+                                self.registered.remove(&person);
+                            }
+                        }
+                    }
+                    _ => {}
                 }
             }
-            Entry::Object(_) => {}
+            Decoded::RunStart(record) => {
+                self.last_run_start = Some(*record);
+                self.last_run_end = None;
+            }
+            Decoded::RunEnd(record) => self.last_run_end = Some(*record),
         }
     }
 
@@ -440,7 +587,7 @@ fn sync_parent_dir(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::image_key;
+    use crate::manifest::{image_key, person_key};
 
     fn record(status: Status, url: &str) -> Vec<u8> {
         let mut out = Vec::new();
@@ -475,6 +622,44 @@ mod tests {
             1
         );
         assert_eq!(replay.lines, 3);
+    }
+
+    #[test]
+    fn per_person_counts_follow_each_image_s_last_record() {
+        let mut bytes = record(Status::Registered, "http://x/a.jpg");
+        bytes.extend(record(Status::Registered, "http://x/b.jpg"));
+        bytes.extend(record(Status::Removed, "http://x/a.jpg"));
+        bytes.extend(record(Status::Registered, "http://x/b.jpg"));
+        let alice = person_key("lib", "alice") as u64;
+        let replay = replay_bytes(&bytes).unwrap();
+        assert_eq!(replay.registered_per_person()[&alice], 1);
+        bytes.extend(record(Status::Failed, "http://x/b.jpg"));
+        let replay = replay_bytes(&bytes).unwrap();
+        assert!(!replay.registered_per_person().contains_key(&alice));
+        assert!(replay.persons().contains(&alice));
+        assert_eq!(replay.persons().len(), 1);
+    }
+
+    #[test]
+    fn record_times_in_the_writer_s_form_read_as_the_general_parser_reads_them() {
+        for ts in [
+            "2026-11-22T00:00:00.000Z",
+            "1970-01-01T00:00:00Z",
+            "2000-02-29T23:59:59.999999Z",
+            "2026-12-31T12:34:56.7Z",
+            "2106-02-07T06:28:15Z",
+        ] {
+            let parsed =
+                time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+                    .unwrap()
+                    .unix_timestamp();
+            assert_eq!(unix_seconds_utc(ts).map(i64::from), Some(parsed), "{ts}");
+        }
+        for other in ["2026-11-22T08:00:00+08:00", "2026-02-30T00:00:00Z", "x", ""] {
+            assert_eq!(unix_seconds_utc(other), None, "{other}");
+        }
+        assert_eq!(unix_seconds("2026-11-22T08:00:00+08:00"), 1_795_305_600);
+        assert_eq!(unix_seconds("2026-11-22T00:00:00.000Z"), 1_795_305_600);
     }
 
     #[test]

@@ -18,8 +18,8 @@ pub use encoding::{Encoding, set_default as set_default_encoding};
 pub use error::ManifestError;
 pub use header::Columns;
 pub use validate::{
-    canonical_url, fold_id, image_key, is_system_library, library_key, person_key, validate_id,
-    validate_url,
+    canonical_url, fold_id, image_key, is_system_library, library_key, person_and_image_key,
+    person_key, validate_id, validate_url,
 };
 
 /// A row that passed every check; ids, URL and name are trimmed.
@@ -354,6 +354,15 @@ impl<R: Read> Read for LineEnds<R> {
             let n = self.inner.read(buf)?;
             if n == 0 {
                 return Ok(0);
+            }
+            // The common chunk, with no `\r` and no `"` (and no `\r\n` split before it),
+            // passes unchanged: only the state at its end needs working out.
+            let chunk = &buf[..n];
+            if !self.after_cr && !chunk.contains(&b'\r') && !chunk.contains(&b'"') {
+                if self.state != QuoteState::Quoted {
+                    self.state = QuoteState::Unquoted(matches!(chunk[n - 1], b',' | b'\n'));
+                }
+                return Ok(n);
             }
             let mut out = 0;
             for i in 0..n {
