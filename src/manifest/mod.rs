@@ -267,6 +267,70 @@ impl Iterator for Reader {
 
 impl FusedIterator for Reader {}
 
+/// Entries read per hand-over by [`Reader::read_ahead`].
+const READ_AHEAD_BATCH: usize = 1024;
+
+impl Reader {
+    /// The same entries in the same order, read on a thread of their own a few batches ahead
+    /// of the consumer, so parsing and checking rows overlaps with planning them.
+    pub fn read_ahead(self) -> ReadAhead {
+        let (batches, received) = std::sync::mpsc::sync_channel(4);
+        let thread = std::thread::spawn(move || {
+            let mut batch = Vec::with_capacity(READ_AHEAD_BATCH);
+            for entry in self {
+                batch.push(entry);
+                if batch.len() == READ_AHEAD_BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_AHEAD_BATCH));
+                    if batches.send(full).is_err() {
+                        // The consumer stopped reading.
+                        return;
+                    }
+                }
+            }
+            let _ = batches.send(batch);
+        });
+        ReadAhead {
+            received,
+            current: Vec::new().into_iter(),
+            thread: Some(thread),
+        }
+    }
+}
+
+/// The iterator [`Reader::read_ahead`] returns.
+pub struct ReadAhead {
+    received: std::sync::mpsc::Receiver<Vec<Result<Entry, ManifestError>>>,
+    current: std::vec::IntoIter<Result<Entry, ManifestError>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Iterator for ReadAhead {
+    type Item = Result<Entry, ManifestError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(entry) = self.current.next() {
+                return Some(entry);
+            }
+            match self.received.recv() {
+                Ok(batch) => self.current = batch.into_iter(),
+                Err(_) => {
+                    // The reading thread is done; a panic there must not pass for the end of
+                    // the manifest.
+                    if let Some(thread) = self.thread.take()
+                        && let Err(panic) = thread.join()
+                    {
+                        std::panic::resume_unwind(panic);
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+impl FusedIterator for ReadAhead {}
+
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reader")
