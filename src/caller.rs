@@ -158,6 +158,8 @@ pub struct Caller {
     settle_after: Duration,
     /// Attempts that failed to connect in a row; `u64::MAX` once anything was answered.
     unconnected: AtomicU64,
+    /// Set when another process may have used every budget's window up to then.
+    busy_until: std::sync::OnceLock<tokio::time::Instant>,
 }
 
 impl Caller {
@@ -172,6 +174,23 @@ impl Caller {
             tally: Arc::new(Tally::default()),
             settle_after: pace.settle_after,
             unconnected: AtomicU64::new(0),
+            busy_until: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A process that used the same budgets may have sent up to now (a run on the same ledger
+    /// that was killed): every operation's first request waits until a window after now, so no
+    /// sliding second holds its requests and ours together.
+    pub fn assume_busy_window(&self) {
+        let now = clock::instant();
+        let _ = self.busy_until.set(now);
+        for class in Action::ALL {
+            self.pacers.for_action(class).assume_full_window(now);
+        }
+        if let Some(map) = &self.per_operation {
+            for pacer in map.lock().unwrap_or_else(|p| p.into_inner()).values() {
+                pacer.assume_full_window(now);
+            }
         }
     }
 
@@ -372,7 +391,13 @@ impl Caller {
         }];
         PacerRef::Own(
             map.entry(name)
-                .or_insert_with(|| Arc::new(Pacer::new(budget)))
+                .or_insert_with(|| {
+                    let pacer = Pacer::new(budget);
+                    if let Some(&since) = self.busy_until.get() {
+                        pacer.assume_full_window(since);
+                    }
+                    Arc::new(pacer)
+                })
                 .clone(),
         )
     }
@@ -525,6 +550,49 @@ mod tests {
             }
         );
         assert_eq!(Tally::get(&c.tally().lookups), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_killed_run_every_operation_s_first_request_waits_out_one_window() {
+        for scope in [Scope::Action, Scope::Account] {
+            let pace = Pace {
+                qps: 10,
+                read_qps: 10,
+                remove_qps: 10,
+                scope,
+                max_attempts: 1,
+                seed: Some(1),
+                settle_after: Duration::from_secs(11),
+            };
+            let c = Caller::new(pace, Arc::new(Stop::default()));
+            // One operation already has its pacer, the others are made later.
+            c.read("ListA", || async { Ok(()) }).await.unwrap();
+            clock::sleep(Duration::from_secs(2)).await;
+            let start = clock::instant();
+            c.assume_busy_window();
+            for name in ["ListA", "ListB"] {
+                c.read(name, || async { Ok(()) }).await.unwrap();
+                let waited = clock::instant() - start;
+                assert!(
+                    waited >= Duration::from_secs(1),
+                    "{scope:?} {name}: {waited:?}"
+                );
+                assert!(
+                    waited < Duration::from_millis(1200),
+                    "{scope:?} {name}: {waited:?}"
+                );
+            }
+            let made = c
+                .create_once(
+                    "Create",
+                    || async { Ok("id".to_string()) },
+                    || async { Ok(None) },
+                )
+                .await
+                .unwrap();
+            assert_eq!(made.id, "id");
+            assert!(clock::instant() - start < Duration::from_millis(1300));
+        }
     }
 
     #[tokio::test(start_paused = true)]

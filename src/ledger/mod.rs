@@ -132,6 +132,11 @@ pub struct Slot {
 /// Persons, by the low 64 bits of their key.
 pub type PersonSet = std::collections::HashSet<u64, BuildHasherDefault<KeyHasher>>;
 
+/// How recently an unfinished run must have written the ledger for a new run to assume it
+/// was still sending (it may send for a while without writing: look-ups, retries, a batch of
+/// pending images). Long enough for any restart loop; a run killed longer ago costs nothing.
+pub const LATELY: time::Duration = time::Duration::minutes(10);
+
 /// The ledger replayed: the last state of every image, and the last run's bookends.
 #[derive(Default)]
 pub struct Replay {
@@ -164,6 +169,20 @@ impl Replay {
         } else {
             Some(Some(u64::from(first)))
         }
+    }
+
+    /// The last run on the ledger has no closing record (it was killed, or is the one that
+    /// just failed to finish) and the ledger was written within [`LATELY`]: that run may have
+    /// been sending requests until a moment ago, and they count against the budgets' windows.
+    pub fn ended_unfinished_lately(&self, path: &Path) -> bool {
+        if self.last_run_start.is_none() || self.last_run_end.is_some() {
+            return false;
+        }
+        let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified()) else {
+            return false;
+        };
+        let age = crate::clock::now_utc() - time::OffsetDateTime::from(modified);
+        age < LATELY
     }
 
     /// Forgets what a previous plan saw (a replay planned twice).

@@ -134,7 +134,7 @@ pub fn plan_files_with(
             .map(|m| (m.len(), m.modified().ok()))
     };
     let before = stamp(manifest_path);
-    let reader = manifest::Reader::open(manifest_path)?;
+    let reader = manifest::Reader::open(manifest_path)?.read_ahead();
     let plan = plan::plan_with(reader, replay, options, rules)?;
     if stamp(manifest_path) != before {
         return Err(ManifestError::Changed {
@@ -148,7 +148,7 @@ pub fn plan_files_with(
 pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunError> {
     let started = crate::clock::instant();
     let _lock = Lock::acquire(&config.ledger)?;
-    let (plan, torn) = read_and_plan(&config).await?;
+    let (plan, torn, unfinished) = read_and_plan(&config).await?;
     if torn > 0 {
         tracing::warn!(
             bytes = torn,
@@ -162,6 +162,14 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
         move || stop.stop(StopReason::LedgerFailed)
     };
     let caller = Caller::new(config.pace, stop.clone());
+    if unfinished {
+        tracing::info!(
+            "the last run on this ledger ended without its closing record a moment ago (killed?): \
+             its requests of the last second still count against the budgets, so the first \
+             request of each operation waits one second"
+        );
+        caller.assume_busy_window();
+    }
     let tally = caller.tally().clone();
     let (events, recorder) = recorder::start(
         appender,
@@ -245,14 +253,16 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
 }
 
 /// Replays the ledger (it must belong to the run's target) and plans the manifest against it;
-/// also returns the size of a torn last line to cut off.
-async fn read_and_plan(config: &RunConfig) -> Result<(Plan, u64), RunError> {
+/// also returns the size of a torn last line to cut off, and whether the last run on the
+/// ledger may have been sending until a moment ago ([`Replay::ended_unfinished_lately`]).
+async fn read_and_plan(config: &RunConfig) -> Result<(Plan, u64, bool), RunError> {
     let path = config.ledger.clone();
     let replay = tokio::task::spawn_blocking(move || ledger::replay(&path))
         .await
         .map_err(join_err)??;
     check_ledger(config.target, &replay)?;
     let torn = replay.torn_tail;
+    let unfinished = replay.ended_unfinished_lately(&config.ledger);
     let options = plan::Options {
         retry_failed: config.retry_failed,
         keep_work: true,
@@ -266,7 +276,7 @@ async fn read_and_plan(config: &RunConfig) -> Result<(Plan, u64), RunError> {
     .await
     .map_err(join_err)??;
     plan.read_libraries_from(config.target.library_read_threshold());
-    Ok((plan, torn))
+    Ok((plan, torn, unfinished))
 }
 
 fn fill(

@@ -460,3 +460,55 @@ fn slow_answers_kills_and_immediate_restarts_still_register_each_image_exactly_o
         &manifest_urls("lib", persons, per_person),
     );
 }
+
+#[test]
+fn immediate_restarts_after_kill_9_never_put_more_than_the_budget_into_one_second() {
+    // An unlimited sandbox that measures its busiest second per action; the tool paced at
+    // 10 creates a second, killed mid-run and restarted at once, three times. The dead run's
+    // last second of requests and the new run's first must share the one budget.
+    let qps: u32 = 10;
+    let mut config = SandboxConfig::for_tests();
+    config.mts_qps = 0;
+    config.latency_ms = 20;
+    let world = World::new(config);
+    let (persons, per_person) = (30, 3);
+    let manifest = world.manifest("m.csv", &manifest_body("lib", persons, per_person));
+    let url = world.sandbox.base_url();
+    let qps_flag = qps.to_string();
+    let mut kills = 0;
+    for _ in 0..6 {
+        if kills >= 3 {
+            break;
+        }
+        let landed = kill_after(
+            world
+                .command(&[
+                    "run",
+                    manifest.to_str().unwrap(),
+                    "--endpoint",
+                    &url,
+                    "--progress",
+                    "off",
+                    "--qps",
+                    &qps_flag,
+                    "-q",
+                ])
+                .stderr(std::process::Stdio::null()),
+            Duration::from_millis(1_500),
+        );
+        kills += usize::from(landed);
+    }
+    assert!(kills >= 2, "only {kills} kills landed mid-run");
+    run_until_done(&world, &manifest, &["--qps", &qps_flag], 4);
+    assert_exactly_once(
+        &world,
+        &world.path("m.ledger.jsonl"),
+        &manifest_urls("lib", persons, per_person),
+    );
+    let stats = world.sandbox.snapshot().stats;
+    let peak = stats.peak_per_second["RegisterCustomFace"];
+    assert!(
+        peak <= u64::from(qps),
+        "{peak} creates in one second at a budget of {qps}: {stats:?}"
+    );
+}
