@@ -403,7 +403,19 @@ fn apply<S: ScanAs>(
         column,
         problem,
     };
-    let view: S::View<'_> = serde_json::from_slice(text)
+    // The line checked as UTF-8 at once (the fast whole-slice check), so the JSON parser need
+    // not check each string again.
+    let text = std::str::from_utf8(text).map_err(|e| {
+        let column = text[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b & 0xC0 != 0x80)
+            .count();
+        corrupt(
+            column as u64 + 1,
+            format!("not a ledger record (not UTF-8: {e})"),
+        )
+    })?;
+    let view: S::View<'_> = serde_json::from_str(text)
         .map_err(|e| corrupt(e.column() as u64, format!("not a ledger record ({e})")))?;
     let version = view
         .version()
@@ -493,6 +505,20 @@ mod tests {
         ));
         let unknown_status = b"{\"v\":1,\"kind\":\"image\",\"status\":\"gone\",\"category_id\":\"c\",\"person_id\":\"p\",\"image_url\":\"u\"}\n";
         assert!(scan_bytes(unknown_status).is_err());
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_corruption_at_its_column() {
+        let bad = b"{\"v\":1,\"kind\":\"image\",\"x\":\"\xff\"}\n{\"v\":1}\n";
+        match scan_bytes(bad) {
+            Err(LedgerError::Corrupt {
+                line: 1,
+                column: 28,
+                problem,
+                ..
+            }) => assert!(problem.contains("UTF-8"), "{problem}"),
+            other => panic!("expected Corrupt, got {:?}", other.map(|s| s.0)),
+        }
     }
 
     #[test]
