@@ -286,7 +286,8 @@ pub fn replay(path: &Path) -> Result<Replay, LedgerError> {
     let mut replay = Replay::default();
     let (batches, received) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(4);
     let scanned = std::thread::scope(|scope| {
-        let scanner = scope.spawn(move || {
+        let scanner = std::thread::Builder::new().name("ledger-scan".into());
+        let scanner = scanner.spawn_scoped(scope, move || {
             let mut batch = Vec::with_capacity(BATCH);
             let scanned = read::scan_as::<read::Narrow>(path, true, |entry| {
                 if let Some(decoded) = Decoded::of(entry) {
@@ -306,6 +307,10 @@ pub fn replay(path: &Path) -> Result<Replay, LedgerError> {
             }
         }
         scanner
+            .map_err(|source| LedgerError::Read {
+                path: path.into(),
+                source,
+            })?
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })?;

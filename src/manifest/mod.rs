@@ -275,7 +275,8 @@ impl Reader {
     /// of the consumer, so parsing and checking rows overlaps with planning them.
     pub fn read_ahead(self) -> ReadAhead {
         let (batches, received) = std::sync::mpsc::sync_channel(4);
-        let thread = std::thread::spawn(move || {
+        let reader = std::thread::Builder::new().name("manifest-read".into());
+        let thread = reader.spawn(move || {
             let mut batch = Vec::with_capacity(READ_AHEAD_BATCH);
             for entry in self {
                 batch.push(entry);
@@ -289,6 +290,7 @@ impl Reader {
             }
             let _ = batches.send(batch);
         });
+        let thread = thread.expect("spawning the manifest reader thread");
         ReadAhead {
             received,
             current: Vec::new().into_iter(),

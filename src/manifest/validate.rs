@@ -347,11 +347,14 @@ fn is_canonical(url: &str) -> bool {
         return false;
     };
     let host = &rest[..slash];
-    !host.is_empty()
-        && !host
-            .iter()
-            .any(|&c| c.is_ascii_uppercase() || matches!(c, b'@' | b':' | b'?' | b'#'))
-        && !rest[slash..].iter().any(|&c| matches!(c, b'?' | b'#'))
+    // Folds without early exits, which the compiler turns into wide compares.
+    let bad_host = host.iter().fold(false, |bad, &c| {
+        bad | c.is_ascii_uppercase() | (c == b'@') | (c == b':') | (c == b'?') | (c == b'#')
+    });
+    let bad_path = rest[slash..]
+        .iter()
+        .fold(false, |bad, &c| bad | (c == b'?') | (c == b'#'));
+    !host.is_empty() && !bad_host && !bad_path
 }
 
 /// Feeds `fold_id(id)` to the hasher without allocating for ASCII ids; the streaming digest
