@@ -136,6 +136,9 @@ pub type PersonSet = std::collections::HashSet<u64, BuildHasherDefault<KeyHasher
 /// was still sending (it may send for a while without writing: look-ups, retries, a batch of
 /// pending images). Long enough for any restart loop; a run killed longer ago costs nothing.
 pub const LATELY: time::Duration = time::Duration::minutes(10);
+/// How recently a ledger written by a run that ended must have been written for a new run to
+/// wait for that run's last second of requests.
+pub const JUST_NOW: time::Duration = time::Duration::seconds(2);
 
 /// The ledger replayed: the last state of every image, and the last run's bookends.
 #[derive(Default)]
@@ -171,18 +174,17 @@ impl Replay {
         }
     }
 
-    /// The last run on the ledger has no closing record (it was killed, or is the one that
-    /// just failed to finish) and the ledger was written within [`LATELY`]: that run may have
-    /// been sending requests until a moment ago, and they count against the budgets' windows.
-    pub fn ended_unfinished_lately(&self, path: &Path) -> bool {
-        if self.last_run_start.is_none() || self.last_run_end.is_some() {
-            return false;
-        }
+    /// Another process may have sent requests on this ledger's budgets in the last second: the
+    /// last run has no closing record (killed) and the ledger was written within [`LATELY`], or
+    /// the ledger was written within [`JUST_NOW`] whatever the last run's ending (a run that
+    /// ended a moment ago sent its last requests just before).
+    pub fn may_have_sent_lately(&self, path: &Path) -> bool {
         let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified()) else {
             return false;
         };
         let age = crate::clock::now_utc() - time::OffsetDateTime::from(modified);
-        age < LATELY
+        let unfinished = self.last_run_start.is_some() && self.last_run_end.is_none();
+        (unfinished && age < LATELY) || (self.lines > 0 && age < JUST_NOW)
     }
 
     /// Forgets what a previous plan saw (a replay planned twice).
@@ -278,33 +280,28 @@ fn unix_seconds_utc(ts: &str) -> Option<u32> {
 
 /// Replays the ledger at `path`; a missing file is an empty ledger.
 ///
-/// Two threads share the work, for a ledger of millions of lines: the scan (reading, JSON,
-/// hashing the keys) runs on one and hands over small decoded records in batches; this one
+/// Two threads share the work, for a ledger of millions of lines: the scan (reading, JSON) runs
+/// on one and hands over each line's few fields in batches; this one hashes the keys and
 /// applies them in order to the maps. Memory stays bounded: a few batches in flight.
 pub fn replay(path: &Path) -> Result<Replay, LedgerError> {
-    const BATCH: usize = 4096;
     let mut replay = Replay::default();
-    let (batches, received) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(4);
+    let (batches, received) = std::sync::mpsc::sync_channel::<Batch>(4);
     let scanned = std::thread::scope(|scope| {
         let scanner = std::thread::Builder::new().name("ledger-scan".into());
         let scanner = scanner.spawn_scoped(scope, move || {
-            let mut batch = Vec::with_capacity(BATCH);
+            let mut batch = Batch::default();
             let scanned = read::scan_as::<read::Narrow>(path, true, |entry| {
-                if let Some(decoded) = Decoded::of(entry) {
-                    batch.push(decoded);
-                }
-                if batch.len() == BATCH {
+                batch.push(entry);
+                if batch.is_full() {
                     // The receiver only goes away when this thread's result is no longer wanted.
-                    let _ = batches.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                    let _ = batches.send(std::mem::take(&mut batch));
                 }
             });
             let _ = batches.send(batch);
             scanned
         });
         for batch in received {
-            for decoded in batch {
-                replay.record(decoded);
-            }
+            replay.apply(batch);
         }
         scanner
             .map_err(|source| LedgerError::Read {
@@ -321,29 +318,47 @@ pub fn replay(path: &Path) -> Result<Replay, LedgerError> {
 /// [`replay`] from any reader, on this thread; `path` names it in messages.
 pub fn replay_from(path: &Path, reader: impl BufRead) -> Result<Replay, LedgerError> {
     let mut replay = Replay::default();
+    let mut batch = Batch::default();
     let scanned = read::scan_from_as::<read::Narrow>(path, reader, |entry| {
-        if let Some(decoded) = Decoded::of(entry) {
-            replay.record(decoded);
+        batch.push(entry);
+        if batch.is_full() {
+            replay.apply(std::mem::take(&mut batch));
         }
     })?;
+    replay.apply(batch);
     replay.finish(scanned);
     Ok(replay)
 }
 
-/// What replay keeps of one line, decoded from its view.
+/// Lines handed from the scan to the maps: what replay keeps of each, its strings copied into
+/// one buffer per batch (no allocation per line).
+#[derive(Default)]
+struct Batch {
+    text: String,
+    lines: Vec<Decoded>,
+}
+
+/// Lines per batch.
+const BATCH: usize = 4096;
+
+/// What replay keeps of one line.
 enum Decoded {
     Image {
-        key: u128,
-        person: u64,
+        /// Ends of `category_id`, `person_id` and the identity in the batch's text.
+        ends: [u32; 3],
         state: ImageState,
     },
     RunStart(Box<RunRecord>),
     RunEnd(Box<RunRecord>),
 }
 
-impl Decoded {
-    fn of(entry: Entry<'_, '_, ReplayView<'_>>) -> Option<Decoded> {
-        match entry {
+impl Batch {
+    fn is_full(&self) -> bool {
+        self.lines.len() >= BATCH
+    }
+
+    fn push(&mut self, entry: Entry<'_, '_, ReplayView<'_>>) {
+        let decoded = match entry {
             Entry::Image(image) => {
                 let since = match image.status {
                     Status::Pending => image.view.ts.as_deref().map_or(0, unix_seconds),
@@ -354,13 +369,16 @@ impl Decoded {
                     retryable: image.view.retryable.unwrap_or(false),
                     since,
                 };
-                let (person, key) =
-                    person_and_image_key(image.category_id, image.person_id, image.identity());
-                Some(Decoded::Image {
-                    key,
-                    person: person as u64,
-                    state,
-                })
+                let mut ends = [0u32; 3];
+                for (end, text) in
+                    ends.iter_mut()
+                        .zip([image.category_id, image.person_id, image.identity()])
+                {
+                    self.text.push_str(text);
+                    // Lines are at most 1 MiB, a batch a few thousand of them.
+                    *end = u32::try_from(self.text.len()).expect("a batch's text fits in u32");
+                }
+                Decoded::Image { ends, state }
             }
             Entry::Run(view) => {
                 let record = Box::new(RunRecord {
@@ -375,47 +393,66 @@ impl Decoded {
                     algorithm: view.algorithm.as_deref().map(str::to_string),
                     ..RunRecord::default()
                 });
-                Some(if view.kind == Some(read::LineKind::RunStart) {
+                if view.kind == Some(read::LineKind::RunStart) {
                     Decoded::RunStart(record)
                 } else {
                     Decoded::RunEnd(record)
-                })
+                }
             }
-            Entry::Object(_) => None,
+            Entry::Object(_) => return,
+        };
+        self.lines.push(decoded);
+    }
+}
+
+impl Replay {
+    /// Applies a batch's lines in order.
+    fn apply(&mut self, batch: Batch) {
+        let mut start = 0;
+        let text = &batch.text;
+        for decoded in batch.lines {
+            match decoded {
+                Decoded::Image { ends, state } => {
+                    let [category_end, person_end, identity_end] = ends.map(|end| end as usize);
+                    let (person, key) = person_and_image_key(
+                        &text[start..category_end],
+                        &text[category_end..person_end],
+                        &text[person_end..identity_end],
+                    );
+                    start = identity_end;
+                    self.record_image(key, person as u64, state);
+                }
+                Decoded::RunStart(record) => {
+                    self.last_run_start = Some(*record);
+                    self.last_run_end = None;
+                }
+                Decoded::RunEnd(record) => self.last_run_end = Some(*record),
+            }
         }
     }
 }
 
 impl Replay {
-    fn record(&mut self, decoded: Decoded) {
-        match decoded {
-            Decoded::Image { key, person, state } => {
-                let slot = Slot {
-                    state,
-                    seen: Default::default(),
-                };
-                let before = self.images.insert(key, slot).map(|slot| slot.state.status);
-                self.persons.insert(person);
-                // An image's key includes its person's, so the image never changes person.
-                let registered = |status| status == Status::Registered;
-                match (before.is_some_and(registered), registered(state.status)) {
-                    (false, true) => *self.registered.entry(person).or_insert(0) += 1,
-                    (true, false) => {
-                        if let Some(count) = self.registered.get_mut(&person) {
-                            *count -= 1;
-                            if *count == 0 {
-                                self.registered.remove(&person);
-                            }
-                        }
+    fn record_image(&mut self, key: u128, person: u64, state: ImageState) {
+        let slot = Slot {
+            state,
+            seen: Default::default(),
+        };
+        let before = self.images.insert(key, slot).map(|slot| slot.state.status);
+        self.persons.insert(person);
+        // An image's key includes its person's, so the image never changes person.
+        let registered = |status| status == Status::Registered;
+        match (before.is_some_and(registered), registered(state.status)) {
+            (false, true) => *self.registered.entry(person).or_insert(0) += 1,
+            (true, false) => {
+                if let Some(count) = self.registered.get_mut(&person) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.registered.remove(&person);
                     }
-                    _ => {}
                 }
             }
-            Decoded::RunStart(record) => {
-                self.last_run_start = Some(*record);
-                self.last_run_end = None;
-            }
-            Decoded::RunEnd(record) => self.last_run_end = Some(*record),
+            _ => {}
         }
     }
 

@@ -164,9 +164,9 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
     let caller = Caller::new(config.pace, stop.clone());
     if unfinished {
         tracing::info!(
-            "the last run on this ledger ended without its closing record a moment ago (killed?): \
-             its requests of the last second still count against the budgets, so the first \
-             request of each operation waits one second"
+            "the last run on this ledger may have sent requests a moment ago (killed, or just \
+             ended): they still count against the budgets, so the first request of each \
+             operation waits one second"
         );
         caller.assume_busy_window();
     }
@@ -254,7 +254,7 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
 
 /// Replays the ledger (it must belong to the run's target) and plans the manifest against it;
 /// also returns the size of a torn last line to cut off, and whether the last run on the
-/// ledger may have been sending until a moment ago ([`Replay::ended_unfinished_lately`]).
+/// ledger may have been sending until a moment ago ([`Replay::may_have_sent_lately`]).
 async fn read_and_plan(config: &RunConfig) -> Result<(Plan, u64, bool), RunError> {
     let path = config.ledger.clone();
     let replay = tokio::task::spawn_blocking(move || ledger::replay(&path))
@@ -262,7 +262,7 @@ async fn read_and_plan(config: &RunConfig) -> Result<(Plan, u64, bool), RunError
         .map_err(join_err)??;
     check_ledger(config.target, &replay)?;
     let torn = replay.torn_tail;
-    let unfinished = replay.ended_unfinished_lately(&config.ledger);
+    let unfinished = replay.may_have_sent_lately(&config.ledger);
     let options = plan::Options {
         retry_failed: config.retry_failed,
         keep_work: true,
