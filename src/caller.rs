@@ -161,6 +161,8 @@ pub struct Caller {
     settle_after: Duration,
     /// Attempts that failed to connect in a row; `u64::MAX` once anything was answered.
     unconnected: AtomicU64,
+    /// Set when another process may have used every budget's window up to then.
+    busy_until: std::sync::OnceLock<tokio::time::Instant>,
 }
 
 impl Caller {
@@ -175,6 +177,23 @@ impl Caller {
             tally: Arc::new(Tally::default()),
             settle_after: pace.settle_after,
             unconnected: AtomicU64::new(0),
+            busy_until: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A process that used the same budgets may have sent up to now (a run on the same ledger
+    /// that was killed): every operation's first request waits until a window after now, so no
+    /// sliding second holds its requests and ours together.
+    pub fn assume_busy_window(&self) {
+        let now = clock::instant();
+        let _ = self.busy_until.set(now);
+        for class in Action::ALL {
+            self.pacers.for_action(class).assume_full_window(now);
+        }
+        if let Some(map) = &self.per_operation {
+            for pacer in map.lock().unwrap_or_else(|p| p.into_inner()).values() {
+                pacer.assume_full_window(now);
+            }
         }
     }
 
@@ -237,8 +256,10 @@ impl Caller {
                 resent = true;
             }
             attempts += 1;
-            let sent = clock::instant();
-            let error = match self.send(Action::Create, name, attempts, create()).await? {
+            let (result, sent) = self
+                .send_timed(Action::Create, name, attempts, create())
+                .await?;
+            let error = match result {
                 Ok(id) => {
                     return Ok(Created {
                         id,
@@ -282,8 +303,10 @@ impl Caller {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let sent = clock::instant();
-            let error = match self.send(Action::Remove, name, attempts, remove()).await? {
+            let (result, sent) = self
+                .send_timed(Action::Remove, name, attempts, remove())
+                .await?;
+            let error = match result {
                 Ok(()) => return Ok(Removal::Removed),
                 Err(error) => error,
             };
@@ -318,6 +341,19 @@ impl Caller {
         attempt: u32,
         call: impl Future<Output = Result<T, ApiError>>,
     ) -> Result<Result<T, ApiError>, Halt> {
+        Ok(self.send_timed(action, name, attempt, call).await?.0)
+    }
+
+    /// [`Caller::send`], and when the attempt really left: after its rate permit, however long
+    /// that took. An unanswered attempt may be in flight until its timeout after *that* time,
+    /// so the look-up that settles it counts from there.
+    async fn send_timed<T>(
+        &self,
+        action: Action,
+        name: &'static str,
+        attempt: u32,
+        call: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<(Result<T, ApiError>, tokio::time::Instant), Halt> {
         let pacer = self.pacer(action, name);
         if !pacer.acquire_or_cancel(self.stop.token()).await {
             return Err(Halt::Stopped);
@@ -343,7 +379,7 @@ impl Caller {
                 "failed"
             ),
         }
-        Ok(result)
+        Ok((result, started))
     }
 
     /// Stops the command when nothing has ever answered and [`UNREACHABLE_AFTER`] attempts in a
@@ -379,7 +415,13 @@ impl Caller {
         }];
         PacerRef::Own(
             map.entry(name)
-                .or_insert_with(|| Arc::new(Pacer::new(budget)))
+                .or_insert_with(|| {
+                    let pacer = Pacer::new(budget);
+                    if let Some(&since) = self.busy_until.get() {
+                        pacer.assume_full_window(since);
+                    }
+                    Arc::new(pacer)
+                })
                 .clone(),
         )
     }
@@ -539,6 +581,84 @@ mod tests {
             }
         );
         assert_eq!(Tally::get(&c.tally().lookups), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_for_the_rate_permit_does_not_shorten_the_settling_of_an_unanswered_create() {
+        let pace = Pace {
+            qps: 10,
+            read_qps: 10,
+            remove_qps: 10,
+            scope: Scope::Action,
+            max_attempts: 5,
+            seed: Some(1),
+            settle_after: Duration::from_secs(2),
+        };
+        let c = Caller::new(pace, Arc::new(Stop::default()));
+        // The first create's permit comes only after a second (a restart after a kill).
+        c.assume_busy_window();
+        let sent = Mutex::new(None::<tokio::time::Instant>);
+        c.create_once(
+            "Create",
+            || async {
+                sent.lock().unwrap().get_or_insert_with(clock::instant);
+                Err::<String, _>(unknown())
+            },
+            || async {
+                let left = sent.lock().unwrap().unwrap();
+                assert!(
+                    clock::instant() - left >= Duration::from_secs(2),
+                    "looked before the attempt could no longer be in flight"
+                );
+                Ok(Some("id-1".to_string()))
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(Tally::get(&c.tally().lookups), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_killed_run_every_operation_s_first_request_waits_out_one_window() {
+        for scope in [Scope::Action, Scope::Account] {
+            let pace = Pace {
+                qps: 10,
+                read_qps: 10,
+                remove_qps: 10,
+                scope,
+                max_attempts: 1,
+                seed: Some(1),
+                settle_after: Duration::from_secs(11),
+            };
+            let c = Caller::new(pace, Arc::new(Stop::default()));
+            // One operation already has its pacer, the others are made later.
+            c.read("ListA", || async { Ok(()) }).await.unwrap();
+            clock::sleep(Duration::from_secs(2)).await;
+            let start = clock::instant();
+            c.assume_busy_window();
+            for name in ["ListA", "ListB"] {
+                c.read(name, || async { Ok(()) }).await.unwrap();
+                let waited = clock::instant() - start;
+                assert!(
+                    waited >= Duration::from_secs(1),
+                    "{scope:?} {name}: {waited:?}"
+                );
+                assert!(
+                    waited < Duration::from_millis(1200),
+                    "{scope:?} {name}: {waited:?}"
+                );
+            }
+            let made = c
+                .create_once(
+                    "Create",
+                    || async { Ok("id".to_string()) },
+                    || async { Ok(None) },
+                )
+                .await
+                .unwrap();
+            assert_eq!(made.id, "id");
+            assert!(clock::instant() - start < Duration::from_millis(1300));
+        }
     }
 
     #[tokio::test(start_paused = true)]

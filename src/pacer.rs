@@ -109,6 +109,21 @@ impl Pacer {
         window.moved.notify_waiters();
     }
 
+    /// Counts the window up to `since` as full — another process may have used all of it (a
+    /// run killed just before this one started) — so the first permit goes out one window
+    /// after `since`, and the schedule goes on evenly from there.
+    pub fn assume_full_window(&self, since: Instant) {
+        let window = &*self.window;
+        if window.budget == 0 {
+            return;
+        }
+        {
+            let mut state = window.lock();
+            state.paused_until = state.paused_until.max(Some(since + WINDOW));
+        }
+        window.moved.notify_waiters();
+    }
+
     /// The pace allowed now in requests per second (0 when unlimited), for the progress display.
     pub fn current_rate(&self) -> f64 {
         let window = &*self.window;
@@ -633,6 +648,50 @@ mod tests {
         // The pause still holds for the others.
         pacer.acquire().await;
         assert_eq!(clock::instant() - start, Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_killed_run_the_first_window_is_counted_full_and_no_window_holds_more() {
+        for budget in BUDGETS {
+            // The dead process sent at the full budget right up to the moment it died.
+            let dead = Pacer::new(budget);
+            let mut times = take_for(&dead, Duration::from_secs(3)).await;
+            // The permit that ended the loop went out too, as the last request before the kill.
+            let died = clock::instant();
+            times.push(died);
+            let mut unaware = times.clone();
+            let (restarted, naive) = (Pacer::new(budget), Pacer::new(budget));
+            restarted.assume_full_window(died);
+            times.extend(take_for(&restarted, Duration::from_secs(3)).await);
+            assert_no_window_over(&times, budget);
+            assert!(times.iter().all(|&t| t <= died || t >= died + WINDOW));
+            let after = times.iter().filter(|&&t| t > died).count();
+            assert!(
+                after as f64 >= 1.9 * f64::from(budget),
+                "budget {budget}: {after}"
+            );
+            // Without it, the window that straddles the restart holds up to twice the budget.
+            let restart = clock::instant();
+            unaware.extend(
+                take_for(&naive, Duration::from_secs(1))
+                    .await
+                    .into_iter()
+                    .map(|t| died + (t - restart)),
+            );
+            if budget > 1 {
+                let n = budget as usize;
+                let over = (n..unaware.len()).any(|k| unaware[k] - unaware[k - n] < WINDOW);
+                assert!(
+                    over,
+                    "budget {budget}: the unaware restart stayed within the budget"
+                );
+            }
+        }
+        let unlimited = Pacer::new(0);
+        unlimited.assume_full_window(clock::instant());
+        let start = clock::instant();
+        unlimited.acquire().await;
+        assert_eq!(clock::instant(), start);
     }
 
     /// Three tasks, one per class, taking permits for `run`; each class's instants.

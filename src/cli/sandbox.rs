@@ -174,6 +174,7 @@ impl SandboxArgs {
             faults,
             seed: self.seed,
             max_faces_per_person: self.max_faces_per_person,
+            peak_window: std::time::Duration::from_secs(1),
         };
         Ok((config, self.state_file))
     }

@@ -9,7 +9,7 @@
 pub mod read;
 pub mod record;
 
-pub use read::{Entry, Image, Scanned, View, scan, scan_from};
+pub use read::{Entry, Image, ReplayView, Scanned, View, scan, scan_from};
 pub use record::{
     ImageRecord, ObjectKind, ObjectRecord, Record, RunRecord, SCHEMA_VERSION, Status, TargetName,
     encode,
@@ -22,7 +22,7 @@ use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::manifest::person_key;
+use crate::manifest::person_and_image_key;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -84,11 +84,11 @@ pub enum LedgerError {
     Locked { path: PathBuf, holder: String },
 }
 
-/// What an image's last record says, kept small: a million images fit in tens of megabytes.
+/// What an image's last record says, kept small (8 bytes; 32 with its key in the replay's
+/// map): a million images fit in tens of megabytes. Per-person figures live beside it, in maps
+/// that grow with persons.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ImageState {
-    /// The low 64 bits of the person's key (for counting images per person, not identity).
-    pub person: u64,
     pub status: Status,
     /// For `failed`: the failure may go away on its own (attempts ran out), so the next run retries.
     pub retryable: bool,
@@ -141,10 +141,26 @@ pub struct Slot {
 /// `Slot::seen` of an image only an invalid row named.
 const NAMED_ONLY: u32 = u32::MAX;
 
+/// Persons, by the low 64 bits of their key.
+pub type PersonSet = std::collections::HashSet<u64, BuildHasherDefault<KeyHasher>>;
+
+/// How recently an unfinished run must have written the ledger for a new run to assume it
+/// was still sending (it may send for a while without writing: look-ups, retries, a batch of
+/// pending images). Long enough for any restart loop; a run killed longer ago costs nothing.
+pub const LATELY: time::Duration = time::Duration::minutes(10);
+/// How recently a ledger written by a run that ended must have been written for a new run to
+/// wait for that run's last second of requests.
+pub const JUST_NOW: time::Duration = time::Duration::seconds(2);
+
 /// The ledger replayed: the last state of every image, and the last run's bookends.
 #[derive(Default)]
 pub struct Replay {
     pub images: KeyMap<Slot>,
+    /// Every person the ledger has a record of.
+    persons: PersonSet,
+    /// Per person, the images whose last record is `registered` (kept as records are applied,
+    /// so the image map needs no person field).
+    registered: PersonMap<u32>,
     pub lines: u64,
     /// Bytes at the end that form no complete line (a torn write); cut off before appending.
     pub torn_tail: u64,
@@ -183,6 +199,19 @@ impl Replay {
         }
     }
 
+    /// Another process may have sent requests on this ledger's budgets in the last second: the
+    /// last run has no closing record (killed) and the ledger was written within [`LATELY`], or
+    /// the ledger was written within [`JUST_NOW`] whatever the last run's ending (a run that
+    /// ended a moment ago sent its last requests just before).
+    pub fn may_have_sent_lately(&self, path: &Path) -> bool {
+        let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified()) else {
+            return false;
+        };
+        let age = crate::clock::now_utc() - time::OffsetDateTime::from(modified);
+        let unfinished = self.last_run_start.is_some() && self.last_run_end.is_none();
+        (unfinished && age < LATELY) || (self.lines > 0 && age < JUST_NOW)
+    }
+
     /// Forgets what a previous plan saw (a replay planned twice).
     pub fn reset_seen(&self) {
         for slot in self.images.values() {
@@ -192,13 +221,7 @@ impl Replay {
 
     /// How many images each person has registered, by person key (low 64 bits).
     pub fn registered_per_person(&self) -> PersonMap<u32> {
-        let mut counts = PersonMap::default();
-        for slot in self.images.values() {
-            if slot.state.status == Status::Registered {
-                *counts.entry(slot.state.person).or_insert(0) += 1;
-            }
-        }
-        counts
+        self.registered.clone()
     }
 
     /// Whether a plan saw the image `key` named by a manifest row (valid or not).
@@ -220,36 +243,169 @@ impl Replay {
     }
 
     /// Every person the ledger has a record of (low 64 bits of the key).
-    pub fn persons(&self) -> std::collections::HashSet<u64, BuildHasherDefault<KeyHasher>> {
-        self.images.values().map(|slot| slot.state.person).collect()
+    pub fn persons(&self) -> PersonSet {
+        self.persons.clone()
     }
 }
 
 /// The Unix second of a record's RFC 3339 time; 0 when it does not parse.
 fn unix_seconds(ts: &str) -> u32 {
+    if let Some(seconds) = unix_seconds_utc(ts) {
+        return seconds;
+    }
     time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
         .map_or(0, |t| u32::try_from(t.unix_timestamp()).unwrap_or(0))
 }
 
+/// The writer's own form, `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, read without the general parser
+/// (replay reads one per `pending` line); `None` for anything else, which the parser takes.
+fn unix_seconds_utc(ts: &str) -> Option<u32> {
+    let b = ts.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        b.get(range)?.iter().try_fold(0i64, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+        })
+    };
+    let shape = b.len() >= 20
+        && [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')]
+            .iter()
+            .all(|&(at, c)| b[at] == c)
+        && b[b.len() - 1] == b'Z';
+    if !shape {
+        return None;
+    }
+    let fraction = &b[19..b.len() - 1];
+    if !(fraction.is_empty()
+        || fraction.len() > 1
+            && fraction[0] == b'.'
+            && fraction[1..].iter().all(u8::is_ascii_digit))
+    {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    let days_in_month = [
+        31,
+        28 + i64::from(year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)),
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month[month as usize - 1]
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    // Days from the civil date (H. Hinnant's algorithm), for the proleptic Gregorian calendar.
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u32::try_from(days * 86_400 + hour * 3600 + minute * 60 + second).ok()
+}
+
 /// Replays the ledger at `path`; a missing file is an empty ledger.
+///
+/// Two threads share the work, for a ledger of millions of lines: the scan (reading, JSON) runs
+/// on one and hands over each line's few fields in batches; this one hashes the keys and
+/// applies them in order to the maps. Memory stays bounded: a few batches in flight.
 pub fn replay(path: &Path) -> Result<Replay, LedgerError> {
     let mut replay = Replay::default();
-    let scanned = read::scan(path, true, |entry| replay.apply(entry))?;
+    let (batches, received) = std::sync::mpsc::sync_channel::<Batch>(4);
+    let scanned = std::thread::scope(|scope| {
+        let scanner = std::thread::Builder::new().name("ledger-scan".into());
+        let scanner = scanner.spawn_scoped(scope, move || {
+            let mut batch = Batch::default();
+            let scanned = read::scan_as::<read::Narrow>(path, true, |entry| {
+                batch.push(entry);
+                if batch.is_full() {
+                    // The receiver only goes away when this thread's result is no longer wanted.
+                    let _ = batches.send(std::mem::take(&mut batch));
+                }
+            });
+            let _ = batches.send(batch);
+            scanned
+        });
+        for batch in received {
+            replay.apply(batch);
+        }
+        scanner
+            .map_err(|source| LedgerError::Read {
+                path: path.into(),
+                source,
+            })?
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })?;
     replay.finish(scanned);
     Ok(replay)
 }
 
-/// [`replay`] from any reader; `path` names it in messages.
+/// [`replay`] from any reader, on this thread; `path` names it in messages.
 pub fn replay_from(path: &Path, reader: impl BufRead) -> Result<Replay, LedgerError> {
     let mut replay = Replay::default();
-    let scanned = read::scan_from(path, reader, |entry| replay.apply(entry))?;
+    let mut batch = Batch::default();
+    let scanned = read::scan_from_as::<read::Narrow>(path, reader, |entry| {
+        batch.push(entry);
+        if batch.is_full() {
+            replay.apply(std::mem::take(&mut batch));
+        }
+    })?;
+    replay.apply(batch);
     replay.finish(scanned);
     Ok(replay)
 }
 
-impl Replay {
-    fn apply(&mut self, entry: Entry<'_, '_>) {
-        match entry {
+/// Lines handed from the scan to the maps: what replay keeps of each, its strings copied into
+/// one buffer per batch (no allocation per line).
+#[derive(Default)]
+struct Batch {
+    text: String,
+    lines: Vec<Decoded>,
+}
+
+/// Lines per batch.
+const BATCH: usize = 4096;
+
+/// What replay keeps of one line.
+enum Decoded {
+    Image {
+        /// Ends of `category_id`, `person_id` and the identity in the batch's text.
+        ends: [u32; 3],
+        state: ImageState,
+        /// The record says a request for the image may still land (`recheck`).
+        recheck: bool,
+    },
+    /// A person read again after a `recheck` (`settled`): ends of `category_id`, `person_id`.
+    Settled([u32; 2]),
+    RunStart(Box<RunRecord>),
+    RunEnd(Box<RunRecord>),
+}
+
+impl Batch {
+    fn is_full(&self) -> bool {
+        self.lines.len() >= BATCH
+    }
+
+    fn push(&mut self, entry: Entry<'_, '_, ReplayView<'_>>) {
+        let decoded = match entry {
             Entry::Image(image) => {
                 let since = match image.status {
                     Status::Pending | Status::Removing => {
@@ -258,22 +414,41 @@ impl Replay {
                     _ => 0,
                 };
                 let state = ImageState {
-                    person: person_key(image.category_id, image.person_id) as u64,
                     status: image.status,
                     retryable: image.view.retryable.unwrap_or(false),
                     since,
                 };
-                if image.view.recheck == Some(true) {
-                    self.recheck.insert(state.person, ());
+                let mut ends = [0u32; 3];
+                for (end, text) in
+                    ends.iter_mut()
+                        .zip([image.category_id, image.person_id, image.identity()])
+                {
+                    self.text.push_str(text);
+                    // Lines are at most 1 MiB, a batch a few thousand of them.
+                    *end = u32::try_from(self.text.len()).expect("a batch's text fits in u32");
                 }
-                let slot = Slot {
+                Decoded::Image {
+                    ends,
                     state,
-                    seen: Default::default(),
-                };
-                self.images.insert(image.key(), slot);
+                    recheck: image.view.recheck == Some(true),
+                }
             }
+            Entry::Person(view) if view.kind == Some(read::LineKind::Settled) => {
+                let (Some(category_id), Some(person_id)) =
+                    (view.category_id.as_deref(), view.person_id.as_deref())
+                else {
+                    return;
+                };
+                let mut ends = [0u32; 2];
+                for (end, text) in ends.iter_mut().zip([category_id, person_id]) {
+                    self.text.push_str(text);
+                    *end = u32::try_from(self.text.len()).expect("a batch's text fits in u32");
+                }
+                Decoded::Settled(ends)
+            }
+            Entry::Person(_) => return,
             Entry::Run(view) => {
-                let record = RunRecord {
+                let record = Box::new(RunRecord {
                     ts: view.ts.as_deref().unwrap_or_default().into(),
                     run: view.run().into(),
                     command: view.command.as_deref().map(str::to_string),
@@ -284,23 +459,83 @@ impl Replay {
                     target: view.target,
                     algorithm: view.algorithm.as_deref().map(str::to_string),
                     ..RunRecord::default()
-                };
+                });
                 if view.kind == Some(read::LineKind::RunStart) {
-                    self.last_run_start = Some(record);
-                    self.last_run_end = None;
+                    Decoded::RunStart(record)
                 } else {
-                    self.last_run_end = Some(record);
+                    Decoded::RunEnd(record)
                 }
             }
-            Entry::Object(_) => {}
-            Entry::Person(view) => {
-                if view.kind == Some(read::LineKind::Settled)
-                    && let (Some(c), Some(p)) =
-                        (view.category_id.as_deref(), view.person_id.as_deref())
-                {
-                    self.recheck.remove(&(person_key(c, p) as u64));
+            Entry::Object(_) => return,
+        };
+        self.lines.push(decoded);
+    }
+}
+
+impl Replay {
+    /// Applies a batch's lines in order.
+    fn apply(&mut self, batch: Batch) {
+        let mut start = 0;
+        let text = &batch.text;
+        for decoded in batch.lines {
+            match decoded {
+                Decoded::Image {
+                    ends,
+                    state,
+                    recheck,
+                } => {
+                    let [category_end, person_end, identity_end] = ends.map(|end| end as usize);
+                    let (person, key) = person_and_image_key(
+                        &text[start..category_end],
+                        &text[category_end..person_end],
+                        &text[person_end..identity_end],
+                    );
+                    start = identity_end;
+                    if recheck {
+                        self.recheck.insert(person as u64, ());
+                    }
+                    self.record_image(key, person as u64, state);
+                }
+                Decoded::Settled(ends) => {
+                    let [category_end, person_end] = ends.map(|end| end as usize);
+                    let person = crate::manifest::person_key(
+                        &text[start..category_end],
+                        &text[category_end..person_end],
+                    );
+                    start = person_end;
+                    self.recheck.remove(&(person as u64));
+                }
+                Decoded::RunStart(record) => {
+                    self.last_run_start = Some(*record);
+                    self.last_run_end = None;
+                }
+                Decoded::RunEnd(record) => self.last_run_end = Some(*record),
+            }
+        }
+    }
+}
+
+impl Replay {
+    fn record_image(&mut self, key: u128, person: u64, state: ImageState) {
+        let slot = Slot {
+            state,
+            seen: Default::default(),
+        };
+        let before = self.images.insert(key, slot).map(|slot| slot.state.status);
+        self.persons.insert(person);
+        // An image's key includes its person's, so the image never changes person.
+        let registered = |status| status == Status::Registered;
+        match (before.is_some_and(registered), registered(state.status)) {
+            (false, true) => *self.registered.entry(person).or_insert(0) += 1,
+            (true, false) => {
+                if let Some(count) = self.registered.get_mut(&person) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.registered.remove(&person);
+                    }
                 }
             }
+            _ => {}
         }
     }
 
@@ -496,7 +731,7 @@ fn sync_parent_dir(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::image_key;
+    use crate::manifest::{image_key, person_key};
 
     fn record(status: Status, url: &str) -> Vec<u8> {
         let mut out = Vec::new();
@@ -531,6 +766,44 @@ mod tests {
             1
         );
         assert_eq!(replay.lines, 3);
+    }
+
+    #[test]
+    fn per_person_counts_follow_each_image_s_last_record() {
+        let mut bytes = record(Status::Registered, "http://x/a.jpg");
+        bytes.extend(record(Status::Registered, "http://x/b.jpg"));
+        bytes.extend(record(Status::Removed, "http://x/a.jpg"));
+        bytes.extend(record(Status::Registered, "http://x/b.jpg"));
+        let alice = person_key("lib", "alice") as u64;
+        let replay = replay_bytes(&bytes).unwrap();
+        assert_eq!(replay.registered_per_person()[&alice], 1);
+        bytes.extend(record(Status::Failed, "http://x/b.jpg"));
+        let replay = replay_bytes(&bytes).unwrap();
+        assert!(!replay.registered_per_person().contains_key(&alice));
+        assert!(replay.persons().contains(&alice));
+        assert_eq!(replay.persons().len(), 1);
+    }
+
+    #[test]
+    fn record_times_in_the_writer_s_form_read_as_the_general_parser_reads_them() {
+        for ts in [
+            "2026-11-22T00:00:00.000Z",
+            "1970-01-01T00:00:00Z",
+            "2000-02-29T23:59:59.999999Z",
+            "2026-12-31T12:34:56.7Z",
+            "2106-02-07T06:28:15Z",
+        ] {
+            let parsed =
+                time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+                    .unwrap()
+                    .unix_timestamp();
+            assert_eq!(unix_seconds_utc(ts).map(i64::from), Some(parsed), "{ts}");
+        }
+        for other in ["2026-11-22T08:00:00+08:00", "2026-02-30T00:00:00Z", "x", ""] {
+            assert_eq!(unix_seconds_utc(other), None, "{other}");
+        }
+        assert_eq!(unix_seconds("2026-11-22T08:00:00+08:00"), 1_795_305_600);
+        assert_eq!(unix_seconds("2026-11-22T00:00:00.000Z"), 1_795_305_600);
     }
 
     #[test]

@@ -18,8 +18,8 @@ pub use encoding::{Encoding, set_default as set_default_encoding};
 pub use error::ManifestError;
 pub use header::Columns;
 pub use validate::{
-    canonical_url, fold_id, image_key, is_system_library, library_key, person_key, validate_id,
-    validate_url,
+    canonical_url, fold_id, image_key, is_system_library, library_key, person_and_image_key,
+    person_key, validate_id, validate_url,
 };
 
 /// A row that passed every check; ids, URL and name are trimmed.
@@ -76,6 +76,10 @@ pub struct Reader {
     columns: Columns,
     /// The start line of the last record if it spans lines (a quoted field held a line break).
     last_multiline: Option<u64>,
+    /// The reader's line after the last record: the next record starts there or later. A
+    /// floor for the counted-back line, which a quote the parser took literally (after a
+    /// stray BOM, say) can leave one behind.
+    next_line: u64,
     done: bool,
 }
 
@@ -143,6 +147,7 @@ impl Reader {
                 names: Vec::new(),
             },
             last_multiline: None,
+            next_line: 1,
             done: false,
         };
         reader.columns = reader.read_header()?;
@@ -256,6 +261,8 @@ impl Iterator for Reader {
                 }
             }
             let (line, spans_lines) = self.record_lines();
+            let line = line.max(self.next_line);
+            self.next_line = self.csv.position().line();
             self.last_multiline = spans_lines.then_some(line);
             if !row::is_blank(&self.record) {
                 return Some(Ok(row::to_entry(&self.record, &self.columns, line)));
@@ -266,6 +273,72 @@ impl Iterator for Reader {
 }
 
 impl FusedIterator for Reader {}
+
+/// Entries read per hand-over by [`Reader::read_ahead`].
+const READ_AHEAD_BATCH: usize = 1024;
+
+impl Reader {
+    /// The same entries in the same order, read on a thread of their own a few batches ahead
+    /// of the consumer, so parsing and checking rows overlaps with planning them.
+    pub fn read_ahead(self) -> ReadAhead {
+        let (batches, received) = std::sync::mpsc::sync_channel(4);
+        let reader = std::thread::Builder::new().name("manifest-read".into());
+        let thread = reader.spawn(move || {
+            let mut batch = Vec::with_capacity(READ_AHEAD_BATCH);
+            for entry in self {
+                batch.push(entry);
+                if batch.len() == READ_AHEAD_BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_AHEAD_BATCH));
+                    if batches.send(full).is_err() {
+                        // The consumer stopped reading.
+                        return;
+                    }
+                }
+            }
+            let _ = batches.send(batch);
+        });
+        let thread = thread.expect("spawning the manifest reader thread");
+        ReadAhead {
+            received,
+            current: Vec::new().into_iter(),
+            thread: Some(thread),
+        }
+    }
+}
+
+/// The iterator [`Reader::read_ahead`] returns.
+pub struct ReadAhead {
+    received: std::sync::mpsc::Receiver<Vec<Result<Entry, ManifestError>>>,
+    current: std::vec::IntoIter<Result<Entry, ManifestError>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Iterator for ReadAhead {
+    type Item = Result<Entry, ManifestError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(entry) = self.current.next() {
+                return Some(entry);
+            }
+            match self.received.recv() {
+                Ok(batch) => self.current = batch.into_iter(),
+                Err(_) => {
+                    // The reading thread is done; a panic there must not pass for the end of
+                    // the manifest.
+                    if let Some(thread) = self.thread.take()
+                        && let Err(panic) = thread.join()
+                    {
+                        std::panic::resume_unwind(panic);
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+impl FusedIterator for ReadAhead {}
 
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -354,6 +427,15 @@ impl<R: Read> Read for LineEnds<R> {
             let n = self.inner.read(buf)?;
             if n == 0 {
                 return Ok(0);
+            }
+            // The common chunk, with no `\r` and no `"` (and no `\r\n` split before it),
+            // passes unchanged: only the state at its end needs working out.
+            let chunk = &buf[..n];
+            if !self.after_cr && !chunk.contains(&b'\r') && !chunk.contains(&b'"') {
+                if self.state != QuoteState::Quoted {
+                    self.state = QuoteState::Unquoted(matches!(chunk[n - 1], b',' | b'\n'));
+                }
+                return Ok(n);
             }
             let mut out = 0;
             for i in 0..n {

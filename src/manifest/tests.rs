@@ -456,3 +456,30 @@ fn counts_lines_right_across_blank_lines_and_line_end_styles() {
         [6, 8, 10, 12]
     );
 }
+
+#[test]
+fn reading_ahead_gives_the_same_entries_and_the_same_error_in_the_same_order() {
+    let mut text = String::from("category_id,person_id,image_url\n");
+    for i in 0..(3 * super::READ_AHEAD_BATCH + 7) {
+        let url = if i % 500 == 0 {
+            "relative.jpg"
+        } else {
+            "https://x.example.com/a.jpg"
+        };
+        text.push_str(&format!("lib,p{i},{url}\n"));
+    }
+    text.push_str("lib,p,\"https://x.example.com/unclosed\n");
+    let direct: Vec<_> =
+        Reader::from_reader(Path::new("m.csv"), std::io::Cursor::new(text.clone()))
+            .unwrap()
+            .map(|e| e.map_err(|e| e.to_string()))
+            .collect();
+    let ahead: Vec<_> = Reader::from_reader(Path::new("m.csv"), std::io::Cursor::new(text))
+        .unwrap()
+        .read_ahead()
+        .map(|e| e.map_err(|e| e.to_string()))
+        .collect();
+    assert!(direct.len() > 3 * super::READ_AHEAD_BATCH + 7);
+    assert!(direct.last().unwrap().is_err());
+    assert_eq!(direct, ahead);
+}

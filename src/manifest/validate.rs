@@ -101,6 +101,10 @@ pub fn validate_url(value: &str) -> Result<(), Invalid> {
     }
     // Byte scan first: almost every URL is ASCII and clean, and per-char checks cost more.
     let clean = url.bytes().all(|b| b > b' ' && b != 0x7f && b.is_ascii());
+    // A clean URL in canonical form has a scheme, a non-empty host and no port to check.
+    if clean && url.len() <= MAX_URL_BYTES && is_canonical(url) {
+        return Ok(());
+    }
     if !clean || url.len() > MAX_URL_BYTES {
         check_characters(url)?;
     }
@@ -229,6 +233,18 @@ pub fn image_key(category_id: &str, person_id: &str, identity: &str) -> u128 {
     hasher.digest128()
 }
 
+/// [`person_key`] and [`image_key`] at once, folding and hashing the ids once.
+pub fn person_and_image_key(category_id: &str, person_id: &str, identity: &str) -> (u128, u128) {
+    let mut hasher = Xxh3Default::new();
+    update_folded(&mut hasher, category_id);
+    hasher.update(b"\0");
+    update_folded(&mut hasher, person_id);
+    let person = hasher.digest128();
+    hasher.update(b"\0");
+    hasher.update(canonical_url(identity).as_bytes());
+    (person, hasher.digest128())
+}
+
 /// Query parameters that only grant access to an object, never name it: OSS V1 and V4
 /// presigning, S3-style presigning (`X-Amz-*`), Alibaba CDN URL auth. Compared ignoring case.
 fn grants_access_only(name: &str) -> bool {
@@ -257,6 +273,9 @@ fn grants_access_only(name: &str) -> bool {
 /// is (trimmed).
 pub fn canonical_url(url: &str) -> std::borrow::Cow<'_, str> {
     use std::borrow::Cow;
+    if is_canonical(url) {
+        return Cow::Borrowed(url);
+    }
     let url = url.trim();
     let Some((scheme, rest)) = url.split_once("://") else {
         return Cow::Borrowed(url);
@@ -307,17 +326,49 @@ pub fn canonical_url(url: &str) -> std::borrow::Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The common case in one pass: a lower-case `http`/`https` scheme, a host with no upper case,
+/// port or user info, a path, no query and no fragment, nothing to trim. Such a URL is its own
+/// canonical form; everything else takes the full path of [`canonical_url`].
+fn is_canonical(url: &str) -> bool {
+    let b = url.as_bytes();
+    let rest = match b {
+        [b'h', b't', b't', b'p', b's', b':', b'/', b'/', rest @ ..]
+        | [b'h', b't', b't', b'p', b':', b'/', b'/', rest @ ..] => rest,
+        _ => return false,
+    };
+    // A last byte that is ASCII and not white space: nothing to trim at either end.
+    if !b
+        .last()
+        .is_some_and(|c| c.is_ascii() && !c.is_ascii_whitespace())
+    {
+        return false;
+    }
+    let Some(slash) = rest.iter().position(|&c| c == b'/') else {
+        return false;
+    };
+    let host = &rest[..slash];
+    // Folds without early exits, which the compiler turns into wide compares.
+    let bad_host = host.iter().fold(false, |bad, &c| {
+        bad | c.is_ascii_uppercase() | (c == b'@') | (c == b':') | (c == b'?') | (c == b'#')
+    });
+    let bad_path = rest[slash..]
+        .iter()
+        .fold(false, |bad, &c| bad | (c == b'?') | (c == b'#'));
+    !host.is_empty() && !bad_host && !bad_path
+}
+
 /// Feeds `fold_id(id)` to the hasher without allocating for ASCII ids; the streaming digest
 /// does not depend on how the input is split, so chunks through a stack buffer are fine.
 fn update_folded(hasher: &mut Xxh3Default, id: &str) {
     let id = id.trim();
-    if !id.is_ascii() {
-        hasher.update(id.to_lowercase().as_bytes());
+    let bytes = id.as_bytes();
+    // One pass: non-ASCII (0x80 and up) or upper case needs folding.
+    if !bytes.iter().any(|&b| b >= 0x80 || b.is_ascii_uppercase()) {
+        hasher.update(bytes);
         return;
     }
-    let bytes = id.as_bytes();
-    if !bytes.iter().any(u8::is_ascii_uppercase) {
-        hasher.update(bytes);
+    if !id.is_ascii() {
+        hasher.update(id.to_lowercase().as_bytes());
         return;
     }
     let mut buffer = [0u8; 128];
@@ -496,6 +547,44 @@ mod tests {
         ] {
             assert_eq!(canonical_url(signed), plain, "{signed}");
         }
+    }
+
+    #[test]
+    fn the_one_pass_check_agrees_with_the_full_canonical_form() {
+        for url in [
+            "https://x.example.com/a.jpg",
+            "http://x.example.com/a/B.jpg",
+            "https://X.example.com/a.jpg",
+            "HTTPS://x.example.com/a.jpg",
+            "https://x.example.com:443/a.jpg",
+            "https://x.example.com:8443/a.jpg",
+            "https://u@x.example.com/a.jpg",
+            "https://x.example.com/a.jpg?Expires=1",
+            "https://x.example.com/a.jpg#f",
+            "https://x.example.com?a=1",
+            "https://x.example.com",
+            "https:///a.jpg",
+            " https://x.example.com/a.jpg",
+            "https://x.example.com/a.jpg ",
+            "https://x.example.com/名.jpg",
+            "my-own-key",
+        ] {
+            let canonical = canonical_url(url);
+            if is_canonical(url) {
+                assert_eq!(canonical, url, "{url}");
+            }
+            // The full path gives the same answer as the one-pass check for its own output.
+            assert_eq!(canonical_url(&canonical), canonical, "{url}");
+        }
+        assert!(is_canonical("https://x.example.com/a.jpg"));
+        assert!(!is_canonical("https://X.example.com/a.jpg"));
+    }
+
+    #[test]
+    fn person_and_image_keys_at_once_are_the_keys_one_at_a_time() {
+        let (person, image) = person_and_image_key("Staff", " Bob", "HTTPS://h/P.jpg?Signature=s");
+        assert_eq!(person, person_key("staff", "bob"));
+        assert_eq!(image, image_key("staff", "bob", "https://h/P.jpg"));
     }
 
     #[test]

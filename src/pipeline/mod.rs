@@ -142,7 +142,7 @@ pub fn plan_files_with(
             .map(|m| (m.len(), m.modified().ok()))
     };
     let before = stamp(manifest_path);
-    let reader = manifest::Reader::open(manifest_path)?;
+    let reader = manifest::Reader::open(manifest_path)?.read_ahead();
     let plan = plan::plan_with(reader, replay, options, rules)?;
     if stamp(manifest_path) != before {
         return Err(ManifestError::Changed {
@@ -177,7 +177,16 @@ async fn run_with<T: crate::target::Target>(
     let _lock = Lock::acquire(&config.ledger)?;
     let stop = Arc::new(Stop::default());
     let caller = Caller::new(config.pace, stop.clone());
-    let (mut planned, replay) = read_and_plan(&config, replay_ledger(&config).await?).await?;
+    let replay = replay_ledger(&config).await?;
+    if replay.may_have_sent_lately(&config.ledger) {
+        tracing::info!(
+            "the last run on this ledger may have sent requests a moment ago (killed, or just \
+             ended): they still count against the budgets, so the first request of each \
+             operation waits one second"
+        );
+        caller.assume_busy_window();
+    }
+    let (mut planned, replay) = read_and_plan(&config, replay).await?;
     let torn = replay.torn_tail;
     if torn > 0 {
         tracing::warn!(

@@ -52,6 +52,9 @@ pub struct SandboxConfig {
     pub faults: FaultRates,
     pub seed: u64,
     pub max_faces_per_person: usize,
+    /// The sliding window `stats.peak_per_second` counts in: one second, or a little less in
+    /// tests that allow for a loaded machine's scheduling jitter.
+    pub peak_window: Duration,
 }
 
 impl SandboxConfig {
@@ -76,6 +79,7 @@ impl SandboxConfig {
             faults: FaultRates::default(),
             seed: 1,
             max_faces_per_person: 10,
+            peak_window: Duration::from_secs(1),
         }
     }
 
@@ -117,6 +121,7 @@ impl fmt::Debug for SandboxConfig {
             .field("retry_after_ms", &self.retry_after_ms)
             .field("latency_ms", &self.latency_ms)
             .field("latency_jitter_ms", &self.latency_jitter_ms)
+            .field("peak_window", &self.peak_window)
             .field("stall_ms", &self.stall_ms)
             .field("faults", &self.faults)
             .field("seed", &self.seed)

@@ -174,7 +174,7 @@ impl Engine {
             return Err(self.throttled(Duration::from_secs(1)));
         }
         state.limiter.record(key, action.name(), limit, now);
-        state.count_accepted(action);
+        state.count_accepted(action, now);
         let malformed_turn = if fault == Some(Fault::MalformedAfter) {
             state.plan.next_malformed_turn()
         } else {

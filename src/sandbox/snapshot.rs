@@ -109,6 +109,10 @@ pub struct Stats {
     /// Temporary credentials handed out (STS, ECS metadata, credentials URI).
     #[serde(default)]
     pub credentials_issued: u64,
+    /// Per action: the most requests accepted within any sliding second (measured whatever
+    /// the limit, so a client's pacing can be checked against an unlimited sandbox).
+    #[serde(default)]
+    pub peak_per_second: BTreeMap<String, u64>,
 }
 
 impl StateSnapshot {

@@ -25,6 +25,9 @@ pub(crate) struct State {
     pub ids: IdGen,
     pub mts_qps: u32,
     pub ice_qps: u32,
+    /// Per action, when the requests accepted in the last `peak_window` arrived.
+    recent: std::collections::HashMap<&'static str, std::collections::VecDeque<std::time::Instant>>,
+    peak_window: std::time::Duration,
 }
 
 impl State {
@@ -39,6 +42,8 @@ impl State {
             ids: IdGen::new(config.seed),
             mts_qps: config.mts_qps,
             ice_qps: config.ice_qps,
+            recent: Default::default(),
+            peak_window: config.peak_window,
         }
     }
 
@@ -54,8 +59,23 @@ impl State {
         bump(&mut self.stats.faults, fault.name());
     }
 
-    pub fn count_accepted(&mut self, action: Action) {
+    pub fn count_accepted(&mut self, action: Action, now: std::time::Instant) {
         bump(&mut self.stats.by_action, action.name());
+        let window = self.peak_window;
+        let recent = self.recent.entry(action.name()).or_default();
+        while recent
+            .front()
+            .is_some_and(|&at| now.saturating_duration_since(at) >= window)
+        {
+            recent.pop_front();
+        }
+        recent.push_back(now);
+        let peak = self
+            .stats
+            .peak_per_second
+            .entry(action.name().to_string())
+            .or_default();
+        *peak = (*peak).max(recent.len() as u64);
     }
 
     /// Runs `action`; counts it as applied when it changed the state.

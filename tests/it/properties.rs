@@ -218,6 +218,25 @@ fn records_ended_by_a_lone_cr_are_numbered_one_line_apart() {
     assert_eq!(lines, [2, 3, 4]);
 }
 
+/// Found by `csv_like_noise_never_panics_and_lines_never_go_backwards`: after a stray BOM the
+/// parser takes `"""` literally, so counting the quotes misjudged whether the last record's
+/// line break was its own, and the record that follows was numbered on the line before it.
+#[test]
+fn a_record_after_quotes_taken_literally_is_numbered_on_its_own_line() {
+    let bytes =
+        b"category_id,person_id,image_url\n\xef\xbb\xbf\"\"\"\n\"category_id,person_id,image_url\n";
+    let lines: Vec<u64> = read_all(bytes.to_vec())
+        .expect("header accepted")
+        .into_iter()
+        .flatten()
+        .map(|entry| match entry {
+            Entry::Valid(row) => row.line,
+            Entry::Invalid(invalid) => invalid.line,
+        })
+        .collect();
+    assert_eq!(lines, [2, 3]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Percent-encoding
 // ---------------------------------------------------------------------------------------------

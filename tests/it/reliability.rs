@@ -478,3 +478,85 @@ fn slow_answers_kills_and_immediate_restarts_still_register_each_image_exactly_o
         }
     }
 }
+
+/// When the first request in a `--log-format json` debug log left: its line's time less its
+/// latency (the line is written when the answer comes).
+fn first_request_sent(log: &str) -> Option<std::time::SystemTime> {
+    log.lines().find_map(|line| {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let latency = v["fields"]["latency_ms"].as_u64()?;
+        let at = time::OffsetDateTime::parse(
+            v["timestamp"].as_str()?,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .ok()?;
+        Some(std::time::SystemTime::from(at) - Duration::from_millis(latency))
+    })
+}
+
+#[test]
+fn an_immediate_restart_after_kill_9_never_puts_more_than_the_budget_into_one_second() {
+    // An unlimited sandbox that measures its busiest window per action; the tool paced at
+    // 10 creates a second is killed while it sends at its full budget and restarted at once.
+    // The dead run's last second of requests and the new run's first share the one budget: the
+    // new run sends nothing until a second after the kill.
+    let qps: u32 = 10;
+    let mut config = SandboxConfig::for_tests();
+    config.mts_qps = 0;
+    // The pacer spaces a budget's permits 1.005 s apart; a machine busy with the rest of the
+    // suite can delay one request's arrival by more than those 5 ms, so the window measured
+    // allows for that (the first-request check is exact).
+    config.peak_window = Duration::from_millis(950);
+    let world = World::new(config);
+    let (persons, per_person) = (30, 3);
+    let manifest = world.manifest("m.csv", &manifest_body("lib", persons, per_person));
+    let url = world.sandbox.base_url();
+    let qps_flag = qps.to_string();
+    let command = |concurrency: &str| {
+        let mut cmd = world.command(&[
+            "run",
+            manifest.to_str().unwrap(),
+            "--endpoint",
+            &url,
+            "--progress",
+            "off",
+            "--qps",
+            &qps_flag,
+            "--concurrency",
+            concurrency,
+            // Persons never touched go straight to their creates (the few the killed run left
+            // pending wait for their look-up), so the restart has requests to send at once.
+            "--reconcile",
+            "never",
+            "--log-format",
+            "json",
+        ]);
+        cmd.env("FACE_ENROLL_LOG", "debug");
+        cmd
+    };
+    let landed = kill_after(
+        command("2").stderr(std::process::Stdio::null()),
+        Duration::from_millis(1_500),
+    );
+    let killed = std::time::SystemTime::now();
+    assert!(landed, "the first run ended before the kill");
+    let out = command("16").output().unwrap();
+    let first = first_request_sent(&stderr(&out)).expect("the restart sent something");
+    let waited = first.duration_since(killed).unwrap_or_default();
+    assert!(
+        waited >= Duration::from_secs(1),
+        "the restart sent {waited:?} after the kill"
+    );
+    run_until_done(&world, &manifest, &["--qps", &qps_flag], 4);
+    assert_exactly_once(
+        &world,
+        &world.path("m.ledger.jsonl"),
+        &manifest_urls("lib", persons, per_person),
+    );
+    let stats = world.sandbox.snapshot().stats;
+    let peak = stats.peak_per_second["RegisterCustomFace"];
+    assert!(
+        peak <= u64::from(qps),
+        "{peak} creates within 950 ms at a budget of {qps}: {stats:?}"
+    );
+}

@@ -348,7 +348,8 @@ fn a_crash_loop_during_removals_ends_in_the_same_state_with_nothing_removed_twic
             if kills == 5 || removals(&world, remove_action) >= 50 {
                 break;
             }
-            wait = 60 + (wait * 7 + 13) % 250;
+            // A restart after a kill waits out one second of the dead run's budget first.
+            wait = 1_030 + (wait * 7 + 13) % 450;
             let landed = kill_after(
                 &mut sync_command(&world, &second, &ledger, target),
                 Duration::from_millis(wait),
