@@ -240,6 +240,8 @@ impl Caller {
     {
         let mut attempts = 0u32;
         let mut unknown_since: Option<tokio::time::Instant> = None;
+        // The attempt whose outcome is unknown got no answer at all (not an answered 5xx).
+        let mut unanswered = false;
         let mut resent = false;
         loop {
             if let Some(sent) = unknown_since.take() {
@@ -253,7 +255,9 @@ impl Caller {
                         resent,
                     });
                 }
-                resent = true;
+                // An answered attempt is done on the server: only an unanswered one may still
+                // land after this look-up found nothing.
+                resent |= unanswered;
             }
             attempts += 1;
             let (result, sent) = self
@@ -275,6 +279,7 @@ impl Caller {
                 .await?
             {
                 // Answered (a 5xx): done on the server. No answer: it may still be in flight.
+                unanswered = error.status().is_none();
                 unknown_since = Some(match error.status() {
                     Some(_) => clock::instant()
                         .checked_sub(self.settle_after)
@@ -500,10 +505,10 @@ impl Caller {
         Ok(())
     }
 
-    /// Waits as long as an attempt sent now could stay in flight on our side: the pause before
-    /// a run reads its persons again for requests that landed late.
-    pub async fn settle_from_now(&self) -> Result<(), Halt> {
-        self.settle(clock::instant()).await
+    /// Waits until an attempt sent at `sent` could no longer be in flight on our side: the
+    /// pause before a run reads its persons again for requests that landed late.
+    pub async fn settle_after_sent(&self, sent: tokio::time::Instant) -> Result<(), Halt> {
+        self.settle(sent).await
     }
 
     /// Waits until an attempt sent at `sent` can no longer be in flight on our side.

@@ -21,7 +21,8 @@ pub(crate) struct Context<T: Target> {
     /// Libraries read whole, once per run: folded library name → folded person → images.
     pub libraries: Libraries,
     /// Persons whose requests may still land unseen, to be read again later in the run.
-    pub owed: Mutex<Vec<PersonJob>>,
+    /// With when its last request went out.
+    pub owed: Mutex<Vec<(tokio::time::Instant, PersonJob)>>,
 }
 
 impl<T: Target> Context<T> {

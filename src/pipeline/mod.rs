@@ -548,7 +548,14 @@ async fn drive<T: crate::target::Target>(
         persons = owed.len(),
         "reading again the persons a request may still land for (late copies)"
     );
-    if stop.is_stopping() || context.caller.settle_from_now().await.is_err() {
+    // Read again once the last of their requests can no longer be in flight on our side.
+    let last = owed.iter().map(|(at, _)| *at).max();
+    let owed: Vec<plan::PersonJob> = owed.into_iter().map(|(_, job)| job).collect();
+    let waited = match last {
+        Some(last) if !stop.is_stopping() => context.caller.settle_after_sent(last).await.is_ok(),
+        _ => false,
+    };
+    if !waited {
         // Their `pending` records stay; the next run reads the persons and settles them.
         let waiting: usize = owed.iter().map(|job| job.images.len()).sum();
         context.events.send(Event::Left(waiting as u64));

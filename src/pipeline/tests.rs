@@ -257,7 +257,7 @@ async fn run_then(
     if !later.is_zero() {
         tokio::time::sleep(later).await;
         let owed = std::mem::take(&mut *context.owed.lock().unwrap());
-        for job in owed {
+        for (_, job) in owed {
             process(&context, job).await;
         }
     }

@@ -215,7 +215,7 @@ fn owe<T: Target>(ctx: &Context<T>, job: &PersonJob, outcomes: Outcomes) {
     ctx.owed
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .push(later);
+        .push((crate::clock::instant(), later));
 }
 
 /// Creates one image, whose `pending` line is already durable, exactly once. `Some(true)`:
