@@ -363,11 +363,16 @@ async fn remove<T: Target>(
     let mut record = drop_record(ctx, job, drop, Status::Removing, Some(place));
     T::set_id(&mut record, id.clone());
     record.reason = Some(drop.why.reason().to_string());
-    if !ctx
-        .events
-        .durable(vec![Record::Image(record.clone())])
-        .await
-    {
+    // A duplicate copy is journaled as a `copy`: the image's own record stays as it is.
+    let copy = drop.why == crate::plan::Why::Copy;
+    let line = |record: ImageRecord| {
+        if copy {
+            Record::Copy(record)
+        } else {
+            Record::Image(record)
+        }
+    };
+    if !ctx.events.durable(vec![line(record.clone())]).await {
         ctx.caller.stop().stop(StopReason::LedgerFailed);
         return Err(Halt::Stopped);
     }
@@ -376,7 +381,11 @@ async fn remove<T: Target>(
             record.status = Status::Removed;
             record.ts = crate::clock::now_rfc3339();
             record.reason = Some(format!("{}: {}", drop.why.reason(), removal.reason()));
-            ctx.events.send(Event::Outcome(record));
+            ctx.events.send(if copy {
+                Event::Noted(Record::Copy(record), Note::CopyRemoved)
+            } else {
+                Event::Outcome(record)
+            });
             reads.forget::<T>(place, &id);
             Ok(true)
         }
@@ -395,7 +404,7 @@ async fn remove<T: Target>(
             record.message = Some(error.message().to_string());
             record.reason = Some(format!("{}: the removal was refused", drop.why.reason()));
             ctx.events
-                .send(Event::Noted(Record::Image(record), Note::RemovalFailed));
+                .send(Event::Noted(line(record), Note::RemovalFailed));
             Ok(false)
         }
         // Unknown: the `removing` record stays, and the next run settles it by a read.

@@ -67,7 +67,12 @@ pub(super) async fn read_libraries<T: Target>(
                     continue;
                 }
                 let url = held.image_url.unwrap_or_default();
-                if urls.is_some_and(|u| u.contains(canonical_url(&url).as_ref())) {
+                let canonical = canonical_url(&url).into_owned();
+                let copy = planned
+                    .dropped
+                    .ledger_urls
+                    .contains(&(key, canonical.clone()));
+                if !copy && urls.is_some_and(|u| u.contains(&canonical)) {
                     continue;
                 }
                 let index = *at.entry(key).or_insert_with(|| {
@@ -87,7 +92,7 @@ pub(super) async fn read_libraries<T: Target>(
                     entity_id: stamped.entity_id.clone(),
                     status: Status::Registered,
                     remove: true,
-                    why: Why::NotOurs,
+                    why: if copy { Why::Copy } else { Why::NotOurs },
                 });
             }
         }

@@ -32,6 +32,9 @@ pub enum Why {
     Dropped,
     /// `--sync-scope library`: on the server, not the tool's, and not in the manifest.
     NotOurs,
+    /// `--sync-scope library`: a second server id under the canonical URL of an image the
+    /// ledger holds (a duplicate copy): removed as a `copy`, the image's own record untouched.
+    Copy,
 }
 
 impl Why {
@@ -43,6 +46,7 @@ impl Why {
             Why::NotOurs => {
                 "sync: in the library but not in the manifest (not registered by this tool)"
             }
+            Why::Copy => "sync: a duplicate copy of an image the ledger holds",
         }
     }
 }
@@ -90,6 +94,9 @@ pub struct Dropped {
     /// `--sync-scope library`: every id the ledger records as registered in the manifest's
     /// libraries (what the server holds beyond these, and beyond the manifest, is not ours).
     pub ledger_ids: HashSet<String>,
+    /// `--sync-scope library`: (person key, canonical URL) of every image the ledger holds as
+    /// registered there: another server id under one of these is a duplicate copy.
+    pub ledger_urls: HashSet<(u128, String)>,
     /// Registered images a sync would remove whose id may not be sent (empty, padded, `ALL`).
     pub unsafe_ids: Vec<String>,
     /// ICE entities a run created and no rollback deleted: (LibId, EntityId, name). A sync
@@ -137,7 +144,7 @@ pub fn collect(
     }
     let named: HashSet<u128> = libraries.iter().map(|l| library_key(l)).collect();
     let mut last: KeyMap<Last> = KeyMap::default();
-    let mut ids: KeyMap<String> = KeyMap::default();
+    let mut ids: KeyMap<(String, u128, String)> = KeyMap::default();
     let mut made: Vec<(String, String, String)> = Vec::new();
     ledger::scan(path, true, |entry| {
         let image = match entry {
@@ -161,7 +168,9 @@ pub fn collect(
             && let Some(id) = image.server_id()
             && named.contains(&library_key(image.category_id))
         {
-            ids.insert(key, id.to_string());
+            let person = person_key(image.category_id, image.person_id);
+            let url = canonical_url(image.image_url).into_owned();
+            ids.insert(key, (id.to_string(), person, url));
         }
         let person = person_key(image.category_id, image.person_id) as u64;
         if !wanted.contains(&key) && !replay.recheck.contains_key(&person) {
@@ -197,17 +206,20 @@ pub fn collect(
     })?;
     let mut dropped = Dropped {
         made_entities: made,
-        ledger_ids: ids
-            .into_iter()
-            .filter(|(key, _)| {
-                replay
-                    .state(*key)
-                    .is_some_and(|s| s.status != Status::Removed)
-            })
-            .map(|(_, id)| id)
-            .collect(),
         ..Dropped::default()
     };
+    for (key, (id, person, url)) in ids {
+        let Some(state) = replay.state(key) else {
+            continue;
+        };
+        if state.status == Status::Removed {
+            continue;
+        }
+        dropped.ledger_ids.insert(id);
+        if state.status == Status::Registered && replay.was_seen(key) {
+            dropped.ledger_urls.insert((person, url));
+        }
+    }
     let mut at: HashMap<u128, usize> = HashMap::new();
     let mut keys: Vec<u128> = last.keys().copied().collect();
     keys.sort_unstable();

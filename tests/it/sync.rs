@@ -184,21 +184,65 @@ fn a_sync_leaves_the_server_holding_exactly_the_manifest_and_touches_nothing_els
         assert_eq!(again.status.code(), Some(0), "{target}: {}", stderr(&again));
         assert_eq!(removals(&world, remove_action), 25, "{target}");
 
+        // A duplicate copy of one of our images, made by another ledger that does not look.
+        let copy = world.manifest(
+            "copy.csv",
+            "category_id,person_id,image_url\nlib,person-0010,https://img.example.com/lib/0010/00.jpg\n",
+        );
+        let copy_ledger = world.path("copy.jsonl");
+        let copy_flags = [
+            "--ledger",
+            copy_ledger.to_str().unwrap(),
+            "--target",
+            target,
+        ];
+        let out = world.run(
+            &copy,
+            &[&copy_flags[..], &["--reconcile", "never"]].concat(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
         // The library scope removes what the manifest does not hold, whoever put it there.
         let out = world.run(
             &second,
             &[&flags[..], &["--sync", "--sync-scope", "library"]].concat(),
         );
         assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
-        let server: BTreeSet<_> = held(&world.sandbox.snapshot()).into_keys().collect();
+        let snapshot = world.sandbox.snapshot();
+        let server: BTreeSet<_> = held(&snapshot).into_keys().collect();
         assert_eq!(
             server, wanted,
             "{target}: the library still holds foreign images"
         );
+        let every = faces_of(&snapshot).len()
+            + snapshot
+                .ice
+                .libs
+                .iter()
+                .flat_map(|l| &l.entities)
+                .map(|e| e.samples.len())
+                .sum::<usize>();
+        assert_eq!(
+            every,
+            wanted.len(),
+            "{target}: the duplicate copy is still there"
+        );
         assert_eq!(
             removals(&world, remove_action),
-            27 + by_hand as u64,
+            28 + by_hand as u64,
             "{target}"
+        );
+        // The copy went as a `copy`: the image's own record still holds its id, and a plain
+        // run sends nothing for it.
+        let last = &last_per_image(&ledger)["https://img.example.com/lib/0010/00.jpg"];
+        assert_eq!(last["status"], "registered", "{target}: {last}");
+        let creates = |w: &World| creates_of(w, target);
+        let before = creates(&world);
+        let out = world.run(&second, &flags);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        assert_eq!(
+            creates(&world),
+            before,
+            "{target}: the image was sent again"
         );
     }
 }
