@@ -100,14 +100,16 @@ async fn check(args: CheckArgs) -> Exit {
     };
     let limit = args.target.kind().rules().max_images_per_person;
     let removals = dropped.removals() as u64;
-    let too_many = sync.is_some_and(|s| removals > s.max_delete);
+    let refusal =
+        sync.and_then(|s| plan::sync_refusal(removals, s.max_delete, plan.counts.invalid));
+    let too_many = refusal.is_some();
     let out = if args.json {
-        let json = CheckJson::new(&args, &plan, &dropped, sync, too_many);
+        let json = CheckJson::new(&args, &plan, &dropped, sync, refusal.as_deref());
         serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
     } else {
         let mut text = render_plan(&args.manifest, &plan, args.qps(), limit);
         if let Some(sync) = sync {
-            text.push_str(&render_sync(&plan, &dropped, sync, too_many));
+            text.push_str(&render_sync(&plan, &dropped, sync, refusal.as_deref()));
         }
         text
     };
@@ -154,8 +156,10 @@ struct CheckSync {
     scope: &'static str,
     removes: u64,
     max_delete: u64,
-    /// More than `max_delete` would be removed: `run --sync` removes none and exits 8.
+    /// `run --sync` would remove none and exit 8: more than `max_delete`, or invalid rows.
     over_max_delete: bool,
+    /// Why, when it would.
+    refused_because: Option<String>,
     /// `library` scope: the server is read by `run` for what other tools put there, which
     /// `check` (sending nothing) cannot count.
     server_not_read: bool,
@@ -196,7 +200,7 @@ impl CheckJson {
         plan: &Plan,
         dropped: &plan::Dropped,
         sync: Option<plan::SyncSettings>,
-        too_many: bool,
+        refusal: Option<&str>,
     ) -> CheckJson {
         let c = &plan.counts;
         CheckJson {
@@ -233,7 +237,8 @@ impl CheckJson {
                 },
                 removes: dropped.removals() as u64,
                 max_delete: s.max_delete,
-                over_max_delete: too_many,
+                over_max_delete: refusal.is_some(),
+                refused_because: refusal.map(str::to_string),
                 server_not_read: s.scope == plan::SyncScope::Library,
                 unsafe_ids: dropped.unsafe_ids.clone(),
                 removals: removal_list(dropped),
@@ -269,7 +274,7 @@ fn render_sync(
     plan: &Plan,
     dropped: &plan::Dropped,
     sync: plan::SyncSettings,
-    too_many: bool,
+    refusal: Option<&str>,
 ) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
@@ -318,12 +323,8 @@ fn render_sync(
              (run reads the libraries first; check sends nothing, so it cannot count those)"
         );
     }
-    if too_many {
-        let _ = writeln!(
-            out,
-            "    more than --max-delete {}: run --sync would remove none and exit 8",
-            sync.max_delete
-        );
+    if let Some(why) = refusal {
+        let _ = writeln!(out, "    run --sync would stop here and exit 8: {why}");
     }
     out
 }

@@ -211,14 +211,10 @@ async fn run_with<T: crate::target::Target>(
                  padded, a list or ALL)"
             );
         }
-        if sync.planned > settings.max_delete {
+        let invalid = planned.plan.counts.invalid;
+        if let Some(why) = plan::sync_refusal(sync.planned, settings.max_delete, invalid) {
             sync.refused = true;
-            crate::say!(
-                "face-enroll: --sync would remove {} images, more than --max-delete {}: \
-                 removing none (`check --sync` lists them; raise --max-delete to allow it)",
-                sync.planned,
-                settings.max_delete
-            );
+            crate::say!("face-enroll: {why}");
             // The image limit was planned as if the removals happened: plan again without.
             let replay = replay_ledger(&config).await?;
             let mut again = read_and_plan(
@@ -489,7 +485,8 @@ impl Ending {
                  --region and the network"
             }
             Ending::TooManyRemovals => {
-                "finished adding; removed nothing: the sync would remove more than --max-delete"
+                "finished adding; removed nothing: the sync was refused (more removals than \
+                 --max-delete, or invalid rows in the manifest)"
             }
             Ending::Interrupted => "interrupted",
         }

@@ -10,6 +10,28 @@ pub mod drops;
 
 pub use drops::{DropWork, Dropped, PersonDrops, SyncScope, Why};
 
+/// Why a sync that planned `removals` makes none, if it must not: more than `max_delete`, or a
+/// manifest with invalid rows (a damaged id or URL would make a photo it still means look
+/// dropped; like rclone, a sync removes nothing when its source could not be read cleanly).
+pub fn sync_refusal(removals: u64, max_delete: u64, invalid: u64) -> Option<String> {
+    if removals == 0 {
+        return None;
+    }
+    if invalid > 0 {
+        return Some(format!(
+            "--sync would remove {removals} images, but the manifest has {invalid} invalid \
+             rows: removing none (an invalid row may be a photo still on the roster; fix the \
+             rows, `check --sync` lists both)"
+        ));
+    }
+    (removals > max_delete).then(|| {
+        format!(
+            "--sync would remove {removals} images, more than --max-delete {max_delete}: \
+             removing none (`check --sync` lists them; raise --max-delete to allow it)"
+        )
+    })
+}
+
 /// What `--sync` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SyncSettings {

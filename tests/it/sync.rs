@@ -637,3 +637,59 @@ fn a_row_refused_because_a_late_copy_held_its_slot_is_sent_again_once_the_copy_i
         "{last:?}"
     );
 }
+
+#[test]
+fn a_roster_with_a_damaged_row_removes_nothing_and_exits_8() {
+    let world = World::new(SandboxConfig::for_tests());
+    let ledger = world.path("l.jsonl");
+    let flags = ["--ledger", ledger.to_str().unwrap()];
+    let before = manifest_body("lib", 6, 2);
+    assert_eq!(
+        world
+            .run(&world.manifest("a.csv", &before), &flags)
+            .status
+            .code(),
+        Some(0)
+    );
+    // Tonight's export: person 5 left, and person 1's id lost a character in one row — that
+    // row still means a photo on the roster, though it no longer names it.
+    let after: String = before
+        .lines()
+        .filter(|l| !l.contains(",person-0005,"))
+        .map(|l| {
+            l.replacen(
+                ",person-0001,Person 1,https://img.example.com/lib/0001/01",
+                ",,Person 1,https://img.example.com/lib/0001/01",
+                1,
+            ) + "\n"
+        })
+        .collect();
+    let second = world.manifest("b.csv", &after);
+    let check = world
+        .command(&[
+            "check",
+            second.to_str().unwrap(),
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--sync",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(8), "{}", stderr(&check));
+    let plan: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert!(
+        plan["sync"]["refused_because"]
+            .as_str()
+            .is_some_and(|r| r.contains("invalid rows")),
+        "{plan}"
+    );
+    let out = world.run(&second, &[&flags[..], &["--sync"]].concat());
+    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
+    assert!(stderr(&out).contains("invalid rows"), "{}", stderr(&out));
+    assert_eq!(
+        world.faces().len(),
+        12,
+        "a sync on a damaged roster removed faces"
+    );
+}
