@@ -507,3 +507,21 @@ async fn a_sync_resumed_after_a_crash_removes_what_is_still_there_by_its_id() {
     let statuses: Vec<Status> = records.iter().map(|r| r.0).collect();
     assert_eq!(statuses, [Status::Removing, Status::Removed]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_left_by_a_run_that_sent_twice_is_recovered_and_its_second_copy_removed() {
+    let fake = Fake::default();
+    let place = ("lib".to_string(), "alice".to_string());
+    // The killed run sent u1, its look-up found nothing, it sent u1 again: both landed.
+    fake.lock().apply(&place, "u1");
+    fake.lock().apply(&place, "u1");
+    let (records, kinds) = run_then(&fake, job(&["u1"], true), Duration::from_secs(30)).await;
+    let s = fake.lock();
+    assert_eq!(s.creates, 0, "nothing is sent: the image is there");
+    assert_eq!(s.copies("u1"), 1, "the second copy stays");
+    assert!(records.contains(&(Status::Registered, Some("id-1".into()), true)));
+    assert!(
+        kinds.contains(&"Some(Copy):removed".to_string()),
+        "{kinds:?}"
+    );
+}

@@ -158,7 +158,13 @@ pub(crate) async fn process<T: Target>(ctx: &Context<T>, job: PersonJob) {
                 .ids
                 .push((canonical_url(&image.image_url).into_owned(), id.clone()));
             // After an unknown outcome it is recovered; otherwise it was there before: adopted.
-            let record = registered_record(ctx, &job, image, &place, created, !image.unsettled);
+            let mut record = registered_record(ctx, &job, image, &place, created, !image.unsettled);
+            if image.unsettled {
+                // The run that left the `pending` may have sent it more than once (a resend
+                // after its own look-up is not journaled): read the person again for a copy.
+                record.recheck = Some(true);
+                outcomes.owed = true;
+            }
             ctx.events.send(Event::Outcome(record));
             continue;
         }
