@@ -202,7 +202,7 @@ fn run_ending(exit_code: i32) -> Vec<Metric> {
         ),
         gauge(
             "face_enroll_last_run_exit_code",
-            "Exit code of the last run (0 done, 1 rows not registered, 2 usage, 3 service refused, 4 locked, 5 stopped early, 130 interrupted).",
+            "Exit code of the last run (0 done, 1 rows not registered, 2 usage, 3 service refused, 4 locked, 5 stopped early, 6 unreachable, 7 ledger failed, 8 sync removed nothing, 130 interrupted).",
             f64::from(exit_code),
         ),
     ]

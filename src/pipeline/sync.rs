@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use super::{Planned, RunError};
 use crate::caller::Caller;
 use crate::ledger::{ImageRecord, Status};
-use crate::manifest::{canonical_url, person_key};
+use crate::manifest::{canonical_url, library_key, person_key};
 use crate::plan::{DropWork, PersonDrops, Why};
 use crate::target::Target;
 
@@ -100,47 +100,31 @@ pub(super) async fn read_libraries<T: Target>(
     Ok(())
 }
 
-/// The ICE entities the tool created for persons the manifest dropped entirely: a sync
-/// deletes each once it holds nothing (never a library).
+/// The ICE entities the tool created for persons the manifest no longer names, in libraries
+/// it names: a sync deletes each once it holds nothing (never a library) — also one a sync
+/// interrupted earlier emptied.
 pub(super) fn emptied_entities(
     plan: &crate::plan::Plan,
     dropped: &crate::plan::Dropped,
 ) -> Vec<crate::target::Made> {
-    let in_manifest: HashSet<u128> = plan
-        .jobs
+    let libraries: HashSet<u128> = plan.libraries.iter().map(|l| library_key(l)).collect();
+    dropped
+        .made_entities
         .iter()
-        .map(|j| person_key(&j.category_id, &j.person_id))
-        .collect();
-    let mut emptied = Vec::new();
-    for person in &dropped.persons {
-        let key = person_key(&person.category_id, &person.person_id);
-        if in_manifest.contains(&key) || !person.drops.iter().any(|d| d.remove) {
-            continue;
-        }
-        for drop in &person.drops {
-            let (Some(lib), Some(entity)) = (&drop.lib_id, &drop.entity_id) else {
-                continue;
-            };
-            let made = dropped
-                .made_entities
-                .iter()
-                .find(|(l, e, _)| l == lib && e == entity);
-            if let Some((lib, entity, name)) = made
-                && !emptied
-                    .iter()
-                    .any(|m: &crate::target::Made| m.entity_id.as_deref() == Some(entity.as_str()))
-            {
-                emptied.push(crate::target::Made {
-                    object: crate::ledger::ObjectKind::Entity,
-                    name: name.clone(),
-                    lib_id: lib.clone(),
-                    entity_id: Some(entity.clone()),
-                    recovered: false,
-                });
-            }
-        }
-    }
-    emptied
+        .filter(|m| {
+            m.library.as_deref().is_some_and(|library| {
+                libraries.contains(&library_key(library))
+                    && !plan.persons_named.contains(&person_key(library, &m.name))
+            })
+        })
+        .map(|m| crate::target::Made {
+            object: crate::ledger::ObjectKind::Entity,
+            name: m.name.clone(),
+            lib_id: m.lib_id.clone(),
+            entity_id: Some(m.entity_id.clone()),
+            recovered: false,
+        })
+        .collect()
 }
 
 /// Deletes the entities of `emptied` that hold nothing now, each recorded `deleted`.

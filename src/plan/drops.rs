@@ -99,9 +99,9 @@ pub struct Dropped {
     pub ledger_urls: HashSet<(u128, String)>,
     /// Registered images a sync would remove whose id may not be sent (empty, padded, `ALL`).
     pub unsafe_ids: Vec<String>,
-    /// ICE entities a run created and no rollback deleted: (LibId, EntityId, name). A sync
-    /// deletes one once it has removed the last image of a person the manifest dropped.
-    pub made_entities: Vec<(String, String, String)>,
+    /// `--sync`: ICE entities a run created and nothing deleted since. A sync deletes one of a
+    /// person the manifest no longer names, in a library it names, once it holds nothing.
+    pub made_entities: Vec<MadeEntity>,
 }
 
 impl Dropped {
@@ -113,6 +113,18 @@ impl Dropped {
             .filter(|d| d.remove)
             .count()
     }
+}
+
+/// An ICE entity a run created (its `created` record), with its library's name when the
+/// ledger also recorded creating the library.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MadeEntity {
+    pub lib_id: String,
+    pub entity_id: String,
+    /// The entity's name: the manifest's person_id.
+    pub name: String,
+    /// The library's name: the manifest's category_id.
+    pub library: Option<String>,
 }
 
 /// The last record of one image of interest.
@@ -139,25 +151,39 @@ pub fn collect(
     let wanted: HashSet<u128> = replay
         .unseen(|s| s.is_unsettled() || (sync && s.status == Status::Registered))
         .collect();
-    if wanted.is_empty() && replay.recheck.is_empty() && !every_id {
+    if wanted.is_empty() && replay.recheck.is_empty() && !sync {
         return Ok(Dropped::default());
     }
     let named: HashSet<u128> = libraries.iter().map(|l| library_key(l)).collect();
     let mut last: KeyMap<Last> = KeyMap::default();
     let mut ids: KeyMap<(String, u128, String)> = KeyMap::default();
-    let mut made: Vec<(String, String, String)> = Vec::new();
+    let mut made: Vec<MadeEntity> = Vec::new();
+    let mut lib_names: HashMap<String, String> = HashMap::new();
     ledger::scan(path, true, |entry| {
         let image = match entry {
             Entry::Image(image) => image,
-            Entry::Object(view) if sync && view.object == Some(ledger::ObjectKind::Entity) => {
-                let (Some(lib), Some(entity)) = (view.lib_id.as_deref(), view.entity_id.as_deref())
-                else {
+            Entry::Object(view) if sync => {
+                let Some(lib) = view.lib_id.as_deref() else {
                     return;
                 };
-                made.retain(|(l, e, _)| (l.as_str(), e.as_str()) != (lib, entity));
-                if view.kind == Some(ledger::read::LineKind::Created) {
-                    let name = view.name.as_deref().unwrap_or_default().to_string();
-                    made.push((lib.to_string(), entity.to_string(), name));
+                let created = view.kind == Some(ledger::read::LineKind::Created);
+                let name = view.name.as_deref().unwrap_or_default().to_string();
+                match (view.object, view.entity_id.as_deref()) {
+                    (Some(ledger::ObjectKind::Lib), _) if created => {
+                        lib_names.insert(lib.to_string(), name);
+                    }
+                    (Some(ledger::ObjectKind::Entity), Some(entity)) => {
+                        made.retain(|m| (m.lib_id.as_str(), m.entity_id.as_str()) != (lib, entity));
+                        if created {
+                            made.push(MadeEntity {
+                                lib_id: lib.to_string(),
+                                entity_id: entity.to_string(),
+                                name,
+                                library: None,
+                            });
+                        }
+                    }
+                    _ => {}
                 }
                 return;
             }
@@ -204,6 +230,9 @@ pub fn collect(
             .map(str::to_string)
             .or(entry.entity_id.take());
     })?;
+    for entity in &mut made {
+        entity.library = lib_names.get(&entity.lib_id).cloned();
+    }
     let mut dropped = Dropped {
         made_entities: made,
         ..Dropped::default()

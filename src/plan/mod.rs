@@ -8,7 +8,7 @@
 
 pub mod drops;
 
-pub use drops::{DropWork, Dropped, PersonDrops, SyncScope, Why};
+pub use drops::{DropWork, Dropped, MadeEntity, PersonDrops, SyncScope, Why};
 
 /// Why a sync that planned `removals` makes none, if it must not: more than `max_delete`, or a
 /// manifest with invalid rows (a damaged id or URL would make a photo it still means look
@@ -185,6 +185,8 @@ pub struct Plan {
     pub libraries: Vec<String>,
     /// Images to send, per library of `libraries`.
     pub adds_by_library: Vec<u64>,
+    /// `--sync`: every person valid rows name (person keys).
+    pub persons_named: std::collections::HashSet<u128>,
 }
 
 impl Plan {
@@ -323,6 +325,9 @@ pub fn plan_with(
         planner.limit_after_removals();
     }
     planner.explain_skips();
+    if options.sync {
+        planner.plan.persons_named = planner.persons.keys().copied().collect();
+    }
     let counts = &mut planner.plan.counts;
     counts.over_limit_persons = planner.persons.values().filter(|p| p.over_limit).count() as u64;
     Ok(planner.plan)

@@ -436,6 +436,12 @@ fn a_crash_loop_during_removals_ends_in_the_same_state_with_nothing_removed_twic
             last.values().all(|r| r["status"] != "removing"),
             "{target}: a removal was left unsettled"
         );
+        if target == "ice" {
+            // The entities of the thirty who left are gone, also those a killed sync emptied.
+            let snapshot = world.sandbox.snapshot();
+            let entities = snapshot.ice.libs.iter().flat_map(|l| &l.entities).count();
+            assert_eq!(entities, 10, "{target}: an emptied entity is left");
+        }
     }
 }
 
