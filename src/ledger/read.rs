@@ -166,27 +166,34 @@ impl ScanAs for Narrow {
     type View<'a> = ReplayView<'a>;
 }
 
-impl<'a> LineView<'a> for ReplayView<'a> {
-    fn version(&self) -> Option<u32> {
-        self.v
-    }
-    fn kind(&self) -> Option<LineKind> {
-        self.kind
-    }
-    fn status(&self) -> Option<Status> {
-        self.status
-    }
-    fn image_ids(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
-        (
-            self.category_id.as_deref(),
-            self.person_id.as_deref(),
-            self.image_url.as_deref(),
-        )
-    }
-    fn image_key(&self) -> Option<&str> {
-        self.image_key.as_deref()
-    }
+/// The scan's accessors for a view type: both views name these fields alike.
+macro_rules! line_view {
+    ($view:ident) => {
+        impl<'a> LineView<'a> for $view<'a> {
+            fn version(&self) -> Option<u32> {
+                self.v
+            }
+            fn kind(&self) -> Option<LineKind> {
+                self.kind
+            }
+            fn status(&self) -> Option<Status> {
+                self.status
+            }
+            fn image_ids(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
+                (
+                    self.category_id.as_deref(),
+                    self.person_id.as_deref(),
+                    self.image_url.as_deref(),
+                )
+            }
+            fn image_key(&self) -> Option<&str> {
+                self.image_key.as_deref()
+            }
+        }
+    };
 }
+
+line_view!(ReplayView);
 
 /// What the scan itself needs of a line's view, whichever view it is.
 pub trait LineView<'a>: Deserialize<'a> {
@@ -210,27 +217,7 @@ impl ScanAs for Wide {
     type View<'a> = View<'a>;
 }
 
-impl<'a> LineView<'a> for View<'a> {
-    fn version(&self) -> Option<u32> {
-        self.v
-    }
-    fn kind(&self) -> Option<LineKind> {
-        self.kind
-    }
-    fn status(&self) -> Option<Status> {
-        self.status
-    }
-    fn image_ids(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
-        (
-            self.category_id.as_deref(),
-            self.person_id.as_deref(),
-            self.image_url.as_deref(),
-        )
-    }
-    fn image_key(&self) -> Option<&str> {
-        self.image_key.as_deref()
-    }
-}
+line_view!(View);
 
 impl View<'_> {
     pub fn run(&self) -> &str {
