@@ -18,7 +18,7 @@ pub use record::{
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::io::{BufRead, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -176,16 +176,17 @@ impl Replay {
         self.images.get(&key).map(|slot| slot.state)
     }
 
-    /// Notes that manifest line `line` names the image `key`; the earlier line that already
-    /// did, if any. `None` when the ledger does not know the image (the caller keeps track).
-    pub fn seen_at(&self, key: u128, line: u64) -> Option<Option<u64>> {
+    /// Notes that manifest line `line` names the image `key`: the image's state, and the
+    /// earlier line that already named it, if any. `None` when the ledger does not know the
+    /// image (the caller keeps track). One look-up of the map, for a manifest of millions.
+    pub fn seen_at(&self, key: u128, line: u64) -> Option<(ImageState, Option<u64>)> {
         let slot = self.images.get(&key)?;
         let first = slot.seen.get();
         if first == 0 || first == NAMED_ONLY {
             slot.seen.set(u32::try_from(line).unwrap_or(NAMED_ONLY - 1));
-            Some(None)
+            Some((slot.state, None))
         } else {
-            Some(Some(u64::from(first)))
+            Some((slot.state, Some(u64::from(first))))
         }
     }
 
@@ -323,48 +324,31 @@ fn unix_seconds_utc(ts: &str) -> Option<u32> {
 
 /// Replays the ledger at `path`; a missing file is an empty ledger.
 ///
-/// Two threads share the work, for a ledger of millions of lines: the scan (reading, JSON) runs
-/// on one and hands over each line's few fields in batches; this one hashes the keys and
-/// applies them in order to the maps. Memory stays bounded: a few batches in flight.
+/// The scan is spread over threads, for a ledger of millions of lines
+/// ([`read::scan_parallel_as`]): workers decode blocks of lines and hash each line's keys into
+/// a batch, and this thread applies the batches to the maps in ledger order. Memory stays
+/// bounded: a few blocks in flight.
 pub fn replay(path: &Path) -> Result<Replay, LedgerError> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let mut replay = Replay::default();
-    let (batches, received) = std::sync::mpsc::sync_channel::<Batch>(4);
-    let scanned = std::thread::scope(|scope| {
-        let scanner = std::thread::Builder::new().name("ledger-scan".into());
-        let scanner = scanner.spawn_scoped(scope, move || {
-            let mut batch = Batch::default();
-            let scanned = read::scan_as::<read::Narrow>(path, true, |entry| {
-                batch.push(entry);
-                if batch.is_full() {
-                    // The receiver only goes away when this thread's result is no longer wanted.
-                    let _ = batches.send(std::mem::take(&mut batch));
-                }
-            });
-            let _ = batches.send(batch);
-            scanned
-        });
-        for batch in received {
-            replay.apply(batch);
-        }
-        scanner
-            .map_err(|source| LedgerError::Read {
-                path: path.into(),
-                source,
-            })?
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })?;
+    let scanned = read::scan_parallel_as::<read::Narrow, Batch>(
+        path,
+        true,
+        workers,
+        |batch, entry| batch.push(entry),
+        |batch| replay.apply(batch),
+    )?;
     replay.finish(scanned);
     Ok(replay)
 }
 
 /// [`replay`] from any reader, on this thread; `path` names it in messages.
-pub fn replay_from(path: &Path, reader: impl BufRead) -> Result<Replay, LedgerError> {
+pub fn replay_from(path: &Path, reader: impl std::io::Read) -> Result<Replay, LedgerError> {
     let mut replay = Replay::default();
     let mut batch = Batch::default();
     let scanned = read::scan_from_as::<read::Narrow>(path, reader, |entry| {
         batch.push(entry);
-        if batch.is_full() {
+        if batch.lines.len() >= 4096 {
             replay.apply(std::mem::take(&mut batch));
         }
     })?;
@@ -373,37 +357,31 @@ pub fn replay_from(path: &Path, reader: impl BufRead) -> Result<Replay, LedgerEr
     Ok(replay)
 }
 
-/// Lines handed from the scan to the maps: what replay keeps of each, its strings copied into
-/// one buffer per batch (no allocation per line).
+/// What replay keeps of a block of lines, its keys already hashed (on the thread that decoded
+/// them, so the maps' thread only applies them).
 #[derive(Default)]
 struct Batch {
-    text: String,
     lines: Vec<Decoded>,
 }
-
-/// Lines per batch.
-const BATCH: usize = 4096;
 
 /// What replay keeps of one line.
 enum Decoded {
     Image {
-        /// Ends of `category_id`, `person_id` and the identity in the batch's text.
-        ends: [u32; 3],
+        person: u64,
+        key: u128,
         state: ImageState,
         /// The record says a request for the image may still land (`recheck`).
         recheck: bool,
     },
-    /// A person read again after a `recheck` (`settled`): ends of `category_id`, `person_id`.
-    Settled([u32; 2]),
+    /// A person read again after a `recheck` (`settled`).
+    Settled {
+        person: u64,
+    },
     RunStart(Box<RunRecord>),
     RunEnd(Box<RunRecord>),
 }
 
 impl Batch {
-    fn is_full(&self) -> bool {
-        self.lines.len() >= BATCH
-    }
-
     fn push(&mut self, entry: Entry<'_, '_, ReplayView<'_>>) {
         let decoded = match entry {
             Entry::Image(image) => {
@@ -418,17 +396,11 @@ impl Batch {
                     retryable: image.view.retryable.unwrap_or(false),
                     since,
                 };
-                let mut ends = [0u32; 3];
-                for (end, text) in
-                    ends.iter_mut()
-                        .zip([image.category_id, image.person_id, image.identity()])
-                {
-                    self.text.push_str(text);
-                    // Lines are at most 1 MiB, a batch a few thousand of them.
-                    *end = u32::try_from(self.text.len()).expect("a batch's text fits in u32");
-                }
+                let (person, key) =
+                    person_and_image_key(image.category_id, image.person_id, image.identity());
                 Decoded::Image {
-                    ends,
+                    person: person as u64,
+                    key,
                     state,
                     recheck: image.view.recheck == Some(true),
                 }
@@ -439,12 +411,9 @@ impl Batch {
                 else {
                     return;
                 };
-                let mut ends = [0u32; 2];
-                for (end, text) in ends.iter_mut().zip([category_id, person_id]) {
-                    self.text.push_str(text);
-                    *end = u32::try_from(self.text.len()).expect("a batch's text fits in u32");
+                Decoded::Settled {
+                    person: crate::manifest::person_key(category_id, person_id) as u64,
                 }
-                Decoded::Settled(ends)
             }
             Entry::Person(_) => return,
             Entry::Run(view) => {
@@ -475,35 +444,21 @@ impl Batch {
 impl Replay {
     /// Applies a batch's lines in order.
     fn apply(&mut self, batch: Batch) {
-        let mut start = 0;
-        let text = &batch.text;
         for decoded in batch.lines {
             match decoded {
                 Decoded::Image {
-                    ends,
+                    person,
+                    key,
                     state,
                     recheck,
                 } => {
-                    let [category_end, person_end, identity_end] = ends.map(|end| end as usize);
-                    let (person, key) = person_and_image_key(
-                        &text[start..category_end],
-                        &text[category_end..person_end],
-                        &text[person_end..identity_end],
-                    );
-                    start = identity_end;
                     if recheck {
-                        self.recheck.insert(person as u64, ());
+                        self.recheck.insert(person, ());
                     }
-                    self.record_image(key, person as u64, state);
+                    self.record_image(key, person, state);
                 }
-                Decoded::Settled(ends) => {
-                    let [category_end, person_end] = ends.map(|end| end as usize);
-                    let person = crate::manifest::person_key(
-                        &text[start..category_end],
-                        &text[category_end..person_end],
-                    );
-                    start = person_end;
-                    self.recheck.remove(&(person as u64));
+                Decoded::Settled { person } => {
+                    self.recheck.remove(&person);
                 }
                 Decoded::RunStart(record) => {
                     self.last_run_start = Some(*record);
@@ -745,6 +700,76 @@ mod tests {
 
     fn replay_bytes(bytes: &[u8]) -> Result<Replay, LedgerError> {
         replay_from(Path::new("test.ledger.jsonl"), bytes)
+    }
+
+    #[test]
+    fn a_ledger_of_many_blocks_replays_over_threads_as_on_one() {
+        // Some 8 MiB: several blocks for each decoding thread, records of every state, a
+        // `recheck` settled later and one not, run records, and a torn tail.
+        let mut bytes = Vec::new();
+        let statuses = [
+            Status::Pending,
+            Status::Registered,
+            Status::Failed,
+            Status::Removed,
+        ];
+        for i in 0..48_000u32 {
+            // 6,000 images of 600 persons, eight records each, ending in every state.
+            let url = format!("http://x/{}.jpg", i % 6_000);
+            let status = statuses[((i / 6_000 + i) % 4) as usize];
+            let person = format!("p{}", i % 600);
+            let mut r = ImageRecord::new("run-1", status, "Lib", &person, &url);
+            r.recheck = (i % 1_001 == 0 || i == 601).then_some(true);
+            encode(&Record::Image(r), &mut bytes);
+            if i % 5_000 == 0 {
+                let run = RunRecord {
+                    run: format!("run-{i}"),
+                    ..RunRecord::default()
+                };
+                encode(&Record::RunStart(run), &mut bytes);
+            }
+        }
+        let settled = record::PersonRecord {
+            ts: "2026-12-01T00:00:00Z".into(),
+            run: "run-2".into(),
+            category_id: "Lib".into(),
+            person_id: "p1".into(),
+            copies_removed: None,
+            target: None,
+        };
+        encode(&Record::Settled(settled), &mut bytes);
+        bytes.extend_from_slice(b"{\"v\":1,\"ki");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.ledger.jsonl");
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(bytes.len() > 6 * read::tests_block_bytes());
+        let threads = replay(&path).unwrap();
+        let one = replay_bytes(&bytes).unwrap();
+        assert_eq!(
+            (threads.lines, threads.torn_tail),
+            (one.lines, one.torn_tail)
+        );
+        assert_eq!((one.lines, one.torn_tail), (48_011, 10));
+        assert_eq!(threads.images.len(), 6_000);
+        for (key, slot) in &one.images {
+            assert_eq!(threads.state(*key), Some(slot.state));
+        }
+        assert_eq!(threads.registered, one.registered);
+        assert_eq!(threads.persons, one.persons);
+        let mut a: Vec<_> = threads.recheck.keys().collect();
+        let mut b: Vec<_> = one.recheck.keys().collect();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
+        assert!(!b.is_empty());
+        assert!(
+            !b.contains(&&(person_key("lib", "p1") as u64)),
+            "p1 was settled"
+        );
+        assert_eq!(
+            threads.last_run_start.map(|r| r.run),
+            Some("run-45000".to_string())
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -309,11 +309,17 @@ pub fn scan_as<S: ScanAs>(
     missing_ok: bool,
     each: impl for<'v, 'a> FnMut(Entry<'v, 'a, S::View<'a>>),
 ) -> Result<Scanned, LedgerError> {
+    match open(path, missing_ok)? {
+        Some(file) => scan_from_as::<S>(path, file, each),
+        None => Ok(Scanned::default()),
+    }
+}
+
+/// The ledger file, checked to be a regular file; `None` if it is missing and `missing_ok`.
+fn open(path: &Path, missing_ok: bool) -> Result<Option<File>, LedgerError> {
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Scanned::default());
-        }
+        Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
             return Err(LedgerError::Open {
                 path: path.into(),
@@ -331,12 +337,12 @@ pub fn scan_as<S: ScanAs>(
     if !is_file {
         return Err(LedgerError::NotAFile { path: path.into() });
     }
-    scan_from_as::<S>(path, BufReader::with_capacity(1 << 20, file), each)
+    Ok(Some(file))
 }
 
 pub fn scan_from(
     path: &Path,
-    reader: impl BufRead,
+    reader: impl Read,
     each: impl FnMut(Entry<'_, '_>),
 ) -> Result<Scanned, LedgerError> {
     scan_from_as::<Wide>(path, reader, each)
@@ -345,41 +351,239 @@ pub fn scan_from(
 /// The one scanning loop: [`scan_from`] into the view `S` names.
 pub fn scan_from_as<S: ScanAs>(
     path: &Path,
-    mut reader: impl BufRead,
+    reader: impl Read,
     mut each: impl for<'v, 'a> FnMut(Entry<'v, 'a, S::View<'a>>),
 ) -> Result<Scanned, LedgerError> {
-    let mut scanned = Scanned::default();
-    let mut buf = Vec::with_capacity(512);
-    loop {
-        buf.clear();
-        let n = (&mut reader)
-            .take(MAX_LINE_BYTES + 1)
-            .read_until(b'\n', &mut buf)
+    let mut chunks = Chunks::new(path, reader, BLOCK_BYTES);
+    while let Some(chunk) = chunks.next_chunk()? {
+        chunk.each_line(path, |line, raw| apply::<S>(path, line, raw, &mut each))?;
+    }
+    Ok(chunks.scanned())
+}
+
+/// [`scan_as`] with the decoding spread over `workers` threads, for a reader of millions of
+/// lines: one thread reads the file in blocks of whole lines, each worker decodes a block's
+/// lines and folds them into a `B`, and this thread is handed each `B` by `take` in ledger
+/// order. The checks and the errors are [`scan_as`]'s (the first error in ledger order wins);
+/// memory stays bounded by a few blocks in flight.
+pub fn scan_parallel_as<S: ScanAs, B: Default + Send>(
+    path: &Path,
+    missing_ok: bool,
+    workers: usize,
+    fold: impl for<'v, 'a> Fn(&mut B, Entry<'v, 'a, S::View<'a>>) + Sync,
+    take: impl FnMut(B),
+) -> Result<Scanned, LedgerError> {
+    let Some(file) = open(path, missing_ok)? else {
+        return Ok(Scanned::default());
+    };
+    scan_parallel_from_as::<S, B>(path, file, workers, BLOCK_BYTES, fold, take)
+}
+
+/// [`scan_parallel_as`] from any reader, in blocks of about `block` bytes.
+fn scan_parallel_from_as<S: ScanAs, B: Default + Send>(
+    path: &Path,
+    reader: impl Read + Send,
+    workers: usize,
+    block: usize,
+    fold: impl for<'v, 'a> Fn(&mut B, Entry<'v, 'a, S::View<'a>>) + Sync,
+    mut take: impl FnMut(B),
+) -> Result<Scanned, LedgerError> {
+    let workers = workers.max(1);
+    let spawn_error = |source| LedgerError::Read {
+        path: path.into(),
+        source,
+    };
+    std::thread::scope(|scope| {
+        let fold = &fold;
+        let mut inputs = Vec::with_capacity(workers);
+        let mut outputs = Vec::with_capacity(workers);
+        let mut decoders = Vec::with_capacity(workers);
+        for n in 0..workers {
+            let (input, chunks) = std::sync::mpsc::sync_channel::<Chunk>(2);
+            let (output, folded) = std::sync::mpsc::sync_channel::<Result<B, LedgerError>>(2);
+            let decoder = std::thread::Builder::new().name(format!("ledger-decode-{n}"));
+            decoders.push(
+                decoder
+                    .spawn_scoped(scope, move || {
+                        for chunk in chunks {
+                            let mut folded = B::default();
+                            let result = chunk.each_line(path, |line, raw| {
+                                apply::<S>(path, line, raw, &mut |entry| fold(&mut folded, entry))
+                            });
+                            let failed = result.is_err();
+                            // The receiver only goes away when no more is wanted.
+                            if output.send(result.map(|()| folded)).is_err() || failed {
+                                break;
+                            }
+                        }
+                    })
+                    .map_err(spawn_error)?,
+            );
+            inputs.push(input);
+            outputs.push(folded);
+        }
+        let read_thread = std::thread::Builder::new().name("ledger-read".into());
+        let read_thread = read_thread
+            .spawn_scoped(scope, move || {
+                let mut chunks = Chunks::new(path, reader, block);
+                let mut turn = 0;
+                while let Some(chunk) = chunks.next_chunk()? {
+                    if inputs[turn % workers].send(chunk).is_err() {
+                        // A decoder stopped at an error, which is reported in its place.
+                        break;
+                    }
+                    turn += 1;
+                }
+                Ok(chunks.scanned())
+            })
+            .map_err(spawn_error)?;
+        let mut failed = None;
+        for turn in 0.. {
+            match outputs[turn % workers].recv() {
+                Ok(Ok(folded)) => take(folded),
+                Ok(Err(e)) => {
+                    failed = Some(e);
+                    break;
+                }
+                // Every block has been handed over (or a decoder panicked: see below).
+                Err(_) => break,
+            }
+        }
+        drop(outputs);
+        let read: Result<Scanned, LedgerError> = read_thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        for decoder in decoders {
+            decoder
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => read,
+        }
+    })
+}
+
+/// How many bytes the scan reads at a time.
+const BLOCK_BYTES: usize = 1 << 20;
+
+#[cfg(test)]
+pub(super) fn tests_block_bytes() -> usize {
+    BLOCK_BYTES
+}
+
+/// A block of whole lines: it ends with a newline, and its first line's number is known.
+struct Chunk {
+    first_line: u64,
+    bytes: Vec<u8>,
+}
+
+impl Chunk {
+    /// Calls `each` with every line's number and bytes (without the newline). A line longer
+    /// than [`MAX_LINE_BYTES`] is corruption.
+    fn each_line(
+        &self,
+        path: &Path,
+        mut each: impl FnMut(u64, &[u8]) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let mut start = 0;
+        for (line, end) in (self.first_line..).zip(memchr::memchr_iter(b'\n', &self.bytes)) {
+            let raw = &self.bytes[start..end];
+            if raw.len() as u64 > MAX_LINE_BYTES {
+                return Err(too_long(path, line));
+            }
+            each(line, raw)?;
+            start = end + 1;
+        }
+        Ok(())
+    }
+}
+
+fn too_long(path: &Path, line: u64) -> LedgerError {
+    LedgerError::Corrupt {
+        path: path.into(),
+        line,
+        column: 1,
+        problem: format!("a line longer than {MAX_LINE_BYTES} bytes: this is not a ledger"),
+    }
+}
+
+/// Reads a ledger in blocks of whole lines; the bytes after the last newline (a torn tail)
+/// are measured, not handed out.
+struct Chunks<'p, R> {
+    path: &'p Path,
+    reader: R,
+    /// The start of a line the last block cut.
+    carry: Vec<u8>,
+    /// Bytes read at a time.
+    block: usize,
+    /// Complete lines handed out so far.
+    lines: u64,
+    torn_tail: u64,
+}
+
+impl<'p, R: Read> Chunks<'p, R> {
+    fn new(path: &'p Path, reader: R, block: usize) -> Self {
+        Chunks {
+            path,
+            reader,
+            carry: Vec::new(),
+            block: block.max(1),
+            lines: 0,
+            torn_tail: 0,
+        }
+    }
+
+    fn next_chunk(&mut self) -> Result<Option<Chunk>, LedgerError> {
+        loop {
+            let mut bytes = std::mem::take(&mut self.carry);
+            let wanted = bytes.len() + self.block;
+            let at_end = self.fill(&mut bytes, wanted)?;
+            match memchr::memrchr(b'\n', &bytes) {
+                Some(last) => {
+                    self.carry = bytes[last + 1..].to_vec();
+                    bytes.truncate(last + 1);
+                    let first_line = self.lines + 1;
+                    self.lines += memchr::memchr_iter(b'\n', &bytes).count() as u64;
+                    if self.carry.len() as u64 > MAX_LINE_BYTES {
+                        return Err(too_long(self.path, self.lines + 1));
+                    }
+                    return Ok(Some(Chunk { first_line, bytes }));
+                }
+                None if bytes.len() as u64 > MAX_LINE_BYTES => {
+                    return Err(too_long(self.path, self.lines + 1));
+                }
+                None if at_end => {
+                    self.torn_tail = bytes.len() as u64;
+                    return Ok(None);
+                }
+                None => self.carry = bytes,
+            }
+        }
+    }
+
+    /// Reads until `bytes` holds `wanted` bytes or the reader ends; says whether it ended.
+    fn fill(&mut self, bytes: &mut Vec<u8>, wanted: usize) -> Result<bool, LedgerError> {
+        let want = wanted.saturating_sub(bytes.len());
+        bytes.reserve(want);
+        // `read_to_end` on a `take` stops at the limit or at the reader's end.
+        let read = (&mut self.reader)
+            .take(want as u64)
+            .read_to_end(bytes)
             .map_err(|source| LedgerError::Read {
-                path: path.into(),
+                path: self.path.into(),
                 source,
             })?;
-        if n == 0 {
-            break;
-        }
-        if buf.last() != Some(&b'\n') {
-            if n as u64 > MAX_LINE_BYTES {
-                return Err(LedgerError::Corrupt {
-                    path: path.into(),
-                    line: scanned.lines + 1,
-                    column: 1,
-                    problem: format!(
-                        "a line longer than {MAX_LINE_BYTES} bytes: this is not a ledger"
-                    ),
-                });
-            }
-            scanned.torn_tail = n as u64;
-            break;
-        }
-        scanned.lines += 1;
-        apply::<S>(path, scanned.lines, &buf, &mut each)?;
+        Ok(read < want)
     }
-    Ok(scanned)
+
+    fn scanned(&self) -> Scanned {
+        Scanned {
+            lines: self.lines,
+            torn_tail: self.torn_tail,
+        }
+    }
 }
 
 fn apply<S: ScanAs>(
@@ -538,6 +742,168 @@ mod tests {
                 assert!(problem.contains("longer than"), "{problem}")
             }
             other => panic!("expected Corrupt, got {:?}", other.map(|s| s.0)),
+        }
+    }
+
+    /// A ledger of `n` lines of every kind (and blank and CRLF lines), then a torn tail.
+    fn mixed_ledger(n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let line = match i % 7 {
+                0 => format!("{{\"v\":1,\"kind\":\"run_start\",\"ts\":\"t\",\"run\":\"r{i}\"}}\n"),
+                1 | 4 => format!(
+                    "{{\"v\":1,\"kind\":\"image\",\"status\":\"pending\",\"category_id\":\"c\",\"person_id\":\"p{i}\",\"image_url\":\"https://h/{i}\\u00e9.jpg\"}}\n"
+                ),
+                2 => format!(
+                    "{{\"v\":1,\"kind\":\"image\",\"status\":\"registered\",\"category_id\":\"c\",\"person_id\":\"p{i}\",\"image_url\":\"https://h/{i}.jpg\",\"face_id\":\"f{i}\"}}\r\n"
+                ),
+                3 => "\n".to_string(),
+                5 => format!(
+                    "{{\"v\":1,\"kind\":\"settled\",\"category_id\":\"c\",\"person_id\":\"p{i}\"}}\n"
+                ),
+                _ => format!("{{\"v\":1,\"kind\":\"a_kind_from_later\",\"n\":{i}}}\n"),
+            };
+            out.extend_from_slice(line.as_bytes());
+        }
+        out.extend_from_slice(b"{\"v\":1,\"kind\":\"ima");
+        out
+    }
+
+    fn describe(entry: Entry<'_, '_>) -> String {
+        match entry {
+            Entry::Image(i) => format!("{}:{}:{}", i.status.as_str(), i.person_id, i.image_url),
+            Entry::Run(r) => format!("{:?}:{}", r.kind, r.run()),
+            Entry::Object(o) | Entry::Person(o) => format!("{:?}", o.kind),
+        }
+    }
+
+    fn scan_parallel_bytes(
+        bytes: &[u8],
+        workers: usize,
+        block: usize,
+    ) -> Result<(Scanned, Vec<String>), LedgerError> {
+        let mut seen = Vec::new();
+        let scanned = scan_parallel_from_as::<Wide, Vec<String>>(
+            Path::new("t.jsonl"),
+            bytes,
+            workers,
+            block,
+            |folded, entry| folded.push(describe(entry)),
+            |folded| seen.extend(folded),
+        )?;
+        Ok((scanned, seen))
+    }
+
+    #[test]
+    fn blocks_of_any_size_over_any_number_of_workers_scan_as_one_thread_does() {
+        let bytes = mixed_ledger(400);
+        let mut expected = Vec::new();
+        let one = scan_from(Path::new("t.jsonl"), &bytes[..], |e| {
+            expected.push(describe(e))
+        })
+        .unwrap();
+        assert_eq!(one.lines, 400);
+        assert_eq!(one.torn_tail, 18);
+        assert_eq!(
+            expected.len(),
+            286,
+            "blank and later-kind lines are not entries"
+        );
+        for block in [1, 7, 100, 4096, 1 << 20] {
+            for workers in [1, 2, 3] {
+                let (scanned, seen) = scan_parallel_bytes(&bytes, workers, block).unwrap();
+                assert_eq!(
+                    (scanned.lines, scanned.torn_tail),
+                    (400, 18),
+                    "{block} {workers}"
+                );
+                assert_eq!(seen, expected, "block {block}, {workers} workers");
+            }
+            // The one-thread scan in blocks of that size, too.
+            let mut chunks = Chunks::new(Path::new("t.jsonl"), &bytes[..], block);
+            let mut lines = 0;
+            while let Some(chunk) = chunks.next_chunk().unwrap() {
+                assert_eq!(chunk.first_line, lines + 1);
+                assert_eq!(chunk.bytes.last(), Some(&b'\n'));
+                lines += memchr::memchr_iter(b'\n', &chunk.bytes).count() as u64;
+            }
+            assert_eq!(
+                (chunks.scanned().lines, chunks.scanned().torn_tail),
+                (400, 18)
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_damaged_line_in_ledger_order_is_the_error_whichever_worker_meets_it() {
+        let mut lines: Vec<Vec<u8>> = mixed_ledger(300)
+            .split_inclusive(|&b| b == b'\n')
+            .map(<[u8]>::to_vec)
+            .collect();
+        lines[249] = b"{\"v\":1,\"kind\":\"image\",oops}\n".to_vec();
+        lines[149] = b"{\"v\":1, \"kind\":\"image\",\"status\":7}\n".to_vec();
+        let bytes = lines.concat();
+        let Err(LedgerError::Corrupt { line, column, .. }) = scan_bytes(&bytes) else {
+            panic!("the damaged line is not seen");
+        };
+        assert_eq!((line, column), (150, 33));
+        for block in [1, 64, 5000] {
+            for workers in [1, 2, 3] {
+                match scan_parallel_bytes(&bytes, workers, block) {
+                    Err(LedgerError::Corrupt {
+                        line: 150,
+                        column: 33,
+                        ..
+                    }) => {}
+                    other => panic!(
+                        "block {block}, {workers} workers: {:?}",
+                        other.map(|s| s.0.lines)
+                    ),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_whole_line_over_the_cap_is_corruption_at_its_number_in_any_block() {
+        let mut bytes = mixed_ledger(3);
+        bytes.truncate(bytes.len() - 18);
+        let mut long = b"{\"v\":1,\"kind\":\"image\",\"x\":\"".to_vec();
+        long.resize(MAX_LINE_BYTES as usize + 1, b'a');
+        long.push(b'\n');
+        let long_at = bytes.len();
+        bytes.extend_from_slice(&long);
+        bytes.extend_from_slice(&mixed_ledger(2));
+        for result in [
+            scan_bytes(&bytes),
+            scan_parallel_bytes(&bytes, 2, 4096),
+            scan_parallel_bytes(&bytes, 2, 1 << 21),
+        ] {
+            match result {
+                Err(LedgerError::Corrupt {
+                    line: 4, problem, ..
+                }) => {
+                    assert!(problem.contains("longer than"), "{problem}")
+                }
+                other => panic!(
+                    "expected Corrupt at line 4, got {:?}",
+                    other.map(|s| s.0.lines)
+                ),
+            }
+        }
+        // One byte shorter, the line is only damaged JSON: the cap is on its length.
+        let mut at_cap = bytes.clone();
+        at_cap.remove(long_at + 40);
+        match scan_bytes(&at_cap) {
+            Err(LedgerError::Corrupt {
+                line: 4, problem, ..
+            }) => {
+                assert!(!problem.contains("longer than"), "{problem}")
+            }
+            other => panic!(
+                "expected damaged JSON at line 4, got {:?}",
+                other.map(|s| s.0.lines)
+            ),
         }
     }
 

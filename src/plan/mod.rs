@@ -43,7 +43,9 @@ pub struct SyncSettings {
 use std::hash::BuildHasherDefault;
 
 use crate::ledger::{KeyHasher, KeyMap, PersonMap, Replay, Status};
-use crate::manifest::{Entry, InvalidRow, ManifestError, Row, image_key, library_key, person_key};
+use crate::manifest::{
+    Entry, InvalidRow, ManifestError, Row, image_key, library_key, person_and_image_key,
+};
 
 /// The service refuses an eleventh face for a person.
 pub const MAX_FACES_PER_PERSON: u32 = 10;
@@ -474,14 +476,14 @@ impl Planner<'_> {
     }
 
     fn add(&mut self, row: Row) {
-        let key = image_key(&row.category_id, &row.person_id, row.identity());
-        let first = match self.replay.seen_at(key, row.line) {
-            Some(first) => first,
+        let (person, key) = person_and_image_key(&row.category_id, &row.person_id, row.identity());
+        let (state, first) = match self.replay.seen_at(key, row.line) {
+            Some((state, first)) => (Some(state), first),
             None => match self.seen_images.entry(key) {
-                std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+                std::collections::hash_map::Entry::Occupied(e) => (None, Some(*e.get())),
                 std::collections::hash_map::Entry::Vacant(e) => {
                     e.insert(row.line);
-                    None
+                    (None, None)
                 }
             },
         };
@@ -499,7 +501,6 @@ impl Planner<'_> {
             self.plan.libraries.push(row.category_id.trim().to_string());
             self.plan.adds_by_library.push(0);
         }
-        let person = person_key(&row.category_id, &row.person_id);
         let registered = self.registered.get(&(person as u64)).copied().unwrap_or(0);
         let sync = self.options.sync;
         let slot = self.persons.entry(person).or_insert(PersonSlot {
@@ -510,7 +511,6 @@ impl Planner<'_> {
             library,
             ..Default::default()
         });
-        let state = self.replay.state(key);
         let mut needs_lookup = false;
         let reconcile = match self.options.reconcile {
             Reconcile::Always => true,
