@@ -163,9 +163,11 @@ struct Inner {
     ice_target: Target,
 }
 
-/// What a V3 signature covers of a base URL: the `host` header as sent, and the path.
+/// A base URL, parsed once (each request only sets its query), and what a V3 signature covers
+/// of it: the `host` header as sent, and the path.
 #[derive(Clone, Debug)]
 struct Target {
+    base: reqwest::Url,
     host: String,
     path: String,
 }
@@ -174,12 +176,20 @@ impl Target {
     fn of(url: &reqwest::Url) -> Target {
         let host = url.host_str().unwrap_or_default();
         Target {
+            base: url.clone(),
             host: match url.port() {
                 Some(port) => format!("{host}:{port}"),
                 None => host.to_string(),
             },
             path: url.path().to_string(),
         }
+    }
+
+    /// The base URL with `query` (already percent-encoded, so kept as it is).
+    fn with_query(&self, query: &str) -> reqwest::Url {
+        let mut url = self.base.clone();
+        url.set_query(Some(query));
+        url
     }
 }
 
@@ -401,7 +411,7 @@ impl Client {
         params: &[(&str, &str)],
         nonce: &str,
         timestamp: &str,
-    ) -> String {
+    ) -> reqwest::Url {
         let mut all: Vec<(String, String)> = Vec::with_capacity(params.len() + 9);
         let common = [
             ("Action", action),
@@ -423,20 +433,17 @@ impl Client {
             all.push(("SecurityToken".to_string(), token.expose().to_string()));
         }
         let signature = sign::sign("POST", creds.access_key_secret.expose(), &all);
-        let query = sign::canonical_query(&all);
-        let base = match service {
-            Service::Mts => &self.inner.endpoints.mts,
-            Service::Ice => &self.inner.endpoints.ice,
-        };
-        let encoded_signature = sign::percent_encode(&signature);
-        let mut url =
-            String::with_capacity(base.len() + query.len() + encoded_signature.len() + 12);
-        url.push_str(base);
-        url.push('?');
-        url.push_str(&query);
-        url.push_str("&Signature=");
-        url.push_str(&encoded_signature);
-        url
+        let mut query = sign::canonical_query(&all);
+        query.push_str("&Signature=");
+        query.push_str(&sign::percent_encode(&signature));
+        self.target(service).with_query(&query)
+    }
+
+    fn target(&self, service: Service) -> &Target {
+        match service {
+            Service::Mts => &self.inner.mts_target,
+            Service::Ice => &self.inner.ice_target,
+        }
     }
 
     /// The V3 request: the URL (parameters in the query) and the headers to send, `Authorization`
@@ -449,11 +456,8 @@ impl Client {
         params: &[(&str, &str)],
         nonce: &str,
         timestamp: &str,
-    ) -> (String, Vec<(&'static str, String)>) {
-        let (base, target) = match service {
-            Service::Mts => (&self.inner.endpoints.mts, &self.inner.mts_target),
-            Service::Ice => (&self.inner.endpoints.ice, &self.inner.ice_target),
-        };
+    ) -> (reqwest::Url, Vec<(&'static str, String)>) {
+        let target = self.target(service);
         let query: Vec<(String, String)> = std::iter::once(("Format", "JSON"))
             .chain(params.iter().copied())
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -486,8 +490,7 @@ impl Client {
             &request,
         );
         sent.push(("authorization", authorization));
-        let url = format!("{base}?{}", sign::canonical_query(&query));
-        (url, sent)
+        (target.with_query(&sign::canonical_query(&query)), sent)
     }
 
     fn transport(&self, error: reqwest::Error, phase: Phase) -> ApiError {
@@ -694,7 +697,7 @@ mod tests {
             "n-1",
             "2024-01-02T03:04:05Z",
         );
-        let (base, query) = url.split_once('?').unwrap();
+        let (base, query) = url.as_str().split_once('?').unwrap();
         assert_eq!(base, "http://127.0.0.1:1/");
         let (unsigned, sig) = query.rsplit_once("&Signature=").unwrap();
         assert_eq!(
@@ -733,8 +736,8 @@ mod tests {
             "n",
             "t",
         );
-        assert!(url.contains("&SecurityToken=tok%2Fen&"), "{url}");
-        assert!(url.contains("Version=2020-11-09"), "{url}");
+        assert!(url.as_str().contains("&SecurityToken=tok%2Fen&"), "{url}");
+        assert!(url.as_str().contains("Version=2020-11-09"), "{url}");
     }
 
     #[test]
@@ -748,7 +751,10 @@ mod tests {
             "n-1",
             "2024-01-02T03:04:05Z",
         );
-        assert_eq!(url, "http://127.0.0.1:8080/?Format=JSON&PersonId=a%20b%2A");
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:8080/?Format=JSON&PersonId=a%20b%2A"
+        );
         let names: Vec<&str> = headers.iter().map(|(k, _)| *k).collect();
         assert_eq!(
             names,
@@ -763,7 +769,7 @@ mod tests {
             ]
         );
         assert!(
-            !url.contains("tok"),
+            !url.as_str().contains("tok"),
             "the token stays out of the URL: {url}"
         );
         let signed: Vec<(String, String)> =
