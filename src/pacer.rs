@@ -1,5 +1,7 @@
 //! Pacing: a permit before every request (retries and look-ups included), so that no sliding
 //! one-second window sees more than the budget, slowing down on throttling and recovering gradually.
+//! A throttling answer that comes alone at the full pace widens the window's margin instead (the
+//! two clocks disagreed at a window's edge); only a storm of them slows the pace.
 //!
 //! An exact sliding window on tokio's clock: the pacer remembers when its last `budget` permits
 //! went out, and a permit goes out no earlier than one window after the permit `N` places before
@@ -31,6 +33,13 @@ const PAIRS_FROM: f64 = 50.0;
 /// Answers to requests sent before a slow-down still arrive for about a round trip: within this
 /// long of the last slow-down (or during a pause, when nothing is sent) they slow down no further.
 const SLOW_DOWN_SPACING: Duration = Duration::from_secs(1);
+/// An isolated throttling answer at the full pace (none in this long before it) most likely
+/// means the server's clock and ours disagree at a window's edge by more than the margin (a
+/// request delayed on its way): the margin widens by `WIDEN`, up to `MAX_WIDENED` in all, instead
+/// of the pace dropping by a third. A second answer within this long is a storm, and slows down.
+const STORM_SPACING: Duration = Duration::from_secs(10);
+const WIDEN: Duration = Duration::from_millis(5);
+const MAX_WIDENED: Duration = Duration::from_millis(20);
 /// Recovery: for every this long without throttling, step up by `RECOVERY_STEP` of the budget.
 const RECOVERY_INTERVAL: Duration = Duration::from_secs(2);
 const RECOVERY_STEP: f64 = 0.1;
@@ -67,6 +76,8 @@ struct State {
     last_slow_down: Option<Instant>,
     /// The last throttling answer or recovery step.
     calm_since: Instant,
+    /// How much isolated throttling answers widened the margin (see [`STORM_SPACING`]).
+    widened: Duration,
 }
 
 impl Pacer {
@@ -119,7 +130,7 @@ impl Pacer {
         }
         {
             let mut state = window.lock();
-            state.paused_until = state.paused_until.max(Some(since + WINDOW));
+            state.paused_until = state.paused_until.max(Some(since + state.window()));
         }
         window.moved.notify_waiters();
     }
@@ -132,7 +143,7 @@ impl Pacer {
         }
         let mut state = window.lock();
         state.recover(window.budget, clock::instant());
-        state.allowance / WINDOW.as_secs_f64()
+        state.allowance / state.window().as_secs_f64()
     }
 
     /// Permits this pacer has handed out (for "requests per action" in the summary).
@@ -194,6 +205,7 @@ impl Window {
                 paused_until: None,
                 last_slow_down: None,
                 calm_since: clock::instant(),
+                widened: Duration::ZERO,
             }),
         }
     }
@@ -204,12 +216,18 @@ impl Window {
 }
 
 impl State {
+    /// The span the full budget's permits must leave between them now: a second, the margin,
+    /// and what isolated throttling answers added to the margin.
+    fn window(&self) -> Duration {
+        WINDOW + self.widened
+    }
+
     /// Permits a window may hold now, and the span they must keep between them (one window at
     /// the full budget; longer when slowed down to a fraction of a permit more than a whole).
     fn shape(&self, budget: u32) -> (usize, Duration) {
         // The tolerance keeps 0.7 × 100 from counting as 71 permits.
         let n = (self.allowance - 1e-9).ceil().clamp(1.0, f64::from(budget));
-        (n as usize, WINDOW.mul_f64(n / self.allowance))
+        (n as usize, self.window().mul_f64(n / self.allowance))
     }
 
     /// Takes the next permit if it may go out `now` (asked for at `asked`); otherwise the
@@ -251,8 +269,16 @@ impl State {
             .last_slow_down
             .is_some_and(|at| now.saturating_duration_since(at) < SLOW_DOWN_SPACING);
         if !paused && !recent {
-            self.allowance =
-                (self.allowance * BACKOFF_FACTOR).max(f64::from(budget) * MIN_FRACTION);
+            let isolated = self.allowance >= f64::from(budget)
+                && self
+                    .last_slow_down
+                    .is_none_or(|at| now.saturating_duration_since(at) >= STORM_SPACING);
+            if isolated && self.widened < MAX_WIDENED {
+                self.widened += WIDEN;
+            } else {
+                self.allowance =
+                    (self.allowance * BACKOFF_FACTOR).max(f64::from(budget) * MIN_FRACTION);
+            }
             self.last_slow_down = Some(now);
         }
         self.paused_until = self.paused_until.max(Some(now + pause));
@@ -481,9 +507,10 @@ mod tests {
         );
         assert!(times.iter().any(|&t| t >= at(7.0) && t < at(7.1)));
         assert!(slowed < 50.0, "the storm left the pace at {slowed}/s");
+        // The first answer came alone at the full pace: it widened the margin by 5 ms.
         let late = times.iter().filter(|&&t| t >= at(50.0)).count();
-        assert!(late >= 990, "{late} permits in the last 10 s");
-        assert_near(pacer.current_rate(), 100.0 / WINDOW.as_secs_f64());
+        assert!(late >= 985, "{late} permits in the last 10 s");
+        assert_near(pacer.current_rate(), 100.0 / (WINDOW + WIDEN).as_secs_f64());
     }
 
     #[tokio::test(start_paused = true)]
@@ -511,6 +538,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn after_an_idle_spell_or_a_pause_waiters_go_at_the_steady_pace_not_in_a_burst() {
         let pacer = Arc::new(Pacer::new(100));
+        // An answer alone widens the margin, so the one below is a storm's and slows down.
+        pacer.throttled(Some(Duration::from_millis(1)));
         take_for(&pacer, Duration::from_secs(2)).await;
         for quiet in [false, true] {
             if quiet {
@@ -535,7 +564,7 @@ mod tests {
             let mut first = std::mem::take(&mut *first.lock().unwrap());
             first.sort();
             let rate = if quiet { 100.0 } else { 70.0 };
-            let gap = WINDOW.as_secs_f64() / rate;
+            let gap = (WINDOW + WIDEN).as_secs_f64() / rate;
             // The first half second (before the pace steps up again after the pause).
             for (k, t) in first.iter().enumerate().take(32) {
                 // In pairs, one gap apart on average: never ahead of the schedule by a pair.
@@ -551,6 +580,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn after_a_slow_down_every_window_holds_no_more_than_the_smaller_allowance() {
         let pacer = Pacer::new(100);
+        // An answer alone widens the margin, so the one below is a storm's and slows down.
+        pacer.throttled(Some(Duration::from_millis(1)));
         let mut times = take_for(&pacer, Duration::from_secs(3)).await;
         let throttled_at = clock::instant();
         pacer.throttled(Some(Duration::ZERO));
@@ -576,8 +607,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn throttling_slows_down_to_a_floor_and_not_below() {
         let pacer = Pacer::new(100);
-        let per_second = |allowance: f64| allowance / WINDOW.as_secs_f64();
+        let per_second = |allowance: f64| allowance / (WINDOW + WIDEN).as_secs_f64();
+        assert_near(pacer.current_rate(), 100.0 / WINDOW.as_secs_f64());
+        // The first answer, alone at the full pace, widens the margin; the storm slows down.
+        pacer.throttled(Some(Duration::from_millis(1)));
         assert_near(pacer.current_rate(), per_second(100.0));
+        clock::sleep(SLOW_DOWN_SPACING).await;
         pacer.throttled(Some(Duration::from_millis(1)));
         assert_near(pacer.current_rate(), per_second(70.0));
         for _ in 0..50 {
@@ -588,8 +623,54 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn isolated_throttling_answers_widen_the_margin_up_to_a_cap_then_slow_down() {
+        let pacer = Pacer::new(100);
+        let per_second =
+            |allowance: f64, widened: Duration| allowance / (WINDOW + widened).as_secs_f64();
+        for k in 1..=4 {
+            pacer.throttled(Some(Duration::from_millis(1)));
+            assert_near(pacer.current_rate(), per_second(100.0, WIDEN * k));
+            clock::sleep(STORM_SPACING).await;
+        }
+        assert_eq!(WIDEN * 4, MAX_WIDENED);
+        pacer.throttled(Some(Duration::from_millis(1)));
+        assert_near(pacer.current_rate(), per_second(70.0, MAX_WIDENED));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_isolated_throttling_answer_at_full_pace_costs_the_margin_not_the_pace() {
+        let pacer = Arc::new(Pacer::new(100));
+        let start = clock::instant();
+        let at = move |secs: f64| start + Duration::from_secs_f64(secs);
+        let answer = {
+            let pacer = Arc::clone(&pacer);
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at(5.0)).await;
+                pacer.throttled(Some(Duration::from_millis(3)));
+            })
+        };
+        let times = take_for(&pacer, Duration::from_secs(30)).await;
+        answer.await.unwrap();
+        assert_no_window_over(&times, 100);
+        let after: Vec<Instant> = times.iter().copied().filter(|&t| t >= at(5.0)).collect();
+        // The answer really came: the permits around it keep the wider span from then on.
+        for k in 100..after.len() {
+            let span = after[k] - after[k - 100];
+            assert!(
+                span >= WINDOW + WIDEN,
+                "100 permits in {span:?} after the answer"
+            );
+        }
+        let rate = rate(&after);
+        assert!(rate >= 98.9, "{rate:.3}/s after one throttling answer");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_burst_of_throttling_answers_slows_down_once() {
         let pacer = Pacer::new(100);
+        // An earlier answer alone widened the margin: the burst that follows is a storm.
+        pacer.throttled(Some(Duration::from_millis(1)));
+        clock::sleep(SLOW_DOWN_SPACING * 3).await;
         for i in 0..10 {
             if i > 0 {
                 clock::sleep(Duration::from_millis(50)).await;
@@ -599,13 +680,16 @@ mod tests {
         // The pause is over, but this answer too may be about a request sent before it.
         clock::sleep(DEFAULT_PAUSE).await;
         pacer.throttled(Some(Duration::from_millis(1)));
-        assert_near(pacer.current_rate(), 70.0 / WINDOW.as_secs_f64());
+        assert_near(pacer.current_rate(), 70.0 / (WINDOW + WIDEN).as_secs_f64());
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_rate_recovers_step_by_step_after_calm() {
         let pacer = Pacer::new(100);
-        let per_second = |allowance: f64| allowance / WINDOW.as_secs_f64();
+        let per_second = |allowance: f64| allowance / (WINDOW + WIDEN).as_secs_f64();
+        // One answer alone widens the margin; the second, a storm, slows down.
+        pacer.throttled(None);
+        clock::sleep(SLOW_DOWN_SPACING).await;
         pacer.throttled(None);
         clock::sleep(RECOVERY_INTERVAL - Duration::from_millis(1)).await;
         assert_near(pacer.current_rate(), per_second(70.0));
