@@ -521,6 +521,8 @@ struct Chunks<'p, R> {
     /// Complete lines handed out so far.
     lines: u64,
     torn_tail: u64,
+    /// A read error met after some bytes: reported once the lines before it are handed out.
+    failed: Option<std::io::Error>,
 }
 
 impl<'p, R: Read> Chunks<'p, R> {
@@ -532,6 +534,7 @@ impl<'p, R: Read> Chunks<'p, R> {
             block: block.max(1),
             lines: 0,
             torn_tail: 0,
+            failed: None,
         }
     }
 
@@ -546,9 +549,8 @@ impl<'p, R: Read> Chunks<'p, R> {
                     bytes.truncate(last + 1);
                     let first_line = self.lines + 1;
                     self.lines += memchr::memchr_iter(b'\n', &bytes).count() as u64;
-                    if self.carry.len() as u64 > MAX_LINE_BYTES {
-                        return Err(too_long(self.path, self.lines + 1));
-                    }
+                    // A carry over the cap is caught by the next call, after these lines
+                    // (an earlier damaged line is the error to report).
                     return Ok(Some(Chunk { first_line, bytes }));
                 }
                 None if bytes.len() as u64 > MAX_LINE_BYTES => {
@@ -565,17 +567,26 @@ impl<'p, R: Read> Chunks<'p, R> {
 
     /// Reads until `bytes` holds `wanted` bytes or the reader ends; says whether it ended.
     fn fill(&mut self, bytes: &mut Vec<u8>, wanted: usize) -> Result<bool, LedgerError> {
+        let read_error = |source| LedgerError::Read {
+            path: self.path.into(),
+            source,
+        };
+        if let Some(source) = self.failed.take() {
+            return Err(read_error(source));
+        }
         let want = wanted.saturating_sub(bytes.len());
         bytes.reserve(want);
-        // `read_to_end` on a `take` stops at the limit or at the reader's end.
-        let read = (&mut self.reader)
-            .take(want as u64)
-            .read_to_end(bytes)
-            .map_err(|source| LedgerError::Read {
-                path: self.path.into(),
-                source,
-            })?;
-        Ok(read < want)
+        let before = bytes.len();
+        // `read_to_end` on a `take` stops at the limit or at the reader's end; on an error it
+        // keeps what it read before it.
+        match (&mut self.reader).take(want as u64).read_to_end(bytes) {
+            Ok(read) => Ok(read < want),
+            Err(source) if bytes.len() > before => {
+                self.failed = Some(source);
+                Ok(false)
+            }
+            Err(source) => Err(read_error(source)),
+        }
     }
 
     fn scanned(&self) -> Scanned {
@@ -904,6 +915,84 @@ mod tests {
                 "expected damaged JSON at line 4, got {:?}",
                 other.map(|s| s.0.lines)
             ),
+        }
+    }
+
+    /// Yields its bytes a few at a time, then fails (a disk error part-way through).
+    struct FailingAfter(Vec<u8>, usize);
+
+    impl Read for FailingAfter {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.1 >= self.0.len() {
+                return Err(std::io::Error::other("input/output error"));
+            }
+            let n = buf.len().min(7).min(self.0.len() - self.1);
+            buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+            self.1 += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_damaged_line_read_before_a_disk_error_is_the_error_reported() {
+        let bytes =
+            b"{\"v\":1,\"kind\":\"run_end\"}\n{\"v\":1,\"kind\":\"image\",oops}\n{\"v\"".to_vec();
+        let one = scan_from(Path::new("t.jsonl"), FailingAfter(bytes.clone(), 0), |_| {});
+        assert!(
+            matches!(
+                one,
+                Err(LedgerError::Corrupt {
+                    line: 2,
+                    column: 23,
+                    ..
+                })
+            ),
+            "{one:?}"
+        );
+        let threads = scan_parallel_from_as::<Wide, ()>(
+            Path::new("t.jsonl"),
+            FailingAfter(bytes.clone(), 0),
+            2,
+            4096,
+            |_, _| {},
+            |()| {},
+        );
+        assert!(
+            matches!(
+                threads,
+                Err(LedgerError::Corrupt {
+                    line: 2,
+                    column: 23,
+                    ..
+                })
+            ),
+            "{threads:?}"
+        );
+        // Without the damaged line, the disk error itself is reported, never a short success.
+        let good = b"{\"v\":1,\"kind\":\"run_end\"}\n".repeat(3);
+        let read = scan_from(Path::new("t.jsonl"), FailingAfter(good, 0), |_| {});
+        assert!(matches!(read, Err(LedgerError::Read { .. })), "{read:?}");
+    }
+
+    #[test]
+    fn lines_before_an_over_long_one_are_decoded_first_whatever_the_block_size() {
+        let mut bytes = b"{\"v\":1,\"kind\":\"image\",oops}\n".to_vec();
+        bytes.resize(bytes.len() + 3 * MAX_LINE_BYTES as usize, b'a');
+        bytes.push(b'\n');
+        for block in [4096, 1 << 21, 1 << 23] {
+            let result = scan_parallel_bytes(&bytes, 2, block);
+            assert!(
+                matches!(
+                    result,
+                    Err(LedgerError::Corrupt {
+                        line: 1,
+                        column: 23,
+                        ..
+                    })
+                ),
+                "block {block}: {:?}",
+                result.map(|s| s.0.lines)
+            );
         }
     }
 
