@@ -566,6 +566,16 @@ impl Lock {
     }
 }
 
+/// Removes a ledger that holds nothing, and its lock note: what a run that created it and
+/// then refused its manifest leaves. Call it while holding the [`Lock`]; a ledger with any byte
+/// in it is never touched.
+pub fn remove_if_empty(ledger: &Path) {
+    if std::fs::symlink_metadata(ledger).is_ok_and(|m| m.is_file() && m.len() == 0) {
+        let _ = std::fs::remove_file(ledger);
+        let _ = std::fs::remove_file(lock_path(ledger));
+    }
+}
+
 pub fn lock_path(ledger: &Path) -> PathBuf {
     let mut name = ledger.as_os_str().to_owned();
     name.push(".lock");

@@ -86,16 +86,7 @@ pub struct Reader {
 impl Reader {
     /// Opens a manifest file and checks its header.
     pub fn open(path: &Path) -> Result<Reader, ManifestError> {
-        let file = File::open(path).map_err(|error| ManifestError::Open {
-            path: path.to_path_buf(),
-            error,
-        })?;
-        // Opening a directory succeeds on Unix; only reading it fails, with a vaguer message.
-        if file.metadata().is_ok_and(|metadata| metadata.is_dir()) {
-            return Err(ManifestError::IsDirectory {
-                path: path.to_path_buf(),
-            });
-        }
+        let file = open_file(path)?;
         // The whole file's encoding is settled first: it is decoded whole or refused whole.
         let decoded = encoding::decode(path, file, encoding::default())?;
         let delimiter = if decoded.tabs { b'\t' } else { b',' };
@@ -304,6 +295,23 @@ impl Reader {
             thread: Some(thread),
         }
     }
+}
+
+/// Opens the manifest file: an error that names it when it is missing, unreadable or a
+/// directory. A run calls this before it touches the ledger, so a mistyped path leaves nothing
+/// behind.
+pub fn open_file(path: &Path) -> Result<File, ManifestError> {
+    let file = File::open(path).map_err(|error| ManifestError::Open {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    // Opening a directory succeeds on Unix; only reading it fails, with a vaguer message.
+    if file.metadata().is_ok_and(|metadata| metadata.is_dir()) {
+        return Err(ManifestError::IsDirectory {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(file)
 }
 
 /// The iterator [`Reader::read_ahead`] returns.

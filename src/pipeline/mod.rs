@@ -174,6 +174,11 @@ async fn run_with<T: crate::target::Target>(
     config: RunConfig,
 ) -> Result<RunResult, RunError> {
     let started = crate::clock::instant();
+    // A manifest that cannot be opened (a mistyped path, a directory) is refused before the
+    // ledger is created beside it; one that cannot be read as a manifest removes the empty
+    // ledger this run created (below).
+    manifest::open_file(&config.manifest)?;
+    let new_ledger = std::fs::symlink_metadata(&config.ledger).is_err();
     let _lock = Lock::acquire(&config.ledger)?;
     let stop = Arc::new(Stop::default());
     let caller = Caller::new(config.pace, stop.clone());
@@ -186,7 +191,16 @@ async fn run_with<T: crate::target::Target>(
         );
         caller.assume_busy_window();
     }
-    let (mut planned, replay) = read_and_plan(&config, replay).await?;
+    let (mut planned, replay) = match read_and_plan(&config, replay).await {
+        Ok(planned) => planned,
+        Err(e) => {
+            if new_ledger {
+                // Still under the lock: no other run can have opened it for writing.
+                ledger::remove_if_empty(&config.ledger);
+            }
+            return Err(e);
+        }
+    };
     let torn = replay.torn_tail;
     if torn > 0 {
         tracing::warn!(

@@ -97,6 +97,18 @@ fn unreadable_manifests_exit_2_naming_file_and_line_and_send_nothing() {
         0,
         "an unreadable manifest sent requests"
     );
+    // Nothing is left beside a manifest the run refused: no empty ledger, no lock note (the
+    // directory's default ledger would sit beside the directory itself).
+    let mut left: Vec<String> = std::fs::read_dir(world.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".ledger.jsonl"))
+        .collect();
+    let beside = world.dir.path().with_extension("ledger.jsonl");
+    if beside.exists() {
+        left.push(beside.display().to_string());
+    }
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 /// Row-level kinds: the bad row is recorded `invalid` with its line, good rows go through, exit 1.
