@@ -224,6 +224,9 @@ pub struct VerifyFigures {
     /// Manifest images the service refused (ledger `failed`, not retryable): not on the server,
     /// as the ledger says, so not counted as missing.
     pub refused: u64,
+    /// Manifest images the ledger records as removed (rolled back, or removed by a repair):
+    /// not on the server, as agreed; the next run registers them again.
+    pub removed_in_ledger: u64,
 }
 
 /// The figures of a finished `verify`.

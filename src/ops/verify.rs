@@ -332,6 +332,7 @@ fn totals(drifts: &[Drift], exit: Exit) -> VerifyFigures {
         t.orphans += d.orphans.len() as u64;
         t.vanished += d.vanished.len() as u64;
         t.persons_over_limit += d.persons_over_limit.len() as u64;
+        t.removed_in_ledger += d.removed_in_ledger;
     }
     t
 }

@@ -65,6 +65,14 @@ pub fn render(r: &VerifyReport) -> String {
             t.refused
         );
     }
+    if t.removed_in_ledger > 0 {
+        let _ = writeln!(
+            out,
+            "  removed in the ledger {} (not missing: rolled back or removed; the next run \
+             registers them again)",
+            t.removed_in_ledger
+        );
+    }
     if r.other_target_records_not_verified > 0 {
         let _ = writeln!(
             out,

@@ -186,6 +186,24 @@ fn runs_lists_the_history_and_rollback_takes_a_unique_prefix() {
         .unwrap();
     assert_eq!(done.status.code(), Some(0), "{}", stderr(&done));
     assert!(world.faces().is_empty(), "the first run's faces are gone");
+    // verify agrees, and says why the four images are not on the server.
+    let verified = world
+        .command(&[
+            "verify",
+            manifest.to_str().unwrap(),
+            "--ledger",
+            ledger,
+            "--endpoint",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(verified.status.code(), Some(0), "{}", stderr(&verified));
+    let report = text(&verified.stdout);
+    assert!(
+        report.contains("removed in the ledger 4 (not missing"),
+        "{report}"
+    );
 }
 
 #[test]
