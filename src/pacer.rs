@@ -76,8 +76,10 @@ struct State {
     last_slow_down: Option<Instant>,
     /// The last throttling answer or recovery step.
     calm_since: Instant,
-    /// How much isolated throttling answers widened the margin (see [`STORM_SPACING`]).
+    /// How much isolated throttling answers widened the margin (see [`STORM_SPACING`]), and
+    /// when it last did.
     widened: Duration,
+    last_widened: Option<Instant>,
 }
 
 impl Pacer {
@@ -206,6 +208,7 @@ impl Window {
                 last_slow_down: None,
                 calm_since: clock::instant(),
                 widened: Duration::ZERO,
+                last_widened: None,
             }),
         }
     }
@@ -268,17 +271,25 @@ impl State {
         let recent = self
             .last_slow_down
             .is_some_and(|at| now.saturating_duration_since(at) < SLOW_DOWN_SPACING);
-        if !paused && !recent {
-            let isolated = self.allowance >= f64::from(budget)
-                && self
-                    .last_slow_down
-                    .is_none_or(|at| now.saturating_duration_since(at) >= STORM_SPACING);
-            if isolated && self.widened < MAX_WIDENED {
-                self.widened += WIDEN;
-            } else {
-                self.allowance =
-                    (self.allowance * BACKOFF_FACTOR).max(f64::from(budget) * MIN_FRACTION);
-            }
+        // Alone: at the full pace, and sending at it for `STORM_SPACING` since the last answer
+        // (a pause sends nothing, so it counts from the pause's end).
+        let heard = [self.last_slow_down, self.last_widened, self.paused_until]
+            .into_iter()
+            .flatten()
+            .max();
+        let alone = self.allowance >= f64::from(budget)
+            && heard.is_none_or(|at| now.saturating_duration_since(at) >= STORM_SPACING);
+        // Answers just after a slow-down are about requests sent at the old pace; after a
+        // widening the pace is the same, so any further answer is a storm's.
+        let widened_last = self
+            .last_widened
+            .is_some_and(|w| self.last_slow_down.is_none_or(|s| w > s));
+        if alone && self.widened < MAX_WIDENED {
+            self.widened += WIDEN;
+            self.last_widened = Some(now);
+        } else if widened_last || (!paused && !recent) {
+            self.allowance =
+                (self.allowance * BACKOFF_FACTOR).max(f64::from(budget) * MIN_FRACTION);
             self.last_slow_down = Some(now);
         }
         self.paused_until = self.paused_until.max(Some(now + pause));
@@ -630,7 +641,8 @@ mod tests {
         for k in 1..=4 {
             pacer.throttled(Some(Duration::from_millis(1)));
             assert_near(pacer.current_rate(), per_second(100.0, WIDEN * k));
-            clock::sleep(STORM_SPACING).await;
+            // Alone again: ten seconds of sending since the 1 ms pause ended.
+            clock::sleep(STORM_SPACING + Duration::from_millis(1)).await;
         }
         assert_eq!(WIDEN * 4, MAX_WIDENED);
         pacer.throttled(Some(Duration::from_millis(1)));
@@ -681,6 +693,39 @@ mod tests {
         clock::sleep(DEFAULT_PAUSE).await;
         pacer.throttled(Some(Duration::from_millis(1)));
         assert_near(pacer.current_rate(), 70.0 / (WINDOW + WIDEN).as_secs_f64());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_from_the_full_pace_widens_once_then_slows_down_once() {
+        let pacer = Pacer::new(100);
+        // The first answer widens; the next, though within the pause and the first second,
+        // is a storm's; the rest of the burst are about the same requests.
+        for i in 0..10 {
+            if i > 0 {
+                clock::sleep(Duration::from_millis(50)).await;
+            }
+            pacer.throttled(None);
+        }
+        clock::sleep(DEFAULT_PAUSE).await;
+        pacer.throttled(Some(Duration::from_millis(1)));
+        assert_near(pacer.current_rate(), 70.0 / (WINDOW + WIDEN).as_secs_f64());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_after_long_hinted_pauses_are_a_storm_not_each_alone() {
+        let pacer = Pacer::new(100);
+        let per_second = |allowance: f64| allowance / (WINDOW + WIDEN).as_secs_f64();
+        pacer.throttled(Some(Duration::from_secs(30)));
+        assert_near(pacer.current_rate(), per_second(100.0));
+        // Sending resumes at 30 s and is throttled again at once: nothing was sent in the
+        // pause, so this is no lone answer after ten quiet seconds.
+        clock::sleep(Duration::from_secs(30)).await;
+        pacer.throttled(Some(Duration::from_secs(30)));
+        assert!(
+            pacer.current_rate() < per_second(80.0),
+            "{}",
+            pacer.current_rate()
+        );
     }
 
     #[tokio::test(start_paused = true)]
