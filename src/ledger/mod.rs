@@ -514,34 +514,49 @@ impl Lock {
             path: ledger.into(),
             source,
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(ledger)
-            .map_err(open_err)?;
-        if !file.metadata().map_err(open_err)?.is_file() {
-            return Err(LedgerError::NotAFile {
-                path: ledger.into(),
-            });
-        }
         let path = lock_path(ledger);
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                let holder = match holder.trim() {
-                    "" => "a process that has not said who it is".to_string(),
-                    who => who.to_string(),
-                };
-                return Err(LedgerError::Locked {
+        // The file locked must still be the one the path names: another run may have removed
+        // (an empty ledger it had created, see `remove_if_empty`) or replaced it between our
+        // open and our lock, and a lock on a file no path names excludes nobody.
+        let mut attempts = 0;
+        let file = loop {
+            attempts += 1;
+            let file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(ledger)
+                .map_err(open_err)?;
+            if !file.metadata().map_err(open_err)?.is_file() {
+                return Err(LedgerError::NotAFile {
                     path: ledger.into(),
-                    holder,
                 });
             }
-            Err(std::fs::TryLockError::Error(source)) => return Err(open_err(source)),
-        }
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                    let holder = match holder.trim() {
+                        "" => "a process that has not said who it is".to_string(),
+                        who => who.to_string(),
+                    };
+                    return Err(LedgerError::Locked {
+                        path: ledger.into(),
+                        holder,
+                    });
+                }
+                Err(std::fs::TryLockError::Error(source)) => return Err(open_err(source)),
+            }
+            if still_names(ledger, &file) {
+                break file;
+            }
+            if attempts == 5 {
+                return Err(open_err(std::io::Error::other(
+                    "the ledger file kept being removed or replaced while it was being locked",
+                )));
+            }
+        };
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let who = format!(
             "pid {} on {} since {}\n",
@@ -573,6 +588,15 @@ pub fn remove_if_empty(ledger: &Path) {
     if std::fs::symlink_metadata(ledger).is_ok_and(|m| m.is_file() && m.len() == 0) {
         let _ = std::fs::remove_file(ledger);
         let _ = std::fs::remove_file(lock_path(ledger));
+    }
+}
+
+/// Whether `path` (through any symlink) names the file `file` has open.
+fn still_names(path: &Path, file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(path), file.metadata()) {
+        (Ok(named), Ok(open)) => (named.dev(), named.ino()) == (open.dev(), open.ino()),
+        _ => false,
     }
 }
 
@@ -918,6 +942,24 @@ mod tests {
         assert_eq!(again.torn_tail, 0);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn a_lock_counts_only_while_the_path_names_the_locked_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        let link = dir.path().join("link.jsonl");
+        let file = File::create(&path).unwrap();
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(still_names(&path, &file));
+        assert!(still_names(&link, &file));
+        std::fs::remove_file(&path).unwrap();
+        assert!(!still_names(&path, &file), "removed");
+        std::fs::write(&path, b"").unwrap();
+        assert!(!still_names(&path, &file), "replaced by another file");
+        // A run that removed its empty ledger and released it: the next lock is on the new file.
+        let lock = Lock::acquire(&path).unwrap();
+        assert!(still_names(&path, &lock._file));
     }
 
     #[test]

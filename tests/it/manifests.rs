@@ -109,6 +109,12 @@ fn unreadable_manifests_exit_2_naming_file_and_line_and_send_nothing() {
         left.push(beside.display().to_string());
     }
     assert!(left.is_empty(), "left behind: {left:?}");
+    // A ledger that was there before the run is the operator's: kept, even when empty.
+    let kept = world.path("kept.ledger.jsonl");
+    std::fs::write(&kept, b"").unwrap();
+    let (_, run) = both(&world, "kept.csv", b"\x00\x01binary\xff");
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(kept.exists(), "a ledger the run did not create was removed");
 }
 
 /// Row-level kinds: the bad row is recorded `invalid` with its line, good rows go through, exit 1.
