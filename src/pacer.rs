@@ -679,36 +679,26 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_of_throttling_answers_slows_down_once() {
-        let pacer = Pacer::new(100);
-        // An earlier answer alone widened the margin: the burst that follows is a storm.
-        pacer.throttled(Some(Duration::from_millis(1)));
-        clock::sleep(SLOW_DOWN_SPACING * 3).await;
-        for i in 0..10 {
-            if i > 0 {
-                clock::sleep(Duration::from_millis(50)).await;
+        // From the full pace, the burst's first answer widens the margin and the next, though
+        // within the pause and the first second, is a storm's; after an earlier lone answer the
+        // burst's first is. Either way the rest are about the same requests.
+        for widened_before in [false, true] {
+            let pacer = Pacer::new(100);
+            if widened_before {
+                pacer.throttled(Some(Duration::from_millis(1)));
+                clock::sleep(SLOW_DOWN_SPACING * 3).await;
             }
-            pacer.throttled(None);
-        }
-        // The pause is over, but this answer too may be about a request sent before it.
-        clock::sleep(DEFAULT_PAUSE).await;
-        pacer.throttled(Some(Duration::from_millis(1)));
-        assert_near(pacer.current_rate(), 70.0 / (WINDOW + WIDEN).as_secs_f64());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_burst_from_the_full_pace_widens_once_then_slows_down_once() {
-        let pacer = Pacer::new(100);
-        // The first answer widens; the next, though within the pause and the first second,
-        // is a storm's; the rest of the burst are about the same requests.
-        for i in 0..10 {
-            if i > 0 {
-                clock::sleep(Duration::from_millis(50)).await;
+            for i in 0..10 {
+                if i > 0 {
+                    clock::sleep(Duration::from_millis(50)).await;
+                }
+                pacer.throttled(None);
             }
-            pacer.throttled(None);
+            // The pause is over, but this answer too may be about a request sent before it.
+            clock::sleep(DEFAULT_PAUSE).await;
+            pacer.throttled(Some(Duration::from_millis(1)));
+            assert_near(pacer.current_rate(), 70.0 / (WINDOW + WIDEN).as_secs_f64());
         }
-        clock::sleep(DEFAULT_PAUSE).await;
-        pacer.throttled(Some(Duration::from_millis(1)));
-        assert_near(pacer.current_rate(), 70.0 / (WINDOW + WIDEN).as_secs_f64());
     }
 
     #[tokio::test(start_paused = true)]
