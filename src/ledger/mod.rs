@@ -509,7 +509,18 @@ pub struct Lock {
 }
 
 impl Lock {
+    /// Locks the ledger, creating it (empty) when there is none: a run starts one.
     pub fn acquire(ledger: &Path) -> Result<Lock, LedgerError> {
+        Lock::acquire_with(ledger, true)
+    }
+
+    /// Locks a ledger that must exist already (a rollback of what it records): a missing one
+    /// is an `Open` error, and nothing is created.
+    pub fn acquire_existing(ledger: &Path) -> Result<Lock, LedgerError> {
+        Lock::acquire_with(ledger, false)
+    }
+
+    fn acquire_with(ledger: &Path, create: bool) -> Result<Lock, LedgerError> {
         let open_err = |source| LedgerError::Open {
             path: ledger.into(),
             source,
@@ -524,7 +535,7 @@ impl Lock {
             let file = OpenOptions::new()
                 .read(true)
                 .append(true)
-                .create(true)
+                .create(create)
                 .mode(0o600)
                 .open(ledger)
                 .map_err(open_err)?;

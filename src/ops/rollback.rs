@@ -117,7 +117,9 @@ pub async fn execute<T: Target>(
     connect: impl AsyncFnOnce() -> Result<(T, String), Exit>,
 ) -> Exit {
     let lock = if config.yes {
-        match Lock::acquire(&config.ledger) {
+        // A rollback only ever changes a ledger that records something: a mistyped path is an
+        // error, never a new empty ledger.
+        match Lock::acquire_existing(&config.ledger) {
             Ok(lock) => Some(lock),
             Err(e) => return super::ledger_failure(&e),
         }

@@ -47,6 +47,12 @@ enum LoadError {
 
 pub async fn execute<T: Target>(config: VerifyConfig, target: T, endpoint: String) -> Exit {
     let writes = (config.repair || config.prune_duplicates) && config.yes;
+    // A manifest path that names nothing is refused before the ledger is locked (and created,
+    // for a repair that rebuilds a lost one) beside it.
+    if writes && let Err(e) = crate::manifest::open_file(&config.manifest) {
+        crate::say!("face-enroll: {e}");
+        return finish_early(&config, Exit::Usage);
+    }
     // Locked before reading, so what is read is what the repair is based on.
     let lock = if writes {
         match Lock::acquire(&config.ledger) {

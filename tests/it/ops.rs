@@ -595,3 +595,50 @@ fn rollback_settles_an_unknown_outcome_by_listing_the_person_before_sending_agai
             && r["reason"] == "rollback: gone from the server after an unknown outcome"
     }));
 }
+
+#[test]
+fn a_repair_or_rollback_given_a_path_that_names_nothing_creates_no_ledger() {
+    let world = World::new(SandboxConfig::for_tests());
+    let manifest = world.manifest("m.csv", &manifest_body("lib", 1, 1));
+    assert_eq!(world.run(&manifest, &[]).status.code(), Some(0));
+    let ledger = world.path("m.ledger.jsonl");
+    let typo = world.path("mm.csv");
+    let repaired = verify(
+        &world,
+        &typo,
+        &["--ledger", ledger.to_str().unwrap(), "--repair", "--yes"],
+    );
+    assert_eq!(repaired.status.code(), Some(2), "{}", stderr(&repaired));
+    assert!(
+        stderr(&repaired).contains("mm.csv"),
+        "{}",
+        stderr(&repaired)
+    );
+    let typo_ledger = world.path("m.ledgr.jsonl");
+    let rolled = against_sandbox(
+        &world,
+        &[
+            "rollback",
+            "--ledger",
+            typo_ledger.to_str().unwrap(),
+            "--all",
+            "--yes",
+        ],
+    );
+    assert_eq!(rolled.status.code(), Some(2), "{}", stderr(&rolled));
+    assert!(
+        !typo_ledger.exists(),
+        "rollback created the ledger it was to read"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(world.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["m.csv", "m.ledger.jsonl", "m.ledger.jsonl.lock"],
+        "only the run's own files"
+    );
+    assert_eq!(world.faces().len(), 1, "nothing was removed");
+}
