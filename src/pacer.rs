@@ -6,8 +6,8 @@
 //! An exact sliding window on tokio's clock: the pacer remembers when its last `budget` permits
 //! went out, and a permit goes out no earlier than one window after the permit `N` places before
 //! it (`N` the permits a window may hold now). Within that bound permits follow an even schedule
-//! (in pairs from 50/s, one timer wake-up for two), so the server sees a steady stream rather than
-//! a burst at the top of each window. Waiters queue on a fair async mutex: only the one at the
+//! (in small groups, one timer wake-up for each: four every 40 ms at 100/s), so the server sees a
+//! steady stream rather than a burst at the top of each window. Waiters queue on a fair async mutex: only the one at the
 //! head sleeps on a timer, and it wakes alone.
 
 use std::collections::VecDeque;
@@ -28,8 +28,13 @@ const WINDOW: Duration = Duration::from_millis(1005);
 /// Multiplicative slow-down on a throttling answer, and the floor as a fraction of the budget.
 const BACKOFF_FACTOR: f64 = 0.7;
 const MIN_FRACTION: f64 = 0.1;
-/// From this many permits per window on, permits go out in pairs (one timer wake-up for two).
-const PAIRS_FROM: f64 = 50.0;
+/// Permits go out in groups, one timer wake-up for each: a group of `allowance / GROUP_RATE`
+/// permits (at most `MAX_GROUP`), so that the pacer wakes about `GROUP_RATE` times a second
+/// whatever the pace. At 100/s: four at once every 40 ms; at 50/s: pairs every 40 ms. Each
+/// wake-up, and each answer that comes alone, costs a context switch: fewer of them is the
+/// larger part of a paced request's CPU. `MAX_GROUP` keeps a higher budget from bursting.
+const GROUP_RATE: f64 = 25.0;
+const MAX_GROUP: f64 = 4.0;
 /// Answers to requests sent before a slow-down still arrive for about a round trip: within this
 /// long of the last slow-down (or during a pause, when nothing is sent) they slow down no further.
 const SLOW_DOWN_SPACING: Duration = Duration::from_secs(1);
@@ -241,15 +246,11 @@ impl State {
         // The bound: the `n`-th latest permit must have left the span, and no pause is on.
         let earlier = self.sent.len().checked_sub(n).map(|i| self.sent[i] + span);
         let bound = self.paused_until.max(earlier);
-        // The even schedule, one gap per permit. At high rates a permit may go out one gap
-        // early, with the one before it: one timer wake-up for two requests.
+        // The even schedule, one gap per permit. A permit may go out early with the others of
+        // its group (see `GROUP_RATE`): one timer wake-up for the group.
         let gap = span / n as u32;
         let schedule = self.last_slot.map(|last| last + gap);
-        let early = if self.allowance >= PAIRS_FROM {
-            gap
-        } else {
-            Duration::ZERO
-        };
+        let early = gap * (group_size(self.allowance) - 1);
         let slot = bound.max(schedule);
         if bound.is_some_and(|at| at > now) || schedule.is_some_and(|at| at > now + early) {
             return Err(slot.expect("a bound or a schedule lies ahead"));
@@ -313,6 +314,11 @@ impl State {
         }
         self.calm_since += RECOVERY_INTERVAL * steps;
     }
+}
+
+/// How many permits go out together at a pace of `allowance` permits per window.
+fn group_size(allowance: f64) -> u32 {
+    (allowance / GROUP_RATE).floor().clamp(1.0, MAX_GROUP) as u32
 }
 
 /// How far a budget reaches.
@@ -525,6 +531,39 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn permits_go_out_in_small_groups_about_25_wake_ups_a_second() {
+        for (budget, group) in [(20, 1), (50, 2), (100, 4), (1000, 4)] {
+            let pacer = Pacer::new(budget);
+            let mut times = take_for(&pacer, Duration::from_secs(3)).await;
+            // The steady part: after the first window's permits.
+            times.drain(..budget as usize);
+            assert_no_window_over(&times, budget);
+            // Permits at one instant are one group, one timer wake-up.
+            let mut groups: Vec<(Instant, usize)> = Vec::new();
+            for &t in &times {
+                match groups.last_mut() {
+                    Some((at, n)) if *at == t => *n += 1,
+                    _ => groups.push((t, 1)),
+                }
+            }
+            // The first and the last group may be cut by the span measured.
+            let inner = &groups[1..groups.len() - 1];
+            assert!(
+                inner.iter().all(|&(_, n)| n == group),
+                "budget {budget}: groups of {:?}, expected {group} each",
+                inner.iter().map(|g| g.1).collect::<Vec<_>>()
+            );
+            let span = (inner[inner.len() - 1].0 - inner[0].0).as_secs_f64();
+            let wakes = (inner.len() - 1) as f64 / span;
+            let expected = f64::from(budget) / group as f64 / WINDOW.as_secs_f64();
+            assert!(
+                (wakes - expected).abs() / expected < 0.02,
+                "budget {budget}: {wakes:.2} wake-ups a second, expected {expected:.2}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn timers_that_fire_late_cost_no_permits() {
         let window = Window::new(100);
         let mut state = window.lock();
@@ -574,12 +613,14 @@ mod tests {
             }
             let mut first = std::mem::take(&mut *first.lock().unwrap());
             first.sort();
-            let rate = if quiet { 100.0 } else { 70.0 };
+            let rate: f64 = if quiet { 100.0 } else { 70.0 };
             let gap = (WINDOW + WIDEN).as_secs_f64() / rate;
+            // Four at once at 100/s, two at 70/s.
+            let group = (rate / GROUP_RATE).floor().min(MAX_GROUP);
             // The first half second (before the pace steps up again after the pause).
             for (k, t) in first.iter().enumerate().take(32) {
-                // In pairs, one gap apart on average: never ahead of the schedule by a pair.
-                let ahead = (k as f64 - 1.0) * gap - (*t - first[0]).as_secs_f64();
+                // In groups, one gap apart on average: never ahead of the schedule by a group.
+                let ahead = (k as f64 - (group - 1.0)) * gap - (*t - first[0]).as_secs_f64();
                 assert!(
                     ahead < 1e-3,
                     "permit {k} is {ahead:.4} s ahead (quiet: {quiet})"
