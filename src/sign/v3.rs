@@ -29,41 +29,63 @@ pub fn hashed_payload(body: &[u8]) -> String {
 
 /// The signed header names: lower-case, sorted, joined with `;`.
 pub fn signed_headers(headers: &[(String, String)]) -> String {
-    sorted_headers(headers)
-        .iter()
-        .map(|(name, _)| name.as_str())
-        .collect::<Vec<_>>()
-        .join(";")
+    names(&sorted_headers(headers))
 }
 
-fn sorted_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
-    let mut sorted: Vec<(String, String)> = headers
+/// Names lower-cased, values trimmed, sorted (by name, then value).
+fn sorted_headers(headers: &[(String, String)]) -> Vec<(String, &str)> {
+    let mut sorted: Vec<(String, &str)> = headers
         .iter()
-        .map(|(name, value)| (name.to_ascii_lowercase(), value.trim().to_string()))
+        .map(|(name, value)| (name.to_ascii_lowercase(), value.trim()))
         .collect();
-    sorted.sort();
+    sorted.sort_unstable();
     sorted
+}
+
+fn names(sorted: &[(String, &str)]) -> String {
+    let mut out = String::with_capacity(sorted.iter().map(|(name, _)| name.len() + 1).sum());
+    for (i, (name, _)) in sorted.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        out.push_str(name);
+    }
+    out
 }
 
 /// `METHOD \n URI \n query \n headers (each `name:value\n`) \n signed names \n payload hash`.
 pub fn canonical_request(request: &Request<'_>) -> String {
+    canonical_and_names(request).0
+}
+
+/// The canonical request and the signed names, from one sort of the headers.
+fn canonical_and_names(request: &Request<'_>) -> (String, String) {
     let headers = sorted_headers(request.headers);
-    let mut block = String::new();
-    for (name, value) in &headers {
-        block.push_str(name);
-        block.push(':');
-        block.push_str(value);
-        block.push('\n');
+    let names = names(&headers);
+    let query = canonical_query(request.query);
+    let block: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+    let mut out = String::with_capacity(
+        request.method.len()
+            + request.path.len()
+            + query.len()
+            + block
+            + names.len()
+            + request.hashed_payload.len()
+            + 5,
+    );
+    for part in [request.method, "\n", request.path, "\n", &query, "\n"] {
+        out.push_str(part);
     }
-    format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        request.method,
-        request.path,
-        canonical_query(request.query),
-        block,
-        signed_headers(request.headers),
-        request.hashed_payload
-    )
+    for (name, value) in &headers {
+        out.push_str(name);
+        out.push(':');
+        out.push_str(value);
+        out.push('\n');
+    }
+    for part in ["\n", &names, "\n", request.hashed_payload] {
+        out.push_str(part);
+    }
+    (out, names)
 }
 
 /// `ACS3-HMAC-SHA256 \n hex(SHA256(canonical request))`.
@@ -84,11 +106,9 @@ pub fn signature(secret: &str, string_to_sign: &str) -> String {
 
 /// The `Authorization` header value for `request`.
 pub fn authorization(access_key_id: &str, secret: &str, request: &Request<'_>) -> String {
-    let signature = signature(secret, &string_to_sign(&canonical_request(request)));
-    format!(
-        "{ALGORITHM} Credential={access_key_id},SignedHeaders={},Signature={signature}",
-        signed_headers(request.headers)
-    )
+    let (canonical, names) = canonical_and_names(request);
+    let signature = signature(secret, &string_to_sign(&canonical));
+    format!("{ALGORITHM} Credential={access_key_id},SignedHeaders={names},Signature={signature}")
 }
 
 /// The three parts of an `Authorization` header.
