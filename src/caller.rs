@@ -214,11 +214,14 @@ impl Caller {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let error = match self.send(Action::Read, name, attempts, attempt()).await? {
+            let (result, sent) = self
+                .send_timed(Action::Read, name, attempts, attempt())
+                .await?;
+            let error = match result {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
-            self.after_failure(Action::Read, name, &error, attempts)
+            self.after_failure(Action::Read, name, &error, attempts, sent)
                 .await?;
         }
     }
@@ -275,7 +278,7 @@ impl Caller {
                 Err(error) => error,
             };
             if self
-                .after_failure(Action::Create, name, &error, attempts)
+                .after_failure(Action::Create, name, &error, attempts, sent)
                 .await?
             {
                 // Answered (a 5xx): done on the server. No answer: it may still be in flight.
@@ -324,7 +327,7 @@ impl Caller {
                 };
             }
             if self
-                .after_failure(Action::Remove, name, &error, attempts)
+                .after_failure(Action::Remove, name, &error, attempts, sent)
                 .await?
             {
                 if error.status().is_none() {
@@ -338,20 +341,10 @@ impl Caller {
         }
     }
 
-    /// One paced attempt; `None` (as `Halt::Stopped`) when the command stopped before it left.
-    async fn send<T>(
-        &self,
-        action: Action,
-        name: &'static str,
-        attempt: u32,
-        call: impl Future<Output = Result<T, ApiError>>,
-    ) -> Result<Result<T, ApiError>, Halt> {
-        Ok(self.send_timed(action, name, attempt, call).await?.0)
-    }
-
-    /// [`Caller::send`], and when the attempt really left: after its rate permit, however long
-    /// that took. An unanswered attempt may be in flight until its timeout after *that* time,
-    /// so the look-up that settles it counts from there.
+    /// One paced attempt (`Halt::Stopped` when the command stopped before it left), and when it
+    /// really left: after its rate permit, however long that took. An unanswered attempt may be
+    /// in flight until its timeout after *that* time, so the look-up that settles it counts
+    /// from there; a throttling answer is judged by it too (see `Pacer::throttled`).
     async fn send_timed<T>(
         &self,
         action: Action,
@@ -439,6 +432,7 @@ impl Caller {
         name: &'static str,
         error: &ApiError,
         attempts: u32,
+        sent: tokio::time::Instant,
     ) -> Result<bool, Halt> {
         let verdict = self.policy.judge(
             error.class(),
@@ -466,7 +460,8 @@ impl Caller {
             } => {
                 if throttled {
                     Tally::add(&self.tally.throttled);
-                    self.pacer(action, name).throttled(error.retry_after());
+                    self.pacer(action, name)
+                        .throttled(error.retry_after(), sent);
                 }
                 (after, unknown)
             }

@@ -6,8 +6,8 @@
 //! An exact sliding window on tokio's clock: the pacer remembers when its last `budget` permits
 //! went out, and a permit goes out no earlier than one window after the permit `N` places before
 //! it (`N` the permits a window may hold now). Within that bound permits follow an even schedule
-//! (in small groups, one timer wake-up for each: four every 40 ms at 100/s), so the server sees a
-//! steady stream rather than a burst at the top of each window. Waiters queue on a fair async mutex: only the one at the
+//! (in small groups, one timer wake-up for each: four every 40 ms at 100/s), so the server sees
+//! a steady stream rather than a burst at the top of each window. Waiters queue on a fair async mutex: only the one at the
 //! head sleeps on a timer, and it wakes alone.
 
 use std::collections::VecDeque;
@@ -28,11 +28,12 @@ const WINDOW: Duration = Duration::from_millis(1005);
 /// Multiplicative slow-down on a throttling answer, and the floor as a fraction of the budget.
 const BACKOFF_FACTOR: f64 = 0.7;
 const MIN_FRACTION: f64 = 0.1;
-/// Permits go out in groups, one timer wake-up for each: a group of `allowance / GROUP_RATE`
-/// permits (at most `MAX_GROUP`), so that the pacer wakes about `GROUP_RATE` times a second
-/// whatever the pace. At 100/s: four at once every 40 ms; at 50/s: pairs every 40 ms. Each
-/// wake-up, and each answer that comes alone, costs a context switch: fewer of them is the
-/// larger part of a paced request's CPU. `MAX_GROUP` keeps a higher budget from bursting.
+/// Permits go out in groups, one timer wake-up for each: `allowance / GROUP_RATE` permits (one
+/// to `MAX_GROUP`), so that from 25/s to 100/s the pacer wakes 25 to 50 times a second instead
+/// of once per request (at 100/s four at once every 40 ms, at 50/s pairs); above 100/s it wakes
+/// `allowance / 4` times. Each wake-up, and each answer that comes alone, costs a context
+/// switch: fewer of them is the larger part of a paced request's CPU. `MAX_GROUP` keeps a
+/// higher budget from bursting.
 const GROUP_RATE: f64 = 25.0;
 const MAX_GROUP: f64 = 4.0;
 /// Answers to requests sent before a slow-down still arrive for about a round trip: within this
@@ -115,15 +116,16 @@ impl Pacer {
         self.take(Some(cancel)).await
     }
 
-    /// The service said "too fast": slow down, and pause everyone for the hint (or a moment).
-    pub fn throttled(&self, retry_after: Option<Duration>) {
+    /// The service said "too fast" to a request that left at `sent`: slow down (or widen the
+    /// margin), and pause everyone for the hint (or a moment).
+    pub fn throttled(&self, retry_after: Option<Duration>, sent: Instant) {
         let window = &*self.window;
         if window.budget == 0 {
             return;
         }
         let now = clock::instant();
         let pause = retry_after.unwrap_or(DEFAULT_PAUSE).min(MAX_PAUSE);
-        window.lock().throttled(window.budget, now, pause);
+        window.lock().throttled(window.budget, now, pause, sent);
         window.moved.notify_waiters();
     }
 
@@ -266,8 +268,17 @@ impl State {
         Ok(())
     }
 
-    fn throttled(&mut self, budget: u32, now: Instant, pause: Duration) {
+    fn throttled(&mut self, budget: u32, now: Instant, pause: Duration, sent: Instant) {
         self.recover(budget, now);
+        // An answer to a request that left before the pacer last reacted (widened or slowed
+        // down) is about the schedule that reaction corrected: the rest of a group sent at
+        // one instant, or requests already in flight, meet the same edge. It pauses, and
+        // changes nothing else: one reaction per event, not one per answer.
+        let reacted = self.last_widened.max(self.last_slow_down);
+        if reacted.is_some_and(|at| sent < at) {
+            self.paused_until = self.paused_until.max(Some(now + pause));
+            return;
+        }
         let paused = self.paused_until.is_some_and(|until| until > now);
         let recent = self
             .last_slow_down
@@ -437,7 +448,7 @@ mod tests {
         for _ in 0..1000 {
             pacer.acquire().await;
         }
-        pacer.throttled(None);
+        pacer.throttled(None, clock::instant());
         pacer.acquire().await;
         assert_eq!(clock::instant(), start);
         assert_eq!(pacer.current_rate(), 0.0);
@@ -504,11 +515,11 @@ mod tests {
             let pacer = Arc::clone(&pacer);
             tokio::spawn(async move {
                 tokio::time::sleep_until(at(5.0)).await;
-                pacer.throttled(Some(Duration::from_secs(2)));
+                pacer.throttled(Some(Duration::from_secs(2)), clock::instant());
                 tokio::time::sleep_until(at(7.5)).await;
                 for i in 0..20 {
                     let hint = (i % 2 == 0).then_some(Duration::from_millis(100));
-                    pacer.throttled(hint);
+                    pacer.throttled(hint, clock::instant());
                     clock::sleep(Duration::from_millis(300)).await;
                 }
                 pacer.current_rate()
@@ -589,14 +600,14 @@ mod tests {
     async fn after_an_idle_spell_or_a_pause_waiters_go_at_the_steady_pace_not_in_a_burst() {
         let pacer = Arc::new(Pacer::new(100));
         // An answer alone widens the margin, so the one below is a storm's and slows down.
-        pacer.throttled(Some(Duration::from_millis(1)));
+        pacer.throttled(Some(Duration::from_millis(1)), clock::instant());
         take_for(&pacer, Duration::from_secs(2)).await;
         for quiet in [false, true] {
             if quiet {
                 clock::sleep(Duration::from_secs(5)).await;
             } else {
                 // Shorter than a recovery step: the pace after it is 70 % of the budget.
-                pacer.throttled(Some(Duration::from_millis(1500)));
+                pacer.throttled(Some(Duration::from_millis(1500)), clock::instant());
             }
             let first = Arc::new(Mutex::new(Vec::new()));
             let tasks: Vec<_> = (0..64)
@@ -616,7 +627,7 @@ mod tests {
             let rate: f64 = if quiet { 100.0 } else { 70.0 };
             let gap = (WINDOW + WIDEN).as_secs_f64() / rate;
             // Four at once at 100/s, two at 70/s.
-            let group = (rate / GROUP_RATE).floor().min(MAX_GROUP);
+            let group = f64::from(group_size(rate));
             // The first half second (before the pace steps up again after the pause).
             for (k, t) in first.iter().enumerate().take(32) {
                 // In groups, one gap apart on average: never ahead of the schedule by a group.
@@ -633,10 +644,10 @@ mod tests {
     async fn after_a_slow_down_every_window_holds_no_more_than_the_smaller_allowance() {
         let pacer = Pacer::new(100);
         // An answer alone widens the margin, so the one below is a storm's and slows down.
-        pacer.throttled(Some(Duration::from_millis(1)));
+        pacer.throttled(Some(Duration::from_millis(1)), clock::instant());
         let mut times = take_for(&pacer, Duration::from_secs(3)).await;
         let throttled_at = clock::instant();
-        pacer.throttled(Some(Duration::ZERO));
+        pacer.throttled(Some(Duration::ZERO), clock::instant());
         // Before the first recovery step, two seconds after the answer.
         times.extend(take_for(&pacer, Duration::from_millis(1900)).await);
         let second = Duration::from_secs(1);
@@ -662,14 +673,14 @@ mod tests {
         let per_second = |allowance: f64| allowance / (WINDOW + WIDEN).as_secs_f64();
         assert_near(pacer.current_rate(), 100.0 / WINDOW.as_secs_f64());
         // The first answer, alone at the full pace, widens the margin; the storm slows down.
-        pacer.throttled(Some(Duration::from_millis(1)));
+        pacer.throttled(Some(Duration::from_millis(1)), clock::instant());
         assert_near(pacer.current_rate(), per_second(100.0));
         clock::sleep(SLOW_DOWN_SPACING).await;
-        pacer.throttled(Some(Duration::from_millis(1)));
+        pacer.throttled(Some(Duration::from_millis(1)), clock::instant());
         assert_near(pacer.current_rate(), per_second(70.0));
         for _ in 0..50 {
             clock::sleep(SLOW_DOWN_SPACING).await;
-            pacer.throttled(Some(Duration::from_millis(1)));
+            pacer.throttled(Some(Duration::from_millis(1)), clock::instant());
         }
         assert_near(pacer.current_rate(), per_second(10.0));
     }
@@ -680,13 +691,13 @@ mod tests {
         let per_second =
             |allowance: f64, widened: Duration| allowance / (WINDOW + widened).as_secs_f64();
         for k in 1..=4 {
-            pacer.throttled(Some(Duration::from_millis(1)));
+            pacer.throttled(Some(Duration::from_millis(1)), clock::instant());
             assert_near(pacer.current_rate(), per_second(100.0, WIDEN * k));
             // Alone again: ten seconds of sending since the 1 ms pause ended.
             clock::sleep(STORM_SPACING + Duration::from_millis(1)).await;
         }
         assert_eq!(WIDEN * 4, MAX_WIDENED);
-        pacer.throttled(Some(Duration::from_millis(1)));
+        pacer.throttled(Some(Duration::from_millis(1)), clock::instant());
         assert_near(pacer.current_rate(), per_second(70.0, MAX_WIDENED));
     }
 
@@ -699,7 +710,7 @@ mod tests {
             let pacer = Arc::clone(&pacer);
             tokio::spawn(async move {
                 tokio::time::sleep_until(at(5.0)).await;
-                pacer.throttled(Some(Duration::from_millis(3)));
+                pacer.throttled(Some(Duration::from_millis(3)), clock::instant());
             })
         };
         let times = take_for(&pacer, Duration::from_secs(30)).await;
@@ -719,6 +730,41 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn answers_for_requests_sent_before_a_reaction_are_that_event_not_a_storm() {
+        let pacer = Pacer::new(100);
+        let per_second =
+            |allowance: f64, widened: Duration| allowance / (WINDOW + widened).as_secs_f64();
+        // A group of four leaves at one instant, and all four meet the window's edge.
+        let mut sent = Vec::new();
+        for _ in 0..4 {
+            pacer.acquire().await;
+            sent.push(clock::instant());
+        }
+        assert!(sent.iter().all(|&t| t == sent[0]), "one group: {sent:?}");
+        clock::sleep(Duration::from_millis(50)).await;
+        for &at in &sent {
+            pacer.throttled(Some(Duration::from_millis(1)), at);
+            clock::sleep(Duration::from_micros(100)).await;
+        }
+        // One event: the margin widened once, the pace is whole.
+        assert_near(pacer.current_rate(), per_second(100.0, WIDEN));
+        // A request sent after the widening meets the edge too: that is a storm.
+        clock::sleep(Duration::from_millis(5)).await;
+        pacer.acquire().await;
+        let later = clock::instant();
+        clock::sleep(Duration::from_millis(50)).await;
+        pacer.throttled(None, later);
+        assert_near(pacer.current_rate(), per_second(70.0, WIDEN));
+        // And the answers still in flight from before that slow-down change nothing, but
+        // their hint is honoured.
+        pacer.throttled(Some(Duration::from_secs(3)), later);
+        assert_near(pacer.current_rate(), per_second(70.0, WIDEN));
+        let paused_at = clock::instant();
+        pacer.acquire().await;
+        assert!(clock::instant() - paused_at >= Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_burst_of_throttling_answers_slows_down_once() {
         // From the full pace, the burst's first answer widens the margin and the next, though
         // within the pause and the first second, is a storm's; after an earlier lone answer the
@@ -726,18 +772,18 @@ mod tests {
         for widened_before in [false, true] {
             let pacer = Pacer::new(100);
             if widened_before {
-                pacer.throttled(Some(Duration::from_millis(1)));
+                pacer.throttled(Some(Duration::from_millis(1)), clock::instant());
                 clock::sleep(SLOW_DOWN_SPACING * 3).await;
             }
             for i in 0..10 {
                 if i > 0 {
                     clock::sleep(Duration::from_millis(50)).await;
                 }
-                pacer.throttled(None);
+                pacer.throttled(None, clock::instant());
             }
             // The pause is over, but this answer too may be about a request sent before it.
             clock::sleep(DEFAULT_PAUSE).await;
-            pacer.throttled(Some(Duration::from_millis(1)));
+            pacer.throttled(Some(Duration::from_millis(1)), clock::instant());
             assert_near(pacer.current_rate(), 70.0 / (WINDOW + WIDEN).as_secs_f64());
         }
     }
@@ -746,12 +792,12 @@ mod tests {
     async fn answers_after_long_hinted_pauses_are_a_storm_not_each_alone() {
         let pacer = Pacer::new(100);
         let per_second = |allowance: f64| allowance / (WINDOW + WIDEN).as_secs_f64();
-        pacer.throttled(Some(Duration::from_secs(30)));
+        pacer.throttled(Some(Duration::from_secs(30)), clock::instant());
         assert_near(pacer.current_rate(), per_second(100.0));
         // Sending resumes at 30 s and is throttled again at once: nothing was sent in the
         // pause, so this is no lone answer after ten quiet seconds.
         clock::sleep(Duration::from_secs(30)).await;
-        pacer.throttled(Some(Duration::from_secs(30)));
+        pacer.throttled(Some(Duration::from_secs(30)), clock::instant());
         assert!(
             pacer.current_rate() < per_second(80.0),
             "{}",
@@ -764,9 +810,9 @@ mod tests {
         let pacer = Pacer::new(100);
         let per_second = |allowance: f64| allowance / (WINDOW + WIDEN).as_secs_f64();
         // One answer alone widens the margin; the second, a storm, slows down.
-        pacer.throttled(None);
+        pacer.throttled(None, clock::instant());
         clock::sleep(SLOW_DOWN_SPACING).await;
-        pacer.throttled(None);
+        pacer.throttled(None, clock::instant());
         clock::sleep(RECOVERY_INTERVAL - Duration::from_millis(1)).await;
         assert_near(pacer.current_rate(), per_second(70.0));
         clock::sleep(Duration::from_millis(1)).await;
@@ -781,7 +827,7 @@ mod tests {
     async fn cancelling_during_a_long_pause_returns_false_promptly_and_takes_no_permit() {
         let pacer = Arc::new(Pacer::new(1));
         pacer.acquire().await;
-        pacer.throttled(Some(Duration::from_secs(30)));
+        pacer.throttled(Some(Duration::from_secs(30)), clock::instant());
         let (holder, queued) = (CancellationToken::new(), CancellationToken::new());
         let behind = {
             let (pacer, queued) = (Arc::clone(&pacer), queued.clone());
@@ -882,7 +928,8 @@ mod tests {
             assert!(times.len() >= 60, "{class:?} starved: {}", times.len());
             assert!(set.granted(class) >= times.len() as u64);
         }
-        set.for_action(ActionClass::Create).throttled(None);
+        set.for_action(ActionClass::Create)
+            .throttled(None, clock::instant());
         assert!(set.for_action(ActionClass::Remove).current_rate() < 10.0);
     }
 
@@ -900,7 +947,8 @@ mod tests {
             assert!(rate >= 0.99 * f64::from(budget), "{class:?}: {rate}/s");
             assert!(set.granted(class) >= times.len() as u64);
         }
-        set.for_action(ActionClass::Create).throttled(None);
+        set.for_action(ActionClass::Create)
+            .throttled(None, clock::instant());
         assert_near(
             set.for_action(ActionClass::Read).current_rate(),
             50.0 / WINDOW.as_secs_f64(),
