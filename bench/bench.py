@@ -100,7 +100,9 @@ TIME_BIN = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 
 def measure(args, env=None):
     """Runs a command; returns (exit code, wall s, cpu s, peak RSS MiB). The user/sys split of
-    the last call is left in LAST_USAGE."""
+    the last call is left in LAST_USAGE. What earlier scenarios left to write back (a million
+    faces' exports and ledgers) is written out first, so its writeback does not stall this one."""
+    os.sync()
     started = time.monotonic()
     with tempfile.TemporaryFile() as errfile, tempfile.NamedTemporaryFile("r") as rssfile:
         prefix = [TIME_BIN, "-f", "%M", "-o", rssfile.name] if TIME_BIN else []
