@@ -751,13 +751,16 @@ mod tests {
         // A request sent after the widening meets the edge too: that is a storm.
         clock::sleep(Duration::from_millis(5)).await;
         pacer.acquire().await;
+        let slow = clock::instant();
+        pacer.acquire().await;
         let later = clock::instant();
         clock::sleep(Duration::from_millis(50)).await;
         pacer.throttled(None, later);
         assert_near(pacer.current_rate(), per_second(70.0, WIDEN));
-        // And the answers still in flight from before that slow-down change nothing, but
-        // their hint is honoured.
-        pacer.throttled(Some(Duration::from_secs(3)), later);
+        // An answer to a request sent before that slow-down, coming more than a second after
+        // it (past the time-based rule), changes nothing either, but its hint is honoured.
+        clock::sleep(SLOW_DOWN_SPACING + Duration::from_millis(450)).await;
+        pacer.throttled(Some(Duration::from_secs(3)), slow);
         assert_near(pacer.current_rate(), per_second(70.0, WIDEN));
         let paused_at = clock::instant();
         pacer.acquire().await;
