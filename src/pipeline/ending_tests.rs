@@ -31,3 +31,23 @@ fn work_left_says_whether_the_deadline_passed_or_retries_ran_out() {
     assert_eq!(exhausted.stopped_because(), Some("retries ran out"));
     assert_eq!((deadline.exit().code(), exhausted.exit().code()), (5, 5));
 }
+
+#[test]
+fn a_few_throttling_answers_are_reported_without_asking_for_a_lower_qps() {
+    assert_eq!(throttling_hint(0, 3000), None);
+    // One group of four at a window's edge in a 3,000-request run: the pacer adjusted.
+    let few = throttling_hint(4, 3005).unwrap();
+    assert!(
+        few.starts_with("the service throttled 4 requests (0.13 % of 3005)"),
+        "{few}"
+    );
+    assert!(!few.contains("lower --qps"), "{few}");
+    // One in twenty: the pace is too high for the service.
+    let many = throttling_hint(150, 3000).unwrap();
+    assert_eq!(
+        many,
+        "the service throttled 150 requests (5.0 % of 3000): lower --qps"
+    );
+    // A count that outgrew the requests counted (both are tallies) still reads sensibly.
+    assert!(throttling_hint(5, 0).unwrap().contains("100.0 % of 0"));
+}

@@ -407,11 +407,8 @@ fn fill(
     summary.known_rejections += counts.previously_failed;
     summary.refused_by_code = figures.refused_codes.clone();
     summary.retries_ran_out = figures.exhausted_codes.clone();
-    if summary.throttled > 0 {
-        summary.hints.push(format!(
-            "the service throttled {} requests: lower --qps",
-            summary.throttled
-        ));
+    if let Some(hint) = throttling_hint(summary.throttled, summary.requests) {
+        summary.hints.push(hint);
     }
     summary.elapsed_s = started.elapsed().as_secs_f64();
     let done = (figures.registered_now + figures.recovered) as f64;
@@ -420,6 +417,31 @@ fn fill(
     } else {
         0.0
     };
+}
+
+/// From this share of throttled requests on, the pace itself is too high for the service.
+const THROTTLED_TOO_OFTEN: f64 = 0.01;
+
+/// What the operator should make of throttling answers. Many of them: the pace is too high
+/// for the service (lower `--qps`). A few: a window's edge met by jitter, which the pacer
+/// adjusted to and the retries absorbed; asking for a lower `--qps` then would cost every
+/// later run its pace for nothing.
+fn throttling_hint(throttled: u64, requests: u64) -> Option<String> {
+    if throttled == 0 {
+        return None;
+    }
+    let share = throttled as f64 / requests.max(throttled) as f64;
+    let percent = 100.0 * share;
+    Some(if share >= THROTTLED_TOO_OFTEN {
+        format!(
+            "the service throttled {throttled} requests ({percent:.1} % of {requests}): lower --qps"
+        )
+    } else {
+        format!(
+            "the service throttled {throttled} requests ({percent:.2} % of {requests}); the pacer \
+             adjusted and retried them: nothing to change unless it happens often"
+        )
+    })
 }
 
 fn append_run_end(
