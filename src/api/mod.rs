@@ -492,8 +492,8 @@ impl Client {
     }
 
     /// The request with `headers` in a map sized for them up front (the names are known
-    /// constants). A value a header cannot carry goes through reqwest's builder, whose error
-    /// `send` reports as before.
+    /// constants). A value a header cannot carry is handed to reqwest's builder instead, whose
+    /// error `send` reports as before.
     fn v3_builder(
         &self,
         url: reqwest::Url,
@@ -511,9 +511,7 @@ impl Client {
                 }
                 Err(_) => {
                     let url = request.url().clone();
-                    return headers
-                        .into_iter()
-                        .fold(self.inner.http.post(url), |r, (k, v)| r.header(k, v));
+                    return self.inner.http.post(url).header(*name, value.as_str());
                 }
             }
         }

@@ -43,14 +43,8 @@ fn sorted_headers(headers: &[(String, String)]) -> Vec<(String, &str)> {
 }
 
 fn names(sorted: &[(String, &str)]) -> String {
-    let mut out = String::with_capacity(sorted.iter().map(|(name, _)| name.len() + 1).sum());
-    for (i, (name, _)) in sorted.iter().enumerate() {
-        if i > 0 {
-            out.push(';');
-        }
-        out.push_str(name);
-    }
-    out
+    let names: Vec<&str> = sorted.iter().map(|(name, _)| name.as_str()).collect();
+    names.join(";")
 }
 
 /// `METHOD \n URI \n query \n headers (each `name:value\n`) \n signed names \n payload hash`.
@@ -62,30 +56,23 @@ pub fn canonical_request(request: &Request<'_>) -> String {
 fn canonical_and_names(request: &Request<'_>) -> (String, String) {
     let headers = sorted_headers(request.headers);
     let names = names(&headers);
-    let query = canonical_query(request.query);
-    let block: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
-    let mut out = String::with_capacity(
-        request.method.len()
-            + request.path.len()
-            + query.len()
-            + block
-            + names.len()
-            + request.hashed_payload.len()
-            + 5,
-    );
-    for part in [request.method, "\n", request.path, "\n", &query, "\n"] {
-        out.push_str(part);
-    }
+    let mut block = String::new();
     for (name, value) in &headers {
-        out.push_str(name);
-        out.push(':');
-        out.push_str(value);
-        out.push('\n');
+        block.push_str(name);
+        block.push(':');
+        block.push_str(value);
+        block.push('\n');
     }
-    for part in ["\n", &names, "\n", request.hashed_payload] {
-        out.push_str(part);
-    }
-    (out, names)
+    let canonical = format!(
+        "{}\n{}\n{}\n{}\n{}\n{}",
+        request.method,
+        request.path,
+        canonical_query(request.query),
+        block,
+        names,
+        request.hashed_payload
+    );
+    (canonical, names)
 }
 
 /// `ACS3-HMAC-SHA256 \n hex(SHA256(canonical request))`.
