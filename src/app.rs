@@ -492,10 +492,10 @@ async fn run(args: RunArgs) -> Exit {
 /// What the in-process sandbox holds for the run's target: faces (MTS) or samples (ICE).
 fn sandbox_holds(
     state: &crate::sandbox::StateSnapshot,
-    target: crate::target::TargetKind,
+    target: crate::backend::TargetKind,
 ) -> String {
     match target {
-        crate::target::TargetKind::Mts => {
+        crate::backend::TargetKind::Mts => {
             let faces: usize = state
                 .mts
                 .categories
@@ -505,7 +505,7 @@ fn sandbox_holds(
                 .sum();
             format!("{faces} faces")
         }
-        crate::target::TargetKind::Ice(_) => {
+        crate::backend::TargetKind::Ice(_) => {
             let samples: usize = state
                 .ice
                 .libs
@@ -641,7 +641,7 @@ fn all_rejects(this_run: &[Rejected], ledger_path: &Path) -> Vec<Rejected> {
 /// The signed client for `verify` and `rollback`, found exactly as `run` finds it.
 async fn connect_for(
     flags: &crate::cli::ConnectArgs,
-    target: crate::target::TargetKind,
+    target: crate::backend::TargetKind,
 ) -> Result<connect::Connected, Exit> {
     let settings = flags.settings().map_err(fail)?;
     connect::connect(&settings, target).await.map_err(|e| {
@@ -651,13 +651,13 @@ async fn connect_for(
 }
 
 /// The target of the import a ledger records (its last run's), if it says.
-fn ledger_target(path: &Path) -> Option<crate::target::TargetKind> {
+fn ledger_target(path: &Path) -> Option<crate::backend::TargetKind> {
     let last = ledger::replay(path).ok()?.last_run_start?;
     match last.target? {
-        ledger::TargetName::Mts => Some(crate::target::TargetKind::Mts),
+        ledger::TargetName::Mts => Some(crate::backend::TargetKind::Mts),
         ledger::TargetName::Ice => {
             let algorithm = last.algorithm.and_then(|a| a.parse().ok());
-            Some(crate::target::TargetKind::Ice(
+            Some(crate::backend::TargetKind::Ice(
                 algorithm.unwrap_or(crate::api::Algorithm::Face),
             ))
         }
@@ -665,7 +665,7 @@ fn ledger_target(path: &Path) -> Option<crate::target::TargetKind> {
 }
 
 async fn verify(args: crate::cli::ops::VerifyArgs) -> Exit {
-    use crate::target::{IceTarget, MtsTarget, TargetKind};
+    use crate::backend::{IceBackend, MtsBackend, TargetKind};
     let flagged = args.target.kind();
     let kind = match ledger_target(&args.ledger_path()) {
         Some(found @ TargetKind::Ice(_)) => found,
@@ -682,19 +682,19 @@ async fn verify(args: crate::cli::ops::VerifyArgs) -> Exit {
     };
     match kind {
         TargetKind::Mts => {
-            let target = MtsTarget::new(connected.client);
+            let target = MtsBackend::new(connected.client);
             crate::ops::verify::execute(config, target, connected.endpoint).await
         }
         TargetKind::Ice(algorithm) => {
-            let target = IceTarget::new(connected.client, algorithm);
+            let target = IceBackend::new(connected.client, algorithm);
             crate::ops::verify::execute(config, target, connected.endpoint).await
         }
     }
 }
 
 async fn rollback(args: crate::cli::ops::RollbackArgs) -> Exit {
+    use crate::backend::{IceBackend, MtsBackend, TargetKind};
     use crate::ops::rollback::execute;
-    use crate::target::{IceTarget, MtsTarget, TargetKind};
     let kind = ledger_target(&args.ledger).unwrap_or(TargetKind::Mts);
     let config = match args.config(kind) {
         Ok(config) => config,
@@ -706,14 +706,14 @@ async fn rollback(args: crate::cli::ops::RollbackArgs) -> Exit {
         TargetKind::Mts => {
             execute(config, name, async || {
                 let c = connect_for(flags, kind).await?;
-                Ok((MtsTarget::new(c.client), c.endpoint))
+                Ok((MtsBackend::new(c.client), c.endpoint))
             })
             .await
         }
         TargetKind::Ice(algorithm) => {
             execute(config, name, async || {
                 let c = connect_for(flags, kind).await?;
-                Ok((IceTarget::new(c.client, algorithm), c.endpoint))
+                Ok((IceBackend::new(c.client, algorithm), c.endpoint))
             })
             .await
         }

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use crate::api::{ApiError, Client, ClientConfig, Endpoints};
+use crate::backend::TargetKind;
 use crate::credentials::{self, Credentials, CredentialsError, Provider, Secret};
 use crate::exit::{Exit, UsageError};
-use crate::target::TargetKind;
 
 /// How long past its timeout an unanswered attempt is taken to be possibly in flight still.
 pub const SETTLE_MARGIN: Duration = Duration::from_secs(1);

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod app;
+pub mod backend;
 pub mod caller;
 pub mod cli;
 pub mod clock;
@@ -26,4 +27,3 @@ pub mod sandbox;
 pub mod say;
 pub mod sign;
 pub mod stop;
-pub mod target;

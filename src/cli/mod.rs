@@ -2,7 +2,7 @@
 //!
 //! Doc comments here are the `--help` text. Nothing outside this module sees clap types.
 
-pub mod lib;
+pub mod library;
 pub mod ops;
 pub mod sandbox;
 
@@ -10,9 +10,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::backend::TargetKind;
 use crate::exit::UsageError;
 use crate::report::ProgressMode;
-use crate::target::TargetKind;
 
 /// Register reference face images with Alibaba Cloud MTS, exactly once, paced, resumable.
 #[derive(Parser, Debug)]
@@ -34,7 +34,7 @@ pub enum Command {
     /// Run the local emulator of the MTS and ICE APIs.
     Sandbox(sandbox::SandboxArgs),
     /// ICE custom recognition libraries: create, list, delete; list entities and samples.
-    Lib(lib::LibArgs),
+    Lib(library::LibArgs),
     /// What the ledger says: images per status and library, the last run, what is left to do.
     Status(ops::StatusArgs),
     /// One row per registered image with its FaceId, as CSV or JSON Lines.
@@ -218,7 +218,7 @@ pub struct TargetArgs {
     pub target: TargetArg,
     /// ICE only: the recognition algorithm of the libraries (landmark, object, logo, face, label)
     /// [default: face].
-    #[arg(long, value_parser = lib::parse_algorithm)]
+    #[arg(long, value_parser = library::parse_algorithm)]
     pub algorithm: Option<crate::api::Algorithm>,
 }
 

@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use clap::{ArgGroup, ValueEnum};
 
 use super::ConnectArgs;
+use crate::backend::TargetKind;
 use crate::connect::SETTLE_MARGIN;
 use crate::exit::UsageError;
 use crate::ops::export::{ExportConfig, Format};
 use crate::ops::rollback::{RollbackConfig, Scope};
 use crate::ops::status::StatusConfig;
 use crate::ops::verify::VerifyConfig;
-use crate::target::TargetKind;
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
@@ -277,8 +277,8 @@ pub struct CompletionsArgs {
 mod tests {
     use clap::Parser;
 
+    use crate::backend::TargetKind;
     use crate::cli::{Cli, Command};
-    use crate::target::TargetKind;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("face-enroll").chain(args.iter().copied()))

@@ -8,13 +8,13 @@ use serde_json::{Value, json};
 
 use super::check_lib_fields;
 use crate::api::{Algorithm, Client, Entity, Lib, Sample};
+use crate::backend::IceBackend;
 use crate::caller::{Caller, Halt};
-use crate::cli::lib::{
+use crate::cli::library::{
     Connection, CreateArgs, DeleteArgs, EntitiesArgs, LibArgs, LibCommand, ListArgs, SamplesArgs,
 };
 use crate::exit::Exit;
 use crate::stop::{Stop, watch_signals};
-use crate::target::IceTarget;
 
 /// `Err` carries the exit; its message is already on stderr.
 type Outcome = Result<(), Exit>;
@@ -56,7 +56,7 @@ fn halted(session: &Session, halt: Halt) -> Exit {
 /// The ICE target (its listings and deletes) and the one caller (pacing, retries, Ctrl-C).
 struct Session {
     client: Client,
-    target: IceTarget,
+    target: IceBackend,
     caller: Caller,
 }
 
@@ -69,7 +69,7 @@ impl Session {
 /// Validates the connection flags and builds a session; nothing is sent here.
 async fn connect(connection: &Connection, algorithm: Algorithm) -> Result<Session, Exit> {
     let settings = connection.connect.settings().map_err(usage)?;
-    let target = crate::target::TargetKind::Ice(algorithm);
+    let target = crate::backend::TargetKind::Ice(algorithm);
     let connected = crate::connect::connect(&settings, target)
         .await
         .map_err(|e| {
@@ -80,7 +80,7 @@ async fn connect(connection: &Connection, algorithm: Algorithm) -> Result<Sessio
     tokio::spawn(watch_signals(stop.clone()));
     Ok(Session {
         client: connected.client.clone(),
-        target: IceTarget::new(connected.client, algorithm),
+        target: IceBackend::new(connected.client, algorithm),
         caller: Caller::new(settings.pace(target, crate::connect::SETTLE_MARGIN), stop),
     })
 }

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::backend::Listing;
 use crate::ledger::{KeyMap, Status};
 use crate::manifest::{image_key, person_key};
-use crate::target::Listing;
 
 /// The server's id of an image, named as the ledger names it: `face_id` (MTS) or
 /// `sample_id` (ICE).
@@ -496,7 +496,7 @@ fn note_place<P>(places: &mut Option<&mut HashMap<String, P>>, id: &str, place: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::{Held, Library, ServerPerson};
+    use crate::backend::{Held, Library, ServerPerson};
 
     const MTS: Rules = Rules {
         max_per_person: Some(10),

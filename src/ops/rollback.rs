@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use crate::backend::{Backend, Made, is_safe_id};
 use crate::caller::{Caller, Halt, Pace, Removal};
 use crate::exit::Exit;
 use crate::ledger::{
@@ -23,7 +24,6 @@ use crate::pipeline::journal::Journal;
 use crate::pipeline::recorder::{Event, Events};
 use crate::pipeline::schedule::schedule;
 use crate::stop::{Stop, watch_signals};
-use crate::target::{Made, Target, is_safe_id};
 
 /// Which images to remove.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,7 +111,7 @@ enum CollectError {
 }
 
 /// `connect` is called only with `--yes`: printing the plan needs no credentials.
-pub async fn execute<T: Target>(
+pub async fn execute<T: Backend>(
     config: RollbackConfig,
     name: TargetName,
     connect: impl AsyncFnOnce() -> Result<(T, String), Exit>,
@@ -176,7 +176,7 @@ pub async fn execute<T: Target>(
 
 /// The images whose last record is `registered` with a server id, in scope, and the objects
 /// the runs in scope created.
-fn collect<T: Target>(
+fn collect<T: Backend>(
     path: &Path,
     scope: &Scope,
     name: TargetName,
@@ -312,7 +312,7 @@ fn group<P>(collected: &mut Collected<P>, items: impl Iterator<Item = Item<P>>) 
     }
 }
 
-fn render_plan<T: Target>(config: &RollbackConfig, c: &Collected<T::Place>) -> String {
+fn render_plan<T: Backend>(config: &RollbackConfig, c: &Collected<T::Place>) -> String {
     use std::fmt::Write as _;
     let scope = match &config.scope {
         Scope::Run(run) => format!("run {run}"),
@@ -366,7 +366,7 @@ fn render_plan<T: Target>(config: &RollbackConfig, c: &Collected<T::Place>) -> S
 }
 
 /// Workers over persons, a rate permit per request, one writer for the ledger.
-async fn remove_all<T: Target>(
+async fn remove_all<T: Backend>(
     config: &RollbackConfig,
     collected: Collected<T::Place>,
     journal: Journal,
@@ -439,7 +439,7 @@ async fn remove_all<T: Target>(
 }
 
 /// One person's images, one at a time.
-async fn person<T: Target>(
+async fn person<T: Backend>(
     target: &T,
     caller: &Caller,
     job: Job<T::Place>,

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::backend::{Backend, TargetKind};
 use crate::caller::{Caller, Halt, Pace};
 use crate::exit::Exit;
 use crate::ledger::{self, Entry, KeyMap, LedgerError, Lock, Status};
@@ -19,7 +20,6 @@ use crate::ops::metrics::{self, VerifyFigures};
 use crate::ops::verify_render::VerifyReport;
 use crate::ops::verify_repair;
 use crate::stop::{Stop, watch_signals};
-use crate::target::{Target, TargetKind};
 
 /// Validated flags of `verify`.
 #[derive(Clone, Debug)]
@@ -45,7 +45,7 @@ enum LoadError {
     Changed(PathBuf),
 }
 
-pub async fn execute<T: Target>(config: VerifyConfig, target: T, endpoint: String) -> Exit {
+pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: String) -> Exit {
     let writes = (config.repair || config.prune_duplicates) && config.yes;
     // A manifest path that names nothing is refused before the ledger is locked (and created,
     // for a repair that rebuilds a lost one) beside it.
@@ -183,7 +183,7 @@ fn finish_early(config: &VerifyConfig, exit: Exit) -> Exit {
 
 /// One read per library, in order; a library that cannot be read is reported as such. With
 /// `places`, also where each server id a finding names lives, for a repair.
-async fn read_server<T: Target>(
+async fn read_server<T: Backend>(
     caller: &Caller,
     target: &T,
     inputs: &Inputs,

@@ -12,6 +12,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::backend::Backend;
 use crate::caller::{Caller, Halt};
 use crate::exit::Exit;
 use crate::ledger::{ImageRecord, KeyMap, LedgerError, Lock, Status};
@@ -19,7 +20,6 @@ use crate::manifest::image_key;
 use crate::ops::drift::{Drift, Inputs};
 use crate::pipeline::journal::Journal;
 use crate::pipeline::recorder::Event;
-use crate::target::Target;
 
 pub const VANISHED_REASON: &str = "vanished from the server";
 pub const ADOPTED_REASON: &str = "on the server but not in the ledger: adopted by verify --repair";
@@ -142,7 +142,7 @@ pub struct Context<'a, P> {
 
 /// Appends the ledger records, then removes the extra copies one by one. Returns the exit
 /// code: what `verify` found, unless it was stopped meanwhile.
-pub(crate) async fn apply<T: Target>(
+pub(crate) async fn apply<T: Backend>(
     lock: Lock,
     ctx: Context<'_, T::Place>,
     plan: &mut RepairPlan,
@@ -198,7 +198,7 @@ pub(crate) async fn apply<T: Target>(
             continue;
         };
         let id = p.face_id.as_str();
-        if !crate::target::is_safe_id(id) {
+        if !crate::backend::is_safe_id(id) {
             plan.prune_failed += 1;
             continue;
         }

@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
+use crate::backend::{Backend, Held, Person};
 use crate::caller::Caller;
 use crate::manifest::canonical_url;
 use crate::pipeline::recorder::Events;
 use crate::plan::PersonJob;
-use crate::target::{Held, Person, Target};
 
-pub(crate) struct Context<T: Target> {
+pub(crate) struct Context<T: Backend> {
     pub target: T,
     pub caller: Caller,
     pub events: Events,
@@ -25,7 +25,7 @@ pub(crate) struct Context<T: Target> {
     pub owed: Mutex<Vec<(tokio::time::Instant, PersonJob)>>,
 }
 
-impl<T: Target> Context<T> {
+impl<T: Backend> Context<T> {
     pub fn new(target: T, caller: Caller, events: Events, run_id: String) -> Context<T> {
         Context {
             target,

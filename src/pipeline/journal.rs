@@ -5,13 +5,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::backend::TargetKind;
 use crate::caller::Tally;
 use crate::exit::Exit;
 use crate::ledger::{Appender, LedgerError, Lock, Record, RunRecord, encode};
 use crate::pipeline::recorder::{self, Event, Events, Recorder};
 use crate::report::{Figures, ProgressMode};
 use crate::stop::{Stop, StopReason};
-use crate::target::TargetKind;
 
 pub(crate) struct Journal {
     _lock: Lock,

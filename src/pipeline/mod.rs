@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::api::{Algorithm, ApiError, Client};
+use crate::backend::{IceBackend, MtsBackend};
 use crate::caller::{Caller, Pace, Tally};
 use crate::exit::Exit;
 use crate::ledger::{self, Appender, ImageRecord, LedgerError, Lock, Record, Replay, RunRecord};
@@ -27,14 +28,13 @@ use crate::manifest::{self, ManifestError};
 use crate::plan::{self, Plan, Rejected};
 use crate::report::{Figures, ProgressMode, Summary};
 use crate::stop::{Stop, StopReason, watch_signals};
-use crate::target::{IceTarget, MtsTarget};
 use recorder::{Event, Events};
 
-pub use crate::target::TargetKind as Target;
+pub use crate::backend::TargetKind;
 
 /// Refuses a ledger whose last run wrote for another target or algorithm: its records would be
 /// taken for this target's and images would be skipped or sent twice.
-fn check_ledger(target: Target, replay: &Replay) -> Result<(), RunError> {
+fn check_ledger(target: TargetKind, replay: &Replay) -> Result<(), RunError> {
     let Some(last) = &replay.last_run_start else {
         return Ok(());
     };
@@ -64,7 +64,7 @@ fn check_ledger(target: Target, replay: &Replay) -> Result<(), RunError> {
 /// Everything a run needs, validated: no flag parsing below this point.
 #[derive(Clone)]
 pub struct RunConfig {
-    pub target: Target,
+    pub target: TargetKind,
     pub manifest: PathBuf,
     pub ledger: PathBuf,
     pub endpoint: String,
@@ -155,8 +155,8 @@ pub fn plan_files_with(
 /// Runs the import. The client is built by the caller (credentials, endpoint, timeout).
 pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunError> {
     match config.target {
-        Target::Mts => run_with(MtsTarget::new(client), config).await,
-        Target::Ice(algorithm) => run_with(IceTarget::new(client, algorithm), config).await,
+        TargetKind::Mts => run_with(MtsBackend::new(client), config).await,
+        TargetKind::Ice(algorithm) => run_with(IceBackend::new(client, algorithm), config).await,
     }
 }
 
@@ -169,7 +169,7 @@ struct SyncOutcome {
     refused: bool,
 }
 
-async fn run_with<T: crate::target::Target>(
+async fn run_with<T: crate::backend::Backend>(
     target: T,
     config: RunConfig,
 ) -> Result<RunResult, RunError> {
@@ -540,14 +540,14 @@ impl Ending {
 
 /// Every person's work through the one scheduler, with the one worker, for target `T`; then
 /// the persons a request may still land for, read once more after a pause (late copies).
-async fn drive<T: crate::target::Target>(
+async fn drive<T: crate::backend::Backend>(
     target: T,
     caller: Caller,
     events: Events,
     run_id: String,
     jobs: Vec<plan::PersonJob>,
     concurrency: usize,
-    emptied: Vec<crate::target::Made>,
+    emptied: Vec<crate::backend::Made>,
 ) {
     let stop = caller.stop().clone();
     let context = Arc::new(worker::Context::new(target, caller, events, run_id));
@@ -607,7 +607,7 @@ fn run_start(config: &RunConfig, run_id: &str) -> RunRecord {
     }
 }
 
-fn rejected_record(run_id: &str, rejected: &Rejected, target: Target) -> ImageRecord {
+fn rejected_record(run_id: &str, rejected: &Rejected, target: TargetKind) -> ImageRecord {
     let mut record = ImageRecord::new(
         run_id,
         rejected.status,

@@ -10,12 +10,12 @@ use std::collections::{HashMap, VecDeque};
 use super::context::{Context, Known, known, person};
 use super::recorder::{Event, Note};
 use crate::api::ApiError;
+use crate::backend::{Backend, Held, is_safe_id};
 use crate::caller::{Halt, Removal};
 use crate::ledger::{ImageRecord, Record, Status, record::PersonRecord};
 use crate::manifest::canonical_url;
 use crate::plan::{DropWork, PersonJob};
 use crate::stop::StopReason;
-use crate::target::{Held, Target, is_safe_id};
 
 /// The service refused an image because the person already holds as many as it allows.
 pub(crate) fn is_full(error: &ApiError) -> bool {
@@ -38,7 +38,7 @@ impl<P> Default for Reads<P> {
 }
 
 impl<P: Clone> Reads<P> {
-    pub fn put<T: Target<Place = P>>(&mut self, place: &P, held: Vec<Held>) {
+    pub fn put<T: Backend<Place = P>>(&mut self, place: &P, held: Vec<Held>) {
         match self
             .places
             .iter_mut()
@@ -49,7 +49,7 @@ impl<P: Clone> Reads<P> {
         }
     }
 
-    fn get<T: Target<Place = P>>(&self, place: &P) -> Option<&Vec<Held>> {
+    fn get<T: Backend<Place = P>>(&self, place: &P) -> Option<&Vec<Held>> {
         self.places
             .iter()
             .find(|(p, _)| T::same_place(p, place))
@@ -57,16 +57,16 @@ impl<P: Clone> Reads<P> {
     }
 
     /// Canonical URL → id of what the place holds; empty when it was not read.
-    pub fn known<T: Target<Place = P>>(&self, place: &P) -> Known {
+    pub fn known<T: Backend<Place = P>>(&self, place: &P) -> Known {
         self.get::<T>(place).map(|h| known(h)).unwrap_or_default()
     }
 
     /// How many images the place holds, when it was read.
-    pub fn count<T: Target<Place = P>>(&self, place: &P) -> Option<usize> {
+    pub fn count<T: Backend<Place = P>>(&self, place: &P) -> Option<usize> {
         self.get::<T>(place).map(Vec::len)
     }
 
-    fn forget<T: Target<Place = P>>(&mut self, place: &P, id: &str) {
+    fn forget<T: Backend<Place = P>>(&mut self, place: &P, id: &str) {
         if let Some((_, held)) = self
             .places
             .iter_mut()
@@ -77,7 +77,7 @@ impl<P: Clone> Reads<P> {
     }
 
     /// What the place holds: read once, then kept current.
-    async fn held<T: Target<Place = P>>(
+    async fn held<T: Backend<Place = P>>(
         &mut self,
         ctx: &Context<T>,
         place: &P,
@@ -92,7 +92,7 @@ impl<P: Clone> Reads<P> {
 }
 
 /// The place the first of the person's drops records (ICE: its LibId and EntityId).
-pub(crate) fn first_drop_place<T: Target>(job: &PersonJob) -> Option<T::Place> {
+pub(crate) fn first_drop_place<T: Backend>(job: &PersonJob) -> Option<T::Place> {
     job.drops
         .iter()
         .find_map(|d| T::place_at(person(job), d.lib_id.as_deref(), d.entity_id.as_deref()))
@@ -100,7 +100,7 @@ pub(crate) fn first_drop_place<T: Target>(job: &PersonJob) -> Option<T::Place> {
 
 /// Nothing of the person exists on the server under its name and its records name no place:
 /// unsettled images are settled as not there; nothing else can be done.
-pub(crate) fn nothing_there<T: Target>(ctx: &Context<T>, job: &PersonJob) {
+pub(crate) fn nothing_there<T: Backend>(ctx: &Context<T>, job: &PersonJob) {
     for drop in &job.drops {
         if drop.unsettled() {
             let mut record = drop_record(ctx, job, drop, Status::Removed, None);
@@ -114,7 +114,7 @@ pub(crate) fn nothing_there<T: Target>(ctx: &Context<T>, job: &PersonJob) {
 }
 
 /// The `settled` record: the person was read again and its late copies removed.
-pub(crate) fn settled<T: Target>(ctx: &Context<T>, job: &PersonJob, copies: u64) {
+pub(crate) fn settled<T: Backend>(ctx: &Context<T>, job: &PersonJob, copies: u64) {
     let record = PersonRecord {
         ts: crate::clock::now_rfc3339(),
         run: ctx.run_id.clone(),
@@ -122,7 +122,7 @@ pub(crate) fn settled<T: Target>(ctx: &Context<T>, job: &PersonJob, copies: u64)
         person_id: job.person_id.clone(),
         copies_removed: (copies > 0).then_some(copies),
         target: match ctx.target.kind() {
-            crate::target::TargetKind::Mts => None,
+            crate::backend::TargetKind::Mts => None,
             kind => Some(kind.ledger_name()),
         },
     };
@@ -131,7 +131,7 @@ pub(crate) fn settled<T: Target>(ctx: &Context<T>, job: &PersonJob, copies: u64)
 
 /// Removes late copies at `place`: images whose canonical URL is one of `keep`'s while their
 /// id is not, as long as an id `keep` holds for that URL is still there. Nothing else.
-pub(crate) async fn remove_copies<T: Target>(
+pub(crate) async fn remove_copies<T: Backend>(
     ctx: &Context<T>,
     job: &PersonJob,
     place: &T::Place,
@@ -197,7 +197,7 @@ pub(crate) async fn remove_copies<T: Target>(
     Ok(())
 }
 
-async fn send_removal<T: Target>(
+async fn send_removal<T: Backend>(
     ctx: &Context<T>,
     place: &T::Place,
     id: &str,
@@ -232,7 +232,7 @@ impl Queue {
 
     /// Handles the next drop to remove (and the settle-only ones before it); true when an
     /// image left the server.
-    pub async fn remove_one<T: Target>(
+    pub async fn remove_one<T: Backend>(
         &mut self,
         ctx: &Context<T>,
         job: &PersonJob,
@@ -253,7 +253,7 @@ impl Queue {
     }
 
     /// Handles every drop left; an error ends the person (counted as left).
-    pub async fn finish<T: Target>(
+    pub async fn finish<T: Backend>(
         &mut self,
         ctx: &Context<T>,
         job: &PersonJob,
@@ -274,7 +274,7 @@ impl Queue {
     }
 
     /// Counts what is left as left for the next run.
-    pub fn leave<T: Target>(&mut self, ctx: &Context<T>) {
+    pub fn leave<T: Backend>(&mut self, ctx: &Context<T>) {
         if !self.drops.is_empty() {
             ctx.events.send(Event::Left(self.drops.len() as u64));
             self.drops.clear();
@@ -284,7 +284,7 @@ impl Queue {
 
 /// Settles one drop by what the server holds (when its outcome is unknown), then removes it
 /// when the sync says so. True when an image left the server.
-async fn handle<T: Target>(
+async fn handle<T: Backend>(
     ctx: &Context<T>,
     job: &PersonJob,
     job_place: &T::Place,
@@ -342,7 +342,7 @@ async fn handle<T: Target>(
 }
 
 /// Removes one image by id, journaled before and after.
-async fn remove<T: Target>(
+async fn remove<T: Backend>(
     ctx: &Context<T>,
     job: &PersonJob,
     place: &T::Place,
@@ -423,7 +423,7 @@ async fn remove<T: Target>(
     }
 }
 
-fn drop_record<T: Target>(
+fn drop_record<T: Backend>(
     ctx: &Context<T>,
     job: &PersonJob,
     drop: &DropWork,

@@ -5,15 +5,15 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{Planned, RunError};
+use crate::backend::Backend;
 use crate::caller::Caller;
 use crate::ledger::{ImageRecord, Status};
 use crate::manifest::{canonical_url, library_key, person_key};
 use crate::plan::{DropWork, PersonDrops, Why};
-use crate::target::Target;
 
 /// Reads every library the manifest names and adds, to `planned.dropped`, each image there
 /// that no ledger record holds and no manifest row (or unsettled record) of its person names.
-pub(super) async fn read_libraries<T: Target>(
+pub(super) async fn read_libraries<T: Backend>(
     target: &T,
     caller: &Caller,
     planned: &mut Planned,
@@ -106,7 +106,7 @@ pub(super) async fn read_libraries<T: Target>(
 pub(super) fn emptied_entities(
     plan: &crate::plan::Plan,
     dropped: &crate::plan::Dropped,
-) -> Vec<crate::target::Made> {
+) -> Vec<crate::backend::Made> {
     let libraries: HashSet<u128> = plan.libraries.iter().map(|l| library_key(l)).collect();
     dropped
         .made_entities
@@ -117,7 +117,7 @@ pub(super) fn emptied_entities(
                     && !plan.persons_named.contains(&person_key(library, &m.name))
             })
         })
-        .map(|m| crate::target::Made {
+        .map(|m| crate::backend::Made {
             object: crate::ledger::ObjectKind::Entity,
             name: m.name.clone(),
             lib_id: m.lib_id.clone(),
@@ -128,9 +128,9 @@ pub(super) fn emptied_entities(
 }
 
 /// Deletes the entities of `emptied` that hold nothing now, each recorded `deleted`.
-pub(super) async fn delete_emptied<T: Target>(
+pub(super) async fn delete_emptied<T: Backend>(
     context: &super::worker::Context<T>,
-    emptied: &[crate::target::Made],
+    emptied: &[crate::backend::Made],
 ) {
     match context.target.tidy(&context.caller, emptied).await {
         Ok(tidied) => {

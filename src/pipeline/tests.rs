@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::api::{ApiError, ErrorClass};
+use crate::backend::{Backend, Held, Library, Made, Person, Placed, TargetKind, Tidied};
 use crate::caller::{Caller, Halt, Pace};
 use crate::ledger::{self, Appender, Entry, ImageRecord, Status, View};
 use crate::pacer::Scope;
@@ -15,7 +16,6 @@ use crate::pipeline::worker::{Context, process};
 use crate::plan::{ImageWork, PersonJob};
 use crate::report::ProgressMode;
 use crate::stop::Stop;
-use crate::target::{Held, Library, Made, Person, Placed, Target, TargetKind, Tidied};
 
 /// What the fake does with the next create.
 #[derive(Clone, Copy, Debug)]
@@ -72,7 +72,7 @@ fn timeout() -> ApiError {
     ApiError::with_class(ErrorClass::OutcomeUnknown, None, "Timeout", "no answer")
 }
 
-impl Target for Fake {
+impl Backend for Fake {
     type Place = (String, String);
 
     const CREATE: &'static str = "FakeCreate";

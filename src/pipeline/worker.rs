@@ -12,13 +12,13 @@ use std::collections::HashMap;
 
 pub(crate) use super::context::{Context, Known, known, person};
 use super::removal::{self, Reads};
+use crate::backend::{Backend, Held};
 use crate::caller::{Created, Halt};
 use crate::ledger::{ImageRecord, Record, Status};
 use crate::manifest::{canonical_url, fold_id};
 use crate::pipeline::recorder::Event;
 use crate::plan::{ImageWork, PersonJob};
 use crate::stop::StopReason;
-use crate::target::{Held, Target};
 
 fn find<'k>(known: &'k Known, image: &ImageWork) -> Option<&'k String> {
     known.get(canonical_url(&image.image_url).as_ref())
@@ -26,7 +26,7 @@ fn find<'k>(known: &'k Known, image: &ImageWork) -> Option<&'k String> {
 
 /// What the server holds for the person: from its library read once (shared with the
 /// library's other persons), or read for the person alone.
-async fn read_person<T: Target>(
+async fn read_person<T: Backend>(
     ctx: &Context<T>,
     job: &PersonJob,
     place: &T::Place,
@@ -71,7 +71,7 @@ struct Outcomes {
     refused_full: Vec<ImageWork>,
 }
 
-pub(crate) async fn process<T: Target>(ctx: &Context<T>, job: PersonJob) {
+pub(crate) async fn process<T: Backend>(ctx: &Context<T>, job: PersonJob) {
     let total = job.images.len() as u64;
     // A request a killed run left in flight (a `pending` record's time) can no longer land
     // unseen after this wait: before the person's place is looked for (ICE may create it) and
@@ -209,7 +209,7 @@ pub(crate) async fn process<T: Target>(ctx: &Context<T>, job: PersonJob) {
 
 /// Notes the person for the run's late-copy pass: the ids it holds now, and the images the
 /// service refused because copies may have taken their slots.
-fn owe<T: Target>(ctx: &Context<T>, job: &PersonJob, outcomes: Outcomes) {
+fn owe<T: Backend>(ctx: &Context<T>, job: &PersonJob, outcomes: Outcomes) {
     let mut later = PersonJob::without_images(job.category_id.clone(), job.person_id.clone());
     later.person_name = job.person_name.clone();
     later.read_library = false;
@@ -226,7 +226,7 @@ fn owe<T: Target>(ctx: &Context<T>, job: &PersonJob, outcomes: Outcomes) {
 
 /// Creates one image, whose `pending` line is already durable, exactly once. `Some(true)`:
 /// created; `Some(false)`: not created, go on; `None`: the run is stopping, end the person.
-async fn create<T: Target>(
+async fn create<T: Backend>(
     ctx: &Context<T>,
     job: &PersonJob,
     image: &ImageWork,
@@ -276,7 +276,7 @@ async fn create<T: Target>(
     }
 }
 
-fn registered_record<T: Target>(
+fn registered_record<T: Backend>(
     ctx: &Context<T>,
     job: &PersonJob,
     image: &ImageWork,
@@ -297,7 +297,7 @@ fn registered_record<T: Target>(
 
 /// Records what became of `images` when their person could not go on: left for the next run
 /// (stopped), failed for good (refused), or failed and retried next run (attempts ran out).
-pub(crate) fn leave<T: Target>(
+pub(crate) fn leave<T: Backend>(
     ctx: &Context<T>,
     job: &PersonJob,
     images: &[ImageWork],
@@ -322,7 +322,7 @@ pub(crate) fn leave<T: Target>(
     }
 }
 
-fn record<T: Target>(
+fn record<T: Backend>(
     ctx: &Context<T>,
     job: &PersonJob,
     image: &ImageWork,

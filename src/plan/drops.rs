@@ -286,7 +286,7 @@ pub fn collect(
         }
         if remove
             && let Some(id) = &record.id
-            && !crate::target::is_safe_id(id)
+            && !crate::backend::is_safe_id(id)
         {
             dropped.unsafe_ids.push(format!(
                 "{} / {} {}: {id:?}",

@@ -2,7 +2,7 @@
 //! and ICE recognition libraries. Everything that differs between them lives behind it:
 //! planning rules, default budget, default ledger and regions ([`TargetKind`]); and, per run,
 //! resolving a person's place, listing what the server holds, creating one image, removing one,
-//! and stamping an image's ledger record ([`Target`]). The worker, verify and rollback are
+//! and stamping an image's ledger record ([`Backend`]). The worker, verify and rollback are
 //! written once, generic over it.
 
 mod ice;
@@ -11,8 +11,8 @@ mod mts;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
-pub use ice::IceTarget;
-pub use mts::MtsTarget;
+pub use ice::IceBackend;
+pub use mts::MtsBackend;
 
 use crate::api::{Algorithm, ApiError};
 use crate::caller::{Caller, Halt};
@@ -167,7 +167,7 @@ impl<P: Clone> Listing<P> {
 
 /// What differs between the services, for one run. Every call that may need retrying goes
 /// through the `Caller`; `create` and `remove` are single attempts the caller repeats.
-pub trait Target: Send + Sync + 'static {
+pub trait Backend: Send + Sync + 'static {
     type Place: Clone + Send + Sync + 'static;
 
     fn kind(&self) -> TargetKind;
@@ -211,7 +211,7 @@ pub trait Target: Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = Result<Library<Self::Place>, Halt>> + Send;
 
-    /// The same as [`Target::library`], for walking once or more without copying every string
+    /// The same as [`Backend::library`], for walking once or more without copying every string
     /// of it (verify reads a whole library at once).
     fn listing(
         &self,

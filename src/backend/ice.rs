@@ -16,9 +16,9 @@ use crate::ice::{PAGE_SIZE, all_pages, entity_info};
 use crate::ledger::{ImageRecord, ObjectKind, TargetName, View};
 use crate::manifest::fold_id;
 
-use super::{Held, Library, Made, Person, Placed, ServerPerson, Target, TargetKind};
+use super::{Backend, Held, Library, Made, Person, Placed, ServerPerson, TargetKind};
 
-pub struct IceTarget {
+pub struct IceBackend {
     client: Client,
     algorithm: Algorithm,
     /// Every library of the algorithm, listed once per run when first needed.
@@ -78,9 +78,9 @@ fn pick<'a>(
         .map(|(id, _)| id.to_string())
 }
 
-impl IceTarget {
-    pub fn new(client: Client, algorithm: Algorithm) -> IceTarget {
-        IceTarget {
+impl IceBackend {
+    pub fn new(client: Client, algorithm: Algorithm) -> IceBackend {
+        IceBackend {
             client,
             algorithm,
             libs: OnceCell::new(),
@@ -354,7 +354,7 @@ fn new_lib(lib_id: String, fresh: bool) -> LibSlot {
     }
 }
 
-impl Target for IceTarget {
+impl Backend for IceBackend {
     type Place = IcePlace;
 
     const MAKES_PLACES: bool = true;

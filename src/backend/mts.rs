@@ -7,15 +7,15 @@ use crate::caller::{Caller, Halt};
 use crate::ledger::{ImageRecord, View};
 use crate::manifest::fold_id;
 
-use super::{Held, Library, Listing, Person, Placed, ServerPerson, Target, TargetKind};
+use super::{Backend, Held, Library, Listing, Person, Placed, ServerPerson, TargetKind};
 
-pub struct MtsTarget {
+pub struct MtsBackend {
     client: Client,
 }
 
-impl MtsTarget {
-    pub fn new(client: Client) -> MtsTarget {
-        MtsTarget { client }
+impl MtsBackend {
+    pub fn new(client: Client) -> MtsBackend {
+        MtsBackend { client }
     }
 
     /// The one answer that lists the library `name`.
@@ -94,7 +94,7 @@ fn place(category_id: &str, person_id: &str) -> MtsPlace {
     }
 }
 
-impl Target for MtsTarget {
+impl Backend for MtsBackend {
     type Place = MtsPlace;
 
     const CREATE: &'static str = "RegisterCustomFace";
