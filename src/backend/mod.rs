@@ -5,8 +5,8 @@
 //! and stamping an image's ledger record ([`Backend`]). The worker, verify and rollback are
 //! written once, generic over it.
 
-mod ice;
-mod mts;
+pub mod ice;
+pub mod mts;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -305,7 +305,7 @@ impl TargetKind {
     pub fn rules(self) -> plan::Rules {
         match self {
             TargetKind::Mts => plan::Rules::MTS,
-            TargetKind::Ice(_) => crate::ice::plan_rules(),
+            TargetKind::Ice(_) => crate::backend::ice::plan_rules(),
         }
     }
 
@@ -322,7 +322,7 @@ impl TargetKind {
     pub fn default_qps(self) -> u32 {
         match self {
             TargetKind::Mts => 100,
-            TargetKind::Ice(_) => crate::ice::DEFAULT_QPS,
+            TargetKind::Ice(_) => crate::backend::ice::DEFAULT_QPS,
         }
     }
 

@@ -9,12 +9,12 @@ use clap::{ArgGroup, ValueEnum};
 
 use super::ConnectArgs;
 use crate::backend::TargetKind;
+use crate::commands::export::{ExportConfig, Format};
+use crate::commands::rollback::{RollbackConfig, Scope};
+use crate::commands::status::StatusConfig;
+use crate::commands::verify::VerifyConfig;
 use crate::connect::SETTLE_MARGIN;
 use crate::exit::UsageError;
-use crate::ops::export::{ExportConfig, Format};
-use crate::ops::rollback::{RollbackConfig, Scope};
-use crate::ops::status::StatusConfig;
-use crate::ops::verify::VerifyConfig;
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
@@ -87,8 +87,8 @@ pub struct RunsArgs {
 }
 
 impl RunsArgs {
-    pub fn config(&self) -> crate::ops::runs::RunsConfig {
-        crate::ops::runs::RunsConfig {
+    pub fn config(&self) -> crate::commands::runs::RunsConfig {
+        crate::commands::runs::RunsConfig {
             ledger: self.ledger.clone(),
             json: self.json,
         }
@@ -252,7 +252,7 @@ impl RollbackArgs {
             Some(run) if run.trim().is_empty() => {
                 return Err(UsageError::new("--run needs a run id"));
             }
-            Some(run) => Scope::Run(crate::ops::runs::resolve(&self.ledger, run)?),
+            Some(run) => Scope::Run(crate::commands::runs::resolve(&self.ledger, run)?),
             None => Scope::All,
         };
         Ok(RollbackConfig {
@@ -297,7 +297,7 @@ mod tests {
         assert!(!args.yes);
         assert_eq!(
             args.config(TargetKind::Mts).unwrap().scope,
-            crate::ops::rollback::Scope::All
+            crate::commands::rollback::Scope::All
         );
     }
 

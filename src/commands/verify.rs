@@ -7,18 +7,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::{connect_for, fail, ledger_target};
 use crate::backend::{Backend, TargetKind};
 use crate::caller::{Caller, Halt, Pace};
-use crate::exit::Exit;
-use crate::ledger::{self, Entry, KeyMap, LedgerError, Lock, Status};
-use crate::manifest::{self, Entry as Row, ManifestError, fold_id, image_key, person_key};
-use crate::ops::drift::{
+use crate::commands::drift::{
     self, Drift, Expected, ExpectedRow, Inputs, LedgerFace, LedgerIndex, LedgerRec, LibraryInputs,
     ServerId, Vanished,
 };
-use crate::ops::metrics::{self, VerifyFigures};
-use crate::ops::verify_render::VerifyReport;
-use crate::ops::verify_repair;
+use crate::commands::metrics::{self, VerifyFigures};
+use crate::commands::verify_render::VerifyReport;
+use crate::commands::verify_repair;
+use crate::exit::Exit;
+use crate::ledger::{self, Entry, KeyMap, LedgerError, Lock, Status};
+use crate::manifest::{self, Entry as Row, ManifestError, fold_id, image_key, person_key};
 use crate::stop::{Stop, watch_signals};
 
 /// Validated flags of `verify`.
@@ -514,5 +515,34 @@ fn print_report(report: &VerifyReport, json: bool) {
         );
     } else {
         print!("{}", super::verify_render::render(report));
+    }
+}
+
+/// `face-enroll verify`: the flags, the target the ledger records, the connection, then [`execute`].
+pub async fn command(args: crate::cli::ops::VerifyArgs) -> Exit {
+    use crate::backend::{IceBackend, MtsBackend, TargetKind};
+    let flagged = args.target.kind();
+    let kind = match ledger_target(&args.ledger_path()) {
+        Some(found @ TargetKind::Ice(_)) => found,
+        _ => flagged,
+    };
+    let config = match args.config(kind) {
+        Ok(config) => config,
+        Err(message) => return fail(message),
+    };
+    crate::manifest::set_default_encoding(args.encoding.into());
+    let connected = match connect_for(&args.connect, kind).await {
+        Ok(c) => c,
+        Err(exit) => return exit,
+    };
+    match kind {
+        TargetKind::Mts => {
+            let target = MtsBackend::new(connected.client);
+            execute(config, target, connected.endpoint).await
+        }
+        TargetKind::Ice(algorithm) => {
+            let target = IceBackend::new(connected.client, algorithm);
+            execute(config, target, connected.endpoint).await
+        }
     }
 }

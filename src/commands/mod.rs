@@ -5,16 +5,20 @@
 //! They read the ledger by streaming it (`scan`), call the service through the same pacer and
 //! retry policy as `run` (`calls`), and write to the ledger only under its lock (`Journal`).
 
+pub mod check;
+pub mod completions;
 pub mod drift;
 pub mod export;
 pub mod failed;
+pub mod library;
 pub mod metrics;
 pub mod rollback;
+pub mod run;
 pub mod runs;
+pub mod sandbox;
 pub mod status;
 pub mod verify;
 pub mod verify_render;
-
 pub mod verify_repair;
 
 use crate::exit::Exit;
@@ -68,5 +72,38 @@ pub(crate) async fn blocking<T: Send + 'static>(
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result,
         Err(e) => Err(OpsError::Internal(e.to_string())),
+    }
+}
+
+pub(crate) fn fail(message: impl std::fmt::Display) -> Exit {
+    crate::say!("face-enroll: {message}");
+    Exit::Usage
+}
+
+/// The signed client for `verify` and `rollback`, found exactly as `run` finds it.
+pub(crate) async fn connect_for(
+    flags: &crate::cli::ConnectArgs,
+    target: crate::backend::TargetKind,
+) -> Result<crate::connect::Connected, Exit> {
+    let settings = flags.settings().map_err(fail)?;
+    crate::connect::connect(&settings, target)
+        .await
+        .map_err(|e| {
+            crate::say!("face-enroll: {e}");
+            e.exit()
+        })
+}
+
+/// The target of the import a ledger records (its last run's), if it says.
+pub(crate) fn ledger_target(path: &std::path::Path) -> Option<crate::backend::TargetKind> {
+    let last = crate::ledger::replay(path).ok()?.last_run_start?;
+    match last.target? {
+        crate::ledger::TargetName::Mts => Some(crate::backend::TargetKind::Mts),
+        crate::ledger::TargetName::Ice => {
+            let algorithm = last.algorithm.and_then(|a| a.parse().ok());
+            Some(crate::backend::TargetKind::Ice(
+                algorithm.unwrap_or(crate::api::Algorithm::Face),
+            ))
+        }
     }
 }

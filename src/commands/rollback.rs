@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use super::{connect_for, fail, ledger_target};
 use crate::backend::{Backend, Made, is_safe_id};
 use crate::caller::{Caller, Halt, Pace, Removal};
 use crate::exit::Exit;
@@ -566,4 +567,32 @@ fn finish(
         return Exit::Usage;
     }
     exit
+}
+
+/// `face-enroll rollback`: the flags, the target the ledger records, then [`execute`] (which connects only when it has work).
+pub async fn command(args: crate::cli::ops::RollbackArgs) -> Exit {
+    use crate::backend::{IceBackend, MtsBackend, TargetKind};
+    let kind = ledger_target(&args.ledger).unwrap_or(TargetKind::Mts);
+    let config = match args.config(kind) {
+        Ok(config) => config,
+        Err(message) => return fail(message),
+    };
+    let name = kind.ledger_name();
+    let flags = &args.connect;
+    match kind {
+        TargetKind::Mts => {
+            execute(config, name, async || {
+                let c = connect_for(flags, kind).await?;
+                Ok((MtsBackend::new(c.client), c.endpoint))
+            })
+            .await
+        }
+        TargetKind::Ice(algorithm) => {
+            execute(config, name, async || {
+                let c = connect_for(flags, kind).await?;
+                Ok((IceBackend::new(c.client, algorithm), c.endpoint))
+            })
+            .await
+        }
+    }
 }

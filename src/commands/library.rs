@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use super::check_lib_fields;
 use crate::api::{Algorithm, Client, Entity, Lib, Sample};
 use crate::backend::IceBackend;
+use crate::backend::ice::check_lib_fields;
 use crate::caller::{Caller, Halt};
 use crate::cli::library::{
     Connection, CreateArgs, DeleteArgs, EntitiesArgs, LibArgs, LibCommand, ListArgs, SamplesArgs,

@@ -14,10 +14,10 @@ use serde::Serialize;
 
 use crate::backend::Backend;
 use crate::caller::{Caller, Halt};
+use crate::commands::drift::{Drift, Inputs};
 use crate::exit::Exit;
 use crate::ledger::{ImageRecord, KeyMap, LedgerError, Lock, Status};
 use crate::manifest::image_key;
-use crate::ops::drift::{Drift, Inputs};
 use crate::pipeline::journal::Journal;
 use crate::pipeline::recorder::Event;
 

@@ -3,8 +3,6 @@
 //! Holds the ICE limits, the row check the planner applies, and paging over list calls; the
 //! `lib` commands live in `commands`.
 
-pub mod commands;
-
 use std::future::Future;
 
 use crate::api::Page;

@@ -3,11 +3,11 @@
 
 use std::fmt::Write as _;
 
-use crate::ops::drift::Drift;
+use crate::commands::drift::Drift;
 use serde::Serialize;
 
-use crate::ops::metrics::VerifyFigures;
-use crate::ops::verify_repair::RepairPlan;
+use crate::commands::metrics::VerifyFigures;
+use crate::commands::verify_repair::RepairPlan;
 
 /// The whole report, as `--json` prints it.
 #[derive(Debug, Serialize)]

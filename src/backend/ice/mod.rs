@@ -4,6 +4,10 @@
 //! workers never create the same library or entity — and always looked for by listing before
 //! they are created, so one left behind by a crash is found, not made twice.
 
+mod facts;
+
+pub use facts::*;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -12,7 +16,6 @@ use tokio::sync::OnceCell;
 
 use crate::api::{Algorithm, ApiError, Client, Lib, Page};
 use crate::caller::{Caller, Halt};
-use crate::ice::{PAGE_SIZE, all_pages, entity_info};
 use crate::ledger::{ImageRecord, ObjectKind, TargetName, View};
 use crate::manifest::fold_id;
 
