@@ -14,6 +14,7 @@ pub mod commands;
 pub mod connect;
 pub mod credentials;
 pub mod exit;
+pub mod image;
 pub mod ledger;
 pub mod manifest;
 pub mod net;

@@ -4,8 +4,8 @@
 
 use crate::api::{ApiError, Client, PersonRef, PersonsBody, RegisterFace};
 use crate::caller::{Caller, Halt};
+use crate::image::fold_id;
 use crate::ledger::{ImageRecord, View};
-use crate::manifest::fold_id;
 
 use super::{Backend, Held, Library, Listing, Person, Placed, ServerPerson, TargetKind};
 

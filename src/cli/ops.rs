@@ -8,12 +8,6 @@ use std::path::PathBuf;
 use clap::{ArgGroup, ValueEnum};
 
 use super::ConnectArgs;
-use crate::backend::TargetKind;
-use crate::commands::export::{ExportConfig, Format};
-use crate::commands::rollback::{RollbackConfig, Scope};
-use crate::commands::status::StatusConfig;
-use crate::commands::verify::VerifyConfig;
-use crate::connect::SETTLE_MARGIN;
 use crate::exit::UsageError;
 
 #[derive(clap::Args, Debug)]
@@ -40,7 +34,7 @@ pub struct StatusArgs {
 
 /// The ledger a manifest-based operator command reads: `--ledger`, else `run`'s default for
 /// the target and `--sandbox`.
-fn ledger_for(
+pub(crate) fn ledger_for(
     ledger: &Option<PathBuf>,
     manifest: &Option<PathBuf>,
     target: &super::TargetArgs,
@@ -57,25 +51,6 @@ fn ledger_for(
     }
 }
 
-impl StatusArgs {
-    pub fn config(&self) -> Result<StatusConfig, UsageError> {
-        let ledger = ledger_for(
-            &self.ledger,
-            &self.manifest,
-            &self.target,
-            self.sandbox,
-            "status",
-        )?;
-        Ok(StatusConfig {
-            ledger,
-            manifest: self.manifest.clone(),
-            json: self.json,
-            failed: self.failed,
-            rules: self.target.kind().rules(),
-        })
-    }
-}
-
 #[derive(clap::Args, Debug)]
 pub struct RunsArgs {
     /// Ledger to read.
@@ -84,15 +59,6 @@ pub struct RunsArgs {
     /// Print the runs as one JSON array.
     #[arg(long)]
     pub json: bool,
-}
-
-impl RunsArgs {
-    pub fn config(&self) -> crate::commands::runs::RunsConfig {
-        crate::commands::runs::RunsConfig {
-            ledger: self.ledger.clone(),
-            json: self.json,
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -122,32 +88,6 @@ pub struct ExportArgs {
     /// stdout (`-` is stdout too).
     #[arg(short = 'o', long = "output")]
     pub output: Option<PathBuf>,
-}
-
-impl ExportArgs {
-    pub fn config(&self) -> Result<ExportConfig, UsageError> {
-        let ledger = ledger_for(
-            &self.ledger,
-            &self.manifest,
-            &self.target,
-            self.sandbox,
-            "export",
-        )?;
-        if let Some(output) = &self.output {
-            let lock = crate::ledger::lock_path(&ledger);
-            let mut keep = vec![ledger.as_path(), lock.as_path()];
-            keep.extend(self.manifest.as_deref());
-            crate::report::refuse_clobbering("-o", output, &keep)?;
-        }
-        Ok(ExportConfig {
-            ledger,
-            format: match self.format {
-                ExportFormat::Csv => Format::Csv,
-                ExportFormat::Jsonl => Format::Jsonl,
-            },
-            output: self.output.clone(),
-        })
-    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -189,38 +129,6 @@ pub struct VerifyArgs {
     pub connect: ConnectArgs,
 }
 
-impl VerifyArgs {
-    /// The ledger: `--ledger`, else the default beside the manifest for `--target`.
-    pub fn ledger_path(&self) -> PathBuf {
-        self.ledger.clone().unwrap_or_else(|| {
-            self.target
-                .kind()
-                .default_ledger(&self.manifest, self.sandbox)
-        })
-    }
-
-    /// The validated configuration for the import's target `kind`.
-    pub fn config(&self, kind: TargetKind) -> Result<VerifyConfig, UsageError> {
-        let connect = self.connect.settings()?;
-        if let Some(metrics) = &self.metrics {
-            let ledger = self.ledger_path();
-            let lock = crate::ledger::lock_path(&ledger);
-            let keep = [ledger.as_path(), lock.as_path(), self.manifest.as_path()];
-            crate::report::refuse_clobbering("--metrics", metrics, &keep)?;
-        }
-        Ok(VerifyConfig {
-            manifest: self.manifest.clone(),
-            ledger: self.ledger_path(),
-            pace: connect.pace(kind, SETTLE_MARGIN),
-            repair: self.repair || self.prune_duplicates,
-            prune_duplicates: self.prune_duplicates,
-            yes: self.yes,
-            json: self.json,
-            metrics: self.metrics.clone(),
-        })
-    }
-}
-
 #[derive(clap::Args, Debug)]
 #[command(group(ArgGroup::new("scope").required(true).args(["run", "all"])))]
 pub struct RollbackArgs {
@@ -242,28 +150,6 @@ pub struct RollbackArgs {
     pub json: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
-}
-
-impl RollbackArgs {
-    /// The validated configuration for the import's target `kind` (the ledger's).
-    pub fn config(&self, kind: TargetKind) -> Result<RollbackConfig, UsageError> {
-        let connect = self.connect.settings()?;
-        let scope = match &self.run {
-            Some(run) if run.trim().is_empty() => {
-                return Err(UsageError::new("--run needs a run id"));
-            }
-            Some(run) => Scope::Run(crate::commands::runs::resolve(&self.ledger, run)?),
-            None => Scope::All,
-        };
-        Ok(RollbackConfig {
-            ledger: self.ledger.clone(),
-            scope,
-            yes: self.yes,
-            json: self.json,
-            pace: connect.pace(kind, SETTLE_MARGIN),
-            concurrency: connect.concurrency(kind),
-        })
-    }
 }
 
 #[derive(clap::Args, Debug)]

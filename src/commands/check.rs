@@ -206,10 +206,10 @@ fn per_library(plan: &Plan, dropped: &plan::Dropped) -> Vec<(String, u64, u64)> 
         .map(|(l, adds)| (l, adds, 0))
         .collect();
     for (library, removes) in dropped.removals_by_library() {
-        let folded = crate::manifest::fold_id(&library);
+        let folded = crate::image::fold_id(&library);
         match out
             .iter_mut()
-            .find(|(l, _, _)| crate::manifest::fold_id(l) == folded)
+            .find(|(l, _, _)| crate::image::fold_id(l) == folded)
         {
             Some(entry) => entry.2 += removes,
             None => out.push((library, 0, removes)),

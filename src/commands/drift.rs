@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::backend::Listing;
+use crate::image::{ImageId, person_key};
 use crate::ledger::{KeyMap, Status};
-use crate::manifest::{image_key, person_key};
 
 /// The server's id of an image, named as the ledger names it: `face_id` (MTS) or
 /// `sample_id` (ICE).
@@ -391,7 +391,7 @@ pub fn compare<P: Clone>(
                 }
                 continue;
             };
-            let key = image_key(&library.name, person_id, url);
+            let key = ImageId::listed(url).key(&library.name, person_id);
             let at = *group_of.entry(key).or_insert_with(|| {
                 groups.push(Group {
                     key,
@@ -530,7 +530,7 @@ mod tests {
         let mut all = Inputs::default();
         for (i, (person, url)) in expected.iter().enumerate() {
             lib.expected.push(ExpectedRow::new(
-                image_key("lib", person, url),
+                ImageId::new(url, None).key("lib", person),
                 i as u64 + 2,
             ));
         }
@@ -542,7 +542,7 @@ mod tests {
         };
         let images = ledger
             .iter()
-            .map(|(person, url, id)| (image_key("lib", person, url), rec, id_hash(id)))
+            .map(|(person, url, id)| (ImageId::new(url, None).key("lib", person), rec, id_hash(id)))
             .collect();
         all.ledger = LedgerIndex::build(images);
         lib.ledger_faces = all.ledger.face_images().map(|at| at as u32).collect();
@@ -586,7 +586,10 @@ mod tests {
             .map(|o| (o.id.as_str(), o.line))
             .collect();
         assert_eq!(orphans, [("f3", Some(4)), ("f4", None)]);
-        let bob = all.ledger.find(image_key("lib", "bob", "u2")).unwrap() as u32;
+        let bob = all
+            .ledger
+            .find(ImageId::new("u2", None).key("lib", "bob"))
+            .unwrap() as u32;
         assert_eq!(drift.vanished_at, [bob], "f2 is gone");
         assert!(!drift.agrees());
     }

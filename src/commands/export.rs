@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::exit::Exit;
+use crate::image::fold_id;
 use crate::ledger::{self as scan, Entry};
 use crate::ledger::{KeyMap, Status};
-use crate::manifest::fold_id;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -369,6 +369,33 @@ pub fn to_csv(rows: &[Row]) -> Vec<u8> {
     out
 }
 
+/// The command's flags, lowered once into its validated config.
+impl crate::cli::ops::ExportArgs {
+    pub fn config(&self) -> Result<ExportConfig, crate::exit::UsageError> {
+        let ledger = crate::cli::ops::ledger_for(
+            &self.ledger,
+            &self.manifest,
+            &self.target,
+            self.sandbox,
+            "export",
+        )?;
+        if let Some(output) = &self.output {
+            let lock = crate::ledger::lock_path(&ledger);
+            let mut keep = vec![ledger.as_path(), lock.as_path()];
+            keep.extend(self.manifest.as_deref());
+            crate::report::refuse_clobbering("-o", output, &keep)?;
+        }
+        Ok(ExportConfig {
+            ledger,
+            format: match self.format {
+                crate::cli::ops::ExportFormat::Csv => Format::Csv,
+                crate::cli::ops::ExportFormat::Jsonl => Format::Jsonl,
+            },
+            output: self.output.clone(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,7 +453,7 @@ mod tests {
         let mut record = |person: &str, url: &str, key: Option<&str>, status, face: &str| {
             let mut r = crate::ledger::ImageRecord::new("r", status, "Lib", person, url);
             if let Some(key) = key {
-                r = r.with_identity(key);
+                r = r.with_identity(&crate::image::ImageId::new(key, None));
             }
             r.face_id = Some(face.into());
             crate::ledger::encode(&crate::ledger::Record::Image(r), &mut bytes);

@@ -8,7 +8,6 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::ledger::{self, Entry, KeyMap, Status};
-use crate::manifest::image_key;
 
 /// One image not registered, as its last ledger record says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -17,6 +16,9 @@ pub struct NotRegistered {
     pub category_id: String,
     pub person_id: String,
     pub image_url: String,
+    /// The recorded `image_key`: with the URL, the image's identity (not printed).
+    #[serde(skip)]
+    pub image_key: Option<String>,
     pub status: Status,
     /// The service's Code (`failed`), or `null`.
     pub error_code: Option<String>,
@@ -47,7 +49,7 @@ pub fn collect(path: &Path) -> Result<Vec<NotRegistered>, ledger::LedgerError> {
     let mut order: Vec<u128> = Vec::new();
     ledger::scan(path, false, |entry| {
         let Entry::Image(image) = entry else { return };
-        let key = image_key(image.category_id, image.person_id, image.image_url);
+        let key = image.key();
         let open = matches!(
             image.status,
             Status::Failed | Status::Invalid | Status::Skipped | Status::Pending
@@ -59,6 +61,7 @@ pub fn collect(path: &Path) -> Result<Vec<NotRegistered>, ledger::LedgerError> {
                 category_id: image.category_id.to_string(),
                 person_id: image.person_id.to_string(),
                 image_url: image.image_url.to_string(),
+                image_key: view.image_key.as_deref().map(str::to_string),
                 status: image.status,
                 error_code: view.error_code.as_deref().map(str::to_string),
                 message: view
@@ -140,5 +143,22 @@ mod tests {
         assert_eq!(urls, ["u2", "u3"]);
         assert_eq!(rows[1].reason(), "InvalidParameter: bad image");
         assert!(render(&rows).contains("\tfailed\tInvalidParameter\tbad image\t"));
+    }
+
+    #[test]
+    fn an_image_is_known_by_its_key_column_so_a_changed_url_does_not_keep_an_old_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        let keyed = |status, url: &str| {
+            let record = ImageRecord::new("run-1234-abcd", status, "lib", "alice", url)
+                .with_identity(&crate::image::ImageId::new(url, Some("badge-7")));
+            let mut out = Vec::new();
+            encode(&Record::Image(record), &mut out);
+            out
+        };
+        let mut bytes = keyed(Status::Failed, "https://x.example.com/old.jpg");
+        bytes.extend(keyed(Status::Registered, "https://x.example.com/new.jpg"));
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(collect(&path).unwrap(), []);
     }
 }

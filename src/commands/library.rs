@@ -205,11 +205,11 @@ async fn samples(args: SamplesArgs) -> Outcome {
             .entities(&session.caller, &args.lib_id)
             .await
             .map_err(|h| halted(&session, h))?;
-        let folded = crate::manifest::fold_id(name);
+        let folded = crate::image::fold_id(name);
         let known = entities.iter().any(|e| {
             e.entity_name
                 .as_deref()
-                .is_some_and(|n| crate::manifest::fold_id(n) == folded)
+                .is_some_and(|n| crate::image::fold_id(n) == folded)
         });
         if !known {
             return Err(usage(format!(

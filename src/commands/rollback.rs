@@ -17,10 +17,10 @@ use super::{connect_for, fail, ledger_target};
 use crate::backend::{Backend, Made, is_safe_id};
 use crate::caller::{Caller, Halt, Pace, Removal};
 use crate::exit::Exit;
+use crate::image::{fold_id, person_key};
 use crate::ledger::{
     self, Entry, ImageRecord, KeyMap, LedgerError, Lock, ObjectKind, Record, Status, TargetName,
 };
-use crate::manifest::{fold_id, person_key};
 use crate::pipeline::journal::Journal;
 use crate::pipeline::recorder::{Event, Events};
 use crate::pipeline::schedule::schedule;
@@ -234,7 +234,7 @@ fn collect<T: Backend>(
                         category_id: image.category_id.to_string(),
                         person_id: image.person_id.to_string(),
                         image_url: image.image_url.to_string(),
-                        identity: image.identity().to_string(),
+                        identity: image.image_id().to_string(),
                         id: id.to_string(),
                         place,
                     },
@@ -495,7 +495,7 @@ async fn person<T: Backend>(
             &item.person_id,
             &item.image_url,
         )
-        .with_identity(&item.identity);
+        .with_identity(&crate::image::ImageId::new(&item.identity, None));
         target.stamp(&mut record, Some(&item.place));
         T::set_id(&mut record, item.id);
         record.reason = Some(format!("rollback: {}", removal.reason()));
@@ -594,5 +594,31 @@ pub async fn command(args: crate::cli::ops::RollbackArgs) -> Exit {
             })
             .await
         }
+    }
+}
+
+/// The command's flags, lowered once into its validated config.
+impl crate::cli::ops::RollbackArgs {
+    /// The validated configuration for the import's target `kind` (the ledger's).
+    pub fn config(
+        &self,
+        kind: crate::backend::TargetKind,
+    ) -> Result<RollbackConfig, crate::exit::UsageError> {
+        let connect = self.connect.settings()?;
+        let scope = match &self.run {
+            Some(run) if run.trim().is_empty() => {
+                return Err(crate::exit::UsageError::new("--run needs a run id"));
+            }
+            Some(run) => Scope::Run(crate::commands::runs::resolve(&self.ledger, run)?),
+            None => Scope::All,
+        };
+        Ok(RollbackConfig {
+            ledger: self.ledger.clone(),
+            scope,
+            yes: self.yes,
+            json: self.json,
+            pace: connect.pace(kind, crate::connect::SETTLE_MARGIN),
+            concurrency: connect.concurrency(kind),
+        })
     }
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::cli::RunArgs;
 use crate::connect;
 use crate::exit::Exit;
+use crate::image::ImageId;
 use crate::ledger::{self, LedgerError};
 use crate::pipeline::{self, Ending, RunConfig, RunError};
 use crate::plan::Rejected;
@@ -228,17 +229,18 @@ fn all_rejects(this_run: &[Rejected], ledger_path: &Path) -> Vec<Rejected> {
     let mut all = this_run.to_vec();
     let known: std::collections::HashSet<u128> = all
         .iter()
-        .map(|r| crate::manifest::image_key(&r.category_id, &r.person_id, &r.image_url))
+        .map(|r| {
+            ImageId::new(&r.image_url, r.image_key.as_deref()).key(&r.category_id, &r.person_id)
+        })
         .collect();
     if let Ok(rows) = crate::commands::failed::collect(ledger_path) {
         let earlier = rows.into_iter().filter(|r| {
             r.status == ledger::Status::Failed
                 && !r.retryable
-                && !known.contains(&crate::manifest::image_key(
-                    &r.category_id,
-                    &r.person_id,
-                    &r.image_url,
-                ))
+                && !known.contains(
+                    &ImageId::new(&r.image_url, r.image_key.as_deref())
+                        .key(&r.category_id, &r.person_id),
+                )
         });
         for r in earlier {
             all.push(Rejected {
@@ -247,6 +249,7 @@ fn all_rejects(this_run: &[Rejected], ledger_path: &Path) -> Vec<Rejected> {
                 category_id: r.category_id,
                 person_id: r.person_id,
                 image_url: r.image_url,
+                image_key: r.image_key,
                 status: r.status,
                 already_recorded: true,
             });

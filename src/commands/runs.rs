@@ -167,6 +167,16 @@ pub fn render(runs: &[RunEntry]) -> String {
     out
 }
 
+/// The command's flags, lowered once into its validated config.
+impl crate::cli::ops::RunsArgs {
+    pub fn config(&self) -> crate::commands::runs::RunsConfig {
+        crate::commands::runs::RunsConfig {
+            ledger: self.ledger.clone(),
+            json: self.json,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::exit::Exit;
+use crate::image::fold_id;
 use crate::ledger::{self as scan, Entry, View};
 use crate::ledger::{self, KeyMap, Status};
-use crate::manifest::fold_id;
 use crate::plan;
 
 /// Validated flags of `status`.
@@ -336,6 +336,26 @@ fn render_counts(counts: &Counts) -> String {
         .map(|(s, n)| format!("{} {n}", s.as_str()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The command's flags, lowered once into its validated config.
+impl crate::cli::ops::StatusArgs {
+    pub fn config(&self) -> Result<StatusConfig, crate::exit::UsageError> {
+        let ledger = crate::cli::ops::ledger_for(
+            &self.ledger,
+            &self.manifest,
+            &self.target,
+            self.sandbox,
+            "status",
+        )?;
+        Ok(StatusConfig {
+            ledger,
+            manifest: self.manifest.clone(),
+            json: self.json,
+            failed: self.failed,
+            rules: self.target.kind().rules(),
+        })
+    }
 }
 
 #[cfg(test)]

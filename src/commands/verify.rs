@@ -18,8 +18,9 @@ use crate::commands::metrics::{self, VerifyFigures};
 use crate::commands::verify_render::VerifyReport;
 use crate::commands::verify_repair;
 use crate::exit::Exit;
+use crate::image::{fold_id, person_key};
 use crate::ledger::{self, Entry, KeyMap, LedgerError, Lock, Status};
-use crate::manifest::{self, Entry as Row, ManifestError, fold_id, image_key, person_key};
+use crate::manifest::{self, Entry as Row, ManifestError};
 use crate::stop::{Stop, watch_signals};
 
 /// Validated flags of `verify`.
@@ -242,12 +243,12 @@ fn resolve(
             let Some((key, slot)) = lines.get_mut(&row.line) else {
                 continue;
             };
-            if *key != image_key(&row.category_id, &row.person_id, &row.image_url) {
+            if *key != row.image_id().key(&row.category_id, &row.person_id) {
                 return Err(changed());
             }
             *slot = Some(Expected {
                 line: row.line,
-                identity: row.identity().to_string(),
+                identity: row.image_id().to_string(),
                 category_id: row.category_id,
                 person_id: row.person_id,
                 person_name: row.person_name,
@@ -279,7 +280,7 @@ fn resolve(
         let Entry::Image(image) = entry else {
             return;
         };
-        let key = image_key(image.category_id, image.person_id, image.image_url);
+        let key = image.key();
         if image.is_mts() == ice || !wanted.contains_key(&key) {
             return;
         }
@@ -292,7 +293,7 @@ fn resolve(
                         category_id: image.category_id.to_string(),
                         person_id: image.person_id.to_string(),
                         image_url: image.image_url.to_string(),
-                        identity: image.identity().to_string(),
+                        identity: image.image_id().to_string(),
                     },
                 );
             }
@@ -409,7 +410,7 @@ fn read_ledger(
             });
             last_category = (image.category_id.to_string(), library);
         }
-        let key = image_key(image.category_id, image.person_id, image.image_url);
+        let key = image.key();
         let slot = *at.entry(key).or_insert_with(|| {
             images.push((
                 key,
@@ -473,7 +474,7 @@ fn read_manifest(
                 continue;
             }
         };
-        let key = image_key(&row.category_id, &row.person_id, &row.image_url);
+        let key = row.image_id().key(&row.category_id, &row.person_id);
         if seen.insert(key, ()).is_some() {
             inputs.duplicate_rows += 1;
             continue;
@@ -544,5 +545,41 @@ pub async fn command(args: crate::cli::ops::VerifyArgs) -> Exit {
             let target = IceBackend::new(connected.client, algorithm);
             execute(config, target, connected.endpoint).await
         }
+    }
+}
+
+/// The command's flags, lowered once into its validated config.
+impl crate::cli::ops::VerifyArgs {
+    /// The ledger: `--ledger`, else the default beside the manifest for `--target`.
+    pub fn ledger_path(&self) -> PathBuf {
+        self.ledger.clone().unwrap_or_else(|| {
+            self.target
+                .kind()
+                .default_ledger(&self.manifest, self.sandbox)
+        })
+    }
+
+    /// The validated configuration for the import's target `kind`.
+    pub fn config(
+        &self,
+        kind: crate::backend::TargetKind,
+    ) -> Result<VerifyConfig, crate::exit::UsageError> {
+        let connect = self.connect.settings()?;
+        if let Some(metrics) = &self.metrics {
+            let ledger = self.ledger_path();
+            let lock = crate::ledger::lock_path(&ledger);
+            let keep = [ledger.as_path(), lock.as_path(), self.manifest.as_path()];
+            crate::report::refuse_clobbering("--metrics", metrics, &keep)?;
+        }
+        Ok(VerifyConfig {
+            manifest: self.manifest.clone(),
+            ledger: self.ledger_path(),
+            pace: connect.pace(kind, crate::connect::SETTLE_MARGIN),
+            repair: self.repair || self.prune_duplicates,
+            prune_duplicates: self.prune_duplicates,
+            yes: self.yes,
+            json: self.json,
+            metrics: self.metrics.clone(),
+        })
     }
 }

@@ -16,8 +16,8 @@ use crate::backend::Backend;
 use crate::caller::{Caller, Halt};
 use crate::commands::drift::{Drift, Inputs};
 use crate::exit::Exit;
+use crate::image::ImageId;
 use crate::ledger::{ImageRecord, KeyMap, LedgerError, Lock, Status};
-use crate::manifest::image_key;
 use crate::pipeline::journal::Journal;
 use crate::pipeline::recorder::Event;
 
@@ -88,7 +88,10 @@ pub fn plan(drifts: &[Drift], inputs: &Inputs, prune: bool) -> RepairPlan {
             let Some(e) = orphan.line.and_then(|line| inputs.rows.get(&line)) else {
                 continue;
             };
-            adopted.insert(image_key(&library.name, &orphan.person_id, url), ());
+            adopted.insert(
+                ImageId::listed(url).key(&library.name, &orphan.person_id),
+                (),
+            );
             plan.adopt.push(Adopt {
                 line: e.line,
                 category_id: e.category_id.clone(),
@@ -160,7 +163,7 @@ pub(crate) async fn apply<T: Backend>(
     )?;
     let record = |status, category_id: &str, person_id: &str, url: &str, id: &str, key: &str| {
         let mut r = ImageRecord::new(&journal.run_id, status, category_id, person_id, url)
-            .with_identity(key);
+            .with_identity(&ImageId::new(key, None));
         target.stamp(&mut r, ctx.places.get(id));
         T::set_id(&mut r, id.to_string());
         r

@@ -22,8 +22,6 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::manifest::person_and_image_key;
-
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error(
@@ -396,8 +394,9 @@ impl Batch {
                     retryable: image.view.retryable.unwrap_or(false),
                     since,
                 };
-                let (person, key) =
-                    person_and_image_key(image.category_id, image.person_id, image.identity());
+                let (person, key) = image
+                    .image_id()
+                    .person_and_key(image.category_id, image.person_id);
                 Decoded::Image {
                     person: person as u64,
                     key,
@@ -412,7 +411,7 @@ impl Batch {
                     return;
                 };
                 Decoded::Settled {
-                    person: crate::manifest::person_key(category_id, person_id) as u64,
+                    person: crate::image::person_key(category_id, person_id) as u64,
                 }
             }
             Entry::Person(_) => return,
@@ -731,7 +730,7 @@ fn sync_parent_dir(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{image_key, person_key};
+    use crate::image::{ImageId, person_key};
 
     fn record(status: Status, url: &str) -> Vec<u8> {
         let mut out = Vec::new();
@@ -824,11 +823,11 @@ mod tests {
         bytes.extend(record(Status::Pending, "http://x/b.jpg"));
         let replay = replay_bytes(&bytes).unwrap();
         let a = replay
-            .state(image_key("lib", "alice", "http://x/a.jpg"))
+            .state(ImageId::new("http://x/a.jpg", None).key("lib", "alice"))
             .unwrap();
         assert_eq!(a.status, Status::Registered);
         let b = replay
-            .state(image_key("LIB", "ALICE", "http://x/b.jpg"))
+            .state(ImageId::new("http://x/b.jpg", None).key("LIB", "ALICE"))
             .unwrap();
         assert_eq!(b.status, Status::Pending);
         assert_eq!(

@@ -242,13 +242,13 @@ pub struct Image<'v, 'a, V = View<'a>> {
 
 impl<'a, V: LineView<'a>> Image<'_, 'a, V> {
     /// What makes the image this image: its recorded `image_key`, else its URL.
-    pub fn identity(&self) -> &str {
-        self.view.image_key().unwrap_or(self.image_url)
+    pub fn image_id(&self) -> crate::image::ImageId<'_> {
+        crate::image::ImageId::new(self.image_url, self.view.image_key())
     }
 
     /// The image's key (library, person, identity).
     pub fn key(&self) -> u128 {
-        crate::manifest::image_key(self.category_id, self.person_id, self.identity())
+        self.image_id().key(self.category_id, self.person_id)
     }
 }
 

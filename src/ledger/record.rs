@@ -150,10 +150,9 @@ impl ImageRecord {
     }
 
     /// Records the image's identity when it is not its URL as written.
-    pub fn with_identity(mut self, identity: &str) -> ImageRecord {
-        let canonical = crate::manifest::canonical_url(identity);
-        if canonical != self.image_url {
-            self.image_key = Some(canonical.into_owned());
+    pub fn with_identity(mut self, id: &crate::image::ImageId<'_>) -> ImageRecord {
+        if id.as_str() != self.image_url {
+            self.image_key = Some(id.as_str().to_owned());
         }
         self
     }

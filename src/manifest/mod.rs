@@ -17,10 +17,7 @@ use csv::{ByteRecord, Position};
 pub use encoding::{Encoding, set_default as set_default_encoding};
 pub use error::ManifestError;
 pub use header::Columns;
-pub use validate::{
-    canonical_url, fold_id, image_key, is_system_library, library_key, person_and_image_key,
-    person_key, validate_id, validate_url,
-};
+pub use validate::{is_system_library, validate_id, validate_url};
 
 /// A row that passed every check; ids, URL and name are trimmed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,8 +35,8 @@ pub struct Row {
 
 impl Row {
     /// What makes this image this image: its `image_key`, else its canonical URL.
-    pub fn identity(&self) -> &str {
-        self.image_key.as_deref().unwrap_or(&self.image_url)
+    pub fn image_id(&self) -> crate::image::ImageId<'_> {
+        crate::image::ImageId::new(&self.image_url, self.image_key.as_deref())
     }
 }
 

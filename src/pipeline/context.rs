@@ -9,7 +9,7 @@ use tokio::sync::OnceCell;
 
 use crate::backend::{Backend, Held, Person};
 use crate::caller::Caller;
-use crate::manifest::canonical_url;
+use crate::image::Locator;
 use crate::pipeline::recorder::Events;
 use crate::plan::PersonJob;
 
@@ -49,7 +49,7 @@ pub(crate) fn known(held: &[Held]) -> Known {
     for image in held {
         if let Some(url) = &image.image_url {
             known
-                .entry(canonical_url(url).into_owned())
+                .entry(Locator::listed(url).into_string())
                 .or_insert_with(|| image.id.clone());
         }
     }

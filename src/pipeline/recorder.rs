@@ -289,6 +289,7 @@ impl Counted {
                     category_id: record.category_id.clone(),
                     person_id: record.person_id.clone(),
                     image_url: record.image_url.clone(),
+                    image_key: record.image_key.clone(),
                     status: Status::Failed,
                     reason: format!(
                         "{}: {}",

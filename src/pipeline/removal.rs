@@ -12,8 +12,8 @@ use super::recorder::{Event, Note};
 use crate::api::ApiError;
 use crate::backend::{Backend, Held, is_safe_id};
 use crate::caller::{Halt, Removal};
+use crate::image::Locator;
 use crate::ledger::{ImageRecord, Record, Status, record::PersonRecord};
-use crate::manifest::canonical_url;
 use crate::plan::{DropWork, PersonJob};
 use crate::stop::StopReason;
 
@@ -147,7 +147,7 @@ pub(crate) async fn remove_copies<T: Backend>(
     let copies: Vec<(Held, String)> = held
         .iter()
         .filter_map(|h| {
-            let url = canonical_url(h.image_url.as_deref()?).into_owned();
+            let url = Locator::listed(h.image_url.as_deref()?).into_string();
             let kept = ids.get(url.as_str())?;
             let is_copy =
                 !kept.contains(&h.id.as_str()) && kept.iter().any(|k| present.contains(k));
@@ -308,7 +308,7 @@ async fn handle<T: Backend>(
         _ => {
             let held = reads.held(ctx, &place).await?;
             known(&held)
-                .get(canonical_url(&drop.image_url).as_ref())
+                .get(Locator::of(&drop.image_url).as_str())
                 .cloned()
         }
     };

@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use super::{Planned, RunError};
 use crate::backend::Backend;
 use crate::caller::Caller;
+use crate::image::{ImageId, Locator, library_key, person_key};
 use crate::ledger::{ImageRecord, Status};
-use crate::manifest::{canonical_url, library_key, person_key};
 use crate::plan::{DropWork, PersonDrops, Why};
 
 /// Reads every library the manifest names and adds, to `planned.dropped`, each image there
@@ -27,7 +27,7 @@ pub(super) async fn read_libraries<T: Backend>(
         urls.extend(
             job.images
                 .iter()
-                .map(|i| canonical_url(&i.image_url).into_owned()),
+                .map(|i| Locator::of(&i.image_url).into_string()),
         );
     }
     for person in &planned.dropped.persons {
@@ -38,7 +38,7 @@ pub(super) async fn read_libraries<T: Backend>(
             person
                 .drops
                 .iter()
-                .map(|d| canonical_url(&d.image_url).into_owned()),
+                .map(|d| Locator::of(&d.image_url).into_string()),
         );
     }
     let mut at: HashMap<u128, usize> = planned
@@ -67,7 +67,7 @@ pub(super) async fn read_libraries<T: Backend>(
                     continue;
                 }
                 let url = held.image_url.unwrap_or_default();
-                let canonical = canonical_url(&url).into_owned();
+                let canonical = Locator::listed(&url).into_string();
                 let copy = planned
                     .dropped
                     .ledger_urls
@@ -84,7 +84,7 @@ pub(super) async fn read_libraries<T: Backend>(
                     planned.dropped.persons.len() - 1
                 });
                 planned.dropped.persons[index].drops.push(DropWork {
-                    key: crate::manifest::image_key(&name, &person.person_id, &url),
+                    key: ImageId::listed(&url).key(&name, &person.person_id),
                     image_url: url,
                     image_key: None,
                     id: Some(held.id),

@@ -14,14 +14,14 @@ pub(crate) use super::context::{Context, Known, known, person};
 use super::removal::{self, Reads};
 use crate::backend::{Backend, Held};
 use crate::caller::{Created, Halt};
+use crate::image::{ImageId, Locator, fold_id};
 use crate::ledger::{ImageRecord, Record, Status};
-use crate::manifest::{canonical_url, fold_id};
 use crate::pipeline::recorder::Event;
 use crate::plan::{ImageWork, PersonJob};
 use crate::stop::StopReason;
 
 fn find<'k>(known: &'k Known, image: &ImageWork) -> Option<&'k String> {
-    known.get(canonical_url(&image.image_url).as_ref())
+    known.get(Locator::of(&image.image_url).as_str())
 }
 
 /// What the server holds for the person: from its library read once (shared with the
@@ -156,7 +156,7 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, job: PersonJob) {
             };
             outcomes
                 .ids
-                .push((canonical_url(&image.image_url).into_owned(), id.clone()));
+                .push((Locator::of(&image.image_url).into_string(), id.clone()));
             // After an unknown outcome it is recovered; otherwise it was there before: adopted.
             let mut record = registered_record(ctx, &job, image, &place, created, !image.unsettled);
             if image.unsettled {
@@ -252,7 +252,7 @@ async fn create<T: Backend>(
             outcomes.owed |= owed;
             outcomes
                 .ids
-                .push((canonical_url(url).into_owned(), created.id.clone()));
+                .push((Locator::of(url).into_string(), created.id.clone()));
             let mut record = registered_record(ctx, job, image, place, created, false);
             record.recheck = owed.then_some(true);
             ctx.events.send(Event::Outcome(record));
@@ -329,7 +329,7 @@ fn record<T: Backend>(
     status: Status,
     place: Option<&T::Place>,
 ) -> ImageRecord {
-    let identity = image.image_key.as_deref().unwrap_or(&image.image_url);
+    let identity = ImageId::new(&image.image_url, image.image_key.as_deref());
     let mut record = ImageRecord::new(
         &ctx.run_id,
         status,
@@ -337,7 +337,7 @@ fn record<T: Backend>(
         &job.person_id,
         &image.image_url,
     )
-    .with_identity(identity);
+    .with_identity(&identity);
     record.line = Some(image.line);
     if status == Status::Registered {
         record.person_name = job.person_name.clone();

@@ -10,8 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::{PersonJob, Plan};
+use crate::image::{Locator, library_key, person_key};
 use crate::ledger::{self, Entry, KeyMap, LedgerError, Replay, Status};
-use crate::manifest::{canonical_url, library_key, person_key};
 
 /// Which images a sync removes (`--sync-scope`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -195,7 +195,7 @@ pub fn collect(
             && named.contains(&library_key(image.category_id))
         {
             let person = person_key(image.category_id, image.person_id);
-            let url = canonical_url(image.image_url).into_owned();
+            let url = Locator::of(image.image_url).into_string();
             ids.insert(key, (id.to_string(), person, url));
         }
         let person = person_key(image.category_id, image.person_id) as u64;
@@ -271,7 +271,7 @@ pub fn collect(
             && state.status == Status::Registered
             && let Some(id) = &record.id
         {
-            let url = canonical_url(&record.image_url).into_owned();
+            let url = Locator::of(&record.image_url).into_string();
             slot.recheck
                 .get_or_insert_with(Vec::new)
                 .push((url, id.clone()));
@@ -361,10 +361,10 @@ impl Dropped {
             if n == 0 {
                 continue;
             }
-            let folded = crate::manifest::fold_id(&person.category_id);
+            let folded = crate::image::fold_id(&person.category_id);
             match out
                 .iter_mut()
-                .find(|(l, _)| crate::manifest::fold_id(l) == folded)
+                .find(|(l, _)| crate::image::fold_id(l) == folded)
             {
                 Some((_, total)) => *total += n,
                 None => out.push((person.category_id.trim().to_string(), n)),

@@ -42,10 +42,9 @@ pub struct SyncSettings {
 
 use std::hash::BuildHasherDefault;
 
+use crate::image::{ImageId, library_key};
 use crate::ledger::{KeyHasher, KeyMap, PersonMap, Replay, Status};
-use crate::manifest::{
-    Entry, InvalidRow, ManifestError, Row, image_key, library_key, person_and_image_key,
-};
+use crate::manifest::{Entry, InvalidRow, ManifestError, Row};
 
 /// The service refuses an eleventh face for a person.
 pub const MAX_FACES_PER_PERSON: u32 = 10;
@@ -151,6 +150,8 @@ pub struct Rejected {
     pub category_id: String,
     pub person_id: String,
     pub image_url: String,
+    /// The row's `image_key`, when it has one: with the URL, the image's identity.
+    pub image_key: Option<String>,
     pub status: Status,
     pub reason: String,
     /// The ledger already says exactly this, so the record need not be written again.
@@ -394,6 +395,7 @@ impl Planner<'_> {
                     category_id: job.category_id.clone(),
                     person_id: job.person_id.clone(),
                     image_url: image.image_url,
+                    image_key: image.image_key,
                     status: Status::Skipped,
                     reason: String::new(),
                     already_recorded: already,
@@ -454,7 +456,7 @@ impl Planner<'_> {
                 bad.reason = reason;
             }
         }
-        let key = image_key(&bad.category_id, &bad.person_id, &bad.image_url);
+        let key = ImageId::new(&bad.image_url, None).key(&bad.category_id, &bad.person_id);
         self.replay.named(key);
         let already = self
             .replay
@@ -469,6 +471,7 @@ impl Planner<'_> {
             category_id: bad.category_id,
             person_id: bad.person_id,
             image_url: bad.image_url,
+            image_key: None,
             status: Status::Invalid,
             reason,
             already_recorded: already,
@@ -476,7 +479,9 @@ impl Planner<'_> {
     }
 
     fn add(&mut self, row: Row) {
-        let (person, key) = person_and_image_key(&row.category_id, &row.person_id, row.identity());
+        let (person, key) = row
+            .image_id()
+            .person_and_key(&row.category_id, &row.person_id);
         let (state, first) = match self.replay.seen_at(key, row.line) {
             Some((state, first)) => (Some(state), first),
             None => match self.seen_images.entry(key) {
@@ -550,6 +555,7 @@ impl Planner<'_> {
                 category_id: row.category_id,
                 person_id: row.person_id,
                 image_url: row.image_url,
+                image_key: row.image_key,
                 status: Status::Skipped,
                 already_recorded: already,
             });

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::Path;
 
+use face_enroll::image::ImageId;
 use face_enroll::ledger::{self, ImageRecord, RunRecord, Status};
-use face_enroll::manifest::{Entry, Reader, Row, image_key};
+use face_enroll::manifest::{Entry, Reader, Row};
 use face_enroll::sign::percent_encode;
 use proptest::prelude::*;
 
@@ -435,7 +436,7 @@ proptest! {
         let mut expected: HashMap<u128, Status> = HashMap::new();
         for line in &lines[..complete] {
             if let GenLine::Image { category_id, person_id, image_url, status, .. } = line {
-                expected.insert(image_key(category_id, person_id, image_url), *status);
+                expected.insert(ImageId::new(image_url, None).key(category_id, person_id), *status);
             }
         }
         let got: HashMap<u128, Status> =

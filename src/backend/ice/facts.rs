@@ -6,7 +6,8 @@
 use std::future::Future;
 
 use crate::api::Page;
-use crate::manifest::{Row, fold_id};
+use crate::image::fold_id;
+use crate::manifest::Row;
 use crate::plan::Rules;
 
 /// `LibName` and `EntityName`: at most 64 bytes of UTF-8.

@@ -16,8 +16,8 @@ use tokio::sync::OnceCell;
 
 use crate::api::{Algorithm, ApiError, Client, Lib, Page};
 use crate::caller::{Caller, Halt};
+use crate::image::fold_id;
 use crate::ledger::{ImageRecord, ObjectKind, TargetName, View};
-use crate::manifest::fold_id;
 
 use super::{Backend, Held, Library, Made, Person, Placed, ServerPerson, TargetKind};
 
