@@ -17,19 +17,40 @@ pub use mts::MtsBackend;
 use crate::api::{Algorithm, ApiError};
 use crate::caller::{Caller, Halt};
 use crate::exit::UsageError;
+pub use crate::ledger::is_safe_id;
 use crate::ledger::{ImageRecord, ObjectKind, View};
 use crate::plan;
 
-/// Whether `id` can be sent in a removal: a plain id, never empty, padded, a list, or the
-/// service's `ALL` wildcard in any case or spacing (a forged or damaged ledger line must never
-/// widen a removal to a whole person or library).
-pub fn is_safe_id(id: &str) -> bool {
-    let squeezed: String = id.chars().filter(|c| !c.is_whitespace()).collect();
-    !id.is_empty()
-        && id.trim() == id
-        && !id.contains(',')
-        && !id.chars().any(char::is_control)
-        && !squeezed.eq_ignore_ascii_case("all")
+/// Removes the image `id` at `place`, once, by the server's id: an id that could widen the
+/// removal ([`is_safe_id`]) is refused before anything is sent, and after an unknown outcome
+/// or a refusal the server is read to decide whether it is gone. The one removal run, sync,
+/// late copies, `verify --prune-duplicates` and rollback use.
+pub async fn remove_by_id<B: Backend>(
+    backend: &B,
+    caller: &Caller,
+    place: &B::Place,
+    id: &str,
+) -> Result<crate::caller::Removal, Halt> {
+    if !is_safe_id(id) {
+        return Err(Halt::Refused(ApiError::with_class(
+            crate::api::ErrorClass::RowRejected,
+            None,
+            "UnsafeId",
+            format!(
+                "{id:?} is not an id that can be sent in a removal (empty, a list or a wildcard)"
+            ),
+        )));
+    }
+    caller
+        .remove_once(
+            B::REMOVE,
+            || backend.remove(place, id),
+            || async {
+                let held = backend.held(caller, place).await?;
+                Ok(held.iter().any(|h| h.id == id))
+            },
+        )
+        .await
 }
 
 /// One person as the manifest names it.
@@ -392,15 +413,5 @@ mod tests {
                 .0
                 .contains("cn-beijing")
         );
-    }
-
-    #[test]
-    fn ids_that_could_widen_a_removal_are_never_safe() {
-        for bad in [
-            "", " f1", "f1 ", "a,b", "ALL", "all", " AlL ", "A L L", "f\n1",
-        ] {
-            assert!(!is_safe_id(bad), "{bad:?}");
-        }
-        assert!(is_safe_id("7c3f0e2a-11"));
     }
 }

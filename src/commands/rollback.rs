@@ -451,16 +451,7 @@ async fn person<T: Backend>(
     let total = job.items.len() as u64;
     for (done, item) in job.items.into_iter().enumerate() {
         let id = item.id.as_str();
-        let removal = caller
-            .remove_once(
-                T::REMOVE,
-                || target.remove(&item.place, id),
-                || async {
-                    let held = target.held(caller, &item.place).await?;
-                    Ok(held.iter().any(|h| h.id == id))
-                },
-            )
-            .await;
+        let removal = crate::backend::remove_by_id(target, caller, &item.place, id).await;
         let removal = match removal {
             Ok(removal) => removal,
             Err(Halt::Stopped | Halt::Fatal) => {

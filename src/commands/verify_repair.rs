@@ -201,20 +201,7 @@ pub(crate) async fn apply<T: Backend>(
             continue;
         };
         let id = p.face_id.as_str();
-        if !crate::backend::is_safe_id(id) {
-            plan.prune_failed += 1;
-            continue;
-        }
-        let removed = caller
-            .remove_once(
-                T::REMOVE,
-                || target.remove(place, id),
-                || async {
-                    let held = target.held(caller, place).await?;
-                    Ok(held.iter().any(|h| h.id == id))
-                },
-            )
-            .await;
+        let removed = crate::backend::remove_by_id(target, caller, place, id).await;
         match removed {
             Ok(removal) => {
                 tracing::info!(id, how = removal.reason(), "extra copy removed");

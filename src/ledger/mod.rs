@@ -12,7 +12,7 @@ pub mod record;
 pub use read::{Entry, Image, ReplayView, Scanned, View, scan, scan_from};
 pub use record::{
     ImageRecord, ObjectKind, ObjectRecord, Record, RunRecord, SCHEMA_VERSION, Status, TargetName,
-    encode,
+    encode, is_safe_id,
 };
 
 use std::collections::HashMap;

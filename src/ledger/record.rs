@@ -283,6 +283,18 @@ pub fn encode(record: &Record, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+/// Whether `id` can be sent in a removal: a plain id, never empty, padded, a list, or the
+/// service's `ALL` wildcard in any case or spacing (a forged or damaged ledger line must never
+/// widen a removal to a whole person or library).
+pub fn is_safe_id(id: &str) -> bool {
+    let squeezed: String = id.chars().filter(|c| !c.is_whitespace()).collect();
+    !id.is_empty()
+        && id.trim() == id
+        && !id.contains(',')
+        && !id.chars().any(char::is_control)
+        && !squeezed.eq_ignore_ascii_case("all")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,5 +322,15 @@ mod tests {
         encode(&record, &mut out);
         let back: Record = serde_json::from_slice(&out).unwrap();
         assert_eq!(back, record);
+    }
+
+    #[test]
+    fn ids_that_could_widen_a_removal_are_never_safe() {
+        for bad in [
+            "", " f1", "f1 ", "a,b", "ALL", "all", " AlL ", "A L L", "f\n1",
+        ] {
+            assert!(!is_safe_id(bad), "{bad:?}");
+        }
+        assert!(is_safe_id("7c3f0e2a-11"));
     }
 }

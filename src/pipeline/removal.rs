@@ -202,16 +202,7 @@ async fn send_removal<T: Backend>(
     place: &T::Place,
     id: &str,
 ) -> Result<Removal, Halt> {
-    ctx.caller
-        .remove_once(
-            T::REMOVE,
-            || ctx.target.remove(place, id),
-            || async {
-                let held = ctx.target.held(&ctx.caller, place).await?;
-                Ok(held.iter().any(|h| h.id == id))
-            },
-        )
-        .await
+    crate::backend::remove_by_id(&ctx.target, &ctx.caller, place, id).await
 }
 
 /// The person's drops still to handle, in order.

@@ -525,3 +525,32 @@ async fn a_pending_left_by_a_run_that_sent_twice_is_recovered_and_its_second_cop
         "{kinds:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_one_removal_refuses_a_wildcard_or_list_id_without_sending_and_removes_a_plain_one() {
+    let fake = Fake::default();
+    let place = ("lib".to_string(), "alice".to_string());
+    let id = fake.lock().apply(&place, "http://x/a.jpg");
+    let pace = Pace {
+        qps: 100,
+        read_qps: 100,
+        remove_qps: 100,
+        scope: Scope::Action,
+        max_attempts: 3,
+        seed: Some(3),
+        settle_after: Duration::from_secs(11),
+    };
+    let caller = Caller::new(pace, Arc::new(Stop::default()));
+    for bad in ["ALL", " all ", "a,b", ""] {
+        let refused = crate::backend::remove_by_id(&fake, &caller, &place, bad).await;
+        assert!(
+            matches!(&refused, Err(Halt::Refused(e)) if e.code() == "UnsafeId"),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(fake.lock().removes, 0, "nothing is sent for an unsafe id");
+    let removed = crate::backend::remove_by_id(&fake, &caller, &place, &id).await;
+    assert!(matches!(removed, Ok(crate::caller::Removal::Removed)));
+    assert_eq!(fake.lock().removes, 1);
+    assert_eq!(fake.lock().copies("http://x/a.jpg"), 0);
+}

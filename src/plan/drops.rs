@@ -286,7 +286,7 @@ pub fn collect(
         }
         if remove
             && let Some(id) = &record.id
-            && !crate::backend::is_safe_id(id)
+            && !crate::ledger::is_safe_id(id)
         {
             dropped.unsafe_ids.push(format!(
                 "{} / {} {}: {id:?}",
