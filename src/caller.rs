@@ -13,10 +13,8 @@ use std::time::Duration;
 use crate::api::{ApiError, ErrorClass};
 use crate::clock::{self, Jitter};
 use crate::exit::Exit;
-use std::collections::HashMap;
-use std::sync::Mutex;
 
-use crate::pacer::{Pacer, PacerSet, Scope};
+use crate::pacer::{Budgets, Pacer, Scope};
 use crate::retry::{Policy, Verdict};
 use crate::stop::Stop;
 
@@ -78,22 +76,6 @@ impl Tally {
     }
 }
 
-/// A pacer shared by every operation (account scope) or one operation's own.
-enum PacerRef<'a> {
-    Shared(&'a Pacer),
-    Own(Arc<Pacer>),
-}
-
-impl std::ops::Deref for PacerRef<'_> {
-    type Target = Pacer;
-    fn deref(&self) -> &Pacer {
-        match self {
-            PacerRef::Shared(pacer) => pacer,
-            PacerRef::Own(pacer) => pacer,
-        }
-    }
-}
-
 /// A create that succeeded, or was found applied after an unknown outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Created {
@@ -149,11 +131,8 @@ pub struct Pace {
 }
 
 pub struct Caller {
-    /// Account scope: one shared window. Action scope: one pacer per operation (each API
-    /// page states its own limit), made on first use with its class's budget.
-    pacers: PacerSet,
-    per_operation: Option<Mutex<HashMap<&'static str, Arc<Pacer>>>>,
-    budgets: [u32; 3],
+    /// Which pacer each call takes its permit from.
+    budgets: Budgets,
     policy: Policy,
     jitter: Jitter,
     stop: Arc<Stop>,
@@ -161,23 +140,18 @@ pub struct Caller {
     settle_after: Duration,
     /// Attempts that failed to connect in a row; `u64::MAX` once anything was answered.
     unconnected: AtomicU64,
-    /// Set when another process may have used every budget's window up to then.
-    busy_until: std::sync::OnceLock<tokio::time::Instant>,
 }
 
 impl Caller {
     pub fn new(pace: Pace, stop: Arc<Stop>) -> Caller {
         Caller {
-            pacers: PacerSet::new(pace.scope, pace.qps, pace.read_qps, pace.remove_qps),
-            per_operation: (pace.scope == Scope::Action).then(Default::default),
-            budgets: [pace.qps, pace.read_qps, pace.remove_qps],
+            budgets: Budgets::new(pace.scope, pace.qps, pace.read_qps, pace.remove_qps),
             policy: Policy::new(pace.max_attempts.max(1)),
             jitter: Jitter::from_seed(pace.seed),
             stop,
             tally: Arc::new(Tally::default()),
             settle_after: pace.settle_after,
             unconnected: AtomicU64::new(0),
-            busy_until: std::sync::OnceLock::new(),
         }
     }
 
@@ -185,16 +159,7 @@ impl Caller {
     /// that was killed): every operation's first request waits until a window after now, so no
     /// sliding second holds its requests and ours together.
     pub fn assume_busy_window(&self) {
-        let now = clock::instant();
-        let _ = self.busy_until.set(now);
-        for class in Action::ALL {
-            self.pacers.for_action(class).assume_full_window(now);
-        }
-        if let Some(map) = &self.per_operation {
-            for pacer in map.lock().unwrap_or_else(|p| p.into_inner()).values() {
-                pacer.assume_full_window(now);
-            }
-        }
+        self.budgets.assume_full_window(clock::instant());
     }
 
     pub fn stop(&self) -> &Arc<Stop> {
@@ -401,27 +366,8 @@ impl Caller {
     }
 
     /// The pacer of operation `name` (of class `action`).
-    fn pacer(&self, action: Action, name: &'static str) -> PacerRef<'_> {
-        let Some(map) = &self.per_operation else {
-            return PacerRef::Shared(self.pacers.for_action(action));
-        };
-        let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-        let budget = self.budgets[match action {
-            Action::Create => 0,
-            Action::Read => 1,
-            Action::Remove => 2,
-        }];
-        PacerRef::Own(
-            map.entry(name)
-                .or_insert_with(|| {
-                    let pacer = Pacer::new(budget);
-                    if let Some(&since) = self.busy_until.get() {
-                        pacer.assume_full_window(since);
-                    }
-                    Arc::new(pacer)
-                })
-                .clone(),
-        )
+    fn pacer(&self, action: Action, name: &'static str) -> Arc<Pacer> {
+        self.budgets.pacer(action, name)
     }
 
     /// Judges a failed attempt and waits before the next; `Ok(true)` when the attempt's outcome
