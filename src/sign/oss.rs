@@ -1,12 +1,14 @@
 //! OSS signatures (api-notes §11), shared by the client and the sandbox: V4
 //! (`OSS4-HMAC-SHA256`) presigned GET links and header-signed object requests, which the client
-//! writes; `oss://BUCKET/KEY` and the URLs of OSS objects in [`object`].
+//! writes; their verification, and V1 presigned links (recognised, never written), in [`verify`];
+//! `oss://BUCKET/KEY` and the URLs of OSS objects in [`object`].
 //!
 //! Everything here is pure: the signing time is a parameter, nothing is sent. The known-answer
 //! vectors in `tests/data/oss-signing.json` (the official SDKs' signing code and the published
 //! example) pin it down.
 
 pub mod object;
+pub mod verify;
 
 use std::fmt;
 
@@ -16,6 +18,9 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 pub use object::{Endpoint, EndpointError, ObjectError, OssObject};
+pub use verify::{
+    Received, Rejection, verify_header_signed, verify_presigned, verify_v1_presigned,
+};
 
 use super::percent_encode;
 
