@@ -1,8 +1,11 @@
 //! Request signatures, shared by the client and the sandbox: RPC v1 (HMAC-SHA1, [`v1`]) and
 //! ACS3-HMAC-SHA256 ([`v3`]). Both encode and sort the query the same way, which lives here.
+//! OSS objects have their own ([`oss`]: V4 links and headers, V1 links recognised).
 //!
-//! The rules are in api-notes §3 and §8; the known-answer vectors in `tests/data` pin them down.
+//! The rules are in api-notes §3, §8 and §11; the known-answer vectors in `tests/data` pin them
+//! down.
 
+pub mod oss;
 pub mod v1;
 pub mod v3;
 
