@@ -47,22 +47,19 @@ pub enum OpsError {
 }
 
 impl OpsError {
-    /// 4 when another process holds the ledger's lock, else 2.
+    /// A ledger failure's own code (`From<&LedgerError>`); anything else is a usage error.
     pub fn exit(&self) -> Exit {
         match self {
-            OpsError::Ledger(LedgerError::Locked { .. }) => Exit::Locked,
+            OpsError::Ledger(e) => e.into(),
             _ => Exit::Usage,
         }
     }
 }
 
-/// Prints a ledger error and picks its exit code: 4 when another process holds the lock.
+/// Prints a ledger error and picks its exit code (`From<&LedgerError>`).
 pub(crate) fn ledger_failure(error: &LedgerError) -> Exit {
     crate::say!("face-enroll: {error}");
-    match error {
-        LedgerError::Locked { .. } => Exit::Locked,
-        _ => Exit::Usage,
-    }
+    error.into()
 }
 
 /// Runs blocking file work off the async threads; a panic there is an internal error.

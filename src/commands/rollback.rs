@@ -111,6 +111,15 @@ enum CollectError {
     NoSuchRun { ledger: String, run: String },
 }
 
+impl CollectError {
+    fn exit(&self) -> Exit {
+        match self {
+            CollectError::Ledger(e) => e.into(),
+            CollectError::NoSuchRun { .. } => Exit::Usage,
+        }
+    }
+}
+
 /// `connect` is called only with `--yes`: printing the plan needs no credentials.
 pub async fn execute<T: Backend>(
     config: RollbackConfig,
@@ -133,7 +142,7 @@ pub async fn execute<T: Backend>(
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             crate::say!("face-enroll: {e}");
-            return Exit::Usage;
+            return e.exit();
         }
         Err(e) => {
             crate::say!("face-enroll: internal error: {e}");

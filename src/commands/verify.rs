@@ -46,6 +46,15 @@ enum LoadError {
     Changed(PathBuf),
 }
 
+impl LoadError {
+    fn exit(&self) -> Exit {
+        match self {
+            LoadError::Ledger(e) => e.into(),
+            LoadError::Manifest(_) | LoadError::Changed(_) => Exit::Usage,
+        }
+    }
+}
+
 pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: String) -> Exit {
     let writes = (config.repair || config.prune_duplicates) && config.yes;
     // A manifest path that names nothing is refused before the ledger is locked (and created,
@@ -69,7 +78,7 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
         Ok(Ok(inputs)) => inputs,
         Ok(Err(e)) => {
             crate::say!("face-enroll: {e}");
-            return finish_early(&config, Exit::Usage);
+            return finish_early(&config, e.exit());
         }
         Err(e) => {
             crate::say!("face-enroll: internal error: {e}");
@@ -92,7 +101,7 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
         Ok(Ok(both)) => both,
         Ok(Err(e)) => {
             crate::say!("face-enroll: {e}");
-            return finish_early(&config, Exit::Usage);
+            return finish_early(&config, e.exit());
         }
         Err(e) => {
             crate::say!("face-enroll: internal error: {e}");

@@ -84,6 +84,25 @@ pub enum LedgerError {
     Locked { path: PathBuf, holder: String },
 }
 
+/// The one exit code of each ledger failure, whichever command met it (README, "Exit codes").
+/// No wildcard: a new variant must choose its code here.
+impl From<&LedgerError> for crate::exit::Exit {
+    fn from(error: &LedgerError) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match error {
+            LedgerError::Locked { .. } => Exit::Locked,
+            // Requests may have been sent: what was recorded is safe, the next run settles.
+            LedgerError::Write { .. } | LedgerError::Replaced { .. } => Exit::LedgerFailed,
+            // A ledger the user named that cannot be used: nothing was sent because of it.
+            LedgerError::Open { .. }
+            | LedgerError::Read { .. }
+            | LedgerError::Corrupt { .. }
+            | LedgerError::TooNew { .. }
+            | LedgerError::NotAFile { .. } => Exit::Usage,
+        }
+    }
+}
+
 /// What an image's last record says, kept small (8 bytes; 32 with its key in the replay's
 /// map): a million images fit in tens of megabytes. Per-person figures live beside it, in maps
 /// that grow with persons.
@@ -732,6 +751,51 @@ fn sync_parent_dir(path: &Path) {
 mod tests {
     use super::*;
     use crate::manifest::{image_key, person_key};
+
+    #[test]
+    fn a_ledger_failure_maps_to_locked_ledger_failed_or_usage_by_what_went_wrong() {
+        use crate::exit::Exit;
+        let path = PathBuf::from("l.jsonl");
+        let io = || std::io::Error::other("x");
+        let exits: Vec<i32> = [
+            LedgerError::Locked {
+                path: path.clone(),
+                holder: "pid 1".into(),
+            },
+            LedgerError::Write {
+                path: path.clone(),
+                source: io(),
+            },
+            LedgerError::Replaced {
+                path: path.clone(),
+                recovery: Err("x".into()),
+            },
+            LedgerError::Open {
+                path: path.clone(),
+                source: io(),
+            },
+            LedgerError::Read {
+                path: path.clone(),
+                source: io(),
+            },
+            LedgerError::Corrupt {
+                path: path.clone(),
+                line: 2,
+                column: 1,
+                problem: "x".into(),
+            },
+            LedgerError::TooNew {
+                path: path.clone(),
+                line: 1,
+                version: 9,
+            },
+            LedgerError::NotAFile { path },
+        ]
+        .iter()
+        .map(|e| Exit::from(e).code())
+        .collect();
+        assert_eq!(exits, [4, 7, 7, 2, 2, 2, 2, 2]);
+    }
 
     fn record(status: Status, url: &str) -> Vec<u8> {
         let mut out = Vec::new();
