@@ -120,16 +120,8 @@ pub struct RunResult {
     pub rejected: Vec<Rejected>,
 }
 
-/// Reads and plans without sending anything (the `check` command, and the first half of `run`).
-pub fn plan_from_files(
-    manifest_path: &std::path::Path,
-    replay: &Replay,
-    options: plan::Options,
-) -> Result<Plan, ManifestError> {
-    plan_files_with(manifest_path, replay, options, plan::Rules::MTS)
-}
-
-/// [`plan_from_files`] under one target's rules.
+/// Reads and plans under one target's rules without sending anything (the `check` command,
+/// and the first half of `run`).
 pub fn plan_files_with(
     manifest_path: &std::path::Path,
     replay: &Replay,
