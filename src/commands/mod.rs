@@ -3,7 +3,8 @@
 //! an import by FaceId), and the metrics file the cron kit reads.
 //!
 //! They read the ledger by streaming it (`scan`), call the service through the same pacer and
-//! retry policy as `run` (`calls`), and write to the ledger only under its lock (`Journal`).
+//! retry policy as `run` (`crate::caller`), and write to the ledger only under its lock
+//! (`Journal`).
 
 pub mod check;
 pub mod completions;
@@ -70,6 +71,14 @@ pub(crate) async fn blocking<T: Send + 'static>(
         Ok(result) => result,
         Err(e) => Err(OpsError::Internal(e.to_string())),
     }
+}
+
+/// Writes a command's output to stdout, through one lock. A reader that went away
+/// (`face-enroll verify … | head -1`) ends the output quietly: `print!` would panic.
+pub(crate) fn print_out(text: impl AsRef<[u8]>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_ref()).and_then(|()| out.flush());
 }
 
 pub(crate) fn fail(message: impl std::fmt::Display) -> Exit {

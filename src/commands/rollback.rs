@@ -149,7 +149,7 @@ pub async fn execute<T: Backend>(
             return Exit::Usage;
         }
     };
-    print!("{}", render_plan::<T>(&config, &collected));
+    super::print_out(render_plan::<T>(&config, &collected));
     let Some(lock) = lock else {
         if collected.images + collected.made.len() > 0 {
             crate::say!(
@@ -555,10 +555,7 @@ fn finish(
     }
     let summary = serde_json::to_value(&report).unwrap_or_default();
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
+        super::print_out(&(serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"));
     }
     crate::say!(
         "rollback: {outcome} (exit {}): removed {}, already gone {}, failed {}, left {} of {images}; \

@@ -518,12 +518,9 @@ fn read_manifest(
 
 fn print_report(report: &VerifyReport, json: bool) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(report).unwrap_or_default()
-        );
+        super::print_out(&(serde_json::to_string_pretty(report).unwrap_or_default() + "\n"));
     } else {
-        print!("{}", super::verify_render::render(report));
+        super::print_out(super::verify_render::render(report));
     }
 }
 
