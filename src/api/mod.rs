@@ -604,20 +604,7 @@ fn new_nonce() -> String {
 
 /// Now, UTC, `YYYY-MM-DDThh:mm:ssZ` (no fractions: the services refuse them).
 fn timestamp_now() -> String {
-    format_timestamp(crate::clock::now_utc())
-}
-
-fn format_timestamp(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    crate::clock::seconds_text(crate::clock::now_utc())
 }
 
 #[cfg(test)]
@@ -871,7 +858,7 @@ mod tests {
     #[test]
     fn timestamps_are_utc_seconds_with_a_z() {
         let t = time::macros::datetime!(2015-05-14 17:03:45.123 +08:00);
-        assert_eq!(format_timestamp(t), "2015-05-14T09:03:45Z");
+        assert_eq!(crate::clock::seconds_text(t), "2015-05-14T09:03:45Z");
         assert_eq!(timestamp_now().len(), 20);
     }
 
