@@ -569,8 +569,7 @@ fn finish(
         report.libs_deleted.len()
     );
     if let Err(e) = journal.finish(outcome, exit, summary) {
-        crate::say!("face-enroll: {e}");
-        return Exit::Usage;
+        return super::ledger_failure(&e);
     }
     exit
 }

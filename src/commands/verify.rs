@@ -160,10 +160,7 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
         };
         match verify_repair::apply(lock, context, plan, &caller, &target).await {
             Ok(applied) => exit = applied,
-            Err(e) => {
-                crate::say!("face-enroll: {e}");
-                return finish_early(&config, Exit::Usage);
-            }
+            Err(e) => return finish_early(&config, super::ledger_failure(&e)),
         }
         crate::say!("{}", verify_repair::render_applied(plan));
         if let Some(error) = stop.take_fatal() {
