@@ -18,12 +18,13 @@ use crate::backend::{Backend, Made, is_safe_id};
 use crate::caller::{Caller, Halt, Pace, Removal};
 use crate::exit::Exit;
 use crate::ledger::{
-    self, Entry, ImageRecord, KeyMap, LedgerError, Lock, ObjectKind, Record, Status, TargetName,
+    self, Entry, ImageRecord, KeyMap, LedgerError, ObjectKind, Record, Status, TargetName,
 };
 use crate::manifest::{fold_id, person_key};
-use crate::pipeline::journal::Journal;
+use crate::pipeline::journal::{self, Journal, Missing};
 use crate::pipeline::recorder::{Event, Events};
 use crate::pipeline::schedule::schedule;
+use crate::report::ProgressMode;
 use crate::stop::{Stop, watch_signals};
 
 /// Which images to remove.
@@ -73,6 +74,12 @@ struct Collected<P> {
     /// Registered images whose id may not be sent (empty, padded, a wildcard).
     unsafe_ids: Vec<String>,
     torn_tail: u64,
+}
+
+impl<P> journal::Read for Collected<P> {
+    fn torn_tail(&self) -> u64 {
+        self.torn_tail
+    }
 }
 
 #[derive(Default)]
@@ -126,19 +133,19 @@ pub async fn execute<T: Backend>(
     name: TargetName,
     connect: impl AsyncFnOnce() -> Result<(T, String), Exit>,
 ) -> Exit {
-    let lock = if config.yes {
-        // A rollback only ever changes a ledger that records something: a mistyped path is an
-        // error, never a new empty ledger.
-        match Lock::acquire_existing(&config.ledger) {
-            Ok(lock) => Some(lock),
-            Err(e) => return super::ledger_failure(&e),
+    let (path, scope, yes) = (config.ledger.clone(), config.scope.clone(), config.yes);
+    let collected = tokio::task::spawn_blocking(move || {
+        let collect = |path: &Path| collect::<T>(path, &scope, name);
+        if !yes {
+            return collect(&path).map(|c| (c, None));
         }
-    } else {
-        None
-    };
-    let (path, scope) = (config.ledger.clone(), config.scope.clone());
-    let collected = tokio::task::spawn_blocking(move || collect::<T>(&path, &scope, name)).await;
-    let collected = match collected {
+        // Read under the lock, so what is removed is what the ledger says. A rollback only ever
+        // changes a ledger that records something: a mistyped path is an error, never a new
+        // empty ledger.
+        Journal::begin(&path, Missing::Refuse, collect).map(|(c, begun)| (c, Some(begun)))
+    })
+    .await;
+    let (collected, begun) = match collected {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             crate::say!("face-enroll: {e}");
@@ -150,7 +157,7 @@ pub async fn execute<T: Backend>(
         }
     };
     super::print_out(render_plan::<T>(&config, &collected));
-    let Some(lock) = lock else {
+    let Some(begun) = begun else {
         if collected.images + collected.made.len() > 0 {
             crate::say!(
                 "face-enroll: nothing changed: add --yes to {} these {}",
@@ -170,11 +177,10 @@ pub async fn execute<T: Backend>(
     let stop = Arc::new(Stop::default());
     let caller = Arc::new(Caller::new(config.pace, stop.clone()));
     let start = Journal::start_record("rollback", &endpoint, target.kind());
-    let journal = match Journal::open(
-        lock,
-        &config.ledger,
-        collected.torn_tail,
+    let journal = match begun.open(
         start,
+        ProgressMode::Off,
+        0,
         caller.tally().clone(),
         stop.clone(),
     ) {

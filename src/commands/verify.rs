@@ -18,8 +18,9 @@ use crate::commands::metrics::{self, VerifyFigures};
 use crate::commands::verify_render::VerifyReport;
 use crate::commands::verify_repair;
 use crate::exit::Exit;
-use crate::ledger::{self, Entry, KeyMap, LedgerError, Lock, Status};
+use crate::ledger::{self, Entry, KeyMap, LedgerError, Status};
 use crate::manifest::{self, Entry as Row, ManifestError, fold_id, image_key, person_key};
+use crate::pipeline::journal::{self, Journal, Missing};
 use crate::stop::{Stop, watch_signals};
 
 /// Validated flags of `verify`.
@@ -46,6 +47,12 @@ enum LoadError {
     Changed(PathBuf),
 }
 
+impl journal::Read for crate::commands::drift::Inputs {
+    fn torn_tail(&self) -> u64 {
+        self.torn_tail
+    }
+}
+
 impl LoadError {
     fn exit(&self) -> Exit {
         match self {
@@ -63,19 +70,19 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
         crate::say!("face-enroll: {e}");
         return finish_early(&config, Exit::Usage);
     }
-    // Locked before reading, so what is read is what the repair is based on.
-    let lock = if writes {
-        match Lock::acquire(&config.ledger) {
-            Ok(lock) => Some(lock),
-            Err(e) => return finish_early(&config, super::ledger_failure(&e)),
-        }
-    } else {
-        None
-    };
     let kind = target.kind();
     let (manifest, ledger) = (config.manifest.clone(), config.ledger.clone());
-    let inputs = match tokio::task::spawn_blocking(move || load(&manifest, &ledger, kind)).await {
-        Ok(Ok(inputs)) => inputs,
+    let loaded = tokio::task::spawn_blocking(move || {
+        let load = |ledger: &Path| load(&manifest, ledger, kind);
+        if !writes {
+            return load(&ledger).map(|inputs| (inputs, None));
+        }
+        // Locked before reading, so what is read is what the repair is based on.
+        Journal::begin(&ledger, Missing::Create, load).map(|(inputs, begun)| (inputs, Some(begun)))
+    })
+    .await;
+    let (inputs, begun) = match loaded {
+        Ok(Ok(loaded)) => loaded,
         Ok(Err(e)) => {
             crate::say!("face-enroll: {e}");
             return finish_early(&config, e.exit());
@@ -148,17 +155,15 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
     print_report(&report, config.json);
     let mut exit = exit;
     // An empty repair leaves the ledger untouched: no run records for nothing.
-    if let (Some(lock), Some(plan)) = (lock, report.repair.as_mut())
+    if let (Some(begun), Some(plan)) = (begun, report.repair.as_mut())
         && !plan.is_empty()
     {
         let context = verify_repair::Context {
-            ledger: &config.ledger,
-            torn_tail: inputs.torn_tail,
             endpoint: &endpoint,
             exit,
             places: &places,
         };
-        match verify_repair::apply(lock, context, plan, &caller, &target).await {
+        match verify_repair::apply(begun, context, plan, &caller, &target).await {
             Ok(applied) => exit = applied,
             Err(e) => return finish_early(&config, super::ledger_failure(&e)),
         }
