@@ -45,9 +45,7 @@ fn usage_error(e: clap::Error) -> ! {
     let is_error = e.use_stderr();
     if json && is_error {
         let line = serde_json::json!({
-            "timestamp": face_enroll::clock::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
+            "timestamp": face_enroll::clock::now_rfc3339(),
             "level": "ERROR",
             "fields": { "message": e.render().to_string().trim_end() },
         });

@@ -604,20 +604,7 @@ fn new_nonce() -> String {
 
 /// Now, UTC, `YYYY-MM-DDThh:mm:ssZ` (no fractions: the services refuse them).
 fn timestamp_now() -> String {
-    format_timestamp(crate::clock::now_utc())
-}
-
-fn format_timestamp(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    crate::clock::seconds_text(crate::clock::now_utc())
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! `face-enroll check`: reads the manifest and the ledger, sends nothing, and says what a run
 //! would do (and, with `--sync`, what it would remove).
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::cli::CheckArgs;
@@ -62,7 +61,7 @@ pub async fn command(args: CheckArgs) -> Exit {
         }
         text
     };
-    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    super::print_out(&out);
     if too_many {
         Exit::TooManyRemovals
     } else if plan.counts.invalid + plan.counts.over_limit > 0 {

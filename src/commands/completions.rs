@@ -1,8 +1,6 @@
 //! `face-enroll completions`: shell completion scripts from the flag definitions, with two
 //! faults of clap_complete's bash script mended.
 
-use std::io::Write;
-
 use crate::exit::Exit;
 
 pub fn command(args: crate::cli::ops::CompletionsArgs) -> Exit {
@@ -13,7 +11,7 @@ pub fn command(args: crate::cli::ops::CompletionsArgs) -> Exit {
         command.build();
         script = fix_bash(&String::from_utf8_lossy(&script), &command).into_bytes();
     }
-    let _ = std::io::stdout().lock().write_all(&script);
+    super::print_out(&script);
     Exit::Success
 }
 

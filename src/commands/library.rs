@@ -1,7 +1,6 @@
 //! `face-enroll lib …`: ICE custom recognition libraries by hand. Everything is checked before
 //! the first request; listings follow every page; `--json` prints what scripts need.
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
@@ -85,15 +84,9 @@ async fn connect(connection: &Connection, algorithm: Algorithm) -> Result<Sessio
     })
 }
 
-fn print(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
-}
-
 fn print_json(value: &Value) {
     let text = serde_json::to_string_pretty(value).unwrap_or_default();
-    print(&format!("{text}\n"));
+    super::print_out(format!("{text}\n"));
 }
 
 /// `lib create`: not idempotent, so an unknown outcome is settled by listing before resending:
@@ -145,7 +138,7 @@ async fn create(args: CreateArgs) -> Outcome {
     if args.connection.json {
         print_json(&json!({ "LibId": created.id, "RequestId": request_id }));
     } else {
-        print(&format!("{}\n", created.id));
+        super::print_out(format!("{}\n", created.id));
     }
     Ok(())
 }
@@ -249,7 +242,7 @@ fn show(connection: &Connection, header: &str, rows: Vec<[(&str, Option<&str>); 
         text.push_str(&cells.join("\t"));
         text.push('\n');
     }
-    print(&text);
+    super::print_out(&text);
 }
 
 fn show_libs(connection: &Connection, libs: &[Lib]) {

@@ -3,7 +3,8 @@
 //! an import by FaceId), and the metrics file the cron kit reads.
 //!
 //! They read the ledger by streaming it (`scan`), call the service through the same pacer and
-//! retry policy as `run` (`calls`), and write to the ledger only under its lock (`Journal`).
+//! retry policy as `run` (`crate::caller`), and write to the ledger only under its lock
+//! (`Journal`).
 
 pub mod check;
 pub mod completions;
@@ -47,22 +48,19 @@ pub enum OpsError {
 }
 
 impl OpsError {
-    /// 4 when another process holds the ledger's lock, else 2.
+    /// A ledger failure's own code (`From<&LedgerError>`); anything else is a usage error.
     pub fn exit(&self) -> Exit {
         match self {
-            OpsError::Ledger(LedgerError::Locked { .. }) => Exit::Locked,
+            OpsError::Ledger(e) => e.into(),
             _ => Exit::Usage,
         }
     }
 }
 
-/// Prints a ledger error and picks its exit code: 4 when another process holds the lock.
+/// Prints a ledger error and picks its exit code (`From<&LedgerError>`).
 pub(crate) fn ledger_failure(error: &LedgerError) -> Exit {
     crate::say!("face-enroll: {error}");
-    match error {
-        LedgerError::Locked { .. } => Exit::Locked,
-        _ => Exit::Usage,
-    }
+    error.into()
 }
 
 /// Runs blocking file work off the async threads; a panic there is an internal error.
@@ -73,6 +71,14 @@ pub(crate) async fn blocking<T: Send + 'static>(
         Ok(result) => result,
         Err(e) => Err(OpsError::Internal(e.to_string())),
     }
+}
+
+/// Writes a command's output to stdout, through one lock. A reader that went away
+/// (`face-enroll verify … | head -1`) ends the output quietly: `print!` would panic.
+pub(crate) fn print_out(text: impl AsRef<[u8]>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_ref()).and_then(|()| out.flush());
 }
 
 pub(crate) fn fail(message: impl std::fmt::Display) -> Exit {

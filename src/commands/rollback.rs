@@ -19,11 +19,12 @@ use crate::caller::{Caller, Halt, Pace, Removal};
 use crate::exit::Exit;
 use crate::image::{fold_id, person_key};
 use crate::ledger::{
-    self, Entry, ImageRecord, KeyMap, LedgerError, Lock, ObjectKind, Record, Status, TargetName,
+    self, Entry, ImageRecord, KeyMap, LedgerError, ObjectKind, Record, Status, TargetName,
 };
-use crate::pipeline::journal::Journal;
+use crate::pipeline::journal::{self, Journal, Missing};
 use crate::pipeline::recorder::{Event, Events};
 use crate::pipeline::schedule::schedule;
+use crate::report::ProgressMode;
 use crate::stop::{Stop, watch_signals};
 
 /// Which images to remove.
@@ -75,6 +76,12 @@ struct Collected<P> {
     torn_tail: u64,
 }
 
+impl<P> journal::Read for Collected<P> {
+    fn torn_tail(&self) -> u64 {
+        self.torn_tail
+    }
+}
+
 #[derive(Default)]
 struct Counts {
     removed: AtomicU64,
@@ -111,37 +118,46 @@ enum CollectError {
     NoSuchRun { ledger: String, run: String },
 }
 
+impl CollectError {
+    fn exit(&self) -> Exit {
+        match self {
+            CollectError::Ledger(e) => e.into(),
+            CollectError::NoSuchRun { .. } => Exit::Usage,
+        }
+    }
+}
+
 /// `connect` is called only with `--yes`: printing the plan needs no credentials.
 pub async fn execute<T: Backend>(
     config: RollbackConfig,
     name: TargetName,
     connect: impl AsyncFnOnce() -> Result<(T, String), Exit>,
 ) -> Exit {
-    let lock = if config.yes {
-        // A rollback only ever changes a ledger that records something: a mistyped path is an
-        // error, never a new empty ledger.
-        match Lock::acquire_existing(&config.ledger) {
-            Ok(lock) => Some(lock),
-            Err(e) => return super::ledger_failure(&e),
+    let (path, scope, yes) = (config.ledger.clone(), config.scope.clone(), config.yes);
+    let collected = tokio::task::spawn_blocking(move || {
+        let collect = |path: &Path| collect::<T>(path, &scope, name);
+        if !yes {
+            return collect(&path).map(|c| (c, None));
         }
-    } else {
-        None
-    };
-    let (path, scope) = (config.ledger.clone(), config.scope.clone());
-    let collected = tokio::task::spawn_blocking(move || collect::<T>(&path, &scope, name)).await;
-    let collected = match collected {
+        // Read under the lock, so what is removed is what the ledger says. A rollback only ever
+        // changes a ledger that records something: a mistyped path is an error, never a new
+        // empty ledger.
+        Journal::begin(&path, Missing::Refuse, collect).map(|(c, begun)| (c, Some(begun)))
+    })
+    .await;
+    let (collected, begun) = match collected {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             crate::say!("face-enroll: {e}");
-            return Exit::Usage;
+            return e.exit();
         }
         Err(e) => {
             crate::say!("face-enroll: internal error: {e}");
             return Exit::Usage;
         }
     };
-    print!("{}", render_plan::<T>(&config, &collected));
-    let Some(lock) = lock else {
+    super::print_out(render_plan::<T>(&config, &collected));
+    let Some(begun) = begun else {
         if collected.images + collected.made.len() > 0 {
             crate::say!(
                 "face-enroll: nothing changed: add --yes to {} these {}",
@@ -161,11 +177,10 @@ pub async fn execute<T: Backend>(
     let stop = Arc::new(Stop::default());
     let caller = Arc::new(Caller::new(config.pace, stop.clone()));
     let start = Journal::start_record("rollback", &endpoint, target.kind());
-    let journal = match Journal::open(
-        lock,
-        &config.ledger,
-        collected.torn_tail,
+    let journal = match begun.open(
         start,
+        ProgressMode::Off,
+        0,
         caller.tally().clone(),
         stop.clone(),
     ) {
@@ -537,10 +552,7 @@ fn finish(
     }
     let summary = serde_json::to_value(&report).unwrap_or_default();
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
+        super::print_out(&(serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"));
     }
     crate::say!(
         "rollback: {outcome} (exit {}): removed {}, already gone {}, failed {}, left {} of {images}; \
@@ -554,8 +566,7 @@ fn finish(
         report.libs_deleted.len()
     );
     if let Err(e) = journal.finish(outcome, exit, summary) {
-        crate::say!("face-enroll: {e}");
-        return Exit::Usage;
+        return super::ledger_failure(&e);
     }
     exit
 }

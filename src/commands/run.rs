@@ -7,7 +7,7 @@ use crate::cli::RunArgs;
 use crate::connect;
 use crate::exit::Exit;
 use crate::image::ImageId;
-use crate::ledger::{self, LedgerError};
+use crate::ledger;
 use crate::pipeline::{self, Ending, RunConfig, RunError};
 use crate::plan::Rejected;
 use crate::sandbox::{Sandbox, SandboxConfig};
@@ -93,14 +93,7 @@ async fn run(args: RunArgs) -> Exit {
     }
     match result {
         Ok(done) => finish_run(&args, done),
-        Err(RunError::Ledger(e @ LedgerError::Locked { .. })) => {
-            crate::say!("face-enroll: {e}");
-            Exit::Locked
-        }
-        Err(RunError::Ledger(e @ (LedgerError::Write { .. } | LedgerError::Replaced { .. }))) => {
-            crate::say!("face-enroll: {e}");
-            Exit::LedgerFailed
-        }
+        Err(RunError::Ledger(e)) => super::ledger_failure(&e),
         Err(e) => fail(e),
     }
 }

@@ -138,7 +138,7 @@ pub async fn execute(config: RunsConfig) -> Exit {
     } else {
         render(&runs)
     };
-    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    super::print_out(&text);
     Exit::Success
 }
 

@@ -117,7 +117,7 @@ pub async fn execute(config: StatusConfig) -> Exit {
     } else {
         render(&report)
     };
-    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    super::print_out(&text);
     Exit::Success
 }
 
@@ -136,7 +136,7 @@ async fn list_failed(config: StatusConfig) -> Exit {
     } else {
         super::failed::render(&rows)
     };
-    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    super::print_out(&text);
     Exit::Success
 }
 

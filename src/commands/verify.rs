@@ -19,8 +19,9 @@ use crate::commands::verify_render::VerifyReport;
 use crate::commands::verify_repair;
 use crate::exit::Exit;
 use crate::image::{fold_id, person_key};
-use crate::ledger::{self, Entry, KeyMap, LedgerError, Lock, Status};
+use crate::ledger::{self, Entry, KeyMap, LedgerError, Status};
 use crate::manifest::{self, Entry as Row, ManifestError};
+use crate::pipeline::journal::{self, Journal, Missing};
 use crate::stop::{Stop, watch_signals};
 
 /// Validated flags of `verify`.
@@ -47,6 +48,21 @@ enum LoadError {
     Changed(PathBuf),
 }
 
+impl journal::Read for crate::commands::drift::Inputs {
+    fn torn_tail(&self) -> u64 {
+        self.torn_tail
+    }
+}
+
+impl LoadError {
+    fn exit(&self) -> Exit {
+        match self {
+            LoadError::Ledger(e) => e.into(),
+            LoadError::Manifest(_) | LoadError::Changed(_) => Exit::Usage,
+        }
+    }
+}
+
 pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: String) -> Exit {
     let writes = (config.repair || config.prune_duplicates) && config.yes;
     // A manifest path that names nothing is refused before the ledger is locked (and created,
@@ -55,22 +71,22 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
         crate::say!("face-enroll: {e}");
         return finish_early(&config, Exit::Usage);
     }
-    // Locked before reading, so what is read is what the repair is based on.
-    let lock = if writes {
-        match Lock::acquire(&config.ledger) {
-            Ok(lock) => Some(lock),
-            Err(e) => return finish_early(&config, super::ledger_failure(&e)),
-        }
-    } else {
-        None
-    };
     let kind = target.kind();
     let (manifest, ledger) = (config.manifest.clone(), config.ledger.clone());
-    let inputs = match tokio::task::spawn_blocking(move || load(&manifest, &ledger, kind)).await {
-        Ok(Ok(inputs)) => inputs,
+    let loaded = tokio::task::spawn_blocking(move || {
+        let load = |ledger: &Path| load(&manifest, ledger, kind);
+        if !writes {
+            return load(&ledger).map(|inputs| (inputs, None));
+        }
+        // Locked before reading, so what is read is what the repair is based on.
+        Journal::begin(&ledger, Missing::Create, load).map(|(inputs, begun)| (inputs, Some(begun)))
+    })
+    .await;
+    let (inputs, begun) = match loaded {
+        Ok(Ok(loaded)) => loaded,
         Ok(Err(e)) => {
             crate::say!("face-enroll: {e}");
-            return finish_early(&config, Exit::Usage);
+            return finish_early(&config, e.exit());
         }
         Err(e) => {
             crate::say!("face-enroll: internal error: {e}");
@@ -93,7 +109,7 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
         Ok(Ok(both)) => both,
         Ok(Err(e)) => {
             crate::say!("face-enroll: {e}");
-            return finish_early(&config, Exit::Usage);
+            return finish_early(&config, e.exit());
         }
         Err(e) => {
             crate::say!("face-enroll: internal error: {e}");
@@ -140,22 +156,17 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
     print_report(&report, config.json);
     let mut exit = exit;
     // An empty repair leaves the ledger untouched: no run records for nothing.
-    if let (Some(lock), Some(plan)) = (lock, report.repair.as_mut())
+    if let (Some(begun), Some(plan)) = (begun, report.repair.as_mut())
         && !plan.is_empty()
     {
         let context = verify_repair::Context {
-            ledger: &config.ledger,
-            torn_tail: inputs.torn_tail,
             endpoint: &endpoint,
             exit,
             places: &places,
         };
-        match verify_repair::apply(lock, context, plan, &caller, &target).await {
+        match verify_repair::apply(begun, context, plan, &caller, &target).await {
             Ok(applied) => exit = applied,
-            Err(e) => {
-                crate::say!("face-enroll: {e}");
-                return finish_early(&config, Exit::Usage);
-            }
+            Err(e) => return finish_early(&config, super::ledger_failure(&e)),
         }
         crate::say!("{}", verify_repair::render_applied(plan));
         if let Some(error) = stop.take_fatal() {
@@ -510,12 +521,9 @@ fn read_manifest(
 
 fn print_report(report: &VerifyReport, json: bool) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(report).unwrap_or_default()
-        );
+        super::print_out(&(serde_json::to_string_pretty(report).unwrap_or_default() + "\n"));
     } else {
-        print!("{}", super::verify_render::render(report));
+        super::print_out(super::verify_render::render(report));
     }
 }
 

@@ -8,7 +8,6 @@
 //! in the `run_end` record's summary.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use serde::Serialize;
 
@@ -17,9 +16,10 @@ use crate::caller::{Caller, Halt};
 use crate::commands::drift::{Drift, Inputs};
 use crate::exit::Exit;
 use crate::image::ImageId;
-use crate::ledger::{ImageRecord, KeyMap, LedgerError, Lock, Status};
-use crate::pipeline::journal::Journal;
+use crate::ledger::{ImageRecord, KeyMap, LedgerError, Status};
+use crate::pipeline::journal::{Begun, Journal};
 use crate::pipeline::recorder::Event;
+use crate::report::ProgressMode;
 
 pub const VANISHED_REASON: &str = "vanished from the server";
 pub const ADOPTED_REASON: &str = "on the server but not in the ledger: adopted by verify --repair";
@@ -134,8 +134,6 @@ pub fn plan(drifts: &[Drift], inputs: &Inputs, prune: bool) -> RepairPlan {
 
 /// Where and how the repair is recorded.
 pub struct Context<'a, P> {
-    pub ledger: &'a Path,
-    pub torn_tail: u64,
     pub endpoint: &'a str,
     /// What `verify` found, recorded in the `run_end` record.
     pub exit: Exit,
@@ -146,18 +144,17 @@ pub struct Context<'a, P> {
 /// Appends the ledger records, then removes the extra copies one by one. Returns the exit
 /// code: what `verify` found, unless it was stopped meanwhile.
 pub(crate) async fn apply<T: Backend>(
-    lock: Lock,
+    begun: Begun,
     ctx: Context<'_, T::Place>,
     plan: &mut RepairPlan,
     caller: &Caller,
     target: &T,
 ) -> Result<Exit, LedgerError> {
     let start = Journal::start_record("verify", ctx.endpoint, target.kind());
-    let journal = Journal::open(
-        lock,
-        ctx.ledger,
-        ctx.torn_tail,
+    let journal = begun.open(
         start,
+        ProgressMode::Off,
+        0,
         caller.tally().clone(),
         caller.stop().clone(),
     )?;

@@ -19,8 +19,6 @@ use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 
-use time::OffsetDateTime;
-
 pub use error::CredentialsError;
 pub use provider::Provider;
 use remote::Role;
@@ -130,25 +128,6 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// `YYYY-MM-DDThh:mm:ssZ`, the form of every `Expiration` and `Timestamp`.
-pub(crate) fn format_time(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
-/// Parses an RFC 3339 time such as `2026-12-01T10:00:00Z`.
-pub(crate) fn parse_time(text: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
-}
-
 /// How to obtain credentials, as read from the environment and the files (nothing fetched yet).
 #[derive(Debug)]
 pub(crate) enum Spec {
@@ -228,7 +207,7 @@ async fn resolve_captured(
     let region = pick_region(region_flag, env.get(ENV_REGION), profile_region)?;
     match provider.expiration() {
         Some(at) => {
-            tracing::info!(provider = %source, expires = %format_time(at), "temporary credentials in use; they are renewed before they expire")
+            tracing::info!(provider = %source, expires = %crate::clock::seconds_text(at), "temporary credentials in use; they are renewed before they expire")
         }
         None => tracing::info!(provider = %source, "credentials in use"),
     }

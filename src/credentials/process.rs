@@ -114,7 +114,7 @@ fn parse_output(stdout: &[u8]) -> Result<Issued, super::error::Malformed> {
         }
     };
     let expiration = match text("expiration") {
-        Some(at) => Some(super::parse_time(&at).ok_or_else(|| {
+        Some(at) => Some(crate::clock::parse(&at).ok_or_else(|| {
             "printed an expiration that is not a time like 2026-12-01T10:00:00Z".to_string()
         })?),
         None => None,

@@ -72,7 +72,7 @@ impl Held {
             // second rather than fetch again for every request.
             Some(expiration) if expiration <= now + FLOOR => {
                 tracing::warn!(
-                    expires = %super::format_time(expiration),
+                    expires = %crate::clock::seconds_text(expiration),
                     "the new temporary credentials expire before they can be used; check the machine clock"
                 );
                 (Some(now + FLOOR), Some(now + FLOOR))
@@ -250,7 +250,7 @@ fn store(renewing: &Renewing, issued: Issued) {
     let now = clock::now_utc();
     match issued.expiration {
         Some(at) => {
-            tracing::info!(expires = %super::format_time(at), "temporary credentials obtained")
+            tracing::info!(expires = %crate::clock::seconds_text(at), "temporary credentials obtained")
         }
         None => tracing::debug!("credentials obtained (they do not expire)"),
     }
@@ -373,7 +373,7 @@ mod tests {
         let (p, n) = counting(Duration::from_secs(3), Duration::from_millis(300));
         assert_eq!(p.credentials().await.unwrap().access_key_id, "key-1");
         tokio::time::sleep(Duration::from_millis(2100)).await;
-        let started = std::time::Instant::now();
+        let started = crate::clock::monotonic();
         assert_eq!(p.credentials().await.unwrap().access_key_id, "key-1");
         assert!(
             started.elapsed() < Duration::from_millis(200),

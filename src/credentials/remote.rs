@@ -111,7 +111,7 @@ impl AssumeRole {
 
     async fn once(&self, caller: &Credentials) -> Result<Issued, StsFailure> {
         let nonce = uuid::Uuid::new_v4().to_string();
-        let timestamp = super::format_time(clock::now_utc());
+        let timestamp = crate::clock::seconds_text(clock::now_utc());
         let mut query: Vec<(String, String)> = [
             ("Action", "AssumeRole"),
             ("Version", STS_VERSION),
@@ -216,7 +216,7 @@ impl Fetch for AssumeRoleWithOidc {
     fn fetch(&self) -> BoxFuture<'_, Result<Issued, CredentialsError>> {
         Box::pin(async move {
             let token = read_oidc_token(&self.token_file).await?;
-            let timestamp = super::format_time(clock::now_utc());
+            let timestamp = crate::clock::seconds_text(clock::now_utc());
             let query: Vec<(String, String)> = [
                 ("Action", "AssumeRoleWithOIDC"),
                 ("Version", STS_VERSION),
@@ -351,7 +351,7 @@ fn text(doc: &Value, field: &str) -> Option<String> {
 fn issued_from(doc: &Value) -> Result<Issued, super::error::Malformed> {
     let field = |name: &str| text(doc, name).ok_or_else(|| format!("the answer has no {name}"));
     let expiration = match text(doc, "Expiration") {
-        Some(at) => Some(super::parse_time(&at).ok_or_else(|| {
+        Some(at) => Some(crate::clock::parse(&at).ok_or_else(|| {
             format!("the answer's Expiration '{at}' is not a time like 2026-12-01T10:00:00Z")
         })?),
         None => None,

@@ -82,6 +82,25 @@ pub enum LedgerError {
     Locked { path: PathBuf, holder: String },
 }
 
+/// The one exit code of each ledger failure, whichever command met it (README, "Exit codes").
+/// No wildcard: a new variant must choose its code here.
+impl From<&LedgerError> for crate::exit::Exit {
+    fn from(error: &LedgerError) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match error {
+            LedgerError::Locked { .. } => Exit::Locked,
+            // Requests may have been sent: what was recorded is safe, the next run settles.
+            LedgerError::Write { .. } | LedgerError::Replaced { .. } => Exit::LedgerFailed,
+            // A ledger the user named that cannot be used: nothing was sent because of it.
+            LedgerError::Open { .. }
+            | LedgerError::Read { .. }
+            | LedgerError::Corrupt { .. }
+            | LedgerError::TooNew { .. }
+            | LedgerError::NotAFile { .. } => Exit::Usage,
+        }
+    }
+}
+
 /// What an image's last record says, kept small (8 bytes; 32 with its key in the replay's
 /// map): a million images fit in tens of megabytes. Per-person figures live beside it, in maps
 /// that grow with persons.
@@ -247,79 +266,6 @@ impl Replay {
     }
 }
 
-/// The Unix second of a record's RFC 3339 time; 0 when it does not parse.
-fn unix_seconds(ts: &str) -> u32 {
-    if let Some(seconds) = unix_seconds_utc(ts) {
-        return seconds;
-    }
-    time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
-        .map_or(0, |t| u32::try_from(t.unix_timestamp()).unwrap_or(0))
-}
-
-/// The writer's own form, `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, read without the general parser
-/// (replay reads one per `pending` line); `None` for anything else, which the parser takes.
-fn unix_seconds_utc(ts: &str) -> Option<u32> {
-    let b = ts.as_bytes();
-    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
-        b.get(range)?.iter().try_fold(0i64, |n, &d| {
-            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
-        })
-    };
-    let shape = b.len() >= 20
-        && [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')]
-            .iter()
-            .all(|&(at, c)| b[at] == c)
-        && b[b.len() - 1] == b'Z';
-    if !shape {
-        return None;
-    }
-    let fraction = &b[19..b.len() - 1];
-    if !(fraction.is_empty()
-        || fraction.len() > 1
-            && fraction[0] == b'.'
-            && fraction[1..].iter().all(u8::is_ascii_digit))
-    {
-        return None;
-    }
-    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
-    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
-    let days_in_month = [
-        31,
-        28 + i64::from(year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)),
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month[month as usize - 1]
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return None;
-    }
-    // Days from the civil date (H. Hinnant's algorithm), for the proleptic Gregorian calendar.
-    let (y, m) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u32::try_from(days * 86_400 + hour * 3600 + minute * 60 + second).ok()
-}
-
 /// Replays the ledger at `path`; a missing file is an empty ledger.
 ///
 /// The scan is spread over threads, for a ledger of millions of lines
@@ -384,9 +330,11 @@ impl Batch {
         let decoded = match entry {
             Entry::Image(image) => {
                 let since = match image.status {
-                    Status::Pending | Status::Removing => {
-                        image.view.ts.as_deref().map_or(0, unix_seconds)
-                    }
+                    Status::Pending | Status::Removing => image
+                        .view
+                        .ts
+                        .as_deref()
+                        .map_or(0, crate::clock::unix_seconds),
                     _ => 0,
                 };
                 let state = ImageState {
@@ -732,6 +680,51 @@ mod tests {
     use super::*;
     use crate::image::{ImageId, person_key};
 
+    #[test]
+    fn a_ledger_failure_maps_to_locked_ledger_failed_or_usage_by_what_went_wrong() {
+        use crate::exit::Exit;
+        let path = PathBuf::from("l.jsonl");
+        let io = || std::io::Error::other("x");
+        let exits: Vec<i32> = [
+            LedgerError::Locked {
+                path: path.clone(),
+                holder: "pid 1".into(),
+            },
+            LedgerError::Write {
+                path: path.clone(),
+                source: io(),
+            },
+            LedgerError::Replaced {
+                path: path.clone(),
+                recovery: Err("x".into()),
+            },
+            LedgerError::Open {
+                path: path.clone(),
+                source: io(),
+            },
+            LedgerError::Read {
+                path: path.clone(),
+                source: io(),
+            },
+            LedgerError::Corrupt {
+                path: path.clone(),
+                line: 2,
+                column: 1,
+                problem: "x".into(),
+            },
+            LedgerError::TooNew {
+                path: path.clone(),
+                line: 1,
+                version: 9,
+            },
+            LedgerError::NotAFile { path },
+        ]
+        .iter()
+        .map(|e| Exit::from(e).code())
+        .collect();
+        assert_eq!(exits, [4, 7, 7, 2, 2, 2, 2, 2]);
+    }
+
     fn record(status: Status, url: &str) -> Vec<u8> {
         let mut out = Vec::new();
         let mut r = ImageRecord::new("run-1", status, "Lib", "Alice", url);
@@ -851,28 +844,6 @@ mod tests {
         assert!(!replay.registered_per_person().contains_key(&alice));
         assert!(replay.persons().contains(&alice));
         assert_eq!(replay.persons().len(), 1);
-    }
-
-    #[test]
-    fn record_times_in_the_writer_s_form_read_as_the_general_parser_reads_them() {
-        for ts in [
-            "2026-11-22T00:00:00.000Z",
-            "1970-01-01T00:00:00Z",
-            "2000-02-29T23:59:59.999999Z",
-            "2026-12-31T12:34:56.7Z",
-            "2106-02-07T06:28:15Z",
-        ] {
-            let parsed =
-                time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
-                    .unwrap()
-                    .unix_timestamp();
-            assert_eq!(unix_seconds_utc(ts).map(i64::from), Some(parsed), "{ts}");
-        }
-        for other in ["2026-11-22T08:00:00+08:00", "2026-02-30T00:00:00Z", "x", ""] {
-            assert_eq!(unix_seconds_utc(other), None, "{other}");
-        }
-        assert_eq!(unix_seconds("2026-11-22T08:00:00+08:00"), 1_795_305_600);
-        assert_eq!(unix_seconds("2026-11-22T00:00:00.000Z"), 1_795_305_600);
     }
 
     #[test]

@@ -23,8 +23,9 @@ use crate::api::{Algorithm, ApiError, Client};
 use crate::backend::{IceBackend, MtsBackend};
 use crate::caller::{Caller, Pace, Tally};
 use crate::exit::Exit;
-use crate::ledger::{self, Appender, ImageRecord, LedgerError, Lock, Record, Replay, RunRecord};
+use crate::ledger::{self, ImageRecord, LedgerError, Replay, RunRecord};
 use crate::manifest::{self, ManifestError};
+use crate::pipeline::journal::{Journal, Missing};
 use crate::plan::{self, Plan, Rejected};
 use crate::report::{Figures, ProgressMode, Summary};
 use crate::stop::{Stop, StopReason, watch_signals};
@@ -120,16 +121,8 @@ pub struct RunResult {
     pub rejected: Vec<Rejected>,
 }
 
-/// Reads and plans without sending anything (the `check` command, and the first half of `run`).
-pub fn plan_from_files(
-    manifest_path: &std::path::Path,
-    replay: &Replay,
-    options: plan::Options,
-) -> Result<Plan, ManifestError> {
-    plan_files_with(manifest_path, replay, options, plan::Rules::MTS)
-}
-
-/// [`plan_from_files`] under one target's rules.
+/// Reads and plans under one target's rules without sending anything (the `check` command,
+/// and the first half of `run`).
 pub fn plan_files_with(
     manifest_path: &std::path::Path,
     replay: &Replay,
@@ -178,11 +171,16 @@ async fn run_with<T: crate::backend::Backend>(
     // ledger is created beside it; one that cannot be read as a manifest removes the empty
     // ledger this run created (below).
     manifest::open_file(&config.manifest)?;
-    let new_ledger = std::fs::symlink_metadata(&config.ledger).is_err();
-    let _lock = Lock::acquire(&config.ledger)?;
+    let (path, target_kind) = (config.ledger.clone(), config.target);
+    let (replay, begun) = tokio::task::spawn_blocking(move || {
+        Journal::begin(&path, Missing::Create, |path| {
+            replay_ledger(path, target_kind)
+        })
+    })
+    .await
+    .map_err(join_err)??;
     let stop = Arc::new(Stop::default());
     let caller = Caller::new(config.pace, stop.clone());
-    let replay = replay_ledger(&config).await?;
     if replay.may_have_sent_lately(&config.ledger) {
         tracing::info!(
             "the last run on this ledger may have sent requests a moment ago (killed, or just \
@@ -194,10 +192,7 @@ async fn run_with<T: crate::backend::Backend>(
     let (mut planned, replay) = match read_and_plan(&config, replay).await {
         Ok(planned) => planned,
         Err(e) => {
-            if new_ledger {
-                // Still under the lock: no other run can have opened it for writing.
-                ledger::remove_if_empty(&config.ledger);
-            }
+            begun.abandon();
             return Err(e);
         }
     };
@@ -229,8 +224,8 @@ async fn run_with<T: crate::backend::Backend>(
         if let Some(why) = plan::sync_refusal(sync.planned, settings.max_delete, invalid) {
             sync.refused = true;
             crate::say!("face-enroll: {why}");
-            // The image limit was planned as if the removals happened: plan again without.
-            let replay = replay_ledger(&config).await?;
+            // The image limit was planned as if the removals happened: plan again without
+            // (planning forgets what the last plan saw).
             let mut again = read_and_plan(
                 &RunConfig {
                     sync: None,
@@ -251,24 +246,18 @@ async fn run_with<T: crate::backend::Backend>(
     let emptied = sync::emptied_entities(&plan, &dropped);
     plan.attach(dropped.persons);
     plan.read_libraries_from(config.target.library_read_threshold());
-    let appender = Appender::open(&config.ledger, torn)?;
-    let on_failure = {
-        let stop = stop.clone();
-        move || stop.stop(StopReason::LedgerFailed)
-    };
     let tally = caller.tally().clone();
-    let (events, recorder) = recorder::start(
-        appender,
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let journal = begun.open(
+        run_start(&config, &run_id),
         config.progress,
         plan.counts.to_send,
         tally.clone(),
-        on_failure,
-    );
-    let run_id = uuid::Uuid::new_v4().to_string();
-    events.send(Event::Record(Record::RunStart(run_start(&config, &run_id))));
+        stop.clone(),
+    )?;
     for rejected in plan.rejected.iter().filter(|r| !r.already_recorded) {
         let record = rejected_record(&run_id, rejected, config.target);
-        events.send(Event::Outcome(record));
+        journal.events.send(Event::Outcome(record));
     }
     let signals = tokio::spawn(watch_signals(stop.clone()));
     let deadline = config.max_duration.map(|limit| {
@@ -291,7 +280,7 @@ async fn run_with<T: crate::backend::Backend>(
     drive(
         target,
         caller,
-        events.clone(),
+        journal.events.clone(),
         run_id.clone(),
         jobs,
         config.concurrency,
@@ -323,17 +312,20 @@ async fn run_with<T: crate::backend::Backend>(
         ..Summary::default()
     };
     // The end record carries the summary, so it is written once the figures are final.
-    let (figures, appender, failure) = recorder.finish(events);
-    if let Some(failure) = failure {
-        return Err(RunError::Ledger(failure));
-    }
-    fill(&mut summary, &figures, &tally, &counts, started);
-    rejected.extend(figures.failed_rows);
-    let ending = ending_of(&summary, fatal, reason);
-    summary.exit_code = ending.exit().code();
-    summary.outcome = ending.describe().to_string();
-    summary.stopped_because = ending.stopped_because().map(str::to_string);
-    append_run_end(appender, &run_id, &summary)?;
+    let ending = journal.finish_with(|figures| {
+        fill(&mut summary, &figures, &tally, &counts, started);
+        rejected.extend(figures.failed_rows);
+        let ending = ending_of(&summary, fatal, reason);
+        summary.exit_code = ending.exit().code();
+        summary.outcome = ending.describe().to_string();
+        summary.stopped_because = ending.stopped_because().map(str::to_string);
+        let end = (
+            summary.outcome.clone(),
+            summary.exit_code,
+            serde_json::to_value(&summary).unwrap_or_default(),
+        );
+        (ending, end)
+    })?;
     Ok(RunResult {
         ending,
         summary,
@@ -347,12 +339,11 @@ pub(crate) struct Planned {
     pub dropped: plan::Dropped,
 }
 
-async fn replay_ledger(config: &RunConfig) -> Result<Replay, RunError> {
-    let path = config.ledger.clone();
-    let replay = tokio::task::spawn_blocking(move || ledger::replay(&path))
-        .await
-        .map_err(join_err)??;
-    check_ledger(config.target, &replay)?;
+/// Replays the ledger (on this thread: it spreads the scan over its own) and refuses one that
+/// records an import to another target.
+fn replay_ledger(path: &std::path::Path, target: TargetKind) -> Result<Replay, RunError> {
+    let replay = ledger::replay(path)?;
+    check_ledger(target, &replay)?;
     Ok(replay)
 }
 
@@ -442,23 +433,6 @@ fn throttling_hint(throttled: u64, requests: u64) -> Option<String> {
              adjusted and retried them: nothing to change unless it happens often"
         )
     })
-}
-
-fn append_run_end(
-    mut appender: Appender,
-    run_id: &str,
-    summary: &Summary,
-) -> Result<(), LedgerError> {
-    let record = RunRecord::end(
-        run_id,
-        &summary.outcome,
-        summary.exit_code,
-        serde_json::to_value(summary).unwrap_or_default(),
-    );
-    let mut buf = Vec::new();
-    ledger::encode(&Record::RunEnd(record), &mut buf);
-    appender.append(&buf)?;
-    appender.sync()
 }
 
 fn ending_of(summary: &Summary, fatal: Option<ApiError>, reason: Option<StopReason>) -> Ending {

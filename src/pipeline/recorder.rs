@@ -168,7 +168,7 @@ fn record(
             take(event, &mut buf, &mut unsynced, &mut figures);
         }
         if failure.is_none() && !buf.is_empty() {
-            unsynced.since.get_or_insert_with(Instant::now);
+            unsynced.since.get_or_insert_with(crate::clock::monotonic);
             if let Err(e) = appender.append(&buf) {
                 failure = Some(e);
             }

@@ -1,6 +1,9 @@
 //! The integration tests, compiled as one test binary: the real binary and the real client
 //! against the sandbox on 127.0.0.1 over TCP, asserting on what the sandbox really holds.
 
+// Tests time the real binary with the real clock.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 mod client_sandbox;

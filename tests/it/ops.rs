@@ -642,3 +642,47 @@ fn a_repair_or_rollback_given_a_path_that_names_nothing_creates_no_ledger() {
     );
     assert_eq!(world.faces().len(), 1, "nothing was removed");
 }
+
+/// `face-enroll ARGS` with its stdout a pipe whose reader is already gone (as behind
+/// `| head -1` once head has read its line): every write fails with EPIPE.
+fn into_closed_pipe(world: &World, args: &[&str]) -> Output {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(reader);
+    let url = world.sandbox.base_url();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--endpoint", url.as_str()]);
+    world
+        .command(&all)
+        .stdout(std::process::Stdio::from(writer))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn verify_and_rollback_into_a_closed_pipe_end_quietly_without_a_panic() {
+    let world = World::new(SandboxConfig::for_tests());
+    let manifest = world.manifest("m.csv", &manifest_body("lib", 2, 2));
+    assert_eq!(world.run(&manifest, &[]).status.code(), Some(0));
+    let manifest = manifest.to_str().unwrap();
+    for args in [
+        vec!["verify", manifest],
+        vec!["verify", manifest, "--json"],
+        vec!["rollback", "--ledger", "m.ledger.jsonl", "--all"],
+    ] {
+        let out = into_closed_pipe(&world, &args);
+        assert!(
+            !stderr(&out).contains("panicked"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{args:?}: {:?} {}",
+            out.status,
+            stderr(&out)
+        );
+    }
+}
