@@ -89,6 +89,8 @@ impl ConnectError {
 pub struct Connected {
     pub client: Client,
     pub endpoint: String,
+    /// The region in use (`--region`, the profile's or the environment's; the sandbox's own).
+    pub region: String,
 }
 
 /// Finds credentials and region, checks the region for the target, and builds the client.
@@ -110,8 +112,17 @@ pub async fn connect(settings: &Settings, target: TargetKind) -> Result<Connecte
             Endpoints::for_region(&resolved.region)
         }
     };
-    build(settings, target, endpoints, resolved.credentials)
+    build(
+        settings,
+        target,
+        endpoints,
+        resolved.credentials,
+        resolved.region,
+    )
 }
+
+/// The region the sandbox says it is in when none is given.
+pub const SANDBOX_REGION: &str = "cn-shanghai";
 
 /// A client for a sandbox at `url` with the sandbox's own credentials.
 pub fn sandbox(
@@ -129,6 +140,10 @@ pub fn sandbox(
         target,
         Endpoints::single(url)?,
         credentials.into(),
+        settings
+            .region
+            .clone()
+            .unwrap_or_else(|| SANDBOX_REGION.to_string()),
     )
 }
 
@@ -137,6 +152,7 @@ fn build(
     target: TargetKind,
     endpoints: Endpoints,
     credentials: Provider,
+    region: String,
 ) -> Result<Connected, ConnectError> {
     let endpoint = match target {
         TargetKind::Mts => endpoints.mts.clone(),
@@ -149,5 +165,9 @@ fn build(
         max_idle_per_host: settings.concurrency(target),
         signature: settings.signature,
     })?;
-    Ok(Connected { client, endpoint })
+    Ok(Connected {
+        client,
+        endpoint,
+        region,
+    })
 }

@@ -110,20 +110,25 @@ impl ApiError {
     }
 
     /// Replaces every occurrence of `needle` in the message and string-to-sign (a token echoed back).
-    pub(crate) fn scrub(mut self, needle: &str) -> ApiError {
+    pub(crate) fn scrub(self, needle: &str) -> ApiError {
+        self.scrub_as(needle, "(redacted)")
+    }
+
+    /// Replaces every occurrence of `needle` with `shown` (a signed link with its address).
+    pub(crate) fn scrub_as(mut self, needle: &str, shown: &str) -> ApiError {
         if needle.is_empty() {
             return self;
         }
         let inner = &mut *self.inner;
         if inner.message.contains(needle) {
-            inner.message = inner.message.replace(needle, "(redacted)");
+            inner.message = inner.message.replace(needle, shown);
         }
         if let Some(sts) = inner
             .server_string_to_sign
             .as_mut()
             .filter(|s| s.contains(needle))
         {
-            *sts = sts.replace(needle, "(redacted)");
+            *sts = sts.replace(needle, shown);
         }
         self
     }

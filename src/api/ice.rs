@@ -343,7 +343,7 @@ fn parse_sample(o: &Map<String, Value>, what: &str) -> Result<Sample, ApiError> 
         sample_id: required(o, "SampleId", what)?,
         entity_id: text(o, "EntityId"),
         lib_id: text(o, "LibId"),
-        image_url: text(o, "ImageUrl"),
+        image_url: text(o, "ImageUrl").map(|url| crate::image::shown(&url).into_owned()),
     })
 }
 

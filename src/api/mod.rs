@@ -7,6 +7,7 @@
 
 mod error;
 mod ice;
+pub mod links;
 mod mts;
 mod persons;
 mod response;
@@ -161,6 +162,8 @@ struct Inner {
     /// Host header and path of each base URL, as the V3 signature covers them.
     mts_target: Target,
     ice_target: Target,
+    /// How `oss://` images are signed into links, when the run has such rows.
+    oss: std::sync::OnceLock<links::OssLinks>,
 }
 
 /// A base URL, parsed once (each request only sets its query), and what a V3 signature covers
@@ -281,10 +284,32 @@ impl Client {
             signature: cfg.signature,
             mts_target,
             ice_target,
+            oss: std::sync::OnceLock::new(),
         };
         Ok(Client {
             inner: Arc::new(inner),
         })
+    }
+
+    /// Signs `oss://` images into links with these settings (once; later calls are ignored).
+    pub fn set_oss_links(&self, links: links::OssLinks) {
+        let _ = self.inner.oss.set(links);
+    }
+
+    /// An `ImageUrl` that names `oss://BUCKET/KEY`, signed into a link for this attempt.
+    fn sign_image(&self, creds: &Credentials, address: &str) -> Result<links::Signed, ApiError> {
+        let links = self.inner.oss.get().ok_or_else(|| {
+            ApiError::config(
+                "NoOssEndpoint",
+                format!("{address} is an OSS object, but no OSS region or endpoint is set (--oss-region, --oss-endpoint)"),
+            )
+        })?;
+        links.sign(
+            address,
+            creds,
+            self.inner.credentials.expiration(),
+            crate::clock::now_utc(),
+        )
     }
 
     pub fn endpoints(&self) -> &Endpoints {
@@ -331,6 +356,27 @@ impl Client {
     ) -> Result<R, ApiError> {
         let provider = &self.inner.credentials;
         let creds = provider.credentials().await.map_err(unavailable)?;
+        let link = match params
+            .iter()
+            .find(|(name, value)| *name == "ImageUrl" && value.starts_with("oss://"))
+        {
+            Some((_, address)) => Some(self.sign_image(&creds, address)?),
+            None => None,
+        };
+        let with_link: Vec<(&str, &str)>;
+        let params = match &link {
+            Some(link) => {
+                with_link = params
+                    .iter()
+                    .map(|&(name, value)| match name {
+                        "ImageUrl" => (name, link.url.as_str()),
+                        _ => (name, value),
+                    })
+                    .collect();
+                &with_link[..]
+            }
+            None => params,
+        };
         let (nonce, timestamp) = (new_nonce(), timestamp_now());
         let request = match self.inner.signature {
             SignatureVersion::V1 => {
@@ -344,7 +390,9 @@ impl Client {
             }
         };
         let result = match self.send(request).await {
-            Ok(received) => finish(&received).map_err(|e| scrub(&creds, e)),
+            Ok(received) => {
+                finish(&received).map_err(|e| scrub_link(link.as_ref(), scrub(&creds, e)))
+            }
             Err(e) => Err(e),
         };
         match result {
@@ -535,6 +583,16 @@ fn scrub(creds: &Credentials, error: ApiError) -> ApiError {
             let twice = sign::percent_encode(&once);
             error.scrub(&twice).scrub(&once).scrub(raw)
         }
+        None => error,
+    }
+}
+
+/// An error that echoes the link this attempt sent says the `oss://` address instead.
+fn scrub_link(link: Option<&links::Signed>, error: ApiError) -> ApiError {
+    match link {
+        Some(link) => error
+            .scrub_as(&link.url, &link.address)
+            .scrub(&link.signature),
         None => error,
     }
 }

@@ -432,7 +432,9 @@ fn item<'de, F: FnMut(PersonRef<'_, '_>), A: MapAccess<'de>>(
             | (Level::Person, Key::PersonDescription) => {
                 description = map.next_value::<Text>()?.0;
             }
-            (Level::Face, Key::ImageUrl) => image_url = map.next_value::<Text>()?.0,
+            (Level::Face, Key::ImageUrl) => {
+                image_url = map.next_value::<Text>()?.0.map(crate::image::shown_cow)
+            }
             (Level::Category, Key::Persons) if walk.heads.is_some() => {
                 map.next_value_seed(Wrapper(&mut *walk, Level::Person))?;
             }

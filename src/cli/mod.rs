@@ -181,6 +181,8 @@ pub struct RunArgs {
     pub reconcile: ReconcileArg,
     #[command(flatten)]
     pub sync: SyncArgs,
+    #[command(flatten)]
+    pub oss: OssArgs,
     /// Run against the built-in sandbox (in-process, realistic latency, a few 500s); no credentials.
     #[arg(long, conflicts_with_all = ["endpoint", "region"])]
     pub sandbox: bool,
@@ -208,6 +210,77 @@ pub struct RunArgs {
     /// atomically.
     #[arg(long)]
     pub metrics: Option<PathBuf>,
+}
+
+/// How `oss://BUCKET/KEY` images are handed to the service: as a signed link made for every
+/// attempt, with the same credentials as the request.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OssArgs {
+    /// The buckets' region [default: the run's region].
+    #[arg(long, value_name = "REGION")]
+    pub oss_region: Option<String>,
+    /// The OSS endpoint links are made on [default: oss-REGION.aliyuncs.com; with --sandbox,
+    /// the sandbox's own]. An IP address or localhost is addressed path-style (plain http only
+    /// on loopback), any other host virtual-hosted (https://BUCKET.HOST/KEY).
+    #[arg(long, value_name = "HOST")]
+    pub oss_endpoint: Option<String>,
+    /// How long each signed link is valid (at most 7d; never past the expiry of temporary
+    /// credentials, less a minute). A link is made for each attempt, so it only has to outlive
+    /// the service's download.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub link_ttl: std::time::Duration,
+}
+
+impl OssArgs {
+    /// The link settings for a client in `region`, with `sandbox` (a base URL) as the endpoint
+    /// when no other is given.
+    pub fn links(
+        &self,
+        region: &str,
+        sandbox: Option<&str>,
+    ) -> Result<crate::api::links::OssLinks, UsageError> {
+        let region = self.oss_region.as_deref().unwrap_or(region).to_string();
+        if !crate::sign::oss::is_region(&region) {
+            return Err(UsageError::new(format!(
+                "--oss-region: `{region}` is not a region (e.g. cn-shanghai)"
+            )));
+        }
+        let endpoint = match (self.oss_endpoint.as_deref(), sandbox) {
+            (Some(text), _) => text.parse(),
+            (None, Some(url)) => url.trim_end_matches('/').parse(),
+            (None, None) => crate::sign::oss::Endpoint::for_region(&region),
+        }
+        .map_err(|e| UsageError::new(format!("--oss-endpoint: {e}")))?;
+        Ok(crate::api::links::OssLinks {
+            region,
+            endpoint,
+            ttl: self.link_ttl,
+        })
+    }
+
+    /// `--link-ttl` within what a V4 link can carry.
+    pub fn check(&self) -> Result<(), UsageError> {
+        if self.link_ttl < std::time::Duration::from_secs(1)
+            || self.link_ttl > crate::api::links::MAX_TTL
+        {
+            return Err(UsageError::new(
+                "--link-ttl must be from 1s to 7d (a V4 link lives at most 7 days)",
+            ));
+        }
+        if let Some(region) = &self.oss_region
+            && !crate::sign::oss::is_region(region)
+        {
+            return Err(UsageError::new(format!(
+                "--oss-region: `{region}` is not a region (e.g. cn-shanghai)"
+            )));
+        }
+        if let Some(endpoint) = &self.oss_endpoint {
+            endpoint
+                .parse::<crate::sign::oss::Endpoint>()
+                .map_err(|e| UsageError::new(format!("--oss-endpoint: {e}")))?;
+        }
+        Ok(())
+    }
 }
 
 /// Which service, and for ICE which algorithm.
@@ -431,6 +504,7 @@ impl RunArgs {
     pub fn validate(&self) -> Result<crate::connect::Settings, UsageError> {
         let settings = self.connect.settings()?;
         self.target.check()?;
+        self.oss.check()?;
         if self.max_duration.is_some_and(|d| d.is_zero()) {
             return Err(UsageError::new("--max-duration must be longer than zero"));
         }

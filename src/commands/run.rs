@@ -67,6 +67,12 @@ async fn run(args: RunArgs) -> Exit {
             return e.exit();
         }
     };
+    let sandbox_url = running_sandbox.as_ref().map(|sb| sb.base_url());
+    // The flags were checked; a region of the credentials' own that is no OSS region leaves
+    // oss:// rows to fail with a message naming --oss-region.
+    if let Ok(links) = args.oss.links(&connected.region, sandbox_url.as_deref()) {
+        connected.client.set_oss_links(links);
+    }
     let config = RunConfig {
         target,
         manifest: args.manifest.clone(),

@@ -3,6 +3,11 @@
 //! listing is matched by), and the map back from a URL the server lists to that locator (the
 //! services return the URL exactly as it was sent, signature and all).
 //!
+//! An OSS object is `oss://BUCKET/KEY` however it is written: every http(s) form of it
+//! (virtual-hosted or path style, internal and accelerate hosts, signed with V1 or V4 or not)
+//! has that locator, so a link signed afresh, or a manifest moved from signed links to
+//! `oss://`, names the same image.
+//!
 //! Nothing outside this module canonicalises a URL; the ledger, the plan, the pipeline and the
 //! commands ask an image for its identity or its locator.
 
@@ -11,6 +16,8 @@ mod url;
 
 use std::borrow::{Borrow, Cow};
 use std::fmt;
+
+pub use crate::sign::oss::OssObject;
 
 pub use key::{fold_id, library_key, person_key};
 
@@ -24,7 +31,10 @@ pub struct Locator<'a>(Cow<'a, str>);
 impl<'a> Locator<'a> {
     /// The locator of an image source as the manifest or the ledger writes it.
     pub fn of(source: &'a str) -> Self {
-        Locator(url::canonical_url(source))
+        match oss_object(source) {
+            Some(object) => Locator(Cow::Owned(object.to_string())),
+            None => Locator(url::canonical_url(source)),
+        }
     }
 
     /// The locator a URL the server lists stands for: the service answers with the URL it was
@@ -66,7 +76,7 @@ impl<'a> ImageId<'a> {
     pub fn new(image_url: &'a str, image_key: Option<&'a str>) -> Self {
         // A key is no URL, so its "canonical form" is itself trimmed; one function serves both
         // and keeps ledgers written before this module byte-for-byte keyed the same.
-        ImageId(url::canonical_url(image_key.unwrap_or(image_url)))
+        ImageId(Locator::of(image_key.unwrap_or(image_url)).0)
     }
 
     /// The identity an image the server lists stands for when nothing else names it: the
@@ -96,6 +106,64 @@ impl fmt::Display for ImageId<'_> {
     }
 }
 
+/// A URL the server lists, as it may be stored or shown: a signed link (its signature is a
+/// secret with a short life) becomes what it names, `oss://BUCKET/KEY` for an OSS object, else
+/// the URL without its access parameters; any other URL is returned as it is.
+pub fn shown(url: &str) -> Cow<'_, str> {
+    if !url::grants_access(url) {
+        return Cow::Borrowed(url);
+    }
+    match oss_object(url) {
+        Some(object) => Cow::Owned(object.to_string()),
+        None => url::canonical_url(url),
+    }
+}
+
+/// [`shown`] for a string the caller owns or borrows for longer.
+pub fn shown_cow(url: Cow<'_, str>) -> Cow<'_, str> {
+    match url {
+        Cow::Borrowed(text) => shown(text),
+        Cow::Owned(text) if !url::grants_access(&text) => Cow::Owned(text),
+        Cow::Owned(text) => Cow::Owned(shown(&text).into_owned()),
+    }
+}
+
+/// The OSS object `text` names: `oss://BUCKET/KEY` as written, or an http(s) URL on an OSS
+/// host (`….aliyuncs.com`), or a loopback emulator's path-style URL that carries an OSS
+/// signature (an unsigned loopback URL is any local web server's, not an object).
+pub fn oss_object(text: &str) -> Option<OssObject> {
+    let text = text.trim();
+    if text.starts_with("oss://") {
+        return text.parse().ok();
+    }
+    let rest = text
+        .split_once("://")
+        .filter(|(scheme, _)| {
+            scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http")
+        })?
+        .1;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = match host.rsplit_once(':') {
+        Some((name, port))
+            if !host.starts_with('[') && port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            name
+        }
+        _ => host,
+    };
+    let on_oss = host.len() > ".aliyuncs.com".len()
+        && host[host.len() - ".aliyuncs.com".len()..].eq_ignore_ascii_case(".aliyuncs.com");
+    let signed_loopback = (host.starts_with("127.") || host.eq_ignore_ascii_case("localhost"))
+        && url::grants_access(text);
+    if !on_oss && !signed_loopback {
+        return None;
+    }
+    OssObject::from_url(text)
+}
+
 /// True when `url` is an http(s) URL already in canonical form (one pass, no allocation): the
 /// manifest's validation takes it as its fast path.
 pub(crate) fn is_canonical_url(url: &str) -> bool {
@@ -105,6 +173,51 @@ pub(crate) fn is_canonical_url(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_form_of_an_oss_object_has_its_oss_address_as_locator() {
+        let address = "oss://media-faces/faces/alice/01.jpg";
+        for form in [
+            address,
+            " oss://media-faces/faces/alice/01.jpg ",
+            "https://media-faces.oss-cn-shanghai.aliyuncs.com/faces/alice/01.jpg",
+            "https://Media-Faces.OSS-cn-shanghai.aliyuncs.com:443/faces/alice/01.jpg",
+            "https://media-faces.oss-cn-shanghai-internal.aliyuncs.com/faces/alice/01.jpg",
+            "https://media-faces.oss-accelerate.aliyuncs.com/faces/alice/01.jpg",
+            "https://oss-cn-shanghai.aliyuncs.com/media-faces/faces/alice/01.jpg",
+            "https://media-faces.oss-cn-shanghai.aliyuncs.com/faces/alice/01.jpg?x-oss-signature-version=OSS4-HMAC-SHA256&x-oss-date=20261205T030405Z&x-oss-expires=900&x-oss-credential=AK%2F20261205%2Fcn-shanghai%2Foss%2Faliyun_v4_request&x-oss-signature=ab",
+            "https://media-faces.oss-cn-shanghai.aliyuncs.com/faces/alice/01.jpg?OSSAccessKeyId=AK&Expires=1&Signature=s%3D",
+            "http://127.0.0.1:8686/media-faces/faces/alice/01.jpg?x-oss-date=d&x-oss-signature=s",
+        ] {
+            assert_eq!(Locator::of(form).as_str(), address, "{form}");
+            assert_eq!(ImageId::new(form, None).as_str(), address, "{form}");
+        }
+        // An unsigned loopback URL is a local web server's, not an object.
+        assert_eq!(
+            Locator::of("http://127.0.0.1:8686/media-faces/a.jpg").as_str(),
+            "http://127.0.0.1:8686/media-faces/a.jpg"
+        );
+        // A processed image is another image.
+        assert!(
+            Locator::of(
+                "https://bkt1.oss-cn-hangzhou.aliyuncs.com/a.jpg?x-oss-process=image/resize"
+            )
+            .as_str()
+            .starts_with("https://")
+        );
+    }
+
+    #[test]
+    fn a_ledger_key_recorded_for_a_signed_link_still_names_the_object() {
+        // Ledgers written before objects had oss:// locators recorded a signed link's canonical
+        // https form as its image_key; it keys the same image as the oss:// row.
+        let old_key = "https://bkt1.oss-cn-hangzhou.aliyuncs.com/p/1.jpg";
+        let signed = "https://bkt1.oss-cn-hangzhou.aliyuncs.com/p/1.jpg?Expires=1&OSSAccessKeyId=A&Signature=s";
+        assert_eq!(
+            ImageId::new(signed, Some(old_key)).key("lib", "alice"),
+            ImageId::new("oss://bkt1/p/1.jpg", None).key("lib", "alice")
+        );
+    }
 
     #[test]
     fn an_image_key_column_is_the_identity_and_the_url_its_locator() {

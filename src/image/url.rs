@@ -23,6 +23,17 @@ fn grants_access_only(name: &str) -> bool {
         || lower.starts_with("x-amz-")
 }
 
+/// True when the URL's query has a parameter that only grants access (a signature).
+pub(super) fn grants_access(url: &str) -> bool {
+    let Some((_, query)) = url.split_once('?') else {
+        return false;
+    };
+    let query = query.split_once('#').map_or(query, |(q, _)| q);
+    query
+        .split('&')
+        .any(|p| grants_access_only(p.split_once('=').map_or(p, |(name, _)| name)))
+}
+
 /// The identity of an image URL: scheme and host lower-cased, the default port and any user
 /// info dropped, the path as written (`/` when empty), query parameters sorted with those that
 /// only grant access removed, no fragment. Text that is not an http(s) URL is returned as it

@@ -97,6 +97,9 @@ pub fn validate_url(value: &str) -> Result<(), Invalid> {
     if url.is_empty() {
         return Err(Invalid("image_url is empty".to_owned()));
     }
+    if url.len() >= 6 && url.as_bytes()[..6].eq_ignore_ascii_case(b"oss://") {
+        return validate_oss(url);
+    }
     // Byte scan first: almost every URL is ASCII and clean, and per-char checks cost more.
     let clean = url.bytes().all(|b| b > b' ' && b != 0x7f && b.is_ascii());
     // A clean URL in canonical form has a scheme, a non-empty host and no port to check.
@@ -109,6 +112,18 @@ pub fn validate_url(value: &str) -> Result<(), Invalid> {
     let rest = strip_scheme(url)?;
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     check_authority(&rest[..authority_end])
+}
+
+/// An OSS object, `oss://BUCKET/KEY`, by OSS's rules for bucket names and keys.
+fn validate_oss(url: &str) -> Result<(), Invalid> {
+    if !url.starts_with("oss://") {
+        return Err(Invalid(format!(
+            "`{url}`: write the scheme in lower case, oss://"
+        )));
+    }
+    url.parse::<crate::image::OssObject>()
+        .map(|_| ())
+        .map_err(|e| Invalid(e.to_string()))
 }
 
 /// Rejects whitespace and control characters, saying where the first one is.

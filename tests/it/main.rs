@@ -12,6 +12,7 @@ mod ice;
 mod manifests;
 mod operator;
 mod ops;
+mod oss_sources;
 mod properties;
 mod reliability;
 mod run;
