@@ -275,3 +275,89 @@ fn ice_samples_from_oss_rows_are_signed_links_and_the_ledger_holds_the_address()
         .sum();
     assert_eq!(samples, PERSONS * PER_PERSON);
 }
+
+#[test]
+fn links_signed_with_temporary_credentials_never_outlive_the_token() {
+    let lifetime = std::time::Duration::from_secs(300);
+    let world = World::new(SandboxConfig {
+        sts_lifetime: lifetime,
+        ..SandboxConfig::for_tests()
+    });
+    let manifest = oss_manifest(&world);
+    let base = world.sandbox.base_url();
+    let config = world.path("config.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"current": "main", "profiles": [{{"name": "main", "mode": "RamRoleArn",
+                "access_key_id": "{}", "access_key_secret": "{DEFAULT_ACCESS_KEY_SECRET}",
+                "ram_role_arn": "{}", "ram_session_name": "import"}}]}}"#,
+            face_enroll::sandbox::DEFAULT_ACCESS_KEY_ID,
+            face_enroll::sandbox::DEFAULT_ROLE_ARN
+        ),
+    )
+    .unwrap();
+    let out = world
+        .command(&[
+            "run",
+            manifest.to_str().unwrap(),
+            "--endpoint",
+            &base,
+            "--progress",
+            "off",
+            "--oss-endpoint",
+            &base,
+            "--link-ttl",
+            "1h",
+        ])
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+        .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+        .env("ALIBABA_CLOUD_CONFIG_FILE", &config)
+        .env("FACE_ENROLL_STS_ENDPOINT", &base)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let issued = world.sandbox.issued_credentials();
+    assert!(!issued.is_empty(), "no temporary credentials were used");
+    let faces = world.faces();
+    assert_eq!(faces.len(), PERSONS * PER_PERSON);
+    for (_, _, url, _) in &faces {
+        let parsed = reqwest::Url::parse(url).unwrap();
+        let query: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+        let get = |name: &str| {
+            query
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("{url} has no {name}"))
+        };
+        let expires: u64 = get("x-oss-expires").parse().unwrap();
+        // Issued for 300 s, a link ends a minute before: at most 240 s, however long --link-ttl.
+        assert!(expires <= 240 && expires > 200, "{expires} s: {url}");
+        let token = get("x-oss-security-token");
+        let (_, secret, _) = issued
+            .iter()
+            .find(|(_, _, t)| *t == token)
+            .expect("the link carries a token the sandbox issued");
+        let object = face_enroll::image::OssObject::from_url(url).unwrap();
+        verify_presigned(
+            &Received {
+                method: "GET",
+                bucket: object.bucket(),
+                key: object.key(),
+                query: &query,
+                headers: &[],
+            },
+            "cn-shanghai",
+            time::OffsetDateTime::now_utc(),
+            |_, _| Some(secret.clone()),
+        )
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+    let ledger = std::fs::read_to_string(world.path("m.ledger.jsonl")).unwrap();
+    assert_no_signed_link("the ledger", &ledger);
+    for (_, _, token) in &issued {
+        assert!(!ledger.contains(token.as_str()));
+    }
+}
