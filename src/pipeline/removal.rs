@@ -333,8 +333,13 @@ async fn handle<T: Backend>(
         // On the server and staying: the ledger says so again, with the id.
         let mut record = drop_record(ctx, job, drop, Status::Registered, Some(&place));
         T::set_id(&mut record, id);
-        record.recovered = Some(true);
-        record.reason = Some(format!("{}: on the server (read back)", drop.why.reason()));
+        if drop.why == crate::plan::Why::Adopt {
+            record.adopted = Some(true);
+            record.reason = Some(drop.why.reason().to_string());
+        } else {
+            record.recovered = Some(true);
+            record.reason = Some(format!("{}: on the server (read back)", drop.why.reason()));
+        }
         ctx.events.send(Event::Outcome(record));
         return Ok(false);
     }

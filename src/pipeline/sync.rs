@@ -62,19 +62,37 @@ pub(super) async fn read_libraries<T: Backend>(
             // The ids a record needs for this place (ICE: LibId and EntityId).
             let mut stamped = ImageRecord::new("", Status::Registered, "", "", "");
             target.stamp(&mut stamped, Some(&person.place));
-            for held in person.images {
+            let present: HashSet<&str> = person.images.iter().map(|h| h.id.as_str()).collect();
+            // Per image whose recorded id is gone: the lowest other id under its URL is the
+            // image (a rule any run agrees on); the others are its copies.
+            let mut adopted: HashMap<String, &str> = HashMap::new();
+            for held in &person.images {
+                let url = canonical_url(held.image_url.as_deref().unwrap_or_default());
                 if planned.dropped.ledger_ids.contains(&held.id) {
                     continue;
                 }
-                let url = held.image_url.unwrap_or_default();
-                let canonical = canonical_url(&url).into_owned();
-                let copy = planned
-                    .dropped
-                    .ledger_urls
-                    .contains(&(key, canonical.clone()));
-                if !copy && urls.is_some_and(|u| u.contains(&canonical)) {
+                if let Some(recorded) = planned.dropped.ledger_urls.get(&(key, url.to_string()))
+                    && !present.contains(recorded.id.as_str())
+                {
+                    let lowest = adopted.entry(url.into_owned()).or_insert(&held.id);
+                    if held.id.as_str() < *lowest {
+                        *lowest = &held.id;
+                    }
+                }
+            }
+            for held in &person.images {
+                if planned.dropped.ledger_ids.contains(&held.id) {
                     continue;
                 }
+                let url = held.image_url.clone().unwrap_or_default();
+                let canonical = canonical_url(&url).into_owned();
+                let recorded = planned.dropped.ledger_urls.get(&(key, canonical.clone()));
+                let why = match (recorded, adopted.get(&canonical)) {
+                    (Some(_), Some(&id)) if id == held.id => Why::Adopt,
+                    (Some(_), _) => Why::Copy,
+                    (None, _) if urls.is_some_and(|u| u.contains(&canonical)) => continue,
+                    (None, _) => Why::NotOurs,
+                };
                 let index = *at.entry(key).or_insert_with(|| {
                     planned.dropped.persons.push(PersonDrops {
                         category_id: name.clone(),
@@ -83,16 +101,24 @@ pub(super) async fn read_libraries<T: Backend>(
                     });
                     planned.dropped.persons.len() - 1
                 });
+                let (image_url, image_key, image) = match (why, recorded) {
+                    // Recorded as the ledger's image, under the id the server holds.
+                    (Why::Adopt, Some(r)) => (r.image_url.clone(), r.image_key.clone(), r.key),
+                    _ => {
+                        let image = crate::manifest::image_key(&name, &person.person_id, &url);
+                        (url, None, image)
+                    }
+                };
                 planned.dropped.persons[index].drops.push(DropWork {
-                    key: crate::manifest::image_key(&name, &person.person_id, &url),
-                    image_url: url,
-                    image_key: None,
-                    id: Some(held.id),
+                    key: image,
+                    image_url,
+                    image_key,
+                    id: Some(held.id.clone()),
                     lib_id: stamped.lib_id.clone(),
                     entity_id: stamped.entity_id.clone(),
                     status: Status::Registered,
-                    remove: true,
-                    why: if copy { Why::Copy } else { Why::NotOurs },
+                    remove: why != Why::Adopt,
+                    why,
                 });
             }
         }

@@ -699,3 +699,112 @@ fn a_roster_with_a_damaged_row_removes_nothing_and_exits_8() {
         "a sync on a damaged roster removed faces"
     );
 }
+
+/// `verify MANIFEST --ledger LEDGER --target TARGET` against the sandbox.
+fn verify(world: &World, manifest: &Path, ledger: &Path, target: &str) -> std::process::Output {
+    let url = world.sandbox.base_url();
+    world
+        .command(&[
+            "verify",
+            manifest.to_str().unwrap(),
+            "--endpoint",
+            &url,
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--target",
+            target,
+        ])
+        .output()
+        .unwrap()
+}
+
+/// The server's id each image's last record holds, by image URL.
+fn ledger_ids(ledger: &Path) -> HashMap<String, String> {
+    last_per_image(ledger)
+        .into_iter()
+        .filter(|(_, r)| r["status"] == "registered")
+        .filter_map(|(url, r)| {
+            let id = r["face_id"].as_str().or(r["sample_id"].as_str())?;
+            Some((url, id.to_string()))
+        })
+        .collect()
+}
+
+/// Asserts the server holds each of `urls` once, nothing else, and the ledger holds the
+/// server's id for each (the model assertion of `tests/it/reliability.rs`, for either target).
+fn assert_held_once(world: &World, ledger: &Path, urls: &[&str], target: &str) {
+    let snapshot = world.sandbox.snapshot();
+    let mut ids: Vec<(String, String)> = faces_of(&snapshot)
+        .into_iter()
+        .map(|(_, _, url, id)| (url, id))
+        .collect();
+    for sample in snapshot
+        .ice
+        .libs
+        .iter()
+        .flat_map(|l| &l.entities)
+        .flat_map(|e| &e.samples)
+    {
+        ids.push((
+            sample.image_url.clone().unwrap_or_default(),
+            sample.sample_id.clone(),
+        ));
+    }
+    let mut held: Vec<&str> = ids.iter().map(|(url, _)| url.as_str()).collect();
+    held.sort_unstable();
+    let mut wanted = urls.to_vec();
+    wanted.sort_unstable();
+    assert_eq!(
+        held, wanted,
+        "{target}: the server does not hold the roster once"
+    );
+    let recorded = ledger_ids(ledger);
+    for (url, id) in &ids {
+        assert_eq!(
+            recorded.get(url),
+            Some(id),
+            "{target}: the ledger does not hold the server's id for {url}"
+        );
+    }
+}
+
+const ONE: &str = "https://img.example.com/alice/1.jpg";
+const TWO: &str = "https://img.example.com/alice/2.jpg";
+
+fn alice(urls: &[&str]) -> String {
+    let mut body = String::from("category_id,person_id,image_url\n");
+    for url in urls {
+        body.push_str(&format!("lib,alice,{url}\n"));
+    }
+    body
+}
+
+#[test]
+fn a_library_sync_whose_ledger_holds_a_gone_id_adopts_the_image_s_new_id_instead_of_removing_it() {
+    for (target, _) in TARGETS {
+        let world = World::new(SandboxConfig::for_tests());
+        let full = world.manifest("full.csv", &alice(&[ONE, TWO]));
+        let less = world.manifest("less.csv", &alice(&[ONE]));
+        let (a, b) = (world.path("a.jsonl"), world.path("b.jsonl"));
+        let run = |manifest: &Path, ledger: &Path, extra: &[&str]| {
+            let flags = ["--ledger", ledger.to_str().unwrap(), "--target", target];
+            let out = world.run(manifest, &[&flags[..], extra].concat());
+            assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        };
+        let library = ["--sync", "--sync-scope", "library"];
+        run(&full, &a, &[]);
+        let first = ledger_ids(&a)[TWO].clone();
+        run(&less, &b, &library);
+        assert_eq!(held(&world.sandbox.snapshot()).len(), 1, "{target}");
+        run(&full, &b, &[]);
+        let second = ledger_ids(&b)[TWO].clone();
+        assert_ne!(first, second, "{target}: 2.jpg was not registered again");
+        // Ledger A still holds 2.jpg's first id, which is gone: the second id is the image.
+        run(&full, &a, &library);
+        assert_held_once(&world, &a, &[ONE, TWO], target);
+        run(&full, &a, &[]);
+        assert_held_once(&world, &a, &[ONE, TWO], target);
+        let out = verify(&world, &full, &a, target);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+    }
+}
