@@ -345,8 +345,13 @@ pub fn collect(
 }
 
 impl Plan {
-    /// Adds each person's drops and late-copy check to its job, or a job of its own.
+    /// Adds each person's drops and late-copy check (with the images it may restore) to its
+    /// job, or a job of its own.
     pub fn attach(&mut self, dropped: Vec<PersonDrops>) {
+        let mut restore: HashMap<u128, Vec<super::ImageWork>> = HashMap::new();
+        for (person, image) in std::mem::take(&mut self.restore) {
+            restore.entry(person).or_default().push(image);
+        }
         let mut index: HashMap<u128, usize> = self
             .jobs
             .iter()
@@ -369,6 +374,7 @@ impl Plan {
                 job.recheck = Some(super::Recheck {
                     keep,
                     settles: true,
+                    restore: restore.remove(&key).unwrap_or_default(),
                 });
             }
         }

@@ -118,6 +118,9 @@ pub struct Recheck {
     /// Write `settled` afterwards (the check at the start of a run; the one later in the same
     /// run leaves the person to be checked once more by the next run).
     pub settles: bool,
+    /// Images the manifest names that the ledger holds as registered: one whose id has left
+    /// the server since (a removal whose outcome was unknown landed late) is sent again.
+    pub restore: Vec<ImageWork>,
 }
 
 impl PersonJob {
@@ -189,6 +192,9 @@ pub struct Plan {
     pub adds_by_library: Vec<u64>,
     /// `--sync`: every person valid rows name (person keys).
     pub persons_named: std::collections::HashSet<u128>,
+    /// Registered images the manifest names of persons a request may still land for (the
+    /// ledger's `recheck`), by person key: restored if they have vanished ([`Recheck`]).
+    pub restore: Vec<(u128, ImageWork)>,
 }
 
 impl Plan {
@@ -521,6 +527,16 @@ impl Planner<'_> {
             Some((Status::Registered, _)) => {
                 self.plan.counts.already_registered += 1;
                 slot.kept += 1;
+                if self.options.keep_work && self.replay.recheck.contains_key(&(person as u64)) {
+                    let image = ImageWork {
+                        line: row.line,
+                        image_url: row.image_url,
+                        image_key: row.image_key,
+                        key,
+                        unsettled: false,
+                    };
+                    self.plan.restore.push((person, image));
+                }
                 return;
             }
             Some((Status::Pending | Status::Removing, _)) | Some((Status::Failed, true)) => {

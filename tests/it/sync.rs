@@ -808,3 +808,75 @@ fn a_library_sync_whose_ledger_holds_a_gone_id_adopts_the_image_s_new_id_instead
         assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
     }
 }
+
+/// Waits (at most `limit`) until the sandbox has applied `count` calls of `action`.
+fn wait_for_applied(world: &World, action: &str, count: u64, limit: Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if removals(world, action) >= count {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn a_removal_that_lands_after_the_roster_was_restored_is_undone_by_the_next_read() {
+    use face_enroll::sandbox::Fault;
+    for (target, remove_action) in TARGETS {
+        let mut config = SandboxConfig::for_tests();
+        // The removal is held 12 s, then applied: after the sync gave up on it (1 s), and
+        // after the restored roster's run read 2.jpg back still there.
+        config.stall_ms = 12_000;
+        let world = World::new(config);
+        let full = world.manifest("full.csv", &alice(&[ONE, TWO]));
+        let less = world.manifest("less.csv", &alice(&[ONE]));
+        let ledger = world.path("l.jsonl");
+        let flags = [
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--target",
+            target,
+            "--timeout",
+            "1",
+        ];
+        let out = world.run(&full, &flags);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        world.sandbox.script(remove_action, vec![Fault::Late]);
+        // No answer within the timeout, and no attempt left: the `removing` record stays.
+        let out = world.run(
+            &less,
+            &[&flags[..], &["--sync", "--max-attempts", "1"]].concat(),
+        );
+        assert_eq!(out.status.code(), Some(5), "{target}: {}", stderr(&out));
+        assert_eq!(
+            last_per_image(&ledger)[TWO]["status"],
+            "removing",
+            "{target}"
+        );
+        // The roster restored at once: 2.jpg is still there, the removal still held.
+        let out = world.run(&full, &flags);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        assert_eq!(
+            removals(&world, remove_action),
+            0,
+            "{target}: landed too early"
+        );
+        assert_eq!(
+            world.sandbox.snapshot().stats.faults.get("late"),
+            Some(&1),
+            "{target}"
+        );
+        assert!(
+            wait_for_applied(&world, remove_action, 1, Duration::from_secs(20)),
+            "{target}: the held removal never landed"
+        );
+        // The next run reads the person again and registers the vanished photo again.
+        let out = world.run(&full, &flags);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        assert_held_once(&world, &ledger, &[ONE, TWO], target);
+        let out = verify(&world, &full, &ledger, target);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+    }
+}
