@@ -5,19 +5,60 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{Planned, RunError};
-use crate::backend::Backend;
+use crate::backend::{Backend, Library};
 use crate::caller::Caller;
 use crate::ledger::{ImageRecord, Status};
 use crate::manifest::{canonical_url, library_key, person_key};
 use crate::plan::{DropWork, PersonDrops, Why};
 
-/// Reads every library the manifest names and adds, to `planned.dropped`, each image there
-/// that no ledger record holds and no manifest row (or unsettled record) of its person names.
+/// What the manifest's libraries hold, read once each before anything is sent.
+pub(super) type Listing<P> = Vec<(String, Library<P>)>;
+
+/// Reads every library of `names`; a library that cannot be read stops the run before
+/// anything was changed.
 pub(super) async fn read_libraries<T: Backend>(
     target: &T,
     caller: &Caller,
+    names: &[String],
+) -> Result<Listing<T::Place>, RunError> {
+    let mut listing = Vec::with_capacity(names.len());
+    for name in names {
+        let library = target.library(caller, name).await.map_err(|halt| {
+            RunError::Other(format!(
+                "--sync-scope library: cannot read the library {name}: {}; nothing was changed",
+                halt.error()
+                    .map_or_else(|| "stopped".to_string(), |e| e.to_string())
+            ))
+        })?;
+        listing.push((name.clone(), library));
+    }
+    Ok(listing)
+}
+
+/// (person key, canonical URL) of every image the listing holds: the planner counts a
+/// manifest image already there as the person's before it applies the image limit.
+pub(super) fn on_server<P>(listing: &Listing<P>) -> crate::plan::OnServer {
+    let mut held = crate::plan::OnServer::new();
+    for (name, library) in listing {
+        for person in &library.persons {
+            let key = person_key(name, &person.person_id);
+            for image in &person.images {
+                let url = image.image_url.as_deref().unwrap_or_default();
+                held.insert((key, canonical_url(url).into_owned()));
+            }
+        }
+    }
+    held
+}
+
+/// Adds, to `planned.dropped`, each image of the listing that no ledger record holds and no
+/// manifest row (or unsettled record) of its person names; and, for an image whose recorded id
+/// has left the server, the id it holds the image by now.
+pub(super) fn add_foreign<T: Backend>(
+    target: &T,
     planned: &mut Planned,
-) -> Result<(), RunError> {
+    listing: Listing<T::Place>,
+) {
     // Canonical URLs each person still has a use for: rows to send, images to settle.
     let mut wanted: HashMap<u128, HashSet<String>> = HashMap::new();
     for job in &planned.plan.jobs {
@@ -48,14 +89,7 @@ pub(super) async fn read_libraries<T: Backend>(
         .enumerate()
         .map(|(i, p)| (person_key(&p.category_id, &p.person_id), i))
         .collect();
-    for name in planned.plan.libraries.clone() {
-        let library = target.library(caller, &name).await.map_err(|halt| {
-            RunError::Other(format!(
-                "--sync-scope library: cannot read the library {name}: {}; nothing was changed",
-                halt.error()
-                    .map_or_else(|| "stopped".to_string(), |e| e.to_string())
-            ))
-        })?;
+    for (name, library) in listing {
         for person in library.persons {
             let key = person_key(&name, &person.person_id);
             let urls = wanted.get(&key);
@@ -123,7 +157,6 @@ pub(super) async fn read_libraries<T: Backend>(
             }
         }
     }
-    Ok(())
 }
 
 /// The ICE entities the tool created for persons the manifest no longer names, in libraries

@@ -44,7 +44,8 @@ use std::hash::BuildHasherDefault;
 
 use crate::ledger::{KeyHasher, KeyMap, PersonMap, Replay, Status};
 use crate::manifest::{
-    Entry, InvalidRow, ManifestError, Row, image_key, library_key, person_and_image_key,
+    Entry, InvalidRow, ManifestError, Row, canonical_url, image_key, library_key,
+    person_and_image_key,
 };
 
 /// The service refuses an eleventh face for a person.
@@ -245,6 +246,9 @@ pub struct Options {
 
 struct Planner<'a> {
     replay: &'a Replay,
+    on_server: &'a OnServer,
+    /// Images planned that the server already holds (never held back by the limit).
+    held_there: KeyMap<()>,
     options: Options,
     rules: Rules,
     plan: Plan,
@@ -296,9 +300,28 @@ pub fn plan_with(
     options: Options,
     rules: Rules,
 ) -> Result<Plan, ManifestError> {
+    plan_knowing(entries, replay, options, rules, &OnServer::new())
+}
+
+/// Images the server was read to hold, as (person key, canonical URL).
+pub type OnServer = std::collections::HashSet<(u128, String)>;
+
+/// [`plan_with`], knowing what the server holds (a sync's library read): a manifest image
+/// already there is the person's, as if the ledger recorded it, before the image limit is
+/// applied — so a lost ledger keeps the same photos as a whole one — and its person is read
+/// before anything is sent (to adopt it).
+pub fn plan_knowing(
+    entries: impl Iterator<Item = Result<Entry, ManifestError>>,
+    replay: &Replay,
+    options: Options,
+    rules: Rules,
+    on_server: &OnServer,
+) -> Result<Plan, ManifestError> {
     replay.reset_seen();
     let mut planner = Planner {
         replay,
+        on_server,
+        held_there: KeyMap::default(),
         options,
         rules,
         plan: Plan::default(),
@@ -379,7 +402,7 @@ impl Planner<'_> {
             let mut held_back = Vec::new();
             while excess > 0 && at > 0 {
                 at -= 1;
-                if job.images[at].unsettled {
+                if job.images[at].unsettled || self.held_there.contains_key(&job.images[at].key) {
                     continue;
                 }
                 held_back.push(job.images.remove(at));
@@ -518,11 +541,16 @@ impl Planner<'_> {
             ..Default::default()
         });
         let mut needs_lookup = false;
-        let reconcile = match self.options.reconcile {
-            Reconcile::Always => true,
-            Reconcile::Auto => !self.known_persons.contains(&(person as u64)),
-            Reconcile::Never => false,
-        };
+        let there = !self.on_server.is_empty()
+            && self
+                .on_server
+                .contains(&(person, canonical_url(&row.image_url).into_owned()));
+        let reconcile = there
+            || match self.options.reconcile {
+                Reconcile::Always => true,
+                Reconcile::Auto => !self.known_persons.contains(&(person as u64)),
+                Reconcile::Never => false,
+            };
         match state.map(|s| (s.status, s.retryable)) {
             Some((Status::Registered, _)) => {
                 self.plan.counts.already_registered += 1;
@@ -554,6 +582,7 @@ impl Planner<'_> {
         if let Some(limit) = self.rules.max_images_per_person
             && slot.used >= limit
             && !sync
+            && !there
         {
             slot.over_limit = true;
             self.plan.counts.over_limit += 1;
@@ -572,7 +601,12 @@ impl Planner<'_> {
             return;
         }
         slot.used += 1;
-        slot.new += 1;
+        if there {
+            slot.kept += 1;
+            self.held_there.insert(key, ());
+        } else {
+            slot.new += 1;
+        }
         self.plan.counts.to_send += 1;
         self.plan.adds_by_library[library] += 1;
         if !self.options.keep_work {
@@ -615,6 +649,10 @@ impl Planner<'_> {
             }
         };
         let job = &mut self.plan.jobs[index];
+        if reconcile && !job.reconcile {
+            job.reconcile = true;
+            self.plan.counts.to_reconcile += 1;
+        }
         if let Some(state) = state {
             job.pending_since = job.pending_since.max(state.since);
         }
@@ -630,6 +668,7 @@ impl Planner<'_> {
 mod tests {
     use super::*;
     use crate::ledger::{ImageRecord, encode, replay_from};
+    use crate::manifest::person_key;
     use std::path::Path;
 
     fn row(line: u64, cat: &str, person: &str, url: &str) -> Result<Entry, ManifestError> {
@@ -798,6 +837,39 @@ mod tests {
         assert_eq!(kept.counts.over_limit, counted.counts.over_limit);
         assert_eq!(kept.counts.persons, 3);
         assert_eq!(counted.counts.persons, 3);
+    }
+
+    #[test]
+    fn images_the_server_holds_count_against_a_sync_s_limit_before_new_rows_do() {
+        let url = |name: &str| format!("http://x/{name}.jpg");
+        let mut rows = vec![
+            row(2, "l", "a", &url("new-a")),
+            row(3, "l", "a", &url("new-b")),
+        ];
+        rows.extend((0..10).map(|i| row(i + 4, "l", "a", &url(&i.to_string()))));
+        let on_server: OnServer = (0..10)
+            .map(|i| (person_key("l", "a"), url(&i.to_string())))
+            .collect();
+        let options = Options {
+            sync: true,
+            ..run_options()
+        };
+        let plan = plan_knowing(
+            rows.into_iter(),
+            &Replay::default(),
+            options,
+            Rules::MTS,
+            &on_server,
+        )
+        .unwrap();
+        let skipped: Vec<u64> = plan.rejected.iter().map(|r| r.line).collect();
+        assert_eq!(
+            skipped,
+            vec![2, 3],
+            "the ten on the server are the person's"
+        );
+        assert_eq!(plan.jobs[0].images.len(), 10);
+        assert!(plan.jobs[0].reconcile, "read first, to adopt them");
     }
 
     fn short_names(row: &Row) -> Option<(&'static str, String)> {

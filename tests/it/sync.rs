@@ -880,3 +880,54 @@ fn a_removal_that_lands_after_the_roster_was_restored_is_undone_by_the_next_read
         assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn a_lost_ledger_does_not_change_which_photos_a_library_sync_keeps_at_the_ten_photo_limit() {
+    let world = World::new(SandboxConfig::for_tests());
+    let photo = |name: &str| format!("https://img.example.com/alice/{name}.jpg");
+    let ten: Vec<String> = (0..10).map(|i| photo(&i.to_string())).collect();
+    let ten: Vec<&str> = ten.iter().map(String::as_str).collect();
+    let old = world.path("old.jsonl");
+    let out = world.run(
+        &world.manifest("ten.csv", &alice(&ten)),
+        &["--ledger", old.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Two new photos first: earlier rows win, but the ten on the server are the person's.
+    let (new_a, new_b) = (photo("new-a"), photo("new-b"));
+    let roster = world.manifest(
+        "roster.csv",
+        &alice(&[&[new_a.as_str(), new_b.as_str()][..], &ten[..]].concat()),
+    );
+    let with_ledger = world.run(&roster, &["--ledger", old.to_str().unwrap()]);
+    assert_held_once(&world, &old, &ten, "mts");
+    let new = world.path("new.jsonl");
+    let lost = world.run(
+        &roster,
+        &[
+            "--ledger",
+            new.to_str().unwrap(),
+            "--sync",
+            "--sync-scope",
+            "library",
+        ],
+    );
+    assert_eq!(
+        lost.status.code(),
+        with_ledger.status.code(),
+        "{}",
+        stderr(&lost)
+    );
+    assert_eq!(
+        removals(&world, "UnregisterCustomFace"),
+        0,
+        "a named photo was removed"
+    );
+    assert_held_once(&world, &new, &ten, "mts");
+    let skipped: BTreeSet<String> = last_per_image(&new)
+        .into_iter()
+        .filter(|(_, r)| r["status"] == "skipped")
+        .map(|(url, _)| url)
+        .collect();
+    assert_eq!(skipped, BTreeSet::from([new_a, new_b]));
+}
