@@ -504,8 +504,19 @@ impl Planner<'_> {
         });
     }
 
-    fn add(&mut self, row: Row) {
-        let (person, key) = person_and_image_key(&row.category_id, &row.person_id, row.identity());
+    fn add(&mut self, mut row: Row) {
+        let (person, mut key) =
+            person_and_image_key(&row.category_id, &row.person_id, row.identity());
+        // The ledger holds this person's image at this URL under another identity (an
+        // `image_key` column added, dropped or changed): the row is that image, kept under
+        // the identity it was recorded by.
+        if let Some((recorded, identity)) =
+            self.replay
+                .alias(key, &row.category_id, &row.person_id, &row.image_url)
+        {
+            key = recorded;
+            row.image_key = identity.map(str::to_string);
+        }
         let (state, first) = match self.replay.seen_at(key, row.line) {
             Some((state, first)) => (Some(state), first),
             None => match self.seen_images.entry(key) {
@@ -870,6 +881,28 @@ mod tests {
         );
         assert_eq!(plan.jobs[0].images.len(), 10);
         assert!(plan.jobs[0].reconcile, "read first, to adopt them");
+    }
+
+    #[test]
+    fn a_row_given_an_image_key_is_the_image_its_url_was_recorded_as() {
+        let done = ledger(&[(Status::Registered, "l", "a", "http://x/1", false)]);
+        let keyed = Row {
+            image_key: Some("photo-1".into()),
+            ..match row(2, "l", "a", "http://x/1").unwrap() {
+                Entry::Valid(row) => row,
+                Entry::Invalid(_) => unreachable!(),
+            }
+        };
+        let options = Options {
+            sync: true,
+            ..run_options()
+        };
+        let plan = plan(vec![Ok(Entry::Valid(keyed))].into_iter(), &done, options).unwrap();
+        assert_eq!(
+            (plan.counts.already_registered, plan.counts.to_send),
+            (1, 0)
+        );
+        assert_eq!(done.unseen(|_| true).count(), 0, "a sync would remove it");
     }
 
     fn short_names(row: &Row) -> Option<(&'static str, String)> {

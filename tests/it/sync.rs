@@ -931,3 +931,54 @@ fn a_lost_ledger_does_not_change_which_photos_a_library_sync_keeps_at_the_ten_ph
         .collect();
     assert_eq!(skipped, BTreeSet::from([new_a, new_b]));
 }
+
+#[test]
+fn adding_or_dropping_an_image_key_column_registers_and_removes_nothing() {
+    for (target, remove_action) in TARGETS {
+        let world = World::new(SandboxConfig::for_tests());
+        let plain = manifest_body("lib", 10, 3);
+        let mut keyed = String::new();
+        for (i, line) in plain.lines().enumerate() {
+            let key = if i == 0 {
+                "image_key".to_string()
+            } else {
+                format!("photo-{i:03}")
+            };
+            keyed.push_str(&format!("{line},{key}\n"));
+        }
+        let plain = world.manifest("plain.csv", &plain);
+        let keyed = world.manifest("keyed.csv", &keyed);
+        let ledger = world.path("l.jsonl");
+        let flags = ["--ledger", ledger.to_str().unwrap(), "--target", target];
+        let run = |manifest: &Path, extra: &[&str]| {
+            let out = world.run(manifest, &[&flags[..], extra].concat());
+            assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        };
+        run(&plain, &[]);
+        assert_eq!(creates_of(&world, target), 30, "{target}");
+        // The column added (same URLs), with and without a sync; then dropped again.
+        run(&keyed, &[]);
+        run(&keyed, &["--sync"]);
+        run(&plain, &["--sync"]);
+        run(&keyed, &["--sync", "--sync-scope", "library"]);
+        assert_eq!(
+            creates_of(&world, target),
+            30,
+            "{target}: images sent again"
+        );
+        assert_eq!(
+            removals(&world, remove_action),
+            0,
+            "{target}: images removed"
+        );
+        let urls: Vec<String> = held(&world.sandbox.snapshot())
+            .into_keys()
+            .map(|(_, _, url)| url)
+            .collect();
+        assert_eq!(urls.len(), 30, "{target}");
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        assert_held_once(&world, &ledger, &urls, target);
+        let out = verify(&world, &keyed, &ledger, target);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+    }
+}
