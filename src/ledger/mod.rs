@@ -22,6 +22,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::image::ImageId;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error(
@@ -186,6 +188,9 @@ pub struct Replay {
     /// Persons a request may still land for unseen (a `recheck` record not yet followed by a
     /// `settled` one): read again at the start of the next run.
     pub recheck: PersonMap<()>,
+    /// Images recorded under an `image_key` of their own, by the key their URL alone would
+    /// give: (their key, that `image_key`). Only manifests with the column fill it.
+    aliases: KeyMap<(u128, Box<str>)>,
 }
 
 impl Replay {
@@ -264,6 +269,30 @@ impl Replay {
     pub fn persons(&self) -> PersonSet {
         self.persons.clone()
     }
+
+    /// The image the ledger records under another identity for the same person and URL — an
+    /// `image_key` column added, dropped or changed — when `key` is not known and no manifest
+    /// row named that image yet: its key and the `image_key` it is recorded under (`None`:
+    /// its URL).
+    pub fn alias(
+        &self,
+        key: u128,
+        category_id: &str,
+        person_id: &str,
+        image_url: &str,
+    ) -> Option<(u128, Option<&str>)> {
+        if self.images.contains_key(&key) {
+            return None;
+        }
+        let by_url = ImageId::new(image_url, None).key(category_id, person_id);
+        let found = if by_url != key && self.images.contains_key(&by_url) {
+            (by_url, None)
+        } else {
+            let (aliased, identity) = self.aliases.get(&by_url)?;
+            (*aliased, Some(&**identity))
+        };
+        (found.0 != key && !self.was_seen(found.0)).then_some(found)
+    }
 }
 
 /// Replays the ledger at `path`; a missing file is an empty ledger.
@@ -316,6 +345,9 @@ enum Decoded {
         state: ImageState,
         /// The record says a request for the image may still land (`recheck`).
         recheck: bool,
+        /// Recorded under an `image_key` of its own: the key its URL alone gives, and that
+        /// `image_key`.
+        alias: Option<(u128, Box<str>)>,
     },
     /// A person read again after a `recheck` (`settled`).
     Settled {
@@ -345,11 +377,17 @@ impl Batch {
                 let (person, key) = image
                     .image_id()
                     .person_and_key(image.category_id, image.person_id);
+                let alias = image.view.image_key.as_deref().and_then(|identity| {
+                    let by_url =
+                        ImageId::new(image.image_url, None).key(image.category_id, image.person_id);
+                    (by_url != key).then(|| (by_url, identity.into()))
+                });
                 Decoded::Image {
                     person: person as u64,
                     key,
                     state,
                     recheck: image.view.recheck == Some(true),
+                    alias,
                 }
             }
             Entry::Person(view) if view.kind == Some(read::LineKind::Settled) => {
@@ -398,9 +436,13 @@ impl Replay {
                     key,
                     state,
                     recheck,
+                    alias,
                 } => {
                     if recheck {
                         self.recheck.insert(person, ());
+                    }
+                    if let Some((by_url, identity)) = alias {
+                        self.aliases.insert(by_url, (key, identity));
                     }
                     self.record_image(key, person, state);
                 }

@@ -129,6 +129,17 @@ pub fn plan_files_with(
     options: plan::Options,
     rules: plan::Rules,
 ) -> Result<Plan, ManifestError> {
+    plan_files_knowing(manifest_path, replay, options, rules, &Default::default())
+}
+
+/// [`plan_files_with`], knowing what the server holds (`--sync-scope library`).
+fn plan_files_knowing(
+    manifest_path: &std::path::Path,
+    replay: &Replay,
+    options: plan::Options,
+    rules: plan::Rules,
+    on_server: &plan::OnServer,
+) -> Result<Plan, ManifestError> {
     let stamp = |path: &std::path::Path| {
         std::fs::metadata(path)
             .ok()
@@ -136,7 +147,7 @@ pub fn plan_files_with(
     };
     let before = stamp(manifest_path);
     let reader = manifest::Reader::open(manifest_path)?.read_ahead();
-    let plan = plan::plan_with(reader, replay, options, rules)?;
+    let plan = plan::plan_knowing(reader, replay, options, rules, on_server)?;
     if stamp(manifest_path) != before {
         return Err(ManifestError::Changed {
             path: manifest_path.into(),
@@ -189,7 +200,7 @@ async fn run_with<T: crate::backend::Backend>(
         );
         caller.assume_busy_window();
     }
-    let (mut planned, replay) = match read_and_plan(&config, replay).await {
+    let (mut planned, mut replay) = match read_and_plan(&config, replay, None).await {
         Ok(planned) => planned,
         Err(e) => {
             begun.abandon();
@@ -206,7 +217,16 @@ async fn run_with<T: crate::backend::Backend>(
     let mut sync = SyncOutcome::default();
     if let Some(settings) = config.sync {
         if settings.scope == plan::SyncScope::Library {
-            sync::read_libraries(&target, &caller, &mut planned).await?;
+            let listing = sync::read_libraries(&target, &caller, &planned.plan.libraries).await?;
+            // A manifest image already on the server is the person's before the image limit
+            // is applied, whatever the ledger holds: plan again knowing them.
+            let held = sync::on_server(&listing);
+            if !held.is_empty() {
+                let (again, back) = read_and_plan(&config, replay, Some(held)).await?;
+                planned = again;
+                replay = back;
+            }
+            sync::add_foreign(&target, &mut planned, listing);
         }
         sync.planned = planned.dropped.removals() as u64;
         if planned.plan.counts.rows > 0 && planned.plan.libraries.is_empty() {
@@ -232,6 +252,7 @@ async fn run_with<T: crate::backend::Backend>(
                     ..config.clone()
                 },
                 replay,
+                None,
             )
             .await?
             .0;
@@ -347,9 +368,14 @@ fn replay_ledger(path: &std::path::Path, target: TargetKind) -> Result<Replay, R
     Ok(replay)
 }
 
-/// Plans the manifest against the replayed ledger, then reads from the ledger what the
-/// manifest no longer names (to settle, and with `--sync` to remove).
-async fn read_and_plan(config: &RunConfig, replay: Replay) -> Result<(Planned, Replay), RunError> {
+/// Plans the manifest against the replayed ledger (and what the server was read to hold, when
+/// it was), then reads from the ledger what the manifest no longer names (to settle, and with
+/// `--sync` to remove).
+async fn read_and_plan(
+    config: &RunConfig,
+    replay: Replay,
+    on_server: Option<plan::OnServer>,
+) -> Result<(Planned, Replay), RunError> {
     let options = plan::Options {
         retry_failed: config.retry_failed,
         keep_work: true,
@@ -361,7 +387,8 @@ async fn read_and_plan(config: &RunConfig, replay: Replay) -> Result<(Planned, R
     let rules = config.target.rules();
     let sync = config.sync;
     tokio::task::spawn_blocking(move || {
-        let plan = plan_files_with(&manifest_path, &replay, options, rules)?;
+        let on_server = on_server.unwrap_or_default();
+        let plan = plan_files_knowing(&manifest_path, &replay, options, rules, &on_server)?;
         let scope = sync.map(|s| s.scope);
         let dropped = plan::drops::collect(&ledger_path, &replay, scope, &plan.libraries)?;
         Ok((Planned { plan, dropped }, replay))

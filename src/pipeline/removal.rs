@@ -14,7 +14,7 @@ use crate::backend::{Backend, Held, is_safe_id};
 use crate::caller::{Halt, Removal};
 use crate::image::Locator;
 use crate::ledger::{ImageRecord, Record, Status, record::PersonRecord};
-use crate::plan::{DropWork, PersonJob};
+use crate::plan::{DropWork, ImageWork, PersonJob};
 use crate::stop::StopReason;
 
 /// The service refused an image because the person already holds as many as it allows.
@@ -89,6 +89,30 @@ impl<P: Clone> Reads<P> {
         self.put::<T>(place, held.clone());
         Ok(held)
     }
+}
+
+/// The images of `recheck.restore` whose recorded ids `place` no longer holds (it was read):
+/// a removal whose outcome was unknown landed after the read that found them there.
+pub(crate) fn vanished<T: Backend>(
+    recheck: &crate::plan::Recheck,
+    reads: &Reads<T::Place>,
+    place: &T::Place,
+) -> Vec<ImageWork> {
+    let Some(held) = reads.get::<T>(place) else {
+        return Vec::new();
+    };
+    recheck
+        .restore
+        .iter()
+        .filter(|image| {
+            let url = Locator::of(&image.image_url);
+            !recheck
+                .keep
+                .iter()
+                .any(|(kept, id)| kept.as_str() == url.as_str() && held.iter().any(|h| &h.id == id))
+        })
+        .cloned()
+        .collect()
 }
 
 /// The place the first of the person's drops records (ICE: its LibId and EntityId).
@@ -324,8 +348,13 @@ async fn handle<T: Backend>(
         // On the server and staying: the ledger says so again, with the id.
         let mut record = drop_record(ctx, job, drop, Status::Registered, Some(&place));
         T::set_id(&mut record, id);
-        record.recovered = Some(true);
-        record.reason = Some(format!("{}: on the server (read back)", drop.why.reason()));
+        if drop.why == crate::plan::Why::Adopt {
+            record.adopted = Some(true);
+            record.reason = Some(drop.why.reason().to_string());
+        } else {
+            record.recovered = Some(true);
+            record.reason = Some(format!("{}: on the server (read back)", drop.why.reason()));
+        }
         ctx.events.send(Event::Outcome(record));
         return Ok(false);
     }

@@ -5,19 +5,60 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{Planned, RunError};
-use crate::backend::Backend;
+use crate::backend::{Backend, Library};
 use crate::caller::Caller;
 use crate::image::{ImageId, Locator, library_key, person_key};
 use crate::ledger::{ImageRecord, Status};
 use crate::plan::{DropWork, PersonDrops, Why};
 
-/// Reads every library the manifest names and adds, to `planned.dropped`, each image there
-/// that no ledger record holds and no manifest row (or unsettled record) of its person names.
+/// What the manifest's libraries hold, read once each before anything is sent.
+pub(super) type Listing<P> = Vec<(String, Library<P>)>;
+
+/// Reads every library of `names`; a library that cannot be read stops the run before
+/// anything was changed.
 pub(super) async fn read_libraries<T: Backend>(
     target: &T,
     caller: &Caller,
+    names: &[String],
+) -> Result<Listing<T::Place>, RunError> {
+    let mut listing = Vec::with_capacity(names.len());
+    for name in names {
+        let library = target.library(caller, name).await.map_err(|halt| {
+            RunError::Other(format!(
+                "--sync-scope library: cannot read the library {name}: {}; nothing was changed",
+                halt.error()
+                    .map_or_else(|| "stopped".to_string(), |e| e.to_string())
+            ))
+        })?;
+        listing.push((name.clone(), library));
+    }
+    Ok(listing)
+}
+
+/// (person key, canonical URL) of every image the listing holds: the planner counts a
+/// manifest image already there as the person's before it applies the image limit.
+pub(super) fn on_server<P>(listing: &Listing<P>) -> crate::plan::OnServer {
+    let mut held = crate::plan::OnServer::new();
+    for (name, library) in listing {
+        for person in &library.persons {
+            let key = person_key(name, &person.person_id);
+            for image in &person.images {
+                let url = image.image_url.as_deref().unwrap_or_default();
+                held.insert((key, Locator::listed(url).into_string()));
+            }
+        }
+    }
+    held
+}
+
+/// Adds, to `planned.dropped`, each image of the listing that no ledger record holds and no
+/// manifest row (or unsettled record) of its person names; and, for an image whose recorded id
+/// has left the server, the id it holds the image by now.
+pub(super) fn add_foreign<T: Backend>(
+    target: &T,
     planned: &mut Planned,
-) -> Result<(), RunError> {
+    listing: Listing<T::Place>,
+) {
     // Canonical URLs each person still has a use for: rows to send, images to settle.
     let mut wanted: HashMap<u128, HashSet<String>> = HashMap::new();
     for job in &planned.plan.jobs {
@@ -48,33 +89,44 @@ pub(super) async fn read_libraries<T: Backend>(
         .enumerate()
         .map(|(i, p)| (person_key(&p.category_id, &p.person_id), i))
         .collect();
-    for name in planned.plan.libraries.clone() {
-        let library = target.library(caller, &name).await.map_err(|halt| {
-            RunError::Other(format!(
-                "--sync-scope library: cannot read the library {name}: {}; nothing was changed",
-                halt.error()
-                    .map_or_else(|| "stopped".to_string(), |e| e.to_string())
-            ))
-        })?;
+    for (name, library) in listing {
         for person in library.persons {
             let key = person_key(&name, &person.person_id);
             let urls = wanted.get(&key);
             // The ids a record needs for this place (ICE: LibId and EntityId).
             let mut stamped = ImageRecord::new("", Status::Registered, "", "", "");
             target.stamp(&mut stamped, Some(&person.place));
-            for held in person.images {
+            let present: HashSet<&str> = person.images.iter().map(|h| h.id.as_str()).collect();
+            // Per image whose recorded id is gone: the lowest other id under its URL is the
+            // image (a rule any run agrees on); the others are its copies.
+            let mut adopted: HashMap<String, &str> = HashMap::new();
+            for held in &person.images {
+                let url = Locator::listed(held.image_url.as_deref().unwrap_or_default());
                 if planned.dropped.ledger_ids.contains(&held.id) {
                     continue;
                 }
-                let url = held.image_url.unwrap_or_default();
-                let canonical = Locator::listed(&url).into_string();
-                let copy = planned
-                    .dropped
-                    .ledger_urls
-                    .contains(&(key, canonical.clone()));
-                if !copy && urls.is_some_and(|u| u.contains(&canonical)) {
+                if let Some(recorded) = planned.dropped.ledger_urls.get(&(key, url.to_string()))
+                    && !present.contains(recorded.id.as_str())
+                {
+                    let lowest = adopted.entry(url.into_string()).or_insert(&held.id);
+                    if held.id.as_str() < *lowest {
+                        *lowest = &held.id;
+                    }
+                }
+            }
+            for held in &person.images {
+                if planned.dropped.ledger_ids.contains(&held.id) {
                     continue;
                 }
+                let url = held.image_url.clone().unwrap_or_default();
+                let canonical = Locator::listed(&url).into_string();
+                let recorded = planned.dropped.ledger_urls.get(&(key, canonical.clone()));
+                let why = match (recorded, adopted.get(&canonical)) {
+                    (Some(_), Some(&id)) if id == held.id => Why::Adopt,
+                    (Some(_), _) => Why::Copy,
+                    (None, _) if urls.is_some_and(|u| u.contains(&canonical)) => continue,
+                    (None, _) => Why::NotOurs,
+                };
                 let index = *at.entry(key).or_insert_with(|| {
                     planned.dropped.persons.push(PersonDrops {
                         category_id: name.clone(),
@@ -83,21 +135,28 @@ pub(super) async fn read_libraries<T: Backend>(
                     });
                     planned.dropped.persons.len() - 1
                 });
+                let (image_url, image_key, image) = match (why, recorded) {
+                    // Recorded as the ledger's image, under the id the server holds.
+                    (Why::Adopt, Some(r)) => (r.image_url.clone(), r.image_key.clone(), r.key),
+                    _ => {
+                        let image = ImageId::listed(&url).key(&name, &person.person_id);
+                        (url, None, image)
+                    }
+                };
                 planned.dropped.persons[index].drops.push(DropWork {
-                    key: ImageId::listed(&url).key(&name, &person.person_id),
-                    image_url: url,
-                    image_key: None,
-                    id: Some(held.id),
+                    key: image,
+                    image_url,
+                    image_key,
+                    id: Some(held.id.clone()),
                     lib_id: stamped.lib_id.clone(),
                     entity_id: stamped.entity_id.clone(),
                     status: Status::Registered,
-                    remove: true,
-                    why: if copy { Why::Copy } else { Why::NotOurs },
+                    remove: why != Why::Adopt,
+                    why,
                 });
             }
         }
     }
-    Ok(())
 }
 
 /// The ICE entities the tool created for persons the manifest no longer names, in libraries

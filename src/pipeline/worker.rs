@@ -69,9 +69,12 @@ struct Outcomes {
     owed: bool,
     /// Images the service refused because the person was full.
     refused_full: Vec<ImageWork>,
+    /// Images found on the server after an unknown outcome: a removal of one may still land,
+    /// so the later read sends it again if it has vanished by then.
+    found: Vec<ImageWork>,
 }
 
-pub(crate) async fn process<T: Backend>(ctx: &Context<T>, job: PersonJob) {
+pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
     let total = job.images.len() as u64;
     // A request a killed run left in flight (a `pending` record's time) can no longer land
     // unseen after this wait: before the person's place is looked for (ICE may create it) and
@@ -127,16 +130,25 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, job: PersonJob) {
         return leave(ctx, &job, &job.images, halt, Some(&place));
     }
     let known = reads.known::<T>(&place);
+    // A photo the roster wants whose recorded id has left the server since the last read (a
+    // removal whose outcome was unknown landed late) is the person's to send again.
+    let planned = job.images.len();
+    if let Some(recheck) = &job.recheck {
+        let vanished = removal::vanished::<T>(recheck, &reads, &place);
+        job.images.extend(vanished);
+    }
+    let total = job.images.len() as u64;
     // One durable batch of `pending` lines for the person's images still to send, before the
     // first is sent: one sync per person, not per image. After a crash the person is read back
     // once, which settles every one of them.
     let to_send: Vec<ImageRecord> = job
         .images
         .iter()
-        .filter(|image| find(&known, image).is_none())
-        .map(|image| record(ctx, &job, image, Status::Pending, Some(&place)))
+        .enumerate()
+        .filter(|&(i, image)| (!early || i >= planned) && find(&known, image).is_none())
+        .map(|(_, image)| record(ctx, &job, image, Status::Pending, Some(&place)))
         .collect();
-    if !early && !to_send.is_empty() && !ctx.events.pending(to_send).await {
+    if !to_send.is_empty() && !ctx.events.pending(to_send).await {
         // The ledger cannot be written: nothing may be sent without a durable `pending` first.
         ctx.caller.stop().stop(StopReason::LedgerFailed);
         ctx.events.send(Event::Left(total));
@@ -164,6 +176,7 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, job: PersonJob) {
                 // after its own look-up is not journaled): read the person again for a copy.
                 record.recheck = Some(true);
                 outcomes.owed = true;
+                outcomes.found.push(image.clone());
             }
             ctx.events.send(Event::Outcome(record));
             continue;
@@ -216,6 +229,7 @@ fn owe<T: Backend>(ctx: &Context<T>, job: &PersonJob, outcomes: Outcomes) {
     later.recheck = Some(crate::plan::Recheck {
         keep: outcomes.ids,
         settles: false,
+        restore: outcomes.found,
     });
     later.images = outcomes.refused_full;
     ctx.owed

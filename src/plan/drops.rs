@@ -33,8 +33,12 @@ pub enum Why {
     /// `--sync-scope library`: on the server, not the tool's, and not in the manifest.
     NotOurs,
     /// `--sync-scope library`: a second server id under the canonical URL of an image the
-    /// ledger holds (a duplicate copy): removed as a `copy`, the image's own record untouched.
+    /// ledger holds, whose recorded id is still there too (a duplicate copy): removed as a
+    /// `copy`, the image's own record untouched.
     Copy,
+    /// `--sync-scope library`: the id the ledger records for an image is gone from the server,
+    /// which holds the image under another id: that id is the image, recorded (not removed).
+    Adopt,
 }
 
 impl Why {
@@ -47,6 +51,9 @@ impl Why {
                 "sync: in the library but not in the manifest (not registered by this tool)"
             }
             Why::Copy => "sync: a duplicate copy of an image the ledger holds",
+            Why::Adopt => {
+                "sync: the recorded id is gone from the server, which holds the image under this one"
+            }
         }
     }
 }
@@ -94,9 +101,10 @@ pub struct Dropped {
     /// `--sync-scope library`: every id the ledger records as registered in the manifest's
     /// libraries (what the server holds beyond these, and beyond the manifest, is not ours).
     pub ledger_ids: HashSet<String>,
-    /// `--sync-scope library`: (person key, canonical URL) of every image the ledger holds as
-    /// registered there: another server id under one of these is a duplicate copy.
-    pub ledger_urls: HashSet<(u128, String)>,
+    /// `--sync-scope library`: every image the ledger holds as registered there, by (person
+    /// key, canonical URL): another server id under one of these is a duplicate copy while
+    /// the recorded id is still on the server, and the image itself once it is not.
+    pub ledger_urls: HashMap<(u128, String), Recorded>,
     /// Registered images a sync would remove whose id may not be sent (empty, padded, `ALL`).
     pub unsafe_ids: Vec<String>,
     /// `--sync`: ICE entities a run created and nothing deleted since. A sync deletes one of a
@@ -113,6 +121,15 @@ impl Dropped {
             .filter(|d| d.remove)
             .count()
     }
+}
+
+/// An image as the ledger records it (registered), for `--sync-scope library`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    pub id: String,
+    pub image_url: String,
+    pub image_key: Option<String>,
+    pub key: u128,
 }
 
 /// An ICE entity a run created (its `created` record), with its library's name when the
@@ -156,7 +173,7 @@ pub fn collect(
     }
     let named: HashSet<u128> = libraries.iter().map(|l| library_key(l)).collect();
     let mut last: KeyMap<Last> = KeyMap::default();
-    let mut ids: KeyMap<(String, u128, String)> = KeyMap::default();
+    let mut ids: KeyMap<(Recorded, u128, String)> = KeyMap::default();
     let mut made: Vec<MadeEntity> = Vec::new();
     let mut lib_names: HashMap<String, String> = HashMap::new();
     ledger::scan(path, true, |entry| {
@@ -196,7 +213,13 @@ pub fn collect(
         {
             let person = person_key(image.category_id, image.person_id);
             let url = Locator::of(image.image_url).into_string();
-            ids.insert(key, (id.to_string(), person, url));
+            let recorded = Recorded {
+                id: id.to_string(),
+                image_url: image.image_url.to_string(),
+                image_key: image.view.image_key.as_deref().map(str::to_string),
+                key,
+            };
+            ids.insert(key, (recorded, person, url));
         }
         let person = person_key(image.category_id, image.person_id) as u64;
         if !wanted.contains(&key) && !replay.recheck.contains_key(&person) {
@@ -237,16 +260,16 @@ pub fn collect(
         made_entities: made,
         ..Dropped::default()
     };
-    for (key, (id, person, url)) in ids {
+    for (key, (recorded, person, url)) in ids {
         let Some(state) = replay.state(key) else {
             continue;
         };
         if state.status == Status::Removed {
             continue;
         }
-        dropped.ledger_ids.insert(id);
+        dropped.ledger_ids.insert(recorded.id.clone());
         if state.status == Status::Registered && replay.was_seen(key) {
-            dropped.ledger_urls.insert((person, url));
+            dropped.ledger_urls.insert((person, url), recorded);
         }
     }
     let mut at: HashMap<u128, usize> = HashMap::new();
@@ -322,8 +345,13 @@ pub fn collect(
 }
 
 impl Plan {
-    /// Adds each person's drops and late-copy check to its job, or a job of its own.
+    /// Adds each person's drops and late-copy check (with the images it may restore) to its
+    /// job, or a job of its own.
     pub fn attach(&mut self, dropped: Vec<PersonDrops>) {
+        let mut restore: HashMap<u128, Vec<super::ImageWork>> = HashMap::new();
+        for (person, image) in std::mem::take(&mut self.restore) {
+            restore.entry(person).or_default().push(image);
+        }
         let mut index: HashMap<u128, usize> = self
             .jobs
             .iter()
@@ -346,6 +374,7 @@ impl Plan {
                 job.recheck = Some(super::Recheck {
                     keep,
                     settles: true,
+                    restore: restore.remove(&key).unwrap_or_default(),
                 });
             }
         }

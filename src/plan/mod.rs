@@ -42,7 +42,7 @@ pub struct SyncSettings {
 
 use std::hash::BuildHasherDefault;
 
-use crate::image::{ImageId, library_key};
+use crate::image::{ImageId, Locator, library_key};
 use crate::ledger::{KeyHasher, KeyMap, PersonMap, Replay, Status};
 use crate::manifest::{Entry, InvalidRow, ManifestError, Row};
 
@@ -117,6 +117,9 @@ pub struct Recheck {
     /// Write `settled` afterwards (the check at the start of a run; the one later in the same
     /// run leaves the person to be checked once more by the next run).
     pub settles: bool,
+    /// Images the manifest names that the ledger holds as registered: one whose id has left
+    /// the server since (a removal whose outcome was unknown landed late) is sent again.
+    pub restore: Vec<ImageWork>,
 }
 
 impl PersonJob {
@@ -190,6 +193,9 @@ pub struct Plan {
     pub adds_by_library: Vec<u64>,
     /// `--sync`: every person valid rows name (person keys).
     pub persons_named: std::collections::HashSet<u128>,
+    /// Registered images the manifest names of persons a request may still land for (the
+    /// ledger's `recheck`), by person key: restored if they have vanished ([`Recheck`]).
+    pub restore: Vec<(u128, ImageWork)>,
 }
 
 impl Plan {
@@ -240,6 +246,9 @@ pub struct Options {
 
 struct Planner<'a> {
     replay: &'a Replay,
+    on_server: &'a OnServer,
+    /// Images planned that the server already holds (never held back by the limit).
+    held_there: KeyMap<()>,
     options: Options,
     rules: Rules,
     plan: Plan,
@@ -291,9 +300,28 @@ pub fn plan_with(
     options: Options,
     rules: Rules,
 ) -> Result<Plan, ManifestError> {
+    plan_knowing(entries, replay, options, rules, &OnServer::new())
+}
+
+/// Images the server was read to hold, as (person key, canonical URL).
+pub type OnServer = std::collections::HashSet<(u128, String)>;
+
+/// [`plan_with`], knowing what the server holds (a sync's library read): a manifest image
+/// already there is the person's, as if the ledger recorded it, before the image limit is
+/// applied — so a lost ledger keeps the same photos as a whole one — and its person is read
+/// before anything is sent (to adopt it).
+pub fn plan_knowing(
+    entries: impl Iterator<Item = Result<Entry, ManifestError>>,
+    replay: &Replay,
+    options: Options,
+    rules: Rules,
+    on_server: &OnServer,
+) -> Result<Plan, ManifestError> {
     replay.reset_seen();
     let mut planner = Planner {
         replay,
+        on_server,
+        held_there: KeyMap::default(),
         options,
         rules,
         plan: Plan::default(),
@@ -374,7 +402,7 @@ impl Planner<'_> {
             let mut held_back = Vec::new();
             while excess > 0 && at > 0 {
                 at -= 1;
-                if job.images[at].unsettled {
+                if job.images[at].unsettled || self.held_there.contains_key(&job.images[at].key) {
                     continue;
                 }
                 held_back.push(job.images.remove(at));
@@ -478,10 +506,20 @@ impl Planner<'_> {
         });
     }
 
-    fn add(&mut self, row: Row) {
-        let (person, key) = row
+    fn add(&mut self, mut row: Row) {
+        let (person, mut key) = row
             .image_id()
             .person_and_key(&row.category_id, &row.person_id);
+        // The ledger holds this person's image at this URL under another identity (an
+        // `image_key` column added, dropped or changed): the row is that image, kept under
+        // the identity it was recorded by.
+        if let Some((recorded, identity)) =
+            self.replay
+                .alias(key, &row.category_id, &row.person_id, &row.image_url)
+        {
+            key = recorded;
+            row.image_key = identity.map(str::to_string);
+        }
         let (state, first) = match self.replay.seen_at(key, row.line) {
             Some((state, first)) => (Some(state), first),
             None => match self.seen_images.entry(key) {
@@ -517,15 +555,30 @@ impl Planner<'_> {
             ..Default::default()
         });
         let mut needs_lookup = false;
-        let reconcile = match self.options.reconcile {
-            Reconcile::Always => true,
-            Reconcile::Auto => !self.known_persons.contains(&(person as u64)),
-            Reconcile::Never => false,
-        };
+        let there = !self.on_server.is_empty()
+            && self
+                .on_server
+                .contains(&(person, Locator::of(&row.image_url).into_string()));
+        let reconcile = there
+            || match self.options.reconcile {
+                Reconcile::Always => true,
+                Reconcile::Auto => !self.known_persons.contains(&(person as u64)),
+                Reconcile::Never => false,
+            };
         match state.map(|s| (s.status, s.retryable)) {
             Some((Status::Registered, _)) => {
                 self.plan.counts.already_registered += 1;
                 slot.kept += 1;
+                if self.options.keep_work && self.replay.recheck.contains_key(&(person as u64)) {
+                    let image = ImageWork {
+                        line: row.line,
+                        image_url: row.image_url,
+                        image_key: row.image_key,
+                        key,
+                        unsettled: false,
+                    };
+                    self.plan.restore.push((person, image));
+                }
                 return;
             }
             Some((Status::Pending | Status::Removing, _)) | Some((Status::Failed, true)) => {
@@ -543,6 +596,7 @@ impl Planner<'_> {
         if let Some(limit) = self.rules.max_images_per_person
             && slot.used >= limit
             && !sync
+            && !there
         {
             slot.over_limit = true;
             self.plan.counts.over_limit += 1;
@@ -562,7 +616,12 @@ impl Planner<'_> {
             return;
         }
         slot.used += 1;
-        slot.new += 1;
+        if there {
+            slot.kept += 1;
+            self.held_there.insert(key, ());
+        } else {
+            slot.new += 1;
+        }
         self.plan.counts.to_send += 1;
         self.plan.adds_by_library[library] += 1;
         if !self.options.keep_work {
@@ -605,6 +664,10 @@ impl Planner<'_> {
             }
         };
         let job = &mut self.plan.jobs[index];
+        if reconcile && !job.reconcile {
+            job.reconcile = true;
+            self.plan.counts.to_reconcile += 1;
+        }
         if let Some(state) = state {
             job.pending_since = job.pending_since.max(state.since);
         }
@@ -619,6 +682,7 @@ impl Planner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::person_key;
     use crate::ledger::{ImageRecord, encode, replay_from};
     use std::path::Path;
 
@@ -788,6 +852,61 @@ mod tests {
         assert_eq!(kept.counts.over_limit, counted.counts.over_limit);
         assert_eq!(kept.counts.persons, 3);
         assert_eq!(counted.counts.persons, 3);
+    }
+
+    #[test]
+    fn images_the_server_holds_count_against_a_sync_s_limit_before_new_rows_do() {
+        let url = |name: &str| format!("http://x/{name}.jpg");
+        let mut rows = vec![
+            row(2, "l", "a", &url("new-a")),
+            row(3, "l", "a", &url("new-b")),
+        ];
+        rows.extend((0..10).map(|i| row(i + 4, "l", "a", &url(&i.to_string()))));
+        let on_server: OnServer = (0..10)
+            .map(|i| (person_key("l", "a"), url(&i.to_string())))
+            .collect();
+        let options = Options {
+            sync: true,
+            ..run_options()
+        };
+        let plan = plan_knowing(
+            rows.into_iter(),
+            &Replay::default(),
+            options,
+            Rules::MTS,
+            &on_server,
+        )
+        .unwrap();
+        let skipped: Vec<u64> = plan.rejected.iter().map(|r| r.line).collect();
+        assert_eq!(
+            skipped,
+            vec![2, 3],
+            "the ten on the server are the person's"
+        );
+        assert_eq!(plan.jobs[0].images.len(), 10);
+        assert!(plan.jobs[0].reconcile, "read first, to adopt them");
+    }
+
+    #[test]
+    fn a_row_given_an_image_key_is_the_image_its_url_was_recorded_as() {
+        let done = ledger(&[(Status::Registered, "l", "a", "http://x/1", false)]);
+        let keyed = Row {
+            image_key: Some("photo-1".into()),
+            ..match row(2, "l", "a", "http://x/1").unwrap() {
+                Entry::Valid(row) => row,
+                Entry::Invalid(_) => unreachable!(),
+            }
+        };
+        let options = Options {
+            sync: true,
+            ..run_options()
+        };
+        let plan = plan(vec![Ok(Entry::Valid(keyed))].into_iter(), &done, options).unwrap();
+        assert_eq!(
+            (plan.counts.already_registered, plan.counts.to_send),
+            (1, 0)
+        );
+        assert_eq!(done.unseen(|_| true).count(), 0, "a sync would remove it");
     }
 
     fn short_names(row: &Row) -> Option<(&'static str, String)> {

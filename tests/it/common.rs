@@ -146,3 +146,71 @@ pub fn kill_after(cmd: &mut Command, wait: std::time::Duration) -> bool {
     child.wait().unwrap();
     running
 }
+
+/// `verify MANIFEST --ledger LEDGER --target TARGET` against the sandbox.
+pub fn verify(world: &World, manifest: &Path, ledger: &Path, target: &str) -> std::process::Output {
+    let url = world.sandbox.base_url();
+    world
+        .command(&[
+            "verify",
+            manifest.to_str().unwrap(),
+            "--endpoint",
+            &url,
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--target",
+            target,
+        ])
+        .output()
+        .unwrap()
+}
+
+/// The server's id each image's last record holds, by image URL.
+pub fn ledger_ids(ledger: &Path) -> HashMap<String, String> {
+    last_per_image(ledger)
+        .into_iter()
+        .filter(|(_, r)| r["status"] == "registered")
+        .filter_map(|(url, r)| {
+            let id = r["face_id"].as_str().or(r["sample_id"].as_str())?;
+            Some((url, id.to_string()))
+        })
+        .collect()
+}
+
+/// Asserts the server holds each of `urls` once, nothing else, and the ledger holds the
+/// server's id for each (`assert_exactly_once` of `reliability.rs`, for either target and a sync's ledger).
+pub fn assert_held_once(world: &World, ledger: &Path, urls: &[&str], target: &str) {
+    let snapshot = world.sandbox.snapshot();
+    let mut ids: Vec<(String, String)> = faces_of(&snapshot)
+        .into_iter()
+        .map(|(_, _, url, id)| (url, id))
+        .collect();
+    for sample in snapshot
+        .ice
+        .libs
+        .iter()
+        .flat_map(|l| &l.entities)
+        .flat_map(|e| &e.samples)
+    {
+        ids.push((
+            sample.image_url.clone().unwrap_or_default(),
+            sample.sample_id.clone(),
+        ));
+    }
+    let mut held: Vec<&str> = ids.iter().map(|(url, _)| url.as_str()).collect();
+    held.sort_unstable();
+    let mut wanted = urls.to_vec();
+    wanted.sort_unstable();
+    assert_eq!(
+        held, wanted,
+        "{target}: the server does not hold the roster once"
+    );
+    let recorded = ledger_ids(ledger);
+    for (url, id) in &ids {
+        assert_eq!(
+            recorded.get(url),
+            Some(id),
+            "{target}: the ledger does not hold the server's id for {url}"
+        );
+    }
+}

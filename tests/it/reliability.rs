@@ -560,3 +560,128 @@ fn an_immediate_restart_after_kill_9_never_puts_more_than_the_budget_into_one_se
         "{peak} creates within 950 ms at a budget of {qps}: {stats:?}"
     );
 }
+
+/// The rows of a [`manifest_body`] whose person `keep` accepts, with the header.
+fn roster_of(body: &str, keep: impl Fn(usize) -> bool) -> String {
+    let mut out = String::new();
+    for (i, line) in body.lines().enumerate() {
+        let person = line
+            .split(",person-")
+            .nth(1)
+            .and_then(|rest| rest.get(..4))
+            .and_then(|p| p.parse::<usize>().ok());
+        if i == 0 || person.is_some_and(&keep) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn kill_9_during_syncs_of_a_changing_roster_with_late_removals_ends_with_the_server_holding_the_last_roster()
+ {
+    for (target, remove) in [
+        ("mts", "UnregisterCustomFace"),
+        ("ice", "DeleteRecognitionSample"),
+    ] {
+        let mut config = SandboxConfig::for_tests();
+        config.latency_ms = 10;
+        config.latency_jitter_ms = 5;
+        // A removal the sandbox holds is applied 2.5 s later: after the client's 1 s timeout,
+        // often after the kill, and sometimes after a roster that wants the photo back.
+        config.stall_ms = 2_500;
+        config.faults = FaultRates {
+            error_after: 0.03,
+            reset_after: 0.03,
+            ..FaultRates::default()
+        };
+        let world = World::new(config);
+        let persons = 30 * soak();
+        let body = manifest_body("lib", persons, 2);
+        let rosters = [
+            roster_of(&body, |_| true),
+            roster_of(&body, |p| p < persons * 2 / 3),
+            roster_of(&body, |p| p >= persons / 3),
+        ];
+        let manifests: Vec<_> = rosters
+            .iter()
+            .enumerate()
+            .map(|(i, r)| world.manifest(&format!("r{i}.csv"), r))
+            .collect();
+        let ledger = world.path("l.jsonl");
+        let url = world.sandbox.base_url();
+        let command = |manifest: &Path| {
+            let mut cmd = world.command(&[
+                "run",
+                manifest.to_str().unwrap(),
+                "--endpoint",
+                &url,
+                "--ledger",
+                ledger.to_str().unwrap(),
+                "--target",
+                target,
+                "--sync",
+                "--max-delete",
+                "1000",
+                "--progress",
+                "off",
+                "--timeout",
+                "1",
+                "--max-attempts",
+                "30",
+                "-q",
+            ]);
+            cmd.stderr(std::process::Stdio::null());
+            cmd
+        };
+        let mut rng = Rng::from_env();
+        let mut kills = 0;
+        for round in 0..10 * soak() {
+            world.sandbox.script(remove, vec![Fault::Late; 2]);
+            let wait = Duration::from_millis(rng.between(900, 2_600));
+            kills += usize::from(kill_after(&mut command(&manifests[round % 3]), wait));
+        }
+        let stats = world.sandbox.snapshot().stats;
+        eprintln!("{target}: {kills} kills; sandbox stats: {stats:?}");
+        assert!(kills >= 4, "{target}: only {kills} kills landed mid-sync");
+        assert!(
+            stats.faults.get("late").copied().unwrap_or(0) > 0,
+            "{target}: no removal was held: {stats:?}"
+        );
+        assert!(
+            stats
+                .applied_by_action
+                .get(remove)
+                .is_some_and(|a| a.count > 0),
+            "{target}: nothing was removed: {stats:?}"
+        );
+        // The last roster, until a run ends cleanly; the removals still held land meanwhile,
+        // and the run after reads the persons they were for once more.
+        let last = &manifests[1];
+        let mut codes = Vec::new();
+        for _ in 0..4 {
+            let code = command(last).status().unwrap().code().unwrap_or(-1);
+            codes.push(code);
+            if code == 0 {
+                break;
+            }
+        }
+        assert_eq!(codes.last(), Some(&0), "{target}: exit codes {codes:?}");
+        std::thread::sleep(Duration::from_millis(2_600));
+        assert_eq!(command(last).status().unwrap().code(), Some(0), "{target}");
+        let expected: Vec<&str> = rosters[1]
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.rsplit(',').next())
+            .collect();
+        assert_held_once(&world, &ledger, &expected, target);
+        let unsettled: Vec<_> = last_per_image(&ledger)
+            .into_values()
+            .filter(|r| r["status"] == "pending" || r["status"] == "removing")
+            .collect();
+        assert!(unsettled.is_empty(), "{target}: {unsettled:?}");
+        let out = verify(&world, last, &ledger, target);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+    }
+}

@@ -699,3 +699,218 @@ fn a_roster_with_a_damaged_row_removes_nothing_and_exits_8() {
         "a sync on a damaged roster removed faces"
     );
 }
+
+const ONE: &str = "https://img.example.com/alice/1.jpg";
+const TWO: &str = "https://img.example.com/alice/2.jpg";
+
+fn alice(urls: &[&str]) -> String {
+    let mut body = String::from("category_id,person_id,image_url\n");
+    for url in urls {
+        body.push_str(&format!("lib,alice,{url}\n"));
+    }
+    body
+}
+
+#[test]
+fn a_library_sync_whose_ledger_holds_a_gone_id_adopts_the_image_s_new_id_instead_of_removing_it() {
+    for (target, _) in TARGETS {
+        let world = World::new(SandboxConfig::for_tests());
+        let full = world.manifest("full.csv", &alice(&[ONE, TWO]));
+        let less = world.manifest("less.csv", &alice(&[ONE]));
+        let (a, b) = (world.path("a.jsonl"), world.path("b.jsonl"));
+        let run = |manifest: &Path, ledger: &Path, extra: &[&str]| {
+            let flags = ["--ledger", ledger.to_str().unwrap(), "--target", target];
+            let out = world.run(manifest, &[&flags[..], extra].concat());
+            assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        };
+        let library = ["--sync", "--sync-scope", "library"];
+        run(&full, &a, &[]);
+        let first = ledger_ids(&a)[TWO].clone();
+        run(&less, &b, &library);
+        assert_eq!(held(&world.sandbox.snapshot()).len(), 1, "{target}");
+        run(&full, &b, &[]);
+        let second = ledger_ids(&b)[TWO].clone();
+        assert_ne!(first, second, "{target}: 2.jpg was not registered again");
+        // Ledger A still holds 2.jpg's first id, which is gone: the second id is the image.
+        run(&full, &a, &library);
+        assert_held_once(&world, &a, &[ONE, TWO], target);
+        run(&full, &a, &[]);
+        assert_held_once(&world, &a, &[ONE, TWO], target);
+        let out = verify(&world, &full, &a, target);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+    }
+}
+
+/// Waits (at most `limit`) until the sandbox has applied `count` calls of `action`.
+fn wait_for_applied(world: &World, action: &str, count: u64, limit: Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if removals(world, action) >= count {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn a_removal_that_lands_after_the_roster_was_restored_is_undone_by_the_next_read() {
+    use face_enroll::sandbox::Fault;
+    for (target, remove_action) in TARGETS {
+        let mut config = SandboxConfig::for_tests();
+        // The removal is held 12 s, then applied: after the sync gave up on it (1 s), and
+        // after the restored roster's run read 2.jpg back still there.
+        config.stall_ms = 12_000;
+        let world = World::new(config);
+        let full = world.manifest("full.csv", &alice(&[ONE, TWO]));
+        let less = world.manifest("less.csv", &alice(&[ONE]));
+        let ledger = world.path("l.jsonl");
+        let flags = [
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--target",
+            target,
+            "--timeout",
+            "1",
+        ];
+        let out = world.run(&full, &flags);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        world.sandbox.script(remove_action, vec![Fault::Late]);
+        // No answer within the timeout, and no attempt left: the `removing` record stays.
+        let out = world.run(
+            &less,
+            &[&flags[..], &["--sync", "--max-attempts", "1"]].concat(),
+        );
+        assert_eq!(out.status.code(), Some(5), "{target}: {}", stderr(&out));
+        assert_eq!(
+            last_per_image(&ledger)[TWO]["status"],
+            "removing",
+            "{target}"
+        );
+        // The roster restored at once: 2.jpg is still there, the removal still held.
+        let out = world.run(&full, &flags);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        assert_eq!(
+            removals(&world, remove_action),
+            0,
+            "{target}: landed too early"
+        );
+        assert_eq!(
+            world.sandbox.snapshot().stats.faults.get("late"),
+            Some(&1),
+            "{target}"
+        );
+        assert!(
+            wait_for_applied(&world, remove_action, 1, Duration::from_secs(20)),
+            "{target}: the held removal never landed"
+        );
+        // The next run reads the person again and registers the vanished photo again.
+        let out = world.run(&full, &flags);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        assert_held_once(&world, &ledger, &[ONE, TWO], target);
+        let out = verify(&world, &full, &ledger, target);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_lost_ledger_does_not_change_which_photos_a_library_sync_keeps_at_the_ten_photo_limit() {
+    let world = World::new(SandboxConfig::for_tests());
+    let photo = |name: &str| format!("https://img.example.com/alice/{name}.jpg");
+    let ten: Vec<String> = (0..10).map(|i| photo(&i.to_string())).collect();
+    let ten: Vec<&str> = ten.iter().map(String::as_str).collect();
+    let old = world.path("old.jsonl");
+    let out = world.run(
+        &world.manifest("ten.csv", &alice(&ten)),
+        &["--ledger", old.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Two new photos first: earlier rows win, but the ten on the server are the person's.
+    let (new_a, new_b) = (photo("new-a"), photo("new-b"));
+    let roster = world.manifest(
+        "roster.csv",
+        &alice(&[&[new_a.as_str(), new_b.as_str()][..], &ten[..]].concat()),
+    );
+    let with_ledger = world.run(&roster, &["--ledger", old.to_str().unwrap()]);
+    assert_held_once(&world, &old, &ten, "mts");
+    let new = world.path("new.jsonl");
+    let lost = world.run(
+        &roster,
+        &[
+            "--ledger",
+            new.to_str().unwrap(),
+            "--sync",
+            "--sync-scope",
+            "library",
+        ],
+    );
+    assert_eq!(
+        lost.status.code(),
+        with_ledger.status.code(),
+        "{}",
+        stderr(&lost)
+    );
+    assert_eq!(
+        removals(&world, "UnregisterCustomFace"),
+        0,
+        "a named photo was removed"
+    );
+    assert_held_once(&world, &new, &ten, "mts");
+    let skipped: BTreeSet<String> = last_per_image(&new)
+        .into_iter()
+        .filter(|(_, r)| r["status"] == "skipped")
+        .map(|(url, _)| url)
+        .collect();
+    assert_eq!(skipped, BTreeSet::from([new_a, new_b]));
+}
+
+#[test]
+fn adding_or_dropping_an_image_key_column_registers_and_removes_nothing() {
+    for (target, remove_action) in TARGETS {
+        let world = World::new(SandboxConfig::for_tests());
+        let plain = manifest_body("lib", 10, 3);
+        let mut keyed = String::new();
+        for (i, line) in plain.lines().enumerate() {
+            let key = if i == 0 {
+                "image_key".to_string()
+            } else {
+                format!("photo-{i:03}")
+            };
+            keyed.push_str(&format!("{line},{key}\n"));
+        }
+        let plain = world.manifest("plain.csv", &plain);
+        let keyed = world.manifest("keyed.csv", &keyed);
+        let ledger = world.path("l.jsonl");
+        let flags = ["--ledger", ledger.to_str().unwrap(), "--target", target];
+        let run = |manifest: &Path, extra: &[&str]| {
+            let out = world.run(manifest, &[&flags[..], extra].concat());
+            assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        };
+        run(&plain, &[]);
+        assert_eq!(creates_of(&world, target), 30, "{target}");
+        // The column added (same URLs), with and without a sync; then dropped again.
+        run(&keyed, &[]);
+        run(&keyed, &["--sync"]);
+        run(&plain, &["--sync"]);
+        run(&keyed, &["--sync", "--sync-scope", "library"]);
+        assert_eq!(
+            creates_of(&world, target),
+            30,
+            "{target}: images sent again"
+        );
+        assert_eq!(
+            removals(&world, remove_action),
+            0,
+            "{target}: images removed"
+        );
+        let urls: Vec<String> = held(&world.sandbox.snapshot())
+            .into_keys()
+            .map(|(_, _, url)| url)
+            .collect();
+        assert_eq!(urls.len(), 30, "{target}");
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        assert_held_once(&world, &ledger, &urls, target);
+        let out = verify(&world, &keyed, &ledger, target);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+    }
+}
