@@ -226,8 +226,8 @@ impl Replay {
     /// last run has no closing record (killed) and the ledger was written within [`LATELY`], or
     /// the ledger was written within [`JUST_NOW`] whatever the last run's ending (a run that
     /// ended a moment ago sent its last requests just before).
-    pub fn may_have_sent_lately(&self, path: &Path) -> bool {
-        let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified()) else {
+    pub fn may_have_sent_lately(&self, modified: Option<std::time::SystemTime>) -> bool {
+        let Some(modified) = modified else {
             return false;
         };
         let age = crate::clock::now_utc() - time::OffsetDateTime::from(modified);
@@ -494,7 +494,9 @@ impl Replay {
 /// the process ends however it ends, so a kill -9 never leaves a stale lock behind. Who holds it
 /// is written to `<ledger>.lock`, for the message a second run prints.
 pub struct Lock {
-    _file: File,
+    file: File,
+    /// This lock created the (empty) ledger: there was none.
+    created: bool,
 }
 
 impl Lock {
@@ -519,15 +521,26 @@ impl Lock {
         // (an empty ledger it had created, see `remove_if_empty`) or replaced it between our
         // open and our lock, and a lock on a file no path names excludes nobody.
         let mut attempts = 0;
-        let file = loop {
+        let (file, created) = loop {
             attempts += 1;
-            let file = OpenOptions::new()
-                .read(true)
-                .append(true)
-                .create(create)
-                .mode(0o600)
-                .open(ledger)
-                .map_err(open_err)?;
+            // Created here (`create_new`), or there already (through a symlink, maybe to a
+            // file still to be made: not ours to remove later).
+            let open = |new: bool| {
+                OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .create(create)
+                    .create_new(new)
+                    .mode(0o600)
+                    .open(ledger)
+            };
+            let (file, created) = match open(create) {
+                Ok(file) => (file, create),
+                Err(e) if create && e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    (open(false).map_err(open_err)?, false)
+                }
+                Err(e) => return Err(open_err(e)),
+            };
             if !file.metadata().map_err(open_err)?.is_file() {
                 return Err(LedgerError::NotAFile {
                     path: ledger.into(),
@@ -549,7 +562,7 @@ impl Lock {
                 Err(std::fs::TryLockError::Error(source)) => return Err(open_err(source)),
             }
             if still_names(ledger, &file) {
-                break file;
+                break (file, created);
             }
             if attempts == 5 {
                 return Err(open_err(std::io::Error::other(
@@ -577,7 +590,27 @@ impl Lock {
             path: path.clone(),
             source,
         })?;
-        Ok(Lock { _file: file })
+        Ok(Lock { file, created })
+    }
+
+    /// Whether this lock created the ledger (empty): there was none.
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// When the ledger was last written, read from the locked file (not through its path).
+    pub fn modified(&self) -> Option<std::time::SystemTime> {
+        self.file.metadata().and_then(|m| m.modified()).ok()
+    }
+
+    /// The appender on the very file locked, after cutting off a torn tail found by replay: no
+    /// second open by path, so the lines go to the file this lock excludes others from.
+    pub fn appender(&self, path: &Path, torn_tail: u64) -> Result<Appender, LedgerError> {
+        let file = self.file.try_clone().map_err(|source| LedgerError::Open {
+            path: path.into(),
+            source,
+        })?;
+        Appender::on(path, file, torn_tail, self.created)
     }
 }
 
@@ -619,7 +652,6 @@ pub struct Appender {
 impl Appender {
     /// Opens (creating, mode 0600) for appending, after cutting off a torn tail found by replay.
     pub fn open(path: &Path, torn_tail: u64) -> Result<Appender, LedgerError> {
-        use std::os::unix::fs::MetadataExt;
         let open_err = |source| LedgerError::Open {
             path: path.into(),
             source,
@@ -632,6 +664,17 @@ impl Appender {
             .mode(0o600)
             .open(path)
             .map_err(open_err)?;
+        Appender::on(path, file, torn_tail, !existed)
+    }
+
+    /// [`Appender::open`] on a file already open for appending; `created`: the file is new,
+    /// so its directory entry is synced too.
+    fn on(path: &Path, file: File, torn_tail: u64, created: bool) -> Result<Appender, LedgerError> {
+        use std::os::unix::fs::MetadataExt;
+        let open_err = |source| LedgerError::Open {
+            path: path.into(),
+            source,
+        };
         let write_err = |source| LedgerError::Write {
             path: path.into(),
             source,
@@ -647,7 +690,7 @@ impl Appender {
                 .map_err(write_err)?;
             file.sync_data().map_err(write_err)?;
         }
-        if !existed {
+        if created {
             sync_parent_dir(path);
         }
         Ok(Appender {
@@ -982,7 +1025,34 @@ mod tests {
         assert!(!still_names(&path, &file), "replaced by another file");
         // A run that removed its empty ledger and released it: the next lock is on the new file.
         let lock = Lock::acquire(&path).unwrap();
-        assert!(still_names(&path, &lock._file));
+        assert!(still_names(&path, &lock.file));
+    }
+
+    #[test]
+    fn a_lock_knows_whether_it_created_the_ledger_and_appends_to_the_file_it_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        let lock = Lock::acquire(&path).unwrap();
+        assert!(lock.created());
+        let mut appender = lock.appender(&path, 0).unwrap();
+        appender.append(b"{}\n").unwrap();
+        appender.sync().unwrap();
+        drop((appender, lock));
+        assert_eq!(std::fs::read(&path).unwrap(), b"{}\n");
+        let lock = Lock::acquire(&path).unwrap();
+        assert!(!lock.created());
+        assert!(lock.modified().is_some());
+        drop(lock);
+        // A symlink to a file still to be made: the file is made, but it is not this lock's.
+        let target = dir.path().join("t.jsonl");
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let lock = Lock::acquire(&link).unwrap();
+        assert!(!lock.created() && target.exists());
+        drop(lock);
+        let missing = dir.path().join("m.jsonl");
+        assert!(Lock::acquire_existing(&missing).is_err());
+        assert!(!missing.exists());
     }
 
     #[test]

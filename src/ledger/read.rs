@@ -16,14 +16,17 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::LedgerError;
-use super::record::{ObjectKind, SCHEMA_VERSION, Status, TargetName};
+pub use super::record::{ReplayView, View};
+use super::record::{SCHEMA_VERSION, Status, TargetName};
 
 /// The longest line a ledger may hold; the longest real record is a few kilobytes.
 pub const MAX_LINE_BYTES: u64 = 1 << 20;
 
 /// An optional string borrowed from the line when it holds no escapes. (serde borrows a
 /// `Cow` only when it is the field itself: under an `Option` it would always allocate.)
-fn borrowed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+pub(crate) fn borrowed<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'de, str>>, D::Error> {
     #[derive(Deserialize)]
     struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
     Ok(Option::<Borrowed>::deserialize(d)?.map(|b| b.0))
@@ -42,115 +45,6 @@ pub enum LineKind {
     Settled,
     #[serde(other)]
     Other,
-}
-
-/// The fields any reader needs, borrowed from the line when it holds no escapes.
-#[derive(Debug, Default, Deserialize)]
-pub struct View<'a> {
-    pub v: Option<u32>,
-    #[serde(default)]
-    pub kind: Option<LineKind>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub ts: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub run: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub status: Option<Status>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub category_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub person_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub image_url: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub image_key: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub person_name: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub line: Option<u64>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub face_id: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub recovered: Option<bool>,
-    #[serde(default)]
-    pub adopted: Option<bool>,
-    #[serde(default)]
-    pub recheck: Option<bool>,
-    #[serde(default)]
-    pub attempts: Option<u32>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub error_code: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub message: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub retryable: Option<bool>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub reason: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub target: Option<TargetName>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub algorithm: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub lib_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub entity_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub sample_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub command: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub manifest: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub endpoint: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub outcome: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub exit_code: Option<i32>,
-    #[serde(default)]
-    pub object: Option<ObjectKind>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub name: Option<Cow<'a, str>>,
-}
-
-/// The few fields replay before a run needs (every other field of a line is skipped unread):
-/// the image's identity and state, and the run records' bookends.
-#[derive(Debug, Default, Deserialize)]
-pub struct ReplayView<'a> {
-    pub v: Option<u32>,
-    #[serde(default)]
-    pub kind: Option<LineKind>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub ts: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub run: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub status: Option<Status>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub category_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub person_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub image_url: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub image_key: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub retryable: Option<bool>,
-    #[serde(default)]
-    pub recheck: Option<bool>,
-    #[serde(default)]
-    pub target: Option<TargetName>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub algorithm: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub command: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub manifest: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub endpoint: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    pub outcome: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub exit_code: Option<i32>,
 }
 
 impl ReplayView<'_> {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::backend::TargetKind;
 use crate::caller::Tally;
 use crate::exit::Exit;
-use crate::ledger::{self, Appender, LedgerError, Lock, Record, Replay, RunRecord, encode};
+use crate::ledger::{self, LedgerError, Lock, Record, Replay, RunRecord, encode};
 use crate::pipeline::recorder::{self, Event, Events, Recorder};
 use crate::report::{Figures, ProgressMode};
 use crate::stop::{Stop, StopReason};
@@ -42,8 +42,6 @@ pub(crate) struct Begun {
     lock: Lock,
     path: PathBuf,
     torn_tail: u64,
-    /// This command created the (empty) ledger when it locked it.
-    created: bool,
 }
 
 pub(crate) struct Journal {
@@ -62,18 +60,14 @@ impl Journal {
         missing: Missing,
         read: impl FnOnce(&Path) -> Result<R, E>,
     ) -> Result<(R, Begun), E> {
-        let (lock, created) = match missing {
-            Missing::Create => {
-                let created = std::fs::symlink_metadata(path).is_err();
-                (Lock::acquire(path)?, created)
-            }
-            Missing::Refuse => (Lock::acquire_existing(path)?, false),
+        let lock = match missing {
+            Missing::Create => Lock::acquire(path)?,
+            Missing::Refuse => Lock::acquire_existing(path)?,
         };
         let mut begun = Begun {
             lock,
             path: path.into(),
             torn_tail: 0,
-            created,
         };
         match read(path) {
             Ok(read) => {
@@ -141,7 +135,7 @@ impl Begun {
         tally: Arc<Tally>,
         stop: Arc<Stop>,
     ) -> Result<Journal, LedgerError> {
-        let appender = Appender::open(&self.path, self.torn_tail)?;
+        let appender = self.lock.appender(&self.path, self.torn_tail)?;
         let on_failure = move || stop.stop(StopReason::LedgerFailed);
         let (events, recorder) = recorder::start(appender, progress, total, tally, on_failure);
         let run_id = start.run.clone();
@@ -157,9 +151,14 @@ impl Begun {
     /// Gives up before writing anything: an empty ledger this command created is removed
     /// (still under the lock, so no other command can have opened it for writing).
     pub fn abandon(self) {
-        if self.created {
+        if self.lock.created() {
             ledger::remove_if_empty(&self.path);
         }
+    }
+
+    /// When the ledger was last written before this command (it has written nothing yet).
+    pub fn modified(&self) -> Option<std::time::SystemTime> {
+        self.lock.modified()
     }
 }
 

@@ -192,7 +192,7 @@ async fn run_with<T: crate::backend::Backend>(
     .map_err(join_err)??;
     let stop = Arc::new(Stop::default());
     let caller = Caller::new(config.pace, stop.clone());
-    if replay.may_have_sent_lately(&config.ledger) {
+    if replay.may_have_sent_lately(begun.modified()) {
         tracing::info!(
             "the last run on this ledger may have sent requests a moment ago (killed, or just \
              ended): they still count against the budgets, so the first request of each \
