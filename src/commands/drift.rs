@@ -213,6 +213,26 @@ pub struct Inputs {
     pub other_target_records: u64,
     /// Bytes of a torn last ledger line, for an appender to cut off.
     pub torn_tail: u64,
+    /// The key of an image by its URL alone → the key the ledger records it under, for images
+    /// recorded with an `image_key` (a manifest that dropped or changed the column still names
+    /// them by URL; the planner reads them the same way).
+    pub aliases: crate::ledger::KeyMap<u128>,
+}
+
+impl Inputs {
+    /// The ledger's key of a manifest row: its identity, or, when the ledger knows it by
+    /// another (an `image_key` column added, dropped or changed since), that one.
+    pub fn row_key(&self, row: &crate::manifest::Row) -> u128 {
+        let key = row.image_id().key(&row.category_id, &row.person_id);
+        if self.ledger.find(key).is_some() {
+            return key;
+        }
+        let by_url = ImageId::new(&row.image_url, None).key(&row.category_id, &row.person_id);
+        if self.ledger.find(by_url).is_some() {
+            return by_url;
+        }
+        self.aliases.get(&by_url).copied().unwrap_or(key)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

@@ -274,7 +274,7 @@ fn write_rejects(path: &Path, rejected: &[Rejected]) -> std::io::Result<()> {
             line.as_str(),
             &r.category_id,
             &r.person_id,
-            &r.image_url,
+            &crate::image::shown(&r.image_url),
             r.status.as_str(),
             &r.reason,
         ])?;

@@ -18,7 +18,7 @@ use crate::commands::metrics::{self, VerifyFigures};
 use crate::commands::verify_render::VerifyReport;
 use crate::commands::verify_repair;
 use crate::exit::Exit;
-use crate::image::{fold_id, person_key};
+use crate::image::{ImageId, fold_id, person_key};
 use crate::ledger::{self, Entry, KeyMap, LedgerError, Status};
 use crate::manifest::{self, Entry as Row, ManifestError};
 use crate::pipeline::journal::{self, Journal, Missing};
@@ -254,7 +254,7 @@ fn resolve(
             let Some((key, slot)) = lines.get_mut(&row.line) else {
                 continue;
             };
-            if *key != row.image_id().key(&row.category_id, &row.person_id) {
+            if *key != inputs.row_key(&row) {
                 return Err(changed());
             }
             *slot = Some(Expected {
@@ -404,6 +404,7 @@ fn read_ledger(
     let mut libraries: Vec<(String, String)> = Vec::new();
     let mut library_of: HashMap<String, u32> = HashMap::new();
     let mut last_category: (String, u32) = (String::new(), 0);
+    let mut aliases: KeyMap<u128> = KeyMap::default();
     let scanned = ledger::scan(path, true, |entry| {
         let Entry::Image(image) = entry else {
             return;
@@ -422,6 +423,13 @@ fn read_ledger(
             last_category = (image.category_id.to_string(), library);
         }
         let key = image.key();
+        if image.view.image_key.is_some() {
+            let by_url =
+                ImageId::new(image.image_url, None).key(image.category_id, image.person_id);
+            if by_url != key {
+                aliases.insert(by_url, key);
+            }
+        }
         let slot = *at.entry(key).or_insert_with(|| {
             images.push((
                 key,
@@ -459,6 +467,7 @@ fn read_ledger(
         images[slot].2 = id.unwrap_or_default();
     })?;
     drop(at);
+    inputs.aliases = aliases;
     inputs.torn_tail = scanned.torn_tail;
     inputs.ledger = LedgerIndex::build(images);
     Ok((per_person, libraries))
@@ -485,7 +494,7 @@ fn read_manifest(
                 continue;
             }
         };
-        let key = row.image_id().key(&row.category_id, &row.person_id);
+        let key = inputs.row_key(&row);
         if seen.insert(key, ()).is_some() {
             inputs.duplicate_rows += 1;
             continue;

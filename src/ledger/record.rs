@@ -263,7 +263,9 @@ ledger_schema! {
 }
 
 impl ImageRecord {
-    /// A record of `status` for one image, stamped now, in run `run`.
+    /// A record of `status` for one image, stamped now, in run `run`. A signed link is
+    /// recorded as what it names (its signature is a secret with a short life; the identity is
+    /// the same either way).
     pub fn new(
         run: &str,
         status: Status,
@@ -277,7 +279,7 @@ impl ImageRecord {
             status,
             category_id.to_string(),
             person_id.to_string(),
-            image_url.to_string(),
+            crate::image::shown(image_url).into_owned(),
         )
     }
 

@@ -361,3 +361,48 @@ fn links_signed_with_temporary_credentials_never_outlive_the_token() {
         assert!(!ledger.contains(token.as_str()));
     }
 }
+
+#[test]
+fn links_the_user_signed_are_sent_as_they_are_and_recorded_without_their_signature() {
+    let world = World::new(SandboxConfig::for_tests());
+    let mut body = String::from("category_id,person_id,image_url\n");
+    // Eleven photos for one person: the eleventh is skipped and listed in the rejects file.
+    for i in 0..11 {
+        body.push_str(&format!(
+            "lib,alice,https://media-faces.oss-cn-shanghai.aliyuncs.com/alice/{i:02}.jpg?\
+             x-oss-signature-version=OSS4-HMAC-SHA256&x-oss-expires=900&\
+             x-oss-credential=LTAIcanary%2F20261205%2Fcn-shanghai%2Foss%2Faliyun_v4_request&\
+             x-oss-signature=5ec7e7canary{i}\n"
+        ));
+    }
+    body.push_str(
+        "lib,bob,https://img.example.com/bob.jpg?X-Amz-Credential=AKIAcanary&X-Amz-Signature=5ec7e7canary\n",
+    );
+    let manifest = world.manifest("m.csv", &body);
+    let rejects = world.path("rejects.csv");
+    let out = world.run(&manifest, &["--rejects", rejects.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // Sent as written: the service fetches the link the user signed.
+    let sent: Vec<String> = world.faces().into_iter().map(|f| f.2).collect();
+    assert_eq!(sent.len(), 11);
+    assert!(sent.iter().all(|u| u.contains("canary")), "{sent:?}");
+    for (name, text) in written_files(world.dir.path()) {
+        if name.ends_with("m.csv") {
+            continue;
+        }
+        assert!(
+            !text.contains("canary"),
+            "{name} holds a signature:\n{text}"
+        );
+    }
+    let rejected = std::fs::read_to_string(&rejects).unwrap();
+    assert!(
+        rejected.contains("oss://media-faces/alice/10.jpg"),
+        "{rejected}"
+    );
+    // A second run: the links (same objects) are already registered.
+    let before = world.sandbox.snapshot().stats.requests;
+    let out = world.run(&manifest, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(world.sandbox.snapshot().stats.requests, before);
+}
