@@ -218,7 +218,7 @@ fn collect<T: Backend>(
                     return;
                 };
                 let id = view.entity_id.as_deref().unwrap_or(lib_id).to_string();
-                if view.kind == Some(ledger::read::LineKind::Deleted) {
+                if view.kind == Some(ledger::record::LineKind::Deleted) {
                     deleted.insert(id);
                 } else {
                     deleted.remove(&id);

@@ -61,7 +61,7 @@ pub fn collect(path: &Path) -> Result<Vec<RunEntry>, ledger::LedgerError> {
         };
         let run = &mut runs[at];
         match (&entry, status) {
-            (Entry::Run(v), _) if v.kind == Some(ledger::read::LineKind::RunStart) => {
+            (Entry::Run(v), _) if v.kind == Some(ledger::record::LineKind::RunStart) => {
                 run.started = v.ts.as_deref().map(str::to_string);
                 run.command = v.command.as_deref().map(str::to_string);
                 run.target = Some(if v.is_mts() { "mts" } else { "ice" }.to_string());

@@ -236,7 +236,7 @@ impl Tally {
     fn run(&mut self, view: &View<'_>) {
         let run = view.run.as_deref().unwrap_or_default();
         let ts = view.ts.as_deref().map(str::to_string);
-        if view.kind == Some(ledger::read::LineKind::RunStart) {
+        if view.kind == Some(ledger::record::LineKind::RunStart) {
             self.last_run = Some(LastRun {
                 run: run.to_string(),
                 command: view.command.as_deref().map(str::to_string),

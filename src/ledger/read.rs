@@ -8,7 +8,6 @@
 //! other unreadable line is an error naming file, line and column. A line longer than
 //! [`MAX_LINE_BYTES`] is corruption too, and only regular files are read (never `/dev/zero`).
 
-use std::borrow::Cow;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
@@ -16,36 +15,12 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::LedgerError;
+pub use super::record::LineKind;
 pub use super::record::{ReplayView, View};
 use super::record::{SCHEMA_VERSION, Status, TargetName};
 
 /// The longest line a ledger may hold; the longest real record is a few kilobytes.
 pub const MAX_LINE_BYTES: u64 = 1 << 20;
-
-/// An optional string borrowed from the line when it holds no escapes. (serde borrows a
-/// `Cow` only when it is the field itself: under an `Option` it would always allocate.)
-pub(crate) fn borrowed<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Cow<'de, str>>, D::Error> {
-    #[derive(Deserialize)]
-    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
-    Ok(Option::<Borrowed>::deserialize(d)?.map(|b| b.0))
-}
-
-/// What kind of line this is; kinds from later versions of the schema are `Other`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LineKind {
-    Image,
-    RunStart,
-    RunEnd,
-    Created,
-    Deleted,
-    Copy,
-    Settled,
-    #[serde(other)]
-    Other,
-}
 
 impl ReplayView<'_> {
     pub fn run(&self) -> &str {
@@ -584,6 +559,7 @@ fn missing_image_fields(path: &Path, line: u64) -> LedgerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::borrow::Cow;
 
     fn scan_bytes(bytes: &[u8]) -> Result<(Scanned, Vec<String>), LedgerError> {
         let mut seen = Vec::new();

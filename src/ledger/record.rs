@@ -2,6 +2,8 @@
 //! written as `{"v":1,"kind":…,…}`. Status, target and object are enums, never free strings.
 //! Its fields are listed once (`ledger_schema!`); the readers' views are generated from them.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -79,6 +81,31 @@ pub enum ObjectKind {
 ///
 /// [`View`]: crate::ledger::View
 /// [`ReplayView`]: crate::ledger::ReplayView
+/// An optional string borrowed from the line when it holds no escapes. (serde borrows a
+/// `Cow` only when it is the field itself: under an `Option` it would always allocate.)
+pub(crate) fn borrowed<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'de, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed>::deserialize(d)?.map(|b| b.0))
+}
+
+/// What kind of line this is; kinds from later versions of the schema are `Other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineKind {
+    Image,
+    RunStart,
+    RunEnd,
+    Created,
+    Deleted,
+    Copy,
+    Settled,
+    #[serde(other)]
+    Other,
+}
+
 macro_rules! ledger_schema {
     (
         $(
@@ -122,7 +149,7 @@ macro_rules! ledger_schema {
         pub struct View<$lt> {
             pub v: Option<u32>,
             #[serde(default)]
-            pub kind: Option<crate::ledger::read::LineKind>,
+            pub kind: Option<crate::ledger::record::LineKind>,
             $($w)*
         }
 
@@ -132,18 +159,18 @@ macro_rules! ledger_schema {
         pub struct ReplayView<$lt> {
             pub v: Option<u32>,
             #[serde(default)]
-            pub kind: Option<crate::ledger::read::LineKind>,
+            pub kind: Option<crate::ledger::record::LineKind>,
             $($n)*
         }
     };
     (@view [$lt:lifetime] [$($w:tt)*] [$($n:tt)*] [$mark:ident] $f:ident : String, $($rest:tt)*) => {
         ledger_schema!(@field [$lt] [$($w)*] [$($n)*] [$mark] $f
-            [#[serde(borrow, default, deserialize_with = "crate::ledger::read::borrowed")]]
+            [#[serde(borrow, default, deserialize_with = "crate::ledger::record::borrowed")]]
             [std::borrow::Cow<$lt, str>] $($rest)*);
     };
     (@view [$lt:lifetime] [$($w:tt)*] [$($n:tt)*] [$mark:ident] $f:ident : Option<String>, $($rest:tt)*) => {
         ledger_schema!(@field [$lt] [$($w)*] [$($n)*] [$mark] $f
-            [#[serde(borrow, default, deserialize_with = "crate::ledger::read::borrowed")]]
+            [#[serde(borrow, default, deserialize_with = "crate::ledger::record::borrowed")]]
             [std::borrow::Cow<$lt, str>] $($rest)*);
     };
     (@view [$lt:lifetime] [$($w:tt)*] [$($n:tt)*] [$mark:ident] $f:ident : Option<$t:tt>, $($rest:tt)*) => {
