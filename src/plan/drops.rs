@@ -145,6 +145,7 @@ pub struct MadeEntity {
 }
 
 /// The last record of one image of interest.
+#[derive(Default)]
 struct Last {
     category_id: String,
     person_id: String,
@@ -153,6 +154,18 @@ struct Last {
     id: Option<String>,
     lib_id: Option<String>,
     entity_id: Option<String>,
+}
+
+/// What one pass over the ledger gathers for [`build`].
+#[derive(Default)]
+pub(crate) struct Scanned {
+    /// The last record of each image of interest (unsettled, a sync's, a person to read again).
+    last: KeyMap<Last>,
+    /// `--sync-scope library`: every image in the named libraries with its recorded id, its
+    /// person and its locator.
+    ids: KeyMap<(Recorded, u128, String)>,
+    /// ICE entities runs created, in ledger order.
+    made: Vec<MadeEntity>,
 }
 
 /// Reads, after `replay` was planned against the manifest, the images it did not name that
@@ -164,44 +177,41 @@ pub fn collect(
     libraries: &[String],
 ) -> Result<Dropped, LedgerError> {
     let sync = scope.is_some();
-    let every_id = scope == Some(SyncScope::Library);
-    let wanted: HashSet<u128> = replay
-        .unseen(|s| s.is_unsettled() || (sync && s.status == Status::Registered))
-        .collect();
+    let wanted = wanted(replay, sync);
     if wanted.is_empty() && replay.recheck.is_empty() && !sync {
         return Ok(Dropped::default());
     }
     let named: HashSet<u128> = libraries.iter().map(|l| library_key(l)).collect();
-    let mut last: KeyMap<Last> = KeyMap::default();
-    let mut ids: KeyMap<(Recorded, u128, String)> = KeyMap::default();
-    let mut made: Vec<MadeEntity> = Vec::new();
+    let scanned = scan(path, replay, scope, &named, &wanted)?;
+    Ok(build(replay, sync, &named, &wanted, scanned))
+}
+
+/// The images the manifest did not name that may need work: unsettled ones, and with a sync
+/// the registered ones.
+fn wanted(replay: &Replay, sync: bool) -> HashSet<u128> {
+    replay
+        .unseen(|s| s.is_unsettled() || (sync && s.status == Status::Registered))
+        .collect()
+}
+
+/// One pass over the ledger: the last record of each wanted image (and of each person to read
+/// again), a library sync's recorded ids, and the ICE entities runs created.
+fn scan(
+    path: &Path,
+    replay: &Replay,
+    scope: Option<SyncScope>,
+    named: &HashSet<u128>,
+    wanted: &HashSet<u128>,
+) -> Result<Scanned, LedgerError> {
+    let sync = scope.is_some();
+    let every_id = scope == Some(SyncScope::Library);
+    let mut out = Scanned::default();
     let mut lib_names: HashMap<String, String> = HashMap::new();
     ledger::scan(path, true, |entry| {
         let image = match entry {
             Entry::Image(image) => image,
             Entry::Object(view) if sync => {
-                let Some(lib) = view.lib_id.as_deref() else {
-                    return;
-                };
-                let created = view.kind == Some(ledger::read::LineKind::Created);
-                let name = view.name.as_deref().unwrap_or_default().to_string();
-                match (view.object, view.entity_id.as_deref()) {
-                    (Some(ledger::ObjectKind::Lib), _) if created => {
-                        lib_names.insert(lib.to_string(), name);
-                    }
-                    (Some(ledger::ObjectKind::Entity), Some(entity)) => {
-                        made.retain(|m| (m.lib_id.as_str(), m.entity_id.as_str()) != (lib, entity));
-                        if created {
-                            made.push(MadeEntity {
-                                lib_id: lib.to_string(),
-                                entity_id: entity.to_string(),
-                                name,
-                                library: None,
-                            });
-                        }
-                    }
-                    _ => {}
-                }
+                made_object(view, &mut out.made, &mut lib_names);
                 return;
             }
             _ => return,
@@ -219,29 +229,20 @@ pub fn collect(
                 image_key: image.view.image_key.as_deref().map(str::to_string),
                 key,
             };
-            ids.insert(key, (recorded, person, url));
+            out.ids.insert(key, (recorded, person, url));
         }
         let person = person_key(image.category_id, image.person_id) as u64;
         if !wanted.contains(&key) && !replay.recheck.contains_key(&person) {
             return;
         }
         let view = image.view;
-        let id = image.server_id().map(str::to_string);
-        let entry = last.entry(key).or_insert_with(|| Last {
-            category_id: String::new(),
-            person_id: String::new(),
-            image_url: String::new(),
-            image_key: None,
-            id: None,
-            lib_id: None,
-            entity_id: None,
-        });
+        let entry = out.last.entry(key).or_insert_with(Last::default);
         entry.category_id = image.category_id.to_string();
         entry.person_id = image.person_id.to_string();
         entry.image_url = image.image_url.to_string();
         entry.image_key = view.image_key.as_deref().map(str::to_string);
         // A later record without an id (a `failed` one) does not make the id unknown.
-        entry.id = id.or(entry.id.take());
+        entry.id = image.server_id().map(str::to_string).or(entry.id.take());
         entry.lib_id = view
             .lib_id
             .as_deref()
@@ -253,14 +254,57 @@ pub fn collect(
             .map(str::to_string)
             .or(entry.entity_id.take());
     })?;
-    for entity in &mut made {
+    for entity in &mut out.made {
         entity.library = lib_names.get(&entity.lib_id).cloned();
     }
+    Ok(out)
+}
+
+/// An ICE library or entity record: libraries' names, and the entities created and not since
+/// deleted.
+fn made_object(
+    view: &ledger::View<'_>,
+    made: &mut Vec<MadeEntity>,
+    lib_names: &mut HashMap<String, String>,
+) {
+    let Some(lib) = view.lib_id.as_deref() else {
+        return;
+    };
+    let created = view.kind == Some(ledger::read::LineKind::Created);
+    let name = view.name.as_deref().unwrap_or_default().to_string();
+    match (view.object, view.entity_id.as_deref()) {
+        (Some(ledger::ObjectKind::Lib), _) if created => {
+            lib_names.insert(lib.to_string(), name);
+        }
+        (Some(ledger::ObjectKind::Entity), Some(entity)) => {
+            made.retain(|m| (m.lib_id.as_str(), m.entity_id.as_str()) != (lib, entity));
+            if created {
+                made.push(MadeEntity {
+                    lib_id: lib.to_string(),
+                    entity_id: entity.to_string(),
+                    name,
+                    library: None,
+                });
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The drops, from what the scan gathered and the replay's states: pure, so its rules are
+/// tested without a file.
+pub(crate) fn build(
+    replay: &Replay,
+    sync: bool,
+    named: &HashSet<u128>,
+    wanted: &HashSet<u128>,
+    scanned: Scanned,
+) -> Dropped {
     let mut dropped = Dropped {
-        made_entities: made,
+        made_entities: scanned.made,
         ..Dropped::default()
     };
-    for (key, (recorded, person, url)) in ids {
+    for (key, (recorded, person, url)) in scanned.ids {
         let Some(state) = replay.state(key) else {
             continue;
         };
@@ -272,6 +316,7 @@ pub fn collect(
             dropped.ledger_urls.insert((person, url), recorded);
         }
     }
+    let last = scanned.last;
     let mut at: HashMap<u128, usize> = HashMap::new();
     let mut keys: Vec<u128> = last.keys().copied().collect();
     keys.sort_unstable();
@@ -302,8 +347,7 @@ pub fn collect(
         if !wanted.contains(&key) {
             continue;
         }
-        let in_scope = named.contains(&library_key(&record.category_id));
-        let remove = sync && in_scope;
+        let remove = sync && named.contains(&library_key(&record.category_id));
         if state.status == Status::Registered && !remove {
             continue;
         }
@@ -318,30 +362,33 @@ pub fn collect(
             continue;
         }
         slot.since = slot.since.max(state.since);
-        slot.drops.push(DropWork {
-            image_url: record.image_url.clone(),
-            image_key: record.image_key.clone(),
-            key,
-            id: record.id.clone(),
-            lib_id: record.lib_id.clone(),
-            entity_id: record.entity_id.clone(),
-            status: if state.is_unsettled() {
-                state.status
-            } else {
-                Status::Registered
-            },
-            remove,
-            why: if state.is_unsettled() {
-                Why::Settle
-            } else {
-                Why::Dropped
-            },
-        });
+        slot.drops.push(drop_work(key, record, &state, remove));
     }
     dropped
         .persons
         .retain(|p| !p.drops.is_empty() || p.recheck.is_some());
-    Ok(dropped)
+    dropped
+}
+
+/// What to do with one image the manifest no longer names: settle it (its outcome was
+/// unknown), or remove it (a sync in its library).
+fn drop_work(key: u128, record: &Last, state: &ledger::ImageState, remove: bool) -> DropWork {
+    let unsettled = state.is_unsettled();
+    DropWork {
+        image_url: record.image_url.clone(),
+        image_key: record.image_key.clone(),
+        key,
+        id: record.id.clone(),
+        lib_id: record.lib_id.clone(),
+        entity_id: record.entity_id.clone(),
+        status: if unsettled {
+            state.status
+        } else {
+            Status::Registered
+        },
+        remove,
+        why: if unsettled { Why::Settle } else { Why::Dropped },
+    }
 }
 
 impl Plan {
@@ -400,5 +447,159 @@ impl Dropped {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::ImageId;
+    use crate::ledger::{ImageRecord, Record, encode, replay_from};
+
+    /// One image's record: `id` for a registered one.
+    fn line(status: Status, library: &str, person: &str, url: &str, id: Option<&str>) -> Vec<u8> {
+        let mut r = ImageRecord::new("run-1", status, library, person, url);
+        r.face_id = id.map(str::to_string);
+        let mut out = Vec::new();
+        encode(&Record::Image(r), &mut out);
+        out
+    }
+
+    fn key(library: &str, person: &str, url: &str) -> u128 {
+        ImageId::new(url, None).key(library, person)
+    }
+
+    fn last(library: &str, person: &str, url: &str, id: Option<&str>) -> Last {
+        Last {
+            category_id: library.into(),
+            person_id: person.into(),
+            image_url: url.into(),
+            id: id.map(str::to_string),
+            ..Last::default()
+        }
+    }
+
+    /// A ledger of five images, of which the manifest still names alice's a.jpg only; and
+    /// what a scan of it gathers.
+    fn fixture() -> (Replay, Scanned) {
+        let images = [
+            (
+                Status::Registered,
+                "lib",
+                "alice",
+                "http://x/a.jpg",
+                Some("f1"),
+            ),
+            (
+                Status::Registered,
+                "lib",
+                "alice",
+                "http://x/b.jpg",
+                Some("f2"),
+            ),
+            (Status::Pending, "lib", "bob", "http://x/c.jpg", None),
+            (
+                Status::Registered,
+                "lib",
+                "dave",
+                "http://x/e.jpg",
+                Some("ALL"),
+            ),
+            (
+                Status::Registered,
+                "other",
+                "carol",
+                "http://x/d.jpg",
+                Some("f4"),
+            ),
+        ];
+        let mut bytes = Vec::new();
+        let mut scanned = Scanned::default();
+        for (status, library, person, url, id) in images {
+            bytes.extend(line(status, library, person, url, id));
+            scanned
+                .last
+                .insert(key(library, person, url), last(library, person, url, id));
+        }
+        let replay = replay_from(Path::new("t.jsonl"), &bytes[..]).unwrap();
+        replay.named(key("lib", "alice", "http://x/a.jpg"));
+        (replay, scanned)
+    }
+
+    fn drops_of(dropped: &Dropped) -> Vec<(String, String, bool, Why)> {
+        dropped
+            .persons
+            .iter()
+            .flat_map(|p| {
+                p.drops
+                    .iter()
+                    .map(|d| (p.person_id.clone(), d.image_url.clone(), d.remove, d.why))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn without_a_sync_only_an_unsettled_image_the_manifest_dropped_is_settled() {
+        let (replay, scanned) = fixture();
+        let wanted = wanted(&replay, false);
+        let dropped = build(&replay, false, &HashSet::new(), &wanted, scanned);
+        assert_eq!(
+            drops_of(&dropped),
+            [("bob".into(), "http://x/c.jpg".into(), false, Why::Settle)]
+        );
+        assert!(dropped.unsafe_ids.is_empty());
+    }
+
+    #[test]
+    fn a_sync_removes_what_the_manifest_dropped_in_its_libraries_only_and_never_a_wildcard_id() {
+        let (replay, scanned) = fixture();
+        let wanted = wanted(&replay, true);
+        let named = HashSet::from([library_key("LIB")]);
+        let dropped = build(&replay, true, &named, &wanted, scanned);
+        assert_eq!(
+            drops_of(&dropped),
+            [
+                ("alice".into(), "http://x/b.jpg".into(), true, Why::Dropped),
+                ("bob".into(), "http://x/c.jpg".into(), true, Why::Settle),
+            ]
+        );
+        let alice = &dropped.persons[0];
+        assert_eq!(alice.drops[0].id.as_deref(), Some("f2"));
+        assert_eq!(dropped.removals(), 2);
+        // dave's record holds the service's wildcard: reported, never sent.
+        assert_eq!(dropped.unsafe_ids.len(), 1);
+        assert!(
+            dropped.unsafe_ids[0].contains("dave"),
+            "{:?}",
+            dropped.unsafe_ids
+        );
+    }
+
+    #[test]
+    fn a_library_sync_knows_the_recorded_ids_and_the_named_images_by_locator() {
+        let (replay, mut scanned) = fixture();
+        for (library, person, url, id) in [
+            ("lib", "alice", "http://x/a.jpg?Signature=s", "f1"),
+            ("lib", "alice", "http://x/b.jpg", "f2"),
+        ] {
+            let k = key(library, person, url);
+            let recorded = Recorded {
+                id: id.into(),
+                image_url: url.into(),
+                image_key: None,
+                key: k,
+            };
+            let at = Locator::of(url).into_string();
+            scanned
+                .ids
+                .insert(k, (recorded, person_key(library, person), at));
+        }
+        let wanted = wanted(&replay, true);
+        let named = HashSet::from([library_key("lib")]);
+        let dropped = build(&replay, true, &named, &wanted, scanned);
+        assert!(dropped.ledger_ids.contains("f1") && dropped.ledger_ids.contains("f2"));
+        // Only the image the manifest still names is kept by locator (its signature dropped).
+        let kept: Vec<&String> = dropped.ledger_urls.keys().map(|(_, url)| url).collect();
+        assert_eq!(kept, ["http://x/a.jpg"]);
     }
 }
