@@ -3,6 +3,7 @@
 //! the worker and its removals both use.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
@@ -11,7 +12,7 @@ use crate::backend::{Backend, Held, Person};
 use crate::caller::Caller;
 use crate::image::Locator;
 use crate::pipeline::recorder::Events;
-use crate::plan::PersonJob;
+use crate::plan::{ImageWork, PersonJob};
 
 pub(crate) struct Context<T: Backend> {
     pub target: T,
@@ -23,6 +24,11 @@ pub(crate) struct Context<T: Backend> {
     /// Persons whose requests may still land unseen, to be read again later in the run.
     /// With when its last request went out.
     pub owed: Mutex<Vec<(tokio::time::Instant, PersonJob)>>,
+    /// Persons this run created images for, with each image and its id: read once more at
+    /// the end, for a second id another writer (a run on another host) made meanwhile.
+    pub made: Mutex<Vec<Made>>,
+    /// Images another writer registered too, found by that closing read.
+    pub other_writer: AtomicU64,
 }
 
 impl<T: Backend> Context<T> {
@@ -34,9 +40,14 @@ impl<T: Backend> Context<T> {
             run_id,
             libraries: Default::default(),
             owed: Default::default(),
+            made: Default::default(),
+            other_writer: Default::default(),
         }
     }
 }
+
+/// A person this run created images for, and each image with its id.
+pub(crate) type Made = (PersonJob, Vec<(ImageWork, String)>);
 
 /// Folded library name → the one cell that reads it.
 pub(crate) type Libraries = Mutex<HashMap<String, Arc<OnceCell<HashMap<String, Vec<Held>>>>>>;

@@ -298,7 +298,7 @@ async fn run_with<T: crate::backend::Backend>(
         ..
     } = plan;
     // The context (and with it the last `Events` of the workers) is gone once `drive` returns.
-    drive(
+    let other_writer = drive(
         target,
         caller,
         journal.events.clone(),
@@ -335,6 +335,13 @@ async fn run_with<T: crate::backend::Backend>(
     // The end record carries the summary, so it is written once the figures are final.
     let ending = journal.finish_with(|figures| {
         fill(&mut summary, &figures, &tally, &counts, started);
+        if other_writer > 0 {
+            summary.hints.push(format!(
+                "another writer registered {other_writer} of this run's images at the same time \
+                 (the same job on another host, or another tool): the lowest id of each is kept, \
+                 the others were removed"
+            ));
+        }
         rejected.extend(figures.failed_rows);
         let ending = ending_of(&summary, fatal, reason);
         summary.exit_code = ending.exit().code();
@@ -549,7 +556,7 @@ async fn drive<T: crate::backend::Backend>(
     jobs: Vec<plan::PersonJob>,
     concurrency: usize,
     emptied: Vec<crate::backend::Made>,
-) {
+) -> u64 {
     let stop = caller.stop().clone();
     let context = Arc::new(worker::Context::new(target, caller, events, run_id));
     let pass = |jobs: Vec<plan::PersonJob>| {
@@ -574,6 +581,89 @@ async fn drive<T: crate::backend::Backend>(
     if !emptied.is_empty() && !stop.is_stopping() {
         sync::delete_emptied(&context, &emptied).await;
     }
+    late_copies(&context, &stop, pass).await;
+    converge(&context, &stop, concurrency).await;
+    context
+        .other_writer
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// How long the closing read waits after the run's last request: the same job on another
+/// host, a moment behind, has its creates of the same images landed by then.
+const CONVERGE_AFTER: Duration = Duration::from_secs(2);
+
+/// The closing read of the persons this run created images for (see [`worker::converge`]),
+/// a moment after the run's own last request.
+async fn converge<T: crate::backend::Backend>(
+    context: &Arc<worker::Context<T>>,
+    stop: &Arc<Stop>,
+    concurrency: usize,
+) {
+    let made = std::mem::take(&mut *context.made.lock().unwrap_or_else(|p| p.into_inner()));
+    if made.is_empty() || stop.is_stopping() {
+        return;
+    }
+    if !stop.sleep(CONVERGE_AFTER).await {
+        return;
+    }
+    // MTS lists a library with two or more such persons once (one answer holds it whole).
+    let mut per_library: std::collections::HashMap<String, usize> = Default::default();
+    for (job, _) in &made {
+        *per_library
+            .entry(crate::image::fold_id(&job.category_id))
+            .or_default() += 1;
+    }
+    let threshold = context.target.kind().library_read_threshold();
+    let mut listed: std::collections::HashSet<String> = Default::default();
+    let mut held: std::collections::HashMap<(String, String), Vec<crate::backend::Held>> =
+        Default::default();
+    let mut jobs = Vec::with_capacity(made.len());
+    for (job, images) in made {
+        let library = crate::image::fold_id(&job.category_id);
+        if threshold.is_some_and(|t| per_library[&library] >= t) && !listed.contains(&library) {
+            if let Ok(read) = context
+                .target
+                .library(&context.caller, &job.category_id)
+                .await
+            {
+                for person in read.persons {
+                    held.entry((library.clone(), crate::image::fold_id(&person.person_id)))
+                        .or_default()
+                        .extend(person.images);
+                }
+            }
+            listed.insert(library.clone());
+        }
+        let person = held.remove(&(library.clone(), crate::image::fold_id(&job.person_id)));
+        let person = match listed.contains(&library) {
+            true => Some(person.unwrap_or_default()),
+            false => None,
+        };
+        jobs.push((job, images, person));
+    }
+    let context = context.clone();
+    schedule::schedule(
+        jobs,
+        concurrency,
+        stop.clone(),
+        move |(job, images, listed)| {
+            let context = context.clone();
+            async move { worker::converge(&context, job, images, listed).await }
+        },
+        |_| {},
+    )
+    .await;
+}
+
+/// The persons a request may still land for, read once more after a pause (late copies).
+async fn late_copies<T: crate::backend::Backend, F, Fut>(
+    context: &Arc<worker::Context<T>>,
+    stop: &Arc<Stop>,
+    pass: F,
+) where
+    F: Fn(Vec<plan::PersonJob>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let owed = std::mem::take(&mut *context.owed.lock().unwrap_or_else(|p| p.into_inner()));
     if owed.is_empty() {
         return;

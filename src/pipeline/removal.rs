@@ -179,46 +179,62 @@ pub(crate) async fn remove_copies<T: Backend>(
         })
         .collect();
     for (copy, of) in copies {
-        if !is_safe_id(&copy.id) {
-            continue;
-        }
-        let url = copy.image_url.clone().unwrap_or_default();
-        let mut record = ImageRecord::new(
-            &ctx.run_id,
-            Status::Removing,
-            &job.category_id,
-            &job.person_id,
-            &url,
-        );
-        ctx.target.stamp(&mut record, Some(place));
-        T::set_id(&mut record, copy.id.clone());
-        record.reason = Some(format!("late copy of {} {of}", T::ID));
-        if !ctx.events.durable(vec![Record::Copy(record.clone())]).await {
-            ctx.caller.stop().stop(StopReason::LedgerFailed);
-            return Err(Halt::Stopped);
-        }
-        match send_removal(ctx, place, &copy.id).await {
-            Ok(_) => {
-                record.status = Status::Removed;
-                record.ts = crate::clock::now_rfc3339();
-                ctx.events
-                    .send(Event::Noted(Record::Copy(record), Note::CopyRemoved));
-                reads.forget::<T>(place, &copy.id);
-                reads.copies_removed += 1;
-            }
-            Err(Halt::Refused(e) | Halt::Exhausted(e)) => {
-                crate::say!(
-                    "face-enroll: cannot remove a late copy {} / {} {} {}: {e}",
-                    job.category_id,
-                    job.person_id,
-                    T::ID,
-                    copy.id
-                );
-            }
-            Err(halt) => return Err(halt),
+        let reason = format!("late copy of {} {of}", T::ID);
+        if remove_copy(ctx, job, place, &copy, reason).await? {
+            reads.forget::<T>(place, &copy.id);
+            reads.copies_removed += 1;
         }
     }
     Ok(())
+}
+
+/// Removes `copy`, a second id of an image, journaled as a `copy` (`removing` before,
+/// `removed` after) with `reason`: the image's own record stays. True when removed.
+pub(crate) async fn remove_copy<T: Backend>(
+    ctx: &Context<T>,
+    job: &PersonJob,
+    place: &T::Place,
+    copy: &Held,
+    reason: String,
+) -> Result<bool, Halt> {
+    if !is_safe_id(&copy.id) {
+        return Ok(false);
+    }
+    let url = copy.image_url.clone().unwrap_or_default();
+    let mut record = ImageRecord::new(
+        &ctx.run_id,
+        Status::Removing,
+        &job.category_id,
+        &job.person_id,
+        &url,
+    );
+    ctx.target.stamp(&mut record, Some(place));
+    T::set_id(&mut record, copy.id.clone());
+    record.reason = Some(reason);
+    if !ctx.events.durable(vec![Record::Copy(record.clone())]).await {
+        ctx.caller.stop().stop(StopReason::LedgerFailed);
+        return Err(Halt::Stopped);
+    }
+    match send_removal(ctx, place, &copy.id).await {
+        Ok(_) => {
+            record.status = Status::Removed;
+            record.ts = crate::clock::now_rfc3339();
+            ctx.events
+                .send(Event::Noted(Record::Copy(record), Note::CopyRemoved));
+            Ok(true)
+        }
+        Err(Halt::Refused(e) | Halt::Exhausted(e)) => {
+            crate::say!(
+                "face-enroll: cannot remove a copy {} / {} {} {}: {e}",
+                job.category_id,
+                job.person_id,
+                T::ID,
+                copy.id
+            );
+            Ok(false)
+        }
+        Err(halt) => Err(halt),
+    }
 }
 
 async fn send_removal<T: Backend>(

@@ -72,6 +72,8 @@ struct Outcomes {
     /// Images found on the server after an unknown outcome: a removal of one may still land,
     /// so the later read sends it again if it has vanished by then.
     found: Vec<ImageWork>,
+    /// Images created by this run, with their ids.
+    made: Vec<(ImageWork, String)>,
 }
 
 pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
@@ -215,8 +217,81 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
     if job.recheck.as_ref().is_some_and(|r| r.settles) && !outcomes.owed {
         removal::settled(ctx, &job, reads.copies_removed);
     }
+    if !outcomes.made.is_empty() {
+        let mut made = PersonJob::without_images(job.category_id.clone(), job.person_id.clone());
+        made.person_name = job.person_name.clone();
+        let images = std::mem::take(&mut outcomes.made);
+        ctx.made
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((made, images));
+    }
     if outcomes.owed {
         owe(ctx, &job, outcomes);
+    }
+}
+
+/// The closing read of a person this run created images for: an image the server holds under
+/// more than one id (another writer — the same job on another host — made it too) keeps the
+/// lowest id, a rule every run agrees on; the others are removed as copies, and the ledger
+/// records the kept id when it is not this run's.
+pub(crate) async fn converge<T: Backend>(
+    ctx: &Context<T>,
+    job: PersonJob,
+    made: Vec<(ImageWork, String)>,
+    listed: Option<Vec<Held>>,
+) {
+    let Ok(Some(placed)) = ctx.target.place(&ctx.caller, person(&job), false).await else {
+        return;
+    };
+    let place = placed.place;
+    let held = match listed {
+        Some(held) => held,
+        None => match ctx.target.held(&ctx.caller, &place).await {
+            Ok(held) => held,
+            Err(_) => return,
+        },
+    };
+    for (image, ours) in made {
+        let url = Locator::of(&image.image_url);
+        let mut ids: Vec<&Held> = held
+            .iter()
+            .filter(|h| {
+                h.image_url
+                    .as_deref()
+                    .is_some_and(|u| Locator::listed(u) == url)
+            })
+            .collect();
+        // Only ours, or nothing (not this read's to decide). Another writer's alone: ours
+        // was removed by that writer's closing read, which kept its own (the lower) id.
+        if ids.is_empty() || (ids.len() == 1 && ids[0].id == ours) {
+            continue;
+        }
+        ids.sort_by(|a, b| a.id.cmp(&b.id));
+        ctx.other_writer
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let kept = ids[0].id.clone();
+        if kept != ours {
+            // Recorded before this run's own id is removed: the ledger never points at it.
+            let created = Created {
+                id: kept.clone(),
+                recovered: false,
+                attempts: 0,
+                resent: false,
+            };
+            let mut record = registered_record(ctx, &job, &image, &place, created, true);
+            record.reason = Some("another writer registered it too: the lowest id is kept".into());
+            ctx.events.send(Event::Outcome(record));
+        }
+        for copy in &ids[1..] {
+            let reason = format!("another writer's copy: {} {kept} is kept", T::ID);
+            if removal::remove_copy(ctx, &job, &place, copy, reason)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
     }
 }
 
@@ -262,6 +337,7 @@ async fn create<T: Backend>(
         .await;
     match result {
         Ok(created) => {
+            outcomes.made.push((image.clone(), created.id.clone()));
             let owed = created.resent || (earlier_unknown && !created.recovered);
             outcomes.owed |= owed;
             outcomes

@@ -487,7 +487,9 @@ fn an_explicit_profile_wins_over_environment_keys_and_uses_sts() {
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(world.faces().len(), 4);
-    assert_eq!(world.sandbox.snapshot().stats.credentials_issued, 1);
+    // The closing read, 2 s after the last create, may need the 2 s credentials renewed once.
+    let issued = world.sandbox.snapshot().stats.credentials_issued;
+    assert!((1..=2).contains(&issued), "{issued} credentials issued");
 }
 
 #[test]

@@ -685,3 +685,68 @@ fn kill_9_during_syncs_of_a_changing_roster_with_late_removals_ends_with_the_ser
         assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn the_same_job_on_two_hosts_at_once_converges_to_one_face_per_image() {
+    // Two ledgers, one library, no lock between them: a cron job moved to a second host while
+    // the first still runs. Both read an empty library, both create every image.
+    let mut config = SandboxConfig::for_tests();
+    config.latency_ms = 5;
+    let world = World::new(config);
+    let (persons, per_person) = (100, 3);
+    let manifest = world.manifest("m.csv", &manifest_body("lib", persons, per_person));
+    let url = world.sandbox.base_url();
+    let hosts = ["a", "b"];
+    let command = |host: &str| {
+        let ledger = world.path(&format!("{host}.jsonl"));
+        let summary = world.path(&format!("{host}.json"));
+        let mut cmd = world.command(&[
+            "run",
+            manifest.to_str().unwrap(),
+            "--endpoint",
+            &url,
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--progress",
+            "off",
+            "--timeout",
+            "1",
+            "--summary",
+            summary.to_str().unwrap(),
+        ]);
+        cmd.stderr(std::process::Stdio::piped());
+        cmd
+    };
+    let children: Vec<_> = hosts.iter().map(|h| command(h).spawn().unwrap()).collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let creates = world.sandbox.snapshot().stats.applied_by_action["RegisterCustomFace"].count;
+    assert!(
+        creates > (persons * per_person) as u64,
+        "the two runs did not race: {creates} creates"
+    );
+    let expected = manifest_urls("lib", persons, per_person);
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    for host in hosts {
+        let ledger = world.path(&format!("{host}.jsonl"));
+        assert_held_once(&world, &ledger, &expected, "mts");
+        let out = verify(&world, &manifest, &ledger, "mts");
+        assert_eq!(out.status.code(), Some(0), "{host}: {}", stderr(&out));
+    }
+    let warned = hosts.iter().any(|h| {
+        std::fs::read_to_string(world.path(&format!("{h}.json")))
+            .unwrap()
+            .contains("another writer")
+    });
+    assert!(warned, "no summary says another writer was seen");
+    // Their next runs agree: nothing to send, nothing to change.
+    for host in hosts {
+        let out = command(host).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{host}: {}", stderr(&out));
+        let summary = std::fs::read_to_string(world.path(&format!("{host}.json"))).unwrap();
+        let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+        assert_eq!(summary["requests"], 0, "{host}: {summary}");
+    }
+}
