@@ -554,3 +554,90 @@ async fn the_one_removal_refuses_a_wildcard_or_list_id_without_sending_and_remov
     assert_eq!(fake.lock().removes, 1);
     assert_eq!(fake.lock().copies("http://x/a.jpg"), 0);
 }
+
+fn work(url: &str) -> ImageWork {
+    ImageWork {
+        line: 2,
+        image_url: url.to_string(),
+        image_key: None,
+        key: 0,
+        unsettled: false,
+    }
+}
+
+fn held(id: &str, url: &str) -> Held {
+    Held {
+        id: id.to_string(),
+        image_url: Some(url.to_string()),
+    }
+}
+
+#[test]
+fn what_a_place_was_read_to_hold_is_kept_per_place_known_by_locator_and_replaced_by_a_new_read() {
+    use crate::pipeline::removal::Reads;
+    let alice = ("lib".to_string(), "alice".to_string());
+    let bob = ("lib".to_string(), "bob".to_string());
+    let mut reads: Reads<(String, String)> = Reads::default();
+    assert_eq!(reads.count::<Fake>(&alice), None, "not read yet");
+    reads.put::<Fake>(
+        &alice,
+        vec![
+            held("f1", "http://x/a.jpg?Signature=s"),
+            held("f2", "http://x/b.jpg"),
+        ],
+    );
+    assert_eq!(reads.count::<Fake>(&alice), Some(2));
+    assert_eq!(reads.count::<Fake>(&bob), None);
+    // Known by locator: a listed link's signature does not make another image.
+    assert_eq!(
+        reads
+            .known::<Fake>(&alice)
+            .get("http://x/a.jpg")
+            .map(String::as_str),
+        Some("f1")
+    );
+    reads.put::<Fake>(&alice, vec![held("f2", "http://x/b.jpg")]);
+    assert_eq!(
+        reads.count::<Fake>(&alice),
+        Some(1),
+        "a second read replaces the first"
+    );
+}
+
+#[test]
+fn an_image_whose_recorded_id_left_the_server_after_a_late_removal_is_sent_again() {
+    use crate::pipeline::removal::{Reads, vanished};
+    let place = ("lib".to_string(), "alice".to_string());
+    let recheck = crate::plan::Recheck {
+        keep: vec![
+            ("http://x/a.jpg".into(), "f1".into()),
+            ("http://x/b.jpg".into(), "f2".into()),
+        ],
+        settles: true,
+        restore: vec![work("http://x/a.jpg"), work("http://x/b.jpg")],
+    };
+    let mut reads: Reads<(String, String)> = Reads::default();
+    assert!(
+        vanished::<Fake>(&recheck, &reads, &place).is_empty(),
+        "a place not read decides nothing"
+    );
+    // f2 is gone (a removal with an unknown outcome landed late); f1 is still there.
+    reads.put::<Fake>(&place, vec![held("f1", "http://x/a.jpg")]);
+    let again = vanished::<Fake>(&recheck, &reads, &place);
+    assert_eq!(again, [work("http://x/b.jpg")]);
+}
+
+#[test]
+fn a_refusal_for_a_full_person_is_told_apart_from_other_refusals() {
+    use crate::pipeline::removal::is_full;
+    assert!(is_full(&ApiError::new(
+        Some(400),
+        "FaceLimitExceeded",
+        "the person holds 10 faces"
+    )));
+    assert!(!is_full(&ApiError::new(
+        Some(400),
+        "InvalidParameter.ImageUrl",
+        "no face"
+    )));
+}
