@@ -21,6 +21,25 @@ pub use crate::ledger::is_safe_id;
 use crate::ledger::{ImageRecord, ObjectKind, View};
 use crate::plan;
 
+/// The one place a [`TargetKind`] becomes a backend: `dispatch!(kind, make => body)` evaluates
+/// `body` with `make(client)` building the kind's backend (MTS, or ICE of its algorithm). The
+/// body is written once and compiled per backend; `make` may be called after connecting.
+macro_rules! dispatch {
+    ($kind:expr, $make:ident => $body:expr) => {
+        match $kind {
+            $crate::backend::TargetKind::Mts => {
+                let $make = $crate::backend::MtsBackend::new;
+                $body
+            }
+            $crate::backend::TargetKind::Ice(algorithm) => {
+                let $make = move |client| $crate::backend::IceBackend::new(client, algorithm);
+                $body
+            }
+        }
+    };
+}
+pub(crate) use dispatch;
+
 /// Removes the image `id` at `place`, once, by the server's id: an id that could widen the
 /// removal ([`is_safe_id`]) is refused before anything is sent, and after an unknown outcome
 /// or a refusal the server is read to decide whether it is gone. The one removal run, sync,

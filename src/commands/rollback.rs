@@ -573,7 +573,7 @@ fn finish(
 
 /// `face-enroll rollback`: the flags, the target the ledger records, then [`execute`] (which connects only when it has work).
 pub async fn command(args: crate::cli::ops::RollbackArgs) -> Exit {
-    use crate::backend::{IceBackend, MtsBackend, TargetKind};
+    use crate::backend::TargetKind;
     let kind = ledger_target(&args.ledger).unwrap_or(TargetKind::Mts);
     let config = match args.config(kind) {
         Ok(config) => config,
@@ -581,22 +581,13 @@ pub async fn command(args: crate::cli::ops::RollbackArgs) -> Exit {
     };
     let name = kind.ledger_name();
     let flags = &args.connect;
-    match kind {
-        TargetKind::Mts => {
-            execute(config, name, async || {
-                let c = connect_for(flags, kind).await?;
-                Ok((MtsBackend::new(c.client), c.endpoint))
-            })
-            .await
-        }
-        TargetKind::Ice(algorithm) => {
-            execute(config, name, async || {
-                let c = connect_for(flags, kind).await?;
-                Ok((IceBackend::new(c.client, algorithm), c.endpoint))
-            })
-            .await
-        }
-    }
+    crate::backend::dispatch!(kind, backend => {
+        execute(config, name, async || {
+            let c = connect_for(flags, kind).await?;
+            Ok((backend(c.client), c.endpoint))
+        })
+        .await
+    })
 }
 
 /// The command's flags, lowered once into its validated config.

@@ -538,7 +538,7 @@ fn print_report(report: &VerifyReport, json: bool) {
 
 /// `face-enroll verify`: the flags, the target the ledger records, the connection, then [`execute`].
 pub async fn command(args: crate::cli::ops::VerifyArgs) -> Exit {
-    use crate::backend::{IceBackend, MtsBackend, TargetKind};
+    use crate::backend::TargetKind;
     let flagged = args.target.kind();
     let kind = match ledger_target(&args.ledger_path()) {
         Some(found @ TargetKind::Ice(_)) => found,
@@ -553,16 +553,9 @@ pub async fn command(args: crate::cli::ops::VerifyArgs) -> Exit {
         Ok(c) => c,
         Err(exit) => return exit,
     };
-    match kind {
-        TargetKind::Mts => {
-            let target = MtsBackend::new(connected.client);
-            execute(config, target, connected.endpoint).await
-        }
-        TargetKind::Ice(algorithm) => {
-            let target = IceBackend::new(connected.client, algorithm);
-            execute(config, target, connected.endpoint).await
-        }
-    }
+    crate::backend::dispatch!(kind, backend => {
+        execute(config, backend(connected.client), connected.endpoint).await
+    })
 }
 
 /// The command's flags, lowered once into its validated config.

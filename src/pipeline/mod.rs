@@ -20,7 +20,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::api::{Algorithm, ApiError, Client};
-use crate::backend::{IceBackend, MtsBackend};
 use crate::caller::{Caller, Pace, Tally};
 use crate::exit::Exit;
 use crate::ledger::{self, ImageRecord, LedgerError, Replay, RunRecord};
@@ -158,10 +157,7 @@ fn plan_files_knowing(
 
 /// Runs the import. The client is built by the caller (credentials, endpoint, timeout).
 pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunError> {
-    match config.target {
-        TargetKind::Mts => run_with(MtsBackend::new(client), config).await,
-        TargetKind::Ice(algorithm) => run_with(IceBackend::new(client, algorithm), config).await,
-    }
+    crate::backend::dispatch!(config.target, backend => run_with(backend(client), config).await)
 }
 
 /// What `--sync` came to before anything was sent.
