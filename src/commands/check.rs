@@ -6,7 +6,6 @@ use std::path::Path;
 use crate::cli::CheckArgs;
 use crate::exit::Exit;
 use crate::ledger;
-use crate::pipeline;
 use crate::plan::{self, Plan};
 
 use super::fail;
@@ -18,27 +17,29 @@ pub async fn command(args: CheckArgs) -> Exit {
     crate::manifest::set_default_encoding(args.encoding.into());
     let ledger_path = args.ledger_path();
     let manifest = args.manifest.clone();
-    let rules = args.target.kind().rules();
+    let kind = args.target.kind();
     let reconcile = args.reconcile;
     let sync = args.sync.settings();
+    // Planned exactly as `run` plans, its refusals included (a ledger of another target).
     let result = tokio::task::spawn_blocking(move || {
         let replay = ledger::replay(&ledger_path).map_err(|e| e.to_string())?;
-        let options = plan::Options {
-            retry_failed: false,
-            keep_work: false,
-            reconcile: reconcile.into(),
-            sync: sync.is_some(),
+        let run = plan::run::RunPlan {
+            manifest: &manifest,
+            ledger: &ledger_path,
+            target: kind.ledger_name(),
+            algorithm: kind.algorithm().map(crate::api::Algorithm::as_str),
+            options: plan::Options {
+                retry_failed: false,
+                keep_work: false,
+                reconcile: reconcile.into(),
+                sync: sync.is_some(),
+            },
+            rules: kind.rules(),
+            sync: sync.map(|s| s.scope),
         };
-        let plan = pipeline::plan_files_with(&manifest, &replay, options, rules)
-            .map_err(|e| e.to_string())?;
-        let dropped = plan::drops::collect(
-            &ledger_path,
-            &replay,
-            sync.map(|s| s.scope),
-            &plan.libraries,
-        )
-        .map_err(|e| e.to_string())?;
-        Ok::<_, String>((plan, dropped))
+        let planned =
+            plan::run::plan_run(&run, &replay, &Default::default()).map_err(|e| e.to_string())?;
+        Ok::<_, String>((planned.plan, planned.dropped))
     })
     .await;
     let (plan, dropped) = match result {

@@ -187,7 +187,8 @@ fn plan_manifest(
         keep_work: false,
         reconcile: plan::Reconcile::Auto,
     };
-    let plan = crate::pipeline::plan_files_with(path, &replay, options, config.rules)?;
+    let plan =
+        crate::plan::run::plan_file(path, &replay, options, config.rules, &Default::default())?;
     let c = plan.counts;
     Ok(ManifestStatus {
         manifest: path.display().to_string(),

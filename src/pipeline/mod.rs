@@ -32,35 +32,6 @@ use recorder::{Event, Events};
 
 pub use crate::backend::TargetKind;
 
-/// Refuses a ledger whose last run wrote for another target or algorithm: its records would be
-/// taken for this target's and images would be skipped or sent twice.
-fn check_ledger(target: TargetKind, replay: &Replay) -> Result<(), RunError> {
-    let Some(last) = &replay.last_run_start else {
-        return Ok(());
-    };
-    let kind = last.target.map_or("mts", |t| match t {
-        crate::ledger::TargetName::Mts => "mts",
-        crate::ledger::TargetName::Ice => "ice",
-    });
-    let algorithm = last.algorithm.as_deref();
-    let wanted = target.algorithm().map(Algorithm::as_str);
-    if kind == target.name() && (algorithm == wanted || algorithm.is_none()) {
-        return Ok(());
-    }
-    let was = match algorithm {
-        Some(a) => format!("{kind} (algorithm {a})"),
-        None => kind.to_string(),
-    };
-    Err(RunError::Other(format!(
-        "this ledger records an import to target {was}; it cannot be resumed as target {}{}. \
-         Use the matching --target/--algorithm, or another --ledger",
-        target.name(),
-        wanted
-            .map(|a| format!(" (algorithm {a})"))
-            .unwrap_or_default()
-    )))
-}
-
 /// Everything a run needs, validated: no flag parsing below this point.
 #[derive(Clone)]
 pub struct RunConfig {
@@ -114,45 +85,20 @@ pub enum RunError {
     Other(String),
 }
 
+impl From<plan::run::PlanError> for RunError {
+    fn from(error: plan::run::PlanError) -> RunError {
+        match error {
+            plan::run::PlanError::Manifest(e) => RunError::Manifest(e),
+            plan::run::PlanError::Ledger(e) => RunError::Ledger(e),
+            plan::run::PlanError::OtherTarget(why) => RunError::Other(why),
+        }
+    }
+}
+
 pub struct RunResult {
     pub ending: Ending,
     pub summary: Summary,
     pub rejected: Vec<Rejected>,
-}
-
-/// Reads and plans under one target's rules without sending anything (the `check` command,
-/// and the first half of `run`).
-pub fn plan_files_with(
-    manifest_path: &std::path::Path,
-    replay: &Replay,
-    options: plan::Options,
-    rules: plan::Rules,
-) -> Result<Plan, ManifestError> {
-    plan_files_knowing(manifest_path, replay, options, rules, &Default::default())
-}
-
-/// [`plan_files_with`], knowing what the server holds (`--sync-scope library`).
-fn plan_files_knowing(
-    manifest_path: &std::path::Path,
-    replay: &Replay,
-    options: plan::Options,
-    rules: plan::Rules,
-    on_server: &plan::OnServer,
-) -> Result<Plan, ManifestError> {
-    let stamp = |path: &std::path::Path| {
-        std::fs::metadata(path)
-            .ok()
-            .map(|m| (m.len(), m.modified().ok()))
-    };
-    let before = stamp(manifest_path);
-    let reader = manifest::Reader::open(manifest_path)?.read_ahead();
-    let plan = plan::plan_knowing(reader, replay, options, rules, on_server)?;
-    if stamp(manifest_path) != before {
-        return Err(ManifestError::Changed {
-            path: manifest_path.into(),
-        });
-    }
-    Ok(plan)
 }
 
 /// Runs the import. The client is built by the caller (credentials, endpoint, timeout).
@@ -357,17 +303,17 @@ async fn run_with<T: crate::backend::Backend>(
     })
 }
 
-/// The plan, and what the manifest no longer names.
-pub(crate) struct Planned {
-    pub plan: Plan,
-    pub dropped: plan::Dropped,
-}
+pub(crate) use plan::run::Planned;
 
 /// Replays the ledger (on this thread: it spreads the scan over its own) and refuses one that
 /// records an import to another target.
 fn replay_ledger(path: &std::path::Path, target: TargetKind) -> Result<Replay, RunError> {
     let replay = ledger::replay(path)?;
-    check_ledger(target, &replay)?;
+    plan::run::check_target(
+        &replay,
+        target.ledger_name(),
+        target.algorithm().map(Algorithm::as_str),
+    )?;
     Ok(replay)
 }
 
@@ -385,16 +331,19 @@ async fn read_and_plan(
         reconcile: config.reconcile,
         sync: config.sync.is_some(),
     };
-    let manifest_path = config.manifest.clone();
-    let ledger_path = config.ledger.clone();
-    let rules = config.target.rules();
-    let sync = config.sync;
+    let config = config.clone();
     tokio::task::spawn_blocking(move || {
-        let on_server = on_server.unwrap_or_default();
-        let plan = plan_files_knowing(&manifest_path, &replay, options, rules, &on_server)?;
-        let scope = sync.map(|s| s.scope);
-        let dropped = plan::drops::collect(&ledger_path, &replay, scope, &plan.libraries)?;
-        Ok((Planned { plan, dropped }, replay))
+        let run = plan::run::RunPlan {
+            manifest: &config.manifest,
+            ledger: &config.ledger,
+            target: config.target.ledger_name(),
+            algorithm: config.target.algorithm().map(Algorithm::as_str),
+            options,
+            rules: config.target.rules(),
+            sync: config.sync.map(|s| s.scope),
+        };
+        let planned = plan::run::plan_run(&run, &replay, &on_server.unwrap_or_default())?;
+        Ok((planned, replay))
     })
     .await
     .map_err(join_err)?

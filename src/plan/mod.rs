@@ -7,6 +7,7 @@
 //! was unknown) and, for `--sync`, images to remove.
 
 pub mod drops;
+pub mod run;
 
 pub use drops::{DropWork, Dropped, MadeEntity, PersonDrops, SyncScope, Why};
 

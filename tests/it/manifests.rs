@@ -351,3 +351,28 @@ fn a_manifest_appended_to_while_it_is_read_is_refused_and_nothing_is_sent() {
         .count();
     assert_eq!(images, 0, "a manifest being written was recorded");
 }
+
+#[test]
+fn check_refuses_a_ledger_of_another_target_as_run_does() {
+    let world = World::new(SandboxConfig::for_tests());
+    let manifest = world.manifest("m.csv", &manifest_body("lib", 2, 2));
+    let out = world.run(&manifest, &["--target", "ice"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ice_ledger = world.path("m.ice.ledger.jsonl");
+    let ledger = ice_ledger.to_str().unwrap();
+    let requests = world.sandbox.snapshot().stats.requests;
+    let run = world.run(&manifest, &["--ledger", ledger]);
+    let check = world
+        .command(&["check", manifest.to_str().unwrap(), "--ledger", ledger])
+        .output()
+        .unwrap();
+    for (what, out) in [("run", &run), ("check", &check)] {
+        assert_eq!(out.status.code(), Some(2), "{what}: {}", stderr(out));
+        assert!(
+            stderr(out).contains("records an import to target ice"),
+            "{what}: {}",
+            stderr(out)
+        );
+    }
+    assert_eq!(world.sandbox.snapshot().stats.requests, requests);
+}
