@@ -240,7 +240,15 @@ fn ctrl_c_finishes_requests_in_flight_exits_130_and_the_next_run_completes() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
+    // Interrupt once the sandbox holds a face: the run is under way (bounded: 20 s at most).
+    let started = std::time::Instant::now();
+    while world.faces().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no face registered within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
