@@ -323,3 +323,74 @@ impl Counted {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(status: Status, url: &str) -> ImageRecord {
+        let mut r = ImageRecord::new("run-1", status, "lib", "alice", url);
+        if status == Status::Registered {
+            r.face_id = Some(format!("id-{url}"));
+        }
+        if status == Status::Failed {
+            r.error_code = Some("InvalidParameter".into());
+        }
+        r
+    }
+
+    fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_pending_line_is_on_disk_before_the_worker_hears_it_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        let appender = Appender::open(&path, 0).unwrap();
+        let (events, recorder) = start(appender, ProgressMode::Off, 1, Arc::default(), || {});
+        assert!(events.pending(vec![image(Status::Pending, "u1")]).await);
+        // Answered: the line is in the file already, before the run ends.
+        let written = lines(&path);
+        assert_eq!(written.len(), 1);
+        assert_eq!(written[0]["status"], "pending");
+        let (figures, _, failure) = recorder.finish(events);
+        assert!(failure.is_none());
+        assert_eq!(figures.registered_now, 0);
+    }
+
+    #[tokio::test]
+    async fn outcomes_from_many_workers_are_written_whole_in_order_and_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        let appender = Appender::open(&path, 0).unwrap();
+        let (events, recorder) = start(appender, ProgressMode::Off, 5, Arc::default(), || {});
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let events = events.clone();
+                std::thread::spawn(move || {
+                    events.send(Event::Outcome(image(Status::Registered, &format!("r{w}"))));
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        events.send(Event::Outcome(image(Status::Failed, "f1")));
+        events.send(Event::Left(2));
+        let (figures, _, failure) = recorder.finish(events);
+        assert!(failure.is_none());
+        assert_eq!(figures.registered_now, 4);
+        assert_eq!(figures.failed_now, 1);
+        let written = lines(&path);
+        assert_eq!(written.len(), 5, "every outcome once, each line whole");
+        assert_eq!(
+            written[4]["status"], "failed",
+            "one worker's lines keep their order"
+        );
+    }
+}
