@@ -120,6 +120,101 @@ async fn run_with<T: crate::backend::Backend>(
     config: RunConfig,
 ) -> Result<RunResult, RunError> {
     let started = crate::clock::instant();
+    let (replay, begun, stop, caller) = begin(&config).await?;
+    let (planned, replay) = match read_and_plan(&config, replay, None).await {
+        Ok(planned) => planned,
+        Err(e) => {
+            begun.abandon();
+            return Err(e);
+        }
+    };
+    let torn = replay.torn_tail;
+    if torn > 0 {
+        tracing::warn!(
+            bytes = torn,
+            "the ledger ended in a torn line (a write cut short); it is dropped, nothing complete is lost"
+        );
+    }
+    let (planned, sync) = plan_sync(&target, &caller, &config, planned, replay).await?;
+    let Planned { mut plan, dropped } = planned;
+    let emptied = sync::emptied_entities(&plan, &dropped);
+    plan.attach(dropped.persons);
+    plan.read_libraries_from(config.target.library_read_threshold());
+    let tally = caller.tally().clone();
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let journal = begun.open(
+        run_start(&config, &run_id),
+        config.progress,
+        plan.counts.to_send,
+        tally.clone(),
+        stop.clone(),
+    )?;
+    for rejected in plan.rejected.iter().filter(|r| !r.already_recorded) {
+        let record = rejected_record(&run_id, rejected, config.target);
+        journal.events.send(Event::Outcome(record));
+    }
+    let signals = tokio::spawn(watch_signals(stop.clone()));
+    let deadline = config
+        .max_duration
+        .map(|limit| deadline(limit, stop.clone()));
+    let Plan {
+        counts,
+        jobs,
+        mut rejected,
+        ..
+    } = plan;
+    // The context (and with it the last `Events` of the workers) is gone once `drive` returns.
+    let other_writer = drive(
+        target,
+        caller,
+        journal.events.clone(),
+        run_id.clone(),
+        jobs,
+        config.concurrency,
+        emptied,
+    )
+    .await;
+    signals.abort();
+    if let Some(deadline) = deadline {
+        deadline.abort();
+    }
+    let fatal = stop.take_fatal();
+    let reason = stop.reason();
+    let mut summary = summary_at_start(&run_id, &counts, &rejected, &config, sync);
+    // The end record carries the summary, so it is written once the figures are final.
+    let ending = journal.finish_with(|figures| {
+        fill(&mut summary, &figures, &tally, &counts, started);
+        if other_writer > 0 {
+            summary.hints.push(format!(
+                "another writer registered {other_writer} of this run's images at the same time \
+                 (the same job on another host, or another tool): the lowest id of each is kept, \
+                 the others were removed"
+            ));
+        }
+        rejected.extend(figures.failed_rows);
+        let ending = ending_of(&summary, fatal, reason);
+        summary.exit_code = ending.exit().code();
+        summary.outcome = ending.describe().to_string();
+        summary.stopped_because = ending.stopped_because().map(str::to_string);
+        let end = (
+            summary.outcome.clone(),
+            summary.exit_code,
+            serde_json::to_value(&summary).unwrap_or_default(),
+        );
+        (ending, end)
+    })?;
+    Ok(RunResult {
+        ending,
+        summary,
+        rejected,
+    })
+}
+
+/// The run's start: the manifest opens, the ledger is locked and replayed (refused if it
+/// records another target), and the budgets count a run killed a moment ago as still sending.
+async fn begin(
+    config: &RunConfig,
+) -> Result<(Replay, journal::Begun, Arc<Stop>, Caller), RunError> {
     // A manifest that cannot be opened (a mistyped path, a directory) is refused before the
     // ledger is created beside it; one that cannot be read as a manifest removes the empty
     // ledger this run created (below).
@@ -142,33 +237,32 @@ async fn run_with<T: crate::backend::Backend>(
         );
         caller.assume_busy_window();
     }
-    let (mut planned, mut replay) = match read_and_plan(&config, replay, None).await {
-        Ok(planned) => planned,
-        Err(e) => {
-            begun.abandon();
-            return Err(e);
-        }
-    };
-    let torn = replay.torn_tail;
-    if torn > 0 {
-        tracing::warn!(
-            bytes = torn,
-            "the ledger ended in a torn line (a write cut short); it is dropped, nothing complete is lost"
-        );
-    }
+    Ok((replay, begun, stop, caller))
+}
+
+/// With `--sync`: in library scope, reads the libraries and plans again knowing what they hold
+/// (and what other tools put there); says what will not be removed and why; refuses every
+/// removal past `--max-delete` or with invalid rows (planning again without them).
+async fn plan_sync<T: crate::backend::Backend>(
+    target: &T,
+    caller: &Caller,
+    config: &RunConfig,
+    mut planned: Planned,
+    mut replay: Replay,
+) -> Result<(Planned, SyncOutcome), RunError> {
     let mut sync = SyncOutcome::default();
     if let Some(settings) = config.sync {
         if settings.scope == plan::SyncScope::Library {
-            let listing = sync::read_libraries(&target, &caller, &planned.plan.libraries).await?;
+            let listing = sync::read_libraries(target, caller, &planned.plan.libraries).await?;
             // A manifest image already on the server is the person's before the image limit
             // is applied, whatever the ledger holds: plan again knowing them.
             let held = sync::on_server(&listing);
             if !held.is_empty() {
-                let (again, back) = read_and_plan(&config, replay, Some(held)).await?;
+                let (again, back) = read_and_plan(config, replay, Some(held)).await?;
                 planned = again;
                 replay = back;
             }
-            sync::add_foreign(&target, &mut planned, listing);
+            sync::add_foreign(target, &mut planned, listing);
         }
         sync.planned = planned.dropped.removals() as u64;
         if planned.plan.counts.rows > 0 && planned.plan.libraries.is_empty() {
@@ -205,59 +299,19 @@ async fn run_with<T: crate::backend::Backend>(
             planned = again;
         }
     }
-    let Planned { mut plan, dropped } = planned;
-    let emptied = sync::emptied_entities(&plan, &dropped);
-    plan.attach(dropped.persons);
-    plan.read_libraries_from(config.target.library_read_threshold());
-    let tally = caller.tally().clone();
-    let run_id = uuid::Uuid::new_v4().to_string();
-    let journal = begun.open(
-        run_start(&config, &run_id),
-        config.progress,
-        plan.counts.to_send,
-        tally.clone(),
-        stop.clone(),
-    )?;
-    for rejected in plan.rejected.iter().filter(|r| !r.already_recorded) {
-        let record = rejected_record(&run_id, rejected, config.target);
-        journal.events.send(Event::Outcome(record));
-    }
-    let signals = tokio::spawn(watch_signals(stop.clone()));
-    let deadline = config.max_duration.map(|limit| {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            crate::clock::sleep(limit).await;
-            tracing::info!(
-                "--max-duration reached: finishing what is in flight, starting nothing new"
-            );
-            stop.stop(StopReason::Deadline);
-        })
-    });
-    let Plan {
-        counts,
-        jobs,
-        mut rejected,
-        ..
-    } = plan;
-    // The context (and with it the last `Events` of the workers) is gone once `drive` returns.
-    let other_writer = drive(
-        target,
-        caller,
-        journal.events.clone(),
-        run_id.clone(),
-        jobs,
-        config.concurrency,
-        emptied,
-    )
-    .await;
-    signals.abort();
-    if let Some(deadline) = deadline {
-        deadline.abort();
-    }
-    let fatal = stop.take_fatal();
-    let reason = stop.reason();
-    let mut summary = Summary {
-        run_id: run_id.clone(),
+    Ok((planned, sync))
+}
+
+/// The summary's figures known before anything is sent: the plan's counts and the sync's.
+fn summary_at_start(
+    run_id: &str,
+    counts: &plan::Counts,
+    rejected: &[Rejected],
+    config: &RunConfig,
+    sync: SyncOutcome,
+) -> Summary {
+    Summary {
+        run_id: run_id.to_string(),
         rows: counts.rows,
         already_done: counts.already_registered,
         invalid: counts.invalid,
@@ -266,40 +320,22 @@ async fn run_with<T: crate::backend::Backend>(
         ledger: config.ledger.display().to_string(),
         new_rejections: rejected.iter().filter(|r| !r.already_recorded).count() as u64,
         known_rejections: rejected.iter().filter(|r| r.already_recorded).count() as u64,
-        invalid_by_column: crate::report::invalid_by_column(&rejected),
+        invalid_by_column: crate::report::invalid_by_column(rejected),
         strict: config.strict,
         sync: config.sync.is_some(),
         removals_planned: sync.planned,
         removals_refused: sync.refused,
         max_delete: config.sync.map(|s| s.max_delete),
         ..Summary::default()
-    };
-    // The end record carries the summary, so it is written once the figures are final.
-    let ending = journal.finish_with(|figures| {
-        fill(&mut summary, &figures, &tally, &counts, started);
-        if other_writer > 0 {
-            summary.hints.push(format!(
-                "another writer registered {other_writer} of this run's images at the same time \
-                 (the same job on another host, or another tool): the lowest id of each is kept, \
-                 the others were removed"
-            ));
-        }
-        rejected.extend(figures.failed_rows);
-        let ending = ending_of(&summary, fatal, reason);
-        summary.exit_code = ending.exit().code();
-        summary.outcome = ending.describe().to_string();
-        summary.stopped_because = ending.stopped_because().map(str::to_string);
-        let end = (
-            summary.outcome.clone(),
-            summary.exit_code,
-            serde_json::to_value(&summary).unwrap_or_default(),
-        );
-        (ending, end)
-    })?;
-    Ok(RunResult {
-        ending,
-        summary,
-        rejected,
+    }
+}
+
+/// Stops the run once `limit` has passed (`--max-duration`): nothing new starts after it.
+fn deadline(limit: Duration, stop: Arc<Stop>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        crate::clock::sleep(limit).await;
+        tracing::info!("--max-duration reached: finishing what is in flight, starting nothing new");
+        stop.stop(StopReason::Deadline);
     })
 }
 
