@@ -507,44 +507,67 @@ impl Planner<'_> {
         });
     }
 
-    fn add(&mut self, mut row: Row) {
-        let (person, mut key) = row
+    /// The person's and the image's keys of a row. When the ledger holds this person's image
+    /// at this URL under another identity (an `image_key` column added, dropped or changed),
+    /// the row is that image, kept under the identity it was recorded by.
+    fn identify(&self, row: &mut Row) -> (u128, u128) {
+        let (person, key) = row
             .image_id()
             .person_and_key(&row.category_id, &row.person_id);
-        // The ledger holds this person's image at this URL under another identity (an
-        // `image_key` column added, dropped or changed): the row is that image, kept under
-        // the identity it was recorded by.
-        if let Some((recorded, identity)) =
-            self.replay
-                .alias(key, &row.category_id, &row.person_id, &row.image_url)
+        match self
+            .replay
+            .alias(key, &row.category_id, &row.person_id, &row.image_url)
         {
-            key = recorded;
-            row.image_key = identity.map(str::to_string);
+            Some((recorded, identity)) => {
+                row.image_key = identity.map(str::to_string);
+                (person, recorded)
+            }
+            None => (person, key),
         }
-        let (state, first) = match self.replay.seen_at(key, row.line) {
+    }
+
+    /// The image's ledger state, and the line of an earlier row of the same image (this row
+    /// is then a duplicate).
+    fn first_sight(
+        &mut self,
+        key: u128,
+        line: u64,
+    ) -> (Option<crate::ledger::ImageState>, Option<u64>) {
+        match self.replay.seen_at(key, line) {
             Some((state, first)) => (Some(state), first),
             None => match self.seen_images.entry(key) {
                 std::collections::hash_map::Entry::Occupied(e) => (None, Some(*e.get())),
                 std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(row.line);
+                    e.insert(line);
                     (None, None)
                 }
             },
-        };
+        }
+    }
+
+    /// The index of the row's library in the plan, added on first sight.
+    fn library_of(&mut self, category_id: &str) -> usize {
+        let next = self.plan.libraries.len();
+        let library = *self
+            .seen_libraries
+            .entry(library_key(category_id))
+            .or_insert(next);
+        if library == next {
+            self.plan.libraries.push(category_id.trim().to_string());
+            self.plan.adds_by_library.push(0);
+        }
+        library
+    }
+
+    fn add(&mut self, mut row: Row) {
+        let (person, key) = self.identify(&mut row);
+        let (state, first) = self.first_sight(key, row.line);
         if let Some(first) = first {
             self.plan.counts.duplicates += 1;
             self.plan.duplicate_rows.push((row.line, first));
             return;
         }
-        let next = self.plan.libraries.len();
-        let library = *self
-            .seen_libraries
-            .entry(library_key(&row.category_id))
-            .or_insert(next);
-        if library == next {
-            self.plan.libraries.push(row.category_id.trim().to_string());
-            self.plan.adds_by_library.push(0);
-        }
+        let library = self.library_of(&row.category_id);
         let registered = self.registered.get(&(person as u64)).copied().unwrap_or(0);
         let sync = self.options.sync;
         let slot = self.persons.entry(person).or_insert(PersonSlot {
