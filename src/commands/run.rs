@@ -41,6 +41,11 @@ async fn run(args: RunArgs) -> Exit {
         return fail(e);
     }
     crate::manifest::set_default_encoding(args.encoding.into());
+    // A mistyped manifest path is the user's input, told as such (exit 2) before credentials
+    // are looked for: without them it used to read as a credentials failure (exit 3).
+    if let Err(e) = crate::manifest::open_file(&args.manifest) {
+        return fail(e);
+    }
     let target = args.target.kind();
     // With --sandbox the emulator lives as long as the run, in this process.
     let mut running_sandbox: Option<Sandbox> = None;

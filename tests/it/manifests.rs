@@ -376,3 +376,19 @@ fn check_refuses_a_ledger_of_another_target_as_run_does() {
     }
     assert_eq!(world.sandbox.snapshot().stats.requests, requests);
 }
+
+#[test]
+fn a_missing_manifest_without_credentials_is_a_usage_error_not_a_credentials_one() {
+    let world = World::new(SandboxConfig::for_tests());
+    let missing = world.path("nope.csv");
+    let out = world
+        .command(&["run", missing.to_str().unwrap(), "--progress", "off"])
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+        .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nope.csv"), "{}", stderr(&out));
+    assert!(!world.path("nope.ledger.jsonl").exists());
+}
