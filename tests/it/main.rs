@@ -9,6 +9,7 @@ mod ice;
 mod manifests;
 mod operator;
 mod ops;
+mod oss;
 mod properties;
 mod reliability;
 mod run;
