@@ -10,6 +10,7 @@ mod manifests;
 mod operator;
 mod ops;
 mod oss;
+mod oss_sdk;
 mod properties;
 mod reliability;
 mod run;

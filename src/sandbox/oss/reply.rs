@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
 
 /// A complete answer, independent of hyper.
@@ -107,7 +108,8 @@ impl OssError {
         )
     }
 
-    /// The answer: XML body (none for HEAD, as on the wire), request id in the body and header.
+    /// The answer: the XML as the body, or for HEAD (no body on the wire) base64-encoded in
+    /// `x-oss-err`, as OSS sends it; the request id in the body and in `x-oss-request-id`.
     pub fn into_reply(self, request_id: &str, host_id: &str, head: bool) -> OssReply {
         let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>\n");
         let fields = [
@@ -124,14 +126,23 @@ impl OssError {
             xml.push_str(&format!("  <{name}>{}</{name}>\n", escape(value)));
         }
         xml.push_str("</Error>\n");
-        let body = if head { Bytes::new() } else { Bytes::from(xml) };
+        let mut headers = vec![
+            ("Content-Type", "application/xml".to_string()),
+            ("x-oss-request-id", request_id.to_string()),
+            ("Server", "AliyunOSS".to_string()),
+        ];
+        let body = if head {
+            headers.push((
+                "x-oss-err",
+                base64::engine::general_purpose::STANDARD.encode(&xml),
+            ));
+            Bytes::new()
+        } else {
+            Bytes::from(xml)
+        };
         OssReply {
             status: self.status,
-            headers: vec![
-                ("Content-Type", "application/xml".to_string()),
-                ("x-oss-request-id", request_id.to_string()),
-                ("Server", "AliyunOSS".to_string()),
-            ],
+            headers,
             body,
             trickle: None,
         }
@@ -185,6 +196,14 @@ mod tests {
         assert_eq!(reply.header("content-type"), Some("application/xml"));
         let head = OssError::expired().into_reply("RID", "h", true);
         assert!(head.body.is_empty() && head.status == 403);
+        let carried = base64::engine::general_purpose::STANDARD
+            .decode(head.header("x-oss-err").unwrap())
+            .unwrap();
+        assert!(
+            String::from_utf8(carried)
+                .unwrap()
+                .contains("<Code>AccessDenied</Code>")
+        );
     }
 
     #[test]
