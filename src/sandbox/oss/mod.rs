@@ -4,8 +4,11 @@
 //! errors ([`reply`]), kept in memory or a folder ([`store`]), with faults of their own; and the
 //! service side's download of an `ImageUrl` that names one of these objects ([`fetch`]).
 //!
-//! Buckets: every name valid by OSS's rules exists, unless a list is configured. The region: any
-//! region's signature is accepted (one address stands for every endpoint) unless one is pinned.
+//! Buckets: every name valid by OSS's rules exists, unless a list is configured (`latest` is
+//! not usable: `/latest/…` is the ECS metadata service). The region: any region's signature is
+//! accepted (one address stands for every endpoint) unless one is pinned. Object requests get
+//! no API latency and take no API rate-limit slot; their faults come after authentication, as
+//! the API's do. The service side's downloads take no OSS fault.
 
 mod auth;
 mod fetch;
