@@ -1,12 +1,13 @@
-//! Flags of `face-enroll sandbox`: run the local emulator of the MTS and ICE APIs in the
-//! foreground until Ctrl-C or SIGTERM.
+//! Flags of `face-enroll sandbox`: run the local emulator of the MTS and ICE APIs (and of OSS,
+//! on the same address) in the foreground until Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::sandbox::{
     DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, DEFAULT_ECS_ROLE_NAME,
-    DEFAULT_OIDC_PROVIDER_ARN, DEFAULT_ROLE_ARN, FaultRates, SandboxConfig,
+    DEFAULT_OIDC_PROVIDER_ARN, DEFAULT_ROLE_ARN, FaultRates, OssConfig, OssFaultRates,
+    SandboxConfig,
 };
 
 /// Run a local emulator of the MTS custom-face and ICE recognition-library APIs.
@@ -88,6 +89,30 @@ pub struct SandboxArgs {
     /// How many faces one person may have.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub max_faces_per_person: usize,
+    /// Keep OSS objects as files DIR/BUCKET/KEY (read at each request, so files put there by
+    /// hand are served) [default: in memory, gone at exit].
+    #[arg(long, value_name = "DIR")]
+    pub oss_root: Option<PathBuf>,
+    /// A bucket that exists in the sandbox's OSS (repeat for more); other buckets are 404
+    /// NoSuchBucket [default: every name valid by OSS's rules exists].
+    #[arg(long = "oss-bucket", value_name = "NAME")]
+    pub oss_buckets: Vec<String>,
+    /// Accept OSS signatures scoped to this region only, like a real endpoint [default: any
+    /// region: one address stands for every region's endpoint].
+    #[arg(long, value_name = "REGION")]
+    pub oss_region: Option<String>,
+    /// Rate (0..=1) of OSS object requests answered 500 InternalError, nothing stored or read.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub oss_error: f64,
+    /// Rate (0..=1) of OSS object requests whose connection is reset without an answer.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub oss_reset: f64,
+    /// Rate (0..=1) of OSS answers whose body trickles out over --oss-slow-body-ms.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub oss_slow_body: f64,
+    /// How long a slow OSS body takes (an answer without a body is held that long).
+    #[arg(long, value_name = "MS", default_value_t = 2_000)]
+    pub oss_slow_body_ms: u64,
     /// Write the final state (JSON) to this file at exit.
     #[arg(long, value_name = "PATH")]
     pub state_file: Option<PathBuf>,
@@ -152,6 +177,28 @@ impl SandboxArgs {
             self.max_faces_per_person >= 1,
             "--max-faces-per-person must be at least 1"
         );
+        for bucket in &self.oss_buckets {
+            crate::sign::oss::object::check_bucket(bucket)
+                .map_err(|e| anyhow::anyhow!("--oss-bucket: {e}"))?;
+        }
+        if let Some(region) = &self.oss_region {
+            anyhow::ensure!(
+                crate::sign::oss::is_region(region),
+                "--oss-region '{region}' is not a region id like cn-hangzhou"
+            );
+        }
+        let oss = OssConfig {
+            root: self.oss_root,
+            buckets: self.oss_buckets,
+            region: self.oss_region,
+            faults: OssFaultRates {
+                error: self.oss_error,
+                reset: self.oss_reset,
+                slow_body: self.oss_slow_body,
+            },
+            slow_body_ms: self.oss_slow_body_ms,
+        };
+        oss.faults.validate().map_err(anyhow::Error::msg)?;
         let config = SandboxConfig {
             listen: self.listen,
             access_key_id: self.access_key_id,
@@ -172,6 +219,7 @@ impl SandboxArgs {
             seed: self.seed,
             max_faces_per_person: self.max_faces_per_person,
             peak_window: std::time::Duration::from_secs(1),
+            oss,
         };
         Ok((config, self.state_file))
     }
@@ -261,6 +309,41 @@ mod tests {
         .unwrap()
         .into_config();
         assert!(own.is_ok());
+    }
+
+    #[test]
+    fn oss_flags_reach_the_config_and_bad_buckets_or_regions_are_refused() {
+        let (config, _) = parse(&[
+            "--oss-root",
+            "/tmp/oss",
+            "--oss-bucket",
+            "photos",
+            "--oss-bucket",
+            "more-photos",
+            "--oss-region",
+            "cn-hangzhou",
+            "--oss-reset",
+            "0.5",
+            "--oss-slow-body-ms",
+            "300",
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap();
+        assert_eq!(config.oss.root, Some(PathBuf::from("/tmp/oss")));
+        assert_eq!(config.oss.buckets, ["photos", "more-photos"]);
+        assert_eq!(config.oss.region.as_deref(), Some("cn-hangzhou"));
+        assert_eq!(
+            (config.oss.faults.reset, config.oss.slow_body_ms),
+            (0.5, 300)
+        );
+        let (default, _) = parse(&[]).unwrap().into_config().unwrap();
+        assert_eq!(default.oss, OssConfig::default());
+        let bad_bucket = parse(&["--oss-bucket", "Photos"]).unwrap().into_config();
+        assert!(bad_bucket.unwrap_err().to_string().contains("--oss-bucket"));
+        let bad_region = parse(&["--oss-region", "CN"]).unwrap().into_config();
+        assert!(bad_region.unwrap_err().to_string().contains("--oss-region"));
+        assert!(parse(&["--oss-error", "2"]).is_err());
     }
 
     #[test]

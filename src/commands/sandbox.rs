@@ -60,6 +60,23 @@ async fn serve_until(
             shell_quote(token)
         ));
     }
+    let oss = format!(
+        "OSS: objects path-style at <url>BUCKET/KEY, kept {}; buckets: {}; signatures for {}",
+        config
+            .oss
+            .root
+            .as_ref()
+            .map_or("in memory".to_string(), |dir| format!(
+                "in {}",
+                dir.display()
+            )),
+        if config.oss.buckets.is_empty() {
+            "any valid name".to_string()
+        } else {
+            config.oss.buckets.join(", ")
+        },
+        config.oss.region.as_deref().unwrap_or("any region"),
+    );
     let listen = config.listen;
     let sandbox = Sandbox::start(config)
         .await
@@ -71,6 +88,7 @@ async fn serve_until(
         writeln!(out, "{line}")?;
     }
     writeln!(out, "{sts}")?;
+    writeln!(out, "{oss}")?;
     writeln!(
         out,
         "emulating MTS 2014-06-18 custom faces and ICE 2020-11-09 recognition libraries; Ctrl-C stops"
@@ -155,6 +173,14 @@ mod tests {
                 "export ALIBABA_CLOUD_ACCESS_KEY_ID=sandbox-key-id",
                 "export ALIBABA_CLOUD_ACCESS_KEY_SECRET=sandbox-key-secret"
             ]
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("OSS: objects path-style")
+                    && l.contains("in memory")
+                    && l.contains("any region")),
+            "{text}"
         );
         let state: crate::sandbox::StateSnapshot =
             serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();

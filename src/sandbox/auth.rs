@@ -90,35 +90,73 @@ fn incomplete(detail: &str) -> ApiError {
     )
 }
 
-/// The key `id` with the token that came with the request, checked: known, same token, unexpired.
+/// Why a key is refused, whichever protocol (the API's, OSS's) asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyRefusal {
+    Unknown,
+    TokenMismatch,
+    TokenExpired,
+}
+
+impl Keyring {
+    /// The key `id` with the token that came with the request, checked: known, same token,
+    /// unexpired.
+    fn check(
+        &self,
+        id: &str,
+        token: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Key<'_>, KeyRefusal> {
+        let key = self.find(id).ok_or(KeyRefusal::Unknown)?;
+        if let Some(expected) = key.token
+            && token != Some(expected)
+        {
+            return Err(KeyRefusal::TokenMismatch);
+        }
+        if key.expires.is_some_and(|at| now >= at) {
+            return Err(KeyRefusal::TokenExpired);
+        }
+        Ok(key)
+    }
+
+    /// The secret of key `id`, checked as [`Keyring::check`] does.
+    pub fn secret(
+        &self,
+        id: &str,
+        token: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<&str, KeyRefusal> {
+        self.check(id, token, now).map(|key| key.secret)
+    }
+
+    /// When the temporary key `id` expires; `None` for the configured key or an unknown one.
+    pub fn expiry(&self, id: &str) -> Option<OffsetDateTime> {
+        self.find(id).and_then(|key| key.expires)
+    }
+}
+
+/// [`Keyring::check`] with the gateway's answers.
 fn check_key<'k>(
     keys: &'k Keyring,
     id: &str,
     token: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<Key<'k>, ApiError> {
-    let key = keys.find(id).ok_or_else(|| {
-        ApiError::new(
+    keys.check(id, token, now).map_err(|refusal| match refusal {
+        KeyRefusal::Unknown => ApiError::new(
             404,
             "InvalidAccessKeyId.NotFound",
             "Specified access key is not found.",
-        )
-    })?;
-    if let Some(expected) = key.token
-        && token != Some(expected)
-    {
-        return Err(ApiError::invalid(
+        ),
+        KeyRefusal::TokenMismatch => ApiError::invalid(
             "InvalidSecurityToken.Mismatch",
             "Specified SecurityToken mismatch with the AccessKey.",
-        ));
-    }
-    if key.expires.is_some_and(|at| now >= at) {
-        return Err(ApiError::invalid(
+        ),
+        KeyRefusal::TokenExpired => ApiError::invalid(
             "InvalidSecurityToken.Expired",
             "Specified SecurityToken is expired.",
-        ));
-    }
-    Ok(key)
+        ),
+    })
 }
 
 /// Everything but the nonce, for an RPC v1 request. `now` is the caller's clock, so tests can

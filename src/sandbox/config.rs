@@ -1,8 +1,9 @@
 //! Sandbox settings: the configured credential, the emulated STS and ECS metadata service, the
-//! rate limits, latency and the fault mix.
+//! rate limits, latency, the fault mix, and the emulated OSS.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The access key id every sandbox accepts unless configured otherwise.
@@ -55,6 +56,36 @@ pub struct SandboxConfig {
     /// The sliding window `stats.peak_per_second` counts in: one second, or a little less in
     /// tests that allow for a loaded machine's scheduling jitter.
     pub peak_window: Duration,
+    /// The emulated OSS on the same address (path-style `/BUCKET/KEY`).
+    pub oss: OssConfig,
+}
+
+/// The sandbox's OSS: where objects live, which buckets exist, which region signs, its faults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OssConfig {
+    /// Objects are files `ROOT/BUCKET/KEY` when set, else held in memory.
+    pub root: Option<PathBuf>,
+    /// The buckets that exist; empty: every name valid by OSS's rules exists.
+    pub buckets: Vec<String>,
+    /// The one region signatures must be scoped to; `None`: any region (one address emulates
+    /// every region's endpoint).
+    pub region: Option<String>,
+    pub faults: OssFaultRates,
+    /// How long a `slow_body` fault takes to send an answer's body.
+    pub slow_body_ms: u64,
+}
+
+impl Default for OssConfig {
+    /// In memory, every valid bucket, any region, no faults, 2 s slow bodies.
+    fn default() -> Self {
+        OssConfig {
+            root: None,
+            buckets: Vec::new(),
+            region: None,
+            faults: OssFaultRates::default(),
+            slow_body_ms: 2_000,
+        }
+    }
 }
 
 impl SandboxConfig {
@@ -80,6 +111,7 @@ impl SandboxConfig {
             seed: 1,
             max_faces_per_person: 10,
             peak_window: Duration::from_secs(1),
+            oss: OssConfig::default(),
         }
     }
 
@@ -126,6 +158,7 @@ impl fmt::Debug for SandboxConfig {
             .field("faults", &self.faults)
             .field("seed", &self.seed)
             .field("max_faces_per_person", &self.max_faces_per_person)
+            .field("oss", &self.oss)
             .finish()
     }
 }
@@ -184,6 +217,62 @@ impl FaultRates {
             }
         }
         Ok(())
+    }
+}
+
+/// Independent per-request probabilities (0..=1) of the faults of OSS object requests, drawn
+/// from a stream of their own (API faults do not shift them, nor they the API's).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct OssFaultRates {
+    /// 500 `InternalError` (OSS's XML error), nothing stored or read.
+    pub error: f64,
+    /// The connection is reset without an answer, nothing stored or read.
+    pub reset: f64,
+    /// The answer's body trickles out over `slow_body_ms` (an answer without a body is held
+    /// that long instead).
+    pub slow_body: f64,
+}
+
+impl OssFaultRates {
+    /// Names and values, in the order faults are drawn.
+    pub(crate) fn named(&self) -> [(OssFault, f64); 3] {
+        [
+            (OssFault::Reset, self.reset),
+            (OssFault::Error, self.error),
+            (OssFault::SlowBody, self.slow_body),
+        ]
+    }
+
+    /// Every rate must be a number in 0..=1.
+    pub fn validate(&self) -> Result<(), InvalidRates> {
+        for (fault, rate) in self.named() {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(InvalidRates(format!(
+                    "the {} rate must be between 0 and 1, not {rate}",
+                    fault.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One injected fault of an OSS object request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OssFault {
+    Error,
+    Reset,
+    SlowBody,
+}
+
+impl OssFault {
+    /// The snake_case name used in stats (`stats.faults`) and flags.
+    pub fn name(self) -> &'static str {
+        match self {
+            OssFault::Error => "oss_error",
+            OssFault::Reset => "oss_reset",
+            OssFault::SlowBody => "oss_slow_body",
+        }
     }
 }
 

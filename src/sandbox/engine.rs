@@ -1,6 +1,7 @@
 //! One API request's trip through the sandbox, independent of HTTP: latency → authentication →
 //! nonce → action and version → rate limit → fault → apply → answer (or a reset). STS actions
-//! branch off to [`super::sts`] after the latency; the keys it issues are accepted here.
+//! branch off to [`super::sts`] after the latency; the keys it issues are accepted here, and by
+//! the sandbox's OSS ([`super::oss`]), whose object requests branch off before all this.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -10,10 +11,11 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::action::{self, Action};
+use super::action::{self, Action, Service};
 use super::auth::{self, Credentials, V3Request};
-use super::config::{Fault, FaultRates, SandboxConfig};
+use super::config::{Fault, FaultRates, OssFault, OssFaultRates, SandboxConfig};
 use super::faults;
+use super::oss::{Oss, OssOutcome, OssRequest};
 use super::params::Params;
 use super::response::{ApiError, BodyFormat, Reply};
 use super::snapshot::StateSnapshot;
@@ -43,6 +45,7 @@ pub(crate) struct Engine {
     state: Mutex<State>,
     received: AtomicU64,
     shutdown: watch::Receiver<bool>,
+    oss: Oss,
 }
 
 /// A fresh `RequestId`, upper-case like Alibaba's.
@@ -55,20 +58,24 @@ fn request_id() -> String {
 }
 
 impl Engine {
-    pub fn new(config: SandboxConfig, shutdown: watch::Receiver<bool>) -> Self {
+    /// Fails only when the OSS folder cannot be created. `config.listen` is the sandbox's
+    /// address: an `ImageUrl` on it names one of its objects.
+    pub fn new(config: SandboxConfig, shutdown: watch::Receiver<bool>) -> std::io::Result<Self> {
+        let oss = Oss::new(config.oss.clone(), config.seed)?;
         let credentials = Credentials {
             access_key_id: config.access_key_id.clone(),
             access_key_secret: config.access_key_secret.clone(),
             security_token: config.security_token.clone(),
         };
-        Engine {
+        Ok(Engine {
             state: Mutex::new(State::new(&config)),
             account: config.access_key_id.clone(),
             issuer: Issuer::new(credentials, config.sts_lifetime),
             config,
             received: AtomicU64::new(0),
             shutdown,
-        }
+            oss,
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -253,8 +260,68 @@ impl Engine {
     }
 
     fn apply(&self, action: Action, params: &Params) -> Result<Map<String, Value>, ApiError> {
+        self.fetch_image(action, params)?;
         self.lock()
             .apply(action, params, self.config.max_faces_per_person)
+    }
+
+    /// The service downloads an `ImageUrl` that names one of the sandbox's own objects when the
+    /// call is applied (so a link that expires while the call is held is refused); other URLs
+    /// are judged by their markers alone, as before.
+    fn fetch_image(&self, action: Action, params: &Params) -> Result<(), ApiError> {
+        if !matches!(
+            action,
+            Action::RegisterCustomFace | Action::CreateRecognitionSample
+        ) {
+            return Ok(());
+        }
+        let Some(url) = params.non_empty("ImageUrl") else {
+            return Ok(());
+        };
+        let now = OffsetDateTime::now_utc();
+        let verdict =
+            self.oss
+                .fetch_image(url, self.config.listen, action.name(), &self.issuer, now);
+        match verdict {
+            None | Some(Ok(())) => Ok(()),
+            Some(Err(message)) => {
+                let code = match action.service() {
+                    Service::Mts => "InvalidParameter.ImageUrl",
+                    Service::Ice => "InvalidParameter",
+                };
+                Err(ApiError::invalid(code, message))
+            }
+        }
+    }
+
+    /// Answers one OSS object request; `host` names the server in error bodies.
+    pub fn oss_request(&self, request: &OssRequest, host: &str) -> OssOutcome {
+        self.oss
+            .handle(request, &self.issuer, host, OffsetDateTime::now_utc())
+    }
+
+    pub fn admin_put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: bytes::Bytes,
+    ) -> Result<(), String> {
+        self.oss.admin_put(bucket, key, body)
+    }
+
+    /// The next object requests of `method` take these faults, in order, before any random one.
+    pub fn script_oss(&self, method: &str, faults: Vec<OssFault>) {
+        self.oss.script(method, faults);
+    }
+
+    /// Replaces the OSS fault rates; values outside 0..=1 are clamped (NaN counts as 0).
+    pub fn set_oss_fault_rates(&self, rates: OssFaultRates) {
+        let clamp = |r: f64| if r.is_nan() { 0.0 } else { r.clamp(0.0, 1.0) };
+        self.oss.set_fault_rates(OssFaultRates {
+            error: clamp(rates.error),
+            reset: clamp(rates.reset),
+            slow_body: clamp(rates.slow_body),
+        });
     }
 
     /// Holds a request `stall_ms`, or until shutdown so stalls never delay it.
@@ -304,6 +371,9 @@ impl Engine {
     pub fn snapshot(&self) -> StateSnapshot {
         let mut snapshot = self.lock().snapshot();
         snapshot.stats.credentials_issued = self.issuer.issued_count();
+        let (oss, faults) = self.oss.snapshot();
+        snapshot.oss = oss;
+        snapshot.stats.faults.extend(faults);
         snapshot
     }
 

@@ -14,7 +14,7 @@ fn signed(method: &str, action: &str, extra: &[(&str, &str)]) -> Params {
 
 fn engine(config: SandboxConfig) -> (Arc<Engine>, watch::Sender<bool>) {
     let (stop, stopped) = watch::channel(false);
-    (Arc::new(Engine::new(config, stopped)), stop)
+    (Arc::new(Engine::new(config, stopped).unwrap()), stop)
 }
 
 fn register(n: usize) -> Params {

@@ -1,6 +1,7 @@
-//! Which fault (if any) a request gets: a scripted queue per action first, then independent
-//! draws at the configured rates from an RNG seeded by `seed` and a request counter, so the same
-//! seed and the same request order give the same faults.
+//! Which fault (if any) a request gets: a scripted queue per action (per method for OSS) first,
+//! then independent draws at the configured rates from an RNG seeded by `seed` and a request
+//! counter, so the same seed and the same request order give the same faults. The API's faults
+//! and OSS's are two mixes ([`Mix`]) drawn from streams of their own.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -8,11 +9,35 @@ use std::time::Duration;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
-use super::config::{Fault, FaultRates};
+use super::config::{Fault, FaultRates, OssFault, OssFaultRates};
 
-/// Separates the fault, latency and id streams drawn from one seed.
+/// Separates the fault, latency, OSS fault and id streams drawn from one seed.
 const FAULT_STREAM: u64 = 0x6661_756c_7473_0001;
 const LATENCY_STREAM: u64 = 0x6c61_7465_6e63_7902;
+const OSS_FAULT_STREAM: u64 = 0x6f73_7366_6c74_0003;
+
+/// A set of fault rates: which faults, at which rates, in draw order, from which stream.
+pub(crate) trait Mix {
+    type Fault: Copy;
+    const STREAM: u64;
+    fn each(&self) -> Vec<(Self::Fault, f64)>;
+}
+
+impl Mix for FaultRates {
+    type Fault = Fault;
+    const STREAM: u64 = FAULT_STREAM;
+    fn each(&self) -> Vec<(Fault, f64)> {
+        self.named().to_vec()
+    }
+}
+
+impl Mix for OssFaultRates {
+    type Fault = OssFault;
+    const STREAM: u64 = OSS_FAULT_STREAM;
+    fn each(&self) -> Vec<(OssFault, f64)> {
+        self.named().to_vec()
+    }
+}
 
 /// SplitMix64's finalizer: a bijection that spreads nearby inputs far apart.
 pub(crate) fn mix(mut z: u64) -> u64 {
@@ -29,10 +54,10 @@ fn rng(seed: u64, stream: u64, n: u64) -> Xoshiro256PlusPlus {
 /// The `n`-th draw: every kind is tried independently at its rate; the first in draw order
 /// (`html_before`, `reset_before`, `error_before`, `stall`, `reset_after`, `error_after`,
 /// `malformed_after`) that hits wins.
-pub(crate) fn draw(rates: &FaultRates, seed: u64, n: u64) -> Option<Fault> {
-    let mut rng = rng(seed, FAULT_STREAM, n);
+pub(crate) fn draw<M: Mix>(rates: &M, seed: u64, n: u64) -> Option<M::Fault> {
+    let mut rng = rng(seed, M::STREAM, n);
     let mut chosen = None;
-    for (fault, rate) in rates.named() {
+    for (fault, rate) in rates.each() {
         // Always draw, so one rate's change does not shift the others' outcomes.
         let hit = rng.random::<f64>() < rate;
         if hit && chosen.is_none() {
@@ -52,24 +77,25 @@ pub(crate) fn latency(seed: u64, n: u64, latency_ms: u64, jitter_ms: u64) -> Dur
 }
 
 /// The mutable side: scripts, current rates, and the counters that make draws reproducible.
-#[derive(Default)]
-pub(crate) struct FaultPlan {
-    pub rates: FaultRates,
-    scripts: HashMap<String, VecDeque<Fault>>,
+pub(crate) struct FaultPlan<M: Mix = FaultRates> {
+    pub rates: M,
+    scripts: HashMap<String, VecDeque<M::Fault>>,
     draws: u64,
     malformed: u64,
 }
 
-impl FaultPlan {
-    pub fn new(rates: FaultRates) -> Self {
+impl<M: Mix> FaultPlan<M> {
+    pub fn new(rates: M) -> Self {
         FaultPlan {
             rates,
-            ..FaultPlan::default()
+            scripts: HashMap::new(),
+            draws: 0,
+            malformed: 0,
         }
     }
 
     /// Queues faults for the next calls of `action`, after any already queued.
-    pub fn script(&mut self, action: &str, faults: Vec<Fault>) {
+    pub fn script(&mut self, action: &str, faults: Vec<M::Fault>) {
         self.scripts
             .entry(action.to_string())
             .or_default()
@@ -78,7 +104,7 @@ impl FaultPlan {
 
     /// The fault for the next admitted call of `action`. Every admitted call advances the draw
     /// counter, scripted or not, so scripts do not shift the random faults that follow.
-    pub fn next(&mut self, action: &str, seed: u64) -> Option<Fault> {
+    pub fn next(&mut self, action: &str, seed: u64) -> Option<M::Fault> {
         let n = self.draws;
         self.draws += 1;
         if let Some(fault) = self.scripts.get_mut(action).and_then(VecDeque::pop_front) {
@@ -155,6 +181,27 @@ mod tests {
         assert_eq!(plan.next("A", 1), Some(Fault::ResetAfter));
         assert_eq!(plan.next("A", 1), Some(Fault::Throttle));
         assert_eq!(plan.next("A", 1), None);
+    }
+
+    #[test]
+    fn oss_faults_draw_from_their_own_stream_at_their_rates() {
+        let mut plan = FaultPlan::new(OssFaultRates {
+            error: 0.2,
+            ..OssFaultRates::default()
+        });
+        let faults: Vec<Option<OssFault>> = (0..1000).map(|_| plan.next("GET", 9)).collect();
+        let errors = faults
+            .iter()
+            .filter(|f| **f == Some(OssFault::Error))
+            .count();
+        assert!((140..260).contains(&errors), "{errors}");
+        assert!(
+            faults
+                .iter()
+                .all(|f| matches!(f, None | Some(OssFault::Error)))
+        );
+        plan.script("PUT", vec![OssFault::Reset]);
+        assert_eq!(plan.next("PUT", 9), Some(OssFault::Reset));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! signatures, timestamp window, nonces, STS tokens and their expiry), issues temporary
 //! credentials like STS and the ECS metadata service do (same listener: routed by path and
 //! `Action`), paces like it (per key and action, one-second sliding window), keeps the
-//! libraries' state, and injects faults reproducibly from a seed. Tests talk to it over TCP and
+//! libraries' state, and injects faults reproducibly from a seed. It also serves OSS objects
+//! path-style on the same address ([`oss`]: `/BUCKET/KEY` without an `Action`), and its
+//! `RegisterCustomFace` and `CreateRecognitionSample` download an `ImageUrl` that names one. Tests talk to it over TCP and
 //! assert on [`Sandbox::snapshot`]; users rehearse imports on it with `face-enroll sandbox`.
 //!
 //! Which faults apply where: random faults are drawn for every admitted call, reads included
@@ -25,6 +27,7 @@ mod ice;
 mod ids;
 mod mts;
 mod ordered;
+mod oss;
 mod params;
 mod ratelimit;
 mod response;
@@ -43,12 +46,13 @@ use tokio::task::JoinHandle;
 pub use config::{
     DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, DEFAULT_ECS_ROLE_NAME,
     DEFAULT_OIDC_PROVIDER_ARN, DEFAULT_ROLE_ARN, DEFAULT_STS_LIFETIME, Fault, FaultRates,
-    SandboxConfig,
+    OssConfig, OssFault, OssFaultRates, SandboxConfig,
 };
 pub use mts::{CATEGORY_NOT_FOUND, FACE_NOT_FOUND, PERSON_NOT_FOUND};
 pub use snapshot::{
-    Applied, CategorySnapshot, EntitySnapshot, FaceSnapshot, IceSnapshot, LibSnapshot, MtsSnapshot,
-    PersonSnapshot, SampleSnapshot, StateSnapshot, Stats,
+    Applied, CategorySnapshot, EntitySnapshot, FaceSnapshot, FetchSnapshot, IceSnapshot,
+    LibSnapshot, MtsSnapshot, ObjectSnapshot, OssRequests, OssSnapshot, PersonSnapshot,
+    SampleSnapshot, StateSnapshot, Stats,
 };
 
 use engine::Engine;
@@ -83,6 +87,16 @@ impl Handle {
         self.engine.set_fault_rates(rates);
     }
 
+    /// The next OSS object requests of `method` (`GET`, `HEAD`, `PUT`) take these faults, in
+    /// order, before any random one.
+    pub fn script_oss(&self, method: &str, faults: Vec<OssFault>) {
+        self.engine.script_oss(method, faults);
+    }
+
+    pub fn set_oss_fault_rates(&self, rates: OssFaultRates) {
+        self.engine.set_oss_fault_rates(rates);
+    }
+
     /// New per-action limits for MTS and ICE actions (0 = unlimited), effective at once.
     pub fn set_qps(&self, mts_qps: u32, ice_qps: u32) {
         self.engine.set_qps(mts_qps, ice_qps);
@@ -105,6 +119,13 @@ impl Handle {
         self.engine.issued_credentials()
     }
 
+    /// Puts an object in the sandbox's OSS behind the client's back (no signature, not
+    /// counted as a request); an existing one is replaced.
+    pub fn admin_put_object(&self, bucket: &str, key: &str, body: &[u8]) -> Result<(), String> {
+        self.engine
+            .admin_put_object(bucket, key, bytes::Bytes::copy_from_slice(body))
+    }
+
     /// Removes a face behind the client's back; false when no person has it.
     pub fn admin_remove_face(&self, face_id: &str) -> bool {
         self.engine.admin_remove_face(face_id)
@@ -120,16 +141,19 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Binds `config.listen` and starts serving; fails on a bad address or invalid fault rates.
-    pub async fn start(config: SandboxConfig) -> io::Result<Sandbox> {
-        config
-            .faults
-            .validate()
-            .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?;
+    /// Binds `config.listen` and starts serving; fails on a bad address, invalid fault rates or
+    /// an OSS folder that cannot be created.
+    pub async fn start(mut config: SandboxConfig) -> io::Result<Sandbox> {
+        let invalid =
+            |message: config::InvalidRates| io::Error::new(io::ErrorKind::InvalidInput, message);
+        config.faults.validate().map_err(invalid)?;
+        config.oss.faults.validate().map_err(invalid)?;
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
+        // The bound address (port 0 resolved): an ImageUrl on it names one of its objects.
+        config.listen = addr;
         let (stop, stopped) = watch::channel(false);
-        let engine = Arc::new(Engine::new(config, stopped.clone()));
+        let engine = Arc::new(Engine::new(config, stopped.clone())?);
         let task = tokio::spawn(server::serve(listener, Arc::clone(&engine), stopped));
         tracing::debug!(%addr, "sandbox listening");
         Ok(Sandbox {

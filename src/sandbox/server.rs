@@ -1,8 +1,9 @@
 //! The HTTP/1.1 side: accept loop, keep-alive connections, request → [`Params`] (and, for an
 //! `ACS3-HMAC-SHA256` request, what its signature covers), routing (`/latest/…` is the ECS
-//! metadata service, `/__sandbox/…` the sandbox's own paths, everything else the API), and the
-//! two ways a request ends — an answer, or a reset (the connection dropped with `SO_LINGER` 0,
-//! so the client sees a TCP RST instead of any bytes).
+//! metadata service, `/__sandbox/…` the sandbox's own paths, `/BUCKET/KEY` without an `Action`
+//! OSS — see [`oss::routes_to_oss`] — everything else the API), and the two ways a request
+//! ends — an answer (an OSS body possibly trickling out), or a reset (the connection dropped
+//! with `SO_LINGER` 0, so the client sees a TCP RST instead of any bytes).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
@@ -24,6 +26,7 @@ use tokio::task::JoinSet;
 
 use super::auth::V3Request;
 use super::engine::{Engine, Outcome};
+use super::oss::{self, OssOutcome, OssReply, OssRequest};
 use super::params::Params;
 use super::response::Reply;
 
@@ -31,7 +34,11 @@ const MAX_BODY: usize = 1 << 20;
 /// How long shutdown waits for in-flight requests before cutting connections.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
-type Answer = Result<Response<Full<Bytes>>, Infallible>;
+/// A slow OSS body is sent in this many pieces, evenly spread.
+const TRICKLE_PIECES: usize = 8;
+
+type Body = BoxBody<Bytes, Infallible>;
+type Answer = Result<Response<Body>, Infallible>;
 
 /// Serves until `shutdown` turns true (or its sender goes), then drains connections.
 pub(crate) async fn serve(
@@ -122,6 +129,10 @@ async fn respond(engine: Arc<Engine>, kill: Arc<Notify>, request: Request<Incomi
         let reply = engine.metadata(request.method(), request.uri().path(), header);
         return Ok(to_response(reply));
     }
+    let acs_action = request.headers().contains_key("x-acs-action");
+    if oss::routes_to_oss(request.uri().path(), request.uri().query(), acs_action) {
+        return oss_respond(engine, kill, request).await;
+    }
     let method = request.method().clone();
     if method != Method::GET && method != Method::POST {
         let body =
@@ -202,6 +213,90 @@ async fn respond(engine: Arc<Engine>, kill: Arc<Notify>, request: Request<Incomi
     }
 }
 
+/// An OSS object request: read whole (PUT bodies up to [`oss::MAX_PUT_BODY`]), answered in a
+/// blocking task of its own (a folder store reads files; the request lands even if the client
+/// goes away), then sent at once, trickled, or reset.
+async fn oss_respond(engine: Arc<Engine>, kill: Arc<Notify>, request: Request<Incoming>) -> Answer {
+    let host = request
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("sandbox")
+        .to_string();
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let method = request.method().as_str().to_string();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().map(str::to_string);
+    let body = match Limited::new(request.into_body(), oss::MAX_PUT_BODY)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            let error = oss::OssError::new(
+                400,
+                "EntityTooLarge",
+                "Your proposed upload exceeds the maximum allowed size (the sandbox takes 64 MiB).",
+            );
+            return Ok(oss_response(error.into_reply("", &host, method == "HEAD")));
+        }
+    };
+    let request = OssRequest {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    };
+    let handling = tokio::task::spawn_blocking(move || engine.oss_request(&request, &host));
+    match handling.await {
+        Ok(OssOutcome::Reply(reply)) => Ok(oss_response(reply)),
+        Ok(OssOutcome::Reset) => {
+            kill.notify_one();
+            std::future::pending().await
+        }
+        Err(_) => Ok(to_response(Reply::gateway_page())),
+    }
+}
+
+fn oss_response(reply: OssReply) -> Response<Body> {
+    let body = match reply.trickle {
+        Some(over) => trickle(reply.body, over),
+        None if reply.body.is_empty() => Full::new(Bytes::new()).boxed(),
+        None => Full::new(reply.body).boxed(),
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    for (name, value) in reply.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    response
+}
+
+/// `body` in [`TRICKLE_PIECES`] pieces spread over `over` (an empty body: held that long).
+fn trickle(body: Bytes, over: Duration) -> Body {
+    let piece = body.len().div_ceil(TRICKLE_PIECES).max(1);
+    let pause = over / TRICKLE_PIECES as u32;
+    let pieces: Vec<Bytes> = if body.is_empty() {
+        vec![Bytes::new(); TRICKLE_PIECES]
+    } else {
+        body.chunks(piece).map(Bytes::copy_from_slice).collect()
+    };
+    let stream = futures::StreamExt::then(futures::stream::iter(pieces), move |piece| async move {
+        tokio::time::sleep(pause).await;
+        Ok::<_, Infallible>(hyper::body::Frame::data(piece))
+    });
+    StreamBody::new(stream).boxed()
+}
+
 /// Unsigned sandbox-only paths: `GET /__sandbox/state` dumps the snapshot, and
 /// `GET /__sandbox/credentials` hands out temporary credentials (a credentials URI).
 fn sandbox_path(engine: &Engine, method: &Method, path: &str, query: Option<&str>) -> Reply {
@@ -218,8 +313,8 @@ fn sandbox_path(engine: &Engine, method: &Method, path: &str, query: Option<&str
     }
 }
 
-fn to_response(reply: Reply) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(reply.body));
+fn to_response(reply: Reply) -> Response<Body> {
+    let mut response = Response::new(Full::new(reply.body).boxed());
     *response.status_mut() =
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();

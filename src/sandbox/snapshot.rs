@@ -10,6 +10,63 @@ pub struct StateSnapshot {
     pub mts: MtsSnapshot,
     pub ice: IceSnapshot,
     pub stats: Stats,
+    #[serde(default)]
+    pub oss: OssSnapshot,
+}
+
+/// The sandbox's OSS: its objects, the object requests it received, and the service side's
+/// downloads of `ImageUrl`s that named its objects.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OssSnapshot {
+    /// By bucket, then key.
+    pub objects: Vec<ObjectSnapshot>,
+    pub requests: OssRequests,
+    /// In arrival order, links included (a link is a secret with a short life: this state is
+    /// for tests and rehearsals; the sandbox never logs one).
+    pub fetches: Vec<FetchSnapshot>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObjectSnapshot {
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    /// Lower-case hex.
+    pub md5: String,
+    /// As OSS sends it: the MD5 in upper-case hex, quoted.
+    pub etag: String,
+    pub content_type: String,
+}
+
+/// Object requests received over HTTP, by method (the service side's downloads not included).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OssRequests {
+    pub get: u64,
+    pub head: u64,
+    pub put: u64,
+    /// Any other method (refused).
+    pub other: u64,
+    /// Requests answered with an OSS error (a 4xx or an injected 500).
+    pub refused: u64,
+}
+
+/// One download of an `ImageUrl` by `RegisterCustomFace` or `CreateRecognitionSample`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FetchSnapshot {
+    pub action: String,
+    /// The URL as the service received it.
+    pub link: String,
+    pub bucket: String,
+    pub key: String,
+    /// When the download happened (Unix milliseconds).
+    pub at_ms: i64,
+    /// When the link expires by its own terms, if it is a signed link.
+    pub link_expires_ms: Option<i64>,
+    /// When the STS token it was signed with expires, if it was signed with one the sandbox
+    /// issued.
+    pub token_expires_ms: Option<i64>,
+    /// `None` when the image was served; else OSS's error code, or `NotAnImage`.
+    pub refused: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

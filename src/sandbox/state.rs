@@ -125,6 +125,7 @@ impl State {
             mts: self.mts.snapshot(),
             ice: self.ice.snapshot(),
             stats: self.stats.clone(),
+            oss: Default::default(),
         }
     }
 }

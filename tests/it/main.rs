@@ -12,6 +12,8 @@ mod ice;
 mod manifests;
 mod operator;
 mod ops;
+mod oss;
+mod oss_sdk;
 mod oss_sources;
 mod properties;
 mod reliability;

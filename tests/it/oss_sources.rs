@@ -11,13 +11,23 @@ use face_enroll::sign::oss::{Received, verify_presigned};
 const PERSONS: usize = 6;
 const PER_PERSON: usize = 2;
 
+/// The first bytes of a JPEG file: what the sandbox's service side checks when it downloads.
+const JPEG: &[u8] = &[
+    0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00,
+];
+
+/// A manifest of `oss://` rows whose objects are in the sandbox's OSS (which the service side
+/// downloads from when it registers them).
 fn oss_manifest(world: &World) -> std::path::PathBuf {
     let mut body = String::from("category_id,person_id,person_name,image_url\n");
     for p in 0..PERSONS {
         for i in 0..PER_PERSON {
-            body.push_str(&format!(
-                "lib,p{p},Person {p},oss://media-faces/faces/p{p}/照片 {i:02}.jpg\n"
-            ));
+            let key = format!("faces/p{p}/照片 {i:02}.jpg");
+            world
+                .sandbox
+                .admin_put_object("media-faces", &key, JPEG)
+                .unwrap();
+            body.push_str(&format!("lib,p{p},Person {p},oss://media-faces/{key}\n"));
         }
     }
     world.manifest("m.csv", &body)
@@ -110,6 +120,10 @@ fn oss_rows_go_out_as_fresh_signed_links_and_only_their_address_is_ever_written(
         assert!(url.starts_with(base.trim_end_matches('/')), "{url}");
         assert_signed_link(url, 90);
     }
+    // The service side downloaded each object through its link, and OSS let every one through.
+    let fetches = world.sandbox.snapshot().oss.fetches;
+    assert_eq!(fetches.len(), PERSONS * PER_PERSON, "{fetches:?}");
+    assert!(fetches.iter().all(|f| f.refused.is_none()), "{fetches:?}");
     assert_no_signed_link("stdout", &String::from_utf8_lossy(&out.stdout));
     assert_no_signed_link("stderr", &stderr(&out));
     let files = written_files(world.dir.path());
@@ -406,3 +420,4 @@ fn links_the_user_signed_are_sent_as_they_are_and_recorded_without_their_signatu
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(world.sandbox.snapshot().stats.requests, before);
 }
+
