@@ -64,6 +64,9 @@ pub struct Tally {
     pub retries: AtomicU64,
     pub throttled: AtomicU64,
     pub lookups: AtomicU64,
+    /// Creates sent again with a newly signed image link after the service could not download
+    /// the image through the one it was sent.
+    pub relinked: AtomicU64,
 }
 
 impl Tally {
@@ -211,6 +214,9 @@ impl Caller {
         // The attempt whose outcome is unknown got no answer at all (not an answered 5xx).
         let mut unanswered = false;
         let mut resent = false;
+        // The service could not download through a link signed for the attempt: once per
+        // create, the next attempt (a link signed anew) goes out before the refusal counts.
+        let mut relinked = false;
         loop {
             if let Some(sent) = unknown_since.take() {
                 self.settle(sent).await?;
@@ -242,6 +248,18 @@ impl Caller {
                 }
                 Err(error) => error,
             };
+            if error.refused_signed_link() && !relinked {
+                relinked = true;
+                Tally::add(&self.tally.relinked);
+                tracing::info!(
+                    action = name,
+                    code = error.code(),
+                    message = error.message(),
+                    "the service could not download the image through the link signed for it; \
+                     sending it once more with a link signed anew"
+                );
+                continue;
+            }
             if self
                 .after_failure(Action::Create, name, &error, attempts, sent)
                 .await?

@@ -67,6 +67,9 @@ pub struct Figures {
     pub failed_rows: Vec<crate::plan::Rejected>,
     /// The service's `Code` of every image it refused for good in this run.
     pub refused_codes: Groups,
+    /// Of those, images the service could not download through a link the user signed (it
+    /// may have expired before the request was sent).
+    pub signed_links_refused: u64,
     /// The last `Code` of every image whose retries ran out (sent again by the next run).
     pub exhausted_codes: Groups,
 }
@@ -199,6 +202,12 @@ pub struct Summary {
     pub retries: u64,
     pub throttled: u64,
     pub lookups: u64,
+    /// Creates sent once more with an image link signed anew, after the service could not
+    /// download the image through the link signed for the first attempt.
+    pub links_renewed: u64,
+    /// Images an earlier run recorded refused through a link the user signed, sent again
+    /// because the manifest now has a new link for them.
+    pub relinked: u64,
     /// Requests sent, in all and per operation (each has its own budget).
     pub requests: u64,
     pub requests_create: u64,
@@ -306,6 +315,20 @@ impl Summary {
         }
         for line in self.causes() {
             let _ = write!(out, "\n  {line}");
+        }
+        if self.relinked > 0 {
+            let _ = write!(
+                out,
+                "\n  sent again: refused earlier through a link that has since been signed anew {}",
+                self.relinked
+            );
+        }
+        if self.links_renewed > 0 {
+            let _ = write!(
+                out,
+                "\n  links signed anew after a refused download {}",
+                self.links_renewed
+            );
         }
         let _ = write!(
             out,

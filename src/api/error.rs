@@ -35,6 +35,8 @@ struct Inner {
     status: Option<u16>,
     retry_after: Option<Duration>,
     server_string_to_sign: Option<String>,
+    /// The request carried an image link this tool signed (an `oss://` row).
+    signed_link: bool,
 }
 
 impl std::error::Error for ApiError {}
@@ -74,6 +76,7 @@ impl ApiError {
                 status,
                 retry_after: None,
                 server_string_to_sign,
+                signed_link: false,
             }),
         }
     }
@@ -107,6 +110,22 @@ impl ApiError {
     pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> ApiError {
         self.inner.retry_after = retry_after;
         self
+    }
+
+    /// The request carried an image link this tool signed for the attempt.
+    pub(crate) fn with_signed_link(mut self) -> ApiError {
+        self.inner.signed_link = true;
+        self
+    }
+
+    /// The service refused an image link this tool signed, in a way the link itself can cause
+    /// (it could not download the image: expired, not found, not reachable, access denied). A
+    /// link signed afresh may go through, so the create is tried once more; a refusal that is
+    /// about the picture (no face, too large) is not one of these.
+    pub fn refused_signed_link(&self) -> bool {
+        self.inner.signed_link
+            && self.inner.class == ErrorClass::RowRejected
+            && is_download_refusal(&self.inner.code, &self.inner.message)
     }
 
     /// Replaces every occurrence of `needle` in the message and string-to-sign (a token echoed back).
@@ -218,6 +237,45 @@ fn message_before_string_to_sign(message: &str) -> &str {
         Some((start, _)) => message[..start].trim_end(),
         None => message,
     }
+}
+
+/// Words with which a service says it could not fetch an image from its link. The services do
+/// not document these refusals (api-notes §11: expect a 400 `InvalidParameter…` naming the
+/// image), so the message is read, not only the code.
+const DOWNLOAD_WORDS: [&str; 13] = [
+    "download",
+    "fetch",
+    "expired",
+    "not found",
+    "notfound",
+    "nosuchkey",
+    "nosuchbucket",
+    "accessdenied",
+    "access denied",
+    "unreachable",
+    "not reachable",
+    "could not be read",
+    "timed out",
+];
+
+/// Words about the picture itself: a refusal with one of them is not the link's fault, even
+/// when it says the image was downloaded.
+const PICTURE_WORDS: [&str; 7] = [
+    "not an image",
+    "face",
+    "format",
+    "too large",
+    "too small",
+    "resolution",
+    "pixel",
+];
+
+/// A refusal that says the image could not be fetched from its address (as opposed to one about
+/// the picture itself).
+pub fn is_download_refusal(code: &str, message: &str) -> bool {
+    let text = format!("{code} {message}").to_ascii_lowercase();
+    DOWNLOAD_WORDS.iter().any(|word| text.contains(word))
+        && !PICTURE_WORDS.iter().any(|word| text.contains(word))
 }
 
 fn starts_with_any(code: &str, prefixes: &[&str]) -> bool {
@@ -348,6 +406,53 @@ fn hint_by_prefix(code: &str) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn download_refusals_are_told_from_refusals_of_the_picture() {
+        use super::is_download_refusal as download;
+        for (code, message) in [
+            (
+                "InvalidParameter.ImageUrl",
+                "ImageUrl: the image could not be downloaded: the link has expired",
+            ),
+            (
+                "InvalidParameter.ImageUrl",
+                "OSS NoSuchKey: The specified key does not exist.",
+            ),
+            ("InvalidParameter", "The image url is not reachable."),
+            ("InvalidImage.Download", "Failed to fetch the image."),
+            (
+                "InvalidParameter.ImageUrl",
+                "AccessDenied: Request has expired.",
+            ),
+        ] {
+            assert!(download(code, message), "{code}: {message}");
+        }
+        for (code, message) in [
+            (
+                "InvalidParameter.ImageUrl",
+                "ImageUrl: exactly one frontal face required.",
+            ),
+            (
+                "InvalidParameter.ImageUrl",
+                "ImageUrl: the downloaded file is not an image: its first bytes are neither",
+            ),
+            ("InvalidImage.NoFace", "No face was found."),
+            ("InvalidParameter.PersonId", "PersonId is too long."),
+        ] {
+            assert!(!download(code, message), "{code}: {message}");
+        }
+        let signed = ApiError::new(
+            Some(400),
+            "InvalidParameter.ImageUrl",
+            "the image could not be downloaded: the link has expired",
+        );
+        assert!(!signed.refused_signed_link(), "a link the user signed");
+        assert!(signed.clone().with_signed_link().refused_signed_link());
+        let throttled =
+            ApiError::new(Some(503), "Throttling.User", "download too fast").with_signed_link();
+        assert!(!throttled.refused_signed_link(), "not a refusal");
+    }
+
     use super::ErrorClass::*;
     use super::*;
 

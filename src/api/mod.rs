@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::credentials::{self, Credentials, CredentialsError, Provider};
 use crate::sign::{self, SignatureVersion};
 
-pub use error::{ApiError, ErrorClass, classify};
+pub use error::{ApiError, ErrorClass, classify, is_download_refusal};
 pub use ice::{
     Algorithm, CreatedEntity, CreatedLib, CreatedSample, Entity, Lib, Page, Sample,
     UnknownAlgorithm,
@@ -588,11 +588,13 @@ fn scrub(creds: &Credentials, error: ApiError) -> ApiError {
 }
 
 /// An error that echoes the link this attempt sent says the `oss://` address instead.
+/// It is marked as carrying a link this tool signed.
 fn scrub_link(link: Option<&links::Signed>, error: ApiError) -> ApiError {
     match link {
         Some(link) => error
             .scrub_as(&link.url, &link.address)
-            .scrub(&link.signature),
+            .scrub(&link.signature)
+            .with_signed_link(),
         None => error,
     }
 }

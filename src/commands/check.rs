@@ -84,6 +84,8 @@ struct CheckJson {
     already_registered: u64,
     over_limit: u64,
     previously_failed: u64,
+    /// Refused earlier through a user-signed link that the manifest has since replaced.
+    relinked: u64,
     to_send: u64,
     to_look_up: u64,
     to_reconcile: u64,
@@ -162,6 +164,7 @@ impl CheckJson {
             already_registered: c.already_registered,
             over_limit: c.over_limit,
             previously_failed: c.previously_failed,
+            relinked: c.relinked,
             to_send: c.to_send,
             to_look_up: c.to_look_up,
             to_reconcile: c.to_reconcile,
@@ -332,6 +335,13 @@ pub fn render_plan(manifest: &Path, plan: &Plan, qps: u32, limit: Option<u32>) -
             out,
             "  failed earlier, not sent again without --retry-failed: {}",
             c.previously_failed
+        );
+    }
+    if c.relinked > 0 {
+        let _ = writeln!(
+            out,
+            "  refused earlier through a link that has since been signed anew, sent again: {}",
+            c.relinked
         );
     }
     let _ = writeln!(

@@ -134,6 +134,11 @@ pub fn for_run(summary: &Summary) -> Vec<Metric> {
             n(summary.lookups),
         ),
         gauge(
+            "face_enroll_last_run_links_renewed",
+            "Creates sent once more with an image link signed anew after a refused download.",
+            n(summary.links_renewed),
+        ),
+        gauge(
             "face_enroll_last_run_adopted",
             "Images found on the server and adopted instead of being sent (reconciliation).",
             n(summary.adopted),

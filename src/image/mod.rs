@@ -119,6 +119,30 @@ pub fn shown(url: &str) -> Cow<'_, str> {
     }
 }
 
+/// A fingerprint of a link that grants access by itself (one the user signed), for telling
+/// later whether the manifest's link for the image changed: 8 hex digits of a hash of the link
+/// whole. `None` for every other address. The link is a secret; the fingerprint tells nothing
+/// of it.
+pub fn link_fingerprint(url: &str) -> Option<u32> {
+    url::grants_access(url).then(|| fingerprint(url))
+}
+
+fn fingerprint(url: &str) -> u32 {
+    // Never 0: 0 means "no fingerprint" in the replay's state.
+    (xxhash_rust::xxh3::xxh3_64(url.trim().as_bytes()) as u32).max(1)
+}
+
+/// [`link_fingerprint`] as written in a ledger record.
+pub fn link_fingerprint_text(url: &str) -> Option<String> {
+    link_fingerprint(url).map(|f| format!("{f:08x}"))
+}
+
+/// A fingerprint read back from a ledger record; 0 when absent or unreadable.
+pub fn parse_link_fingerprint(text: Option<&str>) -> u32 {
+    text.and_then(|t| u32::from_str_radix(t, 16).ok())
+        .unwrap_or(0)
+}
+
 /// [`shown`] for a string the caller owns or borrows for longer.
 pub fn shown_cow(url: Cow<'_, str>) -> Cow<'_, str> {
     match url {

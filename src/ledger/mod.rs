@@ -103,7 +103,7 @@ impl From<&LedgerError> for crate::exit::Exit {
     }
 }
 
-/// What an image's last record says, kept small (8 bytes; 32 with its key in the replay's
+/// What an image's last record says, kept small (12 bytes; 32 with its key in the replay's
 /// map): a million images fit in tens of megabytes. Per-person figures live beside it, in maps
 /// that grow with persons.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +114,9 @@ pub struct ImageState {
     /// For `pending`: when it was written (Unix seconds), so the look-up that settles it waits
     /// until a request sent then can no longer be in flight; 0 otherwise.
     pub since: u32,
+    /// For `failed`: the fingerprint of the user-signed link that was refused
+    /// ([`crate::image::link_fingerprint`]); 0 when there is none.
+    pub link: u32,
 }
 
 impl ImageState {
@@ -373,6 +376,12 @@ impl Batch {
                     status: image.status,
                     retryable: image.view.retryable.unwrap_or(false),
                     since,
+                    link: match image.status {
+                        Status::Failed => crate::image::parse_link_fingerprint(
+                            image.view.link_fingerprint.as_deref(),
+                        ),
+                        _ => 0,
+                    },
                 };
                 let (person, key) = image
                     .image_id()

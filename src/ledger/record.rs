@@ -224,6 +224,9 @@ ledger_schema! {
             [view] error_code: Option<String>,
             [view] message: Option<String>,
             [replay] retryable: Option<bool>,
+            /// For a `failed` image sent as a link the user signed: a fingerprint of that link
+            /// (never the link), so a run can tell the manifest now has a new one.
+            [replay] link_fingerprint: Option<String>,
             [view] reason: Option<String>,
             /// `ice` for ICE recognition-library records; absent means MTS.
             [replay] target: Option<TargetName>,
@@ -524,6 +527,7 @@ mod tests {
             error_code: _,
             message: _,
             retryable: _,
+            link_fingerprint: _,
             reason: _,
             target: _,
             algorithm: _,
@@ -549,6 +553,7 @@ mod tests {
             image_url: _,
             image_key: _,
             retryable: _,
+            link_fingerprint: _,
             recheck: _,
             target: _,
             algorithm: _,

@@ -404,6 +404,7 @@ fn fill(
     summary.retries = Tally::get(&tally.retries);
     summary.throttled = Tally::get(&tally.throttled);
     summary.lookups = Tally::get(&tally.lookups);
+    summary.links_renewed = Tally::get(&tally.relinked);
     summary.requests = Tally::get(&tally.requests);
     summary.requests_create = Tally::get(&tally.creates);
     summary.requests_read = Tally::get(&tally.reads);
@@ -411,10 +412,28 @@ fn fill(
     // Refused now is new; failed in an earlier run and not sent again is known.
     summary.new_rejections += figures.failed_now;
     summary.known_rejections += counts.previously_failed;
+    summary.relinked = counts.relinked;
     summary.refused_by_code = figures.refused_codes.clone();
     summary.retries_ran_out = figures.exhausted_codes.clone();
     if let Some(hint) = throttling_hint(summary.throttled, summary.requests) {
         summary.hints.push(hint);
+    }
+    if figures.signed_links_refused > 0 {
+        summary.hints.push(format!(
+            "the service could not download {} image{} through links you signed: they may have \
+             expired before their request was sent (this run took {}). Sign links for longer \
+             than an import takes, or write the objects as oss://BUCKET/KEY rows, which are \
+             signed for each attempt; a row whose link you sign anew is sent again by the next run",
+            figures.signed_links_refused,
+            if figures.signed_links_refused == 1 {
+                ""
+            } else {
+                "s"
+            },
+            humantime::format_duration(std::time::Duration::from_secs(
+                started.elapsed().as_secs().max(1)
+            )),
+        ));
     }
     summary.elapsed_s = started.elapsed().as_secs_f64();
     let done = (figures.registered_now + figures.recovered) as f64;

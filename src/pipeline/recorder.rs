@@ -253,8 +253,9 @@ enum Counted {
     Recovered,
     Adopted,
     Removed,
-    /// Refused for good: counted by its code, and kept for the rejects file.
-    Failed(Box<Rejected>, String),
+    /// Refused for good: counted by its code, and kept for the rejects file; `true` when the
+    /// service could not download the image through a link the user signed.
+    Failed(Box<Rejected>, String, bool),
     /// Retries ran out (left for the next run, counted by `Event::Left`): its last code.
     Exhausted(String),
     Noted(Note),
@@ -299,6 +300,11 @@ impl Counted {
                     already_recorded: true,
                 }),
                 record.error_code.clone().unwrap_or_else(|| "Failed".into()),
+                record.link_fingerprint.is_some()
+                    && crate::api::is_download_refusal(
+                        record.error_code.as_deref().unwrap_or(""),
+                        record.message.as_deref().unwrap_or(""),
+                    ),
             ),
             _ => Counted::Elsewhere,
         }
@@ -310,8 +316,9 @@ impl Counted {
             Counted::Recovered => figures.recovered += 1,
             Counted::Adopted => figures.adopted += 1,
             Counted::Removed => figures.removed_now += 1,
-            Counted::Failed(row, code) => {
+            Counted::Failed(row, code, signed_link) => {
                 figures.failed_now += 1;
+                figures.signed_links_refused += u64::from(signed_link);
                 figures.failed_rows.push(*row);
                 *figures.refused_codes.entry(code).or_insert(0) += 1;
             }

@@ -404,6 +404,7 @@ pub(crate) fn leave<T: Backend>(
         let mut record = record(ctx, job, image, Status::Failed, place);
         record.error_code = Some(error.code().to_string());
         record.message = Some(error.message().to_string());
+        record.link_fingerprint = crate::image::link_fingerprint_text(&image.image_url);
         if retryable {
             record.retryable = Some(true);
             events.send(Event::Left(1));

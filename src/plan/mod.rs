@@ -174,6 +174,9 @@ pub struct Counts {
     pub over_limit_persons: u64,
     /// Failed in an earlier run for a reason retrying will not fix; sent again only with --retry-failed.
     pub previously_failed: u64,
+    /// Failed in an earlier run through a link the user signed, and the manifest now has
+    /// another link for the image (signed again): sent again without --retry-failed.
+    pub relinked: u64,
     pub to_send: u64,
     /// Persons whose images must be looked up on the server first (an outcome was unknown).
     pub to_look_up: u64,
@@ -607,6 +610,16 @@ impl Planner<'_> {
             }
             Some((Status::Pending | Status::Removing, _)) | Some((Status::Failed, true)) => {
                 needs_lookup = true
+            }
+            // Refused through a link the user signed, and the manifest's link changed since:
+            // the refusal may have been the old link's (expired), so the image goes again.
+            Some((Status::Failed, false))
+                if state.is_some_and(|s| s.link != 0)
+                    && crate::image::link_fingerprint(&row.image_url)
+                        .is_some_and(|now| Some(now) != state.map(|s| s.link)) =>
+            {
+                self.plan.counts.relinked += 1;
+                needs_lookup = true;
             }
             Some((Status::Failed, false)) if !self.options.retry_failed => {
                 self.plan.counts.previously_failed += 1;

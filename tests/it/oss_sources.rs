@@ -421,3 +421,179 @@ fn links_the_user_signed_are_sent_as_they_are_and_recorded_without_their_signatu
     assert_eq!(world.sandbox.snapshot().stats.requests, before);
 }
 
+/// A sandbox that holds the next `late` RegisterCustomFace calls `hold_ms` before applying
+/// them, so a link signed for 1 s has expired when the service downloads the image.
+fn holding_world(hold_ms: u64, late: usize) -> World {
+    let world = World::new(SandboxConfig {
+        stall_ms: hold_ms,
+        ..SandboxConfig::for_tests()
+    });
+    world.sandbox.script(
+        "RegisterCustomFace",
+        vec![face_enroll::sandbox::Fault::Late; late],
+    );
+    world
+}
+
+fn one_person_manifest(world: &World, photos: usize) -> std::path::PathBuf {
+    let mut body = String::from("category_id,person_id,person_name,image_url\n");
+    for i in 0..photos {
+        let key = format!("faces/solo/{i}.jpg");
+        world
+            .sandbox
+            .admin_put_object("media-faces", &key, JPEG)
+            .unwrap();
+        body.push_str(&format!("lib,solo,Solo,oss://media-faces/{key}\n"));
+    }
+    world.manifest("m.csv", &body)
+}
+
+fn refused_fetches(world: &World) -> Vec<String> {
+    let fetches = world.sandbox.snapshot().oss.fetches;
+    fetches.into_iter().filter_map(|f| f.refused).collect()
+}
+
+#[test]
+fn a_download_refused_through_an_expired_link_is_sent_once_more_with_a_new_link() {
+    // The first create is held 2.5 s: its 1 s link has expired when the service fetches it.
+    let world = holding_world(2500, 1);
+    let manifest = one_person_manifest(&world, 2);
+    let base = world.sandbox.base_url();
+    let summary = world.path("summary.json");
+    let out = world.run(
+        &manifest,
+        &[
+            "--oss-endpoint",
+            &base,
+            "--link-ttl",
+            "1s",
+            "--summary",
+            summary.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The fault happened: one download was refused, for an expired link.
+    assert_eq!(refused_fetches(&world), ["AccessDenied"]);
+    assert_eq!(world.faces().len(), 2, "{}", stderr(&out));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(summary["links_renewed"], 1, "{summary}");
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert!(
+        stderr(&out).contains("links signed anew after a refused download 1"),
+        "{}",
+        stderr(&out)
+    );
+    let ledger = ledger_lines(&world.path("m.ledger.jsonl"));
+    assert!(ledger.iter().all(|l| l["status"] != "failed"), "{ledger:?}");
+}
+
+#[test]
+fn a_download_refused_again_through_a_new_link_is_recorded_failed_with_the_services_words() {
+    // Every create is held longer than the links live: the new link expires as well.
+    let world = holding_world(1500, 8);
+    let manifest = one_person_manifest(&world, 1);
+    let base = world.sandbox.base_url();
+    let out = world.run(&manifest, &["--oss-endpoint", &base, "--link-ttl", "1s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(refused_fetches(&world), ["AccessDenied", "AccessDenied"]);
+    assert!(world.faces().is_empty());
+    let ledger = ledger_lines(&world.path("m.ledger.jsonl"));
+    let failed: Vec<_> = ledger.iter().filter(|l| l["status"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{ledger:?}");
+    let message = failed[0]["message"].as_str().unwrap();
+    assert!(message.contains("the link has expired"), "{message}");
+    assert_no_signed_link("the ledger", &serde_json::to_string(&ledger).unwrap());
+    let creates = world.sandbox.snapshot().stats.by_action["RegisterCustomFace"];
+    assert_eq!(creates, 2, "one create, and one with a new link");
+}
+
+/// A link the user signed for `key` in the sandbox's OSS at `at`, valid `ttl` seconds.
+fn user_link(world: &World, key: &str, at: time::OffsetDateTime, ttl: u64) -> String {
+    use face_enroll::sign::oss::{Keys, Presign, presign_get};
+    let object = face_enroll::image::OssObject::new("media-faces", key).unwrap();
+    let endpoint = format!("http://{}", world.sandbox.addr()).parse().unwrap();
+    presign_get(&Presign {
+        object: &object,
+        region: "cn-shanghai",
+        endpoint: &endpoint,
+        keys: Keys {
+            access_key_id: face_enroll::sandbox::DEFAULT_ACCESS_KEY_ID,
+            secret: DEFAULT_ACCESS_KEY_SECRET,
+            security_token: None,
+        },
+        signed_at: at,
+        expires_s: ttl,
+        sign_host: false,
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_row_refused_through_a_link_the_user_signed_goes_again_once_the_link_is_signed_anew() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    for key in ["a.jpg", "b.jpg"] {
+        world
+            .sandbox
+            .admin_put_object("media-faces", key, JPEG)
+            .unwrap();
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let hour_ago = now - time::Duration::hours(1);
+    let manifest_with = |a: &str| {
+        let b = user_link(&world, "b.jpg", now, 3600);
+        world.manifest(
+            "m.csv",
+            &format!("category_id,person_id,image_url\nlib,p,{a}\nlib,p,{b}\n"),
+        )
+    };
+    // a.jpg's link expired before the run: the service refuses it; a link the user signed is
+    // not the tool's to sign again.
+    let manifest = manifest_with(&user_link(&world, "a.jpg", hour_ago, 60));
+    let out = world.run(&manifest, &["--oss-endpoint", &base]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(refused_fetches(&world), ["AccessDenied"]);
+    assert_eq!(world.faces().len(), 1);
+    assert!(
+        stderr(&out).contains("could not download 1 image through links you signed"),
+        "{}",
+        stderr(&out)
+    );
+    let ledger_text = std::fs::read_to_string(world.path("m.ledger.jsonl")).unwrap();
+    assert_no_signed_link("the ledger", &ledger_text);
+    assert!(
+        ledger_text.contains("\"link_fingerprint\""),
+        "{ledger_text}"
+    );
+
+    // The same link again: a known rejection, nothing sent.
+    let before = world.sandbox.snapshot().stats.requests;
+    let out = world.run(&manifest, &["--oss-endpoint", &base]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(world.sandbox.snapshot().stats.requests, before);
+
+    // Signed anew (same object, new signature): sent again without --retry-failed, and said so.
+    let manifest = manifest_with(&user_link(&world, "a.jpg", now, 3600));
+    let check = world
+        .command(&["check", manifest.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        text.contains(
+            "refused earlier through a link that has since been signed anew, sent again: 1"
+        ),
+        "{text}"
+    );
+    let out = world.run(&manifest, &["--oss-endpoint", &base]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refused earlier through a link that has since been signed anew 1"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(world.faces().len(), 2);
+    let creates = world.sandbox.snapshot().stats.by_action["RegisterCustomFace"];
+    assert_eq!(creates, 3, "b once, a refused once and sent again once");
+}
