@@ -8,6 +8,8 @@
 mod error;
 mod ice;
 pub mod links;
+mod probe;
+pub use probe::ObjectProbe;
 mod mts;
 mod persons;
 mod response;

@@ -347,9 +347,6 @@ pub struct CheckArgs {
     /// .ice.ledger.jsonl with --target ice].
     #[arg(long)]
     pub ledger: Option<PathBuf>,
-    /// Requests per second used for the time estimate [default: 100 for MTS, 50 for ICE].
-    #[arg(long)]
-    pub qps: Option<u32>,
     /// Plan for MTS custom faces (10 images per person) or ICE recognition libraries (names of
     /// at most 64 bytes, no per-person limit).
     #[command(flatten)]
@@ -368,6 +365,17 @@ pub struct CheckArgs {
     /// Character encoding of the manifest.
     #[arg(long, value_enum, default_value_t = EncodingArg::Auto)]
     pub encoding: EncodingArg,
+    /// Ask OSS whether each `oss://` object a run would send is there and readable with these
+    /// credentials (a signed HEAD per object, paced at --qps): missing objects and access
+    /// refusals are listed by line. Needs credentials; sends nothing to the face service.
+    #[arg(long, conflicts_with = "sandbox")]
+    pub probe: bool,
+    /// With --probe: where and how to reach the service's credentials; --qps also paces the
+    /// estimate [default: 100 for MTS, 50 for ICE].
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub oss: OssArgs,
 }
 
 impl CheckArgs {
@@ -380,7 +388,9 @@ impl CheckArgs {
     }
 
     pub fn qps(&self) -> u32 {
-        self.qps.unwrap_or_else(|| self.target.kind().default_qps())
+        self.connect
+            .qps
+            .unwrap_or_else(|| self.target.kind().default_qps())
     }
 }
 

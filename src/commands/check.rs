@@ -20,6 +20,7 @@ pub async fn command(args: CheckArgs) -> Exit {
     let kind = args.target.kind();
     let reconcile = args.reconcile;
     let sync = args.sync.settings();
+    let probe = args.probe;
     // Planned exactly as `run` plans, its refusals included (a ledger of another target).
     let result = tokio::task::spawn_blocking(move || {
         let replay = ledger::replay(&ledger_path).map_err(|e| e.to_string())?;
@@ -30,7 +31,7 @@ pub async fn command(args: CheckArgs) -> Exit {
             algorithm: kind.algorithm().map(crate::api::Algorithm::as_str),
             options: plan::Options {
                 retry_failed: false,
-                keep_work: false,
+                keep_work: probe,
                 reconcile: reconcile.into(),
                 sync: sync.is_some(),
             },
@@ -52,8 +53,18 @@ pub async fn command(args: CheckArgs) -> Exit {
     let refusal =
         sync.and_then(|s| plan::sync_refusal(removals, s.max_delete, plan.counts.invalid));
     let too_many = refusal.is_some();
+    // The plan is shown before the probe's answers come in; with --json both are one document.
+    let probe = if args.probe && args.json {
+        match probe_objects(&args, &plan).await {
+            Ok(report) => Some(report),
+            Err(exit) => return exit,
+        }
+    } else {
+        None
+    };
     let out = if args.json {
-        let json = CheckJson::new(&args, &plan, &dropped, sync, refusal.as_deref());
+        let mut json = CheckJson::new(&args, &plan, &dropped, sync, refusal.as_deref());
+        json.probe = probe.as_ref();
         serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
     } else {
         let mut text = render_plan(&args.manifest, &plan, args.qps(), limit);
@@ -63,9 +74,21 @@ pub async fn command(args: CheckArgs) -> Exit {
         text
     };
     super::print_out(&out);
+    let probe = match probe {
+        Some(report) => Some(report),
+        None if args.probe => match probe_objects(&args, &plan).await {
+            Ok(report) => {
+                super::print_out(report.render());
+                Some(report)
+            }
+            Err(exit) => return exit,
+        },
+        None => None,
+    };
+    let unreadable = probe.map_or(0, |p| p.problems());
     if too_many {
         Exit::TooManyRemovals
-    } else if plan.counts.invalid + plan.counts.over_limit > 0 {
+    } else if plan.counts.invalid + plan.counts.over_limit + unreadable > 0 {
         Exit::RowsNotRegistered
     } else {
         Exit::Success
@@ -74,7 +97,7 @@ pub async fn command(args: CheckArgs) -> Exit {
 
 /// `check --json`: the plan's figures, and with `--sync` its removals, per library.
 #[derive(serde::Serialize)]
-struct CheckJson {
+struct CheckJson<'a> {
     manifest: String,
     target: &'static str,
     rows: u64,
@@ -93,6 +116,9 @@ struct CheckJson {
     to_settle: u64,
     libraries: Vec<CheckLibrary>,
     sync: Option<CheckSync>,
+    /// `--probe`: what OSS said about the `oss://` objects to send.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probe: Option<&'a ProbeReport>,
 }
 
 #[derive(serde::Serialize)]
@@ -145,14 +171,14 @@ fn removal_list(dropped: &plan::Dropped) -> Vec<CheckRemoval> {
         .collect()
 }
 
-impl CheckJson {
+impl<'a> CheckJson<'a> {
     fn new(
         args: &CheckArgs,
         plan: &Plan,
         dropped: &plan::Dropped,
         sync: Option<plan::SyncSettings>,
         refusal: Option<&str>,
-    ) -> CheckJson {
+    ) -> CheckJson<'a> {
         let c = &plan.counts;
         CheckJson {
             manifest: args.manifest.display().to_string(),
@@ -195,6 +221,7 @@ impl CheckJson {
                 unsafe_ids: dropped.unsafe_ids.clone(),
                 removals: removal_list(dropped),
             }),
+            probe: None,
         }
     }
 }
@@ -373,4 +400,143 @@ fn format_secs(secs: f64) -> String {
         60..=3599 => format!("{}m{:02}s", secs / 60, secs % 60),
         _ => format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60),
     }
+}
+
+/// What `--probe` found.
+#[derive(serde::Serialize, Default)]
+struct ProbeReport {
+    /// `oss://` objects asked about (those a run would send).
+    asked: u64,
+    readable: u64,
+    not_found: u64,
+    access_denied: u64,
+    /// Other answers, and requests that got none.
+    other: u64,
+    /// By line: what OSS would not give the service.
+    problems: Vec<ProbeProblem>,
+}
+
+#[derive(serde::Serialize)]
+struct ProbeProblem {
+    line: u64,
+    image_url: String,
+    problem: String,
+}
+
+impl ProbeReport {
+    /// Objects missing, refused or not answered: rows a run would not register.
+    fn problems(&self) -> u64 {
+        self.not_found + self.access_denied + self.other
+    }
+
+    fn render(&self) -> String {
+        let mut text = format!(
+            "probe: {} oss:// objects asked about: {} readable, {} not found, {} access denied, \
+             {} other\n",
+            self.asked, self.readable, self.not_found, self.access_denied, self.other
+        );
+        for p in self.problems.iter().take(PROBLEMS_SHOWN) {
+            text.push_str(&format!(
+                "    line {}: {}: {}\n",
+                p.line, p.image_url, p.problem
+            ));
+        }
+        if self.problems.len() > PROBLEMS_SHOWN {
+            text.push_str(&format!(
+                "    … and {} more (--json lists them all)\n",
+                self.problems.len() - PROBLEMS_SHOWN
+            ));
+        }
+        text
+    }
+}
+
+/// How many objects are asked about at once.
+const PROBES_IN_FLIGHT: usize = 16;
+/// Problems listed one by one in the text; the rest are counted.
+const PROBLEMS_SHOWN: usize = 50;
+
+/// `--probe`: HEADs each `oss://` object the plan would send, paced at the run's --qps, with
+/// the credentials a run would use, and lists by line what OSS would not give the service.
+async fn probe_objects(args: &CheckArgs, plan: &Plan) -> Result<ProbeReport, Exit> {
+    use crate::api::ObjectProbe;
+    use futures::StreamExt as _;
+    let settings = args.connect.settings().map_err(fail)?;
+    let target = args.target.kind();
+    let connected = match crate::connect::connect(&settings, target).await {
+        Ok(connected) => connected,
+        Err(e) => {
+            crate::say!("face-enroll: {e}");
+            return Err(e.exit());
+        }
+    };
+    let links = args.oss.links(&connected.region, None).map_err(fail)?;
+    connected.client.set_oss_links(links);
+    let objects: Vec<(u64, &str)> = plan
+        .jobs
+        .iter()
+        .flat_map(|job| &job.images)
+        .filter(|image| image.image_url.starts_with("oss://"))
+        .map(|image| (image.line, image.image_url.as_str()))
+        .collect();
+    let qps = args.qps();
+    let gap = (qps > 0).then(|| std::time::Duration::from_secs_f64(1.0 / f64::from(qps)));
+    let start = crate::clock::instant();
+    let client = &connected.client;
+    let mut answers: Vec<(u64, &str, Result<ObjectProbe, crate::api::ApiError>)> =
+        futures::stream::iter(objects.iter().enumerate())
+            .map(|(i, &(line, address))| async move {
+                if let Some(gap) = gap {
+                    tokio::time::sleep_until(start + gap * i as u32).await;
+                }
+                (line, address, client.probe_object(address).await)
+            })
+            .buffer_unordered(PROBES_IN_FLIGHT)
+            .collect()
+            .await;
+    answers.sort_by_key(|(line, _, _)| *line);
+    let mut report = ProbeReport {
+        asked: answers.len() as u64,
+        ..ProbeReport::default()
+    };
+    for (line, address, answer) in answers {
+        let problem = match answer {
+            Ok(ObjectProbe::Found { .. }) => {
+                report.readable += 1;
+                continue;
+            }
+            Ok(ObjectProbe::Missing { code }) => {
+                report.not_found += 1;
+                format!("not found ({code})")
+            }
+            Ok(ObjectProbe::Denied { code, message }) => {
+                report.access_denied += 1;
+                let message = if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {message}")
+                };
+                let grant = if code == "AccessDenied" {
+                    ": the credentials need oss:GetObject on it"
+                } else {
+                    ""
+                };
+                format!("access denied ({code}{message}){grant}")
+            }
+            Ok(ObjectProbe::Other { status, code }) => {
+                report.other += 1;
+                format!("OSS answered HTTP {status} ({code})")
+            }
+            Err(error) => {
+                report.other += 1;
+                format!("not answered: {error}")
+            }
+        };
+        report.problems.push(ProbeProblem {
+            line,
+            image_url: address.to_string(),
+            problem,
+        });
+    }
+    Ok(report)
 }

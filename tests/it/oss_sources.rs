@@ -597,3 +597,81 @@ fn a_row_refused_through_a_link_the_user_signed_goes_again_once_the_link_is_sign
     let creates = world.sandbox.snapshot().stats.by_action["RegisterCustomFace"];
     assert_eq!(creates, 3, "b once, a refused once and sent again once");
 }
+
+#[test]
+fn check_probe_lists_by_line_the_objects_oss_would_not_give_the_service_and_sends_no_create() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    for key in ["a.jpg", "b.jpg"] {
+        world
+            .sandbox
+            .admin_put_object("media-faces", key, JPEG)
+            .unwrap();
+    }
+    let manifest = world.manifest(
+        "m.csv",
+        "category_id,person_id,image_url\n\
+         lib,p,oss://media-faces/a.jpg\n\
+         lib,p,oss://media-faces/gone.jpg\n\
+         lib,q,oss://media-faces/b.jpg\n\
+         lib,q,https://img.example/q.jpg\n",
+    );
+    let probe = |extra: &[&str], secret: &str| {
+        let mut args = vec![
+            "check",
+            manifest.to_str().unwrap(),
+            "--probe",
+            "--endpoint",
+            &base,
+            "--oss-endpoint",
+            &base,
+        ];
+        args.extend_from_slice(extra);
+        world
+            .command(&args)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", secret)
+            .output()
+            .unwrap()
+    };
+    let out = probe(&[], DEFAULT_ACCESS_KEY_SECRET);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(
+        text.contains(
+            "probe: 3 oss:// objects asked about: 2 readable, 1 not found, 0 access denied, 0 other"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 3: oss://media-faces/gone.jpg: not found (NoSuchKey)"),
+        "{text}"
+    );
+    let state = world.sandbox.snapshot();
+    assert_eq!(state.oss.requests.head, 3, "one HEAD per oss:// row");
+    assert_eq!(state.stats.requests, 0, "nothing sent to the face service");
+
+    // Credentials OSS does not accept: every object is refused, by line, as JSON too.
+    let out = probe(&["--json"], "not-the-secret");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["probe"]["asked"], 3, "{json}");
+    assert_eq!(json["probe"]["access_denied"], 3, "{json}");
+    let problems = json["probe"]["problems"].as_array().unwrap();
+    assert_eq!(problems[0]["line"], 2, "{json}");
+    assert!(
+        problems[0]["problem"]
+            .as_str()
+            .unwrap()
+            .starts_with("access denied (SignatureDoesNotMatch"),
+        "{json}"
+    );
+    assert_eq!(world.sandbox.snapshot().oss.requests.head, 6);
+
+    // Without --probe, check reads nothing from OSS.
+    let out = world
+        .command(&["check", manifest.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(world.sandbox.snapshot().oss.requests.head, 6);
+}

@@ -1,0 +1,163 @@
+//! `check --probe`: asks OSS whether an `oss://` object is there and readable with the run's
+//! credentials, with a HEAD request signed in its headers (V4) — before an import spends the
+//! service's budget on a photo it cannot download. Nothing is sent to the face service.
+
+use base64::Engine as _;
+
+use super::{ApiError, Client, ErrorClass};
+use crate::sign::oss::{Keys, ObjectRequest, OssObject, sign_request};
+
+/// What OSS said about one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ObjectProbe {
+    /// There, and these credentials may read it.
+    Found {
+        size: Option<u64>,
+        content_type: Option<String>,
+    },
+    /// No such object or bucket (404): the service could not download it either.
+    Missing { code: String },
+    /// 403: these credentials may not read it (no `oss:GetObject` on it), or the request was
+    /// refused for its signature or clock.
+    Denied { code: String, message: String },
+    /// Any other answer.
+    Other { status: u16, code: String },
+}
+
+impl Client {
+    /// HEADs `address` (`oss://BUCKET/KEY`) on the OSS endpoint links are made on, signed with
+    /// the credentials the run uses. A transport failure is an error (the caller reports it).
+    pub async fn probe_object(&self, address: &str) -> Result<ObjectProbe, ApiError> {
+        let links = self.inner.oss.get().ok_or_else(|| {
+            ApiError::config(
+                "NoOssEndpoint",
+                "no OSS region or endpoint is set (--oss-region, --oss-endpoint)",
+            )
+        })?;
+        let object: OssObject = address.parse().map_err(|e| {
+            ApiError::with_class(
+                ErrorClass::RowRejected,
+                None,
+                "InvalidOssObject",
+                format!("{e}"),
+            )
+        })?;
+        let creds = self
+            .inner
+            .credentials
+            .credentials()
+            .await
+            .map_err(super::unavailable)?;
+        let signed = sign_request(
+            &ObjectRequest {
+                method: "HEAD",
+                object: &object,
+                query: &[],
+                headers: &[],
+            },
+            &links.region,
+            Keys {
+                access_key_id: &creds.access_key_id,
+                secret: creds.access_key_secret.expose(),
+                security_token: creds.security_token.as_ref().map(|t| t.expose()),
+            },
+            crate::clock::now_utc(),
+        )
+        .map_err(|e| ApiError::config("OssSigning", e.to_string()))?;
+        let url = links.endpoint.object_url(object.bucket(), object.key());
+        let mut request = self
+            .inner
+            .http
+            .head(&url)
+            .header("Authorization", signed.authorization);
+        for (name, value) in &signed.headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.map_err(|e| {
+            ApiError::with_class(ErrorClass::Transient, None, "ConnectFailed", e.to_string())
+        })?;
+        Ok(judge(response.status().as_u16(), response.headers()))
+    }
+}
+
+/// OSS's answer to a HEAD: the status, and for a refusal the code carried base64-encoded in
+/// `x-oss-err` (a HEAD has no body).
+fn judge(status: u16, headers: &reqwest::header::HeaderMap) -> ObjectProbe {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if (200..300).contains(&status) {
+        return ObjectProbe::Found {
+            size: header("content-length").and_then(|v| v.parse().ok()),
+            content_type: header("content-type").map(str::to_string),
+        };
+    }
+    let xml = header("x-oss-err")
+        .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
+    let element = |name: &str| {
+        let open = format!("<{name}>");
+        let close = format!("</{name}>");
+        xml.split_once(&open)
+            .and_then(|(_, rest)| rest.split_once(&close))
+            .map(|(value, _)| value.trim().to_string())
+    };
+    let code = element("Code").unwrap_or_else(|| format!("HTTP{status}"));
+    match status {
+        404 => ObjectProbe::Missing { code },
+        403 => ObjectProbe::Denied {
+            code,
+            message: element("Message").unwrap_or_default(),
+        },
+        _ => ObjectProbe::Other { status, code },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    fn with_error(xml: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(xml);
+        headers.insert("x-oss-err", HeaderValue::from_str(&encoded).unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_head_answer_says_found_missing_or_denied_with_osss_code() {
+        let mut found = HeaderMap::new();
+        found.insert("content-length", HeaderValue::from_static("2048"));
+        found.insert("content-type", HeaderValue::from_static("image/jpeg"));
+        assert_eq!(
+            judge(200, &found),
+            ObjectProbe::Found {
+                size: Some(2048),
+                content_type: Some("image/jpeg".into())
+            }
+        );
+        let missing = with_error("<Error><Code>NoSuchKey</Code><Message>gone</Message></Error>");
+        assert_eq!(
+            judge(404, &missing),
+            ObjectProbe::Missing {
+                code: "NoSuchKey".into()
+            }
+        );
+        let denied =
+            with_error("<Error><Code>AccessDenied</Code><Message>no right</Message></Error>");
+        assert_eq!(
+            judge(403, &denied),
+            ObjectProbe::Denied {
+                code: "AccessDenied".into(),
+                message: "no right".into()
+            }
+        );
+        assert_eq!(
+            judge(500, &HeaderMap::new()),
+            ObjectProbe::Other {
+                status: 500,
+                code: "HTTP500".into()
+            }
+        );
+    }
+}
