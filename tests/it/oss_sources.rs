@@ -675,3 +675,150 @@ fn check_probe_lists_by_line_the_objects_oss_would_not_give_the_service_and_send
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(world.sandbox.snapshot().oss.requests.head, 6);
 }
+
+/// `persons` × `per_person` photos in the sandbox's OSS, and a manifest naming them as
+/// `oss://` rows.
+fn many_objects(world: &World, persons: usize, per_person: usize) -> std::path::PathBuf {
+    let mut body = String::from("category_id,person_id,person_name,image_url\n");
+    for p in 0..persons {
+        for i in 0..per_person {
+            let key = format!("staff/p{p:04}/{i}.jpg");
+            world
+                .sandbox
+                .admin_put_object("media-faces", &key, JPEG)
+                .unwrap();
+            body.push_str(&format!("lib,p{p:04},Person {p},oss://media-faces/{key}\n"));
+        }
+    }
+    world.manifest("m.csv", &body)
+}
+
+/// A large import whose links live 2 s, against a service that holds every call 300 ms and
+/// fails some (so retries and look-ups happen): links signed when the run planned would have
+/// expired long before the last photos went out; signed per attempt, every one registers.
+fn import_with_short_links(target: &str, persons: usize, per_person: usize, concurrency: &str) {
+    let world = World::new(SandboxConfig {
+        latency_ms: 300,
+        mts_qps: 0,
+        ice_qps: 0,
+        faults: face_enroll::sandbox::FaultRates {
+            error_before: 0.02,
+            reset_after: 0.01,
+            ..Default::default()
+        },
+        ..SandboxConfig::for_tests()
+    });
+    let manifest = many_objects(&world, persons, per_person);
+    let base = world.sandbox.base_url();
+    let images = persons * per_person;
+    let (summary, rejects, metrics) = (
+        world.path("summary.json"),
+        world.path("rejects.csv"),
+        world.path("metrics.prom"),
+    );
+    let out = world.run(
+        &manifest,
+        &[
+            "--target",
+            target,
+            "--oss-endpoint",
+            &base,
+            "--link-ttl",
+            "2s",
+            "--qps",
+            "0",
+            "--concurrency",
+            concurrency,
+            "--summary",
+            summary.to_str().unwrap(),
+            "--rejects",
+            rejects.to_str().unwrap(),
+            "--metrics",
+            metrics.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let state = world.sandbox.snapshot();
+    // The premise, as the service saw it: its downloads spanned more than a link's life, so
+    // links signed before the first one went out would have expired by the last.
+    let at: Vec<i64> = state.oss.fetches.iter().map(|f| f.at_ms).collect();
+    let span = at.iter().max().unwrap() - at.iter().min().unwrap();
+    assert!(span > 2_000, "downloads spanned only {span} ms");
+    assert!(
+        state.stats.faults.values().sum::<u64>() > 0,
+        "no fault happened: {:?}",
+        state.stats.faults
+    );
+    // Exactly once, by object: every photo held once.
+    let held: Vec<String> = match target {
+        "ice" => state
+            .ice
+            .libs
+            .iter()
+            .flat_map(|l| &l.entities)
+            .flat_map(|e| &e.samples)
+            .filter_map(|s| s.image_url.clone())
+            .collect(),
+        _ => faces_of(&state)
+            .into_iter()
+            .map(|(_, _, url, _)| url)
+            .collect(),
+    };
+    let objects: std::collections::HashSet<String> = held
+        .iter()
+        .map(|url| {
+            let o = face_enroll::image::OssObject::from_url(url).unwrap();
+            format!("{}/{}", o.bucket(), o.key())
+        })
+        .collect();
+    assert_eq!(held.len(), images, "a photo held twice or missing");
+    assert_eq!(objects.len(), images);
+    // Every download went through; none met an expired link.
+    let refused: Vec<_> = state
+        .oss
+        .fetches
+        .iter()
+        .filter_map(|f| f.refused.clone())
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
+    assert!(state.oss.fetches.len() >= images);
+    let ledger = match target {
+        "ice" => world.path("m.ice.ledger.jsonl"),
+        _ => world.path("m.ledger.jsonl"),
+    };
+    let last = last_per_image(&ledger);
+    assert_eq!(last.len(), images);
+    assert!(last.values().all(|r| r["status"] == "registered"));
+
+    // No file written and no view printed holds a signed link or its parts.
+    let views = [
+        vec!["export", "m.csv", "--target", target, "-o", "export.csv"],
+        vec!["status", "m.csv", "--target", target, "--failed"],
+        vec!["status", "m.csv", "--target", target],
+    ];
+    for view in &views {
+        let out = world.command(view).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{view:?}: {}", stderr(&out));
+        assert_no_signed_link(&format!("{view:?}"), &String::from_utf8_lossy(&out.stdout));
+        assert_no_signed_link(&format!("{view:?}"), &stderr(&out));
+    }
+    assert_no_signed_link("run's stderr", &stderr(&out));
+    let files = written_files(world.dir.path());
+    assert!(files.iter().any(|(name, _)| name.ends_with("export.csv")));
+    for (name, text) in &files {
+        if !name.ends_with("m.csv") {
+            assert_no_signed_link(name, text);
+            assert!(!text.contains("x-oss-security-token"), "{name}");
+        }
+    }
+}
+
+#[test]
+fn two_thousand_objects_register_once_with_two_second_links_signed_per_attempt() {
+    import_with_short_links("mts", 200, 10, "64");
+}
+
+#[test]
+fn ice_samples_from_objects_register_once_with_two_second_links_signed_per_attempt() {
+    import_with_short_links("ice", 50, 6, "16");
+}
