@@ -196,6 +196,14 @@ pub struct RunArgs {
     /// Character encoding of the manifest.
     #[arg(long, value_enum, default_value_t = EncodingArg::Auto)]
     pub encoding: EncodingArg,
+    /// Which headers hold which field, for a file with headers of its own, e.g.
+    /// `category_id=部门,person_id=工号,person_name=姓名,image_url=照片1,照片2,照片3` (several
+    /// image headers: one image per non-empty cell, in order). Unmapped fields keep their names.
+    #[arg(long, value_name = "FIELD=HEADER,…")]
+    pub columns: Option<crate::manifest::ColumnMap>,
+    /// The sheet of an .xlsx workbook to read [default: the first].
+    #[arg(long, value_name = "NAME")]
+    pub sheet: Option<String>,
     /// Print only warnings and errors (no progress, no summary on stderr).
     #[arg(short, long)]
     pub quiet: bool,
@@ -365,6 +373,14 @@ pub struct CheckArgs {
     /// Character encoding of the manifest.
     #[arg(long, value_enum, default_value_t = EncodingArg::Auto)]
     pub encoding: EncodingArg,
+    /// Which headers hold which field, for a file with headers of its own, e.g.
+    /// `category_id=部门,person_id=工号,person_name=姓名,image_url=照片1,照片2,照片3` (several
+    /// image headers: one image per non-empty cell, in order). Unmapped fields keep their names.
+    #[arg(long, value_name = "FIELD=HEADER,…")]
+    pub columns: Option<crate::manifest::ColumnMap>,
+    /// The sheet of an .xlsx workbook to read [default: the first].
+    #[arg(long, value_name = "NAME")]
+    pub sheet: Option<String>,
     /// Ask OSS whether each `oss://` object a run would send is there and readable with these
     /// credentials (a signed HEAD per object, paced at --qps): missing objects and access
     /// refusals are listed by line. Needs credentials; sends nothing to the face service.

@@ -125,6 +125,12 @@ pub struct VerifyArgs {
     /// Character encoding of the manifest.
     #[arg(long, value_enum, default_value_t = super::EncodingArg::Auto)]
     pub encoding: super::EncodingArg,
+    /// Which headers hold which field (as for `run`).
+    #[arg(long, value_name = "FIELD=HEADER,…")]
+    pub columns: Option<crate::manifest::ColumnMap>,
+    /// The sheet of an .xlsx workbook to read [default: the first].
+    #[arg(long, value_name = "NAME")]
+    pub sheet: Option<String>,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }

@@ -15,6 +15,7 @@ pub async fn command(args: CheckArgs) -> Exit {
         return fail(message);
     }
     crate::manifest::set_default_encoding(args.encoding.into());
+    crate::manifest::set_reading(args.columns.clone(), args.sheet.clone());
     let ledger_path = args.ledger_path();
     let manifest = args.manifest.clone();
     let kind = args.target.kind();
@@ -68,6 +69,10 @@ pub async fn command(args: CheckArgs) -> Exit {
         serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
     } else {
         let mut text = render_plan(&args.manifest, &plan, args.qps(), limit);
+        // How the file was read (encoding or spreadsheet, which header holds which field).
+        if let Ok(reader) = crate::manifest::Reader::open(&args.manifest) {
+            text.push_str(&format!("  read as {}\n", reader.describe()));
+        }
         if let Some(sync) = sync {
             text.push_str(&render_sync(&plan, &dropped, sync, refusal.as_deref()));
         }

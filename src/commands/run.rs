@@ -41,6 +41,7 @@ async fn run(args: RunArgs) -> Exit {
         return fail(e);
     }
     crate::manifest::set_default_encoding(args.encoding.into());
+    crate::manifest::set_reading(args.columns.clone(), args.sheet.clone());
     // A mistyped manifest path is the user's input, told as such (exit 2) before credentials
     // are looked for: without them it used to read as a credentials failure (exit 3).
     if let Err(e) = crate::manifest::open_file(&args.manifest) {

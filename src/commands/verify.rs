@@ -549,6 +549,7 @@ pub async fn command(args: crate::cli::ops::VerifyArgs) -> Exit {
         Err(message) => return fail(message),
     };
     crate::manifest::set_default_encoding(args.encoding.into());
+    crate::manifest::set_reading(args.columns.clone(), args.sheet.clone());
     let connected = match connect_for(&args.connect, kind).await {
         Ok(c) => c,
         Err(exit) => return exit,

@@ -50,6 +50,8 @@ pub(crate) struct Decoded {
     pub tabs: bool,
     /// The first line holds a tab (whether or not the file is read as tab-separated).
     pub tab_in_header: bool,
+    /// The encoding the file was read as (`UTF-8`, `GB18030`, `UTF-16LE`, …).
+    pub name: &'static str,
 }
 
 /// Decides the encoding of `file` and returns a UTF-8 source. A UTF-8 file is streamed (after
@@ -104,6 +106,7 @@ pub(crate) fn decode(
         source: Box::new(Cursor::new(text.into_bytes())),
         tabs,
         tab_in_header,
+        name: chosen.name(),
     })
 }
 
@@ -123,6 +126,7 @@ fn utf8_stream(path: &Path, mut file: File) -> Result<Decoded, ManifestError> {
         source: Box::new(Cursor::new(first).chain(file)),
         tabs,
         tab_in_header,
+        name: "UTF-8",
     })
 }
 

@@ -121,6 +121,25 @@ pub enum ManifestError {
         found: Vec<String>,
     },
 
+    /// A spreadsheet that could not be read (damaged, encrypted, no such sheet).
+    #[error("manifest {}: cannot read it as a spreadsheet: {message}", path.display())]
+    Workbook { path: PathBuf, message: String },
+
+    /// `--columns` names a header the file does not have.
+    #[error(
+        "manifest {}, line {line}: --columns maps {field} to the header `{header}`, which the file \
+         does not have; its headers are: {}",
+        path.display(),
+        found.join(", ")
+    )]
+    MappedHeaderMissing {
+        path: PathBuf,
+        line: u64,
+        field: &'static str,
+        header: String,
+        found: Vec<String>,
+    },
+
     /// The same known column appears twice once spellings are normalised.
     #[error(
         "manifest {}, line {line}: column `{column}` is given twice (columns {first} and {second} \
@@ -170,6 +189,8 @@ impl ManifestError {
             | Self::Encoding { path, .. }
             | Self::LooksTabSeparated { path, .. }
             | Self::MissingColumn { path, .. }
+            | Self::MappedHeaderMissing { path, .. }
+            | Self::Workbook { path, .. }
             | Self::DuplicateColumn { path, .. }
             | Self::Syntax { path, .. }
             | Self::UnclosedQuote { path, .. } => path,
@@ -179,7 +200,10 @@ impl ManifestError {
     /// The 1-based line the error is about, when there is one.
     pub fn line(&self) -> Option<u64> {
         match self {
-            Self::Open { .. } | Self::IsDirectory { .. } | Self::Changed { .. } => None,
+            Self::Open { .. }
+            | Self::IsDirectory { .. }
+            | Self::Changed { .. }
+            | Self::Workbook { .. } => None,
             Self::Empty { .. } => Some(1),
             Self::Read { line, .. }
             | Self::NoHeader { line, .. }
@@ -188,6 +212,7 @@ impl ManifestError {
             | Self::Encoding { line, .. }
             | Self::LooksTabSeparated { line, .. }
             | Self::MissingColumn { line, .. }
+            | Self::MappedHeaderMissing { line, .. }
             | Self::DuplicateColumn { line, .. }
             | Self::Syntax { line, .. }
             | Self::UnclosedQuote { line, .. } => Some(*line),

@@ -15,8 +15,103 @@ pub struct Columns {
     pub person_name: Option<usize>,
     /// An explicit identity for images whose URL does not say what they are.
     pub image_key: Option<usize>,
+    /// Further image columns after `image_url`, in order (`image_url2`, … or a `--columns`
+    /// mapping naming several): each non-empty cell is one more image of the row's person.
+    pub more_images: Vec<usize>,
     /// The header's names as written (trimmed), for messages.
     pub names: Vec<String>,
+}
+
+impl Columns {
+    /// Every image column, `image_url` first.
+    pub fn images(&self) -> impl Iterator<Item = usize> + '_ {
+        std::iter::once(self.image_url).chain(self.more_images.iter().copied())
+    }
+
+    /// `field=header` for each field read, as `check` shows the mapping it used.
+    pub fn describe(&self) -> String {
+        let name = |i: usize| self.names.get(i).map_or("?", String::as_str);
+        let mut parts = vec![
+            format!("category_id={}", name(self.category_id)),
+            format!("person_id={}", name(self.person_id)),
+        ];
+        if let Some(i) = self.person_name {
+            parts.push(format!("person_name={}", name(i)));
+        }
+        let images: Vec<&str> = self.images().map(name).collect();
+        parts.push(format!("image_url={}", images.join("+")));
+        if let Some(i) = self.image_key {
+            parts.push(format!("image_key={}", name(i)));
+        }
+        parts.join(", ")
+    }
+}
+
+/// `--columns`: which header holds which field, for a file whose headers are its own (an HR
+/// export: `category_id=部门,person_id=工号,person_name=姓名,image_url=照片1,照片2,照片3`).
+/// Fields it does not name are found by their usual names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ColumnMap {
+    /// (field's canonical name, the headers that hold it, in order).
+    pub fields: Vec<(&'static str, Vec<String>)>,
+}
+
+impl std::str::FromStr for ColumnMap {
+    type Err = String;
+
+    /// `field=Header[,Header…][,field=Header…]`: a part without `=` is one more header of the
+    /// field before it (only `image_url` takes several).
+    fn from_str(text: &str) -> Result<ColumnMap, String> {
+        let mut map = ColumnMap::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.split_once('=') {
+                Some((field, header)) => {
+                    let normalised = normalise(field);
+                    let Some(&(_, canonical)) = KNOWN.iter().find(|(n, _)| *n == normalised) else {
+                        return Err(format!(
+                            "`{field}` is not a column of the manifest (category_id, person_id, \
+                             image_url, person_name, image_key)"
+                        ));
+                    };
+                    if map.fields.iter().any(|(f, _)| *f == canonical) {
+                        return Err(format!("`{canonical}` is mapped twice"));
+                    }
+                    let header = header.trim();
+                    if header.is_empty() {
+                        return Err(format!("`{canonical}=` names no header"));
+                    }
+                    map.fields.push((canonical, vec![header.to_string()]));
+                }
+                None => match map.fields.last_mut() {
+                    Some((field, headers)) if *field == "image_url" => {
+                        headers.push(part.to_string())
+                    }
+                    Some((field, _)) => {
+                        return Err(format!(
+                            "`{part}`: only image_url takes several headers ({field} has one); \
+                             write field=Header"
+                        ));
+                    }
+                    None => {
+                        return Err(format!(
+                            "`{part}`: write field=Header (e.g. person_id={part})"
+                        ));
+                    }
+                },
+            }
+        }
+        if map.fields.is_empty() {
+            return Err("name at least one field=Header".into());
+        }
+        Ok(map)
+    }
+}
+
+static MAP: std::sync::OnceLock<ColumnMap> = std::sync::OnceLock::new();
+
+/// Set once from the command line (`--columns`), like `--encoding`.
+pub fn set_column_map(map: ColumnMap) {
+    let _ = MAP.set(map);
 }
 
 /// The known fields: the normalised spelling and the canonical name.
@@ -69,14 +164,54 @@ pub(super) fn parse(
         names.push(name.trim().trim_start_matches('\u{feff}').trim().to_owned());
     }
     let mut found: [Option<usize>; KNOWN.len()] = [None; KNOWN.len()];
+    let mut more_images = Vec::new();
+    let map = MAP.get();
+    // Mapped fields: their headers, as named (case, spaces, `_` and `-` ignored).
+    for (field, headers) in map.map_or(&[][..], |m| &m.fields[..]) {
+        let known = KNOWN.iter().position(|(_, c)| c == field).unwrap_or(0);
+        for (n, header) in headers.iter().enumerate() {
+            let Some(index) = names
+                .iter()
+                .position(|name| normalise(name) == normalise(header))
+            else {
+                return Err(ManifestError::MappedHeaderMissing {
+                    path: path(),
+                    line,
+                    field,
+                    header: header.clone(),
+                    found: names,
+                });
+            };
+            if n == 0 {
+                found[known] = Some(index);
+            } else {
+                more_images.push(index);
+            }
+        }
+    }
+    let mapped =
+        |known: usize| map.is_some_and(|m| m.fields.iter().any(|(f, _)| *f == KNOWN[known].1));
+    // `image_url2`, `image_url_3`, …: more image columns, when image_url is not mapped.
+    let numbered_images = !mapped(2);
     for (index, name) in names.iter().enumerate() {
         let normalised = normalise(name);
+        if numbered_images
+            && let Some(rest) = normalised.strip_prefix("imageurl")
+            && !rest.is_empty()
+            && rest.bytes().all(|b| b.is_ascii_digit())
+        {
+            more_images.push(index);
+            continue;
+        }
         let Some(known) = KNOWN
             .iter()
             .position(|(spelling, _)| *spelling == normalised)
         else {
             continue;
         };
+        if mapped(known) {
+            continue;
+        }
         if let Some(first) = found[known] {
             return Err(ManifestError::DuplicateColumn {
                 path: path(),
@@ -87,6 +222,10 @@ pub(super) fn parse(
             });
         }
         found[known] = Some(index);
+    }
+    // Numbered image columns alone: the first of them is image_url.
+    if found[2].is_none() && numbered_images && !more_images.is_empty() {
+        found[2] = Some(more_images.remove(0));
     }
     let [
         Some(category_id),
@@ -113,6 +252,7 @@ pub(super) fn parse(
         image_url,
         person_name,
         image_key,
+        more_images,
         names,
     })
 }

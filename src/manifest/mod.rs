@@ -6,6 +6,7 @@ mod error;
 mod header;
 mod row;
 mod validate;
+mod workbook;
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -16,7 +17,7 @@ use csv::{ByteRecord, Position};
 
 pub use encoding::{Encoding, set_default as set_default_encoding};
 pub use error::ManifestError;
-pub use header::Columns;
+pub use header::{ColumnMap, Columns};
 pub use validate::{is_system_library, validate_id, validate_url};
 
 /// A row that passed every check; ids, URL and name are trimmed.
@@ -73,6 +74,11 @@ pub struct Reader {
     columns: Columns,
     /// The start line of the last record if it spans lines (a quoted field held a line break).
     last_multiline: Option<u64>,
+    /// How the file was read: its encoding's name, or `a spreadsheet`.
+    read_as: &'static str,
+    tab_separated: bool,
+    /// Entries of the last record not yet handed out (a row with several image columns).
+    pending: std::collections::VecDeque<Entry>,
     /// The reader's line after the last record: the next record starts there or later. A
     /// floor for the counted-back line, which a quote the parser took literally (after a
     /// stray BOM, say) can leave one behind.
@@ -83,11 +89,25 @@ pub struct Reader {
 impl Reader {
     /// Opens a manifest file and checks its header.
     pub fn open(path: &Path) -> Result<Reader, ManifestError> {
-        let file = open_file(path)?;
+        let mut file = open_file(path)?;
+        if workbook::is_workbook(path, &mut file) {
+            let text = workbook::to_csv(path, SHEET.get().map(String::as_str))?;
+            let mut reader = Self::build(path, Box::new(io::Cursor::new(text)), b',')?;
+            reader.read_as = "a spreadsheet";
+            return Ok(reader);
+        }
         // The whole file's encoding is settled first: it is decoded whole or refused whole.
         let decoded = encoding::decode(path, file, encoding::default())?;
         let delimiter = if decoded.tabs { b'\t' } else { b',' };
-        match Self::build(path, decoded.source, delimiter) {
+        let name = decoded.name;
+        let built = Self::build(path, decoded.source, delimiter).map(|mut reader| {
+            reader.read_as = name;
+            if delimiter == b'\t' {
+                reader.tab_separated = true;
+            }
+            reader
+        });
+        match built {
             // Tabs and commas in the header, read as CSV, and the columns are not found: the
             // file is most likely tab-separated with commas in its names. Say so.
             Err(ManifestError::MissingColumn { line, .. })
@@ -132,8 +152,12 @@ impl Reader {
                 image_url: 0,
                 person_name: None,
                 image_key: None,
+                more_images: Vec::new(),
                 names: Vec::new(),
             },
+            pending: std::collections::VecDeque::new(),
+            read_as: "UTF-8",
+            tab_separated: false,
             last_multiline: None,
             next_line: 1,
             done: false,
@@ -145,6 +169,21 @@ impl Reader {
     /// Which record index each field comes from.
     pub fn columns(&self) -> &Columns {
         &self.columns
+    }
+
+    /// How the file was read and which header holds which field, as `check` says it:
+    /// `GB18030, tab-separated; columns category_id=部门, …`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}{}; columns {}",
+            self.read_as,
+            if self.tab_separated {
+                ", tab-separated"
+            } else {
+                ""
+            },
+            self.columns.describe()
+        )
     }
 
     /// The path the reader reports in its errors.
@@ -236,6 +275,9 @@ impl Iterator for Reader {
     type Item = Result<Entry, ManifestError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(entry) = self.pending.pop_front() {
+            return Some(Ok(entry));
+        }
         while !self.done {
             match self.read_record() {
                 Ok(true) => {}
@@ -253,7 +295,11 @@ impl Iterator for Reader {
             self.next_line = self.csv.position().line();
             self.last_multiline = spans_lines.then_some(line);
             if !row::is_blank(&self.record) {
-                return Some(Ok(row::to_entry(&self.record, &self.columns, line)));
+                if self.columns.more_images.is_empty() {
+                    return Some(Ok(row::to_entry(&self.record, &self.columns, line)));
+                }
+                self.pending = row::to_entries(&self.record, &self.columns, line).into();
+                return self.pending.pop_front().map(Ok);
             }
         }
         None
@@ -261,6 +307,19 @@ impl Iterator for Reader {
 }
 
 impl FusedIterator for Reader {}
+
+/// How this command reads manifests, from its flags (`--columns`, `--sheet`): set once, like
+/// `--encoding`, since the manifest is opened deep in the planner.
+pub fn set_reading(columns: Option<ColumnMap>, sheet: Option<String>) {
+    if let Some(map) = columns {
+        header::set_column_map(map);
+    }
+    if let Some(sheet) = sheet {
+        let _ = SHEET.set(sheet);
+    }
+}
+
+static SHEET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Entries read per hand-over by [`Reader::read_ahead`].
 const READ_AHEAD_BATCH: usize = 1024;

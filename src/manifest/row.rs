@@ -19,7 +19,42 @@ struct Fields<'a> {
 
 /// Turns a record that starts on `line` into an entry.
 pub(super) fn to_entry(record: &ByteRecord, columns: &Columns, line: u64) -> Entry {
-    match check(record, columns) {
+    entry_for(record, columns, columns.image_url, line)
+}
+
+/// A record of a file with several image columns: one entry per non-empty image cell, in
+/// column order; a row with none is one invalid entry.
+pub(super) fn to_entries(record: &ByteRecord, columns: &Columns, line: u64) -> Vec<Entry> {
+    let filled: Vec<usize> = columns
+        .images()
+        .filter(|&i| record.get(i).is_some_and(|f| !f.trim_ascii().is_empty()))
+        .collect();
+    if filled.is_empty() {
+        let names: Vec<&str> = columns
+            .images()
+            .map(|i| columns.names.get(i).map_or("?", String::as_str))
+            .collect();
+        return vec![Entry::Invalid(InvalidRow {
+            line,
+            column: Some("image_url"),
+            reason: format!(
+                "image_url: no photo in any image column ({})",
+                names.join(", ")
+            ),
+            category_id: lossy(record, columns.category_id),
+            person_id: lossy(record, columns.person_id),
+            image_url: String::new(),
+        })];
+    }
+    filled
+        .into_iter()
+        .map(|image| entry_for(record, columns, image, line))
+        .collect()
+}
+
+/// The entry for the image in column `image` of a record.
+fn entry_for(record: &ByteRecord, columns: &Columns, image: usize, line: u64) -> Entry {
+    match check(record, columns, image) {
         Ok(fields) => Entry::Valid(Row {
             line,
             category_id: fields.category_id.to_owned(),
@@ -34,7 +69,7 @@ pub(super) fn to_entry(record: &ByteRecord, columns: &Columns, line: u64) -> Ent
             reason,
             category_id: lossy(record, columns.category_id),
             person_id: lossy(record, columns.person_id),
-            image_url: lossy(record, columns.image_url),
+            image_url: lossy(record, image),
         }),
     }
 }
@@ -44,7 +79,11 @@ pub(super) fn is_blank(record: &ByteRecord) -> bool {
     record.iter().all(|field| field.trim_ascii().is_empty())
 }
 
-fn check<'a>(record: &'a ByteRecord, columns: &Columns) -> Result<Fields<'a>, Problem> {
+fn check<'a>(
+    record: &'a ByteRecord,
+    columns: &Columns,
+    image: usize,
+) -> Result<Fields<'a>, Problem> {
     let category_id = text(record, columns, columns.category_id, "category_id")?;
     validate_id(category_id, "category_id").map_err(|reason| (Some("category_id"), reason.0))?;
     if is_system_library(category_id) {
@@ -58,7 +97,7 @@ fn check<'a>(record: &'a ByteRecord, columns: &Columns) -> Result<Fields<'a>, Pr
     }
     let person_id = text(record, columns, columns.person_id, "person_id")?;
     validate_id(person_id, "person_id").map_err(|reason| (Some("person_id"), reason.0))?;
-    let image_url = text(record, columns, columns.image_url, "image_url")?;
+    let image_url = text(record, columns, image, "image_url")?;
     validate_url(image_url).map_err(|reason| (Some("image_url"), reason.0))?;
     let person_name = match columns.person_name {
         Some(index) if index < record.len() => {

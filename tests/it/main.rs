@@ -20,4 +20,5 @@ mod reliability;
 mod run;
 mod secrets;
 mod server_truth;
+mod spreadsheets;
 mod sync;
