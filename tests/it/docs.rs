@@ -207,3 +207,173 @@ fn flag_words_are_found_in_prose_and_code_but_not_in_other_words() {
     let words: Vec<&str> = found.keys().map(String::as_str).collect();
     assert_eq!(words, ["--max-delete", "--qps", "--sync"]);
 }
+
+fn schema(name: &str) -> jsonschema::Validator {
+    let path = repo(&format!("doc/schema/{name}"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn assert_valid(validator: &jsonschema::Validator, value: &serde_json::Value, what: &str) {
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} does not match its schema: {errors:?}\n{value}"
+    );
+}
+
+/// Every line of real ledgers — an MTS run with refused, invalid and over-the-limit rows; an ICE
+/// run whose create lands late (copies, then a settled person); a rollback that deletes what the
+/// runs made — against doc/schema/ledger-record.json, which allows no field it does not list;
+/// the `--summary` file and each run's `run_end` summary against doc/schema/summary.json; every
+/// metric the run writes is named in doc/FORMATS.md. Every
+/// kind of record and every status is seen, so none of the schema's parts goes untested.
+#[test]
+fn real_ledgers_and_summaries_match_the_published_schemas() {
+    use face_enroll::sandbox::{Fault, SandboxConfig};
+
+    use super::common::{World, ledger_lines, stderr};
+
+    let records = schema("ledger-record.json");
+    let summaries = schema("summary.json");
+    let mut config = SandboxConfig::for_tests();
+    // Held 3 s, then applied: after the client's 1 s timeout and the look-up after it.
+    config.stall_ms = 3_000;
+    let world = World::new(config);
+    let url = world.sandbox.base_url();
+
+    let mut body = String::from("category_id,person_id,image_url,person_name\n");
+    for i in 0..11 {
+        body.push_str(&format!(
+            "lib,alice,https://img.example/alice/{i}.jpg,Alice\n"
+        ));
+    }
+    body.push_str("lib,bob,https://img.example/bob/noface.jpg,Bob\n");
+    body.push_str("lib,carol,img.example/carol.jpg,Carol\n");
+    let mts = world.manifest("mts.csv", &body);
+    let mts_ledger = world.path("mts.ledger.jsonl");
+    let out = world.run(
+        &mts,
+        &[
+            "--ledger",
+            mts_ledger.to_str().unwrap(),
+            "--summary",
+            "mts.json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(world.path("mts.json")).unwrap()).unwrap();
+    assert_eq!(
+        (&summary["failed"], &summary["invalid"], &summary["skipped"]),
+        (&1.into(), &1.into(), &1.into()),
+        "{summary}"
+    );
+    assert_valid(&summaries, &summary, "the --summary file");
+
+    world
+        .sandbox
+        .script("CreateRecognitionSample", vec![Fault::Late]);
+    let ice = world.manifest(
+        "ice.csv",
+        "category_id,person_id,image_url,person_name\nlib,dan,https://img.example/dan/1.jpg,Dan\n\
+         lib,dan,https://img.example/dan/2.jpg,Dan\nlib,eve,https://img.example/eve/1.jpg,Eve\n",
+    );
+    let ice_ledger = world.path("ice.ledger.jsonl");
+    let flags = [
+        "--ledger",
+        ice_ledger.to_str().unwrap(),
+        "--target",
+        "ice",
+        "--timeout",
+        "1",
+    ];
+    for _ in 0..2 {
+        let out = world.run(&ice, &flags);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let ice_str = ice_ledger.to_str().unwrap();
+    let out = world
+        .command(&[
+            "rollback",
+            "--ledger",
+            ice_str,
+            "--all",
+            "--yes",
+            "--endpoint",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let (mut kinds, mut statuses) = (BTreeSet::new(), BTreeSet::new());
+    for ledger in [&mts_ledger, &ice_ledger] {
+        for (n, line) in ledger_lines(ledger).iter().enumerate() {
+            assert_valid(
+                &records,
+                line,
+                &format!("{} line {}", ledger.display(), n + 1),
+            );
+            kinds.insert(line["kind"].as_str().unwrap().to_string());
+            if let Some(status) = line["status"].as_str() {
+                statuses.insert(status.to_string());
+            }
+            if line["kind"] == "run_end" && line["summary"]["run_id"].is_string() {
+                assert_valid(&summaries, &line["summary"], "a run_end record's summary");
+            }
+        }
+    }
+    let every_kind = [
+        "copy",
+        "created",
+        "deleted",
+        "image",
+        "run_end",
+        "run_start",
+        "settled",
+    ];
+    assert_eq!(kinds, every_kind.map(String::from).into(), "kinds seen");
+    let every_status = [
+        "failed",
+        "invalid",
+        "pending",
+        "registered",
+        "removed",
+        "removing",
+        "skipped",
+    ];
+    assert_eq!(
+        statuses,
+        every_status.map(String::from).into(),
+        "statuses seen"
+    );
+}
+
+/// The schemas are strict: a field they do not list, or a kind, status or type they do not
+/// allow, is refused — so a record format change without a schema change fails the test above.
+#[test]
+fn schemas_refuse_unknown_fields_and_wrong_types() {
+    let records = schema("ledger-record.json");
+    let good = serde_json::json!({"v":1,"kind":"image","ts":"2026-12-01T10:04:33.797Z","run":"r",
+        "status":"registered","category_id":"c","person_id":"p","image_url":"u","face_id":"f"});
+    assert!(records.is_valid(&good));
+    let mut extra = good.clone();
+    extra["colour"] = "red".into();
+    assert!(!records.is_valid(&extra), "an unlisted field");
+    let mut no_id = good.clone();
+    no_id.as_object_mut().unwrap().remove("face_id");
+    assert!(!records.is_valid(&no_id), "registered without an id");
+    let mut status = good.clone();
+    status["status"] = "done".into();
+    assert!(!records.is_valid(&status), "an unknown status");
+    let summaries = schema("summary.json");
+    assert!(
+        !summaries.is_valid(&serde_json::json!({"run_id": "r"})),
+        "missing figures"
+    );
+}
