@@ -127,7 +127,7 @@ fn long_flags() -> (BTreeSet<String>, BTreeSet<String>) {
 }
 
 /// The documents whose `--flag` words must name real flags.
-const DOCUMENTS: &[&str] = &["doc/GUIDE.md"];
+const DOCUMENTS: &[&str] = &["doc/GUIDE.md", "README.md"];
 
 /// Flags of other programs that the documents quote (cargo's, node_exporter's, systemctl's).
 const OTHER_TOOLS: [&str; 6] = [
@@ -376,4 +376,32 @@ fn schemas_refuse_unknown_fields_and_wrong_types() {
         !summaries.is_valid(&serde_json::json!({"run_id": "r"})),
         "missing figures"
     );
+}
+
+/// The README is the front door: short, and its two commands are the ones CI and newcomers run,
+/// word for word.
+#[test]
+fn readme_stays_short_and_keeps_its_two_commands() {
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let lines = readme.lines().count();
+    assert!(
+        lines <= 200,
+        "README.md has {lines} lines; move detail to doc/GUIDE.md"
+    );
+    for command in [
+        "cargo run --release -- run samples/faces.csv --sandbox   # the sample manifest against the built-in sandbox",
+        "cargo test                                               # the test suite (what CI runs, with fmt and clippy)",
+    ] {
+        assert!(readme.contains(command), "README.md lost `{command}`");
+    }
+    for link in [
+        "doc/GUIDE.md",
+        "doc/FORMATS.md",
+        "doc/DESIGN.md",
+        "BENCHMARKS.md",
+        "doc/man/",
+    ] {
+        assert!(readme.contains(link), "README.md does not link {link}");
+        assert!(repo(link).exists(), "{link} does not exist");
+    }
 }
