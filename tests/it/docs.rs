@@ -405,3 +405,128 @@ fn readme_stays_short_and_keeps_its_two_commands() {
         assert!(repo(link).exists(), "{link} does not exist");
     }
 }
+
+/// The `face-enroll …` command lines of the guide's and the README's shell examples, as argument
+/// lists (prompt, comment and anything after a pipe or redirection cut off; lines with
+/// placeholders skipped), with their line numbers.
+fn example_commands(text: &str) -> Vec<(usize, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut in_shell = false;
+    for (n, line) in text.lines().enumerate() {
+        if let Some(fence) = line.trim_start().strip_prefix("```") {
+            in_shell = !in_shell && (fence == "sh" || fence == "console");
+            continue;
+        }
+        let line = line.trim_start();
+        let line = line.strip_prefix("$ ").unwrap_or(line);
+        if !in_shell
+            || !line.starts_with("face-enroll ")
+            || line.contains('…')
+            || line.contains("...")
+        {
+            continue;
+        }
+        let mut command = line;
+        for cut in [" #", " |", " >", " &"] {
+            if let Some(at) = command.find(cut) {
+                command = &command[..at];
+            }
+        }
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let mut quoted = false;
+        for c in command.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                ' ' if !quoted => {
+                    if !word.is_empty() {
+                        words.push(std::mem::take(&mut word));
+                    }
+                }
+                c => word.push(c),
+            }
+        }
+        if !word.is_empty() {
+            words.push(word);
+        }
+        out.push((n + 1, words));
+    }
+    out
+}
+
+/// Every command line the guide and the README show parses with the real flag definitions (no
+/// unknown flag, no missing argument, no conflict); the ones that only read the ledger (`status`,
+/// `runs`, `export`, `check`) run as shown, beside the sample manifest imported once for real
+/// and once into the sandbox, and succeed.
+#[test]
+fn the_documents_example_commands_parse_and_the_ledger_ones_run_as_shown() {
+    use clap::Parser;
+    use face_enroll::sandbox::SandboxConfig;
+
+    use super::common::{World, stderr};
+
+    let world = World::new(SandboxConfig::for_tests());
+    let sample = std::fs::read_to_string(repo("samples/faces.csv")).unwrap();
+    let manifest = world.manifest("faces.csv", &sample);
+    let out = world.run(&manifest, &["--ledger", "faces.ledger.jsonl"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = world
+        .command(&["run", "faces.csv", "--sandbox", "--progress", "off"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    let mut ran = 0;
+    for doc in DOCUMENTS {
+        let text = std::fs::read_to_string(repo(doc)).unwrap();
+        let examples = example_commands(&text);
+        assert!(!examples.is_empty(), "{doc} shows no command");
+        for (line, words) in examples {
+            if let Err(e) = face_enroll::cli::Cli::try_parse_from(&words) {
+                panic!(
+                    "{doc} line {line}: `{}` does not parse:\n{e}",
+                    words.join(" ")
+                );
+            }
+            let offline = ["status", "runs", "export", "check"].contains(&words[1].as_str());
+            if offline && !words.iter().any(|w| w == "ice") {
+                let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+                let out = world.command(&args).output().unwrap();
+                let expected = if words[1] == "check" { 1 } else { 0 };
+                assert_eq!(
+                    out.status.code(),
+                    Some(expected),
+                    "{doc} line {line}: `{}`: {}",
+                    words.join(" "),
+                    stderr(&out)
+                );
+                ran += 1;
+            }
+        }
+    }
+    assert!(ran >= 8, "only {ran} examples ran");
+}
+
+#[test]
+fn example_commands_are_cut_at_comments_pipes_and_redirections() {
+    let text = "```sh\nface-enroll export --ledger l.jsonl --format jsonl | jq .\n\
+                $ face-enroll lib create --name \"On air\"   # a comment\n\
+                face-enroll status --ledger …\n```\nface-enroll run outside.csv\n";
+    let found = example_commands(text);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(
+        found[0].1,
+        [
+            "face-enroll",
+            "export",
+            "--ledger",
+            "l.jsonl",
+            "--format",
+            "jsonl"
+        ]
+    );
+    assert_eq!(
+        found[1].1,
+        ["face-enroll", "lib", "create", "--name", "On air"]
+    );
+}
