@@ -17,6 +17,7 @@ Scenarios:
              and 5x ledger history (memory must not grow with history)
   oss        the paced scenario with oss://BUCKET/KEY rows, each sent as a V4 link signed for its
              attempt, beside the same rows as public links: rate and CPU with and without signing
+  reconcile  a new ledger against a library that already holds every row: reads, and no create
   stream     verify and export of 1M registered faces (one library of 200,000 persons x 5,
              registered into the sandbox by a --qps 0 run first): peak memory of each
 

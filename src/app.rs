@@ -21,6 +21,7 @@ pub async fn execute(command: Command) -> Exit {
         Command::Verify(args) => commands::verify::command(args).await,
         Command::Rollback(args) => commands::rollback::command(args).await,
         Command::Completions(args) => commands::completions::command(args),
+        Command::Man(args) => commands::man::command(args),
         Command::Lib(args) => commands::library::execute(args).await,
         Command::Sandbox(args) => commands::sandbox::command(args).await,
     }

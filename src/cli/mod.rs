@@ -47,6 +47,9 @@ pub enum Command {
     Runs(ops::RunsArgs),
     /// Print shell completions.
     Completions(ops::CompletionsArgs),
+    /// Write the manual pages (the tool and each subcommand) into a directory.
+    #[command(hide = true)]
+    Man(ops::ManArgs),
 }
 
 /// How a command reaches the service: where, as whom, how fast, how patiently. One set of flags,

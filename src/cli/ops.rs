@@ -165,6 +165,12 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct ManArgs {
+    /// Directory to write the manual pages into (created if missing), e.g. doc/man.
+    pub dir: PathBuf,
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;

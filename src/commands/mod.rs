@@ -12,6 +12,7 @@ pub mod drift;
 pub mod export;
 pub mod failed;
 pub mod library;
+pub mod man;
 pub mod metrics;
 pub mod rollback;
 pub mod run;

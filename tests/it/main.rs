@@ -8,6 +8,7 @@ mod common;
 
 mod client_sandbox;
 mod credentials;
+mod docs;
 mod ice;
 mod manifests;
 mod operator;
