@@ -27,3 +27,4 @@ pub mod sandbox;
 pub mod say;
 pub mod sign;
 pub mod stop;
+pub mod upload;

@@ -8,8 +8,8 @@
 mod error;
 mod ice;
 pub mod links;
-mod probe;
-pub use probe::ObjectProbe;
+mod objects;
+pub use objects::{ObjectProbe, Uploaded};
 mod mts;
 mod persons;
 mod response;

@@ -186,6 +186,14 @@ pub struct RunArgs {
     pub sync: SyncArgs,
     #[command(flatten)]
     pub oss: OssArgs,
+    /// Upload the local photos the manifest names (file:// or paths relative to it) to this
+    /// bucket and prefix, each as PREFIX/<sha256>.jpg|png (never over an existing object), and
+    /// send them as those oss:// objects.
+    #[arg(long, value_name = "oss://BUCKET/PREFIX/")]
+    pub upload_to: Option<crate::upload::Destination>,
+    /// Uploads in flight at most.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub upload_concurrency: usize,
     /// Run against the built-in sandbox (in-process, realistic latency, a few 500s); no credentials.
     #[arg(long, conflicts_with_all = ["endpoint", "region"])]
     pub sandbox: bool,

@@ -79,6 +79,9 @@ async fn run(args: RunArgs) -> Exit {
     if let Ok(links) = args.oss.links(&connected.region, sandbox_url.as_deref()) {
         connected.client.set_oss_links(links);
     }
+    if let Err(exit) = upload_local_files(&args, &connected.client).await {
+        return exit;
+    }
     let config = RunConfig {
         target,
         manifest: args.manifest.clone(),
@@ -287,4 +290,48 @@ fn write_rejects(path: &Path, rejected: &[Rejected]) -> std::io::Result<()> {
     }
     let bytes = writer.into_inner().map_err(|e| e.into_error())?;
     crate::report::write_atomically(path, &bytes)
+}
+
+/// `--upload-to`: the manifest's local photos go to OSS before it is planned (each row then
+/// reads as the object its file became). Local rows without `--upload-to` stop the run (exit 2)
+/// before anything is sent.
+async fn upload_local_files(args: &RunArgs, client: &crate::api::Client) -> Result<(), Exit> {
+    let manifest = args.manifest.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        crate::manifest::Reader::open(&manifest).and_then(|r| r.local_files())
+    })
+    .await;
+    let files = match found {
+        Ok(Ok(files)) => files,
+        // The planner reads the manifest again and reports what is wrong with it.
+        Ok(Err(_)) => return Ok(()),
+        Err(e) => return Err(fail(format!("internal error: {e}"))),
+    };
+    if files.is_empty() {
+        return Ok(());
+    }
+    let Some(to) = &args.upload_to else {
+        let (line, path) = &files[0];
+        return Err(fail(format!(
+            "{}: line {line} names the local file {} ({} local files in all): give --upload-to \
+             oss://BUCKET/PREFIX/ to upload them and send them as those objects",
+            args.manifest.display(),
+            path.display(),
+            files.len()
+        )));
+    };
+    let paths = files.into_iter().map(|(_, path)| path).collect();
+    let (local, uploads) =
+        crate::upload::upload_all(client, paths, to, args.upload_concurrency).await;
+    tracing::info!(
+        files = uploads.files,
+        uploaded = uploads.stored,
+        already_there = uploads.already_there,
+        refused = uploads.refused,
+        "local photos uploaded to oss://{}/{}",
+        to.bucket,
+        to.prefix
+    );
+    crate::manifest::set_uploaded(local);
+    Ok(())
 }

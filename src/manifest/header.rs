@@ -20,6 +20,8 @@ pub struct Columns {
     pub more_images: Vec<usize>,
     /// The header's names as written (trimmed), for messages.
     pub names: Vec<String>,
+    /// The folder local paths in image cells are relative to.
+    pub base: std::path::PathBuf,
 }
 
 impl Columns {
@@ -254,6 +256,7 @@ pub(super) fn parse(
         image_key,
         more_images,
         names,
+        base: std::path::PathBuf::new(),
     })
 }
 

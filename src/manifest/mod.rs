@@ -4,6 +4,7 @@
 mod encoding;
 mod error;
 mod header;
+mod local;
 mod row;
 mod validate;
 mod workbook;
@@ -18,6 +19,7 @@ use csv::{ByteRecord, Position};
 pub use encoding::{Encoding, set_default as set_default_encoding};
 pub use error::ManifestError;
 pub use header::{ColumnMap, Columns};
+pub use local::{LocalFiles, local_path, set_uploaded};
 pub use validate::{is_system_library, validate_id, validate_url};
 
 /// A row that passed every check; ids, URL and name are trimmed.
@@ -154,6 +156,7 @@ impl Reader {
                 image_key: None,
                 more_images: Vec::new(),
                 names: Vec::new(),
+                base: PathBuf::new(),
             },
             pending: std::collections::VecDeque::new(),
             read_as: "UTF-8",
@@ -163,6 +166,12 @@ impl Reader {
             done: false,
         };
         reader.columns = reader.read_header()?;
+        // Local paths in the manifest are relative to its folder (a folder manifest: itself).
+        reader.columns.base = if name.is_dir() {
+            name.to_path_buf()
+        } else {
+            name.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
         Ok(reader)
     }
 
@@ -184,6 +193,32 @@ impl Reader {
             },
             self.columns.describe()
         )
+    }
+
+    /// Every local file the manifest's image cells name (see [`local_path`]), with the first
+    /// line naming it, in order; reads the manifest to its end.
+    pub fn local_files(mut self) -> Result<Vec<(u64, PathBuf)>, ManifestError> {
+        let mut seen = std::collections::HashSet::new();
+        let mut files = Vec::new();
+        while self.read_record()? {
+            let (line, _) = self.record_lines();
+            for index in self.columns.images() {
+                let Some(cell) = self
+                    .record
+                    .get(index)
+                    .and_then(|c| std::str::from_utf8(c).ok())
+                else {
+                    continue;
+                };
+                if let Some(path) = local_path(cell.trim(), &self.columns.base)
+                    && seen.insert(path.clone())
+                {
+                    files.push((line.max(self.next_line), path));
+                }
+            }
+            self.next_line = self.csv.position().line();
+        }
+        Ok(files)
     }
 
     /// The path the reader reports in its errors.

@@ -12,7 +12,8 @@ type Problem = (Option<&'static str>, String);
 struct Fields<'a> {
     category_id: &'a str,
     person_id: &'a str,
-    image_url: &'a str,
+    /// Borrowed; owned when a local file became the `oss://` object it was uploaded to.
+    image_url: std::borrow::Cow<'a, str>,
     person_name: Option<&'a str>,
     image_key: Option<&'a str>,
 }
@@ -61,7 +62,7 @@ fn entry_for(record: &ByteRecord, columns: &Columns, image: usize, line: u64) ->
             person_id: fields.person_id.to_owned(),
             person_name: fields.person_name.map(str::to_owned),
             image_key: fields.image_key.map(str::to_owned),
-            image_url: fields.image_url.to_owned(),
+            image_url: fields.image_url.into_owned(),
         }),
         Err((column, reason)) => Entry::Invalid(InvalidRow {
             line,
@@ -97,8 +98,15 @@ fn check<'a>(
     }
     let person_id = text(record, columns, columns.person_id, "person_id")?;
     validate_id(person_id, "person_id").map_err(|reason| (Some("person_id"), reason.0))?;
-    let image_url = text(record, columns, image, "image_url")?;
-    validate_url(image_url).map_err(|reason| (Some("image_url"), reason.0))?;
+    let cell = text(record, columns, image, "image_url")?;
+    let image_url = match super::local::resolve(cell, &columns.base) {
+        Some(Ok(address)) => std::borrow::Cow::Owned(address),
+        Some(Err(reason)) => return Err((Some("image_url"), reason)),
+        None => {
+            validate_url(cell).map_err(|reason| (Some("image_url"), reason.0))?;
+            std::borrow::Cow::Borrowed(cell)
+        }
+    };
     let person_name = match columns.person_name {
         Some(index) if index < record.len() => {
             Some(text(record, columns, index, "person_name")?).filter(|name| !name.is_empty())

@@ -23,3 +23,4 @@ mod secrets;
 mod server_truth;
 mod spreadsheets;
 mod sync;
+mod uploads;

@@ -1,6 +1,7 @@
-//! `check --probe`: asks OSS whether an `oss://` object is there and readable with the run's
-//! credentials, with a HEAD request signed in its headers (V4) — before an import spends the
-//! service's budget on a photo it cannot download. Nothing is sent to the face service.
+//! Requests to OSS itself, signed in their headers (V4) with the run's credentials: `check
+//! --probe` asks whether an `oss://` object is there and readable (HEAD) before an import spends
+//! the service's budget on a photo it cannot download; `run --upload-to` puts a local photo in
+//! the bucket (PUT, never over an existing object). Nothing here goes to the face service.
 
 use base64::Engine as _;
 
@@ -24,10 +25,71 @@ pub enum ObjectProbe {
     Other { status: u16, code: String },
 }
 
+/// What a PUT did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Uploaded {
+    /// Stored now.
+    Stored,
+    /// An object already had the key (409 `FileAlreadyExists`): for a key named by the
+    /// content's hash, the same bytes are there.
+    AlreadyThere,
+}
+
 impl Client {
     /// HEADs `address` (`oss://BUCKET/KEY`) on the OSS endpoint links are made on, signed with
     /// the credentials the run uses. A transport failure is an error (the caller reports it).
     pub async fn probe_object(&self, address: &str) -> Result<ObjectProbe, ApiError> {
+        let request = self.object_request("HEAD", address, &[]).await?;
+        let response = request.send().await.map_err(|e| {
+            ApiError::with_class(ErrorClass::Transient, None, "ConnectFailed", e.to_string())
+        })?;
+        Ok(judge(response.status().as_u16(), response.headers()))
+    }
+
+    /// Puts `body` at `address` (`oss://BUCKET/KEY`) unless an object is there already
+    /// (`x-oss-forbid-overwrite`), with `Content-MD5` so OSS refuses a damaged body.
+    pub async fn put_object(
+        &self,
+        address: &str,
+        body: bytes::Bytes,
+        content_type: &str,
+        content_md5: &str,
+    ) -> Result<Uploaded, ApiError> {
+        let headers = [
+            ("Content-MD5".to_string(), content_md5.to_string()),
+            ("Content-Type".to_string(), content_type.to_string()),
+            ("x-oss-forbid-overwrite".to_string(), "true".to_string()),
+        ];
+        let request = self.object_request("PUT", address, &headers).await?;
+        let response = request.body(body).send().await.map_err(|e| {
+            ApiError::with_class(
+                ErrorClass::OutcomeUnknown,
+                None,
+                "ConnectionReset",
+                e.to_string(),
+            )
+        })?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(Uploaded::Stored);
+        }
+        let text = response.text().await.unwrap_or_default();
+        let code = element(&text, "Code").unwrap_or_else(|| format!("HTTP{status}"));
+        if status == 409 && code == "FileAlreadyExists" {
+            return Ok(Uploaded::AlreadyThere);
+        }
+        let message = element(&text, "Message").unwrap_or_default();
+        Err(ApiError::new(Some(status), code, message))
+    }
+
+    /// A request to `address` on the OSS endpoint, signed in its headers; `headers` are sent
+    /// and signed too.
+    async fn object_request(
+        &self,
+        method: &str,
+        address: &str,
+        headers: &[(String, String)],
+    ) -> Result<reqwest::RequestBuilder, ApiError> {
         let links = self.inner.oss.get().ok_or_else(|| {
             ApiError::config(
                 "NoOssEndpoint",
@@ -50,10 +112,10 @@ impl Client {
             .map_err(super::unavailable)?;
         let signed = sign_request(
             &ObjectRequest {
-                method: "HEAD",
+                method,
                 object: &object,
                 query: &[],
-                headers: &[],
+                headers,
             },
             &links.region,
             Keys {
@@ -65,18 +127,20 @@ impl Client {
         )
         .map_err(|e| ApiError::config("OssSigning", e.to_string()))?;
         let url = links.endpoint.object_url(object.bucket(), object.key());
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|e| ApiError::config("OssMethod", e.to_string()))?;
         let mut request = self
             .inner
             .http
-            .head(&url)
+            .request(method, &url)
             .header("Authorization", signed.authorization);
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
         for (name, value) in &signed.headers {
             request = request.header(*name, value);
         }
-        let response = request.send().await.map_err(|e| {
-            ApiError::with_class(ErrorClass::Transient, None, "ConnectFailed", e.to_string())
-        })?;
-        Ok(judge(response.status().as_u16(), response.headers()))
+        Ok(request)
     }
 }
 
@@ -94,22 +158,24 @@ fn judge(status: u16, headers: &reqwest::header::HeaderMap) -> ObjectProbe {
         .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
         .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
         .unwrap_or_default();
-    let element = |name: &str| {
-        let open = format!("<{name}>");
-        let close = format!("</{name}>");
-        xml.split_once(&open)
-            .and_then(|(_, rest)| rest.split_once(&close))
-            .map(|(value, _)| value.trim().to_string())
-    };
-    let code = element("Code").unwrap_or_else(|| format!("HTTP{status}"));
+    let code = element(&xml, "Code").unwrap_or_else(|| format!("HTTP{status}"));
     match status {
         404 => ObjectProbe::Missing { code },
         403 => ObjectProbe::Denied {
             code,
-            message: element("Message").unwrap_or_default(),
+            message: element(&xml, "Message").unwrap_or_default(),
         },
         _ => ObjectProbe::Other { status, code },
     }
+}
+
+/// The text of the first `<name>…</name>` of an OSS error body.
+fn element(xml: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    xml.split_once(&open)
+        .and_then(|(_, rest)| rest.split_once(&close))
+        .map(|(value, _)| value.trim().to_string())
 }
 
 #[cfg(test)]

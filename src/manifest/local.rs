@@ -1,0 +1,50 @@
+//! Photos on disk: an `image_url` cell that names a local file (`file://…`, or a path that is a
+//! file, relative to the manifest's folder) is uploaded by `run --upload-to` before planning and
+//! read as the `oss://` object it became; without an upload it is an invalid row that says so.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// What the upload stage made of each local file, by the cell's text: its `oss://` address, or
+/// why it could not be uploaded.
+#[derive(Debug, Default)]
+pub struct LocalFiles {
+    pub resolved: HashMap<PathBuf, Result<String, String>>,
+}
+
+static UPLOADED: OnceLock<LocalFiles> = OnceLock::new();
+
+/// Set once by the upload stage, before the manifest is planned.
+pub fn set_uploaded(files: LocalFiles) {
+    let _ = UPLOADED.set(files);
+}
+
+/// The file a cell names, when it names one: `file://PATH`, or a path (no scheme) that is a
+/// regular file, relative to `base`. A cell such as `images/a.jpg` that is no file stays what
+/// it was: not a URL.
+pub fn local_path(cell: &str, base: &Path) -> Option<PathBuf> {
+    if cell.len() > 7 && cell[..7].eq_ignore_ascii_case("file://") {
+        return Some(base.join(&cell[7..]));
+    }
+    if cell.contains("://") || cell.is_empty() {
+        return None;
+    }
+    let path = base.join(cell);
+    std::fs::symlink_metadata(&path)
+        .is_ok_and(|m| m.is_file())
+        .then_some(path)
+}
+
+/// For a cell that names a local file: its `oss://` address once uploaded, or why the row is
+/// invalid. `None` for every other cell.
+pub(super) fn resolve(cell: &str, base: &Path) -> Option<Result<String, String>> {
+    let path = local_path(cell, base)?;
+    Some(match UPLOADED.get().and_then(|u| u.resolved.get(&path)) {
+        Some(result) => result.clone(),
+        None => Err(format!(
+            "image_url `{cell}` is a local file: `run --upload-to oss://BUCKET/PREFIX/` uploads it \
+             and sends it as that object"
+        )),
+    })
+}

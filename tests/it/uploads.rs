@@ -1,0 +1,136 @@
+//! Local photos: uploaded once by content with `--upload-to`, then sent as `oss://` objects;
+//! a renamed file is the same image.
+
+use crate::common::*;
+use face_enroll::sandbox::SandboxConfig;
+
+fn jpeg(tag: &str) -> Vec<u8> {
+    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    bytes.extend_from_slice(format!("a photo of {tag}").as_bytes());
+    bytes
+}
+
+fn png(tag: &str) -> Vec<u8> {
+    let mut bytes = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    bytes.extend_from_slice(format!("a photo of {tag}").as_bytes());
+    bytes
+}
+
+/// photos/: a1 and a2 of alice (a2 is a1 again under another name), b1 of bob (a PNG named
+/// .jpg), a text file and an empty file.
+fn photos(world: &World, names: [&str; 5]) -> std::path::PathBuf {
+    let dir = world.dir.path().join("photos");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let files: [(&str, Vec<u8>); 5] = [
+        (names[0], jpeg("alice 1")),
+        (names[1], jpeg("alice 1")),
+        (names[2], png("bob 1")),
+        (names[3], b"not a photo".to_vec()),
+        (names[4], Vec::new()),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let body = format!(
+        "category_id,person_id,image_url\n\
+         staff,alice,photos/{}\n\
+         staff,alice,photos/{}\n\
+         staff,bob,file://photos/{}\n\
+         staff,bob,photos/{}\n\
+         staff,carol,photos/{}\n\
+         staff,dave,https://img.example/dave.jpg\n",
+        names[0], names[1], names[2], names[3], names[4]
+    );
+    world.manifest("m.csv", &body)
+}
+
+fn creates(world: &World) -> u64 {
+    let state = world.sandbox.snapshot();
+    state
+        .stats
+        .by_action
+        .get("RegisterCustomFace")
+        .copied()
+        .unwrap_or(0)
+}
+
+#[test]
+fn local_photos_are_uploaded_once_by_content_and_a_renamed_file_is_the_same_image() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    let names = ["a1.jpg", "a2.jpg", "b1.jpg", "notes.jpg", "empty.jpg"];
+    let manifest = photos(&world, names);
+    let upload = [
+        "--upload-to",
+        "oss://media-faces/staff/",
+        "--oss-endpoint",
+        &base,
+    ];
+
+    // Without --upload-to: refused before anything is sent, naming the flag.
+    let out = world.run(&manifest, &["--oss-endpoint", &base]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--upload-to"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
+    assert_eq!(world.sandbox.snapshot().stats.requests, 0);
+    assert!(world.sandbox.snapshot().oss.objects.is_empty());
+
+    let out = world.run(&manifest, &upload);
+    // The text file and the empty file are invalid rows: exit 1.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let state = world.sandbox.snapshot();
+    let mut keys: Vec<String> = state.oss.objects.iter().map(|o| o.key.clone()).collect();
+    keys.sort();
+    let sha = |bytes: &[u8]| {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(bytes))
+    };
+    let mut expected = vec![
+        format!("staff/{}.jpg", sha(&jpeg("alice 1"))),
+        format!("staff/{}.png", sha(&png("bob 1"))),
+    ];
+    expected.sort();
+    assert_eq!(keys, expected, "one object per content, named by it");
+    // alice's two files are one image; bob's PNG; dave's public link.
+    assert_eq!(world.faces().len(), 3, "{:?}", world.faces());
+    assert_eq!(creates(&world), 3);
+    let ledger = std::fs::read_to_string(world.path("m.ledger.jsonl")).unwrap();
+    assert!(
+        ledger.contains(&format!("oss://media-faces/{}", expected[0])),
+        "{ledger}"
+    );
+    assert!(ledger.contains("is not a JPEG or PNG image"), "{ledger}");
+    assert!(ledger.contains("empty.jpg is empty"), "{ledger}");
+    let puts = state.oss.requests.put;
+    assert_eq!(puts, 2, "each content uploaded once");
+
+    // Every file renamed: the same images; nothing is registered again or stored twice.
+    let manifest = photos(
+        &world,
+        ["x1.jpg", "x2.jpg", "y1.jpg", "notes2.jpg", "empty2.jpg"],
+    );
+    let out = world.run(&manifest, &upload);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(creates(&world), 3, "a renamed file was sent again");
+    let state = world.sandbox.snapshot();
+    assert_eq!(state.oss.objects.len(), 2);
+    assert!(
+        state.oss.requests.put > puts,
+        "the upload was tried (409: already there)"
+    );
+
+    // One new photo: one upload, one registration.
+    std::fs::write(world.dir.path().join("photos/c1.jpg"), jpeg("carol 1")).unwrap();
+    let mut body = std::fs::read_to_string(&manifest).unwrap();
+    body.push_str("staff,carol,photos/c1.jpg\n");
+    let manifest = world.manifest("m.csv", &body);
+    let out = world.run(&manifest, &upload);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(creates(&world), 4);
+    assert_eq!(world.sandbox.snapshot().oss.objects.len(), 3);
+    // The service side downloaded each uploaded photo through a link it was sent.
+    let fetches = world.sandbox.snapshot().oss.fetches;
+    assert_eq!(fetches.len(), 3, "{fetches:?}");
+    assert!(fetches.iter().all(|f| f.refused.is_none()), "{fetches:?}");
+}
