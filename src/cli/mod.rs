@@ -215,6 +215,11 @@ pub struct RunArgs {
     /// The sheet of an .xlsx workbook to read [default: the first].
     #[arg(long, value_name = "NAME")]
     pub sheet: Option<String>,
+    /// How a folder given as the manifest holds its photos, one pattern per path level:
+    /// `{category_id}`, `{person_id}`, `{person_name}`, `*` and text, e.g.
+    /// `{category_id}/{person_id}_{person_name}/*` [default: {category_id}/{person_id}/*].
+    #[arg(long, value_name = "PATTERN")]
+    pub layout: Option<crate::manifest::Layout>,
     /// Print only warnings and errors (no progress, no summary on stderr).
     #[arg(short, long)]
     pub quiet: bool,
@@ -392,6 +397,11 @@ pub struct CheckArgs {
     /// The sheet of an .xlsx workbook to read [default: the first].
     #[arg(long, value_name = "NAME")]
     pub sheet: Option<String>,
+    /// How a folder given as the manifest holds its photos, one pattern per path level:
+    /// `{category_id}`, `{person_id}`, `{person_name}`, `*` and text, e.g.
+    /// `{category_id}/{person_id}_{person_name}/*` [default: {category_id}/{person_id}/*].
+    #[arg(long, value_name = "PATTERN")]
+    pub layout: Option<crate::manifest::Layout>,
     /// Ask OSS whether each `oss://` object a run would send is there and readable with these
     /// credentials (a signed HEAD per object, paced at --qps): missing objects and access
     /// refusals are listed by line. Needs credentials; sends nothing to the face service.

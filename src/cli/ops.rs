@@ -131,6 +131,11 @@ pub struct VerifyArgs {
     /// The sheet of an .xlsx workbook to read [default: the first].
     #[arg(long, value_name = "NAME")]
     pub sheet: Option<String>,
+    /// How a folder given as the manifest holds its photos, one pattern per path level:
+    /// `{category_id}`, `{person_id}`, `{person_name}`, `*` and text, e.g.
+    /// `{category_id}/{person_id}_{person_name}/*` [default: {category_id}/{person_id}/*].
+    #[arg(long, value_name = "PATTERN")]
+    pub layout: Option<crate::manifest::Layout>,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }

@@ -15,7 +15,11 @@ pub async fn command(args: CheckArgs) -> Exit {
         return fail(message);
     }
     crate::manifest::set_default_encoding(args.encoding.into());
-    crate::manifest::set_reading(args.columns.clone(), args.sheet.clone());
+    crate::manifest::set_reading(
+        args.columns.clone(),
+        args.sheet.clone(),
+        args.layout.clone(),
+    );
     let ledger_path = args.ledger_path();
     let manifest = args.manifest.clone();
     let kind = args.target.kind();

@@ -41,10 +41,14 @@ async fn run(args: RunArgs) -> Exit {
         return fail(e);
     }
     crate::manifest::set_default_encoding(args.encoding.into());
-    crate::manifest::set_reading(args.columns.clone(), args.sheet.clone());
+    crate::manifest::set_reading(
+        args.columns.clone(),
+        args.sheet.clone(),
+        args.layout.clone(),
+    );
     // A mistyped manifest path is the user's input, told as such (exit 2) before credentials
     // are looked for: without them it used to read as a credentials failure (exit 3).
-    if let Err(e) = crate::manifest::open_file(&args.manifest) {
+    if let Err(e) = crate::manifest::check_source(&args.manifest) {
         return fail(e);
     }
     let target = args.target.kind();

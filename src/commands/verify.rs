@@ -67,7 +67,7 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
     let writes = (config.repair || config.prune_duplicates) && config.yes;
     // A manifest path that names nothing is refused before the ledger is locked (and created,
     // for a repair that rebuilds a lost one) beside it.
-    if writes && let Err(e) = crate::manifest::open_file(&config.manifest) {
+    if writes && let Err(e) = crate::manifest::check_source(&config.manifest) {
         crate::say!("face-enroll: {e}");
         return finish_early(&config, Exit::Usage);
     }
@@ -549,7 +549,11 @@ pub async fn command(args: crate::cli::ops::VerifyArgs) -> Exit {
         Err(message) => return fail(message),
     };
     crate::manifest::set_default_encoding(args.encoding.into());
-    crate::manifest::set_reading(args.columns.clone(), args.sheet.clone());
+    crate::manifest::set_reading(
+        args.columns.clone(),
+        args.sheet.clone(),
+        args.layout.clone(),
+    );
     let connected = match connect_for(&args.connect, kind).await {
         Ok(c) => c,
         Err(exit) => return exit,

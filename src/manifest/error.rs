@@ -121,6 +121,18 @@ pub enum ManifestError {
         found: Vec<String>,
     },
 
+    /// A folder given as the manifest holds no photo its layout places.
+    #[error(
+        "{}: a folder with no photo where the layout `{layout}` puts them ({skipped} files \
+         skipped); give --layout, e.g. --layout '{{category_id}}/{{person_id}}/*'",
+        path.display()
+    )]
+    EmptyFolder {
+        path: PathBuf,
+        layout: String,
+        skipped: u64,
+    },
+
     /// A spreadsheet that could not be read (damaged, encrypted, no such sheet).
     #[error("manifest {}: cannot read it as a spreadsheet: {message}", path.display())]
     Workbook { path: PathBuf, message: String },
@@ -191,6 +203,7 @@ impl ManifestError {
             | Self::MissingColumn { path, .. }
             | Self::MappedHeaderMissing { path, .. }
             | Self::Workbook { path, .. }
+            | Self::EmptyFolder { path, .. }
             | Self::DuplicateColumn { path, .. }
             | Self::Syntax { path, .. }
             | Self::UnclosedQuote { path, .. } => path,
@@ -203,7 +216,8 @@ impl ManifestError {
             Self::Open { .. }
             | Self::IsDirectory { .. }
             | Self::Changed { .. }
-            | Self::Workbook { .. } => None,
+            | Self::Workbook { .. }
+            | Self::EmptyFolder { .. } => None,
             Self::Empty { .. } => Some(1),
             Self::Read { line, .. }
             | Self::NoHeader { line, .. }

@@ -3,6 +3,7 @@
 
 mod encoding;
 mod error;
+mod folder;
 mod header;
 mod local;
 mod row;
@@ -18,6 +19,7 @@ use csv::{ByteRecord, Position};
 
 pub use encoding::{Encoding, set_default as set_default_encoding};
 pub use error::ManifestError;
+pub use folder::Layout;
 pub use header::{ColumnMap, Columns};
 pub use local::{LocalFiles, local_path, set_uploaded};
 pub use validate::{is_system_library, validate_id, validate_url};
@@ -91,6 +93,12 @@ pub struct Reader {
 impl Reader {
     /// Opens a manifest file and checks its header.
     pub fn open(path: &Path) -> Result<Reader, ManifestError> {
+        if path.is_dir() {
+            let text = folder::to_csv(path)?;
+            let mut reader = Self::build(path, Box::new(io::Cursor::new(text)), b',')?;
+            reader.read_as = "a folder of photos";
+            return Ok(reader);
+        }
         let mut file = open_file(path)?;
         if workbook::is_workbook(path, &mut file) {
             let text = workbook::to_csv(path, SHEET.get().map(String::as_str))?;
@@ -345,7 +353,10 @@ impl FusedIterator for Reader {}
 
 /// How this command reads manifests, from its flags (`--columns`, `--sheet`): set once, like
 /// `--encoding`, since the manifest is opened deep in the planner.
-pub fn set_reading(columns: Option<ColumnMap>, sheet: Option<String>) {
+pub fn set_reading(columns: Option<ColumnMap>, sheet: Option<String>, layout: Option<Layout>) {
+    if let Some(layout) = layout {
+        folder::set_layout(layout);
+    }
     if let Some(map) = columns {
         header::set_column_map(map);
     }
@@ -386,6 +397,15 @@ impl Reader {
             thread: Some(thread),
         }
     }
+}
+
+/// Checks that the manifest can be read before anything else is done: a file (opened), or a
+/// folder of photos (read by its layout when planned).
+pub fn check_source(path: &Path) -> Result<(), ManifestError> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    open_file(path).map(drop)
 }
 
 /// Opens the manifest file: an error that names it when it is missing, unreadable or a

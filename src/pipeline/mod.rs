@@ -218,7 +218,7 @@ async fn begin(
     // A manifest that cannot be opened (a mistyped path, a directory) is refused before the
     // ledger is created beside it; one that cannot be read as a manifest removes the empty
     // ledger this run created (below).
-    manifest::open_file(&config.manifest)?;
+    manifest::check_source(&config.manifest)?;
     let (path, target_kind) = (config.ledger.clone(), config.target);
     let (replay, begun) = tokio::task::spawn_blocking(move || {
         Journal::begin(&path, Missing::Create, |path| {

@@ -134,3 +134,89 @@ fn local_photos_are_uploaded_once_by_content_and_a_renamed_file_is_the_same_imag
     assert_eq!(fetches.len(), 3, "{fetches:?}");
     assert!(fetches.iter().all(|f| f.refused.is_none()), "{fetches:?}");
 }
+
+/// photos/<library>/<person>/…: alice twice the same bytes, a hidden file and a text file;
+/// bob a PNG; dave 12 photos; a symlink out of the tree.
+fn photo_tree(world: &World, suffix: &str) -> std::path::PathBuf {
+    let root = world.dir.path().join("photos");
+    let _ = std::fs::remove_dir_all(&root);
+    let put = |path: &str, bytes: &[u8]| {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    };
+    put(&format!("staff/alice/1{suffix}.jpg"), &jpeg("alice"));
+    put(&format!("staff/alice/2{suffix}.jpg"), &jpeg("alice"));
+    put(
+        &format!("staff/alice/.3{suffix}.jpg"),
+        &jpeg("alice hidden"),
+    );
+    put(&format!("staff/alice/notes{suffix}.txt"), b"no photo");
+    put(&format!("staff/bob/1{suffix}.jpg"), &png("bob"));
+    for i in 0..12 {
+        put(
+            &format!("guests/dave/{i:02}{suffix}.jpg"),
+            &jpeg(&format!("dave {i}")),
+        );
+    }
+    std::os::unix::fs::symlink(
+        world.dir.path().join("outside.jpg"),
+        root.join(format!("staff/bob/link{suffix}.jpg")),
+    )
+    .unwrap();
+    std::fs::write(world.dir.path().join("outside.jpg"), jpeg("outside")).unwrap();
+    root
+}
+
+#[test]
+fn a_folder_is_a_manifest_by_its_layout_and_renaming_every_file_sends_nothing() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    let root = photo_tree(&world, "");
+    let upload = [
+        "--upload-to",
+        "oss://media-faces/tree/",
+        "--oss-endpoint",
+        &base,
+    ];
+    let check = world
+        .command(&["check", root.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(text.contains("read as a folder of photos"), "{text}");
+    assert!(
+        stderr(&check).contains("skipped=3") && stderr(&check).contains("not_images=1"),
+        "{}",
+        stderr(&check)
+    );
+    let out = world.run(&root, &upload);
+    // dave's last two photos are over the 10-image limit: exit 1.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let faces = world.faces();
+    let of = |person: &str| faces.iter().filter(|f| f.1 == person).count();
+    assert_eq!(
+        (of("alice"), of("bob"), of("dave")),
+        (1, 1, 10),
+        "{faces:?}"
+    );
+    assert!(world.path("photos.ledger.jsonl").exists());
+    // The 10 kept are the first 10 by name.
+    let ledger = std::fs::read_to_string(world.path("photos.ledger.jsonl")).unwrap();
+    assert!(ledger.contains("\"skipped\""), "{ledger}");
+    let creates = creates(&world);
+    assert_eq!(creates, 12);
+
+    // Every file renamed: nothing is sent or stored again.
+    let root = photo_tree(&world, "-renamed");
+    let out = world.run(&root, &upload);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(self::creates(&world), creates, "{}", stderr(&out));
+
+    // A folder the layout places nothing in is refused before anything is sent.
+    let empty = world.dir.path().join("empty");
+    std::fs::create_dir_all(empty.join("a")).unwrap();
+    let out = world.run(&empty, &upload);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--layout"), "{}", stderr(&out));
+}
