@@ -20,6 +20,7 @@ pub async fn execute(command: Command) -> Exit {
         Command::Runs(args) => commands::runs::execute(args.config()).await,
         Command::Verify(args) => commands::verify::command(args).await,
         Command::Rollback(args) => commands::rollback::command(args).await,
+        Command::Scan(args) => commands::scan::command(args),
         Command::Completions(args) => commands::completions::command(args),
         Command::Man(args) => commands::man::command(args),
         Command::Lib(args) => commands::library::execute(args).await,

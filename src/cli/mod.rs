@@ -45,6 +45,9 @@ pub enum Command {
     Rollback(ops::RollbackArgs),
     /// The ledger's runs: id, start, end, command, target, counts, exit.
     Runs(ops::RunsArgs),
+    /// Print a folder of photos as the CSV manifest it is read as (to edit, or to see what a
+    /// run of the folder would send).
+    Scan(ScanArgs),
     /// Print shell completions.
     Completions(ops::CompletionsArgs),
     /// Write the manual pages (the tool and each subcommand) into a directory.
@@ -361,6 +364,15 @@ impl From<EncodingArg> for crate::manifest::Encoding {
             EncodingArg::Utf16 => crate::manifest::Encoding::Utf16,
         }
     }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ScanArgs {
+    /// The folder of photos.
+    pub dir: PathBuf,
+    /// How the folder holds its photos (as for `run`) [default: {category_id}/{person_id}/*].
+    #[arg(long, value_name = "PATTERN")]
+    pub layout: Option<crate::manifest::Layout>,
 }
 
 #[derive(clap::Args, Debug)]

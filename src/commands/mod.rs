@@ -18,6 +18,7 @@ pub mod rollback;
 pub mod run;
 pub mod runs;
 pub mod sandbox;
+pub mod scan;
 pub mod status;
 pub mod verify;
 pub mod verify_render;

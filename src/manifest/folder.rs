@@ -143,8 +143,9 @@ impl Skipped {
     }
 }
 
-/// The folder as CSV text (a header and one row per photo, paths relative to `root`).
-pub(super) fn to_csv(root: &Path) -> Result<Vec<u8>, ManifestError> {
+/// The folder as CSV text (a header and one row per photo, paths relative to `root`, each
+/// after `prefix`).
+pub(super) fn to_csv(root: &Path, prefix: &Path) -> Result<Vec<u8>, ManifestError> {
     let default = Layout::default();
     let layout = LAYOUT.get().unwrap_or(&default);
     let mut rows: Vec<[String; 4]> = Vec::new();
@@ -197,8 +198,9 @@ pub(super) fn to_csv(root: &Path) -> Result<Vec<u8>, ManifestError> {
             error: std::io::Error::other(e),
         };
         writer.write_record(header).map_err(fail)?;
-        for row in &rows {
-            writer.write_record(row).map_err(fail)?;
+        for row in &mut rows {
+            row[3] = prefix.join(&row[3]).to_string_lossy().into_owned();
+            writer.write_record(&*row).map_err(fail)?;
         }
         writer.flush().map_err(|error| ManifestError::Read {
             path: root.to_path_buf(),

@@ -94,7 +94,7 @@ impl Reader {
     /// Opens a manifest file and checks its header.
     pub fn open(path: &Path) -> Result<Reader, ManifestError> {
         if path.is_dir() {
-            let text = folder::to_csv(path)?;
+            let text = folder::to_csv(path, Path::new(""))?;
             let mut reader = Self::build(path, Box::new(io::Cursor::new(text)), b',')?;
             reader.read_as = "a folder of photos";
             return Ok(reader);
@@ -397,6 +397,12 @@ impl Reader {
             thread: Some(thread),
         }
     }
+}
+
+/// A folder of photos as a CSV manifest (`scan`), its paths as `dir/…`: saved in the current
+/// folder, it names the same photos.
+pub fn folder_csv(dir: &Path) -> Result<Vec<u8>, ManifestError> {
+    folder::to_csv(dir, dir)
 }
 
 /// Checks that the manifest can be read before anything else is done: a file (opened), or a

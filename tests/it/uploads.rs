@@ -220,3 +220,35 @@ fn a_folder_is_a_manifest_by_its_layout_and_renaming_every_file_sends_nothing() 
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--layout"), "{}", stderr(&out));
 }
+
+#[test]
+fn scan_prints_the_folder_as_an_editable_manifest_naming_the_same_photos() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    photo_tree(&world, "");
+    let out = world.command(&["scan", "photos"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "category_id,person_id,person_name,image_url");
+    assert_eq!(lines.len(), 1 + 12 + 2 + 1, "{csv}");
+    assert!(
+        lines.contains(&"staff,alice,,photos/staff/alice/1.jpg"),
+        "{csv}"
+    );
+    // Saved beside the folder, it runs as the folder does.
+    let manifest = world.manifest("scanned.csv", &csv);
+    let out = world.run(
+        &manifest,
+        &[
+            "--upload-to",
+            "oss://media-faces/tree/",
+            "--oss-endpoint",
+            &base,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(world.faces().len(), 12);
+    let out = world.command(&["scan", "nowhere"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
