@@ -252,3 +252,49 @@ fn scan_prints_the_folder_as_an_editable_manifest_naming_the_same_photos() {
     let out = world.command(&["scan", "nowhere"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn the_readmes_photo_folder_command_registers_the_sample_photos_offline() {
+    let world = World::new(SandboxConfig::for_tests());
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/photos");
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    assert!(
+        readme.contains("run samples/photos --sandbox --upload-to oss://sandbox/faces/"),
+        "the README's third command changed"
+    );
+    let ledger = world.path("photos.ledger.jsonl");
+    let out = world
+        .command(&[
+            "run",
+            folder.to_str().unwrap(),
+            "--sandbox",
+            "--upload-to",
+            "oss://sandbox/faces/",
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--progress",
+            "off",
+        ])
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("now holds 6 faces"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("uploaded=6"), "{}", stderr(&out));
+    let last = last_per_image(&ledger);
+    assert_eq!(last.len(), 6);
+    assert!(last.values().all(|r| {
+        r["status"] == "registered"
+            && r["image_url"]
+                .as_str()
+                .unwrap()
+                .starts_with("oss://sandbox/faces/")
+    }));
+}
