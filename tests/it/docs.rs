@@ -129,14 +129,19 @@ fn long_flags() -> (BTreeSet<String>, BTreeSet<String>) {
 /// The documents whose `--flag` words must name real flags.
 const DOCUMENTS: &[&str] = &["doc/GUIDE.md", "README.md"];
 
-/// Flags of other programs that the documents quote (cargo's, node_exporter's, systemctl's).
-const OTHER_TOOLS: [&str; 6] = [
+/// Flags of other programs that the documents quote (cargo's, node_exporter's, systemctl's,
+/// useradd's).
+const OTHER_TOOLS: [&str; 10] = [
     "--release",
     "--locked",
     "--path",
     "--test",
     "--collector",
     "--now",
+    "--root",
+    "--system",
+    "--home-dir",
+    "--create-home",
 ];
 
 /// Every `--flag` word of a document, with the first line it is on.
