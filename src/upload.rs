@@ -12,6 +12,7 @@ use futures::StreamExt as _;
 use sha2::Digest as _;
 
 use crate::api::{Client, Uploaded};
+use crate::ledger::record::UploadRecord;
 use crate::manifest::LocalFiles;
 
 /// The largest photo uploaded: the services' documented guide (api-notes §11) is 5 MB.
@@ -47,10 +48,46 @@ impl std::str::FromStr for Destination {
     }
 }
 
+/// A file as it was when it was uploaded: its size and modification time (nanoseconds).
+pub type Stamp = (u64, u64);
+
+/// The files earlier runs uploaded, from the ledger's `upload` records: (stamp, object). The
+/// last record of a path wins.
+pub fn journaled(ledger: &Path) -> std::collections::HashMap<PathBuf, (Stamp, String)> {
+    let mut known = std::collections::HashMap::new();
+    let _ = crate::ledger::scan(ledger, true, |entry| {
+        if let crate::ledger::read::Entry::Upload(view) = entry
+            && let (Some(path), Some(size), Some(modified), Some(object)) = (
+                view.path.as_deref(),
+                view.size,
+                view.modified_ns,
+                view.oss_object.as_deref(),
+            )
+        {
+            known.insert(PathBuf::from(path), ((size, modified), object.to_string()));
+        }
+    });
+    known
+}
+
+/// A file's stamp now, when it can be read.
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    let modified = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    Some((meta.len(), u64::try_from(modified).ok()?))
+}
+
 /// What the upload stage did, for the log and the summary.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Uploads {
     pub files: u64,
+    /// Files unchanged since an earlier run uploaded them: neither read nor uploaded again.
+    pub unchanged: u64,
     pub stored: u64,
     pub already_there: u64,
     /// Files that could not be uploaded (their rows are invalid, with the reason).
@@ -109,12 +146,36 @@ pub async fn upload_all(
     files: Vec<PathBuf>,
     to: &Destination,
     concurrency: usize,
-) -> (LocalFiles, Uploads) {
+    known: &std::collections::HashMap<PathBuf, (Stamp, String)>,
+) -> (LocalFiles, Uploads, Vec<UploadRecord>) {
     let concurrency = concurrency.max(1);
     let mut uploads = Uploads {
         files: files.len() as u64,
         ..Uploads::default()
     };
+    let mut local = LocalFiles::default();
+    let mut records = Vec::new();
+    // 0. Files an earlier run uploaded, unchanged since (same size and time) and under this
+    //    destination: their object is known without reading them.
+    let mut stamps = std::collections::HashMap::new();
+    let mut files_to_read = Vec::new();
+    let prefix = format!("oss://{}/{}", to.bucket, to.prefix);
+    for path in files {
+        let now = stamp(&path);
+        match (now, known.get(&path)) {
+            (Some(now), Some((then, object))) if now == *then && object.starts_with(&prefix) => {
+                uploads.unchanged += 1;
+                local.resolved.insert(path, Ok(object.clone()));
+            }
+            _ => {
+                if let Some(now) = now {
+                    stamps.insert(path.clone(), now);
+                }
+                files_to_read.push(path);
+            }
+        }
+    }
+    let files = files_to_read;
     // 1. Name each file by its content (read, hashed, dropped: nothing is held).
     let named: Vec<(PathBuf, Result<Photo, String>)> = futures::stream::iter(files)
         .map(|path| async move {
@@ -128,7 +189,6 @@ pub async fn upload_all(
         .buffer_unordered(concurrency)
         .collect()
         .await;
-    let mut local = LocalFiles::default();
     let mut by_content: std::collections::BTreeMap<String, Vec<PathBuf>> = Default::default();
     for (path, named) in named {
         match named {
@@ -160,6 +220,18 @@ pub async fn upload_all(
             Err(_) => uploads.refused += paths.len() as u64,
         }
         for path in paths {
+            if result.is_ok()
+                && let Some(&(size, modified_ns)) = stamps.get(&path)
+            {
+                records.push(UploadRecord {
+                    ts: crate::clock::now_rfc3339(),
+                    run: String::new(),
+                    path: path.to_string_lossy().into_owned(),
+                    size,
+                    modified_ns,
+                    oss_object: address.clone(),
+                });
+            }
             let resolved = match &result {
                 Ok(_) => Ok(address.clone()),
                 Err(reason) => {
@@ -170,7 +242,7 @@ pub async fn upload_all(
             local.resolved.insert(path, resolved);
         }
     }
-    (local, uploads)
+    (local, uploads, records)
 }
 
 /// `oss://BUCKET/PREFIX<sha256>.<ext>`: the object a photo's content goes to.

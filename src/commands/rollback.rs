@@ -233,7 +233,7 @@ fn collect<T: Backend>(
                 }
                 return;
             }
-            Entry::Person(_) => return,
+            Entry::Person(_) | Entry::Upload(_) => return,
             Entry::Image(image) => image,
         };
         run_seen |= Some(image.run()) == wanted;

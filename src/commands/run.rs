@@ -83,9 +83,10 @@ async fn run(args: RunArgs) -> Exit {
     if let Ok(links) = args.oss.links(&connected.region, sandbox_url.as_deref()) {
         connected.client.set_oss_links(links);
     }
-    if let Err(exit) = upload_local_files(&args, &connected.client).await {
-        return exit;
-    }
+    let uploads = match upload_local_files(&args, &connected.client).await {
+        Ok(uploads) => uploads,
+        Err(exit) => return exit,
+    };
     let config = RunConfig {
         target,
         manifest: args.manifest.clone(),
@@ -103,6 +104,7 @@ async fn run(args: RunArgs) -> Exit {
         } else {
             args.progress.into()
         },
+        uploads,
     };
     let result = pipeline::run(config, connected.client).await;
     if let Some(sb) = running_sandbox {
@@ -299,7 +301,10 @@ fn write_rejects(path: &Path, rejected: &[Rejected]) -> std::io::Result<()> {
 /// `--upload-to`: the manifest's local photos go to OSS before it is planned (each row then
 /// reads as the object its file became). Local rows without `--upload-to` stop the run (exit 2)
 /// before anything is sent.
-async fn upload_local_files(args: &RunArgs, client: &crate::api::Client) -> Result<(), Exit> {
+async fn upload_local_files(
+    args: &RunArgs,
+    client: &crate::api::Client,
+) -> Result<Vec<crate::ledger::record::UploadRecord>, Exit> {
     let manifest = args.manifest.clone();
     let found = tokio::task::spawn_blocking(move || {
         crate::manifest::Reader::open(&manifest).and_then(|r| r.local_files())
@@ -308,11 +313,11 @@ async fn upload_local_files(args: &RunArgs, client: &crate::api::Client) -> Resu
     let files = match found {
         Ok(Ok(files)) => files,
         // The planner reads the manifest again and reports what is wrong with it.
-        Ok(Err(_)) => return Ok(()),
+        Ok(Err(_)) => return Ok(Vec::new()),
         Err(e) => return Err(fail(format!("internal error: {e}"))),
     };
     if files.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let Some(to) = &args.upload_to else {
         let (line, path) = &files[0];
@@ -325,17 +330,27 @@ async fn upload_local_files(args: &RunArgs, client: &crate::api::Client) -> Resu
         )));
     };
     let paths = files.into_iter().map(|(_, path)| path).collect();
-    let (local, uploads) =
-        crate::upload::upload_all(client, paths, to, args.upload_concurrency).await;
+    // What earlier runs uploaded (the built-in sandbox's OSS is new each run: all of it again).
+    let known = if args.sandbox {
+        Default::default()
+    } else {
+        let ledger = args.ledger_path();
+        tokio::task::spawn_blocking(move || crate::upload::journaled(&ledger))
+            .await
+            .unwrap_or_default()
+    };
+    let (local, uploads, records) =
+        crate::upload::upload_all(client, paths, to, args.upload_concurrency, &known).await;
     tracing::info!(
         files = uploads.files,
         uploaded = uploads.stored,
         already_there = uploads.already_there,
+        unchanged = uploads.unchanged,
         refused = uploads.refused,
         "local photos uploaded to oss://{}/{}",
         to.bucket,
         to.prefix
     );
     crate::manifest::set_uploaded(local);
-    Ok(())
+    Ok(records)
 }

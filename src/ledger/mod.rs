@@ -429,7 +429,7 @@ impl Batch {
                     Decoded::RunEnd(record)
                 }
             }
-            Entry::Object(_) => return,
+            Entry::Object(_) | Entry::Upload(_) => return,
         };
         self.lines.push(decoded);
     }

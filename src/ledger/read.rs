@@ -152,6 +152,8 @@ pub enum Entry<'v, 'a, V = View<'a>> {
     Object(&'v V),
     /// About a person, not one image's state: a late `copy` removed, a person `settled`.
     Person(&'v V),
+    /// A local photo uploaded (`upload`).
+    Upload(&'v V),
 }
 
 /// What a scan measured.
@@ -527,6 +529,10 @@ fn apply<S: ScanAs>(
             each(Entry::Person(&view));
             return Ok(());
         }
+        Some(LineKind::Upload) => {
+            each(Entry::Upload(&view));
+            return Ok(());
+        }
         // Kinds from later versions of the same schema are not ours to interpret.
         _ => return Ok(()),
     }
@@ -566,7 +572,9 @@ mod tests {
         let scanned = scan_from(Path::new("t.jsonl"), bytes, |entry| match entry {
             Entry::Image(i) => seen.push(format!("{}:{}", i.status.as_str(), i.image_url)),
             Entry::Run(r) => seen.push(format!("{:?}", r.kind)),
-            Entry::Object(o) | Entry::Person(o) => seen.push(format!("{:?}", o.kind)),
+            Entry::Object(o) | Entry::Person(o) | Entry::Upload(o) => {
+                seen.push(format!("{:?}", o.kind))
+            }
         })?;
         Ok((scanned, seen))
     }
@@ -654,7 +662,7 @@ mod tests {
         match entry {
             Entry::Image(i) => format!("{}:{}:{}", i.status.as_str(), i.person_id, i.image_url),
             Entry::Run(r) => format!("{:?}:{}", r.kind, r.run()),
-            Entry::Object(o) | Entry::Person(o) => format!("{:?}", o.kind),
+            Entry::Object(o) | Entry::Person(o) | Entry::Upload(o) => format!("{:?}", o.kind),
         }
     }
 

@@ -102,6 +102,7 @@ pub enum LineKind {
     Deleted,
     Copy,
     Settled,
+    Upload,
     #[serde(other)]
     Other,
 }
@@ -276,6 +277,24 @@ ledger_schema! {
         }
     }
 
+    /// A local photo a run uploaded (`upload`): the file as it was when it was read, and the
+    /// object its content went to, so a later run neither reads nor uploads it again while its
+    /// size and modification time are unchanged.
+    #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+    pub struct UploadRecord {
+        [again] ts: String,
+        [again] run: String,
+        /// The file, as an absolute path.
+        [view] path: String,
+        [view] size: u64,
+        /// Its modification time, in nanoseconds since the Unix epoch.
+        [view] modified_ns: u64,
+        /// `oss://BUCKET/PREFIX<sha256>.jpg|png`.
+        [view] oss_object: String,
+        optional {
+        }
+    }
+
     /// A person a run read again to settle it (`settled`): no request for any of its images can
     /// still land unseen, so later runs need not read it again.
     #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -366,6 +385,7 @@ pub enum Record {
     /// removal is sent, `removed` after. Never changes the image's own state.
     Copy(ImageRecord),
     Settled(PersonRecord),
+    Upload(UploadRecord),
 }
 
 #[derive(Serialize)]
@@ -541,6 +561,10 @@ mod tests {
             exit_code: _,
             object: _,
             name: _,
+            path: _,
+            size: _,
+            modified_ns: _,
+            oss_object: _,
         } = View::default();
         let ReplayView {
             v: _,

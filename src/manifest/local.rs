@@ -21,19 +21,22 @@ pub fn set_uploaded(files: LocalFiles) {
 }
 
 /// The file a cell names, when it names one: `file://PATH`, or a path (no scheme) that is a
-/// regular file, relative to `base`. A cell such as `images/a.jpg` that is no file stays what
+/// regular file, relative to `base`; as an absolute path. A cell such as `images/a.jpg` that is no file stays what
 /// it was: not a URL.
 pub fn local_path(cell: &str, base: &Path) -> Option<PathBuf> {
-    if cell.len() > 7 && cell[..7].eq_ignore_ascii_case("file://") {
-        return Some(base.join(&cell[7..]));
-    }
-    if cell.contains("://") || cell.is_empty() {
+    let path = if cell.len() > 7 && cell[..7].eq_ignore_ascii_case("file://") {
+        base.join(&cell[7..])
+    } else if cell.contains("://") || cell.is_empty() {
         return None;
-    }
-    let path = base.join(cell);
-    std::fs::symlink_metadata(&path)
-        .is_ok_and(|m| m.is_file())
-        .then_some(path)
+    } else {
+        let path = base.join(cell);
+        if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+            return None;
+        }
+        path
+    };
+    // Absolute, so that one file has one name whatever folder the command ran in.
+    Some(std::path::absolute(&path).unwrap_or(path))
 }
 
 /// For a cell that names a local file: its `oss://` address once uploaded, or why the row is

@@ -65,14 +65,17 @@ fn reports_a_missing_file_with_its_path() {
 }
 
 #[test]
-fn reports_a_directory_as_not_a_file() {
+fn a_directory_is_read_as_a_folder_of_photos_and_one_without_any_is_refused() {
+    // A folder is a manifest now (its photos by the layout); one with none is still an error
+    // that names the folder and what to do, not an empty manifest.
     let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "no photo").unwrap();
     let error = Reader::open(dir.path()).unwrap_err();
     assert!(
-        matches!(error, ManifestError::IsDirectory { .. }),
+        matches!(error, ManifestError::EmptyFolder { skipped: 1, .. }),
         "{error:?}"
     );
-    assert!(error.to_string().contains("is a directory"), "{error}");
+    assert!(error.to_string().contains("--layout"), "{error}");
 }
 
 #[test]

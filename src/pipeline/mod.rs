@@ -50,6 +50,8 @@ pub struct RunConfig {
     pub progress: ProgressMode,
     /// `--strict`: any row not registered makes the exit 1, even one an earlier run recorded.
     pub strict: bool,
+    /// Local photos uploaded before the run (`--upload-to`), journaled once it has begun.
+    pub uploads: Vec<ledger::record::UploadRecord>,
 }
 
 /// How a run ended; `exit_code` is the one place that turns it into a number.
@@ -149,6 +151,15 @@ async fn run_with<T: crate::backend::Backend>(
         tally.clone(),
         stop.clone(),
     )?;
+    for upload in &config.uploads {
+        let record = ledger::record::UploadRecord {
+            run: run_id.clone(),
+            ..upload.clone()
+        };
+        journal
+            .events
+            .send(Event::Record(ledger::record::Record::Upload(record)));
+    }
     for rejected in plan.rejected.iter().filter(|r| !r.already_recorded) {
         let record = rejected_record(&run_id, rejected, config.target);
         journal.events.send(Event::Outcome(record));

@@ -298,3 +298,59 @@ fn the_readmes_photo_folder_command_registers_the_sample_photos_offline() {
                 .starts_with("oss://sandbox/faces/")
     }));
 }
+
+#[test]
+fn the_ledger_journals_uploads_so_an_unchanged_file_is_neither_read_nor_uploaded_again() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    let names = ["a1.jpg", "a2.jpg", "b1.jpg", "notes.jpg", "empty.jpg"];
+    let manifest = photos(&world, names);
+    let upload = [
+        "--upload-to",
+        "oss://media-faces/staff/",
+        "--oss-endpoint",
+        &base,
+    ];
+    let out = world.run(&manifest, &upload);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let ledger = ledger_lines(&world.path("m.ledger.jsonl"));
+    let uploads: Vec<_> = ledger.iter().filter(|l| l["kind"] == "upload").collect();
+    assert_eq!(uploads.len(), 3, "a1, a2 and b1: {uploads:?}");
+    assert!(uploads.iter().all(|u| {
+        u["oss_object"]
+            .as_str()
+            .unwrap()
+            .starts_with("oss://media-faces/staff/")
+            && u["size"].as_u64().unwrap() > 0
+            && std::path::Path::new(u["path"].as_str().unwrap()).is_absolute()
+    }));
+    // Every line, the upload records included, is what doc/schema/ledger-record.json describes.
+    let schema_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("doc/schema/ledger-record.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for line in &ledger {
+        let errors: Vec<String> = validator.iter_errors(line).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{line}: {errors:?}");
+    }
+    let puts = world.sandbox.snapshot().oss.requests.put;
+
+    // Nothing changed: no file read, nothing uploaded, nothing sent.
+    let out = world.run(&manifest, &upload);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unchanged=3"), "{}", stderr(&out));
+    assert_eq!(world.sandbox.snapshot().oss.requests.put, puts);
+
+    // b1 edited in place: read and uploaded again, as a new image of bob's.
+    std::fs::write(
+        world.dir.path().join("photos/b1.jpg"),
+        png("bob, a new photo"),
+    )
+    .unwrap();
+    let out = world.run(&manifest, &upload);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unchanged=2"), "{}", stderr(&out));
+    assert_eq!(world.sandbox.snapshot().oss.requests.put, puts + 1);
+    assert_eq!(creates(&world), 4);
+}
