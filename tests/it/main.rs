@@ -15,6 +15,7 @@ mod ops;
 mod oss_sources;
 mod properties;
 mod reliability;
+mod report;
 mod run;
 mod secrets;
 mod server_truth;
