@@ -138,9 +138,7 @@ enum Fetch {
 }
 
 async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, Fetch> {
-    // The URL is on the page already; the error need not repeat it.
-    let unreachable =
-        |e: reqwest::Error| Fetch::Unreachable(crate::net::describe(&e.without_url()));
+    let unreachable = |e: reqwest::Error| Fetch::Unreachable(root_cause(&e));
     let work = async {
         let mut response = client.get(url.trim()).send().await.map_err(unreachable)?;
         let status = response.status();
@@ -171,6 +169,27 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, Fetch> {
             (PER_PHOTO + CONNECT).as_secs()
         ))),
     }
+}
+
+/// The innermost cause of a failed request, which says what went wrong in the fewest words
+/// ("Name or service not known", "Connection refused"); a time-out says so.
+fn root_cause(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        return format!("no answer within {} s", PER_PHOTO.as_secs());
+    }
+    let mut cause: &dyn std::error::Error = error;
+    // A chain is a few levels deep; the bound only guards against a cycle.
+    for _ in 0..16 {
+        match cause.source() {
+            Some(next) => cause = next,
+            None => break,
+        }
+    }
+    let text = cause.to_string();
+    let text = text
+        .strip_prefix("failed to lookup address information: ")
+        .unwrap_or(&text);
+    text.to_string()
 }
 
 async fn shrink_off_thread(bytes: Vec<u8>) -> Thumb {
