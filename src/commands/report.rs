@@ -14,7 +14,8 @@ use crate::image::{ImageId, fold_id, person_key};
 use crate::ledger::{self, Entry, KeyMap, Status, View};
 use crate::manifest;
 use crate::report_html::{
-    Badge, Figures, Library, Page, Person, Photo, RunLine, ThumbMode, Thumbs, fetch_thumbnails,
+    Badge, Figures, Library, Page, Person, Photo, Rate, RunLine, ThumbMode, Thumbs,
+    fetch_thumbnails,
 };
 
 /// Validated flags of `report`.
@@ -139,6 +140,11 @@ struct Ledger {
     by_url: KeyMap<u128>,
     texts: Texts,
     runs: Vec<RunLine>,
+    /// Run id → index in `runs`.
+    run_index: HashMap<String, usize>,
+    /// Per run (as `runs`): the Unix second of each registration, and of those that took
+    /// more than one attempt.
+    registered_at: Vec<(Vec<u32>, Vec<u32>)>,
     copies_removed: u64,
     endpoint: Option<String>,
 }
@@ -166,6 +172,15 @@ impl Ledger {
                     let alias = url_only.key(image.category_id, image.person_id);
                     self.by_url.insert(alias, key);
                 }
+                if image.status == Status::Registered && v.adopted != Some(true) {
+                    let at = crate::clock::unix_seconds(v.ts.as_deref().unwrap_or_default());
+                    let slot = self.run_slot(image.run());
+                    let (all, retried) = &mut self.registered_at[slot];
+                    all.push(at);
+                    if v.attempts.is_some_and(|n| n > 1) {
+                        retried.push(at);
+                    }
+                }
                 self.images.insert(key, last);
             }
             Entry::Run(view) => self.run(view),
@@ -191,34 +206,48 @@ impl Ledger {
         self.by_url.get(&url_only).copied().unwrap_or(key)
     }
 
+    /// The index of run `run` in `runs`, added when first seen.
+    fn run_slot(&mut self, run: &str) -> usize {
+        if let Some(&slot) = self.run_index.get(run) {
+            return slot;
+        }
+        self.runs.push(RunLine {
+            run: run.to_string(),
+            ..RunLine::default()
+        });
+        self.registered_at.push(Default::default());
+        self.run_index.insert(run.to_string(), self.runs.len() - 1);
+        self.runs.len() - 1
+    }
+
     fn run(&mut self, view: &View<'_>) {
-        let run = view.run();
         let text = |t: &Option<std::borrow::Cow<'_, str>>| t.as_deref().map(str::to_string);
+        let slot = self.run_slot(view.run());
+        let line = &mut self.runs[slot];
         if view.kind == Some(ledger::record::LineKind::RunStart) {
             if let Some(endpoint) = view.endpoint.as_deref() {
                 self.endpoint = Some(host_of(endpoint));
             }
-            self.runs.push(RunLine {
-                run: run.to_string(),
-                command: text(&view.command),
-                started: text(&view.ts),
-                ..RunLine::default()
-            });
+            line.command = text(&view.command);
+            line.started = text(&view.ts);
             return;
         }
-        let line = match self.runs.iter_mut().rev().find(|r| r.run == run) {
-            Some(line) => line,
-            None => {
-                self.runs.push(RunLine {
-                    run: run.to_string(),
-                    ..RunLine::default()
-                });
-                self.runs.last_mut().expect("just pushed")
-            }
-        };
         line.ended = text(&view.ts);
         line.outcome = text(&view.outcome);
         line.exit_code = view.exit_code;
+        let figure = |name: &str| view.summary.as_ref().and_then(|s| s[name].as_u64());
+        line.throttled = figure("throttled");
+        line.retries = figure("retries");
+    }
+
+    /// The runs, each with its registrations per second.
+    fn finish_runs(&mut self) -> Vec<RunLine> {
+        let mut runs = std::mem::take(&mut self.runs);
+        for (run, (all, retried)) in runs.iter_mut().zip(self.registered_at.drain(..)) {
+            let start = run.started.as_deref().map(crate::clock::unix_seconds);
+            run.rate = Rate::of(start, &all, &retried);
+        }
+        runs
     }
 }
 
@@ -290,7 +319,8 @@ pub fn gather(config: &ReportConfig) -> Result<Page, super::OpsError> {
     }
     let libraries = book.finish();
     let figures = Figures::count(rows, &libraries, known.copies_removed);
-    let shown_from = known.runs.len().saturating_sub(RUNS_SHOWN);
+    let mut runs = known.finish_runs();
+    let shown_from = runs.len().saturating_sub(RUNS_SHOWN);
     Ok(Page {
         manifest: config.manifest.display().to_string(),
         ledger: config.ledger.display().to_string(),
@@ -301,7 +331,7 @@ pub fn gather(config: &ReportConfig) -> Result<Page, super::OpsError> {
         endpoint: known.endpoint,
         generated: crate::clock::now_rfc3339(),
         runs_hidden: shown_from,
-        runs: known.runs.split_off(shown_from),
+        runs: runs.split_off(shown_from),
         libraries,
         figures,
     })

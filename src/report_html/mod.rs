@@ -5,12 +5,14 @@
 //! `report_html` knows nothing of the ledger or the manifest: `commands::report` builds the
 //! [`Page`]; [`thumbs`] fetches and shrinks the photos.
 
+mod chart;
 mod thumbs;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
 
+pub use chart::Rate;
 pub use thumbs::{Thumb, Thumbs, fetch_thumbnails};
 
 /// How photos appear: inlined (no link can expire), linked to the manifest's URL, or not at all.
@@ -123,6 +125,11 @@ pub struct RunLine {
     pub ended: Option<String>,
     pub outcome: Option<String>,
     pub exit_code: Option<i32>,
+    /// From the run's summary.
+    pub throttled: Option<u64>,
+    pub retries: Option<u64>,
+    /// Its registrations over time, if it made any.
+    pub rate: Option<Rate>,
 }
 
 /// The summary's figures, counted from the photos shown.
@@ -385,13 +392,16 @@ fn write_runs(page: &Page, h: &mut String) {
     }
     h.push_str(
         "<table><thead><tr><th>Run</th><th>Command</th><th>Started</th><th>Ended</th>\
-         <th>Outcome</th><th>Exit</th></tr></thead><tbody>",
+         <th>Outcome</th><th>Exit</th><th>Retries</th><th>Throttled</th>\
+         <th>Registrations per second</th></tr></thead><tbody>",
     );
     for run in &page.runs {
         let cell = |t: &Option<String>| escape(t.as_deref().unwrap_or("–")).into_owned();
+        let figure = |n: Option<u64>| n.map_or_else(|| "–".to_string(), |n| n.to_string());
         let _ = write!(
             h,
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(run.run.get(..8).unwrap_or(&run.run)),
             cell(&run.command),
             cell(&run.started),
@@ -401,7 +411,10 @@ fn write_runs(page: &Page, h: &mut String) {
             },
             cell(&run.outcome),
             run.exit_code
-                .map_or_else(|| "–".to_string(), |c| c.to_string())
+                .map_or_else(|| "–".to_string(), |c| c.to_string()),
+            figure(run.retries),
+            figure(run.throttled),
+            run.rate.as_ref().map_or_else(String::new, chart::svg),
         );
     }
     h.push_str("</tbody></table></section>\n");

@@ -285,6 +285,20 @@ fn every_row_appears_once_with_the_status_the_server_and_the_rules_give_it() {
     assert_eq!(figure("rows"), rows.len().to_string());
     assert_eq!(figure("skipped"), "2");
     assert_eq!(figure("failed"), "1");
+    // One run registered: one chart, with retries marked when the ledger says some took them.
+    let charts: Vec<ElementRef<'_>> = html.select(&select("section.runs svg.rate")).collect();
+    assert_eq!(charts.len(), 1);
+    let retried = ledger_lines(&world.path("faces.ledger.jsonl"))
+        .iter()
+        .filter(|l| l["status"] == "registered" && l["attempts"].as_u64().is_some_and(|n| n > 1))
+        .count();
+    let marks = charts[0].select(&select("rect.retry")).count();
+    assert_eq!(
+        marks > 0,
+        retried > 0,
+        "{retried} registrations after retries"
+    );
+    assert!(charts[0].select(&select("rect.bar")).count() > 0);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
