@@ -214,6 +214,9 @@ pub struct Summary {
     pub known_rejections: u64,
     /// Images the service refused in this run, by its `Code`.
     pub refused_by_code: Groups,
+    /// The same, by `Code: Message`: one code covers refusals as different as "no face", "link
+    /// expired" and "too large", which only the message tells apart.
+    pub refused_by_reason: Groups,
     /// Invalid rows, by the column to blame (`row` when none is).
     pub invalid_by_column: Groups,
     /// Images whose retries ran out in this run, by the last `Code` (exit 5).
@@ -332,10 +335,15 @@ impl Summary {
     /// The lines that say why rows were not registered, one per cause.
     pub fn causes(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        if !self.refused_by_code.is_empty() {
+        let refused = if self.refused_by_reason.is_empty() {
+            &self.refused_by_code
+        } else {
+            &self.refused_by_reason
+        };
+        if !refused.is_empty() {
             lines.push(format!(
                 "refused by the service: {}",
-                render_groups(&self.refused_by_code)
+                render_groups(refused)
             ));
         }
         if !self.invalid_by_column.is_empty() {
@@ -584,6 +592,32 @@ mod tests {
         assert!(refuse_clobbering("--summary", &lock, &keep).is_err());
         assert!(refuse_clobbering("--summary", &other, &keep).is_ok());
         assert!(refuse_clobbering("--summary", std::path::Path::new("-"), &keep).is_ok());
+    }
+
+    #[test]
+    fn refusals_are_grouped_by_code_and_message_so_one_code_with_two_causes_reads_as_two() {
+        let mut s = Summary::default();
+        s.refused_by_code
+            .insert("InvalidParameter.ImageUrl".into(), 3);
+        let causes = s.causes();
+        assert_eq!(
+            causes[0],
+            "refused by the service: InvalidParameter.ImageUrl ×3"
+        );
+        for (reason, n) in [
+            (
+                "InvalidParameter.ImageUrl: ImageUrl: exactly one frontal face required.",
+                2,
+            ),
+            ("InvalidParameter.ImageUrl: the link has expired", 1),
+        ] {
+            s.refused_by_reason.insert(reason.into(), n);
+        }
+        assert_eq!(
+            s.causes()[0],
+            "refused by the service: InvalidParameter.ImageUrl: ImageUrl: exactly one frontal \
+             face required. ×2, InvalidParameter.ImageUrl: the link has expired ×1"
+        );
     }
 
     #[test]

@@ -38,6 +38,17 @@ fn refusals_are_grouped_by_code_exit_1_once_and_are_known_rejections_after() {
     assert_eq!(json["new_rejections"], 3);
     let codes = json["refused_by_code"].as_object().unwrap();
     assert_eq!(codes.values().map(|n| n.as_u64().unwrap()).sum::<u64>(), 2);
+    let reasons = json["refused_by_reason"].as_object().unwrap();
+    assert!(
+        reasons
+            .keys()
+            .all(|r| r.contains(": ImageUrl: exactly one frontal face")),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons.values().map(|n| n.as_u64().unwrap()).sum::<u64>(),
+        2
+    );
     assert_eq!(json["invalid_by_column"]["category_id"], 1);
 
     let before = world.sandbox.snapshot().stats.requests;
