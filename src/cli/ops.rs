@@ -124,6 +124,10 @@ pub struct ReportArgs {
     /// are counted.
     #[arg(long, default_value_t = 2000)]
     pub max_thumbnails: usize,
+    /// Draw the cards of at most this many persons without a problem (every person with one
+    /// is drawn); the rest are counted. 0: every card.
+    #[arg(long, default_value_t = 5000)]
+    pub max_cards: usize,
 }
 
 #[derive(clap::Args, Debug)]

@@ -26,6 +26,8 @@ pub struct ReportConfig {
     pub output: PathBuf,
     pub thumbnails: ThumbMode,
     pub max_thumbnails: usize,
+    /// Cards of persons without a problem drawn at most (0: all).
+    pub max_cards: usize,
     pub target: crate::backend::TargetKind,
 }
 
@@ -41,6 +43,8 @@ pub async fn execute(config: ReportConfig) -> Exit {
             return e.exit();
         }
     };
+    let mut page = page;
+    page.cap_cards(config.max_cards);
     let wanted = page.thumbnail_urls(config.thumbnails, config.max_thumbnails);
     if !wanted.is_empty() {
         crate::say!(
@@ -449,8 +453,7 @@ impl Book {
                 let persons = &mut self.libraries[lib].persons;
                 persons.push(Person {
                     id: person.trim().to_string(),
-                    name: None,
-                    photos: Vec::new(),
+                    ..Person::default()
                 });
                 self.person_index.insert(key, (lib, persons.len() - 1));
                 (lib, persons.len() - 1)
@@ -512,6 +515,7 @@ impl crate::cli::ops::ReportArgs {
                 crate::cli::ops::ThumbnailsArg::None => ThumbMode::None,
             },
             max_thumbnails: self.max_thumbnails,
+            max_cards: self.max_cards,
             target: self.target.kind(),
         })
     }
@@ -578,6 +582,7 @@ mod tests {
             output: dir.path().join("r.html"),
             thumbnails: ThumbMode::None,
             max_thumbnails: 10,
+            max_cards: 0,
             target: crate::backend::TargetKind::Mts,
         };
         let page = gather(&config).unwrap();

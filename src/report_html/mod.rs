@@ -103,6 +103,8 @@ pub struct Person {
     pub id: String,
     pub name: Option<String>,
     pub photos: Vec<Photo>,
+    /// Left out of the page by `--max-cards` (only ever a person without a problem).
+    pub not_drawn: bool,
 }
 
 impl Person {
@@ -198,9 +200,13 @@ impl Page {
         if mode != ThumbMode::Embed {
             return Vec::new();
         }
+        let persons = || self.libraries.iter().flat_map(|l| &l.persons);
+        let problems_first = persons()
+            .filter(|p| p.has_problem())
+            .chain(persons().filter(|p| !p.has_problem() && !p.not_drawn));
         let mut seen = std::collections::HashSet::new();
         let mut urls = Vec::new();
-        for photo in self.photos() {
+        for photo in problems_first.flat_map(|p| &p.photos) {
             if urls.len() >= max {
                 break;
             }
@@ -211,11 +217,22 @@ impl Page {
         urls
     }
 
-    fn photos(&self) -> impl Iterator<Item = &Photo> {
-        self.libraries
-            .iter()
-            .flat_map(|l| &l.persons)
-            .flat_map(|p| &p.photos)
+    /// Keeps the cards of every person with a problem and of at most `max` others (`0`: no
+    /// cap); the others are counted, not drawn, so a page of 100,000 rows stays light.
+    pub fn cap_cards(&mut self, max: usize) {
+        if max == 0 {
+            return;
+        }
+        let mut left = max;
+        for person in self.libraries.iter_mut().flat_map(|l| &mut l.persons) {
+            if person.has_problem() {
+                continue;
+            }
+            match left.checked_sub(1) {
+                Some(rest) => left = rest,
+                None => person.not_drawn = true,
+            }
+        }
     }
 }
 
@@ -469,10 +486,29 @@ fn write_library(
         library.persons.len(),
     )?;
     let mut card = String::new();
+    let (mut hidden, mut hidden_photos) = (0usize, 0usize);
     for person in &library.persons {
+        if person.not_drawn {
+            hidden += 1;
+            hidden_photos += person.photos.len();
+            continue;
+        }
         card.clear();
         write_person(person, thumbs, mode, budget, &mut card);
         out.write_all(card.as_bytes())?;
+    }
+    if hidden > 0 {
+        writeln!(
+            out,
+            "<p class=\"more\">{hidden} more {} ({hidden_photos} {}) without a problem \
+             not drawn: <code>--max-cards 0</code> draws every card.</p>",
+            if hidden == 1 { "person" } else { "persons" },
+            if hidden_photos == 1 {
+                "photo"
+            } else {
+                "photos"
+            },
+        )?;
     }
     out.write_all(b"</section>\n")
 }
@@ -617,6 +653,68 @@ fn write_photo(
 mod tests {
     use super::*;
 
+    fn person(id: &str, badges: &[Badge]) -> Person {
+        Person {
+            id: id.into(),
+            photos: badges
+                .iter()
+                .enumerate()
+                .map(|(i, &badge)| Photo {
+                    url: format!("https://x.example.com/{id}/{i}.jpg"),
+                    badge,
+                    ..Photo::default()
+                })
+                .collect(),
+            ..Person::default()
+        }
+    }
+
+    #[test]
+    fn capped_cards_keep_every_problem_and_count_the_rest_and_thumbnails_go_to_problems_first() {
+        let ok = Badge::Registered;
+        let mut page = Page {
+            libraries: vec![
+                Library {
+                    name: "a".into(),
+                    persons: vec![
+                        person("a1", &[ok, ok]),
+                        person("a2", &[ok]),
+                        person("a3", &[ok]),
+                    ],
+                },
+                Library {
+                    name: "b".into(),
+                    persons: vec![person("b1", &[Badge::Failed, ok]), person("b2", &[ok])],
+                },
+            ],
+            ..Page::default()
+        };
+        page.cap_cards(1);
+        let drawn: Vec<&str> = page
+            .libraries
+            .iter()
+            .flat_map(|l| &l.persons)
+            .filter(|p| !p.not_drawn)
+            .map(|p| p.id.as_str())
+            .collect();
+        assert_eq!(drawn, ["a1", "b1"]);
+        let urls = page.thumbnail_urls(ThumbMode::Embed, 3);
+        assert_eq!(
+            urls,
+            [
+                "https://x.example.com/b1/0.jpg",
+                "https://x.example.com/b1/1.jpg",
+                "https://x.example.com/a1/0.jpg"
+            ]
+        );
+        let mut out = Vec::new();
+        render(&page, &Thumbs::default(), ThumbMode::None, &mut out).unwrap();
+        let html = String::from_utf8(out).unwrap();
+        assert_eq!(html.matches("<article").count(), 2);
+        assert!(html.contains("2 more persons (2 photos) without a problem"));
+        assert!(html.contains("1 more person (1 photo) without a problem"));
+    }
+
     #[test]
     fn every_markup_character_is_escaped_and_plain_text_is_borrowed() {
         assert_eq!(
@@ -640,6 +738,7 @@ mod tests {
                         badge: Badge::Failed,
                         ..Photo::default()
                     }],
+                    ..Person::default()
                 }],
             }],
             ..Page::default()

@@ -88,7 +88,8 @@ pub async fn fetch_thumbnails(urls: Vec<String>) -> Thumbs {
         }
     };
     let unreachable = std::sync::Mutex::new(HashMap::<String, u32>::new());
-    let results: Vec<(String, Thumb)> = futures::stream::iter(urls)
+    let total = urls.len();
+    let mut fetched = futures::stream::iter(urls)
         .map(|url| {
             let (client, unreachable) = (&client, &unreachable);
             async move {
@@ -116,10 +117,17 @@ pub async fn fetch_thumbnails(urls: Vec<String>) -> Thumbs {
                 (url, thumb)
             }
         })
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
-    Thumbs(results.into_iter().collect())
+        .buffer_unordered(IN_FLIGHT);
+    let mut thumbs = HashMap::with_capacity(total);
+    let mut logged = crate::clock::monotonic();
+    while let Some((url, thumb)) = fetched.next().await {
+        thumbs.insert(url, thumb);
+        if logged.elapsed() >= crate::report::LOG_EVERY {
+            crate::say!("face-enroll: thumbnails {}/{total}", thumbs.len());
+            logged = crate::clock::monotonic();
+        }
+    }
+    Thumbs(thumbs)
 }
 
 fn host(url: &str) -> String {
