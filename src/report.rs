@@ -413,7 +413,6 @@ pub fn write_output_with(
     fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     use std::io::{BufWriter, Write};
-    use std::os::unix::fs::PermissionsExt;
     if path.as_os_str() == "-" || names_stdout(path) {
         let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
         fill(&mut out)?;
@@ -428,6 +427,35 @@ pub fn write_output_with(
         fill(&mut out)?;
         return out.flush();
     }
+    replace_with(&target, mode, fill)
+}
+
+/// Writes a file that must never be written through a symbolic link (the HTML report: faces
+/// and names): `path` itself is replaced atomically, with `mode`; a link found there is
+/// replaced, never followed. `-` is standard output.
+pub fn write_private_with(
+    path: &std::path::Path,
+    mode: u32,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::io::{BufWriter, Write};
+    if path.as_os_str() == "-" {
+        let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        fill(&mut out)?;
+        return out.flush();
+    }
+    replace_with(path, mode, fill)
+}
+
+/// A temporary file beside `target` (created anew, with `mode`), filled, synced, then renamed
+/// over `target`: readers see the old file or the new one, never a part.
+fn replace_with(
+    target: &std::path::Path,
+    mode: u32,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::io::BufWriter;
+    use std::os::unix::fs::PermissionsExt;
     let dir = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -441,7 +469,7 @@ pub fn write_output_with(
     fill(&mut out)?;
     let tmp = out.into_inner().map_err(|e| e.into_error())?;
     tmp.as_file().sync_all()?;
-    tmp.persist(&target).map_err(|e| e.error)?;
+    tmp.persist(target).map_err(|e| e.error)?;
     Ok(())
 }
 
@@ -549,6 +577,22 @@ mod tests {
         ] {
             assert!(text.contains(word), "missing {word}: {text}");
         }
+    }
+
+    #[test]
+    fn a_private_write_replaces_a_link_planted_at_its_path_and_leaves_the_links_target_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere.html");
+        std::fs::write(&elsewhere, "keep").unwrap();
+        let path = dir.path().join("report.html");
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        write_private_with(&path, 0o600, |out| out.write_all(b"<html>")).unwrap();
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "keep");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "<html>");
     }
 
     #[test]

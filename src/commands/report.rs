@@ -43,8 +43,6 @@ pub async fn execute(config: ReportConfig) -> Exit {
             return e.exit();
         }
     };
-    let mut page = page;
-    page.cap_cards(config.max_cards);
     let wanted = page.thumbnail_urls(config.thumbnails, config.max_thumbnails);
     if !wanted.is_empty() {
         crate::say!(
@@ -62,7 +60,7 @@ pub async fn execute(config: ReportConfig) -> Exit {
         let write = |out: &mut dyn std::io::Write| {
             crate::report_html::render(&page, &thumbs, config.thumbnails, out)
         };
-        crate::report::write_output_with(&output, 0o600, write).map_err(|source| {
+        crate::report::write_private_with(&output, 0o600, write).map_err(|source| {
             super::OpsError::Write {
                 what: output.display().to_string(),
                 source,
@@ -325,7 +323,7 @@ pub fn gather(config: &ReportConfig) -> Result<Page, super::OpsError> {
     let figures = Figures::count(rows, &libraries, known.copies_removed);
     let mut runs = known.finish_runs();
     let shown_from = runs.len().saturating_sub(RUNS_SHOWN);
-    Ok(Page {
+    let mut page = Page {
         manifest: config.manifest.display().to_string(),
         ledger: config.ledger.display().to_string(),
         target: match config.target {
@@ -338,7 +336,9 @@ pub fn gather(config: &ReportConfig) -> Result<Page, super::OpsError> {
         runs: runs.split_off(shown_from),
         libraries,
         figures,
-    })
+    };
+    page.cap_cards(config.max_cards);
+    Ok(page)
 }
 
 /// A row's photo from its image's last record (`None`: the ledger has never seen it).

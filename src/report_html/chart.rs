@@ -75,7 +75,7 @@ pub fn svg(rate: &Rate) -> String {
     );
     let mut out = format!(
         "<svg class=\"rate\" viewBox=\"0 0 {WIDTH} {}\" width=\"{WIDTH}\" height=\"{}\" \
-         role=\"img\" aria-label=\"registrations per second: {summary}\">",
+         preserveAspectRatio=\"none\" role=\"img\" aria-label=\"registrations per second: {summary}\">",
         HEIGHT + 6,
         HEIGHT + 6
     );
