@@ -19,8 +19,9 @@ Scenarios:
              attempt, beside the same rows as public links: rate and CPU with and without signing
   stream     verify and export of 1M registered faces (one library of 200,000 persons x 5,
              registered into the sandbox by a --qps 0 run first): peak memory of each
-  report     the HTML report of 100,000 registered rows: without thumbnails, and with them
-             embedded (the default cap of 2,000, and 20,000) from a loopback web server
+  report     the HTML report of 100,000 registered rows: without thumbnails (5,000 cards, the
+             default, and every card), and with them embedded (the default cap of 2,000, and
+             20,000) from a loopback web server
 
 The SDK is installed into target/bench-venv (created on first use) from bench/requirements.txt.
 """
@@ -489,7 +490,9 @@ def scenario_report(work, quick):
     out = os.path.join(work, "report.html")
     rows = []
     try:
-        for name, flags in [("none", ["--thumbnails", "none"]), ("embed, 2,000 thumbnails", []),
+        for name, flags in [("none", ["--thumbnails", "none"]),
+                            ("none, every card drawn", ["--thumbnails", "none", "--max-cards", "0"]),
+                            ("embed, 2,000 thumbnails", []),
                             ("embed, 20,000 thumbnails", ["--max-thumbnails", "20000"])]:
             code, wall, cpu, rss = measure(
                 [BIN, "report", manifest, "--ledger", ledger, "-o", out, *flags], env=tool_env())

@@ -217,6 +217,16 @@ impl Page {
         urls
     }
 
+    /// Photos of the cards drawn that could have had a thumbnail but were not fetched.
+    fn capped_thumbnails(&self, thumbs: &Thumbs) -> usize {
+        let drawn = self.libraries.iter().flat_map(|l| &l.persons);
+        drawn
+            .filter(|p| !p.not_drawn)
+            .flat_map(|p| &p.photos)
+            .filter(|p| thumbs::fetchable(&p.url) && thumbs.get(&p.url).is_none())
+            .count()
+    }
+
     /// Keeps the cards of every person with a problem and of at most `max` others (`0`: no
     /// cap); the others are counted, not drawn, so a page of 100,000 rows stays light.
     pub fn cap_cards(&mut self, max: usize) {
@@ -292,32 +302,26 @@ pub fn render(
         hash_source(SCRIPT),
         escape(&page.manifest),
     )?;
-    write_header(page, mode, out)?;
+    let capped = match mode {
+        ThumbMode::Embed => page.capped_thumbnails(thumbs),
+        ThumbMode::Link | ThumbMode::None => 0,
+    };
+    write_header(page, mode, capped, out)?;
     write_filters(page, out)?;
     out.write_all(b"<main>\n")?;
-    let mut budget = Budget::default();
     for (index, library) in page.libraries.iter().enumerate() {
-        write_library(index, library, thumbs, mode, &mut budget, out)?;
+        write_library(index, library, thumbs, mode, out)?;
     }
     out.write_all(b"</main>\n")?;
-    if budget.capped > 0 {
-        writeln!(
-            out,
-            "<p class=\"capped\" id=\"capped\">{} photos are shown without a thumbnail: \
-             --max-thumbnails was reached (problem cards come first).</p>",
-            budget.capped
-        )?;
-    }
     write!(out, "<script>{SCRIPT}</script>\n</body>\n</html>\n")
 }
 
-/// Counts the photos drawn without their thumbnail because of the cap.
-#[derive(Default)]
-struct Budget {
-    capped: u64,
-}
-
-fn write_header(page: &Page, mode: ThumbMode, out: &mut dyn Write) -> std::io::Result<()> {
+fn write_header(
+    page: &Page,
+    mode: ThumbMode,
+    capped: usize,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let f = &page.figures;
     let mut h = String::new();
     let _ = write!(
@@ -341,10 +345,15 @@ fn write_header(page: &Page, mode: ThumbMode, out: &mut dyn Write) -> std::io::R
             .join(", "),
         escape(&page.generated),
         match mode {
-            ThumbMode::Embed => "embedded in this file",
-            ThumbMode::Link =>
-                "linked to the manifest's URLs (they load only while those links work)",
-            ThumbMode::None => "none",
+            ThumbMode::Embed if capped > 0 => format!(
+                "embedded in this file; <b id=\"capped\">{capped}</b> photos without one \
+                 (--max-thumbnails reached; problem cards got theirs first)"
+            ),
+            ThumbMode::Embed => "embedded in this file".to_string(),
+            ThumbMode::Link => {
+                "linked to the manifest's URLs (they load only while those links work)".to_string()
+            }
+            ThumbMode::None => "none".to_string(),
         }
     );
     let _ = write!(
@@ -473,7 +482,6 @@ fn write_library(
     library: &Library,
     thumbs: &Thumbs,
     mode: ThumbMode,
-    budget: &mut Budget,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     let photos: usize = library.persons.iter().map(|p| p.photos.len()).sum();
@@ -494,7 +502,7 @@ fn write_library(
             continue;
         }
         card.clear();
-        write_person(person, thumbs, mode, budget, &mut card);
+        write_person(person, thumbs, mode, &mut card);
         out.write_all(card.as_bytes())?;
     }
     if hidden > 0 {
@@ -513,13 +521,7 @@ fn write_library(
     out.write_all(b"</section>\n")
 }
 
-fn write_person(
-    person: &Person,
-    thumbs: &Thumbs,
-    mode: ThumbMode,
-    budget: &mut Budget,
-    h: &mut String,
-) {
+fn write_person(person: &Person, thumbs: &Thumbs, mode: ThumbMode, h: &mut String) {
     let mut statuses: Vec<&str> = person.photos.iter().map(|p| p.badge.as_str()).collect();
     statuses.sort_unstable();
     statuses.dedup();
@@ -552,18 +554,12 @@ fn write_person(
         escape(&person.id),
     );
     for photo in &person.photos {
-        write_photo(photo, thumbs, mode, budget, h);
+        write_photo(photo, thumbs, mode, h);
     }
     h.push_str("</ul>\n</article>\n");
 }
 
-fn write_photo(
-    photo: &Photo,
-    thumbs: &Thumbs,
-    mode: ThumbMode,
-    budget: &mut Budget,
-    h: &mut String,
-) {
+fn write_photo(photo: &Photo, thumbs: &Thumbs, mode: ThumbMode, h: &mut String) {
     let badge = photo.badge.as_str();
     let _ = write!(
         h,
@@ -597,7 +593,6 @@ fn write_photo(
             }
             None => match thumbs::fetchable(&photo.url) {
                 true => {
-                    budget.capped += 1;
                     h.push_str("<div class=\"nothumb\">no thumbnail: over --max-thumbnails</div>");
                 }
                 false => {
@@ -713,6 +708,11 @@ mod tests {
         assert_eq!(html.matches("<article").count(), 2);
         assert!(html.contains("2 more persons (2 photos) without a problem"));
         assert!(html.contains("1 more person (1 photo) without a problem"));
+        // Drawn photos that got no thumbnail are counted in the header.
+        let mut out = Vec::new();
+        render(&page, &Thumbs::default(), ThumbMode::Embed, &mut out).unwrap();
+        let html = String::from_utf8(out).unwrap();
+        assert!(html.contains("<b id=\"capped\">4</b> photos without one"));
     }
 
     #[test]
