@@ -31,6 +31,8 @@ pub struct ReportConfig {
     pub target: crate::backend::TargetKind,
 }
 
+const MTS: &str = "MTS custom faces";
+
 /// At most this many runs are listed in the header (the latest); older ones are counted.
 const RUNS_SHOWN: usize = 50;
 
@@ -149,6 +151,8 @@ struct Ledger {
     registered_at: Vec<(Vec<u32>, Vec<u32>)>,
     copies_removed: u64,
     endpoint: Option<String>,
+    /// The target of the last run that says, as the page names it.
+    target: Option<String>,
 }
 
 impl Ledger {
@@ -229,6 +233,14 @@ impl Ledger {
         if view.kind == Some(ledger::record::LineKind::RunStart) {
             if let Some(endpoint) = view.endpoint.as_deref() {
                 self.endpoint = Some(host_of(endpoint));
+            }
+            match view.target {
+                Some(ledger::TargetName::Ice) => {
+                    let algorithm = view.algorithm.as_deref().unwrap_or("face");
+                    self.target = Some(format!("ICE recognition libraries ({algorithm})"));
+                }
+                Some(ledger::TargetName::Mts) => self.target = Some(MTS.to_string()),
+                None => {}
             }
             line.command = text(&view.command);
             line.started = text(&view.ts);
@@ -326,10 +338,11 @@ pub fn gather(config: &ReportConfig) -> Result<Page, super::OpsError> {
     let mut page = Page {
         manifest: config.manifest.display().to_string(),
         ledger: config.ledger.display().to_string(),
-        target: match config.target {
-            crate::backend::TargetKind::Mts => "MTS custom faces".to_string(),
+        // The ledger's word first: it says where the import went whatever --target says.
+        target: known.target.take().unwrap_or_else(|| match config.target {
+            crate::backend::TargetKind::Mts => MTS.to_string(),
             crate::backend::TargetKind::Ice(a) => format!("ICE recognition libraries ({a})"),
-        },
+        }),
         endpoint: known.endpoint,
         generated: crate::clock::now_rfc3339(),
         runs_hidden: shown_from,
