@@ -41,8 +41,12 @@ impl Thumbs {
 
 /// Whether the report can fetch this URL itself (http or https).
 pub fn fetchable(url: &str) -> bool {
-    let lower = url.trim().get(..8).unwrap_or_default().to_ascii_lowercase();
-    lower.starts_with("https://") || lower.starts_with("http://")
+    let url = url.trim();
+    let starts = |scheme: &str| {
+        url.get(..scheme.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
+    };
+    starts("https://") || starts("http://")
 }
 
 /// Why a photo the report cannot fetch has no thumbnail.
@@ -275,6 +279,8 @@ mod tests {
     fn only_web_urls_are_fetched_and_oss_objects_say_they_are_private() {
         assert!(fetchable("https://x.example.com/a.jpg"));
         assert!(fetchable("HTTP://127.0.0.1:9/a.png"));
+        assert!(fetchable("http://é.example.com/a.png"));
+        assert!(!fetchable("http:/x"));
         assert!(!fetchable("oss://bucket/a.jpg"));
         assert!(why_not_fetched("oss://bucket/a.jpg").contains("private"));
         assert!(link("images/a.jpg").is_err());
