@@ -422,3 +422,42 @@ fn an_output_that_is_a_symbolic_link_is_refused_and_nothing_is_written_through_i
     assert!(stderr(&done).contains("symbolic link"));
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
 }
+
+#[test]
+fn a_photo_a_sync_removed_is_shown_in_its_persons_card_without_a_line() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = "https://img.example.com";
+    let both = format!("{HEADER}lib,p1,One,{base}/1a.jpg\nlib,p1,One,{base}/1b.jpg\n");
+    let manifest = world.manifest("faces.csv", &both);
+    assert_eq!(world.run(&manifest, &[]).status.code(), Some(0));
+    std::fs::write(&manifest, format!("{HEADER}lib,p1,One,{base}/1a.jpg\n")).unwrap();
+    let synced = world.run(&manifest, &["--sync"]);
+    assert_eq!(synced.status.code(), Some(0), "{}", stderr(&synced));
+    let on_server: Vec<String> = world.faces().into_iter().map(|f| f.2).collect();
+    assert_eq!(on_server, [format!("{base}/1a.jpg")]);
+    let (page, _) = report(&world, &manifest, &["--thumbnails", "none"]);
+    let html = Html::parse_document(&page);
+    let cards: Vec<ElementRef<'_>> = html.select(&select("article.person")).collect();
+    assert_eq!(cards.len(), 1);
+    let photos: Vec<(String, String, String)> = cards[0]
+        .select(&select("li.photo"))
+        .map(|p| {
+            let v = p.value();
+            (
+                v.attr("data-line").unwrap().to_string(),
+                v.attr("data-status").unwrap().to_string(),
+                text(p, ".url"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        photos,
+        [
+            ("2".into(), "registered".into(), format!("{base}/1a.jpg")),
+            (String::new(), "removed".into(), format!("{base}/1b.jpg")),
+        ]
+    );
+    assert!(text(cards[0], "li.photo[data-status=removed] .note").contains("not in this manifest"));
+    assert_eq!(text(html.root_element(), "#fig-rows"), "1");
+    assert_eq!(text(html.root_element(), "#fig-removed"), "1");
+}
