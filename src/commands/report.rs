@@ -368,6 +368,10 @@ fn photo_of(line: u64, url: &str, last: Option<&mut Last>, texts: &Texts) -> Pho
     };
     last.named = true;
     fill(&mut photo, last, texts);
+    if last.status == Status::Removed {
+        // Removed (a rollback, a repair) while the manifest still names it.
+        photo.note = Some("the next run registers it again".to_string());
+    }
     photo
 }
 

@@ -68,7 +68,8 @@ impl Badge {
     fn label(self) -> &'static str {
         match self {
             Badge::Skipped => "skipped: 10-photo limit",
-            Badge::Removed => "removed by sync",
+            // A sync, a rollback or a repair: the record's reason says which.
+            Badge::Removed => "removed",
             other => other.as_str(),
         }
     }
