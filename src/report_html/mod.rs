@@ -352,7 +352,9 @@ fn write_header(
             ),
             ThumbMode::Embed => "embedded in this file".to_string(),
             ThumbMode::Link => {
-                "linked to the manifest's URLs (they load only while those links work)".to_string()
+                "linked to the manifest's URLs as written: they load only while those links work, \
+                 and a presigned link's signature is in this file"
+                    .to_string()
             }
             ThumbMode::None => "none".to_string(),
         }
@@ -535,7 +537,7 @@ fn write_person(person: &Person, thumbs: &Thumbs, mode: ThumbMode, h: &mut Strin
         let _ = write!(
             search,
             " {} {}",
-            photo.url,
+            crate::image::shown(&photo.url),
             photo.reason.as_deref().unwrap_or_default()
         );
     }
@@ -631,7 +633,9 @@ fn write_photo(photo: &Photo, thumbs: &Thumbs, mode: ThumbMode, h: &mut String) 
         }
         None => h.push_str("<span class=\"line\">no line</span> "),
     }
-    let _ = write!(h, "<span class=\"url\">{}</span>", escape(&photo.url));
+    // A presigned link's signature is a secret: the page names the object, not the link.
+    let shown = crate::image::shown(&photo.url);
+    let _ = write!(h, "<span class=\"url\">{}</span>", escape(&shown));
     if let Some(id) = &photo.server_id {
         let _ = write!(
             h,
@@ -714,6 +718,37 @@ mod tests {
         render(&page, &Thumbs::default(), ThumbMode::Embed, &mut out).unwrap();
         let html = String::from_utf8(out).unwrap();
         assert!(html.contains("<b id=\"capped\">4</b> photos without one"));
+    }
+
+    #[test]
+    fn a_presigned_links_signature_is_not_written_into_an_embedded_page() {
+        let signed = "https://b.oss-cn-shanghai.aliyuncs.com/a.jpg?x-oss-signature-version=\
+                      OSS4-HMAC-SHA256&x-oss-credential=LTAIkey&x-oss-expires=600&\
+                      x-oss-signature=deadbeef";
+        let page = Page {
+            libraries: vec![Library {
+                name: "lib".into(),
+                persons: vec![Person {
+                    id: "p".into(),
+                    photos: vec![Photo {
+                        line: Some(2),
+                        url: signed.into(),
+                        ..Photo::default()
+                    }],
+                    ..Person::default()
+                }],
+            }],
+            ..Page::default()
+        };
+        let mut out = Vec::new();
+        render(&page, &Thumbs::default(), ThumbMode::Embed, &mut out).unwrap();
+        let html = String::from_utf8(out).unwrap();
+        assert!(!html.contains("deadbeef"), "{html}");
+        assert!(!html.contains("x-oss-signature"), "{html}");
+        assert!(
+            html.contains("b.oss-cn-shanghai.aliyuncs.com/a.jpg"),
+            "{html}"
+        );
     }
 
     #[test]
