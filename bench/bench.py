@@ -20,6 +20,9 @@ Scenarios:
   reconcile  a new ledger against a library that already holds every row: reads, and no create
   stream     verify and export of 1M registered faces (one library of 200,000 persons x 5,
              registered into the sandbox by a --qps 0 run first): peak memory of each
+  report     the HTML report of 100,000 registered rows: without thumbnails (5,000 cards, the
+             default, and every card), and with them embedded (the default cap of 2,000, and
+             20,000) from a loopback web server
 
 The SDK is installed into target/bench-venv (created on first use) from bench/requirements.txt.
 """
@@ -48,8 +51,8 @@ BASELINE_SANDBOX = ["--mts-qps", "100", "--latency-ms", "50", "--error-before", 
 KEY_ID, SECRET = "sandbox-key-id", "sandbox-key-secret"
 
 
-def write_manifest(path, persons, per_person, category="bench", oss=False):
-    where = "oss://bench-faces" if oss else "https://img.example.com"
+def write_manifest(path, persons, per_person, category="bench", oss=False, base=None):
+    where = "oss://bench-faces" if oss else (base or "https://img.example.com")
     with open(path, "w") as f:
         f.write("category_id,person_id,person_name,image_url\n")
         for p in range(persons):
@@ -58,7 +61,7 @@ def write_manifest(path, persons, per_person, category="bench", oss=False):
     return persons * per_person
 
 
-def write_done_ledger(path, persons, per_person, category="bench", history=1):
+def write_done_ledger(path, persons, per_person, category="bench", history=1, where=None):
     """A ledger as a finished import leaves it: a pending and a registered line per image,
     repeated `history` times (as if earlier runs had re-registered everything)."""
     ts = "2026-11-22T00:00:00.000Z"
@@ -66,7 +69,7 @@ def write_done_ledger(path, persons, per_person, category="bench", history=1):
         for _ in range(history):
             for p in range(persons):
                 for i in range(per_person):
-                    url = f"https://img.example.com/{category}/{p:07d}/{i:02d}.jpg"
+                    url = f"{where or 'https://img.example.com'}/{category}/{p:07d}/{i:02d}.jpg"
                     base = f'{{"v":1,"kind":"image","ts":"{ts}","run":"bench","status":"%s","category_id":"{category}","person_id":"person-{p:07d}","image_url":"{url}"'
                     f.write(base % "pending" + "}\n")
                     f.write(base % "registered" + f',"face_id":"f{p}-{i}"}}\n')
@@ -438,10 +441,77 @@ def scenario_stream(work, quick):
     return rows
 
 
-SCENARIOS = {"baseline": scenario_baseline, "stream": scenario_stream, "paced": scenario_paced,
+def png(width, height):
+    """A PNG of one colour, made with the standard library."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+
+    row = b"\x00" + bytes([90, 140, 200]) * width
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b""))
+
+
+def photo_server():
+    """A threaded web server on 127.0.0.1:0 answering every GET with the same 640x480 PNG."""
+    import http.server
+    import threading
+    body = png(640, 480)
+
+    class Photo(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Photo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def scenario_report(work, quick):
+    """Issue 25: the HTML report of a large import, without and with embedded thumbnails."""
+    persons, per_person = (2_000, 5) if quick else (20_000, 5)
+    server, base = photo_server()
+    manifest = os.path.join(work, "report.csv")
+    n = write_manifest(manifest, persons, per_person, base=base)
+    ledger = os.path.join(work, "report.ledger.jsonl")
+    write_done_ledger(ledger, persons, per_person, where=base)
+    out = os.path.join(work, "report.html")
+    rows = []
+    try:
+        for name, flags in [("none", ["--thumbnails", "none"]),
+                            ("none, every card drawn", ["--thumbnails", "none", "--max-cards", "0"]),
+                            ("embed, 2,000 thumbnails", []),
+                            ("embed, 20,000 thumbnails", ["--max-thumbnails", "20000"])]:
+            code, wall, cpu, rss = measure(
+                [BIN, "report", manifest, "--ledger", ledger, "-o", out, *flags], env=tool_env())
+            rows.append({"scenario": f"report {n:,} rows, thumbnails {name}", "exit": code,
+                         "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "peak_rss_mib": round(rss, 1),
+                         "html_mib": round(os.path.getsize(out) / 2**20, 1)})
+    finally:
+        server.shutdown()
+        for path in (manifest, ledger, out):
+            if os.path.exists(path):
+                os.remove(path)
+    return rows
+
+
+SCENARIOS = {"baseline": scenario_baseline, "report": scenario_report, "stream": scenario_stream, "paced": scenario_paced,
              "unlimited": scenario_unlimited, "scale": scenario_scale,
              "reconcile": scenario_reconcile, "oss": scenario_oss}
-ORDER = ["baseline", "unlimited", "scale", "reconcile", "stream", "paced", "oss"]
+ORDER = ["baseline", "unlimited", "scale", "reconcile", "stream", "paced", "oss", "report"]
 
 
 def machine():

@@ -17,6 +17,10 @@ pub async fn execute(command: Command) -> Exit {
             Ok(config) => commands::export::execute(config).await,
             Err(message) => fail(message),
         },
+        Command::Report(args) => match args.config() {
+            Ok(config) => commands::report::execute(config).await,
+            Err(message) => fail(message),
+        },
         Command::Runs(args) => commands::runs::execute(args.config()).await,
         Command::Verify(args) => commands::verify::command(args).await,
         Command::Rollback(args) => commands::rollback::command(args).await,

@@ -22,6 +22,7 @@ pub mod pacer;
 pub mod pipeline;
 pub mod plan;
 pub mod report;
+pub mod report_html;
 pub mod retry;
 pub mod sandbox;
 pub mod say;

@@ -223,6 +223,9 @@ pub struct Summary {
     pub known_rejections: u64,
     /// Images the service refused in this run, by its `Code`.
     pub refused_by_code: Groups,
+    /// The same, by `Code: Message`: one code covers refusals as different as "no face", "link
+    /// expired" and "too large", which only the message tells apart.
+    pub refused_by_reason: Groups,
     /// Invalid rows, by the column to blame (`row` when none is).
     pub invalid_by_column: Groups,
     /// Images whose retries ran out in this run, by the last `Code` (exit 5).
@@ -355,10 +358,15 @@ impl Summary {
     /// The lines that say why rows were not registered, one per cause.
     pub fn causes(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        if !self.refused_by_code.is_empty() {
+        let refused = if self.refused_by_reason.is_empty() {
+            &self.refused_by_code
+        } else {
+            &self.refused_by_reason
+        };
+        if !refused.is_empty() {
             lines.push(format!(
                 "refused by the service: {}",
-                render_groups(&self.refused_by_code)
+                render_groups(refused)
             ));
         }
         if !self.invalid_by_column.is_empty() {
@@ -428,7 +436,6 @@ pub fn write_output_with(
     fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     use std::io::{BufWriter, Write};
-    use std::os::unix::fs::PermissionsExt;
     if path.as_os_str() == "-" || names_stdout(path) {
         let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
         fill(&mut out)?;
@@ -443,6 +450,35 @@ pub fn write_output_with(
         fill(&mut out)?;
         return out.flush();
     }
+    replace_with(&target, mode, fill)
+}
+
+/// Writes a file that must never be written through a symbolic link (the HTML report: faces
+/// and names): `path` itself is replaced atomically, with `mode`; a link found there is
+/// replaced, never followed. `-` is standard output.
+pub fn write_private_with(
+    path: &std::path::Path,
+    mode: u32,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::io::{BufWriter, Write};
+    if path.as_os_str() == "-" {
+        let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        fill(&mut out)?;
+        return out.flush();
+    }
+    replace_with(path, mode, fill)
+}
+
+/// A temporary file beside `target` (created anew, with `mode`), filled, synced, then renamed
+/// over `target`: readers see the old file or the new one, never a part.
+fn replace_with(
+    target: &std::path::Path,
+    mode: u32,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::io::BufWriter;
+    use std::os::unix::fs::PermissionsExt;
     let dir = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -456,7 +492,7 @@ pub fn write_output_with(
     fill(&mut out)?;
     let tmp = out.into_inner().map_err(|e| e.into_error())?;
     tmp.as_file().sync_all()?;
-    tmp.persist(&target).map_err(|e| e.error)?;
+    tmp.persist(target).map_err(|e| e.error)?;
     Ok(())
 }
 
@@ -567,6 +603,22 @@ mod tests {
     }
 
     #[test]
+    fn a_private_write_replaces_a_link_planted_at_its_path_and_leaves_the_links_target_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere.html");
+        std::fs::write(&elsewhere, "keep").unwrap();
+        let path = dir.path().join("report.html");
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        write_private_with(&path, 0o600, |out| out.write_all(b"<html>")).unwrap();
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "keep");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "<html>");
+    }
+
+    #[test]
     fn atomic_writes_leave_no_temporary_file_behind() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
@@ -607,6 +659,32 @@ mod tests {
         assert!(refuse_clobbering("--summary", &lock, &keep).is_err());
         assert!(refuse_clobbering("--summary", &other, &keep).is_ok());
         assert!(refuse_clobbering("--summary", std::path::Path::new("-"), &keep).is_ok());
+    }
+
+    #[test]
+    fn refusals_are_grouped_by_code_and_message_so_one_code_with_two_causes_reads_as_two() {
+        let mut s = Summary::default();
+        s.refused_by_code
+            .insert("InvalidParameter.ImageUrl".into(), 3);
+        let causes = s.causes();
+        assert_eq!(
+            causes[0],
+            "refused by the service: InvalidParameter.ImageUrl ×3"
+        );
+        for (reason, n) in [
+            (
+                "InvalidParameter.ImageUrl: ImageUrl: exactly one frontal face required.",
+                2,
+            ),
+            ("InvalidParameter.ImageUrl: the link has expired", 1),
+        ] {
+            s.refused_by_reason.insert(reason.into(), n);
+        }
+        assert_eq!(
+            s.causes()[0],
+            "refused by the service: InvalidParameter.ImageUrl: ImageUrl: exactly one frontal \
+             face required. ×2, InvalidParameter.ImageUrl: the link has expired ×1"
+        );
     }
 
     #[test]

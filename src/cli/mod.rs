@@ -39,6 +39,8 @@ pub enum Command {
     Status(ops::StatusArgs),
     /// One row per registered image with its FaceId, as CSV or JSON Lines.
     Export(ops::ExportArgs),
+    /// One HTML page of the import: every photo with its person, status and reason.
+    Report(ops::ReportArgs),
     /// Compare the server with the manifest and the ledger; optionally repair the ledger.
     Verify(ops::VerifyArgs),
     /// Unregister, by FaceId, the faces one run (or every run) registered.

@@ -1,5 +1,5 @@
-//! Flags of the operator commands (`status`, `export`, `verify`, `rollback`, `completions`) and
-//! their conversion into the validated configurations of `crate::ops`.
+//! Flags of the operator commands (`status`, `export`, `report`, `verify`, `rollback`,
+//! `completions`) and their conversion into the validated configurations of `crate::ops`.
 //!
 //! Doc comments here are the `--help` text.
 
@@ -88,6 +88,46 @@ pub struct ExportArgs {
     /// stdout (`-` is stdout too).
     #[arg(short = 'o', long = "output")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ThumbnailsArg {
+    /// Fetch each photo once, shrink it and put it in the page: no link that can expire.
+    Embed,
+    /// Show each photo from the manifest's URL (only while that link works).
+    Link,
+    /// No pictures: names, statuses and reasons only.
+    None,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// CSV manifest whose rows the report shows (each with the state its image is in now).
+    pub manifest: PathBuf,
+    /// Ledger to read [default: the manifest's path with extension .ledger.jsonl, as `run`
+    /// names it for --target and --sandbox].
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
+    /// The sandbox's ledger (the one `run --sandbox` writes beside the manifest).
+    #[arg(long)]
+    pub sandbox: bool,
+    #[command(flatten)]
+    pub target: super::TargetArgs,
+    /// HTML file to write (mode 0600, replaced atomically; never through a symbolic link)
+    /// [default: the manifest's path with extension .report.html].
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
+    /// How photos appear in the page.
+    #[arg(long, value_enum, default_value_t = ThumbnailsArg::Embed)]
+    pub thumbnails: ThumbnailsArg,
+    /// With --thumbnails embed: fetch at most this many photos (problem cards first); the rest
+    /// are counted.
+    #[arg(long, default_value_t = 2000)]
+    pub max_thumbnails: usize,
+    /// Draw the cards of at most this many persons without a problem (every person with one
+    /// is drawn); the rest are counted. 0: every card.
+    #[arg(long, default_value_t = 5000)]
+    pub max_cards: usize,
 }
 
 #[derive(clap::Args, Debug)]

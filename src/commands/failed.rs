@@ -1,12 +1,14 @@
 //! The rows not registered *now*, across runs: the last record of every image whose status is
 //! `failed`, `invalid`, `skipped` or `pending`, in manifest line order. `status --failed` prints
-//! them; `run --rejects` adds the earlier runs' refusals to its own.
+//! them; `run --rejects` adds the earlier runs' refusals to its own. Given the manifest, each row
+//! is shown as it is written now ([`Current`]): its URL, its line and its person's name.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::Serialize;
 
+use crate::image::{ImageId, person_key};
 use crate::ledger::{self, Entry, KeyMap, Status};
 
 /// One image not registered, as its last ledger record says.
@@ -15,6 +17,8 @@ pub struct NotRegistered {
     pub line: Option<u64>,
     pub category_id: String,
     pub person_id: String,
+    /// The manifest's name of the person, else the one recorded.
+    pub person_name: Option<String>,
     pub image_url: String,
     /// The recorded `image_key`: with the URL, the image's identity (not printed).
     #[serde(skip)]
@@ -33,6 +37,12 @@ pub struct NotRegistered {
 
 impl NotRegistered {
     /// `Code: Message` for a failure, the reason otherwise.
+    /// The image's key, as the ledger knows it.
+    pub fn key(&self) -> u128 {
+        ImageId::new(&self.image_url, self.image_key.as_deref())
+            .key(&self.category_id, &self.person_id)
+    }
+
     pub fn reason(&self) -> String {
         match (&self.error_code, &self.message) {
             (Some(code), Some(message)) => format!("{code}: {message}"),
@@ -60,6 +70,7 @@ pub fn collect(path: &Path) -> Result<Vec<NotRegistered>, ledger::LedgerError> {
                 line: view.line,
                 category_id: image.category_id.to_string(),
                 person_id: image.person_id.to_string(),
+                person_name: view.person_name.as_deref().map(str::to_string),
                 image_url: image.image_url.to_string(),
                 image_key: view.image_key.as_deref().map(str::to_string),
                 status: image.status,
@@ -86,15 +97,83 @@ pub fn collect(path: &Path) -> Result<Vec<NotRegistered>, ledger::LedgerError> {
     Ok(rows)
 }
 
+/// What the current manifest says of some images and persons: each image's line and URL as
+/// written now (the ledger keeps the URL of the run that wrote the record: a link signed again
+/// since, or a row moved to another URL under the same `image_key`, differs) and each person's
+/// name. Only the keys asked for are kept.
+#[derive(Debug, Default)]
+pub struct Current {
+    pub rows: KeyMap<(u64, String)>,
+    pub names: KeyMap<String>,
+}
+
+impl Current {
+    /// Streams `manifest` for the images `images` and the persons `persons` (keys).
+    pub fn read(
+        manifest: &Path,
+        images: &KeyMap<()>,
+        persons: &KeyMap<()>,
+    ) -> Result<Current, crate::manifest::ManifestError> {
+        let mut current = Current::default();
+        for entry in crate::manifest::Reader::open(manifest)? {
+            let crate::manifest::Entry::Valid(row) = entry? else {
+                continue;
+            };
+            let person = person_key(&row.category_id, &row.person_id);
+            if let Some(name) = row
+                .person_name
+                .as_ref()
+                .filter(|_| persons.contains_key(&person))
+            {
+                current.names.entry(person).or_insert_with(|| name.clone());
+            }
+            let key = row.image_id().key(&row.category_id, &row.person_id);
+            if images.contains_key(&key) {
+                current.rows.entry(key).or_insert((row.line, row.image_url));
+            }
+        }
+        Ok(current)
+    }
+
+    /// The rows as the manifest writes them now, in its line order.
+    pub fn apply(&self, rows: &mut [NotRegistered]) {
+        for r in rows.iter_mut() {
+            if let Some((line, url)) = self.rows.get(&r.key()) {
+                r.line = Some(*line);
+                r.image_url.clone_from(url);
+            }
+            if let Some(name) = self.names.get(&person_key(&r.category_id, &r.person_id)) {
+                r.person_name = Some(name.clone());
+            }
+        }
+        rows.sort_by_key(|r| r.line.unwrap_or(u64::MAX));
+    }
+}
+
+/// [`collect`], each row as the manifest writes it now.
+pub fn collect_current(
+    path: &Path,
+    manifest: &Path,
+) -> Result<Vec<NotRegistered>, crate::commands::OpsError> {
+    let mut rows = collect(path)?;
+    let images: KeyMap<()> = rows.iter().map(|r| (r.key(), ())).collect();
+    let persons: KeyMap<()> = rows
+        .iter()
+        .map(|r| (person_key(&r.category_id, &r.person_id), ()))
+        .collect();
+    Current::read(manifest, &images, &persons)?.apply(&mut rows);
+    Ok(rows)
+}
+
 /// The list as `status --failed` prints it: a header line, then one tab-separated line each.
 pub fn render(rows: &[NotRegistered]) -> String {
     let mut out = String::from(
-        "LINE\tCATEGORY_ID\tPERSON_ID\tIMAGE_URL\tSTATUS\tCODE\tMESSAGE\tATTEMPTS\tRUN\n",
+        "LINE\tCATEGORY_ID\tPERSON_ID\tIMAGE_URL\tSTATUS\tCODE\tMESSAGE\tATTEMPTS\tRUN\tPERSON_NAME\n",
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             r.line.map_or_else(|| "-".into(), |l| l.to_string()),
             r.category_id,
             r.person_id,
@@ -107,6 +186,10 @@ pub fn render(rows: &[NotRegistered]) -> String {
                 .replace(['\t', '\n'], " "),
             r.attempts.map_or_else(|| "-".into(), |a| a.to_string()),
             r.run.get(..8).unwrap_or(&r.run),
+            r.person_name
+                .as_deref()
+                .unwrap_or("-")
+                .replace(['\t', '\n'], " "),
         );
     }
     out

@@ -1,5 +1,5 @@
 //! The operator commands that come after an import: `status` (what the ledger says), `export`
-//! (FaceIds for other systems), `verify` (does the server agree, and repair), `rollback` (undo
+//! (FaceIds for other systems), `report` (one HTML page of the import), `verify` (does the server agree, and repair), `rollback` (undo
 //! an import by FaceId), and the metrics file the cron kit reads.
 //!
 //! They read the ledger by streaming it (`scan`), call the service through the same pacer and
@@ -14,6 +14,7 @@ pub mod failed;
 pub mod library;
 pub mod man;
 pub mod metrics;
+pub mod report;
 pub mod rollback;
 pub mod run;
 pub mod runs;

@@ -221,7 +221,10 @@ fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
         }
     }
     if let Some(path) = &args.rejects
-        && let Err(e) = write_rejects(path, &all_rejects(&done.rejected, &args.ledger_path()))
+        && let Err(e) = write_rejects(
+            path,
+            &all_rejects(&done.rejected, &args.ledger_path(), &args.manifest),
+        )
     {
         crate::say!(
             "face-enroll: cannot write the rejects file {}: {e}",
@@ -238,42 +241,57 @@ fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
 }
 
 /// This run's rejects, and the rows earlier runs saw refused by the service that are still not
-/// registered (the ledger's last word on them is `failed`), in manifest line order.
-fn all_rejects(this_run: &[Rejected], ledger_path: &Path) -> Vec<Rejected> {
-    let mut all = this_run.to_vec();
-    let known: std::collections::HashSet<u128> = all
-        .iter()
-        .map(|r| {
-            ImageId::new(&r.image_url, r.image_key.as_deref()).key(&r.category_id, &r.person_id)
-        })
+/// registered (the ledger's last word on them is `failed`), in manifest line order; each with its
+/// person's name, and an earlier refusal with the line and URL the manifest gives it now.
+fn all_rejects(
+    this_run: &[Rejected],
+    ledger_path: &Path,
+    manifest: &Path,
+) -> Vec<(Rejected, Option<String>)> {
+    use crate::commands::failed::Current;
+    use crate::image::person_key;
+    let key = |r: &Rejected| {
+        ImageId::new(&r.image_url, r.image_key.as_deref()).key(&r.category_id, &r.person_id)
+    };
+    let known: std::collections::HashSet<u128> = this_run.iter().map(key).collect();
+    let mut earlier: Vec<_> = crate::commands::failed::collect(ledger_path)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.status == ledger::Status::Failed && !r.retryable && !known.contains(&r.key()))
         .collect();
-    if let Ok(rows) = crate::commands::failed::collect(ledger_path) {
-        let earlier = rows.into_iter().filter(|r| {
-            r.status == ledger::Status::Failed
-                && !r.retryable
-                && !known.contains(
-                    &ImageId::new(&r.image_url, r.image_key.as_deref())
-                        .key(&r.category_id, &r.person_id),
-                )
-        });
-        for r in earlier {
-            all.push(Rejected {
-                line: r.line.unwrap_or(0),
-                reason: r.reason(),
-                category_id: r.category_id,
-                person_id: r.person_id,
-                image_url: r.image_url,
-                image_key: r.image_key,
-                status: r.status,
-                already_recorded: true,
-            });
-        }
+    let images: ledger::KeyMap<()> = earlier.iter().map(|r| (r.key(), ())).collect();
+    let persons: ledger::KeyMap<()> = this_run
+        .iter()
+        .map(|r| (&r.category_id, &r.person_id))
+        .chain(earlier.iter().map(|r| (&r.category_id, &r.person_id)))
+        .map(|(c, p)| (person_key(c, p), ()))
+        .collect();
+    // The manifest was read whole by this run; reading it again can fail only if it changed.
+    let current = Current::read(manifest, &images, &persons).unwrap_or_default();
+    current.apply(&mut earlier);
+    let name = |c: &str, p: &str| current.names.get(&person_key(c, p)).cloned();
+    let mut all: Vec<(Rejected, Option<String>)> = this_run
+        .iter()
+        .map(|r| (r.clone(), name(&r.category_id, &r.person_id)))
+        .collect();
+    for r in earlier {
+        let rejected = Rejected {
+            line: r.line.unwrap_or(0),
+            reason: r.reason(),
+            category_id: r.category_id,
+            person_id: r.person_id,
+            image_url: r.image_url,
+            image_key: r.image_key,
+            status: r.status,
+            already_recorded: true,
+        };
+        all.push((rejected, r.person_name));
     }
-    all.sort_by_key(|r| r.line);
+    all.sort_by_key(|(r, _)| r.line);
     all
 }
 
-fn write_rejects(path: &Path, rejected: &[Rejected]) -> std::io::Result<()> {
+fn write_rejects(path: &Path, rejected: &[(Rejected, Option<String>)]) -> std::io::Result<()> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer.write_record([
         "line",
@@ -282,8 +300,9 @@ fn write_rejects(path: &Path, rejected: &[Rejected]) -> std::io::Result<()> {
         "image_url",
         "status",
         "reason",
+        "person_name",
     ])?;
-    for r in rejected {
+    for (r, name) in rejected {
         let line = r.line.to_string();
         writer.write_record([
             line.as_str(),
@@ -292,6 +311,7 @@ fn write_rejects(path: &Path, rejected: &[Rejected]) -> std::io::Result<()> {
             &crate::image::shown(&r.image_url),
             r.status.as_str(),
             &r.reason,
+            name.as_deref().unwrap_or_default(),
         ])?;
     }
     let bytes = writer.into_inner().map_err(|e| e.into_error())?;

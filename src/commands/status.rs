@@ -121,10 +121,16 @@ pub async fn execute(config: StatusConfig) -> Exit {
     Exit::Success
 }
 
-/// `status --failed`: every row not registered now, across runs.
+/// `status --failed`: every row not registered now, across runs (as the manifest writes it now,
+/// when one is given).
 async fn list_failed(config: StatusConfig) -> Exit {
-    let path = config.ledger.clone();
-    let rows = match super::blocking(move || Ok(super::failed::collect(&path)?)).await {
+    let (path, manifest) = (config.ledger.clone(), config.manifest.clone());
+    let rows = match super::blocking(move || match &manifest {
+        Some(manifest) => super::failed::collect_current(&path, manifest),
+        None => Ok(super::failed::collect(&path)?),
+    })
+    .await
+    {
         Ok(rows) => rows,
         Err(e) => {
             crate::say!("face-enroll: {e}");

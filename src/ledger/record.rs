@@ -251,7 +251,7 @@ ledger_schema! {
             [unread] version: Option<String>,
             [replay] outcome: Option<String>,
             [replay] exit_code: Option<i32>,
-            [unread] summary: Option<Value>,
+            [view] summary: Option<Value>,
             [again] target: Option<TargetName>,
             /// The ICE algorithm of an ICE run.
             [again] algorithm: Option<String>,
@@ -559,6 +559,7 @@ mod tests {
             endpoint: _,
             outcome: _,
             exit_code: _,
+            summary: _,
             object: _,
             name: _,
             path: _,

@@ -425,6 +425,12 @@ fn fill(
     summary.known_rejections += counts.previously_failed;
     summary.relinked = counts.relinked;
     summary.refused_by_code = figures.refused_codes.clone();
+    for row in &figures.failed_rows {
+        *summary
+            .refused_by_reason
+            .entry(row.reason.clone())
+            .or_insert(0) += 1;
+    }
     summary.retries_ran_out = figures.exhausted_codes.clone();
     if let Some(hint) = throttling_hint(summary.throttled, summary.requests) {
         summary.hints.push(hint);

@@ -18,6 +18,7 @@ mod oss_sdk;
 mod oss_sources;
 mod properties;
 mod reliability;
+mod report;
 mod run;
 mod secrets;
 mod server_truth;

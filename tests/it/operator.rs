@@ -38,6 +38,17 @@ fn refusals_are_grouped_by_code_exit_1_once_and_are_known_rejections_after() {
     assert_eq!(json["new_rejections"], 3);
     let codes = json["refused_by_code"].as_object().unwrap();
     assert_eq!(codes.values().map(|n| n.as_u64().unwrap()).sum::<u64>(), 2);
+    let reasons = json["refused_by_reason"].as_object().unwrap();
+    assert!(
+        reasons
+            .keys()
+            .all(|r| r.contains(": ImageUrl: exactly one frontal face")),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons.values().map(|n| n.as_u64().unwrap()).sum::<u64>(),
+        2
+    );
     assert_eq!(json["invalid_by_column"]["category_id"], 1);
 
     let before = world.sandbox.snapshot().stats.requests;
@@ -649,5 +660,62 @@ fn the_in_process_sandbox_counts_samples_for_ice() {
         stderr(&out).contains("now holds 2 samples"),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn failed_rows_and_rejects_show_the_persons_name_and_the_url_the_manifest_gives_now() {
+    let world = World::new(SandboxConfig::for_tests());
+    let header = "category_id,person_id,person_name,image_url,image_key\n";
+    let written = |version: u32| {
+        format!(
+            "{header}lib,p1,Wang Fang,https://img.example.com/ok.jpg,k0\n\
+             lib,p1,Wang Fang,https://img.example.com/noface.jpg?v={version},k1\n"
+        )
+    };
+    let manifest = world.manifest("m.csv", &written(1));
+    assert_eq!(world.run(&manifest, &[]).status.code(), Some(1));
+    // The row's link changed since (same image, by its key); it is not sent again.
+    std::fs::write(&manifest, written(2)).unwrap();
+    let rejects = world.path("rejects.csv");
+    let again = world.run(&manifest, &["--rejects", rejects.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    let rejects = std::fs::read_to_string(&rejects).unwrap();
+    let rows: Vec<&str> = rejects.lines().collect();
+    assert_eq!(
+        rows[0],
+        "line,category_id,person_id,image_url,status,reason,person_name"
+    );
+    assert!(rows[1].starts_with("3,lib,p1,https://img.example.com/noface.jpg?v=2,failed,"));
+    assert!(rows[1].ends_with(",Wang Fang"), "{rejects}");
+
+    let listed = world
+        .command(&["status", "m.csv", "--failed"])
+        .output()
+        .unwrap();
+    let listed = text(&listed.stdout);
+    assert!(listed.lines().next().unwrap().ends_with("\tPERSON_NAME"));
+    let row = listed.lines().nth(1).unwrap();
+    assert!(
+        row.starts_with("3\tlib\tp1\thttps://img.example.com/noface.jpg?v=2\tfailed\t"),
+        "{listed}"
+    );
+    assert!(row.ends_with("\tWang Fang"), "{listed}");
+    // Without the manifest, the ledger's own record: the URL of the night it failed.
+    let ledger = world.path("m.ledger.jsonl");
+    let bare = world
+        .command(&[
+            "status",
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--failed",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&bare.stdout).unwrap();
+    assert_eq!(
+        rows[0]["image_url"],
+        "https://img.example.com/noface.jpg?v=1"
     );
 }
