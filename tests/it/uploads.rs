@@ -354,3 +354,85 @@ fn the_ledger_journals_uploads_so_an_unchanged_file_is_neither_read_nor_uploaded
     assert_eq!(world.sandbox.snapshot().oss.requests.put, puts + 1);
     assert_eq!(creates(&world), 4);
 }
+
+#[test]
+fn a_crash_loop_during_uploads_and_registration_leaves_one_object_per_content_and_one_face_per_photo()
+ {
+    use std::time::Duration;
+    let world = World::new(SandboxConfig {
+        latency_ms: 15,
+        ..SandboxConfig::for_tests()
+    });
+    let base = world.sandbox.base_url();
+    let root = world.dir.path().join("photos");
+    // 40 persons × 4 photos; every fifth photo repeats the person's first under another name.
+    for p in 0..40 {
+        for i in 0..4 {
+            let tag = if i == 3 && p % 5 == 0 {
+                format!("p{p} 0")
+            } else {
+                format!("p{p} {i}")
+            };
+            let path = root.join(format!("staff/p{p:02}/{i}.jpg"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, jpeg(&tag)).unwrap();
+        }
+    }
+    let contents = 40 * 4 - 8;
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            root.to_str().unwrap(),
+            "--endpoint",
+            &base,
+            "--oss-endpoint",
+            &base,
+            "--upload-to",
+            "oss://media-faces/crash/",
+            "--upload-concurrency",
+            "2",
+            "--progress",
+            "off",
+            "-q",
+        ];
+        args.extend_from_slice(extra);
+        world.command(&args)
+    };
+    let mut rng: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut kills = 0;
+    // Until eight kills have landed mid-run (a run that finishes first does not count), bounded.
+    for _ in 0..30 {
+        if kills == 8 {
+            break;
+        }
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let wait = Duration::from_millis(30 + rng % 400);
+        if kill_after(&mut run(&["--qps", "60"]), wait) {
+            kills += 1;
+        }
+    }
+    assert!(kills >= 6, "only {kills} kills landed mid-run");
+    let out = run(&[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let state = world.sandbox.snapshot();
+    // One object per content, named by it: nothing stored twice under two keys.
+    assert_eq!(state.oss.objects.len(), contents);
+    // One face per distinct photo, whatever the kills interrupted.
+    let mut per_object = std::collections::HashMap::new();
+    for (_, person, url, _) in faces_of(&state) {
+        let o = face_enroll::image::OssObject::from_url(&url).unwrap();
+        *per_object.entry((person, o.key().to_string())).or_insert(0) += 1;
+    }
+    assert_eq!(per_object.len(), contents, "a photo missing");
+    assert!(
+        per_object.values().all(|&n| n == 1),
+        "a photo held twice: {per_object:?}"
+    );
+    // The ledger replays: a last run sends nothing.
+    let before = world.sandbox.snapshot().stats.requests;
+    let out = run(&[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(world.sandbox.snapshot().stats.requests, before);
+}
