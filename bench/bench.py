@@ -508,10 +508,65 @@ def scenario_report(work, quick):
     return rows
 
 
-SCENARIOS = {"baseline": scenario_baseline, "report": scenario_report, "stream": scenario_stream, "paced": scenario_paced,
+def scenario_upload(work, quick):
+    """Issue 23: a folder of local photos (about 200 KB each) uploaded by content into the
+    sandbox's OSS (kept on disk) and registered; then the same folder again, nothing changed."""
+    import shutil
+    persons, per_person = (200, 5) if quick else (2_000, 5)
+    size = 200 * 1024
+    root = os.path.join(work, "upload-photos")
+    oss_root = os.path.join(work, "upload-oss")
+    for p in range(persons):
+        folder = os.path.join(root, "staff", f"p{p:05}")
+        os.makedirs(folder, exist_ok=True)
+        for i in range(per_person):
+            with open(os.path.join(folder, f"{i}.jpg"), "wb") as f:
+                f.write(b"\xff\xd8\xff\xe0" + os.urandom(size - 4))
+    total = persons * per_person
+    os.makedirs(oss_root, exist_ok=True)
+    sandbox = Sandbox("--mts-qps", "100", "--latency-ms", "50", "--oss-root", oss_root)
+    ledger = os.path.join(work, "upload.ledger.jsonl")
+    flags = ["--endpoint", sandbox.url, "--oss-endpoint", sandbox.url.rstrip("/"),
+             "--upload-to", "oss://bench/photos/", "--ledger", ledger, "--progress", "off", "-q"]
+    rows = []
+    try:
+        started_ms = time.time() * 1000
+        code, wall, cpu, rss = measure([BIN, "run", root, *flags], env=tool_env())
+        state = sandbox.state()
+        applied = state["stats"].get("applied_by_action", {}).get("RegisterCustomFace") or {}
+        first_create_s = (applied.get("first_ms", started_ms) - started_ms) / 1000
+        row = {"scenario": f"upload {total:,} local photos of {size // 1024} KB, then register",
+               "images": total, "exit": code}
+        row.update(audit_row(state, total))
+        row.update({
+            "objects_stored": len(state["oss"]["objects"]),
+            "puts": state["oss"]["requests"]["put"],
+            "time_to_first_create_s": round(first_create_s, 2),
+            "upload_files_per_s": round(total / max(first_create_s, 1e-3), 1),
+            "upload_mb_per_s": round(total * size / 2**20 / max(first_create_s, 1e-3), 1),
+            "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "peak_rss_mib": round(rss, 1),
+        })
+        rows.append(row)
+        puts = state["oss"]["requests"]["put"]
+        code, wall, cpu, rss = measure([BIN, "run", root, *flags], env=tool_env())
+        state = sandbox.state()
+        rows.append({"scenario": f"the same {total:,} photos again, nothing changed", "exit": code,
+                     "puts": state["oss"]["requests"]["put"] - puts,
+                     "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "peak_rss_mib": round(rss, 1)})
+    finally:
+        sandbox.close()
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(oss_root, ignore_errors=True)
+        for path in (ledger, ledger + ".lock"):
+            if os.path.exists(path):
+                os.remove(path)
+    return rows
+
+
+SCENARIOS = {"baseline": scenario_baseline, "upload": scenario_upload, "report": scenario_report, "stream": scenario_stream, "paced": scenario_paced,
              "unlimited": scenario_unlimited, "scale": scenario_scale,
              "reconcile": scenario_reconcile, "oss": scenario_oss}
-ORDER = ["baseline", "unlimited", "scale", "reconcile", "stream", "paced", "oss", "report"]
+ORDER = ["baseline", "unlimited", "scale", "reconcile", "stream", "paced", "oss", "report", "upload"]
 
 
 def machine():
