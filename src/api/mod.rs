@@ -6,8 +6,10 @@
 //! One `reqwest::Client` (one connection pool) is built per `Client` and shared by its clones.
 
 mod error;
+mod fetch;
 mod ice;
 pub mod links;
+pub use fetch::Fetched;
 mod probe;
 pub use probe::ObjectProbe;
 mod mts;
