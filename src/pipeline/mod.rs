@@ -4,6 +4,7 @@
 
 mod context;
 pub(crate) mod journal;
+mod preflight;
 pub(crate) mod recorder;
 pub(crate) mod removal;
 pub mod schedule;
@@ -50,6 +51,8 @@ pub struct RunConfig {
     pub progress: ProgressMode,
     /// `--strict`: any row not registered makes the exit 1, even one an earlier run recorded.
     pub strict: bool,
+    /// `--preflight`: read and check each new image first; send none the service would refuse.
+    pub preflight: Option<crate::preflight::Settings>,
 }
 
 /// How a run ended; `exit_code` is the one place that turns it into a number.
@@ -103,7 +106,9 @@ pub struct RunResult {
 
 /// Runs the import. The client is built by the caller (credentials, endpoint, timeout).
 pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunError> {
-    crate::backend::dispatch!(config.target, backend => run_with(backend(client), config).await)
+    // Pre-flight reads images with the run's credentials, beside the backend that sends them.
+    let reader = client.clone();
+    crate::backend::dispatch!(config.target, backend => run_with(backend(client), config, reader).await)
 }
 
 /// What `--sync` came to before anything was sent.
@@ -118,6 +123,7 @@ struct SyncOutcome {
 async fn run_with<T: crate::backend::Backend>(
     target: T,
     config: RunConfig,
+    reader: Client,
 ) -> Result<RunResult, RunError> {
     let started = crate::clock::instant();
     let (replay, begun, stop, caller) = begin(&config).await?;
@@ -137,6 +143,10 @@ async fn run_with<T: crate::backend::Backend>(
     }
     let (planned, sync) = plan_sync(&target, &caller, &config, planned, replay).await?;
     let Planned { mut plan, dropped } = planned;
+    if let Some(settings) = &config.preflight {
+        let report = preflight::screen(&reader, &mut plan, settings).await;
+        crate::say::text(&report.render());
+    }
     let emptied = sync::emptied_entities(&plan, &dropped);
     plan.attach(dropped.persons);
     plan.read_libraries_from(config.target.library_read_threshold());
@@ -716,6 +726,9 @@ fn rejected_record(run_id: &str, rejected: &Rejected, target: TargetKind) -> Ima
         &rejected.person_id,
         &rejected.image_url,
     );
+    if let Some(key) = rejected.image_key.as_deref() {
+        record = record.with_identity(&crate::image::ImageId::new(&rejected.image_url, Some(key)));
+    }
     record.line = Some(rejected.line);
     record.reason = Some(rejected.reason.clone());
     if let Some(algorithm) = target.algorithm() {

@@ -32,6 +32,21 @@ pub struct Item<'a> {
     pub image_url: &'a str,
 }
 
+/// Every image `jobs` would send (unsettled ones included: `check` reads them all), in plan
+/// order.
+pub fn items(jobs: &[crate::plan::PersonJob]) -> Vec<Item<'_>> {
+    jobs.iter()
+        .flat_map(|job| {
+            job.images.iter().map(move |image| Item {
+                line: image.line,
+                category_id: &job.category_id,
+                person_id: &job.person_id,
+                image_url: &image.image_url,
+            })
+        })
+        .collect()
+}
+
 /// What pre-flight found about one image.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Checked {
