@@ -32,6 +32,7 @@ pub async fn command(args: CheckArgs) -> Exit {
         );
     }
     let keep_work = probe || preflight.is_some();
+    let with_hashes = preflight.is_some();
     // Planned exactly as `run` plans, its refusals included (a ledger of another target).
     let result = tokio::task::spawn_blocking(move || {
         let replay = ledger::replay(&ledger_path).map_err(|e| e.to_string())?;
@@ -51,10 +52,16 @@ pub async fn command(args: CheckArgs) -> Exit {
         };
         let planned =
             plan::run::plan_run(&run, &replay, &Default::default()).map_err(|e| e.to_string())?;
-        Ok::<_, String>((planned.plan, planned.dropped))
+        // Pre-flight compares new photos with the ones the ledger records as registered.
+        let recorded = if with_hashes {
+            crate::preflight::recorded(&ledger_path).map_err(|e| e.to_string())?
+        } else {
+            Vec::new()
+        };
+        Ok::<_, String>((planned.plan, planned.dropped, recorded))
     })
     .await;
-    let (plan, dropped) = match result {
+    let (plan, dropped, recorded) = match result {
         Ok(Ok(planned)) => planned,
         Ok(Err(message)) => return fail(message),
         Err(e) => return fail(format!("internal error: {e}")),
@@ -81,7 +88,7 @@ pub async fn command(args: CheckArgs) -> Exit {
     };
     let checked = match (&connected, &preflight) {
         (Some(connected), Some(settings)) if args.json => {
-            Some(preflight_images(&plan, &connected.client, settings).await)
+            Some(preflight_images(&plan, &recorded, &connected.client, settings).await)
         }
         _ => None,
     };
@@ -110,7 +117,7 @@ pub async fn command(args: CheckArgs) -> Exit {
     let checked = match (checked, &connected, &preflight) {
         (Some(report), _, _) => Some(report),
         (None, Some(connected), Some(settings)) => {
-            let report = preflight_images(&plan, &connected.client, settings).await;
+            let report = preflight_images(&plan, &recorded, &connected.client, settings).await;
             super::print_out(report.render());
             Some(report)
         }
@@ -511,11 +518,12 @@ async fn connect_for_objects(args: &CheckArgs) -> Result<crate::connect::Connect
 /// `--preflight`: reads and checks each image the plan would send.
 async fn preflight_images(
     plan: &Plan,
+    recorded: &[crate::preflight::Recorded],
     client: &crate::api::Client,
     settings: &crate::preflight::Settings,
 ) -> crate::preflight::Report {
     let items = crate::preflight::sweep::items(&plan.jobs);
-    crate::preflight::sweep(client, &items, settings).await
+    crate::preflight::sweep(client, &items, recorded, settings).await
 }
 
 /// `--probe`: HEADs each `oss://` object the plan would send, paced at the run's --qps, with

@@ -144,7 +144,11 @@ async fn run_with<T: crate::backend::Backend>(
     let (planned, sync) = plan_sync(&target, &caller, &config, planned, replay).await?;
     let Planned { mut plan, dropped } = planned;
     if let Some(settings) = &config.preflight {
-        let report = preflight::screen(&reader, &mut plan, settings).await;
+        let ledger = config.ledger.clone();
+        let recorded = tokio::task::spawn_blocking(move || crate::preflight::recorded(&ledger))
+            .await
+            .map_err(join_err)??;
+        let report = preflight::screen(&reader, &mut plan, &recorded, settings).await;
         crate::say::text(&report.render());
     }
     let emptied = sync::emptied_entities(&plan, &dropped);

@@ -17,8 +17,14 @@ pub(crate) fn reason(checked: &crate::preflight::Checked) -> String {
     format!("image_url: pre-flight: {}", checked.reason())
 }
 
-/// Sweeps the plan's new images and takes out the refused ones and repeated bytes.
-pub(crate) async fn screen(client: &Client, plan: &mut Plan, settings: &Settings) -> Report {
+/// Sweeps the plan's new images and takes out the refused ones and repeated bytes; those that
+/// pass carry their hash into the ledger. `recorded`: the ledger's registered images' hashes.
+pub(crate) async fn screen(
+    client: &Client,
+    plan: &mut Plan,
+    recorded: &[crate::preflight::Recorded],
+    settings: &Settings,
+) -> Report {
     let items: Vec<sweep::Item<'_>> = plan
         .jobs
         .iter()
@@ -34,12 +40,9 @@ pub(crate) async fn screen(client: &Client, plan: &mut Plan, settings: &Settings
                 })
         })
         .collect();
-    let report = sweep::sweep(client, &items, settings).await;
+    let report = sweep::sweep(client, &items, recorded, settings).await;
     for checked in &report.images {
         let refused = checked.refused();
-        if !refused && checked.same_as.is_none() {
-            continue;
-        }
         let Some((job_at, image_at)) = plan.jobs.iter().enumerate().find_map(|(j, job)| {
             job.images
                 .iter()
@@ -49,6 +52,10 @@ pub(crate) async fn screen(client: &Client, plan: &mut Plan, settings: &Settings
             continue;
         };
         let job = &mut plan.jobs[job_at];
+        if !refused && checked.same_as.is_none() {
+            job.images[image_at].sha256 = checked.inspection.sha256.clone();
+            continue;
+        }
         let image = job.images.remove(image_at);
         plan.counts.to_send -= 1;
         let library = library_key(&job.category_id);

@@ -1,7 +1,8 @@
 //! The rule across rows: the same bytes (SHA-256) under two different persons is an error for
 //! both rows — a photo shows one face, so one of the two persons is wrong — and the same bytes
 //! twice for one person (under two URLs) is one image: the later row is a warning and is sent
-//! once.
+//! once. Images the ledger records as registered, with the hash pre-flight read then, take
+//! part: they come first (they are on the server already).
 
 use std::collections::HashMap;
 
@@ -14,6 +15,8 @@ pub struct Seen<'a> {
     pub category_id: &'a str,
     pub person_id: &'a str,
     pub sha256: Option<&'a str>,
+    /// Registered by an earlier run (the ledger's hash): compared with, not judged.
+    pub recorded: bool,
 }
 
 /// What the rule says about one image, by its index in the input.
@@ -36,7 +39,7 @@ pub fn compare(images: &[Seen<'_>]) -> Vec<Verdict> {
     let person = |i: usize| crate::image::person_key(images[i].category_id, images[i].person_id);
     for group in by_hash.values().filter(|g| g.len() > 1) {
         let mut group = group.clone();
-        group.sort_by_key(|&i| images[i].line);
+        group.sort_by_key(|&i| (!images[i].recorded, images[i].line));
         for (at, &i) in group.iter().enumerate() {
             let others: Vec<usize> = group
                 .iter()
@@ -48,8 +51,15 @@ pub fn compare(images: &[Seen<'_>]) -> Vec<Verdict> {
                     .iter()
                     .map(|&j| {
                         format!(
-                            "line {} ({} / {})",
-                            images[j].line, images[j].category_id, images[j].person_id
+                            "line {} ({} / {}{})",
+                            images[j].line,
+                            images[j].category_id,
+                            images[j].person_id,
+                            if images[j].recorded {
+                                ", registered"
+                            } else {
+                                ""
+                            }
                         )
                     })
                     .collect();
@@ -63,9 +73,14 @@ pub fn compare(images: &[Seen<'_>]) -> Vec<Verdict> {
             // Only this person holds these bytes: the first row is the image, later ones repeat it.
             if let Some(&first) = group[..at].first() {
                 out[i].same_as = Some(images[first].line);
+                let (registered, sent) = if images[first].recorded {
+                    (", registered", "not sent again")
+                } else {
+                    ("", "sent once")
+                };
                 out[i].findings.push(Finding::warning(format!(
-                    "the same photo as line {} for the same person under another URL: one \
-                     image, sent once",
+                    "the same photo as line {}{registered} for the same person under another \
+                     URL: one image, {sent}",
                     images[first].line
                 )));
             }
@@ -84,7 +99,30 @@ mod tests {
             category_id: "lib",
             person_id: person,
             sha256: sha,
+            recorded: false,
         }
+    }
+
+    #[test]
+    fn a_registered_photo_counts_first_for_its_person_and_against_any_other() {
+        let recorded = Seen {
+            recorded: true,
+            ..seen(9, "alice", Some("aa"))
+        };
+        let v = compare(&[seen(3, "alice", Some("aa")), recorded.clone()]);
+        assert_eq!(v[0].same_as, Some(9), "{v:?}");
+        assert!(
+            v[0].findings[0].message.contains("line 9, registered"),
+            "{v:?}"
+        );
+        let v = compare(&[seen(3, "bob", Some("aa")), recorded]);
+        assert!(v[0].findings[0].is_error(), "{v:?}");
+        assert!(
+            v[0].findings[0]
+                .message
+                .contains("line 9 (lib / alice, registered)"),
+            "{v:?}"
+        );
     }
 
     #[test]

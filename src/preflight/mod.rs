@@ -10,11 +10,13 @@
 pub mod cross;
 pub mod exif;
 pub mod inspect;
+pub mod recorded;
 pub mod sweep;
 
 use std::fmt;
 
 pub use inspect::{Body, Inspection, inspect};
+pub use recorded::{Recorded, recorded};
 pub use sweep::{Checked, Report, Settings, sweep};
 
 /// The image formats pre-flight tells apart by their first bytes.

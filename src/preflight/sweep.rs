@@ -137,8 +137,14 @@ impl Report {
 }
 
 /// Fetches and checks `items` with `client` (its credentials sign `oss://` links), paced by
-/// `settings`; the report lists them in line order.
-pub async fn sweep(client: &Client, items: &[Item<'_>], settings: &Settings) -> Report {
+/// `settings`, and compares their hashes with each other's and with the `recorded` ones (the
+/// ledger's registered images); the report lists the items in line order.
+pub async fn sweep(
+    client: &Client,
+    items: &[Item<'_>],
+    recorded: &[super::Recorded],
+    settings: &Settings,
+) -> Report {
     let gap = (settings.qps > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(settings.qps)));
     let start = crate::clock::instant();
     let cap = settings.limits.max_bytes.saturating_add(1);
@@ -157,16 +163,26 @@ pub async fn sweep(client: &Client, items: &[Item<'_>], settings: &Settings) -> 
         .await;
     images.sort_by_key(|(c, _)| c.line);
     let verdicts = {
-        let seen: Vec<Seen<'_>> = images
+        let mut seen: Vec<Seen<'_>> = images
             .iter()
             .map(|(c, _)| Seen {
                 line: c.line,
                 category_id: &c.category_id,
                 person_id: &c.person_id,
                 sha256: c.inspection.sha256.as_deref(),
+                recorded: false,
             })
             .collect();
-        cross::compare(&seen)
+        seen.extend(recorded.iter().map(|r| Seen {
+            line: r.line,
+            category_id: &r.category_id,
+            person_id: &r.person_id,
+            sha256: Some(&r.sha256),
+            recorded: true,
+        }));
+        let mut verdicts = cross::compare(&seen);
+        verdicts.truncate(images.len());
+        verdicts
     };
     let mut report = Report::default();
     for ((mut checked, read), verdict) in images.into_iter().zip(verdicts) {

@@ -374,11 +374,19 @@ fn run_preflight_sends_no_refused_photo_and_spends_creates_on_the_valid_ones_exa
     );
 
     // A re-run: the refused photos are checked again (one may have been fixed) and the one
-    // that was fixed is sent; nothing else is.
+    // that was fixed is sent. Line 11 stays line 10's photo, which the ledger now holds with its
+    // hash; and a new row filing line 8's photo (registered) under another person is refused.
     world
         .sandbox
         .admin_put_object(BUCKET, "tiny.png", &png(400, 400, "tiny-fixed"))
         .unwrap();
+    world
+        .sandbox
+        .admin_put_object(BUCKET, "p9.jpg", &jpeg(640, 480, Some(6), "rotated"))
+        .unwrap();
+    let mut body = std::fs::read_to_string(&roster.manifest).unwrap();
+    body.push_str("lib,p9,oss://media-faces/p9.jpg\n");
+    std::fs::write(&roster.manifest, body).unwrap();
     let out = world.run(&roster.manifest, &["--preflight", "--oss-endpoint", &base]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let state = world.sandbox.snapshot();
@@ -389,12 +397,35 @@ fn run_preflight_sends_no_refused_photo_and_spends_creates_on_the_valid_ones_exa
         "{:?}",
         state.stats.by_action
     );
-    let record = ledger_lines(&ledger)
-        .into_iter()
-        .rev()
-        .find(|l| l["kind"] == "image" && l["line"] == 6)
-        .unwrap();
-    assert_eq!(record["status"], "registered", "{record}");
+    let lines = ledger_lines(&ledger);
+    let last = |line: u64| {
+        lines
+            .iter()
+            .rev()
+            .find(|l| l["kind"] == "image" && l["line"] == line)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(last(6)["status"], "registered", "{}", last(6));
+    assert!(
+        last(6)["sha256"].as_str().is_some_and(|h| h.len() == 64),
+        "{}",
+        last(6)
+    );
+    assert_eq!(
+        last(11),
+        serde_json::Value::Null,
+        "line 11 is still line 10's photo"
+    );
+    assert_eq!(last(16)["status"], "invalid", "{}", last(16));
+    assert!(
+        last(16)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the same photo as line 8 (lib / p4, registered) under another person"),
+        "{}",
+        last(16)
+    );
 }
 
 #[test]
