@@ -143,6 +143,7 @@ async fn run_with<T: crate::backend::Backend>(
     }
     let (planned, sync) = plan_sync(&target, &caller, &config, planned, replay).await?;
     let Planned { mut plan, dropped } = planned;
+    let mut preflight_refused = crate::report::Groups::new();
     if let Some(settings) = &config.preflight {
         let ledger = config.ledger.clone();
         let recorded = tokio::task::spawn_blocking(move || crate::preflight::recorded(&ledger))
@@ -150,6 +151,7 @@ async fn run_with<T: crate::backend::Backend>(
             .map_err(join_err)??;
         let report = preflight::screen(&reader, &mut plan, &recorded, settings).await;
         crate::say::text(&report.render());
+        preflight_refused = report.refused_by_kind;
     }
     let emptied = sync::emptied_entities(&plan, &dropped);
     plan.attach(dropped.persons);
@@ -195,6 +197,7 @@ async fn run_with<T: crate::backend::Backend>(
     let fatal = stop.take_fatal();
     let reason = stop.reason();
     let mut summary = summary_at_start(&run_id, &counts, &rejected, &config, sync);
+    summary.preflight_refused = preflight_refused;
     // The end record carries the summary, so it is written once the figures are final.
     let ending = journal.finish_with(|figures| {
         fill(&mut summary, &figures, &tally, &counts, started);

@@ -63,11 +63,14 @@ pub fn compare(images: &[Seen<'_>]) -> Vec<Verdict> {
                         )
                     })
                     .collect();
-                out[i].findings.push(Finding::error(format!(
-                    "the same photo as {} under another person: a photo shows one face, so one \
+                out[i].findings.push(Finding::error(
+                    "the same photo under two persons",
+                    format!(
+                        "the same photo as {} under another person: a photo shows one face, so one \
                      of them is wrong",
-                    named.join(", ")
-                )));
+                        named.join(", ")
+                    ),
+                ));
                 continue;
             }
             // Only this person holds these bytes: the first row is the image, later ones repeat it.
@@ -78,11 +81,14 @@ pub fn compare(images: &[Seen<'_>]) -> Vec<Verdict> {
                 } else {
                     ("", "sent once")
                 };
-                out[i].findings.push(Finding::warning(format!(
-                    "the same photo as line {}{registered} for the same person under another \
+                out[i].findings.push(Finding::warning(
+                    "the same photo twice for a person",
+                    format!(
+                        "the same photo as line {}{registered} for the same person under another \
                      URL: one image, {sent}",
-                    images[first].line
-                )));
+                        images[first].line
+                    ),
+                ));
             }
         }
     }

@@ -50,24 +50,30 @@ pub fn inspect(name: &str, body: &Body<'_>, limits: &Limits) -> Inspection {
         ..Inspection::default()
     };
     let Some(format) = Format::sniff(bytes) else {
-        out.findings.push(Finding::error(format!(
-            "not an image: {}",
-            looks_like(bytes, body.content_type, body.declared_len)
-        )));
+        out.findings.push(Finding::error(
+            "not an image",
+            format!(
+                "not an image: {}",
+                looks_like(bytes, body.content_type, body.declared_len)
+            ),
+        ));
         return out;
     };
     out.format = Some(format);
     if !limits.formats.contains(&format) {
-        out.findings.push(Finding::error(format!(
-            "format {}: convert to JPEG first (accepted: {}; --accept-formats widens)",
-            format.name(),
-            limits
-                .formats
-                .iter()
-                .map(|f| f.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
+        out.findings.push(Finding::error(
+            "format not accepted",
+            format!(
+                "format {}: convert to JPEG first (accepted: {}; --accept-formats widens)",
+                format.name(),
+                limits
+                    .formats
+                    .iter()
+                    .map(|f| f.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
     }
     let size = body
         .declared_len
@@ -79,10 +85,13 @@ pub fn inspect(name: &str, body: &Body<'_>, limits: &Limits) -> Inspection {
         } else {
             human_bytes(size)
         };
-        out.findings.push(Finding::error(format!(
-            "too large: {over}, over the {} limit (--max-image-bytes)",
-            human_bytes(limits.max_bytes)
-        )));
+        out.findings.push(Finding::error(
+            "over the size limit",
+            format!(
+                "too large: {over}, over the {} limit (--max-image-bytes)",
+                human_bytes(limits.max_bytes)
+            ),
+        ));
     } else {
         out.sha256 = Some(hex::encode(Sha256::digest(bytes)));
     }
@@ -93,24 +102,31 @@ pub fn inspect(name: &str, body: &Body<'_>, limits: &Limits) -> Inspection {
             out.height = Some(h);
             check_dimensions(w, h, limits, &mut out.findings);
         }
-        Err(_) => out.findings.push(Finding::error(format!(
-            "a {} whose header gives no dimensions (damaged or cut short)",
-            format.name()
-        ))),
+        Err(_) => out.findings.push(Finding::error(
+            "damaged header",
+            format!(
+                "a {} whose header gives no dimensions (damaged or cut short)",
+                format.name()
+            ),
+        )),
     }
     if format == Format::Jpeg {
         out.orientation = super::exif::jpeg_orientation(bytes);
         if let Some(o) = out.orientation.filter(|&o| o != 1) {
-            out.findings.push(Finding::warning(format!(
-                "EXIF orientation {o} ({}): the service may not rotate it; save it upright",
-                super::exif::describe(o)
-            )));
+            out.findings.push(Finding::warning(
+                "rotated",
+                format!(
+                    "EXIF orientation {o} ({}): the service may not rotate it; save it upright",
+                    super::exif::describe(o)
+                ),
+            ));
         }
     }
     if let Some(suffix) = suffix(name)
         && Format::by_suffix(&suffix).is_some_and(|named| named != format)
     {
-        out.findings.push(Finding::warning(format!(
+        out.findings.push(Finding::warning(
+"suffix names another format",format!(
             "the name ends in .{suffix} but the file is {} (MTS checks types by suffix elsewhere)",
             format.name()
         )));
@@ -125,22 +141,31 @@ fn clamp(n: usize) -> u32 {
 fn check_dimensions(w: u32, h: u32, limits: &Limits, findings: &mut Vec<Finding>) {
     let (short, long) = (w.min(h), w.max(h));
     if short < limits.min_side {
-        findings.push(Finding::error(format!(
-            "too small: {w}×{h} px, the short side under {} px (--min-side)",
-            limits.min_side
-        )));
+        findings.push(Finding::error(
+            "too small",
+            format!(
+                "too small: {w}×{h} px, the short side under {} px (--min-side)",
+                limits.min_side
+            ),
+        ));
     } else if short < limits.warn_side {
-        findings.push(Finding::warning(format!(
-            "small: {w}×{h} px, the short side under {} px (--warn-side): the face may be too \
+        findings.push(Finding::warning(
+            "small",
+            format!(
+                "small: {w}×{h} px, the short side under {} px (--warn-side): the face may be too \
              small to find",
-            limits.warn_side
-        )));
+                limits.warn_side
+            ),
+        ));
     }
     if long > limits.max_side {
-        findings.push(Finding::error(format!(
-            "too large: {w}×{h} px, the long side over {} px (--max-side)",
-            limits.max_side
-        )));
+        findings.push(Finding::error(
+            "too large in pixels",
+            format!(
+                "too large: {w}×{h} px, the long side over {} px (--max-side)",
+                limits.max_side
+            ),
+        ));
     }
 }
 

@@ -150,20 +150,25 @@ pub enum Severity {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
     pub severity: Severity,
+    /// What kind of problem, in a few fixed words (`not an image`, `too small`): how findings
+    /// are grouped and counted.
+    pub kind: &'static str,
     pub message: String,
 }
 
 impl Finding {
-    pub fn error(message: impl Into<String>) -> Finding {
+    pub fn error(kind: &'static str, message: impl Into<String>) -> Finding {
         Finding {
             severity: Severity::Error,
+            kind,
             message: message.into(),
         }
     }
 
-    pub fn warning(message: impl Into<String>) -> Finding {
+    pub fn warning(kind: &'static str, message: impl Into<String>) -> Finding {
         Finding {
             severity: Severity::Warning,
+            kind,
             message: message.into(),
         }
     }

@@ -93,6 +93,10 @@ pub struct Report {
     /// Images sent, with something worth a look.
     pub warned: u64,
     pub bytes_read: u64,
+    /// Refused images by what is wrong with them (the first error's kind).
+    pub refused_by_kind: crate::report::Groups,
+    /// Findings of images sent anyway, by kind.
+    pub warned_by_kind: crate::report::Groups,
     pub images: Vec<Checked>,
 }
 
@@ -109,6 +113,20 @@ impl Report {
             self.refused,
             self.warned
         );
+        if !self.refused_by_kind.is_empty() {
+            let _ = writeln!(
+                text,
+                "  refused: {}",
+                crate::report::render_groups(&self.refused_by_kind)
+            );
+        }
+        if !self.warned_by_kind.is_empty() {
+            let _ = writeln!(
+                text,
+                "  warnings: {}",
+                crate::report::render_groups(&self.warned_by_kind)
+            );
+        }
         let noted = self
             .images
             .iter()
@@ -190,10 +208,17 @@ pub async fn sweep(
         checked.same_as = verdict.same_as;
         report.checked += 1;
         report.bytes_read += read;
-        if checked.refused() {
+        if let Some(error) = checked.inspection.findings.iter().find(|f| f.is_error()) {
             report.refused += 1;
+            *report
+                .refused_by_kind
+                .entry(error.kind.to_string())
+                .or_default() += 1;
         } else if !checked.inspection.findings.is_empty() {
             report.warned += 1;
+            for f in &checked.inspection.findings {
+                *report.warned_by_kind.entry(f.kind.to_string()).or_default() += 1;
+            }
         }
         report.images.push(checked);
     }
@@ -218,10 +243,10 @@ fn check_one(
     let fetched = match fetched {
         Ok(fetched) => fetched,
         Err(error) => {
-            checked.inspection.findings.push(Finding::error(format!(
-                "not reachable: {}",
-                error.message()
-            )));
+            checked.inspection.findings.push(Finding::error(
+                "not reachable",
+                format!("not reachable: {}", error.message()),
+            ));
             return (checked, 0);
         }
     };
@@ -232,7 +257,7 @@ fn check_one(
         checked
             .inspection
             .findings
-            .push(Finding::error(refusal(item.image_url, &fetched)));
+            .push(refusal(item.image_url, &fetched));
         return (checked, read);
     }
     checked.inspection = inspect(
@@ -250,7 +275,7 @@ fn check_one(
 
 /// Why a download that was answered with an error status would be refused: OSS's code for an
 /// object, else the status and what came back instead of an image.
-fn refusal(source: &str, fetched: &Fetched) -> String {
+fn refusal(source: &str, fetched: &Fetched) -> Finding {
     let status = fetched.status;
     let body = String::from_utf8_lossy(&fetched.bytes[..fetched.bytes.len().min(4096)]);
     let code = body
@@ -264,15 +289,21 @@ fn refusal(source: &str, fetched: &Fetched) -> String {
                 "AccessDenied" => "the run's credentials need oss:GetObject on it",
                 _ => "the service could not download it either",
             };
-            format!("not readable: OSS answered {status} {code}: {what}")
-        }
-        _ => format!(
-            "not reachable: HTTP {status}, not an image: {}",
-            looks_like(
-                &fetched.bytes,
-                fetched.content_type.as_deref(),
-                fetched.declared_len
+            Finding::error(
+                "not readable",
+                format!("not readable: OSS answered {status} {code}: {what}"),
             )
+        }
+        _ => Finding::error(
+            "not reachable",
+            format!(
+                "not reachable: HTTP {status}, not an image: {}",
+                looks_like(
+                    &fetched.bytes,
+                    fetched.content_type.as_deref(),
+                    fetched.declared_len
+                )
+            ),
         ),
     }
 }
@@ -291,7 +322,7 @@ mod tests {
             truncated: false,
         };
         assert_eq!(
-            refusal("http://x/a.jpg", &fetched),
+            refusal("http://x/a.jpg", &fetched).message,
             "not reachable: HTTP 404, not an image: text/html, 1.2 kB"
         );
         let oss = Fetched {
@@ -300,7 +331,7 @@ mod tests {
             ..Fetched::default()
         };
         assert_eq!(
-            refusal("oss://b/k.jpg", &oss),
+            refusal("oss://b/k.jpg", &oss).message,
             "not readable: OSS answered 404 NoSuchKey: the object is not there"
         );
     }

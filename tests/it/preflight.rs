@@ -239,6 +239,15 @@ fn check_preflight_gives_each_photo_its_verdict_by_line_and_sends_nothing() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("preflight: 14 images read"), "{text}");
     assert!(
+        text.contains(
+            "  refused: the same photo under two persons ×2, format not accepted ×1, not an \
+             image ×1, not reachable ×1, over the size limit ×1, too large in pixels ×1, too \
+             small ×1\n  warnings: rotated ×1, suffix names another format ×1, the same photo \
+             twice for a person ×1\n"
+        ),
+        "{text}"
+    );
+    assert!(
         text.contains(": 8 would be refused, 3 with warnings"),
         "{text}"
     );
@@ -305,6 +314,7 @@ fn run_preflight_sends_no_refused_photo_and_spends_creates_on_the_valid_ones_exa
     let roster = roster(&world);
     let base = world.sandbox.base_url();
     let rejects = world.path("rejects.csv");
+    let summary = world.path("summary.json");
     let out = world.run(
         &roster.manifest,
         &[
@@ -313,6 +323,8 @@ fn run_preflight_sends_no_refused_photo_and_spends_creates_on_the_valid_ones_exa
             &base,
             "--rejects",
             rejects.to_str().unwrap(),
+            "--summary",
+            summary.to_str().unwrap(),
         ],
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -321,6 +333,21 @@ fn run_preflight_sends_no_refused_photo_and_spends_creates_on_the_valid_ones_exa
         "{}",
         stderr(&out)
     );
+    // The reasons in words, grouped, in the summary and its JSON.
+    assert!(
+        stderr(&out).contains(
+            "refused by pre-flight, not sent: the same photo under two persons ×2, format not \
+             accepted ×1, not an image ×1, not reachable ×1, over the size limit ×1, too large \
+             in pixels ×1, too small ×1"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(json["preflight_refused"]["not an image"], 1, "{json}");
+    assert_eq!(json["invalid"], REFUSED.len(), "{json}");
+    assert_eq!(json["duplicates"], 1, "{json}");
     let state = world.sandbox.snapshot();
     let creates = state.stats.by_action.get("RegisterCustomFace").copied();
     assert_eq!(
@@ -426,6 +453,35 @@ fn run_preflight_sends_no_refused_photo_and_spends_creates_on_the_valid_ones_exa
         "{}",
         last(16)
     );
+}
+
+#[test]
+fn a_rerun_reads_no_photo_that_was_registered() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    let mut body = String::from("category_id,person_id,image_url\n");
+    for p in 0..4 {
+        for i in 0..2 {
+            let key = format!("good/p{p}/{i}.jpg");
+            let photo = jpeg(640, 480, None, &key);
+            world
+                .sandbox
+                .admin_put_object(BUCKET, &key, &photo)
+                .unwrap();
+            body.push_str(&format!("lib,p{p},oss://{BUCKET}/{key}\n"));
+        }
+    }
+    let manifest = world.manifest("m.csv", &body);
+    let out = world.run(&manifest, &["--preflight", "--oss-endpoint", &base]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let state = world.sandbox.snapshot();
+    assert_eq!(state.oss.requests.get, 8, "one pre-flight GET per photo");
+    assert_eq!(state.stats.by_action["RegisterCustomFace"], 8);
+    let out = world.run(&manifest, &["--preflight", "--oss-endpoint", &base]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let again = world.sandbox.snapshot();
+    assert_eq!(again.oss.requests.get, 8, "nothing read again");
+    assert_eq!(again.stats.by_action["RegisterCustomFace"], 8);
 }
 
 #[test]
