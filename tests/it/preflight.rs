@@ -485,6 +485,67 @@ fn a_rerun_reads_no_photo_that_was_registered() {
 }
 
 #[test]
+fn run_preflight_on_ice_sends_no_sample_it_refuses() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    let put = |key: &str, bytes: &[u8]| world.sandbox.admin_put_object(BUCKET, key, bytes).unwrap();
+    put("good.jpg", &jpeg(640, 480, None, "good"));
+    put("tiny.png", &png(40, 40, "tiny"));
+    put("page.jpg", b"<html><body>moved</body></html>");
+    let manifest = world.manifest(
+        "m.csv",
+        "category_id,person_id,image_url\n\
+         lib,a,oss://media-faces/good.jpg\n\
+         lib,a,oss://media-faces/tiny.png\n\
+         lib,b,oss://media-faces/page.jpg\n",
+    );
+    let metrics = world.path("metrics.prom");
+    let out = world.run(
+        &manifest,
+        &[
+            "--target",
+            "ice",
+            "--preflight",
+            "--oss-endpoint",
+            &base,
+            "--metrics",
+            metrics.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let state = world.sandbox.snapshot();
+    assert_eq!(
+        state.stats.by_action.get("CreateRecognitionSample"),
+        Some(&1)
+    );
+    let samples: usize = state
+        .ice
+        .libs
+        .iter()
+        .flat_map(|l| &l.entities)
+        .map(|e| e.samples.len())
+        .sum();
+    assert_eq!(samples, 1);
+    let metrics = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        metrics.contains("face_enroll_last_run_preflight_refused 2"),
+        "{metrics}"
+    );
+    let ledger = ledger_lines(&world.path("m.ice.ledger.jsonl"));
+    let invalid: Vec<&str> = ledger
+        .iter()
+        .filter(|l| l["status"] == "invalid")
+        .map(|l| l["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(invalid.len(), 2, "{invalid:?}");
+    assert!(invalid[0].contains("too small: 40×40 px"), "{invalid:?}");
+    assert!(
+        invalid[1].contains("not an image: text/html"),
+        "{invalid:?}"
+    );
+}
+
+#[test]
 fn run_without_preflight_reads_nothing_first() {
     let world = World::new(SandboxConfig::for_tests());
     let roster = roster(&world);
