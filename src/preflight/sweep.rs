@@ -164,6 +164,14 @@ pub async fn sweep(
     settings: &Settings,
 ) -> Report {
     let gap = (settings.qps > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(settings.qps)));
+    if !items.is_empty() {
+        tracing::info!(
+            images = items.len(),
+            qps = settings.qps,
+            in_flight = settings.in_flight,
+            "pre-flight: reading each image before anything is sent"
+        );
+    }
     let start = crate::clock::instant();
     let cap = settings.limits.max_bytes.saturating_add(1);
     let mut images: Vec<(Checked, u64)> = futures::stream::iter(items.iter().enumerate())
