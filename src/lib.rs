@@ -21,6 +21,7 @@ pub mod net;
 pub mod pacer;
 pub mod pipeline;
 pub mod plan;
+pub mod preflight;
 pub mod report;
 pub mod report_html;
 pub mod retry;

@@ -228,6 +228,9 @@ pub struct Summary {
     pub refused_by_reason: Groups,
     /// Invalid rows, by the column to blame (`row` when none is).
     pub invalid_by_column: Groups,
+    /// `--preflight`: images not sent because pre-flight found the service would refuse them,
+    /// by what is wrong (`not an image`, `too small`, …); they are among the invalid rows.
+    pub preflight_refused: Groups,
     /// Images whose retries ran out in this run, by the last `Code` (exit 5).
     pub retries_ran_out: Groups,
     /// Why an exit-5 run stopped: `deadline` (--max-duration) or `retries ran out`.
@@ -367,6 +370,12 @@ impl Summary {
             lines.push(format!(
                 "refused by the service: {}",
                 render_groups(refused)
+            ));
+        }
+        if !self.preflight_refused.is_empty() {
+            lines.push(format!(
+                "refused by pre-flight, not sent: {}",
+                render_groups(&self.preflight_refused)
             ));
         }
         if !self.invalid_by_column.is_empty() {

@@ -6,9 +6,11 @@
 //! One `reqwest::Client` (one connection pool) is built per `Client` and shared by its clones.
 
 mod error;
+mod fetch;
 mod ice;
 pub mod links;
 mod objects;
+pub use fetch::Fetched;
 pub use objects::{ObjectProbe, Uploaded};
 mod mts;
 mod persons;

@@ -199,6 +199,8 @@ pub struct RunArgs {
     /// Uploads in flight at most.
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub upload_concurrency: usize,
+    #[command(flatten)]
+    pub preflight: PreflightArgs,
     /// Run against the built-in sandbox (in-process, realistic latency, a few 500s); no credentials.
     #[arg(long, conflicts_with_all = ["endpoint", "region"])]
     pub sandbox: bool,
@@ -239,6 +241,85 @@ pub struct RunArgs {
     /// atomically.
     #[arg(long)]
     pub metrics: Option<PathBuf>,
+}
+
+/// `--preflight` and its limits: shared by `run` and `check`. Every limit has the documented
+/// default of the sibling face API (the most conservative guide there is).
+#[derive(clap::Args, Debug, Clone)]
+pub struct PreflightArgs {
+    /// Read each image to send first (oss:// through a signed GET with the run's credentials,
+    /// http(s) as it is; capped at --max-image-bytes + 1 byte) and check it: an image by its
+    /// first bytes, its format, size and header dimensions, its EXIF orientation, its suffix,
+    /// and the same photo under two persons. `run` sends none of the images it refuses (each is
+    /// recorded `invalid` for this run, and checked again by the next).
+    #[arg(long)]
+    pub preflight: bool,
+    /// Formats accepted, comma-separated (jpeg, png, gif, webp, bmp, tiff, heif).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "jpeg,png",
+          value_parser = parse_format)]
+    pub accept_formats: Vec<crate::preflight::Format>,
+    /// Largest image in bytes [default: 5 MB, 5242880].
+    #[arg(long, value_name = "BYTES", default_value_t = crate::preflight::DEFAULT_MAX_BYTES)]
+    pub max_image_bytes: u64,
+    /// Refuse an image whose shorter side is under this many pixels.
+    #[arg(long, value_name = "PX", default_value_t = crate::preflight::DEFAULT_MIN_SIDE)]
+    pub min_side: u32,
+    /// Warn about an image whose shorter side is under this many pixels.
+    #[arg(long, value_name = "PX", default_value_t = crate::preflight::DEFAULT_WARN_SIDE)]
+    pub warn_side: u32,
+    /// Refuse an image whose longer side is over this many pixels.
+    #[arg(long, value_name = "PX", default_value_t = crate::preflight::DEFAULT_MAX_SIDE)]
+    pub max_side: u32,
+    /// Images read per second by pre-flight (its own budget: OSS and web servers, not the
+    /// face service; 0 = unpaced).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub preflight_qps: u32,
+    /// Images read at once by pre-flight.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub preflight_in_flight: usize,
+    /// The longest one image's download may take.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
+    pub preflight_timeout: std::time::Duration,
+}
+
+fn parse_format(text: &str) -> Result<crate::preflight::Format, UsageError> {
+    crate::preflight::Format::parse(text).ok_or_else(|| {
+        UsageError::new(format!(
+            "`{text}` is not a format pre-flight knows (jpeg, png, gif, webp, bmp, tiff, heif)"
+        ))
+    })
+}
+
+impl PreflightArgs {
+    /// The sweep's settings when `--preflight` is on, the limits checked for sense.
+    pub fn settings(&self) -> Result<Option<crate::preflight::Settings>, UsageError> {
+        if !self.preflight {
+            return Ok(None);
+        }
+        if self.min_side > self.max_side {
+            return Err(UsageError::new(format!(
+                "--min-side {} is over --max-side {}: no image could pass",
+                self.min_side, self.max_side
+            )));
+        }
+        if self.preflight_in_flight == 0 {
+            return Err(UsageError::new("--preflight-in-flight must be at least 1"));
+        }
+        let mut formats = self.accept_formats.clone();
+        formats.dedup();
+        Ok(Some(crate::preflight::Settings {
+            limits: crate::preflight::Limits {
+                max_bytes: self.max_image_bytes,
+                min_side: self.min_side,
+                warn_side: self.warn_side,
+                max_side: self.max_side,
+                formats,
+            },
+            qps: self.preflight_qps,
+            in_flight: self.preflight_in_flight,
+            timeout: self.preflight_timeout,
+        }))
+    }
 }
 
 /// How `oss://BUCKET/KEY` images are handed to the service: as a signed link made for every
@@ -427,6 +508,9 @@ pub struct CheckArgs {
     pub connect: ConnectArgs,
     #[command(flatten)]
     pub oss: OssArgs,
+    /// `--preflight`: as for `run`, and nothing is sent to the face service. Needs credentials.
+    #[command(flatten)]
+    pub preflight: PreflightArgs,
 }
 
 impl CheckArgs {
@@ -566,6 +650,7 @@ impl RunArgs {
         let settings = self.connect.settings()?;
         self.target.check()?;
         self.oss.check()?;
+        self.preflight.settings()?;
         if self.max_duration.is_some_and(|d| d.is_zero()) {
             return Err(UsageError::new("--max-duration must be longer than zero"));
         }

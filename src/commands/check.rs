@@ -26,6 +26,18 @@ pub async fn command(args: CheckArgs) -> Exit {
     let reconcile = args.reconcile;
     let sync = args.sync.settings();
     let probe = args.probe;
+    let preflight = match args.preflight.settings() {
+        Ok(settings) => settings,
+        Err(e) => return fail(e),
+    };
+    if preflight.is_some() && args.sandbox {
+        return fail(
+            "--preflight reads the images with the run's credentials: give --endpoint (or a \
+             profile) rather than --sandbox",
+        );
+    }
+    let keep_work = probe || preflight.is_some();
+    let with_hashes = preflight.is_some();
     // Planned exactly as `run` plans, its refusals included (a ledger of another target).
     let result = tokio::task::spawn_blocking(move || {
         let replay = ledger::replay(&ledger_path).map_err(|e| e.to_string())?;
@@ -36,7 +48,7 @@ pub async fn command(args: CheckArgs) -> Exit {
             algorithm: kind.algorithm().map(crate::api::Algorithm::as_str),
             options: plan::Options {
                 retry_failed: false,
-                keep_work: probe,
+                keep_work,
                 reconcile: reconcile.into(),
                 sync: sync.is_some(),
             },
@@ -45,10 +57,16 @@ pub async fn command(args: CheckArgs) -> Exit {
         };
         let planned =
             plan::run::plan_run(&run, &replay, &Default::default()).map_err(|e| e.to_string())?;
-        Ok::<_, String>((planned.plan, planned.dropped))
+        // Pre-flight compares new photos with the ones the ledger records as registered.
+        let recorded = if with_hashes {
+            crate::preflight::recorded(&ledger_path).map_err(|e| e.to_string())?
+        } else {
+            Vec::new()
+        };
+        Ok::<_, String>((planned.plan, planned.dropped, recorded))
     })
     .await;
-    let (plan, dropped) = match result {
+    let (plan, dropped, recorded) = match result {
         Ok(Ok(planned)) => planned,
         Ok(Err(message)) => return fail(message),
         Err(e) => return fail(format!("internal error: {e}")),
@@ -59,17 +77,30 @@ pub async fn command(args: CheckArgs) -> Exit {
         sync.and_then(|s| plan::sync_refusal(removals, s.max_delete, plan.counts.invalid));
     let too_many = refusal.is_some();
     // The plan is shown before the probe's answers come in; with --json both are one document.
-    let probe = if args.probe && args.json {
-        match probe_objects(&args, &plan).await {
-            Ok(report) => Some(report),
+    let connected = if args.probe || preflight.is_some() {
+        match connect_for_objects(&args).await {
+            Ok(connected) => Some(connected),
             Err(exit) => return exit,
         }
     } else {
         None
     };
+    let probe = match &connected {
+        Some(connected) if args.probe && args.json => {
+            Some(probe_objects(&args, &plan, &connected.client).await)
+        }
+        _ => None,
+    };
+    let checked = match (&connected, &preflight) {
+        (Some(connected), Some(settings)) if args.json => {
+            Some(preflight_images(&plan, &recorded, &connected.client, settings).await)
+        }
+        _ => None,
+    };
     let out = if args.json {
         let mut json = CheckJson::new(&args, &plan, &dropped, sync, refusal.as_deref());
         json.probe = probe.as_ref();
+        json.preflight = checked.as_ref();
         serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
     } else {
         let mut text = render_plan(&args.manifest, &plan, args.qps(), limit);
@@ -83,18 +114,25 @@ pub async fn command(args: CheckArgs) -> Exit {
         text
     };
     super::print_out(&out);
-    let probe = match probe {
-        Some(report) => Some(report),
-        None if args.probe => match probe_objects(&args, &plan).await {
-            Ok(report) => {
-                super::print_out(report.render());
-                Some(report)
-            }
-            Err(exit) => return exit,
-        },
-        None => None,
+    let probe = match (probe, &connected) {
+        (Some(report), _) => Some(report),
+        (None, Some(connected)) if args.probe => {
+            let report = probe_objects(&args, &plan, &connected.client).await;
+            super::print_out(report.render());
+            Some(report)
+        }
+        _ => None,
     };
-    let unreadable = probe.map_or(0, |p| p.problems());
+    let checked = match (checked, &connected, &preflight) {
+        (Some(report), _, _) => Some(report),
+        (None, Some(connected), Some(settings)) => {
+            let report = preflight_images(&plan, &recorded, &connected.client, settings).await;
+            super::print_out(report.render());
+            Some(report)
+        }
+        _ => None,
+    };
+    let unreadable = probe.map_or(0, |p| p.problems()) + checked.map_or(0, |c| c.refused);
     if too_many {
         Exit::TooManyRemovals
     } else if plan.counts.invalid + plan.counts.over_limit + unreadable > 0 {
@@ -128,6 +166,9 @@ struct CheckJson<'a> {
     /// `--probe`: what OSS said about the `oss://` objects to send.
     #[serde(skip_serializing_if = "Option::is_none")]
     probe: Option<&'a ProbeReport>,
+    /// `--preflight`: what reading each image to send found, by line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preflight: Option<&'a crate::preflight::Report>,
 }
 
 #[derive(serde::Serialize)]
@@ -231,6 +272,7 @@ impl<'a> CheckJson<'a> {
                 removals: removal_list(dropped),
             }),
             probe: None,
+            preflight: None,
         }
     }
 }
@@ -465,11 +507,9 @@ const PROBES_IN_FLIGHT: usize = 16;
 /// Problems listed one by one in the text; the rest are counted.
 const PROBLEMS_SHOWN: usize = 50;
 
-/// `--probe`: HEADs each `oss://` object the plan would send, paced at the run's --qps, with
-/// the credentials a run would use, and lists by line what OSS would not give the service.
-async fn probe_objects(args: &CheckArgs, plan: &Plan) -> Result<ProbeReport, Exit> {
-    use crate::api::ObjectProbe;
-    use futures::StreamExt as _;
+/// The client `--probe` and `--preflight` read objects with: the credentials a run would use,
+/// signing `oss://` objects as a run would.
+async fn connect_for_objects(args: &CheckArgs) -> Result<crate::connect::Connected, Exit> {
     let settings = args.connect.settings().map_err(fail)?;
     let target = args.target.kind();
     let connected = match crate::connect::connect(&settings, target).await {
@@ -481,6 +521,25 @@ async fn probe_objects(args: &CheckArgs, plan: &Plan) -> Result<ProbeReport, Exi
     };
     let links = args.oss.links(&connected.region, None).map_err(fail)?;
     connected.client.set_oss_links(links);
+    Ok(connected)
+}
+
+/// `--preflight`: reads and checks each image the plan would send.
+async fn preflight_images(
+    plan: &Plan,
+    recorded: &[crate::preflight::Recorded],
+    client: &crate::api::Client,
+    settings: &crate::preflight::Settings,
+) -> crate::preflight::Report {
+    let items = crate::preflight::sweep::items(&plan.jobs);
+    crate::preflight::sweep(client, &items, recorded, settings).await
+}
+
+/// `--probe`: HEADs each `oss://` object the plan would send, paced at the run's --qps, with
+/// the credentials a run would use, and lists by line what OSS would not give the service.
+async fn probe_objects(args: &CheckArgs, plan: &Plan, client: &crate::api::Client) -> ProbeReport {
+    use crate::api::ObjectProbe;
+    use futures::StreamExt as _;
     let objects: Vec<(u64, &str)> = plan
         .jobs
         .iter()
@@ -491,7 +550,6 @@ async fn probe_objects(args: &CheckArgs, plan: &Plan) -> Result<ProbeReport, Exi
     let qps = args.qps();
     let gap = (qps > 0).then(|| std::time::Duration::from_secs_f64(1.0 / f64::from(qps)));
     let start = crate::clock::instant();
-    let client = &connected.client;
     let mut answers: Vec<(u64, &str, Result<ObjectProbe, crate::api::ApiError>)> =
         futures::stream::iter(objects.iter().enumerate())
             .map(|(i, &(line, address))| async move {
@@ -547,5 +605,5 @@ async fn probe_objects(args: &CheckArgs, plan: &Plan) -> Result<ProbeReport, Exi
             problem,
         });
     }
-    Ok(report)
+    report
 }

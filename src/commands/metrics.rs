@@ -109,6 +109,11 @@ pub fn for_run(summary: &Summary) -> Vec<Metric> {
             n(summary.invalid),
         ),
         gauge(
+            "face_enroll_last_run_preflight_refused",
+            "Images --preflight kept back in the last run because the service would refuse them (among the invalid rows).",
+            n(summary.preflight_refused.values().sum()),
+        ),
+        gauge(
             "face_enroll_last_run_skipped",
             "Images skipped in the last run because their person is over the 10-face limit.",
             n(summary.skipped),

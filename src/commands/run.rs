@@ -99,6 +99,10 @@ async fn run(args: RunArgs) -> Exit {
         reconcile: args.reconcile.into(),
         sync: args.sync.settings(),
         strict: args.strict,
+        preflight: match args.preflight.settings() {
+            Ok(settings) => settings,
+            Err(e) => return fail(e),
+        },
         progress: if args.quiet {
             crate::report::ProgressMode::Off
         } else {

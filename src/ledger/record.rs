@@ -229,6 +229,9 @@ ledger_schema! {
             /// (never the link), so a run can tell the manifest now has a new one.
             [replay] link_fingerprint: Option<String>,
             [view] reason: Option<String>,
+            /// The SHA-256 of the image's bytes (lower-case hex), when pre-flight read them: a
+            /// later run compares new photos with it (the same photo under two persons).
+            [view] sha256: Option<String>,
             /// `ice` for ICE recognition-library records; absent means MTS.
             [replay] target: Option<TargetName>,
             [replay] algorithm: Option<String>,
@@ -549,6 +552,7 @@ mod tests {
             retryable: _,
             link_fingerprint: _,
             reason: _,
+            sha256: _,
             target: _,
             algorithm: _,
             lib_id: _,

@@ -4,6 +4,7 @@
 
 mod context;
 pub(crate) mod journal;
+mod preflight;
 pub(crate) mod recorder;
 pub(crate) mod removal;
 pub mod schedule;
@@ -52,6 +53,8 @@ pub struct RunConfig {
     pub strict: bool,
     /// Local photos uploaded before the run (`--upload-to`), journaled once it has begun.
     pub uploads: Vec<ledger::record::UploadRecord>,
+    /// `--preflight`: read and check each new image first; send none the service would refuse.
+    pub preflight: Option<crate::preflight::Settings>,
 }
 
 /// How a run ended; `exit_code` is the one place that turns it into a number.
@@ -105,7 +108,9 @@ pub struct RunResult {
 
 /// Runs the import. The client is built by the caller (credentials, endpoint, timeout).
 pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunError> {
-    crate::backend::dispatch!(config.target, backend => run_with(backend(client), config).await)
+    // Pre-flight reads images with the run's credentials, beside the backend that sends them.
+    let reader = client.clone();
+    crate::backend::dispatch!(config.target, backend => run_with(backend(client), config, reader).await)
 }
 
 /// What `--sync` came to before anything was sent.
@@ -120,6 +125,7 @@ struct SyncOutcome {
 async fn run_with<T: crate::backend::Backend>(
     target: T,
     config: RunConfig,
+    reader: Client,
 ) -> Result<RunResult, RunError> {
     let started = crate::clock::instant();
     let (replay, begun, stop, caller) = begin(&config).await?;
@@ -139,6 +145,16 @@ async fn run_with<T: crate::backend::Backend>(
     }
     let (planned, sync) = plan_sync(&target, &caller, &config, planned, replay).await?;
     let Planned { mut plan, dropped } = planned;
+    let mut preflight_refused = crate::report::Groups::new();
+    if let Some(settings) = &config.preflight {
+        let ledger = config.ledger.clone();
+        let recorded = tokio::task::spawn_blocking(move || crate::preflight::recorded(&ledger))
+            .await
+            .map_err(join_err)??;
+        let report = preflight::screen(&reader, &mut plan, &recorded, settings).await;
+        crate::say::text(&report.render());
+        preflight_refused = report.refused_by_kind;
+    }
     let emptied = sync::emptied_entities(&plan, &dropped);
     plan.attach(dropped.persons);
     plan.read_libraries_from(config.target.library_read_threshold());
@@ -192,6 +208,7 @@ async fn run_with<T: crate::backend::Backend>(
     let fatal = stop.take_fatal();
     let reason = stop.reason();
     let mut summary = summary_at_start(&run_id, &counts, &rejected, &config, sync);
+    summary.preflight_refused = preflight_refused;
     // The end record carries the summary, so it is written once the figures are final.
     let ending = journal.finish_with(|figures| {
         fill(&mut summary, &figures, &tally, &counts, started);
@@ -733,6 +750,9 @@ fn rejected_record(run_id: &str, rejected: &Rejected, target: TargetKind) -> Ima
         &rejected.person_id,
         &rejected.image_url,
     );
+    if let Some(key) = rejected.image_key.as_deref() {
+        record = record.with_identity(&crate::image::ImageId::new(&rejected.image_url, Some(key)));
+    }
     record.line = Some(rejected.line);
     record.reason = Some(rejected.reason.clone());
     if let Some(algorithm) = target.algorithm() {

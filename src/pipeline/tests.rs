@@ -211,6 +211,7 @@ fn job(images: &[&str], needs_lookup: bool) -> PersonJob {
                 image_key: None,
                 key: 0,
                 unsettled: needs_lookup,
+                sha256: None,
             })
             .collect(),
         drops: Vec::new(),
@@ -562,6 +563,7 @@ fn work(url: &str) -> ImageWork {
         image_key: None,
         key: 0,
         unsettled: false,
+        sha256: None,
     }
 }
 

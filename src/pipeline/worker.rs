@@ -430,6 +430,7 @@ fn record<T: Backend>(
     )
     .with_identity(&identity);
     record.line = Some(image.line);
+    record.sha256 = image.sha256.clone();
     if status == Status::Registered {
         record.person_name = job.person_name.clone();
     }

@@ -80,6 +80,8 @@ pub struct ImageWork {
     pub key: u128,
     /// Its last record is `pending` or a retryable `failed`: an earlier outcome is unknown.
     pub unsettled: bool,
+    /// The SHA-256 of its bytes, when pre-flight read them (recorded with the image).
+    pub sha256: Option<String>,
 }
 
 /// Everything to do for one person: images one at a time, in manifest order.
@@ -603,6 +605,7 @@ impl Planner<'_> {
                         image_key: row.image_key,
                         key,
                         unsettled: false,
+                        sha256: None,
                     };
                     self.plan.restore.push((person, image));
                 }
@@ -678,6 +681,7 @@ impl Planner<'_> {
             image_key: row.image_key,
             key,
             unsettled: needs_lookup,
+            sha256: None,
         };
         let index = match slot.job {
             Some(i) => i,

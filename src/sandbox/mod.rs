@@ -29,6 +29,7 @@ mod mts;
 mod ordered;
 mod oss;
 mod params;
+pub mod photos;
 mod ratelimit;
 mod response;
 mod server;

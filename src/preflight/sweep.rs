@@ -1,0 +1,346 @@
+//! The sweep: fetches each image a run would send — paced at its own rate, a few at a time,
+//! each read capped at the size limit and one byte more — checks it, then compares hashes
+//! across rows. One report, by line, for `check --preflight` and `run --preflight` alike.
+
+use std::time::Duration;
+
+use futures::StreamExt as _;
+
+use super::cross::{self, Seen};
+use super::inspect::{Body, Inspection, human_bytes, inspect, looks_like};
+use super::{Finding, Limits};
+use crate::api::{Client, Fetched};
+
+/// How the sweep runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub limits: Limits,
+    /// Images fetched per second (0: unpaced).
+    pub qps: u32,
+    /// Images fetched at once.
+    pub in_flight: usize,
+    /// The longest one image's download may take.
+    pub timeout: Duration,
+}
+
+/// One image to check: where it is and whose it is.
+#[derive(Clone, Copy, Debug)]
+pub struct Item<'a> {
+    pub line: u64,
+    pub category_id: &'a str,
+    pub person_id: &'a str,
+    pub image_url: &'a str,
+}
+
+/// Every image `jobs` would send (unsettled ones included: `check` reads them all), in plan
+/// order.
+pub fn items(jobs: &[crate::plan::PersonJob]) -> Vec<Item<'_>> {
+    jobs.iter()
+        .flat_map(|job| {
+            job.images.iter().map(move |image| Item {
+                line: image.line,
+                category_id: &job.category_id,
+                person_id: &job.person_id,
+                image_url: &image.image_url,
+            })
+        })
+        .collect()
+}
+
+/// What pre-flight found about one image.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Checked {
+    pub line: u64,
+    pub category_id: String,
+    pub person_id: String,
+    /// As it may be shown: a signed link's signature is dropped.
+    pub image_url: String,
+    /// The HTTP status of the download (absent when none came back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(flatten)]
+    pub inspection: Inspection,
+    /// The same bytes as this earlier line of the same person: one image, sent once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub same_as: Option<u64>,
+}
+
+impl Checked {
+    pub fn refused(&self) -> bool {
+        self.inspection.refused()
+    }
+
+    /// The errors in one line of words, as a rejects file and the ledger give a reason.
+    pub fn reason(&self) -> String {
+        let errors: Vec<&str> = self
+            .inspection
+            .findings
+            .iter()
+            .filter(|f| f.is_error())
+            .map(|f| f.message.as_str())
+            .collect();
+        errors.join("; ")
+    }
+}
+
+/// Everything the sweep found, by line.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Report {
+    /// Images read (or tried).
+    pub checked: u64,
+    /// Images the service would refuse (not sent by `run --preflight`).
+    pub refused: u64,
+    /// Images sent, with something worth a look.
+    pub warned: u64,
+    pub bytes_read: u64,
+    /// Refused images by what is wrong with them (the first error's kind).
+    pub refused_by_kind: crate::report::Groups,
+    /// Findings of images sent anyway, by kind.
+    pub warned_by_kind: crate::report::Groups,
+    pub images: Vec<Checked>,
+}
+
+/// Problems listed one by one in the text; the rest are counted.
+const SHOWN: usize = 50;
+
+impl Report {
+    pub fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let mut text = format!(
+            "preflight: {} images read ({}): {} would be refused, {} with warnings\n",
+            self.checked,
+            human_bytes(self.bytes_read),
+            self.refused,
+            self.warned
+        );
+        if !self.refused_by_kind.is_empty() {
+            let _ = writeln!(
+                text,
+                "  refused: {}",
+                crate::report::render_groups(&self.refused_by_kind)
+            );
+        }
+        if !self.warned_by_kind.is_empty() {
+            let _ = writeln!(
+                text,
+                "  warnings: {}",
+                crate::report::render_groups(&self.warned_by_kind)
+            );
+        }
+        let noted = self
+            .images
+            .iter()
+            .filter(|c| !c.inspection.findings.is_empty());
+        let mut shown = 0;
+        for c in noted.clone().take(SHOWN) {
+            for f in &c.inspection.findings {
+                let _ = writeln!(
+                    text,
+                    "    line {}: {} / {} {}: {f}",
+                    c.line, c.category_id, c.person_id, c.image_url
+                );
+            }
+            shown += 1;
+        }
+        let noted = noted.count();
+        if noted > shown {
+            let _ = writeln!(
+                text,
+                "    … and {} more images with findings (--json lists them all)",
+                noted - shown
+            );
+        }
+        text
+    }
+}
+
+/// Fetches and checks `items` with `client` (its credentials sign `oss://` links), paced by
+/// `settings`, and compares their hashes with each other's and with the `recorded` ones (the
+/// ledger's registered images); the report lists the items in line order.
+pub async fn sweep(
+    client: &Client,
+    items: &[Item<'_>],
+    recorded: &[super::Recorded],
+    settings: &Settings,
+) -> Report {
+    let gap = (settings.qps > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(settings.qps)));
+    if !items.is_empty() {
+        tracing::info!(
+            images = items.len(),
+            qps = settings.qps,
+            in_flight = settings.in_flight,
+            "pre-flight: reading each image before anything is sent"
+        );
+    }
+    let start = crate::clock::instant();
+    let cap = settings.limits.max_bytes.saturating_add(1);
+    let mut images: Vec<(Checked, u64)> = futures::stream::iter(items.iter().enumerate())
+        .map(|(i, item)| async move {
+            if let Some(gap) = gap {
+                tokio::time::sleep_until(start + gap.mul_f64(i as f64)).await;
+            }
+            let fetched = client
+                .fetch_image(item.image_url, cap, settings.timeout)
+                .await;
+            check_one(item, fetched, &settings.limits)
+        })
+        .buffer_unordered(settings.in_flight.max(1))
+        .collect()
+        .await;
+    images.sort_by_key(|(c, _)| c.line);
+    let verdicts = {
+        let mut seen: Vec<Seen<'_>> = images
+            .iter()
+            .map(|(c, _)| Seen {
+                line: c.line,
+                category_id: &c.category_id,
+                person_id: &c.person_id,
+                sha256: c.inspection.sha256.as_deref(),
+                recorded: false,
+            })
+            .collect();
+        seen.extend(recorded.iter().map(|r| Seen {
+            line: r.line,
+            category_id: &r.category_id,
+            person_id: &r.person_id,
+            sha256: Some(&r.sha256),
+            recorded: true,
+        }));
+        let mut verdicts = cross::compare(&seen);
+        verdicts.truncate(images.len());
+        verdicts
+    };
+    let mut report = Report::default();
+    for ((mut checked, read), verdict) in images.into_iter().zip(verdicts) {
+        checked.inspection.findings.extend(verdict.findings);
+        checked.same_as = verdict.same_as;
+        report.checked += 1;
+        report.bytes_read += read;
+        if let Some(error) = checked.inspection.findings.iter().find(|f| f.is_error()) {
+            report.refused += 1;
+            *report
+                .refused_by_kind
+                .entry(error.kind.to_string())
+                .or_default() += 1;
+        } else if !checked.inspection.findings.is_empty() {
+            report.warned += 1;
+            for f in &checked.inspection.findings {
+                *report.warned_by_kind.entry(f.kind.to_string()).or_default() += 1;
+            }
+        }
+        report.images.push(checked);
+    }
+    report
+}
+
+/// The checks on one download: what came back, then the bytes.
+fn check_one(
+    item: &Item<'_>,
+    fetched: Result<Fetched, crate::api::ApiError>,
+    limits: &Limits,
+) -> (Checked, u64) {
+    let mut checked = Checked {
+        line: item.line,
+        category_id: item.category_id.to_string(),
+        person_id: item.person_id.to_string(),
+        image_url: crate::image::shown(item.image_url).into_owned(),
+        status: None,
+        inspection: Inspection::default(),
+        same_as: None,
+    };
+    let fetched = match fetched {
+        Ok(fetched) => fetched,
+        Err(error) => {
+            checked.inspection.findings.push(Finding::error(
+                "not reachable",
+                format!("not reachable: {}", error.message()),
+            ));
+            return (checked, 0);
+        }
+    };
+    checked.status = Some(fetched.status);
+    let read = fetched.bytes.len() as u64;
+    if !(200..300).contains(&fetched.status) {
+        checked.inspection.bytes = read;
+        checked
+            .inspection
+            .findings
+            .push(refusal(item.image_url, &fetched));
+        return (checked, read);
+    }
+    checked.inspection = inspect(
+        item.image_url,
+        &Body {
+            bytes: &fetched.bytes,
+            truncated: fetched.truncated,
+            declared_len: fetched.declared_len,
+            content_type: fetched.content_type.as_deref(),
+        },
+        limits,
+    );
+    (checked, read)
+}
+
+/// Why a download that was answered with an error status would be refused: OSS's code for an
+/// object, else the status and what came back instead of an image.
+fn refusal(source: &str, fetched: &Fetched) -> Finding {
+    let status = fetched.status;
+    let body = String::from_utf8_lossy(&fetched.bytes[..fetched.bytes.len().min(4096)]);
+    let code = body
+        .split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(code, _)| code.trim().to_string());
+    match code {
+        Some(code) if source.starts_with("oss://") => {
+            let what = match code.as_str() {
+                "NoSuchKey" | "NoSuchBucket" => "the object is not there",
+                "AccessDenied" => "the run's credentials need oss:GetObject on it",
+                _ => "the service could not download it either",
+            };
+            Finding::error(
+                "not readable",
+                format!("not readable: OSS answered {status} {code}: {what}"),
+            )
+        }
+        _ => Finding::error(
+            "not reachable",
+            format!(
+                "not reachable: HTTP {status}, not an image: {}",
+                looks_like(
+                    &fetched.bytes,
+                    fetched.content_type.as_deref(),
+                    fetched.declared_len
+                )
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_page_names_its_status_and_what_it_is() {
+        let fetched = Fetched {
+            status: 404,
+            content_type: Some("text/html".into()),
+            declared_len: Some(1229),
+            bytes: vec![b'<'; 1229],
+            truncated: false,
+        };
+        assert_eq!(
+            refusal("http://x/a.jpg", &fetched).message,
+            "not reachable: HTTP 404, not an image: text/html, 1.2 kB"
+        );
+        let oss = Fetched {
+            status: 404,
+            bytes: b"<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code></Error>".to_vec(),
+            ..Fetched::default()
+        };
+        assert_eq!(
+            refusal("oss://b/k.jpg", &oss).message,
+            "not readable: OSS answered 404 NoSuchKey: the object is not there"
+        );
+    }
+}

@@ -1,0 +1,564 @@
+//! Pre-flight against the sandbox's OSS and a web server on loopback: each kind of photo the
+//! service would refuse gets its verdict by line at `check --preflight`, and `run --preflight`
+//! sends none of them — the creates spent equal the valid images exactly.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::common::*;
+use face_enroll::sandbox::SandboxConfig;
+use face_enroll::sandbox::photos::{gif, jpeg, jpeg_of_size, png};
+
+/// One answer of the web server: path, status, content type, body.
+type Route = (&'static str, u16, &'static str, Vec<u8>);
+
+/// A web server on 127.0.0.1 that answers `routes` (anything else: 404) and closes each
+/// connection; it serves at most `MAX_CONNECTIONS` and counts them.
+struct Web {
+    base: String,
+    served: Arc<AtomicUsize>,
+}
+
+const MAX_CONNECTIONS: usize = 200;
+
+impl Web {
+    fn start(routes: Vec<Route>) -> Web {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let served = Arc::new(AtomicUsize::new(0));
+        let count = served.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(MAX_CONNECTIONS) {
+                let Ok(mut stream) = stream else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while head.len() < 16 * 1024 && !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                let (status, kind, body) = routes
+                    .iter()
+                    .find(|(p, ..)| *p == path)
+                    .map(|(_, s, k, b)| (*s, *k, b.clone()))
+                    .unwrap_or((404, "text/plain", b"no".to_vec()));
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            }
+        });
+        Web { base, served }
+    }
+}
+
+/// A not-found page of 1,229 bytes, as a web server sends in place of a photo.
+fn not_found_page() -> Vec<u8> {
+    let mut page = b"<!DOCTYPE html><html><head><title>404</title></head><body>".to_vec();
+    page.resize(1229 - 14, b'.');
+    page.extend_from_slice(b"</body></html>");
+    page
+}
+
+const BUCKET: &str = "media-faces";
+
+/// The manifest of the issue, line by line (line 1 is the header); `web` serves the http rows.
+struct Roster {
+    manifest: std::path::PathBuf,
+    web: Web,
+}
+
+fn roster(world: &World) -> Roster {
+    let shared = jpeg(640, 480, None, "shared");
+    let same = jpeg(640, 480, None, "same");
+    let web = Web::start(vec![
+        ("/ok.jpg", 200, "image/jpeg", jpeg(800, 600, None, "web-ok")),
+        ("/shared.jpg", 200, "image/jpeg", shared.clone()),
+        ("/missing.jpg", 404, "text/html", not_found_page()),
+    ]);
+    let put = |key: &str, bytes: &[u8]| world.sandbox.admin_put_object(BUCKET, key, bytes).unwrap();
+    put("empty.jpg", b"");
+    put("anim.gif", &gif(300, 300, "gif"));
+    put("big.jpg", &jpeg_of_size(1024, 768, 6 << 20, "big"));
+    put("tiny.png", &png(40, 40, "tiny"));
+    put("wide.jpg", &jpeg(5000, 300, None, "wide"));
+    put("rotated.jpg", &jpeg(640, 480, Some(6), "rotated"));
+    put("really-a-jpeg.png", &jpeg(640, 480, None, "suffix"));
+    put("same.jpg", &same);
+    put("copy/same.jpg", &same);
+    put("shared.jpg", &shared);
+    put("fine.png", &png(300, 300, "fine"));
+    let w = &web.base;
+    let o = format!("oss://{BUCKET}");
+    let body = format!(
+        "category_id,person_id,image_url\n\
+         lib,p1,{w}/missing.jpg\n\
+         lib,p1,{o}/empty.jpg\n\
+         lib,p2,{o}/anim.gif\n\
+         lib,p2,{o}/big.jpg\n\
+         lib,p3,{o}/tiny.png\n\
+         lib,p3,{o}/wide.jpg\n\
+         lib,p4,{o}/rotated.jpg\n\
+         lib,p4,{o}/really-a-jpeg.png\n\
+         lib,p5,{o}/same.jpg\n\
+         lib,p5,{o}/copy/same.jpg\n\
+         lib,p6,{o}/shared.jpg\n\
+         lib,p7,{w}/shared.jpg\n\
+         lib,p8,{w}/ok.jpg\n\
+         lib,p8,{o}/fine.png\n"
+    );
+    Roster {
+        manifest: world.manifest("m.csv", &body),
+        web,
+    }
+}
+
+/// Lines the service would refuse, and what each one's verdict starts with.
+const REFUSED: [(u64, &str); 8] = [
+    (
+        2,
+        "not reachable: HTTP 404, not an image: text/html, 1.2 kB",
+    ),
+    (3, "not an image: empty (0 bytes)"),
+    (4, "format GIF: convert to JPEG first"),
+    (5, "too large: 6.0 MB, over the 5.0 MB limit"),
+    (6, "too small: 40×40 px, the short side under 64 px"),
+    (7, "too large: 5000×300 px, the long side over 4096 px"),
+    (
+        12,
+        "the same photo as line 13 (lib / p7) under another person",
+    ),
+    (
+        13,
+        "the same photo as line 12 (lib / p6) under another person",
+    ),
+];
+
+/// Lines sent with a warning, and what it starts with.
+const WARNED: [(u64, &str); 3] = [
+    (8, "EXIF orientation 6"),
+    (9, "the name ends in .png but the file is JPEG"),
+    (
+        11,
+        "the same photo as line 10 for the same person under another URL",
+    ),
+];
+
+/// Lines the service is sent (line 11 is line 10's photo: sent once).
+const SENT: [u64; 5] = [8, 9, 10, 14, 15];
+
+fn check(world: &World, manifest: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let base = world.sandbox.base_url();
+    let mut args = vec![
+        "check",
+        manifest.to_str().unwrap(),
+        "--preflight",
+        "--endpoint",
+        &base,
+        "--oss-endpoint",
+        &base,
+    ];
+    args.extend_from_slice(extra);
+    world.command(&args).output().unwrap()
+}
+
+#[test]
+fn check_preflight_gives_each_photo_its_verdict_by_line_and_sends_nothing() {
+    let world = World::new(SandboxConfig::for_tests());
+    let roster = roster(&world);
+    let out = check(&world, &roster.manifest, &["--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = &json["preflight"];
+    assert_eq!(report["checked"], 14, "{report:#}");
+    assert_eq!(report["refused"], REFUSED.len(), "{report:#}");
+    assert_eq!(report["warned"], WARNED.len(), "{report:#}");
+    let images = report["images"].as_array().unwrap();
+    let findings = |line: u64| -> Vec<(String, String)> {
+        let image = images.iter().find(|i| i["line"] == line).unwrap();
+        image["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["severity"].as_str().unwrap().to_string(),
+                    f["message"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    for (line, verdict) in REFUSED {
+        let found = findings(line);
+        assert_eq!(found.len(), 1, "line {line}: {found:?}");
+        assert_eq!(found[0].0, "error", "line {line}: {found:?}");
+        assert!(found[0].1.starts_with(verdict), "line {line}: {found:?}");
+    }
+    for (line, verdict) in WARNED {
+        let found = findings(line);
+        assert_eq!(found.len(), 1, "line {line}: {found:?}");
+        assert_eq!(found[0].0, "warning", "line {line}: {found:?}");
+        assert!(found[0].1.starts_with(verdict), "line {line}: {found:?}");
+    }
+    for line in [10, 14, 15] {
+        assert_eq!(findings(line), vec![], "line {line}");
+    }
+    // What was read is told as read: dimensions and the hash of a photo that passed.
+    let fine = images.iter().find(|i| i["line"] == 15).unwrap();
+    assert_eq!(
+        (fine["format"].as_str(), fine["width"].as_u64()),
+        (Some("png"), Some(300))
+    );
+    assert_eq!(fine["sha256"].as_str().map(str::len), Some(64));
+
+    let state = world.sandbox.snapshot();
+    assert_eq!(state.stats.requests, 0, "nothing sent to the face service");
+    assert_eq!(state.oss.requests.get, 11, "one signed GET per oss:// row");
+    assert_eq!(
+        state.oss.requests.refused, 0,
+        "every signed GET was let through"
+    );
+    assert_eq!(
+        roster.web.served.load(Ordering::SeqCst),
+        3,
+        "one GET per http row"
+    );
+
+    // As text: the verdicts by line, and the same exit.
+    let out = check(&world, &roster.manifest, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("preflight: 14 images read"), "{text}");
+    assert!(
+        text.contains(
+            "  refused: the same photo under two persons ×2, format not accepted ×1, not an \
+             image ×1, not reachable ×1, over the size limit ×1, too large in pixels ×1, too \
+             small ×1\n  warnings: rotated ×1, suffix names another format ×1, the same photo \
+             twice for a person ×1\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(": 8 would be refused, 3 with warnings"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 2: lib / p1 http://127.0.0.1:")
+            && text.contains(
+                "/missing.jpg: error: not reachable: HTTP 404, not an image: text/html, 1.2 kB"
+            ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "line 3: lib / p1 oss://media-faces/empty.jpg: error: not an image: empty (0 bytes)"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_preflight_passes_a_roster_of_good_photos_and_its_limits_are_flags() {
+    let world = World::new(SandboxConfig::for_tests());
+    world
+        .sandbox
+        .admin_put_object(BUCKET, "a.gif", &gif(300, 300, "a"))
+        .unwrap();
+    world
+        .sandbox
+        .admin_put_object(BUCKET, "b.png", &png(100, 100, "b"))
+        .unwrap();
+    let manifest = world.manifest(
+        "m.csv",
+        "category_id,person_id,image_url\n\
+         lib,p,oss://media-faces/a.gif\n\
+         lib,q,oss://media-faces/b.png\n",
+    );
+    let out = check(&world, &manifest, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = check(
+        &world,
+        &manifest,
+        &["--accept-formats", "jpeg,png,gif", "--min-side", "50"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("0 would be refused, 1 with warnings"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 3: lib / q oss://media-faces/b.png: warning: small: 100×100 px"),
+        "{text}"
+    );
+    let out = check(
+        &world,
+        &manifest,
+        &["--min-side", "500", "--max-side", "400"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn run_preflight_sends_no_refused_photo_and_spends_creates_on_the_valid_ones_exactly() {
+    let world = World::new(SandboxConfig::for_tests());
+    let roster = roster(&world);
+    let base = world.sandbox.base_url();
+    let rejects = world.path("rejects.csv");
+    let summary = world.path("summary.json");
+    let out = world.run(
+        &roster.manifest,
+        &[
+            "--preflight",
+            "--oss-endpoint",
+            &base,
+            "--rejects",
+            rejects.to_str().unwrap(),
+            "--summary",
+            summary.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("8 would be refused, 3 with warnings"),
+        "{}",
+        stderr(&out)
+    );
+    // The reasons in words, grouped, in the summary and its JSON.
+    assert!(
+        stderr(&out).contains(
+            "refused by pre-flight, not sent: the same photo under two persons ×2, format not \
+             accepted ×1, not an image ×1, not reachable ×1, over the size limit ×1, too large \
+             in pixels ×1, too small ×1"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(json["preflight_refused"]["not an image"], 1, "{json}");
+    assert_eq!(json["invalid"], REFUSED.len(), "{json}");
+    assert_eq!(json["duplicates"], 1, "{json}");
+    let state = world.sandbox.snapshot();
+    let creates = state.stats.by_action.get("RegisterCustomFace").copied();
+    assert_eq!(
+        creates,
+        Some(SENT.len() as u64),
+        "{:?}",
+        state.stats.by_action
+    );
+    let faces = faces_of(&state);
+    assert_eq!(faces.len(), SENT.len(), "{faces:?}");
+    // The service side downloaded only the oss:// photos that were sent, each once.
+    let fetched: Vec<&str> = state.oss.fetches.iter().map(|f| f.key.as_str()).collect();
+    let mut fetched = fetched.clone();
+    fetched.sort();
+    assert_eq!(
+        fetched,
+        ["fine.png", "really-a-jpeg.png", "rotated.jpg", "same.jpg"],
+        "{:?}",
+        state.oss.fetches
+    );
+
+    // The ledger: each refused line `invalid` with its reason, each sent line registered.
+    let ledger = world.path("m.ledger.jsonl");
+    let lines = ledger_lines(&ledger);
+    let last = |line: u64| {
+        lines
+            .iter()
+            .rev()
+            .find(|l| l["kind"] == "image" && l["line"] == line)
+            .cloned()
+    };
+    for (line, verdict) in REFUSED {
+        let record = last(line).unwrap_or_else(|| panic!("line {line} not recorded"));
+        assert_eq!(record["status"], "invalid", "line {line}: {record}");
+        let reason = record["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with(&format!("image_url: pre-flight: {verdict}")),
+            "line {line}: {reason}"
+        );
+    }
+    for line in SENT {
+        let record = last(line).unwrap_or_else(|| panic!("line {line} not recorded"));
+        assert_eq!(record["status"], "registered", "line {line}: {record}");
+    }
+    assert!(last(11).is_none(), "line 11 is line 10's photo: sent once");
+    let rejects = std::fs::read_to_string(&rejects).unwrap();
+    assert_eq!(rejects.lines().count(), 1 + REFUSED.len(), "{rejects}");
+    assert!(
+        rejects.contains("pre-flight: too small: 40×40 px"),
+        "{rejects}"
+    );
+
+    // A re-run: the refused photos are checked again (one may have been fixed) and the one
+    // that was fixed is sent. Line 11 stays line 10's photo, which the ledger now holds with its
+    // hash; and a new row filing line 8's photo (registered) under another person is refused.
+    world
+        .sandbox
+        .admin_put_object(BUCKET, "tiny.png", &png(400, 400, "tiny-fixed"))
+        .unwrap();
+    world
+        .sandbox
+        .admin_put_object(BUCKET, "p9.jpg", &jpeg(640, 480, Some(6), "rotated"))
+        .unwrap();
+    let mut body = std::fs::read_to_string(&roster.manifest).unwrap();
+    body.push_str("lib,p9,oss://media-faces/p9.jpg\n");
+    std::fs::write(&roster.manifest, body).unwrap();
+    let out = world.run(&roster.manifest, &["--preflight", "--oss-endpoint", &base]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let state = world.sandbox.snapshot();
+    let creates = state.stats.by_action.get("RegisterCustomFace").copied();
+    assert_eq!(
+        creates,
+        Some(SENT.len() as u64 + 1),
+        "{:?}",
+        state.stats.by_action
+    );
+    let lines = ledger_lines(&ledger);
+    let last = |line: u64| {
+        lines
+            .iter()
+            .rev()
+            .find(|l| l["kind"] == "image" && l["line"] == line)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(last(6)["status"], "registered", "{}", last(6));
+    assert!(
+        last(6)["sha256"].as_str().is_some_and(|h| h.len() == 64),
+        "{}",
+        last(6)
+    );
+    assert_eq!(
+        last(11),
+        serde_json::Value::Null,
+        "line 11 is still line 10's photo"
+    );
+    assert_eq!(last(16)["status"], "invalid", "{}", last(16));
+    assert!(
+        last(16)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the same photo as line 8 (lib / p4, registered) under another person"),
+        "{}",
+        last(16)
+    );
+}
+
+#[test]
+fn a_rerun_reads_no_photo_that_was_registered() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    let mut body = String::from("category_id,person_id,image_url\n");
+    for p in 0..4 {
+        for i in 0..2 {
+            let key = format!("good/p{p}/{i}.jpg");
+            let photo = jpeg(640, 480, None, &key);
+            world
+                .sandbox
+                .admin_put_object(BUCKET, &key, &photo)
+                .unwrap();
+            body.push_str(&format!("lib,p{p},oss://{BUCKET}/{key}\n"));
+        }
+    }
+    let manifest = world.manifest("m.csv", &body);
+    let out = world.run(&manifest, &["--preflight", "--oss-endpoint", &base]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let state = world.sandbox.snapshot();
+    assert_eq!(state.oss.requests.get, 8, "one pre-flight GET per photo");
+    assert_eq!(state.stats.by_action["RegisterCustomFace"], 8);
+    let out = world.run(&manifest, &["--preflight", "--oss-endpoint", &base]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let again = world.sandbox.snapshot();
+    assert_eq!(again.oss.requests.get, 8, "nothing read again");
+    assert_eq!(again.stats.by_action["RegisterCustomFace"], 8);
+}
+
+#[test]
+fn run_preflight_on_ice_sends_no_sample_it_refuses() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    let put = |key: &str, bytes: &[u8]| world.sandbox.admin_put_object(BUCKET, key, bytes).unwrap();
+    put("good.jpg", &jpeg(640, 480, None, "good"));
+    put("tiny.png", &png(40, 40, "tiny"));
+    put("page.jpg", b"<html><body>moved</body></html>");
+    let manifest = world.manifest(
+        "m.csv",
+        "category_id,person_id,image_url\n\
+         lib,a,oss://media-faces/good.jpg\n\
+         lib,a,oss://media-faces/tiny.png\n\
+         lib,b,oss://media-faces/page.jpg\n",
+    );
+    let metrics = world.path("metrics.prom");
+    let out = world.run(
+        &manifest,
+        &[
+            "--target",
+            "ice",
+            "--preflight",
+            "--oss-endpoint",
+            &base,
+            "--metrics",
+            metrics.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let state = world.sandbox.snapshot();
+    assert_eq!(
+        state.stats.by_action.get("CreateRecognitionSample"),
+        Some(&1)
+    );
+    let samples: usize = state
+        .ice
+        .libs
+        .iter()
+        .flat_map(|l| &l.entities)
+        .map(|e| e.samples.len())
+        .sum();
+    assert_eq!(samples, 1);
+    let metrics = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        metrics.contains("face_enroll_last_run_preflight_refused 2"),
+        "{metrics}"
+    );
+    let ledger = ledger_lines(&world.path("m.ice.ledger.jsonl"));
+    let invalid: Vec<&str> = ledger
+        .iter()
+        .filter(|l| l["status"] == "invalid")
+        .map(|l| l["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(invalid.len(), 2, "{invalid:?}");
+    assert!(invalid[0].contains("too small: 40×40 px"), "{invalid:?}");
+    assert!(
+        invalid[1].contains("not an image: text/html"),
+        "{invalid:?}"
+    );
+}
+
+#[test]
+fn run_without_preflight_reads_nothing_first() {
+    let world = World::new(SandboxConfig::for_tests());
+    let roster = roster(&world);
+    let base = world.sandbox.base_url();
+    let out = world.run(&roster.manifest, &["--oss-endpoint", &base]);
+    // The service refuses what it cannot download as an image; nothing was read before.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let state = world.sandbox.snapshot();
+    assert_eq!(state.oss.requests.get, 0, "no GET before sending");
+    assert_eq!(roster.web.served.load(Ordering::SeqCst), 0);
+    assert!(
+        state.stats.by_action["RegisterCustomFace"] > SENT.len() as u64,
+        "{:?}",
+        state.stats.by_action
+    );
+}
