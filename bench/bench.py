@@ -521,7 +521,7 @@ def scenario_upload(work, quick):
         os.makedirs(folder, exist_ok=True)
         for i in range(per_person):
             with open(os.path.join(folder, f"{i}.jpg"), "wb") as f:
-                f.write(b"\xff\xd8\xff\xe0" + os.urandom(size - 4))
+                f.write(b"\xff\xd8\xff\xe0" + os.urandom(size - 6) + b"\xff\xd9")
     total = persons * per_person
     os.makedirs(oss_root, exist_ok=True)
     sandbox = Sandbox("--mts-qps", "100", "--latency-ms", "50", "--oss-root", oss_root)

@@ -117,8 +117,21 @@ fn read_photo(path: &Path) -> Result<Photo, String> {
     }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let (content_type, extension) = if bytes.starts_with(JPEG) {
+        if !whole_jpeg(&bytes) {
+            return Err(format!(
+                "{} is not a whole JPEG (it does not end with the end-of-image marker): a copy \
+                 cut short?",
+                path.display()
+            ));
+        }
         ("image/jpeg", "jpg")
     } else if bytes.starts_with(PNG) {
+        if !whole_png(&bytes) {
+            return Err(format!(
+                "{} is not a whole PNG (no IEND chunk at its end): a copy cut short?",
+                path.display()
+            ));
+        }
         ("image/png", "png")
     } else if bytes.is_empty() {
         return Err(format!("{} is empty", path.display()));
@@ -137,6 +150,17 @@ fn read_photo(path: &Path) -> Result<Photo, String> {
         content_type,
         extension,
     })
+}
+
+/// A JPEG ends with the end-of-image marker (some writers pad after it with zeros).
+fn whole_jpeg(bytes: &[u8]) -> bool {
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    bytes[..end].ends_with(&[0xFF, 0xD9])
+}
+
+/// A PNG's last chunk is IEND: its type, then its CRC.
+fn whole_png(bytes: &[u8]) -> bool {
+    bytes.len() >= 12 && &bytes[bytes.len() - 8..bytes.len() - 4] == b"IEND"
 }
 
 /// Uploads every file of `files` (at most `concurrency` at once) and says what each became.
@@ -321,13 +345,19 @@ mod tests {
     fn a_photo_is_named_by_its_content_and_other_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let jpeg = dir.path().join("a.png");
-        std::fs::write(&jpeg, b"\xFF\xD8\xFF\xE0 a jpeg").unwrap();
+        std::fs::write(&jpeg, b"\xFF\xD8\xFF\xE0 a jpeg\xFF\xD9\0").unwrap();
         let photo = read_photo(&jpeg).unwrap();
         assert_eq!(photo.extension, "jpg", "named by its bytes, not its suffix");
         assert_eq!(
             photo.sha256,
-            hex::encode(sha2::Sha256::digest(b"\xFF\xD8\xFF\xE0 a jpeg"))
+            hex::encode(sha2::Sha256::digest(b"\xFF\xD8\xFF\xE0 a jpeg\xFF\xD9\0"))
         );
+        let cut = dir.path().join("cut.jpg");
+        std::fs::write(&cut, b"\xFF\xD8\xFF\xE0 a jpeg\xFF").unwrap();
+        assert!(read_photo(&cut).unwrap_err().contains("not a whole JPEG"));
+        let png = dir.path().join("cut.png");
+        std::fs::write(&png, b"\x89PNG\r\n\x1a\n no end").unwrap();
+        assert!(read_photo(&png).unwrap_err().contains("not a whole PNG"));
         let text = dir.path().join("notes.jpg");
         std::fs::write(&text, b"hello").unwrap();
         assert!(read_photo(&text).unwrap_err().contains("not a JPEG or PNG"));

@@ -199,6 +199,11 @@ pub struct RunArgs {
     /// Uploads in flight at most.
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub upload_concurrency: usize,
+    /// Refuse (as invalid rows) local paths that leave the manifest's folder (`../…`, or an
+    /// absolute path elsewhere); nothing of them is read. A folder given as the manifest never
+    /// names a file outside it.
+    #[arg(long)]
+    pub no_escape: bool,
     #[command(flatten)]
     pub preflight: PreflightArgs,
     /// Run against the built-in sandbox (in-process, realistic latency, a few 500s); no credentials.

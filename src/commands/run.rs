@@ -46,6 +46,7 @@ async fn run(args: RunArgs) -> Exit {
         args.sheet.clone(),
         args.layout.clone(),
     );
+    crate::manifest::set_no_escape(args.no_escape);
     // A mistyped manifest path is the user's input, told as such (exit 2) before credentials
     // are looked for: without them it used to read as a credentials failure (exit 3).
     if let Err(e) = crate::manifest::check_source(&args.manifest) {

@@ -14,6 +14,43 @@ pub struct LocalFiles {
 }
 
 static UPLOADED: OnceLock<LocalFiles> = OnceLock::new();
+static NO_ESCAPE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--no-escape`: a local path that leaves the manifest's folder (`../…`, or an absolute path
+/// elsewhere) is an invalid row, and nothing of it is read or uploaded.
+pub fn set_no_escape(on: bool) {
+    NO_ESCAPE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `path` with `.` and `..` taken out, by its text (the file need not exist).
+fn normalised(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Under `--no-escape`, why `path` may not be read: it is not inside `base`.
+fn escapes(path: &Path, base: &Path) -> Option<String> {
+    if !NO_ESCAPE.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    let base = normalised(&std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf()));
+    (!normalised(path).starts_with(&base)).then(|| {
+        format!(
+            "image_url `{}` leaves the manifest's folder {} (--no-escape)",
+            path.display(),
+            base.display()
+        )
+    })
+}
 
 /// Set once by the upload stage, before the manifest is planned.
 pub fn set_uploaded(files: LocalFiles) {
@@ -39,10 +76,18 @@ pub fn local_path(cell: &str, base: &Path) -> Option<PathBuf> {
     Some(std::path::absolute(&path).unwrap_or(path))
 }
 
+/// [`local_path`], except a path `--no-escape` refuses: the files an upload may read.
+pub fn readable_local_path(cell: &str, base: &Path) -> Option<PathBuf> {
+    local_path(cell, base).filter(|path| escapes(path, base).is_none())
+}
+
 /// For a cell that names a local file: its `oss://` address once uploaded, or why the row is
 /// invalid. `None` for every other cell.
 pub(super) fn resolve(cell: &str, base: &Path) -> Option<Result<String, String>> {
     let path = local_path(cell, base)?;
+    if let Some(reason) = escapes(&path, base) {
+        return Some(Err(reason));
+    }
     Some(match UPLOADED.get().and_then(|u| u.resolved.get(&path)) {
         Some(result) => result.clone(),
         None => Err(format!(

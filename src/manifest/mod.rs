@@ -21,7 +21,7 @@ pub use encoding::{Encoding, set_default as set_default_encoding};
 pub use error::ManifestError;
 pub use folder::Layout;
 pub use header::{ColumnMap, Columns};
-pub use local::{LocalFiles, local_path, set_uploaded};
+pub use local::{LocalFiles, local_path, readable_local_path, set_no_escape, set_uploaded};
 pub use validate::{is_system_library, validate_id, validate_url};
 
 /// A row that passed every check; ids, URL and name are trimmed.
@@ -218,7 +218,7 @@ impl Reader {
                 else {
                     continue;
                 };
-                if let Some(path) = local_path(cell.trim(), &self.columns.base)
+                if let Some(path) = readable_local_path(cell.trim(), &self.columns.base)
                     && seen.insert(path.clone())
                 {
                     files.push((line.max(self.next_line), path));

@@ -4,15 +4,20 @@
 use crate::common::*;
 use face_enroll::sandbox::SandboxConfig;
 
+/// A JPEG's start and end markers around `tag`: what the upload checks (whole files by their
+/// first and last bytes), not a picture.
 fn jpeg(tag: &str) -> Vec<u8> {
     let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
     bytes.extend_from_slice(format!("a photo of {tag}").as_bytes());
+    bytes.extend_from_slice(&[0xFF, 0xD9]);
     bytes
 }
 
+/// A PNG's signature, `tag`, and an IEND chunk.
 fn png(tag: &str) -> Vec<u8> {
     let mut bytes = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
     bytes.extend_from_slice(format!("a photo of {tag}").as_bytes());
+    bytes.extend_from_slice(&[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]);
     bytes
 }
 
@@ -122,11 +127,20 @@ fn local_photos_are_uploaded_once_by_content_and_a_renamed_file_is_the_same_imag
 
     // One new photo: one upload, one registration.
     std::fs::write(world.dir.path().join("photos/c1.jpg"), jpeg("carol 1")).unwrap();
+    // A copy cut short: refused, nothing uploaded for it.
+    let cut = jpeg("carol 2");
+    std::fs::write(
+        world.dir.path().join("photos/c2.jpg"),
+        &cut[..cut.len() - 3],
+    )
+    .unwrap();
     let mut body = std::fs::read_to_string(&manifest).unwrap();
-    body.push_str("staff,carol,photos/c1.jpg\n");
+    body.push_str("staff,carol,photos/c1.jpg\nstaff,carol,photos/c2.jpg\n");
     let manifest = world.manifest("m.csv", &body);
     let out = world.run(&manifest, &upload);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let ledger = std::fs::read_to_string(world.path("m.ledger.jsonl")).unwrap();
+    assert!(ledger.contains("c2.jpg is not a whole JPEG"), "{ledger}");
     assert_eq!(creates(&world), 4);
     assert_eq!(world.sandbox.snapshot().oss.objects.len(), 3);
     // The service side downloaded each uploaded photo through a link it was sent.
@@ -158,6 +172,15 @@ fn photo_tree(world: &World, suffix: &str) -> std::path::PathBuf {
             &format!("guests/dave/{i:02}{suffix}.jpg"),
             &jpeg(&format!("dave {i}")),
         );
+    }
+    // And 96 more persons of 5 photos: 500 files in all.
+    for p in 0..96 {
+        for i in 0..5 {
+            put(
+                &format!("bulk/p{p:02}/{i}{suffix}.jpg"),
+                &jpeg(&format!("bulk {p} {i}")),
+            );
+        }
     }
     std::os::unix::fs::symlink(
         world.dir.path().join("outside.jpg"),
@@ -205,7 +228,8 @@ fn a_folder_is_a_manifest_by_its_layout_and_renaming_every_file_sends_nothing() 
     let ledger = std::fs::read_to_string(world.path("photos.ledger.jsonl")).unwrap();
     assert!(ledger.contains("\"skipped\""), "{ledger}");
     let creates = creates(&world);
-    assert_eq!(creates, 12);
+    assert_eq!(creates, 12 + 480);
+    assert_eq!(world.faces().len(), 12 + 480);
 
     // Every file renamed: nothing is sent or stored again.
     let root = photo_tree(&world, "-renamed");
@@ -231,7 +255,7 @@ fn scan_prints_the_folder_as_an_editable_manifest_naming_the_same_photos() {
     let csv = String::from_utf8_lossy(&out.stdout).into_owned();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "category_id,person_id,person_name,image_url");
-    assert_eq!(lines.len(), 1 + 12 + 2 + 1, "{csv}");
+    assert_eq!(lines.len(), 1 + 12 + 2 + 1 + 480, "{csv}");
     assert!(
         lines.contains(&"staff,alice,,photos/staff/alice/1.jpg"),
         "{csv}"
@@ -248,7 +272,7 @@ fn scan_prints_the_folder_as_an_editable_manifest_naming_the_same_photos() {
         ],
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert_eq!(world.faces().len(), 12);
+    assert_eq!(world.faces().len(), 12 + 480);
     let out = world.command(&["scan", "nowhere"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
@@ -437,4 +461,42 @@ fn a_crash_loop_during_uploads_and_registration_leaves_one_object_per_content_an
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(creates(&world), creates_before);
     assert_eq!(world.sandbox.snapshot().oss.requests.put, puts_before);
+}
+
+#[test]
+fn no_escape_refuses_a_local_path_that_leaves_the_manifests_folder_and_reads_nothing_of_it() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    std::fs::write(world.dir.path().join("outside.jpg"), jpeg("outside")).unwrap();
+    let inner = world.dir.path().join("roster");
+    std::fs::create_dir_all(&inner).unwrap();
+    std::fs::write(inner.join("in.jpg"), jpeg("inside")).unwrap();
+    let manifest = inner.join("m.csv");
+    std::fs::write(
+        &manifest,
+        "category_id,person_id,image_url\nstaff,a,in.jpg\nstaff,b,../outside.jpg\n",
+    )
+    .unwrap();
+    let upload = [
+        "--upload-to",
+        "oss://media-faces/x/",
+        "--oss-endpoint",
+        &base,
+    ];
+    let mut args = upload.to_vec();
+    args.push("--no-escape");
+    let out = world.run(&manifest, &args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let ledger = std::fs::read_to_string(inner.join("m.ledger.jsonl")).unwrap();
+    assert!(ledger.contains("leaves the manifest's folder"), "{ledger}");
+    let state = world.sandbox.snapshot();
+    assert_eq!(
+        state.oss.requests.put, 1,
+        "only the file inside was uploaded"
+    );
+    assert_eq!(world.faces().len(), 1);
+    // Without the flag, a path out of the folder is the user's to give.
+    let out = world.run(&manifest, &[&upload[..], &["--retry-failed"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(world.faces().len(), 2);
 }
