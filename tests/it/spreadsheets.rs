@@ -276,3 +276,35 @@ fn numbered_image_url_columns_are_one_image_each_without_a_mapping() {
         ]
     );
 }
+
+#[test]
+fn the_hr_workbook_fills_ice_libraries_as_the_gbk_export_does() {
+    let samples = |world: &World| -> Vec<(String, String)> {
+        let state = world.sandbox.snapshot();
+        let mut all: Vec<(String, String)> = state
+            .ice
+            .libs
+            .iter()
+            .flat_map(|l| {
+                l.entities.iter().flat_map(move |e| {
+                    e.samples
+                        .iter()
+                        .filter_map(move |s| s.image_url.clone().map(|u| (l.lib_name.clone(), u)))
+                })
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let from_csv = World::new(SandboxConfig::for_tests());
+    let csv = gbk_csv(&from_csv);
+    let out = import(&from_csv, &csv, &["--target", "ice"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let expected = samples(&from_csv);
+    assert_eq!(expected.len(), 6, "{expected:?}");
+    let from_xlsx = World::new(SandboxConfig::for_tests());
+    let book = xlsx(&from_xlsx);
+    let out = import(&from_xlsx, &book, &["--target", "ice"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(samples(&from_xlsx), expected);
+}

@@ -500,3 +500,44 @@ fn no_escape_refuses_a_local_path_that_leaves_the_manifests_folder_and_reads_not
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(world.faces().len(), 2);
 }
+
+#[test]
+fn ice_samples_from_local_photos_are_uploaded_once_and_a_renamed_file_is_the_same_sample() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    let names = ["a1.jpg", "a2.jpg", "b1.jpg", "notes.jpg", "empty.jpg"];
+    let manifest = photos(&world, names);
+    let args = [
+        "--target",
+        "ice",
+        "--upload-to",
+        "oss://media-faces/ice/",
+        "--oss-endpoint",
+        &base,
+    ];
+    let samples = |world: &World| -> Vec<String> {
+        let state = world.sandbox.snapshot();
+        state
+            .ice
+            .libs
+            .iter()
+            .flat_map(|l| &l.entities)
+            .flat_map(|e| &e.samples)
+            .filter_map(|s| s.image_url.clone())
+            .collect()
+    };
+    let out = world.run(&manifest, &args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(samples(&world).len(), 3, "{:?}", samples(&world));
+    assert_eq!(world.sandbox.snapshot().oss.objects.len(), 2);
+    let fetches = world.sandbox.snapshot().oss.fetches;
+    assert_eq!(
+        fetches.len(),
+        2,
+        "the two uploaded photos were downloaded by the service"
+    );
+    let manifest = photos(&world, ["x1.jpg", "x2.jpg", "y1.jpg", "n.jpg", "e.jpg"]);
+    let out = world.run(&manifest, &args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(samples(&world).len(), 3, "a renamed file was sent again");
+}
