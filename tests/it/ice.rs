@@ -154,6 +154,37 @@ fn lib_create_list_and_delete_work_against_the_sandbox() {
 }
 
 #[test]
+fn lib_delete_of_an_unknown_library_exits_2_says_so_and_deletes_nothing() {
+    let world = World::new(SandboxConfig::for_tests());
+    let made = lib(
+        &world,
+        &["create", "--algorithm", "face", "--name", "staff"],
+    );
+    assert_eq!(made.status.code(), Some(0), "{}", stderr(&made));
+    let out = lib(
+        &world,
+        &[
+            "delete",
+            "--algorithm",
+            "face",
+            "--lib-id",
+            "no-such-lib",
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(said.contains("there is no library no-such-lib"), "{said}");
+    assert!(!said.contains("deleted library"), "{said}");
+    let stats = world.sandbox.snapshot().stats;
+    assert_eq!(
+        stats.by_action["DeleteRecognitionLib"], 1,
+        "the delete was really sent and refused"
+    );
+    assert_eq!(world.sandbox.snapshot().ice.libs.len(), 1);
+}
+
+#[test]
 fn lib_entities_and_samples_list_what_a_run_put_into_an_existing_library() {
     let world = World::new(SandboxConfig::for_tests());
     let out = lib(
