@@ -489,9 +489,10 @@ async fn person<T: Backend>(
                 continue;
             }
         };
+        // A removal whose answer was lost and a look-up found gone was made by this rollback.
         let counter = match removal {
-            Removal::Removed => &counts.removed,
-            _ => &counts.already_gone,
+            Removal::Removed | Removal::GoneAfterLookup => &counts.removed,
+            Removal::AlreadyGone => &counts.already_gone,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         let mut record = ImageRecord::new(

@@ -584,6 +584,14 @@ fn rollback_settles_an_unknown_outcome_by_listing_the_person_before_sending_agai
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(world.faces().is_empty());
     let stats = world.sandbox.snapshot().stats;
+    assert_eq!(stats.faults["error_after"], 1);
+    assert_eq!(stats.faults["reset_after"], 1);
+    // Both were removed by this rollback, their answers lost: none was "already gone".
+    assert!(
+        stderr(&out).contains("removed 2, already gone 0,"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(lists(&world), lists_before + 2);
     assert_eq!(
         stats.by_action["UnregisterCustomFace"], 2,
