@@ -175,28 +175,20 @@ fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
         // Quiet, but never silent about an ending cron must look at.
         if exit != Exit::Success {
             if json {
-                tracing::warn!(outcome = %s.outcome, exit_code = s.exit_code, causes = %s.causes().join("; "), left = s.left, "summary");
+                let mut fields = serde_json::Map::new();
+                fields.insert("outcome".into(), s.outcome.clone().into());
+                fields.insert("exit_code".into(), s.exit_code.into());
+                fields.insert("causes".into(), s.causes().into());
+                fields.insert("left".into(), s.left.into());
+                crate::say::json_event("WARN", "summary", fields);
             } else {
                 crate::say!("{}", s.one_line());
             }
         }
     } else if json {
-        // One structured event, so a log shipper reads the figures without parsing prose.
-        tracing::info!(
-            outcome = %s.outcome, exit_code = s.exit_code, rows = s.rows,
-            already_done = s.already_done, registered_now = s.registered_now,
-            recovered = s.recovered, adopted = s.adopted, failed = s.failed, invalid = s.invalid,
-            skipped = s.skipped, duplicates = s.duplicates, left = s.left,
-            new_rejections = s.new_rejections, known_rejections = s.known_rejections,
-            refused_by_code = ?s.refused_by_code, invalid_by_column = ?s.invalid_by_column,
-            retries_ran_out = ?s.retries_ran_out, stopped_because = ?s.stopped_because,
-            retries = s.retries, throttled = s.throttled, lookups = s.lookups,
-            requests = s.requests, requests_create = s.requests_create,
-            requests_read = s.requests_read, requests_remove = s.requests_remove,
-            elapsed_s = s.elapsed_s, rate_per_s = s.rate_per_s, ledger = %s.ledger,
-            hints = ?s.hints,
-            "summary"
-        );
+        // One structured event, so a log shipper reads the figures without parsing prose:
+        // every figure of the `--summary` document, nested ones as objects, none as `null`.
+        crate::say::json_event("INFO", "summary", summary_fields(s));
     } else {
         crate::say::text(&s.render());
     }
@@ -225,6 +217,19 @@ fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
         );
     }
     exit
+}
+
+/// The summary as the fields of the JSON log's summary event: `stopped_because` is always
+/// there (`null` when the run did not stop early).
+fn summary_fields(s: &crate::report::Summary) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = match serde_json::to_value(s) {
+        Ok(serde_json::Value::Object(fields)) => fields,
+        _ => serde_json::Map::new(),
+    };
+    fields
+        .entry("stopped_because")
+        .or_insert(serde_json::Value::Null);
+    fields
 }
 
 /// This run's rejects, and the rows earlier runs saw refused by the service that are still not

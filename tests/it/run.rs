@@ -500,6 +500,16 @@ fn json_logs_make_every_stderr_line_one_json_object_with_the_summary_as_fields()
         .expect("a summary event");
     assert_eq!(summary["fields"]["registered_now"], 6);
     assert_eq!(summary["fields"]["exit_code"], 0);
+    // Nested figures are JSON, not strings holding JSON; a run that did not stop says null.
+    let fields = &summary["fields"];
+    for nested in ["refused_by_code", "invalid_by_column", "retries_ran_out"] {
+        assert!(fields[nested].is_object(), "{nested}: {}", fields[nested]);
+    }
+    assert!(fields["hints"].is_array(), "{}", fields["hints"]);
+    assert!(
+        fields.get("stopped_because").is_some_and(|v| v.is_null()),
+        "{fields}"
+    );
 }
 
 #[test]
