@@ -99,7 +99,8 @@ async fn run(args: RunArgs) -> Exit {
     let result = pipeline::run(config, connected.client).await;
     if let Some(sb) = running_sandbox {
         let held = sandbox_holds(&sb.snapshot(), target);
-        tracing::info!("the built-in sandbox (new for every run) now holds {held}");
+        let earlier = result.as_ref().map_or(0, |done| done.summary.already_done);
+        tracing::info!("{}", sandbox_note(&held, earlier));
         sb.shutdown().await;
     }
     match result {
@@ -107,6 +108,20 @@ async fn run(args: RunArgs) -> Exit {
         Err(RunError::Ledger(e)) => super::ledger_failure(&e),
         Err(e) => fail(e),
     }
+}
+
+/// The closing line of a `--sandbox` run. The sandbox is new for every run, so what the ledger
+/// records from earlier runs is not in it: said, or a second run's "holds 0 faces" reads as a
+/// loss.
+fn sandbox_note(held: &str, earlier: u64) -> String {
+    let mut note = format!("the built-in sandbox (new for every run) now holds {held}");
+    if earlier > 0 {
+        note.push_str(&format!(
+            ", those this run sent; the {earlier} the ledger records from earlier runs were in \
+             their own sandboxes and were not sent again"
+        ));
+    }
+    note
 }
 
 /// What the in-process sandbox holds for the run's target: faces (MTS) or samples (ICE).

@@ -651,3 +651,34 @@ fn the_in_process_sandbox_counts_samples_for_ice() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_second_sandbox_run_says_the_faces_of_earlier_runs_are_not_in_its_new_sandbox() {
+    let world = World::new(SandboxConfig::for_tests());
+    world.manifest("m.csv", &manifest_body("lib", 1, 2));
+    let sandbox_run = || {
+        world
+            .command(&["run", "m.csv", "--sandbox", "--progress", "off"])
+            .output()
+            .unwrap()
+    };
+    let first = sandbox_run();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    // A first run has nothing from earlier runs to explain.
+    assert!(
+        stderr(&first)
+            .lines()
+            .any(|l| l.ends_with("now holds 2 faces")),
+        "{}",
+        stderr(&first)
+    );
+    let second = sandbox_run();
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    let said = stderr(&second);
+    assert!(
+        said.contains(
+            "now holds 0 faces, those this run sent; the 2 the ledger records from earlier runs"
+        ),
+        "{said}"
+    );
+}
