@@ -332,6 +332,14 @@ fn resolve(
             });
             inputs.vanished.insert(face.id.clone(), (key, face.clone()));
         }
+        // The ledger index is in key-hash order: list them by person and image instead.
+        d.vanished.sort_by(|a, b| {
+            (&a.person_id, &a.image_url, a.id.as_str()).cmp(&(
+                &b.person_id,
+                &b.image_url,
+                b.id.as_str(),
+            ))
+        });
     }
     Ok(())
 }
