@@ -363,11 +363,18 @@ impl Caller {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 (n != u64::MAX).then_some(n + 1)
             });
-        if let Ok(n) = before
+        if let (Ok(n), Err(error)) = (before, result)
             && n + 1 >= UNREACHABLE_AFTER
         {
-            self.stop.stop(crate::stop::StopReason::Unreachable);
+            self.stop.unreachable(error.clone());
         }
+    }
+
+    /// True while nothing this caller sent was ever answered and some attempt failed to
+    /// connect.
+    fn never_connected(&self) -> bool {
+        let n = self.unconnected.load(Ordering::Relaxed);
+        n != u64::MAX && n > 0
     }
 
     /// The pacer of operation `name` (of class `action`).
@@ -397,6 +404,13 @@ impl Caller {
                 return Err(Halt::Fatal);
             }
             Verdict::Refused => return Err(Halt::Refused(error.clone())),
+            // Retries ran out on a connection that never once got through: the endpoint is
+            // unreachable however few attempts that took (one row to add is no less an
+            // outage than a thousand), not "resumable".
+            Verdict::Exhausted if error.code() == "ConnectFailed" && self.never_connected() => {
+                self.stop.unreachable(error.clone());
+                return Err(Halt::Stopped);
+            }
             Verdict::Exhausted => {
                 return Err(if self.stop.is_stopping() {
                     Halt::Stopped

@@ -25,6 +25,8 @@ pub struct Stop {
     token: CancellationToken,
     reason: Mutex<Option<StopReason>>,
     fatal: Mutex<Option<ApiError>>,
+    /// The last failed connection when the endpoint was found unreachable: what and where.
+    unreached: Mutex<Option<ApiError>>,
 }
 
 impl Stop {
@@ -50,6 +52,24 @@ impl Stop {
             }
         }
         self.stop(StopReason::Fatal);
+    }
+
+    /// Nothing got through: stop everything, keeping the last connection failure to say what
+    /// failed and where.
+    pub fn unreachable(&self, error: ApiError) {
+        {
+            let mut kept = self.unreached.lock().unwrap_or_else(|p| p.into_inner());
+            kept.get_or_insert(error);
+        }
+        self.stop(StopReason::Unreachable);
+    }
+
+    /// The connection failure that made the command stop as unreachable, if it did.
+    pub fn unreached(&self) -> Option<ApiError> {
+        self.unreached
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn reason(&self) -> Option<StopReason> {

@@ -94,6 +94,8 @@ struct Counts {
 #[derive(Debug, Default, Serialize)]
 pub struct RollbackReport {
     pub target: &'static str,
+    /// Where the requests went.
+    pub endpoint: String,
     pub images: u64,
     pub removed: u64,
     pub already_gone: u64,
@@ -187,7 +189,15 @@ pub async fn execute<T: Backend>(
         Ok(journal) => journal,
         Err(e) => return super::ledger_failure(&e),
     };
-    remove_all(&config, collected, journal, Arc::new(target), caller).await
+    remove_all(
+        &config,
+        collected,
+        journal,
+        Arc::new(target),
+        caller,
+        &endpoint,
+    )
+    .await
 }
 
 /// The images whose last record is `registered` with a server id, in scope, and the objects
@@ -388,6 +398,7 @@ async fn remove_all<T: Backend>(
     journal: Journal,
     target: Arc<T>,
     caller: Arc<Caller>,
+    endpoint: &str,
 ) -> Exit {
     let counts = Arc::new(Counts::default());
     let signals = tokio::spawn(watch_signals(caller.stop().clone()));
@@ -414,7 +425,10 @@ async fn remove_all<T: Backend>(
         },
     )
     .await;
-    let mut report = RollbackReport::default();
+    let mut report = RollbackReport {
+        endpoint: endpoint.to_string(),
+        ..RollbackReport::default()
+    };
     if !caller.stop().is_stopping() && counts.failed.load(Ordering::Relaxed) == 0 {
         match target.tidy(&caller, &collected.made).await {
             Ok(tidied) => {
@@ -545,8 +559,10 @@ fn finish(
         _ if report.failed > 0 => (Exit::RowsNotRegistered, "finished, some images not removed"),
         _ => (Exit::Success, "complete"),
     };
+    super::say_unreachable(caller.stop());
     if let Some(error) = &fatal {
-        crate::say!("face-enroll: the service refused the rollback: {error}");
+        let endpoint = &report.endpoint;
+        crate::say!("face-enroll: the service at {endpoint} refused the rollback: {error}");
         if let Some(hint) = error.hint() {
             crate::say!("  what to do: {hint}");
         }

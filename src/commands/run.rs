@@ -78,6 +78,7 @@ async fn run(args: RunArgs) -> Exit {
     if let Ok(links) = args.oss.links(&connected.region, sandbox_url.as_deref()) {
         connected.client.set_oss_links(links);
     }
+    let endpoint = connected.endpoint.clone();
     let config = RunConfig {
         target,
         manifest: args.manifest.clone(),
@@ -90,6 +91,7 @@ async fn run(args: RunArgs) -> Exit {
         reconcile: args.reconcile.into(),
         sync: args.sync.settings(),
         strict: args.strict,
+        probe: !args.no_probe,
         progress: if args.quiet {
             crate::report::ProgressMode::Off
         } else {
@@ -104,7 +106,7 @@ async fn run(args: RunArgs) -> Exit {
         sb.shutdown().await;
     }
     match result {
-        Ok(done) => finish_run(&args, done),
+        Ok(done) => finish_run(&args, done, &endpoint),
         Err(RunError::Ledger(e)) => super::ledger_failure(&e),
         Err(e) => fail(e),
     }
@@ -170,15 +172,15 @@ fn refuse_clobbering_outputs(args: &RunArgs) -> Result<(), crate::exit::UsageErr
     Ok(())
 }
 
-fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
+fn finish_run(args: &RunArgs, done: pipeline::RunResult, endpoint: &str) -> Exit {
     let exit = done.ending.exit();
     let json = crate::say::is_json();
     if let Ending::ServiceFatal(error) = &done.ending {
         let hint = error.hint().unwrap_or("see the message");
         if json {
-            tracing::error!(code = error.code(), error = %error, what_to_do = hint, "the service refused the run; fix the problem and run again to resume");
+            tracing::error!(code = error.code(), error = %error, endpoint, what_to_do = hint, "the service refused the run; fix the problem and run again to resume");
         } else {
-            crate::say!("face-enroll: the service refused the run: {error}");
+            crate::say!("face-enroll: the service at {endpoint} refused the run: {error}");
             crate::say!("  what to do: {hint}");
             crate::say!(
                 "  nothing was lost: the ledger records every image sent; fix the problem and run again to resume"

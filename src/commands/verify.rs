@@ -118,8 +118,9 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
     };
     let refused = drifts.iter().map(|d| d.refused).sum();
     signals.abort();
+    super::say_unreachable(&stop);
     if let Some(error) = stop.take_fatal() {
-        crate::say!("face-enroll: the service refused the verification: {error}");
+        crate::say!("face-enroll: the service at {endpoint} refused the verification: {error}");
         if let Some(hint) = error.hint() {
             crate::say!("  what to do: {hint}");
         }

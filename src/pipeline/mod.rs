@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::api::{Algorithm, ApiError, Client};
-use crate::caller::{Caller, Pace, Tally};
+use crate::caller::{Caller, Halt, Pace, Tally};
 use crate::exit::Exit;
 use crate::ledger::{self, ImageRecord, LedgerError, Replay, RunRecord};
 use crate::manifest::{self, ManifestError};
@@ -50,6 +50,8 @@ pub struct RunConfig {
     pub progress: ProgressMode,
     /// `--strict`: any row not registered makes the exit 1, even one an earlier run recorded.
     pub strict: bool,
+    /// With nothing to send, make one cheap authenticated read (`--no-probe` turns it off).
+    pub probe: bool,
 }
 
 /// How a run ended; `exit_code` is the one place that turns it into a number.
@@ -163,6 +165,9 @@ async fn run_with<T: crate::backend::Backend>(
         mut rejected,
         ..
     } = plan;
+    if config.probe && jobs.is_empty() && Tally::get(&tally.requests) == 0 {
+        probe(&target, &caller).await;
+    }
     // The context (and with it the last `Events` of the workers) is gone once `drive` returns.
     let other_writer = drive(
         target,
@@ -180,6 +185,7 @@ async fn run_with<T: crate::backend::Backend>(
     }
     let fatal = stop.take_fatal();
     let reason = stop.reason();
+    let unreached = stop.unreached();
     let mut summary = summary_at_start(&run_id, &counts, &rejected, &config, sync);
     // The end record carries the summary, so it is written once the figures are final.
     let ending = journal.finish_with(|figures| {
@@ -194,7 +200,11 @@ async fn run_with<T: crate::backend::Backend>(
         rejected.extend(figures.failed_rows);
         let ending = ending_of(&summary, fatal, reason);
         summary.exit_code = ending.exit().code();
-        summary.outcome = ending.describe().to_string();
+        summary.outcome = match (&ending, &unreached) {
+            // What failed and where: the last connection failure names both.
+            (Ending::Unreachable, Some(error)) => format!("{} (last: {error})", ending.describe()),
+            _ => ending.describe().to_string(),
+        };
         summary.stopped_because = ending.stopped_because().map(str::to_string);
         let end = (
             summary.outcome.clone(),
@@ -208,6 +218,16 @@ async fn run_with<T: crate::backend::Backend>(
         summary,
         rejected,
     })
+}
+
+/// A run that would send nothing proves the service still answers it: a refused key or
+/// permission stops it as run-fatal (exit 3), a dead endpoint as unreachable (exit 6), through
+/// the caller like any request. Retries that ran out on answered errors (5xx) only warn.
+async fn probe<T: crate::backend::Backend>(target: &T, caller: &Caller) {
+    tracing::info!("nothing to send: one read to check the endpoint and the credentials");
+    if let Err(Halt::Exhausted(error)) = target.probe(caller).await {
+        tracing::warn!(%error, "the check read got no good answer; the next run tries again");
+    }
 }
 
 /// The run's start: the manifest opens, the ledger is locked and replayed (refused if it

@@ -13,6 +13,7 @@ mod manifests;
 mod operator;
 mod ops;
 mod oss_sources;
+mod outage;
 mod properties;
 mod reliability;
 mod run;

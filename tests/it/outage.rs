@@ -1,0 +1,91 @@
+//! Outage signals on-call can trust: nothing getting through is exit 6 however few rows there
+//! are, a refused key is exit 3 even on a night with nothing to send, and both say what failed
+//! and where.
+
+use crate::common::*;
+use face_enroll::sandbox::SandboxConfig;
+
+/// A loopback port nothing listens on: bound, then closed.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    port
+}
+
+#[test]
+fn an_unreachable_endpoint_with_one_row_to_add_exits_6_and_names_the_failure_and_the_host() {
+    let world = World::new(SandboxConfig::for_tests());
+    let manifest = world.manifest("m.csv", &manifest_body("lib", 1, 1));
+    let port = closed_port();
+    let endpoint = format!("http://127.0.0.1:{port}/");
+    let out = world
+        .command(&[
+            "run",
+            manifest.to_str().unwrap(),
+            "--endpoint",
+            &endpoint,
+            "--progress",
+            "off",
+            "--max-attempts",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(6), "{said}");
+    // The fault really happened: every attempt was refused at connect.
+    assert!(said.contains("connection refused"), "{said}");
+    assert!(said.contains(&format!("127.0.0.1:{port}")), "{said}");
+    assert!(said.contains("ConnectFailed"), "{said}");
+    // The start-up log named where requests go and whose key signs them.
+    let start = said
+        .lines()
+        .find(|l| l.contains("connecting"))
+        .unwrap_or_else(|| panic!("no start-up line: {said}"));
+    assert!(start.contains(&endpoint), "{start}");
+    assert!(start.contains("credentials=environment"), "{start}");
+}
+
+#[test]
+fn a_rotated_secret_with_nothing_to_send_exits_3_and_names_the_code_and_the_endpoint() {
+    let world = World::new(SandboxConfig::for_tests());
+    let manifest = world.manifest("m.csv", &manifest_body("lib", 1, 2));
+    let first = world.run(&manifest, &[]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_eq!(world.faces().len(), 2);
+    let url = world.sandbox.base_url();
+    let night = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            manifest.to_str().unwrap(),
+            "--endpoint",
+            &url,
+            "--progress",
+            "off",
+        ];
+        args.extend_from_slice(extra);
+        world
+            .command(&args)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "rotated-away")
+            .output()
+            .unwrap()
+    };
+    let before = world.sandbox.snapshot().stats.requests;
+    let out = night(&[]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert_eq!(
+        world.sandbox.snapshot().stats.requests,
+        before + 1,
+        "one read was really sent, and refused"
+    );
+    assert!(said.contains("SignatureDoesNotMatch"), "{said}");
+    assert!(said.contains(&url), "where: {said}");
+    // Skipping the check sends nothing and cannot notice.
+    let requests = world.sandbox.snapshot().stats.requests;
+    let skipped = night(&["--no-probe"]);
+    assert_eq!(skipped.status.code(), Some(0), "{}", stderr(&skipped));
+    assert_eq!(world.sandbox.snapshot().stats.requests, requests);
+    assert_eq!(world.faces().len(), 2);
+}
