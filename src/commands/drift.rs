@@ -292,6 +292,9 @@ pub struct Drift {
     pub missing: Vec<Missing>,
     pub duplicates: Vec<Duplicate>,
     pub orphans: Vec<Orphan>,
+    /// With `verify --accept-foreign`: the orphans that match no manifest row (other tools'
+    /// faces), moved out of `orphans`; they do not make the library disagree.
+    pub foreign: Vec<Orphan>,
     pub vanished: Vec<Vanished>,
     pub persons_over_limit: Vec<Crowded>,
     /// The vanished faces' [`LedgerIndex`] positions, until their strings are read.
@@ -312,6 +315,15 @@ impl Drift {
             && self.vanished.is_empty()
             && self.vanished_at.is_empty()
             && self.persons_over_limit.is_empty()
+    }
+
+    /// Moves the orphans that match no manifest row into `foreign` (`--accept-foreign`).
+    pub fn set_foreign_apart(&mut self) {
+        let (foreign, ours) = std::mem::take(&mut self.orphans)
+            .into_iter()
+            .partition(|o| o.line.is_none());
+        self.orphans = ours;
+        self.foreign = foreign;
     }
 
     pub fn extra_copies(&self) -> usize {

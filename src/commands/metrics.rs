@@ -219,6 +219,8 @@ pub struct VerifyFigures {
     pub duplicate_images: u64,
     pub extra_copies: u64,
     pub orphans: u64,
+    /// With `--accept-foreign`: other tools' faces in the manifest's libraries, not orphans.
+    pub foreign: u64,
     pub vanished: u64,
     pub persons_over_limit: u64,
     /// Manifest images the service refused (ledger `failed`, not retryable): not on the server,
@@ -277,6 +279,11 @@ pub fn for_verify(f: &VerifyFigures) -> Vec<Metric> {
             "face_enroll_verify_orphans",
             "Faces on the server the ledger does not know.",
             n(f.orphans),
+        ),
+        gauge(
+            "face_enroll_verify_foreign",
+            "With --accept-foreign: faces other tools put in the manifest's libraries (not counted as orphans).",
+            n(f.foreign),
         ),
         gauge(
             "face_enroll_verify_vanished",

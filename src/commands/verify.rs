@@ -36,6 +36,8 @@ pub struct VerifyConfig {
     pub yes: bool,
     pub json: bool,
     pub metrics: Option<PathBuf>,
+    /// Orphans that match no manifest row are foreign: reported apart, not disagreement.
+    pub accept_foreign: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +119,10 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
         }
     };
     let refused = drifts.iter().map(|d| d.refused).sum();
+    let mut drifts = drifts;
+    if config.accept_foreign {
+        drifts.iter_mut().for_each(Drift::set_foreign_apart);
+    }
     signals.abort();
     super::say_unreachable(&stop);
     if let Some(error) = stop.take_fatal() {
@@ -358,6 +364,7 @@ fn totals(drifts: &[Drift], exit: Exit) -> VerifyFigures {
         t.duplicate_images += d.duplicates.len() as u64;
         t.extra_copies += d.extra_copies() as u64;
         t.orphans += d.orphans.len() as u64;
+        t.foreign += d.foreign.len() as u64;
         t.vanished += d.vanished.len() as u64;
         t.persons_over_limit += d.persons_over_limit.len() as u64;
         t.removed_in_ledger += d.removed_in_ledger;
@@ -599,6 +606,7 @@ impl crate::cli::ops::VerifyArgs {
             yes: self.yes,
             json: self.json,
             metrics: self.metrics.clone(),
+            accept_foreign: self.accept_foreign,
         })
     }
 }

@@ -703,3 +703,52 @@ fn verify_and_rollback_into_a_closed_pipe_end_quietly_without_a_panic() {
         );
     }
 }
+
+#[test]
+fn verify_accept_foreign_reports_other_tools_faces_apart_and_still_fails_on_our_own_drift() {
+    let world = World::new(SandboxConfig::for_tests());
+    let manifest = world.manifest("m.csv", &manifest_body("lib", 2, 1));
+    assert_eq!(world.run(&manifest, &[]).status.code(), Some(0));
+    world
+        .sandbox
+        .admin_register_face("lib", "stranger", "https://img.example.com/other.jpg");
+    // Without the flag another tool's face is an orphan: disagreement.
+    let strict = verify(&world, &manifest, &[]);
+    assert_eq!(strict.status.code(), Some(1), "{}", stderr(&strict));
+    assert_eq!(json_of(&strict)["totals"]["orphans"], 1);
+    let metrics = world.path("verify.prom");
+    let accepted = verify(
+        &world,
+        &manifest,
+        &["--accept-foreign", "--metrics", metrics.to_str().unwrap()],
+    );
+    assert_eq!(accepted.status.code(), Some(0), "{}", stderr(&accepted));
+    let report = json_of(&accepted);
+    assert_eq!(report["totals"]["orphans"], 0);
+    assert_eq!(report["totals"]["foreign"], 1);
+    let lib = &report["libraries"][0];
+    assert_eq!(lib["foreign"][0]["person_id"], "stranger");
+    assert_eq!(
+        lib["foreign"][0]["image_url"],
+        "https://img.example.com/other.jpg"
+    );
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(prom.contains("face_enroll_verify_foreign 1"), "{prom}");
+    let text = against_sandbox(
+        &world,
+        &["verify", manifest.to_str().unwrap(), "--accept-foreign"],
+    );
+    assert_eq!(text.status.code(), Some(0));
+    assert!(
+        stdout(&text).contains("foreign (other tools' faces"),
+        "{}",
+        stdout(&text)
+    );
+    // Our own drift still fails: a second copy of a manifest image.
+    world
+        .sandbox
+        .admin_register_face("lib", "person-0000", &url(0, 0));
+    let ours = verify(&world, &manifest, &["--accept-foreign"]);
+    assert_eq!(ours.status.code(), Some(1), "{}", stderr(&ours));
+    assert_eq!(json_of(&ours)["totals"]["duplicate_images"], 1);
+}
