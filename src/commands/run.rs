@@ -21,30 +21,32 @@ pub async fn command(args: RunArgs) -> Exit {
         .metrics
         .clone()
         .filter(|_| refuse_clobbering_outputs(&args).is_ok());
-    let exit = run(args).await;
-    // A run that ended before counting anything (flags, lock, manifest) still says so; the
-    // other endings wrote their figures in `finish_run`.
+    let (exit, counted) = run(args).await;
+    // A run that ended before counting anything — flags, lock, manifest, credentials (exit 3),
+    // an unusable ledger — still says how it ended; `finish_run` wrote the figures of the rest.
     if let Some(path) = metrics
-        && matches!(exit, Exit::Usage | Exit::Locked)
+        && !counted
     {
         super::metrics::write_or_warn(&path, &super::metrics::for_run_failure(exit.code()));
     }
     exit
 }
 
-async fn run(args: RunArgs) -> Exit {
+/// The exit, and whether `finish_run` wrote the figures (and with them the metrics file).
+async fn run(args: RunArgs) -> (Exit, bool) {
+    let exit = |exit: Exit| (exit, false);
     let settings = match args.validate() {
         Ok(settings) => settings,
-        Err(e) => return fail(e),
+        Err(e) => return exit(fail(e)),
     };
     if let Err(e) = refuse_clobbering_outputs(&args) {
-        return fail(e);
+        return exit(fail(e));
     }
     crate::manifest::set_default_encoding(args.encoding.into());
     // A mistyped manifest path is the user's input, told as such (exit 2) before credentials
     // are looked for: without them it used to read as a credentials failure (exit 3).
     if let Err(e) = crate::manifest::open_file(&args.manifest) {
-        return fail(e);
+        return exit(fail(e));
     }
     let target = args.target.kind();
     // With --sandbox the emulator lives as long as the run, in this process.
@@ -60,7 +62,7 @@ async fn run(args: RunArgs) -> Exit {
                     c
                 })
             }
-            Err(e) => return fail(format!("cannot start the built-in sandbox: {e}")),
+            Err(e) => return exit(fail(format!("cannot start the built-in sandbox: {e}"))),
         }
     } else {
         connect::connect(&settings, target).await
@@ -69,7 +71,7 @@ async fn run(args: RunArgs) -> Exit {
         Ok(connected) => connected,
         Err(e) => {
             crate::say!("face-enroll: {e}");
-            return e.exit();
+            return exit(e.exit());
         }
     };
     let sandbox_url = running_sandbox.as_ref().map(|sb| sb.base_url());
@@ -106,9 +108,9 @@ async fn run(args: RunArgs) -> Exit {
         sb.shutdown().await;
     }
     match result {
-        Ok(done) => finish_run(&args, done, &endpoint),
-        Err(RunError::Ledger(e)) => super::ledger_failure(&e),
-        Err(e) => fail(e),
+        Ok(done) => (finish_run(&args, done, &endpoint), true),
+        Err(RunError::Ledger(e)) => exit(super::ledger_failure(&e)),
+        Err(e) => exit(fail(e)),
     }
 }
 

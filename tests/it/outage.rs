@@ -89,3 +89,31 @@ fn a_rotated_secret_with_nothing_to_send_exits_3_and_names_the_code_and_the_endp
     assert_eq!(world.sandbox.snapshot().stats.requests, requests);
     assert_eq!(world.faces().len(), 2);
 }
+
+#[test]
+fn a_run_refused_for_want_of_credentials_still_writes_its_metrics_file_with_exit_3() {
+    let world = World::new(SandboxConfig::for_tests());
+    let manifest = world.manifest("m.csv", &manifest_body("lib", 1, 1));
+    let metrics = world.path("run.prom");
+    let url = world.sandbox.base_url();
+    let out = world
+        .command(&[
+            "run",
+            manifest.to_str().unwrap(),
+            "--endpoint",
+            &url,
+            "--metrics",
+            metrics.to_str().unwrap(),
+        ])
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+        // Never ask a metadata service off this machine.
+        .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(world.sandbox.snapshot().stats.requests, 0);
+    let prom = std::fs::read_to_string(&metrics)
+        .unwrap_or_else(|e| panic!("no metrics file ({e}): {}", stderr(&out)));
+    assert!(prom.contains("face_enroll_last_run_exit_code 3"), "{prom}");
+}
