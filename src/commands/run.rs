@@ -110,6 +110,13 @@ async fn run(args: RunArgs) -> (Exit, bool) {
     match result {
         Ok(done) => (finish_run(&args, done, &endpoint), true),
         Err(RunError::Ledger(e)) => exit(super::ledger_failure(&e)),
+        Err(RunError::Stopped {
+            exit: code,
+            message,
+        }) => {
+            crate::say!("face-enroll: {message}");
+            exit(code)
+        }
         Err(e) => exit(fail(e)),
     }
 }

@@ -107,14 +107,19 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
         resolve(&manifest, &ledger, kind, &mut drifts, &mut inputs).map(|()| (drifts, inputs))
     })
     .await;
+    // Until the repair writes, an early end leaves no ledger this command created empty.
+    let abandon =
+        |begun: Option<journal::Begun>| begun.into_iter().for_each(journal::Begun::abandon);
     let (drifts, inputs) = match resolved {
         Ok(Ok(both)) => both,
         Ok(Err(e)) => {
             crate::say!("face-enroll: {e}");
+            abandon(begun);
             return finish_early(&config, e.exit());
         }
         Err(e) => {
             crate::say!("face-enroll: internal error: {e}");
+            abandon(begun);
             return finish_early(&config, Exit::Usage);
         }
     };
@@ -130,9 +135,11 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
         if let Some(hint) = error.hint() {
             crate::say!("  what to do: {hint}");
         }
+        abandon(begun);
         return finish_early(&config, Exit::ServiceFatal);
     }
     if let Some(exit) = stop.exit() {
+        abandon(begun);
         return finish_early(&config, exit);
     }
     let exit = if drifts.iter().all(Drift::agrees) {

@@ -85,6 +85,10 @@ pub enum RunError {
     Ledger(#[from] LedgerError),
     #[error("{0}")]
     Other(String),
+    /// A read made while planning stopped the run before anything was written: the service
+    /// refused the credentials (exit 3), nothing answered (6), a signal (130), ….
+    #[error("{message}")]
+    Stopped { exit: Exit, message: String },
 }
 
 impl From<plan::run::PlanError> for RunError {
@@ -137,7 +141,14 @@ async fn run_with<T: crate::backend::Backend>(
             "the ledger ended in a torn line (a write cut short); it is dropped, nothing complete is lost"
         );
     }
-    let (planned, sync) = plan_sync(&target, &caller, &config, planned, replay).await?;
+    let (planned, sync) = match plan_sync(&target, &caller, &config, planned, replay).await {
+        Ok(planned) => planned,
+        Err(e) => {
+            // Nothing was written: a ledger this run created is not left behind empty.
+            begun.abandon();
+            return Err(e);
+        }
+    };
     let Planned { mut plan, dropped } = planned;
     let emptied = sync::emptied_entities(&plan, &dropped);
     plan.attach(dropped.persons);

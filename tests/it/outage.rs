@@ -117,3 +117,45 @@ fn a_run_refused_for_want_of_credentials_still_writes_its_metrics_file_with_exit
         .unwrap_or_else(|e| panic!("no metrics file ({e}): {}", stderr(&out)));
     assert!(prom.contains("face_enroll_last_run_exit_code 3"), "{prom}");
 }
+
+#[test]
+fn a_refused_key_while_planning_exits_3_and_leaves_no_empty_ledger_behind() {
+    let world = World::new(SandboxConfig::for_tests());
+    let manifest = world.manifest("m.csv", &manifest_body("lib", 1, 1));
+    let ledger = world.path("m.ledger.jsonl");
+    let url = world.sandbox.base_url();
+    let m = manifest.to_str().unwrap();
+    let with_rotated_key = |args: &[&str]| {
+        world
+            .command(args)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "rotated-away")
+            .output()
+            .unwrap()
+    };
+    // run --sync --sync-scope library reads the library before it writes anything.
+    let before = world.sandbox.snapshot().stats.requests;
+    let run = with_rotated_key(&[
+        "run",
+        m,
+        "--endpoint",
+        &url,
+        "--progress",
+        "off",
+        "--sync",
+        "--sync-scope",
+        "library",
+    ]);
+    let said = stderr(&run);
+    assert_eq!(run.status.code(), Some(3), "{said}");
+    assert!(said.contains("SignatureDoesNotMatch"), "{said}");
+    assert!(
+        world.sandbox.snapshot().stats.requests > before,
+        "it was sent"
+    );
+    assert!(!ledger.exists(), "an empty ledger was left behind");
+    // verify --repair --yes locks (and would create) the ledger before it reads the server.
+    let repair = with_rotated_key(&["verify", m, "--endpoint", &url, "--repair", "--yes"]);
+    assert_eq!(repair.status.code(), Some(3), "{}", stderr(&repair));
+    assert!(!ledger.exists(), "verify left an empty ledger behind");
+    assert!(world.faces().is_empty());
+}
