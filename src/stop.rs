@@ -18,6 +18,8 @@ pub enum StopReason {
     LedgerFailed,
     /// Nothing got through: every attempt failed to connect.
     Unreachable,
+    /// A worker panicked (a bug): what was recorded is safe, the rest is left for the next run.
+    WorkerPanicked,
 }
 
 #[derive(Default)]
@@ -85,6 +87,7 @@ impl Stop {
             StopReason::Fatal => Exit::ServiceFatal,
             StopReason::LedgerFailed => Exit::LedgerFailed,
             StopReason::Unreachable => Exit::Unreachable,
+            StopReason::WorkerPanicked => Exit::StoppedEarly,
         })
     }
 

@@ -73,6 +73,8 @@ pub enum Ending {
     Unreachable,
     /// `--sync` planned more removals than `--max-delete` allows and made none.
     TooManyRemovals,
+    /// A worker panicked (a bug); what was recorded is safe, the next run resumes.
+    WorkerPanicked,
     /// SIGINT or SIGTERM.
     Interrupted,
 }
@@ -488,6 +490,7 @@ fn ending_of(summary: &Summary, fatal: Option<ApiError>, reason: Option<StopReas
     match reason {
         Some(StopReason::Interrupted) => return Ending::Interrupted,
         Some(StopReason::Unreachable) => return Ending::Unreachable,
+        Some(StopReason::WorkerPanicked) => return Ending::WorkerPanicked,
         Some(StopReason::Deadline) if summary.left > 0 => return Ending::DeadlinePassed,
         _ => {}
     }
@@ -515,7 +518,9 @@ impl Ending {
             Ending::Complete | Ending::OnlyKnownRejections => Exit::Success,
             Ending::SomeRowsNotRegistered => Exit::RowsNotRegistered,
             Ending::ServiceFatal(_) => Exit::ServiceFatal,
-            Ending::DeadlinePassed | Ending::RetriesRanOut => Exit::StoppedEarly,
+            Ending::DeadlinePassed | Ending::RetriesRanOut | Ending::WorkerPanicked => {
+                Exit::StoppedEarly
+            }
             Ending::Unreachable => Exit::Unreachable,
             Ending::TooManyRemovals => Exit::TooManyRemovals,
             Ending::Interrupted => Exit::Interrupted,
@@ -544,6 +549,10 @@ impl Ending {
                 "finished adding; removed nothing: the sync was refused (more removals than \
                  --max-delete, or invalid rows in the manifest)"
             }
+            Ending::WorkerPanicked => {
+                "stopped: a worker panicked (a bug: please report it with the log); what was \
+                 recorded is safe, the next run resumes the rest"
+            }
             Ending::Interrupted => "interrupted",
         }
     }
@@ -553,6 +562,7 @@ impl Ending {
         match self {
             Ending::DeadlinePassed => Some("deadline"),
             Ending::RetriesRanOut => Some("retries ran out"),
+            Ending::WorkerPanicked => Some("a worker panicked"),
             _ => None,
         }
     }
