@@ -54,6 +54,8 @@ pub struct Figures {
     pub removed_now: u64,
     /// Late copies of images removed (the same image under a second id).
     pub copies_removed: u64,
+    /// Removals refused as not found that a read confirmed: gone before this run.
+    pub already_gone: u64,
     /// Removals the service refused while the image stayed.
     pub removal_failed: u64,
     /// Unsettled images no longer in the manifest, settled by a read.
@@ -242,6 +244,9 @@ pub struct Summary {
     pub sync: bool,
     /// Images removed: dropped from the manifest by a sync, or settled as removed.
     pub removed: u64,
+    /// Images a sync was to remove that were gone already (the service said not found, and a
+    /// read agreed): not counted in `removed`.
+    pub already_gone: u64,
     /// Removals a sync planned (before `--max-delete` was applied).
     pub removals_planned: u64,
     /// More removals were planned than `--max-delete` allows, so none was made (exit 8).
@@ -296,12 +301,13 @@ impl Summary {
             dups = self.duplicates,
             left = self.left,
         );
-        if self.sync || self.removed + self.copies_removed + self.settled > 0 {
+        if self.sync || self.removed + self.copies_removed + self.settled + self.already_gone > 0 {
             let _ = write!(
                 out,
-                "\n  removed {removed}{planned}, removals refused by the service {failed}, \
-                 late copies removed {copies}, unknown outcomes settled {settled}",
+                "\n  removed {removed}{planned}, already gone {gone}, removals refused by the \
+                 service {failed}, late copies removed {copies}, unknown outcomes settled {settled}",
                 removed = self.removed,
+                gone = self.already_gone,
                 planned = match (self.sync, self.removals_refused) {
                     (true, true) => format!(
                         " (a sync planned {} removals, more than --max-delete {}: none made)",

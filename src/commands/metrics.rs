@@ -144,6 +144,11 @@ pub fn for_run(summary: &Summary) -> Vec<Metric> {
             n(summary.removed),
         ),
         gauge(
+            "face_enroll_last_run_already_gone",
+            "Images a sync was to remove that were gone already (not counted as removed).",
+            n(summary.already_gone),
+        ),
+        gauge(
             "face_enroll_last_run_copies_removed",
             "Late copies removed in the last run (a request that landed after its look-up).",
             n(summary.copies_removed),

@@ -430,6 +430,7 @@ fn fill(
     summary.removal_failed = figures.removal_failed;
     summary.copies_removed = figures.copies_removed;
     summary.settled = figures.settled;
+    summary.already_gone = figures.already_gone;
     summary.recovered = figures.recovered;
     summary.adopted = figures.adopted;
     summary.failed = figures.failed_now + counts.previously_failed;

@@ -271,6 +271,9 @@ pub(crate) enum Note {
     RemovalFailed,
     /// An image whose outcome was unknown, no longer in the manifest, settled by a read.
     Settled,
+    /// A removal the service refused as not found, and a read agreed: gone before this run
+    /// (by hand, another tool), so not counted as removed.
+    AlreadyGone,
 }
 
 impl Counted {
@@ -319,6 +322,7 @@ impl Counted {
             Counted::Noted(Note::CopyRemoved) => figures.copies_removed += 1,
             Counted::Noted(Note::RemovalFailed) => figures.removal_failed += 1,
             Counted::Noted(Note::Settled) => figures.settled += 1,
+            Counted::Noted(Note::AlreadyGone) => figures.already_gone += 1,
             Counted::Elsewhere => {}
         }
     }

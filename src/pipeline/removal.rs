@@ -417,10 +417,13 @@ async fn remove<T: Backend>(
             record.status = Status::Removed;
             record.ts = crate::clock::now_rfc3339();
             record.reason = Some(format!("{}: {}", drop.why.reason(), removal.reason()));
-            ctx.events.send(if copy {
-                Event::Noted(Record::Copy(record), Note::CopyRemoved)
-            } else {
-                Event::Outcome(record)
+            ctx.events.send(match (copy, removal) {
+                (true, _) => Event::Noted(Record::Copy(record), Note::CopyRemoved),
+                // Gone before this run: recorded `removed`, counted apart from removals made.
+                (false, Removal::AlreadyGone) => {
+                    Event::Noted(Record::Image(record), Note::AlreadyGone)
+                }
+                (false, _) => Event::Outcome(record),
             });
             reads.forget::<T>(place, &id);
             Ok(true)

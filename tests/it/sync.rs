@@ -915,3 +915,43 @@ fn adding_or_dropping_an_image_key_column_registers_and_removes_nothing() {
         assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn a_sync_removal_of_a_face_already_gone_is_counted_apart_from_the_removals_it_made() {
+    let world = World::new(SandboxConfig::for_tests());
+    let ledger = world.path("l.jsonl");
+    let summary = world.path("s.json");
+    let flags = [
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--summary",
+        summary.to_str().unwrap(),
+    ];
+    let first = world.manifest("a.csv", &manifest_body("lib", 1, 3));
+    assert_eq!(world.run(&first, &flags).status.code(), Some(0));
+    let ids = ledger_ids(&ledger);
+    let url = |i: usize| format!("https://img.example.com/lib/0000/{i:02}.jpg");
+    // Someone removed image 2 by hand; the roster then drops images 1 and 2.
+    assert!(world.sandbox.admin_remove_face(&ids[&url(2)]));
+    let second = world.manifest("b.csv", &manifest_body("lib", 1, 1));
+    let out = world.run(&second, &[&flags[..], &["--sync"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stats = world.sandbox.snapshot().stats;
+    assert_eq!(
+        stats.by_action["UnregisterCustomFace"], 2,
+        "both removals were sent, one refused as not found"
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(
+        (&s["removed"], &s["already_gone"]),
+        (&1.into(), &1.into()),
+        "{s}"
+    );
+    assert!(stderr(&out).contains("removed 1"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("already gone 1"), "{}", stderr(&out));
+    let urls: Vec<String> = world.faces().into_iter().map(|f| f.2).collect();
+    assert_eq!(urls, [url(0)]);
+    let last = last_per_image(&ledger);
+    assert_eq!(last[&url(2)]["status"], "removed");
+}
