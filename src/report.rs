@@ -56,6 +56,8 @@ pub struct Figures {
     pub copies_removed: u64,
     /// Removals refused as not found that a read confirmed: gone before this run.
     pub already_gone: u64,
+    /// ICE entities a sync emptied and deleted.
+    pub entities_deleted: u64,
     /// Removals the service refused while the image stayed.
     pub removal_failed: u64,
     /// Unsettled images no longer in the manifest, settled by a read.
@@ -247,6 +249,8 @@ pub struct Summary {
     /// Images a sync was to remove that were gone already (the service said not found, and a
     /// read agreed): not counted in `removed`.
     pub already_gone: u64,
+    /// ICE: entities a sync emptied, then deleted.
+    pub entities_deleted: u64,
     /// Removals a sync planned (before `--max-delete` was applied).
     pub removals_planned: u64,
     /// More removals were planned than `--max-delete` allows, so none was made (exit 8).
@@ -321,6 +325,9 @@ impl Summary {
                 copies = self.copies_removed,
                 settled = self.settled,
             );
+            if self.entities_deleted > 0 {
+                let _ = write!(out, ", emptied entities deleted {}", self.entities_deleted);
+            }
         }
         for line in self.causes() {
             let _ = write!(out, "\n  {line}");

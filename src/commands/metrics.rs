@@ -144,6 +144,11 @@ pub fn for_run(summary: &Summary) -> Vec<Metric> {
             n(summary.removed),
         ),
         gauge(
+            "face_enroll_last_run_entities_deleted",
+            "ICE: entities a sync emptied and deleted in the last run.",
+            n(summary.entities_deleted),
+        ),
+        gauge(
             "face_enroll_last_run_already_gone",
             "Images a sync was to remove that were gone already (not counted as removed).",
             n(summary.already_gone),

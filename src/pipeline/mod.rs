@@ -431,6 +431,7 @@ fn fill(
     summary.copies_removed = figures.copies_removed;
     summary.settled = figures.settled;
     summary.already_gone = figures.already_gone;
+    summary.entities_deleted = figures.entities_deleted;
     summary.recovered = figures.recovered;
     summary.adopted = figures.adopted;
     summary.failed = figures.failed_now + counts.previously_failed;

@@ -274,6 +274,8 @@ pub(crate) enum Note {
     /// A removal the service refused as not found, and a read agreed: gone before this run
     /// (by hand, another tool), so not counted as removed.
     AlreadyGone,
+    /// An ICE entity a sync emptied, deleted (its `deleted` record).
+    EntityDeleted,
 }
 
 impl Counted {
@@ -323,6 +325,7 @@ impl Counted {
             Counted::Noted(Note::RemovalFailed) => figures.removal_failed += 1,
             Counted::Noted(Note::Settled) => figures.settled += 1,
             Counted::Noted(Note::AlreadyGone) => figures.already_gone += 1,
+            Counted::Noted(Note::EntityDeleted) => figures.entities_deleted += 1,
             Counted::Elsewhere => {}
         }
     }

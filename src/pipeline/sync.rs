@@ -214,9 +214,10 @@ pub(super) async fn delete_emptied<T: Backend>(
         Ok(tidied) => {
             for made in tidied.deleted {
                 let record = made.record(&context.run_id, context.target.kind());
-                context
-                    .events
-                    .send(super::Event::Record(crate::ledger::Record::Deleted(record)));
+                context.events.send(super::Event::Noted(
+                    crate::ledger::Record::Deleted(record),
+                    super::recorder::Note::EntityDeleted,
+                ));
             }
         }
         Err(halt) => {

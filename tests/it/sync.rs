@@ -955,3 +955,38 @@ fn a_sync_removal_of_a_face_already_gone_is_counted_apart_from_the_removals_it_m
     let last = last_per_image(&ledger);
     assert_eq!(last[&url(2)]["status"], "removed");
 }
+
+#[test]
+fn an_ice_sync_counts_the_entities_it_emptied_and_deleted_in_its_summary() {
+    let world = World::new(SandboxConfig::for_tests());
+    let ledger = world.path("l.jsonl");
+    let summary = world.path("s.json");
+    let flags = [
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--target",
+        "ice",
+        "--summary",
+        summary.to_str().unwrap(),
+    ];
+    let first = world.manifest("a.csv", &manifest_body("lib", 3, 1));
+    assert_eq!(world.run(&first, &flags).status.code(), Some(0));
+    let entities = |w: &World| {
+        let snapshot = w.sandbox.snapshot();
+        snapshot.ice.libs.iter().flat_map(|l| &l.entities).count()
+    };
+    assert_eq!(entities(&world), 3);
+    let second = world.manifest("b.csv", &manifest_body("lib", 1, 1));
+    let out = world.run(&second, &[&flags[..], &["--sync"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(entities(&world), 1, "the two emptied entities were deleted");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s["entities_deleted"], 2, "{s}");
+    assert_eq!(s["removed"], 2, "{s}");
+    assert!(
+        stderr(&out).contains("emptied entities deleted 2"),
+        "{}",
+        stderr(&out)
+    );
+}
