@@ -63,6 +63,8 @@ pub struct Figures {
     /// Unsettled images no longer in the manifest, settled by a read.
     pub settled: u64,
     pub left: u64,
+    /// Removals not finished in this run (left for the next).
+    pub removals_left: u64,
     pub retries: u64,
     pub throttled: u64,
     pub lookups: u64,
@@ -251,6 +253,8 @@ pub struct Summary {
     pub already_gone: u64,
     /// ICE: entities a sync emptied, then deleted.
     pub entities_deleted: u64,
+    /// Removals (a sync's, unsettled images') left for the next run; `left` counts rows only.
+    pub removals_left: u64,
     /// Removals a sync planned (before `--max-delete` was applied).
     pub removals_planned: u64,
     /// More removals were planned than `--max-delete` allows, so none was made (exit 8).
@@ -305,7 +309,14 @@ impl Summary {
             dups = self.duplicates,
             left = self.left,
         );
-        if self.sync || self.removed + self.copies_removed + self.settled + self.already_gone > 0 {
+        if self.sync
+            || self.removed
+                + self.copies_removed
+                + self.settled
+                + self.already_gone
+                + self.removals_left
+                > 0
+        {
             let _ = write!(
                 out,
                 "\n  removed {removed}{planned}, already gone {gone}, removals refused by the \
@@ -325,6 +336,13 @@ impl Summary {
                 copies = self.copies_removed,
                 settled = self.settled,
             );
+            if self.removals_left > 0 {
+                let _ = write!(
+                    out,
+                    ", removals left for the next run {}",
+                    self.removals_left
+                );
+            }
             if self.entities_deleted > 0 {
                 let _ = write!(out, ", emptied entities deleted {}", self.entities_deleted);
             }

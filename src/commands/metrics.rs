@@ -144,6 +144,11 @@ pub fn for_run(summary: &Summary) -> Vec<Metric> {
             n(summary.removed),
         ),
         gauge(
+            "face_enroll_last_run_removals_left",
+            "Removals (a sync's, unsettled images') left for the next run; _left counts rows only.",
+            n(summary.removals_left),
+        ),
+        gauge(
             "face_enroll_last_run_entities_deleted",
             "ICE: entities a sync emptied and deleted in the last run.",
             n(summary.entities_deleted),

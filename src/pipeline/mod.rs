@@ -436,6 +436,7 @@ fn fill(
     summary.adopted = figures.adopted;
     summary.failed = figures.failed_now + counts.previously_failed;
     summary.left = figures.left;
+    summary.removals_left = figures.removals_left;
     summary.retries = Tally::get(&tally.retries);
     summary.throttled = Tally::get(&tally.throttled);
     summary.lookups = Tally::get(&tally.lookups);
@@ -493,11 +494,13 @@ fn ending_of(summary: &Summary, fatal: Option<ApiError>, reason: Option<StopReas
         Some(StopReason::Interrupted) => return Ending::Interrupted,
         Some(StopReason::Unreachable) => return Ending::Unreachable,
         Some(StopReason::WorkerPanicked) => return Ending::WorkerPanicked,
-        Some(StopReason::Deadline) if summary.left > 0 => return Ending::DeadlinePassed,
+        Some(StopReason::Deadline) if summary.left + summary.removals_left > 0 => {
+            return Ending::DeadlinePassed;
+        }
         _ => {}
     }
     let not_registered = summary.failed + summary.invalid + summary.skipped;
-    if summary.left > 0 {
+    if summary.left + summary.removals_left > 0 {
         Ending::RetriesRanOut
     } else if summary.removals_refused {
         Ending::TooManyRemovals
@@ -596,7 +599,12 @@ async fn drive<T: crate::backend::Backend>(
                     let context = context.clone();
                     async move { worker::process(&context, job).await }
                 },
-                move |job| skipped.send(Event::Left((job.images.len() + job.drops.len()) as u64)),
+                move |job| {
+                    skipped.send(Event::Left(job.images.len() as u64));
+                    if !job.drops.is_empty() {
+                        skipped.send(Event::RemovalsLeft(job.drops.len() as u64));
+                    }
+                },
             )
             .await
         }

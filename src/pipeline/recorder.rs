@@ -37,6 +37,8 @@ pub(crate) enum Event {
     Noted(Record, Note),
     /// Images that will not be finished in this run.
     Left(u64),
+    /// Removals (a sync's drops, unsettled images) that will not be finished in this run.
+    RemovalsLeft(u64),
 }
 
 /// The workers' side. Outcomes and counters go into a shared queue that the recorder drains on
@@ -213,6 +215,7 @@ fn take(event: Event, buf: &mut Vec<u8>, unsynced: &mut Unsynced, figures: &mut 
             encode(&record, buf);
         }
         Event::Left(n) => figures.left += n,
+        Event::RemovalsLeft(n) => figures.removals_left += n,
     }
 }
 

@@ -132,7 +132,7 @@ pub(crate) fn nothing_there<T: Backend>(ctx: &Context<T>, job: &PersonJob) {
             ctx.events
                 .send(Event::Noted(Record::Image(record), Note::Settled));
         } else {
-            ctx.events.send(Event::Left(1));
+            ctx.events.send(Event::RemovalsLeft(1));
         }
     }
 }
@@ -307,7 +307,8 @@ impl Queue {
     /// Counts what is left as left for the next run.
     pub fn leave<T: Backend>(&mut self, ctx: &Context<T>) {
         if !self.drops.is_empty() {
-            ctx.events.send(Event::Left(self.drops.len() as u64));
+            ctx.events
+                .send(Event::RemovalsLeft(self.drops.len() as u64));
             self.drops.clear();
         }
     }
@@ -455,7 +456,7 @@ async fn remove<T: Backend>(
                 job.person_id,
                 T::ID
             );
-            ctx.events.send(Event::Left(1));
+            ctx.events.send(Event::RemovalsLeft(1));
             Ok(false)
         }
         Err(halt) => Err(halt),

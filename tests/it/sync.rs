@@ -990,3 +990,43 @@ fn an_ice_sync_counts_the_entities_it_emptied_and_deleted_in_its_summary() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_removal_left_for_the_next_run_is_counted_as_a_removal_not_as_a_row_left() {
+    let world = World::new(SandboxConfig::for_tests());
+    let ledger = world.path("l.jsonl");
+    let summary = world.path("s.json");
+    let flags = [
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--summary",
+        summary.to_str().unwrap(),
+        "--max-attempts",
+        "2",
+    ];
+    let first = world.manifest("a.csv", &manifest_body("lib", 2, 1));
+    assert_eq!(world.run(&first, &flags).status.code(), Some(0));
+    // Every attempt at the one removal fails before it is applied: its retries run out.
+    world.sandbox.script(
+        "UnregisterCustomFace",
+        vec![face_enroll::sandbox::Fault::ErrorBefore; 2],
+    );
+    let second = world.manifest("b.csv", &manifest_body("lib", 1, 1));
+    let out = world.run(&second, &[&flags[..], &["--sync"]].concat());
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(world.sandbox.snapshot().stats.faults["error_before"], 2);
+    assert_eq!(world.faces().len(), 2, "nothing was removed");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(
+        (&s["left"], &s["removals_left"]),
+        (&0.into(), &1.into()),
+        "{s}"
+    );
+    assert_eq!(s["stopped_because"], "retries ran out", "{s}");
+    assert!(
+        stderr(&out).contains("removals left for the next run 1"),
+        "{}",
+        stderr(&out)
+    );
+}
