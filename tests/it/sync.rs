@@ -1030,3 +1030,69 @@ fn a_removal_left_for_the_next_run_is_counted_as_a_removal_not_as_a_row_left() {
         stderr(&out)
     );
 }
+
+#[test]
+fn check_sync_under_exit_8_previews_what_run_then_sends_without_the_removals() {
+    let world = World::new(SandboxConfig::for_tests());
+    let ledger = world.path("l.jsonl");
+    let flags = ["--ledger", ledger.to_str().unwrap()];
+    // A full person (10 images) and one more person.
+    let mut before = manifest_body("lib", 1, 10);
+    before.push_str("lib,person-0001,Person 1,https://img.example.com/lib/0001/00.jpg\n");
+    let first = world.manifest("a.csv", &before);
+    assert_eq!(world.run(&first, &flags).status.code(), Some(0));
+    // The full person's last photo is replaced and the other person leaves: two removals,
+    // more than --max-delete 1, so run refuses them and plans again without.
+    let after = manifest_body("lib", 1, 10).replace("/0000/09.jpg", "/0000/09-new.jpg");
+    let second = world.manifest("b.csv", &after);
+    let check = |json: bool| {
+        let mut args = vec![
+            "check",
+            second.to_str().unwrap(),
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--sync",
+            "--max-delete",
+            "1",
+        ];
+        if json {
+            args.push("--json");
+        }
+        world.command(&args).output().unwrap()
+    };
+    let out = check(true);
+    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        plan["to_send"], 1,
+        "the sync plan counts the freed slot: {plan}"
+    );
+    assert_eq!(plan["sync"]["replanned"]["to_send"], 0, "{plan}");
+    assert_eq!(plan["sync"]["replanned"]["over_limit"], 1, "{plan}");
+    let text = String::from_utf8_lossy(&check(false).stdout).into_owned();
+    assert!(
+        text.contains("it would then plan again without removals and send 0 images"),
+        "{text}"
+    );
+    // And that is what run does.
+    let creates = |w: &World| {
+        let stats = w.sandbox.snapshot().stats;
+        stats
+            .by_action
+            .get("RegisterCustomFace")
+            .copied()
+            .unwrap_or(0)
+    };
+    let sent_before = creates(&world);
+    let out = world.run(
+        &second,
+        &[&flags[..], &["--sync", "--max-delete", "1"]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
+    assert_eq!(
+        creates(&world),
+        sent_before,
+        "run sent what check said it would not"
+    );
+    assert_eq!(world.faces().len(), 11);
+}
