@@ -74,6 +74,8 @@ struct Collected<P> {
     /// Registered images whose id may not be sent (empty, padded, a wildcard).
     unsafe_ids: Vec<String>,
     torn_tail: u64,
+    /// The ledger's last run has a start and no end (killed, or still running elsewhere).
+    unfinished: bool,
 }
 
 impl<P> journal::Read for Collected<P> {
@@ -178,6 +180,15 @@ pub async fn execute<T: Backend>(
     };
     let stop = Arc::new(Stop::default());
     let caller = Arc::new(Caller::new(config.pace, stop.clone()));
+    // As `run` does: a process killed a moment ago may have spent this second's budget.
+    if ledger::may_have_sent_lately(collected.unfinished, true, begun.modified()) {
+        tracing::info!(
+            "the last command on this ledger may have sent requests a moment ago (killed, or \
+             just ended): they still count against the budgets, so the first request of each \
+             operation waits one second"
+        );
+        caller.assume_busy_window();
+    }
     let start = Journal::start_record("rollback", &endpoint, target.kind());
     let journal = match begun.open(
         start,
@@ -212,6 +223,7 @@ fn collect<T: Backend>(
     let mut made: Vec<(String, Made)> = Vec::new();
     let mut deleted: HashSet<String> = HashSet::new();
     let mut run_seen = false;
+    let mut unfinished = false;
     let wanted = match scope {
         Scope::Run(run) => Some(run.as_str()),
         Scope::All => None,
@@ -221,6 +233,11 @@ fn collect<T: Backend>(
         let image = match entry {
             Entry::Run(view) => {
                 run_seen |= view.run.as_deref() == wanted;
+                match view.kind {
+                    Some(ledger::record::LineKind::RunStart) => unfinished = true,
+                    Some(ledger::record::LineKind::RunEnd) => unfinished = false,
+                    _ => {}
+                }
                 return;
             }
             Entry::Object(view) => {
@@ -298,6 +315,7 @@ fn collect<T: Backend>(
             .collect(),
         unsafe_ids: Vec::new(),
         torn_tail: scanned.torn_tail,
+        unfinished,
     };
     let items = slots
         .into_iter()
