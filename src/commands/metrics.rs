@@ -198,6 +198,11 @@ pub fn for_run(summary: &Summary) -> Vec<Metric> {
             "Rows not registered that earlier runs had already recorded (exit 0 unless --strict).",
             n(summary.known_rejections),
         ),
+        gauge(
+            "face_enroll_last_run_open_rejections",
+            "Manifest rows not registered because the service refused them or they are invalid or over the limit, new or recorded by earlier runs: stays until the rows are fixed.",
+            n(summary.new_rejections + summary.known_rejections),
+        ),
     ]);
     metrics
 }

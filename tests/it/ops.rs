@@ -760,3 +760,39 @@ fn verify_accept_foreign_reports_other_tools_faces_apart_and_still_fails_on_our_
     assert_eq!(ours.status.code(), Some(1), "{}", stderr(&ours));
     assert_eq!(json_of(&ours)["totals"]["duplicate_images"], 1);
 }
+
+#[test]
+fn the_open_rejections_gauge_stays_until_the_rows_are_fixed_not_only_the_night_they_appear() {
+    let world = World::new(SandboxConfig::for_tests());
+    let body = "category_id,person_id,person_name,image_url\n\
+        lib,p1,P One,https://img.example.com/noface-1.jpg\n\
+        lib,p1,P One,https://img.example.com/ok.jpg\n\
+        ,p3,P Three,https://img.example.com/bad-row.jpg\n";
+    let manifest = world.manifest("m.csv", body);
+    let prom = world.path("run.prom");
+    let night = |manifest: &Path| {
+        let out = world.run(manifest, &["--metrics", prom.to_str().unwrap()]);
+        let metrics = parse_prometheus(&std::fs::read_to_string(&prom).unwrap());
+        (out.status.code(), metrics)
+    };
+    let (code, first) = night(&manifest);
+    assert_eq!(code, Some(1));
+    assert_eq!(first["face_enroll_last_run_new_rejections"], 2.0);
+    assert_eq!(first["face_enroll_last_run_open_rejections"], 2.0);
+    // The next night nothing is new, but the two rows are still not registered.
+    let (code, second) = night(&manifest);
+    assert_eq!(code, Some(0));
+    assert_eq!(second["face_enroll_last_run_new_rejections"], 0.0);
+    assert_eq!(second["face_enroll_last_run_open_rejections"], 2.0);
+    // HR replaces the photo and fixes the row: nothing is open any more.
+    let fixed = world.manifest(
+        "m.csv",
+        &body
+            .replace("noface-1.jpg", "face-1.jpg")
+            .replace(",p3,", "lib,p3,"),
+    );
+    let (code, third) = night(&fixed);
+    assert_eq!(code, Some(0));
+    assert_eq!(third["face_enroll_last_run_open_rejections"], 0.0);
+    assert_eq!(world.faces().len(), 3);
+}
