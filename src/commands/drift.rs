@@ -213,6 +213,8 @@ pub struct Inputs {
     pub other_target_records: u64,
     /// Bytes of a torn last ledger line, for an appender to cut off.
     pub torn_tail: u64,
+    /// The ledger's last run has a start and no end (killed, or still running elsewhere).
+    pub unfinished_run: bool,
     /// The key of an image by its URL alone → the key the ledger records it under, for images
     /// recorded with an `image_key` (a manifest that dropped or changed the column still names
     /// them by URL; the planner reads them the same way).

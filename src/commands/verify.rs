@@ -97,6 +97,21 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
     };
     let stop = Arc::new(Stop::default());
     let caller = Caller::new(config.pace, stop.clone());
+    // As `run` does: a process killed a moment ago may have spent this second's budget.
+    let modified = match &begun {
+        Some(begun) => begun.modified(),
+        None => std::fs::metadata(&config.ledger)
+            .and_then(|m| m.modified())
+            .ok(),
+    };
+    if ledger::may_have_sent_lately(inputs.unfinished_run, true, modified) {
+        tracing::info!(
+            "the last command on this ledger may have sent requests a moment ago (killed, or \
+             just ended): they still count against the budgets, so the first request of each \
+             operation waits one second"
+        );
+        caller.assume_busy_window();
+    }
     let signals = tokio::spawn(watch_signals(stop.clone()));
     let repairs = config.repair || config.prune_duplicates;
     let (drifts, places) = read_server(&caller, &target, &inputs, repairs).await;
@@ -428,9 +443,19 @@ fn read_ledger(
     let mut library_of: HashMap<String, u32> = HashMap::new();
     let mut last_category: (String, u32) = (String::new(), 0);
     let mut aliases: KeyMap<u128> = KeyMap::default();
+    let mut unfinished = false;
     let scanned = ledger::scan(path, true, |entry| {
-        let Entry::Image(image) = entry else {
-            return;
+        let image = match entry {
+            Entry::Image(image) => image,
+            Entry::Run(view) => {
+                match view.kind {
+                    Some(ledger::record::LineKind::RunStart) => unfinished = true,
+                    Some(ledger::record::LineKind::RunEnd) => unfinished = false,
+                    _ => {}
+                }
+                return;
+            }
+            _ => return,
         };
         if image.is_mts() == ice {
             inputs.other_target_records += 1;
@@ -492,6 +517,7 @@ fn read_ledger(
     drop(at);
     inputs.aliases = aliases;
     inputs.torn_tail = scanned.torn_tail;
+    inputs.unfinished_run = unfinished;
     inputs.ledger = LedgerIndex::build(images);
     Ok((per_person, libraries))
 }

@@ -796,3 +796,41 @@ fn the_open_rejections_gauge_stays_until_the_rows_are_fixed_not_only_the_night_t
     assert_eq!(third["face_enroll_last_run_open_rejections"], 0.0);
     assert_eq!(world.faces().len(), 3);
 }
+
+#[test]
+fn verify_right_after_a_killed_run_waits_out_that_run_s_budget_first() {
+    let mut config = SandboxConfig::for_tests();
+    config.latency_ms = 100;
+    let world = World::new(config);
+    let manifest = world.manifest("m.csv", &manifest_body("lib", 20, 2));
+    let url = world.sandbox.base_url();
+    let mut run = world.command(&[
+        "run",
+        manifest.to_str().unwrap(),
+        "--endpoint",
+        &url,
+        "--progress",
+        "off",
+        "--qps",
+        "10",
+    ]);
+    run.stderr(std::process::Stdio::null());
+    assert!(
+        kill_after(&mut run, Duration::from_millis(1_500)),
+        "the kill did not land mid-run"
+    );
+    let ledger = world.path("m.ledger.jsonl");
+    assert!(
+        ledger_lines(&ledger)
+            .iter()
+            .any(|l| l["kind"] == "run_start"),
+        "the killed run had started"
+    );
+    let out = verify(&world, &manifest, &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("may have sent requests a moment ago"),
+        "{}",
+        stderr(&out)
+    );
+}
