@@ -95,10 +95,11 @@ pub struct Created {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Removal {
     Removed,
-    /// The service said it does not exist, and a look-up agreed (removed earlier, or by a call
-    /// whose answer was lost).
+    /// The service refused the removal (it does not know the object), no attempt of this call
+    /// may have been applied, and a look-up agreed it is gone: removed before this call.
     AlreadyGone,
-    /// After an unknown outcome or a refusal, a look-up showed it gone.
+    /// An attempt of this call got no answer (or a 5xx) and a look-up showed the object gone:
+    /// removed by this call, its answer lost.
     GoneAfterLookup,
 }
 
@@ -292,6 +293,9 @@ impl Caller {
         LF: Future<Output = Result<bool, Halt>>,
     {
         let mut attempts = 0u32;
+        // An earlier attempt of ours may have been applied (no answer, or a 5xx): a later
+        // "not found" is then most likely our own removal, not one made before this call.
+        let mut ours_may_have_applied = false;
         loop {
             attempts += 1;
             let (result, sent) = self
@@ -304,8 +308,8 @@ impl Caller {
             if error.class() == ErrorClass::RowRejected {
                 Tally::add(&self.tally.lookups);
                 return match still_there().await? {
-                    false if is_not_found(&error) => Ok(Removal::AlreadyGone),
-                    false => Ok(Removal::GoneAfterLookup),
+                    false if ours_may_have_applied => Ok(Removal::GoneAfterLookup),
+                    false => Ok(Removal::AlreadyGone),
                     true => Err(Halt::Refused(error)),
                 };
             }
@@ -313,6 +317,7 @@ impl Caller {
                 .after_failure(Action::Remove, name, &error, attempts, sent)
                 .await?
             {
+                ours_may_have_applied = true;
                 if error.status().is_none() {
                     self.settle(sent).await?;
                 }
@@ -376,11 +381,18 @@ impl Caller {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 (n != u64::MAX).then_some(n + 1)
             });
-        if let Ok(n) = before
+        if let (Ok(n), Err(error)) = (before, result)
             && n + 1 >= UNREACHABLE_AFTER
         {
-            self.stop.stop(crate::stop::StopReason::Unreachable);
+            self.stop.unreachable(error.clone());
         }
+    }
+
+    /// True while nothing this caller sent was ever answered and some attempt failed to
+    /// connect.
+    fn never_connected(&self) -> bool {
+        let n = self.unconnected.load(Ordering::Relaxed);
+        n != u64::MAX && n > 0
     }
 
     /// The pacer of operation `name` (of class `action`).
@@ -410,6 +422,13 @@ impl Caller {
                 return Err(Halt::Fatal);
             }
             Verdict::Refused => return Err(Halt::Refused(error.clone())),
+            // Retries ran out on a connection that never once got through: the endpoint is
+            // unreachable however few attempts that took (one row to add is no less an
+            // outage than a thousand), not "resumable".
+            Verdict::Exhausted if error.code() == "ConnectFailed" && self.never_connected() => {
+                self.stop.unreachable(error.clone());
+                return Err(Halt::Stopped);
+            }
             Verdict::Exhausted => {
                 return Err(if self.stop.is_stopping() {
                     Halt::Stopped
@@ -672,6 +691,54 @@ mod tests {
             )
             .await;
         assert!(matches!(refused, Err(Halt::Refused(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_of_an_object_gone_before_the_call_is_already_gone_whatever_its_code() {
+        // ICE says only `InvalidParameter` ("… does not exist"): the look-up decides.
+        let c = caller(3);
+        let gone = c
+            .remove_once(
+                "DeleteRecognitionLib",
+                || async {
+                    Err(ApiError::new(
+                        Some(400),
+                        "InvalidParameter",
+                        "does not exist",
+                    ))
+                },
+                || async { Ok(false) },
+            )
+            .await
+            .unwrap();
+        assert_eq!(gone, Removal::AlreadyGone);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_not_found_after_an_unanswered_attempt_is_this_call_s_own_removal() {
+        let c = caller(5);
+        let sent = AtomicU64::new(0);
+        let looked = AtomicU64::new(0);
+        let gone = c
+            .remove_once(
+                "Remove",
+                || async {
+                    match sent.fetch_add(1, Ordering::SeqCst) {
+                        0 => Err(unknown()),
+                        _ => Err(ApiError::new(
+                            Some(404),
+                            "InvalidParameter.FaceNotFound",
+                            "no",
+                        )),
+                    }
+                },
+                // The first look-up still sees it (it landed late), the second does not.
+                || async { Ok(looked.fetch_add(1, Ordering::SeqCst) == 0) },
+            )
+            .await
+            .unwrap();
+        assert_eq!(gone, Removal::GoneAfterLookup);
+        assert_eq!(sent.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]

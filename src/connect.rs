@@ -101,24 +101,38 @@ pub async fn connect(settings: &Settings, target: TargetKind) -> Result<Connecte
         &credentials::process_env,
     )
     .await?;
-    let endpoints = match settings.endpoint.as_deref() {
-        Some(url) => {
-            tracing::info!(source = %resolved.source, "credentials found");
-            Endpoints::single(url)?
-        }
+    let (endpoints, region) = match settings.endpoint.as_deref() {
+        Some(url) => (Endpoints::single(url)?, None),
         None => {
-            tracing::info!(source = %resolved.source, region = %resolved.region, "credentials found");
             target.check_region(&resolved.region)?;
-            Endpoints::for_region(&resolved.region)
+            let region = resolved.region.clone();
+            (Endpoints::for_region(&resolved.region), Some(region))
         }
     };
-    build(
+    let connected = build(
         settings,
         target,
         endpoints,
         resolved.credentials,
         resolved.region,
-    )
+    )?;
+    // Where requests go and whose key signs them, in the first lines of every command's log:
+    // what on-call needs when a run fails at 3 a.m.
+    match region {
+        Some(region) => tracing::info!(
+            endpoint = %connected.endpoint,
+            credentials = %resolved.source,
+            %region,
+            "connecting"
+        ),
+        // The endpoint was given: the region picked nothing, so it is not named.
+        None => tracing::info!(
+            endpoint = %connected.endpoint,
+            credentials = %resolved.source,
+            "connecting"
+        ),
+    }
+    Ok(connected)
 }
 
 /// The region the sandbox says it is in when none is given.

@@ -27,9 +27,83 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// What a failed connection attempt ran into, in the words an operator pages on: `DNS lookup
+/// failed`, `connection refused`, `TLS handshake failed`, `timed out`, else `could not connect`.
+/// The error's kind when it has one, else its text (hyper and rustls say it only in words).
+pub fn connect_failure(error: &(dyn std::error::Error + 'static)) -> &'static str {
+    let mut source = Some(error);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return "connection refused",
+                std::io::ErrorKind::TimedOut => return "timed out",
+                _ => {}
+            }
+        }
+        source = err.source();
+    }
+    let text = describe(error).to_ascii_lowercase();
+    let says = |words: &[&str]| words.iter().any(|w| text.contains(w));
+    if says(&[
+        "dns error",
+        "failed to lookup address",
+        "name or service not known",
+        "no such host",
+    ]) {
+        "DNS lookup failed"
+    } else if says(&["connection refused"]) {
+        "connection refused"
+    } else if says(&["certificate", "tls", "handshake", "invalid peer"]) {
+        "TLS handshake failed"
+    } else if says(&["timed out", "timeout", "deadline"]) {
+        "timed out"
+    } else {
+        "could not connect"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Said(&'static str, Option<std::io::Error>);
+
+    impl std::fmt::Display for Said {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Said {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_ref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn a_connect_failure_is_named_by_its_kind_or_its_words() {
+        let refused = Said(
+            "client error (Connect)",
+            Some(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        );
+        assert_eq!(connect_failure(&refused), "connection refused");
+        let cases = [
+            (
+                "client error (Connect): dns error: failed to lookup address information",
+                "DNS lookup failed",
+            ),
+            (
+                "client error (Connect): invalid peer certificate: UnknownIssuer",
+                "TLS handshake failed",
+            ),
+            ("client error (Connect): operation timed out", "timed out"),
+            ("client error (Connect)", "could not connect"),
+        ];
+        for (text, named) in cases {
+            assert_eq!(connect_failure(&Said(text, None)), named, "{text}");
+        }
+    }
 
     #[test]
     fn loopback_hosts_are_told_from_others() {

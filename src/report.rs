@@ -54,11 +54,17 @@ pub struct Figures {
     pub removed_now: u64,
     /// Late copies of images removed (the same image under a second id).
     pub copies_removed: u64,
+    /// Removals refused as not found that a read confirmed: gone before this run.
+    pub already_gone: u64,
+    /// ICE entities a sync emptied and deleted.
+    pub entities_deleted: u64,
     /// Removals the service refused while the image stayed.
     pub removal_failed: u64,
     /// Unsettled images no longer in the manifest, settled by a read.
     pub settled: u64,
     pub left: u64,
+    /// Removals not finished in this run (left for the next).
+    pub removals_left: u64,
     pub retries: u64,
     pub throttled: u64,
     pub lookups: u64,
@@ -115,13 +121,8 @@ pub struct Progress {
 impl Progress {
     pub fn new(mode: ProgressMode, total: u64) -> Progress {
         let mode = mode.resolve();
-        let bar = (mode == ProgressMode::Bar && total > 0).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar());
-            bar.set_style(style);
-            bar
-        });
+        let bar = (mode == ProgressMode::Bar && total > 0)
+            .then(|| new_bar(total, ProgressDrawTarget::stderr()));
         let now = crate::clock::instant();
         Progress {
             mode,
@@ -136,11 +137,7 @@ impl Progress {
     pub fn update(&mut self, figures: &Figures) {
         if let Some(bar) = &self.bar {
             let (rate, eta) = self.rate_and_eta(figures);
-            bar.set_position(figures.done());
-            bar.set_message(format!(
-                "{rate:.1}/s eta {eta}s · failed {} · throttled {} · retries {}",
-                figures.failed_now, figures.throttled, figures.retries
-            ));
+            show(bar, figures, rate, eta);
         }
         if self.mode == ProgressMode::Log && self.last_log.elapsed() >= self.every {
             self.last_log = crate::clock::instant();
@@ -181,6 +178,27 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// The bar on `target`, drawn to fit the terminal's width whatever it is: the bar and the
+/// counts on one line (the bar takes what the counts leave), the figures on a second line cut
+/// at the edge. A fixed-width bar with the figures beside it wrapped on a 60-column terminal
+/// and left a trail of half-drawn lines.
+fn new_bar(total: u64, target: ProgressDrawTarget) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), target);
+    let style = ProgressStyle::with_template("{wide_bar:.cyan/blue} {pos}/{len}\n{wide_msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+/// The bar's position and figures, the most urgent first (the line is cut at the edge).
+fn show(bar: &ProgressBar, figures: &Figures, rate: f64, eta: u64) {
+    bar.set_position(figures.done());
+    bar.set_message(format!(
+        "failed {} · {rate:.1}/s · eta {eta}s · throttled {} · retries {}",
+        figures.failed_now, figures.throttled, figures.retries
+    ));
 }
 
 /// The closing summary; also the `--summary` JSON document.
@@ -245,6 +263,13 @@ pub struct Summary {
     pub sync: bool,
     /// Images removed: dropped from the manifest by a sync, or settled as removed.
     pub removed: u64,
+    /// Images a sync was to remove that were gone already (the service said not found, and a
+    /// read agreed): not counted in `removed`.
+    pub already_gone: u64,
+    /// ICE: entities a sync emptied, then deleted.
+    pub entities_deleted: u64,
+    /// Removals (a sync's, unsettled images') left for the next run; `left` counts rows only.
+    pub removals_left: u64,
     /// Removals a sync planned (before `--max-delete` was applied).
     pub removals_planned: u64,
     /// More removals were planned than `--max-delete` allows, so none was made (exit 8).
@@ -299,12 +324,20 @@ impl Summary {
             dups = self.duplicates,
             left = self.left,
         );
-        if self.sync || self.removed + self.copies_removed + self.settled > 0 {
+        if self.sync
+            || self.removed
+                + self.copies_removed
+                + self.settled
+                + self.already_gone
+                + self.removals_left
+                > 0
+        {
             let _ = write!(
                 out,
-                "\n  removed {removed}{planned}, removals refused by the service {failed}, \
-                 late copies removed {copies}, unknown outcomes settled {settled}",
+                "\n  removed {removed}{planned}, already gone {gone}, removals refused by the \
+                 service {failed}, late copies removed {copies}, unknown outcomes settled {settled}",
                 removed = self.removed,
+                gone = self.already_gone,
                 planned = match (self.sync, self.removals_refused) {
                     (true, true) => format!(
                         " (a sync planned {} removals, more than --max-delete {}: none made)",
@@ -318,6 +351,16 @@ impl Summary {
                 copies = self.copies_removed,
                 settled = self.settled,
             );
+            if self.removals_left > 0 {
+                let _ = write!(
+                    out,
+                    ", removals left for the next run {}",
+                    self.removals_left
+                );
+            }
+            if self.entities_deleted > 0 {
+                let _ = write!(out, ", emptied entities deleted {}", self.entities_deleted);
+            }
         }
         for line in self.causes() {
             let _ = write!(out, "\n  {line}");
@@ -584,6 +627,110 @@ pub fn refuse_clobbering(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A terminal `width` columns wide that keeps every line drawn on it.
+    #[derive(Debug, Clone)]
+    struct Screen {
+        width: u16,
+        drawn: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl Screen {
+        fn keep(&self, s: &str) -> std::io::Result<()> {
+            self.drawn.lock().unwrap().push(s.to_string());
+            Ok(())
+        }
+    }
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            self.width
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.keep(s)
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.keep(s)
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Columns a drawn line takes: characters outside escape sequences.
+    fn columns(line: &str) -> usize {
+        let mut width = 0;
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // CSI: ESC [ parameters, ended by a letter.
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else if c != '\r' {
+                width += 1;
+            }
+        }
+        width
+    }
+
+    #[test]
+    fn the_bar_fits_a_60_column_terminal_and_a_wide_one_with_large_figures() {
+        for width in [60u16, 40, 200] {
+            let screen = Screen {
+                width,
+                drawn: Default::default(),
+            };
+            let bar = new_bar(
+                1_000_000,
+                ProgressDrawTarget::term_like(Box::new(screen.clone())),
+            );
+            let figures = Figures {
+                total: 1_000_000,
+                registered_now: 987_655,
+                failed_now: 12_345,
+                throttled: 67_890,
+                retries: 123_456,
+                ..Figures::default()
+            };
+            show(&bar, &figures, 1234.5, 86_400);
+            bar.tick();
+            let drawn = screen.drawn.lock().unwrap().clone();
+            let lines: Vec<&str> = drawn.iter().flat_map(|d| d.split('\n')).collect();
+            assert!(
+                lines.iter().any(|l| l.contains("1000000/1000000")),
+                "{width}: {drawn:?}"
+            );
+            assert!(
+                lines.iter().any(|l| l.contains("failed 12345")),
+                "{width}: {drawn:?}"
+            );
+            for line in lines {
+                assert!(
+                    columns(line) <= usize::from(width),
+                    "{width} columns, {} drawn: {line:?}",
+                    columns(line)
+                );
+            }
+        }
+    }
 
     #[test]
     fn the_summary_names_every_figure_the_operator_needs() {

@@ -34,6 +34,25 @@ pub fn text(text: &str) {
     }
 }
 
+/// One event of the JSON log whose fields are real JSON (objects, arrays, `null`), in the
+/// shape of the log's other events (`timestamp`, `level`, `fields`, `target`): the log's
+/// own fields can only be numbers or strings, so a nested figure would be a string of JSON.
+pub fn json_event(
+    level: &str,
+    message: &str,
+    mut fields: serde_json::Map<String, serde_json::Value>,
+) {
+    use std::io::Write;
+    fields.insert("message".into(), message.into());
+    let event = serde_json::json!({
+        "timestamp": crate::clock::now_rfc3339(),
+        "level": level,
+        "fields": fields,
+        "target": "face_enroll",
+    });
+    let _ = writeln!(std::io::stderr().lock(), "{event}");
+}
+
 /// `eprintln!` that never panics and follows `--log-format`.
 #[macro_export]
 macro_rules! say {

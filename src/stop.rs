@@ -18,6 +18,8 @@ pub enum StopReason {
     LedgerFailed,
     /// Nothing got through: every attempt failed to connect.
     Unreachable,
+    /// A worker panicked (a bug): what was recorded is safe, the rest is left for the next run.
+    WorkerPanicked,
 }
 
 #[derive(Default)]
@@ -25,6 +27,8 @@ pub struct Stop {
     token: CancellationToken,
     reason: Mutex<Option<StopReason>>,
     fatal: Mutex<Option<ApiError>>,
+    /// The last failed connection when the endpoint was found unreachable: what and where.
+    unreached: Mutex<Option<ApiError>>,
 }
 
 impl Stop {
@@ -52,6 +56,24 @@ impl Stop {
         self.stop(StopReason::Fatal);
     }
 
+    /// Nothing got through: stop everything, keeping the last connection failure to say what
+    /// failed and where.
+    pub fn unreachable(&self, error: ApiError) {
+        {
+            let mut kept = self.unreached.lock().unwrap_or_else(|p| p.into_inner());
+            kept.get_or_insert(error);
+        }
+        self.stop(StopReason::Unreachable);
+    }
+
+    /// The connection failure that made the command stop as unreachable, if it did.
+    pub fn unreached(&self) -> Option<ApiError> {
+        self.unreached
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn reason(&self) -> Option<StopReason> {
         *self.reason.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -65,6 +87,7 @@ impl Stop {
             StopReason::Fatal => Exit::ServiceFatal,
             StopReason::LedgerFailed => Exit::LedgerFailed,
             StopReason::Unreachable => Exit::Unreachable,
+            StopReason::WorkerPanicked => Exit::StoppedEarly,
         })
     }
 

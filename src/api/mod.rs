@@ -572,8 +572,18 @@ impl Client {
 
     fn transport(&self, error: reqwest::Error, phase: Phase) -> ApiError {
         let (class, code) = transport_class(&error, phase);
-        // Without the URL: its query carries the security token.
-        let message = crate::net::describe(&error.without_url());
+        // Only the host of the URL: its query carries the security token.
+        let host = error
+            .url()
+            .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)));
+        let error = error.without_url();
+        let mut message = crate::net::describe(&error);
+        if code == "ConnectFailed" {
+            // What failed and where, first: the line on-call reads when nothing got through.
+            let what = crate::net::connect_failure(&error);
+            let host = host.as_deref().unwrap_or("the endpoint");
+            message = format!("{what} connecting to {host}: {message}");
+        }
         ApiError::with_class(class, None, code, message)
     }
 }

@@ -290,6 +290,12 @@ pub trait Backend: Send + Sync + 'static {
     const VERB: &'static str;
     const ID: &'static str;
 
+    /// One cheap authenticated read that changes nothing, for a run with nothing to send: it
+    /// proves the endpoint answers and the credentials are accepted (a rotated key, a dead
+    /// endpoint, a revoked permission fail the night they happen). A refusal of the read's
+    /// parameters is an answer too, so it passes.
+    fn probe(&self, caller: &Caller) -> impl Future<Output = Result<(), Halt>> + Send;
+
     /// After a rollback removed images: deletes the libraries and entities that `made` names
     /// (created by the tool, per the ledger) once they are empty; MTS has none.
     fn tidy(

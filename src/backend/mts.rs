@@ -94,6 +94,10 @@ fn place(category_id: &str, person_id: &str) -> MtsPlace {
     }
 }
 
+/// What the probe of a run with nothing to send asks for (read only).
+const PROBE_LIBRARY: &str = "face-enroll-probe";
+const PROBE_PERSON: &str = "probe";
+
 impl Backend for MtsBackend {
     type Place = MtsPlace;
 
@@ -102,6 +106,20 @@ impl Backend for MtsBackend {
     const NOUN: &'static str = "faces";
     const VERB: &'static str = "unregister";
     const ID: &'static str = "FaceId";
+
+    async fn probe(&self, caller: &Caller) -> Result<(), Halt> {
+        // One person of one library, most likely neither there: a short answer either way.
+        let client = &self.client;
+        let read = caller
+            .read("ListCustomPersons", || {
+                client.list_custom_persons_body(Some(PROBE_LIBRARY), Some(PROBE_PERSON))
+            })
+            .await;
+        match read {
+            Ok(_) | Err(Halt::Refused(_)) => Ok(()),
+            Err(halt) => Err(halt),
+        }
+    }
 
     async fn tidy(&self, _caller: &Caller, _made: &[super::Made]) -> Result<super::Tidied, Halt> {
         // The service removes a person and a library with their last face.

@@ -216,6 +216,10 @@ pub struct RunArgs {
     /// default only rows this run found make the exit 1).
     #[arg(long)]
     pub strict: bool,
+    /// With nothing to send, skip the one cheap authenticated read a run makes to prove the
+    /// endpoint answers and the credentials are accepted.
+    #[arg(long)]
+    pub no_probe: bool,
     /// Character encoding of the manifest.
     #[arg(long, value_enum, default_value_t = EncodingArg::Auto)]
     pub encoding: EncodingArg,

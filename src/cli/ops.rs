@@ -148,6 +148,11 @@ pub struct VerifyArgs {
     /// Apply --repair / --prune-duplicates; without it they only print what they would do.
     #[arg(long)]
     pub yes: bool,
+    /// Faces other tools put in the manifest's libraries (on the server, unknown to the
+    /// ledger, matching no manifest row) are reported apart, as foreign, and do not make the
+    /// exit 1.
+    #[arg(long)]
+    pub accept_foreign: bool,
     /// Print the report as one JSON document.
     #[arg(long)]
     pub json: bool,

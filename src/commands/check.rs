@@ -57,16 +57,37 @@ pub async fn command(args: CheckArgs) -> Exit {
         };
         let planned =
             plan::run::plan_run(&run, &replay, &Default::default()).map_err(|e| e.to_string())?;
+        // A refused sync makes `run` plan again without removals (exit 8): what it would then
+        // send, since the image limit no longer counts the slots the removals would free.
+        let refused = sync.is_some_and(|s| {
+            let removals = planned.dropped.removals() as u64;
+            plan::sync_refusal(removals, s.max_delete, planned.plan.counts.invalid).is_some()
+        });
+        let replanned = if refused {
+            let again = plan::run::RunPlan {
+                options: plan::Options {
+                    sync: false,
+                    ..run.options
+                },
+                sync: None,
+                ..run
+            };
+            let again = plan::run::plan_run(&again, &replay, &Default::default())
+                .map_err(|e| e.to_string())?;
+            Some(again.plan.counts)
+        } else {
+            None
+        };
         // Pre-flight compares new photos with the ones the ledger records as registered.
         let recorded = if with_hashes {
             crate::preflight::recorded(&ledger_path).map_err(|e| e.to_string())?
         } else {
             Vec::new()
         };
-        Ok::<_, String>((planned.plan, planned.dropped, recorded))
+        Ok::<_, String>((planned.plan, planned.dropped, recorded, replanned))
     })
     .await;
-    let (plan, dropped, recorded) = match result {
+    let (plan, dropped, recorded, replanned) = match result {
         Ok(Ok(planned)) => planned,
         Ok(Err(message)) => return fail(message),
         Err(e) => return fail(format!("internal error: {e}")),
@@ -101,6 +122,12 @@ pub async fn command(args: CheckArgs) -> Exit {
         let mut json = CheckJson::new(&args, &plan, &dropped, sync, refusal.as_deref());
         json.probe = probe.as_ref();
         json.preflight = checked.as_ref();
+        if let (Some(s), Some(c)) = (json.sync.as_mut(), &replanned) {
+            s.replanned = Some(Replanned {
+                to_send: c.to_send,
+                over_limit: c.over_limit,
+            });
+        }
         serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
     } else {
         let mut text = render_plan(&args.manifest, &plan, args.qps(), limit);
@@ -110,6 +137,13 @@ pub async fn command(args: CheckArgs) -> Exit {
         }
         if let Some(sync) = sync {
             text.push_str(&render_sync(&plan, &dropped, sync, refusal.as_deref()));
+            if let Some(c) = &replanned {
+                text.push_str(&format!(
+                    "    it would then plan again without removals and send {} images ({} over \
+                     the per-person limit: the slots the removals would free stay taken)\n",
+                    c.to_send, c.over_limit
+                ));
+            }
         }
         text
     };
@@ -193,6 +227,16 @@ struct CheckSync {
     unsafe_ids: Vec<String>,
     /// Every image the sync would remove.
     removals: Vec<CheckRemoval>,
+    /// With `over_max_delete`: what `run --sync` would do after refusing the removals, when it
+    /// plans again without them.
+    replanned: Option<Replanned>,
+}
+
+/// The plan `run --sync` makes again after refusing its removals (exit 8).
+#[derive(serde::Serialize)]
+struct Replanned {
+    to_send: u64,
+    over_limit: u64,
 }
 
 #[derive(serde::Serialize)]
@@ -270,6 +314,7 @@ impl<'a> CheckJson<'a> {
                 server_not_read: s.scope == plan::SyncScope::Library,
                 unsafe_ids: dropped.unsafe_ids.clone(),
                 removals: removal_list(dropped),
+                replanned: None,
             }),
             probe: None,
             preflight: None,

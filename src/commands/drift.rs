@@ -213,6 +213,8 @@ pub struct Inputs {
     pub other_target_records: u64,
     /// Bytes of a torn last ledger line, for an appender to cut off.
     pub torn_tail: u64,
+    /// The ledger's last run has a start and no end (killed, or still running elsewhere).
+    pub unfinished_run: bool,
     /// The key of an image by its URL alone → the key the ledger records it under, for images
     /// recorded with an `image_key` (a manifest that dropped or changed the column still names
     /// them by URL; the planner reads them the same way).
@@ -292,6 +294,9 @@ pub struct Drift {
     pub missing: Vec<Missing>,
     pub duplicates: Vec<Duplicate>,
     pub orphans: Vec<Orphan>,
+    /// With `verify --accept-foreign`: the orphans that match no manifest row (other tools'
+    /// faces), moved out of `orphans`; they do not make the library disagree.
+    pub foreign: Vec<Orphan>,
     pub vanished: Vec<Vanished>,
     pub persons_over_limit: Vec<Crowded>,
     /// The vanished faces' [`LedgerIndex`] positions, until their strings are read.
@@ -312,6 +317,15 @@ impl Drift {
             && self.vanished.is_empty()
             && self.vanished_at.is_empty()
             && self.persons_over_limit.is_empty()
+    }
+
+    /// Moves the orphans that match no manifest row into `foreign` (`--accept-foreign`).
+    pub fn set_foreign_apart(&mut self) {
+        let (foreign, ours) = std::mem::take(&mut self.orphans)
+            .into_iter()
+            .partition(|o| o.line.is_none());
+        self.orphans = ours;
+        self.foreign = foreign;
     }
 
     pub fn extra_copies(&self) -> usize {
@@ -478,7 +492,12 @@ pub fn compare<P: Clone>(
         drift.persons_over_limit = over;
     }
     for (at, e) in expected.iter().enumerate() {
-        let rec = ledger.find(e.key()).map(|i| ledger.rec(i));
+        let found = ledger.find(e.key());
+        // Registered under an id the server no longer holds: reported once, as vanished.
+        if found.is_some_and(|i| ledger.rec(i).face && !on_server[i]) {
+            continue;
+        }
+        let rec = found.map(|i| ledger.rec(i));
         let status = rec.map(|r| r.status);
         // Removed on purpose (rollback, or a repair of a vanished id): the ledger and the
         // server agree it is not there; the next run registers it again.
@@ -584,7 +603,12 @@ mod tests {
     #[test]
     fn each_kind_of_drift_is_told_apart() {
         let (lib, all) = inputs(
-            &[("alice", "u1"), ("bob", "u2"), ("carol", "u3")],
+            &[
+                ("alice", "u1"),
+                ("bob", "u2"),
+                ("carol", "u3"),
+                ("erin", "u5"),
+            ],
             &[("alice", "u1", "f1"), ("bob", "u2", "f2")],
         );
         let server = listing(&[
@@ -594,9 +618,10 @@ mod tests {
             ("dave", "u4", "f4"),
         ]);
         let drift = compare(&lib, &server, &all, MTS);
+        // Bob's row vanished (registered, gone): once, as vanished, not also as missing.
         assert_eq!(drift.missing.len(), 1);
-        assert_eq!(drift.missing[0].line, 3, "bob's row");
-        assert_eq!(drift.missing[0].ledger_status, Some("registered"));
+        assert_eq!(drift.missing[0].line, 5, "erin's row");
+        assert_eq!(drift.missing[0].ledger_status, None);
         assert_eq!(drift.duplicates.len(), 1);
         assert_eq!(drift.duplicates[0].keep, "f1", "the ledger's copy is kept");
         assert_eq!(drift.duplicates[0].extra, ["x1"]);

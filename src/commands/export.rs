@@ -204,6 +204,40 @@ fn cmp_folded(a: &str, b: &str) -> std::cmp::Ordering {
     fold_id(a).cmp(&fold_id(b))
 }
 
+/// Image records numbered in ledger order, in 32 bits (half the memory of 64 for the numbers
+/// export keeps per image). Past `u32::MAX` records it stops numbering and says so, rather than
+/// wrap around and mix up which record is an image's last.
+#[derive(Default)]
+struct Ordinal {
+    next: u32,
+    overflowed: bool,
+}
+
+impl Ordinal {
+    fn next(&mut self) -> Option<u32> {
+        let this = self.next;
+        match self.next.checked_add(1) {
+            Some(next) => self.next = next,
+            None => {
+                self.overflowed = true;
+                return None;
+            }
+        }
+        Some(this)
+    }
+
+    fn check(&self, ledger: &std::path::Path) -> Result<(), super::OpsError> {
+        if self.overflowed {
+            return Err(super::OpsError::Internal(format!(
+                "{} holds more than {} image records: more than export can number",
+                ledger.display(),
+                u32::MAX
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The registered images, sorted by library, person (both case-insensitively) and URL, so two
 /// exports of the same ledger state are identical whatever order the run registered them in
 /// (ties keep the order of each image's first registration).
@@ -215,11 +249,10 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
     // Per image: the ordinal of its first `registered` record (the tie order) and of its last
     // record if that one is `registered`.
     let mut last: KeyMap<(u32, Option<u32>)> = KeyMap::default();
-    let mut ordinal: u32 = 0;
+    let mut ordinal = Ordinal::default();
     scan::scan(&config.ledger, false, |entry| {
         let Entry::Image(image) = entry else { return };
-        let this = ordinal;
-        ordinal += 1;
+        let Some(this) = ordinal.next() else { return };
         let registered = image.status == Status::Registered;
         match last.get_mut(&image.key()) {
             Some(slot) => slot.1 = registered.then_some(this),
@@ -229,6 +262,7 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
             None => {}
         }
     })?;
+    ordinal.check(&config.ledger)?;
     let mut wanted: Vec<(u32, u32)> = last
         .into_values()
         .filter_map(|(first, last)| Some((last?, first)))
@@ -240,11 +274,10 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
         ice: false,
     };
     let mut first_of: Vec<u32> = Vec::with_capacity(wanted.len());
-    let (mut ordinal, mut next, mut changed) = (0u32, 0usize, false);
+    let (mut ordinal, mut next, mut changed) = (Ordinal::default(), 0usize, false);
     scan::scan(&config.ledger, false, |entry| {
         let Entry::Image(image) = entry else { return };
-        let this = ordinal;
-        ordinal += 1;
+        let Some(this) = ordinal.next() else { return };
         let Some(&(want, first)) = wanted.get(next) else {
             return;
         };
@@ -399,6 +432,20 @@ impl crate::cli::ops::ExportArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbering_past_u32_max_stops_and_is_reported_instead_of_wrapping() {
+        let mut ordinal = Ordinal {
+            next: u32::MAX - 1,
+            overflowed: false,
+        };
+        assert_eq!(ordinal.next(), Some(u32::MAX - 1));
+        assert!(ordinal.check(std::path::Path::new("l")).is_ok());
+        assert_eq!(ordinal.next(), None, "no wrap to 0");
+        assert_eq!(ordinal.next(), None);
+        let error = ordinal.check(std::path::Path::new("l")).unwrap_err();
+        assert!(error.to_string().contains("more than"), "{error}");
+    }
 
     #[test]
     fn formula_starters_are_neutralised_and_other_cells_are_untouched() {

@@ -37,9 +37,19 @@ fn usage(message: impl std::fmt::Display) -> Exit {
 /// Why the one operation of a `lib` command stopped, said once, with its exit.
 fn halted(session: &Session, halt: Halt) -> Exit {
     let fatal = session.caller.stop().take_fatal();
-    let error = halt.error().or(fatal.as_ref());
+    let unreached = session.caller.stop().unreached();
+    let error = halt.error().or(fatal.as_ref()).or(unreached.as_ref());
     if let Some(error) = error {
-        crate::say!("face-enroll lib: {error}");
+        let endpoint = &session.endpoint;
+        match (&fatal, &unreached) {
+            (Some(_), _) => {
+                crate::say!("face-enroll lib: the service at {endpoint} refused: {error}")
+            }
+            (None, Some(_)) => crate::say!(
+                "face-enroll lib: the endpoint is unreachable, nothing answered (exit 6): {error}"
+            ),
+            _ => crate::say!("face-enroll lib: {error}"),
+        }
         if let Some(hint) = error.hint() {
             crate::say!("  what to do: {hint}");
         }
@@ -55,6 +65,8 @@ fn halted(session: &Session, halt: Halt) -> Exit {
 /// The ICE target (its listings and deletes) and the one caller (pacing, retries, Ctrl-C).
 struct Session {
     client: Client,
+    /// Where requests go, for messages.
+    endpoint: String,
     target: IceBackend,
     caller: Caller,
 }
@@ -78,6 +90,7 @@ async fn connect(connection: &Connection, algorithm: Algorithm) -> Result<Sessio
     let stop = Arc::new(Stop::default());
     tokio::spawn(watch_signals(stop.clone()));
     Ok(Session {
+        endpoint: connected.endpoint.clone(),
         client: connected.client.clone(),
         target: IceBackend::new(connected.client, algorithm),
         caller: Caller::new(settings.pace(target, crate::connect::SETTLE_MARGIN), stop),

@@ -154,6 +154,21 @@ pub fn for_run(summary: &Summary) -> Vec<Metric> {
             n(summary.removed),
         ),
         gauge(
+            "face_enroll_last_run_removals_left",
+            "Removals (a sync's, unsettled images') left for the next run; _left counts rows only.",
+            n(summary.removals_left),
+        ),
+        gauge(
+            "face_enroll_last_run_entities_deleted",
+            "ICE: entities a sync emptied and deleted in the last run.",
+            n(summary.entities_deleted),
+        ),
+        gauge(
+            "face_enroll_last_run_already_gone",
+            "Images a sync was to remove that were gone already (not counted as removed).",
+            n(summary.already_gone),
+        ),
+        gauge(
             "face_enroll_last_run_copies_removed",
             "Late copies removed in the last run (a request that landed after its look-up).",
             n(summary.copies_removed),
@@ -193,6 +208,11 @@ pub fn for_run(summary: &Summary) -> Vec<Metric> {
             "Rows not registered that earlier runs had already recorded (exit 0 unless --strict).",
             n(summary.known_rejections),
         ),
+        gauge(
+            "face_enroll_last_run_open_rejections",
+            "Manifest rows not registered because the service refused them or they are invalid or over the limit, new or recorded by earlier runs: stays until the rows are fixed.",
+            n(summary.new_rejections + summary.known_rejections),
+        ),
     ]);
     metrics
 }
@@ -229,6 +249,8 @@ pub struct VerifyFigures {
     pub duplicate_images: u64,
     pub extra_copies: u64,
     pub orphans: u64,
+    /// With `--accept-foreign`: other tools' faces in the manifest's libraries, not orphans.
+    pub foreign: u64,
     pub vanished: u64,
     pub persons_over_limit: u64,
     /// Manifest images the service refused (ledger `failed`, not retryable): not on the server,
@@ -287,6 +309,11 @@ pub fn for_verify(f: &VerifyFigures) -> Vec<Metric> {
             "face_enroll_verify_orphans",
             "Faces on the server the ledger does not know.",
             n(f.orphans),
+        ),
+        gauge(
+            "face_enroll_verify_foreign",
+            "With --accept-foreign: faces other tools put in the manifest's libraries (not counted as orphans).",
+            n(f.foreign),
         ),
         gauge(
             "face_enroll_verify_vanished",

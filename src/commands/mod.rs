@@ -84,6 +84,18 @@ pub(crate) fn print_out(text: impl AsRef<[u8]>) {
     let _ = out.write_all(text.as_ref()).and_then(|()| out.flush());
 }
 
+/// When a command stopped because nothing got through: says what failed and where (the
+/// last connection failure names the kind — DNS, refused, TLS, timed out — and the host).
+pub(crate) fn say_unreachable(stop: &crate::stop::Stop) {
+    if let Some(error) = stop.unreached() {
+        crate::say!("face-enroll: the endpoint is unreachable, nothing answered (exit 6): {error}");
+        crate::say!(
+            "  what to do: check --endpoint / --region, DNS, the network and any proxy or \
+             firewall on the way; the next run resumes"
+        );
+    }
+}
+
 pub(crate) fn fail(message: impl std::fmt::Display) -> Exit {
     crate::say!("face-enroll: {message}");
     Exit::Usage

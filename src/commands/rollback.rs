@@ -74,6 +74,8 @@ struct Collected<P> {
     /// Registered images whose id may not be sent (empty, padded, a wildcard).
     unsafe_ids: Vec<String>,
     torn_tail: u64,
+    /// The ledger's last run has a start and no end (killed, or still running elsewhere).
+    unfinished: bool,
 }
 
 impl<P> journal::Read for Collected<P> {
@@ -94,6 +96,8 @@ struct Counts {
 #[derive(Debug, Default, Serialize)]
 pub struct RollbackReport {
     pub target: &'static str,
+    /// Where the requests went.
+    pub endpoint: String,
     pub images: u64,
     pub removed: u64,
     pub already_gone: u64,
@@ -176,6 +180,15 @@ pub async fn execute<T: Backend>(
     };
     let stop = Arc::new(Stop::default());
     let caller = Arc::new(Caller::new(config.pace, stop.clone()));
+    // As `run` does: a process killed a moment ago may have spent this second's budget.
+    if ledger::may_have_sent_lately(collected.unfinished, true, begun.modified()) {
+        tracing::info!(
+            "the last command on this ledger may have sent requests a moment ago (killed, or \
+             just ended): they still count against the budgets, so the first request of each \
+             operation waits one second"
+        );
+        caller.assume_busy_window();
+    }
     let start = Journal::start_record("rollback", &endpoint, target.kind());
     let journal = match begun.open(
         start,
@@ -187,7 +200,15 @@ pub async fn execute<T: Backend>(
         Ok(journal) => journal,
         Err(e) => return super::ledger_failure(&e),
     };
-    remove_all(&config, collected, journal, Arc::new(target), caller).await
+    remove_all(
+        &config,
+        collected,
+        journal,
+        Arc::new(target),
+        caller,
+        &endpoint,
+    )
+    .await
 }
 
 /// The images whose last record is `registered` with a server id, in scope, and the objects
@@ -202,6 +223,7 @@ fn collect<T: Backend>(
     let mut made: Vec<(String, Made)> = Vec::new();
     let mut deleted: HashSet<String> = HashSet::new();
     let mut run_seen = false;
+    let mut unfinished = false;
     let wanted = match scope {
         Scope::Run(run) => Some(run.as_str()),
         Scope::All => None,
@@ -211,6 +233,11 @@ fn collect<T: Backend>(
         let image = match entry {
             Entry::Run(view) => {
                 run_seen |= view.run.as_deref() == wanted;
+                match view.kind {
+                    Some(ledger::record::LineKind::RunStart) => unfinished = true,
+                    Some(ledger::record::LineKind::RunEnd) => unfinished = false,
+                    _ => {}
+                }
                 return;
             }
             Entry::Object(view) => {
@@ -288,6 +315,7 @@ fn collect<T: Backend>(
             .collect(),
         unsafe_ids: Vec::new(),
         torn_tail: scanned.torn_tail,
+        unfinished,
     };
     let items = slots
         .into_iter()
@@ -388,6 +416,7 @@ async fn remove_all<T: Backend>(
     journal: Journal,
     target: Arc<T>,
     caller: Arc<Caller>,
+    endpoint: &str,
 ) -> Exit {
     let counts = Arc::new(Counts::default());
     let signals = tokio::spawn(watch_signals(caller.stop().clone()));
@@ -414,7 +443,10 @@ async fn remove_all<T: Backend>(
         },
     )
     .await;
-    let mut report = RollbackReport::default();
+    let mut report = RollbackReport {
+        endpoint: endpoint.to_string(),
+        ..RollbackReport::default()
+    };
     if !caller.stop().is_stopping() && counts.failed.load(Ordering::Relaxed) == 0 {
         match target.tidy(&caller, &collected.made).await {
             Ok(tidied) => {
@@ -489,9 +521,10 @@ async fn person<T: Backend>(
                 continue;
             }
         };
+        // A removal whose answer was lost and a look-up found gone was made by this rollback.
         let counter = match removal {
-            Removal::Removed => &counts.removed,
-            _ => &counts.already_gone,
+            Removal::Removed | Removal::GoneAfterLookup => &counts.removed,
+            Removal::AlreadyGone => &counts.already_gone,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         let mut record = ImageRecord::new(
@@ -544,8 +577,10 @@ fn finish(
         _ if report.failed > 0 => (Exit::RowsNotRegistered, "finished, some images not removed"),
         _ => (Exit::Success, "complete"),
     };
+    super::say_unreachable(caller.stop());
     if let Some(error) = &fatal {
-        crate::say!("face-enroll: the service refused the rollback: {error}");
+        let endpoint = &report.endpoint;
+        crate::say!("face-enroll: the service at {endpoint} refused the rollback: {error}");
         if let Some(hint) = error.hint() {
             crate::say!("  what to do: {hint}");
         }

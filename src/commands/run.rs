@@ -21,24 +21,26 @@ pub async fn command(args: RunArgs) -> Exit {
         .metrics
         .clone()
         .filter(|_| refuse_clobbering_outputs(&args).is_ok());
-    let exit = run(args).await;
-    // A run that ended before counting anything (flags, lock, manifest) still says so; the
-    // other endings wrote their figures in `finish_run`.
+    let (exit, counted) = run(args).await;
+    // A run that ended before counting anything — flags, lock, manifest, credentials (exit 3),
+    // an unusable ledger — still says how it ended; `finish_run` wrote the figures of the rest.
     if let Some(path) = metrics
-        && matches!(exit, Exit::Usage | Exit::Locked)
+        && !counted
     {
         super::metrics::write_or_warn(&path, &super::metrics::for_run_failure(exit.code()));
     }
     exit
 }
 
-async fn run(args: RunArgs) -> Exit {
+/// The exit, and whether `finish_run` wrote the figures (and with them the metrics file).
+async fn run(args: RunArgs) -> (Exit, bool) {
+    let exit = |exit: Exit| (exit, false);
     let settings = match args.validate() {
         Ok(settings) => settings,
-        Err(e) => return fail(e),
+        Err(e) => return exit(fail(e)),
     };
     if let Err(e) = refuse_clobbering_outputs(&args) {
-        return fail(e);
+        return exit(fail(e));
     }
     crate::manifest::set_default_encoding(args.encoding.into());
     crate::manifest::set_reading(
@@ -50,7 +52,7 @@ async fn run(args: RunArgs) -> Exit {
     // A mistyped manifest path is the user's input, told as such (exit 2) before credentials
     // are looked for: without them it used to read as a credentials failure (exit 3).
     if let Err(e) = crate::manifest::check_source(&args.manifest) {
-        return fail(e);
+        return exit(fail(e));
     }
     let target = args.target.kind();
     // With --sandbox the emulator lives as long as the run, in this process.
@@ -66,7 +68,7 @@ async fn run(args: RunArgs) -> Exit {
                     c
                 })
             }
-            Err(e) => return fail(format!("cannot start the built-in sandbox: {e}")),
+            Err(e) => return exit(fail(format!("cannot start the built-in sandbox: {e}"))),
         }
     } else {
         connect::connect(&settings, target).await
@@ -75,7 +77,7 @@ async fn run(args: RunArgs) -> Exit {
         Ok(connected) => connected,
         Err(e) => {
             crate::say!("face-enroll: {e}");
-            return e.exit();
+            return exit(e.exit());
         }
     };
     let sandbox_url = running_sandbox.as_ref().map(|sb| sb.base_url());
@@ -86,8 +88,9 @@ async fn run(args: RunArgs) -> Exit {
     }
     let uploads = match upload_local_files(&args, &connected.client).await {
         Ok(uploads) => uploads,
-        Err(exit) => return exit,
+        Err(code) => return exit(code),
     };
+    let endpoint = connected.endpoint.clone();
     let config = RunConfig {
         target,
         manifest: args.manifest.clone(),
@@ -102,8 +105,9 @@ async fn run(args: RunArgs) -> Exit {
         strict: args.strict,
         preflight: match args.preflight.settings() {
             Ok(settings) => settings,
-            Err(e) => return fail(e),
+            Err(e) => return exit(fail(e)),
         },
+        probe: !args.no_probe,
         progress: if args.quiet {
             crate::report::ProgressMode::Off
         } else {
@@ -114,14 +118,36 @@ async fn run(args: RunArgs) -> Exit {
     let result = pipeline::run(config, connected.client).await;
     if let Some(sb) = running_sandbox {
         let held = sandbox_holds(&sb.snapshot(), target);
-        tracing::info!("the built-in sandbox (new for every run) now holds {held}");
+        let earlier = result.as_ref().map_or(0, |done| done.summary.already_done);
+        tracing::info!("{}", sandbox_note(&held, earlier));
         sb.shutdown().await;
     }
     match result {
-        Ok(done) => finish_run(&args, done),
-        Err(RunError::Ledger(e)) => super::ledger_failure(&e),
-        Err(e) => fail(e),
+        Ok(done) => (finish_run(&args, done, &endpoint), true),
+        Err(RunError::Ledger(e)) => exit(super::ledger_failure(&e)),
+        Err(RunError::Stopped {
+            exit: code,
+            message,
+        }) => {
+            crate::say!("face-enroll: {message}");
+            exit(code)
+        }
+        Err(e) => exit(fail(e)),
     }
+}
+
+/// The closing line of a `--sandbox` run. The sandbox is new for every run, so what the ledger
+/// records from earlier runs is not in it: said, or a second run's "holds 0 faces" reads as a
+/// loss.
+fn sandbox_note(held: &str, earlier: u64) -> String {
+    let mut note = format!("the built-in sandbox (new for every run) now holds {held}");
+    if earlier > 0 {
+        note.push_str(&format!(
+            ", those this run sent; the {earlier} the ledger records from earlier runs were in \
+             their own sandboxes and were not sent again"
+        ));
+    }
+    note
 }
 
 /// What the in-process sandbox holds for the run's target: faces (MTS) or samples (ICE).
@@ -170,15 +196,15 @@ fn refuse_clobbering_outputs(args: &RunArgs) -> Result<(), crate::exit::UsageErr
     Ok(())
 }
 
-fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
+fn finish_run(args: &RunArgs, done: pipeline::RunResult, endpoint: &str) -> Exit {
     let exit = done.ending.exit();
     let json = crate::say::is_json();
     if let Ending::ServiceFatal(error) = &done.ending {
         let hint = error.hint().unwrap_or("see the message");
         if json {
-            tracing::error!(code = error.code(), error = %error, what_to_do = hint, "the service refused the run; fix the problem and run again to resume");
+            tracing::error!(code = error.code(), error = %error, endpoint, what_to_do = hint, "the service refused the run; fix the problem and run again to resume");
         } else {
-            crate::say!("face-enroll: the service refused the run: {error}");
+            crate::say!("face-enroll: the service at {endpoint} refused the run: {error}");
             crate::say!("  what to do: {hint}");
             crate::say!(
                 "  nothing was lost: the ledger records every image sent; fix the problem and run again to resume"
@@ -190,28 +216,20 @@ fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
         // Quiet, but never silent about an ending cron must look at.
         if exit != Exit::Success {
             if json {
-                tracing::warn!(outcome = %s.outcome, exit_code = s.exit_code, causes = %s.causes().join("; "), left = s.left, "summary");
+                let mut fields = serde_json::Map::new();
+                fields.insert("outcome".into(), s.outcome.clone().into());
+                fields.insert("exit_code".into(), s.exit_code.into());
+                fields.insert("causes".into(), s.causes().into());
+                fields.insert("left".into(), s.left.into());
+                crate::say::json_event("WARN", "summary", fields);
             } else {
                 crate::say!("{}", s.one_line());
             }
         }
     } else if json {
-        // One structured event, so a log shipper reads the figures without parsing prose.
-        tracing::info!(
-            outcome = %s.outcome, exit_code = s.exit_code, rows = s.rows,
-            already_done = s.already_done, registered_now = s.registered_now,
-            recovered = s.recovered, adopted = s.adopted, failed = s.failed, invalid = s.invalid,
-            skipped = s.skipped, duplicates = s.duplicates, left = s.left,
-            new_rejections = s.new_rejections, known_rejections = s.known_rejections,
-            refused_by_code = ?s.refused_by_code, invalid_by_column = ?s.invalid_by_column,
-            retries_ran_out = ?s.retries_ran_out, stopped_because = ?s.stopped_because,
-            retries = s.retries, throttled = s.throttled, lookups = s.lookups,
-            requests = s.requests, requests_create = s.requests_create,
-            requests_read = s.requests_read, requests_remove = s.requests_remove,
-            elapsed_s = s.elapsed_s, rate_per_s = s.rate_per_s, ledger = %s.ledger,
-            hints = ?s.hints,
-            "summary"
-        );
+        // One structured event, so a log shipper reads the figures without parsing prose:
+        // every figure of the `--summary` document, nested ones as objects, none as `null`.
+        crate::say::json_event("INFO", "summary", summary_fields(s));
     } else {
         crate::say::text(&s.render());
     }
@@ -243,6 +261,19 @@ fn finish_run(args: &RunArgs, done: pipeline::RunResult) -> Exit {
         );
     }
     exit
+}
+
+/// The summary as the fields of the JSON log's summary event: `stopped_because` is always
+/// there (`null` when the run did not stop early).
+fn summary_fields(s: &crate::report::Summary) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = match serde_json::to_value(s) {
+        Ok(serde_json::Value::Object(fields)) => fields,
+        _ => serde_json::Map::new(),
+    };
+    fields
+        .entry("stopped_because")
+        .or_insert(serde_json::Value::Null);
+    fields
 }
 
 /// This run's rejects, and the rows earlier runs saw refused by the service that are still not

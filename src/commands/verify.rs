@@ -36,6 +36,8 @@ pub struct VerifyConfig {
     pub yes: bool,
     pub json: bool,
     pub metrics: Option<PathBuf>,
+    /// Orphans that match no manifest row are foreign: reported apart, not disagreement.
+    pub accept_foreign: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +97,21 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
     };
     let stop = Arc::new(Stop::default());
     let caller = Caller::new(config.pace, stop.clone());
+    // As `run` does: a process killed a moment ago may have spent this second's budget.
+    let modified = match &begun {
+        Some(begun) => begun.modified(),
+        None => std::fs::metadata(&config.ledger)
+            .and_then(|m| m.modified())
+            .ok(),
+    };
+    if ledger::may_have_sent_lately(inputs.unfinished_run, true, modified) {
+        tracing::info!(
+            "the last command on this ledger may have sent requests a moment ago (killed, or \
+             just ended): they still count against the budgets, so the first request of each \
+             operation waits one second"
+        );
+        caller.assume_busy_window();
+    }
     let signals = tokio::spawn(watch_signals(stop.clone()));
     let repairs = config.repair || config.prune_duplicates;
     let (drifts, places) = read_server(&caller, &target, &inputs, repairs).await;
@@ -105,27 +122,39 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
         resolve(&manifest, &ledger, kind, &mut drifts, &mut inputs).map(|()| (drifts, inputs))
     })
     .await;
+    // Until the repair writes, an early end leaves no ledger this command created empty.
+    let abandon =
+        |begun: Option<journal::Begun>| begun.into_iter().for_each(journal::Begun::abandon);
     let (drifts, inputs) = match resolved {
         Ok(Ok(both)) => both,
         Ok(Err(e)) => {
             crate::say!("face-enroll: {e}");
+            abandon(begun);
             return finish_early(&config, e.exit());
         }
         Err(e) => {
             crate::say!("face-enroll: internal error: {e}");
+            abandon(begun);
             return finish_early(&config, Exit::Usage);
         }
     };
     let refused = drifts.iter().map(|d| d.refused).sum();
+    let mut drifts = drifts;
+    if config.accept_foreign {
+        drifts.iter_mut().for_each(Drift::set_foreign_apart);
+    }
     signals.abort();
+    super::say_unreachable(&stop);
     if let Some(error) = stop.take_fatal() {
-        crate::say!("face-enroll: the service refused the verification: {error}");
+        crate::say!("face-enroll: the service at {endpoint} refused the verification: {error}");
         if let Some(hint) = error.hint() {
             crate::say!("  what to do: {hint}");
         }
+        abandon(begun);
         return finish_early(&config, Exit::ServiceFatal);
     }
     if let Some(exit) = stop.exit() {
+        abandon(begun);
         return finish_early(&config, exit);
     }
     let exit = if drifts.iter().all(Drift::agrees) {
@@ -332,6 +361,14 @@ fn resolve(
             });
             inputs.vanished.insert(face.id.clone(), (key, face.clone()));
         }
+        // The ledger index is in key-hash order: list them by person and image instead.
+        d.vanished.sort_by(|a, b| {
+            (&a.person_id, &a.image_url, a.id.as_str()).cmp(&(
+                &b.person_id,
+                &b.image_url,
+                b.id.as_str(),
+            ))
+        });
     }
     Ok(())
 }
@@ -349,6 +386,7 @@ fn totals(drifts: &[Drift], exit: Exit) -> VerifyFigures {
         t.duplicate_images += d.duplicates.len() as u64;
         t.extra_copies += d.extra_copies() as u64;
         t.orphans += d.orphans.len() as u64;
+        t.foreign += d.foreign.len() as u64;
         t.vanished += d.vanished.len() as u64;
         t.persons_over_limit += d.persons_over_limit.len() as u64;
         t.removed_in_ledger += d.removed_in_ledger;
@@ -405,9 +443,19 @@ fn read_ledger(
     let mut library_of: HashMap<String, u32> = HashMap::new();
     let mut last_category: (String, u32) = (String::new(), 0);
     let mut aliases: KeyMap<u128> = KeyMap::default();
+    let mut unfinished = false;
     let scanned = ledger::scan(path, true, |entry| {
-        let Entry::Image(image) = entry else {
-            return;
+        let image = match entry {
+            Entry::Image(image) => image,
+            Entry::Run(view) => {
+                match view.kind {
+                    Some(ledger::record::LineKind::RunStart) => unfinished = true,
+                    Some(ledger::record::LineKind::RunEnd) => unfinished = false,
+                    _ => {}
+                }
+                return;
+            }
+            _ => return,
         };
         if image.is_mts() == ice {
             inputs.other_target_records += 1;
@@ -469,6 +517,7 @@ fn read_ledger(
     drop(at);
     inputs.aliases = aliases;
     inputs.torn_tail = scanned.torn_tail;
+    inputs.unfinished_run = unfinished;
     inputs.ledger = LedgerIndex::build(images);
     Ok((per_person, libraries))
 }
@@ -595,6 +644,7 @@ impl crate::cli::ops::VerifyArgs {
             yes: self.yes,
             json: self.json,
             metrics: self.metrics.clone(),
+            accept_foreign: self.accept_foreign,
         })
     }
 }

@@ -57,6 +57,13 @@ pub fn render(r: &VerifyReport) -> String {
         "  missing {}, registered more than once {} ({} extra copies), orphans {}, vanished {}, persons over 10 faces {}",
         t.missing, t.duplicate_images, t.extra_copies, t.orphans, t.vanished, t.persons_over_limit
     );
+    if t.foreign > 0 {
+        let _ = writeln!(
+            out,
+            "  foreign {} (other tools' faces in these libraries, accepted)",
+            t.foreign
+        );
+    }
     if t.refused > 0 {
         let _ = writeln!(
             out,
@@ -114,6 +121,7 @@ fn library(out: &mut String, d: &Drift) {
     );
     if d.agrees() {
         let _ = writeln!(out, "  agrees");
+        foreign(out, d);
         return;
     }
     list(out, "missing on the server", &d.missing, |m| {
@@ -145,6 +153,7 @@ fn library(out: &mut String, d: &Drift) {
             format!("{} {url} id {} ({matched})", o.person_id, o.id.as_str())
         },
     );
+    foreign(out, d);
     list(
         out,
         "vanished (in the ledger, gone from the server)",
@@ -154,6 +163,19 @@ fn library(out: &mut String, d: &Drift) {
     list(out, "persons over 10 faces", &d.persons_over_limit, |p| {
         format!("{}: {} faces", p.person_id, p.faces)
     });
+}
+
+/// Other tools' faces, accepted with `--accept-foreign`: listed, but not disagreement.
+fn foreign(out: &mut String, d: &Drift) {
+    list(
+        out,
+        "foreign (other tools' faces, accepted with --accept-foreign)",
+        &d.foreign,
+        |o| {
+            let url = o.image_url.as_deref().unwrap_or("(no URL)");
+            format!("{} {url} id {}", o.person_id, o.id.as_str())
+        },
+    );
 }
 
 fn list<T>(out: &mut String, title: &str, items: &[T], line: impl Fn(&T) -> String) {

@@ -174,6 +174,20 @@ pub const LATELY: time::Duration = time::Duration::minutes(10);
 /// wait for that run's last second of requests.
 pub const JUST_NOW: time::Duration = time::Duration::seconds(2);
 
+/// The rule of [`Replay::may_have_sent_lately`] for a command that reads the ledger its own
+/// way: `unfinished`, the last run has a start and no end; `written`, the ledger holds lines.
+pub fn may_have_sent_lately(
+    unfinished: bool,
+    written: bool,
+    modified: Option<std::time::SystemTime>,
+) -> bool {
+    let Some(modified) = modified else {
+        return false;
+    };
+    let age = crate::clock::now_utc() - time::OffsetDateTime::from(modified);
+    (unfinished && age < LATELY) || (written && age < JUST_NOW)
+}
+
 /// The ledger replayed: the last state of every image, and the last run's bookends.
 #[derive(Default)]
 pub struct Replay {
@@ -230,12 +244,8 @@ impl Replay {
     /// the ledger was written within [`JUST_NOW`] whatever the last run's ending (a run that
     /// ended a moment ago sent its last requests just before).
     pub fn may_have_sent_lately(&self, modified: Option<std::time::SystemTime>) -> bool {
-        let Some(modified) = modified else {
-            return false;
-        };
-        let age = crate::clock::now_utc() - time::OffsetDateTime::from(modified);
         let unfinished = self.last_run_start.is_some() && self.last_run_end.is_none();
-        (unfinished && age < LATELY) || (self.lines > 0 && age < JUST_NOW)
+        may_have_sent_lately(unfinished, self.lines > 0, modified)
     }
 
     /// Forgets what a previous plan saw (a replay planned twice).

@@ -46,6 +46,10 @@ const SLOW_DOWN_SPACING: Duration = Duration::from_secs(1);
 const STORM_SPACING: Duration = Duration::from_secs(10);
 const WIDEN: Duration = Duration::from_millis(5);
 const MAX_WIDENED: Duration = Duration::from_millis(20);
+/// For every this long without a throttling answer, a widened margin narrows by `WIDEN`: the
+/// cause (a delayed request, a clock at odds for a while) may be gone, and the margin costs
+/// budget for the rest of a long run. If it was not, one isolated answer widens it again.
+const NARROW_AFTER: Duration = Duration::from_secs(300);
 /// Recovery: for every this long without throttling, step up by `RECOVERY_STEP` of the budget.
 const RECOVERY_INTERVAL: Duration = Duration::from_secs(2);
 const RECOVERY_STEP: f64 = 0.1;
@@ -86,6 +90,8 @@ struct State {
     /// when it last did.
     widened: Duration,
     last_widened: Option<Instant>,
+    /// When the margin last narrowed back (see [`NARROW_AFTER`]).
+    last_narrowed: Option<Instant>,
 }
 
 impl Pacer {
@@ -216,6 +222,7 @@ impl Window {
                 calm_since: clock::instant(),
                 widened: Duration::ZERO,
                 last_widened: None,
+                last_narrowed: None,
             }),
         }
     }
@@ -309,6 +316,7 @@ impl State {
     }
 
     fn recover(&mut self, budget: u32, now: Instant) {
+        self.narrow(now);
         let full = f64::from(budget);
         if self.allowance >= full {
             return;
@@ -324,6 +332,30 @@ impl State {
             self.allowance = full;
         }
         self.calm_since += RECOVERY_INTERVAL * steps;
+    }
+}
+
+impl State {
+    /// Narrows a widened margin by `WIDEN` for every [`NARROW_AFTER`] since the last
+    /// throttling answer (or the last narrowing).
+    fn narrow(&mut self, now: Instant) {
+        if self.widened.is_zero() {
+            return;
+        }
+        let Some(since) = [self.last_widened, self.last_slow_down, self.last_narrowed]
+            .into_iter()
+            .flatten()
+            .max()
+        else {
+            return;
+        };
+        let steps = (now.saturating_duration_since(since).as_nanos() / NARROW_AFTER.as_nanos())
+            .min(u128::from(u32::MAX)) as u32;
+        if steps == 0 {
+            return;
+        }
+        self.widened = self.widened.saturating_sub(WIDEN.saturating_mul(steps));
+        self.last_narrowed = Some(since + NARROW_AFTER * steps);
     }
 }
 

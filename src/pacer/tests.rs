@@ -569,3 +569,26 @@ async fn action_scope_gives_each_class_its_own_budget() {
         50.0 / WINDOW.as_secs_f64(),
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_widened_margin_narrows_back_after_a_calm_spell_and_widens_again_when_needed() {
+    let pacer = Pacer::new(100);
+    let per_second = |widened: Duration| 100.0 / (WINDOW + widened).as_secs_f64();
+    pacer.throttled(Some(Duration::from_millis(1)), clock::instant());
+    clock::sleep(STORM_SPACING + Duration::from_millis(1)).await;
+    pacer.throttled(Some(Duration::from_millis(1)), clock::instant());
+    assert_near(pacer.current_rate(), per_second(WIDEN * 2));
+    // Calm, but not long enough: the margin stays.
+    clock::sleep(NARROW_AFTER - Duration::from_secs(1)).await;
+    assert_near(pacer.current_rate(), per_second(WIDEN * 2));
+    clock::sleep(Duration::from_secs(2)).await;
+    assert_near(pacer.current_rate(), per_second(WIDEN));
+    clock::sleep(NARROW_AFTER).await;
+    assert_near(pacer.current_rate(), per_second(Duration::ZERO));
+    // Never below the server's second and the base margin.
+    clock::sleep(NARROW_AFTER * 3).await;
+    assert_near(pacer.current_rate(), per_second(Duration::ZERO));
+    // An isolated answer widens it again.
+    pacer.throttled(Some(Duration::from_millis(1)), clock::instant());
+    assert_near(pacer.current_rate(), per_second(WIDEN));
+}

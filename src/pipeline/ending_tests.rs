@@ -33,6 +33,15 @@ fn work_left_says_whether_the_deadline_passed_or_retries_ran_out() {
 }
 
 #[test]
+fn a_worker_panic_is_its_own_ending_not_retries_ran_out() {
+    let left = summary(0, 0, 3, false);
+    let ending = ending_of(&left, None, Some(StopReason::WorkerPanicked));
+    assert_eq!(ending.stopped_because(), Some("a worker panicked"));
+    assert!(ending.describe().contains("a bug"), "{}", ending.describe());
+    assert_eq!(ending.exit().code(), 5);
+}
+
+#[test]
 fn a_few_throttling_answers_are_reported_without_asking_for_a_lower_qps() {
     assert_eq!(throttling_hint(0, 3000), None);
     // One group of four at a window's edge in a 3,000-request run: the pacer adjusted.

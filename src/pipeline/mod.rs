@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::api::{Algorithm, ApiError, Client};
-use crate::caller::{Caller, Pace, Tally};
+use crate::caller::{Caller, Halt, Pace, Tally};
 use crate::exit::Exit;
 use crate::ledger::{self, ImageRecord, LedgerError, Replay, RunRecord};
 use crate::manifest::{self, ManifestError};
@@ -55,6 +55,8 @@ pub struct RunConfig {
     pub uploads: Vec<ledger::record::UploadRecord>,
     /// `--preflight`: read and check each new image first; send none the service would refuse.
     pub preflight: Option<crate::preflight::Settings>,
+    /// With nothing to send, make one cheap authenticated read (`--no-probe` turns it off).
+    pub probe: bool,
 }
 
 /// How a run ended; `exit_code` is the one place that turns it into a number.
@@ -76,6 +78,8 @@ pub enum Ending {
     Unreachable,
     /// `--sync` planned more removals than `--max-delete` allows and made none.
     TooManyRemovals,
+    /// A worker panicked (a bug); what was recorded is safe, the next run resumes.
+    WorkerPanicked,
     /// SIGINT or SIGTERM.
     Interrupted,
 }
@@ -88,6 +92,10 @@ pub enum RunError {
     Ledger(#[from] LedgerError),
     #[error("{0}")]
     Other(String),
+    /// A read made while planning stopped the run before anything was written: the service
+    /// refused the credentials (exit 3), nothing answered (6), a signal (130), ….
+    #[error("{message}")]
+    Stopped { exit: Exit, message: String },
 }
 
 impl From<plan::run::PlanError> for RunError {
@@ -143,7 +151,14 @@ async fn run_with<T: crate::backend::Backend>(
             "the ledger ended in a torn line (a write cut short); it is dropped, nothing complete is lost"
         );
     }
-    let (planned, sync) = plan_sync(&target, &caller, &config, planned, replay).await?;
+    let (planned, sync) = match plan_sync(&target, &caller, &config, planned, replay).await {
+        Ok(planned) => planned,
+        Err(e) => {
+            // Nothing was written: a ledger this run created is not left behind empty.
+            begun.abandon();
+            return Err(e);
+        }
+    };
     let Planned { mut plan, dropped } = planned;
     let mut preflight_refused = crate::report::Groups::new();
     if let Some(settings) = &config.preflight {
@@ -190,6 +205,9 @@ async fn run_with<T: crate::backend::Backend>(
         mut rejected,
         ..
     } = plan;
+    if config.probe && jobs.is_empty() && Tally::get(&tally.requests) == 0 {
+        probe(&target, &caller).await;
+    }
     // The context (and with it the last `Events` of the workers) is gone once `drive` returns.
     let other_writer = drive(
         target,
@@ -207,6 +225,7 @@ async fn run_with<T: crate::backend::Backend>(
     }
     let fatal = stop.take_fatal();
     let reason = stop.reason();
+    let unreached = stop.unreached();
     let mut summary = summary_at_start(&run_id, &counts, &rejected, &config, sync);
     summary.preflight_refused = preflight_refused;
     // The end record carries the summary, so it is written once the figures are final.
@@ -222,7 +241,11 @@ async fn run_with<T: crate::backend::Backend>(
         rejected.extend(figures.failed_rows);
         let ending = ending_of(&summary, fatal, reason);
         summary.exit_code = ending.exit().code();
-        summary.outcome = ending.describe().to_string();
+        summary.outcome = match (&ending, &unreached) {
+            // What failed and where: the last connection failure names both.
+            (Ending::Unreachable, Some(error)) => format!("{} (last: {error})", ending.describe()),
+            _ => ending.describe().to_string(),
+        };
         summary.stopped_because = ending.stopped_because().map(str::to_string);
         let end = (
             summary.outcome.clone(),
@@ -236,6 +259,16 @@ async fn run_with<T: crate::backend::Backend>(
         summary,
         rejected,
     })
+}
+
+/// A run that would send nothing proves the service still answers it: a refused key or
+/// permission stops it as run-fatal (exit 3), a dead endpoint as unreachable (exit 6), through
+/// the caller like any request. Retries that ran out on answered errors (5xx) only warn.
+async fn probe<T: crate::backend::Backend>(target: &T, caller: &Caller) {
+    tracing::info!("nothing to send: one read to check the endpoint and the credentials");
+    if let Err(Halt::Exhausted(error)) = target.probe(caller).await {
+        tracing::warn!(%error, "the check read got no good answer; the next run tries again");
+    }
 }
 
 /// The run's start: the manifest opens, the ledger is locked and replayed (refused if it
@@ -425,10 +458,13 @@ fn fill(
     summary.removal_failed = figures.removal_failed;
     summary.copies_removed = figures.copies_removed;
     summary.settled = figures.settled;
+    summary.already_gone = figures.already_gone;
+    summary.entities_deleted = figures.entities_deleted;
     summary.recovered = figures.recovered;
     summary.adopted = figures.adopted;
     summary.failed = figures.failed_now + counts.previously_failed;
     summary.left = figures.left;
+    summary.removals_left = figures.removals_left;
     summary.retries = Tally::get(&tally.retries);
     summary.throttled = Tally::get(&tally.throttled);
     summary.lookups = Tally::get(&tally.lookups);
@@ -510,11 +546,14 @@ fn ending_of(summary: &Summary, fatal: Option<ApiError>, reason: Option<StopReas
     match reason {
         Some(StopReason::Interrupted) => return Ending::Interrupted,
         Some(StopReason::Unreachable) => return Ending::Unreachable,
-        Some(StopReason::Deadline) if summary.left > 0 => return Ending::DeadlinePassed,
+        Some(StopReason::WorkerPanicked) => return Ending::WorkerPanicked,
+        Some(StopReason::Deadline) if summary.left + summary.removals_left > 0 => {
+            return Ending::DeadlinePassed;
+        }
         _ => {}
     }
     let not_registered = summary.failed + summary.invalid + summary.skipped;
-    if summary.left > 0 {
+    if summary.left + summary.removals_left > 0 {
         Ending::RetriesRanOut
     } else if summary.removals_refused {
         Ending::TooManyRemovals
@@ -537,7 +576,9 @@ impl Ending {
             Ending::Complete | Ending::OnlyKnownRejections => Exit::Success,
             Ending::SomeRowsNotRegistered => Exit::RowsNotRegistered,
             Ending::ServiceFatal(_) => Exit::ServiceFatal,
-            Ending::DeadlinePassed | Ending::RetriesRanOut => Exit::StoppedEarly,
+            Ending::DeadlinePassed | Ending::RetriesRanOut | Ending::WorkerPanicked => {
+                Exit::StoppedEarly
+            }
             Ending::Unreachable => Exit::Unreachable,
             Ending::TooManyRemovals => Exit::TooManyRemovals,
             Ending::Interrupted => Exit::Interrupted,
@@ -566,6 +607,10 @@ impl Ending {
                 "finished adding; removed nothing: the sync was refused (more removals than \
                  --max-delete, or invalid rows in the manifest)"
             }
+            Ending::WorkerPanicked => {
+                "stopped: a worker panicked (a bug: please report it with the log); what was \
+                 recorded is safe, the next run resumes the rest"
+            }
             Ending::Interrupted => "interrupted",
         }
     }
@@ -575,6 +620,7 @@ impl Ending {
         match self {
             Ending::DeadlinePassed => Some("deadline"),
             Ending::RetriesRanOut => Some("retries ran out"),
+            Ending::WorkerPanicked => Some("a worker panicked"),
             _ => None,
         }
     }
@@ -606,7 +652,12 @@ async fn drive<T: crate::backend::Backend>(
                     let context = context.clone();
                     async move { worker::process(&context, job).await }
                 },
-                move |job| skipped.send(Event::Left((job.images.len() + job.drops.len()) as u64)),
+                move |job| {
+                    skipped.send(Event::Left(job.images.len() as u64));
+                    if !job.drops.is_empty() {
+                        skipped.send(Event::RemovalsLeft(job.drops.len() as u64));
+                    }
+                },
             )
             .await
         }

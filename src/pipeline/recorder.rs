@@ -37,6 +37,8 @@ pub(crate) enum Event {
     Noted(Record, Note),
     /// Images that will not be finished in this run.
     Left(u64),
+    /// Removals (a sync's drops, unsettled images) that will not be finished in this run.
+    RemovalsLeft(u64),
 }
 
 /// The workers' side. Outcomes and counters go into a shared queue that the recorder drains on
@@ -213,6 +215,7 @@ fn take(event: Event, buf: &mut Vec<u8>, unsynced: &mut Unsynced, figures: &mut 
             encode(&record, buf);
         }
         Event::Left(n) => figures.left += n,
+        Event::RemovalsLeft(n) => figures.removals_left += n,
     }
 }
 
@@ -272,6 +275,11 @@ pub(crate) enum Note {
     RemovalFailed,
     /// An image whose outcome was unknown, no longer in the manifest, settled by a read.
     Settled,
+    /// A removal the service refused as not found, and a read agreed: gone before this run
+    /// (by hand, another tool), so not counted as removed.
+    AlreadyGone,
+    /// An ICE entity a sync emptied, deleted (its `deleted` record).
+    EntityDeleted,
 }
 
 impl Counted {
@@ -326,6 +334,8 @@ impl Counted {
             Counted::Noted(Note::CopyRemoved) => figures.copies_removed += 1,
             Counted::Noted(Note::RemovalFailed) => figures.removal_failed += 1,
             Counted::Noted(Note::Settled) => figures.settled += 1,
+            Counted::Noted(Note::AlreadyGone) => figures.already_gone += 1,
+            Counted::Noted(Note::EntityDeleted) => figures.entities_deleted += 1,
             Counted::Elsewhere => {}
         }
     }

@@ -132,7 +132,7 @@ pub(crate) fn nothing_there<T: Backend>(ctx: &Context<T>, job: &PersonJob) {
             ctx.events
                 .send(Event::Noted(Record::Image(record), Note::Settled));
         } else {
-            ctx.events.send(Event::Left(1));
+            ctx.events.send(Event::RemovalsLeft(1));
         }
     }
 }
@@ -307,7 +307,8 @@ impl Queue {
     /// Counts what is left as left for the next run.
     pub fn leave<T: Backend>(&mut self, ctx: &Context<T>) {
         if !self.drops.is_empty() {
-            ctx.events.send(Event::Left(self.drops.len() as u64));
+            ctx.events
+                .send(Event::RemovalsLeft(self.drops.len() as u64));
             self.drops.clear();
         }
     }
@@ -417,10 +418,13 @@ async fn remove<T: Backend>(
             record.status = Status::Removed;
             record.ts = crate::clock::now_rfc3339();
             record.reason = Some(format!("{}: {}", drop.why.reason(), removal.reason()));
-            ctx.events.send(if copy {
-                Event::Noted(Record::Copy(record), Note::CopyRemoved)
-            } else {
-                Event::Outcome(record)
+            ctx.events.send(match (copy, removal) {
+                (true, _) => Event::Noted(Record::Copy(record), Note::CopyRemoved),
+                // Gone before this run: recorded `removed`, counted apart from removals made.
+                (false, Removal::AlreadyGone) => {
+                    Event::Noted(Record::Image(record), Note::AlreadyGone)
+                }
+                (false, _) => Event::Outcome(record),
             });
             reads.forget::<T>(place, &id);
             Ok(true)
@@ -452,7 +456,7 @@ async fn remove<T: Backend>(
                 job.person_id,
                 T::ID
             );
-            ctx.events.send(Event::Left(1));
+            ctx.events.send(Event::RemovalsLeft(1));
             Ok(false)
         }
         Err(halt) => Err(halt),

@@ -40,9 +40,13 @@ pub(crate) async fn schedule<J, W, Fut, S>(
         });
     }
     while let Some(result) = tasks.join_next().await {
+        // A panic is a bug in this tool, not a ledger that cannot be written: said as such.
         if let Err(e) = result {
-            tracing::error!("a worker ended unexpectedly: {e}");
-            stop.stop(StopReason::LedgerFailed);
+            tracing::error!(
+                "a worker panicked (a bug: please report it with this log): {e}; what was \
+                 recorded is safe, the next run resumes the rest"
+            );
+            stop.stop(StopReason::WorkerPanicked);
         }
     }
 }
@@ -78,6 +82,27 @@ mod tests {
         .await;
         assert_eq!(done.load(Ordering::SeqCst), 50);
         assert_eq!(peak.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_panic_stops_the_command_as_a_panic_not_as_a_ledger_failure() {
+        let stop = Arc::new(Stop::default());
+        let skipped = Arc::new(AtomicUsize::new(0));
+        let s = skipped.clone();
+        schedule(
+            (0..5).collect(),
+            1,
+            stop.clone(),
+            |job: u32| async move {
+                assert_ne!(job, 1, "a bug in a worker");
+            },
+            move |_| {
+                s.fetch_add(1, Ordering::SeqCst);
+            },
+        )
+        .await;
+        assert_eq!(stop.reason(), Some(StopReason::WorkerPanicked));
+        assert_eq!(stop.exit(), Some(crate::exit::Exit::StoppedEarly));
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{Planned, RunError};
 use crate::backend::{Backend, Library};
-use crate::caller::Caller;
+use crate::caller::{Caller, Halt};
 use crate::image::{ImageId, Locator, library_key, person_key};
 use crate::ledger::{ImageRecord, Status};
 use crate::plan::{DropWork, PersonDrops, Why};
@@ -23,16 +23,35 @@ pub(super) async fn read_libraries<T: Backend>(
 ) -> Result<Listing<T::Place>, RunError> {
     let mut listing = Vec::with_capacity(names.len());
     for name in names {
-        let library = target.library(caller, name).await.map_err(|halt| {
-            RunError::Other(format!(
-                "--sync-scope library: cannot read the library {name}: {}; nothing was changed",
-                halt.error()
-                    .map_or_else(|| "stopped".to_string(), |e| e.to_string())
-            ))
-        })?;
+        let library = target
+            .library(caller, name)
+            .await
+            .map_err(|halt| stopped_reading(caller, name, halt))?;
         listing.push((name.clone(), library));
     }
     Ok(listing)
+}
+
+/// Why reading library `name` stopped the run, with the exit that reason has: a refused key is
+/// exit 3 and a dead endpoint exit 6 here as anywhere else, not a usage error.
+fn stopped_reading(caller: &Caller, name: &str, halt: Halt) -> RunError {
+    use crate::exit::Exit;
+    let stop = caller.stop();
+    let (exit, error) = match halt {
+        Halt::Fatal => (Exit::ServiceFatal, stop.take_fatal()),
+        Halt::Stopped => (stop.exit().unwrap_or(Exit::Interrupted), stop.unreached()),
+        Halt::Refused(e) => (Exit::Usage, Some(e)),
+        Halt::Exhausted(e) => (Exit::StoppedEarly, Some(e)),
+    };
+    let why = error
+        .as_ref()
+        .map_or_else(|| "stopped".to_string(), |e| e.to_string());
+    let mut message =
+        format!("--sync-scope library: cannot read the library {name}: {why}; nothing was changed");
+    if let Some(hint) = error.as_ref().and_then(|e| e.hint()) {
+        message.push_str(&format!("\n  what to do: {hint}"));
+    }
+    RunError::Stopped { exit, message }
 }
 
 /// (person key, canonical URL) of every image the listing holds: the planner counts a
@@ -195,9 +214,10 @@ pub(super) async fn delete_emptied<T: Backend>(
         Ok(tidied) => {
             for made in tidied.deleted {
                 let record = made.record(&context.run_id, context.target.kind());
-                context
-                    .events
-                    .send(super::Event::Record(crate::ledger::Record::Deleted(record)));
+                context.events.send(super::Event::Noted(
+                    crate::ledger::Record::Deleted(record),
+                    super::recorder::Note::EntityDeleted,
+                ));
             }
         }
         Err(halt) => {

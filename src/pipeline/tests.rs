@@ -182,6 +182,10 @@ impl Backend for Fake {
         Ok(())
     }
 
+    async fn probe(&self, _caller: &Caller) -> Result<(), Halt> {
+        Ok(())
+    }
+
     async fn tidy(&self, _caller: &Caller, _made: &[Made]) -> Result<Tidied, Halt> {
         Ok(Tidied::default())
     }

@@ -16,6 +16,7 @@ mod ops;
 mod oss;
 mod oss_sdk;
 mod oss_sources;
+mod outage;
 mod preflight;
 mod properties;
 mod reliability;

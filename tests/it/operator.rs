@@ -60,9 +60,10 @@ fn refusals_are_grouped_by_code_exit_1_once_and_are_known_rejections_after() {
         "{}",
         stderr(&again)
     );
+    // Nothing is sent again: only the read that checks the endpoint and the credentials.
     assert_eq!(
         world.sandbox.snapshot().stats.requests,
-        before,
+        before + 1,
         "nothing is sent again"
     );
     let rejects = std::fs::read_to_string(&rejects).unwrap();
@@ -717,5 +718,36 @@ fn failed_rows_and_rejects_show_the_persons_name_and_the_url_the_manifest_gives_
     assert_eq!(
         rows[0]["image_url"],
         "https://img.example.com/noface.jpg?v=1"
+    );
+}
+
+#[test]
+fn a_second_sandbox_run_says_the_faces_of_earlier_runs_are_not_in_its_new_sandbox() {
+    let world = World::new(SandboxConfig::for_tests());
+    world.manifest("m.csv", &manifest_body("lib", 1, 2));
+    let sandbox_run = || {
+        world
+            .command(&["run", "m.csv", "--sandbox", "--progress", "off"])
+            .output()
+            .unwrap()
+    };
+    let first = sandbox_run();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    // A first run has nothing from earlier runs to explain.
+    assert!(
+        stderr(&first)
+            .lines()
+            .any(|l| l.ends_with("now holds 2 faces")),
+        "{}",
+        stderr(&first)
+    );
+    let second = sandbox_run();
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    let said = stderr(&second);
+    assert!(
+        said.contains(
+            "now holds 0 faces, those this run sent; the 2 the ledger records from earlier runs"
+        ),
+        "{said}"
     );
 }

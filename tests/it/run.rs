@@ -96,16 +96,20 @@ fn a_rerun_with_everything_registered_sends_nothing_and_exits_zero() {
     let lines_before = ledger_lines(&world.path("m.ledger.jsonl")).len();
     let again = world.run(&manifest, &[]);
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    // Only the one read that checks the endpoint and the credentials (`--no-probe`: none).
     assert_eq!(
         world.sandbox.snapshot().stats.requests,
-        before,
+        before + 1,
         "a finished import sent requests"
     );
+    let quiet = world.run(&manifest, &["--no-probe"]);
+    assert_eq!(quiet.status.code(), Some(0), "{}", stderr(&quiet));
+    assert_eq!(world.sandbox.snapshot().stats.requests, before + 1);
     let lines_after = ledger_lines(&world.path("m.ledger.jsonl"));
     assert_eq!(
         lines_after.len(),
-        lines_before + 2,
-        "only the run's start and end are added"
+        lines_before + 4,
+        "only the two runs' starts and ends are added"
     );
     assert_eq!(world.faces().len(), 15);
 }
@@ -500,6 +504,16 @@ fn json_logs_make_every_stderr_line_one_json_object_with_the_summary_as_fields()
         .expect("a summary event");
     assert_eq!(summary["fields"]["registered_now"], 6);
     assert_eq!(summary["fields"]["exit_code"], 0);
+    // Nested figures are JSON, not strings holding JSON; a run that did not stop says null.
+    let fields = &summary["fields"];
+    for nested in ["refused_by_code", "invalid_by_column", "retries_ran_out"] {
+        assert!(fields[nested].is_object(), "{nested}: {}", fields[nested]);
+    }
+    assert!(fields["hints"].is_array(), "{}", fields["hints"]);
+    assert!(
+        fields.get("stopped_because").is_some_and(|v| v.is_null()),
+        "{fields}"
+    );
 }
 
 #[test]

@@ -510,7 +510,8 @@ fn a_create_that_lands_after_the_look_up_is_removed_as_a_late_copy() {
             .filter(|r| r["kind"] == "settled")
             .count();
         assert_eq!(settled, 1, "{target}");
-        let out = world.run(&manifest, &flags);
+        // Without the check read, so any request would be a person read again.
+        let out = world.run(&manifest, &[&flags[..], &["--no-probe"]].concat());
         let summary: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(world.path("s.json")).unwrap()).unwrap();
         assert_eq!(out.status.code(), Some(0), "{target}");
@@ -913,4 +914,185 @@ fn adding_or_dropping_an_image_key_column_registers_and_removes_nothing() {
         let out = verify(&world, &keyed, &ledger, target);
         assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
     }
+}
+
+#[test]
+fn a_sync_removal_of_a_face_already_gone_is_counted_apart_from_the_removals_it_made() {
+    let world = World::new(SandboxConfig::for_tests());
+    let ledger = world.path("l.jsonl");
+    let summary = world.path("s.json");
+    let flags = [
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--summary",
+        summary.to_str().unwrap(),
+    ];
+    let first = world.manifest("a.csv", &manifest_body("lib", 1, 3));
+    assert_eq!(world.run(&first, &flags).status.code(), Some(0));
+    let ids = ledger_ids(&ledger);
+    let url = |i: usize| format!("https://img.example.com/lib/0000/{i:02}.jpg");
+    // Someone removed image 2 by hand; the roster then drops images 1 and 2.
+    assert!(world.sandbox.admin_remove_face(&ids[&url(2)]));
+    let second = world.manifest("b.csv", &manifest_body("lib", 1, 1));
+    let out = world.run(&second, &[&flags[..], &["--sync"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stats = world.sandbox.snapshot().stats;
+    assert_eq!(
+        stats.by_action["UnregisterCustomFace"], 2,
+        "both removals were sent, one refused as not found"
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(
+        (&s["removed"], &s["already_gone"]),
+        (&1.into(), &1.into()),
+        "{s}"
+    );
+    assert!(stderr(&out).contains("removed 1"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("already gone 1"), "{}", stderr(&out));
+    let urls: Vec<String> = world.faces().into_iter().map(|f| f.2).collect();
+    assert_eq!(urls, [url(0)]);
+    let last = last_per_image(&ledger);
+    assert_eq!(last[&url(2)]["status"], "removed");
+}
+
+#[test]
+fn an_ice_sync_counts_the_entities_it_emptied_and_deleted_in_its_summary() {
+    let world = World::new(SandboxConfig::for_tests());
+    let ledger = world.path("l.jsonl");
+    let summary = world.path("s.json");
+    let flags = [
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--target",
+        "ice",
+        "--summary",
+        summary.to_str().unwrap(),
+    ];
+    let first = world.manifest("a.csv", &manifest_body("lib", 3, 1));
+    assert_eq!(world.run(&first, &flags).status.code(), Some(0));
+    let entities = |w: &World| {
+        let snapshot = w.sandbox.snapshot();
+        snapshot.ice.libs.iter().flat_map(|l| &l.entities).count()
+    };
+    assert_eq!(entities(&world), 3);
+    let second = world.manifest("b.csv", &manifest_body("lib", 1, 1));
+    let out = world.run(&second, &[&flags[..], &["--sync"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(entities(&world), 1, "the two emptied entities were deleted");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s["entities_deleted"], 2, "{s}");
+    assert_eq!(s["removed"], 2, "{s}");
+    assert!(
+        stderr(&out).contains("emptied entities deleted 2"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_removal_left_for_the_next_run_is_counted_as_a_removal_not_as_a_row_left() {
+    let world = World::new(SandboxConfig::for_tests());
+    let ledger = world.path("l.jsonl");
+    let summary = world.path("s.json");
+    let flags = [
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--summary",
+        summary.to_str().unwrap(),
+        "--max-attempts",
+        "2",
+    ];
+    let first = world.manifest("a.csv", &manifest_body("lib", 2, 1));
+    assert_eq!(world.run(&first, &flags).status.code(), Some(0));
+    // Every attempt at the one removal fails before it is applied: its retries run out.
+    world.sandbox.script(
+        "UnregisterCustomFace",
+        vec![face_enroll::sandbox::Fault::ErrorBefore; 2],
+    );
+    let second = world.manifest("b.csv", &manifest_body("lib", 1, 1));
+    let out = world.run(&second, &[&flags[..], &["--sync"]].concat());
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(world.sandbox.snapshot().stats.faults["error_before"], 2);
+    assert_eq!(world.faces().len(), 2, "nothing was removed");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(
+        (&s["left"], &s["removals_left"]),
+        (&0.into(), &1.into()),
+        "{s}"
+    );
+    assert_eq!(s["stopped_because"], "retries ran out", "{s}");
+    assert!(
+        stderr(&out).contains("removals left for the next run 1"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn check_sync_under_exit_8_previews_what_run_then_sends_without_the_removals() {
+    let world = World::new(SandboxConfig::for_tests());
+    let ledger = world.path("l.jsonl");
+    let flags = ["--ledger", ledger.to_str().unwrap()];
+    // A full person (10 images) and one more person.
+    let mut before = manifest_body("lib", 1, 10);
+    before.push_str("lib,person-0001,Person 1,https://img.example.com/lib/0001/00.jpg\n");
+    let first = world.manifest("a.csv", &before);
+    assert_eq!(world.run(&first, &flags).status.code(), Some(0));
+    // The full person's last photo is replaced and the other person leaves: two removals,
+    // more than --max-delete 1, so run refuses them and plans again without.
+    let after = manifest_body("lib", 1, 10).replace("/0000/09.jpg", "/0000/09-new.jpg");
+    let second = world.manifest("b.csv", &after);
+    let check = |json: bool| {
+        let mut args = vec![
+            "check",
+            second.to_str().unwrap(),
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--sync",
+            "--max-delete",
+            "1",
+        ];
+        if json {
+            args.push("--json");
+        }
+        world.command(&args).output().unwrap()
+    };
+    let out = check(true);
+    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        plan["to_send"], 1,
+        "the sync plan counts the freed slot: {plan}"
+    );
+    assert_eq!(plan["sync"]["replanned"]["to_send"], 0, "{plan}");
+    assert_eq!(plan["sync"]["replanned"]["over_limit"], 1, "{plan}");
+    let text = String::from_utf8_lossy(&check(false).stdout).into_owned();
+    assert!(
+        text.contains("it would then plan again without removals and send 0 images"),
+        "{text}"
+    );
+    // And that is what run does.
+    let creates = |w: &World| {
+        let stats = w.sandbox.snapshot().stats;
+        stats
+            .by_action
+            .get("RegisterCustomFace")
+            .copied()
+            .unwrap_or(0)
+    };
+    let sent_before = creates(&world);
+    let out = world.run(
+        &second,
+        &[&flags[..], &["--sync", "--max-delete", "1"]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
+    assert_eq!(
+        creates(&world),
+        sent_before,
+        "run sent what check said it would not"
+    );
+    assert_eq!(world.faces().len(), 11);
 }

@@ -367,6 +367,20 @@ impl Backend for IceBackend {
     const VERB: &'static str = "delete";
     const ID: &'static str = "SampleId";
 
+    async fn probe(&self, caller: &Caller) -> Result<(), Halt> {
+        // The first page of one library: a short answer however many there are.
+        let (client, algorithm) = (&self.client, self.algorithm);
+        let read = caller
+            .read("ListRecognitionLibs", || {
+                client.list_recognition_libs(algorithm, None, 1, 1)
+            })
+            .await;
+        match read {
+            Ok(_) | Err(Halt::Refused(_)) => Ok(()),
+            Err(halt) => Err(halt),
+        }
+    }
+
     async fn tidy(&self, caller: &Caller, made: &[Made]) -> Result<super::Tidied, Halt> {
         let (client, algorithm) = (&self.client, self.algorithm);
         let mut tidied = super::Tidied::default();
