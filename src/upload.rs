@@ -70,6 +70,23 @@ pub fn journaled(ledger: &Path) -> std::collections::HashMap<PathBuf, (Stamp, St
     known
 }
 
+/// For commands that read a manifest without uploading (`check`, `status`, `report`,
+/// `verify`): the local files earlier runs uploaded, unchanged since, read as their objects —
+/// so those rows show as the images they became, not as files still to upload.
+pub fn resolve_from_journal(ledger: &Path) {
+    let known = journaled(ledger);
+    if known.is_empty() {
+        return;
+    }
+    let mut local = LocalFiles::default();
+    for (path, (then, object)) in known {
+        if stamp(&path) == Some(then) {
+            local.resolved.insert(path, Ok(object));
+        }
+    }
+    crate::manifest::set_uploaded(local);
+}
+
 /// A file's stamp now, when it can be read.
 fn stamp(path: &Path) -> Option<Stamp> {
     let meta = std::fs::metadata(path).ok()?;

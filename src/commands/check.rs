@@ -21,6 +21,7 @@ pub async fn command(args: CheckArgs) -> Exit {
         args.layout.clone(),
     );
     let ledger_path = args.ledger_path();
+    crate::upload::resolve_from_journal(&ledger_path);
     let manifest = args.manifest.clone();
     let kind = args.target.kind();
     let reconcile = args.reconcile;

@@ -37,6 +37,7 @@ const MTS: &str = "MTS custom faces";
 const RUNS_SHOWN: usize = 50;
 
 pub async fn execute(config: ReportConfig) -> Exit {
+    crate::upload::resolve_from_journal(&config.ledger);
     let gather_config = config.clone();
     let page = match super::blocking(move || gather(&gather_config)).await {
         Ok(page) => page,

@@ -101,6 +101,7 @@ pub struct StatusReport {
 }
 
 pub async fn execute(config: StatusConfig) -> Exit {
+    crate::upload::resolve_from_journal(&config.ledger);
     if config.failed {
         return list_failed(config).await;
     }

@@ -587,6 +587,7 @@ fn print_report(report: &VerifyReport, json: bool) {
 
 /// `face-enroll verify`: the flags, the target the ledger records, the connection, then [`execute`].
 pub async fn command(args: crate::cli::ops::VerifyArgs) -> Exit {
+    crate::upload::resolve_from_journal(&args.ledger_path());
     use crate::backend::TargetKind;
     let flagged = args.target.kind();
     let kind = match ledger_target(&args.ledger_path()) {

@@ -359,6 +359,19 @@ fn the_ledger_journals_uploads_so_an_unchanged_file_is_neither_read_nor_uploaded
         assert!(errors.is_empty(), "{line}: {errors:?}");
     }
     let puts = world.sandbox.snapshot().oss.requests.put;
+    // check, status and report read the uploaded files as the objects they became: only the
+    // text file and the empty one are invalid (never uploaded, they still read as files).
+    let check = world.command(&["check", "m.csv"]).output().unwrap();
+    let text = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(text.contains("invalid rows: 2"), "{text}");
+    assert!(text.contains("already registered: 3"), "{text}");
+    assert!(!text.contains("a1.jpg") && !text.contains("b1.jpg"), "{text}");
+    let failed = world
+        .command(&["status", "m.csv", "--failed"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&failed.stdout).into_owned();
+    assert_eq!(listed.lines().count(), 1 + 2, "{listed}");
 
     // Nothing changed: no file read, nothing uploaded, nothing sent.
     let out = world.run(&manifest, &upload);
