@@ -365,7 +365,10 @@ fn the_ledger_journals_uploads_so_an_unchanged_file_is_neither_read_nor_uploaded
     let text = String::from_utf8_lossy(&check.stdout).into_owned();
     assert!(text.contains("invalid rows: 2"), "{text}");
     assert!(text.contains("already registered: 3"), "{text}");
-    assert!(!text.contains("a1.jpg") && !text.contains("b1.jpg"), "{text}");
+    assert!(
+        !text.contains("a1.jpg") && !text.contains("b1.jpg"),
+        "{text}"
+    );
     let failed = world
         .command(&["status", "m.csv", "--failed"])
         .output()
