@@ -535,3 +535,71 @@ fn example_commands_are_cut_at_comments_pipes_and_redirections() {
         ["face-enroll", "lib", "create", "--name", "On air"]
     );
 }
+
+/// The guide's sandbox rehearsal, run as the guide writes it: a standalone sandbox in the
+/// background, an import against it, its state read back. Only the port is changed (a free one
+/// instead of 8686), `face-enroll` is this build, and `curl` falls back to Python's urllib
+/// where it is not installed.
+#[test]
+fn the_guides_sandbox_rehearsal_runs_as_written() {
+    let guide = std::fs::read_to_string(repo("doc/GUIDE.md")).unwrap();
+    let start = guide
+        .find("```sh\nface-enroll sandbox --listen 127.0.0.1:8686")
+        .expect("the guide's sandbox block");
+    let body = &guide[start + "```sh\n".len()..];
+    let block = &body[..body.find("```").unwrap()];
+    assert!(block.contains("face-enroll run faces.csv --endpoint http://127.0.0.1:8686/"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // `face-enroll` on the PATH is this build, so the backgrounded sandbox is the shell's own
+    // child: `$!` is its pid, and the script stops it.
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = dir.path().join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    std::os::unix::fs::symlink(super::common::bin(), bin_dir.join("face-enroll")).unwrap();
+    let script = format!(
+        "command -v curl >/dev/null || curl() {{ python3 -c 'import sys, urllib.request; \
+         print(urllib.request.urlopen(sys.argv[-1]).read().decode())' \"$@\"; }}\n\
+         {block}\nkill $!\nwait\n",
+        block = block.replace("127.0.0.1:8686", &format!("127.0.0.1:{port}")),
+    );
+    std::fs::copy(repo("samples/faces.csv"), dir.path().join("faces.csv")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("timeout")
+        .args(["120", "bash", "-c", &script])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("FACE_ENROLL_SEED", "7")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let state_line = stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| {
+            panic!(
+                "no state printed:\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let state: serde_json::Value = serde_json::from_str(state_line).unwrap();
+    let faces: usize = state["mts"]["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["persons"].as_array().unwrap())
+        .map(|p| p["faces"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(
+        faces, 37,
+        "the sample's 37 faces, as the guide's rehearsal promises"
+    );
+    assert!(dir.path().join("rehearsal.ledger.jsonl").exists());
+}
