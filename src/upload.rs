@@ -1,9 +1,15 @@
-//! `run --upload-to oss://BUCKET/PREFIX/`: the local photos a manifest names go to OSS before
-//! the import plans, each under a key named by its content — `PREFIX/<sha256>.jpg|png` — so a
-//! renamed or moved file is the same object (and the same image), and the same bytes twice are
-//! one. A PUT never replaces an object (`x-oss-forbid-overwrite`: 409 means the bytes are there
-//! already) and carries `Content-MD5`, so OSS refuses a damaged body. Each file is read once,
-//! whole (at most [`MAX_BYTES`]): the bytes hashed are the bytes sent.
+//! `run --upload-to oss://BUCKET/PREFIX/`: the local photos a manifest names go to OSS, each
+//! under a key named by its content — `PREFIX/<sha256>.jpg|png` — so a renamed or moved file is
+//! the same object (and the same image), and the same bytes twice are one. A PUT never replaces
+//! an object (`x-oss-forbid-overwrite`: 409 means the bytes are there already) and carries
+//! `Content-MD5`, so OSS refuses a damaged body.
+//!
+//! Two steps. Before the import plans, every file is *named* ([`prepare`]): read, checked to be
+//! a whole JPEG or PNG, hashed; its row then reads as the object it will be. While the import
+//! runs, a bounded stage ([`Stage`], `--upload-concurrency` at once) uploads them in the order
+//! the workers will need them; a worker waits at the [`Gate`] only for its own person's photos,
+//! so registration starts after the first uploads, not the last. The upload reads the file
+//! again and sends it only if it still has the hash its row was planned with.
 
 use std::path::{Path, PathBuf};
 
@@ -11,9 +17,13 @@ use base64::Engine as _;
 use futures::StreamExt as _;
 use sha2::Digest as _;
 
-use crate::api::{Client, Uploaded};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::api::{ApiError, Client, Uploaded};
 use crate::ledger::record::UploadRecord;
 use crate::manifest::LocalFiles;
+use crate::stop::Stop;
 
 /// The largest photo uploaded: the services' documented guide (api-notes §11) is 5 MB.
 pub const MAX_BYTES: u64 = 5 * 1024 * 1024;
@@ -53,8 +63,8 @@ pub type Stamp = (u64, u64);
 
 /// The files earlier runs uploaded, from the ledger's `upload` records: (stamp, object). The
 /// last record of a path wins.
-pub fn journaled(ledger: &Path) -> std::collections::HashMap<PathBuf, (Stamp, String)> {
-    let mut known = std::collections::HashMap::new();
+pub fn journaled(ledger: &Path) -> HashMap<PathBuf, (Stamp, String)> {
+    let mut known = HashMap::new();
     let _ = crate::ledger::scan(ledger, true, |entry| {
         if let crate::ledger::read::Entry::Upload(view) = entry
             && let (Some(path), Some(size), Some(modified), Some(object)) = (
@@ -99,16 +109,79 @@ fn stamp(path: &Path) -> Option<Stamp> {
     Some((meta.len(), u64::try_from(modified).ok()?))
 }
 
-/// What the upload stage did, for the log and the summary.
-#[derive(Debug, Default, PartialEq, Eq)]
+/// What the upload stage did, for the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Uploads {
     pub files: u64,
     /// Files unchanged since an earlier run uploaded them: neither read nor uploaded again.
     pub unchanged: u64,
     pub stored: u64,
     pub already_there: u64,
-    /// Files that could not be uploaded (their rows are invalid, with the reason).
+    /// Files that could not be uploaded: not a photo (their rows are invalid, with the reason),
+    /// or the upload failed (their rows are retried by the next run).
     pub refused: u64,
+}
+
+/// Why a local file is not a photo that can go: decided when it is named, before planning;
+/// its row is invalid with this reason.
+#[derive(Debug, thiserror::Error)]
+pub enum PhotoError {
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is {size} bytes; photos of at most {MAX_BYTES} bytes (5 MB) are uploaded", path.display())]
+    TooLarge { path: PathBuf, size: u64 },
+    #[error("{} is empty", path.display())]
+    Empty { path: PathBuf },
+    #[error("{} is not a whole {format} ({why}): a copy cut short?", path.display())]
+    CutShort {
+        path: PathBuf,
+        format: &'static str,
+        why: &'static str,
+    },
+    #[error("{} is not a JPEG or PNG image (by its first bytes)", path.display())]
+    NotAnImage { path: PathBuf },
+}
+
+/// Why a named photo was not uploaded: its rows are not sent, and the next run tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("{} changed after it was named; the next run uploads what it then holds", path.display())]
+    Changed { path: PathBuf },
+    #[error("{}: read again to upload it: {source}", path.display())]
+    Reread { path: PathBuf, source: PhotoError },
+    #[error("{}: OSS refused the upload: {error}", path.display())]
+    Refused { path: PathBuf, error: ApiError },
+    #[error("{}: the upload failed: {error}", path.display())]
+    Failed { path: PathBuf, error: ApiError },
+    #[error("{object}: not uploaded: the run stopped first")]
+    Stopped { object: String },
+}
+
+impl UploadError {
+    /// The error the image's row is recorded with: OSS's own code when it answered, so that a
+    /// refused key or permission stops the run as run-fatal like any request.
+    pub fn api_error(&self) -> ApiError {
+        match self {
+            // A 403 is a permission the run's credentials lack (`oss:PutObject` on the
+            // prefix): every upload would meet it.
+            UploadError::Refused { error, .. } if error.status() == Some(403) => {
+                ApiError::new(error.status(), error.code().to_string(), self.to_string())
+                    .reclassify(crate::api::ErrorClass::RunFatal)
+            }
+            UploadError::Refused { error, .. } | UploadError::Failed { error, .. } => {
+                ApiError::new(error.status(), error.code().to_string(), self.to_string())
+            }
+            _ => ApiError::with_class(
+                crate::api::ErrorClass::OutcomeUnknown,
+                None,
+                "UploadFailed",
+                self.to_string(),
+            ),
+        }
+    }
 }
 
 /// A local file read and named by its content.
@@ -122,41 +195,42 @@ struct Photo {
 }
 
 /// Reads `path` whole and names it, or says why it is not a photo that can go.
-fn read_photo(path: &Path) -> Result<Photo, String> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+fn read_photo(path: &Path) -> Result<Photo, PhotoError> {
+    let unreadable = |source| PhotoError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
     if meta.len() > MAX_BYTES {
-        return Err(format!(
-            "{} is {} bytes; photos of at most {MAX_BYTES} bytes (5 MB) are uploaded",
-            path.display(),
-            meta.len()
-        ));
+        return Err(PhotoError::TooLarge {
+            path: path.to_path_buf(),
+            size: meta.len(),
+        });
     }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(unreadable)?;
+    let cut = |format, why| PhotoError::CutShort {
+        path: path.to_path_buf(),
+        format,
+        why,
+    };
     let (content_type, extension) = if bytes.starts_with(JPEG) {
         if !whole_jpeg(&bytes) {
-            return Err(format!(
-                "{} is not a whole JPEG (it does not end with the end-of-image marker): a copy \
-                 cut short?",
-                path.display()
-            ));
+            return Err(cut("JPEG", "it does not end with the end-of-image marker"));
         }
         ("image/jpeg", "jpg")
     } else if bytes.starts_with(PNG) {
         if !whole_png(&bytes) {
-            return Err(format!(
-                "{} is not a whole PNG (no IEND chunk at its end): a copy cut short?",
-                path.display()
-            ));
+            return Err(cut("PNG", "no IEND chunk at its end"));
         }
         ("image/png", "png")
     } else if bytes.is_empty() {
-        return Err(format!("{} is empty", path.display()));
+        return Err(PhotoError::Empty {
+            path: path.to_path_buf(),
+        });
     } else {
-        return Err(format!(
-            "{} is not a JPEG or PNG image (by its first bytes)",
-            path.display()
-        ));
+        return Err(PhotoError::NotAnImage {
+            path: path.to_path_buf(),
+        });
     };
     let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
     let md5: [u8; 16] = <md5::Md5 as md5::Digest>::digest(&bytes).into();
@@ -180,110 +254,301 @@ fn whole_png(bytes: &[u8]) -> bool {
     bytes.len() >= 12 && &bytes[bytes.len() - 8..bytes.len() - 4] == b"IEND"
 }
 
-/// Uploads every file of `files` (at most `concurrency` at once) and says what each became.
-/// Files are named by their content first, so the same bytes under several names go up once.
-pub async fn upload_all(
-    client: &Client,
+/// One content to upload: its object, and the files that hold it (the first is the one read
+/// for the upload), each with its stamp when it was named.
+#[derive(Debug)]
+pub struct Pending {
+    pub address: String,
+    files: Vec<(PathBuf, Option<Stamp>)>,
+}
+
+impl Pending {
+    /// The file the upload reads.
+    pub fn path(&self) -> &Path {
+        &self.files[0].0
+    }
+}
+
+/// A file in the manifest's order, its stamp, and its name by content (or why it has none).
+type Named = (usize, PathBuf, Option<Stamp>, Result<Photo, PhotoError>);
+
+/// The files named before planning, waiting for the stage that uploads them.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    pub to: Option<Destination>,
+    pub concurrency: usize,
+    /// In the manifest's order, one per content.
+    pub queue: Vec<Pending>,
+    pub counts: Uploads,
+}
+
+/// Names every file of `files` by its content (`concurrency` at once; nothing is held but the
+/// names) and says what each row will read as: the object its content goes to, or why it is no
+/// photo. Files an earlier run uploaded, unchanged since and under this destination, are not
+/// read: their object is known.
+pub async fn prepare(
     files: Vec<PathBuf>,
     to: &Destination,
     concurrency: usize,
-    known: &std::collections::HashMap<PathBuf, (Stamp, String)>,
-) -> (LocalFiles, Uploads, Vec<UploadRecord>) {
+    known: &HashMap<PathBuf, (Stamp, String)>,
+) -> (LocalFiles, Prepared) {
     let concurrency = concurrency.max(1);
-    let mut uploads = Uploads {
+    let mut counts = Uploads {
         files: files.len() as u64,
         ..Uploads::default()
     };
     let mut local = LocalFiles::default();
-    let mut records = Vec::new();
-    // 0. Files an earlier run uploaded, unchanged since (same size and time) and under this
-    //    destination: their object is known without reading them.
-    let mut stamps = std::collections::HashMap::new();
     let mut files_to_read = Vec::new();
     let prefix = format!("oss://{}/{}", to.bucket, to.prefix);
     for path in files {
         let now = stamp(&path);
         match (now, known.get(&path)) {
             (Some(now), Some((then, object))) if now == *then && object.starts_with(&prefix) => {
-                uploads.unchanged += 1;
+                counts.unchanged += 1;
                 local.resolved.insert(path, Ok(object.clone()));
             }
-            _ => {
-                if let Some(now) = now {
-                    stamps.insert(path.clone(), now);
-                }
-                files_to_read.push(path);
-            }
+            _ => files_to_read.push((path, now)),
         }
     }
-    let files = files_to_read;
-    // 1. Name each file by its content (read, hashed, dropped: nothing is held).
-    let named: Vec<(PathBuf, Result<Photo, String>)> = futures::stream::iter(files)
-        .map(|path| async move {
+    let named: Vec<Named> = futures::stream::iter(files_to_read.into_iter().enumerate())
+        .map(|(order, (path, now))| async move {
             let owned = path.clone();
             let named = tokio::task::spawn_blocking(move || read_photo(&owned))
                 .await
-                .unwrap_or_else(|e| Err(format!("internal error: {e}")))
+                .unwrap_or_else(|e| {
+                    Err(PhotoError::Unreadable {
+                        path: path.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    })
+                })
                 .map(Photo::forget_bytes);
-            (path, named)
+            (order, path, now, named)
         })
         .buffer_unordered(concurrency)
         .collect()
         .await;
-    let mut by_content: std::collections::BTreeMap<String, Vec<PathBuf>> = Default::default();
-    for (path, named) in named {
-        match named {
-            Ok(photo) => by_content
-                .entry(address_of(to, &photo))
-                .or_default()
-                .push(path),
-            Err(reason) => {
-                uploads.refused += 1;
-                tracing::warn!(file = %path.display(), %reason, "not uploaded");
-                local.resolved.insert(path, Err(reason));
-            }
-        }
-    }
-    // 2. One upload per content, from its first file, read again and checked unchanged.
-    let done: Vec<(String, Vec<PathBuf>, Result<Uploaded, String>)> =
-        futures::stream::iter(by_content)
-            .map(|(address, paths)| async move {
-                let result = upload_one(client, &paths[0], &address, to).await;
-                (address, paths, result)
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-    for (address, paths, result) in done {
-        match result {
-            Ok(Uploaded::Stored) => uploads.stored += 1,
-            Ok(Uploaded::AlreadyThere) => uploads.already_there += 1,
-            Err(_) => uploads.refused += paths.len() as u64,
-        }
-        for path in paths {
-            if result.is_ok()
-                && let Some(&(size, modified_ns)) = stamps.get(&path)
-            {
-                records.push(UploadRecord {
-                    ts: crate::clock::now_rfc3339(),
-                    run: String::new(),
-                    path: path.to_string_lossy().into_owned(),
-                    size,
-                    modified_ns,
-                    oss_object: address.clone(),
-                });
-            }
-            let resolved = match &result {
-                Ok(_) => Ok(address.clone()),
-                Err(reason) => {
-                    tracing::warn!(file = %path.display(), %reason, "not uploaded");
-                    Err(reason.clone())
+    let mut named = named;
+    named.sort_by_key(|(order, ..)| *order);
+    let mut queue: Vec<Pending> = Vec::new();
+    let mut by_address: HashMap<String, usize> = HashMap::new();
+    for (_, path, now, photo) in named {
+        match photo {
+            Ok(photo) => {
+                let address = address_of(to, &photo);
+                local.resolved.insert(path.clone(), Ok(address.clone()));
+                match by_address.get(&address) {
+                    Some(&i) => queue[i].files.push((path, now)),
+                    None => {
+                        by_address.insert(address.clone(), queue.len());
+                        queue.push(Pending {
+                            address,
+                            files: vec![(path, now)],
+                        });
+                    }
                 }
-            };
-            local.resolved.insert(path, resolved);
+            }
+            Err(reason) => {
+                counts.refused += 1;
+                tracing::warn!(file = %path.display(), %reason, "not uploaded");
+                local.resolved.insert(path, Err(reason.to_string()));
+            }
         }
     }
-    (local, uploads, records)
+    let prepared = Prepared {
+        to: Some(to.clone()),
+        concurrency,
+        queue,
+        counts,
+    };
+    (local, prepared)
+}
+
+/// Where each object of the stage is: on its way, there, or not to be had this run.
+enum Slot {
+    Waiting,
+    Done,
+    Failed(Arc<UploadError>),
+}
+
+/// Where the workers wait for the photos they are about to send.
+pub struct Gate {
+    slots: Mutex<HashMap<String, Slot>>,
+    settled: tokio::sync::watch::Sender<u64>,
+}
+
+impl Gate {
+    fn new(addresses: impl Iterator<Item = String>) -> Gate {
+        Gate {
+            slots: Mutex::new(addresses.map(|a| (a, Slot::Waiting)).collect()),
+            settled: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    fn settle(&self, address: &str, slot: Slot) {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(address.to_string(), slot);
+        self.settled.send_modify(|n| *n += 1);
+    }
+
+    /// Every object still on its way: not uploaded this run.
+    fn give_up(&self, why: impl Fn(&str) -> UploadError) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        for (address, slot) in slots.iter_mut() {
+            if matches!(slot, Slot::Waiting) {
+                *slot = Slot::Failed(Arc::new(why(address)));
+            }
+        }
+        drop(slots);
+        self.settled.send_modify(|n| *n += 1);
+    }
+
+    /// Waits until `image` is uploaded (or was never this stage's); the error when it will not
+    /// be this run.
+    pub async fn wait(&self, image: &str) -> Result<(), Arc<UploadError>> {
+        let mut settled = self.settled.subscribe();
+        // Each turn consumes one settlement, and every address is settled once: bounded.
+        loop {
+            match self
+                .slots
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(image)
+            {
+                None | Some(Slot::Done) => return Ok(()),
+                Some(Slot::Failed(error)) => return Err(error.clone()),
+                Some(Slot::Waiting) => {}
+            }
+            if settled.changed().await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Settles what is still waiting when the stage ends early (a panic included): no worker
+/// waits for an upload that will not come.
+struct GiveUpOnDrop(Arc<Gate>);
+
+impl Drop for GiveUpOnDrop {
+    fn drop(&mut self) {
+        self.0.give_up(|address| UploadError::Stopped {
+            object: address.to_string(),
+        });
+    }
+}
+
+/// The upload stage of a run: started once the plan says which photos it sends.
+pub struct Stage {
+    pub gate: Arc<Gate>,
+    task: tokio::task::JoinHandle<Uploads>,
+}
+
+impl Stage {
+    /// Starts uploading `prepared`'s photos: first those of `needed` (the plan's images, in the
+    /// order the workers take them), then the rest (rows that are already registered, or
+    /// invalid for another reason: uploaded too, so that the next run knows their files).
+    /// `journal` receives a record for every file whose object is now known to be there.
+    pub fn start(
+        client: Client,
+        prepared: Arc<Prepared>,
+        needed: &[&str],
+        journal: impl Fn(UploadRecord) + Send + Sync + 'static,
+        stop: Arc<Stop>,
+    ) -> Stage {
+        let position: HashMap<&str, usize> = prepared
+            .queue
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.address.as_str(), i))
+            .collect();
+        let mut order = Vec::with_capacity(prepared.queue.len());
+        let mut taken = vec![false; prepared.queue.len()];
+        for address in needed {
+            if let Some(&i) = position.get(address)
+                && !std::mem::replace(&mut taken[i], true)
+            {
+                order.push(i);
+            }
+        }
+        order.extend((0..prepared.queue.len()).filter(|&i| !taken[i]));
+        let gate = Arc::new(Gate::new(prepared.queue.iter().map(|p| p.address.clone())));
+        let task = tokio::spawn(drive(client, prepared, order, gate.clone(), journal, stop));
+        Stage { gate, task }
+    }
+
+    /// Waits for the uploads still running (those no worker needed) and says what the stage
+    /// did.
+    pub async fn finish(self) -> Uploads {
+        let gate = self.gate.clone();
+        let uploads = self.task.await.unwrap_or_default();
+        gate.give_up(|address| UploadError::Stopped {
+            object: address.to_string(),
+        });
+        uploads
+    }
+}
+
+async fn drive(
+    client: Client,
+    prepared: Arc<Prepared>,
+    order: Vec<usize>,
+    gate: Arc<Gate>,
+    journal: impl Fn(UploadRecord) + Send + Sync + 'static,
+    stop: Arc<Stop>,
+) -> Uploads {
+    let _settle_the_rest = GiveUpOnDrop(gate.clone());
+    let mut counts = prepared.counts.clone();
+    let Some(to) = prepared.to.clone() else {
+        return counts;
+    };
+    let (client, to, gate_ref, stop) = (&client, &to, &gate, &stop);
+    let mut done = futures::stream::iter(order)
+        .map(|i| {
+            let pending = &prepared.queue[i];
+            async move {
+                let result = match stop.until(upload_one(client, pending, to)).await {
+                    Some(result) => result,
+                    None => Err(UploadError::Stopped {
+                        object: pending.address.clone(),
+                    }),
+                };
+                (pending, result)
+            }
+        })
+        .buffer_unordered(prepared.concurrency.max(1));
+    while let Some((pending, result)) = done.next().await {
+        match &result {
+            Ok(Uploaded::Stored) => counts.stored += 1,
+            Ok(Uploaded::AlreadyThere) => counts.already_there += 1,
+            Err(_) => counts.refused += pending.files.len() as u64,
+        }
+        match result {
+            Ok(_) => {
+                for (path, stamp) in &pending.files {
+                    if let Some((size, modified_ns)) = *stamp {
+                        journal(UploadRecord {
+                            ts: crate::clock::now_rfc3339(),
+                            run: String::new(),
+                            path: path.to_string_lossy().into_owned(),
+                            size,
+                            modified_ns,
+                            oss_object: pending.address.clone(),
+                        });
+                    }
+                }
+                gate_ref.settle(&pending.address, Slot::Done);
+            }
+            Err(error) => {
+                if !matches!(error, UploadError::Stopped { .. }) {
+                    tracing::warn!(reason = %error, "not uploaded");
+                }
+                gate_ref.settle(&pending.address, Slot::Failed(Arc::new(error)));
+            }
+        }
+    }
+    counts
 }
 
 /// `oss://BUCKET/PREFIX<sha256>.<ext>`: the object a photo's content goes to.
@@ -294,45 +559,57 @@ fn address_of(to: &Destination, photo: &Photo) -> String {
     )
 }
 
+/// Reads the content's first file again and uploads it, if it still holds what it was named
+/// for. A reset or a 5xx may have stored it or not: trying again is safe, since an object
+/// already there answers 409, which is success for a key named by its content.
 async fn upload_one(
     client: &Client,
-    path: &Path,
-    address: &str,
+    pending: &Pending,
     to: &Destination,
-) -> Result<Uploaded, String> {
-    let owned = path.to_path_buf();
+) -> Result<Uploaded, UploadError> {
+    let path = pending.path().to_path_buf();
+    let owned = path.clone();
     let photo = tokio::task::spawn_blocking(move || read_photo(&owned))
         .await
-        .map_err(|e| format!("internal error reading {}: {e}", path.display()))??;
-    if address_of(to, &photo) != address {
-        return Err(format!(
-            "{} changed while it was being uploaded; the next run uploads what it then holds",
-            path.display()
-        ));
+        .unwrap_or_else(|e| {
+            Err(PhotoError::Unreadable {
+                path: path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        })
+        .map_err(|source| UploadError::Reread {
+            path: path.clone(),
+            source,
+        })?;
+    if address_of(to, &photo) != pending.address {
+        return Err(UploadError::Changed { path });
     }
-    let mut last = String::new();
-    // A reset or a 5xx may have stored it or not: trying again is safe, since an object already
-    // there answers 409, which is success for a key named by its content.
-    for _ in 0..3 {
+    let mut last = None;
+    for attempt in 0..3u32 {
+        if attempt > 0 {
+            // A short pause before the next try: OSS's 5xx and resets are mostly brief.
+            tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+        }
         match client
-            .put_object(address, photo.bytes.clone(), photo.content_type, &photo.md5)
+            .put_object(
+                &pending.address,
+                photo.bytes.clone(),
+                photo.content_type,
+                &photo.md5,
+            )
             .await
         {
             Ok(done) => return Ok(done),
-            Err(error) if error.status().is_none_or(|s| s >= 500) => last = error.to_string(),
-            Err(error) => {
-                return Err(format!(
-                    "{}: OSS refused the upload: {error}",
-                    path.display()
-                ));
-            }
+            Err(error) if error.status().is_none_or(|s| s >= 500) => last = Some(error),
+            Err(error) => return Err(UploadError::Refused { path, error }),
         }
     }
-    Err(format!("{}: the upload failed: {last}", path.display()))
+    let error = last.unwrap_or_else(|| ApiError::new(None, "UploadFailed", "no attempt made"));
+    Err(UploadError::Failed { path, error })
 }
 
 impl Photo {
-    /// The photo's names without its bytes (step 1 holds no file's bytes).
+    /// The photo's names without its bytes (naming holds no file's bytes).
     fn forget_bytes(self) -> Photo {
         Photo {
             bytes: bytes::Bytes::new(),
@@ -359,6 +636,27 @@ mod tests {
     }
 
     #[test]
+    fn an_upload_oss_refuses_for_lack_of_permission_stops_the_run_and_a_failed_one_is_retried() {
+        use crate::api::ErrorClass;
+        let path = PathBuf::from("/photos/a.jpg");
+        let denied = UploadError::Refused {
+            path: path.clone(),
+            error: ApiError::new(Some(403), "AccessDenied", "no oss:PutObject"),
+        };
+        assert_eq!(denied.api_error().class(), ErrorClass::RunFatal);
+        assert_eq!(denied.api_error().code(), "AccessDenied");
+        let failed = UploadError::Failed {
+            path: path.clone(),
+            error: ApiError::new(Some(500), "InternalError", "try again"),
+        };
+        assert_eq!(failed.api_error().class(), ErrorClass::OutcomeUnknown);
+        assert!(failed.api_error().message().contains("/photos/a.jpg"));
+        let changed = UploadError::Changed { path };
+        assert_eq!(changed.api_error().code(), "UploadFailed");
+        assert_ne!(changed.api_error().class(), ErrorClass::RunFatal);
+    }
+
+    #[test]
     fn a_photo_is_named_by_its_content_and_other_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let jpeg = dir.path().join("a.png");
@@ -371,15 +669,35 @@ mod tests {
         );
         let cut = dir.path().join("cut.jpg");
         std::fs::write(&cut, b"\xFF\xD8\xFF\xE0 a jpeg\xFF").unwrap();
-        assert!(read_photo(&cut).unwrap_err().contains("not a whole JPEG"));
+        assert!(
+            read_photo(&cut)
+                .unwrap_err()
+                .to_string()
+                .contains("not a whole JPEG")
+        );
         let png = dir.path().join("cut.png");
         std::fs::write(&png, b"\x89PNG\r\n\x1a\n no end").unwrap();
-        assert!(read_photo(&png).unwrap_err().contains("not a whole PNG"));
+        assert!(
+            read_photo(&png)
+                .unwrap_err()
+                .to_string()
+                .contains("not a whole PNG")
+        );
         let text = dir.path().join("notes.jpg");
         std::fs::write(&text, b"hello").unwrap();
-        assert!(read_photo(&text).unwrap_err().contains("not a JPEG or PNG"));
+        assert!(
+            read_photo(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("not a JPEG or PNG")
+        );
         let empty = dir.path().join("empty.jpg");
         std::fs::write(&empty, b"").unwrap();
-        assert!(read_photo(&empty).unwrap_err().contains("is empty"));
+        assert!(
+            read_photo(&empty)
+                .unwrap_err()
+                .to_string()
+                .contains("is empty")
+        );
     }
 }

@@ -86,8 +86,8 @@ async fn run(args: RunArgs) -> (Exit, bool) {
     if let Ok(links) = args.oss.links(&connected.region, sandbox_url.as_deref()) {
         connected.client.set_oss_links(links);
     }
-    let uploads = match upload_local_files(&args, &connected.client).await {
-        Ok(uploads) => uploads,
+    let uploads = match prepare_local_files(&args).await {
+        Ok(uploads) => uploads.map(std::sync::Arc::new),
         Err(code) => return exit(code),
     };
     let endpoint = connected.endpoint.clone();
@@ -354,13 +354,10 @@ fn write_rejects(path: &Path, rejected: &[(Rejected, Option<String>)]) -> std::i
     crate::report::write_atomically(path, &bytes)
 }
 
-/// `--upload-to`: the manifest's local photos go to OSS before it is planned (each row then
-/// reads as the object its file became). Local rows without `--upload-to` stop the run (exit 2)
-/// before anything is sent.
-async fn upload_local_files(
-    args: &RunArgs,
-    client: &crate::api::Client,
-) -> Result<Vec<crate::ledger::record::UploadRecord>, Exit> {
+/// `--upload-to`: the manifest's local photos are named by their content before it is planned
+/// (each row then reads as the object its file will be); the run uploads them as it goes. Local
+/// rows without `--upload-to` stop the run (exit 2) before anything is sent.
+async fn prepare_local_files(args: &RunArgs) -> Result<Option<crate::upload::Prepared>, Exit> {
     let manifest = args.manifest.clone();
     let found = tokio::task::spawn_blocking(move || {
         crate::manifest::Reader::open(&manifest).and_then(|r| r.local_files())
@@ -369,11 +366,11 @@ async fn upload_local_files(
     let files = match found {
         Ok(Ok(files)) => files,
         // The planner reads the manifest again and reports what is wrong with it.
-        Ok(Err(_)) => return Ok(Vec::new()),
+        Ok(Err(_)) => return Ok(None),
         Err(e) => return Err(fail(format!("internal error: {e}"))),
     };
     if files.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let Some(to) = &args.upload_to else {
         let (line, path) = &files[0];
@@ -395,18 +392,18 @@ async fn upload_local_files(
             .await
             .unwrap_or_default()
     };
-    let (local, uploads, records) =
-        crate::upload::upload_all(client, paths, to, args.upload_concurrency, &known).await;
+    let (local, prepared) =
+        crate::upload::prepare(paths, to, args.upload_concurrency, &known).await;
+    let c = &prepared.counts;
     tracing::info!(
-        files = uploads.files,
-        uploaded = uploads.stored,
-        already_there = uploads.already_there,
-        unchanged = uploads.unchanged,
-        refused = uploads.refused,
-        "local photos uploaded to oss://{}/{}",
+        files = c.files,
+        to_upload = prepared.queue.len(),
+        unchanged = c.unchanged,
+        refused = c.refused,
+        "local photos named by their content, for oss://{}/{}",
         to.bucket,
         to.prefix
     );
     crate::manifest::set_uploaded(local);
-    Ok(records)
+    Ok(Some(prepared))
 }

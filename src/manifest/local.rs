@@ -1,13 +1,14 @@
 //! Photos on disk: an `image_url` cell that names a local file (`file://…`, or a path that is a
-//! file, relative to the manifest's folder) is uploaded by `run --upload-to` before planning and
-//! read as the `oss://` object it became; without an upload it is an invalid row that says so.
+//! file, relative to the manifest's folder) is named by its content by `run --upload-to` before
+//! planning and read as the `oss://` object it becomes; without an upload it is an invalid row
+//! that says so.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// What the upload stage made of each local file, by the cell's text: its `oss://` address, or
-/// why it could not be uploaded.
+/// What the upload stage made of each local file, by its path: its `oss://` address, or why it
+/// is no photo that can go.
 #[derive(Debug, Default)]
 pub struct LocalFiles {
     pub resolved: HashMap<PathBuf, Result<String, String>>,

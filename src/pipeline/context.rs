@@ -29,6 +29,8 @@ pub(crate) struct Context<T: Backend> {
     pub made: Mutex<Vec<Made>>,
     /// Images another writer registered too, found by that closing read.
     pub other_writer: AtomicU64,
+    /// Where a person's local photos are waited for until they are uploaded (`--upload-to`).
+    pub uploads: Option<Arc<crate::upload::Gate>>,
 }
 
 impl<T: Backend> Context<T> {
@@ -42,6 +44,7 @@ impl<T: Backend> Context<T> {
             owed: Default::default(),
             made: Default::default(),
             other_writer: Default::default(),
+            uploads: None,
         }
     }
 }

@@ -51,8 +51,8 @@ pub struct RunConfig {
     pub progress: ProgressMode,
     /// `--strict`: any row not registered makes the exit 1, even one an earlier run recorded.
     pub strict: bool,
-    /// Local photos uploaded before the run (`--upload-to`), journaled once it has begun.
-    pub uploads: Vec<ledger::record::UploadRecord>,
+    /// Local photos named before the run (`--upload-to`), uploaded while it runs.
+    pub uploads: Option<Arc<crate::upload::Prepared>>,
     /// `--preflight`: read and check each new image first; send none the service would refuse.
     pub preflight: Option<crate::preflight::Settings>,
     /// With nothing to send, make one cheap authenticated read (`--no-probe` turns it off).
@@ -166,7 +166,14 @@ async fn run_with<T: crate::backend::Backend>(
         let recorded = tokio::task::spawn_blocking(move || crate::preflight::recorded(&ledger))
             .await
             .map_err(join_err)??;
-        let report = preflight::screen(&reader, &mut plan, &recorded, settings).await;
+        // A photo the run uploads is read from its file: its object may not be there yet.
+        let files: std::collections::HashMap<&str, &std::path::Path> = config
+            .uploads
+            .iter()
+            .flat_map(|prepared| &prepared.queue)
+            .map(|pending| (pending.address.as_str(), pending.path()))
+            .collect();
+        let report = preflight::screen(&reader, &mut plan, &recorded, settings, &files).await;
         crate::say::text(&report.render());
         preflight_refused = report.refused_by_kind;
     }
@@ -182,15 +189,10 @@ async fn run_with<T: crate::backend::Backend>(
         tally.clone(),
         stop.clone(),
     )?;
-    for upload in &config.uploads {
-        let record = ledger::record::UploadRecord {
-            run: run_id.clone(),
-            ..upload.clone()
-        };
-        journal
-            .events
-            .send(Event::Record(ledger::record::Record::Upload(record)));
-    }
+    let uploads = config
+        .uploads
+        .clone()
+        .map(|prepared| start_uploads(&reader, prepared, &plan, &journal.events, &run_id, &stop));
     for rejected in plan.rejected.iter().filter(|r| !r.already_recorded) {
         let record = rejected_record(&run_id, rejected, config.target);
         journal.events.send(Event::Outcome(record));
@@ -209,16 +211,20 @@ async fn run_with<T: crate::backend::Backend>(
         probe(&target, &caller).await;
     }
     // The context (and with it the last `Events` of the workers) is gone once `drive` returns.
-    let other_writer = drive(
-        target,
-        caller,
-        journal.events.clone(),
-        run_id.clone(),
-        jobs,
-        config.concurrency,
-        emptied,
-    )
-    .await;
+    let mut context = worker::Context::new(target, caller, journal.events.clone(), run_id.clone());
+    context.uploads = uploads.as_ref().map(|stage| stage.gate.clone());
+    let other_writer = drive(context, jobs, config.concurrency, emptied).await;
+    if let Some(stage) = uploads {
+        let done = stage.finish().await;
+        tracing::info!(
+            files = done.files,
+            uploaded = done.stored,
+            already_there = done.already_there,
+            unchanged = done.unchanged,
+            refused = done.refused,
+            "local photos: the upload stage is done"
+        );
+    }
     signals.abort();
     if let Some(deadline) = deadline {
         deadline.abort();
@@ -259,6 +265,32 @@ async fn run_with<T: crate::backend::Backend>(
         summary,
         rejected,
     })
+}
+
+/// Starts uploading the run's local photos, those of the plan first and in its order; each
+/// file whose object is there is journaled (an `upload` record) as the stage goes.
+fn start_uploads(
+    client: &Client,
+    prepared: Arc<crate::upload::Prepared>,
+    plan: &Plan,
+    events: &Events,
+    run_id: &str,
+    stop: &Arc<Stop>,
+) -> crate::upload::Stage {
+    let needed: Vec<&str> = plan
+        .jobs
+        .iter()
+        .flat_map(|job| job.images.iter().map(|image| image.image_url.as_str()))
+        .collect();
+    let (events, run_id) = (events.clone(), run_id.to_string());
+    let journal = move |record: ledger::record::UploadRecord| {
+        let record = ledger::record::UploadRecord {
+            run: run_id.clone(),
+            ..record
+        };
+        events.send(Event::Record(ledger::record::Record::Upload(record)));
+    };
+    crate::upload::Stage::start(client.clone(), prepared, &needed, journal, stop.clone())
 }
 
 /// A run that would send nothing proves the service still answers it: a refused key or
@@ -629,16 +661,13 @@ impl Ending {
 /// Every person's work through the one scheduler, with the one worker, for target `T`; then
 /// the persons a request may still land for, read once more after a pause (late copies).
 async fn drive<T: crate::backend::Backend>(
-    target: T,
-    caller: Caller,
-    events: Events,
-    run_id: String,
+    context: worker::Context<T>,
     jobs: Vec<plan::PersonJob>,
     concurrency: usize,
     emptied: Vec<crate::backend::Made>,
 ) -> u64 {
-    let stop = caller.stop().clone();
-    let context = Arc::new(worker::Context::new(target, caller, events, run_id));
+    let stop = context.caller.stop().clone();
+    let context = Arc::new(context);
     let pass = |jobs: Vec<plan::PersonJob>| {
         let context = context.clone();
         let stop = stop.clone();

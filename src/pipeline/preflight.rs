@@ -21,11 +21,13 @@ pub(crate) fn reason(checked: &Checked) -> String {
 
 /// Sweeps the plan's new images and applies the report to the plan. `recorded`: the ledger's
 /// registered images' hashes.
+/// `files`: the objects the run uploads, by address, with the local file each one will be.
 pub(crate) async fn screen(
     client: &Client,
     plan: &mut Plan,
     recorded: &[Recorded],
     settings: &Settings,
+    files: &HashMap<&str, &std::path::Path>,
 ) -> Report {
     let items: Vec<sweep::Item<'_>> = plan
         .jobs
@@ -39,6 +41,7 @@ pub(crate) async fn screen(
                     category_id: &job.category_id,
                     person_id: &job.person_id,
                     image_url: &image.image_url,
+                    file: files.get(image.image_url.as_str()).copied(),
                 })
         })
         .collect();

@@ -76,7 +76,55 @@ struct Outcomes {
     made: Vec<(ImageWork, String)>,
 }
 
+/// Waits for the person's local photos from `from` on to be uploaded (`--upload-to`). One whose
+/// upload failed is not sent: it is recorded failed and the next run tries it again; when OSS
+/// refused the run's credentials the run stops, as for any run-fatal answer. `false`: the run
+/// is stopping.
+async fn wait_for_uploads<T: Backend>(
+    ctx: &Context<T>,
+    job: &mut PersonJob,
+    from: usize,
+    place: Option<&T::Place>,
+) -> bool {
+    let Some(gate) = ctx.uploads.clone() else {
+        return true;
+    };
+    let mut failed = Vec::new();
+    let mut i = from;
+    while i < job.images.len() {
+        match ctx
+            .caller
+            .stop()
+            .until(gate.wait(&job.images[i].image_url))
+            .await
+        {
+            Some(Ok(())) => i += 1,
+            Some(Err(error)) => failed.push((job.images.remove(i), error)),
+            None => return false,
+        }
+    }
+    for (image, error) in failed {
+        let halt = match &*error {
+            crate::upload::UploadError::Stopped { .. } => Halt::Stopped,
+            error => {
+                let error = error.api_error();
+                if error.class() == crate::api::ErrorClass::RunFatal {
+                    ctx.caller.stop().fatal(error);
+                    Halt::Fatal
+                } else {
+                    Halt::Exhausted(error)
+                }
+            }
+        };
+        leave(ctx, job, std::slice::from_ref(&image), halt, place);
+    }
+    !ctx.caller.stop().is_stopping()
+}
+
 pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
+    if !wait_for_uploads(ctx, &mut job, 0, None).await {
+        return leave(ctx, &job, &job.images, Halt::Stopped, None);
+    }
     let total = job.images.len() as u64;
     // A request a killed run left in flight (a `pending` record's time) can no longer land
     // unseen after this wait: before the person's place is looked for (ICE may create it) and
@@ -138,6 +186,10 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
     if let Some(recheck) = &job.recheck {
         let vanished = removal::vanished::<T>(recheck, &reads, &place);
         job.images.extend(vanished);
+        if !wait_for_uploads(ctx, &mut job, planned, Some(&place)).await {
+            let rest = job.images.split_off(planned);
+            return leave(ctx, &job, &rest, Halt::Stopped, Some(&place));
+        }
     }
     let total = job.images.len() as u64;
     // One durable batch of `pending` lines for the person's images still to send, before the

@@ -30,6 +30,9 @@ pub struct Item<'a> {
     pub category_id: &'a str,
     pub person_id: &'a str,
     pub image_url: &'a str,
+    /// The local file whose content the object will be, when the run uploads it (`--upload-to`):
+    /// read instead of the object, which may not be there yet.
+    pub file: Option<&'a std::path::Path>,
 }
 
 /// Every image `jobs` would send (unsettled ones included: `check` reads them all), in plan
@@ -42,6 +45,7 @@ pub fn items(jobs: &[crate::plan::PersonJob]) -> Vec<Item<'_>> {
                 category_id: &job.category_id,
                 person_id: &job.person_id,
                 image_url: &image.image_url,
+                file: None,
             })
         })
         .collect()
@@ -179,9 +183,14 @@ pub async fn sweep(
             if let Some(gap) = gap {
                 tokio::time::sleep_until(start + gap.mul_f64(i as f64)).await;
             }
-            let fetched = client
-                .fetch_image(item.image_url, cap, settings.timeout)
-                .await;
+            let fetched = match item.file {
+                Some(file) => read_file(file, cap).await,
+                None => {
+                    client
+                        .fetch_image(item.image_url, cap, settings.timeout)
+                        .await
+                }
+            };
             check_one(item, fetched, &settings.limits)
         })
         .buffer_unordered(settings.in_flight.max(1))
@@ -231,6 +240,39 @@ pub async fn sweep(
         report.images.push(checked);
     }
     report
+}
+
+/// A local file read as a download would be: at most `cap` bytes.
+async fn read_file(path: &std::path::Path, cap: u64) -> Result<Fetched, crate::api::ApiError> {
+    use std::io::Read as _;
+    let path = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        let declared = file.metadata()?.len();
+        let mut bytes = Vec::new();
+        file.take(cap).read_to_end(&mut bytes)?;
+        Ok::<_, std::io::Error>(Fetched {
+            status: 200,
+            content_type: None,
+            declared_len: Some(declared),
+            truncated: declared > bytes.len() as u64,
+            bytes,
+        })
+    })
+    .await;
+    match read {
+        Ok(Ok(fetched)) => Ok(fetched),
+        Ok(Err(e)) => Err(crate::api::ApiError::new(
+            None,
+            "FileUnreadable",
+            e.to_string(),
+        )),
+        Err(e) => Err(crate::api::ApiError::new(
+            None,
+            "FileUnreadable",
+            e.to_string(),
+        )),
+    }
 }
 
 /// The checks on one download: what came back, then the bytes.

@@ -562,3 +562,43 @@ fn run_without_preflight_reads_nothing_first() {
         state.stats.by_action
     );
 }
+
+#[test]
+fn run_preflight_reads_local_photos_from_their_files_before_their_upload() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    let dir = world.dir.path().join("photos");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("alice.jpg"), jpeg(400, 400, None, "alice")).unwrap();
+    std::fs::write(dir.join("bob.png"), png(20, 20, "bob")).unwrap();
+    let manifest = world.manifest(
+        "m.csv",
+        "category_id,person_id,image_url\nstaff,alice,photos/alice.jpg\nstaff,bob,photos/bob.png\n",
+    );
+    let out = world.run(
+        &manifest,
+        &[
+            "--preflight",
+            "--upload-to",
+            "oss://media-faces/staff/",
+            "--oss-endpoint",
+            &base,
+        ],
+    );
+    // bob's photo is too small: invalid (exit 1), never sent; alice's is registered.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(world.faces().len(), 1, "{:?}", world.faces());
+    let ledger = ledger_lines(&world.path("m.ledger.jsonl"));
+    let invalid: Vec<_> = ledger.iter().filter(|l| l["status"] == "invalid").collect();
+    assert_eq!(invalid.len(), 1, "{ledger:#?}");
+    assert!(
+        invalid[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("pre-flight"),
+        "{:?}",
+        invalid[0]
+    );
+    // Pre-flight read the files, not the objects (which were not all uploaded yet).
+    assert_eq!(world.sandbox.snapshot().oss.requests.get, 0);
+}

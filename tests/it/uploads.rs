@@ -557,3 +557,114 @@ fn ice_samples_from_local_photos_are_uploaded_once_and_a_renamed_file_is_the_sam
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(samples(&world).len(), 3, "a renamed file was sent again");
 }
+
+/// A manifest of `persons` persons with one local photo each, under photos/.
+fn one_photo_each(world: &World, persons: usize) -> std::path::PathBuf {
+    let dir = world.dir.path().join("photos");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut body = String::from("category_id,person_id,image_url\n");
+    for i in 0..persons {
+        std::fs::write(dir.join(format!("p{i}.jpg")), jpeg(&format!("person {i}"))).unwrap();
+        body.push_str(&format!("staff,p{i},photos/p{i}.jpg\n"));
+    }
+    world.manifest("m.csv", &body)
+}
+
+#[test]
+fn registration_starts_with_the_first_uploads_not_after_the_last() {
+    let mut config = SandboxConfig::for_tests();
+    config.oss.slow_body_ms = 3_000;
+    let world = World::new(config);
+    let base = world.sandbox.base_url();
+    let manifest = one_photo_each(&world, 8);
+    // The first upload OSS receives is held 3 s before it is answered.
+    world
+        .sandbox
+        .script_oss("PUT", vec![face_enroll::sandbox::OssFault::SlowBody]);
+    let out = world.run(
+        &manifest,
+        &[
+            "--upload-to",
+            "oss://media-faces/staff/",
+            "--oss-endpoint",
+            &base,
+            "--upload-concurrency",
+            "2",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let state = world.sandbox.snapshot();
+    assert_eq!(
+        state.stats.faults.get("oss_slow_body"),
+        Some(&1),
+        "the fault happened"
+    );
+    assert_eq!(world.faces().len(), 8);
+    // The ledger is written in the order things happened: persons whose photos were up were
+    // registered while the held upload was still on its way.
+    let ledger = ledger_lines(&world.path("m.ledger.jsonl"));
+    let last_upload = ledger
+        .iter()
+        .rposition(|l| l["kind"] == "upload")
+        .expect("upload records");
+    let first_registered = ledger
+        .iter()
+        .position(|l| l["status"] == "registered")
+        .expect("registered records");
+    assert!(
+        first_registered < last_upload,
+        "every registration waited for the last upload: {ledger:#?}"
+    );
+    assert_eq!(ledger.iter().filter(|l| l["kind"] == "upload").count(), 8);
+}
+
+#[test]
+fn an_upload_that_fails_is_not_sent_and_the_next_run_uploads_and_registers_it() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    let manifest = one_photo_each(&world, 4);
+    let upload = [
+        "--upload-to",
+        "oss://media-faces/staff/",
+        "--oss-endpoint",
+        &base,
+        "--upload-concurrency",
+        "1",
+    ];
+    // Every attempt of the first upload gets OSS's 500.
+    use face_enroll::sandbox::OssFault::Error;
+    world.sandbox.script_oss("PUT", vec![Error, Error, Error]);
+    let out = world.run(&manifest, &upload);
+    let state = world.sandbox.snapshot();
+    assert_eq!(
+        state.stats.faults.get("oss_error"),
+        Some(&3),
+        "the faults happened"
+    );
+    // Retries ran out on one image: resumable (exit 5), the three others registered.
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(world.faces().len(), 3);
+    assert_eq!(
+        creates(&world),
+        3,
+        "the photo that is not in OSS was not sent"
+    );
+    let ledger = ledger_lines(&world.path("m.ledger.jsonl"));
+    let failed: Vec<_> = ledger.iter().filter(|l| l["status"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{ledger:#?}");
+    assert_eq!(failed[0]["retryable"], true);
+    assert!(
+        failed[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the upload failed"),
+        "{:?}",
+        failed[0]
+    );
+    assert_eq!(ledger.iter().filter(|l| l["kind"] == "upload").count(), 3);
+
+    let out = world.run(&manifest, &upload);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(world.faces().len(), 4);
+    assert_eq!(world.sandbox.snapshot().oss.objects.len(), 4);
+}
