@@ -284,6 +284,29 @@ pub struct Summary {
     /// Images whose outcome was unknown and that the manifest no longer names, read back and
     /// found not on the server.
     pub settled: u64,
+    /// `--upload-to`: what became of the manifest's local photos.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uploads: Option<Uploads>,
+}
+
+/// The upload stage's figures (`run --upload-to`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Uploads {
+    /// Local files the manifest names.
+    pub files: u64,
+    /// Files unchanged since an earlier run uploaded them: neither read nor uploaded again.
+    pub unchanged: u64,
+    /// Contents stored in OSS by this run.
+    pub uploaded: u64,
+    /// Contents OSS already held (409: the same bytes under the same key).
+    pub already_there: u64,
+    /// Files not uploaded: not a photo (their rows are invalid), or the upload failed (their
+    /// rows are failed and go again with the next run).
+    pub refused: u64,
+    /// Seconds spent naming the files by their content, before the run planned.
+    pub naming_s: f64,
+    /// Seconds from the stage's start to its last upload, alongside registration.
+    pub uploading_s: f64,
 }
 
 /// Invalid rows by the column their reason names (`category_id: …`), else `row`.
@@ -413,6 +436,19 @@ impl Summary {
             lines.push(format!(
                 "refused by the service: {}",
                 render_groups(refused)
+            ));
+        }
+        if let Some(u) = &self.uploads {
+            lines.push(format!(
+                "local photos: {} files, {} uploaded, {} already in OSS, {} unchanged, {} not \
+                 uploaded (named in {:.1} s, uploaded in {:.1} s)",
+                u.files,
+                u.uploaded,
+                u.already_there,
+                u.unchanged,
+                u.refused,
+                u.naming_s,
+                u.uploading_s
             ));
         }
         if !self.preflight_refused.is_empty() {

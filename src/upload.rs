@@ -109,18 +109,8 @@ fn stamp(path: &Path) -> Option<Stamp> {
     Some((meta.len(), u64::try_from(modified).ok()?))
 }
 
-/// What the upload stage did, for the log.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Uploads {
-    pub files: u64,
-    /// Files unchanged since an earlier run uploaded them: neither read nor uploaded again.
-    pub unchanged: u64,
-    pub stored: u64,
-    pub already_there: u64,
-    /// Files that could not be uploaded: not a photo (their rows are invalid, with the reason),
-    /// or the upload failed (their rows are retried by the next run).
-    pub refused: u64,
-}
+/// What the upload stage did: the summary's `uploads`.
+pub use crate::report::Uploads;
 
 /// Why a local file is not a photo that can go: decided when it is named, before planning;
 /// its row is invalid with this reason.
@@ -293,6 +283,7 @@ pub async fn prepare(
     known: &HashMap<PathBuf, (Stamp, String)>,
 ) -> (LocalFiles, Prepared) {
     let concurrency = concurrency.max(1);
+    let started = crate::clock::instant();
     let mut counts = Uploads {
         files: files.len() as u64,
         ..Uploads::default()
@@ -354,6 +345,7 @@ pub async fn prepare(
             }
         }
     }
+    counts.naming_s = started.elapsed().as_secs_f64();
     let prepared = Prepared {
         to: Some(to.clone()),
         concurrency,
@@ -499,6 +491,7 @@ async fn drive(
     stop: Arc<Stop>,
 ) -> Uploads {
     let _settle_the_rest = GiveUpOnDrop(gate.clone());
+    let started = crate::clock::instant();
     let mut counts = prepared.counts.clone();
     let Some(to) = prepared.to.clone() else {
         return counts;
@@ -520,7 +513,7 @@ async fn drive(
         .buffer_unordered(prepared.concurrency.max(1));
     while let Some((pending, result)) = done.next().await {
         match &result {
-            Ok(Uploaded::Stored) => counts.stored += 1,
+            Ok(Uploaded::Stored) => counts.uploaded += 1,
             Ok(Uploaded::AlreadyThere) => counts.already_there += 1,
             Err(_) => counts.refused += pending.files.len() as u64,
         }
@@ -548,6 +541,7 @@ async fn drive(
             }
         }
     }
+    counts.uploading_s = started.elapsed().as_secs_f64();
     counts
 }
 

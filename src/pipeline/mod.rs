@@ -214,17 +214,10 @@ async fn run_with<T: crate::backend::Backend>(
     let mut context = worker::Context::new(target, caller, journal.events.clone(), run_id.clone());
     context.uploads = uploads.as_ref().map(|stage| stage.gate.clone());
     let other_writer = drive(context, jobs, config.concurrency, emptied).await;
-    if let Some(stage) = uploads {
-        let done = stage.finish().await;
-        tracing::info!(
-            files = done.files,
-            uploaded = done.stored,
-            already_there = done.already_there,
-            unchanged = done.unchanged,
-            refused = done.refused,
-            "local photos: the upload stage is done"
-        );
-    }
+    let uploads = match uploads {
+        Some(stage) => Some(stage.finish().await),
+        None => None,
+    };
     signals.abort();
     if let Some(deadline) = deadline {
         deadline.abort();
@@ -234,6 +227,7 @@ async fn run_with<T: crate::backend::Backend>(
     let unreached = stop.unreached();
     let mut summary = summary_at_start(&run_id, &counts, &rejected, &config, sync);
     summary.preflight_refused = preflight_refused;
+    summary.uploads = uploads;
     // The end record carries the summary, so it is written once the figures are final.
     let ending = journal.finish_with(|figures| {
         fill(&mut summary, &figures, &tally, &counts, started);

@@ -358,6 +358,37 @@ fn the_ledger_journals_uploads_so_an_unchanged_file_is_neither_read_nor_uploaded
         let errors: Vec<String> = validator.iter_errors(line).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{line}: {errors:?}");
     }
+    // The run's summary says what the upload stage did, as doc/schema/summary.json describes.
+    let summary_schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("doc/schema/summary.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let summaries = jsonschema::validator_for(&summary_schema).unwrap();
+    let uploads_of = |ledger: &[serde_json::Value]| {
+        let end = ledger
+            .iter()
+            .rev()
+            .find(|l| l["kind"] == "run_end")
+            .unwrap();
+        let errors: Vec<String> = summaries
+            .iter_errors(&end["summary"])
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        let u = &end["summary"]["uploads"];
+        [
+            u["files"].as_u64().unwrap(),
+            u["uploaded"].as_u64().unwrap(),
+            u["already_there"].as_u64().unwrap(),
+            u["unchanged"].as_u64().unwrap(),
+            u["refused"].as_u64().unwrap(),
+        ]
+    };
+    // Five files: a1 and a2 (one content) and b1 uploaded; the text file and the empty one not.
+    assert_eq!(uploads_of(&ledger), [5, 2, 0, 0, 2]);
     let puts = world.sandbox.snapshot().oss.requests.put;
     // check, status and report read the uploaded files as the objects they became: only the
     // text file and the empty one are invalid (never uploaded, they still read as files).
@@ -381,6 +412,8 @@ fn the_ledger_journals_uploads_so_an_unchanged_file_is_neither_read_nor_uploaded
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).contains("unchanged=3"), "{}", stderr(&out));
     assert_eq!(world.sandbox.snapshot().oss.requests.put, puts);
+    let ledger = ledger_lines(&world.path("m.ledger.jsonl"));
+    assert_eq!(uploads_of(&ledger), [5, 0, 0, 3, 2]);
 
     // b1 edited in place: read and uploaded again, as a new image of bob's.
     std::fs::write(
