@@ -82,19 +82,19 @@ pub fn journaled(ledger: &Path) -> HashMap<PathBuf, (Stamp, String)> {
 
 /// For commands that read a manifest without uploading (`check`, `status`, `report`,
 /// `verify`): the local files earlier runs uploaded, unchanged since, read as their objects —
-/// so those rows show as the images they became, not as files still to upload.
+/// so those rows show as the images they became, not as files still to upload. The ledger is
+/// read for it only when a row names a local file.
 pub fn resolve_from_journal(ledger: &Path) {
-    let known = journaled(ledger);
-    if known.is_empty() {
-        return;
-    }
-    let mut local = LocalFiles::default();
-    for (path, (then, object)) in known {
-        if stamp(&path) == Some(then) {
-            local.resolved.insert(path, Ok(object));
+    let ledger = ledger.to_path_buf();
+    crate::manifest::set_uploaded_from(move || {
+        let mut local = LocalFiles::default();
+        for (path, (then, object)) in journaled(&ledger) {
+            if stamp(&path) == Some(then) {
+                local.resolved.insert(path, Ok(object));
+            }
         }
-    }
-    crate::manifest::set_uploaded(local);
+        local
+    });
 }
 
 /// A file's stamp now, when it can be read.

@@ -107,7 +107,8 @@ pub struct SandboxArgs {
     /// Rate (0..=1) of OSS object requests whose connection is reset without an answer.
     #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
     pub oss_reset: f64,
-    /// Rate (0..=1) of OSS answers whose body trickles out over --oss-slow-body-ms.
+    /// Rate (0..=1) of OSS answers whose body trickles out over --oss-slow-body-ms (an answer
+    /// without a body, a PUT's, is held that long).
     #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
     pub oss_slow_body: f64,
     /// How long a slow OSS body takes (an answer without a body is held that long).

@@ -143,9 +143,26 @@ impl Skipped {
     }
 }
 
+/// Folders read by this process, by (root, prefix): a run reads its manifest more than once
+/// (to name the local photos, to plan, to re-plan a sync, for the rejects), and a folder is
+/// walked once, so every reading sees the same photos.
+type Walked = std::sync::Mutex<Vec<((PathBuf, PathBuf), std::sync::Arc<[u8]>)>>;
+static WALKED: Walked = std::sync::Mutex::new(Vec::new());
+
 /// The folder as CSV text (a header and one row per photo, paths relative to `root`, each
-/// after `prefix`).
-pub(super) fn to_csv(root: &Path, prefix: &Path) -> Result<Vec<u8>, ManifestError> {
+/// after `prefix`), walked once per process.
+pub(super) fn to_csv(root: &Path, prefix: &Path) -> Result<std::sync::Arc<[u8]>, ManifestError> {
+    let key = (root.to_path_buf(), prefix.to_path_buf());
+    let mut walked = WALKED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, text)) = walked.iter().find(|(k, _)| *k == key) {
+        return Ok(text.clone());
+    }
+    let text: std::sync::Arc<[u8]> = walk_to_csv(root, prefix)?.into();
+    walked.push((key, text.clone()));
+    Ok(text)
+}
+
+fn walk_to_csv(root: &Path, prefix: &Path) -> Result<Vec<u8>, ManifestError> {
     let default = Layout::default();
     let layout = LAYOUT.get().unwrap_or(&default);
     let mut rows: Vec<[String; 4]> = Vec::new();

@@ -58,6 +58,25 @@ pub fn set_uploaded(files: LocalFiles) {
     let _ = UPLOADED.set(files);
 }
 
+/// How to learn what earlier runs uploaded (`check`, `status`, …: the ledger's `upload`
+/// records), asked the first time a row names a local file: a manifest that names none costs
+/// no read of the ledger.
+type Loader = Box<dyn Fn() -> LocalFiles + Send + Sync>;
+static LOADER: OnceLock<Loader> = OnceLock::new();
+
+/// Sets the [`LOADER`].
+pub fn set_uploaded_from(load: impl Fn() -> LocalFiles + Send + Sync + 'static) {
+    let _ = LOADER.set(Box::new(load));
+}
+
+fn uploaded() -> Option<&'static LocalFiles> {
+    if let Some(files) = UPLOADED.get() {
+        return Some(files);
+    }
+    let load = LOADER.get()?;
+    Some(UPLOADED.get_or_init(load))
+}
+
 /// The file a cell names, when it names one: `file://PATH`, or a path (no scheme) that is a
 /// regular file, relative to `base`; as an absolute path. A cell such as `images/a.jpg` that is no file stays what
 /// it was: not a URL.
@@ -89,7 +108,7 @@ pub(super) fn resolve(cell: &str, base: &Path) -> Option<Result<String, String>>
     if let Some(reason) = escapes(&path, base) {
         return Some(Err(reason));
     }
-    Some(match UPLOADED.get().and_then(|u| u.resolved.get(&path)) {
+    Some(match uploaded().and_then(|u| u.resolved.get(&path)) {
         Some(result) => result.clone(),
         None => Err(format!(
             "image_url `{cell}` is a local file: `run --upload-to oss://BUCKET/PREFIX/` uploads it \

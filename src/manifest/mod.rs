@@ -21,7 +21,9 @@ pub use encoding::{Encoding, set_default as set_default_encoding};
 pub use error::ManifestError;
 pub use folder::Layout;
 pub use header::{ColumnMap, Columns};
-pub use local::{LocalFiles, local_path, readable_local_path, set_no_escape, set_uploaded};
+pub use local::{
+    LocalFiles, local_path, readable_local_path, set_no_escape, set_uploaded, set_uploaded_from,
+};
 pub use validate::{is_system_library, validate_id, validate_url};
 
 /// A row that passed every check; ids, URL and name are trimmed.
@@ -402,7 +404,7 @@ impl Reader {
 /// A folder of photos as a CSV manifest (`scan`), its paths as `dir/…`: saved in the current
 /// folder, it names the same photos.
 pub fn folder_csv(dir: &Path) -> Result<Vec<u8>, ManifestError> {
-    folder::to_csv(dir, dir)
+    folder::to_csv(dir, dir).map(|text| text.to_vec())
 }
 
 /// Checks that the manifest can be read before anything else is done: a file (opened), or a

@@ -228,8 +228,8 @@ pub struct OssFaultRates {
     pub error: f64,
     /// The connection is reset without an answer, nothing stored or read.
     pub reset: f64,
-    /// The answer's body trickles out over `slow_body_ms` (an answer without a body is held
-    /// that long instead).
+    /// The answer's body trickles out over `slow_body_ms` (an answer without a body, a PUT's
+    /// or a HEAD's, is held that long before it is sent).
     pub slow_body: f64,
 }
 

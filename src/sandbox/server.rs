@@ -254,7 +254,16 @@ async fn oss_respond(engine: Arc<Engine>, kill: Arc<Notify>, request: Request<In
     };
     let handling = tokio::task::spawn_blocking(move || engine.oss_request(&request, &host));
     match handling.await {
-        Ok(OssOutcome::Reply(reply)) => Ok(oss_response(reply)),
+        Ok(OssOutcome::Reply(mut reply)) => {
+            // An answer without a body (a PUT's, a HEAD's) is held whole: a client that reads
+            // only the status would not notice a trickle of nothing.
+            if reply.body.is_empty()
+                && let Some(over) = reply.trickle.take()
+            {
+                tokio::time::sleep(over).await;
+            }
+            Ok(oss_response(reply))
+        }
         Ok(OssOutcome::Reset) => {
             kill.notify_one();
             std::future::pending().await

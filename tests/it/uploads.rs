@@ -311,7 +311,11 @@ fn the_readmes_photo_folder_command_registers_the_sample_photos_offline() {
         "{}",
         stderr(&out)
     );
-    assert!(stderr(&out).contains("uploaded=6"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("local photos: 6 files, 6 uploaded"),
+        "{}",
+        stderr(&out)
+    );
     let last = last_per_image(&ledger);
     assert_eq!(last.len(), 6);
     assert!(last.values().all(|r| {
