@@ -136,7 +136,7 @@ pub async fn sign_links(addresses: Vec<String>, oss: Result<&Client, &str>) -> T
     let mut thumbs = Thumbs::default();
     for address in addresses {
         let thumb = match oss {
-            Err(why) => Thumb::Unreadable(why.to_string()),
+            Err(why) => Thumb::Unreadable(format!("no link signed: {why}")),
             Ok(client) => match client.sign_link(&address).await {
                 Ok(signed) => {
                     let until = thumbs.links_until.get_or_insert(signed.expires);

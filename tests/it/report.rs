@@ -710,3 +710,27 @@ fn link_mode_writes_oss_links_the_sandbox_serves_and_says_until_when_they_work()
     let printed = format!("{}{}", String::from_utf8_lossy(&done.stdout), stderr(&done));
     assert_no_secret("the report's output", &printed);
 }
+
+#[test]
+fn with_the_built_in_sandboxs_ledger_oss_photos_say_where_to_point_and_the_page_is_written() {
+    let world = World::new(SandboxConfig::for_tests());
+    let mut body = String::from(HEADER);
+    for (person, url) in OSS_ROWS {
+        body.push_str(&format!("lib,{person},Name {person},{url}\n"));
+    }
+    let manifest = world.manifest("faces.csv", &body);
+    for mode in ["embed", "link"] {
+        let (page, _) = report(&world, &manifest, &["--sandbox", "--thumbnails", mode]);
+        let shown = shown_by_line(&Html::parse_document(&page));
+        assert_eq!(shown.len(), OSS_ROWS.len());
+        for s in shown.values() {
+            assert_eq!(s.status, "pending");
+            assert!(s.img.is_none());
+            assert!(
+                s.nothumb.contains("standalone sandbox"),
+                "{mode}: {}",
+                s.nothumb
+            );
+        }
+    }
+}
