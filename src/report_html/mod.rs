@@ -278,7 +278,7 @@ impl Page {
     }
 }
 
-/// `2026-12-05 21:04 UTC`: a time as a reader of the page reads it.
+/// `2026-12-05 21:04:05 UTC`: a time as a reader of the page reads it.
 fn utc_text(at: time::OffsetDateTime) -> String {
     let at = at.to_offset(time::UtcOffset::UTC);
     format!(
@@ -660,7 +660,7 @@ fn write_photo(photo: &Photo, thumbs: &Thumbs, mode: ThumbMode, h: &mut String) 
             Some(Thumb::Link(_)) => write_nothumb(h, "no thumbnail"),
             None => match photo.source() {
                 Some(_) => write_nothumb(h, "no thumbnail: over --max-thumbnails"),
-                None => write_nothumb(h, &thumbs::why_not_fetched(&photo.url)),
+                None => write_nothumb(h, thumbs::NO_SOURCE),
             },
         },
     }

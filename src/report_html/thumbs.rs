@@ -112,9 +112,7 @@ pub fn is_object(url: &str) -> bool {
 }
 
 /// Why a photo that has no source has no thumbnail.
-pub fn why_not_fetched(_url: &str) -> String {
-    "no http(s) URL, oss:// object or local photo: nothing to show".to_string()
-}
+pub const NO_SOURCE: &str = "no http(s) URL, oss:// object or local photo: nothing to show";
 
 /// The URL to link a photo to (`--thumbnails link`) when it is a web URL, or why there is none
 /// (an `oss://` object's link is signed beforehand: see [`sign_links`]).
@@ -126,7 +124,7 @@ pub fn link<'a>(url: &'a str, file: Option<&std::path::Path>) -> Result<&'a str,
     } else if is_object(url) {
         Err("oss:// object: no link could be signed".to_string())
     } else {
-        Err(why_not_fetched(url))
+        Err(NO_SOURCE.to_string())
     }
 }
 
