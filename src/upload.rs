@@ -184,8 +184,28 @@ struct Photo {
     extension: &'static str,
 }
 
+/// A local photo's bytes, read whole (at most [`MAX_BYTES`]) and judged as an upload judges
+/// them, or why it would not be uploaded: what `report` shows for a file no run has uploaded.
+pub fn read_local_photo(path: &Path) -> Result<Vec<u8>, PhotoError> {
+    read_checked(path).map(|(bytes, _)| bytes)
+}
+
 /// Reads `path` whole and names it, or says why it is not a photo that can go.
 fn read_photo(path: &Path) -> Result<Photo, PhotoError> {
+    let (bytes, (content_type, extension)) = read_checked(path)?;
+    let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+    let md5: [u8; 16] = <md5::Md5 as md5::Digest>::digest(&bytes).into();
+    Ok(Photo {
+        md5: base64::engine::general_purpose::STANDARD.encode(md5),
+        bytes: bytes.into(),
+        sha256,
+        content_type,
+        extension,
+    })
+}
+
+/// `path`'s bytes with their content type and suffix, or why they are no photo to upload.
+fn read_checked(path: &Path) -> Result<(Vec<u8>, (&'static str, &'static str)), PhotoError> {
     let unreadable = |source| PhotoError::Unreadable {
         path: path.to_path_buf(),
         source,
@@ -222,15 +242,7 @@ fn read_photo(path: &Path) -> Result<Photo, PhotoError> {
             path: path.to_path_buf(),
         });
     };
-    let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
-    let md5: [u8; 16] = <md5::Md5 as md5::Digest>::digest(&bytes).into();
-    Ok(Photo {
-        md5: base64::engine::general_purpose::STANDARD.encode(md5),
-        bytes: bytes.into(),
-        sha256,
-        content_type,
-        extension,
-    })
+    Ok((bytes, (content_type, extension)))
 }
 
 /// A JPEG ends with the end-of-image marker (some writers pad after it with zeros).

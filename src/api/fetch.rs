@@ -19,6 +19,14 @@ pub struct Fetched {
     pub truncated: bool,
 }
 
+impl Fetched {
+    /// OSS's error code in the body of a refusal (`NoSuchKey`, `AccessDenied`), if it sent one.
+    pub fn oss_code(&self) -> Option<String> {
+        let text = std::str::from_utf8(&self.bytes).ok()?;
+        super::objects::element(text, "Code").filter(|code| !code.is_empty())
+    }
+}
+
 impl Client {
     /// GETs `source` (`oss://BUCKET/KEY` through a freshly signed link, else the URL), reading
     /// at most `cap` bytes, all within `timeout`. Errors never carry a signed link.
@@ -29,13 +37,7 @@ impl Client {
         timeout: Duration,
     ) -> Result<Fetched, ApiError> {
         let url = if source.starts_with("oss://") {
-            let creds = self
-                .inner
-                .credentials
-                .credentials()
-                .await
-                .map_err(super::unavailable)?;
-            self.sign_image(&creds, source)?.url
+            self.sign_link(source).await?.url
         } else {
             source.to_string()
         };

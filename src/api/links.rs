@@ -35,6 +35,18 @@ pub struct Signed {
     pub address: String,
     /// The signature's value, scrubbed from any error text on its own too.
     pub signature: String,
+    /// When the link stops working (the TTL, or less with temporary credentials).
+    pub expires: OffsetDateTime,
+}
+
+/// The keys OSS signs with, borrowed from `creds`: the one conversion every OSS signature
+/// (links, HEAD, GET, PUT) goes through.
+pub(crate) fn keys(creds: &Credentials) -> Keys<'_> {
+    Keys {
+        access_key_id: &creds.access_key_id,
+        secret: creds.access_key_secret.expose(),
+        security_token: creds.security_token.as_ref().map(|t| t.expose()),
+    }
 }
 
 impl OssLinks {
@@ -68,11 +80,7 @@ impl OssLinks {
             object: &object,
             region: &self.region,
             endpoint: &self.endpoint,
-            keys: Keys {
-                access_key_id: &creds.access_key_id,
-                secret: creds.access_key_secret.expose(),
-                security_token: creds.security_token.as_ref().map(|t| t.expose()),
-            },
+            keys: keys(creds),
             signed_at: now,
             expires_s: ttl.as_secs(),
             sign_host: false,
@@ -91,6 +99,7 @@ impl OssLinks {
             url,
             address: object.to_string(),
             signature,
+            expires: now + ttl,
         })
     }
 }

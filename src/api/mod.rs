@@ -316,6 +316,19 @@ impl Client {
         )
     }
 
+    /// A presigned GET link to `address` (`oss://BUCKET/KEY`), signed now with the current
+    /// credentials for the `--link-ttl` (less with temporary ones). The link is a secret: the
+    /// caller sends it, or writes it where it was asked for, and nowhere else.
+    pub async fn sign_link(&self, address: &str) -> Result<links::Signed, ApiError> {
+        let creds = self
+            .inner
+            .credentials
+            .credentials()
+            .await
+            .map_err(unavailable)?;
+        self.sign_image(&creds, address)
+    }
+
     pub fn endpoints(&self) -> &Endpoints {
         &self.inner.endpoints
     }

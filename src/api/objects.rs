@@ -6,7 +6,7 @@
 use base64::Engine as _;
 
 use super::{ApiError, Client, ErrorClass};
-use crate::sign::oss::{Keys, ObjectRequest, OssObject, sign_request};
+use crate::sign::oss::{ObjectRequest, OssObject, sign_request};
 
 /// What OSS said about one object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,11 +118,7 @@ impl Client {
                 headers,
             },
             &links.region,
-            Keys {
-                access_key_id: &creds.access_key_id,
-                secret: creds.access_key_secret.expose(),
-                security_token: creds.security_token.as_ref().map(|t| t.expose()),
-            },
+            super::links::keys(&creds),
             crate::clock::now_utc(),
         )
         .map_err(|e| ApiError::config("OssSigning", e.to_string()))?;
@@ -170,7 +166,7 @@ fn judge(status: u16, headers: &reqwest::header::HeaderMap) -> ObjectProbe {
 }
 
 /// The text of the first `<name>…</name>` of an OSS error body.
-fn element(xml: &str, name: &str) -> Option<String> {
+pub(super) fn element(xml: &str, name: &str) -> Option<String> {
     let open = format!("<{name}>");
     let close = format!("</{name}>");
     xml.split_once(&open)

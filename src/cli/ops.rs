@@ -94,7 +94,8 @@ pub struct ExportArgs {
 pub enum ThumbnailsArg {
     /// Fetch each photo once, shrink it and put it in the page: no link that can expire.
     Embed,
-    /// Show each photo from the manifest's URL (only while that link works).
+    /// Show each photo from the manifest's URL (only while that link works); an `oss://`
+    /// object through a link signed for the page, valid for --link-ttl.
     Link,
     /// No pictures: names, statuses and reasons only.
     None,
@@ -128,6 +129,14 @@ pub struct ReportArgs {
     /// is drawn); the rest are counted. 0: every card.
     #[arg(long, default_value_t = 5000)]
     pub max_cards: usize,
+    /// For `oss://` photos: the credentials (and --endpoint, --region, --profile) a run uses;
+    /// asked for only when the page shows such a photo.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// `oss://` photos are read (embed) or linked (link) through links signed for the report;
+    /// with --thumbnails link, --link-ttl is how long the page's pictures load.
+    #[command(flatten)]
+    pub oss: super::OssArgs,
 }
 
 #[derive(clap::Args, Debug)]

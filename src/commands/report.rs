@@ -5,6 +5,11 @@
 //! streamed twice at most, keeping per image only its last state, so memory follows the rows
 //! shown and not the ledger's history. Thumbnails are fetched after that, then the page is
 //! written as a private file (0600).
+//!
+//! `oss://` photos are read (or linked) through links signed with the credentials and OSS
+//! settings a run uses; credentials are looked for only when the page shows such a photo. A
+//! local photo no run has uploaded yet is `pending` when it is one an upload would take, its
+//! thumbnail read from disk.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,8 +19,8 @@ use crate::image::{ImageId, fold_id, person_key};
 use crate::ledger::{self, Entry, KeyMap, Status, View};
 use crate::manifest;
 use crate::report_html::{
-    Badge, Figures, Library, Page, Person, Photo, Rate, RunLine, ThumbMode, Thumbs,
-    fetch_thumbnails,
+    Badge, Figures, Library, Page, Person, Photo, Rate, RunLine, Source, ThumbMode, Thumbs,
+    fetch_thumbnails, sign_links,
 };
 
 /// Validated flags of `report`.
@@ -29,6 +34,11 @@ pub struct ReportConfig {
     /// Cards of persons without a problem drawn at most (0: all).
     pub max_cards: usize,
     pub target: crate::backend::TargetKind,
+    /// The ledger is the built-in sandbox's (`--sandbox`).
+    pub sandbox: bool,
+    /// How `oss://` photos are reached: the run's connection flags, checked.
+    pub connect: crate::connect::Settings,
+    pub oss: crate::cli::OssArgs,
 }
 
 const MTS: &str = "MTS custom faces";
@@ -46,18 +56,7 @@ pub async fn execute(config: ReportConfig) -> Exit {
             return e.exit();
         }
     };
-    let wanted = page.thumbnail_urls(config.thumbnails, config.max_thumbnails);
-    if !wanted.is_empty() {
-        crate::say!(
-            "face-enroll: report: {} rows, fetching {} thumbnails",
-            page.figures.rows,
-            wanted.len()
-        );
-    }
-    let thumbs = match config.thumbnails {
-        ThumbMode::Embed => fetch_thumbnails(wanted).await,
-        ThumbMode::Link | ThumbMode::None => Thumbs::default(),
-    };
+    let thumbs = thumbnails(&config, &page).await;
     let output = config.output.clone();
     let written = super::blocking(move || {
         let write = |out: &mut dyn std::io::Write| {
@@ -85,6 +84,66 @@ pub async fn execute(config: ReportConfig) -> Exit {
             e.exit()
         }
     }
+}
+
+/// The page's pictures as `--thumbnails` asks: read and shrunk (embed), links (link), none.
+/// Credentials are looked for only when the page shows an `oss://` photo; without them those
+/// photos say why in their place and the rest of the page is written as ever.
+async fn thumbnails(config: &ReportConfig, page: &Page) -> Thumbs {
+    let wanted = page.thumbnail_sources(config.thumbnails, config.max_thumbnails);
+    let linked = page.linked_objects(config.thumbnails);
+    if !wanted.is_empty() {
+        crate::say!(
+            "face-enroll: report: {} rows, reading {} thumbnails",
+            page.figures.rows,
+            wanted.len()
+        );
+    }
+    let objects = wanted.iter().any(|(_, s)| *s == Source::Object) || !linked.is_empty();
+    let client = match objects {
+        true => oss_client(config).await,
+        false => Err(ReachError::NotNeeded),
+    };
+    if let Err(e) = &client
+        && objects
+    {
+        crate::say!("face-enroll: report: oss:// photos not shown: {e}");
+    }
+    let why = client.as_ref().map_err(ToString::to_string);
+    let oss = why.as_ref().map(|c| *c).map_err(String::as_str);
+    match config.thumbnails {
+        ThumbMode::Embed => fetch_thumbnails(wanted, oss).await,
+        ThumbMode::Link => sign_links(linked, oss).await,
+        ThumbMode::None => Thumbs::default(),
+    }
+}
+
+/// Why `oss://` photos cannot be read or linked for the page.
+#[derive(Debug, thiserror::Error)]
+enum ReachError {
+    #[error("the page shows no oss:// photo")]
+    NotNeeded,
+    #[error(
+        "the built-in sandbox's OSS lasted only as long as its run; point --endpoint and \
+         --oss-endpoint at a standalone sandbox that holds the objects"
+    )]
+    BuiltInSandbox,
+    #[error("{0}")]
+    Connect(#[from] crate::connect::ConnectError),
+    #[error("{0}")]
+    Usage(#[from] crate::exit::UsageError),
+}
+
+/// The client that signs the page's `oss://` reads and links: the credentials, region and OSS
+/// settings a run would use.
+async fn oss_client(config: &ReportConfig) -> Result<crate::api::Client, ReachError> {
+    if config.sandbox && config.connect.endpoint.is_none() {
+        return Err(ReachError::BuiltInSandbox);
+    }
+    let connected = crate::connect::connect(&config.connect, config.target).await?;
+    let links = config.oss.links(&connected.region, None)?;
+    connected.client.set_oss_links(links);
+    Ok(connected.client)
 }
 
 /// An image's last state, as its last ledger record says; texts interned.
@@ -283,7 +342,10 @@ pub fn gather(config: &ReportConfig) -> Result<Page, super::OpsError> {
     let mut known = Ledger::default();
     ledger::scan(&config.ledger, true, |entry| known.add(entry))?;
     let mut book = Book::default();
-    let reader = manifest::Reader::open(&config.manifest)?.read_ahead();
+    let reader = manifest::Reader::open(&config.manifest)?;
+    // Local paths in image cells are relative to the manifest's folder.
+    let base = reader.columns().base.clone();
+    let reader = reader.read_ahead();
     let mut seen: KeyMap<u64> = KeyMap::default();
     for entry in reader {
         match entry? {
@@ -315,14 +377,14 @@ pub fn gather(config: &ReportConfig) -> Result<Page, super::OpsError> {
                 {
                     last.named = true;
                 }
-                let photo = Photo {
+                let photo = local_photo(&row, &base).unwrap_or_else(|| Photo {
                     line: Some(row.line),
                     url: row.image_url.clone(),
                     badge: Badge::Invalid,
                     code: row.column.map(|c| format!("column {c}")),
                     reason: Some(row.reason.clone()),
                     ..Photo::default()
-                };
+                });
                 book.add(&row.category_id, &row.person_id, None, photo);
             }
         }
@@ -353,6 +415,38 @@ pub fn gather(config: &ReportConfig) -> Result<Page, super::OpsError> {
     };
     page.cap_cards(config.max_cards);
     Ok(page)
+}
+
+/// A row the manifest reader refused only because it names a local file no run has uploaded
+/// (or that changed since): `pending` when an upload would take the file, `invalid` with the
+/// upload's reason when it would not (unreadable, too large, not a whole JPEG or PNG). `None`
+/// for every other invalid row.
+fn local_photo(row: &manifest::InvalidRow, base: &std::path::Path) -> Option<Photo> {
+    if row.column != Some("image_url") {
+        return None;
+    }
+    let path = manifest::local_path(row.image_url.trim(), base)?;
+    let mut photo = Photo {
+        line: Some(row.line),
+        url: row.image_url.clone(),
+        ..Photo::default()
+    };
+    match crate::upload::read_local_photo(&path) {
+        Ok(_) => {
+            photo.badge = Badge::Pending;
+            photo.reason = Some("local photo, not uploaded yet".to_string());
+            photo.note = Some(
+                "run --upload-to oss://BUCKET/PREFIX/ uploads it, then registers it".to_string(),
+            );
+            photo.file = Some(path);
+        }
+        Err(why) => {
+            photo.badge = Badge::Invalid;
+            photo.code = Some("column image_url".to_string());
+            photo.reason = Some(format!("local photo that would not be uploaded: {why}"));
+        }
+    }
+    Some(photo)
 }
 
 /// A row's photo from its image's last record (`None`: the ledger has never seen it).
@@ -535,6 +629,12 @@ impl crate::cli::ops::ReportArgs {
             max_thumbnails: self.max_thumbnails,
             max_cards: self.max_cards,
             target: self.target.kind(),
+            sandbox: self.sandbox,
+            connect: self.connect.settings()?,
+            oss: {
+                self.oss.check()?;
+                self.oss.clone()
+            },
         })
     }
 }
@@ -602,6 +702,13 @@ mod tests {
             max_thumbnails: 10,
             max_cards: 0,
             target: crate::backend::TargetKind::Mts,
+            sandbox: false,
+            connect: crate::connect::Settings::default(),
+            oss: crate::cli::OssArgs {
+                oss_region: None,
+                oss_endpoint: None,
+                link_ttl: std::time::Duration::from_secs(3600),
+            },
         };
         let page = gather(&config).unwrap();
         let persons: Vec<&str> = page.libraries[0]

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 pub use chart::Rate;
-pub use thumbs::{Thumb, Thumbs, fetch_thumbnails};
+pub use thumbs::{Source, Thumb, Thumbs, fetch_thumbnails, sign_links};
 
 /// How photos appear: inlined (no link can expire), linked to the manifest's URL, or not at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +97,16 @@ pub struct Photo {
     pub note: Option<String>,
     pub server_id: Option<String>,
     pub attempts: Option<u32>,
+    /// The local photo the row names, when no run has uploaded it yet (its thumbnail is read
+    /// from disk).
+    pub file: Option<std::path::PathBuf>,
+}
+
+impl Photo {
+    /// Where its thumbnail can be read from, if anywhere.
+    fn source(&self) -> Option<Source> {
+        thumbs::source(&self.url, self.file.as_deref())
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -195,36 +205,57 @@ pub struct Page {
 }
 
 impl Page {
-    /// The URLs whose thumbnails to fetch, once each, in page order (problem cards come first,
-    /// so they are the ones that get thumbnails when there are more than `max`).
-    pub fn thumbnail_urls(&self, mode: ThumbMode, max: usize) -> Vec<String> {
+    /// The photos whose thumbnails to read (URL as written, and where from), once each, in
+    /// page order (problem cards come first, so they are the ones that get thumbnails when
+    /// there are more than `max`).
+    pub fn thumbnail_sources(&self, mode: ThumbMode, max: usize) -> Vec<(String, Source)> {
         if mode != ThumbMode::Embed {
             return Vec::new();
         }
-        let persons = || self.libraries.iter().flat_map(|l| &l.persons);
-        let problems_first = persons()
-            .filter(|p| p.has_problem())
-            .chain(persons().filter(|p| !p.has_problem() && !p.not_drawn));
         let mut seen = std::collections::HashSet::new();
-        let mut urls = Vec::new();
-        for photo in problems_first.flat_map(|p| &p.photos) {
-            if urls.len() >= max {
+        let mut wanted = Vec::new();
+        for photo in self.drawn_problems_first().flat_map(|p| &p.photos) {
+            if wanted.len() >= max {
                 break;
             }
-            if thumbs::fetchable(&photo.url) && seen.insert(photo.url.as_str()) {
-                urls.push(photo.url.clone());
+            if let Some(source) = photo.source()
+                && seen.insert(photo.url.as_str())
+            {
+                wanted.push((photo.url.clone(), source));
             }
         }
-        urls
+        wanted
     }
 
-    /// Photos of the cards drawn that could have had a thumbnail but were not fetched.
+    /// The `oss://` objects of the cards drawn, once each: the links `--thumbnails link` signs.
+    pub fn linked_objects(&self, mode: ThumbMode) -> Vec<String> {
+        if mode != ThumbMode::Link {
+            return Vec::new();
+        }
+        let mut seen = std::collections::HashSet::new();
+        self.drawn_problems_first()
+            .flat_map(|p| &p.photos)
+            .filter(|p| p.file.is_none() && thumbs::is_object(&p.url))
+            .filter(|p| seen.insert(p.url.as_str()))
+            .map(|p| p.url.clone())
+            .collect()
+    }
+
+    /// The persons whose cards are drawn, those with a problem first.
+    fn drawn_problems_first(&self) -> impl Iterator<Item = &Person> {
+        let persons = || self.libraries.iter().flat_map(|l| &l.persons);
+        persons()
+            .filter(|p| p.has_problem())
+            .chain(persons().filter(|p| !p.has_problem() && !p.not_drawn))
+    }
+
+    /// Photos of the cards drawn that could have had a thumbnail but were not read.
     fn capped_thumbnails(&self, thumbs: &Thumbs) -> usize {
         let drawn = self.libraries.iter().flat_map(|l| &l.persons);
         drawn
             .filter(|p| !p.not_drawn)
             .flat_map(|p| &p.photos)
-            .filter(|p| thumbs::fetchable(&p.url) && thumbs.get(&p.url).is_none())
+            .filter(|p| p.source().is_some() && thumbs.get(&p.url).is_none())
             .count()
     }
 
@@ -245,6 +276,20 @@ impl Page {
             }
         }
     }
+}
+
+/// `2026-12-05 21:04:05 UTC`: a time as a reader of the page reads it.
+fn utc_text(at: time::OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
 }
 
 const STYLE: &str = include_str!("page.css");
@@ -307,7 +352,7 @@ pub fn render(
         ThumbMode::Embed => page.capped_thumbnails(thumbs),
         ThumbMode::Link | ThumbMode::None => 0,
     };
-    write_header(page, mode, capped, out)?;
+    write_header(page, mode, capped, thumbs.links_until(), out)?;
     write_filters(page, out)?;
     out.write_all(b"<main>\n")?;
     for (index, library) in page.libraries.iter().enumerate() {
@@ -321,6 +366,7 @@ fn write_header(
     page: &Page,
     mode: ThumbMode,
     capped: usize,
+    links_until: Option<time::OffsetDateTime>,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     let f = &page.figures;
@@ -352,9 +398,19 @@ fn write_header(
             ),
             ThumbMode::Embed => "embedded in this file".to_string(),
             ThumbMode::Link => {
-                "linked to the manifest's URLs as written: they load only while those links work, \
-                 and a presigned link's signature is in this file"
-                    .to_string()
+                let web = "linked to the manifest's URLs as written: they load only while those \
+                           links work, and a presigned link's signature is in this file";
+                match links_until {
+                    Some(until) => format!(
+                        "{web}. <b>oss:// photos load through links signed for this page, which \
+                         work until <time id=\"links-until\" datetime=\"{0}\">{1}</time></b> \
+                         (--link-ttl); their signatures are in this file: it lets whoever holds \
+                         it see those photos until then",
+                        crate::clock::seconds_text(until),
+                        utc_text(until),
+                    ),
+                    None => web.to_string(),
+                }
             }
             ThumbMode::None => "none".to_string(),
         }
@@ -562,6 +618,18 @@ fn write_person(person: &Person, thumbs: &Thumbs, mode: ThumbMode, h: &mut Strin
     h.push_str("</ul>\n</article>\n");
 }
 
+fn write_img(h: &mut String, url: &str, alt: &str) {
+    let _ = write!(
+        h,
+        "<img src=\"{}\" alt=\"{alt}\" loading=\"lazy\" referrerpolicy=\"no-referrer\">",
+        escape(url)
+    );
+}
+
+fn write_nothumb(h: &mut String, why: &str) {
+    let _ = write!(h, "<div class=\"nothumb\">{}</div>", escape(why));
+}
+
 fn write_photo(photo: &Photo, thumbs: &Thumbs, mode: ThumbMode, h: &mut String) {
     let badge = photo.badge.as_str();
     let _ = write!(
@@ -575,36 +643,24 @@ fn write_photo(photo: &Photo, thumbs: &Thumbs, mode: ThumbMode, h: &mut String) 
     };
     match mode {
         ThumbMode::None => {}
-        ThumbMode::Link => match thumbs::link(&photo.url) {
-            Ok(url) => {
-                let _ = write!(
-                    h,
-                    "<img src=\"{}\" alt=\"{alt}\" loading=\"lazy\" referrerpolicy=\"no-referrer\">",
-                    escape(url)
-                );
-            }
-            Err(why) => {
-                let _ = write!(h, "<div class=\"nothumb\">{}</div>", escape(&why));
-            }
+        ThumbMode::Link => match thumbs.get(&photo.url) {
+            Some(Thumb::Link(url) | Thumb::Image(url)) => write_img(h, url, &alt),
+            Some(Thumb::Unreadable(why)) => write_nothumb(h, why),
+            None => match thumbs::link(&photo.url, photo.file.as_deref()) {
+                Ok(url) => write_img(h, url, &alt),
+                Err(why) => write_nothumb(h, &why),
+            },
         },
         ThumbMode::Embed => match thumbs.get(&photo.url) {
             Some(Thumb::Image(data)) => {
                 let _ = write!(h, "<img src=\"{data}\" alt=\"{alt}\">");
             }
-            Some(Thumb::Unreadable(why)) => {
-                let _ = write!(h, "<div class=\"nothumb\">{}</div>", escape(why));
-            }
-            None => match thumbs::fetchable(&photo.url) {
-                true => {
-                    h.push_str("<div class=\"nothumb\">no thumbnail: over --max-thumbnails</div>");
-                }
-                false => {
-                    let _ = write!(
-                        h,
-                        "<div class=\"nothumb\">{}</div>",
-                        escape(&thumbs::why_not_fetched(&photo.url))
-                    );
-                }
+            Some(Thumb::Unreadable(why)) => write_nothumb(h, why),
+            // Embed mode never writes a link.
+            Some(Thumb::Link(_)) => write_nothumb(h, "no thumbnail"),
+            None => match photo.source() {
+                Some(_) => write_nothumb(h, "no thumbnail: over --max-thumbnails"),
+                None => write_nothumb(h, thumbs::NO_SOURCE),
             },
         },
     }
@@ -698,7 +754,11 @@ mod tests {
             .map(|p| p.id.as_str())
             .collect();
         assert_eq!(drawn, ["a1", "b1"]);
-        let urls = page.thumbnail_urls(ThumbMode::Embed, 3);
+        let urls: Vec<String> = page
+            .thumbnail_sources(ThumbMode::Embed, 3)
+            .into_iter()
+            .map(|(url, _)| url)
+            .collect();
         assert_eq!(
             urls,
             [

@@ -1,11 +1,21 @@
-//! Thumbnails for the report: each photo fetched once (bounded in bytes and time), decoded
-//! (JPEG or PNG, bounded in pixels), shrunk and re-encoded as a small JPEG `data:` URI, so the
-//! page holds no link that can expire. A photo that cannot be had gets the reason instead.
+//! Thumbnails for the report: each photo read once (bounded in bytes and time) — an http(s)
+//! URL fetched as it is, an `oss://` object through a GET signed for that one request, a local
+//! photo no run has uploaded yet from disk — decoded (JPEG or PNG, bounded in pixels), shrunk
+//! and re-encoded as a small JPEG `data:` URI, so the page holds no link that can expire. A
+//! photo that cannot be had gets the reason instead. With `--thumbnails link`, `oss://` objects
+//! get a link signed for the page instead, and the page says until when they work.
+//!
+//! A signed link is a secret: it goes into its one GET (embed) or into the page's `img`
+//! (link), never into a message, a log line or a `Debug` print.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::StreamExt;
+use time::OffsetDateTime;
+
+use crate::api::{ApiError, Client, ErrorClass};
 
 /// The longest side of a thumbnail, in pixels.
 const SIDE: u32 = 160;
@@ -18,24 +28,71 @@ const PER_PHOTO: Duration = Duration::from_secs(15);
 const CONNECT: Duration = Duration::from_secs(5);
 /// Photos fetched at once.
 const IN_FLIGHT: usize = 8;
-/// After this many photos of one host could not be reached, the rest of it are not tried.
+/// After this many photos of one host (or bucket) could not be reached, the rest of it are not
+/// tried.
 const HOST_FAILURES: u32 = 3;
 
 /// One photo's thumbnail, or why there is none.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Thumb {
     /// A `data:image/jpeg;base64,…` URI.
     Image(String),
+    /// A link signed for the page (`--thumbnails link`): a secret, written only into the page.
+    Link(String),
     Unreadable(String),
 }
 
-/// Thumbnails by the URL as the manifest writes it.
+impl std::fmt::Debug for Thumb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Thumb::Image(data) => write!(f, "Image({} bytes)", data.len()),
+            Thumb::Link(_) => f.write_str("Link(signed link, not shown)"),
+            Thumb::Unreadable(why) => f.debug_tuple("Unreadable").field(why).finish(),
+        }
+    }
+}
+
+/// Thumbnails by the URL as the manifest writes it; with signed links, until when they work.
 #[derive(Clone, Debug, Default)]
-pub struct Thumbs(HashMap<String, Thumb>);
+pub struct Thumbs {
+    by_url: HashMap<String, Thumb>,
+    /// The earliest expiry of the links signed for the page.
+    links_until: Option<OffsetDateTime>,
+}
 
 impl Thumbs {
     pub fn get(&self, url: &str) -> Option<&Thumb> {
-        self.0.get(url)
+        self.by_url.get(url)
+    }
+
+    /// When the first of the page's signed links stops working, if it has any.
+    pub fn links_until(&self) -> Option<OffsetDateTime> {
+        self.links_until
+    }
+}
+
+/// Where a photo's thumbnail is read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// An http(s) URL, fetched as it is.
+    Web,
+    /// `oss://BUCKET/KEY`, read through a link signed for one GET.
+    Object,
+    /// A local photo no run has uploaded yet.
+    File(PathBuf),
+}
+
+/// Where the photo of `url` (and `file`, a local photo not uploaded yet) can be read from.
+pub fn source(url: &str, file: Option<&std::path::Path>) -> Option<Source> {
+    if let Some(path) = file {
+        return Some(Source::File(path.to_path_buf()));
+    }
+    if fetchable(url) {
+        Some(Source::Web)
+    } else if is_object(url) {
+        Some(Source::Object)
+    } else {
+        None
     }
 }
 
@@ -49,22 +106,48 @@ pub fn fetchable(url: &str) -> bool {
     starts("https://") || starts("http://")
 }
 
-/// Why a photo the report cannot fetch has no thumbnail.
-pub fn why_not_fetched(url: &str) -> String {
-    if url.trim().starts_with("oss://") {
-        "private OSS object: not fetched for the report".to_string()
+/// `oss://BUCKET/KEY`.
+pub fn is_object(url: &str) -> bool {
+    url.trim().starts_with("oss://")
+}
+
+/// Why a photo that has no source has no thumbnail.
+pub const NO_SOURCE: &str = "no http(s) URL, oss:// object or local photo: nothing to show";
+
+/// The URL to link a photo to (`--thumbnails link`) when it is a web URL, or why there is none
+/// (an `oss://` object's link is signed beforehand: see [`sign_links`]).
+pub fn link<'a>(url: &'a str, file: Option<&std::path::Path>) -> Result<&'a str, String> {
+    if file.is_some() {
+        Err("local photo, not uploaded yet: not linked (--thumbnails embed shows it)".to_string())
+    } else if fetchable(url) {
+        Ok(url.trim())
+    } else if is_object(url) {
+        Err("oss:// object: no link could be signed".to_string())
     } else {
-        "no http(s) URL: nothing to show".to_string()
+        Err(NO_SOURCE.to_string())
     }
 }
 
-/// The URL to link a photo to (`--thumbnails link`), or why there is none.
-pub fn link(url: &str) -> Result<&str, String> {
-    if fetchable(url) {
-        Ok(url.trim())
-    } else {
-        Err(why_not_fetched(url))
+/// Signs a GET link for each `oss://` object of `addresses` (with `--link-ttl`), to put in the
+/// page; `oss` is the client that signs, or why there is none.
+pub async fn sign_links(addresses: Vec<String>, oss: Result<&Client, &str>) -> Thumbs {
+    let mut thumbs = Thumbs::default();
+    for address in addresses {
+        let thumb = match oss {
+            Err(why) => Thumb::Unreadable(format!("no link signed: {why}")),
+            Ok(client) => match client.sign_link(&address).await {
+                Ok(signed) => {
+                    let until = thumbs.links_until.get_or_insert(signed.expires);
+                    *until = (*until).min(signed.expires);
+                    Thumb::Link(signed.url)
+                }
+                // The error names the address, never a link.
+                Err(e) => Thumb::Unreadable(format!("no link could be signed: {e}")),
+            },
+        };
+        thumbs.by_url.insert(address, thumb);
     }
+    thumbs
 }
 
 fn client() -> Result<reqwest::Client, String> {
@@ -80,43 +163,58 @@ fn client() -> Result<reqwest::Client, String> {
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
-/// Fetches and shrinks every photo of `urls`, a few at a time.
-pub async fn fetch_thumbnails(urls: Vec<String>) -> Thumbs {
-    let client = match client() {
-        Ok(client) => client,
-        Err(why) => {
-            let thumbs = urls
-                .into_iter()
-                .map(|u| (u, Thumb::Unreadable(why.clone())));
-            return Thumbs(thumbs.collect());
-        }
-    };
+/// Reads and shrinks every photo of `wanted` (URL as the manifest writes it, and where to read
+/// it), a few at a time; `oss` reads `oss://` objects, or says why they cannot be read.
+pub async fn fetch_thumbnails(wanted: Vec<(String, Source)>, oss: Result<&Client, &str>) -> Thumbs {
+    let web = client();
     let unreachable = std::sync::Mutex::new(HashMap::<String, u32>::new());
-    let total = urls.len();
-    let mut fetched = futures::stream::iter(urls)
-        .map(|url| {
-            let (client, unreachable) = (&client, &unreachable);
+    let total = wanted.len();
+    let mut fetched = futures::stream::iter(wanted)
+        .map(|(url, source)| {
+            let (web, unreachable) = (&web, &unreachable);
             async move {
                 let host = host(&url);
                 let failures = unreachable
                     .lock()
                     .map(|m| m.get(&host).copied().unwrap_or(0))
                     .unwrap_or(0);
+                let (verb, place) = match source {
+                    Source::Web => ("could not fetch", "host"),
+                    Source::Object => ("could not read", "bucket"),
+                    Source::File(_) => ("could not read", "folder"),
+                };
                 if failures >= HOST_FAILURES {
-                    let why = format!("could not fetch: host {host} unreachable (earlier photos)");
+                    let why = format!("{verb}: {place} {host} unreachable (earlier photos)");
                     return (url, Thumb::Unreadable(why));
                 }
-                let thumb = match fetch(client, &url).await {
+                let got = match (&source, web) {
+                    (Source::Web, Ok(web)) => fetch(web, &url).await,
+                    (Source::Web, Err(why)) => Err(Fetch::Refused(why.clone())),
+                    (Source::Object, _) => match oss {
+                        Ok(client) => read_object(client, &url).await,
+                        Err(why) => Err(Fetch::Refused(why.to_string())),
+                    },
+                    (Source::File(path), _) => {
+                        let path = path.clone();
+                        let read = tokio::task::spawn_blocking(move || {
+                            crate::upload::read_local_photo(&path)
+                        });
+                        match read.await {
+                            Ok(Ok(bytes)) => Ok(bytes),
+                            Ok(Err(why)) => Err(Fetch::Refused(why.to_string())),
+                            Err(e) => Err(Fetch::Refused(format!("could not read: {e}"))),
+                        }
+                    }
+                };
+                let thumb = match got {
                     Ok(bytes) => shrink_off_thread(bytes).await,
                     Err(Fetch::Unreachable(why)) => {
                         if let Ok(mut m) = unreachable.lock() {
                             *m.entry(host).or_insert(0) += 1;
                         }
-                        Thumb::Unreadable(format!("could not fetch: {why}"))
+                        Thumb::Unreadable(format!("{verb}: {why}"))
                     }
-                    Err(Fetch::Refused(why)) => {
-                        Thumb::Unreadable(format!("could not fetch: {why}"))
-                    }
+                    Err(Fetch::Refused(why)) => Thumb::Unreadable(format!("{verb}: {why}")),
                 };
                 (url, thumb)
             }
@@ -131,7 +229,45 @@ pub async fn fetch_thumbnails(urls: Vec<String>) -> Thumbs {
             logged = crate::clock::monotonic();
         }
     }
-    Thumbs(thumbs)
+    Thumbs {
+        by_url: thumbs,
+        links_until: None,
+    }
+}
+
+/// Reads `oss://BUCKET/KEY` through a GET signed for this request with the run's credentials
+/// (the link goes into that request only; errors name the address).
+async fn read_object(client: &Client, address: &str) -> Result<Vec<u8>, Fetch> {
+    let fetched = client
+        .fetch_image(address, MAX_BYTES as u64, PER_PHOTO + CONNECT)
+        .await
+        .map_err(|e| match e.class() {
+            ErrorClass::Transient | ErrorClass::OutcomeUnknown | ErrorClass::RunFatal => {
+                Fetch::Unreachable(object_error(&e))
+            }
+            _ => Fetch::Refused(object_error(&e)),
+        })?;
+    if !(200..300).contains(&fetched.status) {
+        let code = fetched
+            .oss_code()
+            .map_or_else(String::new, |code| format!(" ({code})"));
+        return Err(Fetch::Refused(format!("HTTP {}{code}", fetched.status)));
+    }
+    if fetched.truncated {
+        return Err(Fetch::Refused(format!(
+            "larger than {} MiB",
+            MAX_BYTES >> 20
+        )));
+    }
+    Ok(fetched.bytes)
+}
+
+/// An error of an object's read in a few words: the message, and the code where it says more.
+fn object_error(error: &ApiError) -> String {
+    match error.code() {
+        "ConnectFailed" | "Timeout" => error.message().to_string(),
+        code => format!("{code}: {}", error.message()),
+    }
 }
 
 fn host(url: &str) -> String {
@@ -276,13 +412,73 @@ mod tests {
     }
 
     #[test]
-    fn only_web_urls_are_fetched_and_oss_objects_say_they_are_private() {
-        assert!(fetchable("https://x.example.com/a.jpg"));
-        assert!(fetchable("HTTP://127.0.0.1:9/a.png"));
-        assert!(fetchable("http://é.example.com/a.png"));
-        assert!(!fetchable("http:/x"));
-        assert!(!fetchable("oss://bucket/a.jpg"));
-        assert!(why_not_fetched("oss://bucket/a.jpg").contains("private"));
-        assert!(link("images/a.jpg").is_err());
+    fn web_urls_oss_objects_and_local_photos_have_a_source_and_other_cells_none() {
+        assert_eq!(
+            source("https://x.example.com/a.jpg", None),
+            Some(Source::Web)
+        );
+        assert_eq!(source("HTTP://127.0.0.1:9/a.png", None), Some(Source::Web));
+        assert_eq!(
+            source("http://é.example.com/a.png", None),
+            Some(Source::Web)
+        );
+        assert_eq!(source("http:/x", None), None);
+        assert_eq!(source("oss://bucket/a.jpg", None), Some(Source::Object));
+        let file = std::path::Path::new("/photos/a.jpg");
+        assert_eq!(
+            source("photos/a.jpg", Some(file)),
+            Some(Source::File(file.to_path_buf()))
+        );
+        assert_eq!(source("ftp://x/a.jpg", None), None);
+        assert!(link("images/a.jpg", None).is_err());
+        assert!(link("oss://bucket/a.jpg", None).is_err());
+        assert!(
+            link("a.jpg", Some(file))
+                .unwrap_err()
+                .contains("local photo")
+        );
+    }
+
+    #[test]
+    fn a_signed_link_is_never_in_a_debug_print() {
+        let thumb = Thumb::Link("http://127.0.0.1/b/a.jpg?x-oss-signature=abc".into());
+        assert!(!format!("{thumb:?}").contains("signature"));
+    }
+
+    #[tokio::test]
+    async fn a_local_photo_is_read_from_disk_and_one_that_is_no_photo_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("a.png");
+        std::fs::write(&good, png(300, 200)).unwrap();
+        let bad = dir.path().join("b.jpg");
+        std::fs::write(&bad, b"not a photo").unwrap();
+        let wanted = vec![
+            ("a.png".to_string(), Source::File(good)),
+            ("b.jpg".to_string(), Source::File(bad)),
+        ];
+        let thumbs = fetch_thumbnails(wanted, Err("no OSS here")).await;
+        assert!(
+            matches!(thumbs.get("a.png"), Some(Thumb::Image(d)) if d.starts_with("data:image/jpeg"))
+        );
+        match thumbs.get("b.jpg") {
+            Some(Thumb::Unreadable(why)) => assert!(why.contains("not a JPEG or PNG"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_client_an_oss_photo_says_why_and_gets_no_link() {
+        let wanted = vec![("oss://b/a.jpg".to_string(), Source::Object)];
+        let thumbs = fetch_thumbnails(wanted, Err("no credentials")).await;
+        assert_eq!(
+            thumbs.get("oss://b/a.jpg"),
+            Some(&Thumb::Unreadable("could not read: no credentials".into()))
+        );
+        let links = sign_links(vec!["oss://b/a.jpg".into()], Err("no credentials")).await;
+        assert_eq!(links.links_until(), None);
+        assert!(matches!(
+            links.get("oss://b/a.jpg"),
+            Some(Thumb::Unreadable(_))
+        ));
     }
 }

@@ -461,3 +461,276 @@ fn a_photo_a_sync_removed_is_shown_in_its_persons_card_without_a_line() {
     assert_eq!(text(html.root_element(), "#fig-rows"), "1");
     assert_eq!(text(html.root_element(), "#fig-removed"), "1");
 }
+
+/// OSS objects in the sandbox: two photos of one person; the manifest also names one the bucket
+/// does not hold (the service refuses it too).
+const OSS_ROWS: [(&str, &str); 3] = [
+    ("p-oss", "oss://media-faces/staff/a.jpg"),
+    ("p-oss", "oss://media-faces/staff/b.png"),
+    ("p-gone", "oss://media-faces/staff/gone.jpg"),
+];
+
+/// Whatever would let a reader of a text open an object or sign as the key's owner.
+fn assert_no_secret(what: &str, text: &str) {
+    for needle in [
+        "x-oss-signature",
+        "x-oss-credential",
+        "Signature=",
+        "OSSAccessKeyId",
+        face_enroll::sandbox::DEFAULT_ACCESS_KEY_SECRET,
+    ] {
+        assert!(!text.contains(needle), "{what} holds {needle}:\n{text}");
+    }
+}
+
+/// A run on `target` of the `oss://` rows, then the manifest with two local photos added that
+/// no run uploaded (a PNG, and a text file named .jpg): (world, manifest, the objects' bytes).
+fn imported_from_oss(target: &str) -> (World, PathBuf, HashMap<String, Vec<u8>>) {
+    let world = World::new(SandboxConfig::for_tests());
+    let mut objects = HashMap::new();
+    objects.insert(
+        OSS_ROWS[0].1.to_string(),
+        picture(320, 240, image::ImageFormat::Jpeg),
+    );
+    objects.insert(
+        OSS_ROWS[1].1.to_string(),
+        picture(240, 480, image::ImageFormat::Png),
+    );
+    for (address, bytes) in &objects {
+        let key = address.strip_prefix("oss://media-faces/").unwrap();
+        world
+            .sandbox
+            .admin_put_object("media-faces", key, bytes)
+            .unwrap();
+    }
+    let mut body = String::from(HEADER);
+    for (person, url) in OSS_ROWS {
+        body.push_str(&format!("lib,{person},Name {person},{url}\n"));
+    }
+    let manifest = world.manifest("faces.csv", &body);
+    let base = world.sandbox.base_url();
+    let run = world.run(&manifest, &["--target", target, "--oss-endpoint", &base]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    // Local photos no run has uploaded: a run would refuse the manifest without --upload-to.
+    std::fs::create_dir(world.path("photos")).unwrap();
+    std::fs::write(
+        world.path("photos/local.png"),
+        picture(100, 50, image::ImageFormat::Png),
+    )
+    .unwrap();
+    std::fs::write(world.path("photos/notes.jpg"), "not a photo").unwrap();
+    body.push_str("lib,p-local,Local,photos/local.png\nlib,p-local,Local,photos/notes.jpg\n");
+    std::fs::write(&manifest, body).unwrap();
+    (world, manifest, objects)
+}
+
+/// `report` with the run's connection and OSS flags (and the debug log on), its output, and
+/// the page.
+fn report_oss(
+    world: &World,
+    manifest: &Path,
+    target: &str,
+    extra: &[&str],
+) -> (std::process::Output, String) {
+    let out = world.path("report.html");
+    let base = world.sandbox.base_url();
+    let mut args = vec![
+        "report",
+        manifest.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--target",
+        target,
+        "--endpoint",
+        &base,
+        "--oss-endpoint",
+        &base,
+    ];
+    args.extend_from_slice(extra);
+    let done = world
+        .command(&args)
+        .env("FACE_ENROLL_LOG", "debug")
+        .output()
+        .unwrap();
+    assert_eq!(done.status.code(), Some(0), "{}", stderr(&done));
+    (done, std::fs::read_to_string(&out).unwrap())
+}
+
+/// The width and height of the JPEG a `data:` URI holds.
+fn inlined_size(src: &str) -> (u32, u32) {
+    use base64::Engine;
+    let b64 = src.strip_prefix("data:image/jpeg;base64,").unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    let img = image::load_from_memory(&bytes).unwrap();
+    (img.width(), img.height())
+}
+
+fn oss_photos_are_inlined_through_signed_gets_and_local_photos_are_pending(target: &str) {
+    let (world, manifest, _) = imported_from_oss(target);
+    let (done, page) = report_oss(&world, &manifest, target, &[]);
+    let html = Html::parse_document(&page);
+    let shown = shown_by_line(&html);
+    assert_eq!(shown.len(), 5);
+    // Each object read whole through its signed GET and shrunk to 160 px on its longer side.
+    assert_eq!(shown[&2].status, "registered");
+    assert_eq!(inlined_size(shown[&2].img.as_deref().unwrap()), (160, 120));
+    assert_eq!(inlined_size(shown[&3].img.as_deref().unwrap()), (80, 160));
+    // The object the bucket does not hold: OSS's answer in its place.
+    assert_eq!(shown[&4].status, "failed");
+    assert!(shown[&4].img.is_none());
+    assert!(
+        shown[&4].nothumb.contains("HTTP 404") && shown[&4].nothumb.contains("NoSuchKey"),
+        "{}",
+        shown[&4].nothumb
+    );
+    // A local photo an upload would take is pending, its thumbnail read from disk; a file that
+    // is no photo is invalid, with the upload's reason.
+    assert_eq!(shown[&5].status, "pending");
+    assert!(
+        shown[&5].reason.contains("not uploaded yet"),
+        "{}",
+        shown[&5].reason
+    );
+    assert_eq!(inlined_size(shown[&5].img.as_deref().unwrap()), (160, 80));
+    assert_eq!(shown[&6].status, "invalid");
+    assert!(
+        shown[&6].reason.contains("not a JPEG or PNG"),
+        "{}",
+        shown[&6].reason
+    );
+    assert!(shown[&6].img.is_none());
+    // Nothing in the page points outside it, and no signature is in it or in the output.
+    for element in html.select(&select("[src], [href]")) {
+        let value = element.value();
+        if let Some(src) = value.attr("src") {
+            assert!(src.starts_with("data:"), "src {src}");
+        }
+        if let Some(href) = value.attr("href") {
+            assert!(href.starts_with('#'), "href {href}");
+        }
+    }
+    assert_no_secret("the page", &page);
+    // The log at its most talkative (debug) names the credentials' source, never a link.
+    let printed = format!("{}{}", String::from_utf8_lossy(&done.stdout), stderr(&done));
+    assert!(printed.contains("credentials"), "{printed}");
+    assert_no_secret("the report's output", &printed);
+}
+
+#[test]
+fn embed_inlines_oss_photos_read_through_signed_gets_on_mts() {
+    oss_photos_are_inlined_through_signed_gets_and_local_photos_are_pending("mts");
+}
+
+#[test]
+fn embed_inlines_oss_photos_read_through_signed_gets_on_ice() {
+    oss_photos_are_inlined_through_signed_gets_and_local_photos_are_pending("ice");
+}
+
+/// A GET of `url` (plain http on loopback, HTTP/1.0 so the body is not chunked): status, body.
+fn http_get(url: &str) -> (u16, Vec<u8>) {
+    let parsed = reqwest::Url::parse(url).unwrap();
+    assert!(matches!(parsed.host_str(), Some("127.0.0.1")), "{url}");
+    let address = format!("127.0.0.1:{}", parsed.port().unwrap());
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let target = match parsed.query() {
+        Some(query) => format!("{}?{query}", parsed.path()),
+        None => parsed.path().to_string(),
+    };
+    write!(
+        stream,
+        "GET {target} HTTP/1.0\r\nHost: {}\r\n\r\n",
+        parsed.authority()
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&answer[..end]).into_owned();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, answer[end + 4..].to_vec())
+}
+
+#[test]
+fn link_mode_writes_oss_links_the_sandbox_serves_and_says_until_when_they_work() {
+    let (world, manifest, objects) = imported_from_oss("mts");
+    let (done, page) = report_oss(
+        &world,
+        &manifest,
+        "mts",
+        &["--thumbnails", "link", "--link-ttl", "10m"],
+    );
+    let html = Html::parse_document(&page);
+    let shown = shown_by_line(&html);
+    let until = html
+        .select(&select("time#links-until"))
+        .next()
+        .expect("the page says until when its links work");
+    let until = until.value().attr("datetime").unwrap();
+    for (line, (_, address)) in (2u64..).zip(OSS_ROWS) {
+        let link = shown[&line].img.as_deref().unwrap();
+        let query: HashMap<String, String> = reqwest::Url::parse(link)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        assert_eq!(query["x-oss-expires"], "600", "{link}");
+        // Signed now for ten minutes: the page's time is the link's own expiry.
+        let format =
+            time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+        let signed = time::PrimitiveDateTime::parse(&query["x-oss-date"], &format)
+            .unwrap()
+            .assume_utc();
+        let expires = signed + time::Duration::seconds(600);
+        let said =
+            time::OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339)
+                .unwrap();
+        assert!(
+            (expires - said).whole_seconds().abs() <= 1,
+            "{until} vs {expires}"
+        );
+        // The sandbox's OSS verifies the signature and serves the object (or says it has none).
+        let (status, body) = http_get(link);
+        match objects.get(address) {
+            Some(bytes) => assert_eq!((status, &body), (200, bytes), "{address}"),
+            None => assert_eq!(status, 404, "{address}"),
+        }
+        // The text of the page still names the object, not the link.
+        assert!(shown[&line].nothumb.is_empty());
+    }
+    assert!(
+        shown[&5].nothumb.contains("not linked"),
+        "{}",
+        shown[&5].nothumb
+    );
+    let printed = format!("{}{}", String::from_utf8_lossy(&done.stdout), stderr(&done));
+    assert_no_secret("the report's output", &printed);
+}
+
+#[test]
+fn with_the_built_in_sandboxs_ledger_oss_photos_say_where_to_point_and_the_page_is_written() {
+    let world = World::new(SandboxConfig::for_tests());
+    let mut body = String::from(HEADER);
+    for (person, url) in OSS_ROWS {
+        body.push_str(&format!("lib,{person},Name {person},{url}\n"));
+    }
+    let manifest = world.manifest("faces.csv", &body);
+    for mode in ["embed", "link"] {
+        let (page, _) = report(&world, &manifest, &["--sandbox", "--thumbnails", mode]);
+        let shown = shown_by_line(&Html::parse_document(&page));
+        assert_eq!(shown.len(), OSS_ROWS.len());
+        for s in shown.values() {
+            assert_eq!(s.status, "pending");
+            assert!(s.img.is_none());
+            assert!(
+                s.nothumb.contains("standalone sandbox"),
+                "{mode}: {}",
+                s.nothumb
+            );
+        }
+    }
+}
