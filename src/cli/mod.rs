@@ -260,9 +260,14 @@ pub struct PreflightArgs {
     /// http(s) as it is; capped at --max-image-bytes + 1 byte) and check it: an image by its
     /// first bytes, its format, size and header dimensions, its EXIF orientation, its suffix,
     /// and the same photo under two persons. `run` sends none of the images it refuses (each is
-    /// recorded `invalid` for this run, and checked again by the next).
+    /// recorded `invalid` for this run, and checked again by the next). `run` does this by
+    /// default for oss:// objects and local photos, whose bytes it can read anyway; this flag
+    /// adds public links.
     #[arg(long)]
     pub preflight: bool,
+    /// `run`: no pre-flight, not even of oss:// objects and local photos.
+    #[arg(long, conflicts_with = "preflight")]
+    pub no_preflight: bool,
     /// Formats accepted, comma-separated (jpeg, png, gif, webp, bmp, tiff, heif).
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "jpeg,png",
           value_parser = parse_format)]
@@ -300,9 +305,14 @@ fn parse_format(text: &str) -> Result<crate::preflight::Format, UsageError> {
 }
 
 impl PreflightArgs {
-    /// The sweep's settings when `--preflight` is on, the limits checked for sense.
-    pub fn settings(&self) -> Result<Option<crate::preflight::Settings>, UsageError> {
-        if !self.preflight {
+    /// The sweep's settings when pre-flight is on, the limits checked for sense. `private`: on
+    /// without `--preflight` for oss:// objects and local photos (`run`), unless
+    /// `--no-preflight`.
+    pub fn settings(
+        &self,
+        private: bool,
+    ) -> Result<Option<crate::preflight::Settings>, UsageError> {
+        if self.no_preflight || !(self.preflight || private) {
             return Ok(None);
         }
         if self.min_side > self.max_side {
@@ -327,6 +337,7 @@ impl PreflightArgs {
             qps: self.preflight_qps,
             in_flight: self.preflight_in_flight,
             timeout: self.preflight_timeout,
+            every_image: self.preflight,
         }))
     }
 }
@@ -659,7 +670,7 @@ impl RunArgs {
         let settings = self.connect.settings()?;
         self.target.check()?;
         self.oss.check()?;
-        self.preflight.settings()?;
+        self.preflight.settings(true)?;
         if self.max_duration.is_some_and(|d| d.is_zero()) {
             return Err(UsageError::new("--max-duration must be longer than zero"));
         }

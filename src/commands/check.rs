@@ -27,7 +27,7 @@ pub async fn command(args: CheckArgs) -> Exit {
     let reconcile = args.reconcile;
     let sync = args.sync.settings();
     let probe = args.probe;
-    let preflight = match args.preflight.settings() {
+    let preflight = match args.preflight.settings(false) {
         Ok(settings) => settings,
         Err(e) => return fail(e),
     };

@@ -103,7 +103,7 @@ async fn run(args: RunArgs) -> (Exit, bool) {
         reconcile: args.reconcile.into(),
         sync: args.sync.settings(),
         strict: args.strict,
-        preflight: match args.preflight.settings() {
+        preflight: match args.preflight.settings(true) {
             Ok(settings) => settings,
             Err(e) => return exit(fail(e)),
         },

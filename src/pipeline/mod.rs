@@ -161,7 +161,9 @@ async fn run_with<T: crate::backend::Backend>(
     };
     let Planned { mut plan, dropped } = planned;
     let mut preflight_refused = crate::report::Groups::new();
-    if let Some(settings) = &config.preflight {
+    if let Some(settings) = &config.preflight
+        && preflight::has_work(&plan, settings)
+    {
         let ledger = config.ledger.clone();
         let recorded = tokio::task::spawn_blocking(move || crate::preflight::recorded(&ledger))
             .await
@@ -174,7 +176,9 @@ async fn run_with<T: crate::backend::Backend>(
             .map(|pending| (pending.address.as_str(), pending.path()))
             .collect();
         let report = preflight::screen(&reader, &mut plan, &recorded, settings, &files).await;
-        crate::say::text(&report.render());
+        if report.checked > 0 {
+            crate::say::text(&report.render());
+        }
         preflight_refused = report.refused_by_kind;
     }
     let emptied = sync::emptied_entities(&plan, &dropped);

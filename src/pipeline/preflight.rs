@@ -19,6 +19,26 @@ pub(crate) fn reason(checked: &Checked) -> String {
     format!("image_url: pre-flight: {}", checked.reason())
 }
 
+/// An `oss://` object (a local photo is one by now): pre-flight reads it by default.
+fn is_private(image_url: &str) -> bool {
+    image_url
+        .get(..6)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("oss://"))
+}
+
+/// Whether pre-flight reads `image`: not one whose earlier outcome is unknown (it may be on
+/// the server already); with `--preflight` every other one, else `oss://` objects only.
+fn screened(image: &crate::plan::ImageWork, settings: &Settings) -> bool {
+    !image.unsettled && (settings.every_image || is_private(&image.image_url))
+}
+
+/// Whether the plan has an image pre-flight reads (else the ledger is not read for it).
+pub(crate) fn has_work(plan: &Plan, settings: &Settings) -> bool {
+    plan.jobs
+        .iter()
+        .any(|job| job.images.iter().any(|image| screened(image, settings)))
+}
+
 /// Sweeps the plan's new images and applies the report to the plan. `recorded`: the ledger's
 /// registered images' hashes.
 /// `files`: the objects the run uploads, by address, with the local file each one will be.
@@ -35,7 +55,7 @@ pub(crate) async fn screen(
         .flat_map(|job| {
             job.images
                 .iter()
-                .filter(|image| !image.unsettled)
+                .filter(|image| screened(image, settings))
                 .map(move |image| sweep::Item {
                     line: image.line,
                     category_id: &job.category_id,

@@ -21,6 +21,9 @@ pub struct Settings {
     pub in_flight: usize,
     /// The longest one image's download may take.
     pub timeout: Duration,
+    /// Every image (`--preflight`), else only `oss://` objects and local photos (`run`'s
+    /// default: their bytes are the tool's to read anyway).
+    pub every_image: bool,
 }
 
 /// One image to check: where it is and whose it is.

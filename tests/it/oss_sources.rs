@@ -11,10 +11,12 @@ use face_enroll::sign::oss::{Received, verify_presigned};
 const PERSONS: usize = 6;
 const PER_PERSON: usize = 2;
 
-/// The first bytes of a JPEG file: what the sandbox's service side checks when it downloads.
-const JPEG: &[u8] = &[
-    0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00,
-];
+/// A JPEG of 400×400 (headers only) tagged with its key, so that no two objects hold the same
+/// photo: what the sandbox's service side checks when it downloads and what the run's default
+/// pre-flight of `oss://` objects reads.
+fn jpeg(key: &str) -> Vec<u8> {
+    face_enroll::sandbox::photos::jpeg(400, 400, None, key)
+}
 
 /// A manifest of `oss://` rows whose objects are in the sandbox's OSS (which the service side
 /// downloads from when it registers them).
@@ -25,7 +27,7 @@ fn oss_manifest(world: &World) -> std::path::PathBuf {
             let key = format!("faces/p{p}/照片 {i:02}.jpg");
             world
                 .sandbox
-                .admin_put_object("media-faces", &key, JPEG)
+                .admin_put_object("media-faces", &key, &jpeg(&key))
                 .unwrap();
             body.push_str(&format!("lib,p{p},Person {p},oss://media-faces/{key}\n"));
         }
@@ -441,7 +443,7 @@ fn one_person_manifest(world: &World, photos: usize) -> std::path::PathBuf {
         let key = format!("faces/solo/{i}.jpg");
         world
             .sandbox
-            .admin_put_object("media-faces", &key, JPEG)
+            .admin_put_object("media-faces", &key, &jpeg(&key))
             .unwrap();
         body.push_str(&format!("lib,solo,Solo,oss://media-faces/{key}\n"));
     }
@@ -536,7 +538,7 @@ fn a_row_refused_through_a_link_the_user_signed_goes_again_once_the_link_is_sign
     for key in ["a.jpg", "b.jpg"] {
         world
             .sandbox
-            .admin_put_object("media-faces", key, JPEG)
+            .admin_put_object("media-faces", key, &jpeg(key))
             .unwrap();
     }
     let now = time::OffsetDateTime::now_utc();
@@ -605,7 +607,7 @@ fn check_probe_lists_by_line_the_objects_oss_would_not_give_the_service_and_send
     for key in ["a.jpg", "b.jpg"] {
         world
             .sandbox
-            .admin_put_object("media-faces", key, JPEG)
+            .admin_put_object("media-faces", key, &jpeg(key))
             .unwrap();
     }
     let manifest = world.manifest(
@@ -685,7 +687,7 @@ fn many_objects(world: &World, persons: usize, per_person: usize) -> std::path::
             let key = format!("staff/p{p:04}/{i}.jpg");
             world
                 .sandbox
-                .admin_put_object("media-faces", &key, JPEG)
+                .admin_put_object("media-faces", &key, &jpeg(&key))
                 .unwrap();
             body.push_str(&format!("lib,p{p:04},Person {p},oss://media-faces/{key}\n"));
         }

@@ -546,20 +546,39 @@ fn run_preflight_on_ice_sends_no_sample_it_refuses() {
 }
 
 #[test]
-fn run_without_preflight_reads_nothing_first() {
+fn run_reads_oss_objects_first_by_default_public_links_only_with_preflight_and_nothing_with_no_preflight()
+ {
+    // By default: the oss:// objects are read before anything is sent, the public links not.
     let world = World::new(SandboxConfig::for_tests());
-    let roster = roster(&world);
+    let photos = roster(&world);
     let base = world.sandbox.base_url();
-    let out = world.run(&roster.manifest, &["--oss-endpoint", &base]);
-    // The service refuses what it cannot download as an image; nothing was read before.
+    let out = world.run(&photos.manifest, &["--oss-endpoint", &base]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let state = world.sandbox.snapshot();
+    assert!(
+        state.oss.requests.get > 0,
+        "the oss:// objects were read first"
+    );
+    assert_eq!(photos.web.served.load(Ordering::SeqCst), 0);
+    let creates_by_default = state.stats.by_action["RegisterCustomFace"];
+
+    // --no-preflight: nothing read before sending; the service refuses what it cannot take.
+    let world = World::new(SandboxConfig::for_tests());
+    let photos = roster(&world);
+    let base = world.sandbox.base_url();
+    let out = world.run(
+        &photos.manifest,
+        &["--oss-endpoint", &base, "--no-preflight"],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let state = world.sandbox.snapshot();
     assert_eq!(state.oss.requests.get, 0, "no GET before sending");
-    assert_eq!(roster.web.served.load(Ordering::SeqCst), 0);
+    assert_eq!(photos.web.served.load(Ordering::SeqCst), 0);
+    let creates = state.stats.by_action["RegisterCustomFace"];
+    assert!(creates > SENT.len() as u64, "{:?}", state.stats.by_action);
     assert!(
-        state.stats.by_action["RegisterCustomFace"] > SENT.len() as u64,
-        "{:?}",
-        state.stats.by_action
+        creates > creates_by_default,
+        "the default pre-flight kept refused objects back: {creates} vs {creates_by_default}"
     );
 }
 

@@ -4,21 +4,15 @@
 use crate::common::*;
 use face_enroll::sandbox::SandboxConfig;
 
-/// A JPEG's start and end markers around `tag`: what the upload checks (whole files by their
-/// first and last bytes), not a picture.
+/// A JPEG of 400×400 whose comment is `tag`: headers only, which is what the upload checks
+/// (whole files by their first and last bytes) and pre-flight reads (the dimensions).
 fn jpeg(tag: &str) -> Vec<u8> {
-    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
-    bytes.extend_from_slice(format!("a photo of {tag}").as_bytes());
-    bytes.extend_from_slice(&[0xFF, 0xD9]);
-    bytes
+    face_enroll::sandbox::photos::jpeg(400, 400, None, tag)
 }
 
-/// A PNG's signature, `tag`, and an IEND chunk.
+/// A PNG of 400×400 whose text chunk is `tag`.
 fn png(tag: &str) -> Vec<u8> {
-    let mut bytes = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
-    bytes.extend_from_slice(format!("a photo of {tag}").as_bytes());
-    bytes.extend_from_slice(&[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]);
-    bytes
+    face_enroll::sandbox::photos::png(400, 400, tag)
 }
 
 /// photos/: a1 and a2 of alice (a2 is a1 again under another name), b1 of bob (a PNG named
