@@ -9,27 +9,75 @@ use std::path::Path;
 
 use crate::report::Summary;
 
-/// One sample: a metric without labels.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// One sample: a metric, its labels (most have none) and its value.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Metric {
     pub name: &'static str,
     pub help: &'static str,
+    pub labels: Vec<(&'static str, String)>,
     pub value: f64,
 }
 
 const fn gauge(name: &'static str, help: &'static str, value: f64) -> Metric {
-    Metric { name, help, value }
+    Metric {
+        name,
+        help,
+        labels: Vec::new(),
+        value,
+    }
 }
 
-/// The text exposition format: `# HELP`, `# TYPE … gauge`, then the sample, for each metric.
+/// The text exposition format: `# HELP` and `# TYPE … gauge` once per metric name (the samples
+/// of one name are next to each other), then each sample with its labels.
 pub fn render(metrics: &[Metric]) -> String {
     let mut out = String::new();
+    let mut last = "";
     for m in metrics {
-        let _ = writeln!(out, "# HELP {} {}", m.name, escape_help(m.help));
-        let _ = writeln!(out, "# TYPE {} gauge", m.name);
-        let _ = writeln!(out, "{} {}", m.name, format_value(m.value));
+        if m.name != last {
+            let _ = writeln!(out, "# HELP {} {}", m.name, escape_help(m.help));
+            let _ = writeln!(out, "# TYPE {} gauge", m.name);
+            last = m.name;
+        }
+        let labels: Vec<String> = m
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+            .collect();
+        let labels = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{}}}", labels.join(","))
+        };
+        let _ = writeln!(out, "{}{labels} {}", m.name, format_value(m.value));
     }
     out
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// `face_enroll_last_run_refused{by, reason}`: what was refused in the last run, by the service
+/// (by its `Code`: a small set, unlike its messages) or by pre-flight (by kind), so an alert
+/// can tell "no face" from "not reachable" without parsing logs.
+fn refused(summary: &Summary) -> Vec<Metric> {
+    let by = |who: &'static str, groups: &crate::report::Groups| {
+        groups
+            .iter()
+            .map(|(reason, count)| Metric {
+                name: "face_enroll_last_run_refused",
+                help: "Images refused in the last run, by who refused them (service, or preflight before sending) and why (the service's Code, or pre-flight's kind).",
+                labels: vec![("by", who.to_string()), ("reason", reason.clone())],
+                value: *count as f64,
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut metrics = by("service", &summary.refused_by_code);
+    metrics.extend(by("preflight", &summary.preflight_refused));
+    metrics
 }
 
 fn escape_help(help: &str) -> String {
@@ -214,6 +262,7 @@ pub fn for_run(summary: &Summary) -> Vec<Metric> {
             n(summary.new_rejections + summary.known_rejections),
         ),
     ]);
+    metrics.extend(refused(summary));
     metrics
 }
 
@@ -355,6 +404,55 @@ mod tests {
         assert!(text.contains("\nface_enroll_last_run_registered 37\n"));
         assert!(text.contains("\nface_enroll_last_run_duration_seconds 2.5\n"));
         assert!(text.contains("\nface_enroll_last_run_exit_code 1\n"));
+    }
+
+    #[test]
+    fn refusals_are_one_labelled_metric_by_who_refused_and_why() {
+        let mut summary = Summary::default();
+        summary
+            .refused_by_code
+            .insert("InvalidParameter.ImageUrl".into(), 2);
+        summary.preflight_refused.insert("too small".into(), 1);
+        summary.preflight_refused.insert("odd \"kind\"".into(), 1);
+        let text = render(&for_run(&summary));
+        assert_eq!(
+            text.matches("# TYPE face_enroll_last_run_refused gauge")
+                .count(),
+            1
+        );
+        assert!(text.contains(
+            "\nface_enroll_last_run_refused{by=\"service\",reason=\"InvalidParameter.ImageUrl\"} 2\n"
+        ));
+        assert!(
+            text.contains(
+                "\nface_enroll_last_run_refused{by=\"preflight\",reason=\"too small\"} 1\n"
+            )
+        );
+        assert!(text.contains(
+            "\nface_enroll_last_run_refused{by=\"preflight\",reason=\"odd \\\"kind\\\"\"} 1\n"
+        ));
+        // Nothing refused: no sample of it.
+        assert!(!render(&for_run(&Summary::default())).contains("last_run_refused{"));
+    }
+
+    #[test]
+    fn every_metric_is_named_in_the_formats_document() {
+        let formats = include_str!("../../doc/FORMATS.md");
+        let mut summary = Summary::default();
+        summary.refused_by_code.insert("X".into(), 1);
+        summary.preflight_refused.insert("too small".into(), 1);
+        let all = for_run(&summary)
+            .into_iter()
+            .chain(for_verify(&VerifyFigures::default()))
+            .chain(for_run_failure(1));
+        for metric in all {
+            assert!(
+                formats.contains(&format!("`{}`", metric.name))
+                    || formats.contains(&format!("`{}`,", metric.name)),
+                "{} is not in doc/FORMATS.md",
+                metric.name
+            );
+        }
     }
 
     #[test]
