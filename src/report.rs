@@ -287,6 +287,22 @@ pub struct Summary {
     /// `--upload-to`: what became of the manifest's local photos.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uploads: Option<Uploads>,
+    /// What pre-flight read before anything was sent, when it read anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<Preflight>,
+}
+
+/// Pre-flight's figures: images read and judged before the run sent anything.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Preflight {
+    pub checked: u64,
+    /// Kept back: the service would refuse them (`preflight_refused` says why).
+    pub refused: u64,
+    /// Sent, with a warning.
+    pub warned: u64,
+    pub bytes_read: u64,
+    /// From the first read to the last verdict, before the first create.
+    pub seconds: f64,
 }
 
 /// The upload stage's figures (`run --upload-to`).

@@ -161,9 +161,11 @@ async fn run_with<T: crate::backend::Backend>(
     };
     let Planned { mut plan, dropped } = planned;
     let mut preflight_refused = crate::report::Groups::new();
+    let mut preflight_figures = None;
     if let Some(settings) = &config.preflight
         && preflight::has_work(&plan, settings)
     {
+        let started = crate::clock::instant();
         let ledger = config.ledger.clone();
         let recorded = tokio::task::spawn_blocking(move || crate::preflight::recorded(&ledger))
             .await
@@ -179,6 +181,13 @@ async fn run_with<T: crate::backend::Backend>(
         if report.checked > 0 {
             crate::say::text(&report.render());
         }
+        preflight_figures = Some(crate::report::Preflight {
+            checked: report.checked,
+            refused: report.refused,
+            warned: report.warned,
+            bytes_read: report.bytes_read,
+            seconds: started.elapsed().as_secs_f64(),
+        });
         preflight_refused = report.refused_by_kind;
     }
     let emptied = sync::emptied_entities(&plan, &dropped);
@@ -231,6 +240,7 @@ async fn run_with<T: crate::backend::Backend>(
     let unreached = stop.unreached();
     let mut summary = summary_at_start(&run_id, &counts, &rejected, &config, sync);
     summary.preflight_refused = preflight_refused;
+    summary.preflight = preflight_figures;
     summary.uploads = uploads;
     // The end record carries the summary, so it is written once the figures are final.
     let ending = journal.finish_with(|figures| {

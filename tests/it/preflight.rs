@@ -594,14 +594,16 @@ fn run_preflight_reads_local_photos_from_their_files_before_their_upload() {
         "m.csv",
         "category_id,person_id,image_url\nstaff,alice,photos/alice.jpg\nstaff,bob,photos/bob.png\n",
     );
+    let summary = world.path("summary.json");
     let out = world.run(
         &manifest,
         &[
-            "--preflight",
             "--upload-to",
             "oss://media-faces/staff/",
             "--oss-endpoint",
             &base,
+            "--summary",
+            summary.to_str().unwrap(),
         ],
     );
     // bob's photo is too small: invalid (exit 1), never sent; alice's is registered.
@@ -618,6 +620,29 @@ fn run_preflight_reads_local_photos_from_their_files_before_their_upload() {
         "{:?}",
         invalid[0]
     );
-    // Pre-flight read the files, not the objects (which were not all uploaded yet).
+    // Pre-flight (on by default for local photos) read the files, not the objects (which were
+    // not all uploaded yet).
     assert_eq!(world.sandbox.snapshot().oss.requests.get, 0);
+    // The summary says what it read, as doc/schema/summary.json describes.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("doc/schema/summary.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&summary)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let p = &summary["preflight"];
+    assert_eq!(
+        (p["checked"].as_u64(), p["refused"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert!(p["bytes_read"].as_u64().unwrap() > 0);
 }
