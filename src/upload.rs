@@ -20,7 +20,7 @@ use sha2::Digest as _;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::api::{ApiError, Client, Uploaded};
+use crate::api::{ApiError, Client, ErrorClass, Uploaded};
 use crate::ledger::record::UploadRecord;
 use crate::manifest::LocalFiles;
 use crate::stop::Stop;
@@ -155,17 +155,22 @@ impl UploadError {
     /// refused key or permission stops the run as run-fatal like any request.
     pub fn api_error(&self) -> ApiError {
         match self {
-            // A 403 is a permission the run's credentials lack (`oss:PutObject` on the
-            // prefix): every upload would meet it.
-            UploadError::Refused { error, .. } if error.status() == Some(403) => {
-                ApiError::new(error.status(), error.code().to_string(), self.to_string())
-                    .reclassify(crate::api::ErrorClass::RunFatal)
-            }
             UploadError::Refused { error, .. } | UploadError::Failed { error, .. } => {
-                ApiError::new(error.status(), error.code().to_string(), self.to_string())
+                // A 403 is a permission the run's credentials lack (`oss:PutObject` on the
+                // prefix), a missing bucket a mistyped --upload-to: every upload would meet
+                // them, like a local configuration error (kept run-fatal).
+                let run_wide = error.status() == Some(403)
+                    || error.code() == "NoSuchBucket"
+                    || error.class() == ErrorClass::RunFatal;
+                let class = if run_wide {
+                    ErrorClass::RunFatal
+                } else {
+                    error.class()
+                };
+                ApiError::with_class(class, error.status(), error.code(), self.to_string())
             }
             _ => ApiError::with_class(
-                crate::api::ErrorClass::OutcomeUnknown,
+                ErrorClass::OutcomeUnknown,
                 None,
                 "UploadFailed",
                 self.to_string(),
@@ -425,7 +430,11 @@ impl Gate {
                 Some(Slot::Waiting) => {}
             }
             if settled.changed().await.is_err() {
-                return Ok(());
+                // Cannot happen while the gate lives (it holds the sender); were it to, the
+                // photo is not known to be there: not sent.
+                return Err(Arc::new(UploadError::Stopped {
+                    object: image.to_string(),
+                }));
             }
         }
     }
@@ -486,7 +495,14 @@ impl Stage {
     /// did.
     pub async fn finish(self) -> Uploads {
         let gate = self.gate.clone();
-        let uploads = self.task.await.unwrap_or_default();
+        let uploads = match self.task.await {
+            Ok(uploads) => uploads,
+            Err(e) => {
+                // A bug: every photo still waiting was settled as not uploaded (not sent).
+                tracing::error!(error = %e, "the upload stage ended abnormally; the next run uploads what is missing");
+                Uploads::default()
+            }
+        };
         gate.give_up(|address| UploadError::Stopped {
             object: address.to_string(),
         });
@@ -606,7 +622,15 @@ async fn upload_one(
             .await
         {
             Ok(done) => return Ok(done),
-            Err(error) if error.status().is_none_or(|s| s >= 500) => last = Some(error),
+            // A reset, a timeout or a 5xx may pass; a refusal or a configuration error will not.
+            Err(error)
+                if matches!(
+                    error.class(),
+                    ErrorClass::Transient | ErrorClass::OutcomeUnknown | ErrorClass::Throttled
+                ) =>
+            {
+                last = Some(error)
+            }
             Err(error) => return Err(UploadError::Refused { path, error }),
         }
     }
@@ -657,6 +681,16 @@ mod tests {
         };
         assert_eq!(failed.api_error().class(), ErrorClass::OutcomeUnknown);
         assert!(failed.api_error().message().contains("/photos/a.jpg"));
+        let no_bucket = UploadError::Refused {
+            path: path.clone(),
+            error: ApiError::new(Some(404), "NoSuchBucket", "mistyped"),
+        };
+        assert_eq!(no_bucket.api_error().class(), ErrorClass::RunFatal);
+        let no_endpoint = UploadError::Refused {
+            path: path.clone(),
+            error: ApiError::config("NoOssEndpoint", "no OSS region"),
+        };
+        assert_eq!(no_endpoint.api_error().class(), ErrorClass::RunFatal);
         let changed = UploadError::Changed { path };
         assert_eq!(changed.api_error().code(), "UploadFailed");
         assert_ne!(changed.api_error().class(), ErrorClass::RunFatal);

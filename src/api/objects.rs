@@ -62,12 +62,13 @@ impl Client {
         ];
         let request = self.object_request("PUT", address, &headers).await?;
         let response = request.body(body).send().await.map_err(|e| {
-            ApiError::with_class(
-                ErrorClass::OutcomeUnknown,
-                None,
-                "ConnectionReset",
-                e.to_string(),
-            )
+            // No connection: nothing was sent. Anything later: it may have been stored.
+            let (class, code) = if e.is_connect() {
+                (ErrorClass::Transient, "ConnectFailed")
+            } else {
+                (ErrorClass::OutcomeUnknown, "ConnectionReset")
+            };
+            ApiError::with_class(class, None, code, e.without_url().to_string())
         })?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) {

@@ -285,10 +285,15 @@ fn start_uploads(
     run_id: &str,
     stop: &Arc<Stop>,
 ) -> crate::upload::Stage {
+    // A person's images, then those it may send again (a photo whose id has left the server).
     let needed: Vec<&str> = plan
         .jobs
         .iter()
-        .flat_map(|job| job.images.iter().map(|image| image.image_url.as_str()))
+        .flat_map(|job| {
+            let restore = job.recheck.iter().flat_map(|r| &r.restore);
+            job.images.iter().chain(restore)
+        })
+        .map(|image| image.image_url.as_str())
         .collect();
     let (events, run_id) = (events.clone(), run_id.to_string());
     let journal = move |record: ledger::record::UploadRecord| {

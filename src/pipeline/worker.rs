@@ -91,6 +91,7 @@ async fn wait_for_uploads<T: Backend>(
     };
     let mut failed = Vec::new();
     let mut i = from;
+    let mut stopping = false;
     while i < job.images.len() {
         match ctx
             .caller
@@ -100,7 +101,10 @@ async fn wait_for_uploads<T: Backend>(
         {
             Some(Ok(())) => i += 1,
             Some(Err(error)) => failed.push((job.images.remove(i), error)),
-            None => return false,
+            None => {
+                stopping = true;
+                break;
+            }
         }
     }
     for (image, error) in failed {
@@ -118,7 +122,7 @@ async fn wait_for_uploads<T: Backend>(
         };
         leave(ctx, job, std::slice::from_ref(&image), halt, place);
     }
-    !ctx.caller.stop().is_stopping()
+    !stopping && !ctx.caller.stop().is_stopping()
 }
 
 pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
@@ -187,8 +191,8 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
         let vanished = removal::vanished::<T>(recheck, &reads, &place);
         job.images.extend(vanished);
         if !wait_for_uploads(ctx, &mut job, planned, Some(&place)).await {
-            let rest = job.images.split_off(planned);
-            return leave(ctx, &job, &rest, Halt::Stopped, Some(&place));
+            // Nothing of the person was sent yet: all of it is left for the next run.
+            return leave(ctx, &job, &job.images, Halt::Stopped, Some(&place));
         }
     }
     let total = job.images.len() as u64;
