@@ -57,6 +57,10 @@ pub struct RunConfig {
     pub preflight: Option<crate::preflight::Settings>,
     /// With nothing to send, make one cheap authenticated read (`--no-probe` turns it off).
     pub probe: bool,
+    /// Read once more the persons earlier runs created images for (another writer's copies);
+    /// off against the built-in sandbox, new for every run: no other writer shares it, and
+    /// what earlier runs made was never in it.
+    pub converge_reads: bool,
 }
 
 /// How a run ended; `exit_code` is the one place that turns it into a number.
@@ -201,10 +205,18 @@ async fn run_with<T: crate::backend::Backend>(
         .map(|limit| deadline(limit, stop.clone()));
     let Plan {
         counts,
-        jobs,
+        mut jobs,
         mut rejected,
         ..
     } = plan;
+    // The read owed to persons an earlier run created images for (another writer's copies)
+    // is the one read of a run with nothing else to send, in place of the probe; `--no-probe`
+    // leaves it for a run that reads anyway.
+    if !config.converge_reads {
+        plan::PersonJob::drop_converge_reads(&mut jobs);
+    } else if !config.probe && jobs.iter().all(plan::PersonJob::only_converges) {
+        jobs.clear();
+    }
     if config.probe && jobs.is_empty() && Tally::get(&tally.requests) == 0 {
         probe(&target, &caller).await;
     }
@@ -703,7 +715,7 @@ async fn converge<T: crate::backend::Backend>(
     }
     // MTS lists a library with two or more such persons once (one answer holds it whole).
     let mut per_library: std::collections::HashMap<String, usize> = Default::default();
-    for (job, _) in &made {
+    for (job, _, _) in &made {
         *per_library
             .entry(crate::image::fold_id(&job.category_id))
             .or_default() += 1;
@@ -713,7 +725,7 @@ async fn converge<T: crate::backend::Backend>(
     let mut held: std::collections::HashMap<(String, String), Vec<crate::backend::Held>> =
         Default::default();
     let mut jobs = Vec::with_capacity(made.len());
-    for (job, images) in made {
+    for (job, place, images) in made {
         let library = crate::image::fold_id(&job.category_id);
         if threshold.is_some_and(|t| per_library[&library] >= t) && !listed.contains(&library) {
             if let Ok(read) = context
@@ -734,20 +746,62 @@ async fn converge<T: crate::backend::Backend>(
             true => Some(person.unwrap_or_default()),
             false => None,
         };
-        jobs.push((job, images, person));
+        jobs.push((job, place, images, person));
     }
-    let context = context.clone();
+    let every = context.clone();
     schedule::schedule(
         jobs,
         concurrency,
         stop.clone(),
-        move |(job, images, listed)| {
-            let context = context.clone();
-            async move { worker::converge(&context, job, images, listed).await }
+        move |(job, place, images, listed)| {
+            let context = every.clone();
+            async move { worker::converge(&context, job, place, images, listed).await }
         },
         |_| {},
     )
     .await;
+    if !stop.is_stopping() {
+        delete_emptied_libraries(context).await;
+    }
+}
+
+/// The libraries this run made that are not the one every writer keeps for their name (ICE:
+/// another host made one of the same name, with a lower LibId), once the closing reads have
+/// emptied them: deleted (a library that still holds an entity is kept).
+async fn delete_emptied_libraries<T: crate::backend::Backend>(context: &Arc<worker::Context<T>>) {
+    let libs: Vec<crate::backend::Made> = context
+        .objects
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|m| m.object == ledger::ObjectKind::Lib)
+        .cloned()
+        .collect();
+    let mut extras = Vec::new();
+    for lib in libs {
+        match context.target.kept_lib(&context.caller, &lib.name).await {
+            Ok(Some(kept)) if kept != lib.lib_id => extras.push(lib),
+            _ => {}
+        }
+    }
+    if extras.is_empty() {
+        return;
+    }
+    match context.target.tidy(&context.caller, &extras).await {
+        Ok(tidied) => {
+            for made in tidied.deleted {
+                let record = made.record(&context.run_id, context.target.kind());
+                context
+                    .events
+                    .send(Event::Record(ledger::Record::Deleted(record)));
+            }
+        }
+        Err(halt) => {
+            if let Some(e) = halt.error() {
+                crate::say!("face-enroll: cannot delete a library emptied for another's: {e}");
+            }
+        }
+    }
 }
 
 /// The persons a request may still land for, read once more after a pause (late copies).

@@ -17,8 +17,12 @@ use crate::caller::{Created, Halt};
 use crate::image::{ImageId, Locator, fold_id};
 use crate::ledger::{ImageRecord, Record, Status};
 use crate::pipeline::recorder::Event;
-use crate::plan::{ImageWork, PersonJob};
+use crate::plan::{ImageWork, Kept, PersonJob};
 use crate::stop::StopReason;
+
+fn kept(image: &ImageWork, id: &str) -> Kept {
+    Kept::of(&image.image_url, image.image_key.as_deref(), id)
+}
 
 fn find<'k>(known: &'k Known, image: &ImageWork) -> Option<&'k String> {
     known.get(Locator::of(&image.image_url).as_str())
@@ -63,8 +67,8 @@ async fn read_person<T: Backend>(
 /// What a person's images came to in this run, for the late-copy check.
 #[derive(Default)]
 struct Outcomes {
-    /// Canonical URL → id of every image registered or found in this run.
-    ids: Vec<(String, String)>,
+    /// Every image registered or found in this run, with its id.
+    ids: Vec<Kept>,
     /// A request may still land unseen (sent again after a look-up found nothing).
     owed: bool,
     /// Images the service refused because the person was full.
@@ -105,6 +109,10 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
     {
         Ok(placed) => placed.map(|placed| {
             for made in placed.made {
+                ctx.objects
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(made.clone());
                 let record = made.record(&ctx.run_id, ctx.target.kind());
                 ctx.events.send(Event::Record(Record::Created(record)));
             }
@@ -126,10 +134,12 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
             Err(halt) => return leave(ctx, &job, &job.images, halt, Some(&place)),
         }
     }
-    if let Some(keep) = &job.recheck
-        && let Err(halt) = removal::remove_copies(ctx, &job, &place, keep, &mut reads).await
-    {
-        return leave(ctx, &job, &job.images, halt, Some(&place));
+    let mut adopted = Vec::new();
+    if let Some(keep) = &job.recheck {
+        match removal::remove_copies(ctx, &job, &place, keep, &mut reads).await {
+            Ok(urls) => adopted = urls,
+            Err(halt) => return leave(ctx, &job, &job.images, halt, Some(&place)),
+        }
     }
     let known = reads.known::<T>(&place);
     // A photo the roster wants whose recorded id has left the server since the last read (a
@@ -137,7 +147,12 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
     let planned = job.images.len();
     if let Some(recheck) = &job.recheck {
         let vanished = removal::vanished::<T>(recheck, &reads, &place);
-        job.images.extend(vanished);
+        // One recorded under the lowest id just now is not sent, nor recorded again.
+        job.images.extend(
+            vanished
+                .into_iter()
+                .filter(|i| !adopted.contains(&Locator::of(&i.image_url).into_string())),
+        );
     }
     let total = job.images.len() as u64;
     // One durable batch of `pending` lines for the person's images still to send, before the
@@ -168,9 +183,7 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
                 attempts: 0,
                 resent: false,
             };
-            outcomes
-                .ids
-                .push((Locator::of(&image.image_url).into_string(), id.clone()));
+            outcomes.ids.push(kept(image, id));
             // After an unknown outcome it is recovered; otherwise it was there before: adopted.
             let mut record = registered_record(ctx, &job, image, &place, created, !image.unsettled);
             if image.unsettled {
@@ -224,7 +237,7 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
         ctx.made
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((made, images));
+            .push((made, place.clone(), images));
     }
     if outcomes.owed {
         owe(ctx, &job, outcomes);
@@ -234,64 +247,146 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
 /// The closing read of a person this run created images for: an image the server holds under
 /// more than one id (another writer — the same job on another host — made it too) keeps the
 /// lowest id, a rule every run agrees on; the others are removed as copies, and the ledger
-/// records the kept id when it is not this run's.
+/// records the kept id when it is not this run's. On ICE the image is kept in the place every
+/// writer keeps (the lowest LibId of the library's name, the lowest EntityId of the person's
+/// name in it): one this run put elsewhere is recorded there (made again there when it is not
+/// there yet), then removed where it was; the entity this run made elsewhere is deleted once
+/// empty, its library after every person (see `pipeline::converge`).
 pub(crate) async fn converge<T: Backend>(
     ctx: &Context<T>,
     job: PersonJob,
+    ours: T::Place,
     made: Vec<(ImageWork, String)>,
     listed: Option<Vec<Held>>,
 ) {
-    let Ok(Some(placed)) = ctx.target.place(&ctx.caller, person(&job), false).await else {
-        return;
-    };
-    let place = placed.place;
-    let held = match listed {
-        Some(held) => held,
-        None => match ctx.target.held(&ctx.caller, &place).await {
-            Ok(held) => held,
+    let places = match listed {
+        Some(held) => crate::backend::Places {
+            kept: Some((ours.clone(), held)),
+            others: Vec::new(),
+            made: Vec::new(),
+        },
+        None => match ctx.target.places(&ctx.caller, person(&job), true).await {
+            Ok(places) => places,
             Err(_) => return,
         },
     };
-    for (image, ours) in made {
+    for made in places.made {
+        let record = made.record(&ctx.run_id, ctx.target.kind());
+        ctx.events.send(Event::Record(Record::Created(record)));
+    }
+    let Some((kept_place, kept_held)) = places.kept else {
+        return;
+    };
+    let moved = !T::same_place(&kept_place, &ours);
+    let mut outcomes = Outcomes::default();
+    for (image, our_id) in made {
         let url = Locator::of(&image.image_url);
-        let mut ids: Vec<&Held> = held
+        let of_image = |held: &[Held]| -> Vec<Held> {
+            let mut ids: Vec<Held> = held
+                .iter()
+                .filter(|h| {
+                    h.image_url
+                        .as_deref()
+                        .is_some_and(|u| Locator::listed(u) == url)
+                })
+                .cloned()
+                .collect();
+            ids.sort_by(|a, b| a.id.cmp(&b.id));
+            ids
+        };
+        let here = of_image(&kept_held);
+        let elsewhere: Vec<(&T::Place, Held)> = places
+            .others
             .iter()
-            .filter(|h| {
-                h.image_url
-                    .as_deref()
-                    .is_some_and(|u| Locator::listed(u) == url)
-            })
+            .flat_map(|(place, held)| of_image(held).into_iter().map(move |h| (place, h)))
             .collect();
-        // Only ours, or nothing (not this read's to decide). Another writer's alone: ours
-        // was removed by that writer's closing read, which kept its own (the lower) id.
-        if ids.is_empty() || (ids.len() == 1 && ids[0].id == ours) {
+        // Nothing (not this read's to decide), or only ours where every writer keeps it.
+        // Another writer's alone: ours was removed by that writer's closing read, which kept
+        // its own (the lower) id.
+        let only_ours = !moved && here.len() == 1 && here[0].id == our_id;
+        if (here.is_empty() && elsewhere.is_empty()) || (only_ours && elsewhere.is_empty()) {
             continue;
         }
-        ids.sort_by(|a, b| a.id.cmp(&b.id));
         ctx.other_writer
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let kept = ids[0].id.clone();
-        if kept != ours {
-            // Recorded before this run's own id is removed: the ledger never points at it.
-            let created = Created {
-                id: kept.clone(),
-                recovered: false,
-                attempts: 0,
-                resent: false,
-            };
-            let mut record = registered_record(ctx, &job, &image, &place, created, true);
-            record.reason = Some("another writer registered it too: the lowest id is kept".into());
-            ctx.events.send(Event::Outcome(record));
-        }
-        for copy in &ids[1..] {
-            let reason = format!("another writer's copy: {} {kept} is kept", T::ID);
-            if removal::remove_copy(ctx, &job, &place, copy, reason)
+        let kept = match here.first() {
+            Some(kept) => {
+                if kept.id != our_id || moved {
+                    // Recorded before this run's own id is removed: the ledger never points at it.
+                    let created = Created {
+                        id: kept.id.clone(),
+                        recovered: false,
+                        attempts: 0,
+                        resent: false,
+                    };
+                    let mut record =
+                        registered_record(ctx, &job, &image, &kept_place, created, true);
+                    record.reason =
+                        Some("another writer registered it too: the lowest id is kept".into());
+                    ctx.events.send(Event::Outcome(record));
+                }
+                kept.id.clone()
+            }
+            // Only in a place not kept: made again where every writer keeps it.
+            None => match make_again(ctx, &job, &image, &kept_place, &mut outcomes).await {
+                Ok(Some(id)) => id,
+                // Refused there: ours stays where it is, recorded as it was.
+                Ok(None) => continue,
+                Err(()) => return,
+            },
+        };
+        let reason = format!("another writer's copy: {} {kept} is kept", T::ID);
+        let copies = here
+            .iter()
+            .skip(1)
+            .map(|h| (&kept_place, h))
+            .chain(elsewhere.iter().map(|(p, h)| (*p, h)));
+        for (place, copy) in copies {
+            if removal::remove_copy(ctx, &job, place, copy, reason.clone())
                 .await
                 .is_err()
             {
                 return;
             }
         }
+    }
+    if moved {
+        let emptied: Vec<crate::backend::Made> = ctx
+            .objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|m| m.object == crate::ledger::ObjectKind::Entity)
+            .filter(|m| {
+                T::place_at(person(&job), Some(&m.lib_id), m.entity_id.as_deref())
+                    .is_some_and(|p| T::same_place(&p, &ours))
+            })
+            .cloned()
+            .collect();
+        if !emptied.is_empty() {
+            super::sync::delete_emptied(ctx, &emptied).await;
+        }
+    }
+}
+
+/// Creates `image` at `place`, its `pending` line first: its id; `Ok(None)`: refused, go on;
+/// `Err`: the run is stopping or the ledger cannot be written.
+async fn make_again<T: Backend>(
+    ctx: &Context<T>,
+    job: &PersonJob,
+    image: &ImageWork,
+    place: &T::Place,
+    outcomes: &mut Outcomes,
+) -> Result<Option<String>, ()> {
+    let pending = record(ctx, job, image, Status::Pending, Some(place));
+    if !ctx.events.pending(vec![pending]).await {
+        ctx.caller.stop().stop(StopReason::LedgerFailed);
+        return Err(());
+    }
+    match create(ctx, job, image, place, false, outcomes).await {
+        Some(true) => Ok(outcomes.made.last().map(|(_, id)| id.clone())),
+        Some(false) => Ok(None),
+        None => Err(()),
     }
 }
 
@@ -305,6 +400,7 @@ fn owe<T: Backend>(ctx: &Context<T>, job: &PersonJob, outcomes: Outcomes) {
         keep: outcomes.ids,
         settles: false,
         restore: outcomes.found,
+        converge_only: false,
     });
     later.images = outcomes.refused_full;
     ctx.owed
@@ -340,11 +436,12 @@ async fn create<T: Backend>(
             outcomes.made.push((image.clone(), created.id.clone()));
             let owed = created.resent || (earlier_unknown && !created.recovered);
             outcomes.owed |= owed;
-            outcomes
-                .ids
-                .push((Locator::of(url).into_string(), created.id.clone()));
+            outcomes.ids.push(kept(image, &created.id));
             let mut record = registered_record(ctx, job, image, place, created, false);
             record.recheck = owed.then_some(true);
+            // Another writer may make it too and keep its own, lower, id after this run ends:
+            // a later run reads the person once more (its `settled` record ends that).
+            record.converge = Some(true);
             ctx.events.send(Event::Outcome(record));
             Some(true)
         }

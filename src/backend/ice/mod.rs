@@ -65,20 +65,22 @@ fn cell<T>(cells: &Cells<T>, name: &str) -> Arc<OnceCell<Option<Arc<T>>>> {
     map.entry(fold_id(name)).or_default().clone()
 }
 
-/// The id of the first item named `name`: an exact match first, else one equal once folded.
-fn pick<'a>(
-    items: impl Iterator<Item = (&'a str, Option<&'a str>)> + Clone,
-    name: &str,
-) -> Option<String> {
-    let exact = items.clone().find(|(_, n)| *n == Some(name));
+/// The ids of the items named `name` (equal once folded, as the tool compares names), the one
+/// every writer keeps first: the lowest id. Two hosts that each created a library or an entity
+/// of one name agree on it without talking, and so does every later run.
+fn ranked<'a>(items: impl Iterator<Item = (&'a str, Option<&'a str>)>, name: &str) -> Vec<String> {
     let folded = fold_id(name);
-    exact
-        .or_else(|| {
-            items
-                .clone()
-                .find(|(_, n)| n.is_some_and(|n| fold_id(n) == folded))
-        })
-        .map(|(id, _)| id.to_string())
+    let mut named: Vec<&str> = items
+        .filter(|(_, n)| n.is_some_and(|n| fold_id(n) == folded))
+        .map(|(id, _)| id)
+        .collect();
+    named.sort_unstable();
+    named.into_iter().map(str::to_string).collect()
+}
+
+/// The id of the item named `name` that every writer keeps ([`ranked`]).
+fn pick<'a>(items: impl Iterator<Item = (&'a str, Option<&'a str>)>, name: &str) -> Option<String> {
+    ranked(items, name).into_iter().next()
 }
 
 impl IceBackend {
@@ -120,7 +122,7 @@ impl IceBackend {
         self.libs.get_or_try_init(|| self.all_libs(caller)).await
     }
 
-    /// Folded entity name → EntityId of every entity in the library (the first of a name wins).
+    /// Folded entity name → EntityId of every entity in the library (the lowest id of a name wins).
     async fn entity_names(&self, caller: &Caller, lib_id: &str) -> Result<EntityNames, Halt> {
         let (client, algorithm) = (&self.client, self.algorithm);
         let entities = self
@@ -128,10 +130,16 @@ impl IceBackend {
                 client.list_recognition_entities(algorithm, lib_id, page, PAGE_SIZE)
             })
             .await?;
-        let mut names = HashMap::with_capacity(entities.len());
+        let mut names: EntityNames = HashMap::with_capacity(entities.len());
         for entity in entities {
             if let Some(name) = &entity.entity_name {
-                names.entry(fold_id(name)).or_insert(entity.entity_id);
+                // The lowest id of a name wins ([`ranked`]).
+                let slot = names
+                    .entry(fold_id(name))
+                    .or_insert_with(|| entity.entity_id.clone());
+                if entity.entity_id < *slot {
+                    *slot = entity.entity_id;
+                }
             }
         }
         Ok(names)
@@ -225,43 +233,54 @@ impl IceBackend {
                 if !create {
                     return Ok(None);
                 }
-                let (client, algorithm, lib_id) =
-                    (&self.client, self.algorithm, lib.lib_id.as_str());
-                let info = entity_info(person.person_name);
-                let info = info.as_deref();
-                let created = caller
-                    .create_once(
-                        "CreateRecognitionEntity",
-                        || async move {
-                            Ok(client
-                                .create_recognition_entity(algorithm, lib_id, name, info)
-                                .await?
-                                .entity_id)
-                        },
-                        || async {
-                            Ok(self
-                                .entity_names(caller, lib_id)
-                                .await?
-                                .remove(&fold_id(name)))
-                        },
-                    )
-                    .await?;
-                made_here = Some(Made {
-                    object: ObjectKind::Entity,
-                    name: name.to_string(),
-                    lib_id: lib_id.to_string(),
-                    entity_id: Some(created.id.clone()),
-                    recovered: created.recovered,
-                });
-                Ok::<_, Halt>(Some(Arc::new(EntitySlot {
+                let created = self.create_entity(caller, &lib.lib_id, person).await?;
+                let slot = EntitySlot {
                     fresh: !created.recovered,
-                    entity_id: created.id,
-                })))
+                    entity_id: created.entity_id.clone().unwrap_or_default(),
+                };
+                made_here = Some(created);
+                Ok::<_, Halt>(Some(Arc::new(slot)))
             })
             .await?
             .clone();
         made.extend(made_here);
         Ok(slot)
+    }
+
+    /// Creates the entity named `person.person_id` in library `lib_id`, exactly once.
+    async fn create_entity(
+        &self,
+        caller: &Caller,
+        lib_id: &str,
+        person: Person<'_>,
+    ) -> Result<Made, Halt> {
+        let (client, algorithm, name) = (&self.client, self.algorithm, person.person_id);
+        let info = entity_info(person.person_name);
+        let info = info.as_deref();
+        let created = caller
+            .create_once(
+                "CreateRecognitionEntity",
+                || async move {
+                    Ok(client
+                        .create_recognition_entity(algorithm, lib_id, name, info)
+                        .await?
+                        .entity_id)
+                },
+                || async {
+                    Ok(self
+                        .entity_names(caller, lib_id)
+                        .await?
+                        .remove(&fold_id(name)))
+                },
+            )
+            .await?;
+        Ok(Made {
+            object: ObjectKind::Entity,
+            name: name.to_string(),
+            lib_id: lib_id.to_string(),
+            entity_id: Some(created.id),
+            recovered: created.recovered,
+        })
     }
 
     /// Every entity of a library.
@@ -503,6 +522,77 @@ impl Backend for IceBackend {
                 image_url: s.image_url,
             })
             .collect())
+    }
+
+    async fn kept_lib(&self, caller: &Caller, name: &str) -> Result<Option<String>, Halt> {
+        let libs = self.all_libs(caller).await?;
+        Ok(pick(
+            libs.iter()
+                .map(|l| (l.lib_id.as_str(), l.lib_name.as_deref())),
+            name,
+        ))
+    }
+
+    async fn places(
+        &self,
+        caller: &Caller,
+        person: Person<'_>,
+        make: bool,
+    ) -> Result<super::Places<IcePlace>, Halt> {
+        let libs = self.all_libs(caller).await?;
+        let libs = ranked(
+            libs.iter()
+                .map(|l| (l.lib_id.as_str(), l.lib_name.as_deref())),
+            person.category_id,
+        );
+        let mut places = super::Places {
+            kept: None,
+            others: Vec::new(),
+            made: Vec::new(),
+        };
+        for (rank, lib_id) in libs.iter().enumerate() {
+            let entities = match self.entities(caller, lib_id).await {
+                Ok(entities) => entities,
+                // Deleted since it was listed (another host's tidying): it holds nothing.
+                Err(Halt::Refused(e)) if says_gone(&e) => continue,
+                Err(halt) => return Err(halt),
+            };
+            let named = ranked(
+                entities
+                    .iter()
+                    .map(|e| (e.entity_id.as_str(), e.entity_name.as_deref())),
+                person.person_id,
+            );
+            if rank == 0 && named.is_empty() && make {
+                let made = self.create_entity(caller, lib_id, person).await?;
+                let place = IcePlace {
+                    lib_id: lib_id.clone(),
+                    entity_id: made.entity_id.clone().unwrap_or_default(),
+                    fresh: !made.recovered,
+                };
+                let held = match made.recovered {
+                    true => self.held(caller, &place).await?,
+                    false => Vec::new(),
+                };
+                places.made.push(made);
+                places.kept = Some((place, held));
+                continue;
+            }
+            for (i, entity_id) in named.into_iter().enumerate() {
+                let place = IcePlace {
+                    lib_id: lib_id.clone(),
+                    entity_id,
+                    fresh: false,
+                };
+                let held = self.held(caller, &place).await?;
+                if rank == 0 && i == 0 {
+                    places.kept = Some((place, held));
+                } else {
+                    places.others.push((place, held));
+                }
+            }
+        }
+        Ok(places)
     }
 
     async fn library(&self, caller: &Caller, name: &str) -> Result<Library<IcePlace>, Halt> {
