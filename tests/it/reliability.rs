@@ -920,3 +920,47 @@ fn the_same_job_on_two_hosts_at_once_converges_to_one_library_one_entity_per_per
         assert_eq!(out.status.code(), Some(0), "{host}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn a_next_run_that_finds_another_hosts_copies_before_that_host_converged_keeps_the_lowest_ids() {
+    // Host A has finished; host B's copies have landed but B's closing read has not run yet
+    // (here B is played by the sandbox's admin hand). A's next run reads the persons it
+    // created images for and applies the rule B's closing read will apply: the lowest id of
+    // each image is kept (recorded first when it is B's), the other removed.
+    let world = World::new(SandboxConfig::for_tests());
+    let (persons, per_person) = (3, 4);
+    let manifest = world.manifest("m.csv", &manifest_body("lib", persons, per_person));
+    let ledger = world.path("a.jsonl");
+    let summary = world.path("a.json");
+    let flags = [
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--summary",
+        summary.to_str().unwrap(),
+    ];
+    let out = world.run(&manifest, &flags);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ours = ledger_ids(&ledger);
+    let mut lower = 0;
+    for (_, person, url, id) in world.faces() {
+        let theirs = world.sandbox.admin_register_face("lib", &person, &url);
+        lower += usize::from(theirs < id);
+    }
+    assert!(lower > 0, "no copy got the lower id: nothing to adopt");
+    assert_eq!(world.faces().len(), 2 * persons * per_person);
+    let out = world.run(&manifest, &flags);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(summary["requests_create"], 0, "{summary}");
+    assert_eq!(summary["adopted"], lower, "{summary}");
+    let expected = manifest_urls("lib", persons, per_person);
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    assert_held_once(&world, &ledger, &expected, "mts");
+    // The ids kept are the lowest of each pair: what B's closing read keeps too.
+    for (url, id) in ledger_ids(&ledger) {
+        assert!(id <= ours[&url], "{url}: kept {id}, not the lowest");
+    }
+    let out = verify(&world, &manifest, &ledger, "mts");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
