@@ -3,6 +3,7 @@
 //! with every outcome going through the recorder.
 
 mod context;
+mod converge;
 pub(crate) mod journal;
 mod preflight;
 pub(crate) mod recorder;
@@ -679,129 +680,10 @@ async fn drive<T: crate::backend::Backend>(
         sync::delete_emptied(&context, &emptied).await;
     }
     late_copies(&context, &stop, pass).await;
-    converge(&context, &stop, concurrency).await;
+    converge::converge(&context, &stop, concurrency).await;
     context
         .other_writer
         .load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// How long the closing read waits after the run's last request: the same job on another
-/// host, a moment behind, has its creates of the same images landed by then.
-const CONVERGE_AFTER: Duration = Duration::from_secs(2);
-
-/// [`CONVERGE_AFTER`], or `FACE_ENROLL_CONVERGE_AFTER_MS` (a test switch: a test of two hosts
-/// on a loaded machine widens the window instead of depending on the machine's speed).
-fn converge_after() -> Duration {
-    std::env::var("FACE_ENROLL_CONVERGE_AFTER_MS")
-        .ok()
-        .and_then(|ms| ms.parse().ok())
-        .map(Duration::from_millis)
-        .unwrap_or(CONVERGE_AFTER)
-}
-
-/// The closing read of the persons this run created images for (see [`worker::converge`]),
-/// a moment after the run's own last request.
-async fn converge<T: crate::backend::Backend>(
-    context: &Arc<worker::Context<T>>,
-    stop: &Arc<Stop>,
-    concurrency: usize,
-) {
-    let made = std::mem::take(&mut *context.made.lock().unwrap_or_else(|p| p.into_inner()));
-    if made.is_empty() || stop.is_stopping() {
-        return;
-    }
-    if !stop.sleep(converge_after()).await {
-        return;
-    }
-    // MTS lists a library with two or more such persons once (one answer holds it whole).
-    let mut per_library: std::collections::HashMap<String, usize> = Default::default();
-    for (job, _, _) in &made {
-        *per_library
-            .entry(crate::image::fold_id(&job.category_id))
-            .or_default() += 1;
-    }
-    let threshold = context.target.kind().library_read_threshold();
-    let mut listed: std::collections::HashSet<String> = Default::default();
-    let mut held: std::collections::HashMap<(String, String), Vec<crate::backend::Held>> =
-        Default::default();
-    let mut jobs = Vec::with_capacity(made.len());
-    for (job, place, images) in made {
-        let library = crate::image::fold_id(&job.category_id);
-        if threshold.is_some_and(|t| per_library[&library] >= t) && !listed.contains(&library) {
-            if let Ok(read) = context
-                .target
-                .library(&context.caller, &job.category_id)
-                .await
-            {
-                for person in read.persons {
-                    held.entry((library.clone(), crate::image::fold_id(&person.person_id)))
-                        .or_default()
-                        .extend(person.images);
-                }
-            }
-            listed.insert(library.clone());
-        }
-        let person = held.remove(&(library.clone(), crate::image::fold_id(&job.person_id)));
-        let person = match listed.contains(&library) {
-            true => Some(person.unwrap_or_default()),
-            false => None,
-        };
-        jobs.push((job, place, images, person));
-    }
-    let every = context.clone();
-    schedule::schedule(
-        jobs,
-        concurrency,
-        stop.clone(),
-        move |(job, place, images, listed)| {
-            let context = every.clone();
-            async move { worker::converge(&context, job, place, images, listed).await }
-        },
-        |_| {},
-    )
-    .await;
-    if !stop.is_stopping() {
-        delete_emptied_libraries(context).await;
-    }
-}
-
-/// The libraries this run made that are not the one every writer keeps for their name (ICE:
-/// another host made one of the same name, with a lower LibId), once the closing reads have
-/// emptied them: deleted (a library that still holds an entity is kept).
-async fn delete_emptied_libraries<T: crate::backend::Backend>(context: &Arc<worker::Context<T>>) {
-    let libs: Vec<crate::backend::Made> = context
-        .objects
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .filter(|m| m.object == ledger::ObjectKind::Lib)
-        .cloned()
-        .collect();
-    let mut extras = Vec::new();
-    for lib in libs {
-        match context.target.kept_lib(&context.caller, &lib.name).await {
-            Ok(Some(kept)) if kept != lib.lib_id => extras.push(lib),
-            _ => {}
-        }
-    }
-    if extras.is_empty() {
-        return;
-    }
-    match context.target.tidy(&context.caller, &extras).await {
-        Ok(tidied) => {
-            for made in tidied.deleted {
-                let record = made.record(&context.run_id, context.target.kind());
-                context
-                    .events
-                    .send(Event::Record(ledger::Record::Deleted(record)));
-            }
-        }
-        Err(halt) => {
-            if let Some(e) = halt.error() {
-                crate::say!("face-enroll: cannot delete a library emptied for another's: {e}");
-            }
-        }
-    }
 }
 
 /// The persons a request may still land for, read once more after a pause (late copies).

@@ -66,7 +66,7 @@ async fn read_person<T: Backend>(
 
 /// What a person's images came to in this run, for the late-copy check.
 #[derive(Default)]
-struct Outcomes {
+pub(super) struct Outcomes {
     /// Every image registered or found in this run, with its id.
     ids: Vec<Kept>,
     /// A request may still land unseen (sent again after a look-up found nothing).
@@ -77,7 +77,7 @@ struct Outcomes {
     /// so the later read sends it again if it has vanished by then.
     found: Vec<ImageWork>,
     /// Images created by this run, with their ids.
-    made: Vec<(ImageWork, String)>,
+    pub made: Vec<(ImageWork, String)>,
 }
 
 pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
@@ -244,152 +244,6 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
     }
 }
 
-/// The closing read of a person this run created images for: an image the server holds under
-/// more than one id (another writer — the same job on another host — made it too) keeps the
-/// lowest id, a rule every run agrees on; the others are removed as copies, and the ledger
-/// records the kept id when it is not this run's. On ICE the image is kept in the place every
-/// writer keeps (the lowest LibId of the library's name, the lowest EntityId of the person's
-/// name in it): one this run put elsewhere is recorded there (made again there when it is not
-/// there yet), then removed where it was; the entity this run made elsewhere is deleted once
-/// empty, its library after every person (see `pipeline::converge`).
-pub(crate) async fn converge<T: Backend>(
-    ctx: &Context<T>,
-    job: PersonJob,
-    ours: T::Place,
-    made: Vec<(ImageWork, String)>,
-    listed: Option<Vec<Held>>,
-) {
-    let places = match listed {
-        Some(held) => crate::backend::Places {
-            kept: Some((ours.clone(), held)),
-            others: Vec::new(),
-            made: Vec::new(),
-        },
-        None => match ctx.target.places(&ctx.caller, person(&job), true).await {
-            Ok(places) => places,
-            Err(_) => return,
-        },
-    };
-    for made in places.made {
-        let record = made.record(&ctx.run_id, ctx.target.kind());
-        ctx.events.send(Event::Record(Record::Created(record)));
-    }
-    let Some((kept_place, kept_held)) = places.kept else {
-        return;
-    };
-    let moved = !T::same_place(&kept_place, &ours);
-    let mut outcomes = Outcomes::default();
-    for (image, our_id) in made {
-        let url = Locator::of(&image.image_url);
-        let of_image = |held: &[Held]| -> Vec<Held> {
-            let mut ids: Vec<Held> = held
-                .iter()
-                .filter(|h| {
-                    h.image_url
-                        .as_deref()
-                        .is_some_and(|u| Locator::listed(u) == url)
-                })
-                .cloned()
-                .collect();
-            ids.sort_by(|a, b| a.id.cmp(&b.id));
-            ids
-        };
-        let here = of_image(&kept_held);
-        let elsewhere: Vec<(&T::Place, Held)> = places
-            .others
-            .iter()
-            .flat_map(|(place, held)| of_image(held).into_iter().map(move |h| (place, h)))
-            .collect();
-        // Nothing (not this read's to decide), or only ours where every writer keeps it.
-        // Another writer's alone: ours was removed by that writer's closing read, which kept
-        // its own (the lower) id.
-        let only_ours = !moved && here.len() == 1 && here[0].id == our_id;
-        if (here.is_empty() && elsewhere.is_empty()) || (only_ours && elsewhere.is_empty()) {
-            continue;
-        }
-        ctx.other_writer
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let kept = match here.first() {
-            Some(kept) => {
-                if kept.id != our_id || moved {
-                    // Recorded before this run's own id is removed: the ledger never points at it.
-                    let created = Created {
-                        id: kept.id.clone(),
-                        recovered: false,
-                        attempts: 0,
-                        resent: false,
-                    };
-                    let mut record =
-                        registered_record(ctx, &job, &image, &kept_place, created, true);
-                    record.reason =
-                        Some("another writer registered it too: the lowest id is kept".into());
-                    ctx.events.send(Event::Outcome(record));
-                }
-                kept.id.clone()
-            }
-            // Only in a place not kept: made again where every writer keeps it.
-            None => match make_again(ctx, &job, &image, &kept_place, &mut outcomes).await {
-                Ok(Some(id)) => id,
-                // Refused there: ours stays where it is, recorded as it was.
-                Ok(None) => continue,
-                Err(()) => return,
-            },
-        };
-        let reason = format!("another writer's copy: {} {kept} is kept", T::ID);
-        let copies = here
-            .iter()
-            .skip(1)
-            .map(|h| (&kept_place, h))
-            .chain(elsewhere.iter().map(|(p, h)| (*p, h)));
-        for (place, copy) in copies {
-            if removal::remove_copy(ctx, &job, place, copy, reason.clone())
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-    }
-    if moved {
-        let emptied: Vec<crate::backend::Made> = ctx
-            .objects
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|m| m.object == crate::ledger::ObjectKind::Entity)
-            .filter(|m| {
-                T::place_at(person(&job), Some(&m.lib_id), m.entity_id.as_deref())
-                    .is_some_and(|p| T::same_place(&p, &ours))
-            })
-            .cloned()
-            .collect();
-        if !emptied.is_empty() {
-            super::sync::delete_emptied(ctx, &emptied).await;
-        }
-    }
-}
-
-/// Creates `image` at `place`, its `pending` line first: its id; `Ok(None)`: refused, go on;
-/// `Err`: the run is stopping or the ledger cannot be written.
-async fn make_again<T: Backend>(
-    ctx: &Context<T>,
-    job: &PersonJob,
-    image: &ImageWork,
-    place: &T::Place,
-    outcomes: &mut Outcomes,
-) -> Result<Option<String>, ()> {
-    let pending = record(ctx, job, image, Status::Pending, Some(place));
-    if !ctx.events.pending(vec![pending]).await {
-        ctx.caller.stop().stop(StopReason::LedgerFailed);
-        return Err(());
-    }
-    match create(ctx, job, image, place, false, outcomes).await {
-        Some(true) => Ok(outcomes.made.last().map(|(_, id)| id.clone())),
-        Some(false) => Ok(None),
-        None => Err(()),
-    }
-}
-
 /// Notes the person for the run's late-copy pass: the ids it holds now, and the images the
 /// service refused because copies may have taken their slots.
 fn owe<T: Backend>(ctx: &Context<T>, job: &PersonJob, outcomes: Outcomes) {
@@ -411,7 +265,7 @@ fn owe<T: Backend>(ctx: &Context<T>, job: &PersonJob, outcomes: Outcomes) {
 
 /// Creates one image, whose `pending` line is already durable, exactly once. `Some(true)`:
 /// created; `Some(false)`: not created, go on; `None`: the run is stopping, end the person.
-async fn create<T: Backend>(
+pub(super) async fn create<T: Backend>(
     ctx: &Context<T>,
     job: &PersonJob,
     image: &ImageWork,
@@ -463,7 +317,7 @@ async fn create<T: Backend>(
     }
 }
 
-fn registered_record<T: Backend>(
+pub(super) fn registered_record<T: Backend>(
     ctx: &Context<T>,
     job: &PersonJob,
     image: &ImageWork,
@@ -510,7 +364,7 @@ pub(crate) fn leave<T: Backend>(
     }
 }
 
-fn record<T: Backend>(
+pub(super) fn record<T: Backend>(
     ctx: &Context<T>,
     job: &PersonJob,
     image: &ImageWork,
