@@ -255,9 +255,10 @@ pub trait Backend: Send + Sync + 'static {
         place: &Self::Place,
     ) -> impl Future<Output = Result<Vec<Held>, Halt>> + Send;
 
-    /// Every place the server holds under the person's names, read now, the kept one first
-    /// (MTS: the one place). With `make`, a kept library without an entity for the person gets
-    /// one (where the images of its others go).
+    /// Every place the server holds under the person's names, the kept one first (MTS: the one
+    /// place), for a closing read: what each holds is read now (ICE reads the libraries of the
+    /// name and their entities once per run, for every person). With `make`, a kept library
+    /// without an entity for the person gets one (where the images of its others go).
     fn places(
         &self,
         caller: &Caller,

@@ -27,7 +27,13 @@ pub struct IceBackend {
     /// Every library of the algorithm, listed once per run when first needed.
     libs: OnceCell<Vec<Lib>>,
     cells: Cells<LibSlot>,
+    /// Per folded library name, the libraries of that name (the kept one first) and their
+    /// entities, read once per run by the closing read's first person (see `places`).
+    layouts: Mutex<HashMap<String, Arc<OnceCell<Layout>>>>,
 }
+
+/// The libraries of one name, the kept one first, each with its entities.
+type Layout = Vec<(String, Vec<crate::api::Entity>)>;
 
 /// Folded name → the one cell that resolves it. A cached `None` is a name that is not there
 /// (and was not to be created); a stop or exhausted retries leave the cell empty for the next
@@ -90,7 +96,38 @@ impl IceBackend {
             algorithm,
             libs: OnceCell::new(),
             cells: Cells::default(),
+            layouts: Mutex::default(),
         }
+    }
+
+    /// The libraries named `name` and their entities, read now by the first caller of the run
+    /// and shared with the others: a closing read lists them once, not once per person.
+    async fn layout(&self, caller: &Caller, name: &str) -> Result<Layout, Halt> {
+        let cell = {
+            let mut layouts = self.layouts.lock().unwrap_or_else(|p| p.into_inner());
+            layouts.entry(fold_id(name)).or_default().clone()
+        };
+        let layout = cell
+            .get_or_try_init(|| async {
+                let libs = self.all_libs(caller).await?;
+                let libs = ranked(
+                    libs.iter()
+                        .map(|l| (l.lib_id.as_str(), l.lib_name.as_deref())),
+                    name,
+                );
+                let mut layout = Vec::with_capacity(libs.len());
+                for lib_id in libs {
+                    match self.entities(caller, &lib_id).await {
+                        Ok(entities) => layout.push((lib_id, entities)),
+                        // Deleted since it was listed (another host's tidying): nothing there.
+                        Err(Halt::Refused(e)) if says_gone(&e) => {}
+                        Err(halt) => return Err(halt),
+                    }
+                }
+                Ok::<_, Halt>(layout)
+            })
+            .await?;
+        Ok(layout.clone())
     }
 
     /// Every item of a listing, each page paced and retried like any call.
@@ -539,24 +576,13 @@ impl Backend for IceBackend {
         person: Person<'_>,
         make: bool,
     ) -> Result<super::Places<IcePlace>, Halt> {
-        let libs = self.all_libs(caller).await?;
-        let libs = ranked(
-            libs.iter()
-                .map(|l| (l.lib_id.as_str(), l.lib_name.as_deref())),
-            person.category_id,
-        );
+        let layout = self.layout(caller, person.category_id).await?;
         let mut places = super::Places {
             kept: None,
             others: Vec::new(),
             made: Vec::new(),
         };
-        for (rank, lib_id) in libs.iter().enumerate() {
-            let entities = match self.entities(caller, lib_id).await {
-                Ok(entities) => entities,
-                // Deleted since it was listed (another host's tidying): it holds nothing.
-                Err(Halt::Refused(e)) if says_gone(&e) => continue,
-                Err(halt) => return Err(halt),
-            };
+        for (rank, (lib_id, entities)) in layout.iter().enumerate() {
             let named = ranked(
                 entities
                     .iter()
@@ -673,5 +699,26 @@ impl Backend for IceBackend {
 
     fn set_id(record: &mut ImageRecord, id: String) {
         record.sample_id = Some(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn of_two_libraries_or_entities_of_one_name_every_writer_keeps_the_lowest_id() {
+        let items = [
+            ("9f", Some("Lib")),
+            ("1a", Some("other")),
+            ("3c", Some("lib")),
+            ("05", None),
+        ];
+        let items = || items.iter().map(|(id, n)| (*id, *n));
+        // Equal once folded, whichever spelling made them: the lowest id first.
+        assert_eq!(ranked(items(), "lib"), ["3c", "9f"]);
+        assert_eq!(ranked(items(), "LIB"), ["3c", "9f"]);
+        assert_eq!(pick(items(), "Lib").as_deref(), Some("3c"));
+        assert_eq!(pick(items(), "missing"), None);
     }
 }
