@@ -846,7 +846,7 @@ fn the_same_job_on_two_hosts_at_once_converges_to_one_library_one_entity_per_per
     let mut config = SandboxConfig::for_tests();
     config.latency_ms = 20;
     let world = World::new(config);
-    let (persons, per_person) = (12, 2);
+    let (persons, per_person) = (30, 2);
     let manifest = world.manifest("m.csv", &manifest_body("lib", persons, per_person));
     let url = world.sandbox.base_url();
     let hosts = ["a", "b"];
