@@ -246,9 +246,9 @@ async fn run_with<T: crate::backend::Backend>(
         fill(&mut summary, &figures, &tally, &counts, started);
         if other_writer > 0 {
             summary.hints.push(format!(
-                "another writer registered {other_writer} of this run's images at the same time \
-                 (the same job on another host, or another tool): the lowest id of each is kept, \
-                 the others were removed"
+                "another writer registered {other_writer} of these images too (the same job on \
+                 another host, or another tool): the lowest id of each is kept, the others were \
+                 removed, and the ledger records the ids kept"
             ));
         }
         rejected.extend(figures.failed_rows);

@@ -159,15 +159,16 @@ pub(crate) fn settled<T: Backend>(ctx: &Context<T>, job: &PersonJob, copies: u64
 /// keeps the lowest too (see `worker::converge`); so two writers never each remove the id the
 /// other keeps. When the kept id is not the one the ledger records, the ledger records it
 /// first (`adopted`), then the others are removed. Nothing else is touched. Returns the
-/// canonical URLs recorded anew.
+/// canonical URLs recorded anew, and how many images were held more than once.
 pub(crate) async fn remove_copies<T: Backend>(
     ctx: &Context<T>,
     job: &PersonJob,
     place: &T::Place,
     recheck: &crate::plan::Recheck,
     reads: &mut Reads<T::Place>,
-) -> Result<Vec<String>, Halt> {
+) -> Result<(Vec<String>, u64), Halt> {
     let held = reads.held(ctx, place).await?;
+    let mut doubled = 0;
     let mut seen: std::collections::HashSet<&str> = Default::default();
     let mut adopted = Vec::new();
     for kept in recheck.keep.iter().filter(|k| seen.insert(k.url.as_str())) {
@@ -185,6 +186,7 @@ pub(crate) async fn remove_copies<T: Backend>(
             continue;
         }
         ids.sort_by(|a, b| a.id.cmp(&b.id));
+        doubled += 1;
         let lowest = ids[0].id.clone();
         let ours = recheck
             .keep
@@ -209,7 +211,7 @@ pub(crate) async fn remove_copies<T: Backend>(
             }
         }
     }
-    Ok(adopted)
+    Ok((adopted, doubled))
 }
 
 /// The record of an image under `id`, the lowest of the ids the server holds for it, when

@@ -135,12 +135,17 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
         }
     }
     let mut adopted = Vec::new();
+    let mut doubled = 0;
     if let Some(keep) = &job.recheck {
         match removal::remove_copies(ctx, &job, &place, keep, &mut reads).await {
-            Ok(urls) => adopted = urls,
+            Ok((urls, images)) => (adopted, doubled) = (urls, images),
             Err(halt) => return leave(ctx, &job, &job.images, halt, Some(&place)),
         }
     }
+    // Read only for another writer's copies: what it finds doubled, or held under another id
+    // only, is another writer's doing (for the summary's warning).
+    let converge_only = job.recheck.as_ref().is_some_and(|r| r.converge_only);
+    let mut other_writer = if converge_only { doubled } else { 0 };
     let known = reads.known::<T>(&place);
     // A photo the roster wants whose recorded id has left the server since the last read (a
     // removal whose outcome was unknown landed late) is the person's to send again.
@@ -177,6 +182,7 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
     let mut outcomes = Outcomes::default();
     for (done, image) in job.images.iter().enumerate() {
         if let Some(id) = find(&known, image) {
+            other_writer += u64::from(converge_only && done >= planned);
             let created = Created {
                 id: id.clone(),
                 recovered: true,
@@ -221,6 +227,10 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
                 return drops.leave(ctx);
             }
         }
+    }
+    if other_writer > 0 {
+        ctx.other_writer
+            .fetch_add(other_writer, std::sync::atomic::Ordering::Relaxed);
     }
     if drops.finish(ctx, &job, &place, &mut reads).await.is_err() {
         return;

@@ -828,6 +828,11 @@ fn a_host_whose_ids_another_host_removed_after_it_finished_adopts_the_kept_ids_o
     assert_eq!(summary["requests"], 1, "{summary}");
     assert_eq!(summary["requests_create"], 0, "{summary}");
     assert_eq!(summary["adopted"], removed.len(), "{summary}");
+    let warning = format!(
+        "another writer registered {} of these images",
+        removed.len()
+    );
+    assert!(summary.to_string().contains(&warning), "{summary}");
     assert_held_once(&world, &a, &expected, "mts");
     for ledger in [&a, &b] {
         let out = verify(&world, &manifest, ledger, "mts");
@@ -954,6 +959,11 @@ fn a_next_run_that_finds_another_hosts_copies_before_that_host_converged_keeps_t
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     assert_eq!(summary["requests_create"], 0, "{summary}");
     assert_eq!(summary["adopted"], lower, "{summary}");
+    let warning = format!(
+        "another writer registered {} of these images",
+        persons * per_person
+    );
+    assert!(summary.to_string().contains(&warning), "{summary}");
     let expected = manifest_urls("lib", persons, per_person);
     let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
     assert_held_once(&world, &ledger, &expected, "mts");
