@@ -130,6 +130,17 @@ pub struct Placed<P> {
     pub made: Vec<Made>,
 }
 
+/// Every place the server holds under one person's names, read now: the one every writer
+/// keeps, and the others (ICE: a library or entity of the same name made twice, by two hosts
+/// running one job).
+pub struct Places<P> {
+    /// The kept place and what it holds; `None`: the person has no place under its names.
+    pub kept: Option<(P, Vec<Held>)>,
+    pub others: Vec<(P, Vec<Held>)>,
+    /// What had to be made for the kept place (ICE: the entity, in the kept library).
+    pub made: Vec<Made>,
+}
+
 /// One person of a library as the server holds it.
 #[derive(Clone, Debug)]
 pub struct ServerPerson<P> {
@@ -243,6 +254,40 @@ pub trait Backend: Send + Sync + 'static {
         caller: &Caller,
         place: &Self::Place,
     ) -> impl Future<Output = Result<Vec<Held>, Halt>> + Send;
+
+    /// Every place the server holds under the person's names, the kept one first (MTS: the one
+    /// place), for a closing read: what each holds is read now (ICE reads the libraries of the
+    /// name and their entities once per run, for every person). With `make`, a kept library
+    /// without an entity for the person gets one (where the images of its others go).
+    fn places(
+        &self,
+        caller: &Caller,
+        person: Person<'_>,
+        _make: bool,
+    ) -> impl Future<Output = Result<Places<Self::Place>, Halt>> + Send {
+        async move {
+            let mut places = Places {
+                kept: None,
+                others: Vec::new(),
+                made: Vec::new(),
+            };
+            if let Some(placed) = self.place(caller, person, false).await? {
+                let held = self.held(caller, &placed.place).await?;
+                places.kept = Some((placed.place, held));
+            }
+            Ok(places)
+        }
+    }
+
+    /// The id of the library named `name` that every writer keeps, read now (ICE; MTS names
+    /// its libraries itself: `None`).
+    fn kept_lib(
+        &self,
+        _caller: &Caller,
+        _name: &str,
+    ) -> impl Future<Output = Result<Option<String>, Halt>> + Send {
+        async { Ok(None) }
+    }
 
     /// Everything the server holds in the library named `name`.
     fn library(

@@ -108,6 +108,7 @@ async fn run(args: RunArgs) -> (Exit, bool) {
             Err(e) => return exit(fail(e)),
         },
         probe: !args.no_probe,
+        converge_reads: !args.sandbox,
         progress: if args.quiet {
             crate::report::ProgressMode::Off
         } else {

@@ -205,12 +205,27 @@ pub struct Replay {
     /// Persons a request may still land for unseen (a `recheck` record not yet followed by a
     /// `settled` one): read again at the start of the next run.
     pub recheck: PersonMap<()>,
+    /// Persons with an image created by a run (`converge`) not yet followed by a `settled`
+    /// record: read again once, at the start of a run, for another writer's copies.
+    pub converge: PersonMap<()>,
     /// Images recorded under an `image_key` of their own, by the key their URL alone would
     /// give: (their key, that `image_key`). Only manifests with the column fill it.
     aliases: KeyMap<(u128, Box<str>)>,
 }
 
 impl Replay {
+    /// Whether the person is to be read again at the start of a run: a request may still
+    /// land for it (`recheck`), or another writer may still change what a run created for it
+    /// (`converge`).
+    pub fn reads_again(&self, person: u64) -> bool {
+        self.recheck.contains_key(&person) || self.converge.contains_key(&person)
+    }
+
+    /// Whether no person is to be read again.
+    pub fn reads_none_again(&self) -> bool {
+        self.recheck.is_empty() && self.converge.is_empty()
+    }
+
     pub fn state(&self, key: u128) -> Option<ImageState> {
         self.images.get(&key).map(|slot| slot.state)
     }
@@ -358,6 +373,8 @@ enum Decoded {
         state: ImageState,
         /// The record says a request for the image may still land (`recheck`).
         recheck: bool,
+        /// The record says another writer may still change the image (`converge`).
+        converge: bool,
         /// Recorded under an `image_key` of its own: the key its URL alone gives, and that
         /// `image_key`.
         alias: Option<(u128, Box<str>)>,
@@ -406,6 +423,7 @@ impl Batch {
                     key,
                     state,
                     recheck: image.view.recheck == Some(true),
+                    converge: image.view.converge == Some(true),
                     alias,
                 }
             }
@@ -455,10 +473,14 @@ impl Replay {
                     key,
                     state,
                     recheck,
+                    converge,
                     alias,
                 } => {
                     if recheck {
                         self.recheck.insert(person, ());
+                    }
+                    if converge {
+                        self.converge.insert(person, ());
                     }
                     if let Some((by_url, identity)) = alias {
                         self.aliases.insert(by_url, (key, identity));
@@ -467,6 +489,7 @@ impl Replay {
                 }
                 Decoded::Settled { person } => {
                     self.recheck.remove(&person);
+                    self.converge.remove(&person);
                 }
                 Decoded::RunStart(record) => {
                     self.last_run_start = Some(*record);

@@ -221,6 +221,11 @@ ledger_schema! {
             /// answer and the image was sent again): the next run reads the person once more and
             /// removes a late copy. Cleared by a `settled` record for the person.
             [replay] recheck: Option<bool>,
+            /// Created by this run: another writer (the same job on another host, with another
+            /// ledger) may have made the image too and, keeping the lowest id, remove this one
+            /// after this run ended. A later run reads the person once more and keeps the lowest
+            /// id as both writers do. Cleared by a `settled` record for the person.
+            [replay] converge: Option<bool>,
             [view] attempts: Option<u32>,
             [view] error_code: Option<String>,
             [view] message: Option<String>,
@@ -546,6 +551,7 @@ mod tests {
             recovered: _,
             adopted: _,
             recheck: _,
+            converge: _,
             attempts: _,
             error_code: _,
             message: _,
@@ -584,6 +590,7 @@ mod tests {
             retryable: _,
             link_fingerprint: _,
             recheck: _,
+            converge: _,
             target: _,
             algorithm: _,
             command: _,

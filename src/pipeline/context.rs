@@ -26,7 +26,10 @@ pub(crate) struct Context<T: Backend> {
     pub owed: Mutex<Vec<(tokio::time::Instant, PersonJob)>>,
     /// Persons this run created images for, with each image and its id: read once more at
     /// the end, for a second id another writer (a run on another host) made meanwhile.
-    pub made: Mutex<Vec<Made>>,
+    pub made: Mutex<Vec<Made<T::Place>>>,
+    /// Libraries and entities this run made (ICE): a closing read deletes one that is not the
+    /// one every writer keeps once it has emptied it.
+    pub objects: Mutex<Vec<crate::backend::Made>>,
     /// Images another writer registered too, found by that closing read.
     pub other_writer: AtomicU64,
     /// Where a person's local photos are waited for until they are uploaded (`--upload-to`).
@@ -43,14 +46,15 @@ impl<T: Backend> Context<T> {
             libraries: Default::default(),
             owed: Default::default(),
             made: Default::default(),
+            objects: Default::default(),
             other_writer: Default::default(),
             uploads: None,
         }
     }
 }
 
-/// A person this run created images for, and each image with its id.
-pub(crate) type Made = (PersonJob, Vec<(ImageWork, String)>);
+/// A person this run created images for, where, and each image with its id.
+pub(crate) type Made<P> = (PersonJob, P, Vec<(ImageWork, String)>);
 
 /// Folded library name → the one cell that reads it.
 pub(crate) type Libraries = Mutex<HashMap<String, Arc<OnceCell<HashMap<String, Vec<Held>>>>>>;

@@ -3,6 +3,7 @@
 //! with every outcome going through the recorder.
 
 mod context;
+mod converge;
 pub(crate) mod journal;
 mod preflight;
 pub(crate) mod recorder;
@@ -57,6 +58,10 @@ pub struct RunConfig {
     pub preflight: Option<crate::preflight::Settings>,
     /// With nothing to send, make one cheap authenticated read (`--no-probe` turns it off).
     pub probe: bool,
+    /// Read once more the persons earlier runs created images for (another writer's copies);
+    /// off against the built-in sandbox, new for every run: no other writer shares it, and
+    /// what earlier runs made was never in it.
+    pub converge_reads: bool,
 }
 
 /// How a run ended; `exit_code` is the one place that turns it into a number.
@@ -216,10 +221,18 @@ async fn run_with<T: crate::backend::Backend>(
         .map(|limit| deadline(limit, stop.clone()));
     let Plan {
         counts,
-        jobs,
+        mut jobs,
         mut rejected,
         ..
     } = plan;
+    // The read owed to persons an earlier run created images for (another writer's copies)
+    // is the one read of a run with nothing else to send, in place of the probe; `--no-probe`
+    // leaves it for a run that reads anyway.
+    if !config.converge_reads {
+        plan::PersonJob::drop_converge_reads(&mut jobs);
+    } else if !config.probe && jobs.iter().all(plan::PersonJob::only_converges) {
+        jobs.clear();
+    }
     if config.probe && jobs.is_empty() && Tally::get(&tally.requests) == 0 {
         probe(&target, &caller).await;
     }
@@ -247,9 +260,9 @@ async fn run_with<T: crate::backend::Backend>(
         fill(&mut summary, &figures, &tally, &counts, started);
         if other_writer > 0 {
             summary.hints.push(format!(
-                "another writer registered {other_writer} of this run's images at the same time \
-                 (the same job on another host, or another tool): the lowest id of each is kept, \
-                 the others were removed"
+                "another writer registered {other_writer} of these images too (the same job on \
+                 another host, or another tool): the lowest id of each is kept, the others were \
+                 removed, and the ledger records the ids kept"
             ));
         }
         rejected.extend(figures.failed_rows);
@@ -709,87 +722,10 @@ async fn drive<T: crate::backend::Backend>(
         sync::delete_emptied(&context, &emptied).await;
     }
     late_copies(&context, &stop, pass).await;
-    converge(&context, &stop, concurrency).await;
+    converge::converge(&context, &stop, concurrency).await;
     context
         .other_writer
         .load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// How long the closing read waits after the run's last request: the same job on another
-/// host, a moment behind, has its creates of the same images landed by then.
-const CONVERGE_AFTER: Duration = Duration::from_secs(2);
-
-/// [`CONVERGE_AFTER`], or `FACE_ENROLL_CONVERGE_AFTER_MS` (a test switch: a test of two hosts
-/// on a loaded machine widens the window instead of depending on the machine's speed).
-fn converge_after() -> Duration {
-    std::env::var("FACE_ENROLL_CONVERGE_AFTER_MS")
-        .ok()
-        .and_then(|ms| ms.parse().ok())
-        .map(Duration::from_millis)
-        .unwrap_or(CONVERGE_AFTER)
-}
-
-/// The closing read of the persons this run created images for (see [`worker::converge`]),
-/// a moment after the run's own last request.
-async fn converge<T: crate::backend::Backend>(
-    context: &Arc<worker::Context<T>>,
-    stop: &Arc<Stop>,
-    concurrency: usize,
-) {
-    let made = std::mem::take(&mut *context.made.lock().unwrap_or_else(|p| p.into_inner()));
-    if made.is_empty() || stop.is_stopping() {
-        return;
-    }
-    if !stop.sleep(converge_after()).await {
-        return;
-    }
-    // MTS lists a library with two or more such persons once (one answer holds it whole).
-    let mut per_library: std::collections::HashMap<String, usize> = Default::default();
-    for (job, _) in &made {
-        *per_library
-            .entry(crate::image::fold_id(&job.category_id))
-            .or_default() += 1;
-    }
-    let threshold = context.target.kind().library_read_threshold();
-    let mut listed: std::collections::HashSet<String> = Default::default();
-    let mut held: std::collections::HashMap<(String, String), Vec<crate::backend::Held>> =
-        Default::default();
-    let mut jobs = Vec::with_capacity(made.len());
-    for (job, images) in made {
-        let library = crate::image::fold_id(&job.category_id);
-        if threshold.is_some_and(|t| per_library[&library] >= t) && !listed.contains(&library) {
-            if let Ok(read) = context
-                .target
-                .library(&context.caller, &job.category_id)
-                .await
-            {
-                for person in read.persons {
-                    held.entry((library.clone(), crate::image::fold_id(&person.person_id)))
-                        .or_default()
-                        .extend(person.images);
-                }
-            }
-            listed.insert(library.clone());
-        }
-        let person = held.remove(&(library.clone(), crate::image::fold_id(&job.person_id)));
-        let person = match listed.contains(&library) {
-            true => Some(person.unwrap_or_default()),
-            false => None,
-        };
-        jobs.push((job, images, person));
-    }
-    let context = context.clone();
-    schedule::schedule(
-        jobs,
-        concurrency,
-        stop.clone(),
-        move |(job, images, listed)| {
-            let context = context.clone();
-            async move { worker::converge(&context, job, images, listed).await }
-        },
-        |_| {},
-    )
-    .await;
 }
 
 /// The persons a request may still land for, read once more after a pause (late copies).

@@ -5,7 +5,7 @@
 //! Every removal is journaled `removing` (durably) before it is sent and `removed` after, by
 //! the server's id, one per call, never a wildcard; a crash in between is settled by a read.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use super::context::{Context, Known, known, person};
 use super::recorder::{Event, Note};
@@ -109,7 +109,7 @@ pub(crate) fn vanished<T: Backend>(
             !recheck
                 .keep
                 .iter()
-                .any(|(kept, id)| kept.as_str() == url.as_str() && held.iter().any(|h| &h.id == id))
+                .any(|k| k.url == url.as_str() && held.iter().any(|h| h.id == k.id))
         })
         .cloned()
         .collect()
@@ -153,39 +153,93 @@ pub(crate) fn settled<T: Backend>(ctx: &Context<T>, job: &PersonJob, copies: u64
     ctx.events.send(Event::Record(Record::Settled(record)));
 }
 
-/// Removes late copies at `place`: images whose canonical URL is one of `keep`'s while their
-/// id is not, as long as an id `keep` holds for that URL is still there. Nothing else.
+/// Removes second ids of the person's images at `place`: of the ids the server holds under
+/// an image `keep` names, the **lowest** is kept, the rule every writer agrees on — this
+/// ledger's late copies, and another host's run of the same job with its own ledger, which
+/// keeps the lowest too (see `worker::converge`); so two writers never each remove the id the
+/// other keeps. When the kept id is not the one the ledger records, the ledger records it
+/// first (`adopted`), then the others are removed. Nothing else is touched. Returns the
+/// canonical URLs recorded anew, and how many images were held more than once.
 pub(crate) async fn remove_copies<T: Backend>(
     ctx: &Context<T>,
     job: &PersonJob,
     place: &T::Place,
     recheck: &crate::plan::Recheck,
     reads: &mut Reads<T::Place>,
-) -> Result<(), Halt> {
-    let mut ids: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (url, id) in &recheck.keep {
-        ids.entry(url.as_str()).or_default().push(id.as_str());
-    }
+) -> Result<(Vec<String>, u64), Halt> {
     let held = reads.held(ctx, place).await?;
-    let present: std::collections::HashSet<&str> = held.iter().map(|h| h.id.as_str()).collect();
-    let copies: Vec<(Held, String)> = held
-        .iter()
-        .filter_map(|h| {
-            let url = Locator::listed(h.image_url.as_deref()?).into_string();
-            let kept = ids.get(url.as_str())?;
-            let is_copy =
-                !kept.contains(&h.id.as_str()) && kept.iter().any(|k| present.contains(k));
-            is_copy.then(|| (h.clone(), kept[0].to_string()))
-        })
-        .collect();
-    for (copy, of) in copies {
-        let reason = format!("late copy of {} {of}", T::ID);
-        if remove_copy(ctx, job, place, &copy, reason).await? {
-            reads.forget::<T>(place, &copy.id);
-            reads.copies_removed += 1;
+    let mut doubled = 0;
+    let mut seen: std::collections::HashSet<&str> = Default::default();
+    let mut adopted = Vec::new();
+    for kept in recheck.keep.iter().filter(|k| seen.insert(k.url.as_str())) {
+        let mut ids: Vec<&Held> = held
+            .iter()
+            .filter(|h| {
+                h.image_url
+                    .as_deref()
+                    .is_some_and(|u| Locator::listed(u).as_str() == kept.url)
+            })
+            .collect();
+        if ids.len() < 2 {
+            // None: vanished (the worker sends it again if the roster wants it); one: the
+            // image, adopted by the worker when it is not the recorded id.
+            continue;
+        }
+        ids.sort_by(|a, b| a.id.cmp(&b.id));
+        doubled += 1;
+        let lowest = ids[0].id.clone();
+        let ours = recheck
+            .keep
+            .iter()
+            .any(|k| k.url == kept.url && k.id == lowest);
+        if !ours {
+            // Recorded before the ledger's own id is removed: it never points at a removed id.
+            let line = recheck
+                .restore
+                .iter()
+                .find(|i| Locator::of(&i.image_url).as_str() == kept.url)
+                .map(|i| i.line);
+            let record = kept_record(ctx, job, place, kept, &lowest, line);
+            ctx.events.send(Event::Outcome(record));
+            adopted.push(kept.url.clone());
+        }
+        for copy in ids[1..].iter().map(|h| (*h).clone()) {
+            let reason = format!("a copy of {} {lowest}: the lowest id is kept", T::ID);
+            if remove_copy(ctx, job, place, &copy, reason).await? {
+                reads.forget::<T>(place, &copy.id);
+                reads.copies_removed += 1;
+            }
         }
     }
-    Ok(())
+    Ok((adopted, doubled))
+}
+
+/// The record of an image under `id`, the lowest of the ids the server holds for it, when
+/// the ledger recorded another.
+fn kept_record<T: Backend>(
+    ctx: &Context<T>,
+    job: &PersonJob,
+    place: &T::Place,
+    kept: &crate::plan::Kept,
+    id: &str,
+    line: Option<u64>,
+) -> ImageRecord {
+    let identity = crate::image::ImageId::new(&kept.image_url, kept.image_key.as_deref());
+    let mut record = ImageRecord::new(
+        &ctx.run_id,
+        Status::Registered,
+        &job.category_id,
+        &job.person_id,
+        &kept.image_url,
+    )
+    .with_identity(&identity);
+    record.line = line;
+    record.person_name = job.person_name.clone();
+    record.adopted = Some(true);
+    record.reason = Some("held under more than one id: the lowest id is kept".into());
+    ctx.target.stamp(&mut record, Some(place));
+    T::set_id(&mut record, id.to_string());
+    record
 }
 
 /// Removes `copy`, a second id of an image, journaled as a `copy` (`removing` before,

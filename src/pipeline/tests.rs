@@ -616,10 +616,11 @@ fn an_image_whose_recorded_id_left_the_server_after_a_late_removal_is_sent_again
     let place = ("lib".to_string(), "alice".to_string());
     let recheck = crate::plan::Recheck {
         keep: vec![
-            ("http://x/a.jpg".into(), "f1".into()),
-            ("http://x/b.jpg".into(), "f2".into()),
+            crate::plan::Kept::of("http://x/a.jpg", None, "f1"),
+            crate::plan::Kept::of("http://x/b.jpg", None, "f2"),
         ],
         settles: true,
+        converge_only: false,
         restore: vec![work("http://x/a.jpg"), work("http://x/b.jpg")],
     };
     let mut reads: Reads<(String, String)> = Reads::default();

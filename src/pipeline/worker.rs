@@ -17,8 +17,12 @@ use crate::caller::{Created, Halt};
 use crate::image::{ImageId, Locator, fold_id};
 use crate::ledger::{ImageRecord, Record, Status};
 use crate::pipeline::recorder::Event;
-use crate::plan::{ImageWork, PersonJob};
+use crate::plan::{ImageWork, Kept, PersonJob};
 use crate::stop::StopReason;
+
+fn kept(image: &ImageWork, id: &str) -> Kept {
+    Kept::of(&image.image_url, image.image_key.as_deref(), id)
+}
 
 fn find<'k>(known: &'k Known, image: &ImageWork) -> Option<&'k String> {
     known.get(Locator::of(&image.image_url).as_str())
@@ -62,9 +66,9 @@ async fn read_person<T: Backend>(
 
 /// What a person's images came to in this run, for the late-copy check.
 #[derive(Default)]
-struct Outcomes {
-    /// Canonical URL → id of every image registered or found in this run.
-    ids: Vec<(String, String)>,
+pub(super) struct Outcomes {
+    /// Every image registered or found in this run, with its id.
+    ids: Vec<Kept>,
     /// A request may still land unseen (sent again after a look-up found nothing).
     owed: bool,
     /// Images the service refused because the person was full.
@@ -73,7 +77,7 @@ struct Outcomes {
     /// so the later read sends it again if it has vanished by then.
     found: Vec<ImageWork>,
     /// Images created by this run, with their ids.
-    made: Vec<(ImageWork, String)>,
+    pub made: Vec<(ImageWork, String)>,
 }
 
 /// Waits for the person's local photos from `from` on to be uploaded (`--upload-to`). One whose
@@ -157,6 +161,10 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
     {
         Ok(placed) => placed.map(|placed| {
             for made in placed.made {
+                ctx.objects
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(made.clone());
                 let record = made.record(&ctx.run_id, ctx.target.kind());
                 ctx.events.send(Event::Record(Record::Created(record)));
             }
@@ -178,18 +186,30 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
             Err(halt) => return leave(ctx, &job, &job.images, halt, Some(&place)),
         }
     }
-    if let Some(keep) = &job.recheck
-        && let Err(halt) = removal::remove_copies(ctx, &job, &place, keep, &mut reads).await
-    {
-        return leave(ctx, &job, &job.images, halt, Some(&place));
+    let mut adopted = Vec::new();
+    let mut doubled = 0;
+    if let Some(keep) = &job.recheck {
+        match removal::remove_copies(ctx, &job, &place, keep, &mut reads).await {
+            Ok((urls, images)) => (adopted, doubled) = (urls, images),
+            Err(halt) => return leave(ctx, &job, &job.images, halt, Some(&place)),
+        }
     }
+    // Read only for another writer's copies: what it finds doubled, or held under another id
+    // only, is another writer's doing (for the summary's warning).
+    let converge_only = job.recheck.as_ref().is_some_and(|r| r.converge_only);
+    let mut other_writer = if converge_only { doubled } else { 0 };
     let known = reads.known::<T>(&place);
     // A photo the roster wants whose recorded id has left the server since the last read (a
     // removal whose outcome was unknown landed late) is the person's to send again.
     let planned = job.images.len();
     if let Some(recheck) = &job.recheck {
         let vanished = removal::vanished::<T>(recheck, &reads, &place);
-        job.images.extend(vanished);
+        // One recorded under the lowest id just now is not sent, nor recorded again.
+        job.images.extend(
+            vanished
+                .into_iter()
+                .filter(|i| !adopted.contains(&Locator::of(&i.image_url).into_string())),
+        );
         if !wait_for_uploads(ctx, &mut job, planned, Some(&place)).await {
             // Nothing of the person was sent yet: all of it is left for the next run.
             return leave(ctx, &job, &job.images, Halt::Stopped, Some(&place));
@@ -218,15 +238,14 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
     let mut outcomes = Outcomes::default();
     for (done, image) in job.images.iter().enumerate() {
         if let Some(id) = find(&known, image) {
+            other_writer += u64::from(converge_only && done >= planned);
             let created = Created {
                 id: id.clone(),
                 recovered: true,
                 attempts: 0,
                 resent: false,
             };
-            outcomes
-                .ids
-                .push((Locator::of(&image.image_url).into_string(), id.clone()));
+            outcomes.ids.push(kept(image, id));
             // After an unknown outcome it is recovered; otherwise it was there before: adopted.
             let mut record = registered_record(ctx, &job, image, &place, created, !image.unsettled);
             if image.unsettled {
@@ -265,6 +284,10 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
             }
         }
     }
+    if other_writer > 0 {
+        ctx.other_writer
+            .fetch_add(other_writer, std::sync::atomic::Ordering::Relaxed);
+    }
     if drops.finish(ctx, &job, &place, &mut reads).await.is_err() {
         return;
     }
@@ -280,74 +303,10 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
         ctx.made
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((made, images));
+            .push((made, place.clone(), images));
     }
     if outcomes.owed {
         owe(ctx, &job, outcomes);
-    }
-}
-
-/// The closing read of a person this run created images for: an image the server holds under
-/// more than one id (another writer — the same job on another host — made it too) keeps the
-/// lowest id, a rule every run agrees on; the others are removed as copies, and the ledger
-/// records the kept id when it is not this run's.
-pub(crate) async fn converge<T: Backend>(
-    ctx: &Context<T>,
-    job: PersonJob,
-    made: Vec<(ImageWork, String)>,
-    listed: Option<Vec<Held>>,
-) {
-    let Ok(Some(placed)) = ctx.target.place(&ctx.caller, person(&job), false).await else {
-        return;
-    };
-    let place = placed.place;
-    let held = match listed {
-        Some(held) => held,
-        None => match ctx.target.held(&ctx.caller, &place).await {
-            Ok(held) => held,
-            Err(_) => return,
-        },
-    };
-    for (image, ours) in made {
-        let url = Locator::of(&image.image_url);
-        let mut ids: Vec<&Held> = held
-            .iter()
-            .filter(|h| {
-                h.image_url
-                    .as_deref()
-                    .is_some_and(|u| Locator::listed(u) == url)
-            })
-            .collect();
-        // Only ours, or nothing (not this read's to decide). Another writer's alone: ours
-        // was removed by that writer's closing read, which kept its own (the lower) id.
-        if ids.is_empty() || (ids.len() == 1 && ids[0].id == ours) {
-            continue;
-        }
-        ids.sort_by(|a, b| a.id.cmp(&b.id));
-        ctx.other_writer
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let kept = ids[0].id.clone();
-        if kept != ours {
-            // Recorded before this run's own id is removed: the ledger never points at it.
-            let created = Created {
-                id: kept.clone(),
-                recovered: false,
-                attempts: 0,
-                resent: false,
-            };
-            let mut record = registered_record(ctx, &job, &image, &place, created, true);
-            record.reason = Some("another writer registered it too: the lowest id is kept".into());
-            ctx.events.send(Event::Outcome(record));
-        }
-        for copy in &ids[1..] {
-            let reason = format!("another writer's copy: {} {kept} is kept", T::ID);
-            if removal::remove_copy(ctx, &job, &place, copy, reason)
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
     }
 }
 
@@ -361,6 +320,7 @@ fn owe<T: Backend>(ctx: &Context<T>, job: &PersonJob, outcomes: Outcomes) {
         keep: outcomes.ids,
         settles: false,
         restore: outcomes.found,
+        converge_only: false,
     });
     later.images = outcomes.refused_full;
     ctx.owed
@@ -371,7 +331,7 @@ fn owe<T: Backend>(ctx: &Context<T>, job: &PersonJob, outcomes: Outcomes) {
 
 /// Creates one image, whose `pending` line is already durable, exactly once. `Some(true)`:
 /// created; `Some(false)`: not created, go on; `None`: the run is stopping, end the person.
-async fn create<T: Backend>(
+pub(super) async fn create<T: Backend>(
     ctx: &Context<T>,
     job: &PersonJob,
     image: &ImageWork,
@@ -396,11 +356,12 @@ async fn create<T: Backend>(
             outcomes.made.push((image.clone(), created.id.clone()));
             let owed = created.resent || (earlier_unknown && !created.recovered);
             outcomes.owed |= owed;
-            outcomes
-                .ids
-                .push((Locator::of(url).into_string(), created.id.clone()));
+            outcomes.ids.push(kept(image, &created.id));
             let mut record = registered_record(ctx, job, image, place, created, false);
             record.recheck = owed.then_some(true);
+            // Another writer may make it too and keep its own, lower, id after this run ends:
+            // a later run reads the person once more (its `settled` record ends that).
+            record.converge = Some(true);
             ctx.events.send(Event::Outcome(record));
             Some(true)
         }
@@ -422,7 +383,7 @@ async fn create<T: Backend>(
     }
 }
 
-fn registered_record<T: Backend>(
+pub(super) fn registered_record<T: Backend>(
     ctx: &Context<T>,
     job: &PersonJob,
     image: &ImageWork,
@@ -469,7 +430,7 @@ pub(crate) fn leave<T: Backend>(
     }
 }
 
-fn record<T: Backend>(
+pub(super) fn record<T: Backend>(
     ctx: &Context<T>,
     job: &PersonJob,
     image: &ImageWork,

@@ -89,7 +89,10 @@ pub struct PersonDrops {
     pub person_id: String,
     pub drops: Vec<DropWork>,
     /// A `recheck` person: the ids the ledger holds for its images, by canonical URL.
-    pub recheck: Option<Vec<(String, String)>>,
+    pub recheck: Option<Vec<super::Kept>>,
+    /// Read again only because a run created images for the person (`converge`): a read a
+    /// run with nothing else to send and `--no-probe` leaves for a later run.
+    pub converge_only: bool,
     /// The latest unsettled record's time (Unix seconds), for the settling wait.
     pub since: u32,
 }
@@ -178,7 +181,7 @@ pub fn collect(
 ) -> Result<Dropped, LedgerError> {
     let sync = scope.is_some();
     let wanted = wanted(replay, sync);
-    if wanted.is_empty() && replay.recheck.is_empty() && !sync {
+    if wanted.is_empty() && replay.reads_none_again() && !sync {
         return Ok(Dropped::default());
     }
     let named: HashSet<u128> = libraries.iter().map(|l| library_key(l)).collect();
@@ -232,7 +235,7 @@ fn scan(
             out.ids.insert(key, (recorded, person, url));
         }
         let person = person_key(image.category_id, image.person_id) as u64;
-        if !wanted.contains(&key) && !replay.recheck.contains_key(&person) {
+        if !wanted.contains(&key) && !replay.reads_again(person) {
             return;
         }
         let view = image.view;
@@ -335,14 +338,13 @@ pub(crate) fn build(
             dropped.persons.len() - 1
         });
         let slot = &mut dropped.persons[index];
-        if replay.recheck.contains_key(&(person as u64))
+        slot.converge_only = !replay.recheck.contains_key(&(person as u64));
+        if replay.reads_again(person as u64)
             && state.status == Status::Registered
             && let Some(id) = &record.id
         {
-            let url = Locator::of(&record.image_url).into_string();
-            slot.recheck
-                .get_or_insert_with(Vec::new)
-                .push((url, id.clone()));
+            let kept = super::Kept::of(&record.image_url, record.image_key.as_deref(), id);
+            slot.recheck.get_or_insert_with(Vec::new).push(kept);
         }
         if !wanted.contains(&key) {
             continue;
@@ -421,6 +423,7 @@ impl Plan {
                 job.recheck = Some(super::Recheck {
                     keep,
                     settles: true,
+                    converge_only: person.converge_only,
                     restore: restore.remove(&key).unwrap_or_default(),
                 });
             }

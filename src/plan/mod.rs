@@ -116,19 +116,67 @@ pub struct PersonJob {
 pub struct Recheck {
     /// (canonical URL, id) of every image the person holds by the ledger: another id under
     /// one of these URLs is a late copy.
-    pub keep: Vec<(String, String)>,
+    pub keep: Vec<Kept>,
     /// Write `settled` afterwards (the check at the start of a run; the one later in the same
     /// run leaves the person to be checked once more by the next run).
     pub settles: bool,
     /// Images the manifest names that the ledger holds as registered: one whose id has left
     /// the server since (a removal whose outcome was unknown landed late) is sent again.
     pub restore: Vec<ImageWork>,
+    /// Read only because a run created images for the person (`converge`), not because a
+    /// request may still land.
+    pub converge_only: bool,
+}
+
+/// An image the ledger holds for a person, as a read again compares it with the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kept {
+    /// The canonical URL ([`crate::image::Locator`]).
+    pub url: String,
+    /// The server's id the ledger records.
+    pub id: String,
+    /// The URL and `image_key` as recorded: the identity a record of another id keeps.
+    pub image_url: String,
+    pub image_key: Option<String>,
+}
+
+impl Kept {
+    pub fn of(image_url: &str, image_key: Option<&str>, id: &str) -> Kept {
+        Kept {
+            url: crate::image::Locator::of(image_url).into_string(),
+            id: id.to_string(),
+            image_url: image_url.to_string(),
+            image_key: image_key.map(str::to_string),
+        }
+    }
 }
 
 impl PersonJob {
     /// The server must be read before this person's images are sent.
     pub fn reads_first(&self) -> bool {
         self.needs_lookup || self.reconcile
+    }
+
+    /// Nothing to do for the person but the read owed to what an earlier run created
+    /// (`converge`).
+    pub fn only_converges(&self) -> bool {
+        self.images.is_empty()
+            && self.drops.is_empty()
+            && !self.needs_lookup
+            && self.recheck.as_ref().is_some_and(|r| r.converge_only)
+    }
+
+    /// Takes out the reads owed only to what earlier runs created, and the jobs left empty.
+    pub fn drop_converge_reads(jobs: &mut Vec<PersonJob>) {
+        jobs.retain_mut(|job| {
+            if job.only_converges() {
+                return false;
+            }
+            if job.recheck.as_ref().is_some_and(|r| r.converge_only) {
+                job.recheck = None;
+            }
+            true
+        });
     }
 
     /// A job for a person the manifest has no image to send for.
@@ -215,12 +263,13 @@ impl Plan {
             return;
         };
         let mut per_library: KeyMap<usize> = KeyMap::default();
-        for job in self.jobs.iter().filter(|j| j.reads_first()) {
+        let reads = |j: &PersonJob| j.reads_first() || j.recheck.is_some();
+        for job in self.jobs.iter().filter(|j| reads(j)) {
             *per_library
                 .entry(library_key(&job.category_id))
                 .or_insert(0) += 1;
         }
-        for job in self.jobs.iter_mut().filter(|j| j.reads_first()) {
+        for job in self.jobs.iter_mut().filter(|j| reads(j)) {
             job.read_library = per_library[&library_key(&job.category_id)] >= threshold;
         }
     }
@@ -598,7 +647,7 @@ impl Planner<'_> {
             Some((Status::Registered, _)) => {
                 self.plan.counts.already_registered += 1;
                 slot.kept += 1;
-                if self.options.keep_work && self.replay.recheck.contains_key(&(person as u64)) {
+                if self.options.keep_work && self.replay.reads_again(person as u64) {
                     let image = ImageWork {
                         line: row.line,
                         image_url: row.image_url,

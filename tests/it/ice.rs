@@ -392,7 +392,18 @@ fn a_rerun_with_everything_done_sends_nothing() {
     let world = World::new(SandboxConfig::for_tests());
     let manifest = world.manifest("m.csv", &manifest_body("lib", 4, 3));
     assert_eq!(run_ice(&world, &manifest, &[]).status.code(), Some(0));
-    let before = world.sandbox.snapshot().stats.requests;
+    // The first re-run reads once more the persons the run created samples for (another
+    // writer's copies), and creates nothing.
+    let again = run_ice(&world, &manifest, &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    let stats = world.sandbox.snapshot().stats;
+    assert!(
+        !stats
+            .applied_by_action
+            .contains_key("DeleteRecognitionSample")
+    );
+    assert_eq!(stats.applied_by_action["CreateRecognitionSample"].count, 12);
+    let before = stats.requests;
     let again = run_ice(&world, &manifest, &[]);
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     // Only the one read that checks the endpoint and the credentials.

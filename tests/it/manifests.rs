@@ -215,6 +215,8 @@ fn bad_rows_are_recorded_as_invalid_with_their_line_and_the_rest_is_registered()
     let strict = world.run(&path, &["--strict"]);
     assert_eq!(strict.status.code(), Some(1), "{}", stderr(&strict));
     let after = ledger_lines(&world.path("rows.ledger.jsonl"));
+    // `settled`: the first re-run read once more the persons the first run created images for.
+    let after: Vec<_> = after.iter().filter(|l| l["kind"] != "settled").collect();
     assert_eq!(
         after.len(),
         records.len() + 4,

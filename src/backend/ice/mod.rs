@@ -27,7 +27,13 @@ pub struct IceBackend {
     /// Every library of the algorithm, listed once per run when first needed.
     libs: OnceCell<Vec<Lib>>,
     cells: Cells<LibSlot>,
+    /// Per folded library name, the libraries of that name (the kept one first) and their
+    /// entities, read once per run by the closing read's first person (see `places`).
+    layouts: Mutex<HashMap<String, Arc<OnceCell<Layout>>>>,
 }
+
+/// The libraries of one name, the kept one first, each with its entities.
+type Layout = Vec<(String, Vec<crate::api::Entity>)>;
 
 /// Folded name → the one cell that resolves it. A cached `None` is a name that is not there
 /// (and was not to be created); a stop or exhausted retries leave the cell empty for the next
@@ -65,20 +71,22 @@ fn cell<T>(cells: &Cells<T>, name: &str) -> Arc<OnceCell<Option<Arc<T>>>> {
     map.entry(fold_id(name)).or_default().clone()
 }
 
-/// The id of the first item named `name`: an exact match first, else one equal once folded.
-fn pick<'a>(
-    items: impl Iterator<Item = (&'a str, Option<&'a str>)> + Clone,
-    name: &str,
-) -> Option<String> {
-    let exact = items.clone().find(|(_, n)| *n == Some(name));
+/// The ids of the items named `name` (equal once folded, as the tool compares names), the one
+/// every writer keeps first: the lowest id. Two hosts that each created a library or an entity
+/// of one name agree on it without talking, and so does every later run.
+fn ranked<'a>(items: impl Iterator<Item = (&'a str, Option<&'a str>)>, name: &str) -> Vec<String> {
     let folded = fold_id(name);
-    exact
-        .or_else(|| {
-            items
-                .clone()
-                .find(|(_, n)| n.is_some_and(|n| fold_id(n) == folded))
-        })
-        .map(|(id, _)| id.to_string())
+    let mut named: Vec<&str> = items
+        .filter(|(_, n)| n.is_some_and(|n| fold_id(n) == folded))
+        .map(|(id, _)| id)
+        .collect();
+    named.sort_unstable();
+    named.into_iter().map(str::to_string).collect()
+}
+
+/// The id of the item named `name` that every writer keeps ([`ranked`]).
+fn pick<'a>(items: impl Iterator<Item = (&'a str, Option<&'a str>)>, name: &str) -> Option<String> {
+    ranked(items, name).into_iter().next()
 }
 
 impl IceBackend {
@@ -88,7 +96,38 @@ impl IceBackend {
             algorithm,
             libs: OnceCell::new(),
             cells: Cells::default(),
+            layouts: Mutex::default(),
         }
+    }
+
+    /// The libraries named `name` and their entities, read now by the first caller of the run
+    /// and shared with the others: a closing read lists them once, not once per person.
+    async fn layout(&self, caller: &Caller, name: &str) -> Result<Layout, Halt> {
+        let cell = {
+            let mut layouts = self.layouts.lock().unwrap_or_else(|p| p.into_inner());
+            layouts.entry(fold_id(name)).or_default().clone()
+        };
+        let layout = cell
+            .get_or_try_init(|| async {
+                let libs = self.all_libs(caller).await?;
+                let libs = ranked(
+                    libs.iter()
+                        .map(|l| (l.lib_id.as_str(), l.lib_name.as_deref())),
+                    name,
+                );
+                let mut layout = Vec::with_capacity(libs.len());
+                for lib_id in libs {
+                    match self.entities(caller, &lib_id).await {
+                        Ok(entities) => layout.push((lib_id, entities)),
+                        // Deleted since it was listed (another host's tidying): nothing there.
+                        Err(Halt::Refused(e)) if says_gone(&e) => {}
+                        Err(halt) => return Err(halt),
+                    }
+                }
+                Ok::<_, Halt>(layout)
+            })
+            .await?;
+        Ok(layout.clone())
     }
 
     /// Every item of a listing, each page paced and retried like any call.
@@ -120,7 +159,7 @@ impl IceBackend {
         self.libs.get_or_try_init(|| self.all_libs(caller)).await
     }
 
-    /// Folded entity name → EntityId of every entity in the library (the first of a name wins).
+    /// Folded entity name → EntityId of every entity in the library (the lowest id of a name wins).
     async fn entity_names(&self, caller: &Caller, lib_id: &str) -> Result<EntityNames, Halt> {
         let (client, algorithm) = (&self.client, self.algorithm);
         let entities = self
@@ -128,10 +167,16 @@ impl IceBackend {
                 client.list_recognition_entities(algorithm, lib_id, page, PAGE_SIZE)
             })
             .await?;
-        let mut names = HashMap::with_capacity(entities.len());
+        let mut names: EntityNames = HashMap::with_capacity(entities.len());
         for entity in entities {
             if let Some(name) = &entity.entity_name {
-                names.entry(fold_id(name)).or_insert(entity.entity_id);
+                // The lowest id of a name wins ([`ranked`]).
+                let slot = names
+                    .entry(fold_id(name))
+                    .or_insert_with(|| entity.entity_id.clone());
+                if entity.entity_id < *slot {
+                    *slot = entity.entity_id;
+                }
             }
         }
         Ok(names)
@@ -225,43 +270,54 @@ impl IceBackend {
                 if !create {
                     return Ok(None);
                 }
-                let (client, algorithm, lib_id) =
-                    (&self.client, self.algorithm, lib.lib_id.as_str());
-                let info = entity_info(person.person_name);
-                let info = info.as_deref();
-                let created = caller
-                    .create_once(
-                        "CreateRecognitionEntity",
-                        || async move {
-                            Ok(client
-                                .create_recognition_entity(algorithm, lib_id, name, info)
-                                .await?
-                                .entity_id)
-                        },
-                        || async {
-                            Ok(self
-                                .entity_names(caller, lib_id)
-                                .await?
-                                .remove(&fold_id(name)))
-                        },
-                    )
-                    .await?;
-                made_here = Some(Made {
-                    object: ObjectKind::Entity,
-                    name: name.to_string(),
-                    lib_id: lib_id.to_string(),
-                    entity_id: Some(created.id.clone()),
-                    recovered: created.recovered,
-                });
-                Ok::<_, Halt>(Some(Arc::new(EntitySlot {
+                let created = self.create_entity(caller, &lib.lib_id, person).await?;
+                let slot = EntitySlot {
                     fresh: !created.recovered,
-                    entity_id: created.id,
-                })))
+                    entity_id: created.entity_id.clone().unwrap_or_default(),
+                };
+                made_here = Some(created);
+                Ok::<_, Halt>(Some(Arc::new(slot)))
             })
             .await?
             .clone();
         made.extend(made_here);
         Ok(slot)
+    }
+
+    /// Creates the entity named `person.person_id` in library `lib_id`, exactly once.
+    async fn create_entity(
+        &self,
+        caller: &Caller,
+        lib_id: &str,
+        person: Person<'_>,
+    ) -> Result<Made, Halt> {
+        let (client, algorithm, name) = (&self.client, self.algorithm, person.person_id);
+        let info = entity_info(person.person_name);
+        let info = info.as_deref();
+        let created = caller
+            .create_once(
+                "CreateRecognitionEntity",
+                || async move {
+                    Ok(client
+                        .create_recognition_entity(algorithm, lib_id, name, info)
+                        .await?
+                        .entity_id)
+                },
+                || async {
+                    Ok(self
+                        .entity_names(caller, lib_id)
+                        .await?
+                        .remove(&fold_id(name)))
+                },
+            )
+            .await?;
+        Ok(Made {
+            object: ObjectKind::Entity,
+            name: name.to_string(),
+            lib_id: lib_id.to_string(),
+            entity_id: Some(created.id),
+            recovered: created.recovered,
+        })
     }
 
     /// Every entity of a library.
@@ -505,6 +561,66 @@ impl Backend for IceBackend {
             .collect())
     }
 
+    async fn kept_lib(&self, caller: &Caller, name: &str) -> Result<Option<String>, Halt> {
+        let libs = self.all_libs(caller).await?;
+        Ok(pick(
+            libs.iter()
+                .map(|l| (l.lib_id.as_str(), l.lib_name.as_deref())),
+            name,
+        ))
+    }
+
+    async fn places(
+        &self,
+        caller: &Caller,
+        person: Person<'_>,
+        make: bool,
+    ) -> Result<super::Places<IcePlace>, Halt> {
+        let layout = self.layout(caller, person.category_id).await?;
+        let mut places = super::Places {
+            kept: None,
+            others: Vec::new(),
+            made: Vec::new(),
+        };
+        for (rank, (lib_id, entities)) in layout.iter().enumerate() {
+            let named = ranked(
+                entities
+                    .iter()
+                    .map(|e| (e.entity_id.as_str(), e.entity_name.as_deref())),
+                person.person_id,
+            );
+            if rank == 0 && named.is_empty() && make {
+                let made = self.create_entity(caller, lib_id, person).await?;
+                let place = IcePlace {
+                    lib_id: lib_id.clone(),
+                    entity_id: made.entity_id.clone().unwrap_or_default(),
+                    fresh: !made.recovered,
+                };
+                let held = match made.recovered {
+                    true => self.held(caller, &place).await?,
+                    false => Vec::new(),
+                };
+                places.made.push(made);
+                places.kept = Some((place, held));
+                continue;
+            }
+            for (i, entity_id) in named.into_iter().enumerate() {
+                let place = IcePlace {
+                    lib_id: lib_id.clone(),
+                    entity_id,
+                    fresh: false,
+                };
+                let held = self.held(caller, &place).await?;
+                if rank == 0 && i == 0 {
+                    places.kept = Some((place, held));
+                } else {
+                    places.others.push((place, held));
+                }
+            }
+        }
+        Ok(places)
+    }
+
     async fn library(&self, caller: &Caller, name: &str) -> Result<Library<IcePlace>, Halt> {
         let folded = fold_id(name);
         let libs = self.all_libs(caller).await?;
@@ -583,5 +699,26 @@ impl Backend for IceBackend {
 
     fn set_id(record: &mut ImageRecord, id: String) {
         record.sample_id = Some(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn of_two_libraries_or_entities_of_one_name_every_writer_keeps_the_lowest_id() {
+        let items = [
+            ("9f", Some("Lib")),
+            ("1a", Some("other")),
+            ("3c", Some("lib")),
+            ("05", None),
+        ];
+        let items = || items.iter().map(|(id, n)| (*id, *n));
+        // Equal once folded, whichever spelling made them: the lowest id first.
+        assert_eq!(ranked(items(), "lib"), ["3c", "9f"]);
+        assert_eq!(ranked(items(), "LIB"), ["3c", "9f"]);
+        assert_eq!(pick(items(), "Lib").as_deref(), Some("3c"));
+        assert_eq!(pick(items(), "missing"), None);
     }
 }
