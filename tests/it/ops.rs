@@ -502,9 +502,14 @@ fn parse_prometheus(text: &str) -> HashMap<String, f64> {
             assert!(name_ok(name) && kind == "gauge", "{line}");
             assert!(typed.insert(name.to_string()), "TYPE twice: {line}");
         } else {
-            let (name, value) = line.split_once(' ').unwrap();
+            // `name value`, or `name{label="…",…} value` (a label value may hold spaces).
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let name = series.split('{').next().unwrap();
             assert!(name_ok(name) && typed.contains(name), "{line}");
-            samples.insert(name.to_string(), value.parse::<f64>().unwrap());
+            if series.len() > name.len() {
+                assert!(series.ends_with('}'), "{line}");
+            }
+            samples.insert(series.to_string(), value.parse::<f64>().unwrap());
         }
     }
     samples
@@ -787,6 +792,14 @@ fn the_open_rejections_gauge_stays_until_the_rows_are_fixed_not_only_the_night_t
     assert_eq!(code, Some(1));
     assert_eq!(first["face_enroll_last_run_new_rejections"], 2.0);
     assert_eq!(first["face_enroll_last_run_open_rejections"], 2.0);
+    // The service's refusal, by its Code (the invalid row is no refusal).
+    let refused: Vec<(&String, &f64)> = first
+        .iter()
+        .filter(|(k, _)| k.starts_with("face_enroll_last_run_refused{"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].0.contains("by=\"service\""), "{refused:?}");
+    assert_eq!(*refused[0].1, 1.0);
     // The next night nothing is new, but the two rows are still not registered.
     let (code, second) = night(&manifest);
     assert_eq!(code, Some(0));
