@@ -38,15 +38,26 @@ pub struct Destination {
     pub prefix: String,
 }
 
-impl std::str::FromStr for Destination {
-    type Err = String;
+/// Why an `--upload-to` is not one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DestinationError {
+    #[error("`{text}`: write oss://BUCKET/PREFIX/")]
+    NotOss { text: String },
+    #[error(transparent)]
+    Bucket(#[from] crate::sign::oss::object::ObjectError),
+}
 
-    fn from_str(text: &str) -> Result<Destination, String> {
+impl std::str::FromStr for Destination {
+    type Err = DestinationError;
+
+    fn from_str(text: &str) -> Result<Destination, DestinationError> {
         let rest = text
             .strip_prefix("oss://")
-            .ok_or_else(|| format!("`{text}`: write oss://BUCKET/PREFIX/"))?;
+            .ok_or_else(|| DestinationError::NotOss {
+                text: text.to_string(),
+            })?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        crate::sign::oss::object::check_bucket(bucket).map_err(|e| e.to_string())?;
+        crate::sign::oss::object::check_bucket(bucket)?;
         let mut prefix = prefix.trim_start_matches('/').to_string();
         if !prefix.is_empty() && !prefix.ends_with('/') {
             prefix.push('/');

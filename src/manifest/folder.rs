@@ -37,23 +37,39 @@ impl Default for Layout {
     }
 }
 
+/// Why a `--layout` is not one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    #[error("`{level}`: a `{{` without its `}}`")]
+    Unclosed { level: String },
+    #[error("`{{{name}}}` is not a field (category_id, person_id, person_name)")]
+    UnknownField { name: String },
+    #[error("`{layout}` has an empty level")]
+    EmptyLevel { layout: String },
+    #[error("`{layout}` must name {{{field}}} once")]
+    FieldNotOnce { layout: String, field: &'static str },
+}
+
 impl std::str::FromStr for Layout {
-    type Err = String;
+    type Err = LayoutError;
 
     /// `{category_id}/{person_id}_{person_name}/*`: levels split by `/`, each literal text,
     /// `{field}` and `*` (anything); the last level matches file names.
-    fn from_str(text: &str) -> Result<Layout, String> {
+    fn from_str(text: &str) -> Result<Layout, LayoutError> {
         let mut levels = Vec::new();
         for level in text.trim_matches('/').split('/') {
             let mut pieces = Vec::new();
             let mut rest = level;
             while !rest.is_empty() {
                 if let Some(after) = rest.strip_prefix('{') {
-                    let (name, tail) = after
-                        .split_once('}')
-                        .ok_or_else(|| format!("`{level}`: a `{{` without its `}}`"))?;
+                    let (name, tail) =
+                        after.split_once('}').ok_or_else(|| LayoutError::Unclosed {
+                            level: level.to_string(),
+                        })?;
                     let field = FIELDS.iter().find(|f| **f == name).ok_or_else(|| {
-                        format!("`{{{name}}}` is not a field (category_id, person_id, person_name)")
+                        LayoutError::UnknownField {
+                            name: name.to_string(),
+                        }
                     })?;
                     pieces.push(Piece::Field(field));
                     rest = tail;
@@ -67,7 +83,9 @@ impl std::str::FromStr for Layout {
                 }
             }
             if pieces.is_empty() {
-                return Err(format!("`{text}` has an empty level"));
+                return Err(LayoutError::EmptyLevel {
+                    layout: text.to_string(),
+                });
             }
             levels.push(pieces);
         }
@@ -80,7 +98,10 @@ impl std::str::FromStr for Layout {
         };
         for required in ["category_id", "person_id"] {
             if names(required) != 1 {
-                return Err(format!("`{text}` must name {{{required}}} once"));
+                return Err(LayoutError::FieldNotOnce {
+                    layout: text.to_string(),
+                    field: required,
+                });
             }
         }
         Ok(Layout {

@@ -58,29 +58,48 @@ pub struct ColumnMap {
     pub fields: Vec<(&'static str, Vec<String>)>,
 }
 
+/// Why a `--columns` mapping is not one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ColumnMapError {
+    #[error(
+        "`{field}` is not a column of the manifest (category_id, person_id, image_url, \
+         person_name, image_key)"
+    )]
+    UnknownColumn { field: String },
+    #[error("`{field}` is mapped twice")]
+    MappedTwice { field: &'static str },
+    #[error("`{field}=` names no header")]
+    NoHeader { field: &'static str },
+    #[error("`{part}`: only image_url takes several headers ({field} has one); write field=Header")]
+    OneHeaderOnly { part: String, field: &'static str },
+    #[error("`{part}`: write field=Header (e.g. person_id={part})")]
+    NoField { part: String },
+    #[error("name at least one field=Header")]
+    Empty,
+}
+
 impl std::str::FromStr for ColumnMap {
-    type Err = String;
+    type Err = ColumnMapError;
 
     /// `field=Header[,Header…][,field=Header…]`: a part without `=` is one more header of the
     /// field before it (only `image_url` takes several).
-    fn from_str(text: &str) -> Result<ColumnMap, String> {
+    fn from_str(text: &str) -> Result<ColumnMap, ColumnMapError> {
         let mut map = ColumnMap::default();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part.split_once('=') {
                 Some((field, header)) => {
                     let normalised = normalise(field);
                     let Some(&(_, canonical)) = KNOWN.iter().find(|(n, _)| *n == normalised) else {
-                        return Err(format!(
-                            "`{field}` is not a column of the manifest (category_id, person_id, \
-                             image_url, person_name, image_key)"
-                        ));
+                        return Err(ColumnMapError::UnknownColumn {
+                            field: field.to_string(),
+                        });
                     };
                     if map.fields.iter().any(|(f, _)| *f == canonical) {
-                        return Err(format!("`{canonical}` is mapped twice"));
+                        return Err(ColumnMapError::MappedTwice { field: canonical });
                     }
                     let header = header.trim();
                     if header.is_empty() {
-                        return Err(format!("`{canonical}=` names no header"));
+                        return Err(ColumnMapError::NoHeader { field: canonical });
                     }
                     map.fields.push((canonical, vec![header.to_string()]));
                 }
@@ -89,21 +108,21 @@ impl std::str::FromStr for ColumnMap {
                         headers.push(part.to_string())
                     }
                     Some((field, _)) => {
-                        return Err(format!(
-                            "`{part}`: only image_url takes several headers ({field} has one); \
-                             write field=Header"
-                        ));
+                        return Err(ColumnMapError::OneHeaderOnly {
+                            part: part.to_string(),
+                            field,
+                        });
                     }
                     None => {
-                        return Err(format!(
-                            "`{part}`: write field=Header (e.g. person_id={part})"
-                        ));
+                        return Err(ColumnMapError::NoField {
+                            part: part.to_string(),
+                        });
                     }
                 },
             }
         }
         if map.fields.is_empty() {
-            return Err("name at least one field=Header".into());
+            return Err(ColumnMapError::Empty);
         }
         Ok(map)
     }

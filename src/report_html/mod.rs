@@ -648,7 +648,7 @@ fn write_photo(photo: &Photo, thumbs: &Thumbs, mode: ThumbMode, h: &mut String) 
             Some(Thumb::Unreadable(why)) => write_nothumb(h, why),
             None => match thumbs::link(&photo.url, photo.file.as_deref()) {
                 Ok(url) => write_img(h, url, &alt),
-                Err(why) => write_nothumb(h, &why),
+                Err(why) => write_nothumb(h, &why.to_string()),
             },
         },
         ThumbMode::Embed => match thumbs.get(&photo.url) {

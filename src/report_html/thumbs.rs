@@ -116,16 +116,42 @@ pub const NO_SOURCE: &str = "no http(s) URL, oss:// object or local photo: nothi
 
 /// The URL to link a photo to (`--thumbnails link`) when it is a web URL, or why there is none
 /// (an `oss://` object's link is signed beforehand: see [`sign_links`]).
-pub fn link<'a>(url: &'a str, file: Option<&std::path::Path>) -> Result<&'a str, String> {
+pub fn link<'a>(url: &'a str, file: Option<&std::path::Path>) -> Result<&'a str, NoLink> {
     if file.is_some() {
-        Err("local photo, not uploaded yet: not linked (--thumbnails embed shows it)".to_string())
+        Err(NoLink::LocalPhoto)
     } else if fetchable(url) {
         Ok(url.trim())
     } else if is_object(url) {
-        Err("oss:// object: no link could be signed".to_string())
+        Err(NoLink::UnsignedObject)
     } else {
-        Err(NO_SOURCE.to_string())
+        Err(NoLink::NoSource)
     }
+}
+
+/// Why a photo has no link (`--thumbnails link`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NoLink {
+    #[error("local photo, not uploaded yet: not linked (--thumbnails embed shows it)")]
+    LocalPhoto,
+    #[error("oss:// object: no link could be signed")]
+    UnsignedObject,
+    #[error("{NO_SOURCE}")]
+    NoSource,
+}
+
+/// Why a photo that was read has no thumbnail.
+#[derive(Debug, thiserror::Error)]
+pub enum ThumbError {
+    #[error("could not read: {0}")]
+    Read(std::io::Error),
+    #[error("not a JPEG or PNG image")]
+    NotAnImage,
+    #[error("not a readable image: {0}")]
+    Decode(image::ImageError),
+    #[error("could not encode the thumbnail: {0}")]
+    Encode(image::ImageError),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(reqwest::Error),
 }
 
 /// Signs a GET link for each `oss://` object of `addresses` (with `--link-ttl`), to put in the
@@ -150,7 +176,7 @@ pub async fn sign_links(addresses: Vec<String>, oss: Result<&Client, &str>) -> T
     thumbs
 }
 
-fn client() -> Result<reqwest::Client, String> {
+fn client() -> Result<reqwest::Client, ThumbError> {
     // reqwest's `rustls-no-provider` feature needs a process-wide provider (as the API client).
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
@@ -160,7 +186,7 @@ fn client() -> Result<reqwest::Client, String> {
         .redirect(reqwest::redirect::Policy::limited(5))
         .user_agent(concat!("face-enroll/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        .map_err(ThumbError::Client)
 }
 
 /// Reads and shrinks every photo of `wanted` (URL as the manifest writes it, and where to read
@@ -189,7 +215,7 @@ pub async fn fetch_thumbnails(wanted: Vec<(String, Source)>, oss: Result<&Client
                 }
                 let got = match (&source, web) {
                     (Source::Web, Ok(web)) => fetch(web, &url).await,
-                    (Source::Web, Err(why)) => Err(Fetch::Refused(why.clone())),
+                    (Source::Web, Err(why)) => Err(Fetch::Refused(why.to_string())),
                     (Source::Object, _) => match oss {
                         Ok(client) => read_object(client, &url).await,
                         Err(why) => Err(Fetch::Refused(why.to_string())),
@@ -343,33 +369,31 @@ fn root_cause(error: &reqwest::Error) -> String {
 async fn shrink_off_thread(bytes: Vec<u8>) -> Thumb {
     match tokio::task::spawn_blocking(move || shrink(&bytes)).await {
         Ok(Ok(data)) => Thumb::Image(data),
-        Ok(Err(why)) => Thumb::Unreadable(why),
+        Ok(Err(why)) => Thumb::Unreadable(why.to_string()),
         Err(e) => Thumb::Unreadable(format!("could not decode: {e}")),
     }
 }
 
 /// Decodes a JPEG or PNG (bounded), shrinks it to [`SIDE`] and encodes it as a JPEG data URI.
-pub fn shrink(bytes: &[u8]) -> Result<String, String> {
+pub fn shrink(bytes: &[u8]) -> Result<String, ThumbError> {
     use base64::Engine;
     let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| format!("could not read: {e}"))?;
+        .map_err(ThumbError::Read)?;
     if reader.format().is_none() {
-        return Err("not a JPEG or PNG image".to_string());
+        return Err(ThumbError::NotAnImage);
     }
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_PIXELS_SIDE);
     limits.max_image_height = Some(MAX_PIXELS_SIDE);
     limits.max_alloc = Some(512 << 20);
     reader.limits(limits);
-    let decoded = reader
-        .decode()
-        .map_err(|e| format!("not a readable image: {e}"))?;
+    let decoded = reader.decode().map_err(ThumbError::Decode)?;
     let small = decoded.thumbnail(SIDE, SIDE).to_rgb8();
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 75)
         .encode_image(&small)
-        .map_err(|e| format!("could not encode the thumbnail: {e}"))?;
+        .map_err(ThumbError::Encode)?;
     Ok(format!(
         "data:image/jpeg;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(jpeg)
@@ -404,11 +428,17 @@ mod tests {
         assert!(
             shrink(b"<html>not found</html>")
                 .unwrap_err()
+                .to_string()
                 .contains("not a JPEG or PNG")
         );
         let mut cut = png(50, 50);
         cut.truncate(cut.len() / 2);
-        assert!(shrink(&cut).unwrap_err().contains("not a readable image"));
+        assert!(
+            shrink(&cut)
+                .unwrap_err()
+                .to_string()
+                .contains("not a readable image")
+        );
     }
 
     #[test]
@@ -435,6 +465,7 @@ mod tests {
         assert!(
             link("a.jpg", Some(file))
                 .unwrap_err()
+                .to_string()
                 .contains("local photo")
         );
     }

@@ -305,7 +305,7 @@ impl Engine {
         bucket: &str,
         key: &str,
         body: bytes::Bytes,
-    ) -> Result<(), String> {
+    ) -> Result<(), super::oss::StoreError> {
         self.oss.admin_put(bucket, key, body)
     }
 

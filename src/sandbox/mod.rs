@@ -122,7 +122,12 @@ impl Handle {
 
     /// Puts an object in the sandbox's OSS behind the client's back (no signature, not
     /// counted as a request); an existing one is replaced.
-    pub fn admin_put_object(&self, bucket: &str, key: &str, body: &[u8]) -> Result<(), String> {
+    pub fn admin_put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: &[u8],
+    ) -> Result<(), oss::StoreError> {
         self.engine
             .admin_put_object(bucket, key, bytes::Bytes::copy_from_slice(body))
     }

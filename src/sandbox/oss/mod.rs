@@ -14,6 +14,7 @@ mod auth;
 mod fetch;
 mod reply;
 mod store;
+pub use store::StoreError;
 
 use std::io;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -31,7 +32,7 @@ use crate::sign::oss::Received;
 use crate::sign::oss::object::{check_bucket, check_key, percent_decode};
 
 pub(crate) use reply::{OssError, OssReply};
-use store::{Store, StoreError};
+use store::Store;
 
 /// The largest body a PUT may carry here (OSS takes 5 GB; photos need far less).
 pub(crate) const MAX_PUT_BODY: usize = 64 << 20;
@@ -231,11 +232,8 @@ impl Oss {
 
     /// Stores an object behind the client's back (no signature, no request counted): how a
     /// test or a rehearsal puts photos in a bucket. An existing object is replaced.
-    pub fn admin_put(&self, bucket: &str, key: &str, body: Bytes) -> Result<(), String> {
-        self.store
-            .put(bucket, key, body, None, false)
-            .map(drop)
-            .map_err(|error| store_error(error).message)
+    pub fn admin_put(&self, bucket: &str, key: &str, body: Bytes) -> Result<(), StoreError> {
+        self.store.put(bucket, key, body, None, false).map(drop)
     }
 
     fn object(&self, target: &Target) -> Result<store::Object, OssError> {

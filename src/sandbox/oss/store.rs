@@ -64,7 +64,7 @@ pub(crate) fn content_type_of(key: &str) -> &'static str {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum StoreError {
+pub enum StoreError {
     #[error("the key cannot be a file inside the sandbox's OSS folder: {0}")]
     Unsafe(&'static str),
     #[error("the object exists")]
