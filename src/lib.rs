@@ -4,6 +4,9 @@
 //! The data's trip: `manifest` (CSV → rows) → `plan` (rows − `ledger` → work per person) →
 //! `pipeline` (pacing, concurrency, retries) → `api` (one signed attempt) → back to `ledger`.
 
+// The ledger's field list (`ledger::record`) is expanded one field at a time.
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod app;
 pub mod backend;

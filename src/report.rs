@@ -296,6 +296,9 @@ pub struct Summary {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Preflight {
     pub checked: u64,
+    /// Of those, unchanged since an earlier run read them (a HEAD, or a key that names its
+    /// content): that run's verdict stands and nothing was read.
+    pub unchanged: u64,
     /// Kept back: the service would refuse them (`preflight_refused` says why).
     pub refused: u64,
     /// Sent, with a warning.

@@ -17,9 +17,56 @@ pub struct Fetched {
     pub bytes: Vec<u8>,
     /// More followed than the cap: the rest was not read.
     pub truncated: bool,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+/// What tells one version of an image from another without reading it: the server's `ETag`,
+/// `Last-Modified` and size (as a HEAD or the GET's headers give them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub size: Option<u64>,
+}
+
+impl Validators {
+    /// Whether `now` names the bytes `self` was taken from: the same `ETag` (and the same size
+    /// when both give one), or, without an `ETag`, the same `Last-Modified` and size. Anything
+    /// less proves nothing: the image is read again.
+    pub fn same_as_before(&self, now: &Validators) -> bool {
+        let sizes_agree = match (self.size, now.size) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        match (&self.etag, &now.etag) {
+            (Some(a), Some(b)) => a == b && sizes_agree,
+            (None, None) => {
+                self.last_modified.is_some()
+                    && self.last_modified == now.last_modified
+                    && self.size.is_some()
+                    && self.size == now.size
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether these can ever prove an image unchanged.
+    pub fn usable(&self) -> bool {
+        self.etag.is_some() || (self.last_modified.is_some() && self.size.is_some())
+    }
 }
 
 impl Fetched {
+    /// The validators the download's headers gave.
+    pub fn validators(&self) -> Validators {
+        Validators {
+            etag: self.etag.clone(),
+            last_modified: self.last_modified.clone(),
+            size: self.declared_len,
+        }
+    }
+
     /// OSS's error code in the body of a refusal (`NoSuchKey`, `AccessDenied`), if it sent one.
     pub fn oss_code(&self) -> Option<String> {
         let text = std::str::from_utf8(&self.bytes).ok()?;
@@ -55,6 +102,49 @@ impl Client {
         }
     }
 
+    /// HEADs `source` (`oss://BUCKET/KEY` with a request signed in its headers, else the URL)
+    /// within `timeout`: its validators, or `None` when the answer was not a success (the
+    /// image is then read, and judged, as usual).
+    pub async fn head_image(
+        &self,
+        source: &str,
+        timeout: Duration,
+    ) -> Result<Option<Validators>, ApiError> {
+        let request = if source.starts_with("oss://") {
+            self.object_request("HEAD", source, &[]).await?
+        } else {
+            self.inner.http.head(source)
+        };
+        let response = match tokio::time::timeout(timeout, request.send()).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                return Err(ApiError::with_class(
+                    ErrorClass::Transient,
+                    None,
+                    "ConnectFailed",
+                    e.without_url().to_string(),
+                ));
+            }
+            Err(_) => {
+                return Err(ApiError::with_class(
+                    ErrorClass::Transient,
+                    None,
+                    "Timeout",
+                    "no answer to a HEAD in time".to_string(),
+                ));
+            }
+        };
+        if !response.status().is_success() {
+            return Ok(None);
+        }
+        let header = |name: &str| header_text(&response, name);
+        Ok(Some(Validators {
+            etag: header("etag"),
+            last_modified: header("last-modified"),
+            size: header("content-length").and_then(|v| v.parse().ok()),
+        }))
+    }
+
     async fn get_capped(&self, url: &str, cap: u64) -> Result<Fetched, ApiError> {
         let failed = |e: reqwest::Error| {
             ApiError::with_class(
@@ -65,17 +155,13 @@ impl Client {
             )
         };
         let mut response = self.inner.http.get(url).send().await.map_err(failed)?;
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
+        let header = |name: &str| header_text(&response, name);
         let mut fetched = Fetched {
             status: response.status().as_u16(),
             content_type: header("content-type"),
             declared_len: header("content-length").and_then(|v| v.parse().ok()),
+            etag: header("etag"),
+            last_modified: header("last-modified"),
             ..Fetched::default()
         };
         let cap = usize::try_from(cap).unwrap_or(usize::MAX);
@@ -90,4 +176,13 @@ impl Client {
         }
         Ok(fetched)
     }
+}
+
+/// A response header's value as text, when it is text.
+fn header_text(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }

@@ -10,7 +10,7 @@ mod fetch;
 mod ice;
 pub mod links;
 mod objects;
-pub use fetch::Fetched;
+pub use fetch::{Fetched, Validators};
 pub use objects::{ObjectProbe, Uploaded};
 mod mts;
 mod persons;

@@ -85,7 +85,7 @@ impl Client {
 
     /// A request to `address` on the OSS endpoint, signed in its headers; `headers` are sent
     /// and signed too.
-    async fn object_request(
+    pub(super) async fn object_request(
         &self,
         method: &str,
         address: &str,

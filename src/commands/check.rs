@@ -83,7 +83,7 @@ pub async fn command(args: CheckArgs) -> Exit {
         let recorded = if with_hashes {
             crate::preflight::recorded(&ledger_path).map_err(|e| e.to_string())?
         } else {
-            Vec::new()
+            crate::preflight::Remembered::default()
         };
         Ok::<_, String>((planned.plan, planned.dropped, recorded, replanned))
     })
@@ -573,7 +573,7 @@ async fn connect_for_objects(args: &CheckArgs) -> Result<crate::connect::Connect
 /// `--preflight`: reads and checks each image the plan would send.
 async fn preflight_images(
     plan: &Plan,
-    recorded: &[crate::preflight::Recorded],
+    recorded: &crate::preflight::Remembered,
     client: &crate::api::Client,
     settings: &crate::preflight::Settings,
 ) -> crate::preflight::Report {

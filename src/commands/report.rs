@@ -255,7 +255,7 @@ impl Ledger {
                     self.copies_removed += 1;
                 }
             }
-            Entry::Object(_) | Entry::Upload(_) => {}
+            Entry::Object(_) | Entry::Upload(_) | Entry::Checked(_) => {}
         }
     }
 

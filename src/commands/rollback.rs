@@ -260,7 +260,7 @@ fn collect<T: Backend>(
                 }
                 return;
             }
-            Entry::Person(_) | Entry::Upload(_) => return,
+            Entry::Person(_) | Entry::Upload(_) | Entry::Checked(_) => return,
             Entry::Image(image) => image,
         };
         run_seen |= Some(image.run()) == wanted;

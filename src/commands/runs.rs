@@ -45,7 +45,10 @@ pub fn collect(path: &Path) -> Result<Vec<RunEntry>, ledger::LedgerError> {
         let (view, status) = match &entry {
             Entry::Run(view) => (*view, None),
             Entry::Image(image) => (image.view, Some(image.status)),
-            Entry::Object(view) | Entry::Person(view) | Entry::Upload(view) => (*view, None),
+            Entry::Object(view)
+            | Entry::Person(view)
+            | Entry::Upload(view)
+            | Entry::Checked(view) => (*view, None),
         };
         let id = view.run();
         let at = match index.get(id) {

@@ -223,7 +223,7 @@ impl Tally {
     fn add(&mut self, entry: Entry<'_, '_>) {
         let image = match entry {
             Entry::Run(view) => return self.run(view),
-            Entry::Object(_) | Entry::Person(_) | Entry::Upload(_) => return,
+            Entry::Object(_) | Entry::Person(_) | Entry::Upload(_) | Entry::Checked(_) => return,
             Entry::Image(image) => image,
         };
         let target = if image.is_mts() { "mts" } else { "ice" }.to_string();

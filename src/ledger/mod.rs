@@ -457,7 +457,7 @@ impl Batch {
                     Decoded::RunEnd(record)
                 }
             }
-            Entry::Object(_) | Entry::Upload(_) => return,
+            Entry::Object(_) | Entry::Upload(_) | Entry::Checked(_) => return,
         };
         self.lines.push(decoded);
     }

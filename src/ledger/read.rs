@@ -154,6 +154,8 @@ pub enum Entry<'v, 'a, V = View<'a>> {
     Person(&'v V),
     /// A local photo uploaded (`upload`).
     Upload(&'v V),
+    /// What pre-flight found in an image (`checked`).
+    Checked(&'v V),
 }
 
 /// What a scan measured.
@@ -533,6 +535,10 @@ fn apply<S: ScanAs>(
             each(Entry::Upload(&view));
             return Ok(());
         }
+        Some(LineKind::Checked) => {
+            each(Entry::Checked(&view));
+            return Ok(());
+        }
         // Kinds from later versions of the same schema are not ours to interpret.
         _ => return Ok(()),
     }
@@ -572,7 +578,7 @@ mod tests {
         let scanned = scan_from(Path::new("t.jsonl"), bytes, |entry| match entry {
             Entry::Image(i) => seen.push(format!("{}:{}", i.status.as_str(), i.image_url)),
             Entry::Run(r) => seen.push(format!("{:?}", r.kind)),
-            Entry::Object(o) | Entry::Person(o) | Entry::Upload(o) => {
+            Entry::Object(o) | Entry::Person(o) | Entry::Upload(o) | Entry::Checked(o) => {
                 seen.push(format!("{:?}", o.kind))
             }
         })?;
@@ -662,7 +668,9 @@ mod tests {
         match entry {
             Entry::Image(i) => format!("{}:{}:{}", i.status.as_str(), i.person_id, i.image_url),
             Entry::Run(r) => format!("{:?}:{}", r.kind, r.run()),
-            Entry::Object(o) | Entry::Person(o) | Entry::Upload(o) => format!("{:?}", o.kind),
+            Entry::Object(o) | Entry::Person(o) | Entry::Upload(o) | Entry::Checked(o) => {
+                format!("{:?}", o.kind)
+            }
         }
     }
 

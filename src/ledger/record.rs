@@ -91,6 +91,14 @@ pub(crate) fn borrowed<'de, D: serde::Deserializer<'de>>(
     Ok(Option::<Borrowed>::deserialize(d)?.map(|b| b.0))
 }
 
+/// Pre-flight's word on an image: the service would take it, or refuse it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Passed,
+    Refused,
+}
+
 /// What kind of line this is; kinds from later versions of the schema are `Other`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,6 +111,7 @@ pub enum LineKind {
     Copy,
     Settled,
     Upload,
+    Checked,
     #[serde(other)]
     Other,
 }
@@ -303,6 +312,40 @@ ledger_schema! {
         }
     }
 
+    /// What pre-flight found when it read an image (`checked`): the image as it was then (its
+    /// validators), the limits it was held to, and what was found, so that a later run with
+    /// the same limits reads it again only when it has changed.
+    #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+    pub struct CheckRecord {
+        [again] ts: String,
+        [again] run: String,
+        /// Where the bytes are: `oss://BUCKET/KEY` or the URL in canonical form (never a signed
+        /// link).
+        [view] source: String,
+        [view] verdict: Verdict,
+        /// The limits the image was held to (`Limits::fingerprint`): a verdict is reused only
+        /// under the same ones.
+        [view] limits: String,
+        optional {
+            /// The HTTP status of the download.
+            [view] http_status: Option<u16>,
+            /// The server's `ETag` and `Last-Modified`, and the size it declared (or the file's).
+            [view] etag: Option<String>,
+            [view] last_modified: Option<String>,
+            [again] size: Option<u64>,
+            /// Bytes read (all of them unless over the size limit).
+            [view] bytes: Option<u64>,
+            [view] format: Option<String>,
+            [view] width: Option<u32>,
+            [view] height: Option<u32>,
+            [view] orientation: Option<u16>,
+            [again] sha256: Option<String>,
+            /// What was found in the image itself, each `{severity, kind, message}` (the
+            /// comparison with other rows is made afresh by every run).
+            [view] findings: Option<Value>,
+        }
+    }
+
     /// A person a run read again to settle it (`settled`): no request for any of its images can
     /// still land unseen, so later runs need not read it again.
     #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -394,6 +437,7 @@ pub enum Record {
     Copy(ImageRecord),
     Settled(PersonRecord),
     Upload(UploadRecord),
+    Checked(CheckRecord),
 }
 
 #[derive(Serialize)]
@@ -576,6 +620,18 @@ mod tests {
             size: _,
             modified_ns: _,
             oss_object: _,
+            source: _,
+            verdict: _,
+            limits: _,
+            http_status: _,
+            etag: _,
+            last_modified: _,
+            bytes: _,
+            format: _,
+            width: _,
+            height: _,
+            orientation: _,
+            findings: _,
         } = View::default();
         let ReplayView {
             v: _,

@@ -167,6 +167,7 @@ async fn run_with<T: crate::backend::Backend>(
     let Planned { mut plan, dropped } = planned;
     let mut preflight_refused = crate::report::Groups::new();
     let mut preflight_figures = None;
+    let mut verdicts = Vec::new();
     if let Some(settings) = &config.preflight
         && preflight::has_work(&plan, settings)
     {
@@ -182,12 +183,14 @@ async fn run_with<T: crate::backend::Backend>(
             .flat_map(|prepared| &prepared.queue)
             .map(|pending| (pending.address.as_str(), pending.path()))
             .collect();
-        let report = preflight::screen(&reader, &mut plan, &recorded, settings, &files).await;
+        let mut report = preflight::screen(&reader, &mut plan, &recorded, settings, &files).await;
         if report.checked > 0 {
             crate::say::text(&report.render());
         }
+        verdicts = std::mem::take(&mut report.fresh);
         preflight_figures = Some(crate::report::Preflight {
             checked: report.checked,
+            unchanged: report.unchanged,
             refused: report.refused,
             warned: report.warned,
             bytes_read: report.bytes_read,
@@ -211,6 +214,11 @@ async fn run_with<T: crate::backend::Backend>(
         .uploads
         .clone()
         .map(|prepared| start_uploads(&reader, prepared, &plan, &journal.events, &run_id, &stop));
+    // What pre-flight read now, so that the next run reads only what changes.
+    for (source, prior) in verdicts {
+        let record = ledger::record::Record::Checked(prior.record(&run_id, &source));
+        journal.events.send(Event::Record(record));
+    }
     for rejected in plan.rejected.iter().filter(|r| !r.already_recorded) {
         let record = rejected_record(&run_id, rejected, config.target);
         journal.events.send(Event::Outcome(record));

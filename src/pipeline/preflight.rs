@@ -11,7 +11,7 @@ use crate::api::Client;
 use crate::image::library_key;
 use crate::ledger::Status;
 use crate::plan::{Plan, Rejected};
-use crate::preflight::{Checked, Recorded, Report, Settings, sweep};
+use crate::preflight::{Checked, Remembered, Report, Settings, sweep};
 
 /// The reason an image pre-flight refused is recorded with (`image_url: …`, the column it is
 /// about, as the manifest's own refusals are grouped).
@@ -45,7 +45,7 @@ pub(crate) fn has_work(plan: &Plan, settings: &Settings) -> bool {
 pub(crate) async fn screen(
     client: &Client,
     plan: &mut Plan,
-    recorded: &[Recorded],
+    recorded: &Remembered,
     settings: &Settings,
     files: &HashMap<&str, &std::path::Path>,
 ) -> Report {
@@ -98,7 +98,7 @@ pub(crate) fn apply(plan: &mut Plan, report: &Report) {
                         image_key: image.image_key,
                         status: Status::Invalid,
                         reason: reason(checked),
-                        already_recorded: false,
+                        already_recorded: image.was_invalid,
                     });
                 }
                 Some(first) => {
@@ -150,6 +150,7 @@ mod tests {
             key: u128::from(line),
             unsettled,
             sha256: None,
+            was_invalid: false,
         }
     }
 

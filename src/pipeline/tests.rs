@@ -216,6 +216,7 @@ fn job(images: &[&str], needs_lookup: bool) -> PersonJob {
                 key: 0,
                 unsettled: needs_lookup,
                 sha256: None,
+                was_invalid: false,
             })
             .collect(),
         drops: Vec::new(),
@@ -568,6 +569,7 @@ fn work(url: &str) -> ImageWork {
         key: 0,
         unsettled: false,
         sha256: None,
+        was_invalid: false,
     }
 }
 

@@ -82,6 +82,9 @@ pub struct ImageWork {
     pub unsettled: bool,
     /// The SHA-256 of its bytes, when pre-flight read them (recorded with the image).
     pub sha256: Option<String>,
+    /// Its last record is `invalid` (pre-flight refused it): refused again, it is a known
+    /// rejection, not a new one.
+    pub was_invalid: bool,
 }
 
 /// Everything to do for one person: images one at a time, in manifest order.
@@ -655,6 +658,7 @@ impl Planner<'_> {
                         key,
                         unsettled: false,
                         sha256: None,
+                        was_invalid: false,
                     };
                     self.plan.restore.push((person, image));
                 }
@@ -731,6 +735,7 @@ impl Planner<'_> {
             key,
             unsettled: needs_lookup,
             sha256: None,
+            was_invalid: state.is_some_and(|s| s.status == Status::Invalid),
         };
         let index = match slot.job {
             Some(i) => i,

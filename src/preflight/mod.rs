@@ -16,7 +16,7 @@ pub mod sweep;
 use std::fmt;
 
 pub use inspect::{Body, Inspection, inspect};
-pub use recorded::{Recorded, recorded};
+pub use recorded::{Prior, Recorded, Remembered, recorded};
 pub use sweep::{Checked, Report, Settings, sweep};
 
 /// The image formats pre-flight tells apart by their first bytes.
@@ -119,6 +119,22 @@ pub struct Limits {
     pub formats: Vec<Format>,
 }
 
+impl Limits {
+    /// The limits in one line of words, recorded with a verdict: a later run reuses the
+    /// verdict only when its limits read the same.
+    pub fn fingerprint(&self) -> String {
+        let formats: Vec<&str> = self.formats.iter().map(|f| f.name()).collect();
+        format!(
+            "bytes<={} side>={} warn<{} side<={} formats={}",
+            self.max_bytes,
+            self.min_side,
+            self.warn_side,
+            self.max_side,
+            formats.join(",")
+        )
+    }
+}
+
 pub const DEFAULT_MAX_BYTES: u64 = 5 << 20;
 pub const DEFAULT_MIN_SIDE: u32 = 64;
 pub const DEFAULT_WARN_SIDE: u32 = 200;
@@ -137,7 +153,7 @@ impl Default for Limits {
 }
 
 /// How much a finding weighs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// The service would refuse the row (or register the wrong face): not sent.
@@ -147,12 +163,12 @@ pub enum Severity {
 }
 
 /// One thing pre-flight found about an image, in words.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Finding {
     pub severity: Severity,
     /// What kind of problem, in a few fixed words (`not an image`, `too small`): how findings
-    /// are grouped and counted.
-    pub kind: &'static str,
+    /// are grouped and counted. (Read back from the ledger when a verdict is reused.)
+    pub kind: std::borrow::Cow<'static, str>,
     pub message: String,
 }
 
@@ -160,7 +176,7 @@ impl Finding {
     pub fn error(kind: &'static str, message: impl Into<String>) -> Finding {
         Finding {
             severity: Severity::Error,
-            kind,
+            kind: kind.into(),
             message: message.into(),
         }
     }
@@ -168,7 +184,7 @@ impl Finding {
     pub fn warning(kind: &'static str, message: impl Into<String>) -> Finding {
         Finding {
             severity: Severity::Warning,
-            kind,
+            kind: kind.into(),
             message: message.into(),
         }
     }

@@ -8,6 +8,7 @@ use futures::StreamExt as _;
 
 use super::cross::{self, Seen};
 use super::inspect::{Body, Inspection, human_bytes, inspect, looks_like};
+use super::recorded::{Prior, Remembered};
 use super::{Finding, Limits};
 use crate::api::{Client, Fetched};
 
@@ -95,6 +96,9 @@ impl Checked {
 pub struct Report {
     /// Images read (or tried).
     pub checked: u64,
+    /// Images not read again: an earlier run's verdict stands, the image has not changed since
+    /// (its `ETag` and size by a HEAD, or its key names its content) and the limits are the same.
+    pub unchanged: u64,
     /// Images the service would refuse (not sent by `run --preflight`).
     pub refused: u64,
     /// Images sent, with something worth a look.
@@ -105,6 +109,10 @@ pub struct Report {
     /// Findings of images sent anyway, by kind.
     pub warned_by_kind: crate::report::Groups,
     pub images: Vec<Checked>,
+    /// The verdicts on images read now, by source: for the ledger, so that the next run reads
+    /// only what changes.
+    #[serde(skip)]
+    pub fresh: Vec<(String, Prior)>,
 }
 
 /// Problems listed one by one in the text; the rest are counted.
@@ -120,6 +128,14 @@ impl Report {
             self.refused,
             self.warned
         );
+        if self.unchanged > 0 {
+            let _ = writeln!(
+                text,
+                "  {} of them unchanged since an earlier run read them: its verdict stands, \
+                 nothing read again",
+                self.unchanged
+            );
+        }
         if !self.refused_by_kind.is_empty() {
             let _ = writeln!(
                 text,
@@ -162,12 +178,14 @@ impl Report {
 }
 
 /// Fetches and checks `items` with `client` (its credentials sign `oss://` links), paced by
-/// `settings`, and compares their hashes with each other's and with the `recorded` ones (the
-/// ledger's registered images); the report lists the items in line order.
+/// `settings`, and compares their hashes with each other's and with the registered ones the
+/// ledger `remembers`; an image an earlier run read, unchanged since and held to the same
+/// limits, keeps that run's verdict and is not read again. The report lists the items in line
+/// order.
 pub async fn sweep(
     client: &Client,
     items: &[Item<'_>],
-    recorded: &[super::Recorded],
+    remembered: &Remembered,
     settings: &Settings,
 ) -> Report {
     let gap = (settings.qps > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(settings.qps)));
@@ -180,41 +198,85 @@ pub async fn sweep(
         );
     }
     let start = crate::clock::instant();
-    let cap = settings.limits.max_bytes.saturating_add(1);
-    let mut images: Vec<(Checked, u64)> = futures::stream::iter(items.iter().enumerate())
-        .map(|(i, item)| async move {
-            // The pace spares the servers photos come from; a local file is read unpaced.
-            if let Some(gap) = gap
-                && item.file.is_none()
-            {
-                tokio::time::sleep_until(start + gap.mul_f64(i as f64)).await;
-            }
-            let fetched = match item.file {
-                Some(file) => read_file(file, cap).await,
-                None => {
-                    client
-                        .fetch_image(item.image_url, cap, settings.timeout)
-                        .await
+    let limits = settings.limits.fingerprint();
+    let mut images: Vec<Swept> = futures::stream::iter(items.iter().enumerate())
+        .map(|(i, item)| {
+            let limits = &limits;
+            async move {
+                let source = crate::image::Locator::of(item.image_url).into_string();
+                let prior = remembered
+                    .checks
+                    .get(&source)
+                    .filter(|prior| prior.limits == *limits);
+                // A key that names its content needs no question to the server.
+                if let Some(prior) = prior.filter(|p| p.named_by_content(&source)) {
+                    return reused(item, prior);
                 }
-            };
-            check_one(item, fetched, &settings.limits)
+                // The pace spares the servers photos come from; a local file is read unpaced.
+                if let Some(gap) = gap
+                    && item.file.is_none()
+                {
+                    tokio::time::sleep_until(start + gap.mul_f64(i as f64)).await;
+                }
+                if let Some(prior) = prior
+                    && item.file.is_none()
+                    && let Ok(Some(now)) = client.head_image(item.image_url, settings.timeout).await
+                    && prior.validators.same_as_before(&now)
+                {
+                    return reused(item, prior);
+                }
+                let fetched = match item.file {
+                    Some(file) => read_file(file, cap_of(settings)).await,
+                    None => {
+                        client
+                            .fetch_image(item.image_url, cap_of(settings), settings.timeout)
+                            .await
+                    }
+                };
+                let validators = match &fetched {
+                    Ok(f) if (200..300).contains(&f.status) => Some(f.validators()),
+                    _ => None,
+                };
+                let (checked, read) = check_one(item, fetched, &settings.limits);
+                // Only an answered read is a verdict worth keeping: one that could not reach
+                // the image is tried again next time.
+                let fresh = validators
+                    .filter(|v| v.usable() || item.file.is_some())
+                    .map(|validators| {
+                        (
+                            source,
+                            Prior {
+                                limits: limits.clone(),
+                                validators,
+                                http_status: checked.status,
+                                inspection: checked.inspection.clone(),
+                            },
+                        )
+                    });
+                Swept {
+                    checked,
+                    read,
+                    reused: false,
+                    fresh,
+                }
+            }
         })
         .buffer_unordered(settings.in_flight.max(1))
         .collect()
         .await;
-    images.sort_by_key(|(c, _)| c.line);
+    images.sort_by_key(|swept| swept.checked.line);
     let verdicts = {
         let mut seen: Vec<Seen<'_>> = images
             .iter()
-            .map(|(c, _)| Seen {
-                line: c.line,
-                category_id: &c.category_id,
-                person_id: &c.person_id,
-                sha256: c.inspection.sha256.as_deref(),
+            .map(|swept| Seen {
+                line: swept.checked.line,
+                category_id: &swept.checked.category_id,
+                person_id: &swept.checked.person_id,
+                sha256: swept.checked.inspection.sha256.as_deref(),
                 recorded: false,
             })
             .collect();
-        seen.extend(recorded.iter().map(|r| Seen {
+        seen.extend(remembered.registered.iter().map(|r| Seen {
             line: r.line,
             category_id: &r.category_id,
             person_id: &r.person_id,
@@ -226,11 +288,19 @@ pub async fn sweep(
         verdicts
     };
     let mut report = Report::default();
-    for ((mut checked, read), verdict) in images.into_iter().zip(verdicts) {
+    for (swept, verdict) in images.into_iter().zip(verdicts) {
+        let Swept {
+            mut checked,
+            read,
+            reused,
+            fresh,
+        } = swept;
         checked.inspection.findings.extend(verdict.findings);
         checked.same_as = verdict.same_as;
         report.checked += 1;
+        report.unchanged += u64::from(reused);
         report.bytes_read += read;
+        report.fresh.extend(fresh);
         if let Some(error) = checked.inspection.findings.iter().find(|f| f.is_error()) {
             report.refused += 1;
             *report
@@ -248,6 +318,38 @@ pub async fn sweep(
     report
 }
 
+/// One image swept: what was found, the bytes read for it, whether an earlier verdict stood,
+/// and the verdict to remember when it was read now.
+struct Swept {
+    checked: Checked,
+    read: u64,
+    reused: bool,
+    fresh: Option<(String, Prior)>,
+}
+
+/// The most a read takes: the size limit and one byte more (to tell "over" from "at").
+fn cap_of(settings: &Settings) -> u64 {
+    settings.limits.max_bytes.saturating_add(1)
+}
+
+/// `item` judged as an earlier run judged the same bytes.
+fn reused(item: &Item<'_>, prior: &Prior) -> Swept {
+    Swept {
+        checked: Checked {
+            line: item.line,
+            category_id: item.category_id.to_string(),
+            person_id: item.person_id.to_string(),
+            image_url: crate::image::shown(item.image_url).into_owned(),
+            status: prior.http_status,
+            inspection: prior.inspection.clone(),
+            same_as: None,
+        },
+        read: 0,
+        reused: true,
+        fresh: None,
+    }
+}
+
 /// A local file read as a download would be: at most `cap` bytes.
 async fn read_file(path: &std::path::Path, cap: u64) -> Result<Fetched, crate::api::ApiError> {
     use std::io::Read as _;
@@ -263,6 +365,9 @@ async fn read_file(path: &std::path::Path, cap: u64) -> Result<Fetched, crate::a
             declared_len: Some(declared),
             truncated: declared > bytes.len() as u64,
             bytes,
+            // A file's content is its identity (its object is named by its hash).
+            etag: None,
+            last_modified: None,
         })
     })
     .await;
@@ -375,7 +480,7 @@ mod tests {
             content_type: Some("text/html".into()),
             declared_len: Some(1229),
             bytes: vec![b'<'; 1229],
-            truncated: false,
+            ..Fetched::default()
         };
         assert_eq!(
             refusal("http://x/a.jpg", &fetched).message,

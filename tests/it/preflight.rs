@@ -582,18 +582,23 @@ fn run_reads_oss_objects_first_by_default_public_links_only_with_preflight_and_n
     );
 }
 
-#[test]
-fn run_preflight_reads_local_photos_from_their_files_before_their_upload() {
-    let world = World::new(SandboxConfig::for_tests());
-    let base = world.sandbox.base_url();
+/// Two local photos, alice's good and bob's too small (20×20), and a manifest naming them.
+fn alice_and_bob(world: &World) -> std::path::PathBuf {
     let dir = world.dir.path().join("photos");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("alice.jpg"), jpeg(400, 400, None, "alice")).unwrap();
     std::fs::write(dir.join("bob.png"), png(20, 20, "bob")).unwrap();
-    let manifest = world.manifest(
+    world.manifest(
         "m.csv",
         "category_id,person_id,image_url\nstaff,alice,photos/alice.jpg\nstaff,bob,photos/bob.png\n",
-    );
+    )
+}
+
+#[test]
+fn run_preflight_reads_local_photos_from_their_files_before_their_upload() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    let manifest = alice_and_bob(&world);
     let summary = world.path("summary.json");
     let out = world.run(
         &manifest,
@@ -645,4 +650,186 @@ fn run_preflight_reads_local_photos_from_their_files_before_their_upload() {
         (Some(2), Some(1))
     );
     assert!(p["bytes_read"].as_u64().unwrap() > 0);
+}
+
+/// The `checked` records of a ledger, by source.
+fn checked_records(ledger: &std::path::Path) -> Vec<serde_json::Value> {
+    ledger_lines(ledger)
+        .into_iter()
+        .filter(|l| l["kind"] == "checked")
+        .collect()
+}
+
+#[test]
+fn a_rerun_reads_again_only_the_photos_that_changed_and_keeps_the_verdicts_of_the_rest() {
+    let world = World::new(SandboxConfig::for_tests());
+    let roster = roster(&world);
+    let base = world.sandbox.base_url();
+    let summary = world.path("summary.json");
+    let args = [
+        "--preflight",
+        "--oss-endpoint",
+        &base,
+        "--summary",
+        summary.to_str().unwrap(),
+    ];
+    let first = world.run(&roster.manifest, &args);
+    assert_eq!(first.status.code(), Some(1), "{}", stderr(&first));
+    let ledger = world.path("m.ledger.jsonl");
+    // Every oss:// photo that was read got a verdict (with OSS's ETag); the web server sends
+    // no validator, so its photos are read every time and get none.
+    let checked = checked_records(&ledger);
+    let sources: std::collections::BTreeSet<&str> = checked
+        .iter()
+        .map(|c| c["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources.len(), 11, "{sources:?}");
+    assert!(sources.iter().all(|s| s.starts_with("oss://media-faces/")));
+    // Each is what doc/schema/ledger-record.json describes.
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("doc/schema/ledger-record.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for record in &checked {
+        let errors: Vec<String> = validator
+            .iter_errors(record)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{record}: {errors:?}");
+    }
+    let tiny = checked
+        .iter()
+        .find(|c| c["source"] == "oss://media-faces/tiny.png")
+        .unwrap();
+    assert_eq!(tiny["verdict"], "refused", "{tiny}");
+    assert_eq!(tiny["width"], 40, "{tiny}");
+    assert!(tiny["etag"].as_str().is_some(), "{tiny}");
+    let reasons = |ledger: &[serde_json::Value]| -> Vec<(u64, String)> {
+        let mut out: Vec<(u64, String)> = REFUSED
+            .iter()
+            .map(|(line, _)| {
+                let record = ledger
+                    .iter()
+                    .rev()
+                    .find(|l| l["kind"] == "image" && l["line"] == *line)
+                    .unwrap();
+                (*line, record["reason"].as_str().unwrap().to_string())
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let first_reasons = reasons(&ledger_lines(&ledger));
+    let before = world.sandbox.snapshot().oss.requests;
+
+    // Nothing changed: no photo is read again. Each oss:// one gets a HEAD, whose ETag is the
+    // one read; each refused row is refused again with the same words.
+    let second = world.run(&roster.manifest, &args);
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    let after = world.sandbox.snapshot().oss.requests;
+    assert_eq!(after.get, before.get, "no photo read again");
+    assert!(
+        after.head > before.head,
+        "each verdict is checked with a HEAD"
+    );
+    let lines = ledger_lines(&world.path("m.ledger.jsonl"));
+    assert_eq!(reasons(&lines), first_reasons);
+    assert_eq!(
+        checked_records(&ledger).len(),
+        checked.len(),
+        "nothing new to record"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    // The rows not registered: the six oss:// refusals (lines 3–7, 12), line 11 (line 10's
+    // photo) and the two web photos (lines 2 and 13, read again).
+    assert_eq!(json["preflight"]["checked"], 9, "{json}");
+    assert_eq!(json["preflight"]["unchanged"], 7, "{json}");
+    assert!(
+        stderr(&second).contains("7 of them unchanged since an earlier run read them"),
+        "{}",
+        stderr(&second)
+    );
+
+    // One photo is replaced: it alone is read again, and sent now that it passes.
+    world
+        .sandbox
+        .admin_put_object(BUCKET, "tiny.png", &png(400, 400, "tiny-fixed"))
+        .unwrap();
+    let third = world.run(&roster.manifest, &args);
+    assert_eq!(third.status.code(), Some(0), "{}", stderr(&third));
+    let last = world.sandbox.snapshot().oss.requests;
+    assert_eq!(last.get, after.get + 1, "only the replaced photo is read");
+    let fixed = checked_records(&ledger)
+        .into_iter()
+        .rfind(|c| c["source"] == "oss://media-faces/tiny.png")
+        .unwrap();
+    assert_eq!(fixed["verdict"], "passed", "{fixed}");
+    assert_eq!(fixed["width"], 400, "{fixed}");
+    let line6 = ledger_lines(&ledger)
+        .into_iter()
+        .rfind(|l| l["kind"] == "image" && l["line"] == 6)
+        .unwrap();
+    assert_eq!(line6["status"], "registered", "{line6}");
+
+    // Other limits are another verdict: the photos are read again under them.
+    let fourth = world.run(
+        &roster.manifest,
+        &["--preflight", "--oss-endpoint", &base, "--max-side", "6000"],
+    );
+    assert!(
+        stderr(&fourth).contains("preflight:"),
+        "{}",
+        stderr(&fourth)
+    );
+    let reread = world.sandbox.snapshot().oss.requests;
+    assert!(reread.get > last.get, "new limits: read again");
+}
+
+#[test]
+fn a_rerun_reads_no_local_photo_again_whose_object_is_named_by_its_content() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    let manifest = alice_and_bob(&world);
+    let summary = world.path("summary.json");
+    let args = [
+        "--upload-to",
+        "oss://media-faces/staff/",
+        "--oss-endpoint",
+        &base,
+        "--summary",
+        summary.to_str().unwrap(),
+    ];
+    let out = world.run(&manifest, &args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let ledger = world.path("m.ledger.jsonl");
+    let checked = checked_records(&ledger);
+    assert_eq!(checked.len(), 2, "{checked:?}");
+    let before = world.sandbox.snapshot().oss.requests;
+    let out = world.run(&manifest, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let after = world.sandbox.snapshot().oss.requests;
+    // bob's photo, refused, is judged again without a byte read: neither the file (its upload
+    // record says it is unchanged) nor the object (its key is its content's hash).
+    assert_eq!((after.get, after.head), (before.get, before.head));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(json["preflight"]["checked"], 1, "{json}");
+    assert_eq!(json["preflight"]["unchanged"], 1, "{json}");
+    assert_eq!(json["preflight"]["bytes_read"], 0, "{json}");
+    let bob = ledger_lines(&ledger)
+        .into_iter()
+        .rfind(|l| l["kind"] == "image" && l["person_id"] == "bob")
+        .unwrap();
+    assert!(
+        bob["reason"]
+            .as_str()
+            .unwrap()
+            .contains("too small: 20×20 px"),
+        "{bob}"
+    );
 }
