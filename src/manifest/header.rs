@@ -15,6 +15,8 @@ pub struct Columns {
     pub person_name: Option<usize>,
     /// An explicit identity for images whose URL does not say what they are.
     pub image_key: Option<usize>,
+    /// The SHA-256 of the photo's bytes: its identity, and what pre-flight holds it to.
+    pub image_sha256: Option<usize>,
     /// Further image columns after `image_url`, in order (`image_url2`, … or a `--columns`
     /// mapping naming several): each non-empty cell is one more image of the row's person.
     pub more_images: Vec<usize>,
@@ -45,6 +47,9 @@ impl Columns {
         if let Some(i) = self.image_key {
             parts.push(format!("image_key={}", name(i)));
         }
+        if let Some(i) = self.image_sha256 {
+            parts.push(format!("image_sha256={}", name(i)));
+        }
         parts.join(", ")
     }
 }
@@ -63,7 +68,7 @@ pub struct ColumnMap {
 pub enum ColumnMapError {
     #[error(
         "`{field}` is not a column of the manifest (category_id, person_id, image_url, \
-         person_name, image_key)"
+         person_name, image_key, image_sha256)"
     )]
     UnknownColumn { field: String },
     #[error("`{field}` is mapped twice")]
@@ -136,12 +141,13 @@ pub fn set_column_map(map: ColumnMap) {
 }
 
 /// The known fields: the normalised spelling and the canonical name.
-const KNOWN: [(&str, &str); 5] = [
+const KNOWN: [(&str, &str); 6] = [
     ("categoryid", "category_id"),
     ("personid", "person_id"),
     ("imageurl", "image_url"),
     ("personname", "person_name"),
     ("imagekey", "image_key"),
+    ("imagesha256", "image_sha256"),
 ];
 
 /// The first three of `KNOWN` are required.
@@ -254,6 +260,7 @@ pub(super) fn parse(
         Some(image_url),
         person_name,
         image_key,
+        image_sha256,
     ] = found
     else {
         let missing = (0..REQUIRED)
@@ -273,6 +280,7 @@ pub(super) fn parse(
         image_url,
         person_name,
         image_key,
+        image_sha256,
         more_images,
         names,
         base: std::path::PathBuf::new(),

@@ -37,6 +37,7 @@ pub struct Row {
     pub person_name: Option<String>,
     pub image_url: String,
     /// The `image_key` column: an identity of the image's own, when its URL does not say it.
+    /// A row with an `image_sha256` has `sha256:<hex>` here: its bytes are its identity.
     pub image_key: Option<String>,
 }
 
@@ -45,6 +46,17 @@ impl Row {
     pub fn image_id(&self) -> crate::image::ImageId<'_> {
         crate::image::ImageId::new(&self.image_url, self.image_key.as_deref())
     }
+}
+
+/// The prefix of an identity that is the image's bytes: `sha256:<64 hex digits>`, which the
+/// `image_sha256` column gives (or an `image_key` written so).
+pub const SHA256_KEY: &str = "sha256:";
+
+/// The SHA-256 (lower-case hex) an image's identity holds it to, if it is one of bytes.
+pub fn declared_sha256(image_key: Option<&str>) -> Option<&str> {
+    image_key?
+        .strip_prefix(SHA256_KEY)
+        .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// A row that failed a check. The values are as raw as possible (trimmed, lossy UTF-8) so the
@@ -164,6 +176,7 @@ impl Reader {
                 image_url: 0,
                 person_name: None,
                 image_key: None,
+                image_sha256: None,
                 more_images: Vec::new(),
                 names: Vec::new(),
                 base: PathBuf::new(),

@@ -15,7 +15,8 @@ struct Fields<'a> {
     /// Borrowed; owned when a local file became the `oss://` object it was uploaded to.
     image_url: std::borrow::Cow<'a, str>,
     person_name: Option<&'a str>,
-    image_key: Option<&'a str>,
+    /// Owned when it is `sha256:` and the `image_sha256` cell.
+    image_key: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// Turns a record that starts on `line` into an entry.
@@ -61,7 +62,7 @@ fn entry_for(record: &ByteRecord, columns: &Columns, image: usize, line: u64) ->
             category_id: fields.category_id.to_owned(),
             person_id: fields.person_id.to_owned(),
             person_name: fields.person_name.map(str::to_owned),
-            image_key: fields.image_key.map(str::to_owned),
+            image_key: fields.image_key.map(std::borrow::Cow::into_owned),
             image_url: fields.image_url.into_owned(),
         }),
         Err((column, reason)) => Entry::Invalid(InvalidRow {
@@ -125,6 +126,21 @@ fn check<'a>(
     if let Some(key) = image_key {
         validate_id(key, "image_key").map_err(|reason| (Some("image_key"), reason.0))?;
     }
+    let image_key = match sha256(record, columns, image)? {
+        Some(_) if image_key.is_some() => {
+            return Err((
+                Some("image_sha256"),
+                "image_sha256 and image_key both given: the photo's SHA-256 is its identity, \
+                 so give one of them"
+                    .to_string(),
+            ));
+        }
+        Some(hex) => Some(std::borrow::Cow::Owned(format!(
+            "{}{hex}",
+            super::SHA256_KEY
+        ))),
+        None => image_key.map(std::borrow::Cow::Borrowed),
+    };
     Ok(Fields {
         category_id,
         person_id,
@@ -132,6 +148,38 @@ fn check<'a>(
         person_name,
         image_key,
     })
+}
+
+/// The `image_sha256` cell, lower-cased, when the row has one: 64 hexadecimal digits, about
+/// the photo in `image_url` (a row with several image columns gives each photo a row of its
+/// own to name its bytes).
+fn sha256(record: &ByteRecord, columns: &Columns, image: usize) -> Result<Option<String>, Problem> {
+    let Some(index) = columns.image_sha256.filter(|&i| i < record.len()) else {
+        return Ok(None);
+    };
+    let cell = text(record, columns, index, "image_sha256")?;
+    if cell.is_empty() {
+        return Ok(None);
+    }
+    if image != columns.image_url {
+        return Err((
+            Some("image_sha256"),
+            "image_sha256 names the photo in image_url only; give this photo a row of its own \
+             to name its bytes"
+                .to_string(),
+        ));
+    }
+    if cell.len() != 64 || !cell.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let shown: String = cell.chars().take(80).collect();
+        return Err((
+            Some("image_sha256"),
+            format!(
+                "image_sha256 `{shown}` is not a SHA-256: write the 64 hexadecimal digits of the \
+                 photo's hash (`sha256sum photo.jpg`)"
+            ),
+        ));
+    }
+    Ok(Some(cell.to_ascii_lowercase()))
 }
 
 /// The trimmed text of a field, or why there is none.

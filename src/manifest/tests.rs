@@ -486,3 +486,66 @@ fn reading_ahead_gives_the_same_entries_and_the_same_error_in_the_same_order() {
     assert!(direct.last().unwrap().is_err());
     assert_eq!(direct, ahead);
 }
+
+#[test]
+fn an_image_sha256_column_is_the_images_identity_and_must_be_a_sha256() {
+    let hash = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08";
+    let text = format!(
+        "category_id,person_id,image_url,image_sha256\n\
+         lib,p1,https://img.example/a.jpg,{hash}\n\
+         lib,p2,https://img.example/b.jpg,\n\
+         lib,p3,https://img.example/c.jpg,abc123\n"
+    );
+    let entries = entries(text);
+    let row = valid(&entries[0]);
+    let expected = format!("sha256:{}", hash.to_ascii_lowercase());
+    assert_eq!(row.image_key.as_deref(), Some(expected.as_str()));
+    assert_eq!(row.image_id().as_str(), expected);
+    assert_eq!(
+        declared_sha256(row.image_key.as_deref()),
+        Some(&expected[7..])
+    );
+    // The same bytes at another address are the same image.
+    let moved = Row {
+        image_url: "https://elsewhere.example/x.jpg".into(),
+        ..row.clone()
+    };
+    assert_eq!(moved.image_id(), row.image_id());
+    // An empty cell: the URL is the identity, as without the column.
+    assert_eq!(valid(&entries[1]).image_key, None);
+    let Entry::Invalid(bad) = &entries[2] else {
+        panic!("{:?}", entries[2])
+    };
+    assert_eq!(bad.column, Some("image_sha256"));
+    assert!(bad.reason.contains("is not a SHA-256"), "{}", bad.reason);
+    assert_eq!(declared_sha256(Some("sha256:abc")), None);
+    assert_eq!(declared_sha256(Some("my-key")), None);
+}
+
+#[test]
+fn image_sha256_with_image_key_or_a_second_photo_column_is_a_row_error() {
+    let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let both = entries(format!(
+        "category_id,person_id,image_url,image_key,image_sha256\nlib,p1,https://i.example/a.jpg,k1,{hash}\n"
+    ));
+    let Entry::Invalid(bad) = &both[0] else {
+        panic!("{both:?}")
+    };
+    assert!(bad.reason.contains("give one of them"), "{}", bad.reason);
+    let two = entries(format!(
+        "category_id,person_id,image_url,image_url2,image_sha256\nlib,p1,https://i.example/a.jpg,https://i.example/b.jpg,{hash}\n"
+    ));
+    assert_eq!(two.len(), 2, "{two:?}");
+    assert_eq!(
+        valid(&two[0]).image_key.as_deref(),
+        Some(&*format!("sha256:{hash}"))
+    );
+    let Entry::Invalid(second) = &two[1] else {
+        panic!("{two:?}")
+    };
+    assert!(
+        second.reason.contains("names the photo in image_url only"),
+        "{}",
+        second.reason
+    );
+}

@@ -27,9 +27,13 @@ fn is_private(image_url: &str) -> bool {
 }
 
 /// Whether pre-flight reads `image`: not one whose earlier outcome is unknown (it may be on
-/// the server already); with `--preflight` every other one, else `oss://` objects only.
+/// the server already); with `--preflight` every other one, else `oss://` objects and images
+/// whose bytes the manifest names (`image_sha256`: only a read can hold them to it).
 fn screened(image: &crate::plan::ImageWork, settings: &Settings) -> bool {
-    !image.unsettled && (settings.every_image || is_private(&image.image_url))
+    !image.unsettled
+        && (settings.every_image
+            || is_private(&image.image_url)
+            || crate::manifest::declared_sha256(image.image_key.as_deref()).is_some())
 }
 
 /// Whether the plan has an image pre-flight reads (else the ledger is not read for it).
@@ -62,6 +66,7 @@ pub(crate) async fn screen(
                     person_id: &job.person_id,
                     image_url: &image.image_url,
                     file: files.get(image.image_url.as_str()).copied(),
+                    expected_sha256: crate::manifest::declared_sha256(image.image_key.as_deref()),
                 })
         })
         .collect();

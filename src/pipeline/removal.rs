@@ -12,7 +12,7 @@ use super::recorder::{Event, Note};
 use crate::api::ApiError;
 use crate::backend::{Backend, Held, is_safe_id};
 use crate::caller::{Halt, Removal};
-use crate::image::Locator;
+use crate::image::{ImageId, Locator};
 use crate::ledger::{ImageRecord, Record, Status, record::PersonRecord};
 use crate::plan::{DropWork, ImageWork, PersonJob};
 use crate::stop::StopReason;
@@ -101,15 +101,17 @@ pub(crate) fn vanished<T: Backend>(
     let Some(held) = reads.get::<T>(place) else {
         return Vec::new();
     };
+    // Matched by identity, not by URL: an image with an `image_key` (or `image_sha256`) whose
+    // address changed is still the image its recorded id stands for.
     recheck
         .restore
         .iter()
         .filter(|image| {
-            let url = Locator::of(&image.image_url);
-            !recheck
-                .keep
-                .iter()
-                .any(|k| k.url == url.as_str() && held.iter().any(|h| h.id == k.id))
+            let identity = ImageId::new(&image.image_url, image.image_key.as_deref());
+            !recheck.keep.iter().any(|k| {
+                ImageId::new(&k.image_url, k.image_key.as_deref()) == identity
+                    && held.iter().any(|h| h.id == k.id)
+            })
         })
         .cloned()
         .collect()

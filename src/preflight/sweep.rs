@@ -37,6 +37,8 @@ pub struct Item<'a> {
     /// The local file whose content the object will be, when the run uploads it (`--upload-to`):
     /// read instead of the object, which may not be there yet.
     pub file: Option<&'a std::path::Path>,
+    /// The SHA-256 the manifest says the bytes have (`image_sha256`): other bytes are refused.
+    pub expected_sha256: Option<&'a str>,
 }
 
 /// Every image `jobs` would send (unsettled ones included: `check` reads them all), in plan
@@ -50,6 +52,7 @@ pub fn items(jobs: &[crate::plan::PersonJob]) -> Vec<Item<'_>> {
                 person_id: &job.person_id,
                 image_url: &image.image_url,
                 file: None,
+                expected_sha256: crate::manifest::declared_sha256(image.image_key.as_deref()),
             })
         })
         .collect()
@@ -258,6 +261,7 @@ pub async fn sweep(
                     read,
                     reused: false,
                     fresh,
+                    expected: item.expected_sha256,
                 }
             }
         })
@@ -294,8 +298,13 @@ pub async fn sweep(
             read,
             reused,
             fresh,
+            expected,
         } = swept;
         checked.inspection.findings.extend(verdict.findings);
+        checked
+            .inspection
+            .findings
+            .extend(not_the_named_photo(&checked.inspection, expected));
         checked.same_as = verdict.same_as;
         report.checked += 1;
         report.unchanged += u64::from(reused);
@@ -320,11 +329,29 @@ pub async fn sweep(
 
 /// One image swept: what was found, the bytes read for it, whether an earlier verdict stood,
 /// and the verdict to remember when it was read now.
-struct Swept {
+struct Swept<'a> {
     checked: Checked,
     read: u64,
     reused: bool,
     fresh: Option<(String, Prior)>,
+    expected: Option<&'a str>,
+}
+
+/// The finding when the manifest names the photo's bytes (`image_sha256`) and these are
+/// others: the link leads to another photo (replaced, or the wrong file).
+fn not_the_named_photo(inspection: &Inspection, expected: Option<&str>) -> Option<Finding> {
+    let (expected, got) = (expected?, inspection.sha256.as_deref()?);
+    (!got.eq_ignore_ascii_case(expected)).then(|| {
+        Finding::error(
+            "not the photo named",
+            format!(
+                "not the photo image_sha256 names: its bytes hash to {}…, not {}… (the photo \
+                 was replaced, or the row links another file)",
+                &got[..12.min(got.len())],
+                &expected[..12.min(expected.len())]
+            ),
+        )
+    })
 }
 
 /// The most a read takes: the size limit and one byte more (to tell "over" from "at").
@@ -333,7 +360,7 @@ fn cap_of(settings: &Settings) -> u64 {
 }
 
 /// `item` judged as an earlier run judged the same bytes.
-fn reused(item: &Item<'_>, prior: &Prior) -> Swept {
+fn reused<'a>(item: &Item<'a>, prior: &Prior) -> Swept<'a> {
     Swept {
         checked: Checked {
             line: item.line,
@@ -347,6 +374,7 @@ fn reused(item: &Item<'_>, prior: &Prior) -> Swept {
         read: 0,
         reused: true,
         fresh: None,
+        expected: item.expected_sha256,
     }
 }
 

@@ -833,3 +833,81 @@ fn a_rerun_reads_no_local_photo_again_whose_object_is_named_by_its_content() {
         "{bob}"
     );
 }
+
+#[test]
+fn image_sha256_holds_a_row_to_its_photo_and_keeps_it_the_same_image_at_a_new_address() {
+    use sha2::Digest as _;
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    let anna = jpeg(640, 480, None, "anna");
+    let ben = jpeg(640, 480, None, "ben");
+    let hex = |bytes: &[u8]| hex::encode(sha2::Sha256::digest(bytes));
+    world
+        .sandbox
+        .admin_put_object(BUCKET, "old/anna.jpg", &anna)
+        .unwrap();
+    // ben's row names his photo's hash, but the object holds another photo.
+    world
+        .sandbox
+        .admin_put_object(BUCKET, "ben.jpg", &jpeg(640, 480, None, "not-ben"))
+        .unwrap();
+    let manifest = world.manifest(
+        "m.csv",
+        &format!(
+            "category_id,person_id,image_url,image_sha256\n\
+             lib,anna,oss://{BUCKET}/old/anna.jpg,{}\n\
+             lib,ben,oss://{BUCKET}/ben.jpg,{}\n",
+            hex(&anna).to_uppercase(),
+            hex(&ben)
+        ),
+    );
+    let args = ["--oss-endpoint", base.as_str()];
+    let out = world.run(&manifest, &args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(world.faces().len(), 1, "{:?}", world.faces());
+    let ledger = world.path("m.ledger.jsonl");
+    let last = |person: &str| {
+        ledger_lines(&ledger)
+            .into_iter()
+            .rfind(|l| l["kind"] == "image" && l["person_id"] == person)
+            .unwrap()
+    };
+    let anna_record = last("anna");
+    assert_eq!(anna_record["status"], "registered", "{anna_record}");
+    assert_eq!(
+        anna_record["image_key"],
+        format!("sha256:{}", hex(&anna)),
+        "{anna_record}"
+    );
+    let ben_record = last("ben");
+    assert_eq!(ben_record["status"], "invalid", "{ben_record}");
+    assert!(
+        ben_record["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not the photo image_sha256 names"),
+        "{ben_record}"
+    );
+    let creates = world.sandbox.snapshot().stats.by_action["RegisterCustomFace"];
+    assert_eq!(creates, 1);
+
+    // anna's photo moves to another key: the same bytes, the same image, nothing sent.
+    world
+        .sandbox
+        .admin_put_object(BUCKET, "new/anna.jpg", &anna)
+        .unwrap();
+    let moved = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("old/anna.jpg", "new/anna.jpg");
+    std::fs::write(&manifest, moved).unwrap();
+    let out = world.run(&manifest, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let state = world.sandbox.snapshot();
+    assert_eq!(
+        state.stats.by_action["RegisterCustomFace"],
+        creates,
+        "sent again: {}",
+        stderr(&out)
+    );
+    assert_eq!(world.faces().len(), 1);
+}
