@@ -201,6 +201,9 @@ async fn run_with<T: crate::backend::Backend>(
     let emptied = sync::emptied_entities(&plan, &dropped);
     plan.attach(dropped.persons);
     plan.read_libraries_from(config.target.library_read_threshold());
+    // Persons waiting out a request a killed run may have left in flight go last, so that
+    // with few workers they never hold every slot while the others could be sent.
+    schedule::ready_first(&mut plan.jobs);
     let tally = caller.tally().clone();
     let run_id = uuid::Uuid::new_v4().to_string();
     let journal = begun.open(

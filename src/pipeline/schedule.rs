@@ -51,11 +51,40 @@ pub(crate) async fn schedule<J, W, Fut, S>(
     }
 }
 
+/// Puts the persons who must wait before anything is done for them (a `pending` record of a
+/// killed run: [`crate::caller::Caller::settle_since`]) after the others, the earliest-ready
+/// first; the others keep their order. A worker that takes one of them sleeps through the
+/// wait, so with a few workers and many such persons at the front, every slot would sleep
+/// while the rest of the plan could be sent.
+pub(crate) fn ready_first(jobs: &mut [crate::plan::PersonJob]) {
+    // Stable: persons with nothing to wait for (0) first, in plan order.
+    jobs.sort_by_key(|job| job.pending_since);
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+
+    #[test]
+    fn persons_waiting_out_a_pending_go_last_earliest_ready_first() {
+        let job = |person: &str, pending_since: u32| {
+            let mut job = crate::plan::PersonJob::without_images("lib".into(), person.into());
+            job.pending_since = pending_since;
+            job
+        };
+        let mut jobs = vec![
+            job("late", 2_000),
+            job("a", 0),
+            job("early", 1_000),
+            job("b", 0),
+            job("c", 0),
+        ];
+        ready_first(&mut jobs);
+        let order: Vec<&str> = jobs.iter().map(|j| j.person_id.as_str()).collect();
+        assert_eq!(order, ["a", "b", "c", "early", "late"]);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn every_job_runs_once_and_no_more_than_the_bound_run_at_once() {

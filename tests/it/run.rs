@@ -606,3 +606,43 @@ fn a_manifest_whose_rows_carry_invisible_characters_or_oversized_values_marks_th
     let invalid = last.values().filter(|r| r["status"] == "invalid").count();
     assert_eq!(invalid, 3);
 }
+
+#[test]
+fn a_person_waiting_out_a_killed_runs_request_goes_last_and_holds_no_slot_meanwhile() {
+    // The ledger of a run killed a moment ago: one request for `waiter` may still be in
+    // flight, so nothing is done for that person until it can no longer land. With one
+    // worker, `waiter` (first in the manifest) must not hold it while the others wait.
+    let world = World::new(SandboxConfig::for_tests());
+    let mut body = String::from("category_id,person_id,image_url\n");
+    body.push_str("lib,waiter,https://img.example.com/waiter/0.jpg\n");
+    for p in 0..6 {
+        body.push_str(&format!("lib,p{p},https://img.example.com/p{p}/0.jpg\n"));
+    }
+    let manifest = world.manifest("m.csv", &body);
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    std::fs::write(
+        world.path("m.ledger.jsonl"),
+        format!(
+            "{{\"v\":1,\"kind\":\"image\",\"ts\":\"{now}\",\"run\":\"r0\",\"status\":\"pending\",\
+             \"category_id\":\"lib\",\"person_id\":\"waiter\",\
+             \"image_url\":\"https://img.example.com/waiter/0.jpg\",\"line\":2}}\n"
+        ),
+    )
+    .unwrap();
+    let out = world.run(&manifest, &["--concurrency", "1", "--timeout", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(world.faces().len(), 7, "{:?}", world.faces());
+    let order: Vec<String> = ledger_lines(&world.path("m.ledger.jsonl"))
+        .iter()
+        .filter(|l| l["kind"] == "image" && l["status"] == "registered")
+        .map(|l| l["person_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(order.len(), 7, "{order:?}");
+    assert_eq!(
+        order.last().map(String::as_str),
+        Some("waiter"),
+        "{order:?}"
+    );
+}
