@@ -535,6 +535,9 @@ async fn drive(
     let Some(to) = prepared.to.clone() else {
         return counts;
     };
+    // OSS answered something (a stored object, a refusal): a failed connection after that is
+    // a row's trouble, not an outage.
+    let mut answered = false;
     let (client, to, gate_ref, stop) = (&client, &to, &gate, &stop);
     let mut done = futures::stream::iter(order)
         .map(|i| {
@@ -555,6 +558,17 @@ async fn drive(
             Ok(Uploaded::Stored) => counts.uploaded += 1,
             Ok(Uploaded::AlreadyThere) => counts.already_there += 1,
             Err(_) => counts.refused += pending.files.len() as u64,
+        }
+        match &result {
+            Ok(_) | Err(UploadError::Refused { .. }) => answered = true,
+            // Every try of an upload failed to connect and OSS never answered this run: it
+            // cannot be reached, an outage (exit 6) rather than rows left for the next run.
+            Err(UploadError::Failed { error, .. })
+                if !answered && error.code() == "ConnectFailed" =>
+            {
+                stop.unreachable(error.clone());
+            }
+            Err(_) => {}
         }
         match result {
             Ok(_) => {

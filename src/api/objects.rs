@@ -40,9 +40,7 @@ impl Client {
     /// the credentials the run uses. A transport failure is an error (the caller reports it).
     pub async fn probe_object(&self, address: &str) -> Result<ObjectProbe, ApiError> {
         let request = self.object_request("HEAD", address, &[]).await?;
-        let response = request.send().await.map_err(|e| {
-            ApiError::with_class(ErrorClass::Transient, None, "ConnectFailed", e.to_string())
-        })?;
+        let response = request.send().await.map_err(transport)?;
         Ok(judge(response.status().as_u16(), response.headers()))
     }
 
@@ -61,15 +59,7 @@ impl Client {
             ("x-oss-forbid-overwrite".to_string(), "true".to_string()),
         ];
         let request = self.object_request("PUT", address, &headers).await?;
-        let response = request.body(body).send().await.map_err(|e| {
-            // No connection: nothing was sent. Anything later: it may have been stored.
-            let (class, code) = if e.is_connect() {
-                (ErrorClass::Transient, "ConnectFailed")
-            } else {
-                (ErrorClass::OutcomeUnknown, "ConnectionReset")
-            };
-            ApiError::with_class(class, None, code, e.without_url().to_string())
-        })?;
+        let response = request.body(body).send().await.map_err(transport)?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(Uploaded::Stored);
@@ -173,6 +163,30 @@ pub(super) fn element(xml: &str, name: &str) -> Option<String> {
     xml.split_once(&open)
         .and_then(|(_, rest)| rest.split_once(&close))
         .map(|(value, _)| value.trim().to_string())
+}
+
+/// A request to OSS that got no answer. No connection: nothing was sent, and the message says
+/// what failed and where (the line on-call reads when OSS cannot be reached). Anything later:
+/// a PUT may have been stored.
+fn transport(error: reqwest::Error) -> ApiError {
+    let host = error
+        .url()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)));
+    let connect = error.is_connect();
+    let error = error.without_url();
+    let message = crate::net::describe(&error);
+    if connect {
+        let what = crate::net::connect_failure(&error);
+        let host = host.as_deref().unwrap_or("the OSS endpoint");
+        ApiError::with_class(
+            ErrorClass::Transient,
+            None,
+            "ConnectFailed",
+            format!("{what} connecting to {host} (OSS: --oss-endpoint, --oss-region): {message}"),
+        )
+    } else {
+        ApiError::with_class(ErrorClass::OutcomeUnknown, None, "ConnectionReset", message)
+    }
 }
 
 #[cfg(test)]

@@ -699,3 +699,59 @@ fn an_upload_that_fails_is_not_sent_and_the_next_run_uploads_and_registers_it() 
     assert_eq!(world.faces().len(), 4);
     assert_eq!(world.sandbox.snapshot().oss.objects.len(), 4);
 }
+
+#[test]
+fn an_oss_endpoint_that_cannot_be_reached_is_an_outage_exit_6_naming_it_and_nothing_is_sent() {
+    let world = World::new(SandboxConfig::for_tests());
+    let manifest = one_photo_each(&world, 3);
+    // A port nothing listens on: every upload is refused before it is sent.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let oss = format!("http://{dead}");
+    let summary = world.path("summary.json");
+    let out = world.run(
+        &manifest,
+        &[
+            "--upload-to",
+            "oss://media-faces/staff/",
+            "--oss-endpoint",
+            &oss,
+            "--upload-concurrency",
+            "1",
+            "--summary",
+            summary.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains(&format!("connection refused connecting to {dead} (OSS")),
+        "{text}"
+    );
+    assert_eq!(creates(&world), 0, "nothing was sent");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(json["exit_code"], 6, "{json}");
+    assert!(
+        json["outcome"]
+            .as_str()
+            .unwrap()
+            .contains(&dead.to_string()),
+        "{json}"
+    );
+    // Nothing is lost: the next run with OSS back uploads and registers every photo.
+    let base = world.sandbox.base_url();
+    let out = world.run(
+        &manifest,
+        &[
+            "--upload-to",
+            "oss://media-faces/staff/",
+            "--oss-endpoint",
+            &base,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(world.faces().len(), 3);
+}
