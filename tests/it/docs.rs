@@ -603,3 +603,78 @@ fn the_guides_sandbox_rehearsal_runs_as_written() {
     );
     assert!(dir.path().join("rehearsal.ledger.jsonl").exists());
 }
+
+/// The `face-enroll …` commands of a cron or systemd line, each as its words (cut at `>>`, `;`
+/// and `)`-less shell around it).
+fn kit_commands(line: &str) -> Vec<Vec<String>> {
+    line.split("/usr/local/bin/face-enroll ")
+        .skip(1)
+        .map(|rest| {
+            let end = [" >>", ";", " &&", " ||"]
+                .iter()
+                .filter_map(|cut| rest.find(cut))
+                .min()
+                .unwrap_or(rest.len());
+            std::iter::once("face-enroll".to_string())
+                .chain(rest[..end].split_whitespace().map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
+
+/// Outages page on-call, data problems go to the roster's owner: the kit's systemd unit counts
+/// exit 1 (data) and 5 (resumes) as success, writes the report after, and starts the paging
+/// unit on every other ending; the crontab routes the same codes the same way; every
+/// face-enroll command in both parses with the real flags.
+#[test]
+fn the_cron_kit_routes_outages_to_on_call_and_data_to_the_rosters_owner() {
+    use clap::Parser;
+
+    let unit = std::fs::read_to_string(repo("samples/cron/face-enroll.service")).unwrap();
+    let unit = unit.replace("\\\n", " ");
+    let setting = |name: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+            .collect()
+    };
+    let success: BTreeSet<String> = setting("SuccessExitStatus")
+        .iter()
+        .flat_map(|v| v.split_whitespace().map(str::to_string))
+        .collect();
+    assert_eq!(success, ["1", "5"].map(String::from).into());
+    assert_eq!(setting("OnFailure"), ["face-enroll-page.service"]);
+    let page = std::fs::read_to_string(repo("samples/cron/face-enroll-page.service")).unwrap();
+    assert!(page.lines().any(|l| l.starts_with("ExecStart=")), "{page}");
+    let start = setting("ExecStart");
+    let post = setting("ExecStartPost");
+    assert_eq!((start.len(), post.len()), (1, 1), "{unit}");
+    let run = &kit_commands(&start[0])[0];
+    let report = &kit_commands(&post[0])[0];
+    assert_eq!((run[1].as_str(), report[1].as_str()), ("run", "report"));
+    let cron = std::fs::read_to_string(repo("samples/cron/crontab")).unwrap();
+    let jobs: Vec<&str> = cron
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect();
+    let hourly = jobs.iter().find(|l| l.contains(" run ")).unwrap();
+    assert!(
+        hourly.contains("case $rc in 0|5) ;; 1) /usr/local/bin/face-enroll report "),
+        "{hourly}"
+    );
+    assert!(hourly.contains("*) logger -p daemon.crit"), "{hourly}");
+    let mut parsed = 0;
+    for words in std::iter::once(run.clone())
+        .chain(std::iter::once(report.clone()))
+        .chain(jobs.iter().flat_map(|l| kit_commands(l)))
+    {
+        if let Err(e) = face_enroll::cli::Cli::try_parse_from(&words) {
+            panic!("`{}` does not parse:\n{e}", words.join(" "));
+        }
+        parsed += 1;
+    }
+    assert_eq!(
+        parsed, 5,
+        "run and report in the unit; run, report and verify in the crontab"
+    );
+}
