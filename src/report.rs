@@ -315,13 +315,18 @@ pub struct Uploads {
     pub files: u64,
     /// Files unchanged since an earlier run uploaded them: neither read nor uploaded again.
     pub unchanged: u64,
-    /// Contents stored in OSS by this run.
+    /// Files whose content this run stored in OSS (two files of the same bytes: one object,
+    /// both counted). Every figure here counts files: `files` is `unchanged + uploaded +
+    /// already_there + refused + stopped`.
     pub uploaded: u64,
-    /// Contents OSS already held (409: the same bytes under the same key).
+    /// Files whose content OSS already held (409: the same bytes under the same key).
     pub already_there: u64,
     /// Files not uploaded: not a photo (their rows are invalid), or the upload failed (their
     /// rows are failed and go again with the next run).
     pub refused: u64,
+    /// Files not uploaded because the run stopped first (Ctrl-C, `--max-duration`, an
+    /// outage): their rows go again with the next run.
+    pub stopped: u64,
     /// Seconds spent naming the files by their content, before the run planned.
     pub naming_s: f64,
     /// Seconds from the stage's start to its last upload, alongside registration.
@@ -460,12 +465,17 @@ impl Summary {
         if let Some(u) = &self.uploads {
             lines.push(format!(
                 "local photos: {} files, {} uploaded, {} already in OSS, {} unchanged, {} not \
-                 uploaded (named in {:.1} s, uploaded in {:.1} s)",
+                 uploaded{} (named in {:.1} s, uploaded in {:.1} s)",
                 u.files,
                 u.uploaded,
                 u.already_there,
                 u.unchanged,
                 u.refused,
+                if u.stopped > 0 {
+                    format!(", {} left when the run stopped", u.stopped)
+                } else {
+                    String::new()
+                },
                 u.naming_s,
                 u.uploading_s
             ));

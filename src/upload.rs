@@ -159,6 +159,8 @@ pub enum UploadError {
     Failed { path: PathBuf, error: ApiError },
     #[error("{object}: not uploaded: the run stopped first")]
     Stopped { object: String },
+    #[error("{object}: not uploaded: pre-flight refused it, so no row sends it")]
+    KeptBack { object: String },
 }
 
 impl UploadError {
@@ -474,10 +476,13 @@ impl Stage {
     /// order the workers take them), then the rest (rows that are already registered, or
     /// invalid for another reason: uploaded too, so that the next run knows their files).
     /// `journal` receives a record for every file whose object is now known to be there.
+    /// `kept_back`: objects no row sends because pre-flight refused them: never uploaded (a
+    /// photo the service would refuse has no business in the bucket), counted as refused.
     pub fn start(
         client: Client,
         prepared: Arc<Prepared>,
         needed: &[&str],
+        kept_back: &[&str],
         journal: impl Fn(UploadRecord) + Send + Sync + 'static,
         stop: Arc<Stop>,
     ) -> Stage {
@@ -496,9 +501,32 @@ impl Stage {
                 order.push(i);
             }
         }
+        // Kept back unless a row needs the same content after all.
+        let mut skipped = Vec::new();
+        for address in kept_back {
+            if let Some(&i) = position.get(address)
+                && !std::mem::replace(&mut taken[i], true)
+            {
+                skipped.push(i);
+            }
+        }
         order.extend((0..prepared.queue.len()).filter(|&i| !taken[i]));
         let gate = Arc::new(Gate::new(prepared.queue.iter().map(|p| p.address.clone())));
-        let task = tokio::spawn(drive(client, prepared, order, gate.clone(), journal, stop));
+        let mut skipped_files = 0;
+        for i in skipped {
+            let pending = &prepared.queue[i];
+            skipped_files += pending.files.len() as u64;
+            let error = UploadError::KeptBack {
+                object: pending.address.clone(),
+            };
+            gate.settle(&pending.address, Slot::Failed(Arc::new(error)));
+        }
+        let driven = gate.clone();
+        let task = tokio::spawn(async move {
+            let mut uploads = drive(client, prepared, order, driven, journal, stop).await;
+            uploads.refused += skipped_files;
+            uploads
+        });
         Stage { gate, task }
     }
 
@@ -554,10 +582,13 @@ async fn drive(
         })
         .buffer_unordered(prepared.concurrency.max(1));
     while let Some((pending, result)) = done.next().await {
+        // Every count is of files, as `files` is: one content may be several files.
+        let files = pending.files.len() as u64;
         match &result {
-            Ok(Uploaded::Stored) => counts.uploaded += 1,
-            Ok(Uploaded::AlreadyThere) => counts.already_there += 1,
-            Err(_) => counts.refused += pending.files.len() as u64,
+            Ok(Uploaded::Stored) => counts.uploaded += files,
+            Ok(Uploaded::AlreadyThere) => counts.already_there += files,
+            Err(UploadError::Stopped { .. }) => counts.stopped += files,
+            Err(_) => counts.refused += files,
         }
         match &result {
             Ok(_) | Err(UploadError::Refused { .. }) => answered = true,

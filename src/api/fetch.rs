@@ -83,12 +83,18 @@ impl Client {
         cap: u64,
         timeout: Duration,
     ) -> Result<Fetched, ApiError> {
-        let url = if source.starts_with("oss://") {
+        let oss = source.starts_with("oss://");
+        let url = if oss {
             self.sign_link(source).await?.url
         } else {
             source.to_string()
         };
-        match tokio::time::timeout(timeout, self.get_capped(&url, cap)).await {
+        let note = if oss {
+            " (OSS: --oss-endpoint, --oss-region)"
+        } else {
+            ""
+        };
+        match tokio::time::timeout(timeout, self.get_capped(&url, cap, note)).await {
             Ok(result) => result,
             Err(_) => Err(ApiError::with_class(
                 ErrorClass::Transient,
@@ -117,14 +123,7 @@ impl Client {
         };
         let response = match tokio::time::timeout(timeout, request.send()).await {
             Ok(Ok(response)) => response,
-            Ok(Err(e)) => {
-                return Err(ApiError::with_class(
-                    ErrorClass::Transient,
-                    None,
-                    "ConnectFailed",
-                    e.without_url().to_string(),
-                ));
-            }
+            Ok(Err(e)) => return Err(super::objects::transport_to(e, "")),
             Err(_) => {
                 return Err(ApiError::with_class(
                     ErrorClass::Transient,
@@ -145,14 +144,12 @@ impl Client {
         }))
     }
 
-    async fn get_capped(&self, url: &str, cap: u64) -> Result<Fetched, ApiError> {
+    async fn get_capped(&self, url: &str, cap: u64, note: &str) -> Result<Fetched, ApiError> {
+        // What failed and where (never the link itself: it may be signed).
         let failed = |e: reqwest::Error| {
-            ApiError::with_class(
-                ErrorClass::Transient,
-                None,
-                "ConnectFailed",
-                e.without_url().to_string(),
-            )
+            let error = super::objects::transport_to(e, note);
+            // No connection, or an answer cut short: either way no photo, read again next run.
+            ApiError::with_class(ErrorClass::Transient, None, error.code(), error.message())
         };
         let mut response = self.inner.http.get(url).send().await.map_err(failed)?;
         let header = |name: &str| header_text(&response, name);

@@ -169,6 +169,12 @@ pub(super) fn element(xml: &str, name: &str) -> Option<String> {
 /// what failed and where (the line on-call reads when OSS cannot be reached). Anything later:
 /// a PUT may have been stored.
 fn transport(error: reqwest::Error) -> ApiError {
+    transport_to(error, " (OSS: --oss-endpoint, --oss-region)")
+}
+
+/// [`transport`] for any request outside the service's API; `note` follows the host in the
+/// message (what that host is).
+pub(super) fn transport_to(error: reqwest::Error, note: &str) -> ApiError {
     let host = error
         .url()
         .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)));
@@ -182,7 +188,7 @@ fn transport(error: reqwest::Error) -> ApiError {
             ErrorClass::Transient,
             None,
             "ConnectFailed",
-            format!("{what} connecting to {host} (OSS: --oss-endpoint, --oss-region): {message}"),
+            format!("{what} connecting to {host}{note}: {message}"),
         )
     } else {
         ApiError::with_class(ErrorClass::OutcomeUnknown, None, "ConnectionReset", message)

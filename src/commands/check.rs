@@ -162,11 +162,18 @@ pub async fn command(args: CheckArgs) -> Exit {
         (Some(report), _, _) => Some(report),
         (None, Some(connected), Some(settings)) => {
             let report = preflight_images(&plan, &recorded, &connected.client, settings).await;
-            super::print_out(report.render());
+            if report.halt.is_none() {
+                super::print_out(report.render());
+            }
             Some(report)
         }
         _ => None,
     };
+    // The credentials or the network, not the photos: said as such, with its own exit code.
+    if let Some(halt) = checked.as_ref().and_then(|c| c.halt.as_ref()) {
+        crate::say!("face-enroll: {}", halt.message);
+        return halt.exit;
+    }
     let unreadable = probe.map_or(0, |p| p.problems()) + checked.map_or(0, |c| c.refused);
     if too_many {
         Exit::TooManyRemovals

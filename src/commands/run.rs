@@ -109,6 +109,7 @@ async fn run(args: RunArgs) -> (Exit, bool) {
         },
         probe: !args.no_probe,
         converge_reads: !args.sandbox,
+        quiet: args.quiet,
         progress: if args.quiet {
             crate::report::ProgressMode::Off
         } else {

@@ -56,6 +56,8 @@ pub struct RunConfig {
     pub uploads: Option<Arc<crate::upload::Prepared>>,
     /// `--preflight`: read and check each new image first; send none the service would refuse.
     pub preflight: Option<crate::preflight::Settings>,
+    /// `-q`: nothing on stderr but warnings, errors and (on a non-zero exit) one line.
+    pub quiet: bool,
     /// With nothing to send, make one cheap authenticated read (`--no-probe` turns it off).
     pub probe: bool,
     /// Read once more the persons earlier runs created images for (another writer's copies);
@@ -184,7 +186,15 @@ async fn run_with<T: crate::backend::Backend>(
             .map(|pending| (pending.address.as_str(), pending.path()))
             .collect();
         let mut report = preflight::screen(&reader, &mut plan, &recorded, settings, &files).await;
-        if report.checked > 0 {
+        if let Some(halt) = report.halt.take() {
+            // The credentials or the network, not the photos: nothing judged, nothing written.
+            begun.abandon();
+            return Err(RunError::Stopped {
+                exit: halt.exit,
+                message: halt.message,
+            });
+        }
+        if report.checked > 0 && !config.quiet {
             crate::say::text(&report.render());
         }
         verdicts = std::mem::take(&mut report.fresh);
@@ -319,6 +329,13 @@ fn start_uploads(
         })
         .map(|image| image.image_url.as_str())
         .collect();
+    // Photos pre-flight refused: no row sends them, so they are not put in the bucket.
+    let kept_back: Vec<&str> = plan
+        .rejected
+        .iter()
+        .filter(|r| r.reason.starts_with(preflight::REASON_PREFIX))
+        .map(|r| r.image_url.as_str())
+        .collect();
     let (events, run_id) = (events.clone(), run_id.to_string());
     let journal = move |record: ledger::record::UploadRecord| {
         let record = ledger::record::UploadRecord {
@@ -327,7 +344,14 @@ fn start_uploads(
         };
         events.send(Event::Record(ledger::record::Record::Upload(record)));
     };
-    crate::upload::Stage::start(client.clone(), prepared, &needed, journal, stop.clone())
+    crate::upload::Stage::start(
+        client.clone(),
+        prepared,
+        &needed,
+        &kept_back,
+        journal,
+        stop.clone(),
+    )
 }
 
 /// A run that would send nothing proves the service still answers it: a refused key or

@@ -16,8 +16,11 @@ use crate::preflight::{Checked, Remembered, Report, Settings, sweep};
 /// The reason an image pre-flight refused is recorded with (`image_url: …`, the column it is
 /// about, as the manifest's own refusals are grouped).
 pub(crate) fn reason(checked: &Checked) -> String {
-    format!("image_url: pre-flight: {}", checked.reason())
+    format!("{REASON_PREFIX}{}", checked.reason())
 }
+
+/// How every reason pre-flight gives a row starts.
+pub(crate) const REASON_PREFIX: &str = "image_url: pre-flight: ";
 
 /// An `oss://` object (a local photo is one by now): pre-flight reads it by default.
 fn is_private(image_url: &str) -> bool {

@@ -116,6 +116,59 @@ pub struct Report {
     /// only what changes.
     #[serde(skip)]
     pub fresh: Vec<(String, Prior)>,
+    /// Not the photos' trouble but the run's: OSS refused the credentials themselves, or
+    /// nothing answered a single read. No row is judged by it; the run stops (exit 3 or 6).
+    #[serde(skip)]
+    pub halt: Option<Halt>,
+}
+
+/// Why pre-flight stopped the run instead of judging rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Halt {
+    pub exit: crate::exit::Exit,
+    pub message: String,
+}
+
+/// OSS codes that refuse the credentials, whatever the object: every read would meet them.
+const CREDENTIAL_CODES: [&str; 6] = [
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "SecurityTokenExpired",
+    "InvalidSecurityToken",
+    "RequestTimeTooSkewed",
+    "AccessKeyDisabled",
+];
+
+/// What one read says about the run rather than the photo.
+#[derive(Clone, Debug, Default)]
+struct Reach {
+    /// Something answered (any status), or a local file was read.
+    answered: bool,
+    /// OSS refused the credentials: its code and message.
+    credentials: Option<String>,
+    /// The connection failed: what and where.
+    unconnected: Option<String>,
+}
+
+impl Reach {
+    fn of(fetched: &Result<Fetched, crate::api::ApiError>) -> Reach {
+        match fetched {
+            Ok(f) => Reach {
+                answered: true,
+                credentials: (f.status == 403)
+                    .then(|| f.oss_code())
+                    .flatten()
+                    .filter(|code| CREDENTIAL_CODES.contains(&code.as_str()))
+                    .map(|code| format!("OSS refused the run's credentials ({code})")),
+                unconnected: None,
+            },
+            Err(e) if e.code() == "ConnectFailed" => Reach {
+                unconnected: Some(e.message().to_string()),
+                ..Reach::default()
+            },
+            Err(_) => Reach::default(),
+        }
+    }
 }
 
 /// Problems listed one by one in the text; the rest are counted.
@@ -240,6 +293,7 @@ pub async fn sweep(
                     Ok(f) if (200..300).contains(&f.status) => Some(f.validators()),
                     _ => None,
                 };
+                let reach = Reach::of(&fetched);
                 let (checked, read) = check_one(item, fetched, &settings.limits);
                 // Only an answered read is a verdict worth keeping: one that could not reach
                 // the image is tried again next time.
@@ -262,6 +316,7 @@ pub async fn sweep(
                     reused: false,
                     fresh,
                     expected: item.expected_sha256,
+                    reach,
                 }
             }
         })
@@ -269,6 +324,13 @@ pub async fn sweep(
         .collect()
         .await;
     images.sort_by_key(|swept| swept.checked.line);
+    if let Some(halt) = halt_of(&images) {
+        return Report {
+            checked: images.len() as u64,
+            halt: Some(halt),
+            ..Report::default()
+        };
+    }
     let verdicts = {
         let mut seen: Vec<Seen<'_>> = images
             .iter()
@@ -299,6 +361,7 @@ pub async fn sweep(
             reused,
             fresh,
             expected,
+            reach: _,
         } = swept;
         checked.inspection.findings.extend(verdict.findings);
         checked
@@ -335,6 +398,31 @@ struct Swept<'a> {
     reused: bool,
     fresh: Option<(String, Prior)>,
     expected: Option<&'a str>,
+    reach: Reach,
+}
+
+/// The run's trouble, if the reads show it: OSS refusing the credentials (exit 3: every read
+/// would meet it), or not one read answered and they failed to connect (exit 6: an outage, not
+/// photos that are not there).
+fn halt_of(images: &[Swept<'_>]) -> Option<Halt> {
+    if let Some(refused) = images.iter().find_map(|s| s.reach.credentials.as_ref()) {
+        return Some(Halt {
+            exit: crate::exit::Exit::ServiceFatal,
+            message: format!(
+                "pre-flight: {refused}; fix the credentials (or --oss-region / --oss-endpoint) \
+                 and run again: nothing was sent"
+            ),
+        });
+    }
+    let tried: Vec<&Swept<'_>> = images.iter().filter(|s| !s.reused).collect();
+    let unconnected = tried.iter().find_map(|s| s.reach.unconnected.as_ref())?;
+    (!tried.iter().any(|s| s.reach.answered)).then(|| Halt {
+        exit: crate::exit::Exit::Unreachable,
+        message: format!(
+            "pre-flight: no photo could be read, nothing answered ({unconnected}); check the \
+             network and --oss-endpoint / --oss-region: nothing was sent"
+        ),
+    })
 }
 
 /// The finding when the manifest names the photo's bytes (`image_sha256`) and these are
@@ -375,6 +463,10 @@ fn reused<'a>(item: &Item<'a>, prior: &Prior) -> Swept<'a> {
         reused: true,
         fresh: None,
         expected: item.expected_sha256,
+        reach: Reach {
+            answered: true,
+            ..Reach::default()
+        },
     }
 }
 

@@ -626,8 +626,11 @@ fn run_preflight_reads_local_photos_from_their_files_before_their_upload() {
         invalid[0]
     );
     // Pre-flight (on by default for local photos) read the files, not the objects (which were
-    // not all uploaded yet).
-    assert_eq!(world.sandbox.snapshot().oss.requests.get, 0);
+    // not all uploaded yet); bob's photo, refused, was never put in the bucket.
+    let state = world.sandbox.snapshot();
+    assert_eq!(state.oss.requests.get, 0);
+    assert_eq!(state.oss.objects.len(), 1, "{:?}", state.oss.objects);
+    assert_eq!(state.oss.requests.put, 1);
     // The summary says what it read, as doc/schema/summary.json describes.
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
@@ -648,6 +651,12 @@ fn run_preflight_reads_local_photos_from_their_files_before_their_upload() {
     assert_eq!(
         (p["checked"].as_u64(), p["refused"].as_u64()),
         (Some(2), Some(1))
+    );
+    let u = &summary["uploads"];
+    assert_eq!(
+        (&u["uploaded"], &u["refused"]),
+        (&1.into(), &1.into()),
+        "{u}"
     );
     assert!(p["bytes_read"].as_u64().unwrap() > 0);
 }
@@ -910,4 +919,106 @@ fn image_sha256_holds_a_row_to_its_photo_and_keeps_it_the_same_image_at_a_new_ad
         stderr(&out)
     );
     assert_eq!(world.faces().len(), 1);
+}
+
+/// Good oss:// photos for two persons and their manifest.
+fn two_good_objects(world: &World) -> std::path::PathBuf {
+    for p in ["ann", "bo"] {
+        let key = format!("good/{p}.jpg");
+        let photo = jpeg(640, 480, None, &key);
+        world
+            .sandbox
+            .admin_put_object(BUCKET, &key, &photo)
+            .unwrap();
+    }
+    world.manifest(
+        "m.csv",
+        &format!(
+            "category_id,person_id,image_url\nlib,ann,oss://{BUCKET}/good/ann.jpg\n\
+             lib,bo,oss://{BUCKET}/good/bo.jpg\n"
+        ),
+    )
+}
+
+#[test]
+fn quiet_runs_print_no_preflight_report() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    let manifest = two_good_objects(&world);
+    let out = world.run(&manifest, &["--oss-endpoint", &base, "-q"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        world.sandbox.snapshot().oss.requests.get,
+        2,
+        "pre-flight read both"
+    );
+    assert!(!stderr(&out).contains("preflight:"), "{}", stderr(&out));
+}
+
+#[test]
+fn credentials_oss_refuses_or_an_oss_that_never_answers_stop_preflight_not_the_rows() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    let manifest = two_good_objects(&world);
+    let ledger = world.path("m.ledger.jsonl");
+    // A wrong secret: OSS refuses the signature of every read. That is the run's trouble
+    // (exit 3), not two photos that are not there: no row is recorded, nothing is sent.
+    let out = world
+        .command(&[
+            "run",
+            manifest.to_str().unwrap(),
+            "--endpoint",
+            &base,
+            "--oss-endpoint",
+            &base,
+            "--progress",
+            "off",
+        ])
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "wrong-secret-value")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("OSS refused the run's credentials (SignatureDoesNotMatch)"),
+        "{err}"
+    );
+    assert!(!err.contains("would be refused"), "{err}");
+    assert!(
+        world.sandbox.snapshot().oss.requests.get > 0,
+        "pre-flight read"
+    );
+    assert!(!ledger.exists() || ledger_lines(&ledger).iter().all(|l| l["kind"] != "image"));
+
+    // OSS unreachable: an outage (exit 6) naming where, not rows invalid as "not reachable".
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let oss = format!("http://{dead}");
+    let out = world.run(&manifest, &["--oss-endpoint", &oss]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("connection refused connecting to {dead}")),
+        "{err}"
+    );
+    assert!(!ledger.exists() || ledger_lines(&ledger).iter().all(|l| l["kind"] != "image"));
+    let check = world
+        .command(&[
+            "check",
+            manifest.to_str().unwrap(),
+            "--preflight",
+            "--endpoint",
+            &base,
+            "--oss-endpoint",
+            &oss,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(6), "{}", stderr(&check));
+    // OSS back: both photos are read and registered.
+    let out = world.run(&manifest, &["--oss-endpoint", &base]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(world.faces().len(), 2);
 }

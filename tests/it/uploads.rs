@@ -377,6 +377,21 @@ fn the_ledger_journals_uploads_so_an_unchanged_file_is_neither_read_nor_uploaded
             .collect();
         assert!(errors.is_empty(), "{errors:?}");
         let u = &end["summary"]["uploads"];
+        let count = |name: &str| u[name].as_u64().unwrap();
+        assert_eq!(
+            count("files"),
+            [
+                "unchanged",
+                "uploaded",
+                "already_there",
+                "refused",
+                "stopped"
+            ]
+            .map(count)
+            .iter()
+            .sum::<u64>(),
+            "every file is counted once: {u}"
+        );
         [
             u["files"].as_u64().unwrap(),
             u["uploaded"].as_u64().unwrap(),
@@ -385,8 +400,9 @@ fn the_ledger_journals_uploads_so_an_unchanged_file_is_neither_read_nor_uploaded
             u["refused"].as_u64().unwrap(),
         ]
     };
-    // Five files: a1 and a2 (one content) and b1 uploaded; the text file and the empty one not.
-    assert_eq!(uploads_of(&ledger), [5, 2, 0, 0, 2]);
+    // Five files: a1 and a2 (one content, one object) and b1 uploaded; the text file and the
+    // empty one not.
+    assert_eq!(uploads_of(&ledger), [5, 3, 0, 0, 2]);
     let puts = world.sandbox.snapshot().oss.requests.put;
     // check, status and report read the uploaded files as the objects they became: only the
     // text file and the empty one are invalid (never uploaded, they still read as files).
