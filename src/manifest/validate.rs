@@ -162,12 +162,14 @@ fn strip_scheme(url: &str) -> Result<&str, Invalid> {
         });
     let Some(scheme) = scheme else {
         return Err(Invalid(
-            "image_url is not an absolute URL; it must start with http:// or https://".to_owned(),
+            "image_url is not an absolute URL: write an http:// or https:// link, an \
+             oss://BUCKET/KEY object, or the path of a file (with run --upload-to)"
+                .to_owned(),
         ));
     };
     if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
         return Err(Invalid(format!(
-            "image_url scheme `{scheme}` is not supported; use http:// or https://"
+            "image_url scheme `{scheme}` is not supported; use http://, https:// or oss://"
         )));
     }
     url[scheme.len() + 1..].strip_prefix("//").ok_or_else(|| {
@@ -278,7 +280,10 @@ mod tests {
     fn rejects_an_ftp_url() {
         assert_eq!(
             validate_url("ftp://example.com/a.jpg").map_err(|e| e.0),
-            Err("image_url scheme `ftp` is not supported; use http:// or https://".to_owned())
+            Err(
+                "image_url scheme `ftp` is not supported; use http://, https:// or oss://"
+                    .to_owned()
+            )
         );
     }
 

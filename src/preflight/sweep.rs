@@ -187,8 +187,8 @@ impl Report {
         if self.unchanged > 0 {
             let _ = writeln!(
                 text,
-                "  {} of them unchanged since an earlier run read them: its verdict stands, \
-                 nothing read again",
+                "  {} of them not read again: unchanged since an earlier run read them, its \
+                 verdict stands",
                 self.unchanged
             );
         }

@@ -759,7 +759,7 @@ fn a_rerun_reads_again_only_the_photos_that_changed_and_keeps_the_verdicts_of_th
     assert_eq!(json["preflight"]["checked"], 9, "{json}");
     assert_eq!(json["preflight"]["unchanged"], 7, "{json}");
     assert!(
-        stderr(&second).contains("7 of them unchanged since an earlier run read them"),
+        stderr(&second).contains("7 of them not read again: unchanged since an earlier run"),
         "{}",
         stderr(&second)
     );
