@@ -198,6 +198,8 @@ struct CheckJson<'a> {
     previously_failed: u64,
     /// Refused earlier through a user-signed link that the manifest has since replaced.
     relinked: u64,
+    /// Of `to_send`: recorded `invalid` by an earlier run (pre-flight refused the photo).
+    previously_invalid: u64,
     to_send: u64,
     to_look_up: u64,
     to_reconcile: u64,
@@ -292,6 +294,7 @@ impl<'a> CheckJson<'a> {
             already_registered: c.already_registered,
             over_limit: c.over_limit,
             previously_failed: c.previously_failed,
+            previously_invalid: c.previously_invalid,
             relinked: c.relinked,
             to_send: c.to_send,
             to_look_up: c.to_look_up,
@@ -466,6 +469,14 @@ pub fn render_plan(manifest: &Path, plan: &Plan, qps: u32, limit: Option<u32>) -
             out,
             "  failed earlier, not sent again without --retry-failed: {}",
             c.previously_failed
+        );
+    }
+    if c.previously_invalid > 0 {
+        let _ = writeln!(
+            out,
+            "  refused by an earlier run's pre-flight (or invalid before an edit), read again \
+             first and refused again unless fixed: {} (`check --preflight` says why)",
+            c.previously_invalid
         );
     }
     if c.relinked > 0 {

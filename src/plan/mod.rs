@@ -230,6 +230,9 @@ pub struct Counts {
     /// Failed in an earlier run through a link the user signed, and the manifest now has
     /// another link for the image (signed again): sent again without --retry-failed.
     pub relinked: u64,
+    /// Of `to_send`, rows an earlier run recorded `invalid` (pre-flight refused the photo, or
+    /// the row was invalid before it was edited): read again first, refused again unless fixed.
+    pub previously_invalid: u64,
     pub to_send: u64,
     /// Persons whose images must be looked up on the server first (an outcome was unknown).
     pub to_look_up: u64,
@@ -716,6 +719,8 @@ impl Planner<'_> {
             slot.new += 1;
         }
         self.plan.counts.to_send += 1;
+        self.plan.counts.previously_invalid +=
+            u64::from(state.is_some_and(|s| s.status == Status::Invalid));
         self.plan.adds_by_library[library] += 1;
         if !self.options.keep_work {
             if slot.job.is_none() {

@@ -733,6 +733,17 @@ fn a_rerun_reads_again_only_the_photos_that_changed_and_keeps_the_verdicts_of_th
         out
     };
     let first_reasons = reasons(&ledger_lines(&ledger));
+    // `check` without pre-flight says these rows were refused before, rather than counting
+    // them as simply to send.
+    let plan = world
+        .command(&["check", roster.manifest.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(
+        text.contains("read again first and refused again unless fixed: 8 ("),
+        "{text}"
+    );
     let before = world.sandbox.snapshot().oss.requests;
 
     // Nothing changed: no photo is read again. Each oss:// one gets a HEAD, whose ETag is the
