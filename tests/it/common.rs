@@ -214,3 +214,25 @@ pub fn assert_held_once(world: &World, ledger: &Path, urls: &[&str], target: &st
         );
     }
 }
+
+/// A loopback port nothing listens on: bound, then closed.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    port
+}
+
+/// What is wrong with `value` by the published JSON Schema `doc/schema/NAME` (empty: valid).
+pub fn schema_errors(name: &str, value: &serde_json::Value) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("doc/schema")
+        .join(name);
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    validator
+        .iter_errors(value)
+        .map(|e| e.to_string())
+        .collect()
+}

@@ -5,14 +5,6 @@
 use crate::common::*;
 use face_enroll::sandbox::SandboxConfig;
 
-/// A loopback port nothing listens on: bound, then closed.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    port
-}
-
 #[test]
 fn an_unreachable_endpoint_with_one_row_to_add_exits_6_and_names_the_failure_and_the_host() {
     let world = World::new(SandboxConfig::for_tests());

@@ -695,19 +695,8 @@ fn a_rerun_reads_again_only_the_photos_that_changed_and_keeps_the_verdicts_of_th
     assert_eq!(sources.len(), 11, "{sources:?}");
     assert!(sources.iter().all(|s| s.starts_with("oss://media-faces/")));
     // Each is what doc/schema/ledger-record.json describes.
-    let schema: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("doc/schema/ledger-record.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
     for record in &checked {
-        let errors: Vec<String> = validator
-            .iter_errors(record)
-            .map(|e| e.to_string())
-            .collect();
+        let errors = schema_errors("ledger-record.json", record);
         assert!(errors.is_empty(), "{record}: {errors:?}");
     }
     let tiny = checked
@@ -1002,10 +991,7 @@ fn credentials_oss_refuses_or_an_oss_that_never_answers_stop_preflight_not_the_r
     assert!(!ledger.exists() || ledger_lines(&ledger).iter().all(|l| l["kind"] != "image"));
 
     // OSS unreachable: an outage (exit 6) naming where, not rows invalid as "not reachable".
-    let dead = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let dead = format!("127.0.0.1:{}", closed_port());
     let oss = format!("http://{dead}");
     let out = world.run(&manifest, &["--oss-endpoint", &oss]);
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));

@@ -721,10 +721,7 @@ fn an_oss_endpoint_that_cannot_be_reached_is_an_outage_exit_6_naming_it_and_noth
     let world = World::new(SandboxConfig::for_tests());
     let manifest = one_photo_each(&world, 3);
     // A port nothing listens on: every upload is refused before it is sent.
-    let dead = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let dead = format!("127.0.0.1:{}", closed_port());
     let oss = format!("http://{dead}");
     let summary = world.path("summary.json");
     let out = world.run(
