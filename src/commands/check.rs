@@ -14,14 +14,9 @@ pub async fn command(args: CheckArgs) -> Exit {
     if let Err(message) = args.target.check() {
         return fail(message);
     }
-    crate::manifest::set_default_encoding(args.encoding.into());
-    crate::manifest::set_reading(
-        args.columns.clone(),
-        args.sheet.clone(),
-        args.layout.clone(),
-    );
+    let read = super::read_options(args.encoding, &args.columns, &args.sheet, &args.layout);
     let ledger_path = args.ledger_path();
-    crate::upload::resolve_from_journal(&ledger_path);
+    super::read_uploads_from_journal(&read, &ledger_path);
     let manifest = args.manifest.clone();
     let kind = args.target.kind();
     let reconcile = args.reconcile;
@@ -40,7 +35,9 @@ pub async fn command(args: CheckArgs) -> Exit {
     let keep_work = probe || preflight.is_some();
     let with_hashes = preflight.is_some();
     // Planned exactly as `run` plans, its refusals included (a ledger of another target).
+    let plan_read = read.clone();
     let result = tokio::task::spawn_blocking(move || {
+        let read = plan_read;
         let replay = ledger::replay(&ledger_path).map_err(|e| e.to_string())?;
         let run = plan::run::RunPlan {
             manifest: &manifest,
@@ -56,8 +53,8 @@ pub async fn command(args: CheckArgs) -> Exit {
             rules: kind.rules(),
             sync: sync.map(|s| s.scope),
         };
-        let planned =
-            plan::run::plan_run(&run, &replay, &Default::default()).map_err(|e| e.to_string())?;
+        let planned = plan::run::plan_run_reading(&run, &read, &replay, &Default::default())
+            .map_err(|e| e.to_string())?;
         // A refused sync makes `run` plan again without removals (exit 8): what it would then
         // send, since the image limit no longer counts the slots the removals would free.
         let refused = sync.is_some_and(|s| {
@@ -73,7 +70,7 @@ pub async fn command(args: CheckArgs) -> Exit {
                 sync: None,
                 ..run
             };
-            let again = plan::run::plan_run(&again, &replay, &Default::default())
+            let again = plan::run::plan_run_reading(&again, &read, &replay, &Default::default())
                 .map_err(|e| e.to_string())?;
             Some(again.plan.counts)
         } else {
@@ -133,7 +130,7 @@ pub async fn command(args: CheckArgs) -> Exit {
     } else {
         let mut text = render_plan(&args.manifest, &plan, args.qps(), limit);
         // How the file was read (encoding or spreadsheet, which header holds which field).
-        if let Ok(reader) = crate::manifest::Reader::open(&args.manifest) {
+        if let Ok(reader) = crate::manifest::Reader::open(&args.manifest, &read) {
             text.push_str(&format!("  read as {}\n", reader.describe()));
         }
         if let Some(sync) = sync {

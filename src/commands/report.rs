@@ -39,6 +39,9 @@ pub struct ReportConfig {
     /// How `oss://` photos are reached: the run's connection flags, checked.
     pub connect: crate::connect::Settings,
     pub oss: crate::cli::OssArgs,
+    /// How the manifest is read: the default options, and the local photos earlier runs
+    /// uploaded (from the ledger, when a row names one).
+    pub read: crate::manifest::ReadOptions,
 }
 
 const MTS: &str = "MTS custom faces";
@@ -47,7 +50,7 @@ const MTS: &str = "MTS custom faces";
 const RUNS_SHOWN: usize = 50;
 
 pub async fn execute(config: ReportConfig) -> Exit {
-    crate::upload::resolve_from_journal(&config.ledger);
+    super::read_uploads_from_journal(&config.read, &config.ledger);
     let gather_config = config.clone();
     let page = match super::blocking(move || gather(&gather_config)).await {
         Ok(page) => page,
@@ -342,7 +345,7 @@ pub fn gather(config: &ReportConfig) -> Result<Page, super::OpsError> {
     let mut known = Ledger::default();
     ledger::scan(&config.ledger, true, |entry| known.add(entry))?;
     let mut book = Book::default();
-    let reader = manifest::Reader::open(&config.manifest)?;
+    let reader = manifest::Reader::open(&config.manifest, &config.read)?;
     // Local paths in image cells are relative to the manifest's folder.
     let base = reader.columns().base.clone();
     let reader = reader.read_ahead();
@@ -635,6 +638,7 @@ impl crate::cli::ops::ReportArgs {
                 self.oss.check()?;
                 self.oss.clone()
             },
+            read: Default::default(),
         })
     }
 }
@@ -709,6 +713,7 @@ mod tests {
                 oss_endpoint: None,
                 link_ttl: std::time::Duration::from_secs(3600),
             },
+            read: Default::default(),
         };
         let page = gather(&config).unwrap();
         let persons: Vec<&str> = page.libraries[0]

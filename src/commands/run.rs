@@ -42,13 +42,10 @@ async fn run(args: RunArgs) -> (Exit, bool) {
     if let Err(e) = refuse_clobbering_outputs(&args) {
         return exit(fail(e));
     }
-    crate::manifest::set_default_encoding(args.encoding.into());
-    crate::manifest::set_reading(
-        args.columns.clone(),
-        args.sheet.clone(),
-        args.layout.clone(),
-    );
-    crate::manifest::set_no_escape(args.no_escape);
+    let mut read = super::read_options(args.encoding, &args.columns, &args.sheet, &args.layout);
+    read.no_escape = args.no_escape;
+    // The pipeline plans without options of its own: it reads as this command does.
+    crate::plan::run::set_run_reading(read.clone());
     // A mistyped manifest path is the user's input, told as such (exit 2) before credentials
     // are looked for: without them it used to read as a credentials failure (exit 3).
     if let Err(e) = crate::manifest::check_source(&args.manifest) {
@@ -86,7 +83,7 @@ async fn run(args: RunArgs) -> (Exit, bool) {
     if let Ok(links) = args.oss.links(&connected.region, sandbox_url.as_deref()) {
         connected.client.set_oss_links(links);
     }
-    let uploads = match prepare_local_files(&args).await {
+    let uploads = match prepare_local_files(&args, &read).await {
         Ok(uploads) => uploads.map(std::sync::Arc::new),
         Err(code) => return exit(code),
     };
@@ -124,7 +121,7 @@ async fn run(args: RunArgs) -> (Exit, bool) {
         sb.shutdown().await;
     }
     match result {
-        Ok(done) => (finish_run(&args, done, &endpoint), true),
+        Ok(done) => (finish_run(&args, &read, done, &endpoint), true),
         Err(RunError::Ledger(e)) => exit(super::ledger_failure(&e)),
         Err(RunError::Stopped {
             exit: code,
@@ -197,7 +194,12 @@ fn refuse_clobbering_outputs(args: &RunArgs) -> Result<(), crate::exit::UsageErr
     Ok(())
 }
 
-fn finish_run(args: &RunArgs, done: pipeline::RunResult, endpoint: &str) -> Exit {
+fn finish_run(
+    args: &RunArgs,
+    read: &crate::manifest::ReadOptions,
+    done: pipeline::RunResult,
+    endpoint: &str,
+) -> Exit {
     let exit = done.ending.exit();
     let json = crate::say::is_json();
     if let Ending::ServiceFatal(error) = &done.ending {
@@ -247,7 +249,7 @@ fn finish_run(args: &RunArgs, done: pipeline::RunResult, endpoint: &str) -> Exit
     if let Some(path) = &args.rejects
         && let Err(e) = write_rejects(
             path,
-            &all_rejects(&done.rejected, &args.ledger_path(), &args.manifest),
+            &all_rejects(&done.rejected, &args.ledger_path(), &args.manifest, read),
         )
     {
         crate::say!(
@@ -284,6 +286,7 @@ fn all_rejects(
     this_run: &[Rejected],
     ledger_path: &Path,
     manifest: &Path,
+    read: &crate::manifest::ReadOptions,
 ) -> Vec<(Rejected, Option<String>)> {
     use crate::commands::failed::Current;
     use crate::image::person_key;
@@ -304,7 +307,7 @@ fn all_rejects(
         .map(|(c, p)| (person_key(c, p), ()))
         .collect();
     // The manifest was read whole by this run; reading it again can fail only if it changed.
-    let current = Current::read(manifest, &images, &persons).unwrap_or_default();
+    let current = Current::read(manifest, read, &images, &persons).unwrap_or_default();
     current.apply(&mut earlier);
     let name = |c: &str, p: &str| current.names.get(&person_key(c, p)).cloned();
     let mut all: Vec<(Rejected, Option<String>)> = this_run
@@ -358,10 +361,14 @@ fn write_rejects(path: &Path, rejected: &[(Rejected, Option<String>)]) -> std::i
 /// `--upload-to`: the manifest's local photos are named by their content before it is planned
 /// (each row then reads as the object its file will be); the run uploads them as it goes. Local
 /// rows without `--upload-to` stop the run (exit 2) before anything is sent.
-async fn prepare_local_files(args: &RunArgs) -> Result<Option<crate::upload::Prepared>, Exit> {
+async fn prepare_local_files(
+    args: &RunArgs,
+    read: &crate::manifest::ReadOptions,
+) -> Result<Option<crate::upload::Prepared>, Exit> {
     let manifest = args.manifest.clone();
+    let reading = read.clone();
     let found = tokio::task::spawn_blocking(move || {
-        crate::manifest::Reader::open(&manifest).and_then(|r| r.local_files())
+        crate::manifest::Reader::open(&manifest, &reading).and_then(|r| r.local_files())
     })
     .await;
     let files = match found {
@@ -405,6 +412,6 @@ async fn prepare_local_files(args: &RunArgs) -> Result<Option<crate::upload::Pre
         to.bucket,
         to.prefix
     );
-    crate::manifest::set_uploaded(local);
+    read.set_uploaded(local);
     Ok(Some(prepared))
 }

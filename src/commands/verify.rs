@@ -38,6 +38,8 @@ pub struct VerifyConfig {
     pub metrics: Option<PathBuf>,
     /// Orphans that match no manifest row are foreign: reported apart, not disagreement.
     pub accept_foreign: bool,
+    /// How the manifest is read (`--encoding`, `--columns`, `--sheet`, `--layout`).
+    pub read: manifest::ReadOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,8 +77,9 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
     }
     let kind = target.kind();
     let (manifest, ledger) = (config.manifest.clone(), config.ledger.clone());
+    let read = config.read.clone();
     let loaded = tokio::task::spawn_blocking(move || {
-        let load = |ledger: &Path| load(&manifest, ledger, kind);
+        let load = |ledger: &Path| load(&manifest, &read, ledger, kind);
         if !writes {
             return load(&ledger).map(|inputs| (inputs, None));
         }
@@ -116,10 +119,12 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
     let repairs = config.repair || config.prune_duplicates;
     let (drifts, places) = read_server(&caller, &target, &inputs, repairs).await;
     let (manifest, ledger) = (config.manifest.clone(), config.ledger.clone());
+    let read = config.read.clone();
     let resolved = tokio::task::spawn_blocking(move || {
         let mut drifts = drifts;
         let mut inputs = inputs;
-        resolve(&manifest, &ledger, kind, &mut drifts, &mut inputs).map(|()| (drifts, inputs))
+        resolve(&manifest, &read, &ledger, kind, &mut drifts, &mut inputs)
+            .map(|()| (drifts, inputs))
     })
     .await;
     // Until the repair writes, an early end leaves no ledger this command created empty.
@@ -260,6 +265,7 @@ async fn read_server<T: Backend>(
 /// second pass over the manifest), and the ledger records of vanished faces (a second scan).
 fn resolve(
     manifest: &Path,
+    read: &manifest::ReadOptions,
     ledger: &Path,
     kind: TargetKind,
     drifts: &mut [Drift],
@@ -278,7 +284,7 @@ fn resolve(
     }
     let changed = || LoadError::Changed(manifest.into());
     if !lines.is_empty() {
-        for entry in manifest::Reader::open(manifest)? {
+        for entry in manifest::Reader::open(manifest, read)? {
             let Row::Valid(row) = entry? else { continue };
             let Some((key, slot)) = lines.get_mut(&row.line) else {
                 continue;
@@ -395,11 +401,16 @@ fn totals(drifts: &[Drift], exit: Exit) -> VerifyFigures {
 }
 
 /// Reads the ledger, then the manifest, into what the comparison needs.
-fn load(manifest: &Path, ledger: &Path, kind: TargetKind) -> Result<Inputs, LoadError> {
+fn load(
+    manifest: &Path,
+    read: &manifest::ReadOptions,
+    ledger: &Path,
+    kind: TargetKind,
+) -> Result<Inputs, LoadError> {
     let mut inputs = Inputs::default();
     let (registered, ledger_libraries) = read_ledger(ledger, kind, &mut inputs)?;
     let mut index: HashMap<String, usize> = HashMap::new();
-    read_manifest(manifest, kind, &registered, &mut inputs, &mut index)?;
+    read_manifest(manifest, read, kind, &registered, &mut inputs, &mut index)?;
     drop(registered);
     // Libraries only the ledger knows, in name order, so the report is stable.
     let mut only_ledger: BTreeMap<&str, (String, Vec<u32>)> = BTreeMap::new();
@@ -526,13 +537,14 @@ fn read_ledger(
 /// the ledger holds count first, then new rows in manifest order).
 fn read_manifest(
     path: &Path,
+    read: &manifest::ReadOptions,
     kind: TargetKind,
     registered: &KeyMap<u32>,
     inputs: &mut Inputs,
     index: &mut HashMap<String, usize>,
 ) -> Result<(), ManifestError> {
     let rules = kind.rules();
-    let reader = manifest::Reader::open(path)?;
+    let reader = manifest::Reader::open(path, read)?;
     let mut seen: KeyMap<()> = KeyMap::default();
     let mut used: KeyMap<u32> = KeyMap::default();
     for entry in reader {
@@ -587,7 +599,6 @@ fn print_report(report: &VerifyReport, json: bool) {
 
 /// `face-enroll verify`: the flags, the target the ledger records, the connection, then [`execute`].
 pub async fn command(args: crate::cli::ops::VerifyArgs) -> Exit {
-    crate::upload::resolve_from_journal(&args.ledger_path());
     use crate::backend::TargetKind;
     let flagged = args.target.kind();
     let kind = match ledger_target(&args.ledger_path()) {
@@ -598,12 +609,7 @@ pub async fn command(args: crate::cli::ops::VerifyArgs) -> Exit {
         Ok(config) => config,
         Err(message) => return fail(message),
     };
-    crate::manifest::set_default_encoding(args.encoding.into());
-    crate::manifest::set_reading(
-        args.columns.clone(),
-        args.sheet.clone(),
-        args.layout.clone(),
-    );
+    super::read_uploads_from_journal(&config.read, &args.ledger_path());
     let connected = match connect_for(&args.connect, kind).await {
         Ok(c) => c,
         Err(exit) => return exit,
@@ -646,6 +652,7 @@ impl crate::cli::ops::VerifyArgs {
             json: self.json,
             metrics: self.metrics.clone(),
             accept_foreign: self.accept_foreign,
+            read: super::read_options(self.encoding, &self.columns, &self.sheet, &self.layout),
         })
     }
 }
