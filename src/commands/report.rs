@@ -19,8 +19,8 @@ use crate::image::{ImageId, fold_id, person_key};
 use crate::ledger::{self, Entry, KeyMap, Status, View};
 use crate::manifest;
 use crate::report_html::{
-    Badge, Figures, Library, Page, Person, Photo, Rate, RunLine, Source, ThumbMode, Thumbs,
-    fetch_thumbnails, sign_links,
+    Badge, Figures, Library, Page, Person, Photo, Rate, RunLine, RunSpan, Source, ThumbMode,
+    Thumbs, fetch_thumbnails, sign_links,
 };
 
 /// Validated flags of `report`.
@@ -281,7 +281,10 @@ impl Ledger {
             return slot;
         }
         self.runs.push(RunLine {
-            run: run.to_string(),
+            span: RunSpan {
+                run: run.to_string(),
+                ..RunSpan::default()
+            },
             ..RunLine::default()
         });
         self.registered_at.push(Default::default());
@@ -305,13 +308,13 @@ impl Ledger {
                 Some(ledger::TargetName::Mts) => self.target = Some(MTS.to_string()),
                 None => {}
             }
-            line.command = text(&view.command);
-            line.started = text(&view.ts);
+            line.span.command = text(&view.command);
+            line.span.started = text(&view.ts);
             return;
         }
-        line.ended = text(&view.ts);
-        line.outcome = text(&view.outcome);
-        line.exit_code = view.exit_code;
+        line.span.ended = text(&view.ts);
+        line.span.outcome = text(&view.outcome);
+        line.span.exit_code = view.exit_code;
         let figure = |name: &str| view.summary.as_ref().and_then(|s| s[name].as_u64());
         line.throttled = figure("throttled");
         line.retries = figure("retries");
@@ -321,7 +324,7 @@ impl Ledger {
     fn finish_runs(&mut self) -> Vec<RunLine> {
         let mut runs = std::mem::take(&mut self.runs);
         for (run, (all, retried)) in runs.iter_mut().zip(self.registered_at.drain(..)) {
-            let start = run.started.as_deref().map(crate::clock::unix_seconds);
+            let start = run.span.started.as_deref().map(crate::clock::unix_seconds);
             run.rate = Rate::of(start, &all, &retried);
         }
         runs

@@ -68,15 +68,8 @@ pub struct LibraryStatus {
     pub statuses: Counts,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct LastRun {
-    pub run: String,
-    pub command: Option<String>,
-    pub started: Option<String>,
-    pub ended: Option<String>,
-    pub outcome: Option<String>,
-    pub exit_code: Option<i32>,
-}
+/// The last run the ledger records: the report's run line, its span only.
+pub type LastRun = crate::report_html::RunSpan;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ManifestStatus {

@@ -130,14 +130,22 @@ pub struct Library {
     pub persons: Vec<Person>,
 }
 
-#[derive(Clone, Debug, Default)]
-pub struct RunLine {
+/// One run as its start and end records tell it; also `status`'s last run (serialised as
+/// `status --json` prints it).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RunSpan {
     pub run: String,
     pub command: Option<String>,
     pub started: Option<String>,
     pub ended: Option<String>,
     pub outcome: Option<String>,
     pub exit_code: Option<i32>,
+}
+
+/// A run in the page's table: its span, and what its summary and registrations add.
+#[derive(Clone, Debug, Default)]
+pub struct RunLine {
+    pub span: RunSpan,
     /// From the run's summary.
     pub throttled: Option<u64>,
     pub retries: Option<u64>,
@@ -480,7 +488,8 @@ fn write_runs(page: &Page, h: &mut String) {
          <th>Outcome</th><th>Exit</th><th>Retries</th><th>Throttled</th>\
          <th>Registrations per second</th></tr></thead><tbody>",
     );
-    for run in &page.runs {
+    for line in &page.runs {
+        let run = &line.span;
         let cell = |t: &Option<String>| escape(t.as_deref().unwrap_or("–")).into_owned();
         let figure = |n: Option<u64>| n.map_or_else(|| "–".to_string(), |n| n.to_string());
         let _ = write!(
@@ -497,9 +506,9 @@ fn write_runs(page: &Page, h: &mut String) {
             cell(&run.outcome),
             run.exit_code
                 .map_or_else(|| "–".to_string(), |c| c.to_string()),
-            figure(run.retries),
-            figure(run.throttled),
-            run.rate.as_ref().map_or_else(String::new, chart::svg),
+            figure(line.retries),
+            figure(line.throttled),
+            line.rate.as_ref().map_or_else(String::new, chart::svg),
         );
     }
     h.push_str("</tbody></table></section>\n");
