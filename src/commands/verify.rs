@@ -76,75 +76,25 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
         return finish_early(&config, Exit::Usage);
     }
     let kind = target.kind();
-    let (manifest, ledger) = (config.manifest.clone(), config.ledger.clone());
-    let read = config.read.clone();
-    let loaded = tokio::task::spawn_blocking(move || {
-        let load = |ledger: &Path| load(&manifest, &read, ledger, kind);
-        if !writes {
-            return load(&ledger).map(|inputs| (inputs, None));
-        }
-        // Locked before reading, so what is read is what the repair is based on.
-        Journal::begin(&ledger, Missing::Create, load).map(|(inputs, begun)| (inputs, Some(begun)))
-    })
-    .await;
-    let (inputs, begun) = match loaded {
-        Ok(Ok(loaded)) => loaded,
-        Ok(Err(e)) => {
-            crate::say!("face-enroll: {e}");
-            return finish_early(&config, e.exit());
-        }
-        Err(e) => {
-            crate::say!("face-enroll: internal error: {e}");
-            return finish_early(&config, Exit::Usage);
-        }
+    let (inputs, begun) = match load_inputs(&config, kind, writes).await {
+        Ok(loaded) => loaded,
+        Err(exit) => return finish_early(&config, exit),
     };
-    let stop = Arc::new(Stop::default());
-    let caller = Caller::new(config.pace, stop.clone());
-    // As `run` does: a process killed a moment ago may have spent this second's budget.
-    let modified = match &begun {
-        Some(begun) => begun.modified(),
-        None => std::fs::metadata(&config.ledger)
-            .and_then(|m| m.modified())
-            .ok(),
-    };
-    if ledger::may_have_sent_lately(inputs.unfinished_run, true, modified) {
-        tracing::info!(
-            "the last command on this ledger may have sent requests a moment ago (killed, or \
-             just ended): they still count against the budgets, so the first request of each \
-             operation waits one second"
-        );
-        caller.assume_busy_window();
-    }
+    let (stop, caller) = pace_after_lately(&config, &inputs, begun.as_ref());
     let signals = tokio::spawn(watch_signals(stop.clone()));
     let repairs = config.repair || config.prune_duplicates;
     let (drifts, places) = read_server(&caller, &target, &inputs, repairs).await;
-    let (manifest, ledger) = (config.manifest.clone(), config.ledger.clone());
-    let read = config.read.clone();
-    let resolved = tokio::task::spawn_blocking(move || {
-        let mut drifts = drifts;
-        let mut inputs = inputs;
-        resolve(&manifest, &read, &ledger, kind, &mut drifts, &mut inputs)
-            .map(|()| (drifts, inputs))
-    })
-    .await;
     // Until the repair writes, an early end leaves no ledger this command created empty.
     let abandon =
         |begun: Option<journal::Begun>| begun.into_iter().for_each(journal::Begun::abandon);
-    let (drifts, inputs) = match resolved {
-        Ok(Ok(both)) => both,
-        Ok(Err(e)) => {
-            crate::say!("face-enroll: {e}");
+    let (mut drifts, inputs) = match resolve_drifts(&config, kind, drifts, inputs).await {
+        Ok(both) => both,
+        Err(exit) => {
             abandon(begun);
-            return finish_early(&config, e.exit());
-        }
-        Err(e) => {
-            crate::say!("face-enroll: internal error: {e}");
-            abandon(begun);
-            return finish_early(&config, Exit::Usage);
+            return finish_early(&config, exit);
         }
     };
     let refused = drifts.iter().map(|d| d.refused).sum();
-    let mut drifts = drifts;
     if config.accept_foreign {
         drifts.iter_mut().for_each(Drift::set_foreign_apart);
     }
@@ -162,26 +112,7 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
         abandon(begun);
         return finish_early(&config, exit);
     }
-    let exit = if drifts.iter().all(Drift::agrees) {
-        Exit::Success
-    } else {
-        Exit::RowsNotRegistered
-    };
-    let vanished: u64 = drifts.iter().map(|d| d.vanished.len() as u64).sum();
-    let registered = inputs.ledger.faces() as u64;
-    let mut report = VerifyReport {
-        manifest: config.manifest.display().to_string(),
-        ledger: config.ledger.display().to_string(),
-        endpoint: endpoint.clone(),
-        target: kind.name(),
-        checked: inputs.ledger.len() as u64,
-        agree: registered.saturating_sub(vanished),
-        totals: totals(&drifts, exit),
-        invalid_rows: inputs.invalid_rows,
-        other_target_records_not_verified: inputs.other_target_records,
-        repair: None,
-        libraries: drifts,
-    };
+    let (mut report, exit) = report_of(&config, &endpoint, kind, drifts, &inputs);
     report.totals.refused = refused;
     if repairs {
         let plan = verify_repair::plan(&report.libraries, &inputs, config.prune_duplicates);
@@ -214,6 +145,120 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
         metrics::write_or_warn(path, &metrics::for_verify(&report.totals));
     }
     exit
+}
+
+/// Reads the ledger and the manifest (the ledger locked first when the command writes, so
+/// what is read is what the repair is based on); an error is said here.
+async fn load_inputs(
+    config: &VerifyConfig,
+    kind: TargetKind,
+    writes: bool,
+) -> Result<(Inputs, Option<journal::Begun>), Exit> {
+    let (manifest, ledger) = (config.manifest.clone(), config.ledger.clone());
+    let read = config.read.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let load = |ledger: &Path| load(&manifest, &read, ledger, kind);
+        if !writes {
+            return load(&ledger).map(|inputs| (inputs, None));
+        }
+        Journal::begin(&ledger, Missing::Create, load).map(|(inputs, begun)| (inputs, Some(begun)))
+    })
+    .await;
+    match loaded {
+        Ok(Ok(loaded)) => Ok(loaded),
+        Ok(Err(e)) => {
+            crate::say!("face-enroll: {e}");
+            Err(e.exit())
+        }
+        Err(e) => {
+            crate::say!("face-enroll: internal error: {e}");
+            Err(Exit::Usage)
+        }
+    }
+}
+
+/// The stop and the caller; as `run` does, a process killed a moment ago may have spent this
+/// second's budget.
+fn pace_after_lately(
+    config: &VerifyConfig,
+    inputs: &Inputs,
+    begun: Option<&journal::Begun>,
+) -> (Arc<Stop>, Caller) {
+    let stop = Arc::new(Stop::default());
+    let caller = Caller::new(config.pace, stop.clone());
+    let modified = match begun {
+        Some(begun) => begun.modified(),
+        None => std::fs::metadata(&config.ledger)
+            .and_then(|m| m.modified())
+            .ok(),
+    };
+    if ledger::may_have_sent_lately(inputs.unfinished_run, true, modified) {
+        tracing::info!(
+            "the last command on this ledger may have sent requests a moment ago (killed, or \
+             just ended): they still count against the budgets, so the first request of each \
+             operation waits one second"
+        );
+        caller.assume_busy_window();
+    }
+    (stop, caller)
+}
+
+/// [`resolve`] on a blocking thread; an error is said here.
+async fn resolve_drifts(
+    config: &VerifyConfig,
+    kind: TargetKind,
+    mut drifts: Vec<Drift>,
+    mut inputs: Inputs,
+) -> Result<(Vec<Drift>, Inputs), Exit> {
+    let (manifest, ledger) = (config.manifest.clone(), config.ledger.clone());
+    let read = config.read.clone();
+    let resolved = tokio::task::spawn_blocking(move || {
+        resolve(&manifest, &read, &ledger, kind, &mut drifts, &mut inputs)
+            .map(|()| (drifts, inputs))
+    })
+    .await;
+    match resolved {
+        Ok(Ok(both)) => Ok(both),
+        Ok(Err(e)) => {
+            crate::say!("face-enroll: {e}");
+            Err(e.exit())
+        }
+        Err(e) => {
+            crate::say!("face-enroll: internal error: {e}");
+            Err(Exit::Usage)
+        }
+    }
+}
+
+/// The report of the comparison, and its exit: success when every library agrees.
+fn report_of(
+    config: &VerifyConfig,
+    endpoint: &str,
+    kind: TargetKind,
+    drifts: Vec<Drift>,
+    inputs: &Inputs,
+) -> (VerifyReport, Exit) {
+    let exit = if drifts.iter().all(Drift::agrees) {
+        Exit::Success
+    } else {
+        Exit::RowsNotRegistered
+    };
+    let vanished: u64 = drifts.iter().map(|d| d.vanished.len() as u64).sum();
+    let registered = inputs.ledger.faces() as u64;
+    let report = VerifyReport {
+        manifest: config.manifest.display().to_string(),
+        ledger: config.ledger.display().to_string(),
+        endpoint: endpoint.to_string(),
+        target: kind.name(),
+        checked: inputs.ledger.len() as u64,
+        agree: registered.saturating_sub(vanished),
+        totals: totals(&drifts, exit),
+        invalid_rows: inputs.invalid_rows,
+        other_target_records_not_verified: inputs.other_target_records,
+        repair: None,
+        libraries: drifts,
+    };
+    (report, exit)
 }
 
 /// An exit before any figure exists: the metrics file still records it.
