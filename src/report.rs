@@ -344,9 +344,25 @@ pub fn invalid_by_column(rejected: &[crate::plan::Rejected]) -> Groups {
 }
 
 impl Summary {
+    /// The closing summary as text: rows, removals, causes, links, traffic, hints.
     pub fn render(&self) -> String {
         use std::fmt::Write as _;
-        let mut out = format!(
+        let mut out = self.render_rows();
+        self.render_removals(&mut out);
+        for line in self.causes() {
+            let _ = write!(out, "\n  {line}");
+        }
+        self.render_links(&mut out);
+        self.render_traffic(&mut out);
+        for hint in &self.hints {
+            let _ = write!(out, "\n  {hint}");
+        }
+        out
+    }
+
+    /// The outcome and what became of the rows.
+    fn render_rows(&self) -> String {
+        format!(
             "summary: {outcome} (exit {code})\n  rows {rows}, already done {done}, registered now {now}, \
              recovered {rec}, adopted {adopted}\n  failed {failed}, invalid {invalid}, skipped {skipped}, duplicate rows {dups}, \
              left for the next run {left}",
@@ -362,7 +378,12 @@ impl Summary {
             skipped = self.skipped,
             dups = self.duplicates,
             left = self.left,
-        );
+        )
+    }
+
+    /// What was removed, when a sync ran or anything was removed or settled.
+    fn render_removals(&self, out: &mut String) {
+        use std::fmt::Write as _;
         if self.sync
             || self.removed
                 + self.copies_removed
@@ -401,9 +422,11 @@ impl Summary {
                 let _ = write!(out, ", emptied entities deleted {}", self.entities_deleted);
             }
         }
-        for line in self.causes() {
-            let _ = write!(out, "\n  {line}");
-        }
+    }
+
+    /// Images sent again through links signed anew.
+    fn render_links(&self, out: &mut String) {
+        use std::fmt::Write as _;
         if self.relinked > 0 {
             let _ = write!(
                 out,
@@ -418,6 +441,11 @@ impl Summary {
                 self.links_renewed
             );
         }
+    }
+
+    /// Retries, requests, time and rate, and the ledger.
+    fn render_traffic(&self, out: &mut String) {
+        use std::fmt::Write as _;
         let _ = write!(
             out,
             "\n  retries {retries}, throttled answers {thr}, look-ups {look}\n  \
@@ -434,10 +462,6 @@ impl Summary {
             rate = self.rate_per_s,
             ledger = self.ledger,
         );
-        for hint in &self.hints {
-            let _ = write!(out, "\n  {hint}");
-        }
-        out
     }
 
     /// The lines that say why rows were not registered, one per cause.
