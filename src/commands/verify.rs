@@ -316,6 +316,18 @@ fn resolve(
     drifts: &mut [Drift],
     inputs: &mut Inputs,
 ) -> Result<(), LoadError> {
+    resolve_rows(manifest, read, drifts, inputs)?;
+    resolve_vanished(ledger, kind, drifts, inputs)
+}
+
+/// The manifest rows the drift names by line (missing images, orphans' rows), read again; a
+/// row whose image changed since the first pass means the manifest changed.
+fn resolve_rows(
+    manifest: &Path,
+    read: &manifest::ReadOptions,
+    drifts: &mut [Drift],
+    inputs: &mut Inputs,
+) -> Result<(), LoadError> {
     // The image key each named line had when it was read first.
     let mut lines: HashMap<u64, (u128, Option<Expected>)> = HashMap::new();
     for (d, library) in drifts.iter().zip(&inputs.libraries) {
@@ -357,6 +369,17 @@ fn resolve(
             m.image_url = row.image_url.clone();
         }
     }
+    Ok(())
+}
+
+/// The ledger records of the vanished faces (a second scan), each named by its id, listed by
+/// person and image.
+fn resolve_vanished(
+    ledger: &Path,
+    kind: TargetKind,
+    drifts: &mut [Drift],
+    inputs: &mut Inputs,
+) -> Result<(), LoadError> {
     let wanted: KeyMap<()> = drifts
         .iter()
         .flat_map(|d| &d.vanished_at)
@@ -365,34 +388,7 @@ fn resolve(
     if wanted.is_empty() {
         return Ok(());
     }
-    let mut faces: KeyMap<LedgerFace> = KeyMap::default();
-    let ice = matches!(kind, TargetKind::Ice(_));
-    ledger::scan(ledger, true, |entry| {
-        let Entry::Image(image) = entry else {
-            return;
-        };
-        let key = image.key();
-        if image.is_mts() == ice || !wanted.contains_key(&key) {
-            return;
-        }
-        match (image.status, image.server_id()) {
-            (Status::Registered, Some(id)) => {
-                faces.insert(
-                    key,
-                    LedgerFace {
-                        id: id.to_string(),
-                        category_id: image.category_id.to_string(),
-                        person_id: image.person_id.to_string(),
-                        image_url: image.image_url.to_string(),
-                        identity: image.image_id().to_string(),
-                    },
-                );
-            }
-            _ => {
-                faces.remove(&key);
-            }
-        }
-    })?;
+    let faces = registered_faces(ledger, kind, &wanted)?;
     let samples = matches!(kind, TargetKind::Ice(_));
     for d in drifts.iter_mut() {
         for at in std::mem::take(&mut d.vanished_at) {
@@ -422,6 +418,43 @@ fn resolve(
         });
     }
     Ok(())
+}
+
+/// The ledger's last `registered` record of each image `wanted` (of this target).
+fn registered_faces(
+    ledger: &Path,
+    kind: TargetKind,
+    wanted: &KeyMap<()>,
+) -> Result<KeyMap<LedgerFace>, LoadError> {
+    let mut faces: KeyMap<LedgerFace> = KeyMap::default();
+    let ice = matches!(kind, TargetKind::Ice(_));
+    ledger::scan(ledger, true, |entry| {
+        let Entry::Image(image) = entry else {
+            return;
+        };
+        let key = image.key();
+        if image.is_mts() == ice || !wanted.contains_key(&key) {
+            return;
+        }
+        match (image.status, image.server_id()) {
+            (Status::Registered, Some(id)) => {
+                faces.insert(
+                    key,
+                    LedgerFace {
+                        id: id.to_string(),
+                        category_id: image.category_id.to_string(),
+                        person_id: image.person_id.to_string(),
+                        image_url: image.image_url.to_string(),
+                        identity: image.image_id().to_string(),
+                    },
+                );
+            }
+            _ => {
+                faces.remove(&key);
+            }
+        }
+    })?;
+    Ok(faces)
 }
 
 fn totals(drifts: &[Drift], exit: Exit) -> VerifyFigures {
