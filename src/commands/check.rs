@@ -58,45 +58,26 @@ pub async fn command(args: CheckArgs) -> Exit {
     } else {
         None
     };
-    let plan = &checked.plan;
-    let (mut probe, mut preflighted) = (None, None);
-    if let (Some(connected), true) = (&connected, args.json) {
-        if args.probe {
-            probe = Some(probe_objects(&args, plan, &connected.client).await);
+    let examined = match &connected {
+        Some(connected) if args.json => {
+            let client = &connected.client;
+            examine(&args, &checked, client, preflight.as_ref(), false).await
         }
-        if let Some(settings) = &preflight {
-            let recorded = &checked.recorded;
-            preflighted = Some(preflight_images(plan, recorded, &connected.client, settings).await);
-        }
-    }
+        _ => (None, None),
+    };
     let out = if args.json {
-        let mut json = CheckJson::new(&args, plan, &checked.dropped, sync, refusal.as_deref());
-        json.probe = probe.as_ref();
-        json.preflight = preflighted.as_ref();
-        if let (Some(s), Some(c)) = (json.sync.as_mut(), &checked.replanned) {
-            s.replanned = Some(Replanned {
-                to_send: c.to_send,
-                over_limit: c.over_limit,
-            });
-        }
-        serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
+        render_json(&args, &checked, refusal.as_deref(), &examined)
     } else {
         render_text(&args, &read, &checked, refusal.as_deref())
     };
     super::print_out(&out);
-    if let (Some(connected), false) = (&connected, args.json) {
-        if args.probe {
-            let report = probe_objects(&args, plan, &connected.client).await;
-            super::print_out(report.render());
-            probe = Some(report);
+    let (probe, preflighted) = match &connected {
+        Some(connected) if !args.json => {
+            examine(&args, &checked, &connected.client, preflight.as_ref(), true).await
         }
-        if let Some(settings) = &preflight {
-            let recorded = &checked.recorded;
-            let report = preflight_images(plan, recorded, &connected.client, settings).await;
-            super::print_out(report.render());
-            preflighted = Some(report);
-        }
-    }
+        _ => examined,
+    };
+    let plan = &checked.plan;
     let unreadable = probe.map_or(0, |p| p.problems()) + preflighted.map_or(0, |c| c.refused);
     if refusal.is_some() {
         Exit::TooManyRemovals
@@ -105,6 +86,57 @@ pub async fn command(args: CheckArgs) -> Exit {
     } else {
         Exit::Success
     }
+}
+
+/// `check --json`: the plan, its removals, and the probe's and pre-flight's reports.
+fn render_json(
+    args: &CheckArgs,
+    checked: &Checked,
+    refusal: Option<&str>,
+    (probe, preflighted): &(Option<ProbeReport>, Option<crate::preflight::Report>),
+) -> String {
+    let sync = args.sync.settings();
+    let mut json = CheckJson::new(args, &checked.plan, &checked.dropped, sync, refusal);
+    json.probe = probe.as_ref();
+    json.preflight = preflighted.as_ref();
+    if let (Some(s), Some(c)) = (json.sync.as_mut(), &checked.replanned) {
+        s.replanned = Some(Replanned {
+            to_send: c.to_send,
+            over_limit: c.over_limit,
+        });
+    }
+    serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
+}
+
+/// `--probe` and `--preflight`, each when asked: their reports, printed as text when `print`
+/// (with `--json` they go into the one document instead).
+async fn examine(
+    args: &CheckArgs,
+    checked: &Checked,
+    client: &crate::api::Client,
+    preflight: Option<&crate::preflight::Settings>,
+    print: bool,
+) -> (Option<ProbeReport>, Option<crate::preflight::Report>) {
+    let probe = if args.probe {
+        let report = probe_objects(args, &checked.plan, client).await;
+        if print {
+            super::print_out(report.render());
+        }
+        Some(report)
+    } else {
+        None
+    };
+    let preflighted = match preflight {
+        Some(settings) => {
+            let report = preflight_images(&checked.plan, &checked.recorded, client, settings).await;
+            if print {
+                super::print_out(report.render());
+            }
+            Some(report)
+        }
+        None => None,
+    };
+    (probe, preflighted)
 }
 
 /// What `check` plans with, moved to the blocking thread that reads the manifest and ledger.
