@@ -471,7 +471,6 @@ fn render_sync(
 /// The plan as `check` prints it; `limit` is the target's images per person (`None`: ICE's none).
 pub fn render_plan(manifest: &Path, plan: &Plan, qps: u32, limit: Option<u32>) -> String {
     use std::fmt::Write as _;
-    const SHOWN: usize = 20;
     let c = &plan.counts;
     let mut out = String::new();
     let _ = writeln!(
@@ -482,6 +481,25 @@ pub fn render_plan(manifest: &Path, plan: &Plan, qps: u32, limit: Option<u32>) -
         c.persons,
         c.libraries
     );
+    render_refused_rows(&mut out, plan, limit);
+    render_to_send(&mut out, plan);
+    let requests = c.to_send + c.to_look_up + c.to_reconcile;
+    let estimate = if qps == 0 {
+        "unlimited pace".to_string()
+    } else {
+        format_secs(requests as f64 / (f64::from(qps) * 0.99))
+    };
+    let _ = writeln!(out, "  estimated time at {qps}/s: {estimate}");
+    out
+}
+
+/// Rows listed in the plan's text, of each kind, at most.
+const SHOWN: usize = 20;
+
+/// The rows no run would send: invalid ones, and those over the per-person limit.
+fn render_refused_rows(out: &mut String, plan: &Plan, limit: Option<u32>) {
+    use std::fmt::Write as _;
+    let c = &plan.counts;
     let _ = writeln!(out, "  invalid rows: {}", c.invalid);
     let invalid = plan
         .rejected
@@ -515,6 +533,12 @@ pub fn render_plan(manifest: &Path, plan: &Plan, qps: u32, limit: Option<u32>) -
             r.line, r.category_id, r.person_id, r.image_url
         );
     }
+}
+
+/// Duplicates, what is registered or failed already, and what a run would send.
+fn render_to_send(out: &mut String, plan: &Plan) {
+    use std::fmt::Write as _;
+    let c = &plan.counts;
     let _ = writeln!(out, "  duplicate rows (enrolled once): {}", c.duplicates);
     let _ = writeln!(out, "  already registered: {}", c.already_registered);
     if c.previously_failed > 0 {
@@ -543,14 +567,6 @@ pub fn render_plan(manifest: &Path, plan: &Plan, qps: u32, limit: Option<u32>) -
             "    line {line}: the same image as line {first} (sent once)"
         );
     }
-    let requests = c.to_send + c.to_look_up + c.to_reconcile;
-    let estimate = if qps == 0 {
-        "unlimited pace".to_string()
-    } else {
-        format_secs(requests as f64 / (f64::from(qps) * 0.99))
-    };
-    let _ = writeln!(out, "  estimated time at {qps}/s: {estimate}");
-    out
 }
 
 fn format_secs(secs: f64) -> String {
