@@ -528,9 +528,7 @@ fn read_ledger(
     let mut at: KeyMap<u32> = KeyMap::default();
     let mut images: Vec<(u128, LedgerRec, [u64; 2])> = Vec::new();
     let mut per_person: KeyMap<u32> = KeyMap::default();
-    let mut libraries: Vec<(String, String)> = Vec::new();
-    let mut library_of: HashMap<String, u32> = HashMap::new();
-    let mut last_category: (String, u32) = (String::new(), 0);
+    let mut libraries = LibraryIndex::default();
     let mut aliases: KeyMap<u128> = KeyMap::default();
     let mut unfinished = false;
     let scanned = ledger::scan(path, true, |entry| {
@@ -550,15 +548,7 @@ fn read_ledger(
             inputs.other_target_records += 1;
             return;
         }
-        if libraries.is_empty() || last_category.0 != image.category_id {
-            let folded = fold_id(image.category_id);
-            let next = libraries.len() as u32;
-            let library = *library_of.entry(folded.clone()).or_insert_with(|| {
-                libraries.push((folded, image.category_id.trim().to_string()));
-                next
-            });
-            last_category = (image.category_id.to_string(), library);
-        }
+        let library = libraries.of(image.category_id);
         let key = image.key();
         if image.view.image_key.is_some() {
             let by_url =
@@ -586,20 +576,14 @@ fn read_ledger(
         };
         let was_face = images[slot].1.face;
         if was_face != id.is_some() {
-            let count = per_person
-                .entry(person_key(image.category_id, image.person_id))
-                .or_insert(0);
-            *count = if was_face {
-                count.saturating_sub(1)
-            } else {
-                *count + 1
-            };
+            let person = person_key(image.category_id, image.person_id);
+            recount(&mut per_person, person, was_face);
         }
         images[slot].1 = LedgerRec {
             status: image.status,
             face: id.is_some(),
             refused: image.status == Status::Failed && image.view.retryable != Some(true),
-            library: last_category.1,
+            library,
         };
         images[slot].2 = id.unwrap_or_default();
     })?;
@@ -608,7 +592,44 @@ fn read_ledger(
     inputs.torn_tail = scanned.torn_tail;
     inputs.unfinished_run = unfinished;
     inputs.ledger = LedgerIndex::build(images);
-    Ok((per_person, libraries))
+    Ok((per_person, libraries.libraries))
+}
+
+/// A person's registered images, one fewer when an image stopped being a face (`was_face`),
+/// else one more.
+fn recount(per_person: &mut KeyMap<u32>, person: u128, was_face: bool) {
+    let count = per_person.entry(person).or_insert(0);
+    *count = if was_face {
+        count.saturating_sub(1)
+    } else {
+        *count + 1
+    };
+}
+
+/// The ledger's libraries by their folded name, numbered as first written.
+#[derive(Default)]
+struct LibraryIndex {
+    libraries: LedgerLibraries,
+    library_of: HashMap<String, u32>,
+    /// The last category id asked for and its library: records come in runs of one library.
+    last: (String, u32),
+}
+
+impl LibraryIndex {
+    /// The number of the library `category_id` names, added when new.
+    fn of(&mut self, category_id: &str) -> u32 {
+        if self.libraries.is_empty() || self.last.0 != category_id {
+            let folded = fold_id(category_id);
+            let next = self.libraries.len() as u32;
+            let libraries = &mut self.libraries;
+            let library = *self.library_of.entry(folded.clone()).or_insert_with(|| {
+                libraries.push((folded, category_id.trim().to_string()));
+                next
+            });
+            self.last = (category_id.to_string(), library);
+        }
+        self.last.1
+    }
 }
 
 /// The manifest's distinct valid images, up to each person's limit as `plan` counts it (images
@@ -732,5 +753,36 @@ impl crate::cli::ops::VerifyArgs {
             accept_foreign: self.accept_foreign,
             read: super::read_options(self.encoding, &self.columns, &self.sheet, &self.layout),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libraries_are_numbered_by_folded_name_as_first_written() {
+        let mut index = LibraryIndex::default();
+        let numbers: Vec<u32> = ["Staff", "Staff", "guests", " staff", "GUESTS"]
+            .into_iter()
+            .map(|id| index.of(id))
+            .collect();
+        assert_eq!(numbers, [0, 0, 1, 0, 1]);
+        let written: Vec<(&str, &str)> = index
+            .libraries
+            .iter()
+            .map(|(folded, first)| (folded.as_str(), first.as_str()))
+            .collect();
+        assert_eq!(written, [("staff", "Staff"), ("guests", "guests")]);
+    }
+
+    #[test]
+    fn a_person_counts_one_more_face_or_one_fewer_never_below_zero() {
+        let mut per_person = KeyMap::default();
+        recount(&mut per_person, 7, false);
+        recount(&mut per_person, 7, false);
+        recount(&mut per_person, 7, true);
+        recount(&mut per_person, 8, true);
+        assert_eq!((per_person[&7], per_person[&8]), (1, 0));
     }
 }
