@@ -52,30 +52,9 @@ async fn run(args: RunArgs) -> (Exit, bool) {
         return exit(fail(e));
     }
     let target = args.target.kind();
-    // With --sandbox the emulator lives as long as the run, in this process.
-    let mut running_sandbox: Option<Sandbox> = None;
-    let connected = if args.sandbox {
-        match Sandbox::start(SandboxConfig::realistic()).await {
-            Ok(sb) => {
-                let url = sb.base_url();
-                running_sandbox = Some(sb);
-                tracing::info!("using the built-in sandbox at {url} (nothing leaves this machine)");
-                connect::sandbox(&settings, target, &url).map(|mut c| {
-                    c.endpoint = format!("sandbox {url}");
-                    c
-                })
-            }
-            Err(e) => return exit(fail(format!("cannot start the built-in sandbox: {e}"))),
-        }
-    } else {
-        connect::connect(&settings, target).await
-    };
-    let connected = match connected {
-        Ok(connected) => connected,
-        Err(e) => {
-            crate::say!("face-enroll: {e}");
-            return exit(e.exit());
-        }
+    let (connected, running_sandbox) = match connect_run(&args, &settings, target).await {
+        Ok(both) => both,
+        Err(code) => return exit(code),
     };
     let sandbox_url = running_sandbox.as_ref().map(|sb| sb.base_url());
     // The flags were checked; a region of the credentials' own that is no OSS region leaves
@@ -131,6 +110,41 @@ async fn run(args: RunArgs) -> (Exit, bool) {
             exit(code)
         }
         Err(e) => exit(fail(e)),
+    }
+}
+
+/// The signed client for the run, and with `--sandbox` the emulator it talks to, which lives
+/// as long as the run, in this process. A failure is said here.
+async fn connect_run(
+    args: &RunArgs,
+    settings: &connect::Settings,
+    target: crate::backend::TargetKind,
+) -> Result<(connect::Connected, Option<Sandbox>), Exit> {
+    if !args.sandbox {
+        return match connect::connect(settings, target).await {
+            Ok(connected) => Ok((connected, None)),
+            Err(e) => {
+                crate::say!("face-enroll: {e}");
+                Err(e.exit())
+            }
+        };
+    }
+    let sb = match Sandbox::start(SandboxConfig::realistic()).await {
+        Ok(sb) => sb,
+        Err(e) => return Err(fail(format!("cannot start the built-in sandbox: {e}"))),
+    };
+    let url = sb.base_url();
+    tracing::info!("using the built-in sandbox at {url} (nothing leaves this machine)");
+    let connected = connect::sandbox(settings, target, &url).map(|mut c| {
+        c.endpoint = format!("sandbox {url}");
+        c
+    });
+    match connected {
+        Ok(connected) => Ok((connected, Some(sb))),
+        Err(e) => {
+            crate::say!("face-enroll: {e}");
+            Err(e.exit())
+        }
     }
 }
 
