@@ -14,19 +14,9 @@ pub async fn command(args: CheckArgs) -> Exit {
     if let Err(message) = args.target.check() {
         return fail(message);
     }
-    crate::manifest::set_default_encoding(args.encoding.into());
-    crate::manifest::set_reading(
-        args.columns.clone(),
-        args.sheet.clone(),
-        args.layout.clone(),
-    );
-    let ledger_path = args.ledger_path();
-    crate::upload::resolve_from_journal(&ledger_path);
-    let manifest = args.manifest.clone();
-    let kind = args.target.kind();
-    let reconcile = args.reconcile;
+    let read = super::read_options(args.encoding, &args.columns, &args.sheet, &args.layout);
+    super::read_uploads_from_journal(&read, &args.ledger_path());
     let sync = args.sync.settings();
-    let probe = args.probe;
     let preflight = match args.preflight.settings(false) {
         Ok(settings) => settings,
         Err(e) => return fail(e),
@@ -37,67 +27,28 @@ pub async fn command(args: CheckArgs) -> Exit {
              profile) rather than --sandbox",
         );
     }
-    let keep_work = probe || preflight.is_some();
-    let with_hashes = preflight.is_some();
-    // Planned exactly as `run` plans, its refusals included (a ledger of another target).
-    let result = tokio::task::spawn_blocking(move || {
-        let replay = ledger::replay(&ledger_path).map_err(|e| e.to_string())?;
-        let run = plan::run::RunPlan {
-            manifest: &manifest,
-            ledger: &ledger_path,
-            target: kind.ledger_name(),
-            algorithm: kind.algorithm().map(crate::api::Algorithm::as_str),
-            options: plan::Options {
-                retry_failed: false,
-                keep_work,
-                reconcile: reconcile.into(),
-                sync: sync.is_some(),
-            },
-            rules: kind.rules(),
-            sync: sync.map(|s| s.scope),
-        };
-        let planned =
-            plan::run::plan_run(&run, &replay, &Default::default()).map_err(|e| e.to_string())?;
-        // A refused sync makes `run` plan again without removals (exit 8): what it would then
-        // send, since the image limit no longer counts the slots the removals would free.
-        let refused = sync.is_some_and(|s| {
-            let removals = planned.dropped.removals() as u64;
-            plan::sync_refusal(removals, s.max_delete, planned.plan.counts.invalid).is_some()
-        });
-        let replanned = if refused {
-            let again = plan::run::RunPlan {
-                options: plan::Options {
-                    sync: false,
-                    ..run.options
-                },
-                sync: None,
-                ..run
-            };
-            let again = plan::run::plan_run(&again, &replay, &Default::default())
-                .map_err(|e| e.to_string())?;
-            Some(again.plan.counts)
-        } else {
-            None
-        };
-        // Pre-flight compares new photos with the ones the ledger records as registered.
-        let recorded = if with_hashes {
-            crate::preflight::recorded(&ledger_path).map_err(|e| e.to_string())?
-        } else {
-            crate::preflight::Remembered::default()
-        };
-        Ok::<_, String>((planned.plan, planned.dropped, recorded, replanned))
-    })
-    .await;
-    let (plan, dropped, recorded, replanned) = match result {
-        Ok(Ok(planned)) => planned,
+    let job = PlanJob {
+        manifest: args.manifest.clone(),
+        ledger: args.ledger_path(),
+        read: read.clone(),
+        kind: args.target.kind(),
+        options: plan::Options {
+            retry_failed: false,
+            keep_work: args.probe || preflight.is_some(),
+            reconcile: args.reconcile.into(),
+            sync: sync.is_some(),
+        },
+        sync,
+        with_hashes: preflight.is_some(),
+    };
+    let checked = match tokio::task::spawn_blocking(move || plan_as_run(job)).await {
+        Ok(Ok(checked)) => checked,
         Ok(Err(message)) => return fail(message),
         Err(e) => return fail(format!("internal error: {e}")),
     };
-    let limit = args.target.kind().rules().max_images_per_person;
-    let removals = dropped.removals() as u64;
+    let removals = checked.dropped.removals() as u64;
     let refusal =
-        sync.and_then(|s| plan::sync_refusal(removals, s.max_delete, plan.counts.invalid));
-    let too_many = refusal.is_some();
+        sync.and_then(|s| plan::sync_refusal(removals, s.max_delete, checked.plan.counts.invalid));
     // The plan is shown before the probe's answers come in; with --json both are one document.
     let connected = if args.probe || preflight.is_some() {
         match connect_for_objects(&args).await {
@@ -107,81 +58,191 @@ pub async fn command(args: CheckArgs) -> Exit {
     } else {
         None
     };
-    let probe = match &connected {
-        Some(connected) if args.probe && args.json => {
-            Some(probe_objects(&args, &plan, &connected.client).await)
+    let examined = match &connected {
+        Some(connected) if args.json => {
+            let client = &connected.client;
+            examine(&args, &checked, client, preflight.as_ref(), false).await
         }
-        _ => None,
-    };
-    let checked = match (&connected, &preflight) {
-        (Some(connected), Some(settings)) if args.json => {
-            Some(preflight_images(&plan, &recorded, &connected.client, settings).await)
-        }
-        _ => None,
+        _ => (None, None),
     };
     let out = if args.json {
-        let mut json = CheckJson::new(&args, &plan, &dropped, sync, refusal.as_deref());
-        json.probe = probe.as_ref();
-        json.preflight = checked.as_ref();
-        if let (Some(s), Some(c)) = (json.sync.as_mut(), &replanned) {
-            s.replanned = Some(Replanned {
-                to_send: c.to_send,
-                over_limit: c.over_limit,
-            });
-        }
-        serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
+        render_json(&args, &checked, refusal.as_deref(), &examined)
     } else {
-        let mut text = render_plan(&args.manifest, &plan, args.qps(), limit);
-        // How the file was read (encoding or spreadsheet, which header holds which field).
-        if let Ok(reader) = crate::manifest::Reader::open(&args.manifest) {
-            text.push_str(&format!("  read as {}\n", reader.describe()));
-        }
-        if let Some(sync) = sync {
-            text.push_str(&render_sync(&plan, &dropped, sync, refusal.as_deref()));
-            if let Some(c) = &replanned {
-                text.push_str(&format!(
-                    "    it would then plan again without removals and send {} images ({} over \
-                     the per-person limit: the slots the removals would free stay taken)\n",
-                    c.to_send, c.over_limit
-                ));
-            }
-        }
-        text
+        render_text(&args, &read, &checked, refusal.as_deref())
     };
     super::print_out(&out);
-    let probe = match (probe, &connected) {
-        (Some(report), _) => Some(report),
-        (None, Some(connected)) if args.probe => {
-            let report = probe_objects(&args, &plan, &connected.client).await;
-            super::print_out(report.render());
-            Some(report)
+    let (probe, preflighted) = match &connected {
+        Some(connected) if !args.json => {
+            examine(&args, &checked, &connected.client, preflight.as_ref(), true).await
         }
-        _ => None,
-    };
-    let checked = match (checked, &connected, &preflight) {
-        (Some(report), _, _) => Some(report),
-        (None, Some(connected), Some(settings)) => {
-            let report = preflight_images(&plan, &recorded, &connected.client, settings).await;
-            if report.halt.is_none() {
-                super::print_out(report.render());
-            }
-            Some(report)
-        }
-        _ => None,
+        _ => examined,
     };
     // The credentials or the network, not the photos: said as such, with its own exit code.
-    if let Some(halt) = checked.as_ref().and_then(|c| c.halt.as_ref()) {
+    if let Some(halt) = preflighted.as_ref().and_then(|c| c.halt.as_ref()) {
         crate::say!("face-enroll: {}", halt.message);
         return halt.exit;
     }
-    let unreadable = probe.map_or(0, |p| p.problems()) + checked.map_or(0, |c| c.refused);
-    if too_many {
+    let plan = &checked.plan;
+    let unreadable = probe.map_or(0, |p| p.problems()) + preflighted.map_or(0, |c| c.refused);
+    if refusal.is_some() {
         Exit::TooManyRemovals
     } else if plan.counts.invalid + plan.counts.over_limit + unreadable > 0 {
         Exit::RowsNotRegistered
     } else {
         Exit::Success
     }
+}
+
+/// `check --json`: the plan, its removals, and the probe's and pre-flight's reports.
+fn render_json(
+    args: &CheckArgs,
+    checked: &Checked,
+    refusal: Option<&str>,
+    (probe, preflighted): &(Option<ProbeReport>, Option<crate::preflight::Report>),
+) -> String {
+    let sync = args.sync.settings();
+    let mut json = CheckJson::new(args, &checked.plan, &checked.dropped, sync, refusal);
+    json.probe = probe.as_ref();
+    json.preflight = preflighted.as_ref();
+    if let (Some(s), Some(c)) = (json.sync.as_mut(), &checked.replanned) {
+        s.replanned = Some(Replanned {
+            to_send: c.to_send,
+            over_limit: c.over_limit,
+        });
+    }
+    serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
+}
+
+/// `--probe` and `--preflight`, each when asked: their reports, printed as text when `print`
+/// (with `--json` they go into the one document instead).
+async fn examine(
+    args: &CheckArgs,
+    checked: &Checked,
+    client: &crate::api::Client,
+    preflight: Option<&crate::preflight::Settings>,
+    print: bool,
+) -> (Option<ProbeReport>, Option<crate::preflight::Report>) {
+    let probe = if args.probe {
+        let report = probe_objects(args, &checked.plan, client).await;
+        if print {
+            super::print_out(report.render());
+        }
+        Some(report)
+    } else {
+        None
+    };
+    let preflighted = match preflight {
+        Some(settings) => {
+            let report = preflight_images(&checked.plan, &checked.recorded, client, settings).await;
+            if print && report.halt.is_none() {
+                super::print_out(report.render());
+            }
+            Some(report)
+        }
+        None => None,
+    };
+    (probe, preflighted)
+}
+
+/// What `check` plans with, moved to the blocking thread that reads the manifest and ledger.
+struct PlanJob {
+    manifest: std::path::PathBuf,
+    ledger: std::path::PathBuf,
+    read: crate::manifest::ReadOptions,
+    kind: crate::backend::TargetKind,
+    options: plan::Options,
+    sync: Option<plan::SyncSettings>,
+    /// Pre-flight: read the photos the ledger records as registered, to compare new ones with.
+    with_hashes: bool,
+}
+
+/// What `check` planned.
+struct Checked {
+    plan: Plan,
+    dropped: plan::Dropped,
+    /// The photos the ledger records as registered (pre-flight only; else empty).
+    recorded: crate::preflight::Remembered,
+    /// A refused sync: the counts of the plan `run` would make again without removals.
+    replanned: Option<plan::Counts>,
+}
+
+/// Plans exactly as `run` plans, its refusals included (a ledger of another target)
+/// (blocking).
+fn plan_as_run(job: PlanJob) -> Result<Checked, String> {
+    let replay = ledger::replay(&job.ledger).map_err(|e| e.to_string())?;
+    let run = plan::run::RunPlan {
+        manifest: &job.manifest,
+        ledger: &job.ledger,
+        target: job.kind.ledger_name(),
+        algorithm: job.kind.algorithm().map(crate::api::Algorithm::as_str),
+        options: job.options,
+        rules: job.kind.rules(),
+        sync: job.sync.map(|s| s.scope),
+    };
+    let planned = plan::run::plan_run_reading(&run, &job.read, &replay, &Default::default())
+        .map_err(|e| e.to_string())?;
+    // A refused sync makes `run` plan again without removals (exit 8): what it would then
+    // send, since the image limit no longer counts the slots the removals would free.
+    let refused = job.sync.is_some_and(|s| {
+        let removals = planned.dropped.removals() as u64;
+        plan::sync_refusal(removals, s.max_delete, planned.plan.counts.invalid).is_some()
+    });
+    let replanned = if refused {
+        let again = plan::run::RunPlan {
+            options: plan::Options {
+                sync: false,
+                ..run.options
+            },
+            sync: None,
+            ..run
+        };
+        let again = plan::run::plan_run_reading(&again, &job.read, &replay, &Default::default())
+            .map_err(|e| e.to_string())?;
+        Some(again.plan.counts)
+    } else {
+        None
+    };
+    // Pre-flight compares new photos with the ones the ledger records as registered.
+    let recorded = if job.with_hashes {
+        crate::preflight::recorded(&job.ledger).map_err(|e| e.to_string())?
+    } else {
+        crate::preflight::Remembered::default()
+    };
+    Ok(Checked {
+        plan: planned.plan,
+        dropped: planned.dropped,
+        recorded,
+        replanned,
+    })
+}
+
+/// The plan as text: its figures, how the manifest was read, and with `--sync` its removals.
+fn render_text(
+    args: &CheckArgs,
+    read: &crate::manifest::ReadOptions,
+    checked: &Checked,
+    refusal: Option<&str>,
+) -> String {
+    let (plan, limit) = (
+        &checked.plan,
+        args.target.kind().rules().max_images_per_person,
+    );
+    let mut text = render_plan(&args.manifest, plan, args.qps(), limit);
+    // How the file was read (encoding or spreadsheet, which header holds which field).
+    if let Ok(reader) = crate::manifest::Reader::open(&args.manifest, read) {
+        text.push_str(&format!("  read as {}\n", reader.describe()));
+    }
+    if let Some(sync) = args.sync.settings() {
+        text.push_str(&render_sync(plan, &checked.dropped, sync, refusal));
+        if let Some(c) = &checked.replanned {
+            text.push_str(&format!(
+                "    it would then plan again without removals and send {} images ({} over \
+                 the per-person limit: the slots the removals would free stay taken)\n",
+                c.to_send, c.over_limit
+            ));
+        }
+    }
+    text
 }
 
 /// `check --json`: the plan's figures, and with `--sync` its removals, per library.
@@ -294,8 +355,8 @@ impl<'a> CheckJson<'a> {
             already_registered: c.already_registered,
             over_limit: c.over_limit,
             previously_failed: c.previously_failed,
-            previously_invalid: c.previously_invalid,
             relinked: c.relinked,
+            previously_invalid: c.previously_invalid,
             to_send: c.to_send,
             to_look_up: c.to_look_up,
             to_reconcile: c.to_reconcile,
@@ -418,7 +479,6 @@ fn render_sync(
 /// The plan as `check` prints it; `limit` is the target's images per person (`None`: ICE's none).
 pub fn render_plan(manifest: &Path, plan: &Plan, qps: u32, limit: Option<u32>) -> String {
     use std::fmt::Write as _;
-    const SHOWN: usize = 20;
     let c = &plan.counts;
     let mut out = String::new();
     let _ = writeln!(
@@ -429,6 +489,25 @@ pub fn render_plan(manifest: &Path, plan: &Plan, qps: u32, limit: Option<u32>) -
         c.persons,
         c.libraries
     );
+    render_refused_rows(&mut out, plan, limit);
+    render_to_send(&mut out, plan);
+    let requests = c.to_send + c.to_look_up + c.to_reconcile;
+    let estimate = if qps == 0 {
+        "unlimited pace".to_string()
+    } else {
+        format_secs(requests as f64 / (f64::from(qps) * 0.99))
+    };
+    let _ = writeln!(out, "  estimated time at {qps}/s: {estimate}");
+    out
+}
+
+/// Rows listed in the plan's text, of each kind, at most.
+const SHOWN: usize = 20;
+
+/// The rows no run would send: invalid ones, and those over the per-person limit.
+fn render_refused_rows(out: &mut String, plan: &Plan, limit: Option<u32>) {
+    use std::fmt::Write as _;
+    let c = &plan.counts;
     let _ = writeln!(out, "  invalid rows: {}", c.invalid);
     let invalid = plan
         .rejected
@@ -462,6 +541,12 @@ pub fn render_plan(manifest: &Path, plan: &Plan, qps: u32, limit: Option<u32>) -
             r.line, r.category_id, r.person_id, r.image_url
         );
     }
+}
+
+/// Duplicates, what is registered or failed already, and what a run would send.
+fn render_to_send(out: &mut String, plan: &Plan) {
+    use std::fmt::Write as _;
+    let c = &plan.counts;
     let _ = writeln!(out, "  duplicate rows (enrolled once): {}", c.duplicates);
     let _ = writeln!(out, "  already registered: {}", c.already_registered);
     if c.previously_failed > 0 {
@@ -498,14 +583,6 @@ pub fn render_plan(manifest: &Path, plan: &Plan, qps: u32, limit: Option<u32>) -
             "    line {line}: the same image as line {first} (sent once)"
         );
     }
-    let requests = c.to_send + c.to_look_up + c.to_reconcile;
-    let estimate = if qps == 0 {
-        "unlimited pace".to_string()
-    } else {
-        format_secs(requests as f64 / (f64::from(qps) * 0.99))
-    };
-    let _ = writeln!(out, "  estimated time at {qps}/s: {estimate}");
-    out
 }
 
 fn format_secs(secs: f64) -> String {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::backend::Listing;
+use crate::backend::{ImageRef, Listing};
 use crate::image::{ImageId, person_key};
 use crate::ledger::{KeyMap, Status};
 
@@ -371,61 +371,122 @@ pub fn compare<P: Clone>(
     listing: &Listing<P>,
     inputs: &Inputs,
     rules: Rules,
-    mut places: Option<&mut HashMap<String, P>>,
+    places: Option<&mut HashMap<String, P>>,
 ) -> Drift {
-    let mut drift = Drift {
-        library: library.name.clone(),
-        expected: library.expected.len() as u64,
-        over_limit_in_manifest: library.over_limit,
-        ..Drift::default()
-    };
-    let ledger = &inputs.ledger;
-    let expected = &library.expected;
-    let mut by_key: Vec<u32> = (0..expected.len() as u32).collect();
-    by_key.sort_unstable_by_key(|&at| expected[at as usize].key());
-    let find_expected = |key: u128| {
-        by_key
+    let mut walk = Walk::new(library, &inputs.ledger, rules, places);
+    listing.walk(|person_id, images, place| walk.person(person_id, images, place));
+    walk.finish()
+}
+
+/// One library's comparison while it walks the listing, person by person.
+struct Walk<'a, 'p, P> {
+    library: &'a LibraryInputs,
+    ledger: &'a LedgerIndex,
+    rules: Rules,
+    places: Option<&'p mut HashMap<String, P>>,
+    /// Indexes into the expected images, in key order.
+    by_key: Vec<u32>,
+    /// Per expected image: the server lists it.
+    listed: Vec<bool>,
+    /// Per ledger image: the server holds its id.
+    on_server: Vec<bool>,
+    /// Faces per person; the name of a person over the limit as listed.
+    counts: KeyMap<u32>,
+    crowded: KeyMap<String>,
+    /// Orphans without a URL, and the others, each in the server's order.
+    url_less: Vec<Orphan>,
+    orphans: Vec<Orphan>,
+    drift: Drift,
+}
+
+impl<'a, 'p, P> Walk<'a, 'p, P> {
+    fn new(
+        library: &'a LibraryInputs,
+        ledger: &'a LedgerIndex,
+        rules: Rules,
+        places: Option<&'p mut HashMap<String, P>>,
+    ) -> Self {
+        let expected = &library.expected;
+        let mut by_key: Vec<u32> = (0..expected.len() as u32).collect();
+        by_key.sort_unstable_by_key(|&at| expected[at as usize].key());
+        Walk {
+            library,
+            ledger,
+            rules,
+            places,
+            by_key,
+            listed: vec![false; expected.len()],
+            on_server: vec![false; ledger.len()],
+            counts: KeyMap::default(),
+            crowded: KeyMap::default(),
+            url_less: Vec::new(),
+            orphans: Vec::new(),
+            drift: Drift {
+                library: library.name.clone(),
+                expected: expected.len() as u64,
+                over_limit_in_manifest: library.over_limit,
+                ..Drift::default()
+            },
+        }
+    }
+
+    /// The expected image with this key, if the manifest names it.
+    fn find_expected(&self, key: u128) -> Option<usize> {
+        let expected = &self.library.expected;
+        self.by_key
             .binary_search_by_key(&key, |&at| expected[at as usize].key())
             .ok()
-            .map(|found| by_key[found] as usize)
-    };
-    let mut listed = vec![false; expected.len()];
-    let mut on_server = vec![false; ledger.len()];
-    // Faces per person; the name of a person over the limit as listed.
-    let mut counts: KeyMap<u32> = KeyMap::default();
-    let mut crowded: KeyMap<String> = KeyMap::default();
-    let mut url_less = Vec::new();
-    let mut orphans = Vec::new();
-    listing.walk(|person_id, images, place| {
-        let person = person_key(&library.name, person_id);
-        let count = counts.entry(person).or_insert(0);
+            .map(|found| self.by_key[found] as usize)
+    }
+
+    /// One listed person: counted against the limit, its faces grouped by image and judged.
+    fn person(&mut self, person_id: &str, images: &[ImageRef<'_>], place: &dyn Fn() -> P) {
+        let person = person_key(&self.library.name, person_id);
+        let count = self.counts.entry(person).or_insert(0);
         *count += images.len() as u32;
-        if rules.max_per_person.is_some_and(|limit| *count > limit) {
-            crowded
+        if self
+            .rules
+            .max_per_person
+            .is_some_and(|limit| *count > limit)
+        {
+            self.crowded
                 .entry(person)
                 .or_insert_with(|| person_id.to_string());
         }
-        let mut groups: Vec<Group<'_>> = Vec::new();
+        for group in self.group(person_id, images, place) {
+            self.judge(person_id, &group, place);
+        }
+    }
+
+    /// A person's faces by the image they show, in the order listed. A face without a URL
+    /// that the ledger does not know is an orphan at once.
+    fn group<'i>(
+        &mut self,
+        person_id: &str,
+        images: &[ImageRef<'i>],
+        place: &dyn Fn() -> P,
+    ) -> Vec<Group<'i>> {
+        let mut groups: Vec<Group<'i>> = Vec::new();
         let mut group_of: KeyMap<usize> = KeyMap::default();
         for image in images {
-            drift.server_faces += 1;
-            let known = ledger.by_id(image.id);
+            self.drift.server_faces += 1;
+            let known = self.ledger.by_id(image.id);
             if let Some(at) = known {
-                on_server[at] = true;
+                self.on_server[at] = true;
             }
             let Some(url) = image.image_url else {
                 if known.is_none() {
-                    url_less.push(Orphan {
+                    self.url_less.push(Orphan {
                         person_id: person_id.to_string(),
                         image_url: None,
-                        id: rules.id(image.id),
+                        id: self.rules.id(image.id),
                         line: None,
                     });
-                    note_place(&mut places, image.id, place);
+                    note_place(&mut self.places, image.id, place);
                 }
                 continue;
             };
-            let key = ImageId::listed(url).key(&library.name, person_id);
+            let key = ImageId::listed(url).key(&self.library.name, person_id);
             let at = *group_of.entry(key).or_insert_with(|| {
                 groups.push(Group {
                     key,
@@ -436,92 +497,116 @@ pub fn compare<P: Clone>(
             });
             groups[at].faces.push((image.id, known));
         }
-        for group in &groups {
-            let line = find_expected(group.key).map(|at| {
-                listed[at] = true;
-                expected[at].line
+        groups
+    }
+
+    /// One image's faces: the one to keep (the ledger's, else the first listed), the others
+    /// duplicates; a kept face the ledger does not know is an orphan.
+    fn judge(&mut self, person_id: &str, group: &Group<'_>, place: &dyn Fn() -> P) {
+        let line = self.find_expected(group.key).map(|at| {
+            self.listed[at] = true;
+            self.library.expected[at].line
+        });
+        let ledger_image = self.ledger.find(group.key);
+        let keep = group
+            .faces
+            .iter()
+            .find(|(_, known)| known.is_some() && *known == ledger_image)
+            .unwrap_or(&group.faces[0]);
+        if group.faces.len() > 1 {
+            for (id, _) in &group.faces {
+                note_place(&mut self.places, id, place);
+            }
+            self.drift.duplicates.push(Duplicate {
+                person_id: person_id.to_string(),
+                image_url: group.image_url.to_string(),
+                extra: group
+                    .faces
+                    .iter()
+                    .filter(|(id, _)| *id != keep.0)
+                    .map(|(id, _)| id.to_string())
+                    .collect(),
+                keep: keep.0.to_string(),
             });
-            let ledger_image = ledger.find(group.key);
-            let keep = group
-                .faces
-                .iter()
-                .find(|(_, known)| known.is_some() && *known == ledger_image)
-                .unwrap_or(&group.faces[0]);
-            if group.faces.len() > 1 {
-                for (id, _) in &group.faces {
-                    note_place(&mut places, id, place);
-                }
-                drift.duplicates.push(Duplicate {
-                    person_id: person_id.to_string(),
-                    image_url: group.image_url.to_string(),
-                    extra: group
-                        .faces
-                        .iter()
-                        .filter(|(id, _)| *id != keep.0)
-                        .map(|(id, _)| id.to_string())
-                        .collect(),
-                    keep: keep.0.to_string(),
-                });
-            }
-            if keep.1.is_none() {
-                note_place(&mut places, keep.0, place);
-                orphans.push(Orphan {
-                    person_id: person_id.to_string(),
-                    image_url: Some(group.image_url.to_string()),
-                    id: rules.id(keep.0),
-                    line,
-                });
-            }
         }
-    });
-    // Findings in the server's order, the faces without a URL first.
-    url_less.append(&mut orphans);
-    drift.orphans = url_less;
-    if let Some(limit) = rules.max_per_person {
-        let mut over: Vec<Crowded> = crowded
-            .into_iter()
-            .filter_map(|(person, person_id)| {
-                let faces = counts.get(&person).copied().unwrap_or(0);
-                (faces > limit).then_some(Crowded {
-                    person_id,
-                    faces: u64::from(faces),
-                })
-            })
+        if keep.1.is_none() {
+            note_place(&mut self.places, keep.0, place);
+            self.orphans.push(Orphan {
+                person_id: person_id.to_string(),
+                image_url: Some(group.image_url.to_string()),
+                id: self.rules.id(keep.0),
+                line,
+            });
+        }
+    }
+
+    /// The drift, once every person was walked.
+    fn finish(mut self) -> Drift {
+        // Findings in the server's order, the faces without a URL first.
+        self.url_less.append(&mut self.orphans);
+        self.drift.orphans = std::mem::take(&mut self.url_less);
+        if let Some(limit) = self.rules.max_per_person {
+            let crowded = std::mem::take(&mut self.crowded);
+            self.drift.persons_over_limit = over_limit(crowded, &self.counts, limit);
+        }
+        self.settle_expected();
+        let on_server = &self.on_server;
+        self.drift.vanished_at = self
+            .library
+            .ledger_faces
+            .iter()
+            .copied()
+            .filter(|&at| !on_server[at as usize])
             .collect();
-        over.sort_by(|a, b| a.person_id.cmp(&b.person_id));
-        drift.persons_over_limit = over;
+        self.drift
     }
-    for (at, e) in expected.iter().enumerate() {
-        let found = ledger.find(e.key());
-        // Registered under an id the server no longer holds: reported once, as vanished.
-        if found.is_some_and(|i| ledger.rec(i).face && !on_server[i]) {
-            continue;
-        }
-        let rec = found.map(|i| ledger.rec(i));
-        let status = rec.map(|r| r.status);
-        // Removed on purpose (rollback, or a repair of a vanished id): the ledger and the
-        // server agree it is not there; the next run registers it again.
-        if status == Some(Status::Removed) {
-            drift.removed_in_ledger += 1;
-            continue;
-        }
-        if !listed[at] && rec.is_some_and(|r| r.refused) {
-            drift.refused += 1;
-        } else if !listed[at] {
-            drift.missing.push(Missing {
-                line: e.line,
-                ledger_status: status.map(|s| s.as_str()),
-                ..Missing::default()
-            });
+
+    /// Each expected image the server does not list: missing, or refused (the service said
+    /// no), or removed on purpose; one registered under a vanished id is reported as vanished.
+    fn settle_expected(&mut self) {
+        let (ledger, drift) = (self.ledger, &mut self.drift);
+        for (at, e) in self.library.expected.iter().enumerate() {
+            let found = ledger.find(e.key());
+            // Registered under an id the server no longer holds: reported once, as vanished.
+            if found.is_some_and(|i| ledger.rec(i).face && !self.on_server[i]) {
+                continue;
+            }
+            let rec = found.map(|i| ledger.rec(i));
+            let status = rec.map(|r| r.status);
+            // Removed on purpose (rollback, or a repair of a vanished id): the ledger and the
+            // server agree it is not there; the next run registers it again.
+            if status == Some(Status::Removed) {
+                drift.removed_in_ledger += 1;
+                continue;
+            }
+            if !self.listed[at] && rec.is_some_and(|r| r.refused) {
+                drift.refused += 1;
+            } else if !self.listed[at] {
+                drift.missing.push(Missing {
+                    line: e.line,
+                    ledger_status: status.map(|s| s.as_str()),
+                    ..Missing::default()
+                });
+            }
         }
     }
-    drift.vanished_at = library
-        .ledger_faces
-        .iter()
-        .copied()
-        .filter(|&at| !on_server[at as usize])
+}
+
+/// The persons listed with more faces than `limit`, by person id; `crowded` holds every
+/// person whose count passed the limit while listed, `counts` their final counts.
+fn over_limit(crowded: KeyMap<String>, counts: &KeyMap<u32>, limit: u32) -> Vec<Crowded> {
+    let mut over: Vec<Crowded> = crowded
+        .into_iter()
+        .filter_map(|(person, person_id)| {
+            let faces = counts.get(&person).copied().unwrap_or(0);
+            (faces > limit).then_some(Crowded {
+                person_id,
+                faces: u64::from(faces),
+            })
+        })
         .collect();
-    drift
+    over.sort_by(|a, b| a.person_id.cmp(&b.person_id));
+    over
 }
 
 fn note_place<P>(places: &mut Option<&mut HashMap<String, P>>, id: &str, place: &dyn Fn() -> P) {
@@ -536,6 +621,20 @@ fn note_place<P>(places: &mut Option<&mut HashMap<String, P>>, id: &str, place: 
 mod tests {
     use super::*;
     use crate::backend::{Held, Library, ServerPerson};
+
+    #[test]
+    fn over_limit_names_only_persons_still_over_it_sorted_by_id_with_their_faces() {
+        let crowded: KeyMap<String> = [(1, "zoe"), (2, "adam"), (3, "mia")]
+            .into_iter()
+            .map(|(k, id)| (k, id.to_string()))
+            .collect();
+        let counts: KeyMap<u32> = [(1, 12), (2, 11), (3, 10)].into_iter().collect();
+        let named: Vec<(String, u64)> = over_limit(crowded, &counts, 10)
+            .into_iter()
+            .map(|c| (c.person_id, c.faces))
+            .collect();
+        assert_eq!(named, [("adam".to_string(), 11), ("zoe".to_string(), 12)]);
+    }
 
     const MTS: Rules = Rules {
         max_per_person: Some(10),

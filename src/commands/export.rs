@@ -246,11 +246,22 @@ impl Ordinal {
 /// of the ledger's history: the first finds, per image, which record is its last and whether
 /// it is `registered`; the second keeps only those records' fields.
 pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
-    // Per image: the ordinal of its first `registered` record (the tie order) and of its last
-    // record if that one is `registered`.
+    let wanted = last_registered(&config.ledger)?;
+    let (mut rows, first_of) = read_wanted(&config.ledger, &wanted)?;
+    drop(wanted);
+    rows.packed.shrink_to_fit();
+    sort_rows(&mut rows, first_of);
+    Ok(rows)
+}
+
+/// The first pass: per image whose last record is `registered`, the ordinal of that record
+/// and of its first `registered` record (the tie order), in ledger order.
+fn last_registered(ledger: &std::path::Path) -> Result<Vec<(u32, u32)>, super::OpsError> {
+    // Per image: the ordinal of its first `registered` record and of its last record if that
+    // one is `registered`.
     let mut last: KeyMap<(u32, Option<u32>)> = KeyMap::default();
     let mut ordinal = Ordinal::default();
-    scan::scan(&config.ledger, false, |entry| {
+    scan::scan(ledger, false, |entry| {
         let Entry::Image(image) = entry else { return };
         let Some(this) = ordinal.next() else { return };
         let registered = image.status == Status::Registered;
@@ -262,12 +273,21 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
             None => {}
         }
     })?;
-    ordinal.check(&config.ledger)?;
+    ordinal.check(ledger)?;
     let mut wanted: Vec<(u32, u32)> = last
         .into_values()
         .filter_map(|(first, last)| Some((last?, first)))
         .collect();
     wanted.sort_unstable();
+    Ok(wanted)
+}
+
+/// The second pass: the fields of the records `wanted` names, packed, with each one's tie
+/// order; a ledger that changed between the passes is refused.
+fn read_wanted(
+    ledger: &std::path::Path,
+    wanted: &[(u32, u32)],
+) -> Result<(Rows, Vec<u32>), super::OpsError> {
     let mut rows = Rows {
         packed: Vec::new(),
         at: Vec::with_capacity(wanted.len()),
@@ -275,7 +295,7 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
     };
     let mut first_of: Vec<u32> = Vec::with_capacity(wanted.len());
     let (mut ordinal, mut next, mut changed) = (Ordinal::default(), 0usize, false);
-    scan::scan(&config.ledger, false, |entry| {
+    scan::scan(ledger, false, |entry| {
         let Entry::Image(image) = entry else { return };
         let Some(this) = ordinal.next() else { return };
         let Some(&(want, first)) = wanted.get(next) else {
@@ -311,11 +331,15 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
     })?;
     if changed || next != wanted.len() {
         return Err(super::OpsError::Changed {
-            path: config.ledger.clone(),
+            path: ledger.to_path_buf(),
         });
     }
-    drop(wanted);
-    rows.packed.shrink_to_fit();
+    Ok((rows, first_of))
+}
+
+/// Orders the rows by library, person (both case-insensitively) and URL; ties by `first_of`
+/// (each row's first registration).
+fn sort_rows(rows: &mut Rows, first_of: Vec<u32>) {
     let mut order: Vec<(usize, u32)> = rows.at.iter().copied().zip(first_of).collect();
     let packed = &rows.packed;
     order.sort_by(|&(a, first_a), &(b, first_b)| {
@@ -330,7 +354,6 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
             .then(first_a.cmp(&first_b))
     });
     rows.at = order.into_iter().map(|(at, _)| at).collect();
-    Ok(rows)
 }
 
 /// A cell a spreadsheet would not take for a formula.
@@ -432,6 +455,37 @@ impl crate::cli::ops::ExportArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_sort_by_library_person_case_insensitively_then_url_then_first_registration() {
+        let mut rows = Rows {
+            packed: Vec::new(),
+            at: Vec::new(),
+            ice: false,
+        };
+        // (library, person, name, url): the name tells the rows apart.
+        let cells = [
+            ("b", "x", "1", "u1"),
+            ("A", "y", "2", "u2"),
+            ("a", "X", "3", "u9"),
+            ("a", "x", "4", "u3"),
+            ("a", "x", "5", "u3"),
+        ];
+        for (cat, person, name, url) in cells {
+            rows.at.push(rows.packed.len());
+            let mut row = [None; FIELDS];
+            row[..4].copy_from_slice(&[Some(cat), Some(person), Some(name), Some(url)]);
+            pack(&mut rows.packed, row);
+        }
+        // The last two are alike but for their first registrations, the later one first.
+        sort_rows(&mut rows, vec![0, 1, 2, 4, 3]);
+        let names: Vec<&str> = rows
+            .at
+            .iter()
+            .map(|&at| fields::<3>(&rows.packed[at..])[2].unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["5", "4", "3", "2", "1"]);
+    }
 
     #[test]
     fn numbering_past_u32_max_stops_and_is_reported_instead_of_wrapping() {

@@ -108,14 +108,16 @@ pub struct Current {
 }
 
 impl Current {
-    /// Streams `manifest` for the images `images` and the persons `persons` (keys).
+    /// Streams `manifest` (read as `read` says) for the images `images` and the persons
+    /// `persons` (keys).
     pub fn read(
         manifest: &Path,
+        read: &crate::manifest::ReadOptions,
         images: &KeyMap<()>,
         persons: &KeyMap<()>,
     ) -> Result<Current, crate::manifest::ManifestError> {
         let mut current = Current::default();
-        for entry in crate::manifest::Reader::open(manifest)? {
+        for entry in crate::manifest::Reader::open(manifest, read)? {
             let crate::manifest::Entry::Valid(row) = entry? else {
                 continue;
             };
@@ -154,6 +156,7 @@ impl Current {
 pub fn collect_current(
     path: &Path,
     manifest: &Path,
+    read: &crate::manifest::ReadOptions,
 ) -> Result<Vec<NotRegistered>, crate::commands::OpsError> {
     let mut rows = collect(path)?;
     let images: KeyMap<()> = rows.iter().map(|r| (r.key(), ())).collect();
@@ -161,7 +164,7 @@ pub fn collect_current(
         .iter()
         .map(|r| (person_key(&r.category_id, &r.person_id), ()))
         .collect();
-    Current::read(manifest, &images, &persons)?.apply(&mut rows);
+    Current::read(manifest, read, &images, &persons)?.apply(&mut rows);
     Ok(rows)
 }
 

@@ -118,9 +118,18 @@ fn now_seconds() -> f64 {
 
 /// The figures of a finished `run`.
 pub fn for_run(summary: &Summary) -> Vec<Metric> {
-    let n = |v: u64| v as f64;
     let mut metrics = run_ending(summary.exit_code);
-    metrics.extend([
+    metrics.extend(row_gauges(summary));
+    metrics.extend(removal_gauges(summary));
+    metrics.extend(request_gauges(summary));
+    metrics.extend(refused(summary));
+    metrics
+}
+
+/// The last run's time, and what became of its rows and how it got there.
+fn row_gauges(summary: &Summary) -> [Metric; 15] {
+    let n = |v: u64| v as f64;
+    [
         gauge(
             "face_enroll_last_run_duration_seconds",
             "Wall-clock duration of the last run.",
@@ -196,6 +205,13 @@ pub fn for_run(summary: &Summary) -> Vec<Metric> {
             "Images found on the server and adopted instead of being sent (reconciliation).",
             n(summary.adopted),
         ),
+    ]
+}
+
+/// What the last run removed, or could not.
+fn removal_gauges(summary: &Summary) -> [Metric; 7] {
+    let n = |v: u64| v as f64;
+    [
         gauge(
             "face_enroll_last_run_removed",
             "Images removed in the last run (a sync's removals, removals settled by a read).",
@@ -231,6 +247,13 @@ pub fn for_run(summary: &Summary) -> Vec<Metric> {
             "1 when the last run's sync planned more removals than --max-delete and made none.",
             n(u64::from(summary.removals_refused)),
         ),
+    ]
+}
+
+/// The requests the last run sent, and its rows not registered.
+fn request_gauges(summary: &Summary) -> [Metric; 6] {
+    let n = |v: u64| v as f64;
+    [
         gauge(
             "face_enroll_last_run_requests_create",
             "Create requests sent in the last run (RegisterCustomFace / CreateRecognitionSample).",
@@ -261,9 +284,7 @@ pub fn for_run(summary: &Summary) -> Vec<Metric> {
             "Manifest rows not registered because the service refused them or they are invalid or over the limit, new or recorded by earlier runs: stays until the rows are fixed.",
             n(summary.new_rejections + summary.known_rejections),
         ),
-    ]);
-    metrics.extend(refused(summary));
-    metrics
+    ]
 }
 
 /// A `run` that ended before it could count anything (bad flags, locked ledger, bad manifest).

@@ -19,8 +19,8 @@ use crate::image::{ImageId, fold_id, person_key};
 use crate::ledger::{self, Entry, KeyMap, Status, View};
 use crate::manifest;
 use crate::report_html::{
-    Badge, Figures, Library, Page, Person, Photo, Rate, RunLine, Source, ThumbMode, Thumbs,
-    fetch_thumbnails, sign_links,
+    Badge, Figures, Library, Page, Person, Photo, Rate, RunLine, RunSpan, Source, ThumbMode,
+    Thumbs, fetch_thumbnails, sign_links,
 };
 
 /// Validated flags of `report`.
@@ -39,6 +39,9 @@ pub struct ReportConfig {
     /// How `oss://` photos are reached: the run's connection flags, checked.
     pub connect: crate::connect::Settings,
     pub oss: crate::cli::OssArgs,
+    /// How the manifest is read: the default options, and the local photos earlier runs
+    /// uploaded (from the ledger, when a row names one).
+    pub read: crate::manifest::ReadOptions,
 }
 
 const MTS: &str = "MTS custom faces";
@@ -47,7 +50,7 @@ const MTS: &str = "MTS custom faces";
 const RUNS_SHOWN: usize = 50;
 
 pub async fn execute(config: ReportConfig) -> Exit {
-    crate::upload::resolve_from_journal(&config.ledger);
+    super::read_uploads_from_journal(&config.read, &config.ledger);
     let gather_config = config.clone();
     let page = match super::blocking(move || gather(&gather_config)).await {
         Ok(page) => page,
@@ -278,7 +281,10 @@ impl Ledger {
             return slot;
         }
         self.runs.push(RunLine {
-            run: run.to_string(),
+            span: RunSpan {
+                run: run.to_string(),
+                ..RunSpan::default()
+            },
             ..RunLine::default()
         });
         self.registered_at.push(Default::default());
@@ -302,13 +308,13 @@ impl Ledger {
                 Some(ledger::TargetName::Mts) => self.target = Some(MTS.to_string()),
                 None => {}
             }
-            line.command = text(&view.command);
-            line.started = text(&view.ts);
+            line.span.command = text(&view.command);
+            line.span.started = text(&view.ts);
             return;
         }
-        line.ended = text(&view.ts);
-        line.outcome = text(&view.outcome);
-        line.exit_code = view.exit_code;
+        line.span.ended = text(&view.ts);
+        line.span.outcome = text(&view.outcome);
+        line.span.exit_code = view.exit_code;
         let figure = |name: &str| view.summary.as_ref().and_then(|s| s[name].as_u64());
         line.throttled = figure("throttled");
         line.retries = figure("retries");
@@ -318,7 +324,7 @@ impl Ledger {
     fn finish_runs(&mut self) -> Vec<RunLine> {
         let mut runs = std::mem::take(&mut self.runs);
         for (run, (all, retried)) in runs.iter_mut().zip(self.registered_at.drain(..)) {
-            let start = run.started.as_deref().map(crate::clock::unix_seconds);
+            let start = run.span.started.as_deref().map(crate::clock::unix_seconds);
             run.rate = Rate::of(start, &all, &retried);
         }
         runs
@@ -342,7 +348,7 @@ pub fn gather(config: &ReportConfig) -> Result<Page, super::OpsError> {
     let mut known = Ledger::default();
     ledger::scan(&config.ledger, true, |entry| known.add(entry))?;
     let mut book = Book::default();
-    let reader = manifest::Reader::open(&config.manifest)?;
+    let reader = manifest::Reader::open(&config.manifest, &config.read)?;
     // Local paths in image cells are relative to the manifest's folder.
     let base = reader.columns().base.clone();
     let reader = reader.read_ahead();
@@ -635,6 +641,7 @@ impl crate::cli::ops::ReportArgs {
                 self.oss.check()?;
                 self.oss.clone()
             },
+            read: Default::default(),
         })
     }
 }
@@ -709,6 +716,7 @@ mod tests {
                 oss_endpoint: None,
                 link_ttl: std::time::Duration::from_secs(3600),
             },
+            read: Default::default(),
         };
         let page = gather(&config).unwrap();
         let persons: Vec<&str> = page.libraries[0]

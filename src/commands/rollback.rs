@@ -218,112 +218,148 @@ fn collect<T: Backend>(
     scope: &Scope,
     name: TargetName,
 ) -> Result<Collected<T::Place>, CollectError> {
-    let mut slots: Vec<Option<(String, Item<T::Place>)>> = Vec::new();
-    let mut index: KeyMap<usize> = KeyMap::default();
-    let mut made: Vec<(String, Made)> = Vec::new();
-    let mut deleted: HashSet<String> = HashSet::new();
-    let mut run_seen = false;
-    let mut unfinished = false;
     let wanted = match scope {
         Scope::Run(run) => Some(run.as_str()),
         Scope::All => None,
     };
-    let ours = |mts: bool| mts == (name == TargetName::Mts);
-    let scanned = ledger::scan(path, false, |entry| {
-        let image = match entry {
-            Entry::Run(view) => {
-                run_seen |= view.run.as_deref() == wanted;
-                match view.kind {
-                    Some(ledger::record::LineKind::RunStart) => unfinished = true,
-                    Some(ledger::record::LineKind::RunEnd) => unfinished = false,
-                    _ => {}
-                }
-                return;
-            }
-            Entry::Object(view) => {
-                let (Some(object), Some(lib_id)) = (view.object, view.lib_id.as_deref()) else {
-                    return;
-                };
-                let id = view.entity_id.as_deref().unwrap_or(lib_id).to_string();
-                if view.kind == Some(ledger::record::LineKind::Deleted) {
-                    deleted.insert(id);
-                } else {
-                    deleted.remove(&id);
-                    let m = Made {
-                        object,
-                        name: view.name.as_deref().unwrap_or_default().to_string(),
-                        lib_id: lib_id.to_string(),
-                        entity_id: view.entity_id.as_deref().map(str::to_string),
-                        recovered: false,
-                    };
-                    made.push((view.run().to_string(), m));
-                }
-                return;
-            }
-            Entry::Person(_) | Entry::Upload(_) | Entry::Checked(_) => return,
-            Entry::Image(image) => image,
-        };
-        run_seen |= Some(image.run()) == wanted;
-        let key = image.key();
-        let item = match (image.status, image.server_id(), T::place_of(image.view)) {
-            // A `removing` left by a crashed sync may still be there: removed by id all the same.
-            (Status::Registered | Status::Removing, Some(id), Some(place))
-                if ours(image.is_mts()) =>
-            {
-                Some((
-                    image.run().to_string(),
-                    Item {
-                        category_id: image.category_id.to_string(),
-                        person_id: image.person_id.to_string(),
-                        image_url: image.image_url.to_string(),
-                        identity: image.image_id().to_string(),
-                        id: id.to_string(),
-                        place,
-                    },
-                ))
-            }
-            _ => None,
-        };
-        match index.get(&key) {
-            Some(&at) => slots[at] = item,
-            None if item.is_some() => {
-                index.insert(key, slots.len());
-                slots.push(item);
-            }
-            None => {}
-        }
+    let mut seen = Seen::new(wanted, name);
+    let scanned = ledger::scan(path, false, |entry| match entry {
+        Entry::Run(view) => seen.run(view),
+        Entry::Object(view) => seen.object(view),
+        Entry::Person(_) | Entry::Upload(_) | Entry::Checked(_) => {}
+        Entry::Image(image) => seen.image::<T>(&image),
     })?;
     if let Some(run) = wanted
-        && !run_seen
+        && !seen.run_seen
     {
         return Err(CollectError::NoSuchRun {
             ledger: path.display().to_string(),
             run: run.to_string(),
         });
     }
-    let in_scope = |run: &str| wanted.is_none_or(|w| w == run);
-    let mut collected = Collected {
-        jobs: Vec::new(),
-        images: 0,
-        libraries: Vec::new(),
-        made: made
+    Ok(seen.finish(scanned.torn_tail))
+}
+
+/// What one pass over the ledger keeps for a rollback: each image's last removable record
+/// (with the run that wrote it), the objects runs created and those deleted since.
+struct Seen<'w, P> {
+    /// The run in scope; `None`: every run.
+    wanted: Option<&'w str>,
+    name: TargetName,
+    slots: Vec<Option<(String, Item<P>)>>,
+    /// Image key → index in `slots`.
+    index: KeyMap<usize>,
+    made: Vec<(String, Made)>,
+    deleted: HashSet<String>,
+    run_seen: bool,
+    /// The last run started and did not end.
+    unfinished: bool,
+}
+
+impl<'w, P> Seen<'w, P> {
+    fn new(wanted: Option<&'w str>, name: TargetName) -> Self {
+        Seen {
+            wanted,
+            name,
+            slots: Vec::new(),
+            index: KeyMap::default(),
+            made: Vec::new(),
+            deleted: HashSet::new(),
+            run_seen: false,
+            unfinished: false,
+        }
+    }
+
+    fn run(&mut self, view: &ledger::View<'_>) {
+        self.run_seen |= view.run.as_deref() == self.wanted;
+        match view.kind {
+            Some(ledger::record::LineKind::RunStart) => self.unfinished = true,
+            Some(ledger::record::LineKind::RunEnd) => self.unfinished = false,
+            _ => {}
+        }
+    }
+
+    /// An ICE object created (kept, with its run) or deleted (forgotten until made again).
+    fn object(&mut self, view: &ledger::View<'_>) {
+        let (Some(object), Some(lib_id)) = (view.object, view.lib_id.as_deref()) else {
+            return;
+        };
+        let id = view.entity_id.as_deref().unwrap_or(lib_id).to_string();
+        if view.kind == Some(ledger::record::LineKind::Deleted) {
+            self.deleted.insert(id);
+        } else {
+            self.deleted.remove(&id);
+            let m = Made {
+                object,
+                name: view.name.as_deref().unwrap_or_default().to_string(),
+                lib_id: lib_id.to_string(),
+                entity_id: view.entity_id.as_deref().map(str::to_string),
+                recovered: false,
+            };
+            self.made.push((view.run().to_string(), m));
+        }
+    }
+
+    /// An image record: the image's last word, kept when it can be removed by id.
+    fn image<T: Backend<Place = P>>(&mut self, image: &ledger::Image<'_, '_>) {
+        self.run_seen |= Some(image.run()) == self.wanted;
+        let key = image.key();
+        let ours = image.is_mts() == (self.name == TargetName::Mts);
+        let item = match (image.status, image.server_id(), T::place_of(image.view)) {
+            // A `removing` left by a crashed sync may still be there: removed by id all the same.
+            (Status::Registered | Status::Removing, Some(id), Some(place)) if ours => Some((
+                image.run().to_string(),
+                Item {
+                    category_id: image.category_id.to_string(),
+                    person_id: image.person_id.to_string(),
+                    image_url: image.image_url.to_string(),
+                    identity: image.image_id().to_string(),
+                    id: id.to_string(),
+                    place,
+                },
+            )),
+            _ => None,
+        };
+        match self.index.get(&key) {
+            Some(&at) => self.slots[at] = item,
+            None if item.is_some() => {
+                self.index.insert(key, self.slots.len());
+                self.slots.push(item);
+            }
+            None => {}
+        }
+    }
+
+    /// The images and the objects of the runs in scope, grouped.
+    fn finish(self, torn_tail: u64) -> Collected<P> {
+        let wanted = self.wanted;
+        let in_scope = |run: &str| wanted.is_none_or(|w| w == run);
+        let deleted = &self.deleted;
+        let mut collected = Collected {
+            jobs: Vec::new(),
+            images: 0,
+            libraries: Vec::new(),
+            made: self
+                .made
+                .into_iter()
+                .filter(|(run, m)| {
+                    in_scope(run) && !deleted.contains(m.entity_id.as_ref().unwrap_or(&m.lib_id))
+                })
+                .map(|(_, m)| m)
+                .collect(),
+            unsafe_ids: Vec::new(),
+            torn_tail,
+            unfinished: self.unfinished,
+        };
+        let items = self
+            .slots
             .into_iter()
-            .filter(|(run, m)| {
-                in_scope(run) && !deleted.contains(m.entity_id.as_ref().unwrap_or(&m.lib_id))
-            })
-            .map(|(_, m)| m)
-            .collect(),
-        unsafe_ids: Vec::new(),
-        torn_tail: scanned.torn_tail,
-        unfinished,
-    };
-    let items = slots
-        .into_iter()
-        .flatten()
-        .filter(|(run, _)| in_scope(run))
-        .map(|(_, item)| item);
-    group(&mut collected, items);
-    Ok(collected)
+            .flatten()
+            .filter(|(run, _)| in_scope(run))
+            .map(|(_, item)| item);
+        group(&mut collected, items);
+        collected
+    }
 }
 
 /// Groups items by person and counts them by library, both in order of first appearance.

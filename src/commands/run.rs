@@ -42,43 +42,19 @@ async fn run(args: RunArgs) -> (Exit, bool) {
     if let Err(e) = refuse_clobbering_outputs(&args) {
         return exit(fail(e));
     }
-    crate::manifest::set_default_encoding(args.encoding.into());
-    crate::manifest::set_reading(
-        args.columns.clone(),
-        args.sheet.clone(),
-        args.layout.clone(),
-    );
-    crate::manifest::set_no_escape(args.no_escape);
+    let mut read = super::read_options(args.encoding, &args.columns, &args.sheet, &args.layout);
+    read.no_escape = args.no_escape;
+    // The pipeline plans without options of its own: it reads as this command does.
+    crate::plan::run::set_run_reading(read.clone());
     // A mistyped manifest path is the user's input, told as such (exit 2) before credentials
     // are looked for: without them it used to read as a credentials failure (exit 3).
     if let Err(e) = crate::manifest::check_source(&args.manifest) {
         return exit(fail(e));
     }
     let target = args.target.kind();
-    // With --sandbox the emulator lives as long as the run, in this process.
-    let mut running_sandbox: Option<Sandbox> = None;
-    let connected = if args.sandbox {
-        match Sandbox::start(SandboxConfig::realistic()).await {
-            Ok(sb) => {
-                let url = sb.base_url();
-                running_sandbox = Some(sb);
-                tracing::info!("using the built-in sandbox at {url} (nothing leaves this machine)");
-                connect::sandbox(&settings, target, &url).map(|mut c| {
-                    c.endpoint = format!("sandbox {url}");
-                    c
-                })
-            }
-            Err(e) => return exit(fail(format!("cannot start the built-in sandbox: {e}"))),
-        }
-    } else {
-        connect::connect(&settings, target).await
-    };
-    let connected = match connected {
-        Ok(connected) => connected,
-        Err(e) => {
-            crate::say!("face-enroll: {e}");
-            return exit(e.exit());
-        }
+    let (connected, running_sandbox) = match connect_run(&args, &settings, target).await {
+        Ok(both) => both,
+        Err(code) => return exit(code),
     };
     let sandbox_url = running_sandbox.as_ref().map(|sb| sb.base_url());
     // The flags were checked; a region of the credentials' own that is no OSS region leaves
@@ -86,7 +62,7 @@ async fn run(args: RunArgs) -> (Exit, bool) {
     if let Ok(links) = args.oss.links(&connected.region, sandbox_url.as_deref()) {
         connected.client.set_oss_links(links);
     }
-    let uploads = match prepare_local_files(&args).await {
+    let uploads = match prepare_local_files(&args, &read).await {
         Ok(uploads) => uploads.map(std::sync::Arc::new),
         Err(code) => return exit(code),
     };
@@ -125,7 +101,7 @@ async fn run(args: RunArgs) -> (Exit, bool) {
         sb.shutdown().await;
     }
     match result {
-        Ok(done) => (finish_run(&args, done, &endpoint), true),
+        Ok(done) => (finish_run(&args, &read, done, &endpoint), true),
         Err(RunError::Ledger(e)) => exit(super::ledger_failure(&e)),
         Err(RunError::Stopped {
             exit: code,
@@ -135,6 +111,41 @@ async fn run(args: RunArgs) -> (Exit, bool) {
             exit(code)
         }
         Err(e) => exit(fail(e)),
+    }
+}
+
+/// The signed client for the run, and with `--sandbox` the emulator it talks to, which lives
+/// as long as the run, in this process. A failure is said here.
+async fn connect_run(
+    args: &RunArgs,
+    settings: &connect::Settings,
+    target: crate::backend::TargetKind,
+) -> Result<(connect::Connected, Option<Sandbox>), Exit> {
+    if !args.sandbox {
+        return match connect::connect(settings, target).await {
+            Ok(connected) => Ok((connected, None)),
+            Err(e) => {
+                crate::say!("face-enroll: {e}");
+                Err(e.exit())
+            }
+        };
+    }
+    let sb = match Sandbox::start(SandboxConfig::realistic()).await {
+        Ok(sb) => sb,
+        Err(e) => return Err(fail(format!("cannot start the built-in sandbox: {e}"))),
+    };
+    let url = sb.base_url();
+    tracing::info!("using the built-in sandbox at {url} (nothing leaves this machine)");
+    let connected = connect::sandbox(settings, target, &url).map(|mut c| {
+        c.endpoint = format!("sandbox {url}");
+        c
+    });
+    match connected {
+        Ok(connected) => Ok((connected, Some(sb))),
+        Err(e) => {
+            crate::say!("face-enroll: {e}");
+            Err(e.exit())
+        }
     }
 }
 
@@ -198,7 +209,12 @@ fn refuse_clobbering_outputs(args: &RunArgs) -> Result<(), crate::exit::UsageErr
     Ok(())
 }
 
-fn finish_run(args: &RunArgs, done: pipeline::RunResult, endpoint: &str) -> Exit {
+fn finish_run(
+    args: &RunArgs,
+    read: &crate::manifest::ReadOptions,
+    done: pipeline::RunResult,
+    endpoint: &str,
+) -> Exit {
     let exit = done.ending.exit();
     let json = crate::say::is_json();
     if let Ending::ServiceFatal(error) = &done.ending {
@@ -248,7 +264,7 @@ fn finish_run(args: &RunArgs, done: pipeline::RunResult, endpoint: &str) -> Exit
     if let Some(path) = &args.rejects
         && let Err(e) = write_rejects(
             path,
-            &all_rejects(&done.rejected, &args.ledger_path(), &args.manifest),
+            &all_rejects(&done.rejected, &args.ledger_path(), &args.manifest, read),
         )
     {
         crate::say!(
@@ -285,6 +301,7 @@ fn all_rejects(
     this_run: &[Rejected],
     ledger_path: &Path,
     manifest: &Path,
+    read: &crate::manifest::ReadOptions,
 ) -> Vec<(Rejected, Option<String>)> {
     use crate::commands::failed::Current;
     use crate::image::person_key;
@@ -305,7 +322,7 @@ fn all_rejects(
         .map(|(c, p)| (person_key(c, p), ()))
         .collect();
     // The manifest was read whole by this run; reading it again can fail only if it changed.
-    let current = Current::read(manifest, &images, &persons).unwrap_or_default();
+    let current = Current::read(manifest, read, &images, &persons).unwrap_or_default();
     current.apply(&mut earlier);
     let name = |c: &str, p: &str| current.names.get(&person_key(c, p)).cloned();
     let mut all: Vec<(Rejected, Option<String>)> = this_run
@@ -359,10 +376,14 @@ fn write_rejects(path: &Path, rejected: &[(Rejected, Option<String>)]) -> std::i
 /// `--upload-to`: the manifest's local photos are named by their content before it is planned
 /// (each row then reads as the object its file will be); the run uploads them as it goes. Local
 /// rows without `--upload-to` stop the run (exit 2) before anything is sent.
-async fn prepare_local_files(args: &RunArgs) -> Result<Option<crate::upload::Prepared>, Exit> {
+async fn prepare_local_files(
+    args: &RunArgs,
+    read: &crate::manifest::ReadOptions,
+) -> Result<Option<crate::upload::Prepared>, Exit> {
     let manifest = args.manifest.clone();
+    let reading = read.clone();
     let found = tokio::task::spawn_blocking(move || {
-        crate::manifest::Reader::open(&manifest).and_then(|r| r.local_files())
+        crate::manifest::Reader::open(&manifest, &reading).and_then(|r| r.local_files())
     })
     .await;
     let files = match found {
@@ -406,6 +427,6 @@ async fn prepare_local_files(args: &RunArgs) -> Result<Option<crate::upload::Pre
         to.bucket,
         to.prefix
     );
-    crate::manifest::set_uploaded(local);
+    read.set_uploaded(local);
     Ok(Some(prepared))
 }

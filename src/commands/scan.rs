@@ -9,8 +9,9 @@ pub fn command(args: ScanArgs) -> Exit {
     if !args.dir.is_dir() {
         return fail(format!("{} is not a folder", args.dir.display()));
     }
-    crate::manifest::set_reading(None, None, args.layout);
-    match crate::manifest::folder_csv(&args.dir) {
+    let mut read = crate::manifest::ReadOptions::default();
+    read.layout = args.layout.unwrap_or_default();
+    match crate::manifest::folder_csv(&args.dir, &read) {
         Ok(csv) => {
             super::print_out(csv);
             Exit::Success

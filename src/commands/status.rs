@@ -26,6 +26,9 @@ pub struct StatusConfig {
     pub failed: bool,
     /// The target's rules, for planning the manifest (the 10-image limit is MTS's).
     pub rules: plan::Rules,
+    /// How the manifest is read: the default options, and the local photos earlier runs
+    /// uploaded (from the ledger, when a row names one).
+    pub read: crate::manifest::ReadOptions,
 }
 
 /// Every status, in the order reports show them.
@@ -65,15 +68,8 @@ pub struct LibraryStatus {
     pub statuses: Counts,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct LastRun {
-    pub run: String,
-    pub command: Option<String>,
-    pub started: Option<String>,
-    pub ended: Option<String>,
-    pub outcome: Option<String>,
-    pub exit_code: Option<i32>,
-}
+/// The last run the ledger records: the report's run line, its span only.
+pub type LastRun = crate::report_html::RunSpan;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ManifestStatus {
@@ -101,7 +97,7 @@ pub struct StatusReport {
 }
 
 pub async fn execute(config: StatusConfig) -> Exit {
-    crate::upload::resolve_from_journal(&config.ledger);
+    super::read_uploads_from_journal(&config.read, &config.ledger);
     if config.failed {
         return list_failed(config).await;
     }
@@ -126,8 +122,9 @@ pub async fn execute(config: StatusConfig) -> Exit {
 /// when one is given).
 async fn list_failed(config: StatusConfig) -> Exit {
     let (path, manifest) = (config.ledger.clone(), config.manifest.clone());
+    let read = config.read.clone();
     let rows = match super::blocking(move || match &manifest {
-        Some(manifest) => super::failed::collect_current(&path, manifest),
+        Some(manifest) => super::failed::collect_current(&path, manifest, &read),
         None => Ok(super::failed::collect(&path)?),
     })
     .await
@@ -194,8 +191,14 @@ fn plan_manifest(
         keep_work: false,
         reconcile: plan::Reconcile::Auto,
     };
-    let plan =
-        crate::plan::run::plan_file(path, &replay, options, config.rules, &Default::default())?;
+    let plan = crate::plan::run::plan_file(
+        path,
+        &config.read,
+        &replay,
+        options,
+        config.rules,
+        &Default::default(),
+    )?;
     let c = plan.counts;
     Ok(ManifestStatus {
         manifest: path.display().to_string(),
@@ -362,6 +365,7 @@ impl crate::cli::ops::StatusArgs {
             json: self.json,
             failed: self.failed,
             rules: self.target.kind().rules(),
+            read: Default::default(),
         })
     }
 }
@@ -402,6 +406,7 @@ mod tests {
             json: false,
             failed: false,
             rules: plan::Rules::MTS,
+            read: Default::default(),
         };
         let report = gather(&config).unwrap();
         assert_eq!(report.images, 3);

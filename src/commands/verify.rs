@@ -38,6 +38,8 @@ pub struct VerifyConfig {
     pub metrics: Option<PathBuf>,
     /// Orphans that match no manifest row are foreign: reported apart, not disagreement.
     pub accept_foreign: bool,
+    /// How the manifest is read (`--encoding`, `--columns`, `--sheet`, `--layout`).
+    pub read: manifest::ReadOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,72 +76,25 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
         return finish_early(&config, Exit::Usage);
     }
     let kind = target.kind();
-    let (manifest, ledger) = (config.manifest.clone(), config.ledger.clone());
-    let loaded = tokio::task::spawn_blocking(move || {
-        let load = |ledger: &Path| load(&manifest, ledger, kind);
-        if !writes {
-            return load(&ledger).map(|inputs| (inputs, None));
-        }
-        // Locked before reading, so what is read is what the repair is based on.
-        Journal::begin(&ledger, Missing::Create, load).map(|(inputs, begun)| (inputs, Some(begun)))
-    })
-    .await;
-    let (inputs, begun) = match loaded {
-        Ok(Ok(loaded)) => loaded,
-        Ok(Err(e)) => {
-            crate::say!("face-enroll: {e}");
-            return finish_early(&config, e.exit());
-        }
-        Err(e) => {
-            crate::say!("face-enroll: internal error: {e}");
-            return finish_early(&config, Exit::Usage);
-        }
+    let (inputs, begun) = match load_inputs(&config, kind, writes).await {
+        Ok(loaded) => loaded,
+        Err(exit) => return finish_early(&config, exit),
     };
-    let stop = Arc::new(Stop::default());
-    let caller = Caller::new(config.pace, stop.clone());
-    // As `run` does: a process killed a moment ago may have spent this second's budget.
-    let modified = match &begun {
-        Some(begun) => begun.modified(),
-        None => std::fs::metadata(&config.ledger)
-            .and_then(|m| m.modified())
-            .ok(),
-    };
-    if ledger::may_have_sent_lately(inputs.unfinished_run, true, modified) {
-        tracing::info!(
-            "the last command on this ledger may have sent requests a moment ago (killed, or \
-             just ended): they still count against the budgets, so the first request of each \
-             operation waits one second"
-        );
-        caller.assume_busy_window();
-    }
+    let (stop, caller) = pace_after_lately(&config, &inputs, begun.as_ref());
     let signals = tokio::spawn(watch_signals(stop.clone()));
     let repairs = config.repair || config.prune_duplicates;
     let (drifts, places) = read_server(&caller, &target, &inputs, repairs).await;
-    let (manifest, ledger) = (config.manifest.clone(), config.ledger.clone());
-    let resolved = tokio::task::spawn_blocking(move || {
-        let mut drifts = drifts;
-        let mut inputs = inputs;
-        resolve(&manifest, &ledger, kind, &mut drifts, &mut inputs).map(|()| (drifts, inputs))
-    })
-    .await;
     // Until the repair writes, an early end leaves no ledger this command created empty.
     let abandon =
         |begun: Option<journal::Begun>| begun.into_iter().for_each(journal::Begun::abandon);
-    let (drifts, inputs) = match resolved {
-        Ok(Ok(both)) => both,
-        Ok(Err(e)) => {
-            crate::say!("face-enroll: {e}");
+    let (mut drifts, inputs) = match resolve_drifts(&config, kind, drifts, inputs).await {
+        Ok(both) => both,
+        Err(exit) => {
             abandon(begun);
-            return finish_early(&config, e.exit());
-        }
-        Err(e) => {
-            crate::say!("face-enroll: internal error: {e}");
-            abandon(begun);
-            return finish_early(&config, Exit::Usage);
+            return finish_early(&config, exit);
         }
     };
     let refused = drifts.iter().map(|d| d.refused).sum();
-    let mut drifts = drifts;
     if config.accept_foreign {
         drifts.iter_mut().for_each(Drift::set_foreign_apart);
     }
@@ -157,26 +112,7 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
         abandon(begun);
         return finish_early(&config, exit);
     }
-    let exit = if drifts.iter().all(Drift::agrees) {
-        Exit::Success
-    } else {
-        Exit::RowsNotRegistered
-    };
-    let vanished: u64 = drifts.iter().map(|d| d.vanished.len() as u64).sum();
-    let registered = inputs.ledger.faces() as u64;
-    let mut report = VerifyReport {
-        manifest: config.manifest.display().to_string(),
-        ledger: config.ledger.display().to_string(),
-        endpoint: endpoint.clone(),
-        target: kind.name(),
-        checked: inputs.ledger.len() as u64,
-        agree: registered.saturating_sub(vanished),
-        totals: totals(&drifts, exit),
-        invalid_rows: inputs.invalid_rows,
-        other_target_records_not_verified: inputs.other_target_records,
-        repair: None,
-        libraries: drifts,
-    };
+    let (mut report, exit) = report_of(&config, &endpoint, kind, drifts, &inputs);
     report.totals.refused = refused;
     if repairs {
         let plan = verify_repair::plan(&report.libraries, &inputs, config.prune_duplicates);
@@ -209,6 +145,120 @@ pub async fn execute<T: Backend>(config: VerifyConfig, target: T, endpoint: Stri
         metrics::write_or_warn(path, &metrics::for_verify(&report.totals));
     }
     exit
+}
+
+/// Reads the ledger and the manifest (the ledger locked first when the command writes, so
+/// what is read is what the repair is based on); an error is said here.
+async fn load_inputs(
+    config: &VerifyConfig,
+    kind: TargetKind,
+    writes: bool,
+) -> Result<(Inputs, Option<journal::Begun>), Exit> {
+    let (manifest, ledger) = (config.manifest.clone(), config.ledger.clone());
+    let read = config.read.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let load = |ledger: &Path| load(&manifest, &read, ledger, kind);
+        if !writes {
+            return load(&ledger).map(|inputs| (inputs, None));
+        }
+        Journal::begin(&ledger, Missing::Create, load).map(|(inputs, begun)| (inputs, Some(begun)))
+    })
+    .await;
+    match loaded {
+        Ok(Ok(loaded)) => Ok(loaded),
+        Ok(Err(e)) => {
+            crate::say!("face-enroll: {e}");
+            Err(e.exit())
+        }
+        Err(e) => {
+            crate::say!("face-enroll: internal error: {e}");
+            Err(Exit::Usage)
+        }
+    }
+}
+
+/// The stop and the caller; as `run` does, a process killed a moment ago may have spent this
+/// second's budget.
+fn pace_after_lately(
+    config: &VerifyConfig,
+    inputs: &Inputs,
+    begun: Option<&journal::Begun>,
+) -> (Arc<Stop>, Caller) {
+    let stop = Arc::new(Stop::default());
+    let caller = Caller::new(config.pace, stop.clone());
+    let modified = match begun {
+        Some(begun) => begun.modified(),
+        None => std::fs::metadata(&config.ledger)
+            .and_then(|m| m.modified())
+            .ok(),
+    };
+    if ledger::may_have_sent_lately(inputs.unfinished_run, true, modified) {
+        tracing::info!(
+            "the last command on this ledger may have sent requests a moment ago (killed, or \
+             just ended): they still count against the budgets, so the first request of each \
+             operation waits one second"
+        );
+        caller.assume_busy_window();
+    }
+    (stop, caller)
+}
+
+/// [`resolve`] on a blocking thread; an error is said here.
+async fn resolve_drifts(
+    config: &VerifyConfig,
+    kind: TargetKind,
+    mut drifts: Vec<Drift>,
+    mut inputs: Inputs,
+) -> Result<(Vec<Drift>, Inputs), Exit> {
+    let (manifest, ledger) = (config.manifest.clone(), config.ledger.clone());
+    let read = config.read.clone();
+    let resolved = tokio::task::spawn_blocking(move || {
+        resolve(&manifest, &read, &ledger, kind, &mut drifts, &mut inputs)
+            .map(|()| (drifts, inputs))
+    })
+    .await;
+    match resolved {
+        Ok(Ok(both)) => Ok(both),
+        Ok(Err(e)) => {
+            crate::say!("face-enroll: {e}");
+            Err(e.exit())
+        }
+        Err(e) => {
+            crate::say!("face-enroll: internal error: {e}");
+            Err(Exit::Usage)
+        }
+    }
+}
+
+/// The report of the comparison, and its exit: success when every library agrees.
+fn report_of(
+    config: &VerifyConfig,
+    endpoint: &str,
+    kind: TargetKind,
+    drifts: Vec<Drift>,
+    inputs: &Inputs,
+) -> (VerifyReport, Exit) {
+    let exit = if drifts.iter().all(Drift::agrees) {
+        Exit::Success
+    } else {
+        Exit::RowsNotRegistered
+    };
+    let vanished: u64 = drifts.iter().map(|d| d.vanished.len() as u64).sum();
+    let registered = inputs.ledger.faces() as u64;
+    let report = VerifyReport {
+        manifest: config.manifest.display().to_string(),
+        ledger: config.ledger.display().to_string(),
+        endpoint: endpoint.to_string(),
+        target: kind.name(),
+        checked: inputs.ledger.len() as u64,
+        agree: registered.saturating_sub(vanished),
+        totals: totals(&drifts, exit),
+        invalid_rows: inputs.invalid_rows,
+        other_target_records_not_verified: inputs.other_target_records,
+        repair: None,
+        libraries: drifts,
+    };
+    (report, exit)
 }
 
 /// An exit before any figure exists: the metrics file still records it.
@@ -260,8 +310,21 @@ async fn read_server<T: Backend>(
 /// second pass over the manifest), and the ledger records of vanished faces (a second scan).
 fn resolve(
     manifest: &Path,
+    read: &manifest::ReadOptions,
     ledger: &Path,
     kind: TargetKind,
+    drifts: &mut [Drift],
+    inputs: &mut Inputs,
+) -> Result<(), LoadError> {
+    resolve_rows(manifest, read, drifts, inputs)?;
+    resolve_vanished(ledger, kind, drifts, inputs)
+}
+
+/// The manifest rows the drift names by line (missing images, orphans' rows), read again; a
+/// row whose image changed since the first pass means the manifest changed.
+fn resolve_rows(
+    manifest: &Path,
+    read: &manifest::ReadOptions,
     drifts: &mut [Drift],
     inputs: &mut Inputs,
 ) -> Result<(), LoadError> {
@@ -278,7 +341,7 @@ fn resolve(
     }
     let changed = || LoadError::Changed(manifest.into());
     if !lines.is_empty() {
-        for entry in manifest::Reader::open(manifest)? {
+        for entry in manifest::Reader::open(manifest, read)? {
             let Row::Valid(row) = entry? else { continue };
             let Some((key, slot)) = lines.get_mut(&row.line) else {
                 continue;
@@ -306,6 +369,17 @@ fn resolve(
             m.image_url = row.image_url.clone();
         }
     }
+    Ok(())
+}
+
+/// The ledger records of the vanished faces (a second scan), each named by its id, listed by
+/// person and image.
+fn resolve_vanished(
+    ledger: &Path,
+    kind: TargetKind,
+    drifts: &mut [Drift],
+    inputs: &mut Inputs,
+) -> Result<(), LoadError> {
     let wanted: KeyMap<()> = drifts
         .iter()
         .flat_map(|d| &d.vanished_at)
@@ -314,34 +388,7 @@ fn resolve(
     if wanted.is_empty() {
         return Ok(());
     }
-    let mut faces: KeyMap<LedgerFace> = KeyMap::default();
-    let ice = matches!(kind, TargetKind::Ice(_));
-    ledger::scan(ledger, true, |entry| {
-        let Entry::Image(image) = entry else {
-            return;
-        };
-        let key = image.key();
-        if image.is_mts() == ice || !wanted.contains_key(&key) {
-            return;
-        }
-        match (image.status, image.server_id()) {
-            (Status::Registered, Some(id)) => {
-                faces.insert(
-                    key,
-                    LedgerFace {
-                        id: id.to_string(),
-                        category_id: image.category_id.to_string(),
-                        person_id: image.person_id.to_string(),
-                        image_url: image.image_url.to_string(),
-                        identity: image.image_id().to_string(),
-                    },
-                );
-            }
-            _ => {
-                faces.remove(&key);
-            }
-        }
-    })?;
+    let faces = registered_faces(ledger, kind, &wanted)?;
     let samples = matches!(kind, TargetKind::Ice(_));
     for d in drifts.iter_mut() {
         for at in std::mem::take(&mut d.vanished_at) {
@@ -373,6 +420,43 @@ fn resolve(
     Ok(())
 }
 
+/// The ledger's last `registered` record of each image `wanted` (of this target).
+fn registered_faces(
+    ledger: &Path,
+    kind: TargetKind,
+    wanted: &KeyMap<()>,
+) -> Result<KeyMap<LedgerFace>, LoadError> {
+    let mut faces: KeyMap<LedgerFace> = KeyMap::default();
+    let ice = matches!(kind, TargetKind::Ice(_));
+    ledger::scan(ledger, true, |entry| {
+        let Entry::Image(image) = entry else {
+            return;
+        };
+        let key = image.key();
+        if image.is_mts() == ice || !wanted.contains_key(&key) {
+            return;
+        }
+        match (image.status, image.server_id()) {
+            (Status::Registered, Some(id)) => {
+                faces.insert(
+                    key,
+                    LedgerFace {
+                        id: id.to_string(),
+                        category_id: image.category_id.to_string(),
+                        person_id: image.person_id.to_string(),
+                        image_url: image.image_url.to_string(),
+                        identity: image.image_id().to_string(),
+                    },
+                );
+            }
+            _ => {
+                faces.remove(&key);
+            }
+        }
+    })?;
+    Ok(faces)
+}
+
 fn totals(drifts: &[Drift], exit: Exit) -> VerifyFigures {
     let mut t = VerifyFigures {
         exit_code: exit.code(),
@@ -395,11 +479,16 @@ fn totals(drifts: &[Drift], exit: Exit) -> VerifyFigures {
 }
 
 /// Reads the ledger, then the manifest, into what the comparison needs.
-fn load(manifest: &Path, ledger: &Path, kind: TargetKind) -> Result<Inputs, LoadError> {
+fn load(
+    manifest: &Path,
+    read: &manifest::ReadOptions,
+    ledger: &Path,
+    kind: TargetKind,
+) -> Result<Inputs, LoadError> {
     let mut inputs = Inputs::default();
     let (registered, ledger_libraries) = read_ledger(ledger, kind, &mut inputs)?;
     let mut index: HashMap<String, usize> = HashMap::new();
-    read_manifest(manifest, kind, &registered, &mut inputs, &mut index)?;
+    read_manifest(manifest, read, kind, &registered, &mut inputs, &mut index)?;
     drop(registered);
     // Libraries only the ledger knows, in name order, so the report is stable.
     let mut only_ledger: BTreeMap<&str, (String, Vec<u32>)> = BTreeMap::new();
@@ -439,9 +528,7 @@ fn read_ledger(
     let mut at: KeyMap<u32> = KeyMap::default();
     let mut images: Vec<(u128, LedgerRec, [u64; 2])> = Vec::new();
     let mut per_person: KeyMap<u32> = KeyMap::default();
-    let mut libraries: Vec<(String, String)> = Vec::new();
-    let mut library_of: HashMap<String, u32> = HashMap::new();
-    let mut last_category: (String, u32) = (String::new(), 0);
+    let mut libraries = LibraryIndex::default();
     let mut aliases: KeyMap<u128> = KeyMap::default();
     let mut unfinished = false;
     let scanned = ledger::scan(path, true, |entry| {
@@ -461,15 +548,7 @@ fn read_ledger(
             inputs.other_target_records += 1;
             return;
         }
-        if libraries.is_empty() || last_category.0 != image.category_id {
-            let folded = fold_id(image.category_id);
-            let next = libraries.len() as u32;
-            let library = *library_of.entry(folded.clone()).or_insert_with(|| {
-                libraries.push((folded, image.category_id.trim().to_string()));
-                next
-            });
-            last_category = (image.category_id.to_string(), library);
-        }
+        let library = libraries.of(image.category_id);
         let key = image.key();
         if image.view.image_key.is_some() {
             let by_url =
@@ -497,20 +576,14 @@ fn read_ledger(
         };
         let was_face = images[slot].1.face;
         if was_face != id.is_some() {
-            let count = per_person
-                .entry(person_key(image.category_id, image.person_id))
-                .or_insert(0);
-            *count = if was_face {
-                count.saturating_sub(1)
-            } else {
-                *count + 1
-            };
+            let person = person_key(image.category_id, image.person_id);
+            recount(&mut per_person, person, was_face);
         }
         images[slot].1 = LedgerRec {
             status: image.status,
             face: id.is_some(),
             refused: image.status == Status::Failed && image.view.retryable != Some(true),
-            library: last_category.1,
+            library,
         };
         images[slot].2 = id.unwrap_or_default();
     })?;
@@ -519,20 +592,58 @@ fn read_ledger(
     inputs.torn_tail = scanned.torn_tail;
     inputs.unfinished_run = unfinished;
     inputs.ledger = LedgerIndex::build(images);
-    Ok((per_person, libraries))
+    Ok((per_person, libraries.libraries))
+}
+
+/// A person's registered images, one fewer when an image stopped being a face (`was_face`),
+/// else one more.
+fn recount(per_person: &mut KeyMap<u32>, person: u128, was_face: bool) {
+    let count = per_person.entry(person).or_insert(0);
+    *count = if was_face {
+        count.saturating_sub(1)
+    } else {
+        *count + 1
+    };
+}
+
+/// The ledger's libraries by their folded name, numbered as first written.
+#[derive(Default)]
+struct LibraryIndex {
+    libraries: LedgerLibraries,
+    library_of: HashMap<String, u32>,
+    /// The last category id asked for and its library: records come in runs of one library.
+    last: (String, u32),
+}
+
+impl LibraryIndex {
+    /// The number of the library `category_id` names, added when new.
+    fn of(&mut self, category_id: &str) -> u32 {
+        if self.libraries.is_empty() || self.last.0 != category_id {
+            let folded = fold_id(category_id);
+            let next = self.libraries.len() as u32;
+            let libraries = &mut self.libraries;
+            let library = *self.library_of.entry(folded.clone()).or_insert_with(|| {
+                libraries.push((folded, category_id.trim().to_string()));
+                next
+            });
+            self.last = (category_id.to_string(), library);
+        }
+        self.last.1
+    }
 }
 
 /// The manifest's distinct valid images, up to each person's limit as `plan` counts it (images
 /// the ledger holds count first, then new rows in manifest order).
 fn read_manifest(
     path: &Path,
+    read: &manifest::ReadOptions,
     kind: TargetKind,
     registered: &KeyMap<u32>,
     inputs: &mut Inputs,
     index: &mut HashMap<String, usize>,
 ) -> Result<(), ManifestError> {
     let rules = kind.rules();
-    let reader = manifest::Reader::open(path)?;
+    let reader = manifest::Reader::open(path, read)?;
     let mut seen: KeyMap<()> = KeyMap::default();
     let mut used: KeyMap<u32> = KeyMap::default();
     for entry in reader {
@@ -587,7 +698,6 @@ fn print_report(report: &VerifyReport, json: bool) {
 
 /// `face-enroll verify`: the flags, the target the ledger records, the connection, then [`execute`].
 pub async fn command(args: crate::cli::ops::VerifyArgs) -> Exit {
-    crate::upload::resolve_from_journal(&args.ledger_path());
     use crate::backend::TargetKind;
     let flagged = args.target.kind();
     let kind = match ledger_target(&args.ledger_path()) {
@@ -598,12 +708,7 @@ pub async fn command(args: crate::cli::ops::VerifyArgs) -> Exit {
         Ok(config) => config,
         Err(message) => return fail(message),
     };
-    crate::manifest::set_default_encoding(args.encoding.into());
-    crate::manifest::set_reading(
-        args.columns.clone(),
-        args.sheet.clone(),
-        args.layout.clone(),
-    );
+    super::read_uploads_from_journal(&config.read, &args.ledger_path());
     let connected = match connect_for(&args.connect, kind).await {
         Ok(c) => c,
         Err(exit) => return exit,
@@ -646,6 +751,38 @@ impl crate::cli::ops::VerifyArgs {
             json: self.json,
             metrics: self.metrics.clone(),
             accept_foreign: self.accept_foreign,
+            read: super::read_options(self.encoding, &self.columns, &self.sheet, &self.layout),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libraries_are_numbered_by_folded_name_as_first_written() {
+        let mut index = LibraryIndex::default();
+        let numbers: Vec<u32> = ["Staff", "Staff", "guests", " staff", "GUESTS"]
+            .into_iter()
+            .map(|id| index.of(id))
+            .collect();
+        assert_eq!(numbers, [0, 0, 1, 0, 1]);
+        let written: Vec<(&str, &str)> = index
+            .libraries
+            .iter()
+            .map(|(folded, first)| (folded.as_str(), first.as_str()))
+            .collect();
+        assert_eq!(written, [("staff", "Staff"), ("guests", "guests")]);
+    }
+
+    #[test]
+    fn a_person_counts_one_more_face_or_one_fewer_never_below_zero() {
+        let mut per_person = KeyMap::default();
+        recount(&mut per_person, 7, false);
+        recount(&mut per_person, 7, false);
+        recount(&mut per_person, 7, true);
+        recount(&mut per_person, 8, true);
+        assert_eq!((per_person[&7], per_person[&8]), (1, 0));
     }
 }

@@ -192,9 +192,40 @@ pub(crate) async fn apply<T: Backend>(
         r.reason = Some(VANISHED_REASON.into());
         journal.events.send(Event::Outcome(r));
     }
+    let pruned_ids = prune(plan, ctx.places, caller, target).await;
+    plan.pruned = pruned_ids.len() as u64;
+    plan.applied = true;
+    let exit = match caller.stop().reason() {
+        Some(_) => caller.stop().exit().unwrap_or(Exit::Interrupted),
+        None => ctx.exit,
+    };
+    let summary = serde_json::json!({
+        "adopted": plan.adopt.len(),
+        "marked_removed": plan.mark_removed.len(),
+        "pruned": plan.pruned,
+        "prune_failed": plan.prune_failed,
+        "pruned_face_ids": pruned_ids,
+    });
+    let outcome = if exit == ctx.exit {
+        "verify repair applied"
+    } else {
+        "verify repair stopped before every extra copy was removed"
+    };
+    journal.finish(outcome, exit, summary)?;
+    Ok(exit)
+}
+
+/// Removes the extra copies one by one, until the caller stops; returns the ids removed and
+/// counts the ones the service refused in `plan`.
+async fn prune<T: Backend>(
+    plan: &mut RepairPlan,
+    places: &HashMap<String, T::Place>,
+    caller: &Caller,
+    target: &T,
+) -> Vec<String> {
     let mut pruned_ids = Vec::new();
     for p in &plan.prune {
-        let Some(place) = ctx.places.get(&p.face_id) else {
+        let Some(place) = places.get(&p.face_id) else {
             continue;
         };
         let id = p.face_id.as_str();
@@ -216,26 +247,7 @@ pub(crate) async fn apply<T: Backend>(
             }
         }
     }
-    plan.pruned = pruned_ids.len() as u64;
-    plan.applied = true;
-    let exit = match caller.stop().reason() {
-        Some(_) => caller.stop().exit().unwrap_or(Exit::Interrupted),
-        None => ctx.exit,
-    };
-    let summary = serde_json::json!({
-        "adopted": plan.adopt.len(),
-        "marked_removed": plan.mark_removed.len(),
-        "pruned": plan.pruned,
-        "prune_failed": plan.prune_failed,
-        "pruned_face_ids": pruned_ids,
-    });
-    let outcome = if exit == ctx.exit {
-        "verify repair applied"
-    } else {
-        "verify repair stopped before every extra copy was removed"
-    };
-    journal.finish(outcome, exit, summary)?;
-    Ok(exit)
+    pruned_ids
 }
 
 /// One line on what was changed.

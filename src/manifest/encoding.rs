@@ -5,7 +5,6 @@
 use std::fs::File;
 use std::io::{self, Cursor, Read, Seek};
 use std::path::Path;
-use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::ManifestError;
 
@@ -19,29 +18,6 @@ pub enum Encoding {
     Utf8,
     Gb18030,
     Utf16,
-}
-
-static CHOSEN: AtomicU8 = AtomicU8::new(0);
-
-/// Set once from the command line (`--encoding`), like the log format: the manifest is opened
-/// deep in the planner, which should not carry a flag it never uses otherwise.
-pub fn set_default(encoding: Encoding) {
-    let n = match encoding {
-        Encoding::Auto => 0,
-        Encoding::Utf8 => 1,
-        Encoding::Gb18030 => 2,
-        Encoding::Utf16 => 3,
-    };
-    CHOSEN.store(n, Ordering::Relaxed);
-}
-
-pub fn default() -> Encoding {
-    match CHOSEN.load(Ordering::Relaxed) {
-        1 => Encoding::Utf8,
-        2 => Encoding::Gb18030,
-        3 => Encoding::Utf16,
-        _ => Encoding::Auto,
-    }
 }
 
 /// The manifest's text as UTF-8 bytes to parse, and whether it is tab-separated.
@@ -296,7 +272,9 @@ mod tests {
             "category_id\tperson_id\timage_url\tnotes, free\nl\tp\thttps://h/a\tx\n",
         )
         .unwrap();
-        let error = super::super::Reader::open(&path).err().unwrap();
+        let error = super::super::Reader::open(&path, &Default::default())
+            .err()
+            .unwrap();
         assert!(error.to_string().contains("looks tab-separated"), "{error}");
     }
 

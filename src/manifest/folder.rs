@@ -5,11 +5,9 @@
 //! layout does not place are skipped and counted; names are sorted, so the 10-photo rule keeps
 //! the same photos every night.
 
+use super::{ManifestError, ReadOptions};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-use super::ManifestError;
 
 /// The layout of a folder manifest, one pattern per path level.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,13 +136,6 @@ fn matches(pieces: &[Piece], name: &str, found: &mut Vec<(&'static str, String)>
     }
 }
 
-static LAYOUT: OnceLock<Layout> = OnceLock::new();
-
-/// Set once from the command line (`--layout`).
-pub fn set_layout(layout: Layout) {
-    let _ = LAYOUT.set(layout);
-}
-
 /// Files a folder scan left out, by why, for the log.
 #[derive(Debug, Default)]
 struct Skipped {
@@ -164,28 +155,17 @@ impl Skipped {
     }
 }
 
-/// Folders read by this process, by (root, prefix): a run reads its manifest more than once
-/// (to name the local photos, to plan, to re-plan a sync, for the rejects), and a folder is
-/// walked once, so every reading sees the same photos.
-type Walked = std::sync::Mutex<Vec<((PathBuf, PathBuf), std::sync::Arc<[u8]>)>>;
-static WALKED: Walked = std::sync::Mutex::new(Vec::new());
-
 /// The folder as CSV text (a header and one row per photo, paths relative to `root`, each
-/// after `prefix`), walked once per process.
-pub(super) fn to_csv(root: &Path, prefix: &Path) -> Result<std::sync::Arc<[u8]>, ManifestError> {
-    let key = (root.to_path_buf(), prefix.to_path_buf());
-    let mut walked = WALKED.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, text)) = walked.iter().find(|(k, _)| *k == key) {
-        return Ok(text.clone());
-    }
-    let text: std::sync::Arc<[u8]> = walk_to_csv(root, prefix)?.into();
-    walked.push((key, text.clone()));
-    Ok(text)
+/// after `prefix`), by the options' layout, walked once per [`ReadOptions`].
+pub(super) fn to_csv(
+    root: &Path,
+    prefix: &Path,
+    options: &ReadOptions,
+) -> Result<std::sync::Arc<[u8]>, ManifestError> {
+    options.walked(root, prefix, || walk_to_csv(root, prefix, &options.layout))
 }
 
-fn walk_to_csv(root: &Path, prefix: &Path) -> Result<Vec<u8>, ManifestError> {
-    let default = Layout::default();
-    let layout = LAYOUT.get().unwrap_or(&default);
+fn walk_to_csv(root: &Path, prefix: &Path, layout: &Layout) -> Result<Vec<u8>, ManifestError> {
     let mut rows: Vec<[String; 4]> = Vec::new();
     let mut skipped = Skipped::default();
     walk(

@@ -133,13 +133,6 @@ impl std::str::FromStr for ColumnMap {
     }
 }
 
-static MAP: std::sync::OnceLock<ColumnMap> = std::sync::OnceLock::new();
-
-/// Set once from the command line (`--columns`), like `--encoding`.
-pub fn set_column_map(map: ColumnMap) {
-    let _ = MAP.set(map);
-}
-
 /// The known fields: the normalised spelling and the canonical name.
 const KNOWN: [(&str, &str); 6] = [
     ("categoryid", "category_id"),
@@ -160,6 +153,7 @@ pub(super) fn parse(
     line: u64,
     record: &ByteRecord,
     binary: bool,
+    map: Option<&ColumnMap>,
 ) -> Result<Columns, ManifestError> {
     let path = || path.to_path_buf();
     if let Some(index) = record.iter().position(|field| field.contains(&0)) {
@@ -192,7 +186,6 @@ pub(super) fn parse(
     }
     let mut found: [Option<usize>; KNOWN.len()] = [None; KNOWN.len()];
     let mut more_images = Vec::new();
-    let map = MAP.get();
     // Mapped fields: their headers, as named (case, spaces, `_` and `-` ignored).
     for (field, headers) in map.map_or(&[][..], |m| &m.fields[..]) {
         let known = KNOWN.iter().position(|(_, c)| c == field).unwrap_or(0);

@@ -6,6 +6,7 @@ mod error;
 mod folder;
 mod header;
 mod local;
+mod options;
 mod row;
 mod validate;
 mod workbook;
@@ -17,13 +18,12 @@ use std::path::{Path, PathBuf};
 
 use csv::{ByteRecord, Position};
 
-pub use encoding::{Encoding, set_default as set_default_encoding};
+pub use encoding::Encoding;
 pub use error::ManifestError;
 pub use folder::Layout;
 pub use header::{ColumnMap, Columns};
-pub use local::{
-    LocalFiles, local_path, readable_local_path, set_no_escape, set_uploaded, set_uploaded_from,
-};
+pub use local::{LocalFiles, local_path, readable_local_path};
+pub use options::{Loader, ReadOptions, set_uploaded_from};
 pub use validate::{is_system_library, validate_id, validate_url};
 
 /// A row that passed every check; ids, URL and name are trimmed.
@@ -102,29 +102,33 @@ pub struct Reader {
     /// stray BOM, say) can leave one behind.
     next_line: u64,
     done: bool,
+    /// The command's reading options, for the local files rows name.
+    options: ReadOptions,
 }
 
 impl Reader {
-    /// Opens a manifest file and checks its header.
-    pub fn open(path: &Path) -> Result<Reader, ManifestError> {
+    /// Opens a manifest file and checks its header, read as `options` say.
+    pub fn open(path: &Path, options: &ReadOptions) -> Result<Reader, ManifestError> {
         if path.is_dir() {
-            let text = folder::to_csv(path, Path::new(""))?;
-            let mut reader = Self::build(path, Box::new(io::Cursor::new(text)), b',')?;
+            let text = folder::to_csv(path, Path::new(""), options)?;
+            let source = Box::new(io::Cursor::new(text));
+            let mut reader = Self::build(path, source, b',', options)?;
             reader.read_as = "a folder of photos";
             return Ok(reader);
         }
         let mut file = open_file(path)?;
         if workbook::is_workbook(path, &mut file) {
-            let text = workbook::to_csv(path, SHEET.get().map(String::as_str))?;
-            let mut reader = Self::build(path, Box::new(io::Cursor::new(text)), b',')?;
+            let text = workbook::to_csv(path, options.sheet.as_deref())?;
+            let source = Box::new(io::Cursor::new(text));
+            let mut reader = Self::build(path, source, b',', options)?;
             reader.read_as = "a spreadsheet";
             return Ok(reader);
         }
         // The whole file's encoding is settled first: it is decoded whole or refused whole.
-        let decoded = encoding::decode(path, file, encoding::default())?;
+        let decoded = encoding::decode(path, file, options.encoding)?;
         let delimiter = if decoded.tabs { b'\t' } else { b',' };
         let name = decoded.name;
-        let built = Self::build(path, decoded.source, delimiter).map(|mut reader| {
+        let built = Self::build(path, decoded.source, delimiter, options).map(|mut reader| {
             reader.read_as = name;
             if delimiter == b'\t' {
                 reader.tab_separated = true;
@@ -146,19 +150,20 @@ impl Reader {
         }
     }
 
-    /// Reads a manifest from any byte source, taken as UTF-8 CSV; `name` is the path used in
-    /// messages.
+    /// Reads a manifest from any byte source, taken as UTF-8 CSV with the default options;
+    /// `name` is the path used in messages.
     pub fn from_reader<R: Read + Send + 'static>(
         name: &Path,
         r: R,
     ) -> Result<Reader, ManifestError> {
-        Self::build(name, Box::new(r), b',')
+        Self::build(name, Box::new(r), b',', &ReadOptions::default())
     }
 
     fn build(
         name: &Path,
         source: Box<dyn Read + Send>,
         delimiter: u8,
+        options: &ReadOptions,
     ) -> Result<Reader, ManifestError> {
         let csv = csv::ReaderBuilder::new()
             .has_headers(false)
@@ -187,6 +192,7 @@ impl Reader {
             last_multiline: None,
             next_line: 1,
             done: false,
+            options: options.clone(),
         };
         reader.columns = reader.read_header()?;
         // Local paths in the manifest are relative to its folder (a folder manifest: itself).
@@ -233,7 +239,8 @@ impl Reader {
                 else {
                     continue;
                 };
-                if let Some(path) = readable_local_path(cell.trim(), &self.columns.base)
+                let (base, no_escape) = (&self.columns.base, self.options.no_escape);
+                if let Some(path) = readable_local_path(cell.trim(), base, no_escape)
                     && seen.insert(path.clone())
                 {
                     files.push((line.max(self.next_line), path));
@@ -262,7 +269,8 @@ impl Reader {
             if !row::is_blank(&self.record) {
                 let (line, _) = self.record_lines();
                 let binary = self.csv.get_ref().window.contains(&0);
-                return header::parse(&self.path, line, &self.record, binary);
+                let map = self.options.columns.as_ref();
+                return header::parse(&self.path, line, &self.record, binary, map);
             }
         }
     }
@@ -354,9 +362,11 @@ impl Iterator for Reader {
             self.last_multiline = spans_lines.then_some(line);
             if !row::is_blank(&self.record) {
                 if self.columns.more_images.is_empty() {
-                    return Some(Ok(row::to_entry(&self.record, &self.columns, line)));
+                    let entry = row::to_entry(&self.record, &self.columns, &self.options, line);
+                    return Some(Ok(entry));
                 }
-                self.pending = row::to_entries(&self.record, &self.columns, line).into();
+                let entries = row::to_entries(&self.record, &self.columns, &self.options, line);
+                self.pending = entries.into();
                 return self.pending.pop_front().map(Ok);
             }
         }
@@ -365,22 +375,6 @@ impl Iterator for Reader {
 }
 
 impl FusedIterator for Reader {}
-
-/// How this command reads manifests, from its flags (`--columns`, `--sheet`): set once, like
-/// `--encoding`, since the manifest is opened deep in the planner.
-pub fn set_reading(columns: Option<ColumnMap>, sheet: Option<String>, layout: Option<Layout>) {
-    if let Some(layout) = layout {
-        folder::set_layout(layout);
-    }
-    if let Some(map) = columns {
-        header::set_column_map(map);
-    }
-    if let Some(sheet) = sheet {
-        let _ = SHEET.set(sheet);
-    }
-}
-
-static SHEET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Entries read per hand-over by [`Reader::read_ahead`].
 const READ_AHEAD_BATCH: usize = 1024;
@@ -416,8 +410,8 @@ impl Reader {
 
 /// A folder of photos as a CSV manifest (`scan`), its paths as `dir/…`: saved in the current
 /// folder, it names the same photos.
-pub fn folder_csv(dir: &Path) -> Result<Vec<u8>, ManifestError> {
-    folder::to_csv(dir, dir).map(|text| text.to_vec())
+pub fn folder_csv(dir: &Path, options: &ReadOptions) -> Result<Vec<u8>, ManifestError> {
+    folder::to_csv(dir, dir, options).map(|text| text.to_vec())
 }
 
 /// Checks that the manifest can be read before anything else is done: a file (opened), or a

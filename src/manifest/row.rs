@@ -3,7 +3,7 @@
 use csv::ByteRecord;
 
 use super::validate::{is_system_library, validate_id, validate_url};
-use super::{Columns, Entry, InvalidRow, Row};
+use super::{Columns, Entry, InvalidRow, ReadOptions, Row};
 
 /// Which column failed and why.
 type Problem = (Option<&'static str>, String);
@@ -20,13 +20,23 @@ struct Fields<'a> {
 }
 
 /// Turns a record that starts on `line` into an entry.
-pub(super) fn to_entry(record: &ByteRecord, columns: &Columns, line: u64) -> Entry {
-    entry_for(record, columns, columns.image_url, line)
+pub(super) fn to_entry(
+    record: &ByteRecord,
+    columns: &Columns,
+    options: &ReadOptions,
+    line: u64,
+) -> Entry {
+    entry_for(record, columns, options, columns.image_url, line)
 }
 
 /// A record of a file with several image columns: one entry per non-empty image cell, in
 /// column order; a row with none is one invalid entry.
-pub(super) fn to_entries(record: &ByteRecord, columns: &Columns, line: u64) -> Vec<Entry> {
+pub(super) fn to_entries(
+    record: &ByteRecord,
+    columns: &Columns,
+    options: &ReadOptions,
+    line: u64,
+) -> Vec<Entry> {
     let filled: Vec<usize> = columns
         .images()
         .filter(|&i| record.get(i).is_some_and(|f| !f.trim_ascii().is_empty()))
@@ -50,13 +60,19 @@ pub(super) fn to_entries(record: &ByteRecord, columns: &Columns, line: u64) -> V
     }
     filled
         .into_iter()
-        .map(|image| entry_for(record, columns, image, line))
+        .map(|image| entry_for(record, columns, options, image, line))
         .collect()
 }
 
 /// The entry for the image in column `image` of a record.
-fn entry_for(record: &ByteRecord, columns: &Columns, image: usize, line: u64) -> Entry {
-    match check(record, columns, image) {
+fn entry_for(
+    record: &ByteRecord,
+    columns: &Columns,
+    options: &ReadOptions,
+    image: usize,
+    line: u64,
+) -> Entry {
+    match check(record, columns, options, image) {
         Ok(fields) => Entry::Valid(Row {
             line,
             category_id: fields.category_id.to_owned(),
@@ -84,6 +100,7 @@ pub(super) fn is_blank(record: &ByteRecord) -> bool {
 fn check<'a>(
     record: &'a ByteRecord,
     columns: &Columns,
+    options: &ReadOptions,
     image: usize,
 ) -> Result<Fields<'a>, Problem> {
     let category_id = text(record, columns, columns.category_id, "category_id")?;
@@ -100,7 +117,7 @@ fn check<'a>(
     let person_id = text(record, columns, columns.person_id, "person_id")?;
     validate_id(person_id, "person_id").map_err(|reason| (Some("person_id"), reason.0))?;
     let cell = text(record, columns, image, "image_url")?;
-    let image_url = match super::local::resolve(cell, &columns.base) {
+    let image_url = match super::local::resolve(cell, &columns.base, options) {
         Some(Ok(address)) => std::borrow::Cow::Owned(address),
         Some(Err(reason)) => return Err((Some("image_url"), reason)),
         None => {

@@ -47,7 +47,7 @@ fn assert_names_file_and_line(error: &ManifestError, line: u64) {
 fn reports_a_missing_file_with_its_path() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("absent.csv");
-    let error = Reader::open(&path).unwrap_err();
+    let error = Reader::open(&path, &ReadOptions::default()).unwrap_err();
     let ManifestError::Open {
         error: io_error, ..
     } = &error
@@ -70,7 +70,7 @@ fn a_directory_is_read_as_a_folder_of_photos_and_one_without_any_is_refused() {
     // that names the folder and what to do, not an empty manifest.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), "no photo").unwrap();
-    let error = Reader::open(dir.path()).unwrap_err();
+    let error = Reader::open(dir.path(), &ReadOptions::default()).unwrap_err();
     assert!(
         matches!(error, ManifestError::EmptyFolder { skipped: 1, .. }),
         "{error:?}"
@@ -87,7 +87,7 @@ fn opens_a_file_on_disk_and_reads_its_rows() {
         format!("{HEADER}staff,alice,https://h/a.jpg,Alice\n"),
     )
     .unwrap();
-    let rows: Vec<Entry> = Reader::open(&path)
+    let rows: Vec<Entry> = Reader::open(&path, &ReadOptions::default())
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
@@ -548,4 +548,67 @@ fn image_sha256_with_image_key_or_a_second_photo_column_is_a_row_error() {
         "{}",
         second.reason
     );
+}
+
+/// A folder `staff/alice/a.jpg` (a JPEG by its first bytes).
+fn folder_of_one_photo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let person = dir.path().join("staff").join("alice");
+    std::fs::create_dir_all(&person).unwrap();
+    std::fs::write(person.join("a.jpg"), [0xFF, 0xD8, 0xFF, 0xE0, 0, 0]).unwrap();
+    dir
+}
+
+fn read_all(path: &Path, options: &ReadOptions) -> Vec<Entry> {
+    Reader::open(path, options)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn two_readings_with_different_layouts_in_one_process_each_read_by_their_own() {
+    let dir = folder_of_one_photo();
+    let by_default = read_all(dir.path(), &ReadOptions::default());
+    let mut swapped = ReadOptions::default();
+    swapped.layout = "{person_id}/{category_id}/*".parse().unwrap();
+    let by_swapped = read_all(dir.path(), &swapped);
+    // Not uploaded, so invalid rows; their ids say how the folder was read.
+    let ids = |entries: &[Entry]| match &entries[0] {
+        Entry::Invalid(row) => (row.category_id.clone(), row.person_id.clone()),
+        Entry::Valid(row) => (row.category_id.clone(), row.person_id.clone()),
+    };
+    assert_eq!(ids(&by_default), ("staff".into(), "alice".into()));
+    assert_eq!(ids(&by_swapped), ("alice".into(), "staff".into()));
+}
+
+#[test]
+fn a_folder_is_walked_once_per_command_options_and_their_clones() {
+    let dir = folder_of_one_photo();
+    let options = ReadOptions::default();
+    assert_eq!(read_all(dir.path(), &options).len(), 1);
+    let bob = dir.path().join("staff").join("bob");
+    std::fs::create_dir_all(&bob).unwrap();
+    std::fs::write(bob.join("b.jpg"), [0xFF, 0xD8, 0xFF, 0xE0, 0, 0]).unwrap();
+    // The same command reads the same photos however often it reads; another one walks anew.
+    assert_eq!(read_all(dir.path(), &options.clone()).len(), 1);
+    assert_eq!(read_all(dir.path(), &ReadOptions::default()).len(), 2);
+}
+
+#[test]
+fn uploads_one_command_learned_are_not_seen_by_another_reading() {
+    let dir = folder_of_one_photo();
+    let photo = std::path::absolute(dir.path().join("staff/alice/a.jpg")).unwrap();
+    let uploaded = ReadOptions::default();
+    let mut files = LocalFiles::default();
+    files
+        .resolved
+        .insert(photo, Ok("oss://b/p/a.jpg".to_string()));
+    uploaded.set_uploaded(files);
+    let row = read_all(dir.path(), &uploaded);
+    assert_eq!(valid(&row[0]).image_url, "oss://b/p/a.jpg");
+    let Entry::Invalid(other) = &read_all(dir.path(), &ReadOptions::default())[0] else {
+        panic!("a local file without an upload is an invalid row");
+    };
+    assert!(other.reason.contains("is a local file"), "{}", other.reason);
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::ledger::{LedgerError, Replay, TargetName};
-use crate::manifest::{self, ManifestError};
+use crate::manifest::{self, ManifestError, ReadOptions};
 
 use super::{Dropped, OnServer, Options, Plan, Rules, SyncScope};
 
@@ -73,14 +73,43 @@ pub fn check_target(
     )))
 }
 
-/// Plans the run (blocking: it reads the manifest and the ledger).
+/// The `run` command's reading options, for [`plan_run`], which the pipeline calls without
+/// them. The one process-wide reading setting left: it goes once the pipeline's `RunConfig`
+/// carries the command's [`ReadOptions`] to [`plan_run_reading`].
+static RUN_READING: std::sync::OnceLock<ReadOptions> = std::sync::OnceLock::new();
+
+/// Sets the options [`plan_run`] reads with (the `run` command, once).
+pub fn set_run_reading(read: ReadOptions) {
+    let _ = RUN_READING.set(read);
+}
+
+/// Plans the run (blocking: it reads the manifest and the ledger), reading as the `run`
+/// command set ([`set_run_reading`]), else with the default options.
 pub fn plan_run(
     run: &RunPlan<'_>,
     replay: &Replay,
     on_server: &OnServer,
 ) -> Result<Planned, PlanError> {
+    let read = RUN_READING.get().cloned().unwrap_or_default();
+    plan_run_reading(run, &read, replay, on_server)
+}
+
+/// Plans the run (blocking: it reads the manifest and the ledger), reading as `read` says.
+pub fn plan_run_reading(
+    run: &RunPlan<'_>,
+    read: &ReadOptions,
+    replay: &Replay,
+    on_server: &OnServer,
+) -> Result<Planned, PlanError> {
     check_target(replay, run.target, run.algorithm)?;
-    let plan = plan_file(run.manifest, replay, run.options, run.rules, on_server)?;
+    let plan = plan_file(
+        run.manifest,
+        read,
+        replay,
+        run.options,
+        run.rules,
+        on_server,
+    )?;
     let dropped = super::drops::collect(run.ledger, replay, run.sync, &plan.libraries)?;
     Ok(Planned { plan, dropped })
 }
@@ -89,6 +118,7 @@ pub fn plan_run(
 /// (a partial import of a file that was not read whole is never made).
 pub fn plan_file(
     path: &Path,
+    read: &ReadOptions,
     replay: &Replay,
     options: Options,
     rules: Rules,
@@ -100,7 +130,7 @@ pub fn plan_file(
             .map(|m| (m.len(), m.modified().ok()))
     };
     let before = stamp(path);
-    let reader = manifest::Reader::open(path)?.read_ahead();
+    let reader = manifest::Reader::open(path, read)?.read_ahead();
     let plan = super::plan_knowing(reader, replay, options, rules, on_server)?;
     if stamp(path) != before {
         return Err(ManifestError::Changed {
