@@ -457,8 +457,10 @@ fn refused_fetches(world: &World) -> Vec<String> {
 
 #[test]
 fn a_download_refused_through_an_expired_link_is_sent_once_more_with_a_new_link() {
-    // The first create is held 2.5 s: its 1 s link has expired when the service fetches it.
-    let world = holding_world(2500, 1);
+    // The first create is held 4 s: its 2 s link has expired when the service fetches it. (The
+    // link signed anew must outlive its own create, which a loaded machine may take a second
+    // to send: 2 s, not 1 s.)
+    let world = holding_world(4000, 1);
     let manifest = one_person_manifest(&world, 2);
     let base = world.sandbox.base_url();
     let summary = world.path("summary.json");
@@ -468,7 +470,7 @@ fn a_download_refused_through_an_expired_link_is_sent_once_more_with_a_new_link(
             "--oss-endpoint",
             &base,
             "--link-ttl",
-            "1s",
+            "2s",
             "--summary",
             summary.to_str().unwrap(),
         ],
