@@ -155,6 +155,59 @@ pub(super) fn parse(
     binary: bool,
     map: Option<&ColumnMap>,
 ) -> Result<Columns, ManifestError> {
+    let names = names_of(path, line, record, binary)?;
+    let mut found: Found = [None; KNOWN.len()];
+    let mut more_images = Vec::new();
+    find_mapped(path, line, &names, map, &mut found, &mut more_images)?;
+    let numbered_images = find_named(path, line, &names, map, &mut found, &mut more_images)?;
+    // Numbered image columns alone: the first of them is image_url.
+    if found[2].is_none() && numbered_images && !more_images.is_empty() {
+        found[2] = Some(more_images.remove(0));
+    }
+    let [
+        Some(category_id),
+        Some(person_id),
+        Some(image_url),
+        person_name,
+        image_key,
+        image_sha256,
+    ] = found
+    else {
+        let missing = (0..REQUIRED)
+            .filter(|&k| found[k].is_none())
+            .map(|k| KNOWN[k].1)
+            .collect();
+        return Err(ManifestError::MissingColumn {
+            path: path.to_path_buf(),
+            line,
+            missing,
+            found: names,
+        });
+    };
+    Ok(Columns {
+        category_id,
+        person_id,
+        image_url,
+        person_name,
+        image_key,
+        image_sha256,
+        more_images,
+        names,
+        base: std::path::PathBuf::new(),
+    })
+}
+
+/// The column of each of `KNOWN`, when found.
+type Found = [Option<usize>; KNOWN.len()];
+
+/// The header's names, trimmed (and a BOM taken off); a NUL or a name that is not UTF-8 says
+/// the file is no text CSV (or a header not in UTF-8).
+fn names_of(
+    path: &Path,
+    line: u64,
+    record: &ByteRecord,
+    binary: bool,
+) -> Result<Vec<String>, ManifestError> {
     let path = || path.to_path_buf();
     if let Some(index) = record.iter().position(|field| field.contains(&0)) {
         return Err(ManifestError::NotCsv {
@@ -184,9 +237,19 @@ pub(super) fn parse(
         };
         names.push(name.trim().trim_start_matches('\u{feff}').trim().to_owned());
     }
-    let mut found: [Option<usize>; KNOWN.len()] = [None; KNOWN.len()];
-    let mut more_images = Vec::new();
-    // Mapped fields: their headers, as named (case, spaces, `_` and `-` ignored).
+    Ok(names)
+}
+
+/// Mapped fields (`--columns`): their headers, as named (case, spaces, `_` and `-` ignored);
+/// an image field's further headers are more image columns.
+fn find_mapped(
+    path: &Path,
+    line: u64,
+    names: &[String],
+    map: Option<&ColumnMap>,
+    found: &mut Found,
+    more_images: &mut Vec<usize>,
+) -> Result<(), ManifestError> {
     for (field, headers) in map.map_or(&[][..], |m| &m.fields[..]) {
         let known = KNOWN.iter().position(|(_, c)| c == field).unwrap_or(0);
         for (n, header) in headers.iter().enumerate() {
@@ -195,11 +258,11 @@ pub(super) fn parse(
                 .position(|name| normalise(name) == normalise(header))
             else {
                 return Err(ManifestError::MappedHeaderMissing {
-                    path: path(),
+                    path: path.to_path_buf(),
                     line,
                     field,
                     header: header.clone(),
-                    found: names,
+                    found: names.to_vec(),
                 });
             };
             if n == 0 {
@@ -209,9 +272,22 @@ pub(super) fn parse(
             }
         }
     }
+    Ok(())
+}
+
+/// The fields not mapped, by their usual names, and `image_url2`, `image_url_3`, … as more
+/// image columns when image_url is not mapped (returned: whether it is not). A field named
+/// twice is refused.
+fn find_named(
+    path: &Path,
+    line: u64,
+    names: &[String],
+    map: Option<&ColumnMap>,
+    found: &mut Found,
+    more_images: &mut Vec<usize>,
+) -> Result<bool, ManifestError> {
     let mapped =
         |known: usize| map.is_some_and(|m| m.fields.iter().any(|(f, _)| *f == KNOWN[known].1));
-    // `image_url2`, `image_url_3`, …: more image columns, when image_url is not mapped.
     let numbered_images = !mapped(2);
     for (index, name) in names.iter().enumerate() {
         let normalised = normalise(name);
@@ -234,7 +310,7 @@ pub(super) fn parse(
         }
         if let Some(first) = found[known] {
             return Err(ManifestError::DuplicateColumn {
-                path: path(),
+                path: path.to_path_buf(),
                 line,
                 column: KNOWN[known].1,
                 first: first + 1,
@@ -243,41 +319,7 @@ pub(super) fn parse(
         }
         found[known] = Some(index);
     }
-    // Numbered image columns alone: the first of them is image_url.
-    if found[2].is_none() && numbered_images && !more_images.is_empty() {
-        found[2] = Some(more_images.remove(0));
-    }
-    let [
-        Some(category_id),
-        Some(person_id),
-        Some(image_url),
-        person_name,
-        image_key,
-        image_sha256,
-    ] = found
-    else {
-        let missing = (0..REQUIRED)
-            .filter(|&k| found[k].is_none())
-            .map(|k| KNOWN[k].1)
-            .collect();
-        return Err(ManifestError::MissingColumn {
-            path: path(),
-            line,
-            missing,
-            found: names,
-        });
-    };
-    Ok(Columns {
-        category_id,
-        person_id,
-        image_url,
-        person_name,
-        image_key,
-        image_sha256,
-        more_images,
-        names,
-        base: std::path::PathBuf::new(),
-    })
+    Ok(numbered_images)
 }
 
 /// Lowercases and drops whitespace, `_` and `-`, so `Category-ID` and `category_id` match.
