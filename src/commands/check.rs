@@ -133,8 +133,8 @@ pub async fn command(args: CheckArgs) -> Exit {
     } else {
         let mut text = render_plan(&args.manifest, &plan, args.qps(), limit);
         // How the file was read (encoding or spreadsheet, which header holds which field).
-        if let Ok(reader) = crate::manifest::Reader::open(&args.manifest) {
-            text.push_str(&format!("  read as {}\n", reader.describe()));
+        if let Some(read_as) = &plan.read_as {
+            text.push_str(&format!("  read as {read_as}\n"));
         }
         if let Some(sync) = sync {
             text.push_str(&render_sync(&plan, &dropped, sync, refusal.as_deref()));

@@ -54,9 +54,12 @@ impl NotRegistered {
 }
 
 /// Every image whose last record is not `registered` or `removed`, by manifest line.
+///
+/// Streams the ledger keeping, per image, the order of its first record (ties in line order
+/// keep it) and its last record only while that one is open: a million registered images cost
+/// a map of keys, not a million records.
 pub fn collect(path: &Path) -> Result<Vec<NotRegistered>, ledger::LedgerError> {
-    let mut last: KeyMap<Option<NotRegistered>> = KeyMap::default();
-    let mut order: Vec<u128> = Vec::new();
+    let mut last: KeyMap<(u64, Option<Box<NotRegistered>>)> = KeyMap::default();
     ledger::scan(path, false, |entry| {
         let Entry::Image(image) = entry else { return };
         let key = image.key();
@@ -66,7 +69,7 @@ pub fn collect(path: &Path) -> Result<Vec<NotRegistered>, ledger::LedgerError> {
         );
         let row = open.then(|| {
             let view = image.view;
-            NotRegistered {
+            Box::new(NotRegistered {
                 line: view.line,
                 category_id: image.category_id.to_string(),
                 person_id: image.person_id.to_string(),
@@ -83,18 +86,17 @@ pub fn collect(path: &Path) -> Result<Vec<NotRegistered>, ledger::LedgerError> {
                 attempts: view.attempts,
                 retryable: view.retryable == Some(true),
                 run: image.run().to_string(),
-            }
+            })
         });
-        if last.insert(key, row).is_none() {
-            order.push(key);
-        }
+        let next = last.len() as u64;
+        last.entry(key).or_insert((next, None)).1 = row;
     })?;
-    let mut rows: Vec<NotRegistered> = order
-        .into_iter()
-        .filter_map(|key| last.remove(&key).flatten())
+    let mut rows: Vec<(u64, Box<NotRegistered>)> = last
+        .into_values()
+        .filter_map(|(first, row)| Some((first, row?)))
         .collect();
-    rows.sort_by_key(|r| r.line.unwrap_or(u64::MAX));
-    Ok(rows)
+    rows.sort_unstable_by_key(|(first, r)| (r.line.unwrap_or(u64::MAX), *first));
+    Ok(rows.into_iter().map(|(_, row)| *row).collect())
 }
 
 /// What the current manifest says of some images and persons: each image's line and URL as
