@@ -76,12 +76,17 @@ pub async fn execute(config: ExportConfig) -> Exit {
     }
 }
 
-/// The registered images, packed: every field of every row in one buffer, each row found by
-/// its offset, so a million rows cost their bytes and little more.
+/// The registered images, packed: every row's own fields in one buffer, each row found by its
+/// offset, and the library, person and name it shares with the person's other rows packed
+/// once (its head), so a million rows cost their own bytes and little more.
 pub struct Rows {
+    /// Each row: its head's index (4 bytes, little-endian), then its six fields of its own.
     packed: Vec<u8>,
     /// Each row's offset in `packed`, in export order.
     at: Vec<usize>,
+    /// The heads (library, person, name), packed; each found by its offset in `head_at`.
+    heads: Vec<u8>,
+    head_at: Vec<usize>,
     /// Some row has an ICE column.
     pub ice: bool,
 }
@@ -96,8 +101,64 @@ impl Rows {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = RowRef<'_>> {
-        self.at.iter().map(|&at| unpack(&self.packed[at..]))
+        self.at.iter().map(|&at| self.row(at))
     }
+
+    fn row(&self, at: usize) -> RowRef<'_> {
+        let [cat, person, name] = fields::<3>(&self.heads[self.head_at[self.head(at)]..]);
+        let [url, face, ts, lib, entity, sample] = fields::<6>(&self.packed[at + 4..]);
+        RowRef {
+            category_id: cat.unwrap_or_default(),
+            person_id: person.unwrap_or_default(),
+            person_name: name,
+            image_url: url.unwrap_or_default(),
+            face_id: face,
+            registered_at: ts.unwrap_or_default(),
+            lib_id: lib,
+            entity_id: entity,
+            sample_id: sample,
+        }
+    }
+
+    /// The index of the head of the row at `at`.
+    fn head(&self, at: usize) -> usize {
+        let mut index = [0u8; 4];
+        index.copy_from_slice(&self.packed[at..at + 4]);
+        u32::from_le_bytes(index) as usize
+    }
+
+    /// Appends a row: its head, shared with earlier rows that have the same one (found by a
+    /// hash of its packed bytes, then compared byte for byte), and its own fields.
+    fn push(&mut self, interned: &mut Heads, head: [Option<&str>; 3], own: [Option<&str>; 6]) {
+        interned.scratch.clear();
+        pack(&mut interned.scratch, head);
+        let packed = &interned.scratch;
+        let hash = xxhash_rust::xxh3::xxh3_64(packed);
+        let same = |&index: &u32| {
+            let start = self.head_at[index as usize];
+            self.heads.get(start..start + packed.len()) == Some(&packed[..])
+        };
+        let index = match interned.by_hash.get(&hash).filter(|i| same(i)) {
+            Some(&index) => index,
+            None => {
+                let index = self.head_at.len() as u32;
+                self.head_at.push(self.heads.len());
+                self.heads.extend_from_slice(packed);
+                interned.by_hash.entry(hash).or_insert(index);
+                index
+            }
+        };
+        self.at.push(self.packed.len());
+        self.packed.extend_from_slice(&index.to_le_bytes());
+        pack(&mut self.packed, own);
+    }
+}
+
+/// The heads [`Rows::push`] has packed, by a hash of their bytes.
+#[derive(Default)]
+struct Heads {
+    by_hash: crate::ledger::PersonMap<u32>,
+    scratch: Vec<u8>,
 }
 
 /// One exported row, borrowed from [`Rows`]; serialised exactly as [`Row`].
@@ -133,10 +194,12 @@ impl<'a> From<&'a Row> for RowRef<'a> {
     }
 }
 
+/// The fields of a whole row.
+#[cfg(test)]
 const FIELDS: usize = 9;
 
-/// Appends the row's fields, each as a varint of its length + 1 (0: absent) and its bytes.
-fn pack(out: &mut Vec<u8>, fields: [Option<&str>; FIELDS]) {
+/// Appends the fields, each as a varint of its length + 1 (0: absent) and its bytes.
+fn pack<const N: usize>(out: &mut Vec<u8>, fields: [Option<&str>; N]) {
     for field in fields {
         let mut n = field.map_or(0, |f| f.len() as u64 + 1);
         loop {
@@ -176,6 +239,8 @@ fn fields<const N: usize>(mut bytes: &[u8]) -> [Option<&str>; N] {
     fields
 }
 
+/// A whole row packed in one piece (the tests' form of [`pack`]'s format).
+#[cfg(test)]
 fn unpack(bytes: &[u8]) -> RowRef<'_> {
     let [cat, person, name, url, face, ts, lib, entity, sample] = fields::<FIELDS>(bytes);
     RowRef {
@@ -271,8 +336,11 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
     let mut rows = Rows {
         packed: Vec::new(),
         at: Vec::with_capacity(wanted.len()),
+        heads: Vec::new(),
+        head_at: Vec::new(),
         ice: false,
     };
+    let mut heads = Heads::default();
     let mut first_of: Vec<u32> = Vec::with_capacity(wanted.len());
     let (mut ordinal, mut next, mut changed) = (Ordinal::default(), 0usize, false);
     scan::scan(&config.ledger, false, |entry| {
@@ -292,14 +360,15 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
         }
         let v = image.view;
         rows.ice |= v.lib_id.is_some() || v.entity_id.is_some() || v.sample_id.is_some();
-        rows.at.push(rows.packed.len());
         first_of.push(first);
-        pack(
-            &mut rows.packed,
+        rows.push(
+            &mut heads,
             [
                 Some(image.category_id),
                 Some(image.person_id),
                 v.person_name.as_deref(),
+            ],
+            [
                 Some(image.image_url),
                 v.face_id.as_deref(),
                 Some(v.ts.as_deref().unwrap_or_default()),
@@ -315,21 +384,29 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
         });
     }
     drop(wanted);
+    drop(heads);
     rows.packed.shrink_to_fit();
-    let mut order: Vec<(usize, u32)> = rows.at.iter().copied().zip(first_of).collect();
-    let packed = &rows.packed;
-    order.sort_by(|&(a, first_a), &(b, first_b)| {
-        // Library, person and URL are the first, second and fourth fields.
-        let [cat_a, person_a, _, url_a] = fields::<4>(&packed[a..]);
-        let [cat_b, person_b, _, url_b] = fields::<4>(&packed[b..]);
-        let (cat_a, cat_b) = (cat_a.unwrap_or_default(), cat_b.unwrap_or_default());
-        let (person_a, person_b) = (person_a.unwrap_or_default(), person_b.unwrap_or_default());
+    rows.heads.shrink_to_fit();
+    // Row numbers sorted, each row's offset and tie order looked up: 4 bytes a row.
+    let mut order: Vec<u32> = (0..rows.at.len() as u32).collect();
+    let key = |n: u32| {
+        let at = rows.at[n as usize];
+        let [cat, person, _] = fields::<3>(&rows.heads[rows.head_at[rows.head(at)]..]);
+        let [url] = fields::<1>(&rows.packed[at + 4..]);
+        let (cat, person) = (cat.unwrap_or_default(), person.unwrap_or_default());
+        (cat, person, url)
+    };
+    // First-record order is unique: a total order, so an unstable sort gives the same rows.
+    order.sort_unstable_by(|&a, &b| {
+        let (cat_a, person_a, url_a) = key(a);
+        let (cat_b, person_b, url_b) = key(b);
         cmp_folded(cat_a, cat_b)
             .then_with(|| cmp_folded(person_a, person_b))
             .then_with(|| url_a.cmp(&url_b))
-            .then(first_a.cmp(&first_b))
+            .then(first_of[a as usize].cmp(&first_of[b as usize]))
     });
-    rows.at = order.into_iter().map(|(at, _)| at).collect();
+    drop(first_of);
+    rows.at = order.into_iter().map(|n| rows.at[n as usize]).collect();
     Ok(rows)
 }
 
