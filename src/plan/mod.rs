@@ -359,53 +359,97 @@ pub fn plan_knowing(
     rules: Rules,
     on_server: &OnServer,
 ) -> Result<Plan, ManifestError> {
-    replay.reset_seen();
-    let mut planner = Planner {
-        replay,
-        on_server,
-        held_there: KeyMap::default(),
-        options,
-        rules,
-        plan: Plan::default(),
-        seen_images: Default::default(),
-        seen_libraries: KeyMap::default(),
-        known_persons: match options.reconcile {
-            Reconcile::Auto => replay.persons(),
-            _ => Default::default(),
-        },
-        persons: Default::default(),
-        skipped_persons: Vec::new(),
-        // Only a limit needs the count of what each person already has.
-        registered: match rules.max_images_per_person {
-            Some(_) => replay.registered_per_person(),
-            None => PersonMap::default(),
-        },
-    };
+    let mut planner = Planner::new(replay, options, rules, on_server);
     for entry in entries {
-        planner.plan.counts.rows += 1;
-        match entry? {
-            Entry::Valid(row) => match rules.check_row.and_then(|check| check(&row)) {
-                Some((column, reason)) => planner.invalid(refused(row, column, reason)),
-                None => planner.add(row),
+        planner.take(entry)?;
+    }
+    Ok(planner.finish())
+}
+
+/// [`plan_knowing`] of a manifest read ahead on its own thread, handing each batch back with
+/// the rows it did not keep, to be freed by the thread that made them
+/// ([`crate::manifest::ReadAhead::give_back`]).
+pub fn plan_read_ahead(
+    mut entries: crate::manifest::ReadAhead,
+    replay: &Replay,
+    options: Options,
+    rules: Rules,
+    on_server: &OnServer,
+) -> Result<Plan, ManifestError> {
+    let mut planner = Planner::new(replay, options, rules, on_server);
+    while let Some(mut batch) = entries.next_batch() {
+        for slot in batch.iter_mut() {
+            let entry = std::mem::replace(slot, Ok(Entry::Invalid(InvalidRow::default())));
+            if let Some(row) = planner.take(entry)? {
+                *slot = Ok(Entry::Valid(row));
+            }
+        }
+        entries.give_back(batch);
+    }
+    Ok(planner.finish())
+}
+
+impl<'a> Planner<'a> {
+    fn new(
+        replay: &'a Replay,
+        options: Options,
+        rules: Rules,
+        on_server: &'a OnServer,
+    ) -> Planner<'a> {
+        replay.reset_seen();
+        Planner {
+            replay,
+            on_server,
+            held_there: KeyMap::default(),
+            options,
+            rules,
+            plan: Plan::default(),
+            seen_images: Default::default(),
+            seen_libraries: KeyMap::default(),
+            known_persons: match options.reconcile {
+                Reconcile::Auto => replay.persons(),
+                _ => Default::default(),
             },
-            Entry::Invalid(bad) => planner.invalid(bad),
+            persons: Default::default(),
+            skipped_persons: Vec::new(),
+            // Only a limit needs the count of what each person already has.
+            registered: match rules.max_images_per_person {
+                Some(_) => replay.registered_per_person(),
+                None => PersonMap::default(),
+            },
         }
     }
-    let counts = &mut planner.plan.counts;
-    counts.persons = planner.persons.len() as u64;
-    counts.libraries = planner.seen_libraries.len() as u64;
-    if options.sync {
-        planner.limit_after_removals();
+
+    /// Plans one manifest entry; the row back when nothing of it was kept.
+    fn take(&mut self, entry: Result<Entry, ManifestError>) -> Result<Option<Row>, ManifestError> {
+        self.plan.counts.rows += 1;
+        match entry? {
+            Entry::Valid(row) => match self.rules.check_row.and_then(|check| check(&row)) {
+                Some((column, reason)) => self.invalid(refused(row, column, reason)),
+                None => return Ok(self.add(row)),
+            },
+            Entry::Invalid(bad) => self.invalid(bad),
+        }
+        Ok(None)
     }
-    planner.explain_skips();
-    if options.sync {
-        planner.plan.persons_named = planner.persons.keys().map(|(key, _)| key).collect();
+
+    /// The plan, once every entry is in.
+    fn finish(mut self) -> Plan {
+        let counts = &mut self.plan.counts;
+        counts.persons = self.persons.len() as u64;
+        counts.libraries = self.seen_libraries.len() as u64;
+        if self.options.sync {
+            self.limit_after_removals();
+        }
+        self.explain_skips();
+        if self.options.sync {
+            self.plan.persons_named = self.persons.keys().map(|(key, _)| key).collect();
+        }
+        let counts = &mut self.plan.counts;
+        counts.over_limit_persons =
+            (self.persons.slots.iter()).filter(|p| p.over_limit).count() as u64;
+        self.plan
     }
-    let counts = &mut planner.plan.counts;
-    counts.over_limit_persons = (planner.persons.slots.iter())
-        .filter(|p| p.over_limit)
-        .count() as u64;
-    Ok(planner.plan)
 }
 
 /// A valid row that the target's own rules refuse.
@@ -462,8 +506,7 @@ impl Planner<'_> {
                 self.plan.counts.over_limit += 1;
                 self.plan.counts.to_send -= 1;
                 self.plan.adds_by_library[library] -= 1;
-                self.skipped_persons
-                    .push((self.plan.rejected.len(), index));
+                self.skipped_persons.push((self.plan.rejected.len(), index));
                 self.plan.rejected.push(Rejected {
                     line: image.line,
                     category_id: job.category_id.clone(),
@@ -560,13 +603,7 @@ impl Planner<'_> {
             .image_id()
             .person_and_key(&row.category_id, &row.person_id);
         let keyed = row.image_key.is_some();
-        match (self.replay).alias(
-            key,
-            keyed,
-            &row.category_id,
-            &row.person_id,
-            &row.image_url,
-        ) {
+        match (self.replay).alias(key, keyed, &row.category_id, &row.person_id, &row.image_url) {
             Some((recorded, identity)) => {
                 row.image_key = identity.map(str::to_string);
                 (person, recorded)
@@ -586,9 +623,7 @@ impl Planner<'_> {
         match self.replay.seen_at(key, line) {
             Some((state, first)) => (Some(state), first),
             None => match self.seen_images.entry(compact::Seen::of(person, key)) {
-                std::collections::hash_map::Entry::Occupied(e) => {
-                    (None, Some(u64::from(*e.get())))
-                }
+                std::collections::hash_map::Entry::Occupied(e) => (None, Some(u64::from(*e.get()))),
                 std::collections::hash_map::Entry::Vacant(e) => {
                     e.insert(compact::line32(line));
                     (None, None)
@@ -626,7 +661,8 @@ impl Planner<'_> {
             .add(person, compact::PersonSlot::new(used, registered, library))
     }
 
-    fn add(&mut self, mut row: Row) {
+    /// Plans a valid row; the row back when nothing of it was kept.
+    fn add(&mut self, mut row: Row) -> Option<Row> {
         let (person, key) = self.identify(&mut row);
         // A duplicate row's person is always known: the row that named the image first made it.
         let index = self.person_of(person, &row.category_id);
@@ -634,7 +670,7 @@ impl Planner<'_> {
         if let Some(first) = first {
             self.plan.counts.duplicates += 1;
             self.plan.duplicate_rows.push((row.line, first));
-            return;
+            return Some(row);
         }
         let sync = self.options.sync;
         let slot = &mut self.persons.slots[index as usize];
@@ -664,8 +700,9 @@ impl Planner<'_> {
                         sha256: None,
                     };
                     self.plan.restore.push((person, image));
+                    return None;
                 }
-                return;
+                return Some(row);
             }
             Some((Status::Pending | Status::Removing, _)) | Some((Status::Failed, true)) => {
                 needs_lookup = true
@@ -682,7 +719,7 @@ impl Planner<'_> {
             }
             Some((Status::Failed, false)) if !self.options.retry_failed => {
                 self.plan.counts.previously_failed += 1;
-                return;
+                return Some(row);
             }
             // Sent again on request: an earlier attempt may have been applied before the
             // refusal (or the look-up that was refused), so read the person first.
@@ -697,8 +734,7 @@ impl Planner<'_> {
             slot.over_limit = true;
             self.plan.counts.over_limit += 1;
             let already = state.is_some_and(|s| s.status == Status::Skipped);
-            self.skipped_persons
-                .push((self.plan.rejected.len(), index));
+            self.skipped_persons.push((self.plan.rejected.len(), index));
             self.plan.rejected.push(Rejected {
                 line: row.line,
                 reason: String::new(),
@@ -709,7 +745,7 @@ impl Planner<'_> {
                 status: Status::Skipped,
                 already_recorded: already,
             });
-            return;
+            return None;
         }
         slot.used += 1;
         if there {
@@ -729,7 +765,7 @@ impl Planner<'_> {
                 slot.looked_up = true;
                 self.plan.counts.to_look_up += 1;
             }
-            return;
+            return Some(row);
         }
         let work = ImageWork {
             line: row.line,
@@ -774,6 +810,7 @@ impl Planner<'_> {
             self.plan.counts.to_look_up += 1;
         }
         job.images.push(work);
+        None
     }
 }
 

@@ -102,7 +102,7 @@ pub fn plan_file(
     let before = stamp(path);
     let reader = manifest::Reader::open(path)?;
     let read_as = reader.describe();
-    let mut plan = super::plan_knowing(reader.read_ahead(), replay, options, rules, on_server)?;
+    let mut plan = super::plan_read_ahead(reader.read_ahead(), replay, options, rules, on_server)?;
     plan.read_as = Some(read_as);
     if stamp(path) != before {
         return Err(ManifestError::Changed {
