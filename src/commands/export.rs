@@ -82,8 +82,10 @@ pub async fn execute(config: ExportConfig) -> Exit {
 pub struct Rows {
     /// Each row: its head's index (4 bytes, little-endian), then its six fields of its own.
     packed: Vec<u8>,
-    /// Each row's offset in `packed`, in export order.
+    /// Each row's offset in `packed`, in ledger order.
     at: Vec<usize>,
+    /// The rows' numbers (places in `at`) in export order.
+    order: Vec<u32>,
     /// The heads (library, person, name), packed; each found by its offset in `head_at`.
     heads: Vec<u8>,
     head_at: Vec<usize>,
@@ -101,7 +103,7 @@ impl Rows {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = RowRef<'_>> {
-        self.at.iter().map(|&at| self.row(at))
+        self.order.iter().map(|&n| self.row(self.at[n as usize]))
     }
 
     fn row(&self, at: usize) -> RowRef<'_> {
@@ -336,6 +338,7 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
     let mut rows = Rows {
         packed: Vec::new(),
         at: Vec::with_capacity(wanted.len()),
+        order: Vec::new(),
         heads: Vec::new(),
         head_at: Vec::new(),
         ice: false,
@@ -406,7 +409,7 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
             .then(first_of[a as usize].cmp(&first_of[b as usize]))
     });
     drop(first_of);
-    rows.at = order.into_iter().map(|n| rows.at[n as usize]).collect();
+    rows.order = order;
     Ok(rows)
 }
 
