@@ -82,10 +82,8 @@ pub async fn execute(config: ExportConfig) -> Exit {
 pub struct Rows {
     /// Each row: its head's index (4 bytes, little-endian), then its six fields of its own.
     packed: Vec<u8>,
-    /// Each row's offset in `packed`, in ledger order.
+    /// Each row's offset in `packed`, in export order.
     at: Vec<usize>,
-    /// The rows' numbers (places in `at`) in export order.
-    order: Vec<u32>,
     /// The heads (library, person, name), packed; each found by its offset in `head_at`.
     heads: Vec<u8>,
     head_at: Vec<usize>,
@@ -103,7 +101,7 @@ impl Rows {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = RowRef<'_>> {
-        self.order.iter().map(|&n| self.row(self.at[n as usize]))
+        self.at.iter().map(|&at| self.row(at))
     }
 
     fn row(&self, at: usize) -> RowRef<'_> {
@@ -338,7 +336,6 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
     let mut rows = Rows {
         packed: Vec::new(),
         at: Vec::with_capacity(wanted.len()),
-        order: Vec::new(),
         heads: Vec::new(),
         head_at: Vec::new(),
         ice: false,
@@ -409,7 +406,7 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
             .then(first_of[a as usize].cmp(&first_of[b as usize]))
     });
     drop(first_of);
-    rows.order = order;
+    rows.at = order.into_iter().map(|n| rows.at[n as usize]).collect();
     Ok(rows)
 }
 
