@@ -13,13 +13,15 @@ Scenarios:
              each against a fresh sandbox (100/s, 50 ms, 2 % errors before and after applying)
   paced      face-enroll alone at the default --qps 100
   unlimited  --qps 0 against an unlimited sandbox: the tool's ceiling, and a perf profile of it
-  scale      check and an all-done re-run at 100k and 1M rows, and a 100k re-run against 1x
-             and 5x ledger history (memory must not grow with history)
+  scale      check at 100k, 1M and 10M rows, an all-done re-run (and one with --rejects) at
+             100k and 1M, and a 100k re-run against 1x and 5x ledger history (memory must not
+             grow with history)
   oss        the paced scenario with oss://BUCKET/KEY rows, each sent as a V4 link signed for its
              attempt, beside the same rows as public links: rate and CPU with and without signing
   reconcile  a new ledger against a library that already holds every row: reads, and no create
-  stream     verify and export of 1M registered faces (one library of 200,000 persons x 5,
-             registered into the sandbox by a --qps 0 run first): peak memory of each
+  stream     verify, export and status --failed of 1M registered faces (one library of
+             200,000 persons x 5, registered into the sandbox by a --qps 0 run first): peak
+             memory of each
   report     the HTML report of 100,000 registered rows: without thumbnails (5,000 cards, the
              default, and every card), and with them embedded (the default cap of 2,000, and
              20,000) from a loopback web server
@@ -369,13 +371,13 @@ def scenario_unlimited(work, quick, perf=True):
     return row
 
 
-def rerun_done(manifest, ledger):
+def rerun_done(manifest, ledger, extra=()):
     """An all-done re-run against a sandbox; returns (exit, wall, cpu, rss, requests sent)."""
     sandbox = Sandbox("--mts-qps", "0")
     try:
         code, wall, cpu, rss = measure(
-            [BIN, "run", manifest, "--ledger", ledger, "--endpoint", sandbox.url, "--progress", "off", "-q"],
-            env=tool_env())
+            [BIN, "run", manifest, "--ledger", ledger, "--endpoint", sandbox.url, "--progress", "off", "-q",
+             *extra], env=tool_env())
         sent = sandbox.state()["stats"]["requests"]
     finally:
         sandbox.close()
@@ -384,7 +386,8 @@ def rerun_done(manifest, ledger):
 
 def scenario_scale(work, quick):
     rows = []
-    sizes = [(20_000, 5)] if quick else [(20_000, 5), (200_000, 5)]
+    # 10,000,000 rows (an 800 MB manifest) for `check` alone: its memory must follow persons.
+    sizes = [(20_000, 5)] if quick else [(20_000, 5), (200_000, 5), (2_000_000, 5)]
     for persons, per_person in sizes:
         n = persons * per_person
         manifest = os.path.join(work, f"scale-{n}.csv")
@@ -395,7 +398,7 @@ def scenario_scale(work, quick):
         code, wall, cpu, rss = measure([BIN, "check", manifest, "--ledger", ledger])
         rows.append({"scenario": f"check {n:,} rows (empty ledger)", "exit": code,
                      "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "peak_rss_mib": round(rss, 1)})
-        histories = [1, 5] if n == 100_000 else [1]
+        histories = {100_000: [1, 5], 1_000_000: [1]}.get(n, [])
         for history in histories:
             write_done_ledger(ledger, persons, per_person, history=history)
             lines = 2 * n * history
@@ -403,6 +406,14 @@ def scenario_scale(work, quick):
             rows.append({"scenario": f"re-run, all {n:,} registered, ledger {history}x history ({lines:,} lines)",
                          "exit": code, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
                          "peak_rss_mib": round(rss, 1), "requests_sent": sent})
+            if history == 1:
+                # The rejects file adds the earlier runs' refusals: a read of the whole ledger.
+                rejects = os.path.join(work, "scale.rejects.csv")
+                code, wall, cpu, rss, sent = rerun_done(manifest, ledger, ["--rejects", rejects])
+                rows.append({"scenario": f"re-run --rejects, all {n:,} registered ({lines:,} lines)",
+                             "exit": code, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+                             "peak_rss_mib": round(rss, 1), "requests_sent": sent})
+                os.remove(rejects)
             os.remove(ledger)
         os.remove(manifest)
     return rows
@@ -431,6 +442,8 @@ def scenario_stream(work, quick):
             ("verify --json", [BIN, "verify", manifest, "--ledger", ledger, *read, "--json"]),
             ("export (CSV)", [BIN, "export", "--ledger", ledger]),
             ("export --format jsonl", [BIN, "export", "--ledger", ledger, "--format", "jsonl"]),
+            ("status --failed", [BIN, "status", "--failed", "--ledger", ledger]),
+            ("status MANIFEST --failed", [BIN, "status", manifest, "--failed", "--ledger", ledger]),
         ]
         for name, args in commands:
             code, wall, cpu, rss = measure(args, env=tool_env())

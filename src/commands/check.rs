@@ -68,7 +68,7 @@ pub async fn command(args: CheckArgs) -> Exit {
     let out = if args.json {
         render_json(&args, &checked, refusal.as_deref(), &examined)
     } else {
-        render_text(&args, &read, &checked, refusal.as_deref())
+        render_text(&args, &checked, refusal.as_deref())
     };
     super::print_out(&out);
     let (probe, preflighted) = match &connected {
@@ -217,20 +217,15 @@ fn plan_as_run(job: PlanJob) -> Result<Checked, String> {
 }
 
 /// The plan as text: its figures, how the manifest was read, and with `--sync` its removals.
-fn render_text(
-    args: &CheckArgs,
-    read: &crate::manifest::ReadOptions,
-    checked: &Checked,
-    refusal: Option<&str>,
-) -> String {
+fn render_text(args: &CheckArgs, checked: &Checked, refusal: Option<&str>) -> String {
     let (plan, limit) = (
         &checked.plan,
         args.target.kind().rules().max_images_per_person,
     );
     let mut text = render_plan(&args.manifest, plan, args.qps(), limit);
     // How the file was read (encoding or spreadsheet, which header holds which field).
-    if let Ok(reader) = crate::manifest::Reader::open(&args.manifest, read) {
-        text.push_str(&format!("  read as {}\n", reader.describe()));
+    if let Some(read_as) = &plan.read_as {
+        text.push_str(&format!("  read as {read_as}\n"));
     }
     if let Some(sync) = args.sync.settings() {
         text.push_str(&render_sync(plan, &checked.dropped, sync, refusal));

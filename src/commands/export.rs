@@ -76,12 +76,17 @@ pub async fn execute(config: ExportConfig) -> Exit {
     }
 }
 
-/// The registered images, packed: every field of every row in one buffer, each row found by
-/// its offset, so a million rows cost their bytes and little more.
+/// The registered images, packed: every row's own fields in one buffer, each row found by its
+/// offset, and the library, person and name it shares with the person's other rows packed
+/// once (its head), so a million rows cost their own bytes and little more.
 pub struct Rows {
+    /// Each row: its head's index (4 bytes, little-endian), then its six fields of its own.
     packed: Vec<u8>,
     /// Each row's offset in `packed`, in export order.
     at: Vec<usize>,
+    /// The heads (library, person, name), packed; each found by its offset in `head_at`.
+    heads: Vec<u8>,
+    head_at: Vec<usize>,
     /// Some row has an ICE column.
     pub ice: bool,
 }
@@ -96,8 +101,64 @@ impl Rows {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = RowRef<'_>> {
-        self.at.iter().map(|&at| unpack(&self.packed[at..]))
+        self.at.iter().map(|&at| self.row(at))
     }
+
+    fn row(&self, at: usize) -> RowRef<'_> {
+        let [cat, person, name] = fields::<3>(&self.heads[self.head_at[self.head(at)]..]);
+        let [url, face, ts, lib, entity, sample] = fields::<6>(&self.packed[at + 4..]);
+        RowRef {
+            category_id: cat.unwrap_or_default(),
+            person_id: person.unwrap_or_default(),
+            person_name: name,
+            image_url: url.unwrap_or_default(),
+            face_id: face,
+            registered_at: ts.unwrap_or_default(),
+            lib_id: lib,
+            entity_id: entity,
+            sample_id: sample,
+        }
+    }
+
+    /// The index of the head of the row at `at`.
+    fn head(&self, at: usize) -> usize {
+        let mut index = [0u8; 4];
+        index.copy_from_slice(&self.packed[at..at + 4]);
+        u32::from_le_bytes(index) as usize
+    }
+
+    /// Appends a row: its head, shared with earlier rows that have the same one (found by a
+    /// hash of its packed bytes, then compared byte for byte), and its own fields.
+    fn push(&mut self, interned: &mut Heads, head: [Option<&str>; 3], own: [Option<&str>; 6]) {
+        interned.scratch.clear();
+        pack(&mut interned.scratch, head);
+        let packed = &interned.scratch;
+        let hash = xxhash_rust::xxh3::xxh3_64(packed);
+        let same = |&index: &u32| {
+            let start = self.head_at[index as usize];
+            self.heads.get(start..start + packed.len()) == Some(&packed[..])
+        };
+        let index = match interned.by_hash.get(&hash).filter(|i| same(i)) {
+            Some(&index) => index,
+            None => {
+                let index = self.head_at.len() as u32;
+                self.head_at.push(self.heads.len());
+                self.heads.extend_from_slice(packed);
+                interned.by_hash.entry(hash).or_insert(index);
+                index
+            }
+        };
+        self.at.push(self.packed.len());
+        self.packed.extend_from_slice(&index.to_le_bytes());
+        pack(&mut self.packed, own);
+    }
+}
+
+/// The heads [`Rows::push`] has packed, by a hash of their bytes.
+#[derive(Default)]
+struct Heads {
+    by_hash: crate::ledger::PersonMap<u32>,
+    scratch: Vec<u8>,
 }
 
 /// One exported row, borrowed from [`Rows`]; serialised exactly as [`Row`].
@@ -133,10 +194,12 @@ impl<'a> From<&'a Row> for RowRef<'a> {
     }
 }
 
+/// The fields of a whole row.
+#[cfg(test)]
 const FIELDS: usize = 9;
 
-/// Appends the row's fields, each as a varint of its length + 1 (0: absent) and its bytes.
-fn pack(out: &mut Vec<u8>, fields: [Option<&str>; FIELDS]) {
+/// Appends the fields, each as a varint of its length + 1 (0: absent) and its bytes.
+fn pack<const N: usize>(out: &mut Vec<u8>, fields: [Option<&str>; N]) {
     for field in fields {
         let mut n = field.map_or(0, |f| f.len() as u64 + 1);
         loop {
@@ -176,6 +239,8 @@ fn fields<const N: usize>(mut bytes: &[u8]) -> [Option<&str>; N] {
     fields
 }
 
+/// A whole row packed in one piece (the tests' form of [`pack`]'s format).
+#[cfg(test)]
 fn unpack(bytes: &[u8]) -> RowRef<'_> {
     let [cat, person, name, url, face, ts, lib, entity, sample] = fields::<FIELDS>(bytes);
     RowRef {
@@ -246,22 +311,11 @@ impl Ordinal {
 /// of the ledger's history: the first finds, per image, which record is its last and whether
 /// it is `registered`; the second keeps only those records' fields.
 pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
-    let wanted = last_registered(&config.ledger)?;
-    let (mut rows, first_of) = read_wanted(&config.ledger, &wanted)?;
-    drop(wanted);
-    rows.packed.shrink_to_fit();
-    sort_rows(&mut rows, first_of);
-    Ok(rows)
-}
-
-/// The first pass: per image whose last record is `registered`, the ordinal of that record
-/// and of its first `registered` record (the tie order), in ledger order.
-fn last_registered(ledger: &std::path::Path) -> Result<Vec<(u32, u32)>, super::OpsError> {
-    // Per image: the ordinal of its first `registered` record and of its last record if that
-    // one is `registered`.
+    // Per image: the ordinal of its first `registered` record (the tie order) and of its last
+    // record if that one is `registered`.
     let mut last: KeyMap<(u32, Option<u32>)> = KeyMap::default();
     let mut ordinal = Ordinal::default();
-    scan::scan(ledger, false, |entry| {
+    scan::scan(&config.ledger, false, |entry| {
         let Entry::Image(image) = entry else { return };
         let Some(this) = ordinal.next() else { return };
         let registered = image.status == Status::Registered;
@@ -273,29 +327,23 @@ fn last_registered(ledger: &std::path::Path) -> Result<Vec<(u32, u32)>, super::O
             None => {}
         }
     })?;
-    ordinal.check(ledger)?;
+    ordinal.check(&config.ledger)?;
     let mut wanted: Vec<(u32, u32)> = last
         .into_values()
         .filter_map(|(first, last)| Some((last?, first)))
         .collect();
     wanted.sort_unstable();
-    Ok(wanted)
-}
-
-/// The second pass: the fields of the records `wanted` names, packed, with each one's tie
-/// order; a ledger that changed between the passes is refused.
-fn read_wanted(
-    ledger: &std::path::Path,
-    wanted: &[(u32, u32)],
-) -> Result<(Rows, Vec<u32>), super::OpsError> {
     let mut rows = Rows {
         packed: Vec::new(),
         at: Vec::with_capacity(wanted.len()),
+        heads: Vec::new(),
+        head_at: Vec::new(),
         ice: false,
     };
+    let mut heads = Heads::default();
     let mut first_of: Vec<u32> = Vec::with_capacity(wanted.len());
     let (mut ordinal, mut next, mut changed) = (Ordinal::default(), 0usize, false);
-    scan::scan(ledger, false, |entry| {
+    scan::scan(&config.ledger, false, |entry| {
         let Entry::Image(image) = entry else { return };
         let Some(this) = ordinal.next() else { return };
         let Some(&(want, first)) = wanted.get(next) else {
@@ -312,14 +360,15 @@ fn read_wanted(
         }
         let v = image.view;
         rows.ice |= v.lib_id.is_some() || v.entity_id.is_some() || v.sample_id.is_some();
-        rows.at.push(rows.packed.len());
         first_of.push(first);
-        pack(
-            &mut rows.packed,
+        rows.push(
+            &mut heads,
             [
                 Some(image.category_id),
                 Some(image.person_id),
                 v.person_name.as_deref(),
+            ],
+            [
                 Some(image.image_url),
                 v.face_id.as_deref(),
                 Some(v.ts.as_deref().unwrap_or_default()),
@@ -331,29 +380,34 @@ fn read_wanted(
     })?;
     if changed || next != wanted.len() {
         return Err(super::OpsError::Changed {
-            path: ledger.to_path_buf(),
+            path: config.ledger.clone(),
         });
     }
-    Ok((rows, first_of))
-}
-
-/// Orders the rows by library, person (both case-insensitively) and URL; ties by `first_of`
-/// (each row's first registration).
-fn sort_rows(rows: &mut Rows, first_of: Vec<u32>) {
-    let mut order: Vec<(usize, u32)> = rows.at.iter().copied().zip(first_of).collect();
-    let packed = &rows.packed;
-    order.sort_by(|&(a, first_a), &(b, first_b)| {
-        // Library, person and URL are the first, second and fourth fields.
-        let [cat_a, person_a, _, url_a] = fields::<4>(&packed[a..]);
-        let [cat_b, person_b, _, url_b] = fields::<4>(&packed[b..]);
-        let (cat_a, cat_b) = (cat_a.unwrap_or_default(), cat_b.unwrap_or_default());
-        let (person_a, person_b) = (person_a.unwrap_or_default(), person_b.unwrap_or_default());
+    drop(wanted);
+    drop(heads);
+    rows.packed.shrink_to_fit();
+    rows.heads.shrink_to_fit();
+    // Row numbers sorted, each row's offset and tie order looked up: 4 bytes a row.
+    let mut order: Vec<u32> = (0..rows.at.len() as u32).collect();
+    let key = |n: u32| {
+        let at = rows.at[n as usize];
+        let [cat, person, _] = fields::<3>(&rows.heads[rows.head_at[rows.head(at)]..]);
+        let [url] = fields::<1>(&rows.packed[at + 4..]);
+        let (cat, person) = (cat.unwrap_or_default(), person.unwrap_or_default());
+        (cat, person, url)
+    };
+    // First-record order is unique: a total order, so an unstable sort gives the same rows.
+    order.sort_unstable_by(|&a, &b| {
+        let (cat_a, person_a, url_a) = key(a);
+        let (cat_b, person_b, url_b) = key(b);
         cmp_folded(cat_a, cat_b)
             .then_with(|| cmp_folded(person_a, person_b))
             .then_with(|| url_a.cmp(&url_b))
-            .then(first_a.cmp(&first_b))
+            .then(first_of[a as usize].cmp(&first_of[b as usize]))
     });
-    rows.at = order.into_iter().map(|(at, _)| at).collect();
+    drop(first_of);
+    rows.at = order.into_iter().map(|n| rows.at[n as usize]).collect();
+    Ok(rows)
 }
 
 /// A cell a spreadsheet would not take for a formula.
@@ -455,37 +509,6 @@ impl crate::cli::ops::ExportArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rows_sort_by_library_person_case_insensitively_then_url_then_first_registration() {
-        let mut rows = Rows {
-            packed: Vec::new(),
-            at: Vec::new(),
-            ice: false,
-        };
-        // (library, person, name, url): the name tells the rows apart.
-        let cells = [
-            ("b", "x", "1", "u1"),
-            ("A", "y", "2", "u2"),
-            ("a", "X", "3", "u9"),
-            ("a", "x", "4", "u3"),
-            ("a", "x", "5", "u3"),
-        ];
-        for (cat, person, name, url) in cells {
-            rows.at.push(rows.packed.len());
-            let mut row = [None; FIELDS];
-            row[..4].copy_from_slice(&[Some(cat), Some(person), Some(name), Some(url)]);
-            pack(&mut rows.packed, row);
-        }
-        // The last two are alike but for their first registrations, the later one first.
-        sort_rows(&mut rows, vec![0, 1, 2, 4, 3]);
-        let names: Vec<&str> = rows
-            .at
-            .iter()
-            .map(|&at| fields::<3>(&rows.packed[at..])[2].unwrap_or_default())
-            .collect();
-        assert_eq!(names, ["5", "4", "3", "2", "1"]);
-    }
 
     #[test]
     fn numbering_past_u32_max_stops_and_is_reported_instead_of_wrapping() {

@@ -54,19 +54,60 @@ impl NotRegistered {
 }
 
 /// Every image whose last record is not `registered` or `removed`, by manifest line.
+///
+/// Streams the ledger keeping, per image, the order of its first record (ties in line order
+/// keep it) and its last record only while that one is open: a million registered images cost
+/// a map of keys, not a million records.
 pub fn collect(path: &Path) -> Result<Vec<NotRegistered>, ledger::LedgerError> {
-    let mut last: KeyMap<Option<NotRegistered>> = KeyMap::default();
-    let mut order: Vec<u128> = Vec::new();
+    follow(path, |_| true)
+}
+
+/// The images whose last record is `failed` for a reason retrying will not fix (what `run
+/// --rejects` adds from earlier runs), by manifest line, as [`collect`] lists them. A first
+/// pass finds the images ever refused so; only those are followed, so a ledger of a million
+/// registered images costs next to nothing.
+pub fn collect_refused(path: &Path) -> Result<Vec<NotRegistered>, ledger::LedgerError> {
+    let mut refused: KeyMap<()> = KeyMap::default();
+    ledger::read::scan_as::<ledger::read::Narrow>(path, false, |entry| {
+        if let Entry::Image(image) = entry
+            && image.status == Status::Failed
+            && image.view.retryable != Some(true)
+        {
+            refused.insert(image.key(), ());
+        }
+    })?;
+    if refused.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = follow(path, |key| refused.contains_key(&key))?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| r.status == Status::Failed && !r.retryable)
+        .collect())
+}
+
+/// [`collect`] of the images `wanted` accepts (by key). An image's first record's place in
+/// the ledger orders ties: the same order among the images kept as among all of them.
+fn follow(
+    path: &Path,
+    wanted: impl Fn(u128) -> bool,
+) -> Result<Vec<NotRegistered>, ledger::LedgerError> {
+    let mut last: KeyMap<(u64, Option<Box<NotRegistered>>)> = KeyMap::default();
+    let mut records = 0u64;
     ledger::scan(path, false, |entry| {
         let Entry::Image(image) = entry else { return };
+        records += 1;
         let key = image.key();
+        if !wanted(key) {
+            return;
+        }
         let open = matches!(
             image.status,
             Status::Failed | Status::Invalid | Status::Skipped | Status::Pending
         );
         let row = open.then(|| {
             let view = image.view;
-            NotRegistered {
+            Box::new(NotRegistered {
                 line: view.line,
                 category_id: image.category_id.to_string(),
                 person_id: image.person_id.to_string(),
@@ -83,18 +124,16 @@ pub fn collect(path: &Path) -> Result<Vec<NotRegistered>, ledger::LedgerError> {
                 attempts: view.attempts,
                 retryable: view.retryable == Some(true),
                 run: image.run().to_string(),
-            }
+            })
         });
-        if last.insert(key, row).is_none() {
-            order.push(key);
-        }
+        last.entry(key).or_insert((records, None)).1 = row;
     })?;
-    let mut rows: Vec<NotRegistered> = order
-        .into_iter()
-        .filter_map(|key| last.remove(&key).flatten())
+    let mut rows: Vec<(u64, Box<NotRegistered>)> = last
+        .into_values()
+        .filter_map(|(first, row)| Some((first, row?)))
         .collect();
-    rows.sort_by_key(|r| r.line.unwrap_or(u64::MAX));
-    Ok(rows)
+    rows.sort_unstable_by_key(|(first, r)| (r.line.unwrap_or(u64::MAX), *first));
+    Ok(rows.into_iter().map(|(_, row)| *row).collect())
 }
 
 /// What the current manifest says of some images and persons: each image's line and URL as
@@ -229,6 +268,33 @@ mod tests {
         assert_eq!(urls, ["u2", "u3"]);
         assert_eq!(rows[1].reason(), "InvalidParameter: bad image");
         assert!(render(&rows).contains("\tfailed\tInvalidParameter\tbad image\t"));
+    }
+
+    #[test]
+    fn the_refused_images_are_those_collect_lists_as_refused_in_the_same_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        let mut bytes = Vec::new();
+        bytes.extend(line(Status::Pending, "u6", 4, None));
+        bytes.extend(line(Status::Failed, "u3", 4, Some("InvalidParameter")));
+        bytes.extend(line(Status::Failed, "u1", 2, Some("InvalidParameter")));
+        bytes.extend(line(Status::Registered, "u1", 2, None));
+        bytes.extend(line(Status::Invalid, "u2", 3, None));
+        bytes.extend(line(Status::Failed, "u6", 4, Some("InvalidImage")));
+        bytes.extend(line(Status::Failed, "u7", 1, Some("InvalidImage")));
+        std::fs::write(&path, bytes).unwrap();
+        let refused: Vec<NotRegistered> = collect(&path)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.status == Status::Failed && !r.retryable)
+            .collect();
+        let urls: Vec<&str> = refused.iter().map(|r| r.image_url.as_str()).collect();
+        assert_eq!(
+            urls,
+            ["u7", "u6", "u3"],
+            "ties keep the first record's order"
+        );
+        assert_eq!(collect_refused(&path).unwrap(), refused);
     }
 
     #[test]

@@ -309,7 +309,7 @@ fn all_rejects(
         ImageId::new(&r.image_url, r.image_key.as_deref()).key(&r.category_id, &r.person_id)
     };
     let known: std::collections::HashSet<u128> = this_run.iter().map(key).collect();
-    let mut earlier: Vec<_> = crate::commands::failed::collect(ledger_path)
+    let mut earlier: Vec<_> = crate::commands::failed::collect_refused(ledger_path)
         .unwrap_or_default()
         .into_iter()
         .filter(|r| r.status == ledger::Status::Failed && !r.retryable && !known.contains(&r.key()))

@@ -301,10 +301,12 @@ impl Replay {
     /// The image the ledger records under another identity for the same person and URL — an
     /// `image_key` column added, dropped or changed — when `key` is not known and no manifest
     /// row named that image yet: its key and the `image_key` it is recorded under (`None`:
-    /// its URL).
+    /// its URL). `keyed`: the row has an `image_key` of its own (else `key` is its URL's key,
+    /// and is not hashed again).
     pub fn alias(
         &self,
         key: u128,
+        keyed: bool,
         category_id: &str,
         person_id: &str,
         image_url: &str,
@@ -312,7 +314,10 @@ impl Replay {
         if self.images.contains_key(&key) {
             return None;
         }
-        let by_url = ImageId::new(image_url, None).key(category_id, person_id);
+        let by_url = match keyed {
+            true => ImageId::new(image_url, None).key(category_id, person_id),
+            false => key,
+        };
         let found = if by_url != key && self.images.contains_key(&by_url) {
             (by_url, None)
         } else {

@@ -6,6 +6,7 @@
 //! What the manifest no longer holds is planned in [`drops`]: images to settle (their outcome
 //! was unknown) and, for `--sync`, images to remove.
 
+mod compact;
 pub mod drops;
 pub mod run;
 
@@ -256,6 +257,9 @@ pub struct Plan {
     /// Registered images the manifest names of persons a request may still land for (the
     /// ledger's `recheck`), by person key: restored if they have vanished ([`Recheck`]).
     pub restore: Vec<(u128, ImageWork)>,
+    /// How the manifest file was read ([`crate::manifest::Reader::describe`]), when a file
+    /// was planned: `check` says it without opening the file again.
+    pub read_as: Option<String>,
 }
 
 impl Plan {
@@ -313,36 +317,19 @@ struct Planner<'a> {
     options: Options,
     rules: Rules,
     plan: Plan,
-    /// Image key → the line that first named it, for images the ledger does not know (those it
+    /// Image → the line that first named it, for images the ledger does not know (those it
     /// knows are tracked in the replay itself).
-    seen_images: KeyMap<u64>,
+    seen_images: compact::SeenLines,
     /// Library key → its index in `plan.libraries`.
     seen_libraries: KeyMap<usize>,
     /// Persons the ledger has any record of (low 64 bits of the key).
     known_persons: std::collections::HashSet<u64, BuildHasherDefault<KeyHasher>>,
     /// Per person: images counted against the limit, and the job index once there is work.
-    persons: KeyMap<PersonSlot>,
+    persons: compact::Persons,
     registered: PersonMap<u32>,
-    /// Rows skipped by the image limit: (index in `plan.rejected`, person key); their reason
+    /// Rows skipped by the image limit: (index in `plan.rejected`, person index); their reason
     /// is written once the manifest has been read whole.
-    skipped_persons: Vec<(usize, u128)>,
-}
-
-#[derive(Clone, Copy, Default)]
-struct PersonSlot {
-    used: u32,
-    /// Registered images of the person the manifest still names.
-    kept: u32,
-    /// Registered images of the person in the ledger.
-    registered: u32,
-    /// New images planned (for a sync's limit, applied once the manifest is read).
-    new: u32,
-    /// Index of its library in `plan.libraries`.
-    library: usize,
-    job: Option<usize>,
-    over_limit: bool,
-    /// Counted among the persons to look up (`check`, which keeps no jobs).
-    looked_up: bool,
+    skipped_persons: Vec<(usize, u32)>,
 }
 
 /// Plans `entries` (the manifest, in order) against the ledger's replay, for MTS.
@@ -378,51 +365,97 @@ pub fn plan_knowing(
     rules: Rules,
     on_server: &OnServer,
 ) -> Result<Plan, ManifestError> {
-    replay.reset_seen();
-    let mut planner = Planner {
-        replay,
-        on_server,
-        held_there: KeyMap::default(),
-        options,
-        rules,
-        plan: Plan::default(),
-        seen_images: KeyMap::default(),
-        seen_libraries: KeyMap::default(),
-        known_persons: match options.reconcile {
-            Reconcile::Auto => replay.persons(),
-            _ => Default::default(),
-        },
-        persons: KeyMap::default(),
-        skipped_persons: Vec::new(),
-        // Only a limit needs the count of what each person already has.
-        registered: match rules.max_images_per_person {
-            Some(_) => replay.registered_per_person(),
-            None => PersonMap::default(),
-        },
-    };
+    let mut planner = Planner::new(replay, options, rules, on_server);
     for entry in entries {
-        planner.plan.counts.rows += 1;
-        match entry? {
-            Entry::Valid(row) => match rules.check_row.and_then(|check| check(&row)) {
-                Some((column, reason)) => planner.invalid(refused(row, column, reason)),
-                None => planner.add(row),
+        planner.take(entry)?;
+    }
+    Ok(planner.finish())
+}
+
+/// [`plan_knowing`] of a manifest read ahead on its own thread, handing each batch back with
+/// the rows it did not keep, to be freed by the thread that made them
+/// ([`crate::manifest::ReadAhead::give_back`]).
+pub fn plan_read_ahead(
+    mut entries: crate::manifest::ReadAhead,
+    replay: &Replay,
+    options: Options,
+    rules: Rules,
+    on_server: &OnServer,
+) -> Result<Plan, ManifestError> {
+    let mut planner = Planner::new(replay, options, rules, on_server);
+    while let Some(mut batch) = entries.next_batch() {
+        for slot in batch.iter_mut() {
+            let entry = std::mem::replace(slot, Ok(Entry::Invalid(InvalidRow::default())));
+            if let Some(row) = planner.take(entry)? {
+                *slot = Ok(Entry::Valid(row));
+            }
+        }
+        entries.give_back(batch);
+    }
+    Ok(planner.finish())
+}
+
+impl<'a> Planner<'a> {
+    fn new(
+        replay: &'a Replay,
+        options: Options,
+        rules: Rules,
+        on_server: &'a OnServer,
+    ) -> Planner<'a> {
+        replay.reset_seen();
+        Planner {
+            replay,
+            on_server,
+            held_there: KeyMap::default(),
+            options,
+            rules,
+            plan: Plan::default(),
+            seen_images: Default::default(),
+            seen_libraries: KeyMap::default(),
+            known_persons: match options.reconcile {
+                Reconcile::Auto => replay.persons(),
+                _ => Default::default(),
             },
-            Entry::Invalid(bad) => planner.invalid(bad),
+            persons: Default::default(),
+            skipped_persons: Vec::new(),
+            // Only a limit needs the count of what each person already has.
+            registered: match rules.max_images_per_person {
+                Some(_) => replay.registered_per_person(),
+                None => PersonMap::default(),
+            },
         }
     }
-    let counts = &mut planner.plan.counts;
-    counts.persons = planner.persons.len() as u64;
-    counts.libraries = planner.seen_libraries.len() as u64;
-    if options.sync {
-        planner.limit_after_removals();
+
+    /// Plans one manifest entry; the row back when nothing of it was kept.
+    fn take(&mut self, entry: Result<Entry, ManifestError>) -> Result<Option<Row>, ManifestError> {
+        self.plan.counts.rows += 1;
+        match entry? {
+            Entry::Valid(row) => match self.rules.check_row.and_then(|check| check(&row)) {
+                Some((column, reason)) => self.invalid(refused(row, column, reason)),
+                None => return Ok(self.add(row)),
+            },
+            Entry::Invalid(bad) => self.invalid(bad),
+        }
+        Ok(None)
     }
-    planner.explain_skips();
-    if options.sync {
-        planner.plan.persons_named = planner.persons.keys().copied().collect();
+
+    /// The plan, once every entry is in.
+    fn finish(mut self) -> Plan {
+        let counts = &mut self.plan.counts;
+        counts.persons = self.persons.len() as u64;
+        counts.libraries = self.seen_libraries.len() as u64;
+        if self.options.sync {
+            self.limit_after_removals();
+        }
+        self.explain_skips();
+        if self.options.sync {
+            self.plan.persons_named = self.persons.keys().map(|(key, _)| key).collect();
+        }
+        let counts = &mut self.plan.counts;
+        counts.over_limit_persons =
+            (self.persons.slots.iter()).filter(|p| p.over_limit).count() as u64;
+        self.plan
     }
-    let counts = &mut planner.plan.counts;
-    counts.over_limit_persons = planner.persons.values().filter(|p| p.over_limit).count() as u64;
-    Ok(planner.plan)
 }
 
 /// A valid row that the target's own rules refuse.
@@ -445,17 +478,19 @@ impl Planner<'_> {
         let Some(limit) = self.rules.max_images_per_person else {
             return;
         };
-        for (&person, slot) in self.persons.iter_mut() {
+        for &index in self.persons.index.values() {
+            let slot = &mut self.persons.slots[index as usize];
             let allowed = limit.saturating_sub(slot.kept);
             if slot.new <= allowed {
                 continue;
             }
             let mut excess = slot.new - allowed;
             slot.over_limit = true;
-            let Some(job) = slot.job.filter(|&i| i != usize::MAX) else {
+            let library = slot.library as usize;
+            let Some(job) = slot.job_index() else {
                 self.plan.counts.over_limit += u64::from(excess);
                 self.plan.counts.to_send -= u64::from(excess);
-                self.plan.adds_by_library[slot.library] -= u64::from(excess);
+                self.plan.adds_by_library[library] -= u64::from(excess);
                 continue;
             };
             let job = &mut self.plan.jobs[job];
@@ -476,9 +511,8 @@ impl Planner<'_> {
                     .is_some_and(|s| s.status == Status::Skipped);
                 self.plan.counts.over_limit += 1;
                 self.plan.counts.to_send -= 1;
-                self.plan.adds_by_library[slot.library] -= 1;
-                self.skipped_persons
-                    .push((self.plan.rejected.len(), person));
+                self.plan.adds_by_library[library] -= 1;
+                self.skipped_persons.push((self.plan.rejected.len(), index));
                 self.plan.rejected.push(Rejected {
                     line: image.line,
                     category_id: job.category_id.clone(),
@@ -500,7 +534,7 @@ impl Planner<'_> {
             return;
         };
         for &(at, person) in &self.skipped_persons {
-            let slot = self.persons.get(&person).copied().unwrap_or_default();
+            let slot = self.persons.slots[person as usize];
             let stale = slot.registered.saturating_sub(slot.kept);
             self.plan.rejected[at].reason = if self.options.sync {
                 format!(
@@ -574,10 +608,8 @@ impl Planner<'_> {
         let (person, key) = row
             .image_id()
             .person_and_key(&row.category_id, &row.person_id);
-        match self
-            .replay
-            .alias(key, &row.category_id, &row.person_id, &row.image_url)
-        {
+        let keyed = row.image_key.is_some();
+        match (self.replay).alias(key, keyed, &row.category_id, &row.person_id, &row.image_url) {
             Some((recorded, identity)) => {
                 row.image_key = identity.map(str::to_string);
                 (person, recorded)
@@ -587,18 +619,19 @@ impl Planner<'_> {
     }
 
     /// The image's ledger state, and the line of an earlier row of the same image (this row
-    /// is then a duplicate).
+    /// is then a duplicate). `person` is the index of the image's person.
     fn first_sight(
         &mut self,
+        person: u32,
         key: u128,
         line: u64,
     ) -> (Option<crate::ledger::ImageState>, Option<u64>) {
         match self.replay.seen_at(key, line) {
             Some((state, first)) => (Some(state), first),
-            None => match self.seen_images.entry(key) {
-                std::collections::hash_map::Entry::Occupied(e) => (None, Some(*e.get())),
+            None => match self.seen_images.entry(compact::Seen::of(person, key)) {
+                std::collections::hash_map::Entry::Occupied(e) => (None, Some(u64::from(*e.get()))),
                 std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(line);
+                    e.insert(compact::line32(line));
                     (None, None)
                 }
             },
@@ -619,25 +652,35 @@ impl Planner<'_> {
         library
     }
 
-    fn add(&mut self, mut row: Row) {
+    /// The index of the row's person, interned on its first row (its library with it: every
+    /// row of a person names the same library, so the library is looked up once per person).
+    fn person_of(&mut self, person: u128, category_id: &str) -> u32 {
+        if let Some(index) = self.persons.get(person) {
+            return index;
+        }
+        let library = self.library_of(category_id) as u32;
+        let registered = self.registered.get(&(person as u64)).copied().unwrap_or(0);
+        // A sync removes the registered images the manifest no longer names: only those it
+        // names count, once it has been read whole.
+        let used = if self.options.sync { 0 } else { registered };
+        self.persons
+            .add(person, compact::PersonSlot::new(used, registered, library))
+    }
+
+    /// Plans a valid row; the row back when nothing of it was kept.
+    fn add(&mut self, mut row: Row) -> Option<Row> {
         let (person, key) = self.identify(&mut row);
-        let (state, first) = self.first_sight(key, row.line);
+        // A duplicate row's person is always known: the row that named the image first made it.
+        let index = self.person_of(person, &row.category_id);
+        let (state, first) = self.first_sight(index, key, row.line);
         if let Some(first) = first {
             self.plan.counts.duplicates += 1;
             self.plan.duplicate_rows.push((row.line, first));
-            return;
+            return Some(row);
         }
-        let library = self.library_of(&row.category_id);
-        let registered = self.registered.get(&(person as u64)).copied().unwrap_or(0);
         let sync = self.options.sync;
-        let slot = self.persons.entry(person).or_insert(PersonSlot {
-            // A sync removes the registered images the manifest no longer names: only those
-            // it names count, once it has been read whole.
-            used: if sync { 0 } else { registered },
-            registered,
-            library,
-            ..Default::default()
-        });
+        let slot = &mut self.persons.slots[index as usize];
+        let (library, registered) = (slot.library as usize, slot.registered);
         let mut needs_lookup = false;
         let there = !self.on_server.is_empty()
             && self
@@ -664,8 +707,9 @@ impl Planner<'_> {
                         was_invalid: false,
                     };
                     self.plan.restore.push((person, image));
+                    return None;
                 }
-                return;
+                return Some(row);
             }
             Some((Status::Pending | Status::Removing, _)) | Some((Status::Failed, true)) => {
                 needs_lookup = true
@@ -682,7 +726,7 @@ impl Planner<'_> {
             }
             Some((Status::Failed, false)) if !self.options.retry_failed => {
                 self.plan.counts.previously_failed += 1;
-                return;
+                return Some(row);
             }
             // Sent again on request: an earlier attempt may have been applied before the
             // refusal (or the look-up that was refused), so read the person first.
@@ -697,8 +741,7 @@ impl Planner<'_> {
             slot.over_limit = true;
             self.plan.counts.over_limit += 1;
             let already = state.is_some_and(|s| s.status == Status::Skipped);
-            self.skipped_persons
-                .push((self.plan.rejected.len(), person));
+            self.skipped_persons.push((self.plan.rejected.len(), index));
             self.plan.rejected.push(Rejected {
                 line: row.line,
                 reason: String::new(),
@@ -709,7 +752,7 @@ impl Planner<'_> {
                 status: Status::Skipped,
                 already_recorded: already,
             });
-            return;
+            return None;
         }
         slot.used += 1;
         if there {
@@ -723,15 +766,15 @@ impl Planner<'_> {
             u64::from(state.is_some_and(|s| s.status == Status::Invalid));
         self.plan.adds_by_library[library] += 1;
         if !self.options.keep_work {
-            if slot.job.is_none() {
-                slot.job = Some(usize::MAX);
+            if slot.job == compact::NO_JOB {
+                slot.job = compact::COUNTED;
                 self.plan.counts.to_reconcile += u64::from(reconcile);
             }
             if needs_lookup && !slot.looked_up {
                 slot.looked_up = true;
                 self.plan.counts.to_look_up += 1;
             }
-            return;
+            return Some(row);
         }
         let work = ImageWork {
             line: row.line,
@@ -742,8 +785,8 @@ impl Planner<'_> {
             sha256: None,
             was_invalid: state.is_some_and(|s| s.status == Status::Invalid),
         };
-        let index = match slot.job {
-            Some(i) => i,
+        let at = match slot.job_index() {
+            Some(at) => at,
             None => {
                 self.plan.counts.to_reconcile += u64::from(reconcile);
                 self.plan.jobs.push(PersonJob {
@@ -759,11 +802,12 @@ impl Planner<'_> {
                     held: registered,
                     recheck: None,
                 });
-                slot.job = Some(self.plan.jobs.len() - 1);
-                self.plan.jobs.len() - 1
+                let at = self.plan.jobs.len() - 1;
+                slot.job = u32::try_from(at).expect("fewer than 4 billion persons");
+                at
             }
         };
-        let job = &mut self.plan.jobs[index];
+        let job = &mut self.plan.jobs[at];
         if reconcile && !job.reconcile {
             job.reconcile = true;
             self.plan.counts.to_reconcile += 1;
@@ -776,6 +820,7 @@ impl Planner<'_> {
             self.plan.counts.to_look_up += 1;
         }
         job.images.push(work);
+        None
     }
 }
 

@@ -130,8 +130,10 @@ pub fn plan_file(
             .map(|m| (m.len(), m.modified().ok()))
     };
     let before = stamp(path);
-    let reader = manifest::Reader::open(path, read)?.read_ahead();
-    let plan = super::plan_knowing(reader, replay, options, rules, on_server)?;
+    let reader = manifest::Reader::open(path, read)?;
+    let read_as = reader.describe();
+    let mut plan = super::plan_read_ahead(reader.read_ahead(), replay, options, rules, on_server)?;
+    plan.read_as = Some(read_as);
     if stamp(path) != before {
         return Err(ManifestError::Changed {
             path: PathBuf::from(path),
