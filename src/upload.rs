@@ -95,9 +95,9 @@ pub fn journaled(ledger: &Path) -> HashMap<PathBuf, (Stamp, String)> {
 /// `verify`): the local files earlier runs uploaded, unchanged since, read as their objects —
 /// so those rows show as the images they became, not as files still to upload. The ledger is
 /// read for it only when a row names a local file.
-pub fn resolve_from_journal(ledger: &Path) {
+pub fn read_uploads_from_journal(read: &crate::manifest::ReadOptions, ledger: &Path) {
     let ledger = ledger.to_path_buf();
-    crate::manifest::set_uploaded_from(move || {
+    read.set_uploaded_from(move || {
         let mut local = LocalFiles::default();
         for (path, (then, object)) in journaled(&ledger) {
             if stamp(&path) == Some(then) {

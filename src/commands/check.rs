@@ -15,7 +15,7 @@ pub async fn command(args: CheckArgs) -> Exit {
         return fail(message);
     }
     let read = super::read_options(args.encoding, &args.columns, &args.sheet, &args.layout);
-    super::read_uploads_from_journal(&read, &args.ledger_path());
+    crate::upload::read_uploads_from_journal(&read, &args.ledger_path());
     let sync = args.sync.settings();
     let preflight = match args.preflight.settings(false) {
         Ok(settings) => settings,
@@ -179,7 +179,7 @@ fn plan_as_run(job: PlanJob) -> Result<Checked, String> {
         rules: job.kind.rules(),
         sync: job.sync.map(|s| s.scope),
     };
-    let planned = plan::run::plan_run_reading(&run, &job.read, &replay, &Default::default())
+    let planned = plan::run::plan_run(&run, &job.read, &replay, &Default::default())
         .map_err(|e| e.to_string())?;
     // A refused sync makes `run` plan again without removals (exit 8): what it would then
     // send, since the image limit no longer counts the slots the removals would free.
@@ -196,7 +196,7 @@ fn plan_as_run(job: PlanJob) -> Result<Checked, String> {
             sync: None,
             ..run
         };
-        let again = plan::run::plan_run_reading(&again, &job.read, &replay, &Default::default())
+        let again = plan::run::plan_run(&again, &job.read, &replay, &Default::default())
             .map_err(|e| e.to_string())?;
         Some(again.plan.counts)
     } else {

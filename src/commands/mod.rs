@@ -144,38 +144,3 @@ pub(crate) fn read_options(
     read.layout = layout.clone().unwrap_or_default();
     read
 }
-
-/// For commands that read a manifest without uploading (`check`, `status`, `report`,
-/// `verify`): the local files earlier runs uploaded, unchanged since, read as their objects —
-/// so those rows show as the images they became, not as files still to upload. The ledger is
-/// read for it only when a row names a local file.
-pub(crate) fn read_uploads_from_journal(
-    read: &crate::manifest::ReadOptions,
-    ledger: &std::path::Path,
-) {
-    let ledger = ledger.to_path_buf();
-    read.set_uploaded_from(move || {
-        let mut local = crate::manifest::LocalFiles::default();
-        for (path, (then, object)) in crate::upload::journaled(&ledger) {
-            if upload_stamp(&path) == Some(then) {
-                local.resolved.insert(path, Ok(object));
-            }
-        }
-        local
-    });
-}
-
-/// A file's stamp now as `upload` records it (size, modification time in nanoseconds), when
-/// it can be read.
-// The twin of `upload::stamp`, private there; it moves there with this loader (replacing
-// `upload::resolve_from_journal`) once that file is free to change.
-fn upload_stamp(path: &std::path::Path) -> Option<crate::upload::Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    let modified = meta
-        .modified()
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_nanos();
-    Some((meta.len(), u64::try_from(modified).ok()?))
-}

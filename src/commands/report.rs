@@ -50,7 +50,7 @@ const MTS: &str = "MTS custom faces";
 const RUNS_SHOWN: usize = 50;
 
 pub async fn execute(config: ReportConfig) -> Exit {
-    super::read_uploads_from_journal(&config.read, &config.ledger);
+    crate::upload::read_uploads_from_journal(&config.read, &config.ledger);
     let gather_config = config.clone();
     let page = match super::blocking(move || gather(&gather_config)).await {
         Ok(page) => page,

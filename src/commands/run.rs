@@ -44,8 +44,6 @@ async fn run(args: RunArgs) -> (Exit, bool) {
     }
     let mut read = super::read_options(args.encoding, &args.columns, &args.sheet, &args.layout);
     read.no_escape = args.no_escape;
-    // The pipeline plans without options of its own: it reads as this command does.
-    crate::plan::run::set_run_reading(read.clone());
     // A mistyped manifest path is the user's input, told as such (exit 2) before credentials
     // are looked for: without them it used to read as a credentials failure (exit 3).
     if let Err(e) = crate::manifest::check_source(&args.manifest) {
@@ -86,6 +84,7 @@ async fn run(args: RunArgs) -> (Exit, bool) {
         probe: !args.no_probe,
         converge_reads: !args.sandbox,
         quiet: args.quiet,
+        read: read.clone(),
         progress: if args.quiet {
             crate::report::ProgressMode::Off
         } else {

@@ -97,7 +97,7 @@ pub struct StatusReport {
 }
 
 pub async fn execute(config: StatusConfig) -> Exit {
-    super::read_uploads_from_journal(&config.read, &config.ledger);
+    crate::upload::read_uploads_from_journal(&config.read, &config.ledger);
     if config.failed {
         return list_failed(config).await;
     }

@@ -708,7 +708,7 @@ pub async fn command(args: crate::cli::ops::VerifyArgs) -> Exit {
         Ok(config) => config,
         Err(message) => return fail(message),
     };
-    super::read_uploads_from_journal(&config.read, &args.ledger_path());
+    crate::upload::read_uploads_from_journal(&config.read, &args.ledger_path());
     let connected = match connect_for(&args.connect, kind).await {
         Ok(c) => c,
         Err(exit) => return exit,

@@ -23,7 +23,7 @@ pub use error::ManifestError;
 pub use folder::Layout;
 pub use header::{ColumnMap, Columns};
 pub use local::{LocalFiles, local_path, readable_local_path};
-pub use options::{Loader, ReadOptions, set_uploaded_from};
+pub use options::{Loader, ReadOptions};
 pub use validate::{is_system_library, validate_id, validate_url};
 
 /// A row that passed every check; ids, URL and name are trimmed.

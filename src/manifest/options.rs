@@ -14,16 +14,6 @@ use super::{ColumnMap, Encoding, Layout, LocalFiles};
 /// no read of the ledger.
 pub type Loader = Box<dyn Fn() -> LocalFiles + Send + Sync>;
 
-/// The loader `upload::resolve_from_journal` sets process-wide, read by options that have none
-/// of their own. No command calls that function any more (each sets its own options' loader);
-/// this goes with it once `upload.rs` is free to change.
-static JOURNALED: OnceLock<Loader> = OnceLock::new();
-
-/// Sets [`JOURNALED`]; kept for `upload::resolve_from_journal` only.
-pub fn set_uploaded_from(load: impl Fn() -> LocalFiles + Send + Sync + 'static) {
-    let _ = JOURNALED.set(Box::new(load));
-}
-
 /// The reading options of one command. Clones share what was learned (uploads, folders
 /// walked): a command clones its options into the threads that read for it.
 #[derive(Clone, Debug, Default)]
@@ -83,7 +73,7 @@ impl ReadOptions {
         if let Some(files) = self.learned.uploaded.get() {
             return Some(files);
         }
-        let load = self.learned.loader.get().or_else(|| JOURNALED.get())?;
+        let load = self.learned.loader.get()?;
         Some(self.learned.uploaded.get_or_init(load))
     }
 

@@ -58,6 +58,8 @@ pub struct RunConfig {
     pub preflight: Option<crate::preflight::Settings>,
     /// `-q`: nothing on stderr but warnings, errors and (on a non-zero exit) one line.
     pub quiet: bool,
+    /// How the command reads its manifest (and what it learned: the photos it uploaded).
+    pub read: crate::manifest::ReadOptions,
     /// With nothing to send, make one cheap authenticated read (`--no-probe` turns it off).
     pub probe: bool,
     /// Read once more the persons earlier runs created images for (another writer's copies);
@@ -532,7 +534,8 @@ async fn read_and_plan(
             rules: config.target.rules(),
             sync: config.sync.map(|s| s.scope),
         };
-        let planned = plan::run::plan_run(&run, &replay, &on_server.unwrap_or_default())?;
+        let planned =
+            plan::run::plan_run(&run, &config.read, &replay, &on_server.unwrap_or_default())?;
         Ok((planned, replay))
     })
     .await

@@ -73,29 +73,8 @@ pub fn check_target(
     )))
 }
 
-/// The `run` command's reading options, for [`plan_run`], which the pipeline calls without
-/// them. The one process-wide reading setting left: it goes once the pipeline's `RunConfig`
-/// carries the command's [`ReadOptions`] to [`plan_run_reading`].
-static RUN_READING: std::sync::OnceLock<ReadOptions> = std::sync::OnceLock::new();
-
-/// Sets the options [`plan_run`] reads with (the `run` command, once).
-pub fn set_run_reading(read: ReadOptions) {
-    let _ = RUN_READING.set(read);
-}
-
-/// Plans the run (blocking: it reads the manifest and the ledger), reading as the `run`
-/// command set ([`set_run_reading`]), else with the default options.
-pub fn plan_run(
-    run: &RunPlan<'_>,
-    replay: &Replay,
-    on_server: &OnServer,
-) -> Result<Planned, PlanError> {
-    let read = RUN_READING.get().cloned().unwrap_or_default();
-    plan_run_reading(run, &read, replay, on_server)
-}
-
 /// Plans the run (blocking: it reads the manifest and the ledger), reading as `read` says.
-pub fn plan_run_reading(
+pub fn plan_run(
     run: &RunPlan<'_>,
     read: &ReadOptions,
     replay: &Replay,
