@@ -169,47 +169,14 @@ async fn run_with<T: crate::backend::Backend>(
         }
     };
     let Planned { mut plan, dropped } = planned;
-    let mut preflight_refused = crate::report::Groups::new();
-    let mut preflight_figures = None;
-    let mut verdicts = Vec::new();
-    if let Some(settings) = &config.preflight
-        && preflight::has_work(&plan, settings)
-    {
-        let started = crate::clock::instant();
-        let ledger = config.ledger.clone();
-        let recorded = tokio::task::spawn_blocking(move || crate::preflight::recorded(&ledger))
-            .await
-            .map_err(join_err)??;
-        // A photo the run uploads is read from its file: its object may not be there yet.
-        let files: std::collections::HashMap<&str, &std::path::Path> = config
-            .uploads
-            .iter()
-            .flat_map(|prepared| &prepared.queue)
-            .map(|pending| (pending.address.as_str(), pending.path()))
-            .collect();
-        let mut report = preflight::screen(&reader, &mut plan, &recorded, settings, &files).await;
-        if let Some(halt) = report.halt.take() {
+    let screened = match preflight::run_step(&config, &reader, &mut plan).await {
+        Ok(screened) => screened,
+        Err(e) => {
             // The credentials or the network, not the photos: nothing judged, nothing written.
             begun.abandon();
-            return Err(RunError::Stopped {
-                exit: halt.exit,
-                message: halt.message,
-            });
+            return Err(e);
         }
-        if report.checked > 0 && !config.quiet {
-            crate::say::text(&report.render());
-        }
-        verdicts = std::mem::take(&mut report.fresh);
-        preflight_figures = Some(crate::report::Preflight {
-            checked: report.checked,
-            unchanged: report.unchanged,
-            refused: report.refused,
-            warned: report.warned,
-            bytes_read: report.bytes_read,
-            seconds: started.elapsed().as_secs_f64(),
-        });
-        preflight_refused = report.refused_by_kind;
-    }
+    };
     let emptied = sync::emptied_entities(&plan, &dropped);
     plan.attach(dropped.persons);
     plan.read_libraries_from(config.target.library_read_threshold());
@@ -230,7 +197,7 @@ async fn run_with<T: crate::backend::Backend>(
         .clone()
         .map(|prepared| start_uploads(&reader, prepared, &plan, &journal.events, &run_id, &stop));
     // What pre-flight read now, so that the next run reads only what changes.
-    for (source, prior) in verdicts {
+    for (source, prior) in screened.verdicts {
         let record = ledger::record::Record::Checked(prior.record(&run_id, &source));
         journal.events.send(Event::Record(record));
     }
@@ -275,8 +242,8 @@ async fn run_with<T: crate::backend::Backend>(
     let reason = stop.reason();
     let unreached = stop.unreached();
     let mut summary = summary_at_start(&run_id, &counts, &rejected, &config, sync);
-    summary.preflight_refused = preflight_refused;
-    summary.preflight = preflight_figures;
+    summary.preflight_refused = screened.refused;
+    summary.preflight = screened.figures;
     summary.uploads = uploads;
     // The end record carries the summary, so it is written once the figures are final.
     let ending = journal.finish_with(|figures| {

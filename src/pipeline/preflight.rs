@@ -46,6 +46,62 @@ pub(crate) fn has_work(plan: &Plan, settings: &Settings) -> bool {
         .any(|job| job.images.iter().any(|image| screened(image, settings)))
 }
 
+/// What pre-flight made of a run's plan: the refusals by kind and the figures for the
+/// summary, and the verdicts to journal.
+#[derive(Default)]
+pub(crate) struct Screened {
+    pub refused: crate::report::Groups,
+    pub figures: Option<crate::report::Preflight>,
+    pub verdicts: Vec<(String, crate::preflight::Prior)>,
+}
+
+/// Pre-flight's step of a run, when it has anything to read: the ledger's hashes and verdicts,
+/// the sweep (a photo the run uploads is read from its file: its object may not be there
+/// yet), its report printed unless `-q`, the plan rid of what it refused. An error stops the
+/// run before anything is written: OSS refused the credentials, or nothing answered.
+pub(crate) async fn run_step(
+    config: &super::RunConfig,
+    reader: &Client,
+    plan: &mut Plan,
+) -> Result<Screened, super::RunError> {
+    let Some(settings) = config.preflight.as_ref().filter(|s| has_work(plan, s)) else {
+        return Ok(Screened::default());
+    };
+    let started = crate::clock::instant();
+    let ledger = config.ledger.clone();
+    let recorded = tokio::task::spawn_blocking(move || crate::preflight::recorded(&ledger))
+        .await
+        .map_err(super::join_err)??;
+    let files: HashMap<&str, &std::path::Path> = config
+        .uploads
+        .iter()
+        .flat_map(|prepared| &prepared.queue)
+        .map(|pending| (pending.address.as_str(), pending.path()))
+        .collect();
+    let mut report = screen(reader, plan, &recorded, settings, &files).await;
+    if let Some(halt) = report.halt.take() {
+        return Err(super::RunError::Stopped {
+            exit: halt.exit,
+            message: halt.message,
+        });
+    }
+    if report.checked > 0 && !config.quiet {
+        crate::say::text(&report.render());
+    }
+    Ok(Screened {
+        figures: Some(crate::report::Preflight {
+            checked: report.checked,
+            unchanged: report.unchanged,
+            refused: report.refused,
+            warned: report.warned,
+            bytes_read: report.bytes_read,
+            seconds: started.elapsed().as_secs_f64(),
+        }),
+        verdicts: std::mem::take(&mut report.fresh),
+        refused: report.refused_by_kind,
+    })
+}
+
 /// Sweeps the plan's new images and applies the report to the plan. `recorded`: the ledger's
 /// registered images' hashes.
 /// `files`: the objects the run uploads, by address, with the local file each one will be.

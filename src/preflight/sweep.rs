@@ -244,7 +244,6 @@ pub async fn sweep(
     remembered: &Remembered,
     settings: &Settings,
 ) -> Report {
-    let gap = (settings.qps > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(settings.qps)));
     if !items.is_empty() {
         tracing::info!(
             images = items.len(),
@@ -253,73 +252,13 @@ pub async fn sweep(
             "pre-flight: reading each image before anything is sent"
         );
     }
-    let start = crate::clock::instant();
+    let pace = Pace {
+        start: crate::clock::instant(),
+        gap: (settings.qps > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(settings.qps))),
+    };
     let limits = settings.limits.fingerprint();
     let mut images: Vec<Swept> = futures::stream::iter(items.iter().enumerate())
-        .map(|(i, item)| {
-            let limits = &limits;
-            async move {
-                let source = crate::image::Locator::of(item.image_url).into_string();
-                let prior = remembered
-                    .checks
-                    .get(&source)
-                    .filter(|prior| prior.limits == *limits);
-                // A key that names its content needs no question to the server.
-                if let Some(prior) = prior.filter(|p| p.named_by_content(&source)) {
-                    return reused(item, prior);
-                }
-                // The pace spares the servers photos come from; a local file is read unpaced.
-                if let Some(gap) = gap
-                    && item.file.is_none()
-                {
-                    tokio::time::sleep_until(start + gap.mul_f64(i as f64)).await;
-                }
-                if let Some(prior) = prior
-                    && item.file.is_none()
-                    && let Ok(Some(now)) = client.head_image(item.image_url, settings.timeout).await
-                    && prior.validators.same_as_before(&now)
-                {
-                    return reused(item, prior);
-                }
-                let fetched = match item.file {
-                    Some(file) => read_file(file, cap_of(settings)).await,
-                    None => {
-                        client
-                            .fetch_image(item.image_url, cap_of(settings), settings.timeout)
-                            .await
-                    }
-                };
-                let validators = match &fetched {
-                    Ok(f) if (200..300).contains(&f.status) => Some(f.validators()),
-                    _ => None,
-                };
-                let reach = Reach::of(&fetched);
-                let (checked, read) = check_one(item, fetched, &settings.limits);
-                // Only an answered read is a verdict worth keeping: one that could not reach
-                // the image is tried again next time.
-                let fresh = validators
-                    .filter(|v| v.usable() || item.file.is_some())
-                    .map(|validators| {
-                        (
-                            source,
-                            Prior {
-                                limits: limits.clone(),
-                                validators,
-                                http_status: checked.status,
-                                inspection: checked.inspection.clone(),
-                            },
-                        )
-                    });
-                Swept {
-                    checked,
-                    read,
-                    reused: false,
-                    fresh,
-                    expected: item.expected_sha256,
-                    reach,
-                }
-            }
-        })
+        .map(|(i, item)| sweep_one(client, item, pace.slot(i), remembered, settings, &limits))
         .buffer_unordered(settings.in_flight.max(1))
         .collect()
         .await;
@@ -331,28 +270,119 @@ pub async fn sweep(
             ..Report::default()
         };
     }
-    let verdicts = {
-        let mut seen: Vec<Seen<'_>> = images
-            .iter()
-            .map(|swept| Seen {
-                line: swept.checked.line,
-                category_id: &swept.checked.category_id,
-                person_id: &swept.checked.person_id,
-                sha256: swept.checked.inspection.sha256.as_deref(),
-                recorded: false,
-            })
-            .collect();
-        seen.extend(remembered.registered.iter().map(|r| Seen {
-            line: r.line,
-            category_id: &r.category_id,
-            person_id: &r.person_id,
-            sha256: Some(&r.sha256),
-            recorded: true,
-        }));
-        let mut verdicts = cross::compare(&seen);
-        verdicts.truncate(images.len());
-        verdicts
+    let verdicts = compare(&images, remembered);
+    tally(images, verdicts)
+}
+
+/// When the `i`th image may be asked for: the pace spares the servers photos come from.
+#[derive(Clone, Copy)]
+struct Pace {
+    start: tokio::time::Instant,
+    gap: Option<Duration>,
+}
+
+impl Pace {
+    fn slot(self, i: usize) -> Option<tokio::time::Instant> {
+        self.gap.map(|gap| self.start + gap.mul_f64(i as f64))
+    }
+}
+
+/// One image: its earlier verdict when it stands (a key that names its content, or a HEAD
+/// that finds it unchanged), else read (at its slot, unless it is a local file) and checked.
+async fn sweep_one<'a>(
+    client: &Client,
+    item: &Item<'a>,
+    slot: Option<tokio::time::Instant>,
+    remembered: &Remembered,
+    settings: &Settings,
+    limits: &str,
+) -> Swept<'a> {
+    let source = crate::image::Locator::of(item.image_url).into_string();
+    let prior = remembered
+        .checks
+        .get(&source)
+        .filter(|prior| prior.limits == limits);
+    // A key that names its content needs no question to the server.
+    if let Some(prior) = prior.filter(|p| p.named_by_content(&source)) {
+        return reused(item, prior);
+    }
+    if let Some(at) = slot
+        && item.file.is_none()
+    {
+        tokio::time::sleep_until(at).await;
+    }
+    if let Some(prior) = prior
+        && item.file.is_none()
+        && let Ok(Some(now)) = client.head_image(item.image_url, settings.timeout).await
+        && prior.validators.same_as_before(&now)
+    {
+        return reused(item, prior);
+    }
+    let fetched = match item.file {
+        Some(file) => read_file(file, cap_of(settings)).await,
+        None => {
+            client
+                .fetch_image(item.image_url, cap_of(settings), settings.timeout)
+                .await
+        }
     };
+    let validators = match &fetched {
+        Ok(f) if (200..300).contains(&f.status) => Some(f.validators()),
+        _ => None,
+    };
+    let reach = Reach::of(&fetched);
+    let (checked, read) = check_one(item, fetched, &settings.limits);
+    // Only an answered read is a verdict worth keeping: one that could not reach the image is
+    // tried again next time.
+    let fresh = validators
+        .filter(|v| v.usable() || item.file.is_some())
+        .map(|validators| {
+            let prior = Prior {
+                limits: limits.to_string(),
+                validators,
+                http_status: checked.status,
+                inspection: checked.inspection.clone(),
+            };
+            (source, prior)
+        });
+    Swept {
+        checked,
+        read,
+        reused: false,
+        fresh,
+        expected: item.expected_sha256,
+        reach,
+    }
+}
+
+/// The rule across rows ([`cross`]) over the swept images (in line order) and the registered
+/// ones the ledger remembers: one verdict per swept image.
+fn compare(images: &[Swept<'_>], remembered: &Remembered) -> Vec<cross::Verdict> {
+    let mut seen: Vec<Seen<'_>> = images
+        .iter()
+        .map(|swept| Seen {
+            line: swept.checked.line,
+            category_id: &swept.checked.category_id,
+            person_id: &swept.checked.person_id,
+            sha256: swept.checked.inspection.sha256.as_deref(),
+            recorded: false,
+        })
+        .collect();
+    seen.extend(remembered.registered.iter().map(|r| Seen {
+        line: r.line,
+        category_id: &r.category_id,
+        person_id: &r.person_id,
+        sha256: Some(&r.sha256),
+        recorded: true,
+    }));
+    let mut verdicts = cross::compare(&seen);
+    verdicts.truncate(images.len());
+    verdicts
+}
+
+/// The report: each image with every finding (its own, the rule across rows, the hash the
+/// manifest names), and the counts.
+fn tally(images: Vec<Swept<'_>>, verdicts: Vec<cross::Verdict>) -> Report {
     let mut report = Report::default();
     for (swept, verdict) in images.into_iter().zip(verdicts) {
         let Swept {
