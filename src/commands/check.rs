@@ -43,7 +43,7 @@ pub async fn command(args: CheckArgs) -> Exit {
     };
     let checked = match tokio::task::spawn_blocking(move || plan_as_run(job)).await {
         Ok(Ok(checked)) => checked,
-        Ok(Err(message)) => return fail(message),
+        Ok(Err(error)) => return fail(error),
         Err(e) => return fail(format!("internal error: {e}")),
     };
     let removals = checked.dropped.removals() as u64;
@@ -168,8 +168,8 @@ struct Checked {
 
 /// Plans exactly as `run` plans, its refusals included (a ledger of another target)
 /// (blocking).
-fn plan_as_run(job: PlanJob) -> Result<Checked, String> {
-    let replay = ledger::replay(&job.ledger).map_err(|e| e.to_string())?;
+fn plan_as_run(job: PlanJob) -> Result<Checked, plan::run::PlanError> {
+    let replay = ledger::replay(&job.ledger)?;
     let run = plan::run::RunPlan {
         manifest: &job.manifest,
         ledger: &job.ledger,
@@ -179,8 +179,7 @@ fn plan_as_run(job: PlanJob) -> Result<Checked, String> {
         rules: job.kind.rules(),
         sync: job.sync.map(|s| s.scope),
     };
-    let planned = plan::run::plan_run(&run, &job.read, &replay, &Default::default())
-        .map_err(|e| e.to_string())?;
+    let planned = plan::run::plan_run(&run, &job.read, &replay, &Default::default())?;
     // A refused sync makes `run` plan again without removals (exit 8): what it would then
     // send, since the image limit no longer counts the slots the removals would free.
     let refused = job.sync.is_some_and(|s| {
@@ -196,15 +195,14 @@ fn plan_as_run(job: PlanJob) -> Result<Checked, String> {
             sync: None,
             ..run
         };
-        let again = plan::run::plan_run(&again, &job.read, &replay, &Default::default())
-            .map_err(|e| e.to_string())?;
+        let again = plan::run::plan_run(&again, &job.read, &replay, &Default::default())?;
         Some(again.plan.counts)
     } else {
         None
     };
     // Pre-flight compares new photos with the ones the ledger records as registered.
     let recorded = if job.with_hashes {
-        crate::preflight::recorded(&job.ledger).map_err(|e| e.to_string())?
+        crate::preflight::recorded(&job.ledger)?
     } else {
         crate::preflight::Remembered::default()
     };
