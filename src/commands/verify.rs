@@ -164,17 +164,7 @@ async fn load_inputs(
         Journal::begin(&ledger, Missing::Create, load).map(|(inputs, begun)| (inputs, Some(begun)))
     })
     .await;
-    match loaded {
-        Ok(Ok(loaded)) => Ok(loaded),
-        Ok(Err(e)) => {
-            crate::say!("face-enroll: {e}");
-            Err(e.exit())
-        }
-        Err(e) => {
-            crate::say!("face-enroll: internal error: {e}");
-            Err(Exit::Usage)
-        }
-    }
+    said(loaded)
 }
 
 /// The stop and the caller; as `run` does, a process killed a moment ago may have spent this
@@ -217,8 +207,14 @@ async fn resolve_drifts(
             .map(|()| (drifts, inputs))
     })
     .await;
-    match resolved {
-        Ok(Ok(both)) => Ok(both),
+    said(resolved)
+}
+
+/// A blocking step's outcome, its error said here: the step's exit, or 2 for a step that
+/// never finished (a bug).
+fn said<T>(outcome: Result<Result<T, LoadError>, tokio::task::JoinError>) -> Result<T, Exit> {
+    match outcome {
+        Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => {
             crate::say!("face-enroll: {e}");
             Err(e.exit())
