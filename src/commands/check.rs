@@ -321,7 +321,7 @@ fn removal_list(dropped: &plan::Dropped) -> Vec<CheckRemoval> {
             p.drops.iter().filter(|d| d.remove).map(|d| CheckRemoval {
                 library: p.category_id.clone(),
                 person: p.person_id.clone(),
-                image_url: d.image_url.clone(),
+                image_url: d.image.source.clone(),
                 id: d.id.clone(),
                 reason: d.why.reason(),
             })
@@ -531,7 +531,7 @@ fn render_refused_rows(out: &mut String, plan: &Plan, limit: Option<u32>) {
         let _ = writeln!(
             out,
             "    line {}: {} / {}: {}",
-            r.line, r.category_id, r.person_id, r.image_url
+            r.line, r.category_id, r.person_id, r.image.source
         );
     }
 }
@@ -678,8 +678,8 @@ async fn probe_objects(args: &CheckArgs, plan: &Plan, client: &crate::api::Clien
         .jobs
         .iter()
         .flat_map(|job| &job.images)
-        .filter(|image| image.image_url.starts_with("oss://"))
-        .map(|image| (image.line, image.image_url.as_str()))
+        .filter(|image| image.image.source.starts_with("oss://"))
+        .map(|image| (image.line, image.image.source.as_str()))
         .collect();
     let qps = args.qps();
     let gap = (qps > 0).then(|| std::time::Duration::from_secs_f64(1.0 / f64::from(qps)));

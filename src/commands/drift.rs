@@ -229,7 +229,7 @@ impl Inputs {
         if self.ledger.find(key).is_some() {
             return key;
         }
-        let by_url = ImageId::new(&row.image_url, None).key(&row.category_id, &row.person_id);
+        let by_url = ImageId::new(&row.image.source, None).key(&row.category_id, &row.person_id);
         if self.ledger.find(by_url).is_some() {
             return by_url;
         }

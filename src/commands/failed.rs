@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::image::{ImageId, person_key};
+use crate::image::{Image, person_key};
 use crate::ledger::{self, Entry, KeyMap, Status};
 
 /// One image not registered, as its last ledger record says.
@@ -19,10 +19,10 @@ pub struct NotRegistered {
     pub person_id: String,
     /// The manifest's name of the person, else the one recorded.
     pub person_name: Option<String>,
-    pub image_url: String,
-    /// The recorded `image_key`: with the URL, the image's identity (not printed).
-    #[serde(skip)]
-    pub image_key: Option<String>,
+    /// The image as recorded (written as its source, `image_url`; its `image_key` is not
+    /// printed).
+    #[serde(rename = "image_url", serialize_with = "crate::image::source_only")]
+    pub image: Image,
     pub status: Status,
     /// The service's Code (`failed`), or `null`.
     pub error_code: Option<String>,
@@ -39,8 +39,7 @@ impl NotRegistered {
     /// `Code: Message` for a failure, the reason otherwise.
     /// The image's key, as the ledger knows it.
     pub fn key(&self) -> u128 {
-        ImageId::new(&self.image_url, self.image_key.as_deref())
-            .key(&self.category_id, &self.person_id)
+        self.image.key_in(&self.category_id, &self.person_id)
     }
 
     pub fn reason(&self) -> String {
@@ -112,8 +111,7 @@ fn follow(
                 category_id: image.category_id.to_string(),
                 person_id: image.person_id.to_string(),
                 person_name: view.person_name.as_deref().map(str::to_string),
-                image_url: image.image_url.to_string(),
-                image_key: view.image_key.as_deref().map(str::to_string),
+                image: image.image(),
                 status: image.status,
                 error_code: view.error_code.as_deref().map(str::to_string),
                 message: view
@@ -170,7 +168,10 @@ impl Current {
             }
             let key = row.image_id().key(&row.category_id, &row.person_id);
             if images.contains_key(&key) {
-                current.rows.entry(key).or_insert((row.line, row.image_url));
+                current
+                    .rows
+                    .entry(key)
+                    .or_insert((row.line, row.image.source));
             }
         }
         Ok(current)
@@ -181,7 +182,7 @@ impl Current {
         for r in rows.iter_mut() {
             if let Some((line, url)) = self.rows.get(&r.key()) {
                 r.line = Some(*line);
-                r.image_url.clone_from(url);
+                r.image.source.clone_from(url);
             }
             if let Some(name) = self.names.get(&person_key(&r.category_id, &r.person_id)) {
                 r.person_name = Some(name.clone());
@@ -219,7 +220,7 @@ pub fn render(rows: &[NotRegistered]) -> String {
             r.line.map_or_else(|| "-".into(), |l| l.to_string()),
             r.category_id,
             r.person_id,
-            r.image_url,
+            r.image.source,
             r.status.as_str(),
             r.error_code.as_deref().unwrap_or("-"),
             r.message
@@ -264,7 +265,7 @@ mod tests {
         bytes.extend(line(Status::Registered, "u4", 5, None));
         std::fs::write(&path, bytes).unwrap();
         let rows = collect(&path).unwrap();
-        let urls: Vec<&str> = rows.iter().map(|r| r.image_url.as_str()).collect();
+        let urls: Vec<&str> = rows.iter().map(|r| r.image.source.as_str()).collect();
         assert_eq!(urls, ["u2", "u3"]);
         assert_eq!(rows[1].reason(), "InvalidParameter: bad image");
         assert!(render(&rows).contains("\tfailed\tInvalidParameter\tbad image\t"));
@@ -288,7 +289,7 @@ mod tests {
             .into_iter()
             .filter(|r| r.status == Status::Failed && !r.retryable)
             .collect();
-        let urls: Vec<&str> = refused.iter().map(|r| r.image_url.as_str()).collect();
+        let urls: Vec<&str> = refused.iter().map(|r| r.image.source.as_str()).collect();
         assert_eq!(
             urls,
             ["u7", "u6", "u3"],

@@ -268,7 +268,7 @@ impl Ledger {
         if self.images.contains_key(&key) {
             return key;
         }
-        let url_only = ImageId::new(&row.image_url, None).key(&row.category_id, &row.person_id);
+        let url_only = ImageId::new(&row.image.source, None).key(&row.category_id, &row.person_id);
         if self.images.contains_key(&url_only) {
             return url_only;
         }
@@ -360,7 +360,7 @@ pub fn gather(config: &ReportConfig) -> Result<Page, super::OpsError> {
                 let photo = match seen.get(&key) {
                     Some(&first) => Photo {
                         line: Some(row.line),
-                        url: row.image_url.clone(),
+                        url: row.image.source.clone(),
                         badge: Badge::Duplicate,
                         reason: Some(format!("the same image as line {first}; sent once")),
                         ..Photo::default()
@@ -369,7 +369,7 @@ pub fn gather(config: &ReportConfig) -> Result<Page, super::OpsError> {
                         seen.insert(key, row.line);
                         let key = known.recorded_key(key, &row);
                         let last = known.images.get_mut(&key);
-                        photo_of(row.line, &row.image_url, last, &known.texts)
+                        photo_of(row.line, &row.image.source, last, &known.texts)
                     }
                 };
                 book.add(&row.category_id, &row.person_id, row.person_name, photo);

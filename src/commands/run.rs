@@ -6,7 +6,6 @@ use std::path::Path;
 use crate::cli::RunArgs;
 use crate::connect;
 use crate::exit::Exit;
-use crate::image::ImageId;
 use crate::ledger;
 use crate::pipeline::{self, Ending, RunConfig, RunError};
 use crate::plan::Rejected;
@@ -304,9 +303,7 @@ fn all_rejects(
 ) -> Vec<(Rejected, Option<String>)> {
     use crate::commands::failed::Current;
     use crate::image::person_key;
-    let key = |r: &Rejected| {
-        ImageId::new(&r.image_url, r.image_key.as_deref()).key(&r.category_id, &r.person_id)
-    };
+    let key = |r: &Rejected| r.image.key_in(&r.category_id, &r.person_id);
     let known: std::collections::HashSet<u128> = this_run.iter().map(key).collect();
     let mut earlier: Vec<_> = crate::commands::failed::collect_refused(ledger_path)
         .unwrap_or_default()
@@ -334,8 +331,7 @@ fn all_rejects(
             reason: r.reason(),
             category_id: r.category_id,
             person_id: r.person_id,
-            image_url: r.image_url,
-            image_key: r.image_key,
+            image: r.image,
             status: r.status,
             already_recorded: true,
         };
@@ -362,7 +358,7 @@ fn write_rejects(path: &Path, rejected: &[(Rejected, Option<String>)]) -> std::i
             line.as_str(),
             &r.category_id,
             &r.person_id,
-            &crate::image::shown(&r.image_url),
+            &r.image.shown(),
             r.status.as_str(),
             &r.reason,
             name.as_deref().unwrap_or_default(),

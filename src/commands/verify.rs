@@ -351,7 +351,7 @@ fn resolve_rows(
                 category_id: row.category_id,
                 person_id: row.person_id,
                 person_name: row.person_name,
-                image_url: row.image_url,
+                image_url: row.image.source,
             });
         }
         for (line, (_, row)) in lines {

@@ -21,6 +21,59 @@ pub use crate::sign::oss::OssObject;
 
 pub use key::{fold_id, library_key, person_key};
 
+/// An image as a manifest row names it and a ledger record keeps it: where it is (`source`:
+/// an http(s) URL, `oss://BUCKET/KEY`, or the object a local photo was uploaded to) and the
+/// row's `image_key`, when it has one. Its identity, its locator and the form it may be shown
+/// in all come from here.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Image {
+    /// Where the image is, as written (trimmed).
+    pub source: String,
+    /// The manifest's `image_key`: an identity of the image's own, when its source does not
+    /// say it (`sha256:<hex>` for a row with an `image_sha256`).
+    pub key: Option<String>,
+}
+
+/// Writes an image in the tool's JSON rows as its source alone (their `image_url`): the
+/// identity is the ledger's business.
+pub fn source_only<S: serde::Serializer>(image: &Image, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&image.source)
+}
+
+impl Image {
+    pub fn new(source: impl Into<String>, key: Option<String>) -> Image {
+        Image {
+            source: source.into(),
+            key,
+        }
+    }
+
+    /// An image named by where it is alone.
+    pub fn at(source: impl Into<String>) -> Image {
+        Image::new(source, None)
+    }
+
+    /// What makes this image this image: its `image_key`, else its locator.
+    pub fn id(&self) -> ImageId<'_> {
+        ImageId::new(&self.source, self.key.as_deref())
+    }
+
+    /// Where it is, in canonical form: what a server's listing is matched by.
+    pub fn locator(&self) -> Locator<'_> {
+        Locator::of(&self.source)
+    }
+
+    /// The source as it may be stored or shown (a signed link becomes what it names).
+    pub fn shown(&self) -> Cow<'_, str> {
+        shown(&self.source)
+    }
+
+    /// The image's key in `category_id`/`person_id`.
+    pub fn key_in(&self, category_id: &str, person_id: &str) -> u128 {
+        self.id().key(category_id, person_id)
+    }
+}
+
 /// Where an image is, in canonical form: scheme and host lower-cased, the default port, user
 /// info and fragment dropped, query parameters sorted with those that only grant access
 /// removed. The same object linked afresh has one locator; text that is no http(s) URL is its

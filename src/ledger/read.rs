@@ -115,6 +115,11 @@ impl<'a, V: LineView<'a>> Image<'_, 'a, V> {
         crate::image::ImageId::new(self.image_url, self.view.image_key())
     }
 
+    /// The image as recorded, owned: its source and its `image_key`.
+    pub fn image(&self) -> crate::image::Image {
+        crate::image::Image::new(self.image_url, self.view.image_key().map(str::to_string))
+    }
+
     /// The image's key (library, person, identity).
     pub fn key(&self) -> u128 {
         self.image_id().key(self.category_id, self.person_id)

@@ -383,6 +383,19 @@ impl ImageRecord {
         )
     }
 
+    /// A record of `status` for `image`: its source as it may be shown, and its identity
+    /// when that is not the source as written.
+    pub fn of(
+        run: &str,
+        status: Status,
+        category_id: &str,
+        person_id: &str,
+        image: &crate::image::Image,
+    ) -> ImageRecord {
+        ImageRecord::new(run, status, category_id, person_id, &image.source)
+            .with_identity(&image.id())
+    }
+
     /// Records the image's identity when it is not its URL as written.
     pub fn with_identity(mut self, id: &crate::image::ImageId<'_>) -> ImageRecord {
         if id.as_str() != self.image_url {

@@ -26,6 +26,8 @@ pub use local::{LocalFiles, local_path, readable_local_path};
 pub use options::{Loader, ReadOptions};
 pub use validate::{is_system_library, validate_id, validate_url};
 
+use crate::image::Image;
+
 /// A row that passed every check; ids, URL and name are trimmed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Row {
@@ -35,16 +37,15 @@ pub struct Row {
     pub person_id: String,
     /// `None` when the column is absent or the cell is empty.
     pub person_name: Option<String>,
-    pub image_url: String,
-    /// The `image_key` column: an identity of the image's own, when its URL does not say it.
-    /// A row with an `image_sha256` has `sha256:<hex>` here: its bytes are its identity.
-    pub image_key: Option<String>,
+    /// The photo column's source and the `image_key` column (a row with an `image_sha256` has
+    /// `sha256:<hex>` as its key: its bytes are its identity).
+    pub image: Image,
 }
 
 impl Row {
     /// What makes this image this image: its `image_key`, else its canonical URL.
     pub fn image_id(&self) -> crate::image::ImageId<'_> {
-        crate::image::ImageId::new(&self.image_url, self.image_key.as_deref())
+        self.image.id()
     }
 }
 

@@ -78,8 +78,10 @@ fn entry_for(
             category_id: fields.category_id.to_owned(),
             person_id: fields.person_id.to_owned(),
             person_name: fields.person_name.map(str::to_owned),
-            image_key: fields.image_key.map(std::borrow::Cow::into_owned),
-            image_url: fields.image_url.into_owned(),
+            image: crate::image::Image::new(
+                fields.image_url.into_owned(),
+                fields.image_key.map(std::borrow::Cow::into_owned),
+            ),
         }),
         Err((column, reason)) => Entry::Invalid(InvalidRow {
             line,

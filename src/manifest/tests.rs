@@ -129,7 +129,7 @@ fn reads_a_manifest_with_a_bom_and_crlf_line_ends() {
     assert_eq!(rows.len(), 2);
     let bob = valid(&rows[1]);
     assert_eq!((bob.line, bob.category_id.as_str()), (3, "staff"));
-    assert_eq!(bob.image_url, "https://h/b.jpg");
+    assert_eq!(bob.image.source, "https://h/b.jpg");
 }
 
 #[test]
@@ -347,8 +347,7 @@ fn trims_ids_url_and_name() {
             category_id: "staff".into(),
             person_id: "alice".into(),
             person_name: Some("Alice Smith".into()),
-            image_url: "https://h/a.jpg".into(),
-            image_key: None,
+            image: crate::image::Image::at("https://h/a.jpg"),
         }
     );
 }
@@ -370,7 +369,7 @@ fn ignores_unknown_columns() {
         entries("source,category_id,person_id,image_url,age\nhr,staff,alice,https://h/a.jpg,40\n");
     let row = valid(&rows[0]);
     assert_eq!(
-        (row.category_id.as_str(), row.image_url.as_str()),
+        (row.category_id.as_str(), row.image.source.as_str()),
         ("staff", "https://h/a.jpg")
     );
 }
@@ -499,20 +498,20 @@ fn an_image_sha256_column_is_the_images_identity_and_must_be_a_sha256() {
     let entries = entries(text);
     let row = valid(&entries[0]);
     let expected = format!("sha256:{}", hash.to_ascii_lowercase());
-    assert_eq!(row.image_key.as_deref(), Some(expected.as_str()));
+    assert_eq!(row.image.key.as_deref(), Some(expected.as_str()));
     assert_eq!(row.image_id().as_str(), expected);
     assert_eq!(
-        declared_sha256(row.image_key.as_deref()),
+        declared_sha256(row.image.key.as_deref()),
         Some(&expected[7..])
     );
     // The same bytes at another address are the same image.
     let moved = Row {
-        image_url: "https://elsewhere.example/x.jpg".into(),
+        image: crate::image::Image::new("https://elsewhere.example/x.jpg", row.image.key.clone()),
         ..row.clone()
     };
     assert_eq!(moved.image_id(), row.image_id());
     // An empty cell: the URL is the identity, as without the column.
-    assert_eq!(valid(&entries[1]).image_key, None);
+    assert_eq!(valid(&entries[1]).image.key, None);
     let Entry::Invalid(bad) = &entries[2] else {
         panic!("{:?}", entries[2])
     };
@@ -537,7 +536,7 @@ fn image_sha256_with_image_key_or_a_second_photo_column_is_a_row_error() {
     ));
     assert_eq!(two.len(), 2, "{two:?}");
     assert_eq!(
-        valid(&two[0]).image_key.as_deref(),
+        valid(&two[0]).image.key.as_deref(),
         Some(&*format!("sha256:{hash}"))
     );
     let Entry::Invalid(second) = &two[1] else {
@@ -606,7 +605,7 @@ fn uploads_one_command_learned_are_not_seen_by_another_reading() {
         .insert(photo, Ok("oss://b/p/a.jpg".to_string()));
     uploaded.set_uploaded(files);
     let row = read_all(dir.path(), &uploaded);
-    assert_eq!(valid(&row[0]).image_url, "oss://b/p/a.jpg");
+    assert_eq!(valid(&row[0]).image.source, "oss://b/p/a.jpg");
     let Entry::Invalid(other) = &read_all(dir.path(), &ReadOptions::default())[0] else {
         panic!("a local file without an upload is an invalid row");
     };

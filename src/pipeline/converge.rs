@@ -175,7 +175,7 @@ pub(crate) async fn converge_person<T: Backend>(
     let moved = !T::same_place(&kept_place, &ours);
     let mut outcomes = Outcomes::default();
     for (image, our_id) in made {
-        let url = Locator::of(&image.image_url);
+        let url = image.image.locator();
         let of_image = |held: &[Held]| -> Vec<Held> {
             let mut ids: Vec<Held> = held
                 .iter()

@@ -296,14 +296,14 @@ fn start_uploads(
             let restore = job.recheck.iter().flat_map(|r| &r.restore);
             job.images.iter().chain(restore)
         })
-        .map(|image| image.image_url.as_str())
+        .map(|image| image.image.source.as_str())
         .collect();
     // Photos pre-flight refused: no row sends them, so they are not put in the bucket.
     let kept_back: Vec<&str> = plan
         .rejected
         .iter()
         .filter(|r| r.reason.starts_with(preflight::REASON_PREFIX))
-        .map(|r| r.image_url.as_str())
+        .map(|r| r.image.source.as_str())
         .collect();
     let (events, run_id) = (events.clone(), run_id.to_string());
     let journal = move |record: ledger::record::UploadRecord| {
@@ -782,10 +782,11 @@ fn rejected_record(run_id: &str, rejected: &Rejected, target: TargetKind) -> Ima
         rejected.status,
         &rejected.category_id,
         &rejected.person_id,
-        &rejected.image_url,
+        &rejected.image.source,
     );
-    if let Some(key) = rejected.image_key.as_deref() {
-        record = record.with_identity(&crate::image::ImageId::new(&rejected.image_url, Some(key)));
+    // A row without an `image_key` is recorded by its source alone, as it was written.
+    if rejected.image.key.is_some() {
+        record = record.with_identity(&rejected.image.id());
     }
     record.line = Some(rejected.line);
     record.reason = Some(rejected.reason.clone());

@@ -35,8 +35,8 @@ fn is_private(image_url: &str) -> bool {
 fn screened(image: &crate::plan::ImageWork, settings: &Settings) -> bool {
     !image.unsettled
         && (settings.every_image
-            || is_private(&image.image_url)
-            || crate::manifest::declared_sha256(image.image_key.as_deref()).is_some())
+            || is_private(&image.image.source)
+            || crate::manifest::declared_sha256(image.image.key.as_deref()).is_some())
 }
 
 /// Whether the plan has an image pre-flight reads (else the ledger is not read for it).
@@ -123,9 +123,9 @@ pub(crate) async fn screen(
                     line: image.line,
                     category_id: &job.category_id,
                     person_id: &job.person_id,
-                    image_url: &image.image_url,
-                    file: files.get(image.image_url.as_str()).copied(),
-                    expected_sha256: crate::manifest::declared_sha256(image.image_key.as_deref()),
+                    image_url: &image.image.source,
+                    file: files.get(image.image.source.as_str()).copied(),
+                    expected_sha256: crate::manifest::declared_sha256(image.image.key.as_deref()),
                 })
         })
         .collect();
@@ -158,8 +158,7 @@ pub(crate) fn apply(plan: &mut Plan, report: &Report) {
                         line: image.line,
                         category_id: job.category_id.clone(),
                         person_id: job.person_id.clone(),
-                        image_url: image.image_url,
-                        image_key: image.image_key,
+                        image: image.image,
                         status: Status::Invalid,
                         reason: reason(checked),
                         already_recorded: image.was_invalid,
@@ -209,8 +208,7 @@ mod tests {
     fn image(line: u64, unsettled: bool) -> ImageWork {
         ImageWork {
             line,
-            image_url: format!("oss://b/{line}.jpg"),
-            image_key: None,
+            image: crate::image::Image::at(format!("oss://b/{line}.jpg")),
             key: u128::from(line),
             unsettled,
             sha256: None,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::caller::Tally;
+use crate::image::Image;
 use crate::ledger::{Appender, ImageRecord, LedgerError, Record, Status, encode};
 use crate::plan::Rejected;
 use crate::report::{Figures, Progress, ProgressMode};
@@ -297,8 +298,7 @@ impl Counted {
                     line: record.line.unwrap_or(0),
                     category_id: record.category_id.clone(),
                     person_id: record.person_id.clone(),
-                    image_url: record.image_url.clone(),
-                    image_key: record.image_key.clone(),
+                    image: Image::new(record.image_url.clone(), record.image_key.clone()),
                     status: Status::Failed,
                     reason: format!(
                         "{}: {}",

@@ -12,7 +12,7 @@ use super::recorder::{Event, Note};
 use crate::api::ApiError;
 use crate::backend::{Backend, Held, is_safe_id};
 use crate::caller::{Halt, Removal};
-use crate::image::{ImageId, Locator};
+use crate::image::Locator;
 use crate::ledger::{ImageRecord, Record, Status, record::PersonRecord};
 use crate::plan::{DropWork, ImageWork, PersonJob};
 use crate::stop::StopReason;
@@ -107,11 +107,11 @@ pub(crate) fn vanished<T: Backend>(
         .restore
         .iter()
         .filter(|image| {
-            let identity = ImageId::new(&image.image_url, image.image_key.as_deref());
-            !recheck.keep.iter().any(|k| {
-                ImageId::new(&k.image_url, k.image_key.as_deref()) == identity
-                    && held.iter().any(|h| h.id == k.id)
-            })
+            let identity = image.image.id();
+            !recheck
+                .keep
+                .iter()
+                .any(|k| k.image.id() == identity && held.iter().any(|h| h.id == k.id))
         })
         .cloned()
         .collect()
@@ -199,7 +199,7 @@ pub(crate) async fn remove_copies<T: Backend>(
             let line = recheck
                 .restore
                 .iter()
-                .find(|i| Locator::of(&i.image_url).as_str() == kept.url)
+                .find(|i| i.image.locator().as_str() == kept.url)
                 .map(|i| i.line);
             let record = kept_record(ctx, job, place, kept, &lowest, line);
             ctx.events.send(Event::Outcome(record));
@@ -226,15 +226,13 @@ fn kept_record<T: Backend>(
     id: &str,
     line: Option<u64>,
 ) -> ImageRecord {
-    let identity = crate::image::ImageId::new(&kept.image_url, kept.image_key.as_deref());
-    let mut record = ImageRecord::new(
+    let mut record = ImageRecord::of(
         &ctx.run_id,
         Status::Registered,
         &job.category_id,
         &job.person_id,
-        &kept.image_url,
-    )
-    .with_identity(&identity);
+        &kept.image,
+    );
     record.line = line;
     record.person_name = job.person_name.clone();
     record.adopted = Some(true);
@@ -395,9 +393,7 @@ async fn handle<T: Backend>(
         }
         _ => {
             let held = reads.held(ctx, &place).await?;
-            known(&held)
-                .get(Locator::of(&drop.image_url).as_str())
-                .cloned()
+            known(&held).get(drop.image.locator().as_str()).cloned()
         }
     };
     let Some(id) = id else {
@@ -448,7 +444,7 @@ async fn remove<T: Backend>(
             "face-enroll: not removing {} / {} {}: {} {id:?} is not an id that can be sent",
             job.category_id,
             job.person_id,
-            drop.image_url,
+            drop.image.source,
             T::ID
         );
         return Ok(false);
@@ -531,9 +527,10 @@ fn drop_record<T: Backend>(
         status,
         &job.category_id,
         &job.person_id,
-        &drop.image_url,
+        &drop.image.source,
     );
-    record.image_key = drop.image_key.clone();
+    // As recorded: the drop's image comes from the ledger (or the listing) as written there.
+    record.image_key = drop.image.key.clone();
     ctx.target.stamp(&mut record, place);
     record
 }

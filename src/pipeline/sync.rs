@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use super::{Planned, RunError};
 use crate::backend::{Backend, Library};
 use crate::caller::{Caller, Halt};
-use crate::image::{ImageId, Locator, library_key, person_key};
+use crate::image::{Image, ImageId, Locator, library_key, person_key};
 use crate::ledger::{ImageRecord, Status};
 use crate::plan::{DropWork, PersonDrops, Why};
 
@@ -84,22 +84,13 @@ pub(super) fn add_foreign<T: Backend>(
         let urls = wanted
             .entry(person_key(&job.category_id, &job.person_id))
             .or_default();
-        urls.extend(
-            job.images
-                .iter()
-                .map(|i| Locator::of(&i.image_url).into_string()),
-        );
+        urls.extend(job.images.iter().map(|i| i.image.locator().into_string()));
     }
     for person in &planned.dropped.persons {
         let urls = wanted
             .entry(person_key(&person.category_id, &person.person_id))
             .or_default();
-        urls.extend(
-            person
-                .drops
-                .iter()
-                .map(|d| Locator::of(&d.image_url).into_string()),
-        );
+        urls.extend(person.drops.iter().map(|d| d.image.locator().into_string()));
     }
     let mut at: HashMap<u128, usize> = planned
         .dropped
@@ -154,18 +145,17 @@ pub(super) fn add_foreign<T: Backend>(
                     });
                     planned.dropped.persons.len() - 1
                 });
-                let (image_url, image_key, image) = match (why, recorded) {
+                let (image, key) = match (why, recorded) {
                     // Recorded as the ledger's image, under the id the server holds.
-                    (Why::Adopt, Some(r)) => (r.image_url.clone(), r.image_key.clone(), r.key),
+                    (Why::Adopt, Some(r)) => (r.image.clone(), r.key),
                     _ => {
-                        let image = ImageId::listed(&url).key(&name, &person.person_id);
-                        (url, None, image)
+                        let key = ImageId::listed(&url).key(&name, &person.person_id);
+                        (Image::at(url), key)
                     }
                 };
                 planned.dropped.persons[index].drops.push(DropWork {
-                    key: image,
-                    image_url,
-                    image_key,
+                    key,
+                    image,
                     id: Some(held.id.clone()),
                     lib_id: stamped.lib_id.clone(),
                     entity_id: stamped.entity_id.clone(),

@@ -211,8 +211,7 @@ fn job(images: &[&str], needs_lookup: bool) -> PersonJob {
             .enumerate()
             .map(|(i, url)| ImageWork {
                 line: i as u64 + 2,
-                image_url: url.to_string(),
-                image_key: None,
+                image: crate::image::Image::at(url.to_string()),
                 key: 0,
                 unsettled: needs_lookup,
                 sha256: None,
@@ -400,8 +399,7 @@ async fn a_person_without_late_copies_is_read_again_and_nothing_is_removed() {
 
 fn drop_work(id: &str, url: &str, status: Status, remove: bool) -> crate::plan::DropWork {
     crate::plan::DropWork {
-        image_url: url.into(),
-        image_key: None,
+        image: crate::image::Image::at(url),
         key: 0,
         id: Some(id.into()),
         lib_id: None,
@@ -564,8 +562,7 @@ async fn the_one_removal_refuses_a_wildcard_or_list_id_without_sending_and_remov
 fn work(url: &str) -> ImageWork {
     ImageWork {
         line: 2,
-        image_url: url.to_string(),
-        image_key: None,
+        image: crate::image::Image::at(url.to_string()),
         key: 0,
         unsettled: false,
         sha256: None,
@@ -618,8 +615,8 @@ fn an_image_whose_recorded_id_left_the_server_after_a_late_removal_is_sent_again
     let place = ("lib".to_string(), "alice".to_string());
     let recheck = crate::plan::Recheck {
         keep: vec![
-            crate::plan::Kept::of("http://x/a.jpg", None, "f1"),
-            crate::plan::Kept::of("http://x/b.jpg", None, "f2"),
+            crate::plan::Kept::of(crate::image::Image::at("http://x/a.jpg"), "f1"),
+            crate::plan::Kept::of(crate::image::Image::at("http://x/b.jpg"), "f2"),
         ],
         settles: true,
         converge_only: false,

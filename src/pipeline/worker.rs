@@ -14,18 +14,18 @@ pub(crate) use super::context::{Context, Known, known, person};
 use super::removal::{self, Reads};
 use crate::backend::{Backend, Held};
 use crate::caller::{Created, Halt};
-use crate::image::{ImageId, Locator, fold_id};
+use crate::image::fold_id;
 use crate::ledger::{ImageRecord, Record, Status};
 use crate::pipeline::recorder::Event;
 use crate::plan::{ImageWork, Kept, PersonJob};
 use crate::stop::StopReason;
 
 fn kept(image: &ImageWork, id: &str) -> Kept {
-    Kept::of(&image.image_url, image.image_key.as_deref(), id)
+    Kept::of(image.image.clone(), id)
 }
 
 fn find<'k>(known: &'k Known, image: &ImageWork) -> Option<&'k String> {
-    known.get(Locator::of(&image.image_url).as_str())
+    known.get(image.image.locator().as_str())
 }
 
 /// What the server holds for the person: from its library read once (shared with the
@@ -100,7 +100,7 @@ async fn wait_for_uploads<T: Backend>(
         match ctx
             .caller
             .stop()
-            .until(gate.wait(&job.images[i].image_url))
+            .until(gate.wait(&job.images[i].image.source))
             .await
         {
             Some(Ok(())) => i += 1,
@@ -208,7 +208,7 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
         job.images.extend(
             vanished
                 .into_iter()
-                .filter(|i| !adopted.contains(&Locator::of(&i.image_url).into_string())),
+                .filter(|i| !adopted.contains(&i.image.locator().into_string())),
         );
         if !wait_for_uploads(ctx, &mut job, planned, Some(&place)).await {
             // Nothing of the person was sent yet: all of it is left for the next run.
@@ -339,7 +339,7 @@ pub(super) async fn create<T: Backend>(
     earlier_unknown: bool,
     outcomes: &mut Outcomes,
 ) -> Option<bool> {
-    let url = image.image_url.as_str();
+    let url = image.image.source.as_str();
     let result = ctx
         .caller
         .create_once(
@@ -421,7 +421,7 @@ pub(crate) fn leave<T: Backend>(
         let mut record = record(ctx, job, image, Status::Failed, place);
         record.error_code = Some(error.code().to_string());
         record.message = Some(error.message().to_string());
-        record.link_fingerprint = crate::image::link_fingerprint_text(&image.image_url);
+        record.link_fingerprint = crate::image::link_fingerprint_text(&image.image.source);
         if retryable {
             record.retryable = Some(true);
             events.send(Event::Left(1));
@@ -437,15 +437,13 @@ pub(super) fn record<T: Backend>(
     status: Status,
     place: Option<&T::Place>,
 ) -> ImageRecord {
-    let identity = ImageId::new(&image.image_url, image.image_key.as_deref());
-    let mut record = ImageRecord::new(
+    let mut record = ImageRecord::of(
         &ctx.run_id,
         status,
         &job.category_id,
         &job.person_id,
-        &image.image_url,
-    )
-    .with_identity(&identity);
+        &image.image,
+    );
     record.line = Some(image.line);
     record.sha256 = image.sha256.clone();
     if status == Status::Registered {

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::{PersonJob, Plan};
-use crate::image::{Locator, library_key, person_key};
+use crate::image::{Image, library_key, person_key};
 use crate::ledger::{self, Entry, KeyMap, LedgerError, Replay, Status};
 
 /// Which images a sync removes (`--sync-scope`).
@@ -61,8 +61,7 @@ impl Why {
 /// One image the manifest does not name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DropWork {
-    pub image_url: String,
-    pub image_key: Option<String>,
+    pub image: Image,
     pub key: u128,
     /// The server's id the ledger (or the server's listing) holds for it.
     pub id: Option<String>,
@@ -130,8 +129,7 @@ impl Dropped {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recorded {
     pub id: String,
-    pub image_url: String,
-    pub image_key: Option<String>,
+    pub image: Image,
     pub key: u128,
 }
 
@@ -152,8 +150,7 @@ pub struct MadeEntity {
 struct Last {
     category_id: String,
     person_id: String,
-    image_url: String,
-    image_key: Option<String>,
+    image: Image,
     id: Option<String>,
     lib_id: Option<String>,
     entity_id: Option<String>,
@@ -225,13 +222,12 @@ fn scan(
             && named.contains(&library_key(image.category_id))
         {
             let person = person_key(image.category_id, image.person_id);
-            let url = Locator::of(image.image_url).into_string();
             let recorded = Recorded {
                 id: id.to_string(),
-                image_url: image.image_url.to_string(),
-                image_key: image.view.image_key.as_deref().map(str::to_string),
+                image: image.image(),
                 key,
             };
+            let url = recorded.image.locator().into_string();
             out.ids.insert(key, (recorded, person, url));
         }
         let person = person_key(image.category_id, image.person_id) as u64;
@@ -242,8 +238,7 @@ fn scan(
         let entry = out.last.entry(key).or_insert_with(Last::default);
         entry.category_id = image.category_id.to_string();
         entry.person_id = image.person_id.to_string();
-        entry.image_url = image.image_url.to_string();
-        entry.image_key = view.image_key.as_deref().map(str::to_string);
+        entry.image = image.image();
         // A later record without an id (a `failed` one) does not make the id unknown.
         entry.id = image.server_id().map(str::to_string).or(entry.id.take());
         entry.lib_id = view
@@ -343,7 +338,7 @@ pub(crate) fn build(
             && state.status == Status::Registered
             && let Some(id) = &record.id
         {
-            let kept = super::Kept::of(&record.image_url, record.image_key.as_deref(), id);
+            let kept = super::Kept::of(record.image.clone(), id);
             slot.recheck.get_or_insert_with(Vec::new).push(kept);
         }
         if !wanted.contains(&key) {
@@ -359,7 +354,7 @@ pub(crate) fn build(
         {
             dropped.unsafe_ids.push(format!(
                 "{} / {} {}: {id:?}",
-                record.category_id, record.person_id, record.image_url
+                record.category_id, record.person_id, record.image.source
             ));
             continue;
         }
@@ -377,8 +372,7 @@ pub(crate) fn build(
 fn drop_work(key: u128, record: &Last, state: &ledger::ImageState, remove: bool) -> DropWork {
     let unsettled = state.is_unsettled();
     DropWork {
-        image_url: record.image_url.clone(),
-        image_key: record.image_key.clone(),
+        image: record.image.clone(),
         key,
         id: record.id.clone(),
         lib_id: record.lib_id.clone(),
@@ -476,7 +470,7 @@ mod tests {
         Last {
             category_id: library.into(),
             person_id: person.into(),
-            image_url: url.into(),
+            image: Image::at(url),
             id: id.map(str::to_string),
             ..Last::default()
         }
@@ -536,7 +530,7 @@ mod tests {
             .flat_map(|p| {
                 p.drops
                     .iter()
-                    .map(|d| (p.person_id.clone(), d.image_url.clone(), d.remove, d.why))
+                    .map(|d| (p.person_id.clone(), d.image.source.clone(), d.remove, d.why))
             })
             .collect()
     }
@@ -588,11 +582,10 @@ mod tests {
             let k = key(library, person, url);
             let recorded = Recorded {
                 id: id.into(),
-                image_url: url.into(),
-                image_key: None,
+                image: Image::at(url),
                 key: k,
             };
-            let at = Locator::of(url).into_string();
+            let at = crate::image::Locator::of(url).into_string();
             scanned
                 .ids
                 .insert(k, (recorded, person_key(library, person), at));

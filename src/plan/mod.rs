@@ -44,7 +44,7 @@ pub struct SyncSettings {
 
 use std::hash::BuildHasherDefault;
 
-use crate::image::{ImageId, Locator, library_key};
+use crate::image::{Image, library_key};
 use crate::ledger::{KeyHasher, KeyMap, PersonMap, Replay, Status};
 use crate::manifest::{Entry, InvalidRow, ManifestError, Row};
 
@@ -75,9 +75,8 @@ impl Rules {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageWork {
     pub line: u64,
-    pub image_url: String,
-    /// The manifest's `image_key`, when the row has one.
-    pub image_key: Option<String>,
+    /// Where the image is, and the manifest's `image_key` when the row has one.
+    pub image: Image,
     pub key: u128,
     /// Its last record is `pending` or a retryable `failed`: an earlier outcome is unknown.
     pub unsettled: bool,
@@ -139,18 +138,16 @@ pub struct Kept {
     pub url: String,
     /// The server's id the ledger records.
     pub id: String,
-    /// The URL and `image_key` as recorded: the identity a record of another id keeps.
-    pub image_url: String,
-    pub image_key: Option<String>,
+    /// The image as recorded: the identity a record of another id keeps.
+    pub image: Image,
 }
 
 impl Kept {
-    pub fn of(image_url: &str, image_key: Option<&str>, id: &str) -> Kept {
+    pub fn of(image: Image, id: &str) -> Kept {
         Kept {
-            url: crate::image::Locator::of(image_url).into_string(),
+            url: image.locator().into_string(),
             id: id.to_string(),
-            image_url: image_url.to_string(),
-            image_key: image_key.map(str::to_string),
+            image,
         }
     }
 }
@@ -207,9 +204,8 @@ pub struct Rejected {
     pub line: u64,
     pub category_id: String,
     pub person_id: String,
-    pub image_url: String,
-    /// The row's `image_key`, when it has one: with the URL, the image's identity.
-    pub image_key: Option<String>,
+    /// The row's image: its source, and its `image_key` when it has one.
+    pub image: Image,
     pub status: Status,
     pub reason: String,
     /// The ledger already says exactly this, so the record need not be written again.
@@ -466,7 +462,7 @@ fn refused(row: Row, column: &'static str, reason: String) -> InvalidRow {
         reason,
         category_id: row.category_id,
         person_id: row.person_id,
-        image_url: row.image_url,
+        image_url: row.image.source,
     }
 }
 
@@ -517,8 +513,7 @@ impl Planner<'_> {
                     line: image.line,
                     category_id: job.category_id.clone(),
                     person_id: job.person_id.clone(),
-                    image_url: image.image_url,
-                    image_key: image.image_key,
+                    image: image.image,
                     status: Status::Skipped,
                     reason: String::new(),
                     already_recorded: already,
@@ -570,8 +565,7 @@ impl Planner<'_> {
                 category_id: bad.category_id.clone(),
                 person_id: bad.person_id.clone(),
                 person_name: None,
-                image_url: bad.image_url.clone(),
-                image_key: None,
+                image: Image::at(bad.image_url.clone()),
             };
             if let Some((refused, reason)) = check(&row)
                 && refused == column
@@ -579,7 +573,8 @@ impl Planner<'_> {
                 bad.reason = reason;
             }
         }
-        let key = ImageId::new(&bad.image_url, None).key(&bad.category_id, &bad.person_id);
+        let image = Image::at(bad.image_url);
+        let key = image.key_in(&bad.category_id, &bad.person_id);
         self.replay.named(key);
         let already = self
             .replay
@@ -593,8 +588,7 @@ impl Planner<'_> {
             line: bad.line,
             category_id: bad.category_id,
             person_id: bad.person_id,
-            image_url: bad.image_url,
-            image_key: None,
+            image,
             status: Status::Invalid,
             reason,
             already_recorded: already,
@@ -608,10 +602,16 @@ impl Planner<'_> {
         let (person, key) = row
             .image_id()
             .person_and_key(&row.category_id, &row.person_id);
-        let keyed = row.image_key.is_some();
-        match (self.replay).alias(key, keyed, &row.category_id, &row.person_id, &row.image_url) {
+        let keyed = row.image.key.is_some();
+        match (self.replay).alias(
+            key,
+            keyed,
+            &row.category_id,
+            &row.person_id,
+            &row.image.source,
+        ) {
             Some((recorded, identity)) => {
-                row.image_key = identity.map(str::to_string);
+                row.image.key = identity.map(str::to_string);
                 (person, recorded)
             }
             None => (person, key),
@@ -685,7 +685,7 @@ impl Planner<'_> {
         let there = !self.on_server.is_empty()
             && self
                 .on_server
-                .contains(&(person, Locator::of(&row.image_url).into_string()));
+                .contains(&(person, row.image.locator().into_string()));
         let reconcile = there
             || match self.options.reconcile {
                 Reconcile::Always => true,
@@ -699,8 +699,7 @@ impl Planner<'_> {
                 if self.options.keep_work && self.replay.reads_again(person as u64) {
                     let image = ImageWork {
                         line: row.line,
-                        image_url: row.image_url,
-                        image_key: row.image_key,
+                        image: row.image,
                         key,
                         unsettled: false,
                         sha256: None,
@@ -718,7 +717,7 @@ impl Planner<'_> {
             // the refusal may have been the old link's (expired), so the image goes again.
             Some((Status::Failed, false))
                 if state.is_some_and(|s| s.link != 0)
-                    && crate::image::link_fingerprint(&row.image_url)
+                    && crate::image::link_fingerprint(&row.image.source)
                         .is_some_and(|now| Some(now) != state.map(|s| s.link)) =>
             {
                 self.plan.counts.relinked += 1;
@@ -747,8 +746,7 @@ impl Planner<'_> {
                 reason: String::new(),
                 category_id: row.category_id,
                 person_id: row.person_id,
-                image_url: row.image_url,
-                image_key: row.image_key,
+                image: row.image,
                 status: Status::Skipped,
                 already_recorded: already,
             });
@@ -778,8 +776,7 @@ impl Planner<'_> {
         }
         let work = ImageWork {
             line: row.line,
-            image_url: row.image_url,
-            image_key: row.image_key,
+            image: row.image,
             key,
             unsettled: needs_lookup,
             sha256: None,
@@ -837,8 +834,7 @@ mod tests {
             category_id: cat.into(),
             person_id: person.into(),
             person_name: None,
-            image_url: url.into(),
-            image_key: None,
+            image: Image::at(url),
         }))
     }
 
@@ -1036,7 +1032,7 @@ mod tests {
     fn a_row_given_an_image_key_is_the_image_its_url_was_recorded_as() {
         let done = ledger(&[(Status::Registered, "l", "a", "http://x/1", false)]);
         let keyed = Row {
-            image_key: Some("photo-1".into()),
+            image: Image::new("http://x/1", Some("photo-1".into())),
             ..match row(2, "l", "a", "http://x/1").unwrap() {
                 Entry::Valid(row) => row,
                 Entry::Invalid(_) => unreachable!(),

@@ -50,9 +50,9 @@ pub fn items(jobs: &[crate::plan::PersonJob]) -> Vec<Item<'_>> {
                 line: image.line,
                 category_id: &job.category_id,
                 person_id: &job.person_id,
-                image_url: &image.image_url,
+                image_url: &image.image.source,
                 file: None,
-                expected_sha256: crate::manifest::declared_sha256(image.image_key.as_deref()),
+                expected_sha256: crate::manifest::declared_sha256(image.image.key.as_deref()),
             })
         })
         .collect()

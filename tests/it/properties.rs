@@ -139,8 +139,7 @@ fn expected_rows(rows: &[GenRow], with_name: bool) -> Vec<Row> {
                 category_id: r.category_id.trim().to_string(),
                 person_id: r.person_id.trim().to_string(),
                 person_name: (with_name && !name.is_empty()).then(|| name.to_string()),
-                image_url: r.image_url.trim().to_string(),
-                image_key: None,
+                image: face_enroll::image::Image::at(r.image_url.trim().to_string()),
             };
             let breaks = if with_name {
                 r.person_name.matches('\n').count()

@@ -123,8 +123,7 @@ mod tests {
             category_id: category.into(),
             person_id: person.into(),
             person_name: name.map(str::to_string),
-            image_url: "https://x/1.jpg".into(),
-            image_key: None,
+            image: crate::image::Image::at("https://x/1.jpg"),
         }
     }
 
