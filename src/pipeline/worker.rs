@@ -129,47 +129,32 @@ async fn wait_for_uploads<T: Backend>(
     !stopping && !ctx.caller.stop().is_stopping()
 }
 
+/// One person's turn: wait for its uploads and for what a killed run left in flight, find (or
+/// make) its place, read it back when the plan says so, journal `pending` for what is to be
+/// sent, send it in manifest order (making room first when the person is full), then finish
+/// what the sync and the late-copy pass owe.
 pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
     if !wait_for_uploads(ctx, &mut job, 0, None).await {
         return leave(ctx, &job, &job.images, Halt::Stopped, None);
     }
-    let total = job.images.len() as u64;
     // A request a killed run left in flight (a `pending` record's time) can no longer land
     // unseen after this wait: before the person's place is looked for (ICE may create it) and
     // before the person is read.
     if let Err(halt) = ctx.caller.settle_since(job.pending_since).await {
         return leave(ctx, &job, &job.images, halt, None);
     }
+    // Where places are made (ICE), the images are journaled before the place is.
     let early = T::MAKES_PLACES && !job.images.is_empty();
     if early {
-        let pending = job
-            .images
-            .iter()
+        let pending = (job.images.iter())
             .map(|image| record(ctx, &job, image, Status::Pending, None))
             .collect();
-        if !ctx.events.pending(pending).await {
-            ctx.caller.stop().stop(StopReason::LedgerFailed);
-            ctx.events.send(Event::Left(total));
+        if !journal_pending(ctx, pending, job.images.len() as u64).await {
             return;
         }
     }
-    // Only a person with images to add gets a library or entity made for it.
-    let place = match ctx
-        .target
-        .place(&ctx.caller, person(&job), !job.images.is_empty())
-        .await
-    {
-        Ok(placed) => placed.map(|placed| {
-            for made in placed.made {
-                ctx.objects
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(made.clone());
-                let record = made.record(&ctx.run_id, ctx.target.kind());
-                ctx.events.send(Event::Record(Record::Created(record)));
-            }
-            placed.place
-        }),
+    let place = match find_place(ctx, &job).await {
+        Ok(place) => place,
         Err(halt) => return leave(ctx, &job, &job.images, halt, None),
     };
     let Some(place) = place.or_else(|| removal::first_drop_place::<T>(&job)) else {
@@ -177,124 +162,244 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
         // there, and nothing to add (adding would have made it).
         return removal::nothing_there(ctx, &job);
     };
-    let must_read =
-        job.reads_first() || job.recheck.is_some() || job.drops.iter().any(|d| d.unsettled());
-    let mut reads = Reads::default();
-    if must_read && !T::is_fresh(&place) {
-        match read_person(ctx, &job, &place).await {
-            Ok(held) => reads.put::<T>(&place, held),
-            Err(halt) => return leave(ctx, &job, &job.images, halt, Some(&place)),
-        }
+    let (reads, adopted, doubled) = match read_back(ctx, &job, &place).await {
+        Ok(read) => read,
+        Err(halt) => return leave(ctx, &job, &job.images, halt, Some(&place)),
+    };
+    let known = reads.known::<T>(&place);
+    let planned = job.images.len();
+    if !resend_vanished(ctx, &mut job, &place, &reads, &adopted).await {
+        // Nothing of the person was sent yet: all of it is left for the next run.
+        return leave(ctx, &job, &job.images, Halt::Stopped, Some(&place));
     }
-    let mut adopted = Vec::new();
-    let mut doubled = 0;
-    if let Some(keep) = &job.recheck {
-        match removal::remove_copies(ctx, &job, &place, keep, &mut reads).await {
-            Ok((urls, images)) => (adopted, doubled) = (urls, images),
-            Err(halt) => return leave(ctx, &job, &job.images, halt, Some(&place)),
-        }
+    // One durable batch of `pending` lines for the person's images still to send, before the
+    // first is sent: one sync per person, not per image. After a crash the person is read back
+    // once, which settles every one of them.
+    let to_send: Vec<ImageRecord> = (job.images.iter().enumerate())
+        .filter(|&(i, image)| (!early || i >= planned) && find(&known, image).is_none())
+        .map(|(_, image)| record(ctx, &job, image, Status::Pending, Some(&place)))
+        .collect();
+    if !journal_pending(ctx, to_send, job.images.len() as u64).await {
+        return;
     }
     // Read only for another writer's copies: what it finds doubled, or held under another id
     // only, is another writer's doing (for the summary's warning).
     let converge_only = job.recheck.as_ref().is_some_and(|r| r.converge_only);
-    let mut other_writer = if converge_only { doubled } else { 0 };
-    let known = reads.known::<T>(&place);
-    // A photo the roster wants whose recorded id has left the server since the last read (a
-    // removal whose outcome was unknown landed late) is the person's to send again.
-    let planned = job.images.len();
-    if let Some(recheck) = &job.recheck {
-        let vanished = removal::vanished::<T>(recheck, &reads, &place);
-        // One recorded under the lowest id just now is not sent, nor recorded again.
-        job.images.extend(
-            vanished
-                .into_iter()
-                .filter(|i| !adopted.contains(&i.image.locator().into_string())),
-        );
-        if !wait_for_uploads(ctx, &mut job, planned, Some(&place)).await {
-            // Nothing of the person was sent yet: all of it is left for the next run.
-            return leave(ctx, &job, &job.images, Halt::Stopped, Some(&place));
+    let mut turn = Turn {
+        drops: removal::Queue::new(&job),
+        outcomes: Outcomes::default(),
+        other_writer: if converge_only { doubled } else { 0 },
+        count: reads.count::<T>(&place).unwrap_or(job.held as usize),
+        reads,
+    };
+    let stopped = send_all(ctx, &job, &place, &known, planned, converge_only, &mut turn).await;
+    if !stopped {
+        finish(ctx, job, place, turn).await;
+    }
+}
+
+/// What one person's turn carries from its read to its end.
+struct Turn<P> {
+    reads: Reads<P>,
+    drops: removal::Queue,
+    outcomes: Outcomes,
+    /// Images found held by another writer (see `converge_only`).
+    other_writer: u64,
+    /// Images the person holds now, for the service's per-person limit.
+    count: usize,
+}
+
+/// Journals `records` (`pending`) durably before any of them is sent. When the ledger cannot
+/// be written the run stops and the person's `images` are left: nothing may be sent without a
+/// durable `pending` first.
+async fn journal_pending<T: Backend>(
+    ctx: &Context<T>,
+    records: Vec<ImageRecord>,
+    images: u64,
+) -> bool {
+    if records.is_empty() || ctx.events.pending(records).await {
+        return true;
+    }
+    ctx.caller.stop().stop(StopReason::LedgerFailed);
+    ctx.events.send(Event::Left(images));
+    false
+}
+
+/// The person's place; only a person with images to add gets a library or entity made for
+/// it, and what was made is recorded as `created`.
+async fn find_place<T: Backend>(
+    ctx: &Context<T>,
+    job: &PersonJob,
+) -> Result<Option<T::Place>, Halt> {
+    let wants_place = !job.images.is_empty();
+    let placed = ctx
+        .target
+        .place(&ctx.caller, person(job), wants_place)
+        .await?;
+    Ok(placed.map(|placed| {
+        for made in placed.made {
+            ctx.objects
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(made.clone());
+            let record = made.record(&ctx.run_id, ctx.target.kind());
+            ctx.events.send(Event::Record(Record::Created(record)));
         }
+        placed.place
+    }))
+}
+
+/// The read the plan owes before anything is sent (not of a place made just now), and the
+/// late copies it finds removed: the reads, the locators recorded anew under the lowest id,
+/// and how many images were held more than once.
+async fn read_back<T: Backend>(
+    ctx: &Context<T>,
+    job: &PersonJob,
+    place: &T::Place,
+) -> Result<(Reads<T::Place>, Vec<String>, u64), Halt> {
+    let must_read =
+        job.reads_first() || job.recheck.is_some() || job.drops.iter().any(|d| d.unsettled());
+    let mut reads = Reads::default();
+    if must_read && !T::is_fresh(place) {
+        reads.put::<T>(place, read_person(ctx, job, place).await?);
     }
+    let (adopted, doubled) = match &job.recheck {
+        Some(keep) => removal::remove_copies(ctx, job, place, keep, &mut reads).await?,
+        None => (Vec::new(), 0),
+    };
+    Ok((reads, adopted, doubled))
+}
+
+/// Adds to the person's images each photo the roster wants whose recorded id has left the
+/// server since the last read (a removal whose outcome was unknown landed late), unless it was
+/// recorded under the lowest id just now; false when the run stops waiting for their uploads.
+async fn resend_vanished<T: Backend>(
+    ctx: &Context<T>,
+    job: &mut PersonJob,
+    place: &T::Place,
+    reads: &Reads<T::Place>,
+    adopted: &[String],
+) -> bool {
+    let Some(recheck) = &job.recheck else {
+        return true;
+    };
+    let planned = job.images.len();
+    let vanished = removal::vanished::<T>(recheck, reads, place);
+    job.images.extend(
+        vanished
+            .into_iter()
+            .filter(|i| !adopted.contains(&i.image.locator().into_string())),
+    );
+    wait_for_uploads(ctx, job, planned, Some(place)).await
+}
+
+/// Sends the person's images in manifest order: one the server already holds is recorded
+/// (recovered or adopted), a full person makes room first with a removal the sync plans.
+/// True when the run stopped midway (what is left is counted, the removals left).
+async fn send_all<T: Backend>(
+    ctx: &Context<T>,
+    job: &PersonJob,
+    place: &T::Place,
+    known: &Known,
+    planned: usize,
+    converge_only: bool,
+    turn: &mut Turn<T::Place>,
+) -> bool {
     let total = job.images.len() as u64;
-    // One durable batch of `pending` lines for the person's images still to send, before the
-    // first is sent: one sync per person, not per image. After a crash the person is read back
-    // once, which settles every one of them.
-    let to_send: Vec<ImageRecord> = job
-        .images
-        .iter()
-        .enumerate()
-        .filter(|&(i, image)| (!early || i >= planned) && find(&known, image).is_none())
-        .map(|(_, image)| record(ctx, &job, image, Status::Pending, Some(&place)))
-        .collect();
-    if !to_send.is_empty() && !ctx.events.pending(to_send).await {
-        // The ledger cannot be written: nothing may be sent without a durable `pending` first.
-        ctx.caller.stop().stop(StopReason::LedgerFailed);
-        ctx.events.send(Event::Left(total));
-        return;
-    }
     let limit = ctx.target.kind().rules().max_images_per_person;
-    let mut count = reads.count::<T>(&place).unwrap_or(job.held as usize);
-    let mut drops = removal::Queue::new(&job);
-    let mut outcomes = Outcomes::default();
     for (done, image) in job.images.iter().enumerate() {
-        if let Some(id) = find(&known, image) {
-            other_writer += u64::from(converge_only && done >= planned);
-            let created = Created {
-                id: id.clone(),
-                recovered: true,
-                attempts: 0,
-                resent: false,
-            };
-            outcomes.ids.push(kept(image, id));
-            // After an unknown outcome it is recovered; otherwise it was there before: adopted.
-            let mut record = registered_record(ctx, &job, image, &place, created, !image.unsettled);
-            if image.unsettled {
-                // The run that left the `pending` may have sent it more than once (a resend
-                // after its own look-up is not journaled): read the person again for a copy.
-                record.recheck = Some(true);
-                outcomes.owed = true;
-                outcomes.found.push(image.clone());
-            }
-            ctx.events.send(Event::Outcome(record));
+        if let Some(id) = find(known, image) {
+            turn.other_writer += u64::from(converge_only && done >= planned);
+            record_held(ctx, job, image, place, id, &mut turn.outcomes);
             continue;
         }
+        let left = total - done as u64;
         if ctx.caller.stop().is_stopping() {
-            ctx.events.send(Event::Left(total - done as u64));
-            return drops.leave(ctx);
+            ctx.events.send(Event::Left(left));
+            turn.drops.leave(ctx);
+            return true;
         }
         // A full person makes room first: one removal the sync plans, then the addition.
-        while limit.is_some_and(|l| count >= l as usize) && drops.has_removal() {
-            match drops.remove_one(ctx, &job, &place, &mut reads).await {
-                Ok(true) => count = count.saturating_sub(1),
+        while limit.is_some_and(|l| turn.count >= l as usize) && turn.drops.has_removal() {
+            match turn
+                .drops
+                .remove_one(ctx, job, place, &mut turn.reads)
+                .await
+            {
+                Ok(true) => turn.count = turn.count.saturating_sub(1),
                 Ok(false) => {}
                 Err(_) => {
-                    ctx.events.send(Event::Left(total - done as u64));
-                    return drops.leave(ctx);
+                    ctx.events.send(Event::Left(left));
+                    turn.drops.leave(ctx);
+                    return true;
                 }
             }
         }
         // An image whose earlier attempt may still land is read back later (a late copy).
         let earlier_unknown = image.unsettled;
-        match create(ctx, &job, image, &place, earlier_unknown, &mut outcomes).await {
-            Some(true) => count += 1,
+        match create(ctx, job, image, place, earlier_unknown, &mut turn.outcomes).await {
+            Some(true) => turn.count += 1,
             Some(false) => {}
             None => {
-                ctx.events.send(Event::Left(total - done as u64 - 1));
-                return drops.leave(ctx);
+                ctx.events.send(Event::Left(left - 1));
+                turn.drops.leave(ctx);
+                return true;
             }
         }
     }
-    if other_writer > 0 {
-        ctx.other_writer
-            .fetch_add(other_writer, std::sync::atomic::Ordering::Relaxed);
+    false
+}
+
+/// Records an image the server already holds under `id`: recovered after an unknown outcome
+/// (then read again later for a copy the run that left the `pending` may have made), adopted
+/// otherwise.
+fn record_held<T: Backend>(
+    ctx: &Context<T>,
+    job: &PersonJob,
+    image: &ImageWork,
+    place: &T::Place,
+    id: &str,
+    outcomes: &mut Outcomes,
+) {
+    let created = Created {
+        id: id.to_string(),
+        recovered: true,
+        attempts: 0,
+        resent: false,
+    };
+    outcomes.ids.push(kept(image, id));
+    let mut record = registered_record(ctx, job, image, place, created, !image.unsettled);
+    if image.unsettled {
+        // The run that left the `pending` may have sent it more than once (a resend after its
+        // own look-up is not journaled): read the person again for a copy.
+        record.recheck = Some(true);
+        outcomes.owed = true;
+        outcomes.found.push(image.clone());
     }
-    if drops.finish(ctx, &job, &place, &mut reads).await.is_err() {
+    ctx.events.send(Event::Outcome(record));
+}
+
+/// The end of a person's turn: the removals the sync still plans, `settled` when nothing sent
+/// may land late, what was made kept for the converge pass, and what is owed to the late-copy
+/// pass.
+async fn finish<T: Backend>(
+    ctx: &Context<T>,
+    job: PersonJob,
+    place: T::Place,
+    mut turn: Turn<T::Place>,
+) {
+    if turn.other_writer > 0 {
+        ctx.other_writer
+            .fetch_add(turn.other_writer, std::sync::atomic::Ordering::Relaxed);
+    }
+    if (turn.drops.finish(ctx, &job, &place, &mut turn.reads).await).is_err() {
         return;
     }
+    let mut outcomes = turn.outcomes;
     // Settled only when nothing sent now may land late in its turn (that one's `recheck`
     // record must not be answered by this `settled`).
     if job.recheck.as_ref().is_some_and(|r| r.settles) && !outcomes.owed {
-        removal::settled(ctx, &job, reads.copies_removed);
+        removal::settled(ctx, &job, turn.reads.copies_removed);
     }
     if !outcomes.made.is_empty() {
         let mut made = PersonJob::without_images(job.category_id.clone(), job.person_id.clone());
@@ -303,7 +408,7 @@ pub(crate) async fn process<T: Backend>(ctx: &Context<T>, mut job: PersonJob) {
         ctx.made
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((made, place.clone(), images));
+            .push((made, place, images));
     }
     if outcomes.owed {
         owe(ctx, &job, outcomes);
