@@ -154,46 +154,19 @@ pub(crate) async fn converge_person<T: Backend>(
     made: Vec<(ImageWork, String)>,
     listed: Option<Vec<Held>>,
 ) {
-    let places = match listed {
-        Some(held) => crate::backend::Places {
-            kept: Some((ours.clone(), held)),
-            others: Vec::new(),
-            made: Vec::new(),
-        },
-        None => match ctx.target.places(&ctx.caller, person(&job), true).await {
-            Ok(places) => places,
-            Err(_) => return,
-        },
-    };
-    for made in places.made {
-        let record = made.record(&ctx.run_id, ctx.target.kind());
-        ctx.events.send(Event::Record(Record::Created(record)));
-    }
-    let Some((kept_place, kept_held)) = places.kept else {
+    let Some(places) = read_places(ctx, &job, &ours, listed).await else {
         return;
     };
-    let moved = !T::same_place(&kept_place, &ours);
+    let Some((kept_place, kept_held)) = &places.kept else {
+        return;
+    };
+    let moved = !T::same_place(kept_place, &ours);
     let mut outcomes = Outcomes::default();
     for (image, our_id) in made {
         let url = image.image.locator();
-        let of_image = |held: &[Held]| -> Vec<Held> {
-            let mut ids: Vec<Held> = held
-                .iter()
-                .filter(|h| {
-                    h.image_url
-                        .as_deref()
-                        .is_some_and(|u| Locator::listed(u) == url)
-                })
-                .cloned()
-                .collect();
-            ids.sort_by(|a, b| a.id.cmp(&b.id));
-            ids
-        };
-        let here = of_image(&kept_held);
-        let elsewhere: Vec<(&T::Place, Held)> = places
-            .others
-            .iter()
-            .flat_map(|(place, held)| of_image(held).into_iter().map(move |h| (place, h)))
+        let here = held_under(&kept_held[..], &url);
+        let elsewhere: Vec<(&T::Place, Held)> = (places.others.iter())
+            .flat_map(|(place, held)| held_under(held, &url).into_iter().map(move |h| (place, h)))
             .collect();
         // Nothing (not this read's to decide), or only ours where every writer keeps it.
         // Another writer's alone: ours was removed by that writer's closing read, which kept
@@ -207,23 +180,12 @@ pub(crate) async fn converge_person<T: Backend>(
         let kept = match here.first() {
             Some(kept) => {
                 if kept.id != our_id || moved {
-                    // Recorded before this run's own id is removed: the ledger never points at it.
-                    let created = Created {
-                        id: kept.id.clone(),
-                        recovered: false,
-                        attempts: 0,
-                        resent: false,
-                    };
-                    let mut record =
-                        registered_record(ctx, &job, &image, &kept_place, created, true);
-                    record.reason =
-                        Some("another writer registered it too: the lowest id is kept".into());
-                    ctx.events.send(Event::Outcome(record));
+                    record_kept(ctx, &job, &image, kept_place, &kept.id);
                 }
                 kept.id.clone()
             }
             // Only in a place not kept: made again where every writer keeps it.
-            None => match make_again(ctx, &job, &image, &kept_place, &mut outcomes).await {
+            None => match make_again(ctx, &job, &image, kept_place, &mut outcomes).await {
                 Ok(Some(id)) => id,
                 // Refused there: ours stays where it is, recorded as it was.
                 Ok(None) => continue,
@@ -231,36 +193,100 @@ pub(crate) async fn converge_person<T: Backend>(
             },
         };
         let reason = format!("another writer's copy: {} {kept} is kept", T::ID);
-        let copies = here
-            .iter()
-            .skip(1)
-            .map(|h| (&kept_place, h))
+        let copies = (here.iter().skip(1).map(|h| (kept_place, h)))
             .chain(elsewhere.iter().map(|(p, h)| (*p, h)));
         for (place, copy) in copies {
-            if removal::remove_copy(ctx, &job, place, copy, reason.clone())
-                .await
-                .is_err()
-            {
+            if (removal::remove_copy(ctx, &job, place, copy, reason.clone()).await).is_err() {
                 return;
             }
         }
     }
     if moved {
-        let emptied: Vec<crate::backend::Made> = ctx
-            .objects
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|m| m.object == crate::ledger::ObjectKind::Entity)
-            .filter(|m| {
-                T::place_at(person(&job), Some(&m.lib_id), m.entity_id.as_deref())
-                    .is_some_and(|p| T::same_place(&p, &ours))
-            })
-            .cloned()
-            .collect();
-        if !emptied.is_empty() {
-            super::sync::delete_emptied(ctx, &emptied).await;
-        }
+        delete_entity_made_elsewhere(ctx, &job, &ours).await;
+    }
+}
+
+/// Every place the server holds under the person's names: what the library's read listed for
+/// ours, else read now (what had to be made for the kept place is recorded `created`).
+/// `None`: the read failed (the run is stopping).
+async fn read_places<T: Backend>(
+    ctx: &Context<T>,
+    job: &PersonJob,
+    ours: &T::Place,
+    listed: Option<Vec<Held>>,
+) -> Option<crate::backend::Places<T::Place>> {
+    let places = match listed {
+        Some(held) => crate::backend::Places {
+            kept: Some((ours.clone(), held)),
+            others: Vec::new(),
+            made: Vec::new(),
+        },
+        None => ctx
+            .target
+            .places(&ctx.caller, person(job), true)
+            .await
+            .ok()?,
+    };
+    for made in &places.made {
+        let record = made.clone().record(&ctx.run_id, ctx.target.kind());
+        ctx.events.send(Event::Record(Record::Created(record)));
+    }
+    Some(places)
+}
+
+/// The copies `held` has of the image at `url` (listed URLs mapped back to what they name),
+/// lowest id first.
+fn held_under(held: &[Held], url: &Locator<'_>) -> Vec<Held> {
+    let mut ids: Vec<Held> = held
+        .iter()
+        .filter(|h| (h.image_url.as_deref()).is_some_and(|u| Locator::listed(u) == *url))
+        .cloned()
+        .collect();
+    ids.sort_by(|a, b| a.id.cmp(&b.id));
+    ids
+}
+
+/// Records `image` under `id`, the one every writer keeps, before this run's own id is
+/// removed: the ledger never points at a removed id.
+fn record_kept<T: Backend>(
+    ctx: &Context<T>,
+    job: &PersonJob,
+    image: &ImageWork,
+    place: &T::Place,
+    id: &str,
+) {
+    let created = Created {
+        id: id.to_string(),
+        recovered: false,
+        attempts: 0,
+        resent: false,
+    };
+    let mut record = registered_record(ctx, job, image, place, created, true);
+    record.reason = Some("another writer registered it too: the lowest id is kept".into());
+    ctx.events.send(Event::Outcome(record));
+}
+
+/// Deletes the entity this run made for the person at `ours` when every writer keeps the
+/// person elsewhere, once it is empty (ICE).
+async fn delete_entity_made_elsewhere<T: Backend>(
+    ctx: &Context<T>,
+    job: &PersonJob,
+    ours: &T::Place,
+) {
+    let emptied: Vec<crate::backend::Made> = ctx
+        .objects
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|m| m.object == crate::ledger::ObjectKind::Entity)
+        .filter(|m| {
+            T::place_at(person(job), Some(&m.lib_id), m.entity_id.as_deref())
+                .is_some_and(|p| T::same_place(&p, ours))
+        })
+        .cloned()
+        .collect();
+    if !emptied.is_empty() {
+        super::sync::delete_emptied(ctx, &emptied).await;
     }
 }
 
@@ -282,5 +308,40 @@ async fn make_again<T: Backend>(
         Some(true) => Ok(outcomes.made.last().map(|(_, id)| id.clone())),
         Some(false) => Ok(None),
         None => Err(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(id: &str, url: Option<&str>) -> Held {
+        Held {
+            id: id.into(),
+            image_url: url.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_copies_of_an_image_are_those_listed_under_what_it_names_lowest_id_first() {
+        let listed = [
+            held(
+                "f9",
+                Some(
+                    "https://bkt.oss-cn-shanghai.aliyuncs.com/p/1.jpg?x-oss-date=d&x-oss-signature=s",
+                ),
+            ),
+            held("f2", Some("https://h.example/other.jpg")),
+            held("f3", Some("oss://bkt/p/1.jpg")),
+            held("f1", None),
+        ];
+        let ours = crate::image::Image::at("oss://bkt/p/1.jpg");
+        let ids: Vec<String> = held_under(&listed, &ours.locator())
+            .into_iter()
+            .map(|h| h.id)
+            .collect();
+        assert_eq!(ids, ["f3", "f9"]);
+        let nobody = crate::image::Image::at("https://h.example/none.jpg");
+        assert!(held_under(&listed, &nobody.locator()).is_empty());
     }
 }

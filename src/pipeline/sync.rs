@@ -78,20 +78,7 @@ pub(super) fn add_foreign<T: Backend>(
     planned: &mut Planned,
     listing: Listing<T::Place>,
 ) {
-    // Canonical URLs each person still has a use for: rows to send, images to settle.
-    let mut wanted: HashMap<u128, HashSet<String>> = HashMap::new();
-    for job in &planned.plan.jobs {
-        let urls = wanted
-            .entry(person_key(&job.category_id, &job.person_id))
-            .or_default();
-        urls.extend(job.images.iter().map(|i| i.image.locator().into_string()));
-    }
-    for person in &planned.dropped.persons {
-        let urls = wanted
-            .entry(person_key(&person.category_id, &person.person_id))
-            .or_default();
-        urls.extend(person.drops.iter().map(|d| d.image.locator().into_string()));
-    }
+    let wanted = still_wanted(planned);
     let mut at: HashMap<u128, usize> = planned
         .dropped
         .persons
@@ -106,24 +93,7 @@ pub(super) fn add_foreign<T: Backend>(
             // The ids a record needs for this place (ICE: LibId and EntityId).
             let mut stamped = ImageRecord::new("", Status::Registered, "", "", "");
             target.stamp(&mut stamped, Some(&person.place));
-            let present: HashSet<&str> = person.images.iter().map(|h| h.id.as_str()).collect();
-            // Per image whose recorded id is gone: the lowest other id under its URL is the
-            // image (a rule any run agrees on); the others are its copies.
-            let mut adopted: HashMap<String, &str> = HashMap::new();
-            for held in &person.images {
-                let url = Locator::listed(held.image_url.as_deref().unwrap_or_default());
-                if planned.dropped.ledger_ids.contains(&held.id) {
-                    continue;
-                }
-                if let Some(recorded) = planned.dropped.ledger_urls.get(&(key, url.to_string()))
-                    && !present.contains(recorded.id.as_str())
-                {
-                    let lowest = adopted.entry(url.into_string()).or_insert(&held.id);
-                    if held.id.as_str() < *lowest {
-                        *lowest = &held.id;
-                    }
-                }
-            }
+            let adopted = adopted_ids(&planned.dropped, key, &person.images);
             for held in &person.images {
                 if planned.dropped.ledger_ids.contains(&held.id) {
                     continue;
@@ -166,6 +136,51 @@ pub(super) fn add_foreign<T: Backend>(
             }
         }
     }
+}
+
+/// The locators each person (by key) still has a use for: rows to send, images to settle.
+fn still_wanted(planned: &Planned) -> HashMap<u128, HashSet<String>> {
+    let mut wanted: HashMap<u128, HashSet<String>> = HashMap::new();
+    for job in &planned.plan.jobs {
+        let urls = wanted
+            .entry(person_key(&job.category_id, &job.person_id))
+            .or_default();
+        urls.extend(job.images.iter().map(|i| i.image.locator().into_string()));
+    }
+    for person in &planned.dropped.persons {
+        let urls = wanted
+            .entry(person_key(&person.category_id, &person.person_id))
+            .or_default();
+        urls.extend(person.drops.iter().map(|d| d.image.locator().into_string()));
+    }
+    wanted
+}
+
+/// For each image of the person (`key`) whose recorded id is gone from what the server holds
+/// (`held`): the id it holds the image by now, the lowest other id under its locator (a rule
+/// any run agrees on); the others are its copies. Keyed by locator.
+fn adopted_ids<'h>(
+    dropped: &crate::plan::Dropped,
+    key: u128,
+    held: &'h [crate::backend::Held],
+) -> HashMap<String, &'h str> {
+    let present: HashSet<&str> = held.iter().map(|h| h.id.as_str()).collect();
+    let mut adopted: HashMap<String, &str> = HashMap::new();
+    for image in held {
+        if dropped.ledger_ids.contains(&image.id) {
+            continue;
+        }
+        let url = Locator::listed(image.image_url.as_deref().unwrap_or_default());
+        if let Some(recorded) = dropped.ledger_urls.get(&(key, url.to_string()))
+            && !present.contains(recorded.id.as_str())
+        {
+            let lowest = adopted.entry(url.into_string()).or_insert(&image.id);
+            if image.id.as_str() < *lowest {
+                *lowest = &image.id;
+            }
+        }
+    }
+    adopted
 }
 
 /// The ICE entities the tool created for persons the manifest no longer names, in libraries
@@ -215,5 +230,51 @@ pub(super) async fn delete_emptied<T: Backend>(
                 crate::say!("face-enroll: --sync: cannot delete an emptied entity: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Held;
+    use crate::plan::Dropped;
+    use crate::plan::drops::Recorded;
+
+    fn held(id: &str, url: &str) -> Held {
+        Held {
+            id: id.into(),
+            image_url: Some(url.into()),
+        }
+    }
+
+    #[test]
+    fn an_image_whose_recorded_id_is_gone_is_adopted_under_the_lowest_id_it_is_held_by() {
+        let person = person_key("lib", "alice");
+        let mut dropped = Dropped::default();
+        for (url, id) in [("https://h/a.jpg", "f1"), ("https://h/b.jpg", "f2")] {
+            let image = Image::at(url);
+            let recorded = Recorded {
+                id: id.into(),
+                key: image.key_in("lib", "alice"),
+                image,
+            };
+            dropped.ledger_ids.insert(id.into());
+            dropped
+                .ledger_urls
+                .insert((person, Locator::of(url).into_string()), recorded);
+        }
+        // a.jpg's f1 is gone, held now by f7 and f5; b.jpg's f2 is still there (f9 a copy).
+        let listed = [
+            held("f7", "https://h/a.jpg"),
+            held("f5", "https://H/a.jpg"),
+            held("f2", "https://h/b.jpg"),
+            held("f9", "https://h/b.jpg"),
+            held("f8", "https://h/c.jpg"),
+        ];
+        let adopted = adopted_ids(&dropped, person, &listed);
+        assert_eq!(adopted.len(), 1, "{adopted:?}");
+        assert_eq!(adopted.get("https://h/a.jpg"), Some(&"f5"));
+        // Another person's listing adopts nothing of alice's.
+        assert!(adopted_ids(&dropped, person_key("lib", "bob"), &listed).is_empty());
     }
 }
