@@ -11,36 +11,11 @@ use crate::plan::{self, Plan};
 use super::fail;
 
 pub async fn command(args: CheckArgs) -> Exit {
-    if let Err(message) = args.target.check() {
-        return fail(message);
-    }
-    let read = super::read_options(args.encoding, &args.columns, &args.sheet, &args.layout);
-    crate::upload::read_uploads_from_journal(&read, &args.ledger_path());
-    let sync = args.sync.settings();
-    let preflight = match args.preflight.settings(false) {
-        Ok(settings) => settings,
-        Err(e) => return fail(e),
+    let (job, preflight) = match plan_job(&args) {
+        Ok(planned) => planned,
+        Err(exit) => return exit,
     };
-    if preflight.is_some() && args.sandbox {
-        return fail(
-            "--preflight reads the images with the run's credentials: give --endpoint (or a \
-             profile) rather than --sandbox",
-        );
-    }
-    let job = PlanJob {
-        manifest: args.manifest.clone(),
-        ledger: args.ledger_path(),
-        read: read.clone(),
-        kind: args.target.kind(),
-        options: plan::Options {
-            retry_failed: false,
-            keep_work: args.probe || preflight.is_some(),
-            reconcile: args.reconcile.into(),
-            sync: sync.is_some(),
-        },
-        sync,
-        with_hashes: preflight.is_some(),
-    };
+    let sync = job.sync;
     let checked = match tokio::task::spawn_blocking(move || plan_as_run(job)).await {
         Ok(Ok(checked)) => checked,
         Ok(Err(error)) => return fail(error),
@@ -82,9 +57,45 @@ pub async fn command(args: CheckArgs) -> Exit {
         crate::say!("face-enroll: {}", halt.message);
         return halt.exit;
     }
-    let plan = &checked.plan;
     let unreadable = probe.map_or(0, |p| p.problems()) + preflighted.map_or(0, |c| c.refused);
-    if refusal.is_some() {
+    verdict(&checked.plan, refusal.is_some(), unreadable)
+}
+
+/// What `check` plans, from its flags (a usage error is said, and its exit returned), and
+/// the pre-flight's settings.
+fn plan_job(args: &CheckArgs) -> Result<(PlanJob, Option<crate::preflight::Settings>), Exit> {
+    args.target.check().map_err(fail)?;
+    let read = super::read_options(args.encoding, &args.columns, &args.sheet, &args.layout);
+    crate::upload::read_uploads_from_journal(&read, &args.ledger_path());
+    let sync = args.sync.settings();
+    let preflight = args.preflight.settings(false).map_err(fail)?;
+    if preflight.is_some() && args.sandbox {
+        return Err(fail(
+            "--preflight reads the images with the run's credentials: give --endpoint (or a \
+             profile) rather than --sandbox",
+        ));
+    }
+    let job = PlanJob {
+        manifest: args.manifest.clone(),
+        ledger: args.ledger_path(),
+        read,
+        kind: args.target.kind(),
+        options: plan::Options {
+            retry_failed: false,
+            keep_work: args.probe || preflight.is_some(),
+            reconcile: args.reconcile.into(),
+            sync: sync.is_some(),
+        },
+        sync,
+        with_hashes: preflight.is_some(),
+    };
+    Ok((job, preflight))
+}
+
+/// `check`'s exit: too many removals for `--max-delete`, rows that would not be registered
+/// (invalid, over the limit, unreadable or refused by the probe or pre-flight), else success.
+fn verdict(plan: &Plan, sync_refused: bool, unreadable: u64) -> Exit {
+    if sync_refused {
         Exit::TooManyRemovals
     } else if plan.counts.invalid + plan.counts.over_limit + unreadable > 0 {
         Exit::RowsNotRegistered

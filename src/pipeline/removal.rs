@@ -14,7 +14,7 @@ use crate::backend::{Backend, Held, is_safe_id};
 use crate::caller::{Halt, Removal};
 use crate::image::Locator;
 use crate::ledger::{ImageRecord, Record, Status, record::PersonRecord};
-use crate::plan::{DropWork, ImageWork, PersonJob};
+use crate::plan::{DropWork, ImageWork, PersonJob, Why};
 use crate::stop::StopReason;
 
 /// The service refused an image because the person already holds as many as it allows.
@@ -214,6 +214,40 @@ pub(crate) async fn remove_copies<T: Backend>(
         }
     }
     Ok((adopted, doubled))
+}
+
+/// A removal's record as its line: a duplicate copy's is a `copy` line (the image's own
+/// record stays as it is), any other the image's.
+fn line(copy: bool, record: ImageRecord) -> Record {
+    if copy {
+        Record::Copy(record)
+    } else {
+        Record::Image(record)
+    }
+}
+
+/// The `removing` record made `removed`, as the event that counts it: a copy's removal, one
+/// gone before this run (counted apart from removals made), or a removal made.
+fn removed(mut record: ImageRecord, why: Why, copy: bool, removal: Removal) -> Event {
+    record.status = Status::Removed;
+    record.ts = crate::clock::now_rfc3339();
+    record.reason = Some(format!("{}: {}", why.reason(), removal.reason()));
+    match (copy, removal) {
+        (true, _) => Event::Noted(Record::Copy(record), Note::CopyRemoved),
+        (false, Removal::AlreadyGone) => Event::Noted(Record::Image(record), Note::AlreadyGone),
+        (false, _) => Event::Outcome(record),
+    }
+}
+
+/// The `removing` record made `registered` again when the service refused the removal, with
+/// its words.
+fn refused(mut record: ImageRecord, why: Why, error: &ApiError) -> ImageRecord {
+    record.status = Status::Registered;
+    record.ts = crate::clock::now_rfc3339();
+    record.error_code = Some(error.code().to_string());
+    record.message = Some(error.message().to_string());
+    record.reason = Some(format!("{}: the removal was refused", why.reason()));
+    record
 }
 
 /// The record of an image under `id`, the lowest of the ids the server holds for it, when
@@ -454,30 +488,13 @@ async fn remove<T: Backend>(
     record.reason = Some(drop.why.reason().to_string());
     // A duplicate copy is journaled as a `copy`: the image's own record stays as it is.
     let copy = drop.why == crate::plan::Why::Copy;
-    let line = |record: ImageRecord| {
-        if copy {
-            Record::Copy(record)
-        } else {
-            Record::Image(record)
-        }
-    };
-    if !ctx.events.durable(vec![line(record.clone())]).await {
+    if !ctx.events.durable(vec![line(copy, record.clone())]).await {
         ctx.caller.stop().stop(StopReason::LedgerFailed);
         return Err(Halt::Stopped);
     }
     match send_removal(ctx, place, &id).await {
         Ok(removal) => {
-            record.status = Status::Removed;
-            record.ts = crate::clock::now_rfc3339();
-            record.reason = Some(format!("{}: {}", drop.why.reason(), removal.reason()));
-            ctx.events.send(match (copy, removal) {
-                (true, _) => Event::Noted(Record::Copy(record), Note::CopyRemoved),
-                // Gone before this run: recorded `removed`, counted apart from removals made.
-                (false, Removal::AlreadyGone) => {
-                    Event::Noted(Record::Image(record), Note::AlreadyGone)
-                }
-                (false, _) => Event::Outcome(record),
-            });
+            ctx.events.send(removed(record, drop.why, copy, removal));
             reads.forget::<T>(place, &id);
             Ok(true)
         }
@@ -490,13 +507,9 @@ async fn remove<T: Backend>(
                 job.person_id,
                 T::ID
             );
-            record.status = Status::Registered;
-            record.ts = crate::clock::now_rfc3339();
-            record.error_code = Some(error.code().to_string());
-            record.message = Some(error.message().to_string());
-            record.reason = Some(format!("{}: the removal was refused", drop.why.reason()));
+            let record = refused(record, drop.why, &error);
             ctx.events
-                .send(Event::Noted(line(record), Note::RemovalFailed));
+                .send(Event::Noted(line(copy, record), Note::RemovalFailed));
             Ok(false)
         }
         // Unknown: the `removing` record stays, and the next run settles it by a read.
