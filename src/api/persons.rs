@@ -144,6 +144,56 @@ impl<'h, 'a, F: FnMut(PersonRef<'_, '_>)> Walk<'h, 'a, F> {
         self.missing = Some(field);
         E::custom(field)
     }
+
+    /// A category read: its head kept (in the first pass), and the persons that follow are
+    /// the next category's.
+    fn end_category<E: de::Error>(&mut self, fields: ItemFields<'a>) -> Result<(), E> {
+        let Some(id) = fields.id else {
+            return Err(self.fail("CategoryId"));
+        };
+        if self.heads.is_none() {
+            self.found.push(CategoryHead {
+                category_id: id.into_owned(),
+                category_name: fields.name.map(Cow::into_owned),
+                category_description: fields.description.map(Cow::into_owned),
+            });
+        }
+        self.category += 1;
+        Ok(())
+    }
+
+    /// A person read: handed out with its category and the faces read with it.
+    fn end_person<E: de::Error>(&mut self, fields: ItemFields<'a>) -> Result<(), E> {
+        let Some(person_id) = fields.id else {
+            return Err(self.fail("PersonId"));
+        };
+        let heads = self.heads.unwrap_or_default();
+        // Persons are read in the second pass only, which knows every category.
+        if let Some(category) = heads.get(self.category) {
+            (self.each)(PersonRef {
+                category,
+                category_at: self.category,
+                person_id,
+                person_name: fields.name,
+                person_description: fields.description,
+                faces: &self.faces,
+            });
+        }
+        self.faces.clear();
+        Ok(())
+    }
+
+    /// A face read: kept for the person it is listed under.
+    fn end_face<E: de::Error>(&mut self, fields: ItemFields<'a>) -> Result<(), E> {
+        let Some(face_id) = fields.id else {
+            return Err(self.fail("FaceId"));
+        };
+        self.faces.push(FaceRef {
+            face_id,
+            image_url: fields.image_url,
+        });
+        Ok(())
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -410,87 +460,98 @@ impl<'de, F: FnMut(PersonRef<'_, '_>)> Visitor<'de> for Item<'_, '_, 'de, F> {
 fn item<'de, F: FnMut(PersonRef<'_, '_>), A: MapAccess<'de>>(
     walk: &mut Walk<'_, 'de, F>,
     level: Level,
-    mut map: A,
+    map: A,
     lone: bool,
 ) -> Result<(), A::Error> {
-    let mut any = false;
-    let (mut id, mut name, mut description) = (None, None, None);
-    let mut image_url = None;
     if level == Level::Person {
         walk.faces.clear();
     }
-    while let Some(key) = map.next_key::<Key>()? {
-        any = true;
+    let fields = item_fields(walk, level, map)?;
+    if lone && !fields.any {
+        return Ok(());
+    }
+    match level {
+        Level::Category => walk.end_category(fields),
+        Level::Person => walk.end_person(fields),
+        Level::Face => walk.end_face(fields),
+    }
+}
+
+/// What an item object held of the fields its level has.
+#[derive(Debug, Default)]
+struct ItemFields<'a> {
+    /// The object had any key at all.
+    any: bool,
+    id: Option<Cow<'a, str>>,
+    name: Option<Cow<'a, str>>,
+    description: Option<Cow<'a, str>>,
+    image_url: Option<Cow<'a, str>>,
+}
+
+/// Which of an item's fields a key is, at the item's level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    Id,
+    Name,
+    Description,
+    ImageUrl,
+    /// A category's persons.
+    Persons,
+    /// A person's faces.
+    Faces,
+    /// Not a field of this level's items.
+    Other,
+}
+
+impl Field {
+    /// The field `key` names in an item at `level`.
+    fn of(level: Level, key: Key) -> Field {
         match (level, key) {
             (Level::Category, Key::CategoryId)
             | (Level::Person, Key::PersonId)
-            | (Level::Face, Key::FaceId) => id = map.next_value::<Text>()?.0,
-            (Level::Category, Key::CategoryName) | (Level::Person, Key::PersonName) => {
-                name = map.next_value::<Text>()?.0;
-            }
+            | (Level::Face, Key::FaceId) => Field::Id,
+            (Level::Category, Key::CategoryName) | (Level::Person, Key::PersonName) => Field::Name,
             (Level::Category, Key::CategoryDescription)
-            | (Level::Person, Key::PersonDescription) => {
-                description = map.next_value::<Text>()?.0;
+            | (Level::Person, Key::PersonDescription) => Field::Description,
+            (Level::Face, Key::ImageUrl) => Field::ImageUrl,
+            (Level::Category, Key::Persons) => Field::Persons,
+            (Level::Person, Key::Faces) => Field::Faces,
+            _ => Field::Other,
+        }
+    }
+}
+
+/// Reads an item object's fields; a category's persons (second pass only) and a person's faces
+/// are walked where they are met.
+fn item_fields<'de, F: FnMut(PersonRef<'_, '_>), A: MapAccess<'de>>(
+    walk: &mut Walk<'_, 'de, F>,
+    level: Level,
+    mut map: A,
+) -> Result<ItemFields<'de>, A::Error> {
+    let mut fields = ItemFields::default();
+    while let Some(key) = map.next_key::<Key>()? {
+        fields.any = true;
+        match Field::of(level, key) {
+            Field::Id => fields.id = map.next_value::<Text>()?.0,
+            Field::Name => fields.name = map.next_value::<Text>()?.0,
+            Field::Description => fields.description = map.next_value::<Text>()?.0,
+            Field::ImageUrl => {
+                fields.image_url = map.next_value::<Text>()?.0.map(crate::image::shown_cow)
             }
-            (Level::Face, Key::ImageUrl) => {
-                image_url = map.next_value::<Text>()?.0.map(crate::image::shown_cow)
-            }
-            (Level::Category, Key::Persons) if walk.heads.is_some() => {
+            Field::Persons if walk.heads.is_some() => {
                 map.next_value_seed(Wrapper(&mut *walk, Level::Person))?;
             }
-            (Level::Person, Key::Faces) => {
+            Field::Faces => {
                 // A repeated key: the last one counts, as in a JSON object.
                 walk.faces.clear();
                 map.next_value_seed(Wrapper(&mut *walk, Level::Face))?;
             }
-            _ => {
+            Field::Persons | Field::Other => {
                 map.next_value::<IgnoredAny>()?;
             }
         }
     }
-    if lone && !any {
-        return Ok(());
-    }
-    match level {
-        Level::Category => {
-            let Some(id) = id else {
-                return Err(walk.fail("CategoryId"));
-            };
-            if walk.heads.is_none() {
-                walk.found.push(CategoryHead {
-                    category_id: id.into_owned(),
-                    category_name: name.map(Cow::into_owned),
-                    category_description: description.map(Cow::into_owned),
-                });
-            }
-            walk.category += 1;
-        }
-        Level::Person => {
-            let Some(person_id) = id else {
-                return Err(walk.fail("PersonId"));
-            };
-            let heads = walk.heads.unwrap_or_default();
-            // Persons are read in the second pass only, which knows every category.
-            if let Some(category) = heads.get(walk.category) {
-                (walk.each)(PersonRef {
-                    category,
-                    category_at: walk.category,
-                    person_id,
-                    person_name: name,
-                    person_description: description,
-                    faces: &walk.faces,
-                });
-            }
-            walk.faces.clear();
-        }
-        Level::Face => {
-            let Some(face_id) = id else {
-                return Err(walk.fail("FaceId"));
-            };
-            walk.faces.push(FaceRef { face_id, image_url });
-        }
-    }
-    Ok(())
+    Ok(fields)
 }
 
 #[cfg(test)]
@@ -579,6 +640,81 @@ mod tests {
                 _ => panic!("{json}: the tree says {want:?}, the walk {got:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_key_is_a_field_only_at_the_level_that_has_it() {
+        use Level::{Category, Face, Person};
+        for (level, key, field) in [
+            (Category, Key::CategoryId, Field::Id),
+            (Person, Key::PersonId, Field::Id),
+            (Face, Key::FaceId, Field::Id),
+            (Category, Key::CategoryName, Field::Name),
+            (Person, Key::PersonDescription, Field::Description),
+            (Face, Key::ImageUrl, Field::ImageUrl),
+            (Category, Key::Persons, Field::Persons),
+            (Person, Key::Faces, Field::Faces),
+            (Person, Key::CategoryId, Field::Other),
+            (Face, Key::PersonName, Field::Other),
+            (Category, Key::ImageUrl, Field::Other),
+            (Face, Key::Faces, Field::Other),
+            (Person, Key::Persons, Field::Other),
+        ] {
+            assert_eq!(Field::of(level, key), field);
+        }
+    }
+
+    #[test]
+    fn items_end_as_a_head_a_person_handed_out_or_a_face_kept_and_need_their_id() {
+        let fields = |id: Option<&'static str>| ItemFields {
+            any: true,
+            id: id.map(Cow::Borrowed),
+            name: Some(Cow::Borrowed("n")),
+            description: None,
+            image_url: Some(Cow::Borrowed("u")),
+        };
+        let mut first = Walk::new(None, |_: PersonRef<'_, '_>| {});
+        first
+            .end_category::<serde_json::Error>(fields(Some("c")))
+            .unwrap();
+        assert_eq!(first.category, 1);
+        assert_eq!(first.found[0].category_id, "c");
+        assert_eq!(first.found[0].category_name.as_deref(), Some("n"));
+        assert!(
+            first
+                .end_category::<serde_json::Error>(fields(None))
+                .is_err()
+        );
+        assert_eq!(first.missing, Some("CategoryId"));
+
+        let heads = [CategoryHead::default(), first.found[0].clone()];
+        let mut seen = Vec::new();
+        let mut second = Walk::new(Some(&heads), |p: PersonRef<'_, '_>| {
+            let faces: Vec<_> = p
+                .faces
+                .iter()
+                .map(|f| {
+                    (
+                        f.face_id.to_string(),
+                        f.image_url.as_deref().map(str::to_string),
+                    )
+                })
+                .collect();
+            seen.push((p.category_at, p.person_id.to_string(), faces))
+        });
+        second.category = 1;
+        second
+            .end_face::<serde_json::Error>(fields(Some("f")))
+            .unwrap();
+        second
+            .end_person::<serde_json::Error>(fields(Some("p")))
+            .unwrap();
+        assert!(second.faces.is_empty());
+        assert!(second.end_face::<serde_json::Error>(fields(None)).is_err());
+        assert_eq!(second.missing, Some("FaceId"));
+        drop(second);
+        let face = ("f".to_string(), Some("u".to_string()));
+        assert_eq!(seen, [(1, "p".to_string(), vec![face])]);
     }
 
     #[test]

@@ -138,7 +138,20 @@ fn parse_rate(text: &str) -> Result<f64, crate::exit::UsageError> {
 impl SandboxArgs {
     /// The validated configuration and where to write the state at exit.
     pub fn into_config(self) -> anyhow::Result<(SandboxConfig, Option<PathBuf>)> {
-        let faults = FaultRates {
+        self.faults().validate().map_err(anyhow::Error::msg)?;
+        self.check_credentials()?;
+        self.check_listen()?;
+        anyhow::ensure!(
+            self.max_faces_per_person >= 1,
+            "--max-faces-per-person must be at least 1"
+        );
+        self.check_oss()?;
+        Ok(self.build())
+    }
+
+    /// The API's fault rates, as the flags give them.
+    fn faults(&self) -> FaultRates {
+        FaultRates {
             error_before: self.error_before,
             error_after: self.error_after,
             reset_before: self.reset_before,
@@ -147,8 +160,20 @@ impl SandboxArgs {
             late: self.late,
             malformed_after: self.malformed_after,
             html_before: self.html_before,
-        };
-        faults.validate().map_err(anyhow::Error::msg)?;
+        }
+    }
+
+    /// OSS's fault rates, as the flags give them.
+    fn oss_faults(&self) -> OssFaultRates {
+        OssFaultRates {
+            error: self.oss_error,
+            reset: self.oss_reset,
+            slow_body: self.oss_slow_body,
+        }
+    }
+
+    /// The access key and the STS lifetime are usable.
+    fn check_credentials(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             !self.access_key_id.is_empty(),
             "--access-key-id must not be empty"
@@ -161,6 +186,12 @@ impl SandboxArgs {
             self.sts_lifetime >= std::time::Duration::from_secs(1),
             "--sts-lifetime must be at least 1s"
         );
+        Ok(())
+    }
+
+    /// An address other machines can reach is listened on only when asked for, and never with
+    /// the public default secret.
+    fn check_listen(&self) -> anyhow::Result<()> {
         let remote = !self.listen.ip().is_loopback();
         anyhow::ensure!(
             !remote || self.allow_remote,
@@ -174,10 +205,11 @@ impl SandboxArgs {
              one is public)",
             self.listen
         );
-        anyhow::ensure!(
-            self.max_faces_per_person >= 1,
-            "--max-faces-per-person must be at least 1"
-        );
+        Ok(())
+    }
+
+    /// The OSS buckets and region are names OSS takes, and its fault rates are rates.
+    fn check_oss(&self) -> anyhow::Result<()> {
         for bucket in &self.oss_buckets {
             crate::sign::oss::object::check_bucket(bucket)
                 .map_err(|e| anyhow::anyhow!("--oss-bucket: {e}"))?;
@@ -188,18 +220,20 @@ impl SandboxArgs {
                 "--oss-region '{region}' is not a region id like cn-hangzhou"
             );
         }
+        self.oss_faults().validate().map_err(anyhow::Error::msg)?;
+        Ok(())
+    }
+
+    /// The configuration the checked flags make, and the state file.
+    fn build(self) -> (SandboxConfig, Option<PathBuf>) {
+        let (faults, oss_faults) = (self.faults(), self.oss_faults());
         let oss = OssConfig {
             root: self.oss_root,
             buckets: self.oss_buckets,
             region: self.oss_region,
-            faults: OssFaultRates {
-                error: self.oss_error,
-                reset: self.oss_reset,
-                slow_body: self.oss_slow_body,
-            },
+            faults: oss_faults,
             slow_body_ms: self.oss_slow_body_ms,
         };
-        oss.faults.validate().map_err(anyhow::Error::msg)?;
         let config = SandboxConfig {
             listen: self.listen,
             access_key_id: self.access_key_id,
@@ -222,7 +256,7 @@ impl SandboxArgs {
             peak_window: std::time::Duration::from_secs(1),
             oss,
         };
-        Ok((config, self.state_file))
+        (config, self.state_file)
     }
 }
 
@@ -345,6 +379,80 @@ mod tests {
         let bad_region = parse(&["--oss-region", "CN"]).unwrap().into_config();
         assert!(bad_region.unwrap_err().to_string().contains("--oss-region"));
         assert!(parse(&["--oss-error", "2"]).is_err());
+    }
+
+    #[test]
+    fn each_fault_flag_reaches_its_own_rate() {
+        let args = parse(&[
+            "--error-before",
+            "0.01",
+            "--error-after",
+            "0.02",
+            "--reset-before",
+            "0.03",
+            "--reset-after",
+            "0.04",
+            "--stall",
+            "0.05",
+            "--late",
+            "0.06",
+            "--malformed-after",
+            "0.07",
+            "--html-before",
+            "0.08",
+            "--oss-error",
+            "0.09",
+            "--oss-reset",
+            "0.1",
+            "--oss-slow-body",
+            "0.11",
+        ])
+        .unwrap();
+        let f = args.faults();
+        assert_eq!(
+            [
+                f.error_before,
+                f.error_after,
+                f.reset_before,
+                f.reset_after,
+                f.stall,
+                f.late,
+                f.malformed_after,
+                f.html_before
+            ],
+            [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08]
+        );
+        let o = args.oss_faults();
+        assert_eq!([o.error, o.reset, o.slow_body], [0.09, 0.1, 0.11]);
+    }
+
+    #[test]
+    fn empty_keys_and_a_lifetime_under_a_second_are_refused_by_name() {
+        let refused = |flags: &[&str]| {
+            parse(flags)
+                .unwrap()
+                .check_credentials()
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refused(&["--access-key-id", ""]),
+            "--access-key-id must not be empty"
+        );
+        assert_eq!(
+            refused(&["--access-key-secret", ""]),
+            "--access-key-secret must not be empty"
+        );
+        assert_eq!(
+            refused(&["--sts-lifetime", "999ms"]),
+            "--sts-lifetime must be at least 1s"
+        );
+        assert!(
+            parse(&["--sts-lifetime", "1s"])
+                .unwrap()
+                .check_credentials()
+                .is_ok()
+        );
     }
 
     #[test]

@@ -559,10 +559,6 @@ impl Lock {
     }
 
     fn acquire_with(ledger: &Path, create: bool) -> Result<Lock, LedgerError> {
-        let open_err = |source| LedgerError::Open {
-            path: ledger.into(),
-            source,
-        };
         let path = lock_path(ledger);
         // The file locked must still be the one the path names: another run may have removed
         // (an empty ledger it had created, see `remove_if_empty`) or replaced it between our
@@ -570,53 +566,84 @@ impl Lock {
         let mut attempts = 0;
         let (file, created) = loop {
             attempts += 1;
-            // Created here (`create_new`), or there already (through a symlink, maybe to a
-            // file still to be made: not ours to remove later).
-            let open = |new: bool| {
-                OpenOptions::new()
-                    .read(true)
-                    .append(true)
-                    .create(create)
-                    .create_new(new)
-                    .mode(0o600)
-                    .open(ledger)
-            };
-            let (file, created) = match open(create) {
-                Ok(file) => (file, create),
-                Err(e) if create && e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    (open(false).map_err(open_err)?, false)
-                }
-                Err(e) => return Err(open_err(e)),
-            };
-            if !file.metadata().map_err(open_err)?.is_file() {
-                return Err(LedgerError::NotAFile {
-                    path: ledger.into(),
-                });
-            }
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                    let holder = match holder.trim() {
-                        "" => "a process that has not said who it is".to_string(),
-                        who => who.to_string(),
-                    };
-                    return Err(LedgerError::Locked {
-                        path: ledger.into(),
-                        holder,
-                    });
-                }
-                Err(std::fs::TryLockError::Error(source)) => return Err(open_err(source)),
-            }
+            let (file, created) = Lock::open_to_lock(ledger, create)?;
+            Lock::lock_or_name_holder(&file, ledger, &path)?;
             if still_names(ledger, &file) {
                 break (file, created);
             }
             if attempts == 5 {
-                return Err(open_err(std::io::Error::other(
-                    "the ledger file kept being removed or replaced while it was being locked",
-                )));
+                return Err(LedgerError::Open {
+                    path: ledger.into(),
+                    source: std::io::Error::other(
+                        "the ledger file kept being removed or replaced while it was being locked",
+                    ),
+                });
             }
         };
+        Lock::write_holder(&path)?;
+        Ok(Lock { file, created })
+    }
+
+    /// Opens the ledger to lock, creating it when `create` and there is none, and says whether
+    /// it was created here; anything but a regular file is refused.
+    fn open_to_lock(ledger: &Path, create: bool) -> Result<(File, bool), LedgerError> {
+        let open_err = |source| LedgerError::Open {
+            path: ledger.into(),
+            source,
+        };
+        // Created here (`create_new`), or there already (through a symlink, maybe to a
+        // file still to be made: not ours to remove later).
+        let open = |new: bool| {
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(create)
+                .create_new(new)
+                .mode(0o600)
+                .open(ledger)
+        };
+        let (file, created) = match open(create) {
+            Ok(file) => (file, create),
+            Err(e) if create && e.kind() == std::io::ErrorKind::AlreadyExists => {
+                (open(false).map_err(open_err)?, false)
+            }
+            Err(e) => return Err(open_err(e)),
+        };
+        if !file.metadata().map_err(open_err)?.is_file() {
+            return Err(LedgerError::NotAFile {
+                path: ledger.into(),
+            });
+        }
+        Ok((file, created))
+    }
+
+    /// Takes the lock without waiting; when another process holds it, the error says who, as
+    /// the lock's `note` file tells.
+    fn lock_or_name_holder(file: &File, ledger: &Path, note: &Path) -> Result<(), LedgerError> {
+        match file.try_lock() {
+            Ok(()) => Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) => Err(LedgerError::Locked {
+                path: ledger.into(),
+                holder: Lock::holder_named(&std::fs::read_to_string(note).unwrap_or_default()),
+            }),
+            Err(std::fs::TryLockError::Error(source)) => Err(LedgerError::Open {
+                path: ledger.into(),
+                source,
+            }),
+        }
+    }
+
+    /// The holder a lock's note names, or words for one that has not said who it is.
+    fn holder_named(note: &str) -> String {
+        match note.trim() {
+            "" => "a process that has not said who it is".to_string(),
+            who => who.to_string(),
+        }
+    }
+
+    /// Writes who now holds the lock (pid, host, since when) to its `note` file, for the
+    /// message a second run prints.
+    fn write_holder(note: &Path) -> Result<(), LedgerError> {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let who = format!(
             "pid {} on {} since {}\n",
@@ -625,19 +652,18 @@ impl Lock {
             crate::clock::now_rfc3339()
         );
         let write = || -> std::io::Result<()> {
-            let mut note = OpenOptions::new()
+            let mut file = OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .mode(0o600)
-                .open(&path)?;
-            note.write_all(who.as_bytes())
+                .open(note)?;
+            file.write_all(who.as_bytes())
         };
         write().map_err(|source| LedgerError::Write {
-            path: path.clone(),
+            path: note.into(),
             source,
-        })?;
-        Ok(Lock { file, created })
+        })
     }
 
     /// Whether this lock created the ledger (empty): there was none.
@@ -1116,6 +1142,29 @@ mod tests {
             }
             other => panic!("expected Locked, got {:?}", other.err()),
         }
+    }
+
+    #[test]
+    fn the_holder_is_the_notes_line_or_words_for_one_that_did_not_say() {
+        assert_eq!(
+            Lock::holder_named("  pid 7 on box since 2026-01-01T00:00:00Z\n"),
+            "pid 7 on box since 2026-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            Lock::holder_named(" \n"),
+            "a process that has not said who it is"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let note = dir.path().join("l.jsonl.lock");
+        std::fs::write(&note, "an older, longer note that must not survive\n").unwrap();
+        Lock::write_holder(&note).unwrap();
+        let written = std::fs::read_to_string(&note).unwrap();
+        assert!(
+            written.starts_with(&format!("pid {} on ", std::process::id())),
+            "{written}"
+        );
+        assert!(!written.contains("older"), "{written}");
+        assert_eq!(written.lines().count(), 1);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use serde::Deserialize;
 
@@ -283,17 +284,7 @@ fn scan_parallel_from_as<S: ScanAs, B: Default + Send>(
             decoders.push(
                 decoder
                     .spawn_scoped(scope, move || {
-                        for chunk in chunks {
-                            let mut folded = B::default();
-                            let result = chunk.each_line(path, |line, raw| {
-                                apply::<S>(path, line, raw, &mut |entry| fold(&mut folded, entry))
-                            });
-                            let failed = result.is_err();
-                            // The receiver only goes away when no more is wanted.
-                            if output.send(result.map(|()| folded)).is_err() || failed {
-                                break;
-                            }
-                        }
+                        decode_blocks::<S, B>(path, chunks, output, fold)
                     })
                     .map_err(spawn_error)?,
             );
@@ -302,45 +293,84 @@ fn scan_parallel_from_as<S: ScanAs, B: Default + Send>(
         }
         let read_thread = std::thread::Builder::new().name("ledger-read".into());
         let read_thread = read_thread
-            .spawn_scoped(scope, move || {
-                let mut chunks = Chunks::new(path, reader, block);
-                let mut turn = 0;
-                while let Some(chunk) = chunks.next_chunk()? {
-                    if inputs[turn % workers].send(chunk).is_err() {
-                        // A decoder stopped at an error, which is reported in its place.
-                        break;
-                    }
-                    turn += 1;
-                }
-                Ok(chunks.scanned())
-            })
+            .spawn_scoped(scope, move || read_blocks(path, reader, block, inputs))
             .map_err(spawn_error)?;
-        let mut failed = None;
-        for turn in 0.. {
-            match outputs[turn % workers].recv() {
-                Ok(Ok(folded)) => take(folded),
-                Ok(Err(e)) => {
-                    failed = Some(e);
-                    break;
-                }
-                // Every block has been handed over (or a decoder panicked: see below).
-                Err(_) => break,
-            }
-        }
+        let failed = take_in_order(&outputs, &mut take);
         drop(outputs);
-        let read: Result<Scanned, LedgerError> = read_thread
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let read = joined(read_thread);
         for decoder in decoders {
-            decoder
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            joined(decoder);
         }
         match failed {
             Some(e) => Err(e),
             None => read,
         }
     })
+}
+
+/// A decoding thread's work: each block's lines decoded and folded into a `B` of its own, sent
+/// back in turn; it stops after an error (sent in the block's place) or when no more is wanted.
+fn decode_blocks<S: ScanAs, B: Default>(
+    path: &Path,
+    chunks: Receiver<Chunk>,
+    output: SyncSender<Result<B, LedgerError>>,
+    fold: &impl for<'v, 'a> Fn(&mut B, Entry<'v, 'a, S::View<'a>>),
+) {
+    for chunk in chunks {
+        let mut folded = B::default();
+        let result = chunk.each_line(path, |line, raw| {
+            apply::<S>(path, line, raw, &mut |entry| fold(&mut folded, entry))
+        });
+        let failed = result.is_err();
+        // The receiver only goes away when no more is wanted.
+        if output.send(result.map(|()| folded)).is_err() || failed {
+            break;
+        }
+    }
+}
+
+/// The reading thread's work: the reader in blocks of whole lines, dealt to the decoders'
+/// `inputs` in turn; what it measured, or the first error reading.
+fn read_blocks(
+    path: &Path,
+    reader: impl Read,
+    block: usize,
+    inputs: Vec<SyncSender<Chunk>>,
+) -> Result<Scanned, LedgerError> {
+    let mut chunks = Chunks::new(path, reader, block);
+    let mut turn = 0;
+    while let Some(chunk) = chunks.next_chunk()? {
+        if inputs[turn % inputs.len()].send(chunk).is_err() {
+            // A decoder stopped at an error, which is reported in its place.
+            break;
+        }
+        turn += 1;
+    }
+    Ok(chunks.scanned())
+}
+
+/// Hands the decoders' folds to `take` in ledger order (they were dealt the blocks in turn)
+/// until every block is handed over; the first error met instead, if any.
+fn take_in_order<B>(
+    outputs: &[Receiver<Result<B, LedgerError>>],
+    take: &mut impl FnMut(B),
+) -> Option<LedgerError> {
+    for turn in 0.. {
+        match outputs[turn % outputs.len()].recv() {
+            Ok(Ok(folded)) => take(folded),
+            Ok(Err(e)) => return Some(e),
+            // Every block has been handed over (or a decoder panicked: its join says so).
+            Err(_) => break,
+        }
+    }
+    None
+}
+
+/// What a scoped thread returned; its panic goes on in this thread.
+fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    thread
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// How many bytes the scan reads at a time.
@@ -475,6 +505,9 @@ impl<'p, R: Read> Chunks<'p, R> {
     }
 }
 
+/// One line handed to `each` as the entry its kind makes it; a blank line is skipped, a damaged
+/// one is an error naming the line and column.
+#[inline]
 fn apply<S: ScanAs>(
     path: &Path,
     line: u64,
@@ -485,6 +518,13 @@ fn apply<S: ScanAs>(
     if text.is_empty() {
         return Ok(());
     }
+    let view: S::View<'_> = decode(path, line, text)?;
+    hand_out::<S>(path, line, &view, each)
+}
+
+/// The line's record as the view `V`, of a schema version this build reads.
+#[inline]
+fn decode<'a, V: LineView<'a>>(path: &Path, line: u64, text: &'a [u8]) -> Result<V, LedgerError> {
     let corrupt = |column: u64, problem: String| LedgerError::Corrupt {
         path: path.into(),
         line,
@@ -494,16 +534,12 @@ fn apply<S: ScanAs>(
     // The line checked as UTF-8 at once (the fast whole-slice check), so the JSON parser need
     // not check each string again.
     let text = std::str::from_utf8(text).map_err(|e| {
-        let column = text[..e.valid_up_to()]
-            .iter()
-            .filter(|&&b| b & 0xC0 != 0x80)
-            .count();
         corrupt(
-            column as u64 + 1,
+            utf8_error_column(text, &e),
             format!("not a ledger record (not UTF-8: {e})"),
         )
     })?;
-    let view: S::View<'_> = serde_json::from_str(text)
+    let view: V = serde_json::from_str(text)
         .map_err(|e| corrupt(e.column() as u64, format!("not a ledger record ({e})")))?;
     let version = view
         .version()
@@ -515,53 +551,72 @@ fn apply<S: ScanAs>(
             version,
         });
     }
-    match view.kind() {
-        Some(LineKind::Image) => {}
-        Some(LineKind::RunStart | LineKind::RunEnd) => {
-            each(Entry::Run(&view));
-            return Ok(());
-        }
-        Some(LineKind::Created | LineKind::Deleted) => {
-            each(Entry::Object(&view));
-            return Ok(());
-        }
+    Ok(view)
+}
+
+/// The column (1-based, in characters) of the first byte of `text` that is not UTF-8.
+fn utf8_error_column(text: &[u8], error: &std::str::Utf8Error) -> u64 {
+    let column = text[..error.valid_up_to()]
+        .iter()
+        .filter(|&&b| b & 0xC0 != 0x80)
+        .count();
+    column as u64 + 1
+}
+
+/// Hands `view` to `each` as the entry its kind makes it, once the fields that kind needs are
+/// there; kinds from later versions of the same schema are not ours to interpret.
+#[inline]
+fn hand_out<'v, 'a, S: ScanAs>(
+    path: &Path,
+    line: u64,
+    view: &'v S::View<'a>,
+    each: &mut impl for<'w, 'b> FnMut(Entry<'w, 'b, S::View<'b>>),
+) -> Result<(), LedgerError> {
+    let entry = match view.kind() {
+        Some(LineKind::Image) => Entry::Image(image_entry(path, line, view)?),
+        Some(LineKind::RunStart | LineKind::RunEnd) => Entry::Run(view),
+        Some(LineKind::Created | LineKind::Deleted) => Entry::Object(view),
         Some(LineKind::Copy | LineKind::Settled) => {
             let (category_id, person_id, _) = view.image_ids();
             if category_id.is_none() || person_id.is_none() {
-                return Err(corrupt(
-                    1,
-                    "a copy or settled record needs category_id and person_id".into(),
-                ));
+                return Err(LedgerError::Corrupt {
+                    path: path.into(),
+                    line,
+                    column: 1,
+                    problem: "a copy or settled record needs category_id and person_id".into(),
+                });
             }
-            each(Entry::Person(&view));
-            return Ok(());
+            Entry::Person(view)
         }
-        Some(LineKind::Upload) => {
-            each(Entry::Upload(&view));
-            return Ok(());
-        }
-        Some(LineKind::Checked) => {
-            each(Entry::Checked(&view));
-            return Ok(());
-        }
-        // Kinds from later versions of the same schema are not ours to interpret.
+        Some(LineKind::Upload) => Entry::Upload(view),
+        Some(LineKind::Checked) => Entry::Checked(view),
         _ => return Ok(()),
-    }
+    };
+    each(entry);
+    Ok(())
+}
+
+/// An image record with the four fields every image record has, checked.
+#[inline]
+fn image_entry<'v, 'a, V: LineView<'a>>(
+    path: &Path,
+    line: u64,
+    view: &'v V,
+) -> Result<Image<'v, 'a, V>, LedgerError> {
     let (Some(category_id), Some(person_id), Some(image_url)) = view.image_ids() else {
         return Err(missing_image_fields(path, line));
     };
     let Some(status) = view.status() else {
         return Err(missing_image_fields(path, line));
     };
-    each(Entry::Image(Image {
-        view: &view,
+    Ok(Image {
+        view,
         status,
         category_id,
         person_id,
         image_url,
         _line: std::marker::PhantomData,
-    }));
-    Ok(())
+    })
 }
 
 fn missing_image_fields(path: &Path, line: u64) -> LedgerError {
@@ -629,6 +684,80 @@ mod tests {
             }) => assert!(problem.contains("UTF-8"), "{problem}"),
             other => panic!("expected Corrupt, got {:?}", other.map(|s| s.0)),
         }
+    }
+
+    #[test]
+    fn the_utf8_error_column_counts_characters_not_bytes() {
+        for (text, column) in [
+            (&b"\xff"[..], 1),
+            (b"ab\xff", 3),
+            ("é€x".as_bytes(), 4),
+            (b"\xc3\xa9\xe2\x82", 2),
+        ] {
+            let mut bytes = text.to_vec();
+            if std::str::from_utf8(&bytes).is_ok() {
+                bytes.push(0xff);
+            }
+            let error = std::str::from_utf8(&bytes).unwrap_err();
+            assert_eq!(utf8_error_column(&bytes, &error), column, "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn a_copy_without_its_person_or_an_image_without_its_status_is_corruption() {
+        let person = b"{\"v\":1,\"kind\":\"copy\",\"category_id\":\"c\"}\n";
+        match scan_bytes(person) {
+            Err(LedgerError::Corrupt {
+                line: 1,
+                column: 1,
+                problem,
+                ..
+            }) => assert!(problem.contains("person_id"), "{problem}"),
+            other => panic!("expected Corrupt, got {:?}", other.map(|s| s.0)),
+        }
+        let image = b"{\"v\":1,\"kind\":\"image\",\"category_id\":\"c\",\"person_id\":\"p\",\"image_url\":\"u\"}\n";
+        match scan_bytes(image) {
+            Err(LedgerError::Corrupt { problem, .. }) => {
+                assert!(problem.contains("and status"), "{problem}")
+            }
+            other => panic!("expected Corrupt, got {:?}", other.map(|s| s.0)),
+        }
+        let later =
+            b"{\"v\":1,\"kind\":\"from_a_later_version\"}\n{\"v\":1,\"kind\":\"run_end\"}\n";
+        assert_eq!(scan_bytes(later).unwrap().1, ["Some(RunEnd)"]);
+    }
+
+    #[test]
+    fn blocks_are_dealt_in_turn_and_taken_back_in_the_same_turn_until_an_error() {
+        let (inputs, dealt): (Vec<_>, Vec<_>) = (0..2)
+            .map(|_| std::sync::mpsc::sync_channel::<Chunk>(8))
+            .unzip();
+        let path = Path::new("t.jsonl");
+        let scanned = read_blocks(path, &b"a\nb\nc\ntorn"[..], 1, inputs).unwrap();
+        assert_eq!((scanned.lines, scanned.torn_tail), (3, 4));
+        let firsts = |n: usize| -> Vec<u64> { dealt[n].try_iter().map(|c| c.first_line).collect() };
+        assert_eq!((firsts(0), firsts(1)), (vec![1, 3], vec![2]));
+
+        let (senders, outputs): (Vec<_>, Vec<_>) = (0..2)
+            .map(|_| std::sync::mpsc::sync_channel::<Result<u32, LedgerError>>(8))
+            .unzip();
+        for (n, value) in [
+            (0, Ok(1)),
+            (1, Ok(2)),
+            (0, Ok(3)),
+            (1, Err(too_long(path, 4))),
+            (0, Ok(5)),
+        ] {
+            senders[n].send(value).unwrap();
+        }
+        let mut taken = Vec::new();
+        let failed = take_in_order(&outputs, &mut |n| taken.push(n));
+        assert_eq!(taken, [1, 2, 3]);
+        assert!(matches!(failed, Some(LedgerError::Corrupt { line: 4, .. })));
+        drop(senders);
+        let mut rest = Vec::new();
+        assert!(take_in_order(&outputs, &mut |n| rest.push(n)).is_none());
+        assert_eq!(rest, [5]);
     }
 
     #[test]

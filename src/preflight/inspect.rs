@@ -60,8 +60,23 @@ pub fn inspect(name: &str, body: &Body<'_>, limits: &Limits) -> Inspection {
         return out;
     };
     out.format = Some(format);
-    if !limits.formats.contains(&format) {
-        out.findings.push(Finding::error(
+    out.findings.extend(format_finding(format, limits));
+    match size_finding(body, limits) {
+        Some(finding) => out.findings.push(finding),
+        None => out.sha256 = Some(hex::encode(Sha256::digest(bytes))),
+    }
+    read_dimensions(bytes, format, limits, &mut out);
+    if format == Format::Jpeg {
+        read_orientation(bytes, &mut out);
+    }
+    out.findings.extend(suffix_finding(name, format));
+    out
+}
+
+/// An error when `format` is not one the limits accept.
+fn format_finding(format: Format, limits: &Limits) -> Option<Finding> {
+    (!limits.formats.contains(&format)).then(|| {
+        Finding::error(
             "format not accepted",
             format!(
                 "format {}: convert to JPEG first (accepted: {}; --accept-formats widens)",
@@ -73,28 +88,36 @@ pub fn inspect(name: &str, body: &Body<'_>, limits: &Limits) -> Inspection {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-        ));
-    }
+        )
+    })
+}
+
+/// An error when the image is over the size limit (or was cut off there, so its whole size is
+/// the server's word, if it said one).
+fn size_finding(body: &Body<'_>, limits: &Limits) -> Option<Finding> {
     let size = body
         .declared_len
         .filter(|_| body.truncated)
-        .unwrap_or(bytes.len() as u64);
-    if body.truncated || size > limits.max_bytes {
-        let over = if body.truncated && body.declared_len.is_none() {
-            format!("more than {}", human_bytes(limits.max_bytes))
-        } else {
-            human_bytes(size)
-        };
-        out.findings.push(Finding::error(
-            "over the size limit",
-            format!(
-                "too large: {over}, over the {} limit (--max-image-bytes)",
-                human_bytes(limits.max_bytes)
-            ),
-        ));
-    } else {
-        out.sha256 = Some(hex::encode(Sha256::digest(bytes)));
+        .unwrap_or(body.bytes.len() as u64);
+    if !body.truncated && size <= limits.max_bytes {
+        return None;
     }
+    let over = if body.truncated && body.declared_len.is_none() {
+        format!("more than {}", human_bytes(limits.max_bytes))
+    } else {
+        human_bytes(size)
+    };
+    Some(Finding::error(
+        "over the size limit",
+        format!(
+            "too large: {over}, over the {} limit (--max-image-bytes)",
+            human_bytes(limits.max_bytes)
+        ),
+    ))
+}
+
+/// Reads the header's width and height into `out` and checks them, or finds the header damaged.
+fn read_dimensions(bytes: &[u8], format: Format, limits: &Limits, out: &mut Inspection) {
     match imagesize::blob_size(bytes) {
         Ok(size) => {
             let (w, h) = (clamp(size.width), clamp(size.height));
@@ -110,28 +133,36 @@ pub fn inspect(name: &str, body: &Body<'_>, limits: &Limits) -> Inspection {
             ),
         )),
     }
-    if format == Format::Jpeg {
-        out.orientation = super::exif::jpeg_orientation(bytes);
-        if let Some(o) = out.orientation.filter(|&o| o != 1) {
-            out.findings.push(Finding::warning(
-                "rotated",
-                format!(
-                    "EXIF orientation {o} ({}): the service may not rotate it; save it upright",
-                    super::exif::describe(o)
-                ),
-            ));
-        }
-    }
-    if let Some(suffix) = suffix(name)
-        && Format::by_suffix(&suffix).is_some_and(|named| named != format)
-    {
+}
+
+/// Reads a JPEG's EXIF orientation into `out`, with a warning when it is not upright.
+fn read_orientation(bytes: &[u8], out: &mut Inspection) {
+    out.orientation = super::exif::jpeg_orientation(bytes);
+    if let Some(o) = out.orientation.filter(|&o| o != 1) {
         out.findings.push(Finding::warning(
-"suffix names another format",format!(
-            "the name ends in .{suffix} but the file is {} (MTS checks types by suffix elsewhere)",
-            format.name()
-        )));
+            "rotated",
+            format!(
+                "EXIF orientation {o} ({}): the service may not rotate it; save it upright",
+                super::exif::describe(o)
+            ),
+        ));
     }
-    out
+}
+
+/// A warning when `name`'s suffix names a format other than the one the bytes are.
+fn suffix_finding(name: &str, format: Format) -> Option<Finding> {
+    let suffix = suffix(name)?;
+    Format::by_suffix(&suffix)
+        .is_some_and(|named| named != format)
+        .then(|| {
+            Finding::warning(
+                "suffix names another format",
+                format!(
+                    "the name ends in .{suffix} but the file is {} (MTS checks types by suffix elsewhere)",
+                    format.name()
+                ),
+            )
+        })
 }
 
 fn clamp(n: usize) -> u32 {
@@ -423,6 +454,60 @@ mod tests {
         assert!(
             messages(&i)[0].contains("header gives no dimensions"),
             "{i:?}"
+        );
+    }
+
+    #[test]
+    fn the_size_is_the_servers_word_only_when_the_read_was_cut_off() {
+        let limits = Limits {
+            max_bytes: 10,
+            ..Limits::default()
+        };
+        let whole = |bytes, declared_len| Body {
+            bytes,
+            truncated: false,
+            declared_len,
+            content_type: None,
+        };
+        // Read whole: the bytes read are the size, whatever the server declared.
+        assert_eq!(size_finding(&whole(&[0; 10], Some(1 << 30)), &limits), None);
+        let over = size_finding(&whole(&[0; 11], None), &limits).unwrap();
+        assert_eq!(over.kind, "over the size limit");
+        assert_eq!(
+            over.message,
+            "too large: 11 B, over the 10 B limit (--max-image-bytes)"
+        );
+        let cut = Body {
+            truncated: true,
+            ..whole(&[0; 11], Some(2048))
+        };
+        assert_eq!(
+            size_finding(&cut, &limits).unwrap().message,
+            "too large: 2.0 kB, over the 10 B limit (--max-image-bytes)"
+        );
+    }
+
+    #[test]
+    fn only_a_known_suffix_naming_another_format_is_found() {
+        let found = suffix_finding("https://h/x/face.PNG#top", Format::Jpeg).unwrap();
+        assert_eq!(found.kind, "suffix names another format");
+        assert!(
+            found
+                .message
+                .starts_with("the name ends in .png but the file is JPEG")
+        );
+        assert_eq!(suffix_finding("https://h/x/face.jfif", Format::Jpeg), None);
+        assert_eq!(suffix_finding("https://h/x/face.dat", Format::Jpeg), None);
+        assert_eq!(suffix_finding("https://h/x.png/face", Format::Jpeg), None);
+    }
+
+    #[test]
+    fn the_format_finding_lists_what_is_accepted() {
+        let limits = Limits::default();
+        assert_eq!(format_finding(Format::Png, &limits), None);
+        assert_eq!(
+            format_finding(Format::Webp, &limits).unwrap().message,
+            "format WebP: convert to JPEG first (accepted: JPEG, PNG; --accept-formats widens)"
         );
     }
 

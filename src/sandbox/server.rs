@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -109,89 +109,48 @@ async fn connection(stream: TcpStream, engine: Arc<Engine>, mut shutdown: watch:
     }
 }
 
+/// Routes a request: the sandbox's own paths, the ECS metadata service, OSS, else the API.
 async fn respond(engine: Arc<Engine>, kill: Arc<Notify>, request: Request<Incoming>) -> Answer {
-    if request.uri().path().starts_with("/__sandbox/") {
-        return Ok(to_response(sandbox_path(
-            &engine,
-            request.method(),
-            request.uri().path(),
-            request.uri().query(),
-        )));
-    }
-    if request.uri().path().starts_with("/latest/") {
-        let headers = request.headers();
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let reply = engine.metadata(request.method(), request.uri().path(), header);
+    let path = request.uri().path();
+    if path.starts_with("/__sandbox/") {
+        let reply = sandbox_path(&engine, request.method(), path, request.uri().query());
         return Ok(to_response(reply));
     }
+    if path.starts_with("/latest/") {
+        return Ok(to_response(metadata(&engine, &request)));
+    }
     let acs_action = request.headers().contains_key("x-acs-action");
-    if oss::routes_to_oss(request.uri().path(), request.uri().query(), acs_action) {
+    if oss::routes_to_oss(path, request.uri().query(), acs_action) {
         return oss_respond(engine, kill, request).await;
     }
+    api_respond(engine, kill, request).await
+}
+
+/// An ECS metadata request, answered from its method, path and headers.
+fn metadata(engine: &Engine, request: &Request<Incoming>) -> Reply {
+    let headers = request.headers();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    engine.metadata(request.method(), request.uri().path(), header)
+}
+
+/// An API request: GET or POST only, read whole, then handled in a task of its own and
+/// answered, or reset.
+async fn api_respond(engine: Arc<Engine>, kill: Arc<Notify>, request: Request<Incoming>) -> Answer {
     let method = request.method().clone();
     if method != Method::GET && method != Method::POST {
         let body =
             serde_json::json!({"Code": "UnsupportedHTTPMethod", "Message": "Use GET or POST."});
         return Ok(to_response(Reply::json(405, &body)));
     }
-    let query = request.uri().query().map(str::to_string);
-    let v3 = request
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(crate::sign::v3::ALGORITHM));
-    let path = request.uri().path().to_string();
-    let headers: Vec<(String, String)> = if v3 {
-        request
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect()
-    } else {
-        Vec::new()
+    let (params, v3) = match read_api_request(&method, request).await {
+        Ok(read) => read,
+        Err(reply) => return Ok(to_response(reply)),
     };
-    let is_form = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
-    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            let body = serde_json::json!({"Code": "InvalidParameter", "Message": "The body is unreadable or over 1 MiB."});
-            return Ok(to_response(Reply::json(413, &body)));
-        }
-    };
-    let mut params = Params::parse(query.as_deref(), if is_form { &body } else { &[] });
-    let v3 = v3.then(|| {
-        let request = V3Request {
-            method: method.as_str().to_string(),
-            path,
-            query: Params::parse(query.as_deref(), &[]).signed_pairs(),
-            headers,
-            body_hash: crate::sign::v3::hashed_payload(&body),
-        };
-        // Action, version and nonce travel as headers in V3; the rest of the trip reads params.
-        for (header, param) in [
-            ("x-acs-action", "Action"),
-            ("x-acs-version", "Version"),
-            ("x-acs-signature-nonce", "SignatureNonce"),
-        ] {
-            if let Some(value) = request.header(header) {
-                params.set(param, value);
-            }
-        }
-        request
-    });
     // Like a real gateway, the sandbox goes on with a request whose client went away (a kill,
     // a timeout): it is handled in a task of its own, so dropping the connection does not cancel
     // it, and a request still in its latency is applied after the client is gone.
@@ -213,6 +172,84 @@ async fn respond(engine: Arc<Engine>, kill: Arc<Notify>, request: Request<Incomi
     }
 }
 
+/// An API request's params (query, and a form body's) and, for a V3-signed request, what its
+/// signature covers; an unreadable or oversized body is answered with a 413 instead.
+async fn read_api_request(
+    method: &Method,
+    request: Request<Incoming>,
+) -> Result<(Params, Option<V3Request>), Reply> {
+    let query = request.uri().query().map(str::to_string);
+    let v3 = is_v3_signed(request.headers());
+    let path = request.uri().path().to_string();
+    let headers = if v3 {
+        header_pairs(request.headers())
+    } else {
+        Vec::new()
+    };
+    let is_form = is_form(request.headers());
+    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            let body = serde_json::json!({"Code": "InvalidParameter", "Message": "The body is unreadable or over 1 MiB."});
+            return Err(Reply::json(413, &body));
+        }
+    };
+    let mut params = Params::parse(query.as_deref(), if is_form { &body } else { &[] });
+    let v3 = v3.then(|| {
+        let request = V3Request {
+            method: method.as_str().to_string(),
+            path,
+            query: Params::parse(query.as_deref(), &[]).signed_pairs(),
+            headers,
+            body_hash: crate::sign::v3::hashed_payload(&body),
+        };
+        lift_v3_headers(&request, &mut params);
+        request
+    });
+    Ok((params, v3))
+}
+
+/// Whether the request's `Authorization` is an `ACS3-HMAC-SHA256` signature.
+fn is_v3_signed(headers: &HeaderMap) -> bool {
+    headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(crate::sign::v3::ALGORITHM))
+}
+
+/// Whether the body is a URL-encoded form (whose fields are params too).
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
+}
+
+/// Every header whose value is text, as (name, value) pairs; names are lower case.
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
+/// Action, version and nonce travel as headers in V3; the rest of the trip reads params.
+fn lift_v3_headers(request: &V3Request, params: &mut Params) {
+    for (header, param) in [
+        ("x-acs-action", "Action"),
+        ("x-acs-version", "Version"),
+        ("x-acs-signature-nonce", "SignatureNonce"),
+    ] {
+        if let Some(value) = request.header(header) {
+            params.set(param, value);
+        }
+    }
+}
+
 /// An OSS object request: read whole (PUT bodies up to [`oss::MAX_PUT_BODY`]), answered in a
 /// blocking task of its own (a folder store reads files; the request lands even if the client
 /// goes away), then sent at once, trickled, or reset.
@@ -223,11 +260,7 @@ async fn oss_respond(engine: Arc<Engine>, kill: Arc<Notify>, request: Request<In
         .and_then(|v| v.to_str().ok())
         .unwrap_or("sandbox")
         .to_string();
-    let headers: Vec<(String, String)> = request
-        .headers()
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect();
+    let headers = header_pairs(request.headers());
     let method = request.method().as_str().to_string();
     let path = request.uri().path().to_string();
     let query = request.uri().query().map(str::to_string);
@@ -338,4 +371,72 @@ fn to_response(reply: Reply) -> Response<Body> {
         headers.insert("x-acs-retry-after", HeaderValue::from(ms));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn only_an_acs3_authorization_counts_as_v3() {
+        let v3 = headers(&[(
+            "authorization",
+            "ACS3-HMAC-SHA256 Credential=a,SignedHeaders=host,Signature=b",
+        )]);
+        assert!(is_v3_signed(&v3));
+        assert!(!is_v3_signed(&headers(&[("authorization", "Bearer x")])));
+        assert!(!is_v3_signed(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn a_form_is_known_by_its_content_type_in_any_case() {
+        let form = |value| is_form(&headers(&[("content-type", value)]));
+        assert!(form("application/x-www-form-urlencoded"));
+        assert!(form(" Application/X-WWW-Form-URLencoded; charset=utf-8"));
+        assert!(!form("application/json"));
+        assert!(!is_form(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn header_pairs_leave_out_values_that_are_not_text() {
+        let mut map = headers(&[("host", "example.test"), ("x-acs-action", "Ping")]);
+        map.insert("x-bin", HeaderValue::from_bytes(&[0xff, 0xfe]).unwrap());
+        let mut pairs = header_pairs(&map);
+        pairs.sort();
+        assert_eq!(
+            pairs,
+            vec![
+                ("host".to_string(), "example.test".to_string()),
+                ("x-acs-action".to_string(), "Ping".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn v3_headers_become_params_and_empty_ones_are_skipped() {
+        let request = V3Request {
+            method: "POST".to_string(),
+            path: "/".to_string(),
+            query: Vec::new(),
+            headers: vec![
+                ("x-acs-action".to_string(), "SearchFace".to_string()),
+                ("x-acs-version".to_string(), String::new()),
+                ("x-acs-signature-nonce".to_string(), "n-1".to_string()),
+            ],
+            body_hash: String::new(),
+        };
+        let mut params = Params::parse(Some("Action=Old&Version=2019"), &[]);
+        lift_v3_headers(&request, &mut params);
+        assert_eq!(params.get("Action"), Some("SearchFace"));
+        assert_eq!(params.get("Version"), Some("2019"));
+        assert_eq!(params.get("SignatureNonce"), Some("n-1"));
+    }
 }
