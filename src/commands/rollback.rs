@@ -300,7 +300,7 @@ impl<'w, P> Seen<'w, P> {
     }
 
     /// An image record: the image's last word, kept when it can be removed by id.
-    fn image<T: Backend<Place = P>>(&mut self, image: &ledger::Image<'_, '_>) {
+    fn image<T: Backend<Place = P>>(&mut self, image: &ledger::ImageLine<'_, '_>) {
         self.run_seen |= Some(image.run()) == self.wanted;
         let key = image.key();
         let ours = image.is_mts() == (self.name == TargetName::Mts);

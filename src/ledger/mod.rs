@@ -9,7 +9,7 @@
 pub mod read;
 pub mod record;
 
-pub use read::{Entry, Image, ReplayView, Scanned, View, scan, scan_from};
+pub use read::{Entry, ImageLine, ReplayView, Scanned, View, scan, scan_from};
 pub use record::{
     ImageRecord, ObjectKind, ObjectRecord, Record, RunRecord, SCHEMA_VERSION, Status, TargetName,
     encode, is_safe_id,

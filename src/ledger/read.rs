@@ -101,7 +101,7 @@ impl View<'_> {
 }
 
 /// One complete image record: the four fields every image record has, checked.
-pub struct Image<'v, 'a, V = View<'a>> {
+pub struct ImageLine<'v, 'a, V = View<'a>> {
     pub view: &'v V,
     pub status: Status,
     pub category_id: &'v str,
@@ -110,7 +110,7 @@ pub struct Image<'v, 'a, V = View<'a>> {
     _line: std::marker::PhantomData<&'a ()>,
 }
 
-impl<'a, V: LineView<'a>> Image<'_, 'a, V> {
+impl<'a, V: LineView<'a>> ImageLine<'_, 'a, V> {
     /// What makes the image this image: its recorded `image_key`, else its URL.
     pub fn image_id(&self) -> crate::image::ImageId<'_> {
         crate::image::ImageId::new(self.image_url, self.view.image_key())
@@ -127,7 +127,7 @@ impl<'a, V: LineView<'a>> Image<'_, 'a, V> {
     }
 }
 
-impl Image<'_, '_> {
+impl ImageLine<'_, '_> {
     pub fn is_mts(&self) -> bool {
         self.view.is_mts()
     }
@@ -151,7 +151,7 @@ impl Image<'_, '_> {
 
 /// What the callback is given for each line.
 pub enum Entry<'v, 'a, V = View<'a>> {
-    Image(Image<'v, 'a, V>),
+    Image(ImageLine<'v, 'a, V>),
     /// `run_start` or `run_end`.
     Run(&'v V),
     /// ICE `created` or `deleted`.
@@ -602,14 +602,14 @@ fn image_entry<'v, 'a, V: LineView<'a>>(
     path: &Path,
     line: u64,
     view: &'v V,
-) -> Result<Image<'v, 'a, V>, LedgerError> {
+) -> Result<ImageLine<'v, 'a, V>, LedgerError> {
     let (Some(category_id), Some(person_id), Some(image_url)) = view.image_ids() else {
         return Err(missing_image_fields(path, line));
     };
     let Some(status) = view.status() else {
         return Err(missing_image_fields(path, line));
     };
-    Ok(Image {
+    Ok(ImageLine {
         view,
         status,
         category_id,
