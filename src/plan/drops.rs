@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use super::{PersonJob, Plan};
+use super::work::{DropWork, ImageWork, Kept, PersonJob, Plan, Recheck, Why};
 use crate::image::{Image, library_key, person_key};
 use crate::ledger::{self, Entry, KeyMap, LedgerError, Replay, Status};
 
@@ -23,64 +23,6 @@ pub enum SyncScope {
     Library,
 }
 
-/// Why an image the manifest does not name is in the plan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Why {
-    /// Its last record leaves its outcome unknown: read the person, record what is there.
-    Settle,
-    /// `--sync`: the tool registered it and the manifest no longer names it.
-    Dropped,
-    /// `--sync-scope library`: on the server, not the tool's, and not in the manifest.
-    NotOurs,
-    /// `--sync-scope library`: a second server id under the canonical URL of an image the
-    /// ledger holds, whose recorded id is still there too (a duplicate copy): removed as a
-    /// `copy`, the image's own record untouched.
-    Copy,
-    /// `--sync-scope library`: the id the ledger records for an image is gone from the server,
-    /// which holds the image under another id: that id is the image, recorded (not removed).
-    Adopt,
-}
-
-impl Why {
-    /// The `reason` its `removed` record gives.
-    pub fn reason(self) -> &'static str {
-        match self {
-            Why::Settle => "settled: no longer in the manifest",
-            Why::Dropped => "sync: no longer in the manifest",
-            Why::NotOurs => {
-                "sync: in the library but not in the manifest (not registered by this tool)"
-            }
-            Why::Copy => "sync: a duplicate copy of an image the ledger holds",
-            Why::Adopt => {
-                "sync: the recorded id is gone from the server, which holds the image under this one"
-            }
-        }
-    }
-}
-
-/// One image the manifest does not name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DropWork {
-    pub image: Image,
-    pub key: u128,
-    /// The server's id the ledger (or the server's listing) holds for it.
-    pub id: Option<String>,
-    pub lib_id: Option<String>,
-    pub entity_id: Option<String>,
-    /// Its last record (`Registered` for an image only the server knows).
-    pub status: Status,
-    /// Remove it (a sync); otherwise only settle it.
-    pub remove: bool,
-    pub why: Why,
-}
-
-impl DropWork {
-    /// Its outcome is unknown: the person must be read before anything is decided.
-    pub fn unsettled(&self) -> bool {
-        self.status != Status::Registered
-    }
-}
-
 /// A person's images the manifest does not name, and whether it must be read for late copies.
 #[derive(Debug, Default)]
 pub struct PersonDrops {
@@ -88,7 +30,7 @@ pub struct PersonDrops {
     pub person_id: String,
     pub drops: Vec<DropWork>,
     /// A `recheck` person: the ids the ledger holds for its images, by canonical URL.
-    pub recheck: Option<Vec<super::Kept>>,
+    pub recheck: Option<Vec<Kept>>,
     /// Read again only because a run created images for the person (`converge`): a read a
     /// run with nothing else to send and `--no-probe` leaves for a later run.
     pub converge_only: bool,
@@ -338,7 +280,7 @@ pub(crate) fn build(
             && state.status == Status::Registered
             && let Some(id) = &record.id
         {
-            let kept = super::Kept::of(record.image.clone(), id);
+            let kept = Kept::of(record.image.clone(), id);
             slot.recheck.get_or_insert_with(Vec::new).push(kept);
         }
         if !wanted.contains(&key) {
@@ -391,7 +333,7 @@ impl Plan {
     /// Adds each person's drops and late-copy check (with the images it may restore) to its
     /// job, or a job of its own.
     pub fn attach(&mut self, dropped: Vec<PersonDrops>) {
-        let mut restore: HashMap<u128, Vec<super::ImageWork>> = HashMap::new();
+        let mut restore: HashMap<u128, Vec<ImageWork>> = HashMap::new();
         for (person, image) in std::mem::take(&mut self.restore) {
             restore.entry(person).or_default().push(image);
         }
@@ -414,7 +356,7 @@ impl Plan {
             job.pending_since = job.pending_since.max(person.since);
             job.drops.extend(person.drops);
             if let Some(keep) = person.recheck {
-                job.recheck = Some(super::Recheck {
+                job.recheck = Some(Recheck {
                     keep,
                     settles: true,
                     converge_only: person.converge_only,

@@ -9,8 +9,10 @@
 mod compact;
 pub mod drops;
 pub mod run;
+mod work;
 
-pub use drops::{DropWork, Dropped, MadeEntity, PersonDrops, SyncScope, Why};
+pub use drops::{Dropped, MadeEntity, PersonDrops, SyncScope};
+pub use work::{Counts, DropWork, ImageWork, Kept, PersonJob, Plan, Recheck, Rejected, Why};
 
 /// Why a sync that planned `removals` makes none, if it must not: more than `max_delete`, or a
 /// manifest with invalid rows (a damaged id or URL would make a photo it still means look
@@ -69,216 +71,6 @@ impl Rules {
         max_images_per_person: Some(MAX_FACES_PER_PERSON),
         check_row: None,
     };
-}
-
-/// One image to register, in manifest order within its person.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ImageWork {
-    pub line: u64,
-    /// Where the image is, and the manifest's `image_key` when the row has one.
-    pub image: Image,
-    pub key: u128,
-    /// Its last record is `pending` or a retryable `failed`: an earlier outcome is unknown.
-    pub unsettled: bool,
-    /// The SHA-256 of its bytes, when pre-flight read them (recorded with the image).
-    pub sha256: Option<String>,
-    /// Its last record is `invalid` (pre-flight refused it): refused again, it is a known
-    /// rejection, not a new one.
-    pub was_invalid: bool,
-}
-
-/// Everything to do for one person: images one at a time, in manifest order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PersonJob {
-    pub category_id: String,
-    pub person_id: String,
-    pub person_name: Option<String>,
-    /// Some image's earlier outcome is unknown: read the person back before sending anything.
-    pub needs_lookup: bool,
-    /// The ledger does not prove what the server holds for this person (it has no record of
-    /// the person): read the server and adopt what is there before sending anything.
-    pub reconcile: bool,
-    /// Read the person's whole library once (shared with the library's other persons) rather
-    /// than the person alone; set by [`Plan::read_libraries_from`].
-    pub read_library: bool,
-    /// The latest `pending` record of the person's images (Unix seconds; 0: none): the read
-    /// that settles them waits until a request sent then can no longer be in flight.
-    pub pending_since: u32,
-    pub images: Vec<ImageWork>,
-    /// Images the manifest no longer names: to settle, and (`--sync`) to remove.
-    pub drops: Vec<DropWork>,
-    /// Images the ledger records as registered for the person (the 10-image limit's count).
-    pub held: u32,
-    /// A request for one of the person's images may still land unseen: read the person and
-    /// remove late copies.
-    pub recheck: Option<Recheck>,
-}
-
-/// A person to read again for late copies of its images.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Recheck {
-    /// (canonical URL, id) of every image the person holds by the ledger: another id under
-    /// one of these URLs is a late copy.
-    pub keep: Vec<Kept>,
-    /// Write `settled` afterwards (the check at the start of a run; the one later in the same
-    /// run leaves the person to be checked once more by the next run).
-    pub settles: bool,
-    /// Images the manifest names that the ledger holds as registered: one whose id has left
-    /// the server since (a removal whose outcome was unknown landed late) is sent again.
-    pub restore: Vec<ImageWork>,
-    /// Read only because a run created images for the person (`converge`), not because a
-    /// request may still land.
-    pub converge_only: bool,
-}
-
-/// An image the ledger holds for a person, as a read again compares it with the server.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Kept {
-    /// The canonical URL ([`crate::image::Locator`]).
-    pub url: String,
-    /// The server's id the ledger records.
-    pub id: String,
-    /// The image as recorded: the identity a record of another id keeps.
-    pub image: Image,
-}
-
-impl Kept {
-    pub fn of(image: Image, id: &str) -> Kept {
-        Kept {
-            url: image.locator().into_string(),
-            id: id.to_string(),
-            image,
-        }
-    }
-}
-
-impl PersonJob {
-    /// The server must be read before this person's images are sent.
-    pub fn reads_first(&self) -> bool {
-        self.needs_lookup || self.reconcile
-    }
-
-    /// Nothing to do for the person but the read owed to what an earlier run created
-    /// (`converge`).
-    pub fn only_converges(&self) -> bool {
-        self.images.is_empty()
-            && self.drops.is_empty()
-            && !self.needs_lookup
-            && self.recheck.as_ref().is_some_and(|r| r.converge_only)
-    }
-
-    /// Takes out the reads owed only to what earlier runs created, and the jobs left empty.
-    pub fn drop_converge_reads(jobs: &mut Vec<PersonJob>) {
-        jobs.retain_mut(|job| {
-            if job.only_converges() {
-                return false;
-            }
-            if job.recheck.as_ref().is_some_and(|r| r.converge_only) {
-                job.recheck = None;
-            }
-            true
-        });
-    }
-
-    /// A job for a person the manifest has no image to send for.
-    pub fn without_images(category_id: String, person_id: String) -> PersonJob {
-        PersonJob {
-            category_id,
-            person_id,
-            person_name: None,
-            needs_lookup: false,
-            reconcile: false,
-            read_library: false,
-            pending_since: 0,
-            images: Vec::new(),
-            drops: Vec::new(),
-            held: 0,
-            recheck: None,
-        }
-    }
-}
-
-/// A row that will not be sent, and why; recorded in the ledger and the rejects file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rejected {
-    pub line: u64,
-    pub category_id: String,
-    pub person_id: String,
-    /// The row's image: its source, and its `image_key` when it has one.
-    pub image: Image,
-    pub status: Status,
-    pub reason: String,
-    /// The ledger already says exactly this, so the record need not be written again.
-    pub already_recorded: bool,
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct Counts {
-    pub rows: u64,
-    pub persons: u64,
-    pub libraries: u64,
-    pub invalid: u64,
-    pub duplicates: u64,
-    pub already_registered: u64,
-    pub over_limit: u64,
-    pub over_limit_persons: u64,
-    /// Failed in an earlier run for a reason retrying will not fix; sent again only with --retry-failed.
-    pub previously_failed: u64,
-    /// Failed in an earlier run through a link the user signed, and the manifest now has
-    /// another link for the image (signed again): sent again without --retry-failed.
-    pub relinked: u64,
-    /// Of `to_send`, rows an earlier run recorded `invalid` (pre-flight refused the photo, or
-    /// the row was invalid before it was edited): read again first, refused again unless fixed.
-    pub previously_invalid: u64,
-    pub to_send: u64,
-    /// Persons whose images must be looked up on the server first (an outcome was unknown).
-    pub to_look_up: u64,
-    /// Persons the ledger knows nothing of: the server is read for them before sending.
-    pub to_reconcile: u64,
-}
-
-#[derive(Debug, Default)]
-pub struct Plan {
-    pub counts: Counts,
-    pub jobs: Vec<PersonJob>,
-    pub rejected: Vec<Rejected>,
-    /// Rows that name an image an earlier row already named: (line, the first row's line).
-    pub duplicate_rows: Vec<(u64, u64)>,
-    /// The libraries valid rows name, as first written: the only ones a sync removes from.
-    pub libraries: Vec<String>,
-    /// Images to send, per library of `libraries`.
-    pub adds_by_library: Vec<u64>,
-    /// `--sync`: every person valid rows name (person keys).
-    pub persons_named: std::collections::HashSet<u128>,
-    /// Registered images the manifest names of persons a request may still land for (the
-    /// ledger's `recheck`), by person key: restored if they have vanished ([`Recheck`]).
-    pub restore: Vec<(u128, ImageWork)>,
-    /// How the manifest file was read ([`crate::manifest::Reader::describe`]), when a file
-    /// was planned: `check` says it without opening the file again.
-    pub read_as: Option<String>,
-}
-
-impl Plan {
-    /// Marks the jobs of every library with at least `threshold` persons to read, so the
-    /// worker reads such a library once instead of person by person. For MTS one
-    /// `ListCustomPersons` with only `CategoryId` answers for the whole library, so two persons
-    /// to read already make one library read cheaper than two person reads; ICE pages through
-    /// a library's every sample, so it reads person by person (`threshold` = `None`).
-    pub fn read_libraries_from(&mut self, threshold: Option<usize>) {
-        let Some(threshold) = threshold else {
-            return;
-        };
-        let mut per_library: KeyMap<usize> = KeyMap::default();
-        let reads = |j: &PersonJob| j.reads_first() || j.recheck.is_some();
-        for job in self.jobs.iter().filter(|j| reads(j)) {
-            *per_library
-                .entry(library_key(&job.category_id))
-                .or_insert(0) += 1;
-        }
-        for job in self.jobs.iter_mut().filter(|j| reads(j)) {
-            job.read_library = per_library[&library_key(&job.category_id)] >= threshold;
-        }
-    }
 }
 
 /// When a run reads the server before sending (`--reconcile`).
@@ -678,100 +470,28 @@ impl Planner<'_> {
             self.plan.duplicate_rows.push((row.line, first));
             return Some(row);
         }
-        let sync = self.options.sync;
-        let slot = &mut self.persons.slots[index as usize];
-        let (library, registered) = (slot.library as usize, slot.registered);
-        let mut needs_lookup = false;
+        let needs_lookup = match self.after_earlier(&row, index, state) {
+            Earlier::Registered => return self.keep_registered(row, person, key),
+            Earlier::Refused => return Some(row),
+            Earlier::Send { needs_lookup } => needs_lookup,
+        };
         let there = !self.on_server.is_empty()
             && self
                 .on_server
                 .contains(&(person, row.image.locator().into_string()));
+        if self.over_limit(index, there) {
+            self.hold_back(row, index, state);
+            return None;
+        }
         let reconcile = there
             || match self.options.reconcile {
                 Reconcile::Always => true,
                 Reconcile::Auto => !self.known_persons.contains(&(person as u64)),
                 Reconcile::Never => false,
             };
-        match state.map(|s| (s.status, s.retryable)) {
-            Some((Status::Registered, _)) => {
-                self.plan.counts.already_registered += 1;
-                slot.kept += 1;
-                if self.options.keep_work && self.replay.reads_again(person as u64) {
-                    let image = ImageWork {
-                        line: row.line,
-                        image: row.image,
-                        key,
-                        unsettled: false,
-                        sha256: None,
-                        was_invalid: false,
-                    };
-                    self.plan.restore.push((person, image));
-                    return None;
-                }
-                return Some(row);
-            }
-            Some((Status::Pending | Status::Removing, _)) | Some((Status::Failed, true)) => {
-                needs_lookup = true
-            }
-            // Refused through a link the user signed, and the manifest's link changed since:
-            // the refusal may have been the old link's (expired), so the image goes again.
-            Some((Status::Failed, false))
-                if state.is_some_and(|s| s.link != 0)
-                    && crate::image::link_fingerprint(&row.image.source)
-                        .is_some_and(|now| Some(now) != state.map(|s| s.link)) =>
-            {
-                self.plan.counts.relinked += 1;
-                needs_lookup = true;
-            }
-            Some((Status::Failed, false)) if !self.options.retry_failed => {
-                self.plan.counts.previously_failed += 1;
-                return Some(row);
-            }
-            // Sent again on request: an earlier attempt may have been applied before the
-            // refusal (or the look-up that was refused), so read the person first.
-            Some((Status::Failed, false)) => needs_lookup = true,
-            _ => {}
-        }
-        if let Some(limit) = self.rules.max_images_per_person
-            && slot.used >= limit
-            && !sync
-            && !there
-        {
-            slot.over_limit = true;
-            self.plan.counts.over_limit += 1;
-            let already = state.is_some_and(|s| s.status == Status::Skipped);
-            self.skipped_persons.push((self.plan.rejected.len(), index));
-            self.plan.rejected.push(Rejected {
-                line: row.line,
-                reason: String::new(),
-                category_id: row.category_id,
-                person_id: row.person_id,
-                image: row.image,
-                status: Status::Skipped,
-                already_recorded: already,
-            });
-            return None;
-        }
-        slot.used += 1;
-        if there {
-            slot.kept += 1;
-            self.held_there.insert(key, ());
-        } else {
-            slot.new += 1;
-        }
-        self.plan.counts.to_send += 1;
-        self.plan.counts.previously_invalid +=
-            u64::from(state.is_some_and(|s| s.status == Status::Invalid));
-        self.plan.adds_by_library[library] += 1;
+        self.count_to_send(index, key, there, state);
         if !self.options.keep_work {
-            if slot.job == compact::NO_JOB {
-                slot.job = compact::COUNTED;
-                self.plan.counts.to_reconcile += u64::from(reconcile);
-            }
-            if needs_lookup && !slot.looked_up {
-                slot.looked_up = true;
-                self.plan.counts.to_look_up += 1;
-            }
+            self.count_person(index, reconcile, needs_lookup);
             return Some(row);
         }
         let work = ImageWork {
@@ -782,29 +502,8 @@ impl Planner<'_> {
             sha256: None,
             was_invalid: state.is_some_and(|s| s.status == Status::Invalid),
         };
-        let at = match slot.job_index() {
-            Some(at) => at,
-            None => {
-                self.plan.counts.to_reconcile += u64::from(reconcile);
-                self.plan.jobs.push(PersonJob {
-                    category_id: row.category_id,
-                    person_id: row.person_id,
-                    person_name: row.person_name,
-                    needs_lookup: false,
-                    reconcile,
-                    read_library: false,
-                    pending_since: 0,
-                    images: Vec::new(),
-                    drops: Vec::new(),
-                    held: registered,
-                    recheck: None,
-                });
-                let at = self.plan.jobs.len() - 1;
-                slot.job = u32::try_from(at).expect("fewer than 4 billion persons");
-                at
-            }
-        };
-        let job = &mut self.plan.jobs[at];
+        let job = self.job_of(index, row.category_id, row.person_id, row.person_name);
+        let job = &mut self.plan.jobs[job];
         if reconcile && !job.reconcile {
             job.reconcile = true;
             self.plan.counts.to_reconcile += 1;
@@ -819,266 +518,171 @@ impl Planner<'_> {
         job.images.push(work);
         None
     }
+
+    /// What the image's last record makes of the row: registered already, refused for good
+    /// (sent again only with `--retry-failed`), or to send, read back first when an earlier
+    /// outcome is unknown or a refusal may not be the last word.
+    #[inline]
+    fn after_earlier(
+        &mut self,
+        row: &Row,
+        index: u32,
+        state: Option<crate::ledger::ImageState>,
+    ) -> Earlier {
+        match state.map(|s| (s.status, s.retryable)) {
+            Some((Status::Registered, _)) => {
+                self.plan.counts.already_registered += 1;
+                self.persons.slots[index as usize].kept += 1;
+                Earlier::Registered
+            }
+            Some((Status::Pending | Status::Removing, _)) | Some((Status::Failed, true)) => {
+                Earlier::Send { needs_lookup: true }
+            }
+            // Refused through a link the user signed, and the manifest's link changed since:
+            // the refusal may have been the old link's (expired), so the image goes again.
+            Some((Status::Failed, false))
+                if state.is_some_and(|s| s.link != 0)
+                    && crate::image::link_fingerprint(&row.image.source)
+                        .is_some_and(|now| Some(now) != state.map(|s| s.link)) =>
+            {
+                self.plan.counts.relinked += 1;
+                Earlier::Send { needs_lookup: true }
+            }
+            Some((Status::Failed, false)) if !self.options.retry_failed => {
+                self.plan.counts.previously_failed += 1;
+                Earlier::Refused
+            }
+            // Sent again on request: an earlier attempt may have been applied before the
+            // refusal (or the look-up that was refused), so read the person first.
+            Some((Status::Failed, false)) => Earlier::Send { needs_lookup: true },
+            _ => Earlier::Send {
+                needs_lookup: false,
+            },
+        }
+    }
+
+    /// A registered image the manifest still names: kept for the run's read of its person
+    /// (an image whose id has left the server is sent again), else nothing to do.
+    fn keep_registered(&mut self, row: Row, person: u128, key: u128) -> Option<Row> {
+        if !(self.options.keep_work && self.replay.reads_again(person as u64)) {
+            return Some(row);
+        }
+        let image = ImageWork {
+            line: row.line,
+            image: row.image,
+            key,
+            unsettled: false,
+            sha256: None,
+            was_invalid: false,
+        };
+        self.plan.restore.push((person, image));
+        None
+    }
+
+    /// The person holds as many images as the service accepts; a sync decides only once the
+    /// manifest has been read whole, and an image the server holds already takes no new slot.
+    #[inline]
+    fn over_limit(&self, index: u32, there: bool) -> bool {
+        let used = self.persons.slots[index as usize].used;
+        self.rules
+            .max_images_per_person
+            .is_some_and(|limit| used >= limit)
+            && !self.options.sync
+            && !there
+    }
+
+    /// A row held back by the image limit: `skipped`, and said why once the manifest is read.
+    fn hold_back(&mut self, row: Row, index: u32, state: Option<crate::ledger::ImageState>) {
+        self.persons.slots[index as usize].over_limit = true;
+        self.plan.counts.over_limit += 1;
+        let already = state.is_some_and(|s| s.status == Status::Skipped);
+        self.skipped_persons.push((self.plan.rejected.len(), index));
+        self.plan.rejected.push(Rejected {
+            line: row.line,
+            reason: String::new(),
+            category_id: row.category_id,
+            person_id: row.person_id,
+            image: row.image,
+            status: Status::Skipped,
+            already_recorded: already,
+        });
+    }
+
+    /// Counts a row to send against its person (a slot under the limit), its library and the
+    /// plan.
+    #[inline]
+    fn count_to_send(
+        &mut self,
+        index: u32,
+        key: u128,
+        there: bool,
+        state: Option<crate::ledger::ImageState>,
+    ) {
+        let slot = &mut self.persons.slots[index as usize];
+        slot.used += 1;
+        if there {
+            slot.kept += 1;
+            self.held_there.insert(key, ());
+        } else {
+            slot.new += 1;
+        }
+        self.plan.counts.to_send += 1;
+        self.plan.counts.previously_invalid +=
+            u64::from(state.is_some_and(|s| s.status == Status::Invalid));
+        self.plan.adds_by_library[slot.library as usize] += 1;
+    }
+
+    /// Without the work kept (`check`): the person's reads counted once.
+    #[inline]
+    fn count_person(&mut self, index: u32, reconcile: bool, needs_lookup: bool) {
+        let slot = &mut self.persons.slots[index as usize];
+        if slot.job == compact::NO_JOB {
+            slot.job = compact::COUNTED;
+            self.plan.counts.to_reconcile += u64::from(reconcile);
+        }
+        if needs_lookup && !slot.looked_up {
+            slot.looked_up = true;
+            self.plan.counts.to_look_up += 1;
+        }
+    }
+
+    /// The index of the person's job in the plan, made on its first row to send.
+    fn job_of(
+        &mut self,
+        index: u32,
+        category_id: String,
+        person_id: String,
+        person_name: Option<String>,
+    ) -> usize {
+        let slot = &mut self.persons.slots[index as usize];
+        if let Some(at) = slot.job_index() {
+            return at;
+        }
+        self.plan.jobs.push(PersonJob {
+            category_id,
+            person_id,
+            person_name,
+            needs_lookup: false,
+            reconcile: false,
+            read_library: false,
+            pending_since: 0,
+            images: Vec::new(),
+            drops: Vec::new(),
+            held: slot.registered,
+            recheck: None,
+        });
+        let at = self.plan.jobs.len() - 1;
+        slot.job = u32::try_from(at).expect("fewer than 4 billion persons");
+        at
+    }
+}
+
+/// What an image's last record makes of a row (see `Planner::after_earlier`).
+enum Earlier {
+    Registered,
+    Refused,
+    Send { needs_lookup: bool },
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::image::person_key;
-    use crate::ledger::{ImageRecord, encode, replay_from};
-    use std::path::Path;
-
-    fn row(line: u64, cat: &str, person: &str, url: &str) -> Result<Entry, ManifestError> {
-        Ok(Entry::Valid(Row {
-            line,
-            category_id: cat.into(),
-            person_id: person.into(),
-            person_name: None,
-            image: Image::at(url),
-        }))
-    }
-
-    fn ledger(records: &[(Status, &str, &str, &str, bool)]) -> Replay {
-        let mut bytes = Vec::new();
-        for (status, cat, person, url, retryable) in records {
-            let mut r = ImageRecord::new("r", *status, cat, person, url);
-            r.retryable = retryable.then_some(true);
-            encode(&crate::ledger::Record::Image(r), &mut bytes);
-        }
-        replay_from(Path::new("l"), &bytes[..]).unwrap()
-    }
-
-    fn run_options() -> Options {
-        Options {
-            retry_failed: false,
-            keep_work: true,
-            reconcile: Default::default(),
-            sync: false,
-        }
-    }
-
-    #[test]
-    fn rows_group_by_person_case_insensitively_in_manifest_order() {
-        let rows = vec![
-            row(2, "Lib", "Alice", "http://x/1"),
-            row(3, "lib", "Bob", "http://x/2"),
-            row(4, "LIB", "alice", "http://x/3"),
-        ];
-        let plan = plan(rows.into_iter(), &Replay::default(), run_options()).unwrap();
-        assert_eq!(plan.jobs.len(), 2);
-        let lines: Vec<u64> = plan.jobs[0].images.iter().map(|i| i.line).collect();
-        assert_eq!(lines, vec![2, 4]);
-        assert_eq!(plan.counts.persons, 2);
-        assert_eq!(plan.counts.libraries, 1);
-        assert_eq!(plan.counts.to_send, 3);
-    }
-
-    #[test]
-    fn the_same_image_twice_for_one_person_is_planned_once() {
-        let rows = vec![
-            row(2, "l", "a", "http://x/1"),
-            row(3, "L", "A", "http://x/1"),
-        ];
-        let plan = plan(rows.into_iter(), &Replay::default(), run_options()).unwrap();
-        assert_eq!(plan.counts.to_send, 1);
-        assert_eq!(plan.counts.duplicates, 1);
-    }
-
-    #[test]
-    fn the_eleventh_image_is_skipped_and_registered_ones_count_toward_the_limit() {
-        let done = ledger(&[
-            (Status::Registered, "l", "a", "http://x/old1", false),
-            (Status::Registered, "l", "a", "http://x/old2", false),
-        ]);
-        let rows = (0..10).map(|i| row(i + 2, "l", "a", &format!("http://x/new{i}")));
-        let plan = plan(rows, &done, run_options()).unwrap();
-        assert_eq!(plan.counts.to_send, 8);
-        assert_eq!(plan.counts.over_limit, 2);
-        assert_eq!(plan.counts.over_limit_persons, 1);
-        let skipped: Vec<u64> = plan.rejected.iter().map(|r| r.line).collect();
-        assert_eq!(
-            skipped,
-            vec![10, 11],
-            "the first rows in manifest order win"
-        );
-        assert!(plan.rejected.iter().all(|r| r.status == Status::Skipped));
-    }
-
-    #[test]
-    fn registered_images_are_not_sent_again_and_pending_ones_need_a_lookup() {
-        let done = ledger(&[
-            (Status::Registered, "l", "a", "http://x/1", false),
-            (Status::Pending, "l", "b", "http://x/2", false),
-            (Status::Failed, "l", "c", "http://x/3", true),
-        ]);
-        let rows = vec![
-            row(2, "l", "a", "http://x/1"),
-            row(3, "l", "b", "http://x/2"),
-            row(4, "l", "c", "http://x/3"),
-        ];
-        let plan = plan(rows.into_iter(), &done, run_options()).unwrap();
-        assert_eq!(plan.counts.already_registered, 1);
-        assert_eq!(plan.counts.to_send, 2);
-        assert_eq!(plan.counts.to_look_up, 2);
-        assert!(plan.jobs.iter().all(|j| j.needs_lookup));
-    }
-
-    #[test]
-    fn rows_that_failed_for_good_wait_for_retry_failed() {
-        let done = ledger(&[(Status::Failed, "l", "a", "http://x/1", false)]);
-        let rows = || vec![row(2, "l", "a", "http://x/1")].into_iter();
-        let plain = plan(rows(), &done, run_options()).unwrap();
-        assert_eq!(
-            (plain.counts.to_send, plain.counts.previously_failed),
-            (0, 1)
-        );
-        let again = plan(
-            rows(),
-            &done,
-            Options {
-                retry_failed: true,
-                keep_work: true,
-                reconcile: Default::default(),
-                sync: false,
-            },
-        )
-        .unwrap();
-        assert_eq!(
-            (again.counts.to_send, again.counts.previously_failed),
-            (1, 0)
-        );
-        assert!(
-            again.jobs[0].needs_lookup,
-            "an earlier attempt may have landed before the refusal: read the person first"
-        );
-    }
-
-    #[test]
-    fn invalid_rows_are_rejected_and_not_rewritten_when_the_ledger_has_them() {
-        let bad = InvalidRow {
-            line: 7,
-            column: Some("image_url"),
-            reason: "not an http(s) URL".into(),
-            category_id: "l".into(),
-            person_id: "a".into(),
-            image_url: "ftp://x".into(),
-        };
-        let fresh = plan(
-            vec![Ok(Entry::Invalid(bad.clone()))].into_iter(),
-            &Replay::default(),
-            run_options(),
-        )
-        .unwrap();
-        assert_eq!(fresh.counts.invalid, 1);
-        assert!(!fresh.rejected[0].already_recorded);
-        assert!(fresh.rejected[0].reason.starts_with("image_url: "));
-        let known = ledger(&[(Status::Invalid, "l", "a", "ftp://x", false)]);
-        let again = plan(
-            vec![Ok(Entry::Invalid(bad))].into_iter(),
-            &known,
-            run_options(),
-        )
-        .unwrap();
-        assert!(again.rejected[0].already_recorded);
-    }
-
-    #[test]
-    fn counting_only_keeps_no_work_but_counts_the_same() {
-        let rows =
-            || (0..30).map(|i| row(i + 2, "l", &format!("p{}", i % 3), &format!("http://x/{i}")));
-        let kept = plan(rows(), &Replay::default(), run_options()).unwrap();
-        let counted = plan(rows(), &Replay::default(), Options::default()).unwrap();
-        assert!(counted.jobs.is_empty());
-        assert_eq!(kept.counts.to_send, counted.counts.to_send);
-        assert_eq!(kept.counts.over_limit, counted.counts.over_limit);
-        assert_eq!(kept.counts.persons, 3);
-        assert_eq!(counted.counts.persons, 3);
-    }
-
-    #[test]
-    fn images_the_server_holds_count_against_a_sync_s_limit_before_new_rows_do() {
-        let url = |name: &str| format!("http://x/{name}.jpg");
-        let mut rows = vec![
-            row(2, "l", "a", &url("new-a")),
-            row(3, "l", "a", &url("new-b")),
-        ];
-        rows.extend((0..10).map(|i| row(i + 4, "l", "a", &url(&i.to_string()))));
-        let on_server: OnServer = (0..10)
-            .map(|i| (person_key("l", "a"), url(&i.to_string())))
-            .collect();
-        let options = Options {
-            sync: true,
-            ..run_options()
-        };
-        let plan = plan_knowing(
-            rows.into_iter(),
-            &Replay::default(),
-            options,
-            Rules::MTS,
-            &on_server,
-        )
-        .unwrap();
-        let skipped: Vec<u64> = plan.rejected.iter().map(|r| r.line).collect();
-        assert_eq!(
-            skipped,
-            vec![2, 3],
-            "the ten on the server are the person's"
-        );
-        assert_eq!(plan.jobs[0].images.len(), 10);
-        assert!(plan.jobs[0].reconcile, "read first, to adopt them");
-    }
-
-    #[test]
-    fn a_row_given_an_image_key_is_the_image_its_url_was_recorded_as() {
-        let done = ledger(&[(Status::Registered, "l", "a", "http://x/1", false)]);
-        let keyed = Row {
-            image: Image::new("http://x/1", Some("photo-1".into())),
-            ..match row(2, "l", "a", "http://x/1").unwrap() {
-                Entry::Valid(row) => row,
-                Entry::Invalid(_) => unreachable!(),
-            }
-        };
-        let options = Options {
-            sync: true,
-            ..run_options()
-        };
-        let plan = plan(vec![Ok(Entry::Valid(keyed))].into_iter(), &done, options).unwrap();
-        assert_eq!(
-            (plan.counts.already_registered, plan.counts.to_send),
-            (1, 0)
-        );
-        assert_eq!(done.unseen(|_| true).count(), 0, "a sync would remove it");
-    }
-
-    fn short_names(row: &Row) -> Option<(&'static str, String)> {
-        (row.person_id.len() > 3).then(|| ("person_id", "longer than 3 bytes".to_string()))
-    }
-
-    #[test]
-    fn a_target_without_a_limit_plans_every_image_of_a_person() {
-        let rules = Rules {
-            max_images_per_person: None,
-            check_row: None,
-        };
-        let rows = (0..15).map(|i| row(i + 2, "l", "a", &format!("http://x/{i}")));
-        let plan = plan_with(rows, &Replay::default(), run_options(), rules).unwrap();
-        assert_eq!((plan.counts.to_send, plan.counts.over_limit), (15, 0));
-        assert_eq!(plan.jobs[0].images.len(), 15);
-    }
-
-    #[test]
-    fn rows_a_target_check_refuses_are_invalid_with_the_column_named() {
-        let rules = Rules {
-            max_images_per_person: None,
-            check_row: Some(short_names),
-        };
-        let rows = vec![
-            row(2, "l", "abcd", "http://x/1"),
-            row(3, "l", "ab", "http://x/2"),
-        ];
-        let plan = plan_with(rows.into_iter(), &Replay::default(), run_options(), rules).unwrap();
-        assert_eq!((plan.counts.invalid, plan.counts.to_send), (1, 1));
-        assert_eq!(plan.rejected[0].status, Status::Invalid);
-        assert_eq!(plan.rejected[0].reason, "person_id: longer than 3 bytes");
-    }
-}
+mod tests;
