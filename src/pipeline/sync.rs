@@ -12,7 +12,7 @@ use crate::ledger::{ImageRecord, Status};
 use crate::plan::{DropWork, PersonDrops, Why};
 
 /// What the manifest's libraries hold, read once each before anything is sent.
-pub(super) type Listing<P> = Vec<(String, Library<P>)>;
+pub(super) type Libraries<P> = Vec<(String, Library<P>)>;
 
 /// Reads every library of `names`; a library that cannot be read stops the run before
 /// anything was changed.
@@ -20,7 +20,7 @@ pub(super) async fn read_libraries<T: Backend>(
     target: &T,
     caller: &Caller,
     names: &[String],
-) -> Result<Listing<T::Place>, RunError> {
+) -> Result<Libraries<T::Place>, RunError> {
     let mut listing = Vec::with_capacity(names.len());
     for name in names {
         let library = target
@@ -56,7 +56,7 @@ fn stopped_reading(caller: &Caller, name: &str, halt: Halt) -> RunError {
 
 /// (person key, canonical URL) of every image the listing holds: the planner counts a
 /// manifest image already there as the person's before it applies the image limit.
-pub(super) fn on_server<P>(listing: &Listing<P>) -> crate::plan::OnServer {
+pub(super) fn on_server<P>(listing: &Libraries<P>) -> crate::plan::OnServer {
     let mut held = crate::plan::OnServer::new();
     for (name, library) in listing {
         for person in &library.persons {
@@ -76,7 +76,7 @@ pub(super) fn on_server<P>(listing: &Listing<P>) -> crate::plan::OnServer {
 pub(super) fn add_foreign<T: Backend>(
     target: &T,
     planned: &mut Planned,
-    listing: Listing<T::Place>,
+    listing: Libraries<T::Place>,
 ) {
     let wanted = still_wanted(planned);
     let mut at: HashMap<u128, usize> = planned
