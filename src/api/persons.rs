@@ -113,10 +113,138 @@ fn run<'a, F: FnMut(PersonRef<'_, '_>)>(
     }
 }
 
+/// Reads an answer as it arrives, in one pass, handing each person to `each` as soon as it is
+/// read, so that no more than one person of it is held: for a whole library's listing, which
+/// is one answer of a million faces. `status` is the HTTP status, for the error.
+///
+/// The outcome is [`PersonsBody::parse`]'s for the same bytes: the same persons in the same
+/// order when it succeeds (a person read before its category's id waits for the id), the same
+/// error when it fails. Persons already handed out before a failure are to be discarded by the
+/// caller. Each person's category carries its id only (`CategoryName` and
+/// `CategoryDescription` may come after the persons).
+pub fn stream(
+    reader: impl std::io::Read,
+    each: impl FnMut(PersonRef<'_, '_>),
+) -> Result<(), Unread> {
+    let mut reader = Prefix::new(reader);
+    let mut walk = Walk::new(None, each);
+    walk.stream = true;
+    let result = {
+        let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(
+            64 << 10,
+            &mut reader,
+        ));
+        Root(&mut walk).deserialize(&mut de).and_then(|()| de.end())
+    };
+    // As `parse` reads it: the categories and the JSON first (their error stops the read), a
+    // person's or a face's missing id after them.
+    let missing = walk.missing.take().or(match result {
+        Ok(()) => walk.person_missing,
+        Err(_) => None,
+    });
+    match (result, missing) {
+        (_, Some(field)) => Err(Unread::Without(field)),
+        (Ok(()), None) => Ok(()),
+        (Err(_), None) => {
+            // The read stopped at the fault: the snippet's bytes after it are read now.
+            reader.fill_prefix();
+            Err(Unread::NotJson(super::response::snippet(&reader.prefix)))
+        }
+    }
+}
+
+/// Why [`stream`] could not read an answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unread {
+    /// A required id is missing.
+    Without(&'static str),
+    /// Not a JSON object; how the answer begins.
+    NotJson(String),
+}
+
+impl Unread {
+    /// The error [`PersonsBody::parse`] gives for the same answer with HTTP `status`.
+    pub fn error(self, status: u16) -> ApiError {
+        let message = match self {
+            Unread::Without(field) => format!("{ACTION} answered without {field}"),
+            Unread::NotJson(snippet) => {
+                format!("HTTP {status} answer is not a JSON object: {snippet}")
+            }
+        };
+        ApiError::malformed(Some(status), message)
+    }
+}
+
+/// A reader that keeps the first bytes read through it: enough for
+/// [`super::response::snippet`] to say the same of them as of the whole answer.
+struct Prefix<R> {
+    inner: R,
+    prefix: Vec<u8>,
+}
+
+/// Bytes [`Prefix`] keeps: four per character of the snippet and two characters more, so the
+/// snippet's characters and whether more follow are those of the whole answer.
+const PREFIX_BYTES: usize = 4 * (super::response::SNIPPET_CHARS + 2);
+
+impl<R> Prefix<R> {
+    fn new(inner: R) -> Self {
+        Prefix {
+            inner,
+            prefix: Vec::new(),
+        }
+    }
+}
+
+impl<R: std::io::Read> Prefix<R> {
+    /// Reads on until the prefix is whole or the answer ends (or cannot be read further).
+    fn fill_prefix(&mut self) {
+        let mut buf = [0u8; 256];
+        // Each turn adds bytes to the prefix or stops: at most PREFIX_BYTES turns.
+        for _ in 0..PREFIX_BYTES {
+            if self.prefix.len() >= PREFIX_BYTES {
+                break;
+            }
+            match std::io::Read::read(self, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Prefix<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let room = PREFIX_BYTES.saturating_sub(self.prefix.len()).min(n);
+        self.prefix.extend_from_slice(&buf[..room]);
+        Ok(n)
+    }
+}
+
+/// A person [`stream`] read before its category's id: handed out once the id is read.
+struct Waiting<'a> {
+    person_id: Cow<'a, str>,
+    person_name: Option<Cow<'a, str>>,
+    person_description: Option<Cow<'a, str>>,
+    faces: Vec<FaceRef<'a>>,
+}
+
 /// Where a walk is, and what it hands out.
 struct Walk<'h, 'a, F> {
-    /// The categories found by the first pass; `None` during it (persons are skipped then).
+    /// The categories found by the first pass; `None` during it (persons are skipped then,
+    /// unless `stream`).
     heads: Option<&'h [CategoryHead]>,
+    /// One pass ([`stream`]): persons are read with the categories, each handed out with the
+    /// id of the category it is in (`open`).
+    stream: bool,
+    /// In a stream, the category being read, once its id is read.
+    open: Option<CategoryHead>,
+    /// In a stream, the persons of the category being read that came before its id.
+    waiting: Vec<Waiting<'a>>,
+    /// In a stream, the first person's or face's missing id: reported only if the rest of
+    /// the answer reads, as `parse` (categories first, persons after) reports it; nobody is
+    /// handed out after it.
+    person_missing: Option<&'static str>,
     found: Vec<CategoryHead>,
     request_id: Option<String>,
     /// Index of the category being read.
@@ -131,6 +259,10 @@ impl<'h, 'a, F: FnMut(PersonRef<'_, '_>)> Walk<'h, 'a, F> {
     fn new(heads: Option<&'h [CategoryHead]>, each: F) -> Self {
         Walk {
             heads,
+            stream: false,
+            open: None,
+            waiting: Vec::new(),
+            person_missing: None,
             found: Vec::new(),
             request_id: None,
             category: 0,
@@ -419,9 +551,33 @@ fn item<'de, F: FnMut(PersonRef<'_, '_>), A: MapAccess<'de>>(
     if level == Level::Person {
         walk.faces.clear();
     }
+    if level == Level::Category && walk.stream {
+        walk.open = None;
+        walk.waiting.clear();
+    }
     while let Some(key) = map.next_key::<Key>()? {
         any = true;
         match (level, key) {
+            (Level::Category, Key::CategoryId) if walk.stream => {
+                id = map.next_value::<Text>()?.0;
+                walk.open = id.as_ref().map(|id| CategoryHead {
+                    category_id: id.to_string(),
+                    ..CategoryHead::default()
+                });
+                // The persons read before it, in their order, before any after it.
+                if let Some(category) = &walk.open {
+                    for person in std::mem::take(&mut walk.waiting) {
+                        (walk.each)(PersonRef {
+                            category,
+                            category_at: walk.category,
+                            person_id: person.person_id,
+                            person_name: person.person_name,
+                            person_description: person.person_description,
+                            faces: &person.faces,
+                        });
+                    }
+                }
+            }
             (Level::Category, Key::CategoryId)
             | (Level::Person, Key::PersonId)
             | (Level::Face, Key::FaceId) => id = map.next_value::<Text>()?.0,
@@ -435,7 +591,7 @@ fn item<'de, F: FnMut(PersonRef<'_, '_>), A: MapAccess<'de>>(
             (Level::Face, Key::ImageUrl) => {
                 image_url = map.next_value::<Text>()?.0.map(crate::image::shown_cow)
             }
-            (Level::Category, Key::Persons) if walk.heads.is_some() => {
+            (Level::Category, Key::Persons) if walk.heads.is_some() || walk.stream => {
                 map.next_value_seed(Wrapper(&mut *walk, Level::Person))?;
             }
             (Level::Person, Key::Faces) => {
@@ -456,7 +612,24 @@ fn item<'de, F: FnMut(PersonRef<'_, '_>), A: MapAccess<'de>>(
             let Some(id) = id else {
                 return Err(walk.fail("CategoryId"));
             };
-            if walk.heads.is_none() {
+            if walk.stream {
+                let head = CategoryHead {
+                    category_id: id.into_owned(),
+                    category_name: name.map(Cow::into_owned),
+                    category_description: description.map(Cow::into_owned),
+                };
+                for person in std::mem::take(&mut walk.waiting) {
+                    (walk.each)(PersonRef {
+                        category: &head,
+                        category_at: walk.category,
+                        person_id: person.person_id,
+                        person_name: person.person_name,
+                        person_description: person.person_description,
+                        faces: &person.faces,
+                    });
+                }
+                walk.open = None;
+            } else if walk.heads.is_none() {
                 walk.found.push(CategoryHead {
                     category_id: id.into_owned(),
                     category_name: name.map(Cow::into_owned),
@@ -464,6 +637,30 @@ fn item<'de, F: FnMut(PersonRef<'_, '_>), A: MapAccess<'de>>(
                 });
             }
             walk.category += 1;
+        }
+        Level::Person if walk.stream => {
+            if walk.person_missing.is_none() && id.is_none() {
+                walk.person_missing = Some("PersonId");
+            }
+            match (id, &walk.open) {
+                (Some(_), _) if walk.person_missing.is_some() => {}
+                (Some(person_id), Some(category)) => (walk.each)(PersonRef {
+                    category,
+                    category_at: walk.category,
+                    person_id,
+                    person_name: name,
+                    person_description: description,
+                    faces: &walk.faces,
+                }),
+                (Some(person_id), None) => walk.waiting.push(Waiting {
+                    person_id,
+                    person_name: name,
+                    person_description: description,
+                    faces: std::mem::take(&mut walk.faces),
+                }),
+                (None, _) => {}
+            }
+            walk.faces.clear();
         }
         Level::Person => {
             let Some(person_id) = id else {
@@ -485,6 +682,10 @@ fn item<'de, F: FnMut(PersonRef<'_, '_>), A: MapAccess<'de>>(
         }
         Level::Face => {
             let Some(face_id) = id else {
+                if walk.stream {
+                    walk.person_missing.get_or_insert("FaceId");
+                    return Ok(());
+                }
                 return Err(walk.fail("FaceId"));
             };
             walk.faces.push(FaceRef { face_id, image_url });
@@ -578,6 +779,76 @@ mod tests {
                 }
                 _ => panic!("{json}: the tree says {want:?}, the walk {got:?}"),
             }
+        }
+    }
+
+    /// [`stream`] over `json`, fed a few bytes at a time: the persons (as `by_walk` gives
+    /// them) or the error's message.
+    fn by_stream(json: &str) -> Result<Vec<(String, String, Vec<FaceRef<'static>>)>, String> {
+        /// Hands out at most 3 bytes a read, as chunks arrive.
+        struct Trickle<'b>(&'b [u8]);
+        impl std::io::Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.0.len()).min(3);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut out = Vec::new();
+        stream(Trickle(json.as_bytes()), |p| {
+            let faces = p
+                .faces
+                .iter()
+                .map(|f| FaceRef {
+                    face_id: Cow::Owned(f.face_id.to_string()),
+                    image_url: f.image_url.as_deref().map(|u| Cow::Owned(u.to_string())),
+                })
+                .collect();
+            out.push((
+                p.category.category_id.clone(),
+                p.person_id.to_string(),
+                faces,
+            ));
+        })
+        .map_err(|unread| unread.error(200).message().to_string())?;
+        Ok(out)
+    }
+
+    #[test]
+    fn a_stream_reads_what_the_whole_answer_reads_and_fails_as_it_fails() {
+        let long = format!(
+            r#"{{"Categories":[{{"CategoryId":"c"}}], "x": "{}" "#,
+            "é".repeat(300)
+        );
+        let answers = [
+            r#"{}"#,
+            r#"{"Categories":null}"#,
+            r#"{"Categories":"x"}"#,
+            r#"{"Categories":{"Category":{}}}"#,
+            r#"{"Categories":[{"CategoryId":"c","Persons":[{"PersonId":"p"}]}]}"#,
+            r#"{"Categories":{"Category":[1,"x",null,{"CategoryId":7,"Persons":{"Person":{"PersonId":"p","Faces":{"Face":{"FaceId":12,"ImageUrl":""}}}}}]}}"#,
+            r#"{"Categories":{"Category":[{"Persons":{"Person":[{"Faces":{"Face":[{"ImageUrl":"u","FaceId":"f"}]},"PersonId":"p\u0041"}]},"CategoryId":"late"}]}}"#,
+            r#"{"Categories":{"Category":[{"CategoryId":"a","Persons":[{"PersonId":"1"}]},{"Persons":[{"PersonId":"2"}],"CategoryId":"b","Persons":[{"PersonId":"3"}]},{"CategoryId":"c","Persons":[{"PersonId":"4"}]}]}}"#,
+            r#"{"Categories":{"Category":[{"CategoryId":"c","Persons":{"Person":[{"PersonId":"p","Faces":{"Face":[{"FaceId":"a"}]},"Faces":{"Face":[{"FaceId":"b","ImageUrl":"https://x/\"q\""}]}}]}},{"CategoryId":"d","Persons":{"Person":[]}}]}}"#,
+            r#"{"Categories":{"Category":[{"CategoryId":"c","Persons":{"Person":[{"PersonId":"p","Faces":{"Face":[{}]}}]}}]}}"#,
+            r#"{"Categories":{"Category":[{"CategoryId":"c","Persons":{"Person":[{"PersonName":"n"}]}}]}}"#,
+            // A person's missing id, then a category's: the category's is reported.
+            r#"{"Categories":{"Category":[{"CategoryId":"c","Persons":[{"PersonName":"n"}]},{"Persons":[]}]}}"#,
+            // A face's missing id, then a person's: the face's comes first.
+            r#"{"Categories":[{"CategoryId":"c","Persons":[{"PersonId":"p","Faces":[{"ImageUrl":"u"}]},{"PersonName":"n"}]}]}"#,
+            // A person's missing id, then JSON that does not read: that is reported.
+            r#"{"Categories":[{"CategoryId":"c","Persons":[{"PersonName":"n"}]}] x"#,
+            r#"{"Categories":[{"CategoryId":"c","Persons":[{"PersonId":"p"}]}]}  "#,
+            "",
+            "[1]",
+            "<xml/>",
+            r#"{"Categories":"#,
+            r#"{} x"#,
+            &long,
+        ];
+        for json in answers {
+            assert_eq!(by_stream(json), by_walk(json), "{json}");
         }
     }
 

@@ -8,6 +8,9 @@
 
 mod compact;
 pub mod drops;
+
+/// A 128-bit key at 4-byte alignment, for maps with millions of entries.
+pub(crate) use compact::Key;
 pub mod run;
 
 pub use drops::{DropWork, Dropped, MadeEntity, PersonDrops, SyncScope, Why};
