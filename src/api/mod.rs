@@ -340,7 +340,7 @@ impl Client {
         action: &str,
         params: &[(&str, &str)],
     ) -> Result<Value, ApiError> {
-        self.attempt(service, action, params, |received| {
+        self.attempt(service, action, params, None, |received| {
             response::interpret(received.answer())
         })
         .await
@@ -354,9 +354,30 @@ impl Client {
         action: &str,
         params: &[(&str, &str)],
     ) -> Result<(u16, bytes::Bytes), ApiError> {
-        self.attempt(service, action, params, |received| {
+        self.attempt(service, action, params, None, |received| {
             if (200..300).contains(&received.status) {
                 return Ok((received.status, received.body.clone()));
+            }
+            let parsed: Option<Value> = serde_json::from_slice(&received.body).ok();
+            Err(response::failure(received.answer(), parsed.as_ref()))
+        })
+        .await
+    }
+
+    /// [`Client::call_body`] whose success's body is not kept: it goes to `chunks` piece by
+    /// piece as it arrives (for a reader on another thread), and the status is returned. An
+    /// error is read whole and given as `call` gives it. `chunks` is closed at the end either
+    /// way; a body cut short is an error here, whatever its reader made of the part it got.
+    pub async fn call_streamed(
+        &self,
+        service: Service,
+        action: &str,
+        params: &[(&str, &str)],
+        chunks: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    ) -> Result<u16, ApiError> {
+        self.attempt(service, action, params, Some(chunks), |received| {
+            if (200..300).contains(&received.status) {
+                return Ok(received.status);
             }
             let parsed: Option<Value> = serde_json::from_slice(&received.body).ok();
             Err(response::failure(received.answer(), parsed.as_ref()))
@@ -369,6 +390,7 @@ impl Client {
         service: Service,
         action: &str,
         params: &[(&str, &str)],
+        chunks: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
         finish: impl FnOnce(&Received) -> Result<R, ApiError>,
     ) -> Result<R, ApiError> {
         let provider = &self.inner.credentials;
@@ -406,7 +428,7 @@ impl Client {
                 self.v3_builder(url, headers)
             }
         };
-        let result = match self.send(request).await {
+        let result = match self.send(request, chunks).await {
             Ok(received) => {
                 finish(&received).map_err(|e| scrub_link(link.as_ref(), scrub(&creds, e)))
             }
@@ -427,7 +449,13 @@ impl Client {
         }
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Received, ApiError> {
+    /// Sends the request and reads the answer; a success's body goes to `chunks` instead of
+    /// the answer, when given.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        chunks: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
+    ) -> Result<Received, ApiError> {
         let mut resp = request
             .send()
             .await
@@ -446,6 +474,23 @@ impl Client {
                 .map(str::to_string);
             (retry, rid)
         };
+        if let Some(chunks) = chunks.filter(|_| resp.status().is_success()) {
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| self.transport(e, Phase::Body))?
+            {
+                // A reader that stopped (it failed) wants no more; the answer is still read to
+                // its end, as `call_body` reads it.
+                let _ = chunks.send(chunk).await;
+            }
+            return Ok(Received {
+                status,
+                retry_after,
+                request_id,
+                body: bytes::Bytes::new(),
+            });
+        }
         // Chunk by chunk into one buffer: collecting the body first and then joining its
         // chunks would hold a large answer (a whole library's listing) twice.
         let expected = resp.content_length().unwrap_or(0).min(MAX_PRESIZE) as usize;

@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use std::borrow::Cow;
 
-use super::persons::PersonsBody;
+use super::persons::{PersonRef, PersonsBody};
 use super::response::{object, text};
 use super::{Ack, ApiError, Client, ErrorClass, Service};
 
@@ -167,6 +167,45 @@ impl Client {
         PersonsBody::parse(status, body)
     }
 
+    /// ListCustomPersons read as it arrives, on a thread of its own: each person goes to
+    /// `each` (with `state`) as soon as it is read, so the answer is never held whole; `state`
+    /// comes back once the answer was read to its end. The errors are
+    /// [`Client::list_custom_persons_body`]'s; persons handed out before one are the caller's
+    /// to discard with the `state` they went into.
+    pub async fn list_custom_persons_walk<S: Send + 'static>(
+        &self,
+        category_id: Option<&str>,
+        person_id: Option<&str>,
+        state: S,
+        mut each: impl FnMut(&mut S, PersonRef<'_, '_>) + Send + 'static,
+    ) -> Result<S, ApiError> {
+        let mut params = Vec::with_capacity(2);
+        if let Some(c) = category_id {
+            params.push(("CategoryId", c));
+        }
+        if let Some(p) = person_id {
+            params.push(("PersonId", p));
+        }
+        let (chunks, arriving) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut state = state;
+            let read = super::persons::stream(Arriving::new(arriving), |p| each(&mut state, p));
+            read.map(|()| state)
+        });
+        let sent = self
+            .call_streamed(Service::Mts, "ListCustomPersons", &params, chunks)
+            .await;
+        let read = reader.await;
+        let status = sent?;
+        match read {
+            Ok(read) => read.map_err(|unread| unread.error(status)),
+            Err(e) => Err(ApiError::malformed(
+                Some(status),
+                format!("the reader of the ListCustomPersons answer stopped: {e}"),
+            )),
+        }
+    }
+
     /// UnregisterCustomFace for one face. `ALL` in `person_id` or `face_id` is refused locally
     /// (nothing is sent): use `unregister_all` for those scopes.
     pub async fn unregister_face(
@@ -238,6 +277,40 @@ impl Client {
             .collect();
         let v = self.call(Service::Mts, "TagCustomPerson", &params).await?;
         Ok(Ack::from_answer(&v))
+    }
+}
+
+/// Chunks of an answer on their way to its reader: a few, so the reader keeps up with the
+/// connection without the answer piling up in between.
+const CHUNKS_IN_FLIGHT: usize = 16;
+
+/// An answer's body as its chunks arrive from the connection, read on a blocking thread.
+struct Arriving {
+    chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    current: bytes::Bytes,
+}
+
+impl Arriving {
+    fn new(chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>) -> Self {
+        Arriving {
+            chunks,
+            current: bytes::Bytes::new(),
+        }
+    }
+}
+
+impl std::io::Read for Arriving {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // Each turn takes the next chunk; the loop ends when one has bytes or none is left.
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
     }
 }
 

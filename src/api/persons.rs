@@ -113,10 +113,138 @@ fn run<'a, F: FnMut(PersonRef<'_, '_>)>(
     }
 }
 
+/// Reads an answer as it arrives, in one pass, handing each person to `each` as soon as it is
+/// read, so that no more than one person of it is held: for a whole library's listing, which
+/// is one answer of a million faces. `status` is the HTTP status, for the error.
+///
+/// The outcome is [`PersonsBody::parse`]'s for the same bytes: the same persons in the same
+/// order when it succeeds (a person read before its category's id waits for the id), the same
+/// error when it fails. Persons already handed out before a failure are to be discarded by the
+/// caller. Each person's category carries its id only (`CategoryName` and
+/// `CategoryDescription` may come after the persons).
+pub fn stream(
+    reader: impl std::io::Read,
+    each: impl FnMut(PersonRef<'_, '_>),
+) -> Result<(), Unread> {
+    let mut reader = Prefix::new(reader);
+    let mut walk = Walk::new(None, each);
+    walk.stream = true;
+    let result = {
+        let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(
+            64 << 10,
+            &mut reader,
+        ));
+        Root(&mut walk).deserialize(&mut de).and_then(|()| de.end())
+    };
+    // As `parse` reads it: the categories and the JSON first (their error stops the read), a
+    // person's or a face's missing id after them.
+    let missing = walk.missing.take().or(match result {
+        Ok(()) => walk.person_missing,
+        Err(_) => None,
+    });
+    match (result, missing) {
+        (_, Some(field)) => Err(Unread::Without(field)),
+        (Ok(()), None) => Ok(()),
+        (Err(_), None) => {
+            // The read stopped at the fault: the snippet's bytes after it are read now.
+            reader.fill_prefix();
+            Err(Unread::NotJson(super::response::snippet(&reader.prefix)))
+        }
+    }
+}
+
+/// Why [`stream`] could not read an answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unread {
+    /// A required id is missing.
+    Without(&'static str),
+    /// Not a JSON object; how the answer begins.
+    NotJson(String),
+}
+
+impl Unread {
+    /// The error [`PersonsBody::parse`] gives for the same answer with HTTP `status`.
+    pub fn error(self, status: u16) -> ApiError {
+        let message = match self {
+            Unread::Without(field) => format!("{ACTION} answered without {field}"),
+            Unread::NotJson(snippet) => {
+                format!("HTTP {status} answer is not a JSON object: {snippet}")
+            }
+        };
+        ApiError::malformed(Some(status), message)
+    }
+}
+
+/// A reader that keeps the first bytes read through it: enough for
+/// [`super::response::snippet`] to say the same of them as of the whole answer.
+struct Prefix<R> {
+    inner: R,
+    prefix: Vec<u8>,
+}
+
+/// Bytes [`Prefix`] keeps: four per character of the snippet and two characters more, so the
+/// snippet's characters and whether more follow are those of the whole answer.
+const PREFIX_BYTES: usize = 4 * (super::response::SNIPPET_CHARS + 2);
+
+impl<R> Prefix<R> {
+    fn new(inner: R) -> Self {
+        Prefix {
+            inner,
+            prefix: Vec::new(),
+        }
+    }
+}
+
+impl<R: std::io::Read> Prefix<R> {
+    /// Reads on until the prefix is whole or the answer ends (or cannot be read further).
+    fn fill_prefix(&mut self) {
+        let mut buf = [0u8; 256];
+        // Each turn adds bytes to the prefix or stops: at most PREFIX_BYTES turns.
+        for _ in 0..PREFIX_BYTES {
+            if self.prefix.len() >= PREFIX_BYTES {
+                break;
+            }
+            match std::io::Read::read(self, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Prefix<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let room = PREFIX_BYTES.saturating_sub(self.prefix.len()).min(n);
+        self.prefix.extend_from_slice(&buf[..room]);
+        Ok(n)
+    }
+}
+
+/// A person [`stream`] read before its category's id: handed out once the id is read.
+struct Waiting<'a> {
+    person_id: Cow<'a, str>,
+    person_name: Option<Cow<'a, str>>,
+    person_description: Option<Cow<'a, str>>,
+    faces: Vec<FaceRef<'a>>,
+}
+
 /// Where a walk is, and what it hands out.
 struct Walk<'h, 'a, F> {
-    /// The categories found by the first pass; `None` during it (persons are skipped then).
+    /// The categories found by the first pass; `None` during it (persons are skipped then,
+    /// unless `stream`).
     heads: Option<&'h [CategoryHead]>,
+    /// One pass ([`stream`]): persons are read with the categories, each handed out with the
+    /// id of the category it is in (`open`).
+    stream: bool,
+    /// In a stream, the category being read, once its id is read.
+    open: Option<CategoryHead>,
+    /// In a stream, the persons of the category being read that came before its id.
+    waiting: Vec<Waiting<'a>>,
+    /// In a stream, the first person's or face's missing id: reported only if the rest of
+    /// the answer reads, as `parse` (categories first, persons after) reports it; nobody is
+    /// handed out after it.
+    person_missing: Option<&'static str>,
     found: Vec<CategoryHead>,
     request_id: Option<String>,
     /// Index of the category being read.
@@ -131,6 +259,10 @@ impl<'h, 'a, F: FnMut(PersonRef<'_, '_>)> Walk<'h, 'a, F> {
     fn new(heads: Option<&'h [CategoryHead]>, each: F) -> Self {
         Walk {
             heads,
+            stream: false,
+            open: None,
+            waiting: Vec::new(),
+            person_missing: None,
             found: Vec::new(),
             request_id: None,
             category: 0,
@@ -151,19 +283,71 @@ impl<'h, 'a, F: FnMut(PersonRef<'_, '_>)> Walk<'h, 'a, F> {
         let Some(id) = fields.id else {
             return Err(self.fail("CategoryId"));
         };
-        if self.heads.is_none() {
-            self.found.push(CategoryHead {
-                category_id: id.into_owned(),
-                category_name: fields.name.map(Cow::into_owned),
-                category_description: fields.description.map(Cow::into_owned),
-            });
+        let head = || CategoryHead {
+            category_id: id.into_owned(),
+            category_name: fields.name.map(Cow::into_owned),
+            category_description: fields.description.map(Cow::into_owned),
+        };
+        if self.stream {
+            // Its persons still waiting for its id (read after them) go out with it now.
+            let head = head();
+            let waiting = std::mem::take(&mut self.waiting);
+            hand_out(&mut self.each, &head, self.category, waiting);
+            self.open = None;
+        } else if self.heads.is_none() {
+            self.found.push(head());
         }
         self.category += 1;
         Ok(())
     }
 
+    /// In a stream, a category's id read: the category is open, and the persons read before
+    /// the id go out first, in their order.
+    fn open_category(&mut self, id: Option<&str>) {
+        self.open = id.map(|id| CategoryHead {
+            category_id: id.to_string(),
+            ..CategoryHead::default()
+        });
+        if let Some(category) = &self.open {
+            let waiting = std::mem::take(&mut self.waiting);
+            hand_out(&mut self.each, category, self.category, waiting);
+        }
+    }
+
+    /// In a stream, a person read: handed out with its open category, or kept until the
+    /// category's id is read. A missing id is kept to report once the rest reads, and nobody
+    /// is handed out after it.
+    fn end_streamed_person(&mut self, fields: ItemFields<'a>) {
+        if self.person_missing.is_none() && fields.id.is_none() {
+            self.person_missing = Some("PersonId");
+        }
+        match (fields.id, &self.open) {
+            (Some(_), _) if self.person_missing.is_some() => {}
+            (Some(person_id), Some(category)) => (self.each)(PersonRef {
+                category,
+                category_at: self.category,
+                person_id,
+                person_name: fields.name,
+                person_description: fields.description,
+                faces: &self.faces,
+            }),
+            (Some(person_id), None) => self.waiting.push(Waiting {
+                person_id,
+                person_name: fields.name,
+                person_description: fields.description,
+                faces: std::mem::take(&mut self.faces),
+            }),
+            (None, _) => {}
+        }
+        self.faces.clear();
+    }
+
     /// A person read: handed out with its category and the faces read with it.
     fn end_person<E: de::Error>(&mut self, fields: ItemFields<'a>) -> Result<(), E> {
+        if self.stream {
+            self.end_streamed_person(fields);
+            return Ok(());
+        }
         let Some(person_id) = fields.id else {
             return Err(self.fail("PersonId"));
         };
@@ -186,6 +370,11 @@ impl<'h, 'a, F: FnMut(PersonRef<'_, '_>)> Walk<'h, 'a, F> {
     /// A face read: kept for the person it is listed under.
     fn end_face<E: de::Error>(&mut self, fields: ItemFields<'a>) -> Result<(), E> {
         let Some(face_id) = fields.id else {
+            if self.stream {
+                // Reported once the rest reads, as a person's (see `end_streamed_person`).
+                self.person_missing.get_or_insert("FaceId");
+                return Ok(());
+            }
             return Err(self.fail("FaceId"));
         };
         self.faces.push(FaceRef {
@@ -193,6 +382,25 @@ impl<'h, 'a, F: FnMut(PersonRef<'_, '_>)> Walk<'h, 'a, F> {
             image_url: fields.image_url,
         });
         Ok(())
+    }
+}
+
+/// Hands out persons read before their category's id, in their order, with the category.
+fn hand_out<F: FnMut(PersonRef<'_, '_>)>(
+    each: &mut F,
+    category: &CategoryHead,
+    category_at: usize,
+    waiting: Vec<Waiting<'_>>,
+) {
+    for person in waiting {
+        each(PersonRef {
+            category,
+            category_at,
+            person_id: person.person_id,
+            person_name: person.person_name,
+            person_description: person.person_description,
+            faces: &person.faces,
+        });
     }
 }
 
@@ -466,6 +674,10 @@ fn item<'de, F: FnMut(PersonRef<'_, '_>), A: MapAccess<'de>>(
     if level == Level::Person {
         walk.faces.clear();
     }
+    if level == Level::Category && walk.stream {
+        walk.open = None;
+        walk.waiting.clear();
+    }
     let fields = item_fields(walk, level, map)?;
     if lone && !fields.any {
         return Ok(());
@@ -532,13 +744,18 @@ fn item_fields<'de, F: FnMut(PersonRef<'_, '_>), A: MapAccess<'de>>(
     while let Some(key) = map.next_key::<Key>()? {
         fields.any = true;
         match Field::of(level, key) {
-            Field::Id => fields.id = map.next_value::<Text>()?.0,
+            Field::Id => {
+                fields.id = map.next_value::<Text>()?.0;
+                if level == Level::Category && walk.stream {
+                    walk.open_category(fields.id.as_deref());
+                }
+            }
             Field::Name => fields.name = map.next_value::<Text>()?.0,
             Field::Description => fields.description = map.next_value::<Text>()?.0,
             Field::ImageUrl => {
                 fields.image_url = map.next_value::<Text>()?.0.map(crate::image::shown_cow)
             }
-            Field::Persons if walk.heads.is_some() => {
+            Field::Persons if walk.heads.is_some() || walk.stream => {
                 map.next_value_seed(Wrapper(&mut *walk, Level::Person))?;
             }
             Field::Faces => {
@@ -639,6 +856,76 @@ mod tests {
                 }
                 _ => panic!("{json}: the tree says {want:?}, the walk {got:?}"),
             }
+        }
+    }
+
+    /// [`stream`] over `json`, fed a few bytes at a time: the persons (as `by_walk` gives
+    /// them) or the error's message.
+    fn by_stream(json: &str) -> Result<Vec<(String, String, Vec<FaceRef<'static>>)>, String> {
+        /// Hands out at most 3 bytes a read, as chunks arrive.
+        struct Trickle<'b>(&'b [u8]);
+        impl std::io::Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.0.len()).min(3);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut out = Vec::new();
+        stream(Trickle(json.as_bytes()), |p| {
+            let faces = p
+                .faces
+                .iter()
+                .map(|f| FaceRef {
+                    face_id: Cow::Owned(f.face_id.to_string()),
+                    image_url: f.image_url.as_deref().map(|u| Cow::Owned(u.to_string())),
+                })
+                .collect();
+            out.push((
+                p.category.category_id.clone(),
+                p.person_id.to_string(),
+                faces,
+            ));
+        })
+        .map_err(|unread| unread.error(200).message().to_string())?;
+        Ok(out)
+    }
+
+    #[test]
+    fn a_stream_reads_what_the_whole_answer_reads_and_fails_as_it_fails() {
+        let long = format!(
+            r#"{{"Categories":[{{"CategoryId":"c"}}], "x": "{}" "#,
+            "é".repeat(300)
+        );
+        let answers = [
+            r#"{}"#,
+            r#"{"Categories":null}"#,
+            r#"{"Categories":"x"}"#,
+            r#"{"Categories":{"Category":{}}}"#,
+            r#"{"Categories":[{"CategoryId":"c","Persons":[{"PersonId":"p"}]}]}"#,
+            r#"{"Categories":{"Category":[1,"x",null,{"CategoryId":7,"Persons":{"Person":{"PersonId":"p","Faces":{"Face":{"FaceId":12,"ImageUrl":""}}}}}]}}"#,
+            r#"{"Categories":{"Category":[{"Persons":{"Person":[{"Faces":{"Face":[{"ImageUrl":"u","FaceId":"f"}]},"PersonId":"p\u0041"}]},"CategoryId":"late"}]}}"#,
+            r#"{"Categories":{"Category":[{"CategoryId":"a","Persons":[{"PersonId":"1"}]},{"Persons":[{"PersonId":"2"}],"CategoryId":"b","Persons":[{"PersonId":"3"}]},{"CategoryId":"c","Persons":[{"PersonId":"4"}]}]}}"#,
+            r#"{"Categories":{"Category":[{"CategoryId":"c","Persons":{"Person":[{"PersonId":"p","Faces":{"Face":[{"FaceId":"a"}]},"Faces":{"Face":[{"FaceId":"b","ImageUrl":"https://x/\"q\""}]}}]}},{"CategoryId":"d","Persons":{"Person":[]}}]}}"#,
+            r#"{"Categories":{"Category":[{"CategoryId":"c","Persons":{"Person":[{"PersonId":"p","Faces":{"Face":[{}]}}]}}]}}"#,
+            r#"{"Categories":{"Category":[{"CategoryId":"c","Persons":{"Person":[{"PersonName":"n"}]}}]}}"#,
+            // A person's missing id, then a category's: the category's is reported.
+            r#"{"Categories":{"Category":[{"CategoryId":"c","Persons":[{"PersonName":"n"}]},{"Persons":[]}]}}"#,
+            // A face's missing id, then a person's: the face's comes first.
+            r#"{"Categories":[{"CategoryId":"c","Persons":[{"PersonId":"p","Faces":[{"ImageUrl":"u"}]},{"PersonName":"n"}]}]}"#,
+            // A person's missing id, then JSON that does not read: that is reported.
+            r#"{"Categories":[{"CategoryId":"c","Persons":[{"PersonName":"n"}]}] x"#,
+            r#"{"Categories":[{"CategoryId":"c","Persons":[{"PersonId":"p"}]}]}  "#,
+            "",
+            "[1]",
+            "<xml/>",
+            r#"{"Categories":"#,
+            r#"{} x"#,
+            &long,
+        ];
+        for json in answers {
+            assert_eq!(by_stream(json), by_walk(json), "{json}");
         }
     }
 

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 
 /// How much of a non-JSON body is quoted in an error message.
-const SNIPPET_CHARS: usize = 160;
+pub(crate) const SNIPPET_CHARS: usize = 160;
 
 /// The parts of an answer that matter, already out of the transport's types.
 pub(crate) struct Answer<'a> {

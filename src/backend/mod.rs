@@ -216,6 +216,12 @@ impl<P: Clone> Listing<P> {
     }
 }
 
+/// What walks a library's listing person by person ([`Backend::walk_listing`]).
+pub trait ListingWalk<P>: Send + 'static {
+    /// One listed person: its id, its images, and its place (made on demand).
+    fn person(&mut self, person_id: &str, images: &[ImageRef<'_>], place: &dyn Fn() -> P);
+}
+
 /// What differs between the services, for one run. Every call that may need retrying goes
 /// through the `Caller`; `create` and `remove` are single attempts the caller repeats.
 pub trait Backend: Send + Sync + 'static {
@@ -304,6 +310,23 @@ pub trait Backend: Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = Result<Listing<Self::Place>, Halt>> + Send {
         async move { self.library(caller, name).await.map(Listing::Persons) }
+    }
+
+    /// Every person the server holds in the library `name`, handed to a walk as the listing is
+    /// read: a fresh `start()` for each attempt, and the walk of the attempt that read it all.
+    /// MTS reads its one answer as it arrives and never holds it whole.
+    fn walk_listing<W: ListingWalk<Self::Place>>(
+        &self,
+        caller: &Caller,
+        name: &str,
+        start: impl Fn() -> W + Send + Sync,
+    ) -> impl Future<Output = Result<W, Halt>> + Send {
+        async move {
+            let listing = self.listing(caller, name).await?;
+            let mut walk = start();
+            listing.walk(|person_id, images, place| walk.person(person_id, images, place));
+            Ok(walk)
+        }
     }
 
     /// One attempt at creating an image; the server's new id.

@@ -7,7 +7,10 @@ use crate::caller::{Caller, Halt};
 use crate::image::fold_id;
 use crate::ledger::{ImageRecord, View};
 
-use super::{Backend, Held, Library, Listing, Person, Placed, ServerPerson, TargetKind};
+use super::{
+    Backend, Held, ImageRef, Library, Listing, ListingWalk, Person, Placed, ServerPerson,
+    TargetKind,
+};
 
 pub struct MtsBackend {
     client: Client,
@@ -77,6 +80,41 @@ pub(super) fn walk_library(
             each(person);
         }
     });
+}
+
+/// A walk of the persons of one library (its folded name) in an answer that may list others,
+/// as [`walk_library`] picks them.
+struct InLibrary<W> {
+    walk: W,
+    folded: String,
+    /// The last category seen, and whether it is the library's.
+    last: Option<(usize, bool)>,
+}
+
+impl<W: ListingWalk<MtsPlace>> InLibrary<W> {
+    fn person(&mut self, person: PersonRef<'_, '_>) {
+        let ours = match self.last {
+            Some((at, ours)) if at == person.category_at => ours,
+            _ => {
+                let ours = fold_id(&person.category.category_id) == self.folded;
+                self.last = Some((person.category_at, ours));
+                ours
+            }
+        };
+        if !ours {
+            return;
+        }
+        let images: Vec<ImageRef<'_>> = person
+            .faces
+            .iter()
+            .map(|f| ImageRef {
+                id: &f.face_id,
+                image_url: f.image_url.as_deref(),
+            })
+            .collect();
+        let (category, id) = (&person.category.category_id, &person.person_id);
+        self.walk.person(id, &images, &|| place(category, id));
+    }
 }
 
 /// A library the service does not know holds nothing (it may say so instead of listing none).
@@ -189,6 +227,32 @@ impl Backend for MtsBackend {
         Ok(Library {
             persons: persons_of(&listing, name),
         })
+    }
+
+    async fn walk_listing<W: ListingWalk<MtsPlace>>(
+        &self,
+        caller: &Caller,
+        name: &str,
+        start: impl Fn() -> W + Send + Sync,
+    ) -> Result<W, Halt> {
+        let client = &self.client;
+        let folded = fold_id(name);
+        let read = caller
+            .read("ListCustomPersons", || {
+                let ours = InLibrary {
+                    walk: start(),
+                    folded: folded.clone(),
+                    last: None,
+                };
+                client.list_custom_persons_walk(Some(name), None, ours, InLibrary::person)
+            })
+            .await;
+        // A library the service does not know holds nothing.
+        match read {
+            Ok(ours) => Ok(ours.walk),
+            Err(Halt::Refused(e)) if crate::caller::is_not_found(&e) => Ok(start()),
+            Err(halt) => Err(halt),
+        }
     }
 
     async fn listing(&self, caller: &Caller, name: &str) -> Result<Listing<MtsPlace>, Halt> {

@@ -57,7 +57,7 @@ impl ExpectedRow {
     }
 }
 
-fn split(v: u128) -> [u64; 2] {
+pub fn split(v: u128) -> [u64; 2] {
     [(v >> 64) as u64, v as u64]
 }
 
@@ -118,10 +118,16 @@ pub struct LedgerIndex {
 impl LedgerIndex {
     /// From each image's last record and the hash of its id (if it is a face).
     pub fn build(images: Vec<(u128, LedgerRec, [u64; 2])>) -> LedgerIndex {
+        let images = images.into_iter();
+        LedgerIndex::build_split(images.map(|(key, rec, id)| (split(key), rec, id)).collect())
+    }
+
+    /// [`LedgerIndex::build`] from keys split in halves (40 bytes an image rather than 48).
+    pub fn build_split(images: Vec<([u64; 2], LedgerRec, [u64; 2])>) -> LedgerIndex {
         let mut images = images;
-        images.sort_unstable_by_key(|(key, _, _)| *key);
+        images.sort_unstable_by_key(|(key, _, _)| join(*key));
         let mut index = LedgerIndex {
-            keys: images.iter().map(|(key, _, _)| *key).collect(),
+            keys: images.iter().map(|(key, _, _)| join(*key)).collect(),
             recs: images.iter().map(|(_, rec, _)| *rec).collect(),
             ids: Vec::new(),
         };
@@ -373,17 +379,81 @@ pub fn compare<P: Clone>(
     rules: Rules,
     places: Option<&mut HashMap<String, P>>,
 ) -> Drift {
-    let mut walk = Walk::new(library, &inputs.ledger, rules, places);
+    let sides = Borrowed(library, &inputs.ledger);
+    let mut walk = Walk::new(sides, rules, places.is_some());
     listing.walk(|person_id, images, place| walk.person(person_id, images, place));
-    walk.finish()
+    let (drift, found) = walk.finish();
+    if let Some(places) = places {
+        add_places(places, found);
+    }
+    drift
+}
+
+/// Adds the places one library's walk found to those of the libraries before it (an id
+/// already there keeps its first place).
+pub fn add_places<P>(places: &mut HashMap<String, P>, found: HashMap<String, P>) {
+    for (id, place) in found {
+        places.entry(id).or_insert(place);
+    }
+}
+
+/// The library and the ledger a comparison reads.
+pub trait Sides {
+    fn library(&self) -> &LibraryInputs;
+    fn ledger(&self) -> &LedgerIndex;
+}
+
+/// Both borrowed.
+struct Borrowed<'a>(&'a LibraryInputs, &'a LedgerIndex);
+
+impl Sides for Borrowed<'_> {
+    fn library(&self) -> &LibraryInputs {
+        self.0
+    }
+    fn ledger(&self) -> &LedgerIndex {
+        self.1
+    }
+}
+
+/// The library at `.1` of shared inputs, and their ledger: for a walk on another thread.
+pub struct Shared(pub std::sync::Arc<Inputs>, pub usize);
+
+impl Sides for Shared {
+    fn library(&self) -> &LibraryInputs {
+        &self.0.libraries[self.1]
+    }
+    fn ledger(&self) -> &LedgerIndex {
+        &self.0.ledger
+    }
+}
+
+/// One library's comparison as a walk of its listing ([`crate::backend::Backend::walk_listing`]):
+/// [`compare`] for a listing read as it arrives.
+pub struct Comparison<P>(Walk<Shared, P>);
+
+impl<P> Comparison<P> {
+    /// With `places`, also where each id a finding names lives.
+    pub fn new(sides: Shared, rules: Rules, places: bool) -> Self {
+        Comparison(Walk::new(sides, rules, places))
+    }
+
+    /// The drift, and the places found (empty without `places`).
+    pub fn finish(self) -> (Drift, HashMap<String, P>) {
+        self.0.finish()
+    }
+}
+
+impl<P: Send + 'static> crate::backend::ListingWalk<P> for Comparison<P> {
+    fn person(&mut self, person_id: &str, images: &[ImageRef<'_>], place: &dyn Fn() -> P) {
+        self.0.person(person_id, images, place);
+    }
 }
 
 /// One library's comparison while it walks the listing, person by person.
-struct Walk<'a, 'p, P> {
-    library: &'a LibraryInputs,
-    ledger: &'a LedgerIndex,
+struct Walk<S, P> {
+    sides: S,
     rules: Rules,
-    places: Option<&'p mut HashMap<String, P>>,
+    places: Option<HashMap<String, P>>,
     /// Indexes into the expected images, in key order.
     by_key: Vec<u32>,
     /// Per expected image: the server lists it.
@@ -399,40 +469,37 @@ struct Walk<'a, 'p, P> {
     drift: Drift,
 }
 
-impl<'a, 'p, P> Walk<'a, 'p, P> {
-    fn new(
-        library: &'a LibraryInputs,
-        ledger: &'a LedgerIndex,
-        rules: Rules,
-        places: Option<&'p mut HashMap<String, P>>,
-    ) -> Self {
+impl<S: Sides, P> Walk<S, P> {
+    fn new(sides: S, rules: Rules, places: bool) -> Self {
+        let (library, ledger) = (sides.library(), sides.ledger());
         let expected = &library.expected;
         let mut by_key: Vec<u32> = (0..expected.len() as u32).collect();
         by_key.sort_unstable_by_key(|&at| expected[at as usize].key());
+        let (listed, on_server) = (vec![false; expected.len()], vec![false; ledger.len()]);
+        let drift = Drift {
+            library: library.name.clone(),
+            expected: expected.len() as u64,
+            over_limit_in_manifest: library.over_limit,
+            ..Drift::default()
+        };
         Walk {
-            library,
-            ledger,
+            sides,
             rules,
-            places,
+            places: places.then(HashMap::new),
             by_key,
-            listed: vec![false; expected.len()],
-            on_server: vec![false; ledger.len()],
+            listed,
+            on_server,
             counts: KeyMap::default(),
             crowded: KeyMap::default(),
             url_less: Vec::new(),
             orphans: Vec::new(),
-            drift: Drift {
-                library: library.name.clone(),
-                expected: expected.len() as u64,
-                over_limit_in_manifest: library.over_limit,
-                ..Drift::default()
-            },
+            drift,
         }
     }
 
     /// The expected image with this key, if the manifest names it.
     fn find_expected(&self, key: u128) -> Option<usize> {
-        let expected = &self.library.expected;
+        let expected = &self.sides.library().expected;
         self.by_key
             .binary_search_by_key(&key, |&at| expected[at as usize].key())
             .ok()
@@ -441,7 +508,7 @@ impl<'a, 'p, P> Walk<'a, 'p, P> {
 
     /// One listed person: counted against the limit, its faces grouped by image and judged.
     fn person(&mut self, person_id: &str, images: &[ImageRef<'_>], place: &dyn Fn() -> P) {
-        let person = person_key(&self.library.name, person_id);
+        let person = person_key(&self.sides.library().name, person_id);
         let count = self.counts.entry(person).or_insert(0);
         *count += images.len() as u32;
         if self
@@ -470,7 +537,7 @@ impl<'a, 'p, P> Walk<'a, 'p, P> {
         let mut group_of: KeyMap<usize> = KeyMap::default();
         for image in images {
             self.drift.server_faces += 1;
-            let known = self.ledger.by_id(image.id);
+            let known = self.sides.ledger().by_id(image.id);
             if let Some(at) = known {
                 self.on_server[at] = true;
             }
@@ -486,7 +553,7 @@ impl<'a, 'p, P> Walk<'a, 'p, P> {
                 }
                 continue;
             };
-            let key = ImageId::listed(url).key(&self.library.name, person_id);
+            let key = ImageId::listed(url).key(&self.sides.library().name, person_id);
             let at = *group_of.entry(key).or_insert_with(|| {
                 groups.push(Group {
                     key,
@@ -505,9 +572,9 @@ impl<'a, 'p, P> Walk<'a, 'p, P> {
     fn judge(&mut self, person_id: &str, group: &Group<'_>, place: &dyn Fn() -> P) {
         let line = self.find_expected(group.key).map(|at| {
             self.listed[at] = true;
-            self.library.expected[at].line
+            self.sides.library().expected[at].line
         });
-        let ledger_image = self.ledger.find(group.key);
+        let ledger_image = self.sides.ledger().find(group.key);
         let keep = group
             .faces
             .iter()
@@ -541,7 +608,7 @@ impl<'a, 'p, P> Walk<'a, 'p, P> {
     }
 
     /// The drift, once every person was walked.
-    fn finish(mut self) -> Drift {
+    fn finish(mut self) -> (Drift, HashMap<String, P>) {
         // Findings in the server's order, the faces without a URL first.
         self.url_less.append(&mut self.orphans);
         self.drift.orphans = std::mem::take(&mut self.url_less);
@@ -552,20 +619,21 @@ impl<'a, 'p, P> Walk<'a, 'p, P> {
         self.settle_expected();
         let on_server = &self.on_server;
         self.drift.vanished_at = self
-            .library
+            .sides
+            .library()
             .ledger_faces
             .iter()
             .copied()
             .filter(|&at| !on_server[at as usize])
             .collect();
-        self.drift
+        (self.drift, self.places.unwrap_or_default())
     }
 
     /// Each expected image the server does not list: missing, or refused (the service said
     /// no), or removed on purpose; one registered under a vanished id is reported as vanished.
     fn settle_expected(&mut self) {
-        let (ledger, drift) = (self.ledger, &mut self.drift);
-        for (at, e) in self.library.expected.iter().enumerate() {
+        let (ledger, drift) = (self.sides.ledger(), &mut self.drift);
+        for (at, e) in self.sides.library().expected.iter().enumerate() {
             let found = ledger.find(e.key());
             // Registered under an id the server no longer holds: reported once, as vanished.
             if found.is_some_and(|i| ledger.rec(i).face && !self.on_server[i]) {
@@ -609,8 +677,8 @@ fn over_limit(crowded: KeyMap<String>, counts: &KeyMap<u32>, limit: u32) -> Vec<
     over
 }
 
-fn note_place<P>(places: &mut Option<&mut HashMap<String, P>>, id: &str, place: &dyn Fn() -> P) {
-    if let Some(places) = places.as_deref_mut()
+fn note_place<P>(places: &mut Option<HashMap<String, P>>, id: &str, place: &dyn Fn() -> P) {
+    if let Some(places) = places.as_mut()
         && !places.contains_key(id)
     {
         places.insert(id.to_string(), place());

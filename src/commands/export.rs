@@ -106,14 +106,16 @@ impl Rows {
 
     fn row(&self, at: usize) -> RowRef<'_> {
         let [cat, person, name] = fields::<3>(&self.heads[self.head_at[self.head(at)]..]);
-        let [url, face, ts, lib, entity, sample] = fields::<6>(&self.packed[at + 4..]);
+        let ([url, face], rest) = fields_and_rest::<2>(&self.packed[at + 4..]);
+        let (ts, rest) = Stamp::unpack(rest);
+        let [lib, entity, sample] = fields::<3>(rest);
         RowRef {
             category_id: cat.unwrap_or_default(),
             person_id: person.unwrap_or_default(),
             person_name: name,
             image_url: url.unwrap_or_default(),
             face_id: face,
-            registered_at: ts.unwrap_or_default(),
+            registered_at: ts,
             lib_id: lib,
             entity_id: entity,
             sample_id: sample,
@@ -129,7 +131,7 @@ impl Rows {
 
     /// Appends a row: its head, shared with earlier rows that have the same one (found by a
     /// hash of its packed bytes, then compared byte for byte), and its own fields.
-    fn push(&mut self, interned: &mut Heads, head: [Option<&str>; 3], own: [Option<&str>; 6]) {
+    fn push(&mut self, interned: &mut Heads, head: [Option<&str>; 3], own: Own<'_>) {
         interned.scratch.clear();
         pack(&mut interned.scratch, head);
         let packed = &interned.scratch;
@@ -150,7 +152,112 @@ impl Rows {
         };
         self.at.push(self.packed.len());
         self.packed.extend_from_slice(&index.to_le_bytes());
-        pack(&mut self.packed, own);
+        pack(&mut self.packed, [Some(own.image_url), own.face_id]);
+        Stamp::pack(&mut self.packed, own.registered_at);
+        pack(&mut self.packed, [own.lib_id, own.entity_id, own.sample_id]);
+    }
+}
+
+/// A row's own fields, as [`Rows::push`] packs them.
+struct Own<'a> {
+    image_url: &'a str,
+    face_id: Option<&'a str>,
+    registered_at: &'a str,
+    lib_id: Option<&'a str>,
+    entity_id: Option<&'a str>,
+    sample_id: Option<&'a str>,
+}
+
+/// The length of a time as the ledger writes it: `2026-11-22T00:00:00.000Z`.
+const STAMP_LEN: usize = 24;
+
+/// When an image was registered, as its record says: the text itself, or, for a time in the
+/// ledger's own form (`2026-11-22T00:00:00.000Z`), that text rebuilt from its 17 digits, which
+/// [`Rows`] packs into 8 bytes rather than 25 (a sixth of an exported row).
+#[derive(Clone, Copy, Debug)]
+pub enum Stamp<'a> {
+    Text(&'a str),
+    Rebuilt([u8; STAMP_LEN]),
+}
+
+/// The ledger's form of a time: `D` a digit, anything else itself.
+const STAMP_FORM: &[u8; STAMP_LEN] = b"DDDD-DD-DDTDD:DD:DD.DDDZ";
+
+impl<'a> Stamp<'a> {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Stamp::Text(text) => text,
+            // Built from ASCII digits and the form's ASCII: always UTF-8.
+            Stamp::Rebuilt(bytes) => std::str::from_utf8(bytes).unwrap_or_default(),
+        }
+    }
+
+    /// The digits of a time in the ledger's form, as one number; `None` for any other text.
+    fn digits(text: &str) -> Option<u64> {
+        let bytes: &[u8; STAMP_LEN] = text.as_bytes().try_into().ok()?;
+        let mut n = 0u64;
+        for (&b, &form) in bytes.iter().zip(STAMP_FORM) {
+            match form {
+                b'D' if b.is_ascii_digit() => n = n * 10 + u64::from(b - b'0'),
+                b'D' => return None,
+                _ if b != form => return None,
+                _ => {}
+            }
+        }
+        Some(n)
+    }
+
+    /// Appends `text`: a tag byte, then 8 bytes of digits (tag 0) or the text as a field (1).
+    fn pack(out: &mut Vec<u8>, text: &str) {
+        match Stamp::digits(text) {
+            Some(n) => {
+                out.push(0);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            None => {
+                out.push(1);
+                pack(out, [Some(text)]);
+            }
+        }
+    }
+
+    /// A time [`Stamp::pack`] packed, and the bytes after it.
+    fn unpack(bytes: &'a [u8]) -> (Stamp<'a>, &'a [u8]) {
+        if bytes[0] != 0 {
+            let ([text], rest) = fields_and_rest::<1>(&bytes[1..]);
+            return (Stamp::Text(text.unwrap_or_default()), rest);
+        }
+        let mut digits = [0u8; 8];
+        digits.copy_from_slice(&bytes[1..9]);
+        let mut n = u64::from_le_bytes(digits);
+        let mut text = *STAMP_FORM;
+        for b in text.iter_mut().rev() {
+            if *b == b'D' {
+                *b = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        }
+        (Stamp::Rebuilt(text), &bytes[9..])
+    }
+}
+
+impl Default for Stamp<'_> {
+    fn default() -> Self {
+        Stamp::Text("")
+    }
+}
+
+impl PartialEq for Stamp<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Stamp<'_> {}
+
+impl Serialize for Stamp<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -169,7 +276,7 @@ pub struct RowRef<'a> {
     pub person_name: Option<&'a str>,
     pub image_url: &'a str,
     pub face_id: Option<&'a str>,
-    pub registered_at: &'a str,
+    pub registered_at: Stamp<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lib_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -186,7 +293,7 @@ impl<'a> From<&'a Row> for RowRef<'a> {
             person_name: r.person_name.as_deref(),
             image_url: &r.image_url,
             face_id: r.face_id.as_deref(),
-            registered_at: &r.registered_at,
+            registered_at: Stamp::Text(&r.registered_at),
             lib_id: r.lib_id.as_deref(),
             entity_id: r.entity_id.as_deref(),
             sample_id: r.sample_id.as_deref(),
@@ -216,7 +323,12 @@ fn pack<const N: usize>(out: &mut Vec<u8>, fields: [Option<&str>; N]) {
 }
 
 /// The first `N` fields of a packed row.
-fn fields<const N: usize>(mut bytes: &[u8]) -> [Option<&str>; N] {
+fn fields<const N: usize>(bytes: &[u8]) -> [Option<&str>; N] {
+    fields_and_rest(bytes).0
+}
+
+/// The first `N` fields of a packed row, and the bytes after them.
+fn fields_and_rest<const N: usize>(mut bytes: &[u8]) -> ([Option<&str>; N], &[u8]) {
     let mut fields = [None; N];
     for field in &mut fields {
         let (mut n, mut shift) = (0u64, 0);
@@ -236,7 +348,7 @@ fn fields<const N: usize>(mut bytes: &[u8]) -> [Option<&str>; N] {
             bytes = rest;
         }
     }
-    fields
+    (fields, bytes)
 }
 
 /// A whole row packed in one piece (the tests' form of [`pack`]'s format).
@@ -249,7 +361,7 @@ fn unpack(bytes: &[u8]) -> RowRef<'_> {
         person_name: name,
         image_url: url.unwrap_or_default(),
         face_id: face,
-        registered_at: ts.unwrap_or_default(),
+        registered_at: Stamp::Text(ts.unwrap_or_default()),
         lib_id: lib,
         entity_id: entity,
         sample_id: sample,
@@ -333,23 +445,30 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
         .filter_map(|(first, last)| Some((last?, first)))
         .collect();
     wanted.sort_unstable();
+    // The records to keep, as one bit per record (rather than 4 bytes per row), and the tie
+    // order of each row in the order they are kept.
+    let mut keep = vec![0u64; (ordinal.next as usize).div_ceil(64)];
+    for &(last, _) in &wanted {
+        keep[last as usize / 64] |= 1 << (last % 64);
+    }
+    let first_of: Vec<u32> = wanted.iter().map(|&(_, first)| first).collect();
+    drop(wanted);
     let mut rows = Rows {
         packed: Vec::new(),
-        at: Vec::with_capacity(wanted.len()),
+        at: Vec::with_capacity(first_of.len()),
         heads: Vec::new(),
         head_at: Vec::new(),
         ice: false,
     };
     let mut heads = Heads::default();
-    let mut first_of: Vec<u32> = Vec::with_capacity(wanted.len());
     let (mut ordinal, mut next, mut changed) = (Ordinal::default(), 0usize, false);
     scan::scan(&config.ledger, false, |entry| {
         let Entry::Image(image) = entry else { return };
         let Some(this) = ordinal.next() else { return };
-        let Some(&(want, first)) = wanted.get(next) else {
-            return;
-        };
-        if want != this {
+        let kept = keep
+            .get(this as usize / 64)
+            .is_some_and(|bits| bits & (1 << (this % 64)) != 0);
+        if !kept {
             return;
         }
         next += 1;
@@ -360,7 +479,6 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
         }
         let v = image.view;
         rows.ice |= v.lib_id.is_some() || v.entity_id.is_some() || v.sample_id.is_some();
-        first_of.push(first);
         rows.push(
             &mut heads,
             [
@@ -368,22 +486,22 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
                 Some(image.person_id),
                 v.person_name.as_deref(),
             ],
-            [
-                Some(image.image_url),
-                v.face_id.as_deref(),
-                Some(v.ts.as_deref().unwrap_or_default()),
-                v.lib_id.as_deref(),
-                v.entity_id.as_deref(),
-                v.sample_id.as_deref(),
-            ],
+            Own {
+                image_url: image.image_url,
+                face_id: v.face_id.as_deref(),
+                registered_at: v.ts.as_deref().unwrap_or_default(),
+                lib_id: v.lib_id.as_deref(),
+                entity_id: v.entity_id.as_deref(),
+                sample_id: v.sample_id.as_deref(),
+            },
         );
     })?;
-    if changed || next != wanted.len() {
+    if changed || next != first_of.len() {
         return Err(super::OpsError::Changed {
             path: config.ledger.clone(),
         });
     }
-    drop(wanted);
+    drop(keep);
     drop(heads);
     rows.packed.shrink_to_fit();
     rows.heads.shrink_to_fit();
@@ -444,7 +562,7 @@ pub fn write_csv<'a>(
             r.person_name.unwrap_or_default(),
             r.image_url,
             r.face_id.unwrap_or_default(),
-            r.registered_at,
+            r.registered_at.as_str(),
         ];
         if ice {
             cells.extend([
@@ -567,6 +685,34 @@ mod tests {
         );
         let first_len = packed.len() - FIELDS;
         assert_eq!(unpack(&packed[first_len..]), RowRef::default());
+    }
+
+    #[test]
+    fn a_time_reads_back_as_written_whether_packed_as_digits_or_as_text() {
+        for text in [
+            "2026-11-22T00:00:00.000Z",
+            "1999-12-31T23:59:59.999Z",
+            "0000-00-00T00:00:00.000Z",
+            "9999-99-99T99:99:99.999Z",
+            "2026-11-22T00:00:00Z",
+            "2026-11-22T00:00:00.000+",
+            "2026-11-22 00:00:00.000Z",
+            "2026-1a-22T00:00:00.000Z",
+            "２026-11-22T00:00:00.000Z",
+            "",
+        ] {
+            let mut packed = vec![7];
+            Stamp::pack(&mut packed, text);
+            packed.push(42);
+            let (stamp, rest) = Stamp::unpack(&packed[1..]);
+            assert_eq!((stamp.as_str(), rest), (text, &[42u8][..]), "{text}");
+            let digits = Stamp::digits(text).is_some();
+            assert_eq!(
+                packed.len(),
+                if digits { 11 } else { text.len() + 4 },
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -117,11 +117,23 @@ pub(crate) async fn connect_for(
 
 /// The target of the import a ledger records (its last run's), if it says.
 pub(crate) fn ledger_target(path: &std::path::Path) -> Option<crate::backend::TargetKind> {
-    let last = crate::ledger::replay(path).ok()?.last_run_start?;
-    match last.target? {
+    use crate::ledger::read::{self, Entry, LineKind};
+    // The last run start's target and algorithm, read as `replay` reads the ledger (the same
+    // view, the same errors) without keeping every image it holds.
+    let mut last = None;
+    read::scan_as::<read::Narrow>(path, true, |entry| {
+        if let Entry::Run(view) = entry
+            && view.kind == Some(LineKind::RunStart)
+        {
+            last = Some((view.target, view.algorithm.as_deref().map(str::to_string)));
+        }
+    })
+    .ok()?;
+    let (target, algorithm) = last?;
+    match target? {
         crate::ledger::TargetName::Mts => Some(crate::backend::TargetKind::Mts),
         crate::ledger::TargetName::Ice => {
-            let algorithm = last.algorithm.and_then(|a| a.parse().ok());
+            let algorithm = algorithm.and_then(|a| a.parse::<crate::api::Algorithm>().ok());
             Some(crate::backend::TargetKind::Ice(
                 algorithm.unwrap_or(crate::api::Algorithm::Face),
             ))

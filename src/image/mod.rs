@@ -213,21 +213,23 @@ pub fn oss_object(text: &str) -> Option<OssObject> {
     if text.starts_with("oss://") {
         return text.parse().ok();
     }
-    let rest = text
-        .split_once("://")
+    let rest = split_scheme(text)
         .filter(|(scheme, _)| {
             scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http")
         })?
         .1;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let host = match host.rsplit_once(':') {
-        Some((name, port))
-            if !host.starts_with('[') && port.bytes().all(|b| b.is_ascii_digit()) =>
+    // `rsplit_once('@')` and `rsplit_once(':')` as plain loops over a few bytes: a searcher's
+    // set-up costs more than the search on an authority this short, once per manifest row.
+    let host = match authority.bytes().rposition(|b| b == b'@') {
+        Some(at) => &authority[at + 1..],
+        None => authority,
+    };
+    let host = match host.bytes().rposition(|b| b == b':') {
+        Some(at)
+            if !host.starts_with('[') && host[at + 1..].bytes().all(|b| b.is_ascii_digit()) =>
         {
-            name
+            &host[..at]
         }
         _ => host,
     };
@@ -241,6 +243,15 @@ pub fn oss_object(text: &str) -> Option<OssObject> {
     OssObject::from_url(text)
 }
 
+/// `text.split_once("://")`, found byte by byte: a substring search sets up its searcher on
+/// every call, and this runs once for every manifest row (a tenth of `check`'s time at ten
+/// million rows).
+fn split_scheme(text: &str) -> Option<(&str, &str)> {
+    let at = text.as_bytes().windows(3).position(|w| w == b"://")?;
+    // `at` starts an ASCII ':' and `at + 3` follows an ASCII '/': both are char boundaries.
+    Some((&text[..at], &text[at + 3..]))
+}
+
 /// True when `url` is an http(s) URL already in canonical form (one pass, no allocation): the
 /// manifest's validation takes it as its fast path.
 pub(crate) fn is_canonical_url(url: &str) -> bool {
@@ -250,6 +261,24 @@ pub(crate) fn is_canonical_url(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scheme_splits_where_split_once_splits() {
+        for text in [
+            "",
+            ":",
+            "://",
+            "a://",
+            "https://x/y",
+            "https:/x://y",
+            "oss:://b",
+            "é://ü://",
+            "no scheme",
+            "x:/ /://",
+        ] {
+            assert_eq!(split_scheme(text), text.split_once("://"), "{text}");
+        }
+    }
 
     #[test]
     fn every_form_of_an_oss_object_has_its_oss_address_as_locator() {

@@ -14,10 +14,10 @@ use crate::ledger::KeyHasher;
 /// than the 32 a `u128`'s alignment pads it to. Hashed by its low 64 bits, as [`KeyHasher`]
 /// hashes a `u128`, so a map of these iterates in the same order as a `KeyMap` would.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Key([u32; 4]);
+pub(crate) struct Key([u32; 4]);
 
 impl Key {
-    pub(super) fn of(key: u128) -> Key {
+    pub(crate) fn of(key: u128) -> Key {
         Key([
             key as u32,
             (key >> 32) as u32,
@@ -26,7 +26,7 @@ impl Key {
         ])
     }
 
-    pub(super) fn get(self) -> u128 {
+    pub(crate) fn get(self) -> u128 {
         let [a, b, c, d] = self.0.map(u128::from);
         a | b << 32 | c << 64 | d << 96
     }

@@ -11,6 +11,9 @@ pub mod drops;
 pub mod run;
 mod work;
 
+/// A 128-bit key at 4-byte alignment, for maps with millions of entries.
+pub(crate) use compact::Key;
+
 pub use drops::{Dropped, MadeEntity, PersonDrops, SyncScope};
 pub use work::{Counts, DropWork, ImageWork, Kept, PersonJob, Plan, Recheck, Rejected, Why};
 
