@@ -423,6 +423,16 @@ impl Ordinal {
 /// of the ledger's history: the first finds, per image, which record is its last and whether
 /// it is `registered`; the second keeps only those records' fields.
 pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
+    let (keep, first_of) = records_to_keep(config)?;
+    let rows = read_kept(config, &keep, first_of.len())?;
+    drop(keep);
+    Ok(sorted(rows, first_of))
+}
+
+/// The first pass: the records to keep (each registered image's last record, if that one is
+/// `registered`) as one bit per image record (rather than 4 bytes per row), and each kept
+/// row's tie order (the ordinal of its image's first `registered` record) in ledger order.
+fn records_to_keep(config: &ExportConfig) -> Result<(Vec<u64>, Vec<u32>), super::OpsError> {
     // Per image: the ordinal of its first `registered` record (the tie order) and of its last
     // record if that one is `registered`.
     let mut last: KeyMap<(u32, Option<u32>)> = KeyMap::default();
@@ -445,17 +455,25 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
         .filter_map(|(first, last)| Some((last?, first)))
         .collect();
     wanted.sort_unstable();
-    // The records to keep, as one bit per record (rather than 4 bytes per row), and the tie
-    // order of each row in the order they are kept.
     let mut keep = vec![0u64; (ordinal.next as usize).div_ceil(64)];
     for &(last, _) in &wanted {
         keep[last as usize / 64] |= 1 << (last % 64);
     }
     let first_of: Vec<u32> = wanted.iter().map(|&(_, first)| first).collect();
-    drop(wanted);
+    Ok((keep, first_of))
+}
+
+/// The second pass: the kept records, packed. The ledger is only ever appended to: a kept
+/// record that is no longer `registered`, or a count other than `expected`, means it was
+/// replaced between the passes.
+fn read_kept(
+    config: &ExportConfig,
+    keep: &[u64],
+    expected: usize,
+) -> Result<Rows, super::OpsError> {
     let mut rows = Rows {
         packed: Vec::new(),
-        at: Vec::with_capacity(first_of.len()),
+        at: Vec::with_capacity(expected),
         heads: Vec::new(),
         head_at: Vec::new(),
         ice: false,
@@ -472,7 +490,6 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
             return;
         }
         next += 1;
-        // The ledger is only ever appended to; a different record here means it was replaced.
         if image.status != Status::Registered {
             changed = true;
             return;
@@ -496,16 +513,20 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
             },
         );
     })?;
-    if changed || next != first_of.len() {
+    if changed || next != expected {
         return Err(super::OpsError::Changed {
             path: config.ledger.clone(),
         });
     }
-    drop(keep);
     drop(heads);
     rows.packed.shrink_to_fit();
     rows.heads.shrink_to_fit();
-    // Row numbers sorted, each row's offset and tie order looked up: 4 bytes a row.
+    Ok(rows)
+}
+
+/// The rows in export order: library and person (folded), URL, then the tie order. Row
+/// numbers are sorted, each row's offset and tie order looked up: 4 bytes a row.
+fn sorted(mut rows: Rows, first_of: Vec<u32>) -> Rows {
     let mut order: Vec<u32> = (0..rows.at.len() as u32).collect();
     let key = |n: u32| {
         let at = rows.at[n as usize];
@@ -525,7 +546,7 @@ pub fn collect(config: &ExportConfig) -> Result<Rows, super::OpsError> {
     });
     drop(first_of);
     rows.at = order.into_iter().map(|n| rows.at[n as usize]).collect();
-    Ok(rows)
+    rows
 }
 
 /// A cell a spreadsheet would not take for a formula.
@@ -625,166 +646,5 @@ impl crate::cli::ops::ExportArgs {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbering_past_u32_max_stops_and_is_reported_instead_of_wrapping() {
-        let mut ordinal = Ordinal {
-            next: u32::MAX - 1,
-            overflowed: false,
-        };
-        assert_eq!(ordinal.next(), Some(u32::MAX - 1));
-        assert!(ordinal.check(std::path::Path::new("l")).is_ok());
-        assert_eq!(ordinal.next(), None, "no wrap to 0");
-        assert_eq!(ordinal.next(), None);
-        let error = ordinal.check(std::path::Path::new("l")).unwrap_err();
-        assert!(error.to_string().contains("more than"), "{error}");
-    }
-
-    #[test]
-    fn formula_starters_are_neutralised_and_other_cells_are_untouched() {
-        for bad in ["=1+1", "+cmd", "-2", "@SUM(A1)", "\tx", "\rx"] {
-            assert_eq!(neutralise(bad), format!("'{bad}"));
-        }
-        for good in ["alice", "", "1-2", "https://x/=y"] {
-            assert_eq!(neutralise(good), good);
-        }
-    }
-
-    #[test]
-    fn a_packed_row_reads_back_exactly_absent_empty_and_long_fields_alike() {
-        let long = "é".repeat(300);
-        let fields = [
-            Some("lib"),
-            Some(""),
-            None,
-            Some(long.as_str()),
-            Some("f1"),
-            Some("t"),
-            None,
-            Some("e"),
-            None,
-        ];
-        let mut packed = Vec::new();
-        pack(&mut packed, fields);
-        pack(&mut packed, [None; FIELDS]);
-        let row = unpack(&packed);
-        assert_eq!(
-            (
-                row.category_id,
-                row.person_id,
-                row.person_name,
-                row.image_url
-            ),
-            ("lib", "", None, long.as_str())
-        );
-        assert_eq!(
-            (row.lib_id, row.entity_id, row.sample_id),
-            (None, Some("e"), None)
-        );
-        let first_len = packed.len() - FIELDS;
-        assert_eq!(unpack(&packed[first_len..]), RowRef::default());
-    }
-
-    #[test]
-    fn a_time_reads_back_as_written_whether_packed_as_digits_or_as_text() {
-        for text in [
-            "2026-11-22T00:00:00.000Z",
-            "1999-12-31T23:59:59.999Z",
-            "0000-00-00T00:00:00.000Z",
-            "9999-99-99T99:99:99.999Z",
-            "2026-11-22T00:00:00Z",
-            "2026-11-22T00:00:00.000+",
-            "2026-11-22 00:00:00.000Z",
-            "2026-1a-22T00:00:00.000Z",
-            "２026-11-22T00:00:00.000Z",
-            "",
-        ] {
-            let mut packed = vec![7];
-            Stamp::pack(&mut packed, text);
-            packed.push(42);
-            let (stamp, rest) = Stamp::unpack(&packed[1..]);
-            assert_eq!((stamp.as_str(), rest), (text, &[42u8][..]), "{text}");
-            let digits = Stamp::digits(text).is_some();
-            assert_eq!(
-                packed.len(),
-                if digits { 11 } else { text.len() + 4 },
-                "{text}"
-            );
-        }
-    }
-
-    #[test]
-    fn rows_sort_by_folded_library_and_person_then_url_and_ties_keep_their_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let ledger = dir.path().join("l.jsonl");
-        let mut bytes = Vec::new();
-        let mut record = |person: &str, url: &str, key: Option<&str>, status, face: &str| {
-            let mut r = crate::ledger::ImageRecord::new("r", status, "Lib", person, url);
-            if let Some(key) = key {
-                r = r.with_identity(&crate::image::ImageId::new(key, None));
-            }
-            r.face_id = Some(face.into());
-            crate::ledger::encode(&crate::ledger::Record::Image(r), &mut bytes);
-        };
-        record("bob", "https://x/2", None, Status::Registered, "b2");
-        record(
-            "Alice",
-            "https://x/1",
-            Some("k2"),
-            Status::Registered,
-            "a-k2",
-        );
-        record(
-            "alice",
-            "https://x/1",
-            Some("k1"),
-            Status::Registered,
-            "a-k1",
-        );
-        record("carol", "https://x/3", None, Status::Registered, "c3");
-        record("carol", "https://x/3", None, Status::Removed, "c3");
-        record(
-            "Alice",
-            "https://x/1",
-            Some("k2"),
-            Status::Registered,
-            "a-k2-again",
-        );
-        std::fs::write(&ledger, &bytes).unwrap();
-        let config = ExportConfig {
-            ledger,
-            format: Format::Csv,
-            output: None,
-        };
-        let rows = collect(&config).unwrap();
-        let faces: Vec<_> = rows.iter().map(|r| r.face_id.unwrap_or_default()).collect();
-        // Alice's two images share a URL: the one registered first comes first, with the
-        // id of its last record; carol's last record is not `registered`.
-        assert_eq!(faces, ["a-k2-again", "a-k1", "b2"]);
-        assert!(!rows.ice);
-    }
-
-    #[test]
-    fn ice_columns_appear_only_when_some_row_has_them() {
-        let mts = Row {
-            category_id: "c".into(),
-            face_id: Some("f".into()),
-            ..Row::default()
-        };
-        let csv = String::from_utf8(to_csv(std::slice::from_ref(&mts))).unwrap();
-        assert!(!csv.contains("sample_id"));
-        let ice = Row {
-            sample_id: Some("s".into()),
-            ..mts.clone()
-        };
-        let csv = String::from_utf8(to_csv(&[mts, ice])).unwrap();
-        assert!(
-            csv.lines()
-                .next()
-                .unwrap()
-                .ends_with("lib_id,entity_id,sample_id")
-        );
-    }
-}
+#[path = "export_tests.rs"]
+mod tests;
