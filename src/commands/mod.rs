@@ -22,6 +22,7 @@ pub mod sandbox;
 pub mod scan;
 pub mod status;
 pub mod verify;
+mod verify_inputs;
 pub mod verify_render;
 pub mod verify_repair;
 
