@@ -388,18 +388,19 @@ impl Reader {
         let (used, used_back) = std::sync::mpsc::sync_channel::<Batch>(32);
         let reader = std::thread::Builder::new().name("manifest-read".into());
         let thread = reader.spawn(move || {
-            let mut batch = Vec::with_capacity(READ_AHEAD_BATCH);
+            let mut batch = Batch::default();
             for entry in self {
                 batch.push(entry);
-                if batch.len() == READ_AHEAD_BATCH {
+                if batch.entries.len() == READ_AHEAD_BATCH {
                     // A batch handed back is emptied here, where its rows were allocated, and
                     // filled again (see [`ReadAhead::give_back`]).
                     let next = match used_back.try_recv() {
                         Ok(mut used) => {
-                            used.clear();
+                            used.entries.clear();
+                            used.keys.clear();
                             used
                         }
-                        Err(_) => Vec::with_capacity(READ_AHEAD_BATCH),
+                        Err(_) => Batch::default(),
                     };
                     if batches.send(std::mem::replace(&mut batch, next)).is_err() {
                         // The consumer stopped reading.
@@ -419,8 +420,36 @@ impl Reader {
     }
 }
 
-/// A hand-over of [`Reader::read_ahead`].
-pub type Batch = Vec<Result<Entry, ManifestError>>;
+/// A hand-over of [`Reader::read_ahead`]: entries, and for each valid row its person's and
+/// its image's keys ([`crate::image::ImageId::person_and_key`]), hashed on the reading thread
+/// (a planner of ten million rows is the busier of the two threads).
+pub struct Batch {
+    pub entries: Vec<Result<Entry, ManifestError>>,
+    /// `keys[i]` belongs to `entries[i]` (zeros for an entry that is no valid row).
+    pub keys: Vec<(u128, u128)>,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            entries: Vec::with_capacity(READ_AHEAD_BATCH),
+            keys: Vec::with_capacity(READ_AHEAD_BATCH),
+        }
+    }
+}
+
+impl Batch {
+    fn push(&mut self, entry: Result<Entry, ManifestError>) {
+        let keys = match &entry {
+            Ok(Entry::Valid(row)) => row
+                .image_id()
+                .person_and_key(&row.category_id, &row.person_id),
+            _ => (0, 0),
+        };
+        self.entries.push(entry);
+        self.keys.push(keys);
+    }
+}
 
 /// A folder of photos as a CSV manifest (`scan`), its paths as `dir/…`: saved in the current
 /// folder, it names the same photos.
@@ -456,7 +485,7 @@ pub fn open_file(path: &Path) -> Result<File, ManifestError> {
 
 /// The iterator [`Reader::read_ahead`] returns.
 pub struct ReadAhead {
-    received: std::sync::mpsc::Receiver<Vec<Result<Entry, ManifestError>>>,
+    received: std::sync::mpsc::Receiver<Batch>,
     current: std::vec::IntoIter<Result<Entry, ManifestError>>,
     thread: Option<std::thread::JoinHandle<()>>,
     used: std::sync::mpsc::SyncSender<Batch>,
@@ -504,7 +533,7 @@ impl Iterator for ReadAhead {
                 return Some(entry);
             }
             match self.received.recv() {
-                Ok(batch) => self.current = batch.into_iter(),
+                Ok(batch) => self.current = batch.entries.into_iter(),
                 Err(_) => {
                     self.join();
                     return None;

@@ -175,9 +175,9 @@ pub fn plan_read_ahead(
 ) -> Result<Plan, ManifestError> {
     let mut planner = Planner::new(replay, options, rules, on_server);
     while let Some(mut batch) = entries.next_batch() {
-        for slot in batch.iter_mut() {
+        for (slot, &keys) in batch.entries.iter_mut().zip(&batch.keys) {
             let entry = std::mem::replace(slot, Ok(Entry::Invalid(InvalidRow::default())));
-            if let Some(row) = planner.take(entry)? {
+            if let Some(row) = planner.take_keyed(entry, Some(keys))? {
                 *slot = Ok(Entry::Valid(row));
             }
         }
@@ -219,11 +219,20 @@ impl<'a> Planner<'a> {
 
     /// Plans one manifest entry; the row back when nothing of it was kept.
     fn take(&mut self, entry: Result<Entry, ManifestError>) -> Result<Option<Row>, ManifestError> {
+        self.take_keyed(entry, None)
+    }
+
+    /// [`Planner::take`] with the row's keys when the reading thread hashed them already.
+    fn take_keyed(
+        &mut self,
+        entry: Result<Entry, ManifestError>,
+        keys: Option<(u128, u128)>,
+    ) -> Result<Option<Row>, ManifestError> {
         self.plan.counts.rows += 1;
         match entry? {
             Entry::Valid(row) => match self.rules.check_row.and_then(|check| check(&row)) {
                 Some((column, reason)) => self.invalid(refused(row, column, reason)),
-                None => return Ok(self.add(row)),
+                None => return Ok(self.add(row, keys)),
             },
             Entry::Invalid(bad) => self.invalid(bad),
         }
@@ -392,11 +401,13 @@ impl Planner<'_> {
 
     /// The person's and the image's keys of a row. When the ledger holds this person's image
     /// at this URL under another identity (an `image_key` column added, dropped or changed),
-    /// the row is that image, kept under the identity it was recorded by.
-    fn identify(&self, row: &mut Row) -> (u128, u128) {
-        let (person, key) = row
-            .image_id()
-            .person_and_key(&row.category_id, &row.person_id);
+    /// the row is that image, kept under the identity it was recorded by. `keys`: the row's
+    /// keys when the reading thread hashed them already.
+    fn identify(&self, row: &mut Row, keys: Option<(u128, u128)>) -> (u128, u128) {
+        let (person, key) = keys.unwrap_or_else(|| {
+            row.image_id()
+                .person_and_key(&row.category_id, &row.person_id)
+        });
         let keyed = row.image.key.is_some();
         match (self.replay).alias(
             key,
@@ -463,8 +474,8 @@ impl Planner<'_> {
     }
 
     /// Plans a valid row; the row back when nothing of it was kept.
-    fn add(&mut self, mut row: Row) -> Option<Row> {
-        let (person, key) = self.identify(&mut row);
+    fn add(&mut self, mut row: Row, keys: Option<(u128, u128)>) -> Option<Row> {
+        let (person, key) = self.identify(&mut row, keys);
         // A duplicate row's person is always known: the row that named the image first made it.
         let index = self.person_of(person, &row.category_id);
         let (state, first) = self.first_sight(index, key, row.line);
