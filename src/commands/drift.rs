@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::backend::{ImageRef, Listing};
-use crate::image::{ImageId, person_key};
+use crate::image::{Image, ImageId, person_key};
 use crate::ledger::{KeyMap, Status};
 
 /// The server's id of an image, named as the ledger names it: `face_id` (MTS) or
@@ -72,9 +72,8 @@ pub struct Expected {
     pub category_id: String,
     pub person_id: String,
     pub person_name: Option<String>,
-    pub image_url: String,
-    /// The row's identity (its `image_key`, else the URL): what ledger records are keyed by.
-    pub identity: String,
+    /// The row's image: its source, and its `image_key` when it has one.
+    pub image: Image,
 }
 
 /// An image the ledger records as registered, in full.
@@ -84,9 +83,8 @@ pub struct LedgerFace {
     pub id: String,
     pub category_id: String,
     pub person_id: String,
-    pub image_url: String,
-    /// The record's identity (its `image_key`, else the URL).
-    pub identity: String,
+    /// The image as recorded.
+    pub image: Image,
 }
 
 /// The last record of one image in the ledger.

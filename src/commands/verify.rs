@@ -363,11 +363,10 @@ fn resolve_rows(
             }
             *slot = Some(Expected {
                 line: row.line,
-                identity: row.image_id().to_string(),
                 category_id: row.category_id,
                 person_id: row.person_id,
                 person_name: row.person_name,
-                image_url: row.image.source,
+                image: row.image,
             });
         }
         for (line, (_, row)) in lines {
@@ -378,7 +377,7 @@ fn resolve_rows(
         for m in &mut d.missing {
             let row = inputs.rows.get(&m.line).ok_or_else(changed)?;
             m.person_id = row.person_id.clone();
-            m.image_url = row.image_url.clone();
+            m.image_url = row.image.source.clone();
         }
     }
     Ok(())
@@ -415,7 +414,7 @@ fn resolve_vanished(
             };
             d.vanished.push(Vanished {
                 person_id: face.person_id.clone(),
-                image_url: face.image_url.clone(),
+                image_url: face.image.source.clone(),
                 id,
             });
             inputs.vanished.insert(face.id.clone(), (key, face.clone()));
@@ -456,8 +455,7 @@ fn registered_faces(
                         id: id.to_string(),
                         category_id: image.category_id.to_string(),
                         person_id: image.person_id.to_string(),
-                        image_url: image.image_url.to_string(),
-                        identity: image.image_id().to_string(),
+                        image: image.image(),
                     },
                 );
             }

@@ -15,7 +15,7 @@ use crate::backend::Backend;
 use crate::caller::{Caller, Halt};
 use crate::commands::drift::{Drift, Inputs};
 use crate::exit::Exit;
-use crate::image::ImageId;
+use crate::image::{Image, ImageId};
 use crate::ledger::{ImageRecord, KeyMap, LedgerError, Status};
 use crate::pipeline::journal::{Begun, Journal};
 use crate::pipeline::recorder::Event;
@@ -30,20 +30,20 @@ pub struct Adopt {
     pub category_id: String,
     pub person_id: String,
     pub person_name: Option<String>,
-    pub image_url: String,
+    /// The image (written as its source, `image_url`).
+    #[serde(rename = "image_url", serialize_with = "crate::image::source_only")]
+    pub image: Image,
     pub face_id: String,
-    #[serde(skip)]
-    pub identity: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct MarkRemoved {
     pub category_id: String,
     pub person_id: String,
-    pub image_url: String,
+    /// The image as recorded (written as its source, `image_url`).
+    #[serde(rename = "image_url", serialize_with = "crate::image::source_only")]
+    pub image: Image,
     pub face_id: String,
-    #[serde(skip)]
-    pub identity: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -97,9 +97,8 @@ pub fn plan(drifts: &[Drift], inputs: &Inputs, prune: bool) -> RepairPlan {
                 category_id: e.category_id.clone(),
                 person_id: e.person_id.clone(),
                 person_name: e.person_name.clone(),
-                image_url: e.image_url.clone(),
+                image: e.image.clone(),
                 face_id: orphan.id.as_str().to_string(),
-                identity: e.identity.clone(),
             });
         }
         for vanished in &drift.vanished {
@@ -113,9 +112,8 @@ pub fn plan(drifts: &[Drift], inputs: &Inputs, prune: bool) -> RepairPlan {
             plan.mark_removed.push(MarkRemoved {
                 category_id: face.category_id.clone(),
                 person_id: face.person_id.clone(),
-                image_url: face.image_url.clone(),
+                image: face.image.clone(),
                 face_id: face.id.clone(),
-                identity: face.identity.clone(),
             });
         }
         if prune {
@@ -158,9 +156,8 @@ pub(crate) async fn apply<T: Backend>(
         caller.tally().clone(),
         caller.stop().clone(),
     )?;
-    let record = |status, category_id: &str, person_id: &str, url: &str, id: &str, key: &str| {
-        let mut r = ImageRecord::new(&journal.run_id, status, category_id, person_id, url)
-            .with_identity(&ImageId::new(key, None));
+    let record = |status, category_id: &str, person_id: &str, image: &Image, id: &str| {
+        let mut r = ImageRecord::of(&journal.run_id, status, category_id, person_id, image);
         target.stamp(&mut r, ctx.places.get(id));
         T::set_id(&mut r, id.to_string());
         r
@@ -170,9 +167,8 @@ pub(crate) async fn apply<T: Backend>(
             Status::Registered,
             &a.category_id,
             &a.person_id,
-            &a.image_url,
+            &a.image,
             &a.face_id,
-            &a.identity,
         );
         r.recovered = Some(true);
         r.person_name = a.person_name.clone();
@@ -185,9 +181,8 @@ pub(crate) async fn apply<T: Backend>(
             Status::Removed,
             &m.category_id,
             &m.person_id,
-            &m.image_url,
+            &m.image,
             &m.face_id,
-            &m.identity,
         );
         r.reason = Some(VANISHED_REASON.into());
         journal.events.send(Event::Outcome(r));
@@ -279,6 +274,30 @@ mod tests {
 
     const MANIFEST: &str =
         "category_id,person_id,image_url\nlib,alice,https://x.example.com/a.jpg\n";
+
+    #[test]
+    fn a_repair_plan_shows_each_image_by_its_source_and_keeps_its_key_out_of_the_json() {
+        let adopt = super::Adopt {
+            line: 2,
+            category_id: "lib".into(),
+            person_id: "alice".into(),
+            person_name: None,
+            image: crate::image::Image::new("https://x.example.com/a.jpg", Some("badge-7".into())),
+            face_id: "f1".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&adopt).unwrap(),
+            serde_json::json!({
+                "line": 2, "category_id": "lib", "person_id": "alice", "person_name": null,
+                "image_url": "https://x.example.com/a.jpg", "face_id": "f1"
+            })
+        );
+        // In the order the plan has always printed its fields.
+        assert_eq!(
+            serde_json::to_string(&adopt).unwrap(),
+            r#"{"line":2,"category_id":"lib","person_id":"alice","person_name":null,"image_url":"https://x.example.com/a.jpg","face_id":"f1"}"#
+        );
+    }
 
     fn to_send(ledger_bytes: &[u8]) -> (u64, bool) {
         let replay = ledger::replay_from(Path::new("l"), ledger_bytes).unwrap();
