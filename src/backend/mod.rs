@@ -170,48 +170,17 @@ pub struct ImageRef<'a> {
     pub image_url: Option<&'a str>,
 }
 
-/// Everything the server holds in one library, to be walked person by person (verify), without
-/// a copy of every string: MTS keeps its one answer as received, ICE its parsed persons.
-pub enum Listing<P> {
-    Persons(Library<P>),
-    Answer {
-        body: crate::api::PersonsBody,
-        /// The library's name: the answer may list others.
-        name: String,
-        /// A person's place from its category's and its own id.
-        place: fn(&str, &str) -> P,
-    },
-}
-
-impl<P: Clone> Listing<P> {
+impl<P: Clone> Library<P> {
     /// Every person in the listing's order: its id, its images, and its place (made on demand).
     pub fn walk(&self, mut each: impl FnMut(&str, &[ImageRef<'_>], &dyn Fn() -> P)) {
-        match self {
-            Listing::Persons(library) => {
-                let mut images = Vec::new();
-                for person in &library.persons {
-                    images.clear();
-                    images.extend(person.images.iter().map(|h| ImageRef {
-                        id: &h.id,
-                        image_url: h.image_url.as_deref(),
-                    }));
-                    each(&person.person_id, &images, &|| person.place.clone());
-                }
-            }
-            Listing::Answer { body, name, place } => {
-                mts::walk_library(body, name, |person| {
-                    let images: Vec<ImageRef<'_>> = person
-                        .faces
-                        .iter()
-                        .map(|f| ImageRef {
-                            id: &f.face_id,
-                            image_url: f.image_url.as_deref(),
-                        })
-                        .collect();
-                    let (category, id) = (&person.category.category_id, &person.person_id);
-                    each(id, &images, &|| place(category, id));
-                });
-            }
+        let mut images = Vec::new();
+        for person in &self.persons {
+            images.clear();
+            images.extend(person.images.iter().map(|h| ImageRef {
+                id: &h.id,
+                image_url: h.image_url.as_deref(),
+            }));
+            each(&person.person_id, &images, &|| person.place.clone());
         }
     }
 }
@@ -302,16 +271,6 @@ pub trait Backend: Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = Result<Library<Self::Place>, Halt>> + Send;
 
-    /// The same as [`Backend::library`], for walking once or more without copying every string
-    /// of it (verify reads a whole library at once).
-    fn listing(
-        &self,
-        caller: &Caller,
-        name: &str,
-    ) -> impl Future<Output = Result<Listing<Self::Place>, Halt>> + Send {
-        async move { self.library(caller, name).await.map(Listing::Persons) }
-    }
-
     /// Every person the server holds in the library `name`, handed to a walk as the listing is
     /// read: a fresh `start()` for each attempt, and the walk of the attempt that read it all.
     /// MTS reads its one answer as it arrives and never holds it whole.
@@ -322,9 +281,9 @@ pub trait Backend: Send + Sync + 'static {
         start: impl Fn() -> W + Send + Sync,
     ) -> impl Future<Output = Result<W, Halt>> + Send {
         async move {
-            let listing = self.listing(caller, name).await?;
+            let library = self.library(caller, name).await?;
             let mut walk = start();
-            listing.walk(|person_id, images, place| walk.person(person_id, images, place));
+            library.walk(|person_id, images, place| walk.person(person_id, images, place));
             Ok(walk)
         }
     }

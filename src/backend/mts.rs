@@ -8,8 +8,7 @@ use crate::image::fold_id;
 use crate::ledger::{ImageRecord, View};
 
 use super::{
-    Backend, Held, ImageRef, Library, Listing, ListingWalk, Person, Placed, ServerPerson,
-    TargetKind,
+    Backend, Held, ImageRef, Library, ListingWalk, Person, Placed, ServerPerson, TargetKind,
 };
 
 pub struct MtsBackend {
@@ -253,14 +252,6 @@ impl Backend for MtsBackend {
             Err(Halt::Refused(e)) if crate::caller::is_not_found(&e) => Ok(start()),
             Err(halt) => Err(halt),
         }
-    }
-
-    async fn listing(&self, caller: &Caller, name: &str) -> Result<Listing<MtsPlace>, Halt> {
-        Ok(Listing::Answer {
-            body: self.listed(caller, name).await?,
-            name: name.to_string(),
-            place,
-        })
     }
 
     async fn create(

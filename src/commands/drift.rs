@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::backend::{ImageRef, Listing};
+use crate::backend::{ImageRef, Library};
 use crate::image::{Image, ImageId, person_key};
 use crate::ledger::{KeyMap, Status};
 
@@ -372,7 +372,7 @@ impl Rules {
 /// from the manifest and the ledger (`verify`), so that neither is held whole meanwhile.
 pub fn compare<P: Clone>(
     library: &LibraryInputs,
-    listing: &Listing<P>,
+    listing: &Library<P>,
     inputs: &Inputs,
     rules: Rules,
     places: Option<&mut HashMap<String, P>>,

@@ -20,7 +20,7 @@ const MTS: Rules = Rules {
     samples: false,
 };
 
-fn listing(faces: &[(&str, &str, &str)]) -> Listing<()> {
+fn listing(faces: &[(&str, &str, &str)]) -> Library<()> {
     let mut library = Library::default();
     for (person, url, id) in faces {
         let held = Held {
@@ -36,7 +36,7 @@ fn listing(faces: &[(&str, &str, &str)]) -> Listing<()> {
             }),
         }
     }
-    Listing::Persons(library)
+    library
 }
 
 fn inputs(expected: &[(&str, &str)], ledger: &[(&str, &str, &str)]) -> (LibraryInputs, Inputs) {
@@ -66,7 +66,7 @@ fn inputs(expected: &[(&str, &str)], ledger: &[(&str, &str, &str)]) -> (LibraryI
     (lib, all)
 }
 
-fn compare(lib: &LibraryInputs, listing: &Listing<()>, all: &Inputs, rules: Rules) -> Drift {
+fn compare(lib: &LibraryInputs, listing: &Library<()>, all: &Inputs, rules: Rules) -> Drift {
     super::compare(lib, listing, all, rules, None)
 }
 
