@@ -21,7 +21,7 @@ pub struct NotRegistered {
     pub person_name: Option<String>,
     /// The image as recorded (written as its source, `image_url`; its `image_key` is not
     /// printed).
-    #[serde(rename = "image_url", serialize_with = "crate::image::source_only")]
+    #[serde(rename = "image_url", serialize_with = "crate::image::as_shown")]
     pub image: Image,
     pub status: Status,
     /// The service's Code (`failed`), or `null`.
@@ -171,7 +171,7 @@ impl Current {
                 current
                     .rows
                     .entry(key)
-                    .or_insert((row.line, row.image.source));
+                    .or_insert((row.line, row.image.shown().into_owned()));
             }
         }
         Ok(current)

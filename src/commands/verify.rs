@@ -377,7 +377,7 @@ fn resolve_rows(
         for m in &mut d.missing {
             let row = inputs.rows.get(&m.line).ok_or_else(changed)?;
             m.person_id = row.person_id.clone();
-            m.image_url = row.image.source.clone();
+            m.image_url = row.image.shown().into_owned();
         }
     }
     Ok(())

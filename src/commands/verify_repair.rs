@@ -31,7 +31,7 @@ pub struct Adopt {
     pub person_id: String,
     pub person_name: Option<String>,
     /// The image (written as its source, `image_url`).
-    #[serde(rename = "image_url", serialize_with = "crate::image::source_only")]
+    #[serde(rename = "image_url", serialize_with = "crate::image::as_shown")]
     pub image: Image,
     pub face_id: String,
 }
@@ -41,7 +41,7 @@ pub struct MarkRemoved {
     pub category_id: String,
     pub person_id: String,
     /// The image as recorded (written as its source, `image_url`).
-    #[serde(rename = "image_url", serialize_with = "crate::image::source_only")]
+    #[serde(rename = "image_url", serialize_with = "crate::image::as_shown")]
     pub image: Image,
     pub face_id: String,
 }
@@ -296,6 +296,24 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&adopt).unwrap(),
             r#"{"line":2,"category_id":"lib","person_id":"alice","person_name":null,"image_url":"https://x.example.com/a.jpg","face_id":"f1"}"#
+        );
+    }
+
+    #[test]
+    fn a_repair_plan_never_shows_a_signed_links_signature() {
+        let signed =
+            "https://bkt.oss-cn-shanghai.aliyuncs.com/p/1.jpg?x-oss-date=d&x-oss-signature=secret";
+        let mark = super::MarkRemoved {
+            category_id: "lib".into(),
+            person_id: "alice".into(),
+            image: crate::image::Image::at(signed),
+            face_id: "f1".into(),
+        };
+        let json = serde_json::to_string(&mark).unwrap();
+        assert!(!json.contains("secret"), "{json}");
+        assert!(
+            json.contains(r#""image_url":"oss://bkt/p/1.jpg""#),
+            "{json}"
         );
     }
 

@@ -34,10 +34,11 @@ pub struct Image {
     pub key: Option<String>,
 }
 
-/// Writes an image in the tool's JSON rows as its source alone (their `image_url`): the
-/// identity is the ledger's business.
-pub fn source_only<S: serde::Serializer>(image: &Image, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&image.source)
+/// Writes an image in the tool's JSON rows as its source alone, as it may be shown (their
+/// `image_url`; a signed link is written as what it names): the identity is the ledger's
+/// business.
+pub fn as_shown<S: serde::Serializer>(image: &Image, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&image.shown())
 }
 
 impl Image {
