@@ -58,3 +58,19 @@ pub fn json_event(
 macro_rules! say {
     ($($arg:tt)*) => { $crate::say::line(format_args!($($arg)*)) };
 }
+
+/// `n` and the noun that goes with it: `1 library`, `2 libraries`, `0 libraries`.
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_count_of_one_takes_the_singular_and_every_other_the_plural() {
+        assert_eq!(super::count(1u32, "library", "libraries"), "1 library");
+        assert_eq!(super::count(0u32, "library", "libraries"), "0 libraries");
+        assert_eq!(super::count(2u64, "face", "faces"), "2 faces");
+    }
+}

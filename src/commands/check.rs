@@ -482,16 +482,17 @@ fn render_sync(
 
 /// The plan as `check` prints it; `limit` is the target's images per person (`None`: ICE's none).
 pub fn render_plan(manifest: &Path, plan: &Plan, qps: u32, limit: Option<u32>) -> String {
+    use crate::say::count;
     use std::fmt::Write as _;
     let c = &plan.counts;
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "manifest {}: {} rows, {} persons, {} libraries",
+        "manifest {}: {}, {}, {}",
         manifest.display(),
-        c.rows,
-        c.persons,
-        c.libraries
+        count(c.rows, "row", "rows"),
+        count(c.persons, "person", "persons"),
+        count(c.libraries, "library", "libraries")
     );
     render_refused_rows(&mut out, plan, limit);
     render_to_send(&mut out, plan);
@@ -549,6 +550,7 @@ fn render_refused_rows(out: &mut String, plan: &Plan, limit: Option<u32>) {
 
 /// Duplicates, what is registered or failed already, and what a run would send.
 fn render_to_send(out: &mut String, plan: &Plan) {
+    use crate::say::count;
     use std::fmt::Write as _;
     let c = &plan.counts;
     let _ = writeln!(out, "  duplicate rows (enrolled once): {}", c.duplicates);
@@ -577,9 +579,11 @@ fn render_to_send(out: &mut String, plan: &Plan) {
     }
     let _ = writeln!(
         out,
-        "  to send: {} images ({} persons to look up first after an unknown outcome, {} the \
-         ledger has no record of to read from the server first)",
-        c.to_send, c.to_look_up, c.to_reconcile
+        "  to send: {} ({} to look up first after an unknown outcome, {} the ledger has no \
+         record of to read from the server first)",
+        count(c.to_send, "image", "images"),
+        count(c.to_look_up, "person", "persons"),
+        c.to_reconcile
     );
     for (line, first) in plan.duplicate_rows.iter().take(SHOWN) {
         let _ = writeln!(

@@ -420,11 +420,11 @@ fn render_plan<T: Backend>(config: &RollbackConfig, c: &Collected<T::Place>) -> 
     };
     let _ = writeln!(
         out,
-        "rollback of {scope}: {verb} {} {} of {} persons in {} libraries, by {}",
+        "rollback of {scope}: {verb} {} {} of {} in {}, by {}",
         c.images,
         T::NOUN,
-        c.jobs.len(),
-        c.libraries.len(),
+        crate::say::count(c.jobs.len() as u64, "person", "persons"),
+        crate::say::count(c.libraries.len() as u64, "library", "libraries"),
         T::ID
     );
     for (library, images) in &c.libraries {

@@ -175,7 +175,7 @@ fn sandbox_holds(
                 .flat_map(|c| &c.persons)
                 .map(|p| p.faces.len())
                 .sum();
-            format!("{faces} faces")
+            crate::say::count(faces as u64, "face", "faces")
         }
         crate::backend::TargetKind::Ice(_) => {
             let samples: usize = state
@@ -185,7 +185,7 @@ fn sandbox_holds(
                 .flat_map(|l| &l.entities)
                 .map(|e| e.samples.len())
                 .sum();
-            format!("{samples} samples")
+            crate::say::count(samples as u64, "sample", "samples")
         }
     }
 }

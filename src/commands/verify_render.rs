@@ -49,8 +49,10 @@ pub fn render(r: &VerifyReport) -> String {
     let t = &r.totals;
     let _ = writeln!(
         out,
-        "total: {} libraries ({} unreadable), {} faces on the server",
-        t.libraries, t.libraries_unreadable, t.server_faces
+        "total: {} ({} unreadable), {} on the server",
+        crate::say::count(t.libraries as u64, "library", "libraries"),
+        t.libraries_unreadable,
+        crate::say::count(t.server_faces as u64, "face", "faces")
     );
     let _ = writeln!(
         out,

@@ -292,7 +292,7 @@ fn rollback_after_kill_9_completes_removes_only_that_runs_faces_and_never_sends_
         .output()
         .unwrap();
     assert_eq!(plan_only.status.code(), Some(0), "{}", stderr(&plan_only));
-    assert!(stdout(&plan_only).contains("unregister 60 faces of 30 persons in 1 libraries"));
+    assert!(stdout(&plan_only).contains("unregister 60 faces of 30 persons in 1 library"));
     assert_eq!(world.faces().len(), 90, "without --yes nothing changes");
 
     let url = world.sandbox.base_url();
