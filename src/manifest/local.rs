@@ -48,8 +48,9 @@ fn escapes(path: &Path, base: &Path, no_escape: bool) -> Option<String> {
 /// regular file, relative to `base`; as an absolute path. A cell such as `images/a.jpg` that is no file stays what
 /// it was: not a URL.
 pub fn local_path(cell: &str, base: &Path) -> Option<PathBuf> {
-    let path = if cell.len() > 7 && cell[..7].eq_ignore_ascii_case("file://") {
-        base.join(&cell[7..])
+    // By bytes: a path's seventh byte may fall inside a character (`新闻部/李伟.jpg`).
+    let path = if let Some(rest) = strip_file_scheme(cell) {
+        base.join(rest)
     } else if cell.contains("://") || cell.is_empty() {
         return None;
     } else {
@@ -61,6 +62,13 @@ pub fn local_path(cell: &str, base: &Path) -> Option<PathBuf> {
     };
     // Absolute, so that one file has one name whatever folder the command ran in.
     Some(std::path::absolute(&path).unwrap_or(path))
+}
+
+/// What follows `file://` (in any case) in `cell`, when it starts with it.
+fn strip_file_scheme(cell: &str) -> Option<&str> {
+    let scheme = cell.as_bytes().get(..7)?;
+    // The scheme is ASCII, so the rest starts on a character boundary.
+    (scheme.eq_ignore_ascii_case(b"file://") && cell.len() > 7).then(|| &cell[7..])
 }
 
 /// [`local_path`], except a path `--no-escape` refuses: the files an upload may read.

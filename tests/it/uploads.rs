@@ -768,3 +768,41 @@ fn an_oss_endpoint_that_cannot_be_reached_is_an_outage_exit_6_naming_it_and_noth
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(world.faces().len(), 3);
 }
+
+#[test]
+fn photos_under_folder_and_file_names_in_chinese_are_read_and_registered() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    // The seventh byte of `新闻部/1001_李伟/照片.jpg` and of `ab李伟.jpg` falls inside a
+    // character: a cell is cut by bytes nowhere.
+    let root = world.dir.path().join("hr");
+    let person = root.join("新闻部").join("1001_李伟");
+    std::fs::create_dir_all(&person).unwrap();
+    std::fs::write(person.join("照片.jpg"), jpeg("li wei")).unwrap();
+    std::fs::write(world.dir.path().join("ab李伟.jpg"), jpeg("li wei 2")).unwrap();
+    let upload = [
+        "--upload-to",
+        "oss://media-faces/hr/",
+        "--oss-endpoint",
+        &base,
+    ];
+    let layout = ["--layout", "{category_id}/{person_id}_{person_name}/*"];
+    let check = world
+        .command(&["check", root.to_str().unwrap(), layout[0], layout[1]])
+        .output()
+        .unwrap();
+    assert!(!stderr(&check).contains("panicked"), "{}", stderr(&check));
+    let out = world.run(&root, &[&upload[..], &layout[..]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let manifest = world.manifest(
+        "cjk.csv",
+        "category_id,person_id,image_url\nstaff,p2,ab李伟.jpg\n",
+    );
+    let out = world.run(&manifest, &upload);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let faces = world.faces();
+    assert!(faces.iter().any(|f| f.1 == "1001"), "{faces:?}");
+    assert!(faces.iter().any(|f| f.1 == "p2"), "{faces:?}");
+    assert_eq!(faces.len(), 2, "{faces:?}");
+}
