@@ -509,6 +509,45 @@ fn a_gbk_manifest_is_registered_with_its_chinese_names_and_a_broken_one_not_at_a
 }
 
 #[test]
+fn a_utf8_roster_with_one_gbk_line_is_refused_whole_and_its_sync_removes_no_one() {
+    let world = World::new(SandboxConfig::for_tests());
+    let mut body = String::from("category_id,person_id,image_url,person_name\r\n");
+    for i in 0..20 {
+        body.push_str(&format!(
+            "staff,员工{i:03},https://img.example.com/s/{i}.jpg,姓名{i}\r\n"
+        ));
+    }
+    let roster = world.manifest("roster.csv", &body);
+    let out = world.run(&roster, &["--sync"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(world.faces().len(), 20);
+
+    // The next night's export has one new hire's line saved in GBK: read as GB18030, every
+    // other id would be garbled and the sync would remove the 20 persons.
+    let mut night = body.into_bytes();
+    let (gbk, _, _) =
+        encoding_rs::GBK.encode("staff,员工999,https://img.example.com/s/999.jpg,新人\r\n");
+    night.extend_from_slice(&gbk);
+    std::fs::write(&roster, &night).unwrap();
+    let before = world.sandbox.snapshot().stats.requests;
+    let out = world.run(&roster, &["--sync"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("line 22, column 7: not UTF-8, while 20 other lines are UTF-8"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        world.sandbox.snapshot().stats.requests,
+        before,
+        "something was sent"
+    );
+    let faces = world.faces();
+    assert_eq!(faces.len(), 20, "{faces:?}");
+    assert!(faces.iter().all(|f| f.1.starts_with("员工")), "{faces:?}");
+}
+
+#[test]
 fn algorithm_without_the_ice_target_is_refused() {
     let world = World::new(SandboxConfig::for_tests());
     let manifest = world.manifest("m.csv", &manifest_body("lib", 1, 1));
