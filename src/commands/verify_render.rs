@@ -50,9 +50,9 @@ pub fn render(r: &VerifyReport) -> String {
     let _ = writeln!(
         out,
         "total: {} ({} unreadable), {} on the server",
-        crate::say::count(t.libraries as u64, "library", "libraries"),
+        crate::say::count(t.libraries, "library", "libraries"),
         t.libraries_unreadable,
-        crate::say::count(t.server_faces as u64, "face", "faces")
+        crate::say::count(t.server_faces, "face", "faces")
     );
     let _ = writeln!(
         out,
