@@ -113,9 +113,18 @@ impl Removal {
     }
 }
 
-/// Consecutive attempts that could not even connect, with nothing answered before, after which
-/// the endpoint counts as unreachable and the command stops.
+/// Consecutive attempts that got no answer, with nothing answered before, after which the
+/// endpoint counts as unreachable and the command stops.
 pub const UNREACHABLE_AFTER: u64 = 24;
+
+/// An attempt that got no answer at all: it could not connect, or its connection timed out or
+/// was reset (or failed otherwise) before a status line came back.
+fn unanswered(error: &ApiError) -> bool {
+    matches!(
+        error.code(),
+        "ConnectFailed" | "Timeout" | "ConnectionReset" | "RequestFailed"
+    ) && error.status().is_none()
+}
 
 /// How the caller paces and retries.
 #[derive(Clone, Copy, Debug)]
@@ -142,7 +151,7 @@ pub struct Caller {
     stop: Arc<Stop>,
     tally: Arc<Tally>,
     settle_after: Duration,
-    /// Attempts that failed to connect in a row; `u64::MAX` once anything was answered.
+    /// Attempts in a row that got no answer; `u64::MAX` once anything was answered.
     unconnected: AtomicU64,
 }
 
@@ -369,9 +378,11 @@ impl Caller {
     }
 
     /// Stops the command when nothing has ever answered and [`UNREACHABLE_AFTER`] attempts in a
-    /// row failed to connect: retrying a dead endpoint is not "resumable, fine".
+    /// row got no answer (no connection, or one that timed out or was reset before any
+    /// answer): retrying a dead endpoint, or a gateway that accepts and never answers, is not
+    /// "resumable, fine".
     fn watch_reachability<T>(&self, result: &Result<T, ApiError>) {
-        let unconnected = matches!(result, Err(e) if e.code() == "ConnectFailed");
+        let unconnected = matches!(result, Err(e) if unanswered(e));
         if !unconnected {
             self.unconnected.store(u64::MAX, Ordering::Relaxed);
             return;
@@ -422,10 +433,10 @@ impl Caller {
                 return Err(Halt::Fatal);
             }
             Verdict::Refused => return Err(Halt::Refused(error.clone())),
-            // Retries ran out on a connection that never once got through: the endpoint is
+            // Retries ran out and nothing this run sent was ever answered: the endpoint is
             // unreachable however few attempts that took (one row to add is no less an
             // outage than a thousand), not "resumable".
-            Verdict::Exhausted if error.code() == "ConnectFailed" && self.never_connected() => {
+            Verdict::Exhausted if unanswered(error) && self.never_connected() => {
                 self.stop.unreachable(error.clone());
                 return Err(Halt::Stopped);
             }

@@ -636,11 +636,18 @@ impl Client {
             .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)));
         let error = error.without_url();
         let mut message = crate::net::describe(&error);
-        if code == "ConnectFailed" {
-            // What failed and where, first: the line on-call reads when nothing got through.
-            let what = crate::net::connect_failure(&error);
-            let host = host.as_deref().unwrap_or("the endpoint");
-            message = format!("{what} connecting to {host}: {message}");
+        // What failed and where, first: the line on-call reads when nothing got through.
+        let host = host.as_deref().unwrap_or("the endpoint");
+        match code {
+            "ConnectFailed" => {
+                let what = crate::net::connect_failure(&error);
+                message = format!("{what} connecting to {host}: {message}");
+            }
+            "Timeout" => message = format!("timed out waiting for {host} to answer: {message}"),
+            "ConnectionReset" => {
+                message = format!("connection to {host} reset before an answer: {message}");
+            }
+            _ => {}
         }
         ApiError::with_class(class, None, code, message)
     }

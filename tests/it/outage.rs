@@ -40,6 +40,55 @@ fn an_unreachable_endpoint_with_one_row_to_add_exits_6_and_names_the_failure_and
 }
 
 #[test]
+fn an_endpoint_that_accepts_and_never_answers_is_an_outage_exit_6_naming_the_timeout_and_the_host()
+{
+    let world = World::new(SandboxConfig::for_tests());
+    let manifest = world.manifest("m.csv", &manifest_body("lib", 1, 1));
+    // A gateway that takes every connection and never answers: held open, bounded in time.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let (done, stop) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < until && stop.try_recv().is_err() {
+            if let Ok((stream, _)) = listener.accept() {
+                held.push(stream);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        held.len()
+    });
+    let endpoint = format!("http://127.0.0.1:{port}/");
+    let out = world
+        .command(&[
+            "run",
+            manifest.to_str().unwrap(),
+            "--endpoint",
+            &endpoint,
+            "--progress",
+            "off",
+            "--timeout",
+            "1",
+            "--max-attempts",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    let _ = done.send(());
+    let accepted = holder.join().unwrap();
+    let said = stderr(&out);
+    // The fault really happened: the connections were taken, and none was answered.
+    assert!(accepted >= 1, "no connection reached the listener: {said}");
+    assert_eq!(out.status.code(), Some(6), "{said}");
+    assert!(
+        said.contains(&format!("timed out waiting for 127.0.0.1:{port} to answer")),
+        "{said}"
+    );
+}
+
+#[test]
 fn a_rotated_secret_with_nothing_to_send_exits_3_and_names_the_code_and_the_endpoint() {
     let world = World::new(SandboxConfig::for_tests());
     let manifest = world.manifest("m.csv", &manifest_body("lib", 1, 2));
