@@ -390,7 +390,7 @@ impl Caller {
         let before = self
             .unconnected
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n != u64::MAX).then_some(n + 1)
+                (n != u64::MAX).then(|| n + 1)
             });
         if let (Ok(n), Err(error)) = (before, result)
             && n + 1 >= UNREACHABLE_AFTER
