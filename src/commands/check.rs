@@ -22,8 +22,9 @@ pub async fn command(args: CheckArgs) -> Exit {
         Err(e) => return fail(format!("internal error: {e}")),
     };
     let removals = checked.dropped.removals() as u64;
-    let refusal =
-        sync.and_then(|s| plan::sync_refusal(removals, s.max_delete, checked.plan.counts.invalid));
+    let refusal = sync
+        .and_then(|s| plan::sync_refusal(removals, s.max_delete, checked.plan.counts.invalid))
+        .map(|(_, why)| why);
     // The plan is shown before the probe's answers come in; with --json both are one document.
     let connected = if args.probe || preflight.is_some() {
         match connect_for_objects(&args).await {

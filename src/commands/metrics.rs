@@ -209,7 +209,7 @@ fn row_gauges(summary: &Summary) -> [Metric; 15] {
 }
 
 /// What the last run removed, or could not.
-fn removal_gauges(summary: &Summary) -> [Metric; 7] {
+fn removal_gauges(summary: &Summary) -> [Metric; 8] {
     let n = |v: u64| v as f64;
     [
         gauge(
@@ -245,7 +245,16 @@ fn removal_gauges(summary: &Summary) -> [Metric; 7] {
         gauge(
             "face_enroll_last_run_removals_refused_by_max_delete",
             "1 when the last run's sync planned more removals than --max-delete and made none.",
-            n(u64::from(summary.removals_refused)),
+            n(u64::from(
+                summary.removals_refused_because == Some(crate::plan::SyncRefusal::MaxDelete),
+            )),
+        ),
+        gauge(
+            "face_enroll_last_run_removals_refused_for_invalid_rows",
+            "1 when the last run's sync made none of its removals because the manifest has invalid rows.",
+            n(u64::from(
+                summary.removals_refused_because == Some(crate::plan::SyncRefusal::InvalidRows),
+            )),
         ),
     ]
 }

@@ -113,8 +113,8 @@ pub async fn run(config: RunConfig, client: Client) -> Result<RunResult, RunErro
 struct SyncOutcome {
     /// Removals planned.
     planned: u64,
-    /// More were planned than `--max-delete` allows: none is made.
-    refused: bool,
+    /// None is made: why (more than `--max-delete`, or invalid rows in the manifest).
+    refused: Option<plan::SyncRefusal>,
 }
 
 async fn run_with<T: crate::backend::Backend>(
@@ -378,8 +378,9 @@ async fn plan_sync<T: crate::backend::Backend>(
             );
         }
         let invalid = planned.plan.counts.invalid;
-        if let Some(why) = plan::sync_refusal(sync.planned, settings.max_delete, invalid) {
-            sync.refused = true;
+        if let Some((reason, why)) = plan::sync_refusal(sync.planned, settings.max_delete, invalid)
+        {
+            sync.refused = Some(reason);
             crate::say!("face-enroll: {why}");
             // The image limit was planned as if the removals happened: plan again without
             // (planning forgets what the last plan saw).
@@ -425,7 +426,8 @@ fn summary_at_start(
         strict: config.strict,
         sync: config.sync.is_some(),
         removals_planned: sync.planned,
-        removals_refused: sync.refused,
+        removals_refused: sync.refused.is_some(),
+        removals_refused_because: sync.refused,
         max_delete: config.sync.map(|s| s.max_delete),
         ..Summary::default()
     }

@@ -20,23 +20,39 @@ pub use work::{Counts, DropWork, ImageWork, Kept, PersonJob, Plan, Recheck, Reje
 /// Why a sync that planned `removals` makes none, if it must not: more than `max_delete`, or a
 /// manifest with invalid rows (a damaged id or URL would make a photo it still means look
 /// dropped; like rclone, a sync removes nothing when its source could not be read cleanly).
-pub fn sync_refusal(removals: u64, max_delete: u64, invalid: u64) -> Option<String> {
+pub fn sync_refusal(removals: u64, max_delete: u64, invalid: u64) -> Option<(SyncRefusal, String)> {
     if removals == 0 {
         return None;
     }
     if invalid > 0 {
-        return Some(format!(
-            "--sync would remove {removals} images, but the manifest has {invalid} invalid \
-             rows: removing none (an invalid row may be a photo still on the roster; fix the \
-             rows, `check --sync` lists both)"
+        return Some((
+            SyncRefusal::InvalidRows,
+            format!(
+                "--sync would remove {removals} images, but the manifest has {invalid} invalid \
+                 rows: removing none (an invalid row may be a photo still on the roster; fix \
+                 the rows, `check --sync` lists both)"
+            ),
         ));
     }
     (removals > max_delete).then(|| {
-        format!(
-            "--sync would remove {removals} images, more than --max-delete {max_delete}: \
-             removing none (`check --sync` lists them; raise --max-delete to allow it)"
+        (
+            SyncRefusal::MaxDelete,
+            format!(
+                "--sync would remove {removals} images, more than --max-delete {max_delete}: \
+                 removing none (`check --sync` lists them; raise --max-delete to allow it)"
+            ),
         )
     })
+}
+
+/// Why a sync made none of its removals (exit 8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncRefusal {
+    /// The manifest has invalid rows: one may be a photo still on the roster.
+    InvalidRows,
+    /// More removals than `--max-delete`.
+    MaxDelete,
 }
 
 /// What `--sync` asks for.

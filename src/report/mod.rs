@@ -278,8 +278,12 @@ pub struct Summary {
     pub removals_left: u64,
     /// Removals a sync planned (before `--max-delete` was applied).
     pub removals_planned: u64,
-    /// More removals were planned than `--max-delete` allows, so none was made (exit 8).
+    /// A sync made none of its removals (exit 8): more were planned than `--max-delete`
+    /// allows, or the manifest has invalid rows.
     pub removals_refused: bool,
+    /// Why, when it did not: `max_delete` or `invalid_rows`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removals_refused_because: Option<crate::plan::SyncRefusal>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_delete: Option<u64>,
     /// Removals the service refused while the image stayed on the server.
@@ -412,13 +416,18 @@ impl Summary {
                  service {failed}, late copies removed {copies}, unknown outcomes settled {settled}",
                 removed = self.removed,
                 gone = self.already_gone,
-                planned = match (self.sync, self.removals_refused) {
-                    (true, true) => format!(
+                planned = match (self.sync, self.removals_refused_because) {
+                    (true, Some(crate::plan::SyncRefusal::MaxDelete)) => format!(
                         " (a sync planned {} removals, more than --max-delete {}: none made)",
                         self.removals_planned,
                         self.max_delete.unwrap_or(0)
                     ),
-                    (true, false) => format!(" of {} planned by the sync", self.removals_planned),
+                    (true, Some(crate::plan::SyncRefusal::InvalidRows)) => format!(
+                        " (a sync planned {} removals: none made, the manifest has {})",
+                        self.removals_planned,
+                        crate::say::count(self.invalid, "invalid row", "invalid rows")
+                    ),
+                    (true, None) => format!(" of {} planned by the sync", self.removals_planned),
                     _ => String::new(),
                 },
                 failed = self.removal_failed,

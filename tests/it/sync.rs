@@ -692,13 +692,35 @@ fn a_roster_with_a_damaged_row_removes_nothing_and_exits_8() {
             .is_some_and(|r| r.contains("invalid rows")),
         "{plan}"
     );
-    let out = world.run(&second, &[&flags[..], &["--sync"]].concat());
+    let metrics = world.path("m.prom");
+    let out = world.run(
+        &second,
+        &[
+            &flags[..],
+            &["--sync", "--metrics", metrics.to_str().unwrap()],
+        ]
+        .concat(),
+    );
     assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
     assert!(stderr(&out).contains("invalid rows"), "{}", stderr(&out));
     assert_eq!(
         world.faces().len(),
         12,
         "a sync on a damaged roster removed faces"
+    );
+    // The summary and the metrics blame the invalid row, not --max-delete (the default 100 is
+    // far above the 2 removals): raising it would not help.
+    let summary = stderr(&out);
+    assert!(
+        summary.contains("none made, the manifest has 1 invalid row)")
+            && !summary.contains("more than --max-delete"),
+        "{summary}"
+    );
+    let metrics = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        metrics.contains("face_enroll_last_run_removals_refused_for_invalid_rows 1")
+            && metrics.contains("face_enroll_last_run_removals_refused_by_max_delete 0"),
+        "{metrics}"
     );
 }
 
