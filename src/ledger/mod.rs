@@ -116,9 +116,21 @@ pub struct ImageState {
     /// For `failed`: the fingerprint of the user-signed link that was refused
     /// ([`crate::image::link_fingerprint`]); 0 when there is none.
     pub link: u32,
+    /// For a row not registered (`invalid`, `skipped`, `failed` for good): a run that ended
+    /// with a summary of what it found (exit 0, 1 or 8) came after the record. A run that was
+    /// killed, or stopped (exit 5, 6, 3, …), did not report it: the next one that ends counts
+    /// it as new, so exit 1 and the roster owner's report are not skipped.
+    pub reported: bool,
 }
 
 impl ImageState {
+    /// A row not registered that no later run has stopped trying on its own: invalid, over
+    /// the image limit, or refused for good.
+    pub fn is_rejection(&self) -> bool {
+        matches!(self.status, Status::Invalid | Status::Skipped)
+            || (self.status == Status::Failed && !self.retryable)
+    }
+
     /// The last record does not say what the server holds: a request (a create, or a removal)
     /// may have been applied without its answer being recorded.
     pub fn is_unsettled(&self) -> bool {
@@ -210,6 +222,9 @@ pub struct Replay {
     /// Images recorded under an `image_key` of their own, by the key their URL alone would
     /// give: (their key, that `image_key`). Only manifests with the column fill it.
     aliases: KeyMap<(u128, Box<str>)>,
+    /// Rows not registered recorded since the last run that reported (see
+    /// [`ImageState::reported`]); marked reported by the next such run's end.
+    unreported: Vec<u128>,
 }
 
 impl Replay {
@@ -413,6 +428,7 @@ impl Batch {
                         ),
                         _ => 0,
                     },
+                    reported: false,
                 };
                 let (person, key) = image
                     .image_id()
@@ -499,14 +515,33 @@ impl Replay {
                     self.last_run_start = Some(*record);
                     self.last_run_end = None;
                 }
-                Decoded::RunEnd(record) => self.last_run_end = Some(*record),
+                Decoded::RunEnd(record) => {
+                    if matches!(record.exit_code, Some(0 | 1 | 8)) {
+                        self.mark_reported();
+                    }
+                    self.last_run_end = Some(*record);
+                }
             }
         }
     }
 }
 
 impl Replay {
+    /// A run ended with its summary: every row not registered recorded before it was reported.
+    fn mark_reported(&mut self) {
+        for key in std::mem::take(&mut self.unreported) {
+            if let Some(slot) = self.images.get_mut(&key)
+                && slot.state.is_rejection()
+            {
+                slot.state.reported = true;
+            }
+        }
+    }
+
     fn record_image(&mut self, key: u128, person: u64, state: ImageState) {
+        if state.is_rejection() {
+            self.unreported.push(key);
+        }
         let slot = Slot {
             state,
             seen: Default::default(),

@@ -516,9 +516,10 @@ fn fill(
     summary.requests_create = Tally::get(&tally.creates);
     summary.requests_read = Tally::get(&tally.reads);
     summary.requests_remove = Tally::get(&tally.removes);
-    // Refused now is new; failed in an earlier run and not sent again is known.
-    summary.new_rejections += figures.failed_now;
-    summary.known_rejections += counts.previously_failed;
+    // Refused now is new; failed in an earlier run and not sent again is known, unless that
+    // run never ended with its summary (killed, stopped early): then this run reports it.
+    summary.new_rejections += figures.failed_now + counts.failed_unreported;
+    summary.known_rejections += counts.previously_failed - counts.failed_unreported;
     summary.relinked = counts.relinked;
     summary.refused_by_code = figures.refused_codes.clone();
     for row in &figures.failed_rows {

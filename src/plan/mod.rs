@@ -324,7 +324,7 @@ impl Planner<'_> {
                 let already = self
                     .replay
                     .state(image.key)
-                    .is_some_and(|s| s.status == Status::Skipped);
+                    .is_some_and(|s| s.status == Status::Skipped && s.reported);
                 self.plan.counts.over_limit += 1;
                 self.plan.counts.to_send -= 1;
                 self.plan.adds_by_library[library] -= 1;
@@ -399,7 +399,7 @@ impl Planner<'_> {
         let already = self
             .replay
             .state(key)
-            .is_some_and(|s| s.status == Status::Invalid);
+            .is_some_and(|s| s.status == Status::Invalid && s.reported);
         let reason = match bad.column {
             Some(column) => format!("{column}: {}", bad.reason),
             None => bad.reason,
@@ -530,7 +530,7 @@ impl Planner<'_> {
             key,
             unsettled: needs_lookup,
             sha256: None,
-            was_invalid: state.is_some_and(|s| s.status == Status::Invalid),
+            was_invalid: state.is_some_and(|s| s.status == Status::Invalid && s.reported),
         };
         let job = self.job_of(index, row.category_id, row.person_id, row.person_name);
         let job = &mut self.plan.jobs[job];
@@ -580,6 +580,9 @@ impl Planner<'_> {
             }
             Some((Status::Failed, false)) if !self.options.retry_failed => {
                 self.plan.counts.previously_failed += 1;
+                if state.is_some_and(|s| !s.reported) {
+                    self.plan.counts.failed_unreported += 1;
+                }
                 Earlier::Refused
             }
             // Sent again on request: an earlier attempt may have been applied before the
@@ -625,7 +628,7 @@ impl Planner<'_> {
     fn hold_back(&mut self, row: Row, index: u32, state: Option<crate::ledger::ImageState>) {
         self.persons.slots[index as usize].over_limit = true;
         self.plan.counts.over_limit += 1;
-        let already = state.is_some_and(|s| s.status == Status::Skipped);
+        let already = state.is_some_and(|s| s.status == Status::Skipped && s.reported);
         self.skipped_persons.push((self.plan.rejected.len(), index));
         self.plan.rejected.push(Rejected {
             line: row.line,

@@ -147,14 +147,70 @@ fn invalid_rows_are_rejected_and_not_rewritten_when_the_ledger_has_them() {
     assert_eq!(fresh.counts.invalid, 1);
     assert!(!fresh.rejected[0].already_recorded);
     assert!(fresh.rejected[0].reason.starts_with("image_url: "));
-    let known = ledger(&[(Status::Invalid, "l", "a", "ftp://x", false)]);
+    // Recorded by a run that ended with its summary (exit 1): known, not written again.
+    let mut bytes = Vec::new();
+    let record = ImageRecord::new("r", Status::Invalid, "l", "a", "ftp://x");
+    encode(&crate::ledger::Record::Image(record), &mut bytes);
+    let unfinished = replay_from(Path::new("l"), &bytes[..]).unwrap();
+    let end = crate::ledger::RunRecord::end("r", "done", 1, serde_json::json!({}));
+    encode(&crate::ledger::Record::RunEnd(end), &mut bytes);
+    let known = replay_from(Path::new("l"), &bytes[..]).unwrap();
     let again = plan(
-        vec![Ok(Entry::Invalid(bad))].into_iter(),
+        vec![Ok(Entry::Invalid(bad.clone()))].into_iter(),
         &known,
         run_options(),
     )
     .unwrap();
     assert!(again.rejected[0].already_recorded);
+    // Recorded by a run that never ended (killed): this run reports it as new.
+    let after_kill = plan(
+        vec![Ok(Entry::Invalid(bad))].into_iter(),
+        &unfinished,
+        run_options(),
+    )
+    .unwrap();
+    assert!(!after_kill.rejected[0].already_recorded);
+}
+
+#[test]
+fn a_rejection_is_reported_by_the_first_run_that_ends_with_exit_0_1_or_8_after_it() {
+    let mut bytes = Vec::new();
+    let mut add = |record: crate::ledger::Record| encode(&record, &mut bytes);
+    add(crate::ledger::Record::Image(ImageRecord::new(
+        "r1",
+        Status::Invalid,
+        "l",
+        "a",
+        "ftp://x",
+    )));
+    let mut refused = ImageRecord::new("r1", Status::Failed, "l", "b", "http://x/b");
+    refused.retryable = Some(false);
+    add(crate::ledger::Record::Image(refused));
+    add(crate::ledger::Record::RunEnd(
+        crate::ledger::RunRecord::end("r1", "stopped early", 5, serde_json::json!({})),
+    ));
+    let state = |bytes: &[u8], person: &str, url: &str| {
+        let replay = replay_from(Path::new("l"), bytes).unwrap();
+        replay
+            .state(Image::at(url.to_string()).key_in("l", person))
+            .unwrap()
+    };
+    assert!(
+        !state(&bytes, "a", "ftp://x").reported,
+        "exit 5 reported it"
+    );
+    assert!(!state(&bytes, "b", "http://x/b").reported);
+    encode(
+        &crate::ledger::Record::RunEnd(crate::ledger::RunRecord::end(
+            "r2",
+            "done",
+            1,
+            serde_json::json!({}),
+        )),
+        &mut bytes,
+    );
+    assert!(state(&bytes, "a", "ftp://x").reported);
+    assert!(state(&bytes, "b", "http://x/b").reported);
 }
 
 #[test]

@@ -16,8 +16,8 @@ pub struct ImageWork {
     pub unsettled: bool,
     /// The SHA-256 of its bytes, when pre-flight read them (recorded with the image).
     pub sha256: Option<String>,
-    /// Its last record is `invalid` (pre-flight refused it): refused again, it is a known
-    /// rejection, not a new one.
+    /// Its last record is `invalid` (pre-flight refused it) and a run reported it since:
+    /// refused again, it is a known rejection, not a new one.
     pub was_invalid: bool,
 }
 
@@ -216,6 +216,9 @@ pub struct Counts {
     pub over_limit_persons: u64,
     /// Failed in an earlier run for a reason retrying will not fix; sent again only with --retry-failed.
     pub previously_failed: u64,
+    /// Of those, refusals recorded by a run that did not end with a summary of them (killed,
+    /// or stopped early): new to the roster owner, so counted as found by this run.
+    pub failed_unreported: u64,
     /// Failed in an earlier run through a link the user signed, and the manifest now has
     /// another link for the image (signed again): sent again without --retry-failed.
     pub relinked: u64,

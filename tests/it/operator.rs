@@ -17,6 +17,53 @@ fn text(bytes: &[u8]) -> String {
 }
 
 #[test]
+fn rejections_a_stopped_run_found_are_reported_with_exit_1_by_the_next_run_that_ends() {
+    let world = World::new(SandboxConfig::for_tests());
+    // A refusal and an invalid row first, then more than a second's work at 5/s.
+    let mut body = String::from(REFUSED);
+    for line in manifest_body("lib", 10, 3).lines().skip(1) {
+        body.push_str(line);
+        body.push('\n');
+    }
+    let manifest = world.manifest("m.csv", &body);
+    let summary = world.path("s.json");
+    let summary_flag = ["--summary", summary.to_str().unwrap()];
+    let stopped = world.run(
+        &manifest,
+        &[&summary_flag[..], &["--qps", "5", "--max-duration", "1s"]].concat(),
+    );
+    assert_eq!(stopped.status.code(), Some(5), "{}", stderr(&stopped));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    // The faults really happened in the stopped run: the invalid row and a refusal.
+    assert_eq!(json["invalid"], 1, "{json}");
+    assert!(json["failed"].as_u64().unwrap() >= 1, "{json}");
+    let found = json["new_rejections"].as_u64().unwrap();
+
+    // The run that finishes says so with exit 1, counting them as new: the roster owner's
+    // report is made from exit 1, and the stopped run's exit 5 made none.
+    let finished = world.run(&manifest, &summary_flag);
+    assert_eq!(finished.status.code(), Some(1), "{}", stderr(&finished));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(json["new_rejections"], 3, "{json}");
+    assert!(found >= 2, "the stopped run found {found}");
+    // Reported once: the next night is quiet.
+    let quiet = world.run(&manifest, &summary_flag);
+    assert_eq!(quiet.status.code(), Some(0), "{}", stderr(&quiet));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(
+        (
+            json["new_rejections"].as_u64(),
+            json["known_rejections"].as_u64()
+        ),
+        (Some(0), Some(3)),
+        "{json}"
+    );
+}
+
+#[test]
 fn refusals_are_grouped_by_code_exit_1_once_and_are_known_rejections_after() {
     let world = World::new(SandboxConfig::for_tests());
     let manifest = world.manifest("m.csv", REFUSED);
