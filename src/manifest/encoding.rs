@@ -423,6 +423,28 @@ mod tests {
     }
 
     #[test]
+    fn a_semicolon_separated_header_is_refused_as_looking_semicolon_separated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.csv");
+        std::fs::write(
+            &path,
+            "category_id;person_id;image_url\nl;p;https://h/a.jpg\n",
+        )
+        .unwrap();
+        let error = super::super::Reader::open(&path, &Default::default())
+            .err()
+            .unwrap();
+        assert!(
+            matches!(
+                error,
+                ManifestError::LooksSemicolonSeparated { line: 1, .. }
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains("semicolon-separated"), "{error}");
+    }
+
+    #[test]
     fn tabs_are_recognised_by_extension_or_header() {
         assert!(decoded(b"a\tb\n1\t2\n", "m.txt", Encoding::Auto).unwrap().1);
         assert!(decoded(b"a,b\n", "m.tsv", Encoding::Auto).unwrap().1);

@@ -109,6 +109,16 @@ pub enum ManifestError {
     )]
     LooksTabSeparated { path: PathBuf, line: u64 },
 
+    /// Read as CSV, the header lacks required columns, and its names hold semicolons.
+    #[error(
+        "manifest {}, line {line}: the header's columns are not found when it is read as \
+         comma-separated, and it holds semicolons: it looks semicolon-separated (what Excel \
+         saves where the decimal mark is a comma); save it as \"CSV UTF-8 (comma delimited)\", \
+         or as tab-separated text (.tsv)",
+        path.display()
+    )]
+    LooksSemicolonSeparated { path: PathBuf, line: u64 },
+
     /// The header is not valid UTF-8.
     #[error(
         "manifest {}, line {line}, column {column}: the header is not valid UTF-8; \
@@ -219,6 +229,7 @@ impl ManifestError {
             | Self::Encoding { path, .. }
             | Self::MixedEncoding { path, .. }
             | Self::LooksTabSeparated { path, .. }
+            | Self::LooksSemicolonSeparated { path, .. }
             | Self::MissingColumn { path, .. }
             | Self::MappedHeaderMissing { path, .. }
             | Self::Workbook { path, .. }
@@ -245,6 +256,7 @@ impl ManifestError {
             | Self::Encoding { line, .. }
             | Self::MixedEncoding { line, .. }
             | Self::LooksTabSeparated { line, .. }
+            | Self::LooksSemicolonSeparated { line, .. }
             | Self::MissingColumn { line, .. }
             | Self::MappedHeaderMissing { line, .. }
             | Self::DuplicateColumn { line, .. }

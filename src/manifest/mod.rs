@@ -147,6 +147,14 @@ impl Reader {
                     line,
                 })
             }
+            Err(ManifestError::MissingColumn {
+                line, ref found, ..
+            }) if !decoded.tabs && found.iter().any(|name| name.contains(';')) => {
+                Err(ManifestError::LooksSemicolonSeparated {
+                    path: path.to_path_buf(),
+                    line,
+                })
+            }
             other => other,
         }
     }
