@@ -124,7 +124,10 @@ async fn list_failed(config: StatusConfig) -> Exit {
     let (path, manifest) = (config.ledger.clone(), config.manifest.clone());
     let read = config.read.clone();
     let rows = match super::blocking(move || match &manifest {
-        Some(manifest) => super::failed::collect_current(&path, manifest, &read),
+        Some(manifest) => {
+            crate::manifest::check_source(manifest)?;
+            super::failed::collect_current(&path, manifest, &read)
+        }
         None => Ok(super::failed::collect(&path)?),
     })
     .await
@@ -146,6 +149,10 @@ async fn list_failed(config: StatusConfig) -> Exit {
 
 /// Reads the ledger (and plans the manifest against it, if one is given).
 pub fn gather(config: &StatusConfig) -> Result<StatusReport, super::OpsError> {
+    // A mistyped manifest is named as such, not as the ledger beside it that does not exist.
+    if let Some(path) = &config.manifest {
+        crate::manifest::check_source(path)?;
+    }
     let mut tally = Tally::default();
     let scanned = scan::scan(&config.ledger, false, |entry| tally.add(entry))?;
     let mut libraries: Vec<LibraryStatus> = tally

@@ -837,3 +837,18 @@ fn a_second_sandbox_run_says_the_faces_of_earlier_runs_are_not_in_its_new_sandbo
         "{said}"
     );
 }
+
+#[test]
+fn status_of_a_manifest_that_does_not_exist_names_the_manifest_not_its_ledger() {
+    let world = World::new(SandboxConfig::for_tests());
+    for extra in [&[][..], &["--failed"][..]] {
+        let out = world
+            .command(&[&["status", "missing.csv"][..], extra].concat())
+            .output()
+            .unwrap();
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        assert!(said.contains("missing.csv"), "{said}");
+        assert!(!said.contains("cannot open the ledger"), "{said}");
+    }
+}
