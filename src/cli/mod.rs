@@ -531,6 +531,14 @@ pub struct CheckArgs {
     /// `--preflight`: as for `run`, and nothing is sent to the face service. Needs credentials.
     #[command(flatten)]
     pub preflight: PreflightArgs,
+    /// As for `run`: the bucket and prefix local photos go to. `check` reads and names each
+    /// photo by its content (PREFIX/<sha256>.jpg|png) and plans it as that object; nothing is
+    /// uploaded.
+    #[arg(long, value_name = "oss://BUCKET/PREFIX/")]
+    pub upload_to: Option<crate::upload::Destination>,
+    /// With --upload-to: photos read and hashed at once.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub upload_concurrency: usize,
 }
 
 impl CheckArgs {

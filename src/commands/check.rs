@@ -15,6 +15,20 @@ pub async fn command(args: CheckArgs) -> Exit {
         Ok(planned) => planned,
         Err(exit) => return exit,
     };
+    // With --upload-to, local photos are named by their content as a run names them (their
+    // files read, nothing uploaded), so the plan holds them as the objects they will be.
+    if args.upload_to.is_some() {
+        let photos = super::run::LocalPhotos {
+            manifest: &args.manifest,
+            to: args.upload_to.as_ref(),
+            concurrency: args.upload_concurrency,
+            ledger: args.ledger_path(),
+            sandbox: args.sandbox,
+        };
+        if let Err(message) = photos.name(&job.read).await {
+            return fail(message);
+        }
+    }
     let sync = job.sync;
     let checked = match tokio::task::spawn_blocking(move || plan_as_run(job)).await {
         Ok(Ok(checked)) => checked,

@@ -92,7 +92,7 @@ pub(super) fn resolve(
             Some(result) => result.clone(),
             None => Err(format!(
                 "image_url `{cell}` is a local file: `run --upload-to oss://BUCKET/PREFIX/` uploads it \
-             and sends it as that object"
+             and sends it as that object (`check --upload-to` plans it so)"
             )),
         },
     )

@@ -806,3 +806,53 @@ fn photos_under_folder_and_file_names_in_chinese_are_read_and_registered() {
     assert!(faces.iter().any(|f| f.1 == "p2"), "{faces:?}");
     assert_eq!(faces.len(), 2, "{faces:?}");
 }
+
+#[test]
+fn check_with_upload_to_plans_local_photos_as_the_objects_they_will_be_and_uploads_nothing() {
+    let world = World::new(SandboxConfig::for_tests());
+    let base = world.sandbox.base_url();
+    let root = world.dir.path().join("pics");
+    for (person, tag) in [("alice", "a"), ("bob", "b")] {
+        let dir = root.join("staff").join(person);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("1.jpg"), jpeg(tag)).unwrap();
+    }
+    let check = |extra: &[&str]| {
+        let out = world
+            .command(&[&["check", root.to_str().unwrap()][..], extra].concat())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // Without a destination the photos cannot be planned: each is said to be a local file.
+    let (code, plan) = check(&[]);
+    assert_eq!(code, Some(1), "{plan}");
+    assert!(plan.contains("is a local file"), "{plan}");
+    let upload = ["--upload-to", "oss://media-faces/staff/"];
+    let (code, plan) = check(&upload);
+    assert_eq!(code, Some(0), "{plan}");
+    assert!(
+        plan.contains("2 persons") && plan.contains("to send: 2 images"),
+        "{plan}"
+    );
+    let state = world.sandbox.snapshot();
+    assert!(state.oss.objects.is_empty(), "check uploaded something");
+    assert_eq!(state.stats.requests, 0, "check sent something");
+
+    let out = world.run(
+        &root,
+        &[&upload[..], &["--oss-endpoint", base.as_str()][..]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(world.faces().len(), 2);
+    // After the run, check names the unchanged files from the ledger's upload records: done.
+    let (code, plan) = check(&upload);
+    assert_eq!(code, Some(0), "{plan}");
+    assert!(
+        plan.contains("already registered: 2") && plan.contains("to send: 0 images"),
+        "{plan}"
+    );
+}
