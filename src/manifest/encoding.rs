@@ -52,6 +52,19 @@ pub(crate) fn decode(
             None => return utf8_stream(path, file),
             Some(_) => {
                 file.rewind().map_err(read_err)?;
+                let mut start = vec![0u8; 64 * 1024];
+                let n = read_up_to(&mut file, &mut start).map_err(read_err)?;
+                if let Some(nul) = memchr::memchr(0, &start[..n]) {
+                    // Binary, or UTF-16 without a byte-order mark: no GB18030 text holds a NUL.
+                    let before = &start[..nul];
+                    let line_start = memchr::memrchr(b'\n', before).map_or(0, |i| i + 1);
+                    return Err(ManifestError::NotCsv {
+                        path: path.to_path_buf(),
+                        line: count_newlines(before) + 1,
+                        column: nul - line_start + 1,
+                    });
+                }
+                file.rewind().map_err(read_err)?;
                 let lines = Lines::count(&mut file).map_err(read_err)?;
                 if let Some((line, column)) = lines.mixed() {
                     return Err(ManifestError::MixedEncoding {
@@ -349,6 +362,27 @@ mod tests {
             ),
             "{error}"
         );
+    }
+
+    #[test]
+    fn utf16_without_a_byte_order_mark_is_refused_as_not_csv_rather_than_not_gb18030() {
+        let body = "category_id,person_id\nstaff,王芳\n";
+        let be: Vec<u8> = body.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        let error = decoded(&be, "m.csv", Encoding::Auto).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ManifestError::NotCsv {
+                    line: 1,
+                    column: 1,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains("UTF-16"), "{error}");
+        // Forced, it is read.
+        assert_eq!(decoded(&be, "m.csv", Encoding::Utf16).unwrap().0, body);
     }
 
     #[test]
