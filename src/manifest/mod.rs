@@ -147,9 +147,14 @@ impl Reader {
                     line,
                 })
             }
+            // Fewer names than the three required, with semicolons in them: the header is one
+            // or two cells of a semicolon-separated file.
             Err(ManifestError::MissingColumn {
                 line, ref found, ..
-            }) if !decoded.tabs && found.iter().any(|name| name.contains(';')) => {
+            }) if !decoded.tabs
+                && found.len() < 3
+                && found.iter().any(|name| name.contains(';')) =>
+            {
                 Err(ManifestError::LooksSemicolonSeparated {
                     path: path.to_path_buf(),
                     line,
