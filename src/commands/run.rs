@@ -334,6 +334,7 @@ fn all_rejects(
             image: r.image,
             status: r.status,
             already_recorded: true,
+            reported: true,
         };
         all.push((rejected, r.person_name));
     }

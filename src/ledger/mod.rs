@@ -116,10 +116,10 @@ pub struct ImageState {
     /// For `failed`: the fingerprint of the user-signed link that was refused
     /// ([`crate::image::link_fingerprint`]); 0 when there is none.
     pub link: u32,
-    /// For a row not registered (`invalid`, `skipped`, `failed` for good): a run that ended
-    /// with a summary of what it found (exit 0, 1 or 8) came after the record. A run that was
-    /// killed, or stopped (exit 5, 6, 3, …), did not report it: the next one that ends counts
-    /// it as new, so exit 1 and the roster owner's report are not skipped.
+    /// For a row not registered (`invalid`, `skipped`, `failed` for good): a `run` that
+    /// finished (exit 0 or 1, what the roster owner's report follows) came after the record. A
+    /// run that was killed, or stopped (exit 5, 6, 3, 8, 130, …), did not report it: the next
+    /// one that finishes counts it as new, so exit 1 and the report are not skipped.
     pub reported: bool,
 }
 
@@ -516,7 +516,13 @@ impl Replay {
                     self.last_run_end = None;
                 }
                 Decoded::RunEnd(record) => {
-                    if matches!(record.exit_code, Some(0 | 1 | 8)) {
+                    // Only a `run` that finished reports rows not registered (exit 1 when any
+                    // is new); rollback's and verify's ends, and a sync refused (exit 8, which
+                    // wins over 1), do not.
+                    let of_a_run = self.last_run_start.as_ref().is_some_and(|start| {
+                        start.run == record.run && start.command.as_deref() == Some("run")
+                    });
+                    if of_a_run && matches!(record.exit_code, Some(0 | 1)) {
                         self.mark_reported();
                     }
                     self.last_run_end = Some(*record);

@@ -162,6 +162,7 @@ pub(crate) fn apply(plan: &mut Plan, report: &Report) {
                         status: Status::Invalid,
                         reason: reason(checked),
                         already_recorded: image.was_invalid,
+                        reported: image.was_reported,
                     });
                 }
                 Some(first) => {
@@ -213,6 +214,7 @@ mod tests {
             unsettled,
             sha256: None,
             was_invalid: false,
+            was_reported: false,
         }
     }
 

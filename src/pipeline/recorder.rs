@@ -306,6 +306,7 @@ impl Counted {
                         record.message.as_deref().unwrap_or("")
                     ),
                     already_recorded: true,
+                    reported: true,
                 }),
                 record.error_code.clone().unwrap_or_else(|| "Failed".into()),
                 record.link_fingerprint.is_some()

@@ -216,6 +216,7 @@ fn job(images: &[&str], needs_lookup: bool) -> PersonJob {
                 unsettled: needs_lookup,
                 sha256: None,
                 was_invalid: false,
+                was_reported: false,
             })
             .collect(),
         drops: Vec::new(),
@@ -567,6 +568,7 @@ fn work(url: &str) -> ImageWork {
         unsettled: false,
         sha256: None,
         was_invalid: false,
+        was_reported: false,
     }
 }
 

@@ -321,10 +321,8 @@ impl Planner<'_> {
                 excess -= 1;
             }
             for image in held_back.into_iter().rev() {
-                let already = self
-                    .replay
-                    .state(image.key)
-                    .is_some_and(|s| s.status == Status::Skipped && s.reported);
+                let state = self.replay.state(image.key);
+                let already = state.is_some_and(|s| s.status == Status::Skipped);
                 self.plan.counts.over_limit += 1;
                 self.plan.counts.to_send -= 1;
                 self.plan.adds_by_library[library] -= 1;
@@ -337,6 +335,7 @@ impl Planner<'_> {
                     status: Status::Skipped,
                     reason: String::new(),
                     already_recorded: already,
+                    reported: already && state.is_some_and(|s| s.reported),
                 });
             }
         }
@@ -396,10 +395,8 @@ impl Planner<'_> {
         let image = Image::at(bad.image_url);
         let key = image.key_in(&bad.category_id, &bad.person_id);
         self.replay.named(key);
-        let already = self
-            .replay
-            .state(key)
-            .is_some_and(|s| s.status == Status::Invalid && s.reported);
+        let state = self.replay.state(key);
+        let already = state.is_some_and(|s| s.status == Status::Invalid);
         let reason = match bad.column {
             Some(column) => format!("{column}: {}", bad.reason),
             None => bad.reason,
@@ -412,6 +409,7 @@ impl Planner<'_> {
             status: Status::Invalid,
             reason,
             already_recorded: already,
+            reported: already && state.is_some_and(|s| s.reported),
         });
     }
 
@@ -530,7 +528,8 @@ impl Planner<'_> {
             key,
             unsettled: needs_lookup,
             sha256: None,
-            was_invalid: state.is_some_and(|s| s.status == Status::Invalid && s.reported),
+            was_invalid: state.is_some_and(|s| s.status == Status::Invalid),
+            was_reported: state.is_some_and(|s| s.status == Status::Invalid && s.reported),
         };
         let job = self.job_of(index, row.category_id, row.person_id, row.person_name);
         let job = &mut self.plan.jobs[job];
@@ -607,6 +606,7 @@ impl Planner<'_> {
             unsettled: false,
             sha256: None,
             was_invalid: false,
+            was_reported: false,
         };
         self.plan.restore.push((person, image));
         None
@@ -628,7 +628,7 @@ impl Planner<'_> {
     fn hold_back(&mut self, row: Row, index: u32, state: Option<crate::ledger::ImageState>) {
         self.persons.slots[index as usize].over_limit = true;
         self.plan.counts.over_limit += 1;
-        let already = state.is_some_and(|s| s.status == Status::Skipped && s.reported);
+        let already = state.is_some_and(|s| s.status == Status::Skipped);
         self.skipped_persons.push((self.plan.rejected.len(), index));
         self.plan.rejected.push(Rejected {
             line: row.line,
@@ -638,6 +638,7 @@ impl Planner<'_> {
             image: row.image,
             status: Status::Skipped,
             already_recorded: already,
+            reported: already && state.is_some_and(|s| s.reported),
         });
     }
 

@@ -152,6 +152,11 @@ fn invalid_rows_are_rejected_and_not_rewritten_when_the_ledger_has_them() {
     let record = ImageRecord::new("r", Status::Invalid, "l", "a", "ftp://x");
     encode(&crate::ledger::Record::Image(record), &mut bytes);
     let unfinished = replay_from(Path::new("l"), &bytes[..]).unwrap();
+    let started = crate::ledger::Record::RunStart(crate::ledger::RunRecord::start("r", "run"));
+    let mut with_start = Vec::new();
+    encode(&started, &mut with_start);
+    with_start.extend_from_slice(&bytes);
+    bytes = with_start;
     let end = crate::ledger::RunRecord::end("r", "done", 1, serde_json::json!({}));
     encode(&crate::ledger::Record::RunEnd(end), &mut bytes);
     let known = replay_from(Path::new("l"), &bytes[..]).unwrap();
@@ -161,22 +166,26 @@ fn invalid_rows_are_rejected_and_not_rewritten_when_the_ledger_has_them() {
         run_options(),
     )
     .unwrap();
-    assert!(again.rejected[0].already_recorded);
-    // Recorded by a run that never ended (killed): this run reports it as new.
+    assert!(again.rejected[0].already_recorded && again.rejected[0].reported);
+    // Recorded by a run that never ended (killed): not written again, but this run reports
+    // it as new.
     let after_kill = plan(
         vec![Ok(Entry::Invalid(bad))].into_iter(),
         &unfinished,
         run_options(),
     )
     .unwrap();
-    assert!(!after_kill.rejected[0].already_recorded);
+    let after_kill = &after_kill.rejected[0];
+    assert!(after_kill.already_recorded && !after_kill.reported);
 }
 
 #[test]
-fn a_rejection_is_reported_by_the_first_run_that_ends_with_exit_0_1_or_8_after_it() {
+fn a_rejection_is_reported_only_by_a_later_run_that_finishes_with_exit_0_or_1() {
+    use crate::ledger::{Record, RunRecord};
     let mut bytes = Vec::new();
-    let mut add = |record: crate::ledger::Record| encode(&record, &mut bytes);
-    add(crate::ledger::Record::Image(ImageRecord::new(
+    let mut add = |record: Record| encode(&record, &mut bytes);
+    add(Record::RunStart(RunRecord::start("r1", "run")));
+    add(Record::Image(ImageRecord::new(
         "r1",
         Status::Invalid,
         "l",
@@ -185,32 +194,40 @@ fn a_rejection_is_reported_by_the_first_run_that_ends_with_exit_0_1_or_8_after_i
     )));
     let mut refused = ImageRecord::new("r1", Status::Failed, "l", "b", "http://x/b");
     refused.retryable = Some(false);
-    add(crate::ledger::Record::Image(refused));
-    add(crate::ledger::Record::RunEnd(
-        crate::ledger::RunRecord::end("r1", "stopped early", 5, serde_json::json!({})),
-    ));
-    let state = |bytes: &[u8], person: &str, url: &str| {
+    add(Record::Image(refused));
+    let ended = |run: &str, command: &str, exit: i32| {
+        [
+            Record::RunStart(RunRecord::start(run, command)),
+            Record::RunEnd(RunRecord::end(run, "ended", exit, serde_json::json!({}))),
+        ]
+    };
+    // Stopped early, a sync refused, a rollback and a verify that ended 0 or 1: none of
+    // them is the report of a run that finished.
+    for record in [
+        ended("r1", "run", 5),
+        ended("r2", "run", 8),
+        ended("r3", "rollback", 0),
+        ended("r4", "verify", 1),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        add(record);
+    }
+    let reported = |bytes: &[u8], person: &str, url: &str| {
         let replay = replay_from(Path::new("l"), bytes).unwrap();
         replay
             .state(Image::at(url.to_string()).key_in("l", person))
             .unwrap()
+            .reported
     };
-    assert!(
-        !state(&bytes, "a", "ftp://x").reported,
-        "exit 5 reported it"
-    );
-    assert!(!state(&bytes, "b", "http://x/b").reported);
-    encode(
-        &crate::ledger::Record::RunEnd(crate::ledger::RunRecord::end(
-            "r2",
-            "done",
-            1,
-            serde_json::json!({}),
-        )),
-        &mut bytes,
-    );
-    assert!(state(&bytes, "a", "ftp://x").reported);
-    assert!(state(&bytes, "b", "http://x/b").reported);
+    assert!(!reported(&bytes, "a", "ftp://x"));
+    assert!(!reported(&bytes, "b", "http://x/b"));
+    for record in ended("r5", "run", 1) {
+        encode(&record, &mut bytes);
+    }
+    assert!(reported(&bytes, "a", "ftp://x"));
+    assert!(reported(&bytes, "b", "http://x/b"));
 }
 
 #[test]

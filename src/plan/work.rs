@@ -16,9 +16,10 @@ pub struct ImageWork {
     pub unsettled: bool,
     /// The SHA-256 of its bytes, when pre-flight read them (recorded with the image).
     pub sha256: Option<String>,
-    /// Its last record is `invalid` (pre-flight refused it) and a run reported it since:
-    /// refused again, it is a known rejection, not a new one.
+    /// Its last record is `invalid` (pre-flight refused it): refused again, it is not
+    /// written again, and a known rejection once a run reported it (`was_reported`).
     pub was_invalid: bool,
+    pub was_reported: bool,
 }
 
 /// Everything to do for one person: images one at a time, in manifest order.
@@ -144,6 +145,9 @@ pub struct Rejected {
     pub reason: String,
     /// The ledger already says exactly this, so the record need not be written again.
     pub already_recorded: bool,
+    /// And a run that finished has reported it since (see `ImageState::reported`): a known
+    /// rejection, not a new one.
+    pub reported: bool,
 }
 
 /// Why an image the manifest does not name is in the plan.
