@@ -118,12 +118,12 @@ impl Removal {
 pub const UNREACHABLE_AFTER: u64 = 24;
 
 /// An attempt that got no answer at all: it could not connect, or its connection timed out or
-/// was reset (or failed otherwise) before a status line came back.
+/// was reset before a status line came back (a body that broke off was an answer).
 fn unanswered(error: &ApiError) -> bool {
     matches!(
         error.code(),
-        "ConnectFailed" | "Timeout" | "ConnectionReset" | "RequestFailed"
-    ) && error.status().is_none()
+        "ConnectFailed" | "Timeout" | "ConnectionReset"
+    ) && !error.got_an_answer()
 }
 
 /// How the caller paces and retries.

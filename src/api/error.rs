@@ -37,6 +37,8 @@ struct Inner {
     server_string_to_sign: Option<String>,
     /// The request carried an image link this tool signed (an `oss://` row).
     signed_link: bool,
+    /// A transport failure after the answer's status line came back (reading its body).
+    answered: bool,
 }
 
 impl std::error::Error for ApiError {}
@@ -77,6 +79,7 @@ impl ApiError {
                 retry_after: None,
                 server_string_to_sign,
                 signed_link: false,
+                answered: false,
             }),
         }
     }
@@ -113,6 +116,17 @@ impl ApiError {
     }
 
     /// The request carried an image link this tool signed for the attempt.
+    /// Marks a transport failure that came after the answer's status line (its body broke off).
+    pub(crate) fn after_answer(mut self) -> ApiError {
+        self.inner.answered = true;
+        self
+    }
+
+    /// The service answered, with a status or with the start of an answer that broke off.
+    pub fn got_an_answer(&self) -> bool {
+        self.inner.status.is_some() || self.inner.answered
+    }
+
     pub(crate) fn with_signed_link(mut self) -> ApiError {
         self.inner.signed_link = true;
         self

@@ -630,6 +630,7 @@ impl Client {
 
     fn transport(&self, error: reqwest::Error, phase: Phase) -> ApiError {
         let (class, code) = transport_class(&error, phase);
+        let answered = matches!(phase, Phase::Body);
         // Only the host of the URL: its query carries the security token.
         let host = error
             .url()
@@ -639,6 +640,8 @@ impl Client {
         // What failed and where, first: the line on-call reads when nothing got through.
         let host = host.as_deref().unwrap_or("the endpoint");
         match code {
+            // The status line came back and the body broke off: the service answered.
+            _ if answered => {}
             "ConnectFailed" => {
                 let what = crate::net::connect_failure(&error);
                 message = format!("{what} connecting to {host}: {message}");
@@ -649,7 +652,12 @@ impl Client {
             }
             _ => {}
         }
-        ApiError::with_class(class, None, code, message)
+        let error = ApiError::with_class(class, None, code, message);
+        if answered {
+            error.after_answer()
+        } else {
+            error
+        }
     }
 }
 

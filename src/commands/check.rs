@@ -17,6 +17,13 @@ pub async fn command(args: CheckArgs) -> Exit {
     };
     // With --upload-to, local photos are named by their content as a run names them (their
     // files read, nothing uploaded), so the plan holds them as the objects they will be.
+    if args.upload_to.is_some() && (args.probe || preflight.is_some()) {
+        return fail(
+            "--upload-to with --probe or --preflight: the local photos are not uploaded yet, so \
+             OSS would be asked for objects that are not there; check them without (a run \
+             pre-flights local photos from their files)",
+        );
+    }
     if args.upload_to.is_some() {
         let photos = super::run::LocalPhotos {
             manifest: &args.manifest,

@@ -838,6 +838,23 @@ fn check_with_upload_to_plans_local_photos_as_the_objects_they_will_be_and_uploa
         plan.contains("2 persons") && plan.contains("to send: 2 images"),
         "{plan}"
     );
+    // Asking OSS about objects not uploaded yet would call every photo missing: refused.
+    let probed = world
+        .command(
+            &[
+                &["check", root.to_str().unwrap(), "--probe"][..],
+                &upload[..],
+            ]
+            .concat(),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(probed.status.code(), Some(2), "{}", stderr(&probed));
+    assert!(
+        stderr(&probed).contains("not uploaded yet"),
+        "{}",
+        stderr(&probed)
+    );
     let state = world.sandbox.snapshot();
     assert!(state.oss.objects.is_empty(), "check uploaded something");
     assert_eq!(state.stats.requests, 0, "check sent something");
