@@ -65,13 +65,13 @@ pub(crate) fn decode(
                     });
                 }
                 file.rewind().map_err(read_err)?;
-                let lines = Lines::count(&mut file).map_err(read_err)?;
-                if let Some((line, column)) = lines.mixed() {
+                let runs = Runs::count(&mut file).map_err(read_err)?;
+                if let Some((line, column)) = runs.mixed() {
                     return Err(ManifestError::MixedEncoding {
                         path: path.to_path_buf(),
                         line,
                         column,
-                        utf8_lines: lines.utf8,
+                        utf8_values: runs.utf8.len() as u64,
                     });
                 }
                 encoding_rs::GB18030
@@ -195,64 +195,106 @@ fn first_invalid_utf8(file: &mut File) -> io::Result<Option<u64>> {
     }
 }
 
-/// The lines of a file that is not UTF-8 throughout, by what their bytes are.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Lines {
-    /// Lines that are UTF-8 and hold other than ASCII.
-    utf8: u64,
-    /// Of those, the lines with a character of three or four bytes (CJK and beyond): GBK text
-    /// forms one by chance far less often than a two-byte one.
-    utf8_wide: u64,
-    /// Lines that are not UTF-8.
-    not_utf8: u64,
-    /// The first of them, and the column (in characters) where its bytes stop being UTF-8.
+/// The text of a file that is not UTF-8 throughout, as its runs of other than ASCII (a name, a
+/// department): which distinct ones are UTF-8 that reads as text, which are not UTF-8. Distinct
+/// values, so that a roster repeating one department or one gender on every line weighs as one.
+#[derive(Debug, Default)]
+struct Runs {
+    /// Distinct runs that are UTF-8 of letters a roster holds: accented Latin or CJK. GBK's
+    /// bytes pass as UTF-8 by chance now and then, mostly as other characters (`前台` as
+    /// `ǰ̨`, `女` as `Ů`), which do not count.
+    utf8: std::collections::HashSet<u64>,
+    /// Of those, the runs with CJK characters.
+    utf8_wide: std::collections::HashSet<u64>,
+    /// Distinct runs that are not UTF-8.
+    not_utf8: std::collections::HashSet<u64>,
+    /// The first of them: its line, and the column (in characters) where it starts.
     first: Option<(u64, u64)>,
 }
 
-impl Lines {
-    fn count(file: &mut impl Read) -> io::Result<Lines> {
-        let mut lines = Lines::default();
+/// Distinct runs kept of each kind: enough to decide, and a bound on memory.
+const RUNS_KEPT: usize = 100_000;
+/// The longest run looked at; the rest of a longer one is not.
+const RUN_BYTES: usize = 4096;
+
+impl Runs {
+    fn count(file: &mut impl Read) -> io::Result<Runs> {
+        let mut runs = Runs::default();
         let mut reader = io::BufReader::with_capacity(256 * 1024, file);
-        let mut line = Vec::new();
-        for number in 1u64.. {
-            line.clear();
-            if io::BufRead::read_until(&mut reader, b'\n', &mut line)? == 0 {
+        let (mut line, mut column) = (1u64, 0u64);
+        let mut run = Vec::new();
+        loop {
+            let buf = io::BufRead::fill_buf(&mut reader)?;
+            if buf.is_empty() {
                 break;
             }
-            lines.add(number, &line);
-        }
-        Ok(lines)
-    }
-
-    fn add(&mut self, number: u64, line: &[u8]) {
-        if line.is_ascii() {
-            return;
-        }
-        match std::str::from_utf8(line) {
-            Ok(text) => {
-                self.utf8 += 1;
-                self.utf8_wide += u64::from(text.chars().any(|c| c.len_utf8() >= 3));
-            }
-            Err(e) => {
-                self.not_utf8 += 1;
-                if self.first.is_none() {
-                    // The column where the run of other than ASCII holding the bad byte starts
-                    // (its first bytes may pass as UTF-8: GBK's `员` does).
-                    let before = std::str::from_utf8(&line[..e.valid_up_to()]).unwrap_or("");
-                    let before = before.trim_end_matches(|c: char| !c.is_ascii());
-                    self.first = Some((number, before.chars().count() as u64 + 1));
+            for &byte in buf {
+                if !byte.is_ascii() {
+                    if run.len() < RUN_BYTES {
+                        run.push(byte);
+                    }
+                    continue;
+                }
+                if !run.is_empty() {
+                    column += runs.add(&run, line, column);
+                    run.clear();
+                }
+                match byte {
+                    b'\n' => (line, column) = (line + 1, 0),
+                    b'\r' => column = 0,
+                    _ => column += 1,
                 }
             }
+            let n = buf.len();
+            io::BufRead::consume(&mut reader, n);
         }
+        if !run.is_empty() {
+            runs.add(&run, line, column);
+        }
+        Ok(runs)
     }
 
-    /// The first line that is not UTF-8, and its column, when the file mixes encodings: more
-    /// of its lines are UTF-8 than not, or its UTF-8 lines with wide characters are more than a
-    /// twentieth of the others (by chance, about 1 in 100 lines of GBK names is UTF-8, and far
-    /// fewer with wide characters).
+    /// Counts one run that starts at `column` of `line`; its length in characters.
+    fn add(&mut self, run: &[u8], line: u64, column: u64) -> u64 {
+        let hash = xxhash_rust::xxh3::xxh3_64(run);
+        let keep = |set: &mut std::collections::HashSet<u64>| {
+            if set.len() < RUNS_KEPT {
+                set.insert(hash);
+            }
+        };
+        let text = match std::str::from_utf8(run) {
+            Ok(text) => text,
+            // Cut at RUN_BYTES inside a character: the whole characters before count.
+            Err(e) if e.error_len().is_none() && run.len() == RUN_BYTES => {
+                std::str::from_utf8(&run[..e.valid_up_to()]).unwrap_or_default()
+            }
+            Err(_) => {
+                keep(&mut self.not_utf8);
+                self.first.get_or_insert((line, column + 1));
+                return run.len() as u64;
+            }
+        };
+        let is_cjk = |c: char| {
+            matches!(c, '\u{3000}'..='\u{30FF}' | '\u{3400}'..='\u{9FFF}'
+                | '\u{AC00}'..='\u{D7AF}' | '\u{FF00}'..='\u{FFEF}')
+        };
+        let is_latin = |c: char| matches!(c, '\u{C0}'..='\u{FF}') && c != '×' && c != '÷';
+        if text.chars().all(|c| is_cjk(c) || is_latin(c)) {
+            keep(&mut self.utf8);
+            if text.chars().any(is_cjk) {
+                keep(&mut self.utf8_wide);
+            }
+        }
+        text.chars().count() as u64
+    }
+
+    /// The first place that is not UTF-8 when the file mixes encodings: it has more distinct
+    /// UTF-8 values than others, or at least two with CJK characters and those are at least a
+    /// twentieth of the others (by chance, GBK names pass as UTF-8 CJK about once in 700).
     fn mixed(&self) -> Option<(u64, u64)> {
-        let mixed = self.utf8 > self.not_utf8 || self.utf8_wide * 20 >= self.not_utf8.max(1);
-        (self.utf8 > 0 && mixed).then_some(self.first?)
+        let (utf8, wide, not) = (self.utf8.len(), self.utf8_wide.len(), self.not_utf8.len());
+        let mixed = utf8 > not || (wide >= 2 && wide * 20 >= not);
+        mixed.then_some(self.first?)
     }
 }
 
@@ -334,14 +376,14 @@ mod tests {
                 ManifestError::MixedEncoding {
                     line: 22,
                     column: 7,
-                    utf8_lines: 20,
+                    utf8_values: 2,
                     ..
                 }
             ),
             "{text}"
         );
         assert!(
-            text.contains("line 22, column 7: not UTF-8, while 20 other lines are"),
+            text.contains("line 22, column 7: not UTF-8, while 2 other values are UTF-8"),
             "{text}"
         );
         // A line of accented Latin in cp1252 among UTF-8 ones is named the same way.
@@ -356,7 +398,7 @@ mod tests {
                 ManifestError::MixedEncoding {
                     line: 3,
                     column: 12,
-                    utf8_lines: 2,
+                    utf8_values: 2,
                     ..
                 }
             ),
@@ -386,22 +428,33 @@ mod tests {
     }
 
     #[test]
-    fn gbk_lines_that_happen_to_be_utf8_do_not_make_a_gbk_file_mixed() {
-        let mut lines = Lines::default();
-        // A GBK file of 100 name lines, one of which is valid UTF-8 by chance (two bytes).
-        for number in 1..=99 {
-            lines.add(number, &encoding_rs::GBK.encode("staff,p,李伟\n").0);
+    fn gbk_text_that_passes_as_utf8_by_chance_does_not_make_a_gbk_file_mixed() {
+        // `前台` and `女` in GBK are valid UTF-8 (`ǰ̨`, `Ů`): a roster whose only Chinese is
+        // that department and that gender on most lines is still GBK.
+        let mut body = String::from("category_id,person_id,department,gender\n");
+        for i in 0..30 {
+            let gender = if i % 3 == 0 { "男" } else { "女" };
+            body.push_str(&format!("staff,E{i:03},前台,{gender}\n"));
         }
-        lines.add(100, "staff,p,Ã©\n".as_bytes());
-        assert_eq!((lines.utf8, lines.utf8_wide, lines.not_utf8), (1, 0, 99));
-        assert_eq!(lines.mixed(), None);
-        // With a wide character by chance: 1 in 99 is under a twentieth.
-        lines.add(101, "staff,p,伟\n".as_bytes());
-        assert_eq!(lines.mixed(), None);
+        let gbk = encoding_rs::GBK.encode(&body).0;
+        assert!(
+            decoded(&gbk, "m.csv", Encoding::Auto)
+                .unwrap()
+                .0
+                .contains("前台")
+        );
+        // Names: one that passes as UTF-8 CJK by chance among GBK ones.
         let mut gbk = Vec::new();
-        for _ in 0..10 {
-            gbk.extend(encoding_rs::GBK.encode("staff,p,李伟\n").0.iter());
+        for name in ["李伟", "王芳", "张敏", "刘洋", "陈静"] {
+            gbk.extend(
+                encoding_rs::GBK
+                    .encode(&format!("staff,p,{name}\n"))
+                    .0
+                    .iter(),
+            );
         }
+        // Six bytes that are UTF-8 `伟伟` and also GBK text.
+        gbk.extend("staff,p,伟伟\n".as_bytes());
         assert!(
             decoded(&gbk, "m.csv", Encoding::Auto)
                 .unwrap()

@@ -82,22 +82,21 @@ pub enum ManifestError {
         tried: String,
     },
 
-    /// Most lines with other than ASCII are UTF-8 and some are not: read as GB18030, the
+    /// Most values with other than ASCII are UTF-8 and some are not: read as GB18030, the
     /// UTF-8 ones would be garbled (every Chinese name and id turned into others).
     #[error(
-        "manifest {}, line {line}, column {column}: not UTF-8, while {utf8_lines} other {} \
-         {} UTF-8: the file mixes encodings (a line pasted from another file?), so nothing of it is \
-         imported; save the file again as UTF-8 (in Excel: \"CSV UTF-8\"), or, if it is all \
-         GB18030, say so with --encoding gb18030",
+        "manifest {}, line {line}, column {column}: not UTF-8, while {utf8_values} other \
+         {} UTF-8: the file mixes encodings (a line pasted from another file?), so nothing of \
+         it is imported; save the file again as UTF-8 (in Excel: \"CSV UTF-8\"), or, if it is \
+         all GB18030, say so with --encoding gb18030",
         path.display(),
-        if *utf8_lines == 1 { "line" } else { "lines" },
-        if *utf8_lines == 1 { "is" } else { "are" }
+        if *utf8_values == 1 { "value is" } else { "values are" }
     )]
     MixedEncoding {
         path: PathBuf,
         line: u64,
         column: u64,
-        utf8_lines: u64,
+        utf8_values: u64,
     },
 
     /// Read as CSV, the header lacks required columns, and it holds tabs.
