@@ -423,9 +423,8 @@ impl Summary {
                         self.max_delete.unwrap_or(0)
                     ),
                     (true, Some(crate::plan::SyncRefusal::InvalidRows)) => format!(
-                        " (a sync planned {} removals: none made, the manifest has {})",
-                        self.removals_planned,
-                        crate::say::count(self.invalid, "invalid row", "invalid rows")
+                        " (a sync planned {} removals: none made, the manifest has invalid rows)",
+                        self.removals_planned
                     ),
                     (true, None) => format!(" of {} planned by the sync", self.removals_planned),
                     _ => String::new(),

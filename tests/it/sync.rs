@@ -712,7 +712,7 @@ fn a_roster_with_a_damaged_row_removes_nothing_and_exits_8() {
     // far above the 2 removals): raising it would not help.
     let summary = stderr(&out);
     assert!(
-        summary.contains("none made, the manifest has 1 invalid row)")
+        summary.contains("none made, the manifest has invalid rows)")
             && !summary.contains("more than --max-delete"),
         "{summary}"
     );
