@@ -52,16 +52,16 @@ pub(crate) fn decode(
             None => return utf8_stream(path, file),
             Some(_) => {
                 file.rewind().map_err(read_err)?;
-                let mut start = vec![0u8; 64 * 1024];
+                let mut start = [0u8; 512];
                 let n = read_up_to(&mut file, &mut start).map_err(read_err)?;
-                if let Some(nul) = memchr::memchr(0, &start[..n]) {
-                    // Binary, or UTF-16 without a byte-order mark: no GB18030 text holds a NUL.
-                    let before = &start[..nul];
-                    let line_start = memchr::memrchr(b'\n', before).map_or(0, |i| i + 1);
+                let nuls = start[..n].iter().filter(|&&b| b == 0).count();
+                if n > 0 && nuls * 4 >= n {
+                    // One byte in four or more a NUL: UTF-16 without a byte-order mark (or
+                    // binary data), which no GB18030 text is.
                     return Err(ManifestError::NotCsv {
                         path: path.to_path_buf(),
-                        line: count_newlines(before) + 1,
-                        column: nul - line_start + 1,
+                        line: 1,
+                        column: 1,
                     });
                 }
                 file.rewind().map_err(read_err)?;

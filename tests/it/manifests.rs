@@ -61,7 +61,7 @@ fn unreadable_manifests_exit_2_naming_file_and_line_and_send_nothing() {
         (
             "semicolons.csv",
             b"category_id;person_id;image_url\nl;p;https://x/a\n".to_vec(),
-            "category_id",
+            "looks semicolon-separated",
         ),
     ];
     let mut kinds = 0;
