@@ -704,6 +704,75 @@ impl Photo {
     }
 }
 
+/// A manifest's local photos and where `--upload-to` puts them: `run` names them and uploads
+/// them, `check` names them only, to plan as the run would.
+pub struct LocalPhotos<'a> {
+    pub manifest: &'a Path,
+    pub to: Option<&'a Destination>,
+    pub concurrency: usize,
+    pub ledger: PathBuf,
+    /// The built-in sandbox's OSS is new each run: everything is uploaded again.
+    pub sandbox: bool,
+}
+
+impl LocalPhotos<'_> {
+    /// Names each local photo by its content, so that each row reads as the object its file
+    /// is (or will be); `None` when the manifest names no local file. Local files without a
+    /// destination: the message to refuse the command with.
+    pub async fn name(
+        &self,
+        read: &crate::manifest::ReadOptions,
+    ) -> Result<Option<Prepared>, String> {
+        let manifest = self.manifest.to_path_buf();
+        let reading = read.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            crate::manifest::Reader::open(&manifest, &reading).and_then(|r| r.local_files())
+        })
+        .await;
+        let files = match found {
+            Ok(Ok(files)) => files,
+            // The planner reads the manifest again and reports what is wrong with it.
+            Ok(Err(_)) => return Ok(None),
+            Err(e) => return Err(format!("internal error: {e}")),
+        };
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let Some(to) = self.to else {
+            let (line, path) = &files[0];
+            return Err(format!(
+                "{}: line {line} names the local file {} ({} local files in all): give \
+                 --upload-to oss://BUCKET/PREFIX/ to upload them and send them as those objects",
+                self.manifest.display(),
+                path.display(),
+                files.len()
+            ));
+        };
+        let paths = files.into_iter().map(|(_, path)| path).collect();
+        let known = if self.sandbox {
+            Default::default()
+        } else {
+            let ledger = self.ledger.clone();
+            tokio::task::spawn_blocking(move || journaled(&ledger))
+                .await
+                .unwrap_or_default()
+        };
+        let (local, prepared) = prepare(paths, to, self.concurrency, &known).await;
+        let c = &prepared.counts;
+        tracing::info!(
+            files = c.files,
+            to_upload = prepared.queue.len(),
+            unchanged = c.unchanged,
+            refused = c.refused,
+            "local photos named by their content, for oss://{}/{}",
+            to.bucket,
+            to.prefix
+        );
+        read.set_uploaded(local);
+        Ok(Some(prepared))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

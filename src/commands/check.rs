@@ -25,7 +25,7 @@ pub async fn command(args: CheckArgs) -> Exit {
         );
     }
     if args.upload_to.is_some() {
-        let photos = super::run::LocalPhotos {
+        let photos = crate::upload::LocalPhotos {
             manifest: &args.manifest,
             to: args.upload_to.as_ref(),
             concurrency: args.upload_concurrency,
