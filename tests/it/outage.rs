@@ -5,25 +5,34 @@
 use crate::common::*;
 use face_enroll::sandbox::SandboxConfig;
 
+/// `run` of `manifest` against `endpoint`, three attempts per request, with `extra` flags.
+fn run_against(
+    world: &World,
+    manifest: &std::path::Path,
+    endpoint: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "run",
+        manifest.to_str().unwrap(),
+        "--endpoint",
+        endpoint,
+        "--progress",
+        "off",
+        "--max-attempts",
+        "3",
+    ];
+    args.extend_from_slice(extra);
+    world.command(&args).output().unwrap()
+}
+
 #[test]
 fn an_unreachable_endpoint_with_one_row_to_add_exits_6_and_names_the_failure_and_the_host() {
     let world = World::new(SandboxConfig::for_tests());
     let manifest = world.manifest("m.csv", &manifest_body("lib", 1, 1));
     let port = closed_port();
     let endpoint = format!("http://127.0.0.1:{port}/");
-    let out = world
-        .command(&[
-            "run",
-            manifest.to_str().unwrap(),
-            "--endpoint",
-            &endpoint,
-            "--progress",
-            "off",
-            "--max-attempts",
-            "3",
-        ])
-        .output()
-        .unwrap();
+    let out = run_against(&world, &manifest, &endpoint, &[]);
     let said = stderr(&out);
     assert_eq!(out.status.code(), Some(6), "{said}");
     // The fault really happened: every attempt was refused at connect.
@@ -61,21 +70,7 @@ fn an_endpoint_that_accepts_and_never_answers_is_an_outage_exit_6_naming_the_tim
         held.len()
     });
     let endpoint = format!("http://127.0.0.1:{port}/");
-    let out = world
-        .command(&[
-            "run",
-            manifest.to_str().unwrap(),
-            "--endpoint",
-            &endpoint,
-            "--progress",
-            "off",
-            "--timeout",
-            "1",
-            "--max-attempts",
-            "3",
-        ])
-        .output()
-        .unwrap();
+    let out = run_against(&world, &manifest, &endpoint, &["--timeout", "1"]);
     let _ = done.send(());
     let accepted = holder.join().unwrap();
     let said = stderr(&out);
